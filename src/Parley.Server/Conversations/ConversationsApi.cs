@@ -1,0 +1,63 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Parley.Server.Hosting;
+using Parley.Server.Hosting.Auth;
+
+namespace Parley.Server.Conversations;
+
+internal static class ConversationsApi
+{
+    public static IEndpointRouteBuilder MapConversations(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/api/v1/conversations").RequireAuthorization().WithTags("Conversations");
+        api.MapPost("/", CreateAsync)
+            .WithSummary("Create a conversation")
+            .WithDescription("201 with a new conversation; 200 with the existing one when a direct conversation of the pair exists.");
+        api.MapGet("/", ListAsync).WithSummary("The caller's conversations, most recent activity first");
+        api.MapGet("/{id}", GetAsync).WithSummary("Get a conversation");
+        api.MapPost("/{id}/participants", AddParticipantsAsync).WithSummary("Add members to a group (owner and admins)");
+        api.MapPatch("/{id}/participants/{userId}", UpdateParticipantAsync).WithSummary("Change a member's role");
+        api.MapDelete("/{id}/participants/{userId}", RemoveParticipantAsync)
+            .WithSummary("Remove a member (owner and admins), or leave with one's own id");
+        return app;
+    }
+
+    private static async Task<Results<Created<Conversation>, Ok<Conversation>, ProblemHttpResult>> CreateAsync(
+        Caller caller, [FromBody] CreateConversationRequest? body, ConversationService conversations, CancellationToken cancellationToken)
+    {
+        var result = await conversations.CreateAsync(caller, body, cancellationToken);
+        if (!result.IsSuccess)
+        {
+            return ApiResults.Problem(result.Error!);
+        }
+
+        var (conversation, created) = result.Value;
+        return created ? TypedResults.Created($"/api/v1/conversations/{conversation.Id}", conversation) : TypedResults.Ok(conversation);
+    }
+
+    private static async Task<Results<Ok<ConversationList>, ProblemHttpResult>> ListAsync(
+        Caller caller, string? limit, string? cursor, ConversationService conversations, CancellationToken cancellationToken) =>
+        ToResult(await conversations.ListAsync(caller, limit, cursor, cancellationToken));
+
+    private static async Task<Results<Ok<Conversation>, ProblemHttpResult>> GetAsync(
+        Caller caller, string id, ConversationService conversations, CancellationToken cancellationToken) =>
+        ToResult(await conversations.GetAsync(caller, id, cancellationToken));
+
+    private static async Task<Results<Ok<Conversation>, ProblemHttpResult>> AddParticipantsAsync(
+        Caller caller, string id, [FromBody] AddParticipantsRequest? body, ConversationService conversations, CancellationToken cancellationToken) =>
+        ToResult(await conversations.AddParticipantsAsync(caller, id, body, cancellationToken));
+
+    private static async Task<Results<Ok<Participant>, ProblemHttpResult>> UpdateParticipantAsync(
+        Caller caller, string id, string userId, [FromBody] UpdateParticipantRequest? body, ConversationService conversations,
+        CancellationToken cancellationToken) =>
+        ToResult(await conversations.UpdateParticipantAsync(caller, id, userId, body, cancellationToken));
+
+    private static async Task<Results<NoContent, ProblemHttpResult>> RemoveParticipantAsync(
+        Caller caller, string id, string userId, ConversationService conversations, CancellationToken cancellationToken) =>
+        await conversations.RemoveParticipantAsync(caller, id, userId, cancellationToken) is { } error
+            ? ApiResults.Problem(error)
+            : TypedResults.NoContent();
+
+    private static Results<Ok<T>, ProblemHttpResult> ToResult<T>(Result<T> result) =>
+        result.IsSuccess ? TypedResults.Ok(result.Value!) : ApiResults.Problem(result.Error!);
+}

@@ -1,0 +1,32 @@
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Mvc;
+using Parley.Server.Realtime.Protocol;
+
+namespace Parley.Server.Hosting.Auth;
+
+internal static class AuthProblems
+{
+    /// <summary>Every 401 is a ProblemDetails with code <c>unauthenticated</c> and the reason authentication failed.</summary>
+    public static async Task WriteChallengeAsync(HttpContext context, string fallbackDetail)
+    {
+        if (context.Response.HasStarted)
+        {
+            return;
+        }
+
+        var failure = context.Features.Get<IAuthenticateResultFeature>()?.AuthenticateResult?.Failure?.Message;
+        context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+        var problems = context.RequestServices.GetRequiredService<IProblemDetailsService>();
+        await problems.WriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = context,
+            ProblemDetails = new ProblemDetails
+            {
+                Status = StatusCodes.Status401Unauthorized,
+                Title = "Unauthenticated",
+                Detail = failure ?? fallbackDetail,
+                Extensions = { ["code"] = ErrorCodes.Unauthenticated },
+            },
+        });
+    }
+}

@@ -1,0 +1,149 @@
+using System.Text;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Parley.Server.Hosting.Auth;
+
+internal static class AuthSetup
+{
+    public const string PolicyScheme = "Parley";
+
+    public static IHostApplicationBuilder AddParleyAuth(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.SectionName).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<AuthOptions>, AuthOptionsValidator>();
+        builder.Services.AddSingleton<JwtKeys>();
+
+        builder.Services.AddAuthentication(PolicyScheme)
+            .AddPolicyScheme(PolicyScheme, PolicyScheme, options =>
+            {
+                options.ForwardDefaultSelector = context =>
+                {
+                    if (context.Request.Headers.ContainsKey(ApiKeyAuthenticationHandler.HeaderName))
+                    {
+                        return ApiKeyAuthenticationHandler.SchemeName;
+                    }
+
+                    var mode = context.RequestServices.GetRequiredService<IOptions<AuthOptions>>().Value.Mode;
+                    return mode == AuthMode.Header ? HeaderAuthenticationHandler.SchemeName : JwtBearerDefaults.AuthenticationScheme;
+                };
+            })
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null)
+            .AddScheme<AuthenticationSchemeOptions, HeaderAuthenticationHandler>(HeaderAuthenticationHandler.SchemeName, null)
+            .AddJwtBearer();
+
+        builder.Services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
+            .Configure<IOptions<AuthOptions>, JwtKeys>((jwt, auth, keys) => ConfigureJwt(jwt, auth.Value, keys));
+
+        builder.Services.AddAuthorization();
+        return builder;
+    }
+
+    private static void ConfigureJwt(JwtBearerOptions jwt, AuthOptions auth, JwtKeys keys)
+    {
+        // Keep claim names as issued: the user id is "sub", not a mapped XML-namespace claim type.
+        jwt.MapInboundClaims = false;
+        var settings = auth.Jwt;
+        if (!string.IsNullOrEmpty(settings.Authority))
+        {
+            jwt.Authority = settings.Authority;
+            jwt.RequireHttpsMetadata = settings.RequireHttpsMetadata;
+        }
+
+        jwt.TokenValidationParameters = new TokenValidationParameters
+        {
+            NameClaimType = Caller.UserIdClaim,
+            RoleClaimType = auth.ServiceRoleClaim,
+            ValidateIssuer = keys.Issuer is not null,
+            ValidIssuer = keys.Issuer,
+            ValidateAudience = keys.Audience is not null,
+            ValidAudience = keys.Audience,
+            ValidateLifetime = true,
+            RequireExpirationTime = true,
+            ClockSkew = settings.ClockSkew,
+            ValidateIssuerSigningKey = keys.SigningKey is not null,
+            IssuerSigningKey = keys.SigningKey,
+            ValidAlgorithms = keys.SigningKey is null ? null : [SecurityAlgorithms.HmacSha256],
+        };
+
+        jwt.Events = new JwtBearerEvents
+        {
+            // Browsers cannot set headers on a WebSocket handshake: they pass the token as ?access_token=.
+            OnMessageReceived = context =>
+            {
+                if (string.IsNullOrEmpty(context.Token) && context.Request.Query.TryGetValue("access_token", out var token))
+                {
+                    context.Token = token.ToString();
+                }
+
+                return Task.CompletedTask;
+            },
+            OnTokenValidated = context =>
+            {
+                var principal = context.Principal!;
+                var sub = principal.FindFirst(Caller.UserIdClaim)?.Value;
+                if (!Identifiers.IsValidUserId(sub))
+                {
+                    context.Fail("The token's sub claim is missing or is not a well-formed user id.");
+                    return Task.CompletedTask;
+                }
+
+                if (principal.HasClaim(auth.ServiceRoleClaim, auth.ServiceRole) && principal.Identity is System.Security.Claims.ClaimsIdentity identity)
+                {
+                    identity.AddClaim(new System.Security.Claims.Claim(Caller.ServiceClaim, "true"));
+                }
+
+                return Task.CompletedTask;
+            },
+            OnChallenge = async context =>
+            {
+                context.HandleResponse();
+                if (context.AuthenticateFailure is not null)
+                {
+                    context.Response.Headers.WWWAuthenticate = "Bearer error=\"invalid_token\"";
+                }
+                else
+                {
+                    context.Response.Headers.WWWAuthenticate = "Bearer";
+                }
+
+                await AuthProblems.WriteChallengeAsync(
+                    context.HttpContext,
+                    context.AuthenticateFailure is null
+                        ? "Send a bearer token in the Authorization header (or access_token on the WebSocket URL)."
+                        : "The bearer token is not valid: " + context.AuthenticateFailure.Message);
+            },
+        };
+    }
+}
+
+/// <summary>The effective HS256 key, issuer and audience: configured ones, or the documented development key.</summary>
+internal sealed class JwtKeys
+{
+    public JwtKeys(IOptions<AuthOptions> options, IHostEnvironment environment)
+    {
+        var settings = options.Value.Jwt;
+        Issuer = settings.Issuer;
+        Audience = settings.Audience;
+        var key = settings.SigningKey;
+        if (string.IsNullOrEmpty(key) && string.IsNullOrEmpty(settings.Authority) && environment.IsDevelopment())
+        {
+            key = DevelopmentJwt.SigningKey;
+            Issuer ??= DevelopmentJwt.Issuer;
+            Audience ??= DevelopmentJwt.Audience;
+            IsDevelopmentKey = true;
+        }
+
+        SigningKey = string.IsNullOrEmpty(key) ? null : new SymmetricSecurityKey(Encoding.UTF8.GetBytes(key));
+    }
+
+    public SymmetricSecurityKey? SigningKey { get; }
+
+    public string? Issuer { get; }
+
+    public string? Audience { get; }
+
+    public bool IsDevelopmentKey { get; }
+}

@@ -1,0 +1,45 @@
+using System.Security.Claims;
+using System.Text.Encodings.Web;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.Extensions.Options;
+
+namespace Parley.Server.Hosting.Auth;
+
+/// <summary>
+/// <c>Auth:Mode=Header</c>: an API gateway in front of Parley has authenticated the user and sets
+/// <c>X-User-ID</c> (and optionally <c>X-Device-ID</c>). Only safe when clients cannot reach Parley directly.
+/// </summary>
+internal sealed class HeaderAuthenticationHandler(
+    IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder)
+    : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+{
+    public const string SchemeName = "Header";
+    public const string UserIdHeader = "X-User-ID";
+
+    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        var userId = Request.Headers[UserIdHeader].ToString();
+        if (string.IsNullOrEmpty(userId))
+        {
+            return Task.FromResult(AuthenticateResult.NoResult());
+        }
+
+        if (!Identifiers.IsValidUserId(userId))
+        {
+            return Task.FromResult(AuthenticateResult.Fail("X-User-ID is not a well-formed user id (1-128 characters, no whitespace or control characters)."));
+        }
+
+        var deviceId = Request.Headers["X-Device-ID"].ToString();
+        var claims = new List<Claim> { new(Caller.UserIdClaim, userId) };
+        if (!string.IsNullOrEmpty(deviceId))
+        {
+            claims.Add(new Claim(Caller.DeviceIdClaim, deviceId));
+        }
+
+        var identity = new ClaimsIdentity(claims, SchemeName, Caller.UserIdClaim, "role");
+        return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
+    }
+
+    protected override Task HandleChallengeAsync(AuthenticationProperties properties) =>
+        AuthProblems.WriteChallengeAsync(Context, "Send the user id in the X-User-ID header.");
+}

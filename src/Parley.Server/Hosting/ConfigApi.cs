@@ -1,0 +1,50 @@
+using Microsoft.Extensions.Options;
+using Parley.Server.Conversations;
+using Parley.Server.Messages;
+using Parley.Server.Realtime;
+
+namespace Parley.Server.Hosting;
+
+/// <summary>What clients need to know about this deployment's limits.</summary>
+internal sealed record ClientConfig(
+    int MaxContentLength,
+    long EditWindowSeconds,
+    int MaxRequestBytes,
+    int MaxFrameBytes,
+    int MaxGroupParticipants,
+    int MaxMentions,
+    int MaxConversationNameLength,
+    int MaxPageSize,
+    long HeartbeatIntervalMs,
+    long TypingTimeoutMs,
+    int SendRatePerSecond,
+    int SendBurst);
+
+internal static class ConfigApi
+{
+    public static IEndpointRouteBuilder MapClientConfig(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/api/v1/config", (IOptions<LimitsOptions> limits, IOptions<RealtimeOptions> realtime) =>
+        {
+            var l = limits.Value;
+            var r = realtime.Value;
+            return TypedResults.Ok(new ClientConfig(
+                l.MaxContentLength,
+                (long)l.EditWindow.TotalSeconds,
+                l.MaxRequestBytes,
+                l.MaxFrameBytes,
+                l.MaxGroupParticipants,
+                l.MaxMentions,
+                l.MaxConversationNameLength,
+                Math.Max(MessageService.MaxPageSize, ConversationService.MaxPageSize),
+                (long)r.HeartbeatInterval.TotalMilliseconds,
+                (long)r.TypingTimeout.TotalMilliseconds,
+                l.SendRatePerSecond,
+                l.SendBurst));
+        })
+        .WithTags("Config")
+        .WithSummary("Limits clients need: content length, edit window, sizes, rates")
+        .AllowAnonymous();
+        return app;
+    }
+}

@@ -1,0 +1,88 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.WebUtilities;
+using Parley.Server.Realtime.Protocol;
+
+namespace Parley.Server.Hosting;
+
+/// <summary>
+/// Every error response is ProblemDetails with a <c>code</c>: endpoint results (<see cref="ApiResults"/>),
+/// framework status codes (404/405/401/413/415/429), and exceptions (one handler, here).
+/// </summary>
+internal static partial class ErrorHandling
+{
+    public static IHostApplicationBuilder AddErrorHandling(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddProblemDetails(options => options.CustomizeProblemDetails = context =>
+        {
+            var problem = context.ProblemDetails;
+            var status = problem.Status ?? context.HttpContext.Response.StatusCode;
+            problem.Title ??= ReasonPhrases.GetReasonPhrase(status);
+            problem.Extensions.TryAdd("code", ErrorCodes.ForStatus(status));
+            if (problem.Extensions.Remove("traceId", out var traceId))
+            {
+                problem.Extensions["trace_id"] = traceId;
+            }
+
+            problem.Extensions["request_id"] = context.HttpContext.TraceIdentifier;
+        });
+        builder.Services.AddExceptionHandler<ParleyExceptionHandler>();
+        // Malformed bodies, parameters and content types throw BadHttpRequestException, which the handler maps.
+        builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
+        return builder;
+    }
+
+    public static WebApplication UseErrorHandling(this WebApplication app)
+    {
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        return app;
+    }
+
+    private sealed partial class ParleyExceptionHandler(IProblemDetailsService problems, ILogger<ParleyExceptionHandler> logger) : IExceptionHandler
+    {
+        public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+        {
+            var (status, code, detail) = exception switch
+            {
+                BadHttpRequestException bad when bad.StatusCode == StatusCodes.Status413PayloadTooLarge =>
+                    (bad.StatusCode, ErrorCodes.PayloadTooLarge, "The request body is too large."),
+                BadHttpRequestException bad => (bad.StatusCode, ErrorCodes.ForStatus(bad.StatusCode), Describe(bad)),
+                JsonException json => (StatusCodes.Status400BadRequest, ErrorCodes.InvalidRequest, "The body is not valid JSON: " + json.Message),
+                OperationCanceledException when httpContext.RequestAborted.IsCancellationRequested =>
+                    (499, ErrorCodes.InvalidRequest, "The client closed the request."),
+                _ => (StatusCodes.Status500InternalServerError, ErrorCodes.InternalError, "An unexpected error occurred."),
+            };
+
+            if (status >= 500)
+            {
+                Log.Unhandled(logger, httpContext.Request.Method, httpContext.Request.Path, exception);
+            }
+
+            httpContext.Response.StatusCode = status;
+            return await problems.TryWriteAsync(new ProblemDetailsContext
+            {
+                HttpContext = httpContext,
+                Exception = exception,
+                ProblemDetails = new ProblemDetails
+                {
+                    Status = status,
+                    Title = ReasonPhrases.GetReasonPhrase(status),
+                    Detail = detail,
+                    Extensions = { ["code"] = code },
+                },
+            });
+        }
+
+        /// <summary>The framework's message plus the JSON reader's reason (path and position), which says what to fix.</summary>
+        private static string Describe(BadHttpRequestException exception) =>
+            exception.InnerException is JsonException json ? $"{exception.Message} {json.Message}" : exception.Message;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Unhandled exception for {Method} {Path}")]
+        public static partial void Unhandled(ILogger logger, string method, string path, Exception exception);
+    }
+}

@@ -1,0 +1,161 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Options;
+using Microsoft.OpenApi;
+using Parley.Server.Hosting.Auth;
+using Parley.Server.Storage;
+using Scalar.AspNetCore;
+
+namespace Parley.Server.Hosting;
+
+/// <summary>Cross-cutting set-up shared by every endpoint: JSON, errors, limits, CORS, logging scopes, health, OpenAPI.</summary>
+internal static partial class HostingSetup
+{
+    private static readonly string[] SecuritySchemes = ["bearer", "user_header", "service_api_key"];
+
+    public static IHostApplicationBuilder AddParleyHosting(this IHostApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        services.AddSingleton(TimeProvider.System);
+        services.ConfigureHttpJsonOptions(options =>
+        {
+            var json = options.SerializerOptions;
+            json.TypeInfoResolverChain.Insert(0, ParleyJsonContext.Default);
+            json.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+            json.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
+            json.Converters.Add(new UtcTimestampConverter());
+        });
+
+        services.AddOptions<LimitsOptions>().BindConfiguration(LimitsOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<IValidateOptions<LimitsOptions>, LimitsOptionsValidator>();
+        services.AddOptions<CorsSettings>().BindConfiguration(CorsSettings.SectionName).ValidateOnStart();
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<LimitsOptions>>((kestrel, limits) =>
+        {
+            kestrel.Limits.MaxRequestBodySize = limits.Value.MaxRequestBytes;
+            kestrel.AddServerHeader = false;
+        });
+
+        builder.AddErrorHandling();
+        builder.AddRateLimits();
+        services.AddCors();
+        services.AddOptions<Microsoft.AspNetCore.Cors.Infrastructure.CorsOptions>().Configure<IOptions<CorsSettings>>((cors, settings) =>
+            cors.AddDefaultPolicy(policy =>
+            {
+                if (settings.Value.AllowedOrigins.Count > 0)
+                {
+                    policy.WithOrigins([.. settings.Value.AllowedOrigins]).AllowAnyHeader().AllowAnyMethod().WithExposedHeaders("Retry-After", "Location");
+                }
+            }));
+        services.AddOptions<WebSocketOptions>().Configure<IOptions<CorsSettings>>((ws, settings) =>
+        {
+            // Browsers send Origin on WebSocket handshakes; with origins configured, others are refused (403).
+            foreach (var origin in settings.Value.AllowedOrigins)
+            {
+                ws.AllowedOrigins.Add(origin);
+            }
+        });
+
+        services.AddHealthChecks().AddCheck<StorageHealthCheck>("storage", tags: ["ready"]);
+        services.AddOpenApi(options => options.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "Parley API";
+            document.Info.Description = "Real-time messaging: REST under /api/v1, WebSocket at /ws (see docs/websocket.md).";
+            document.Components ??= new OpenApiComponents();
+            document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
+            document.Components.SecuritySchemes["bearer"] = new OpenApiSecurityScheme
+            {
+                Type = SecuritySchemeType.Http,
+                Scheme = "bearer",
+                BearerFormat = "JWT",
+                Description = "Auth:Mode=Jwt. The user id is the token's sub claim.",
+            };
+            document.Components.SecuritySchemes["user_header"] = new OpenApiSecurityScheme
+            {
+                Type = SecuritySchemeType.ApiKey,
+                In = ParameterLocation.Header,
+                Name = HeaderAuthenticationHandler.UserIdHeader,
+                Description = "Auth:Mode=Header: the user id set by a trusted gateway.",
+            };
+            document.Components.SecuritySchemes["service_api_key"] = new OpenApiSecurityScheme
+            {
+                Type = SecuritySchemeType.ApiKey,
+                In = ParameterLocation.Header,
+                Name = ApiKeyAuthenticationHandler.HeaderName,
+                Description = "The application's back end (service role).",
+            };
+            document.Security ??= [];
+            foreach (var scheme in SecuritySchemes)
+            {
+                document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(scheme, document)] = [] });
+            }
+
+            return Task.CompletedTask;
+        }));
+        return builder;
+    }
+
+    public static WebApplication UseParleyHosting(this WebApplication app)
+    {
+        app.UseErrorHandling();
+        app.UseCors();
+        app.UseWebSockets();
+        app.UseAuthentication();
+        app.Use(WithCallerScopeAsync);
+        app.UseRateLimiter();
+        app.UseAuthorization();
+        app.UseMiddleware<StorageGate>();
+
+        app.MapOpenApi().AllowAnonymous();
+        app.MapScalarApiReference().AllowAnonymous();
+        app.MapHealthChecks("/health", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false })
+            .AllowAnonymous();
+        app.MapHealthChecks("/ready", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = c => c.Tags.Contains("ready") })
+            .AllowAnonymous();
+        return app;
+    }
+
+    /// <summary>Runs the app; a configuration error ends start-up with its message (exit code 1) instead of a stack trace.</summary>
+    public static async Task<int> RunParleyAsync(this WebApplication app)
+    {
+        try
+        {
+            await app.RunAsync();
+            return 0;
+        }
+        catch (OptionsValidationException ex)
+        {
+            await Console.Error.WriteLineAsync("Parley cannot start: invalid configuration.");
+            foreach (var failure in ex.Failures)
+            {
+                await Console.Error.WriteLineAsync("  - " + failure);
+            }
+
+            return 1;
+        }
+    }
+
+    /// <summary>Every log line of an authenticated request carries the user id (request ids come from the host's own scope).</summary>
+    private static async Task WithCallerScopeAsync(HttpContext context, RequestDelegate next)
+    {
+        var caller = Caller.From(context);
+        if (caller is null)
+        {
+            await next(context);
+            return;
+        }
+
+        var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Parley.Requests");
+        using (logger.BeginScope(new Dictionary<string, object> { ["UserId"] = caller.UserId }))
+        {
+            await next(context);
+        }
+    }
+}
+
+internal sealed class CorsSettings
+{
+    public const string SectionName = "Cors";
+
+    /// <summary>Browser origins allowed to call the API and open WebSockets (e.g. https://app.example.com). Empty: none.</summary>
+    public List<string> AllowedOrigins { get; set; } = [];
+}

@@ -1,0 +1,54 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Mvc;
+using Parley.Server.Conversations;
+using Parley.Server.Messages;
+using Parley.Server.Realtime.Protocol;
+
+namespace Parley.Server.Hosting;
+
+/// <summary>
+/// All JSON Parley reads and writes, source-generated: snake_case names, nulls written (absent values are
+/// <c>null</c> on the wire), timestamps as RFC 3339 UTC.
+/// </summary>
+[JsonSourceGenerationOptions(
+    JsonSerializerDefaults.Web,
+    PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+    NumberHandling = JsonNumberHandling.Strict,
+    Converters = [typeof(UtcTimestampConverter)])]
+[JsonSerializable(typeof(Message))]
+[JsonSerializable(typeof(MessagePage))]
+[JsonSerializable(typeof(MessageEdits))]
+[JsonSerializable(typeof(IReadOnlyList<Mention>))]
+[JsonSerializable(typeof(Media))]
+[JsonSerializable(typeof(Location))]
+[JsonSerializable(typeof(SendMessageRequest))]
+[JsonSerializable(typeof(EditMessageRequest))]
+[JsonSerializable(typeof(Conversation))]
+[JsonSerializable(typeof(ConversationList))]
+[JsonSerializable(typeof(Participant))]
+[JsonSerializable(typeof(CreateConversationRequest))]
+[JsonSerializable(typeof(AddParticipantsRequest))]
+[JsonSerializable(typeof(UpdateParticipantRequest))]
+[JsonSerializable(typeof(ConnectedPayload))]
+[JsonSerializable(typeof(ConversationCreatedPayload))]
+[JsonSerializable(typeof(NewMessagePayload))]
+[JsonSerializable(typeof(MessageEditedPayload))]
+[JsonSerializable(typeof(MessageDeletedPayload))]
+[JsonSerializable(typeof(ReceiptPayload))]
+[JsonSerializable(typeof(TypingPayload))]
+[JsonSerializable(typeof(ParticipantAddedPayload))]
+[JsonSerializable(typeof(ParticipantRemovedPayload))]
+[JsonSerializable(typeof(ParticipantUpdatedPayload))]
+[JsonSerializable(typeof(PongPayload))]
+[JsonSerializable(typeof(ErrorPayload))]
+[JsonSerializable(typeof(ReadReceiptFrame))]
+[JsonSerializable(typeof(TypingFrame))]
+[JsonSerializable(typeof(AckFrame))]
+[JsonSerializable(typeof(TypingRequest))]
+[JsonSerializable(typeof(ClientConfig))]
+[JsonSerializable(typeof(Receipts.ReadState))]
+[JsonSerializable(typeof(ProblemDetails))]
+[JsonSerializable(typeof(HttpValidationProblemDetails))]
+internal sealed partial class ParleyJsonContext : JsonSerializerContext;

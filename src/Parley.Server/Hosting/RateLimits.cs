@@ -1,0 +1,69 @@
+using System.Globalization;
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.Extensions.Options;
+using Parley.Server.Hosting.Auth;
+using Parley.Server.Realtime.Protocol;
+
+namespace Parley.Server.Hosting;
+
+/// <summary>
+/// Per-caller token buckets: every request counts against the caller's request rate; sends also against the
+/// caller's message rate (<see cref="LimitsOptions.SendRatePerSecond"/> with bursts of <see cref="LimitsOptions.SendBurst"/>).
+/// Callers are keyed by user id, unauthenticated requests by client address. Rejections are 429 ProblemDetails
+/// with <c>Retry-After</c>.
+/// </summary>
+internal static class RateLimits
+{
+    public const string SendPolicy = "send";
+
+    public static IHostApplicationBuilder AddRateLimits(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddRateLimiter(options =>
+        {
+            options.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            options.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(context =>
+            {
+                var limits = context.RequestServices.GetRequiredService<IOptions<LimitsOptions>>().Value;
+                return RateLimitPartition.GetTokenBucketLimiter(
+                    "request:" + KeyOf(context),
+                    _ => Bucket(limits.RequestRatePerSecond, limits.RequestBurst));
+            });
+            options.AddPolicy(SendPolicy, context =>
+            {
+                var limits = context.RequestServices.GetRequiredService<IOptions<LimitsOptions>>().Value;
+                return RateLimitPartition.GetTokenBucketLimiter("send:" + KeyOf(context), _ => Bucket(limits.SendRatePerSecond, limits.SendBurst));
+            });
+            options.OnRejected = async (context, cancellationToken) =>
+            {
+                var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)) : 1;
+                var http = context.HttpContext;
+                http.Response.Headers.RetryAfter = retryAfter.ToString(CultureInfo.InvariantCulture);
+                await http.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
+                {
+                    HttpContext = http,
+                    ProblemDetails = new ProblemDetails
+                    {
+                        Status = StatusCodes.Status429TooManyRequests,
+                        Detail = $"Too many requests; retry after {retryAfter} s.",
+                        Extensions = { ["code"] = ErrorCodes.RateLimited },
+                    },
+                });
+            };
+        });
+        return builder;
+    }
+
+    private static string KeyOf(HttpContext context) =>
+        Caller.From(context)?.UserId is { } user ? "u:" + user : "ip:" + context.Connection.RemoteIpAddress;
+
+    // Not auto-replenishing: the partitioned limiter refills all its buckets from one timer instead of one timer per caller.
+    private static TokenBucketRateLimiterOptions Bucket(int perSecond, int burst) => new()
+    {
+        TokenLimit = burst,
+        TokensPerPeriod = perSecond,
+        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+        QueueLimit = 0,
+        AutoReplenishment = false,
+    };
+}

@@ -1,0 +1,38 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Parley.Server.Hosting;
+using Parley.Server.Hosting.Auth;
+using Parley.Server.Realtime.Protocol;
+
+namespace Parley.Server.Presence;
+
+internal static class TypingApi
+{
+    public static IEndpointRouteBuilder MapPresence(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/api/v1/conversations/{id}/typing", SetTypingAsync)
+            .RequireAuthorization()
+            .WithTags("Presence")
+            .WithSummary("Start or stop the caller's typing indicator")
+            .WithDescription("Refresh is_typing: true at least every few seconds; without a refresh the indicator expires after 5 s.");
+        return app;
+    }
+
+    private static async Task<Results<NoContent, ProblemHttpResult>> SetTypingAsync(
+        Caller caller, string id, [FromBody] TypingRequest? body, TypingTracker typing, CancellationToken cancellationToken)
+    {
+        if (!Identifiers.TryParseUuid(id, out var conversationId))
+        {
+            return ApiResults.Problem(ApiError.InvalidId("id"));
+        }
+
+        if (body?.IsTyping is not { } isTyping)
+        {
+            return ApiResults.Problem(ApiError.Invalid("is_typing", "'is_typing' is required (true or false)."));
+        }
+
+        return await typing.UpdateAsync(caller, conversationId, isTyping, cancellationToken) is { } error
+            ? ApiResults.Problem(error)
+            : TypedResults.NoContent();
+    }
+}

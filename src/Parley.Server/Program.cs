@@ -1,0 +1,31 @@
+using Parley.Server.Conversations;
+using Parley.Server.Hosting;
+using Parley.Server.Hosting.Auth;
+using Parley.Server.Messages;
+using Parley.Server.Presence;
+using Parley.Server.Realtime;
+using Parley.Server.Receipts;
+using Parley.Server.Storage;
+
+if (TokenCommand.TryRun(args, out var exitCode))
+{
+    return exitCode;
+}
+
+// Configuration files live beside the binaries; data files (parley.db) in the working directory.
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+builder.AddParleyHosting();
+builder.AddParleyAuth();
+builder.AddStorage();
+builder.AddRealtime();
+builder.AddMessaging();
+
+var app = builder.Build();
+app.UseParleyHosting();
+app.MapClientConfig();
+app.MapConversations();
+app.MapMessages();
+app.MapReceipts();
+app.MapPresence();
+app.MapRealtime();
+return await app.RunParleyAsync();

@@ -1,0 +1,275 @@
+using System.Buffers;
+using System.Net.WebSockets;
+using System.Threading.Channels;
+using Parley.Server.Realtime.Protocol;
+
+namespace Parley.Server.Realtime;
+
+/// <summary>
+/// One WebSocket. Two loops own the socket: the receive loop is the only reader, the send loop the only
+/// writer (control frames included: every close goes through it). Anyone may enqueue frames; enqueueing
+/// never waits: a full queue means the client is not reading, and the connection is closed with 4001
+/// instead of buffering without bound or slowing the sender down.
+/// </summary>
+internal sealed partial class Connection
+{
+    private const int InitialReceiveBuffer = 4096;
+
+    private readonly WebSocket _socket;
+    private readonly Channel<OutboundFrame> _outbound;
+    private readonly RealtimeOptions _options;
+    private readonly int _maxFrameBytes;
+    private readonly ILogger _logger;
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    // Owned by the receive loop; rented only while a message is being read.
+    private byte[] _receiveBuffer = [];
+
+    // Set once by the first RequestClose; read by the send loop.
+    private int _closeRequested;
+    private WebSocketCloseStatus _closeStatus = WebSocketCloseStatus.NormalClosure;
+    private string _closeReason = string.Empty;
+
+    public Connection(
+        string id, string userId, string deviceId, bool acks, WebSocket socket, RealtimeOptions options, int maxFrameBytes, ILogger logger)
+    {
+        Id = id;
+        UserId = userId;
+        DeviceId = deviceId;
+        Acks = acks;
+        _socket = socket;
+        _options = options;
+        _maxFrameBytes = maxFrameBytes;
+        _logger = logger;
+        _outbound = Channel.CreateBounded<OutboundFrame>(new BoundedChannelOptions(options.SendQueueCapacity)
+        {
+            SingleReader = true,
+            SingleWriter = false,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+    }
+
+    public string Id { get; }
+
+    public string UserId { get; }
+
+    public string DeviceId { get; }
+
+    /// <summary>The device acknowledges what it received (<c>acks=true</c>); only its <c>ack</c> frames count as delivered.</summary>
+    public bool Acks { get; }
+
+    /// <summary>Completes when both loops have ended and the socket is closed or aborted.</summary>
+    public Task Completion => _completion.Task;
+
+    private bool CloseRequested => Volatile.Read(ref _closeRequested) != 0;
+
+    /// <summary>Queues a frame for this socket. Returns false, and closes the connection with 4001, when the queue is full.</summary>
+    public bool TryEnqueue(OutboundFrame frame)
+    {
+        if (_outbound.Writer.TryWrite(frame))
+        {
+            return true;
+        }
+
+        if (!CloseRequested)
+        {
+            Log.SlowConsumer(_logger, Id, _options.SendQueueCapacity);
+            RequestClose(CloseCodes.SlowConsumer, "send queue overflow");
+        }
+
+        return false;
+    }
+
+    /// <summary>Asks the send loop to close the socket with this status; the first request wins, queued frames are dropped.</summary>
+    public void RequestClose(int status, string reason)
+    {
+        if (Interlocked.CompareExchange(ref _closeRequested, 1, 0) != 0)
+        {
+            return;
+        }
+
+        _closeStatus = (WebSocketCloseStatus)status;
+        _closeReason = reason;
+        _outbound.Writer.TryComplete();
+    }
+
+    /// <summary>Runs both loops until the socket is closed. Never throws for socket failures.</summary>
+    public async Task RunAsync(
+        Func<Connection, ReadOnlyMemory<byte>, CancellationToken, Task> onFrame,
+        Action<Connection, OutboundFrame> onSent,
+        CancellationToken cancellationToken)
+    {
+        try
+        {
+            var send = SendLoopAsync(onSent);
+            var receive = ReceiveLoopAsync(onFrame, cancellationToken);
+            await Task.WhenAny(send, receive);
+
+            // The receive loop ended first (peer closed, or the socket failed): let the send loop answer or finish.
+            RequestClose(CloseCodes.Normal, string.Empty);
+            var both = Task.WhenAll(send, receive);
+            if (await Task.WhenAny(both, Task.Delay(_options.CloseTimeout, CancellationToken.None)) != both)
+            {
+                // The peer did not complete the close handshake in time.
+                _socket.Abort();
+            }
+
+            await both;
+        }
+        finally
+        {
+            _completion.TrySetResult();
+        }
+    }
+
+    private async Task SendLoopAsync(Action<Connection, OutboundFrame> onSent)
+    {
+        var reader = _outbound.Reader;
+        using var deadline = new CancellationTokenSource();
+        try
+        {
+            while (await reader.WaitToReadAsync(CancellationToken.None))
+            {
+                while (!CloseRequested && reader.TryRead(out var frame))
+                {
+                    // A write that does not finish in time means the peer stopped reading: abort, do not wait forever.
+                    deadline.CancelAfter(_options.SendTimeout);
+                    await _socket.SendAsync(frame.Utf8, WebSocketMessageType.Text, endOfMessage: true, deadline.Token);
+                    if (!deadline.TryReset())
+                    {
+                        throw new OperationCanceledException("send deadline passed");
+                    }
+
+                    onSent(this, frame);
+                }
+
+                if (CloseRequested)
+                {
+                    break;
+                }
+            }
+
+            if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+            {
+                deadline.CancelAfter(_options.CloseTimeout);
+                await _socket.CloseOutputAsync(_closeStatus, _closeReason, deadline.Token);
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)
+        {
+            Log.SendFailed(_logger, Id, ex.Message);
+            _socket.Abort();
+        }
+    }
+
+    private async Task ReceiveLoopAsync(Func<Connection, ReadOnlyMemory<byte>, CancellationToken, Task> onFrame, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                // Zero-byte read: an idle socket holds no receive buffer.
+                var probe = await _socket.ReceiveAsync(Memory<byte>.Empty, cancellationToken);
+                if (probe.MessageType == WebSocketMessageType.Close)
+                {
+                    OnPeerClose();
+                    return;
+                }
+
+                _receiveBuffer = ArrayPool<byte>.Shared.Rent(InitialReceiveBuffer);
+                try
+                {
+                    var (count, type, closed, tooBig) = probe.EndOfMessage
+                        ? (0, probe.MessageType, false, false)
+                        : await ReadMessageAsync(cancellationToken);
+                    if (closed)
+                    {
+                        OnPeerClose();
+                        return;
+                    }
+
+                    if (tooBig)
+                    {
+                        Log.FrameTooBig(_logger, Id, _maxFrameBytes);
+                        RequestClose(CloseCodes.MessageTooBig, $"message larger than {_maxFrameBytes} bytes");
+                    }
+                    else if (CloseRequested)
+                    {
+                        // Closing: frames that arrive before the peer's close are not processed.
+                    }
+                    else if (type == WebSocketMessageType.Binary)
+                    {
+                        TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, "Frames are JSON text; binary frames are not accepted.", null));
+                    }
+                    else
+                    {
+                        await onFrame(this, _receiveBuffer.AsMemory(0, count), cancellationToken);
+                    }
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(_receiveBuffer);
+                    _receiveBuffer = [];
+                }
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)
+        {
+            // Aborted (heartbeat timeout, send failure, shutdown) or the peer vanished.
+            Log.ReceiveEnded(_logger, Id, ex.Message);
+        }
+        finally
+        {
+            RequestClose(CloseCodes.Normal, string.Empty);
+        }
+    }
+
+    private void OnPeerClose() =>
+        RequestClose(CloseCodes.Normal, string.Empty);
+
+    /// <summary>
+    /// Reads one message into <see cref="_receiveBuffer"/>, growing it (pooled) up to the limit. A message larger
+    /// than the limit is read to its end and discarded, so the socket stays in a state where a close can be exchanged.
+    /// </summary>
+    private async Task<(int Count, WebSocketMessageType Type, bool Closed, bool TooBig)> ReadMessageAsync(CancellationToken cancellationToken)
+    {
+        var count = 0;
+        var tooBig = false;
+        while (true)
+        {
+            if (count == _receiveBuffer.Length)
+            {
+                if (count >= _maxFrameBytes)
+                {
+                    tooBig = true;
+                    count = 0;
+                }
+                else
+                {
+                    var larger = ArrayPool<byte>.Shared.Rent(Math.Min(_receiveBuffer.Length * 2, _maxFrameBytes));
+                    _receiveBuffer.AsSpan(0, count).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(_receiveBuffer);
+                    _receiveBuffer = larger;
+                }
+            }
+
+            var result = await _socket.ReceiveAsync(_receiveBuffer.AsMemory(count), cancellationToken);
+            if (result.MessageType == WebSocketMessageType.Close)
+            {
+                return (0, result.MessageType, true, tooBig);
+            }
+
+            count += result.Count;
+            if (count > _maxFrameBytes)
+            {
+                tooBig = true;
+                count = 0;
+            }
+
+            if (result.EndOfMessage)
+            {
+                return (count, result.MessageType, false, tooBig);
+            }
+        }
+    }
+}

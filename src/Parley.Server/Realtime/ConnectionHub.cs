@@ -1,0 +1,83 @@
+using System.Collections.Concurrent;
+using Parley.Server.Fanout;
+
+namespace Parley.Server.Realtime;
+
+/// <summary>
+/// The registry of this instance's sockets: by connection id and by user. Delivery reads the per-user
+/// arrays without locking (they are replaced, never mutated); connects and disconnects take
+/// <see cref="_indexLock"/> to replace them.
+/// </summary>
+internal sealed class ConnectionHub
+{
+    private readonly ConcurrentDictionary<string, Connection> _byId = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Connection[]> _byUser = new(StringComparer.Ordinal);
+    private readonly Lock _indexLock = new();
+
+    public int Count => _byId.Count;
+
+    public void Add(Connection connection)
+    {
+        lock (_indexLock)
+        {
+            _byId[connection.Id] = connection;
+            _byUser[connection.UserId] = _byUser.TryGetValue(connection.UserId, out var existing) ? [.. existing, connection] : [connection];
+        }
+    }
+
+    public void Remove(Connection connection)
+    {
+        lock (_indexLock)
+        {
+            if (!_byId.TryRemove(connection.Id, out _))
+            {
+                return;
+            }
+
+            if (_byUser.TryGetValue(connection.UserId, out var existing))
+            {
+                var remaining = existing.Where(c => c != connection).ToArray();
+                if (remaining.Length == 0)
+                {
+                    _byUser.TryRemove(connection.UserId, out _);
+                }
+                else
+                {
+                    _byUser[connection.UserId] = remaining;
+                }
+            }
+        }
+    }
+
+    public bool IsConnected(string userId) => _byUser.ContainsKey(userId);
+
+    /// <summary>Enqueues the frame on every local socket of the recipients. Never blocks: a full queue closes that socket.</summary>
+    public void Deliver(FanoutMessage message)
+    {
+        foreach (var userId in message.UserIds)
+        {
+            if (userId == message.ExceptUserId || !_byUser.TryGetValue(userId, out var connections))
+            {
+                continue;
+            }
+
+            foreach (var connection in connections)
+            {
+                connection.TryEnqueue(message.Frame);
+            }
+        }
+    }
+
+    /// <summary>Asks every socket to close (graceful shutdown: 1001) and waits until they are gone or the timeout passes.</summary>
+    public async Task CloseAllAsync(int closeStatus, string reason, TimeSpan timeout)
+    {
+        var connections = _byId.Values.ToArray();
+        foreach (var connection in connections)
+        {
+            connection.RequestClose(closeStatus, reason);
+        }
+
+        var all = Task.WhenAll(connections.Select(c => c.Completion));
+        await Task.WhenAny(all, Task.Delay(timeout));
+    }
+}

@@ -1,0 +1,105 @@
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+
+namespace Parley.Server.Realtime.Protocol;
+
+/// <summary>
+/// The envelope of a client frame, <c>{"type", "id"?, "payload"?}</c>, read in one pass without building a DOM:
+/// the payload is located (not parsed) and later deserialized once, straight into its typed class.
+/// </summary>
+internal readonly ref struct ClientFrame
+{
+    private readonly ReadOnlySpan<byte> _payload;
+
+    private ClientFrame(string type, string? id, ReadOnlySpan<byte> payload)
+    {
+        Type = type;
+        Id = id;
+        _payload = payload;
+    }
+
+    public string Type { get; }
+
+    public string? Id { get; }
+
+    public static bool TryParse(ReadOnlySpan<byte> utf8, out ClientFrame frame, out string? id, out string error)
+    {
+        frame = default;
+        id = null;
+        string? type = null;
+        var payload = ReadOnlySpan<byte>.Empty;
+        try
+        {
+            var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { MaxDepth = 32 });
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                error = "A frame is one JSON object: {\"type\": ..., \"payload\": {...}}.";
+                return false;
+            }
+
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("type"u8))
+                {
+                    reader.Read();
+                    type = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+                }
+                else if (reader.ValueTextEquals("id"u8))
+                {
+                    reader.Read();
+                    id = reader.TokenType switch
+                    {
+                        JsonTokenType.String => reader.GetString(),
+                        JsonTokenType.Number => System.Text.Encoding.UTF8.GetString(reader.ValueSpan),
+                        _ => null,
+                    };
+                }
+                else if (reader.ValueTextEquals("payload"u8))
+                {
+                    reader.Read();
+                    var start = (int)reader.TokenStartIndex;
+                    reader.Skip();
+                    payload = utf8[start..(int)reader.BytesConsumed];
+                }
+                else
+                {
+                    reader.Read();
+                    reader.Skip();
+                }
+            }
+
+            if (reader.TokenType != JsonTokenType.EndObject || reader.Read())
+            {
+                error = "A frame is exactly one JSON object.";
+                return false;
+            }
+        }
+        catch (JsonException ex)
+        {
+            error = "The frame is not valid JSON: " + ex.Message;
+            return false;
+        }
+
+        if (string.IsNullOrEmpty(type))
+        {
+            error = "The frame has no string 'type'.";
+            return false;
+        }
+
+        frame = new ClientFrame(type, id, payload);
+        error = string.Empty;
+        return true;
+    }
+
+    /// <summary>The payload as <typeparamref name="T"/>; a missing payload or <c>null</c> reads as an empty object.</summary>
+    public T ReadPayload<T>(JsonTypeInfo<T> typeInfo)
+        where T : class, new()
+    {
+        if (_payload.IsEmpty || _payload.SequenceEqual("null"u8))
+        {
+            return new T();
+        }
+
+        return JsonSerializer.Deserialize(_payload, typeInfo) ?? new T();
+    }
+}

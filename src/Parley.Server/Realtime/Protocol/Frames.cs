@@ -1,0 +1,58 @@
+using Parley.Server.Conversations;
+using Parley.Server.Messages;
+
+namespace Parley.Server.Realtime.Protocol;
+
+// Server -> client payloads. Every conversation event carries conversation_id and its seq.
+
+internal sealed record ConnectedPayload(string ConnectionId, string UserId, string DeviceId, long HeartbeatIntervalMs, bool Acks);
+
+internal sealed record ConversationCreatedPayload(Conversation Conversation, long Seq, DateTimeOffset Timestamp);
+
+internal sealed record NewMessagePayload(Message Message, DateTimeOffset Timestamp);
+
+internal sealed record MessageEditedPayload(Message Message, long Seq, DateTimeOffset Timestamp);
+
+internal sealed record MessageDeletedPayload(Guid MessageId, Guid ConversationId, long Seq, string DeletedBy, DateTimeOffset Timestamp);
+
+/// <summary><c>message_delivered</c> and <c>message_read</c>: the user has received/read everything up to and including the message.</summary>
+internal sealed record ReceiptPayload(Guid ConversationId, string UserId, Guid MessageId, long UpToSeq, DateTimeOffset Timestamp);
+
+internal sealed record TypingPayload(Guid ConversationId, string UserId, bool IsTyping, DateTimeOffset Timestamp);
+
+internal sealed record ParticipantAddedPayload(Guid ConversationId, long Seq, string UserId, string Role, string AddedBy, DateTimeOffset Timestamp);
+
+internal sealed record ParticipantRemovedPayload(Guid ConversationId, long Seq, string UserId, string RemovedBy, DateTimeOffset Timestamp);
+
+internal sealed record ParticipantUpdatedPayload(Guid ConversationId, long Seq, string UserId, string Role, string UpdatedBy, DateTimeOffset Timestamp);
+
+internal sealed record PongPayload(DateTimeOffset Timestamp);
+
+internal sealed record ErrorPayload(string Code, string Message, string? Id);
+
+// Client -> server payloads: nullable so that a missing field is a clear error.
+
+internal sealed class ReadReceiptFrame
+{
+    public string? MessageId { get; set; }
+}
+
+internal sealed class TypingFrame
+{
+    public string? ConversationId { get; set; }
+
+    public bool? IsTyping { get; set; }
+}
+
+internal sealed class AckFrame
+{
+    public string? ConversationId { get; set; }
+
+    public long? Seq { get; set; }
+}
+
+/// <summary>REST body of POST /conversations/{id}/typing.</summary>
+internal sealed class TypingRequest
+{
+    public bool? IsTyping { get; set; }
+}

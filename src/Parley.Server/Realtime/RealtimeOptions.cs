@@ -1,0 +1,37 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Parley.Server.Realtime;
+
+internal sealed class RealtimeOptions
+{
+    public const string SectionName = "Realtime";
+
+    /// <summary>How often the server pings each socket (WebSocket ping frames); also sent to clients as heartbeat_interval_ms.</summary>
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(25);
+
+    /// <summary>A socket that does not answer a ping within this time is considered dead and aborted.</summary>
+    public TimeSpan HeartbeatTimeout { get; set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>Frames queued for one socket before it is treated as a slow consumer and closed with 4001.</summary>
+    [Range(8, 1_000_000)]
+    public int SendQueueCapacity { get; set; } = 1024;
+
+    /// <summary>Longest time one frame may take to reach the socket before the connection is aborted.</summary>
+    public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long the server waits for the peer's close frame after sending its own.</summary>
+    public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>Sustained client frames per second per socket (typing, receipts, acks, pings).</summary>
+    [Range(1, 100_000)]
+    public int InboundFramesPerSecond { get; set; } = 30;
+
+    [Range(1, 1_000_000)]
+    public int InboundBurst { get; set; } = 120;
+
+    /// <summary>A typing indicator that is not refreshed within this time expires (others get is_typing: false).</summary>
+    public TimeSpan TypingTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long delivered reports are coalesced before they are written (one write per conversation and user).</summary>
+    public TimeSpan DeliveryFlushInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+}

@@ -1,0 +1,145 @@
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using Parley.Server.Hosting;
+using Parley.Server.Hosting.Auth;
+using Parley.Server.Realtime.Protocol;
+using Parley.Server.Receipts;
+
+namespace Parley.Server.Realtime;
+
+internal static partial class WebSocketEndpoint
+{
+    public static IEndpointRouteBuilder MapRealtime(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/ws", HandleAsync)
+            .RequireAuthorization()
+            .WithTags("Realtime")
+            .WithSummary("WebSocket upgrade (see docs/websocket.md)")
+            .ExcludeFromDescription();
+        return app;
+    }
+
+    private static async Task<IResult> HandleAsync(
+        HttpContext context,
+        Caller caller,
+        ConnectionHub hub,
+        FrameDispatcher dispatcher,
+        DeliveryTracker deliveries,
+        IOptions<RealtimeOptions> realtimeOptions,
+        IOptions<LimitsOptions> limits,
+        TimeProvider time,
+        ILoggerFactory loggers)
+    {
+        if (!context.WebSockets.IsWebSocketRequest)
+        {
+            return ApiResults.Problem(ApiError.BadRequest(ErrorCodes.InvalidRequest, "This endpoint only accepts WebSocket upgrades."));
+        }
+
+        var requested = context.WebSockets.WebSocketRequestedProtocols;
+        if (requested.Count > 0 && !requested.Contains(FrameTypes.SubprotocolV1))
+        {
+            return ApiResults.Problem(new ApiError(
+                400, ErrorCodes.UnsupportedSubprotocol, $"Supported subprotocol: {FrameTypes.SubprotocolV1} (or none, which means v1)."));
+        }
+
+        var deviceId = caller.DeviceId;
+        if (deviceId is not null && !Identifiers.IsValidDeviceId(deviceId))
+        {
+            return ApiResults.Problem(ApiError.Invalid("device_id", "'device_id' must be 1-128 characters without whitespace or control characters."));
+        }
+
+        var acksParameter = context.Request.Query["acks"].ToString();
+        if (acksParameter is not ("" or "true" or "false" or "1" or "0"))
+        {
+            return ApiResults.Problem(ApiError.Invalid("acks", "'acks' must be true or false."));
+        }
+
+        var options = realtimeOptions.Value;
+        var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
+        {
+            SubProtocol = requested.Count > 0 ? FrameTypes.SubprotocolV1 : null,
+            KeepAliveInterval = options.HeartbeatInterval,
+            KeepAliveTimeout = options.HeartbeatTimeout,
+            DangerousEnableCompression = false,
+        });
+
+        var logger = loggers.CreateLogger(typeof(Connection).FullName!);
+        var connection = new Connection(
+            Guid.CreateVersion7(time.GetUtcNow()).ToString("N"),
+            caller.UserId,
+            deviceId ?? "anon-" + Guid.NewGuid().ToString("N")[..12],
+            acksParameter is "true" or "1",
+            socket,
+            options,
+            limits.Value.MaxFrameBytes,
+            logger);
+
+        using var scope = logger.BeginScope(new Dictionary<string, object>
+        {
+            ["ConnectionId"] = connection.Id,
+            ["UserId"] = connection.UserId,
+            ["DeviceId"] = connection.DeviceId,
+        });
+
+        // Queued before the socket is registered, so "connected" is always the first frame.
+        connection.TryEnqueue(Frames.Connected(new ConnectedPayload(
+            connection.Id, connection.UserId, connection.DeviceId, (long)options.HeartbeatInterval.TotalMilliseconds, connection.Acks)));
+        hub.Add(connection);
+        Log.Connected(logger, connection.Id, connection.UserId, connection.DeviceId, connection.Acks);
+        using var expiry = ScheduleTokenExpiry(context, connection, time);
+        var limiter = dispatcher.CreateInboundLimiter();
+        try
+        {
+            await connection.RunAsync(
+                (c, frame, ct) => dispatcher.HandleAsync(c, caller, limiter, frame, ct),
+                (c, frame) =>
+                {
+                    // Devices without acks count as having received a message once its frame is on their socket.
+                    if (!c.Acks && frame.DeliverySeq > 0 && frame.SenderId != c.UserId && frame.ConversationId is { } conversationId)
+                    {
+                        deliveries.Report(conversationId, c.UserId, frame.DeliverySeq);
+                    }
+                },
+                context.RequestAborted);
+        }
+        finally
+        {
+            hub.Remove(connection);
+            Log.Disconnected(logger, connection.Id, socket.CloseStatus is { } status ? (int)status : null);
+        }
+
+        return Results.Empty;
+    }
+
+    /// <summary>A socket lives no longer than the token that opened it: at <c>exp</c> it is closed with 4003.</summary>
+    private static ITimer? ScheduleTokenExpiry(HttpContext context, Connection connection, TimeProvider time)
+    {
+        var exp = context.User.FindFirst("exp")?.Value;
+        if (exp is null || !long.TryParse(exp, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds))
+        {
+            return null;
+        }
+
+        var due = DateTimeOffset.FromUnixTimeSeconds(Math.Clamp(seconds, 0, 253402300799)) - time.GetUtcNow();
+        if (due > TimeSpan.FromDays(30))
+        {
+            // Longer than a timer can wait; such a socket is ended by the next reconnect instead.
+            return null;
+        }
+
+        return time.CreateTimer(
+            _ => connection.RequestClose(CloseCodes.TokenExpired, "token expired"),
+            null,
+            due < TimeSpan.Zero ? TimeSpan.Zero : due,
+            Timeout.InfiniteTimeSpan);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 2010, Level = LogLevel.Information, Message = "Connection {ConnectionId} opened for user {UserId} on device {DeviceId} (acks: {Acks})")]
+        public static partial void Connected(ILogger logger, string connectionId, string userId, string deviceId, bool acks);
+
+        [LoggerMessage(EventId = 2011, Level = LogLevel.Information, Message = "Connection {ConnectionId} closed (status {CloseStatus})")]
+        public static partial void Disconnected(ILogger logger, string connectionId, int? closeStatus);
+    }
+}

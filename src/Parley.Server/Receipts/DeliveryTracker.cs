@@ -1,0 +1,97 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Microsoft.Extensions.Options;
+using Parley.Server.Realtime;
+using Parley.Server.Storage;
+
+namespace Parley.Server.Receipts;
+
+/// <summary>
+/// Records that users received messages: reports from devices (a frame written to a socket, or an <c>ack</c>)
+/// are coalesced per (conversation, user) to the highest seq and written in one transaction every
+/// <see cref="RealtimeOptions.DeliveryFlushInterval"/>; then senders get <c>message_delivered</c>.
+/// Pending reports are bounded by the number of (conversation, user) pairs, not by traffic. If the store
+/// fails, reports are kept and retried; a crash loses at most the reports of one interval (delivered
+/// watermarks only: never a message or a read receipt).
+/// </summary>
+internal sealed partial class DeliveryTracker(
+    IChatStore store, ConversationBroadcaster broadcaster, TimeProvider time, IOptions<RealtimeOptions> options, ILogger<DeliveryTracker> logger)
+    : BackgroundService
+{
+    private readonly ConcurrentDictionary<(Guid ConversationId, string UserId), long> _pending = new();
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    public void Report(Guid conversationId, string userId, long upToSeq)
+    {
+        _pending.AddOrUpdate((conversationId, userId), upToSeq, (_, current) => Math.Max(current, upToSeq));
+        _wake.Writer.TryWrite(true);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            while (await _wake.Reader.WaitToReadAsync(stoppingToken))
+            {
+                _wake.Reader.TryRead(out _);
+                // Coalescing window: every report of the next interval joins this batch.
+                await Task.Delay(options.Value.DeliveryFlushInterval, time, stoppingToken);
+                await FlushAsync(stoppingToken);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Shutting down: StopAsync flushes what is left.
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        await FlushAsync(cancellationToken);
+    }
+
+    private async Task FlushAsync(CancellationToken cancellationToken)
+    {
+        var batch = new List<DeliveryReport>();
+        foreach (var key in _pending.Keys)
+        {
+            if (_pending.TryRemove(key, out var seq))
+            {
+                batch.Add(new DeliveryReport(key.ConversationId, key.UserId, seq));
+            }
+        }
+
+        if (batch.Count == 0)
+        {
+            return;
+        }
+
+        IReadOnlyList<WatermarkResult> results;
+        try
+        {
+            results = await store.AdvanceDeliveredAsync(batch, time.GetUtcNow(), cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            Log.FlushFailed(logger, batch.Count, ex);
+            foreach (var report in batch)
+            {
+                Report(report.ConversationId, report.UserId, report.UpToSeq);
+            }
+
+            return;
+        }
+
+        foreach (var result in results)
+        {
+            await broadcaster.WatermarkMovedAsync(result);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "Could not record {Count} delivery reports; will retry")]
+        public static partial void FlushFailed(ILogger logger, int count, Exception exception);
+    }
+}

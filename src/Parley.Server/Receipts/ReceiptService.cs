@@ -1,0 +1,67 @@
+using Parley.Server.Conversations;
+using Parley.Server.Hosting;
+using Parley.Server.Hosting.Auth;
+using Parley.Server.Realtime;
+using Parley.Server.Storage;
+
+namespace Parley.Server.Receipts;
+
+/// <summary>The caller's read position in a conversation, as returned by POST /messages/{id}/read.</summary>
+internal sealed record ReadState(Guid ConversationId, string UserId, Guid? LastReadMessageId, long ReadUpToSeq, long DeliveredUpToSeq, int UnreadCount);
+
+/// <summary>Read and delivered watermarks: they only move forward, and read implies delivered.</summary>
+internal sealed class ReceiptService(
+    IChatStore store,
+    ConversationAccess access,
+    ConversationLocks locks,
+    ConversationBroadcaster broadcaster,
+    DeliveryTracker deliveries,
+    TimeProvider time)
+{
+    /// <summary>The caller has read everything up to and including the message. An older message is a no-op.</summary>
+    public async Task<Result<ReadState>> MarkReadAsync(Caller caller, string id, CancellationToken cancellationToken)
+    {
+        if (!Identifiers.TryParseUuid(id, out var messageId))
+        {
+            return ApiError.InvalidId("message_id");
+        }
+
+        var message = await access.RequireVisibleMessageAsync(caller, messageId, cancellationToken);
+        if (!message.IsSuccess)
+        {
+            return message.Error!;
+        }
+
+        var conversationId = message.Value!.ConversationId;
+        using (await locks.AcquireAsync(conversationId, cancellationToken))
+        {
+            // The service role has no read position: for it the store answers 404 like for any non-member.
+            var result = await store.AdvanceReadAsync(conversationId, caller.UserId, messageId, time.GetUtcNow(), cancellationToken);
+            if (!result.IsSuccess)
+            {
+                return result.Error!;
+            }
+
+            await broadcaster.WatermarkMovedAsync(result.Value!);
+            var after = result.Value!.After;
+            return new ReadState(conversationId, caller.UserId, after.ReadMessageId, after.ReadSeq, after.DeliveredSeq, after.UnreadCount);
+        }
+    }
+
+    /// <summary>A device acknowledged everything up to <paramref name="seq"/> (cumulative): counts as delivered for its user.</summary>
+    public async Task<ApiError?> AcknowledgeAsync(Caller caller, Guid conversationId, long seq, CancellationToken cancellationToken)
+    {
+        var member = await store.GetMemberAsync(conversationId, caller.UserId, cancellationToken);
+        if (member is null)
+        {
+            return ApiError.NotFound("Conversation");
+        }
+
+        if (seq > member.DeliveredSeq)
+        {
+            deliveries.Report(conversationId, caller.UserId, seq);
+        }
+
+        return null;
+    }
+}
