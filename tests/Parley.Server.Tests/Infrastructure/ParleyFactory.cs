@@ -1,0 +1,156 @@
+using System.Net.Http.Headers;
+using System.Text;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Time.Testing;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Parley.Server.Tests.Infrastructure;
+
+/// <summary>
+/// The whole server in process, on its own SQLite file, with JWT auth (a test key) and a service API key.
+/// <see cref="StartKestrel"/> serves it on a real loopback port for WebSocket tests.
+/// </summary>
+internal sealed class ParleyFactory : WebApplicationFactory<Program>
+{
+    public const string SigningKey = "parley-tests-signing-key-0123456789abcdef";
+    public const string Issuer = "parley-tests";
+    public const string Audience = "parley-tests-api";
+    public const string ServiceApiKey = "parley-tests-service-key-0123456789";
+
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "parley-tests", Guid.NewGuid().ToString("N"));
+    private readonly Dictionary<string, string?> _settings = new(StringComparer.OrdinalIgnoreCase);
+    private bool _kestrel;
+
+    public ParleyFactory(Action<Dictionary<string, string?>>? configure = null, FakeTimeProvider? time = null)
+    {
+        Directory.CreateDirectory(_directory);
+        DatabasePath = Path.Combine(_directory, "parley.db");
+        _settings["ConnectionStrings:Sqlite"] = $"Data Source={DatabasePath}";
+        _settings["Auth:Mode"] = "Jwt";
+        _settings["Auth:Jwt:SigningKey"] = SigningKey;
+        _settings["Auth:Jwt:Issuer"] = Issuer;
+        _settings["Auth:Jwt:Audience"] = Audience;
+        _settings["Auth:ServiceApiKeys:0"] = ServiceApiKey;
+        // Tests send in bursts; the rate limit has tests of its own.
+        _settings["Limits:SendBurst"] = "100000";
+        _settings["Limits:SendRatePerSecond"] = "100000";
+        _settings["Limits:RequestBurst"] = "100000";
+        _settings["Limits:RequestRatePerSecond"] = "100000";
+        _settings["Realtime:DeliveryFlushInterval"] = "00:00:00.020";
+        configure?.Invoke(_settings);
+        Time = time;
+    }
+
+    public string DatabasePath { get; }
+
+    public FakeTimeProvider? Time { get; }
+
+    /// <summary>Serve on 127.0.0.1 with a free port (WebSockets over real sockets). Call before the first request.</summary>
+    public ParleyFactory StartKestrel()
+    {
+        _kestrel = true;
+        UseKestrel(0);
+        StartServer();
+        return this;
+    }
+
+    public Uri BaseAddress
+    {
+        get
+        {
+            if (!_kestrel)
+            {
+                return Server.BaseAddress;
+            }
+
+            var addresses = Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+            return new Uri(addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("localhost", "127.0.0.1", StringComparison.Ordinal));
+        }
+    }
+
+    public Uri WebSocketUri(string query = "") =>
+        new UriBuilder(BaseAddress) { Scheme = "ws", Path = "/ws", Query = query }.Uri;
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        builder.UseEnvironment("Testing");
+        foreach (var (key, value) in _settings)
+        {
+            builder.UseSetting(key, value);
+        }
+
+        if (Time is not null)
+        {
+            builder.ConfigureServices(services => services.Replace(ServiceDescriptor.Singleton<TimeProvider>(Time)));
+        }
+    }
+
+    /// <summary>An HTTP client authenticated as <paramref name="userId"/> with a bearer token.</summary>
+    public ParleyApi Api(string userId, string? deviceId = null)
+    {
+        var client = _kestrel ? new HttpClient { BaseAddress = BaseAddress } : CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Token(userId, deviceId));
+        return new ParleyApi(client);
+    }
+
+    /// <summary>An HTTP client with the service role (API key).</summary>
+    public ParleyApi ServiceApi()
+    {
+        var client = _kestrel ? new HttpClient { BaseAddress = BaseAddress } : CreateClient();
+        client.DefaultRequestHeaders.Add("X-Api-Key", ServiceApiKey);
+        return new ParleyApi(client);
+    }
+
+    /// <summary>An HTTP client with no credentials.</summary>
+    public HttpClient Anonymous() => _kestrel ? new HttpClient { BaseAddress = BaseAddress } : CreateClient();
+
+    public static string Token(
+        string userId, string? deviceId = null, DateTime? expires = null, string? role = null, string key = SigningKey, string issuer = Issuer,
+        string audience = Audience)
+    {
+        var claims = new Dictionary<string, object> { ["sub"] = userId };
+        if (deviceId is not null)
+        {
+            claims["device_id"] = deviceId;
+        }
+
+        if (role is not null)
+        {
+            claims["role"] = role;
+        }
+
+        var now = DateTime.UtcNow;
+        var notBefore = now.AddMinutes(-5);
+        var expiry = expires ?? now.AddHours(1);
+        return new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+        {
+            Claims = claims,
+            Issuer = issuer,
+            Audience = audience,
+            IssuedAt = notBefore < expiry ? notBefore : expiry.AddMinutes(-1),
+            NotBefore = notBefore < expiry ? notBefore : expiry.AddMinutes(-1),
+            Expires = expiry,
+            SigningCredentials = new SigningCredentials(new SymmetricSecurityKey(Encoding.UTF8.GetBytes(key)), SecurityAlgorithms.HmacSha256),
+        });
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        await base.DisposeAsync();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A leftover temp directory is harmless.
+        }
+    }
+}
