@@ -9,7 +9,7 @@ internal static class ConversationsApi
 {
     public static IEndpointRouteBuilder MapConversations(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/api/v1/conversations").RequireAuthorization().WithTags("Conversations");
+        var api = app.MapGroup("/api/v1/conversations").RequireAuthorization().WithTags("Conversations").ProducesProblems();
         api.MapPost("/", CreateAsync)
             .WithSummary("Create a conversation")
             .WithDescription("201 with a new conversation; 200 with the existing one when a direct conversation of the pair exists.");

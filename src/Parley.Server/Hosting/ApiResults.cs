@@ -18,4 +18,24 @@ internal static class ApiResults
         problem.Extensions["code"] = error.Code;
         return TypedResults.Problem(problem);
     }
+
+    /// <summary>Documents, in the OpenAPI description, the ProblemDetails answers every API endpoint may give.</summary>
+    public static TBuilder ProducesProblems<TBuilder>(this TBuilder builder)
+        where TBuilder : IEndpointConventionBuilder
+    {
+        foreach (var status in CommonProblemStatuses)
+        {
+            builder.ProducesProblem(status);
+        }
+
+        builder.ProducesValidationProblem();
+        return builder;
+    }
+
+    private static readonly int[] CommonProblemStatuses =
+    [
+        StatusCodes.Status401Unauthorized, StatusCodes.Status403Forbidden, StatusCodes.Status404NotFound, StatusCodes.Status409Conflict,
+        StatusCodes.Status413PayloadTooLarge, StatusCodes.Status415UnsupportedMediaType, StatusCodes.Status429TooManyRequests,
+        StatusCodes.Status503ServiceUnavailable,
+    ];
 }

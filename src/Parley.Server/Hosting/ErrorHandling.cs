@@ -50,6 +50,8 @@ internal static partial class ErrorHandling
                     (bad.StatusCode, ErrorCodes.PayloadTooLarge, "The request body is too large."),
                 BadHttpRequestException bad => (bad.StatusCode, ErrorCodes.ForStatus(bad.StatusCode), Describe(bad)),
                 JsonException json => (StatusCodes.Status400BadRequest, ErrorCodes.InvalidRequest, "The body is not valid JSON: " + json.Message),
+                // The database refused or failed (locked, full, unreachable): nothing was committed, the client may retry.
+                System.Data.Common.DbException => (StatusCodes.Status503ServiceUnavailable, ErrorCodes.ServiceUnavailable, "Storage is unavailable; retry shortly."),
                 OperationCanceledException when httpContext.RequestAborted.IsCancellationRequested =>
                     (499, ErrorCodes.InvalidRequest, "The client closed the request."),
                 _ => (StatusCodes.Status500InternalServerError, ErrorCodes.InternalError, "An unexpected error occurred."),
@@ -58,6 +60,11 @@ internal static partial class ErrorHandling
             if (status >= 500)
             {
                 Log.Unhandled(logger, httpContext.Request.Method, httpContext.Request.Path, exception);
+            }
+
+            if (status == StatusCodes.Status503ServiceUnavailable)
+            {
+                httpContext.Response.Headers.RetryAfter = "1";
             }
 
             httpContext.Response.StatusCode = status;

@@ -132,6 +132,11 @@ internal static partial class HostingSetup
 
             return 1;
         }
+        catch (IOException ex) when (ex.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
+        {
+            await Console.Error.WriteLineAsync($"Parley cannot start: {ex.Message} Stop the other process or choose another address with --urls.");
+            return 1;
+        }
     }
 
     /// <summary>Every log line of an authenticated request carries the user id (request ids come from the host's own scope).</summary>

@@ -9,7 +9,7 @@ internal static class MessagesApi
 {
     public static IEndpointRouteBuilder MapMessages(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/api/v1").RequireAuthorization().WithTags("Messages");
+        var api = app.MapGroup("/api/v1").RequireAuthorization().WithTags("Messages").ProducesProblems();
         api.MapPost("/messages", SendAsync)
             .RequireRateLimiting(RateLimits.SendPolicy)
             .WithSummary("Send a message")

@@ -12,6 +12,7 @@ internal static class TypingApi
     {
         app.MapPost("/api/v1/conversations/{id}/typing", SetTypingAsync)
             .RequireAuthorization()
+            .ProducesProblems()
             .WithTags("Presence")
             .WithSummary("Start or stop the caller's typing indicator")
             .WithDescription("Refresh is_typing: true at least every few seconds; without a refresh the indicator expires after 5 s.");

@@ -10,6 +10,7 @@ internal static class ReceiptsApi
     {
         app.MapPost("/api/v1/messages/{id}/read", MarkReadAsync)
             .RequireAuthorization()
+            .ProducesProblems()
             .WithTags("Receipts")
             .WithSummary("Mark everything up to and including this message as read")
             .WithDescription("Watermarks only move forward: an older message is a no-op (200). Read implies delivered.");
