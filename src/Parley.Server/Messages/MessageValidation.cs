@@ -237,7 +237,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
         && Uri.TryCreate(value, UriKind.Absolute, out var uri)
         && (uri.Scheme == Uri.UriSchemeHttps || uri.Scheme == Uri.UriSchemeHttp);
 
-    [GeneratedRegex("^[A-Za-z0-9._:-]+$")]
+    [GeneratedRegex(@"^[A-Za-z0-9._:-]+\z")]
     private static partial Regex ClientMessageIdPattern();
 }
 
