@@ -1,0 +1,486 @@
+using Parley.Server.Hosting;
+using Parley.Server.Messages;
+using Parley.Server.Storage;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// The storage seam's contract: what every <see cref="IChatStore"/> must do, whatever the database. Each
+/// implementation runs this suite through a subclass that supplies fresh stores (SQLite now, PostgreSQL next).
+/// Rules are passed in as callbacks, so these tests call the store directly with rules of their own.
+/// </summary>
+public abstract class ChatStoreContractTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    private readonly CancellationTokenSource _timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+    private IChatStore? _store;
+
+    protected ChatStoreContractTests() => _timeout.CancelAfter(Timeout);
+
+    /// <summary>The store under test, migrated.</summary>
+    private protected IChatStore Store => _store ?? throw new InvalidOperationException("InitializeAsync has not run.");
+
+    /// <summary>Bounds every store call of a test.</summary>
+    private protected CancellationToken Ct => _timeout.Token;
+
+    /// <summary>Whole milliseconds: the precision every store keeps.</summary>
+    private protected static DateTimeOffset Now { get; } = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+
+    /// <summary>A store over a new, empty database that nothing else uses, not yet migrated. The subclass disposes it.</summary>
+    private protected abstract IChatStore CreateStore();
+
+    public virtual async ValueTask InitializeAsync()
+    {
+        _store = CreateStore();
+        await Store.MigrateAsync(Ct);
+    }
+
+    public virtual ValueTask DisposeAsync()
+    {
+        _timeout.Dispose();
+        GC.SuppressFinalize(this);
+        return ValueTask.CompletedTask;
+    }
+
+    [Fact]
+    public async Task IsReadyAsync_BeforeAndAfterMigration_FalseThenTrue()
+    {
+        var fresh = CreateStore();
+
+        Assert.False(await fresh.IsReadyAsync(Ct));
+        await fresh.MigrateAsync(Ct);
+        Assert.True(await fresh.IsReadyAsync(Ct));
+    }
+
+    [Fact]
+    public async Task MigrateAsync_RunAgainOverData_IsANoOpThatKeepsEverything()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var message = await AppendAsync(conversation, "alice", "kept");
+
+        await Store.MigrateAsync(Ct);
+        await Store.MigrateAsync(Ct);
+
+        Assert.True(await Store.IsReadyAsync(Ct));
+        Assert.Equal(message, await Store.GetMessageAsync(message.Id, Ct));
+        Assert.Equal(2, (await Store.GetConversationAsync(conversation, Ct))!.Members.Count);
+        Assert.Equal(3, (await AppendAsync(conversation, "bob", "still writable")).Seq);
+    }
+
+    [Fact]
+    public async Task CreateConversation_IsItsFirstEventAtSeqOne()
+    {
+        var id = Guid.CreateVersion7();
+
+        var created = await Store.CreateConversationAsync(
+            new NewConversation(id, "group", "team", "alice", [("alice", "owner"), ("bob", "member")], null, Now), Ct);
+
+        Assert.True(created.Created);
+        Assert.Equal(1, created.Snapshot.Conversation.LastSeq);
+        Assert.Equal(["alice", "bob"], created.Snapshot.Members.Select(m => m.UserId).Order(StringComparer.Ordinal));
+        var evt = Assert.Single(await Store.ListEventsAsync(id, 0, 100, Ct));
+        Assert.Equal((id, 1L, EventTypes.ConversationCreated, "alice"), (evt.ConversationId, evt.Seq, evt.Type, evt.ActorId));
+        Assert.Equal(Now, evt.CreatedAt);
+    }
+
+    [Fact]
+    public async Task CreateConversation_SameDirectKeyTwice_ReturnsTheExistingOneAndWritesNothing()
+    {
+        var first = await Store.CreateConversationAsync(Direct("alice", "bob"), Ct);
+
+        var second = await Store.CreateConversationAsync(Direct("bob", "alice"), Ct);
+
+        Assert.True(first.Created);
+        Assert.False(second.Created);
+        Assert.Equal(first.Snapshot.Conversation.Id, second.Snapshot.Conversation.Id);
+        Assert.Single(await Store.ListEventsAsync(first.Snapshot.Conversation.Id, 0, 100, Ct));
+        Assert.Null(await Store.GetConversationAsync(Direct("bob", "alice").Id, Ct));
+    }
+
+    [Fact]
+    public async Task ListEventsAsync_AfterEveryKindOfChange_ReplaysThemAllInSeqOrderWithoutGaps()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var first = await AppendAsync(conversation, "alice", "one");
+        var second = await AppendAsync(conversation, "bob", "two");
+        var edited = Succeeded(await Store.EditMessageAsync(first.Id, "alice", "one, edited", null, _ => null, Now, Ct));
+        var deleted = Succeeded(await Store.DeleteMessageAsync(second.Id, "alice", _ => null, Now, Ct));
+        var added = await ChangeAsync(conversation, "alice", new MembershipChange.Add("carol", "member"));
+        var promoted = await ChangeAsync(conversation, "alice", new MembershipChange.SetRole("carol", "admin"));
+        var removed = await ChangeAsync(conversation, "alice", new MembershipChange.Remove("carol"));
+        var third = await AppendAsync(conversation, "bob", "three");
+
+        var events = await Store.ListEventsAsync(conversation, 0, 1000, Ct);
+
+        Assert.Equal(Enumerable.Range(1, 9).Select(i => (long)i), events.Select(e => e.Seq));
+        Assert.All(events, e => Assert.Equal(conversation, e.ConversationId));
+        Assert.Equal(
+            [
+                EventTypes.ConversationCreated, EventTypes.MessageCreated, EventTypes.MessageCreated, EventTypes.MessageEdited,
+                EventTypes.MessageDeleted, EventTypes.ParticipantAdded, EventTypes.ParticipantUpdated, EventTypes.ParticipantRemoved,
+                EventTypes.MessageCreated,
+            ],
+            events.Select(e => e.Type));
+        Assert.Equal(
+            [null, first.Id, second.Id, first.Id, second.Id, null, null, null, third.Id],
+            events.Select(e => e.MessageId));
+        Assert.Equal(["alice", "alice", "bob", "alice", "alice", "alice", "alice", "alice", "bob"], events.Select(e => e.ActorId));
+        Assert.Equal([null, null, null, null, null, "carol", "carol", "carol", null], events.Select(e => e.UserId));
+        Assert.Equal(["member", "admin"], events.Skip(5).Take(2).Select(e => e.Role));
+
+        // The seqs the writes reported are the seqs the replay shows.
+        Assert.Equal([first.Seq, second.Seq, edited.Seq, deleted.Seq, third.Seq], events.Where(e => e.MessageId is not null).Select(e => e.Seq));
+        Assert.Equal(
+            [added.Applied.Single().Event.Seq, promoted.Applied.Single().Event.Seq, removed.Applied.Single().Event.Seq],
+            [events[5].Seq, events[6].Seq, events[7].Seq]);
+        Assert.Equal(9, (await Store.GetConversationAsync(conversation, Ct))!.Conversation.LastSeq);
+    }
+
+    [Fact]
+    public async Task ListEventsAsync_AfterSeqAndLimit_ReturnsThatWindow()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        for (var i = 0; i < 6; i++)
+        {
+            await AppendAsync(conversation, "alice", $"m{i}");
+        }
+
+        Assert.Equal([4L, 5L], (await Store.ListEventsAsync(conversation, 3, 2, Ct)).Select(e => e.Seq));
+        Assert.Equal([6L, 7L], (await Store.ListEventsAsync(conversation, 5, 100, Ct)).Select(e => e.Seq));
+        Assert.Empty(await Store.ListEventsAsync(conversation, 7, 100, Ct));
+        Assert.Empty(await Store.ListEventsAsync(Guid.CreateVersion7(), 0, 100, Ct));
+    }
+
+    [Fact]
+    public async Task AppendMessage_FailingRule_WritesNothingAndConsumesNoSeq()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var rejection = ApiError.Forbidden("rule says no");
+        SendFacts? seen = null;
+
+        var result = await Store.AppendMessageAsync(NewText(conversation, "alice", "rejected", "k-1"), facts =>
+        {
+            seen = facts;
+            return rejection;
+        }, Ct);
+
+        Assert.False(result.IsSuccess);
+        Assert.Same(rejection, result.Error);
+        Assert.Equal(conversation, seen?.Conversation?.Conversation.Id);
+        Assert.Null(seen!.Existing);
+        await AssertUntouchedAsync(conversation, lastSeq: 1);
+        // The rejected send left no trace: not its seq, not its client_message_id.
+        var next = Succeeded(await Store.AppendMessageAsync(NewText(conversation, "alice", "accepted", "k-1"), _ => null, Ct));
+        Assert.True(next.Created);
+        Assert.Equal(2, next.Message.Seq);
+    }
+
+    [Fact]
+    public async Task AppendMessage_UnknownConversation_RuleSeesNoConversationAndNothingIsWritten()
+    {
+        var unknown = Guid.CreateVersion7();
+        SendFacts? seen = null;
+
+        var result = await Store.AppendMessageAsync(NewText(unknown, "alice", "into the void"), facts =>
+        {
+            seen = facts;
+            return ApiError.NotFound("Conversation");
+        }, Ct);
+
+        Assert.Equal(404, result.Error?.Status);
+        Assert.NotNull(seen);
+        Assert.Null(seen.Conversation);
+        Assert.Null(await Store.GetConversationAsync(unknown, Ct));
+        Assert.Empty(await Store.ListEventsAsync(unknown, 0, 100, Ct));
+    }
+
+    [Fact]
+    public async Task AppendMessage_RuleSeesTheReplyTarget()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var target = await AppendAsync(conversation, "alice", "question");
+        SendFacts? seen = null;
+
+        Succeeded(await Store.AppendMessageAsync(NewText(conversation, "bob", "answer") with { ReplyToId = target.Id }, facts =>
+        {
+            seen = facts;
+            return null;
+        }, Ct));
+
+        Assert.Equal(target, seen?.ReplyTarget);
+    }
+
+    [Fact]
+    public async Task AppendMessage_RepeatedClientMessageId_GivesTheRuleTheOriginalAndReturnsItWithoutANewSeq()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var original = Succeeded(await Store.AppendMessageAsync(NewText(conversation, "alice", "once", "k-1"), _ => null, Ct));
+        SendFacts? seen = null;
+
+        var retry = Succeeded(await Store.AppendMessageAsync(NewText(conversation, "alice", "once", "k-1"), facts =>
+        {
+            seen = facts;
+            return null;
+        }, Ct));
+        var otherSender = Succeeded(await Store.AppendMessageAsync(NewText(conversation, "bob", "once", "k-1"), _ => null, Ct));
+
+        Assert.Equal(original.Message, seen?.Existing);
+        Assert.False(retry.Created);
+        Assert.Equal(original.Message, retry.Message);
+        Assert.True(otherSender.Created);
+        Assert.Equal(3, otherSender.Message.Seq);
+        Assert.Equal(2, (await Store.ListMessagesAsync(new MessageQuery(conversation, 0, null, null, 100), Ct)).Count);
+    }
+
+    [Fact]
+    public async Task EditMessage_FailingRule_WritesNothing()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var message = await AppendAsync(conversation, "alice", "original");
+        var rejection = ApiError.Forbidden("rule says no");
+
+        var result = await Store.EditMessageAsync(message.Id, "alice", "changed", null, _ => rejection, Now.AddSeconds(1), Ct);
+
+        Assert.Same(rejection, result.Error);
+        Assert.Equal(message, await Store.GetMessageAsync(message.Id, Ct));
+        Assert.Empty(await Store.GetEditsAsync(message.Id, Ct));
+        await AssertUntouchedAsync(conversation, lastSeq: message.Seq);
+    }
+
+    [Fact]
+    public async Task DeleteMessage_FailingRule_WritesNothing()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var message = await AppendAsync(conversation, "alice", "original");
+        Succeeded(await Store.EditMessageAsync(message.Id, "alice", "edited", null, _ => null, Now, Ct));
+        var before = await Store.GetMessageAsync(message.Id, Ct);
+        var bobBefore = await Store.GetMemberAsync(conversation, "bob", Ct);
+        var rejection = ApiError.Forbidden("rule says no");
+
+        var result = await Store.DeleteMessageAsync(message.Id, "bob", _ => rejection, Now, Ct);
+
+        Assert.Same(rejection, result.Error);
+        Assert.Equal(before, await Store.GetMessageAsync(message.Id, Ct));
+        Assert.Single(await Store.GetEditsAsync(message.Id, Ct));
+        Assert.Equal(bobBefore, await Store.GetMemberAsync(conversation, "bob", Ct));
+        await AssertUntouchedAsync(conversation, lastSeq: message.Seq + 1);
+    }
+
+    [Fact]
+    public async Task ChangeMembership_FailingDecision_WritesNothing()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var before = await Store.GetConversationAsync(conversation, Ct);
+        var rejection = ApiError.Forbidden("rule says no");
+
+        var result = await Store.ChangeMembershipAsync(conversation, "bob", _ => rejection, Now, Ct);
+
+        Assert.Same(rejection, result.Error);
+        Assert.Equal(before!.Members, (await Store.GetConversationAsync(conversation, Ct))!.Members);
+        await AssertUntouchedAsync(conversation, lastSeq: 1);
+    }
+
+    [Fact]
+    public async Task ChangeMembership_SeveralChangesInOnePlan_EachTakesItsOwnSeq()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+
+        var result = await ChangeAsync(
+            conversation, "alice", new MembershipChange.Add("carol", "member"), new MembershipChange.Add("dave", "member"),
+            new MembershipChange.SetRole("bob", "admin"));
+
+        Assert.Equal([2L, 3L, 4L], result.Applied.Select(a => a.Event.Seq));
+        Assert.Equal(4, result.After.Conversation.LastSeq);
+        Assert.Equal(2, (await Store.GetMemberAsync(conversation, "carol", Ct))!.JoinedSeq);
+        Assert.Equal(3, (await Store.GetMemberAsync(conversation, "dave", Ct))!.JoinedSeq);
+        Assert.Equal("admin", (await Store.GetMemberAsync(conversation, "bob", Ct))!.Role);
+    }
+
+    [Fact]
+    public async Task AppendMessage_ManyAtOnce_TakeContiguousSeqsWithoutGapsOrDuplicates()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob", "carol");
+        string[] senders = ["alice", "bob", "carol"];
+
+        // No conversation lock here: the store alone must hand out seqs one at a time.
+        var results = await Task.WhenAll(Enumerable.Range(0, 30).Select(i =>
+            Task.Run(() => Store.AppendMessageAsync(NewText(conversation, senders[i % 3], $"m{i}"), _ => null, Ct), Ct)));
+
+        Assert.Equal(Enumerable.Range(2, 30).Select(i => (long)i), results.Select(r => Succeeded(r).Message.Seq).Order());
+        Assert.Equal(Enumerable.Range(1, 31).Select(i => (long)i), (await Store.ListEventsAsync(conversation, 0, 100, Ct)).Select(e => e.Seq));
+    }
+
+    [Fact]
+    public async Task Seqs_AreCountedPerConversation()
+    {
+        var first = await CreateGroupAsync("alice", "bob");
+        var second = await CreateGroupAsync("alice", "bob");
+
+        var a = await AppendAsync(first, "alice", "a");
+        var b = await AppendAsync(second, "alice", "b");
+        var c = await AppendAsync(first, "alice", "c");
+
+        Assert.Equal((2L, 2L, 3L), (a.Seq, b.Seq, c.Seq));
+        Assert.Equal([1L, 2L], (await Store.ListEventsAsync(second, 0, 100, Ct)).Select(e => e.Seq));
+    }
+
+    [Fact]
+    public async Task EditMessage_KeepsEarlierVersionsOldestFirstAndAnUnchangedEditIsANoOp()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var message = await AppendAsync(conversation, "alice", "v1");
+        var mentions = new[] { new Mention("bob", 0, 2) };
+
+        var second = Succeeded(await Store.EditMessageAsync(message.Id, "alice", "v2", mentions, _ => null, Now.AddSeconds(1), Ct));
+        var third = Succeeded(await Store.EditMessageAsync(message.Id, "alice", "v3", null, _ => null, Now.AddSeconds(2), Ct));
+        var same = Succeeded(await Store.EditMessageAsync(message.Id, "alice", "v3", null, _ => null, Now.AddSeconds(3), Ct));
+
+        Assert.Equal((3L, 4L, 0L), (second.Seq, third.Seq, same.Seq));
+        Assert.Equal("v3", same.Message.Content);
+        Assert.Equal(Now.AddSeconds(2), same.Message.EditedAt);
+        var versions = await Store.GetEditsAsync(message.Id, Ct);
+        Assert.Equal([1, 2], versions.Select(v => v.Version));
+        Assert.Equal(["v1", "v2"], versions.Select(v => v.Content));
+        Assert.Null(versions[0].Mentions);
+        Assert.Equal(mentions, versions[1].Mentions!);
+        Assert.Equal((Now, Now.AddSeconds(1)), (versions[0].CreatedAt, versions[0].ReplacedAt));
+        Assert.Equal((Now.AddSeconds(1), Now.AddSeconds(2)), (versions[1].CreatedAt, versions[1].ReplacedAt));
+        Assert.Equal(4, (await Store.GetConversationAsync(conversation, Ct))!.Conversation.LastSeq);
+    }
+
+    [Fact]
+    public async Task DeleteMessage_LeavesATombstoneErasesTheEditsAndARepeatTakesNoSeq()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var message = Succeeded(await Store.AppendMessageAsync(
+            NewText(conversation, "alice", "@bob see") with
+            {
+                MessageType = "image",
+                Mentions = [new Mention("bob", 0, 4)],
+                Media = new Media("https://cdn.example.com/p.png", "image/png", 42, 10, 20, null, "p.png", null),
+            },
+            _ => null, Ct)).Message;
+        Succeeded(await Store.EditMessageAsync(message.Id, "alice", "@bob look", [new Mention("bob", 0, 4)], _ => null, Now, Ct));
+
+        var deleted = Succeeded(await Store.DeleteMessageAsync(message.Id, "alice", _ => null, Now.AddSeconds(5), Ct));
+        var again = Succeeded(await Store.DeleteMessageAsync(message.Id, "alice", _ => null, Now.AddSeconds(9), Ct));
+
+        Assert.Equal(4, deleted.Seq);
+        Assert.Equal(0, again.Seq);
+        var tombstone = await Store.GetMessageAsync(message.Id, Ct);
+        Assert.NotNull(tombstone);
+        Assert.Equal((null, null, null, null), (tombstone.Content, tombstone.Mentions, tombstone.Media, tombstone.Location));
+        Assert.Equal(Now.AddSeconds(5), tombstone.DeletedAt);
+        Assert.Equal((message.Seq, "alice", "image"), (tombstone.Seq, tombstone.SenderId, tombstone.MessageType));
+        Assert.Equal(tombstone, again.Message);
+        Assert.Empty(await Store.GetEditsAsync(message.Id, Ct));
+        Assert.Equal(4, (await Store.GetConversationAsync(conversation, Ct))!.Conversation.LastSeq);
+    }
+
+    [Fact]
+    public async Task UnreadCount_StoredCounterFollowsSendsDeletesAndReads()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob", "carol");
+        var m1 = await AppendAsync(conversation, "alice", "one");
+        var m2 = await AppendAsync(conversation, "alice", "two");
+        var m3 = await AppendAsync(conversation, "bob", "three");
+
+        Assert.Equal((1, 0, 3), await UnreadAsync(conversation));
+        var bob = (await Store.GetMemberAsync(conversation, "bob", Ct))!;
+        Assert.Equal((m3.Seq, m3.Id), (bob.ReadSeq, bob.ReadMessageId)); // sending reads up to one's own message
+
+        Succeeded(await Store.AdvanceReadAsync(conversation, "carol", m1.Id, Now, Ct));
+        Assert.Equal((1, 0, 2), await UnreadAsync(conversation));
+
+        Succeeded(await Store.DeleteMessageAsync(m1.Id, "alice", _ => null, Now, Ct)); // already read by bob and carol
+        Assert.Equal((1, 0, 2), await UnreadAsync(conversation));
+
+        Succeeded(await Store.DeleteMessageAsync(m2.Id, "alice", _ => null, Now, Ct)); // unread by carol
+        Assert.Equal((1, 0, 1), await UnreadAsync(conversation));
+
+        Succeeded(await Store.DeleteMessageAsync(m3.Id, "bob", _ => null, Now, Ct)); // unread by alice and carol
+        Assert.Equal((0, 0, 0), await UnreadAsync(conversation));
+    }
+
+    [Fact]
+    public async Task AdvanceRead_MovesForwardOnlyAndCarriesDeliveredAlong()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var m1 = await AppendAsync(conversation, "alice", "one");
+        var m2 = await AppendAsync(conversation, "alice", "two");
+
+        var forward = Succeeded(await Store.AdvanceReadAsync(conversation, "bob", m2.Id, Now, Ct));
+        var backward = Succeeded(await Store.AdvanceReadAsync(conversation, "bob", m1.Id, Now, Ct));
+
+        Assert.True(forward.ReadAdvanced);
+        Assert.Equal((m2.Seq, m2.Id, m2.Seq), (forward.After.ReadSeq, forward.After.ReadMessageId, forward.After.DeliveredSeq));
+        Assert.False(backward.ReadAdvanced);
+        Assert.Equal(forward.After, backward.After);
+        // Receipts are not in the sequence: creation and the two messages are all there is.
+        Assert.Equal([1L, m1.Seq, m2.Seq], (await Store.ListEventsAsync(conversation, 0, 100, Ct)).Select(e => e.Seq));
+    }
+
+    [Fact]
+    public async Task ListMessages_PagesBySeqInBothDirectionsAndHidesWhatCameBeforeJoining()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var sent = new List<Message>();
+        for (var i = 0; i < 5; i++)
+        {
+            sent.Add(await AppendAsync(conversation, "alice", $"m{i}")); // seqs 2..6
+        }
+
+        Assert.Equal([6L, 5L], (await Store.ListMessagesAsync(new MessageQuery(conversation, 0, null, null, 2), Ct)).Select(m => m.Seq));
+        Assert.Equal([4L, 3L], (await Store.ListMessagesAsync(new MessageQuery(conversation, 0, 5, null, 2), Ct)).Select(m => m.Seq));
+        Assert.Equal([3L, 4L], (await Store.ListMessagesAsync(new MessageQuery(conversation, 0, null, 2, 2), Ct)).Select(m => m.Seq));
+        Assert.Equal([5L, 6L], (await Store.ListMessagesAsync(new MessageQuery(conversation, 4, null, null, 10), Ct)).Select(m => m.Seq).Order());
+        Assert.Equal([5L, 6L], (await Store.ListMessagesAsync(new MessageQuery(conversation, 4, null, 0, 10), Ct)).Select(m => m.Seq));
+        Assert.Empty(await Store.ListMessagesAsync(new MessageQuery(conversation, 4, 5, null, 10), Ct));
+    }
+
+    private protected static NewConversation Direct(string a, string b) =>
+        new(Guid.CreateVersion7(), "direct", null, a, [(a, "member"), (b, "member")], string.Join('\n', new[] { a, b }.Order(StringComparer.Ordinal)), Now);
+
+    private protected async Task<Guid> CreateGroupAsync(string owner, params string[] members)
+    {
+        var id = Guid.CreateVersion7();
+        var created = await Store.CreateConversationAsync(
+            new NewConversation(id, "group", "team", owner, [(owner, "owner"), .. members.Select(m => (m, "member"))], null, Now), Ct);
+        Assert.True(created.Created);
+        return id;
+    }
+
+    private protected static NewMessage NewText(Guid conversation, string sender, string content, string? clientMessageId = null) =>
+        new(Guid.CreateVersion7(), conversation, sender, false, "text", content, null, null, null, null, clientMessageId, Now);
+
+    private protected async Task<Message> AppendAsync(Guid conversation, string sender, string content)
+    {
+        var result = Succeeded(await Store.AppendMessageAsync(NewText(conversation, sender, content), _ => null, Ct));
+        Assert.True(result.Created);
+        return result.Message;
+    }
+
+    private protected async Task<MembershipResult> ChangeAsync(Guid conversation, string actor, params MembershipChange[] changes) =>
+        Succeeded(await Store.ChangeMembershipAsync(conversation, actor, _ => changes, Now, Ct));
+
+    private protected static T Succeeded<T>(Result<T> result)
+    {
+        Assert.True(result.IsSuccess, $"The store refused: {result.Error}");
+        return result.Value!;
+    }
+
+    /// <summary>Nothing after <paramref name="lastSeq"/>: no event, no message, and the counter where it was.</summary>
+    private async Task AssertUntouchedAsync(Guid conversation, long lastSeq)
+    {
+        Assert.Equal(lastSeq, (await Store.GetConversationAsync(conversation, Ct))!.Conversation.LastSeq);
+        Assert.Equal(Enumerable.Range(1, (int)lastSeq).Select(i => (long)i), (await Store.ListEventsAsync(conversation, 0, 1000, Ct)).Select(e => e.Seq));
+        Assert.DoesNotContain(await Store.ListMessagesAsync(new MessageQuery(conversation, 0, null, null, 1000), Ct), m => m.Seq > lastSeq);
+    }
+
+    private async Task<(int Alice, int Bob, int Carol)> UnreadAsync(Guid conversation)
+    {
+        var members = (await Store.GetConversationAsync(conversation, Ct))!.Members.ToDictionary(m => m.UserId, m => m.UnreadCount);
+        return (members["alice"], members["bob"], members["carol"]);
+    }
+}
