@@ -202,7 +202,7 @@ internal sealed class MessageService(
             return ApiError.NotFound("Message");
         }
 
-        if (message.SenderId != caller.UserId)
+        if (!IsSender(caller, message))
         {
             return new ApiError(403, ErrorCodes.NotSender, "Only the sender may edit a message.");
         }
@@ -232,10 +232,17 @@ internal sealed class MessageService(
 
         var member = facts.Conversation.Find(caller.UserId);
         var isGroupAdmin = facts.Conversation.Conversation.Type == ConversationTypes.Group && member is not null && Roles.CanManage(member.Role);
-        return caller.IsService || message.SenderId == caller.UserId || isGroupAdmin
+        return caller.IsService || IsSender(caller, message) || isGroupAdmin
             ? null
             : ApiError.Forbidden("Only the sender or a group admin may delete a message.");
     }
+
+    /// <summary>
+    /// A system message belongs to the service role: a user whose id happens to equal the service's sender id
+    /// (any well-formed id is a user) is not its sender, or that user could rewrite the service's messages.
+    /// </summary>
+    private static bool IsSender(Caller caller, Message message) =>
+        message.SenderId == caller.UserId && (caller.IsService || message.MessageType != MessageTypes.System);
 
     private static ApiError? CheckMentions(ConversationSnapshot conversation, IReadOnlyList<Mention>? mentions)
     {
