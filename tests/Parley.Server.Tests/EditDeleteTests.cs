@@ -191,6 +191,52 @@ public sealed class EditDeleteTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Edit_SystemMessageByTheService_Returns200()
+    {
+        using var alice = _factory.BoundedApi("alice");
+        using var service = _factory.BoundedServiceApi();
+        var group = await alice.CreateGroupAsync("team", "bob");
+        var notice = await SendSystemAsync(service, group.Id, "maintenance at 10");
+
+        var edited = await service.EditAsync(notice.Id, "maintenance at 11");
+
+        Assert.Equal("maintenance at 11", edited.Content);
+        Assert.Equal("maintenance at 11", (await alice.GetMessageAsync(notice.Id)).Content);
+    }
+
+    [Fact]
+    public async Task Edit_SystemMessageByAUserWhoseIdIsTheServicesSenderId_Returns403NotSender()
+    {
+        using var alice = _factory.BoundedApi("alice");
+        using var service = _factory.BoundedServiceApi();
+        // Any well-formed user id is a user, including the one the service's messages carry as sender_id.
+        var serviceSenderId = await ServiceSenderIdAsync(alice, service);
+        using var impostor = _factory.BoundedApi(serviceSenderId);
+        var group = await alice.CreateGroupAsync("team", serviceSenderId);
+        var notice = await SendSystemAsync(service, group.Id, "official");
+
+        await ParleyApi.ProblemAsync(await impostor.PutAsync($"/api/v1/messages/{notice.Id}", new { content = "forged" }), HttpStatusCode.Forbidden, "not_sender");
+
+        Assert.Equal("official", (await alice.GetMessageAsync(notice.Id)).Content);
+    }
+
+    [Fact]
+    public async Task Delete_SystemMessageByAPlainMemberWhoseIdIsTheServicesSenderId_Returns403()
+    {
+        using var alice = _factory.BoundedApi("alice");
+        using var service = _factory.BoundedServiceApi();
+        var serviceSenderId = await ServiceSenderIdAsync(alice, service);
+        using var impostor = _factory.BoundedApi(serviceSenderId);
+        var group = await alice.CreateGroupAsync("team", serviceSenderId);
+        var notice = await SendSystemAsync(service, group.Id, "official");
+
+        await ParleyApi.ProblemAsync(await impostor.DeleteAsync($"/api/v1/messages/{notice.Id}"), HttpStatusCode.Forbidden, "forbidden");
+
+        Assert.Null((await alice.GetMessageAsync(notice.Id)).DeletedAt);
+        Assert.NotNull((await service.DeleteMessageAsync(notice.Id)).DeletedAt); // the service itself may
+    }
+
+    [Fact]
     public async Task Edits_OfANeverEditedMessage_AreEmpty()
     {
         using var alice = _factory.BoundedApi("alice");
@@ -360,5 +406,16 @@ public sealed class EditDeleteTests : IAsyncLifetime
         await ParleyApi.ProblemAsync(await alice.DeleteAsync("/api/v1/messages/nope"), HttpStatusCode.BadRequest, "invalid_id");
 
         Assert.Null((await alice.GetMessageAsync(sent.Id)).DeletedAt);
+    }
+
+    private static async Task<Message> SendSystemAsync(ParleyApi service, Guid conversationId, string content) =>
+        await ParleyApi.ReadAsync<Message>(
+            await service.PostMessageAsync(new { conversation_id = conversationId, message_type = "system", content }), HttpStatusCode.Created);
+
+    /// <summary>The sender_id the service's messages carry, learnt from a message in a throwaway conversation.</summary>
+    private static async Task<string> ServiceSenderIdAsync(ParleyApi owner, ParleyApi service)
+    {
+        var scratch = await owner.CreateGroupAsync("scratch", "nobody");
+        return (await SendSystemAsync(service, scratch.Id, "probe")).SenderId;
     }
 }
