@@ -78,7 +78,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
             : new ValidatedSend(conversationId, type!, content, replyTo, mentions, media, location, clientMessageId);
     }
 
-    public Result<(string Content, IReadOnlyList<Mention>? Mentions)> ValidateEdit(EditMessageRequest? request, string messageType)
+    public Result<(string? Content, IReadOnlyList<Mention>? Mentions)> ValidateEdit(EditMessageRequest? request, string messageType)
     {
         if (request is null)
         {
@@ -86,7 +86,9 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
         }
 
         var errors = new Errors();
-        var content = request.Content ?? string.Empty;
+        // As on send: no caption is null, never "", so removing a caption and an empty edit of an uncaptioned
+        // message mean the same thing (and the latter changes nothing).
+        var content = string.IsNullOrEmpty(request.Content) ? null : request.Content;
         if (messageType is MessageTypes.Text or MessageTypes.System && string.IsNullOrWhiteSpace(content))
         {
             errors.Add("content", "is required");

@@ -42,7 +42,7 @@ internal interface IChatStore
     Task<IReadOnlyList<Message>> ListMessagesAsync(MessageQuery query, CancellationToken cancellationToken);
 
     Task<Result<MessageChangeResult>> EditMessageAsync(
-        Guid messageId, string editorId, string content, IReadOnlyList<Mention>? mentions,
+        Guid messageId, string editorId, string? content, IReadOnlyList<Mention>? mentions,
         Func<MessageFacts, ApiError?> check, DateTimeOffset now, CancellationToken cancellationToken);
 
     Task<Result<MessageChangeResult>> DeleteMessageAsync(

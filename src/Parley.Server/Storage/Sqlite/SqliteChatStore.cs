@@ -350,7 +350,7 @@ internal sealed class SqliteChatStore(string connectionString) : IChatStore, IDi
     }
 
     public Task<Result<MessageChangeResult>> EditMessageAsync(
-        Guid messageId, string editorId, string content, IReadOnlyList<Mention>? mentions,
+        Guid messageId, string editorId, string? content, IReadOnlyList<Mention>? mentions,
         Func<MessageFacts, ApiError?> check, DateTimeOffset now, CancellationToken cancellationToken) =>
         WriteAsync<MessageChangeResult>(async (connection, transaction) =>
         {
