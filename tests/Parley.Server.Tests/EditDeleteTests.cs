@@ -131,6 +131,52 @@ public sealed class EditDeleteTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Edit_MediaCaptionRemoved_LeavesContentNullNotEmpty()
+    {
+        using var alice = _factory.BoundedApi("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        var image = await SendImageAsync(alice, conversation.Id, caption: "a caption");
+
+        var json = await (await alice.PutAsync($"/api/v1/messages/{image.Id}", new { content = "" })).JsonAsync(HttpStatusCode.OK);
+
+        // Like a send without a caption: an absent value is null, never "".
+        Assert.Equal(JsonValueKind.Null, json.GetProperty("content").ValueKind);
+        Assert.Null((await alice.GetMessageAsync(image.Id)).Content);
+        Assert.Equal("a caption", Assert.Single((await alice.GetEditsAsync(image.Id)).Edits).Content);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData(null)]
+    public async Task Edit_UncaptionedMediaToNoCaption_IsANoOp(string? content)
+    {
+        using var alice = _factory.BoundedApi("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        var image = await SendImageAsync(alice, conversation.Id, caption: null);
+
+        var edited = await ParleyApi.ReadAsync<Message>(await alice.PutAsync($"/api/v1/messages/{image.Id}", new { content }));
+
+        Assert.Null(edited.Content);
+        Assert.Null(edited.EditedAt);
+        Assert.Empty((await alice.GetEditsAsync(image.Id)).Edits);
+        Assert.Equal(image.Seq, (await alice.GetConversationAsync(conversation.Id)).LastSeq); // no message_edited event
+    }
+
+    [Fact]
+    public async Task Edit_SameTextAgain_IsANoOp()
+    {
+        using var alice = _factory.BoundedApi("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        var sent = await alice.SendTextAsync(conversation.Id, "same");
+
+        var edited = await alice.EditAsync(sent.Id, "same");
+
+        Assert.Equal(sent, edited);
+        Assert.Empty((await alice.GetEditsAsync(sent.Id)).Edits);
+        Assert.Equal(sent.Seq, (await alice.GetConversationAsync(conversation.Id)).LastSeq);
+    }
+
+    [Fact]
     public async Task Edit_ContentOverTheLimit_Returns400()
     {
         using var alice = _factory.BoundedApi("alice");
@@ -418,4 +464,15 @@ public sealed class EditDeleteTests : IAsyncLifetime
         var scratch = await owner.CreateGroupAsync("scratch", "nobody");
         return (await SendSystemAsync(service, scratch.Id, "probe")).SenderId;
     }
+
+    private static async Task<Message> SendImageAsync(ParleyApi sender, Guid conversationId, string? caption) =>
+        await ParleyApi.ReadAsync<Message>(
+            await sender.PostMessageAsync(new
+            {
+                conversation_id = conversationId,
+                message_type = "image",
+                content = caption,
+                media = new { url = "https://cdn.example.com/p.png", mime_type = "image/png", size_bytes = 42 },
+            }),
+            HttpStatusCode.Created);
 }
