@@ -175,7 +175,9 @@ internal sealed class MessageService(
         if (facts.Existing is { } existing)
         {
             // A retry. A deleted original answers with its tombstone: its content is gone, so there is nothing to compare.
-            return existing.DeletedAt is not null || SameBody(existing, draft)
+            // An edited original no longer has the content (and mentions) it was sent with: only the parts an edit
+            // cannot change are compared.
+            return existing.DeletedAt is not null || SameBody(existing, draft, compareText: existing.EditedAt is null)
                 ? null
                 : ApiError.Conflict(
                     ErrorCodes.IdempotencyConflict,
@@ -257,11 +259,11 @@ internal sealed class MessageService(
         return null;
     }
 
-    private static bool SameBody(Message existing, NewMessage draft) =>
+    private static bool SameBody(Message existing, NewMessage draft, bool compareText) =>
         existing.MessageType == draft.MessageType
-        && existing.Content == draft.Content
+        && (!compareText || existing.Content == draft.Content)
         && existing.ReplyToId == draft.ReplyToId
-        && (existing.Mentions ?? []).SequenceEqual(draft.Mentions ?? [])
+        && (!compareText || (existing.Mentions ?? []).SequenceEqual(draft.Mentions ?? []))
         && existing.Media == draft.Media
         && existing.Location == draft.Location;
 
