@@ -105,6 +105,39 @@ public sealed class IdempotentSendTests : IAsyncLifetime
         Assert.Equal(lastSeq, (await alice.GetConversationAsync(conversation.Id)).LastSeq);
     }
 
+    [Fact]
+    public async Task Send_RetryAfterTheOriginalWasEdited_Returns200WithTheMessageAsItIsNow()
+    {
+        using var alice = _factory.BoundedApi("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        var body = MessagingKit.TextBody(conversation.Id, "first words", "edit-1");
+        var original = await ParleyApi.ReadAsync<Message>(await alice.PostMessageAsync(body), HttpStatusCode.Created);
+        // Another device of alice's edited it before this device's retry got through.
+        var edited = await alice.EditAsync(original.Id, "second thoughts");
+
+        var retry = await ParleyApi.ReadAsync<Message>(await alice.PostMessageAsync(body), HttpStatusCode.OK);
+
+        Assert.Equal(edited, retry);
+        Assert.Single(await alice.WholeHistoryAsync(conversation.Id));
+    }
+
+    [Fact]
+    public async Task Send_SameClientMessageIdWithADifferentTypeAfterAnEdit_Returns409()
+    {
+        using var alice = _factory.BoundedApi("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        var original = await alice.SendTextAsync(conversation.Id, "here", "edit-2");
+        await alice.EditAsync(original.Id, "there");
+
+        await ParleyApi.ProblemAsync(
+            await alice.PostMessageAsync(new
+            {
+                conversation_id = conversation.Id, message_type = "location", content = "here", location = new { latitude = 1.0, longitude = 2.0 },
+                client_message_id = "edit-2",
+            }),
+            HttpStatusCode.Conflict, "idempotency_conflict");
+    }
+
     [Theory]
     [InlineData("")]
     [InlineData("has space")]
