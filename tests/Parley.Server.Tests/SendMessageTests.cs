@@ -521,6 +521,23 @@ public sealed class SendMessageTests : IAsyncLifetime
         Assert.Empty((await alice.ListMessagesAsync(direct.Id)).Messages);
     }
 
+    [Fact]
+    public async Task Send_ReplyToAMessageFromBeforeTheSenderJoined_Returns400OnReplyToId()
+    {
+        using var alice = _factory.BoundedApi("alice");
+        using var dave = _factory.BoundedApi("dave");
+        var group = await alice.CreateGroupAsync("team", "bob");
+        var early = await alice.SendTextAsync(group.Id, "before dave");
+        await ParleyApi.ReadAsync<JsonElement>(await alice.PostAsync($"/api/v1/conversations/{group.Id}/participants", new { user_ids = new[] { "dave" } }));
+
+        // dave cannot see it, so he cannot reply to it either (nor learn that it exists).
+        var problem = await ParleyApi.ProblemAsync(
+            await dave.PostMessageAsync(new { conversation_id = group.Id, message_type = "text", content = "re", reply_to_id = early.Id }),
+            HttpStatusCode.BadRequest, "validation_failed");
+
+        Assert.Equal(["reply_to_id"], problem.ErrorFields);
+    }
+
     [Theory]
     [InlineData("0197a0a0-0000-7000-8000-000000000000")]
     [InlineData("not-a-uuid")]

@@ -93,7 +93,7 @@ internal static partial class MessagingKit
         throw new InvalidOperationException("The history walk did not end.");
     }
 
-    /// <summary>The caller's own members of a list, fetched in one page (tests have few conversations).</summary>
+    /// <summary>The caller's conversations by id, from one page of the list (tests have few conversations).</summary>
     public static async Task<Dictionary<Guid, Conversations.Conversation>> ConversationsByIdAsync(this ParleyApi api)
     {
         var list = await api.ListConversationsAsync("?limit=100");
