@@ -1,7 +1,14 @@
+using System.Net;
+using System.Text.Json;
+using Parley.Server.Messages;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
 
+/// <summary>
+/// Live conversation events: every device of every member gets each one (the sending device included), in seq
+/// order and without duplicates; users outside the conversation get nothing.
+/// </summary>
 public sealed class RealtimeDeliveryTests : IAsyncLifetime
 {
     private readonly ParleyFactory _factory = new();
@@ -31,6 +38,247 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
             Assert.Equal(sent.Id, payload.GetProperty("message").GetProperty("id").GetGuid());
             Assert.Equal("hello", payload.GetProperty("message").GetProperty("content").GetString());
             Assert.Equal(sent.Seq, payload.GetProperty("message").GetProperty("seq").GetInt64());
+        }
+    }
+
+    [Fact]
+    public async Task NewMessage_Payload_IsTheMessageAsRestReturnsItAndATimestamp()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob");
+
+        var sent = await alice.SendTextAsync(conversation.Id, "same shape", clientMessageId: "c-1");
+
+        var payload = await bob.NextAsync("new_message");
+        var live = Wire.Read<Message>(payload.GetProperty("message"));
+        Assert.Equal(sent, live with { Mentions = sent.Mentions });
+        Assert.Equal(conversation.Id, payload.GetProperty("message").GetProperty("conversation_id").GetGuid());
+        Assert.Equal("alice", payload.GetProperty("message").GetProperty("sender_id").GetString());
+        Assert.Equal("c-1", payload.GetProperty("message").GetProperty("client_message_id").GetString());
+        Assert.Equal(JsonValueKind.Null, payload.GetProperty("message").GetProperty("edited_at").ValueKind);
+        Assert.InRange(payload.GetProperty("timestamp").GetDateTimeOffset(), DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddMinutes(1));
+    }
+
+    [Fact]
+    public async Task MessageEdited_BySender_ReachesEveryDeviceWithTheEditedMessageAndItsOwnSeq()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateGroupAsync("edits", "bob", "carol");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
+        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
+        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol", deviceId: "phone");
+        var sent = await alice.SendTextAsync(conversation.Id, "first");
+
+        var response = await alice.PutAsync($"/api/v1/messages/{sent.Id}", new { content = "second" });
+        var edited = await ParleyApi.ReadAsync<Message>(response);
+
+        long? editSeq = null;
+        foreach (var device in new[] { alicePhone, aliceLaptop, bobPhone, carolPhone })
+        {
+            var payload = await device.NextAsync("message_edited");
+            var message = payload.GetProperty("message");
+            Assert.Equal(sent.Id, message.GetProperty("id").GetGuid());
+            Assert.Equal("second", message.GetProperty("content").GetString());
+            Assert.Equal(sent.Seq, message.GetProperty("seq").GetInt64());
+            Assert.Equal(edited.EditedAt, message.GetProperty("edited_at").GetDateTimeOffset());
+            var seq = payload.GetProperty("seq").GetInt64();
+            Assert.True(seq > sent.Seq, $"the edit's seq {seq} must come after the message's {sent.Seq}");
+            Assert.True(editSeq is null || editSeq == seq, "every device sees the same edit seq");
+            editSeq = seq;
+            Assert.Equal(JsonValueKind.String, payload.GetProperty("timestamp").ValueKind);
+        }
+    }
+
+    [Fact]
+    public async Task MessageDeleted_ByGroupAdmin_ReachesEveryDeviceWithSeqAndDeletedBy()
+    {
+        using var alice = _factory.Api("alice");
+        using var bob = _factory.Api("bob");
+        var conversation = await alice.CreateGroupAsync("deletes", "bob", "carol");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
+        await using var bobLaptop = await WsClient.ConnectAsync(_factory, "bob", deviceId: "laptop");
+        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol", deviceId: "phone");
+        var sent = await bob.SendTextAsync(conversation.Id, "regrettable");
+
+        var response = await alice.DeleteAsync($"/api/v1/messages/{sent.Id}");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        long? deleteSeq = null;
+        foreach (var device in new[] { alicePhone, bobPhone, bobLaptop, carolPhone })
+        {
+            var payload = await device.NextAsync("message_deleted");
+            Assert.Equal(sent.Id, payload.GetProperty("message_id").GetGuid());
+            Assert.Equal(conversation.Id, payload.GetProperty("conversation_id").GetGuid());
+            Assert.Equal("alice", payload.GetProperty("deleted_by").GetString());
+            var seq = payload.GetProperty("seq").GetInt64();
+            Assert.True(seq > sent.Seq, $"the delete's seq {seq} must come after the message's {sent.Seq}");
+            Assert.True(deleteSeq is null || deleteSeq == seq, "every device sees the same delete seq");
+            deleteSeq = seq;
+            Assert.Equal(JsonValueKind.String, payload.GetProperty("timestamp").ValueKind);
+            Assert.DoesNotContain("regrettable", payload.GetRawText(), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task ConversationEvents_SendEditDelete_ArriveOnEveryDeviceInSeqOrder()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
+
+        var first = await alice.SendTextAsync(conversation.Id, "one");
+        Assert.Equal(HttpStatusCode.OK, (await alice.PutAsync($"/api/v1/messages/{first.Id}", new { content = "one, edited" })).StatusCode);
+        var second = await alice.SendTextAsync(conversation.Id, "two");
+        Assert.Equal(HttpStatusCode.OK, (await alice.DeleteAsync($"/api/v1/messages/{first.Id}")).StatusCode);
+
+        foreach (var device in new[] { alicePhone, bobPhone })
+        {
+            await device.NextAsync("message_deleted");
+            await device.PingAsync();
+            var events = device.All()
+                .Where(f => f.GetProperty("type").GetString() is "new_message" or "message_edited" or "message_deleted")
+                .Select(f => (Type: f.GetProperty("type").GetString(), Seq: EventSeq(f)))
+                .ToList();
+            Assert.Equal(["new_message", "message_edited", "new_message", "message_deleted"], events.Select(e => e.Type));
+            AssertStrictlyIncreasing(events.Select(e => e.Seq).ToList(), device.UserId);
+            Assert.Equal(second.Seq, events[2].Seq);
+        }
+    }
+
+    [Fact]
+    public async Task ConversationEvents_UserOutsideTheConversation_ReceivesNothing()
+    {
+        using var alice = _factory.Api("alice");
+        using var bob = _factory.Api("bob");
+        var conversation = await alice.CreateGroupAsync("private", "bob");
+        await using var outsider = await WsClient.ConnectAsync(_factory, "mallory", deviceId: "phone");
+        await using var outsiderLaptop = await WsClient.ConnectAsync(_factory, "mallory", deviceId: "laptop");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+
+        var sent = await alice.SendTextAsync(conversation.Id, "secret");
+        await alice.PutAsync($"/api/v1/messages/{sent.Id}", new { content = "secret, edited" });
+        await bob.MarkReadAsync(sent.Id);
+        await bob.PostAsync($"/api/v1/conversations/{conversation.Id}/typing", new { is_typing = true });
+        await alice.DeleteAsync($"/api/v1/messages/{sent.Id}");
+
+        // The member got everything (so the events were published) ...
+        await bobPhone.NextAsync("new_message");
+        await bobPhone.NextAsync("message_edited");
+        await bobPhone.NextAsync("message_read");
+        await bobPhone.NextAsync("message_deleted");
+        // ... and the outsider, connected all along, nothing at all.
+        await outsider.AssertSilentAsync();
+        await outsiderLaptop.AssertSilentAsync(TimeSpan.FromMilliseconds(100));
+        Assert.Single(outsider.All());
+        Assert.Single(outsiderLaptop.All());
+    }
+
+    [Fact]
+    public async Task NewMessage_ManyConcurrentSendsBySeveralUsers_EveryDeviceGetsAllInStrictSeqOrder()
+    {
+        const int PerUser = 20;
+        string[] users = ["alice", "bob", "carol"];
+        using var owner = _factory.Api("alice");
+        var conversation = await owner.CreateGroupAsync("busy", "bob", "carol");
+        var devices = new List<WsClient>();
+        try
+        {
+            foreach (var user in users)
+            {
+                devices.Add(await WsClient.ConnectAsync(_factory, user, deviceId: "phone"));
+                devices.Add(await WsClient.ConnectAsync(_factory, user, deviceId: "laptop"));
+            }
+
+            var outsider = await WsClient.ConnectAsync(_factory, "dave");
+            devices.Add(outsider);
+
+            var apis = users.Select(u => _factory.Api(u)).ToArray();
+            var sends = apis.SelectMany((api, u) => Enumerable.Range(0, PerUser).Select(i => api.SendTextAsync(conversation.Id, $"{users[u]} {i}")));
+            var sent = await Task.WhenAll(sends).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+            foreach (var api in apis)
+            {
+                api.Dispose();
+            }
+
+            var expected = sent.Select(m => m.Seq).Order().ToList();
+            Assert.Equal(users.Length * PerUser, expected.Distinct().Count());
+            foreach (var device in devices.Where(d => d != outsider))
+            {
+                for (var i = 0; i < expected.Count; i++)
+                {
+                    await device.NextAsync("new_message");
+                }
+
+                // After the pong, every frame of those sends for this socket has arrived: none may be extra.
+                await device.PingAsync();
+                var seqs = device.All()
+                    .Where(f => f.GetProperty("type").GetString() == "new_message")
+                    .Select(f => f.GetProperty("payload").GetProperty("message").GetProperty("seq").GetInt64())
+                    .ToList();
+                AssertStrictlyIncreasing(seqs, device.UserId);
+                Assert.Equal(expected, seqs);
+            }
+
+            await outsider.AssertSilentAsync();
+        }
+        finally
+        {
+            foreach (var device in devices)
+            {
+                await device.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Connect_WhileMessagesAreBeingSent_ConnectedIsAlwaysTheFirstFrame()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        var sender = Task.Run(
+            async () =>
+            {
+                var sentCount = 0;
+                while (!stop.IsCancellationRequested)
+                {
+                    await alice.SendTextAsync(conversation.Id, "busy");
+                    sentCount++;
+                }
+
+                return sentCount;
+            },
+            TestContext.Current.CancellationToken);
+
+        for (var i = 0; i < 8; i++)
+        {
+            // ConnectAsync asserts that the first frame is "connected"; then live messages follow on the same socket.
+            await using var bob = await WsClient.ConnectAsync(_factory, "bob");
+            var next = await bob.NextAnyAsync();
+            Assert.Equal("new_message", next.GetProperty("type").GetString());
+        }
+
+        await stop.CancelAsync();
+        Assert.True(await sender.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken) > 0);
+    }
+
+    private static long EventSeq(JsonElement frame)
+    {
+        var payload = frame.GetProperty("payload");
+        return frame.GetProperty("type").GetString() == "new_message"
+            ? payload.GetProperty("message").GetProperty("seq").GetInt64()
+            : payload.GetProperty("seq").GetInt64();
+    }
+
+    private static void AssertStrictlyIncreasing(IReadOnlyList<long> seqs, string who)
+    {
+        for (var i = 1; i < seqs.Count; i++)
+        {
+            Assert.True(seqs[i] > seqs[i - 1], $"{who}: seq {seqs[i]} arrived after {seqs[i - 1]} (position {i}): {string.Join(",", seqs)}");
         }
     }
 }
