@@ -1,0 +1,286 @@
+using System.Net;
+using System.Text.Json;
+using Parley.Server.Messages;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// Read and delivered watermarks over the socket: <c>read_receipt</c> and <c>ack</c> frames, and the
+/// <c>message_read</c> / <c>message_delivered</c> events they cause, in both device modes.
+/// </summary>
+public sealed class ReceiptEventsTests : IAsyncLifetime
+{
+    private readonly ParleyFactory _factory = new();
+
+    public ValueTask InitializeAsync()
+    {
+        _factory.StartKestrel();
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    [Fact]
+    public async Task ReadReceipt_OverSocket_MovesWatermarkAndEveryMembersDevicesGetMessageRead()
+    {
+        using var alice = _factory.Api("alice");
+        using var bob = _factory.Api("bob");
+        var conversation = await alice.CreateGroupAsync("reads", "bob", "carol");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
+        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
+        await using var bobLaptop = await WsClient.ConnectAsync(_factory, "bob", deviceId: "laptop");
+        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol", deviceId: "phone");
+        await alice.SendTextAsync(conversation.Id, "one");
+        var second = await alice.SendTextAsync(conversation.Id, "two");
+        await alice.SendTextAsync(conversation.Id, "three");
+
+        await bobPhone.SendAsync("read_receipt", new { message_id = second.Id });
+
+        foreach (var device in new[] { alicePhone, aliceLaptop, bobPhone, bobLaptop, carolPhone })
+        {
+            var read = await device.NextAsync("message_read", p => p.GetProperty("user_id").GetString() == "bob");
+            AssertReceipt(read, conversation.Id, "bob", second);
+        }
+
+        var state = await bob.GetConversationAsync(conversation.Id);
+        Assert.Equal(second.Seq, state.ReadUpToSeq);
+        Assert.Equal(second.Id, state.LastReadMessageId);
+        Assert.Equal(1, state.UnreadCount);
+    }
+
+    [Fact]
+    public async Task ReadReceipt_OverRest_EveryMembersDevicesGetMessageRead()
+    {
+        using var alice = _factory.Api("alice");
+        using var bob = _factory.Api("bob");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        var sent = await alice.SendTextAsync(conversation.Id, "hi");
+
+        await bob.MarkReadAsync(sent.Id);
+
+        AssertReceipt(await alicePhone.NextAsync("message_read"), conversation.Id, "bob", sent);
+        AssertReceipt(await bobPhone.NextAsync("message_read"), conversation.Id, "bob", sent);
+    }
+
+    [Fact]
+    public async Task ReadReceipt_OlderThanTheWatermark_IsANoOpWithoutEventOrError()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        var first = await alice.SendTextAsync(conversation.Id, "one");
+        var second = await alice.SendTextAsync(conversation.Id, "two");
+        var third = await alice.SendTextAsync(conversation.Id, "three");
+
+        await bobPhone.SendAsync("read_receipt", new { message_id = second.Id });
+        await bobPhone.SendAsync("read_receipt", new { message_id = first.Id });
+        await bobPhone.SendAsync("read_receipt", new { message_id = second.Id });
+        await bobPhone.SendAsync("read_receipt", new { message_id = third.Id });
+
+        // A socket's events arrive in the order they were published: had the no-ops published anything,
+        // it would arrive between the read of "two" and the read of "three".
+        AssertReceipt(await alicePhone.NextAsync("message_read"), conversation.Id, "bob", second);
+        AssertReceipt(await alicePhone.NextAsync("message_read"), conversation.Id, "bob", third);
+        await bobPhone.PingAsync();
+        Assert.DoesNotContain(bobPhone.All(), f => f.GetProperty("type").GetString() == "error");
+        Assert.Equal(2, bobPhone.All().Count(f => f.GetProperty("type").GetString() == "message_read"));
+        await alicePhone.AssertNoFrameAsync("message_read", WsClientAssertions.Silence);
+    }
+
+    [Fact]
+    public async Task ReadReceipt_ByUserOutsideTheConversation_ErrorNotFoundAndNoEvent()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var mallory = await WsClient.ConnectAsync(_factory, "mallory");
+        var sent = await alice.SendTextAsync(conversation.Id, "private");
+
+        await mallory.SendAsync("""{"type":"read_receipt","id":"spy","payload":{"message_id":"MID"}}""".Replace("MID", sent.Id.ToString(), StringComparison.Ordinal));
+
+        await mallory.NextErrorAsync("not_found", id: "spy");
+        await alicePhone.AssertNoFrameAsync("message_read", WsClientAssertions.Silence);
+    }
+
+    [Fact]
+    public async Task Delivered_RecipientDeviceWithoutAcks_CountsOnceTheFrameWasSentToItsSocket()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
+        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
+
+        var sent = await alice.SendTextAsync(conversation.Id, "did you get this?");
+
+        await bobPhone.NextAsync("new_message");
+        foreach (var device in new[] { alicePhone, aliceLaptop })
+        {
+            AssertReceipt(await device.NextAsync("message_delivered"), conversation.Id, "bob", sent);
+        }
+    }
+
+    [Fact]
+    public async Task Delivered_RecipientsOnlyDeviceUsesAcks_NotCountedUntilItAcks()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
+        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", query: "acks=true");
+        var first = await alice.SendTextAsync(conversation.Id, "one");
+        var second = await alice.SendTextAsync(conversation.Id, "two");
+        await bobPhone.NextAsync("new_message");
+        await bobPhone.NextAsync("new_message");
+
+        // The frames reached bob's socket, but his device has not acknowledged them.
+        await alicePhone.AssertNoFrameAsync("message_delivered", WsClientAssertions.Silence);
+
+        await bobPhone.SendAsync("ack", new { conversation_id = conversation.Id, seq = first.Seq });
+        AssertReceipt(await alicePhone.NextAsync("message_delivered"), conversation.Id, "bob", first);
+        AssertReceipt(await aliceLaptop.NextAsync("message_delivered"), conversation.Id, "bob", first);
+
+        await bobPhone.SendAsync("ack", new { conversation_id = conversation.Id, seq = second.Seq });
+        AssertReceipt(await alicePhone.NextAsync("message_delivered"), conversation.Id, "bob", second);
+        AssertReceipt(await aliceLaptop.NextAsync("message_delivered"), conversation.Id, "bob", second);
+    }
+
+    [Fact]
+    public async Task Delivered_AckIsCumulative_OneEventUpToTheAckedSeq()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", query: "acks=true");
+        Message last = null!;
+        for (var i = 0; i < 3; i++)
+        {
+            last = await alice.SendTextAsync(conversation.Id, $"m{i}");
+        }
+
+        await bobPhone.SendAsync("ack", new { conversation_id = conversation.Id, seq = last.Seq });
+
+        AssertReceipt(await alicePhone.NextAsync("message_delivered"), conversation.Id, "bob", last);
+        await alicePhone.AssertNoFrameAsync("message_delivered", WsClientAssertions.Silence);
+    }
+
+    [Fact]
+    public async Task Delivered_RepeatedOrOlderAck_NoNewEvent()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", query: "acks=true");
+        var first = await alice.SendTextAsync(conversation.Id, "one");
+        var second = await alice.SendTextAsync(conversation.Id, "two");
+        await bobPhone.SendAsync("ack", new { conversation_id = conversation.Id, seq = second.Seq });
+        AssertReceipt(await alicePhone.NextAsync("message_delivered"), conversation.Id, "bob", second);
+
+        await bobPhone.SendAsync("ack", new { conversation_id = conversation.Id, seq = second.Seq });
+        await bobPhone.SendAsync("ack", new { conversation_id = conversation.Id, seq = first.Seq });
+
+        await bobPhone.PingAsync();
+        Assert.DoesNotContain(bobPhone.All(), f => f.GetProperty("type").GetString() == "error");
+        await alicePhone.AssertNoFrameAsync("message_delivered", WsClientAssertions.Silence);
+    }
+
+    [Fact]
+    public async Task Delivered_SendersOwnDevices_NeverMakeTheSenderDeliverToHimself()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
+        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
+
+        // Bob is offline: only alice's own devices receive the message.
+        await alice.SendTextAsync(conversation.Id, "anyone there?");
+        await alicePhone.NextAsync("new_message");
+        await aliceLaptop.NextAsync("new_message");
+        await alicePhone.AssertNoFrameAsync("message_delivered", WsClientAssertions.Silence);
+
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        var second = await alice.SendTextAsync(conversation.Id, "there you are");
+        await bobPhone.NextAsync("new_message");
+
+        AssertReceipt(await alicePhone.NextAsync("message_delivered"), conversation.Id, "bob", second);
+        AssertReceipt(await aliceLaptop.NextAsync("message_delivered"), conversation.Id, "bob", second);
+        Assert.DoesNotContain(
+            alicePhone.All().Concat(aliceLaptop.All()),
+            f => f.GetProperty("type").GetString() == "message_delivered" && f.GetProperty("payload").GetProperty("user_id").GetString() == "alice");
+    }
+
+    [Fact]
+    public async Task Delivered_SenderAlsoRecipientOfOthersMessages_ReportsOnlyForThoseMessages()
+    {
+        using var alice = _factory.Api("alice");
+        using var bob = _factory.Api("bob");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+
+        var fromBob = await bob.SendTextAsync(conversation.Id, "from bob");
+
+        // Alice's socket received bob's message: bob learns alice has it; alice is not told about herself.
+        AssertReceipt(await bobPhone.NextAsync("message_delivered"), conversation.Id, "alice", fromBob);
+        await alicePhone.AssertNoFrameAsync("message_delivered", WsClientAssertions.Silence);
+    }
+
+    [Fact]
+    public async Task Read_RecipientUsesAcksAndNeverAcked_ReadImpliesDelivered()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", query: "acks=true");
+        var sent = await alice.SendTextAsync(conversation.Id, "read me");
+        await bobPhone.NextAsync("new_message");
+        await alicePhone.AssertNoFrameAsync("message_delivered", WsClientAssertions.Silence);
+
+        await bobPhone.SendAsync("read_receipt", new { message_id = sent.Id });
+
+        AssertReceipt(await alicePhone.NextAsync("message_delivered"), conversation.Id, "bob", sent);
+        AssertReceipt(await alicePhone.NextAsync("message_read"), conversation.Id, "bob", sent);
+    }
+
+    [Fact]
+    public async Task Ack_ByUserOutsideTheConversation_ErrorNotFoundAndNoEvent()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var mallory = await WsClient.ConnectAsync(_factory, "mallory", query: "acks=true");
+        var sent = await alice.SendTextAsync(conversation.Id, "private");
+
+        await mallory.SendAsync(
+            """{"type":"ack","id":"a-1","payload":{"conversation_id":"CID","seq":SEQ}}"""
+                .Replace("CID", conversation.Id.ToString(), StringComparison.Ordinal)
+                .Replace("SEQ", sent.Seq.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal));
+
+        await mallory.NextErrorAsync("not_found", id: "a-1");
+        await alicePhone.AssertNoFrameAsync("message_delivered", WsClientAssertions.Silence);
+    }
+
+    [Fact]
+    public async Task Connect_AcksParameterNotABoolean_Returns400WithoutUpgrade()
+    {
+        using var raw = await RawSocket.ConnectAsync(
+            _factory, query: "acks=sometimes", configure: o => o.SetRequestHeader("Authorization", "Bearer " + ParleyFactory.Token("bob")));
+
+        Assert.False(raw.Upgraded);
+        Assert.Equal(HttpStatusCode.BadRequest, raw.Status);
+    }
+
+    private static void AssertReceipt(JsonElement payload, Guid conversationId, string userId, Message upTo)
+    {
+        Assert.Equal(conversationId, payload.GetProperty("conversation_id").GetGuid());
+        Assert.Equal(userId, payload.GetProperty("user_id").GetString());
+        Assert.Equal(upTo.Id, payload.GetProperty("message_id").GetGuid());
+        Assert.Equal(upTo.Seq, payload.GetProperty("up_to_seq").GetInt64());
+        Assert.InRange(payload.GetProperty("timestamp").GetDateTimeOffset(), DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddMinutes(1));
+    }
+}
