@@ -1,0 +1,203 @@
+using System.Net;
+using System.Text.Json;
+using Microsoft.Extensions.Time.Testing;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// Typing indicators: they go to the other members' devices (never the typer's own), expire after 5 s without a
+/// refresh, and end when the typer sends a message. Time is fake so that expiry is tested without waiting.
+/// </summary>
+public sealed class TypingTests : IAsyncLifetime
+{
+    private static readonly TimeSpan TypingTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly FakeTimeProvider _time = new(DateTimeOffset.UtcNow);
+    private readonly ParleyFactory _factory;
+
+    public TypingTests() => _factory = new ParleyFactory(time: _time);
+
+    public ValueTask InitializeAsync()
+    {
+        _factory.StartKestrel();
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    [Fact]
+    public async Task Typing_OverSocket_ReachesOtherMembersDevicesButNotTheTypersOwn()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateGroupAsync("typing", "bob", "carol");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
+        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
+        await using var bobLaptop = await WsClient.ConnectAsync(_factory, "bob", deviceId: "laptop");
+        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol");
+
+        await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
+
+        foreach (var device in new[] { bobPhone, bobLaptop, carolPhone })
+        {
+            AssertTyping(await device.NextAsync("typing"), conversation.Id, "alice", isTyping: true);
+        }
+
+        await alicePhone.PingAsync();
+        await aliceLaptop.AssertNoFrameAsync("typing", WsClientAssertions.Silence);
+        Assert.DoesNotContain(alicePhone.All(), f => f.GetProperty("type").GetString() == "typing");
+    }
+
+    [Fact]
+    public async Task Typing_OverRest_ReachesOtherMembersDevicesButNotTheTypersOwn()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+
+        var response = await alice.PostAsync($"/api/v1/conversations/{conversation.Id}/typing", new { is_typing = true });
+
+        Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
+        AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: true);
+        await alicePhone.AssertNoFrameAsync("typing", WsClientAssertions.Silence);
+    }
+
+    [Fact]
+    public async Task Typing_StoppedExplicitly_OthersGetIsTypingFalse()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+
+        await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
+        AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: true);
+        await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = false });
+
+        AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: false);
+    }
+
+    [Fact]
+    public async Task Typing_NotRefreshed_ExpiresAfterFiveSecondsAndOthersGetIsTypingFalse()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
+        AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: true);
+
+        await _time.AdvanceInStepsAsync(TypingTimeout - TimeSpan.FromSeconds(1));
+        await bobPhone.AssertNoFrameAsync("typing", WsClientAssertions.Silence);
+
+        // The expiry check runs four times per timeout: by 1.5 s past the deadline it must have run.
+        await _time.AdvanceInStepsAsync(TimeSpan.FromSeconds(2.5));
+        AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: false);
+        await alicePhone.AssertNoFrameAsync("typing", TimeSpan.FromMilliseconds(200));
+    }
+
+    [Fact]
+    public async Task Typing_RefreshedBeforeExpiry_StaysOnUntilFiveSecondsAfterTheLastRefresh()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
+        AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: true);
+
+        await _time.AdvanceInStepsAsync(TimeSpan.FromSeconds(3));
+        await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
+        await alicePhone.PingAsync();
+        await _time.AdvanceInStepsAsync(TimeSpan.FromSeconds(3.5));
+
+        // 6.5 s after it started, 3.5 s after the refresh: still typing.
+        await bobPhone.AssertNoFrameAsync("typing", WsClientAssertions.Silence, p => !p.GetProperty("is_typing").GetBoolean());
+
+        await _time.AdvanceInStepsAsync(TimeSpan.FromSeconds(3));
+        AssertTyping(
+            await bobPhone.NextAsync("typing", p => !p.GetProperty("is_typing").GetBoolean()), conversation.Id, "alice", isTyping: false);
+    }
+
+    [Fact]
+    public async Task Typing_TyperSendsAMessage_OthersGetIsTypingFalse()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
+        AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: true);
+
+        var sent = await alice.SendTextAsync(conversation.Id, "done typing");
+
+        Assert.Equal(sent.Id, (await bobPhone.NextAsync("new_message")).GetProperty("message").GetProperty("id").GetGuid());
+        AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: false);
+    }
+
+    [Fact]
+    public async Task Typing_AnotherMemberSendsAMessage_TypersIndicatorStaysOn()
+    {
+        using var alice = _factory.Api("alice");
+        using var bob = _factory.Api("bob");
+        var conversation = await alice.CreateGroupAsync("two typists", "bob", "carol");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol");
+        await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
+        AssertTyping(await carolPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: true);
+
+        await bob.SendTextAsync(conversation.Id, "not alice");
+
+        await carolPhone.NextAsync("new_message");
+        await carolPhone.AssertNoFrameAsync("typing", WsClientAssertions.Silence);
+    }
+
+    [Fact]
+    public async Task Typing_OverSocketByUserOutsideTheConversation_ErrorNotFoundAndNoEvent()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await using var mallory = await WsClient.ConnectAsync(_factory, "mallory");
+
+        await mallory.SendAsync("""{"type":"typing","id":"ty-1","payload":{"conversation_id":"CID","is_typing":true}}""".Replace("CID", conversation.Id.ToString(), StringComparison.Ordinal));
+
+        await mallory.NextErrorAsync("not_found", id: "ty-1");
+        await bobPhone.AssertNoFrameAsync("typing", WsClientAssertions.Silence);
+    }
+
+    [Fact]
+    public async Task Typing_OverRestByUserOutsideTheConversation_Returns404AndNoEvent()
+    {
+        using var alice = _factory.Api("alice");
+        using var mallory = _factory.Api("mallory");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+
+        var response = await mallory.PostAsync($"/api/v1/conversations/{conversation.Id}/typing", new { is_typing = true });
+
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.NotFound, "not_found");
+        await bobPhone.AssertNoFrameAsync("typing", WsClientAssertions.Silence);
+    }
+
+    [Fact]
+    public async Task Typing_UnknownConversation_ErrorNotFound()
+    {
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+
+        await alicePhone.SendAsync("""{"type":"typing","id":"ty-2","payload":{"conversation_id":"CID","is_typing":true}}""".Replace("CID", Guid.CreateVersion7().ToString(), StringComparison.Ordinal));
+
+        await alicePhone.NextErrorAsync("not_found", id: "ty-2");
+    }
+
+    private void AssertTyping(JsonElement payload, Guid conversationId, string userId, bool isTyping)
+    {
+        Assert.Equal(conversationId, payload.GetProperty("conversation_id").GetGuid());
+        Assert.Equal(userId, payload.GetProperty("user_id").GetString());
+        Assert.Equal(isTyping, payload.GetProperty("is_typing").GetBoolean());
+        // Server time (fake here) at the moment of the change, not a default or a client value.
+        Assert.InRange(payload.GetProperty("timestamp").GetDateTimeOffset(), _time.GetUtcNow() - TimeSpan.FromSeconds(15), _time.GetUtcNow());
+    }
+}
