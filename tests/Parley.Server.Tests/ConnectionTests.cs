@@ -1,0 +1,404 @@
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using Parley.Server.Fanout;
+using Parley.Server.Realtime;
+using Parley.Server.Realtime.Protocol;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// <see cref="Connection"/> on an in-memory socket: send order, the bounded queue's slow-consumer policy (4001),
+/// send timeouts, close handshakes and the receive limits, without a server around it.
+/// </summary>
+public sealed class ConnectionTests
+{
+    private const int QueueCapacity = 8;
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+
+    [Fact]
+    public async Task RunAsync_FramesEnqueuedBeforeAndWhileRunning_SentInEnqueueOrderConnectedFirst()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(capacity: 64));
+        run.Connection.TryEnqueue(Frames.Connected(new ConnectedPayload("c1", "alice", "phone", 25_000, false)));
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.True(run.Connection.TryEnqueue(Frame(i)));
+        }
+
+        run.Start();
+        for (var i = 5; i < 40; i++)
+        {
+            Assert.True(run.Connection.TryEnqueue(Frame(i)));
+        }
+
+        await socket.WaitForSentAsync(41, Timeout);
+        var sent = socket.Sent;
+        Assert.Equal("connected", Type(sent[0]));
+        Assert.Equal(Enumerable.Range(0, 40), sent.Skip(1).Select(Index));
+        Assert.Equal(Enumerable.Range(0, 40), run.Reported.Skip(1).Select(Index));
+    }
+
+    [Fact]
+    public async Task TryEnqueue_QueueFull_ClosesWith4001AndDropsTheQueuedFrames()
+    {
+        using var socket = new FakeWebSocket();
+        socket.BlockSends();
+        await using var run = Run(socket, Options());
+        run.Start();
+        Assert.True(run.Connection.TryEnqueue(Frame(0)));
+        await socket.SendBlocked.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+
+        // Frame 0 is being written; the queue holds the next QueueCapacity; the one after overflows.
+        for (var i = 1; i <= QueueCapacity; i++)
+        {
+            Assert.True(run.Connection.TryEnqueue(Frame(i)), $"frame {i} should fit in the queue");
+        }
+
+        Assert.False(run.Connection.TryEnqueue(Frame(QueueCapacity + 1)));
+        Assert.False(run.Connection.TryEnqueue(Frame(QueueCapacity + 2)));
+        socket.ReleaseSends();
+
+        Assert.Equal((WebSocketCloseStatus)CloseCodes.SlowConsumer, await socket.CloseSent.WaitAsync(Timeout, TestContext.Current.CancellationToken));
+        Assert.Equal(4001, CloseCodes.SlowConsumer);
+        await run.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        // Only the frame that was already on the wire went out; a client that cannot keep up resyncs on reconnect.
+        Assert.Equal([0], socket.Sent.Select(Index));
+    }
+
+    [Fact]
+    public async Task TryEnqueue_QueueFullAndPeerNeverReads_SocketAbortedAfterSendTimeout()
+    {
+        using var socket = new FakeWebSocket();
+        socket.BlockSends();
+        await using var run = Run(socket, Options(sendTimeout: TimeSpan.FromMilliseconds(300)));
+        run.Start();
+        run.Connection.TryEnqueue(Frame(0));
+        await socket.SendBlocked.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        for (var i = 1; i <= QueueCapacity + 1; i++)
+        {
+            run.Connection.TryEnqueue(Frame(i));
+        }
+
+        await socket.Aborted.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        await run.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        Assert.Empty(socket.Sent);
+        Assert.Empty(run.Reported);
+    }
+
+    [Fact]
+    public async Task Deliver_OneOfTheUsersSocketsIsASlowConsumer_OnlyThatOneIsClosedTheOthersGetEveryFrame()
+    {
+        using var slowSocket = new FakeWebSocket();
+        using var healthySocket = new FakeWebSocket();
+        using var otherUserSocket = new FakeWebSocket();
+        slowSocket.BlockSends();
+        await using var slow = Run(slowSocket, Options(), userId: "alice");
+        await using var healthy = Run(healthySocket, Options(), userId: "alice");
+        await using var otherUser = Run(otherUserSocket, Options(), userId: "bob");
+        var hub = new ConnectionHub();
+        foreach (var run in new[] { slow, healthy, otherUser })
+        {
+            hub.Add(run.Connection);
+            run.Start();
+        }
+
+        // Each frame is enqueued only after the previous one was sent on the healthy sockets, so they never fill
+        // up; the slow socket never sends, so its queue overflows.
+        const int Frames = QueueCapacity * 3;
+        for (var i = 0; i < Frames; i++)
+        {
+            hub.Deliver(new FanoutMessage(["alice", "bob"], Frame(i)));
+            await healthySocket.WaitForSentAsync(i + 1, Timeout);
+            await otherUserSocket.WaitForSentAsync(i + 1, Timeout);
+        }
+
+        slowSocket.ReleaseSends();
+        Assert.Equal((WebSocketCloseStatus)CloseCodes.SlowConsumer, await slowSocket.CloseSent.WaitAsync(Timeout, TestContext.Current.CancellationToken));
+        await slow.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        Assert.Equal(Enumerable.Range(0, Frames), healthySocket.Sent.Select(Index));
+        Assert.Equal(Enumerable.Range(0, Frames), otherUserSocket.Sent.Select(Index));
+        Assert.False(healthySocket.CloseSent.IsCompleted);
+        Assert.False(healthy.Connection.Completion.IsCompleted);
+        Assert.Equal(WebSocketState.Open, healthySocket.State);
+    }
+
+    [Fact]
+    public async Task Send_NotCompletedWithinSendTimeout_AbortsTheSocket()
+    {
+        using var socket = new FakeWebSocket();
+        socket.BlockSends();
+        await using var run = Run(socket, Options(sendTimeout: TimeSpan.FromMilliseconds(200)));
+        run.Start();
+
+        run.Connection.TryEnqueue(Frame(0));
+
+        await socket.Aborted.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        await run.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        Assert.Empty(run.Reported);
+        Assert.False(socket.CloseSent.IsCompleted);
+    }
+
+    [Fact]
+    public async Task Send_EachSendWithinTimeoutButAllTogetherLonger_NothingIsAborted()
+    {
+        // The timeout is per send: ten sends of 80 ms each take longer than one timeout of 250 ms.
+        using var socket = new FakeWebSocket { SendDelay = TimeSpan.FromMilliseconds(80) };
+        await using var run = Run(socket, Options(capacity: 64, sendTimeout: TimeSpan.FromMilliseconds(250)));
+        run.Start();
+
+        for (var i = 0; i < 10; i++)
+        {
+            run.Connection.TryEnqueue(Frame(i));
+        }
+
+        await socket.WaitForSentAsync(10, Timeout);
+        Assert.False(socket.Aborted.IsCompleted);
+        Assert.Equal(WebSocketState.Open, socket.State);
+    }
+
+    [Fact]
+    public async Task Receive_PeerCloses_AnsweredWith1000AndBothLoopsEnd()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options());
+        run.Start();
+
+        socket.ReceiveClose(WebSocketCloseStatus.NormalClosure);
+
+        Assert.Equal(WebSocketCloseStatus.NormalClosure, await socket.CloseSent.WaitAsync(Timeout, TestContext.Current.CancellationToken));
+        await run.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        Assert.Equal(WebSocketState.Closed, socket.State);
+        Assert.False(socket.Aborted.IsCompleted);
+    }
+
+    [Fact]
+    public async Task RequestClose_PeerNeverAnswers_AbortedAfterCloseTimeout()
+    {
+        using var socket = new FakeWebSocket { AnswersClose = false };
+        await using var run = Run(socket, Options());
+        run.Start();
+
+        run.Connection.RequestClose(CloseCodes.GoingAway, "shutting down");
+
+        Assert.Equal(WebSocketCloseStatus.EndpointUnavailable, await socket.CloseSent.WaitAsync(Timeout, TestContext.Current.CancellationToken));
+        await socket.Aborted.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        await run.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public async Task RequestClose_Twice_TheFirstStatusWins()
+    {
+        using var socket = new FakeWebSocket();
+        socket.BlockSends();
+        await using var run = Run(socket, Options());
+        run.Start();
+        run.Connection.TryEnqueue(Frame(0));
+        await socket.SendBlocked.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+
+        run.Connection.RequestClose(CloseCodes.TokenExpired, "token expired");
+        run.Connection.RequestClose(CloseCodes.GoingAway, "shutting down");
+        socket.ReleaseSends();
+
+        Assert.Equal((WebSocketCloseStatus)CloseCodes.TokenExpired, await socket.CloseSent.WaitAsync(Timeout, TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
+    public async Task Receive_MessageInFragmentsLargerThanTheInitialBuffer_HandedOverWhole()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(), maxFrameBytes: 64 * 1024);
+        run.Start();
+        var text = JsonSerializer.Serialize(new { type = "x", pad = new string('p', 20_000) });
+
+        socket.ReceiveText(text, fragmentSize: 3000);
+        socket.ReceiveText("""{"type":"after"}""");
+
+        await run.WaitForReceivedAsync(2);
+        Assert.Equal([text, """{"type":"after"}"""], run.Received);
+        Assert.False(socket.CloseSent.IsCompleted);
+    }
+
+    [Theory]
+    [InlineData(4096, 1)]
+    [InlineData(4096, 4096)]
+    [InlineData(5000, 700)]
+    [InlineData(5000, 100_000)]
+    public async Task Receive_MessageOfExactlyMaxFrameBytes_IsAccepted(int maxFrameBytes, int fragmentSize)
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(), maxFrameBytes: maxFrameBytes);
+        run.Start();
+        var text = Sized(maxFrameBytes);
+
+        socket.ReceiveText(text, fragmentSize);
+
+        await run.WaitForReceivedAsync(1);
+        Assert.Equal(text, run.Received[0]);
+        Assert.False(socket.CloseSent.IsCompleted);
+    }
+
+    [Theory]
+    [InlineData(4096, 4096)]
+    [InlineData(4096, 100_000)]
+    [InlineData(5000, 700)]
+    [InlineData(5000, 100_000)]
+    public async Task Receive_MessageOneByteOverMaxFrameBytes_ClosesWith1009WithoutHandingItOver(int maxFrameBytes, int fragmentSize)
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(), maxFrameBytes: maxFrameBytes);
+        run.Start();
+
+        socket.ReceiveText(Sized(maxFrameBytes + 1), fragmentSize);
+        socket.ReceiveText("""{"type":"after the big one"}""");
+
+        Assert.Equal(WebSocketCloseStatus.MessageTooBig, await socket.CloseSent.WaitAsync(Timeout, TestContext.Current.CancellationToken));
+        await run.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        Assert.Empty(run.Received);
+    }
+
+    [Fact]
+    public async Task Receive_BinaryMessage_ErrorFrameAndTheConnectionStaysOpen()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options());
+        run.Start();
+
+        socket.ReceiveMessage([1, 2, 3], WebSocketMessageType.Binary);
+        socket.ReceiveText("""{"type":"ping"}""");
+
+        await run.WaitForReceivedAsync(1);
+        Assert.Equal(["""{"type":"ping"}"""], run.Received);
+        await socket.WaitForSentAsync(1, Timeout);
+        using var error = JsonDocument.Parse(socket.Sent[0]);
+        Assert.Equal("error", error.RootElement.GetProperty("type").GetString());
+        Assert.Equal("invalid_frame", error.RootElement.GetProperty("payload").GetProperty("code").GetString());
+        Assert.False(socket.CloseSent.IsCompleted);
+    }
+
+    [Fact]
+    public async Task Receive_EmptyTextMessage_HandedOverAsEmpty()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options());
+        run.Start();
+
+        socket.ReceiveText("");
+        socket.ReceiveText("""{"type":"next"}""");
+
+        await run.WaitForReceivedAsync(2);
+        Assert.Equal(["", """{"type":"next"}"""], run.Received);
+    }
+
+    private static RealtimeOptions Options(int capacity = QueueCapacity, TimeSpan? sendTimeout = null) => new()
+    {
+        SendQueueCapacity = capacity,
+        SendTimeout = sendTimeout ?? TimeSpan.FromSeconds(5),
+        CloseTimeout = TimeSpan.FromMilliseconds(500),
+    };
+
+    private static ConnectionRun Run(FakeWebSocket socket, RealtimeOptions options, string userId = "alice", int maxFrameBytes = 4096) =>
+        new(new Connection(Guid.NewGuid().ToString("N"), userId, "device", acks: false, socket, options, maxFrameBytes, NullLogger.Instance));
+
+    private static OutboundFrame Frame(int index) =>
+        new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"index":{{{index}}}}}"""));
+
+    private static string Type(string frame)
+    {
+        using var json = JsonDocument.Parse(frame);
+        return json.RootElement.GetProperty("type").GetString()!;
+    }
+
+    private static int Index(string frame)
+    {
+        using var json = JsonDocument.Parse(frame);
+        return json.RootElement.GetProperty("payload").GetProperty("index").GetInt32();
+    }
+
+    /// <summary>A JSON text frame of exactly <paramref name="bytes"/> ASCII bytes.</summary>
+    private static string Sized(int bytes)
+    {
+        const string Prefix = "{\"type\":\"x\",\"pad\":\"";
+        const string Suffix = "\"}";
+        return Prefix + new string('p', bytes - Prefix.Length - Suffix.Length) + Suffix;
+    }
+
+    /// <summary>A connection's <see cref="Connection.RunAsync"/> with recorded callbacks; disposing ends it.</summary>
+    private sealed class ConnectionRun(Connection connection) : IAsyncDisposable
+    {
+        private readonly Lock _lock = new();
+        private readonly List<string> _received = [];
+        private readonly List<string> _reported = [];
+        private readonly SemaphoreSlim _receivedSignal = new(0);
+        private Task _run = Task.CompletedTask;
+
+        public Connection Connection => connection;
+
+        public IReadOnlyList<string> Received
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return [.. _received];
+                }
+            }
+        }
+
+        /// <summary>The frames the send loop reported as written (the delivered hook), in order.</summary>
+        public IReadOnlyList<string> Reported
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return [.. _reported];
+                }
+            }
+        }
+
+        public void Start() =>
+            _run = connection.RunAsync(
+                (_, frame, _) =>
+                {
+                    lock (_lock)
+                    {
+                        _received.Add(Encoding.UTF8.GetString(frame.Span));
+                    }
+
+                    _receivedSignal.Release();
+                    return Task.CompletedTask;
+                },
+                (_, frame) =>
+                {
+                    lock (_lock)
+                    {
+                        _reported.Add(Encoding.UTF8.GetString(frame.Utf8.Span));
+                    }
+                },
+                TestContext.Current.CancellationToken);
+
+        public async Task WaitForReceivedAsync(int count)
+        {
+            var deadline = DateTime.UtcNow + Timeout;
+            while (Received.Count < count)
+            {
+                var left = deadline - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero || !await _receivedSignal.WaitAsync(left, TestContext.Current.CancellationToken))
+                {
+                    throw new TimeoutException($"Only {Received.Count} of {count} messages were handed over within {Timeout}.");
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            connection.RequestClose(CloseCodes.GoingAway, "test over");
+            await _run.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+            _receivedSignal.Dispose();
+        }
+    }
+}
