@@ -190,8 +190,12 @@ internal sealed partial class Connection
 
                     if (tooBig)
                     {
-                        Log.FrameTooBig(_logger, Id, _maxFrameBytes);
-                        RequestClose(CloseCodes.MessageTooBig, $"message larger than {_maxFrameBytes} bytes");
+                        // Once closing, the rest of an oversized message is drained in limit-sized pieces: log it once.
+                        if (!CloseRequested)
+                        {
+                            Log.FrameTooBig(_logger, Id, _maxFrameBytes);
+                            RequestClose(CloseCodes.MessageTooBig, $"message larger than {_maxFrameBytes} bytes");
+                        }
                     }
                     else if (CloseRequested)
                     {
@@ -228,47 +232,44 @@ internal sealed partial class Connection
         RequestClose(CloseCodes.Normal, string.Empty);
 
     /// <summary>
-    /// Reads one message into <see cref="_receiveBuffer"/>, growing it (pooled) up to the limit. A message larger
-    /// than the limit is read to its end and discarded, so the socket stays in a state where a close can be exchanged.
+    /// Reads one message into <see cref="_receiveBuffer"/>, growing it (pooled) up to the limit. Reading stops as soon
+    /// as the message exceeds the limit: the caller closes with 1009 at once, because a peer may never finish such a
+    /// message. The receive loop then drains what is left of it, unprocessed, until the peer's close arrives or the
+    /// close times out, so the socket stays in a state where a close can be exchanged.
     /// </summary>
     private async Task<(int Count, WebSocketMessageType Type, bool Closed, bool TooBig)> ReadMessageAsync(CancellationToken cancellationToken)
     {
         var count = 0;
-        var tooBig = false;
         while (true)
         {
             if (count == _receiveBuffer.Length)
             {
                 if (count >= _maxFrameBytes)
                 {
-                    tooBig = true;
-                    count = 0;
+                    return (0, WebSocketMessageType.Text, false, true);
                 }
-                else
-                {
-                    var larger = ArrayPool<byte>.Shared.Rent(Math.Min(_receiveBuffer.Length * 2, _maxFrameBytes));
-                    _receiveBuffer.AsSpan(0, count).CopyTo(larger);
-                    ArrayPool<byte>.Shared.Return(_receiveBuffer);
-                    _receiveBuffer = larger;
-                }
+
+                var larger = ArrayPool<byte>.Shared.Rent(Math.Min(_receiveBuffer.Length * 2, _maxFrameBytes));
+                _receiveBuffer.AsSpan(0, count).CopyTo(larger);
+                ArrayPool<byte>.Shared.Return(_receiveBuffer);
+                _receiveBuffer = larger;
             }
 
             var result = await _socket.ReceiveAsync(_receiveBuffer.AsMemory(count), cancellationToken);
             if (result.MessageType == WebSocketMessageType.Close)
             {
-                return (0, result.MessageType, true, tooBig);
+                return (0, result.MessageType, true, false);
             }
 
             count += result.Count;
             if (count > _maxFrameBytes)
             {
-                tooBig = true;
-                count = 0;
+                return (0, result.MessageType, false, true);
             }
 
             if (result.EndOfMessage)
             {
-                return (count, result.MessageType, false, tooBig);
+                return (count, result.MessageType, false, false);
             }
         }
     }
