@@ -261,6 +261,42 @@ public sealed class ConnectionTests
     }
 
     [Fact]
+    public async Task Receive_OversizedMessageNeverFinished_ClosesWith1009AtOnce()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(), maxFrameBytes: 4096);
+        run.Start();
+
+        // 6000 bytes so far, and the peer never sends the last fragment.
+        for (var i = 0; i < 6; i++)
+        {
+            socket.ReceiveFragment(new string('x', 1000), endOfMessage: false);
+        }
+
+        Assert.Equal(WebSocketCloseStatus.MessageTooBig, await socket.CloseSent.WaitAsync(Timeout, TestContext.Current.CancellationToken));
+        await run.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        Assert.Empty(run.Received);
+    }
+
+    [Fact]
+    public async Task Receive_OversizedMessageThenMore_RestIsDrainedNotHandedOver()
+    {
+        using var socket = new FakeWebSocket { AnswersClose = false };
+        await using var run = Run(socket, Options(), maxFrameBytes: 4096);
+        run.Start();
+
+        socket.ReceiveText(Sized(10_000), fragmentSize: 1500);
+        socket.ReceiveText("""{"type":"sent after the big one"}""");
+
+        Assert.Equal(WebSocketCloseStatus.MessageTooBig, await socket.CloseSent.WaitAsync(Timeout, TestContext.Current.CancellationToken));
+        // The peer's answer comes after everything it sent before it: none of that is processed.
+        socket.ReceiveClose(WebSocketCloseStatus.NormalClosure);
+        await run.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        Assert.Empty(run.Received);
+        Assert.False(socket.Aborted.IsCompleted, "the close handshake completed; nothing had to be aborted");
+    }
+
+    [Fact]
     public async Task Receive_BinaryMessage_ErrorFrameAndTheConnectionStaysOpen()
     {
         using var socket = new FakeWebSocket();

@@ -237,6 +237,25 @@ public sealed class WebSocketProtocolTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Frame_OverTheSizeLimitAndNeverFinished_ClosesWith1009WithoutWaitingForItsEnd()
+    {
+        await using var client = await WsClient.ConnectAsync(_factory, "alice");
+        var fragment = Encoding.UTF8.GetBytes(new string('x', 1000));
+
+        // A message that is already over the limit and whose last fragment never comes: the server must not keep
+        // reading (and discarding) it forever before it closes.
+        await client.Socket.SendAsync(Encoding.UTF8.GetBytes("""{"type":"ping","pad":" """), WebSocketMessageType.Text, false, TestContext.Current.CancellationToken)
+            .WaitAsync(WsClient.DefaultTimeout, TestContext.Current.CancellationToken);
+        for (var sent = 0; sent <= MaxFrameBytes; sent += fragment.Length)
+        {
+            await client.Socket.SendAsync(fragment, WebSocketMessageType.Text, false, TestContext.Current.CancellationToken)
+                .WaitAsync(WsClient.DefaultTimeout, TestContext.Current.CancellationToken);
+        }
+
+        Assert.Equal(WebSocketCloseStatus.MessageTooBig, await client.ClosedAsync());
+    }
+
+    [Fact]
     public async Task Frame_UnderTheLimitInFragments_IsReassembledAndProcessed()
     {
         await using var client = await WsClient.ConnectAsync(_factory, "alice");

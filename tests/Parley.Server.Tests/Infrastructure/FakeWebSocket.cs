@@ -86,6 +86,10 @@ internal sealed class FakeWebSocket : WebSocket
         }
     }
 
+    /// <summary>The peer sends one fragment of a text message (a message can be left unfinished).</summary>
+    public void ReceiveFragment(string text, bool endOfMessage) =>
+        _incoming.Writer.TryWrite(new Fragment(Encoding.UTF8.GetBytes(text), WebSocketMessageType.Text, endOfMessage));
+
     public void ReceiveClose(WebSocketCloseStatus status) =>
         _incoming.Writer.TryWrite(new Fragment([], WebSocketMessageType.Close, EndOfMessage: true, status));
 
