@@ -266,6 +266,83 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
         Assert.True(await sender.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken) > 0);
     }
 
+    [Fact]
+    public async Task ParticipantEvents_AddRoleRemove_ReachMembersAndTheUserConcernedInSeqOrder()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateGroupAsync("members", "bob");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol");
+
+        Assert.Equal(HttpStatusCode.OK, (await alice.PostAsync($"/api/v1/conversations/{conversation.Id}/participants", new { user_ids = new[] { "carol" } })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await alice.PatchAsync($"/api/v1/conversations/{conversation.Id}/participants/carol", new { role = "admin" })).StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await alice.DeleteAsync($"/api/v1/conversations/{conversation.Id}/participants/bob")).StatusCode);
+
+        foreach (var device in new[] { alicePhone, carolPhone })
+        {
+            var added = await device.NextAsync("participant_added");
+            Assert.Equal(conversation.Id, added.GetProperty("conversation_id").GetGuid());
+            Assert.Equal("carol", added.GetProperty("user_id").GetString());
+            Assert.Equal("member", added.GetProperty("role").GetString());
+            Assert.Equal("alice", added.GetProperty("added_by").GetString());
+            var updated = await device.NextAsync("participant_updated");
+            Assert.Equal("carol", updated.GetProperty("user_id").GetString());
+            Assert.Equal("admin", updated.GetProperty("role").GetString());
+            var removed = await device.NextAsync("participant_removed");
+            Assert.Equal("bob", removed.GetProperty("user_id").GetString());
+            Assert.Equal("alice", removed.GetProperty("removed_by").GetString());
+            AssertStrictlyIncreasing(
+                [added.GetProperty("seq").GetInt64(), updated.GetProperty("seq").GetInt64(), removed.GetProperty("seq").GetInt64()], device.UserId);
+        }
+
+        // Bob, the user removed, learns of it too.
+        Assert.Equal("bob", (await bobPhone.NextAsync("participant_removed")).GetProperty("user_id").GetString());
+    }
+
+    [Fact]
+    public async Task ConversationEvents_AfterAMemberIsRemoved_ReachNoneOfTheirDevices()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateGroupAsync("leaving", "bob");
+        var before = await alice.SendTextAsync(conversation.Id, "before");
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
+        await using var bobLaptop = await WsClient.ConnectAsync(_factory, "bob", deviceId: "laptop");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        Assert.Equal(HttpStatusCode.NoContent, (await alice.DeleteAsync($"/api/v1/conversations/{conversation.Id}/participants/bob")).StatusCode);
+        await bobPhone.NextAsync("participant_removed");
+        await bobLaptop.NextAsync("participant_removed");
+
+        await alice.SendTextAsync(conversation.Id, "after");
+        await alice.PutAsync($"/api/v1/messages/{before.Id}", new { content = "before, edited" });
+        await alice.PostAsync($"/api/v1/conversations/{conversation.Id}/typing", new { is_typing = true });
+
+        await alicePhone.NextAsync("new_message");
+        await alicePhone.NextAsync("message_edited");
+        await bobPhone.AssertSilentAsync();
+        await bobLaptop.AssertSilentAsync(TimeSpan.FromMilliseconds(100));
+    }
+
+    [Fact]
+    public async Task MessageEdited_MessageFromBeforeAMemberJoined_NotSentToThatMember()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateGroupAsync("late joiner", "bob");
+        var old = await alice.SendTextAsync(conversation.Id, "before carol");
+        Assert.Equal(HttpStatusCode.OK, (await alice.PostAsync($"/api/v1/conversations/{conversation.Id}/participants", new { user_ids = new[] { "carol" } })).StatusCode);
+        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol");
+
+        await alice.PutAsync($"/api/v1/messages/{old.Id}", new { content = "before carol, edited" });
+        var later = await alice.SendTextAsync(conversation.Id, "for everyone");
+
+        Assert.Equal(old.Id, (await bobPhone.NextAsync("message_edited")).GetProperty("message").GetProperty("id").GetGuid());
+        // Carol cannot see the old message: its edit is not hers to receive; the next message is.
+        var next = await carolPhone.NextAnyAsync();
+        Assert.Equal("new_message", next.GetProperty("type").GetString());
+        Assert.Equal(later.Id, next.GetProperty("payload").GetProperty("message").GetProperty("id").GetGuid());
+    }
+
     private static long EventSeq(JsonElement frame)
     {
         var payload = frame.GetProperty("payload");
