@@ -7,7 +7,7 @@ namespace Parley.Server.Tests;
 
 /// <summary>
 /// How sockets end on a real server: the client's close is answered, dead peers are found by the server's
-/// pings, and a socket lives no longer than its token (4003).
+/// pings, a socket lives no longer than its token (4003), and shutdown does not wait forever for a silent client.
 /// </summary>
 public sealed class ConnectionLifecycleTests : IAsyncLifetime
 {
@@ -88,6 +88,18 @@ public sealed class ConnectionLifecycleTests : IAsyncLifetime
 
         Assert.Equal((WebSocketCloseStatus)4003, await client.ClosedAsync(TimeSpan.FromSeconds(15)));
         await EventuallyAsync(() => !Hub.IsConnected("short-lived"), "the expired socket is still registered");
+    }
+
+    [Fact]
+    public async Task Shutdown_ClientNeverAnswersTheClose_SocketGets1001AndShutdownStillFinishes()
+    {
+        await using var silent = await WsClient.ConnectAsync(_factory, "silent");
+
+        // This client reads the 1001 but never answers it: the server aborts it after its close timeout (3 s).
+        var stopping = _factory.DisposeAsync().AsTask();
+
+        Assert.Equal(WebSocketCloseStatus.EndpointUnavailable, await silent.ClosedAsync());
+        await stopping.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
     }
 
     /// <summary>Polls a server-side condition that has no event of its own, bounded by <paramref name="timeout"/>.</summary>

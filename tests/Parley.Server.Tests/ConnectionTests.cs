@@ -145,17 +145,17 @@ public sealed class ConnectionTests
     [Fact]
     public async Task Send_EachSendWithinTimeoutButAllTogetherLonger_NothingIsAborted()
     {
-        // The timeout is per send: ten sends of 80 ms each take longer than one timeout of 250 ms.
-        using var socket = new FakeWebSocket { SendDelay = TimeSpan.FromMilliseconds(80) };
-        await using var run = Run(socket, Options(capacity: 64, sendTimeout: TimeSpan.FromMilliseconds(250)));
+        // The timeout is per send: fifteen sends of 100 ms each take longer than one timeout of 1 s.
+        using var socket = new FakeWebSocket { SendDelay = TimeSpan.FromMilliseconds(100) };
+        await using var run = Run(socket, Options(capacity: 64, sendTimeout: TimeSpan.FromSeconds(1)));
         run.Start();
 
-        for (var i = 0; i < 10; i++)
+        for (var i = 0; i < 15; i++)
         {
             run.Connection.TryEnqueue(Frame(i));
         }
 
-        await socket.WaitForSentAsync(10, Timeout);
+        await socket.WaitForSentAsync(15, Timeout);
         Assert.False(socket.Aborted.IsCompleted);
         Assert.Equal(WebSocketState.Open, socket.State);
     }

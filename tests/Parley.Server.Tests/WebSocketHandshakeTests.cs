@@ -56,6 +56,18 @@ public sealed class WebSocketHandshakeTests : IAsyncLifetime
         Assert.Equal("query-device", client.Connected.GetProperty("device_id").GetString());
     }
 
+    [Theory]
+    [InlineData("has%20space")]
+    [InlineData("tab%09tab")]
+    public async Task Connect_MalformedDeviceId_Returns400WithoutUpgrade(string deviceId)
+    {
+        using var raw = await RawSocket.ConnectAsync(
+            _factory, query: "device_id=" + deviceId, configure: o => o.SetRequestHeader("Authorization", "Bearer " + ParleyFactory.Token("alice")));
+
+        Assert.False(raw.Upgraded);
+        Assert.Equal(HttpStatusCode.BadRequest, raw.Status);
+    }
+
     [Fact]
     public async Task Connect_NoDeviceId_GeneratesOnePerConnection()
     {
