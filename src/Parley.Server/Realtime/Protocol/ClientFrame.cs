@@ -43,6 +43,8 @@ internal readonly ref struct ClientFrame
                 {
                     reader.Read();
                     type = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+                    // An object or array here is not a type: step over all of it, not into it.
+                    reader.Skip();
                 }
                 else if (reader.ValueTextEquals("id"u8))
                 {
@@ -53,6 +55,7 @@ internal readonly ref struct ClientFrame
                         JsonTokenType.Number => System.Text.Encoding.UTF8.GetString(reader.ValueSpan),
                         _ => null,
                     };
+                    reader.Skip();
                 }
                 else if (reader.ValueTextEquals("payload"u8))
                 {
