@@ -20,6 +20,7 @@ internal readonly ref struct ClientFrame
 
     public string Type { get; }
 
+    /// <summary>The frame's <c>id</c> as JSON text (a quoted string or a number), for echoing in an error; null when absent.</summary>
     public string? Id { get; }
 
     public static bool TryParse(ReadOnlySpan<byte> utf8, out ClientFrame frame, out string? id, out string error)
@@ -49,12 +50,11 @@ internal readonly ref struct ClientFrame
                 else if (reader.ValueTextEquals("id"u8))
                 {
                     reader.Read();
-                    id = reader.TokenType switch
-                    {
-                        JsonTokenType.String => reader.GetString(),
-                        JsonTokenType.Number => System.Text.Encoding.UTF8.GetString(reader.ValueSpan),
-                        _ => null,
-                    };
+                    // Kept as sent (JSON text: a string with its quotes, or a number) so that the error echoes the
+                    // same value and type: a client that numbers its frames gets 7 back, not "7".
+                    id = reader.TokenType is JsonTokenType.String or JsonTokenType.Number
+                        ? System.Text.Encoding.UTF8.GetString(utf8[(int)reader.TokenStartIndex..(int)reader.BytesConsumed])
+                        : null;
                     reader.Skip();
                 }
                 else if (reader.ValueTextEquals("payload"u8))

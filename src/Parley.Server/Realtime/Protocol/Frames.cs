@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using Parley.Server.Conversations;
 using Parley.Server.Messages;
 
@@ -28,7 +30,17 @@ internal sealed record ParticipantUpdatedPayload(Guid ConversationId, long Seq, 
 
 internal sealed record PongPayload(DateTimeOffset Timestamp);
 
-internal sealed record ErrorPayload(string Code, string Message, string? Id);
+/// <summary><see cref="Id"/> is the client frame's id as JSON text (see <see cref="ClientFrame.Id"/>), written as is.</summary>
+internal sealed record ErrorPayload(string Code, string Message, [property: JsonConverter(typeof(RawJsonConverter))] string? Id);
+
+/// <summary>Writes a string that already is a JSON value without quoting it again.</summary>
+internal sealed class RawJsonConverter : JsonConverter<string>
+{
+    public override string Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        throw new NotSupportedException("Raw JSON values are only written.");
+
+    public override void Write(Utf8JsonWriter writer, string value, JsonSerializerOptions options) => writer.WriteRawValue(value);
+}
 
 // Client -> server payloads: nullable so that a missing field is a clear error.
 
