@@ -1,5 +1,6 @@
 using System.Net.WebSockets;
 using System.Text;
+using System.Text.Json;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -58,6 +59,8 @@ public sealed class WebSocketProtocolTests : IAsyncLifetime
     [InlineData("""{"id":"f-1","type":null}""")]
     [InlineData("""{"id":"f-1","type":7}""")]
     [InlineData("""{"id":"f-1","type":""}""")]
+    [InlineData("""{"type":{"type":"ping"},"id":"f-1"}""")]
+    [InlineData("""{"type":["ping"],"id":"f-1"}""")]
     public async Task Frame_WithoutStringType_ErrorInvalidFrameEchoesIdAndConnectionStaysOpen(string frame)
     {
         await using var client = await WsClient.ConnectAsync(_factory, "alice");
@@ -78,6 +81,47 @@ public sealed class WebSocketProtocolTests : IAsyncLifetime
         var error = await client.NextErrorAsync("unknown_type", id: "req-42");
         Assert.Contains("subscribe", error.GetProperty("message").GetString(), StringComparison.Ordinal);
         await client.PingAsync();
+    }
+
+    [Fact]
+    public async Task Frame_NumericId_EchoedAsTheSameNumber()
+    {
+        await using var client = await WsClient.ConnectAsync(_factory, "alice");
+
+        await client.SendAsync("""{"type":"nope","id":7}""");
+        await client.SendAsync("""{"id":12.5,"payload":{}}""");
+
+        var unknown = await client.NextErrorAsync("unknown_type");
+        Assert.Equal(JsonValueKind.Number, unknown.GetProperty("id").ValueKind);
+        Assert.Equal(7, unknown.GetProperty("id").GetInt64());
+        var invalid = await client.NextErrorAsync("invalid_frame");
+        Assert.Equal(JsonValueKind.Number, invalid.GetProperty("id").ValueKind);
+        Assert.Equal(12.5, invalid.GetProperty("id").GetDouble());
+    }
+
+    [Fact]
+    public async Task Frame_StringIds_EchoedAsTheSameStrings()
+    {
+        await using var client = await WsClient.ConnectAsync(_factory, "alice");
+
+        await client.SendAsync("""{"type":"nope","id":"7"}""");
+        await client.SendAsync("""{"type":"nope","id":"caf\u00e9 \"quoted\""}""");
+
+        var numberLike = await client.NextErrorAsync("unknown_type");
+        Assert.Equal(JsonValueKind.String, numberLike.GetProperty("id").ValueKind);
+        Assert.Equal("7", numberLike.GetProperty("id").GetString());
+        await client.NextErrorAsync("unknown_type", id: "caf\u00e9 \"quoted\"");
+    }
+
+    [Fact]
+    public async Task Frame_IdOfAnotherJsonType_ErrorWithoutId()
+    {
+        await using var client = await WsClient.ConnectAsync(_factory, "alice");
+
+        await client.SendAsync("""{"type":"nope","id":{"a":1}}""");
+
+        var error = await client.NextErrorAsync("unknown_type");
+        Assert.Equal(JsonValueKind.Null, error.GetProperty("id").ValueKind);
     }
 
     [Fact]
