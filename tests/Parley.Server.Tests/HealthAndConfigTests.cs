@@ -1,0 +1,101 @@
+using System.Net;
+using System.Text.Json;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>Anonymous endpoints: liveness, readiness, the client configuration, the OpenAPI document and the API reference page.</summary>
+public sealed class HealthAndConfigTests : IAsyncLifetime
+{
+    private readonly ParleyFactory _factory = new();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    [Theory]
+    [InlineData("/health")]
+    [InlineData("/ready")]
+    public async Task Probe_WithoutCredentials_Returns200Healthy(string path)
+    {
+        using var client = _factory.Anonymous();
+
+        using var response = await client.GetAsync(path, Ct);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("Healthy", await response.Content.ReadAsStringAsync(Ct));
+    }
+
+    [Fact]
+    public async Task Config_WithoutCredentials_ReturnsTheDefaultLimits()
+    {
+        using var client = _factory.Anonymous();
+
+        using var response = await client.GetAsync("/api/v1/config", Ct);
+
+        var config = await ParleyApi.ReadAsync<JsonElement>(response);
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(172_800, config.GetProperty("edit_window_seconds").GetInt64());
+        Assert.Equal(4096, config.GetProperty("max_content_length").GetInt32());
+        Assert.Equal(65_536, config.GetProperty("max_request_bytes").GetInt32());
+        Assert.Equal(65_536, config.GetProperty("max_frame_bytes").GetInt32());
+        Assert.Equal(1000, config.GetProperty("max_group_participants").GetInt32());
+        Assert.Equal(128, config.GetProperty("max_conversation_name_length").GetInt32());
+        Assert.Equal(100, config.GetProperty("max_page_size").GetInt32());
+        // ParleyFactory raises the send rate for every test; the endpoint reports the configured values.
+        Assert.Equal(100_000, config.GetProperty("send_rate_per_second").GetInt32());
+        Assert.Equal(100_000, config.GetProperty("send_burst").GetInt32());
+    }
+
+    [Fact]
+    public async Task Config_ConfiguredLimits_AreTheOnesReported()
+    {
+        await using var factory = new ParleyFactory(s =>
+        {
+            s["Limits:MaxContentLength"] = "1000";
+            s["Limits:EditWindow"] = "00:15:00";
+            s["Limits:MaxGroupParticipants"] = "12";
+        });
+        using var client = factory.Anonymous();
+
+        using var response = await client.GetAsync("/api/v1/config", Ct);
+
+        var config = await ParleyApi.ReadAsync<JsonElement>(response);
+        Assert.Equal(1000, config.GetProperty("max_content_length").GetInt32());
+        Assert.Equal(900, config.GetProperty("edit_window_seconds").GetInt64());
+        Assert.Equal(12, config.GetProperty("max_group_participants").GetInt32());
+    }
+
+    [Fact]
+    public async Task OpenApi_WithoutCredentials_DescribesTheMessagesAndConversationsApi()
+    {
+        using var client = _factory.Anonymous();
+
+        using var response = await client.GetAsync("/openapi/v1.json", Ct);
+
+        var document = await ParleyApi.ReadAsync<JsonElement>(response);
+        Assert.StartsWith("3.", document.GetProperty("openapi").GetString(), StringComparison.Ordinal);
+        var paths = document.GetProperty("paths").EnumerateObject().Select(p => p.Name).ToList();
+        Assert.Contains("/api/v1/messages", paths);
+        Assert.Contains("/api/v1/conversations", paths);
+        Assert.Contains("/api/v1/conversations/{id}/messages", paths);
+        Assert.Contains("/api/v1/conversations/{id}/participants", paths);
+        var conversations = document.GetProperty("paths").GetProperty("/api/v1/conversations");
+        Assert.True(conversations.TryGetProperty("post", out _), "POST /api/v1/conversations is not described");
+        Assert.True(conversations.TryGetProperty("get", out _), "GET /api/v1/conversations is not described");
+    }
+
+    [Fact]
+    public async Task ApiReference_WithoutCredentials_ServesAnHtmlPage()
+    {
+        using var client = _factory.Anonymous();
+
+        using var response = await client.GetAsync("/scalar/v1", Ct);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/html", response.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("<html", await response.Content.ReadAsStringAsync(Ct), StringComparison.OrdinalIgnoreCase);
+    }
+}
