@@ -1,0 +1,172 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Parley.Server.Conversations;
+using Parley.Server.Messages;
+using Parley.Server.Tests.Infrastructure;
+using static Parley.Server.Tests.Infrastructure.MembershipCalls;
+
+namespace Parley.Server.Tests;
+
+/// <summary>Auth:Mode=Header: a gateway sets X-User-ID and X-Device-ID, exactly as the seed's curl and WebSocket examples send them.</summary>
+public sealed class HeaderAuthenticationTests : IAsyncLifetime
+{
+    private readonly ParleyFactory _factory = new(s => s["Auth:Mode"] = "Header");
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask InitializeAsync()
+    {
+        _factory.StartKestrel();
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    [Fact]
+    public async Task SeedCurlExample_SendMessageWithXUserId_Returns201()
+    {
+        var (alice, bob) = (NewUser("alice"), NewUser("bob"));
+        var conversation = await CreateDirectAsync(alice, bob);
+        using var http = _factory.Anonymous();
+
+        // curl -X POST http://localhost:8083/api/v1/messages -H "Content-Type: application/json" -H "X-User-ID: <user-uuid>" -d '{...}'
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/messages")
+        {
+            Content = new StringContent(
+                $$"""
+                {
+                    "conversation_id": "{{conversation.Id}}",
+                    "content": "Hello, World!",
+                    "message_type": "text"
+                  }
+                """,
+                Encoding.UTF8,
+                "application/json"),
+        };
+        request.Headers.Add("X-User-ID", alice);
+        using var response = await http.SendAsync(request, Ct);
+
+        var message = await ParleyApi.ReadAsync<Message>(response, HttpStatusCode.Created);
+        Assert.Equal(alice, message.SenderId);
+        Assert.Equal("Hello, World!", message.Content);
+        Assert.Equal(conversation.Id, message.ConversationId);
+    }
+
+    [Fact]
+    public async Task SeedWebSocketExample_XUserIdAndXDeviceIdHeaders_ConnectReceiveAndSendReadReceipt()
+    {
+        var (alice, bob) = (NewUser("alice"), NewUser("bob"));
+        var conversation = await CreateDirectAsync(alice, bob);
+        var (socket, connected) = await RawSocket.ConnectAsync(_factory.WebSocketUri(), o =>
+        {
+            o.SetRequestHeader("X-User-ID", bob);
+            o.SetRequestHeader("X-Device-ID", "web-1");
+        });
+        await using var aliceSocket = await ConnectAsync(alice, "phone");
+        try
+        {
+            Assert.Equal(bob, connected.GetProperty("user_id").GetString());
+            Assert.Equal("web-1", connected.GetProperty("device_id").GetString());
+            Assert.Equal("phone", aliceSocket.Connected.GetProperty("device_id").GetString());
+
+            using var aliceApi = UserApi(alice);
+            var sent = await aliceApi.SendTextAsync(conversation.Id, "hi bob");
+            var frame = JsonSerializer.Serialize(new { type = "read_receipt", payload = new { message_id = sent.Id } });
+            await socket.SendAsync(Encoding.UTF8.GetBytes(frame), System.Net.WebSockets.WebSocketMessageType.Text, true, Ct).WaitAsync(WsClient.DefaultTimeout, Ct);
+
+            var read = await aliceSocket.NextAsync("message_read", p => p.GetProperty("user_id").GetString() == bob);
+            Assert.Equal(sent.Id, read.GetProperty("message_id").GetGuid());
+            Assert.Equal(sent.Seq, read.GetProperty("up_to_seq").GetInt64());
+        }
+        finally
+        {
+            await RawSocket.CloseAsync(socket);
+        }
+    }
+
+    [Fact]
+    public async Task XUserId_IsTheCaller()
+    {
+        var (alice, bob) = (NewUser("alice"), NewUser("bob"));
+
+        var conversation = await CreateDirectAsync(alice, bob);
+
+        Assert.Equal(alice, conversation.CreatedBy);
+        using var bobApi = UserApi(bob);
+        Assert.Equal([conversation.Id], (await bobApi.ListConversationsAsync()).Conversations.Select(c => c.Id));
+    }
+
+    [Theory]
+    [InlineData("alice smith")]
+    [InlineData(" ")]
+    [InlineData("tab\tinside")]
+    public async Task XUserId_Malformed_Returns401(string userId)
+    {
+        using var http = _factory.Anonymous();
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/v1/conversations");
+        Assert.True(request.Headers.TryAddWithoutValidation("X-User-ID", userId));
+
+        using var response = await http.SendAsync(request, Ct);
+
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.Unauthorized, "unauthenticated");
+    }
+
+    [Fact]
+    public async Task XUserId_TooLong_Returns401()
+    {
+        using var ok = UserApi(new string('a', 128));
+        using var tooLong = UserApi(new string('a', 129));
+
+        using var accepted = await ok.GetAsync("/api/v1/conversations");
+        using var rejected = await tooLong.GetAsync("/api/v1/conversations");
+
+        Assert.Equal(HttpStatusCode.OK, accepted.StatusCode);
+        await ParleyApi.ProblemAsync(rejected, HttpStatusCode.Unauthorized, "unauthenticated");
+    }
+
+    [Fact]
+    public async Task XUserId_Missing_Returns401()
+    {
+        using var http = _factory.Anonymous();
+
+        using var response = await http.GetAsync("/api/v1/conversations", Ct);
+
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.Unauthorized, "unauthenticated");
+        await RawSocket.AssertRefusedAsync(_factory.WebSocketUri(), HttpStatusCode.Unauthorized);
+        await RawSocket.AssertRefusedAsync(_factory.WebSocketUri(), HttpStatusCode.Unauthorized, o => o.SetRequestHeader("X-User-ID", "bad id"));
+    }
+
+    [Fact]
+    public async Task ServiceApiKey_WorksInHeaderMode()
+    {
+        var (alice, bob) = (NewUser("alice"), NewUser("bob"));
+        using var service = _factory.ServiceApi();
+
+        using var response = await CreateAsync(service, new { type = "group", participant_ids = new[] { alice, bob }, owner_id = bob });
+
+        var group = await ParleyApi.ReadAsync<Conversation>(response, HttpStatusCode.Created);
+        Assert.Equal("owner", RolesOf(group)[bob]);
+    }
+
+    private ParleyApi UserApi(string userId)
+    {
+        var http = _factory.Anonymous();
+        http.DefaultRequestHeaders.Add("X-User-ID", userId);
+        return new ParleyApi(http);
+    }
+
+    private async Task<Conversation> CreateDirectAsync(string userId, string otherUserId)
+    {
+        using var api = UserApi(userId);
+        return await api.CreateDirectAsync(otherUserId);
+    }
+
+    /// <summary>A <see cref="WsClient"/> with the gateway's headers (in Header mode its bearer token is ignored).</summary>
+    private Task<WsClient> ConnectAsync(string userId, string deviceId) =>
+        WsClient.ConnectAsync(_factory, userId, configure: o =>
+        {
+            o.SetRequestHeader("X-User-ID", userId);
+            o.SetRequestHeader("X-Device-ID", deviceId);
+        });
+}

@@ -1,0 +1,280 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text.RegularExpressions;
+using Parley.Server.Conversations;
+using Parley.Server.Hosting;
+using Parley.Server.Tests.Infrastructure;
+using static Parley.Server.Tests.Infrastructure.MembershipCalls;
+
+namespace Parley.Server.Tests;
+
+/// <summary>Start-up validation of the authentication configuration, and the <c>token</c> command that mints development tokens.</summary>
+public sealed partial class StartupConfigurationTests : IAsyncLifetime
+{
+    // Console is process-wide: the token command's output is captured under this lock (tests of this class only touch it).
+    private static readonly Lock ConsoleLock = new();
+
+    private readonly ParleyFactory _factory = new();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask InitializeAsync()
+    {
+        _factory.StartKestrel();
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    [Fact]
+    public async Task Production_JwtModeWithoutKeyOrAuthority_ExitsWith1AndAClearMessage()
+    {
+        // Program catches the OptionsValidationException to print it, so this runs the real server process.
+        var (exitCode, error) = await RunServerAsync("Production", "--Auth:Mode=Jwt");
+
+        Assert.Equal(1, exitCode);
+        // The operator reads stderr: the reason and the fix, not a stack trace (the host's JSON log on stdout has that).
+        Assert.StartsWith("Parley cannot start: invalid configuration.", error, StringComparison.Ordinal);
+        Assert.Contains(
+            "  - Auth:Mode is Jwt but neither Auth:Jwt:SigningKey (HS256) nor Auth:Jwt:Authority (OpenID Connect) is configured.", error,
+            StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Production_SigningKeyTooShort_ExitsWith1AndAClearMessage()
+    {
+        var (exitCode, error) = await RunServerAsync("Production", "--Auth:Jwt:SigningKey=short-key");
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains("  - Auth:Jwt:SigningKey must be at least 32 bytes", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("Jwt")]
+    [InlineData("Header")]
+    public async Task Production_WithKeyOrInHeaderMode_Starts(string mode)
+    {
+        await using var factory = new ParleyFactory(s =>
+        {
+            s["environment"] = "Production";
+            s["Auth:Mode"] = mode;
+            if (mode == "Header")
+            {
+                s.Remove("Auth:Jwt:SigningKey");
+            }
+        });
+        using var client = factory.CreateClient();
+        client.DefaultRequestHeaders.Add("X-User-ID", "alice");
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ParleyFactory.Token("alice"));
+
+        using var response = await client.GetAsync("/api/v1/conversations", Ct);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task TokenCommand_WithTheServersKey_PrintsATokenTheServerAccepts()
+    {
+        var alice = NewUser("alice");
+
+        var run = RunTokenCommand(["token", alice, "--device", "phone", .. ServerKeyArguments()]);
+
+        Assert.True(run.Handled);
+        Assert.Equal(0, run.ExitCode);
+        using var api = new ParleyApi(_factory.Anonymous());
+        api.Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", run.Token);
+        var conversation = await api.CreateDirectAsync(NewUser("bob"));
+        Assert.Equal(alice, conversation.CreatedBy);
+        var (socket, connected) = await RawSocket.ConnectAsync(_factory.WebSocketUri($"access_token={run.Token}"));
+        await RawSocket.CloseAsync(socket);
+        Assert.Equal(alice, connected.GetProperty("user_id").GetString());
+        Assert.Equal("phone", connected.GetProperty("device_id").GetString());
+    }
+
+    [Fact]
+    public async Task TokenCommand_Service_PrintsATokenWithTheServiceRole()
+    {
+        var (backend, alice) = (NewUser("backend"), NewUser("alice"));
+
+        var run = RunTokenCommand(["token", backend, "--service", .. ServerKeyArguments()]);
+
+        using var api = new ParleyApi(_factory.Anonymous());
+        api.Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", run.Token);
+        using var response = await CreateAsync(api, new { type = "group", participant_ids = new[] { alice }, owner_id = alice });
+        var group = await ParleyApi.ReadAsync<Conversation>(response, HttpStatusCode.Created);
+        Assert.Equal(new Dictionary<string, string> { [alice] = "owner" }, RolesOf(group));
+    }
+
+    [Fact]
+    public async Task TokenCommand_WithAnotherKey_PrintsATokenTheServerRejects()
+    {
+        var run = RunTokenCommand(
+            "token", "alice", "--Auth:Jwt:SigningKey=another-signing-key-0123456789abcdef-xyz", $"--Auth:Jwt:Issuer={ParleyFactory.Issuer}",
+            $"--Auth:Jwt:Audience={ParleyFactory.Audience}");
+
+        using var client = _factory.Anonymous();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", run.Token);
+        using var response = await client.GetAsync("/api/v1/conversations", Ct);
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.Unauthorized, "unauthenticated");
+    }
+
+    [Fact]
+    public async Task TokenCommand_InDevelopment_SignsWithTheDevelopmentKeyADevelopmentServerAccepts()
+    {
+        await using var development = new ParleyFactory(s =>
+        {
+            s["environment"] = "Development";
+            s.Remove("Auth:Jwt:SigningKey");
+            s.Remove("Auth:Jwt:Issuer");
+            s.Remove("Auth:Jwt:Audience");
+        });
+        var alice = NewUser("alice");
+
+        var run = RunTokenCommand("token", alice, "--environment", "Development");
+
+        using var client = development.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", run.Token);
+        using var response = await client.GetAsync("/api/v1/conversations", Ct);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        // The development key is not this test server's key.
+        using var testServer = _factory.Anonymous();
+        testServer.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", run.Token);
+        using var rejected = await testServer.GetAsync("/api/v1/conversations", Ct);
+        Assert.Equal(HttpStatusCode.Unauthorized, rejected.StatusCode);
+    }
+
+    [Fact]
+    public void TokenCommand_InProductionWithoutKey_ExitsWith1AndSaysWhy()
+    {
+        var run = RunTokenCommand("token", "alice", "--environment", "Production");
+
+        Assert.True(run.Handled);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Null(run.Token);
+        Assert.Contains("Auth:Jwt:SigningKey", run.Error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("token")]
+    [InlineData("token", "alice smith")]
+    [InlineData("token", "--service")]
+    [InlineData("token", "alice", "--hours", "0")]
+    public void TokenCommand_BadArguments_ExitsWith2AndPrintsUsage(params string[] args)
+    {
+        var run = RunTokenCommand(args);
+
+        Assert.True(run.Handled);
+        Assert.Equal(2, run.ExitCode);
+        Assert.Null(run.Token);
+        Assert.Contains("usage: token <user-id>", run.Error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData]
+    [InlineData("--urls", "http://127.0.0.1:0")]
+    [InlineData("tokens", "alice")]
+    public void TokenCommand_OtherArguments_AreLeftToTheServer(params string[] args)
+    {
+        var run = RunTokenCommand(args);
+
+        Assert.False(run.Handled);
+        Assert.Equal(string.Empty, run.Error);
+    }
+
+    private static string[] ServerKeyArguments() =>
+    [
+        $"--Auth:Jwt:SigningKey={ParleyFactory.SigningKey}", $"--Auth:Jwt:Issuer={ParleyFactory.Issuer}", $"--Auth:Jwt:Audience={ParleyFactory.Audience}",
+    ];
+
+    /// <summary>
+    /// Runs the built server (Parley.Server.dll beside the tests) in <paramref name="environment"/> with no key configured,
+    /// and returns its exit code and standard error. A server that does not stop within the timeout is killed and the test fails.
+    /// </summary>
+    private static async Task<(int ExitCode, string Error)> RunServerAsync(string environment, params string[] arguments)
+    {
+        var directory = Directory.CreateTempSubdirectory("parley-startup-");
+        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        {
+            WorkingDirectory = directory.FullName,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        string[] fixedArguments =
+        [
+            Path.Combine(AppContext.BaseDirectory, "Parley.Server.dll"),
+            // Port 0 and a private database: should the server start after all, it disturbs nobody.
+            "--urls", "http://127.0.0.1:0",
+            $"--ConnectionStrings:Sqlite=Data Source={Path.Combine(directory.FullName, "parley.db")}",
+        ];
+        foreach (var argument in fixedArguments.Concat(arguments))
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        foreach (var name in start.Environment.Keys.Where(k => k.StartsWith("Auth__", StringComparison.OrdinalIgnoreCase)).ToList())
+        {
+            start.Environment.Remove(name);
+        }
+
+        start.Environment.Remove("DOTNET_ENVIRONMENT");
+        start.Environment["ASPNETCORE_ENVIRONMENT"] = environment;
+        using var process = Process.Start(start)!;
+        try
+        {
+            var output = process.StandardOutput.ReadToEndAsync(Ct);
+            var error = process.StandardError.ReadToEndAsync(Ct);
+            try
+            {
+                await process.WaitForExitAsync(Ct).WaitAsync(TimeSpan.FromSeconds(60), Ct);
+            }
+            catch (TimeoutException)
+            {
+                Assert.Fail("The server did not stop within 60 s: it started despite the configuration.");
+            }
+
+            await output;
+            return (process.ExitCode, await error);
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+
+            directory.Delete(recursive: true);
+        }
+    }
+
+    private static TokenRun RunTokenCommand(params string[] args)
+    {
+        lock (ConsoleLock)
+        {
+            var (stdout, stderr) = (Console.Out, Console.Error);
+            using var output = new StringWriter();
+            using var error = new StringWriter();
+            Console.SetOut(output);
+            Console.SetError(error);
+            try
+            {
+                var handled = TokenCommand.TryRun(args, out var exitCode);
+                // Other test classes may log to the console meanwhile: the token is the one line shaped like a JWT.
+                var token = JwtLine().Match(output.ToString()).Value;
+                return new TokenRun(handled, exitCode, token.Length == 0 ? null : token, error.ToString());
+            }
+            finally
+            {
+                Console.SetOut(stdout);
+                Console.SetError(stderr);
+            }
+        }
+    }
+
+    [GeneratedRegex(@"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$", RegexOptions.Multiline)]
+    private static partial Regex JwtLine();
+
+    private sealed record TokenRun(bool Handled, int ExitCode, string? Token, string Error);
+}
