@@ -1,7 +1,9 @@
+using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Options;
 using Parley.Server.Realtime.Protocol;
 
 namespace Parley.Server.Hosting;
@@ -27,6 +29,8 @@ internal static partial class ErrorHandling
 
             problem.Extensions["request_id"] = context.HttpContext.TraceIdentifier;
         });
+        // After the framework's writer, so it only answers the clients that one declines.
+        builder.Services.AddSingleton<IProblemDetailsWriter, JsonFallbackProblemDetailsWriter>();
         builder.Services.AddExceptionHandler<ParleyExceptionHandler>();
         // Malformed bodies, parameters and content types throw BadHttpRequestException, which the handler maps.
         builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
@@ -38,6 +42,28 @@ internal static partial class ErrorHandling
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         return app;
+    }
+
+    /// <summary>
+    /// The framework's writer declines a client whose Accept header leaves out JSON (<c>text/plain</c>, <c>text/html</c>):
+    /// the 401 and 429 writers then failed with a 500, and other errors fell back to text/plain without a code.
+    /// Parley's API answers in JSON only, so those clients get the same ProblemDetails.
+    /// </summary>
+    private sealed class JsonFallbackProblemDetailsWriter(
+        IOptions<ProblemDetailsOptions> options, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json) : IProblemDetailsWriter
+    {
+        public bool CanWrite(ProblemDetailsContext context) => true;
+
+        public ValueTask WriteAsync(ProblemDetailsContext context)
+        {
+            var http = context.HttpContext;
+            var problem = context.ProblemDetails;
+            problem.Status ??= http.Response.StatusCode;
+            problem.Extensions.TryAdd("traceId", Activity.Current?.Id ?? http.TraceIdentifier);
+            options.Value.CustomizeProblemDetails?.Invoke(context);
+            var typeInfo = json.Value.SerializerOptions.GetTypeInfo(problem.GetType());
+            return new ValueTask(http.Response.WriteAsJsonAsync(problem, typeInfo, "application/problem+json", http.RequestAborted));
+        }
     }
 
     private sealed partial class ParleyExceptionHandler(IProblemDetailsService problems, ILogger<ParleyExceptionHandler> logger) : IExceptionHandler
