@@ -1,0 +1,293 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using Parley.Server.Tests.Infrastructure;
+using static Parley.Server.Tests.Infrastructure.MembershipCalls;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// Cross-cutting HTTP behaviour on real Kestrel (the in-memory TestServer does not enforce Kestrel's body limit):
+/// every error is ProblemDetails with a code, whatever produced it; body size, send rate and CORS limits.
+/// </summary>
+public sealed class HttpErrorsTests : IAsyncLifetime
+{
+    private const int MaxRequestBytes = 2048;
+    private const string AllowedOrigin = "https://app.example.com";
+
+    private readonly ParleyFactory _factory = new(s =>
+    {
+        s["Limits:MaxRequestBytes"] = MaxRequestBytes.ToString(CultureInfo.InvariantCulture);
+        s["Limits:SendBurst"] = "3";
+        s["Limits:SendRatePerSecond"] = "1";
+        s["Cors:AllowedOrigins:0"] = AllowedOrigin;
+    });
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask InitializeAsync()
+    {
+        _factory.StartKestrel();
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    [Theory]
+    [InlineData("/api/v1/nothing-here")]
+    [InlineData("/api/v2/messages")]
+    [InlineData("/nothing-here")]
+    [InlineData("/api/v1/conversations/0195f8a2-6a4b-7c3d-9e8f-001122334455/nothing")]
+    public async Task UnknownRoute_Returns404ProblemWithCode(string path)
+    {
+        using var api = _factory.Api(NewUser("alice"));
+        using var anonymous = _factory.Anonymous();
+
+        using var authenticated = await api.GetAsync(path);
+        using var withoutCredentials = await anonymous.GetAsync(path, Ct);
+
+        await ParleyApi.ProblemAsync(authenticated, HttpStatusCode.NotFound, "not_found");
+        await ParleyApi.ProblemAsync(withoutCredentials, HttpStatusCode.NotFound, "not_found");
+    }
+
+    [Theory]
+    [InlineData("PUT", "/api/v1/conversations", "GET, POST")]
+    [InlineData("DELETE", "/api/v1/messages", "POST")]
+    [InlineData("POST", "/api/v1/messages/0195f8a2-6a4b-7c3d-9e8f-001122334455/edits", "GET")]
+    [InlineData("POST", "/api/v1/config", "GET")]
+    public async Task WrongMethod_Returns405WithAllow(string method, string path, string allow)
+    {
+        using var api = _factory.Api(NewUser("alice"));
+
+        using var response = await api.SendAsync(new HttpMethod(method), path, "{}");
+
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.MethodNotAllowed, "method_not_allowed");
+        Assert.Equal(allow, string.Join(", ", response.Content.Headers.Allow));
+    }
+
+    [Theory]
+    [InlineData("POST", "/api/v1/messages", "text/plain")]
+    [InlineData("POST", "/api/v1/conversations", "application/x-www-form-urlencoded")]
+    [InlineData("POST", "/api/v1/conversations", "application/xml")]
+    [InlineData("PUT", "/api/v1/messages/0195f8a2-6a4b-7c3d-9e8f-001122334455", "text/plain")]
+    [InlineData("PATCH", "/api/v1/conversations/0195f8a2-6a4b-7c3d-9e8f-001122334455/participants/bob", "text/plain")]
+    public async Task WrongContentType_Returns415(string method, string path, string contentType)
+    {
+        using var api = _factory.Api(NewUser("alice"));
+        using var request = new HttpRequestMessage(new HttpMethod(method), path)
+        {
+            Content = new StringContent("""{"type":"direct","participant_ids":["bob"]}""", Encoding.UTF8, contentType),
+        };
+
+        using var response = await api.Http.SendAsync(request, Ct);
+
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.UnsupportedMediaType, "unsupported_media_type");
+    }
+
+    [Fact]
+    public async Task BodyWithoutContentType_Returns415()
+    {
+        using var api = _factory.Api(NewUser("alice"));
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/conversations")
+        {
+            Content = new ByteArrayContent(Encoding.UTF8.GetBytes("""{"type":"direct","participant_ids":["bob"]}""")),
+        };
+
+        using var response = await api.Http.SendAsync(request, Ct);
+
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.UnsupportedMediaType, "unsupported_media_type");
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task BodyOverMaxRequestBytes_Returns413PayloadTooLarge(bool contentLengthKnown)
+    {
+        var alice = NewUser("alice");
+        using var api = _factory.Api(alice);
+        var conversation = await api.CreateDirectAsync(NewUser("bob"));
+        var body = $$"""{"conversation_id":"{{conversation.Id}}","message_type":"text","content":"{{new string('x', MaxRequestBytes)}}"}""";
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/messages")
+        {
+            Content = contentLengthKnown ? new StringContent(body, Encoding.UTF8, "application/json") : new ChunkedJsonContent(body),
+        };
+
+        using var response = await api.Http.SendAsync(request, Ct);
+
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.RequestEntityTooLarge, "payload_too_large");
+        Assert.Empty((await api.ListMessagesAsync(conversation.Id)).Messages);
+    }
+
+    [Fact]
+    public async Task BodyJustUnderMaxRequestBytes_IsRead()
+    {
+        using var api = _factory.Api(NewUser("alice"));
+        // A 129-character name is invalid: the answer shows the body was read and judged, not refused for its size.
+        const string prefix = """{"type":"group","participant_ids":[],"name":""" + "\"";
+        const string suffix = "\"}";
+        var body = prefix + new string('n', MaxRequestBytes - prefix.Length - suffix.Length) + suffix;
+        Assert.Equal(MaxRequestBytes, Encoding.UTF8.GetByteCount(body));
+
+        using var response = await api.PostAsync("/api/v1/conversations", body);
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.BadRequest, "validation_failed");
+        Assert.Equal(["name"], problem.ErrorFields);
+    }
+
+    [Fact]
+    public async Task SendRate_BurstExhausted_Returns429RateLimitedWithRetryAfterAndRecovers()
+    {
+        var (alice, bob) = (NewUser("alice"), NewUser("bob"));
+        using var aliceApi = _factory.Api(alice);
+        using var bobApi = _factory.Api(bob);
+        var conversation = await aliceApi.CreateDirectAsync(bob);
+
+        // A burst of 3, refilled at 1 per second: the 4th send comes too soon (or the 5th, should a token arrive in between).
+        var (statuses, limited) = await SendUntilLimitedAsync(aliceApi, conversation.Id);
+
+        Assert.NotNull(limited);
+        using (limited)
+        {
+            Assert.InRange(statuses.Count, 4, 5);
+            Assert.All(statuses[..^1], s => Assert.Equal(HttpStatusCode.Created, s));
+            await ParleyApi.ProblemAsync(limited, HttpStatusCode.TooManyRequests, "rate_limited");
+            var retryAfter = limited.Headers.RetryAfter?.Delta;
+            Assert.NotNull(retryAfter);
+            Assert.InRange(retryAfter.Value, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2));
+
+            // The limit is per user: bob still sends.
+            await bobApi.SendTextAsync(conversation.Id, "bob is not limited");
+
+            await Task.Delay(retryAfter.Value + TimeSpan.FromMilliseconds(200), Ct);
+            await aliceApi.SendTextAsync(conversation.Id, "after waiting");
+        }
+    }
+
+    [Fact]
+    public async Task SendRate_OnlySendsCountAgainstIt()
+    {
+        var (alice, bob) = (NewUser("alice"), NewUser("bob"));
+        using var api = _factory.Api(alice);
+        var conversation = await api.CreateDirectAsync(bob);
+
+        for (var i = 0; i < 10; i++)
+        {
+            await api.ListConversationsAsync();
+            await api.ListMessagesAsync(conversation.Id);
+        }
+
+        await api.SendTextAsync(conversation.Id, "reads did not use up the send burst");
+    }
+
+    [Theory]
+    [InlineData("text/plain")]
+    [InlineData("text/html")]
+    [InlineData("application/xml")]
+    public async Task Error_ForAClientThatDoesNotAskForJson_IsStillProblemDetails(string accept)
+    {
+        var alice = NewUser("alice");
+        using var api = _factory.Api(alice);
+        api.Http.DefaultRequestHeaders.Accept.Add(new MediaTypeWithQualityHeaderValue(accept));
+        using var anonymous = _factory.Anonymous();
+        anonymous.DefaultRequestHeaders.Accept.Add(new MediaTypeWithQualityHeaderValue(accept));
+
+        using var unauthenticated = await anonymous.GetAsync("/api/v1/conversations", Ct);
+        using var unknownRoute = await api.GetAsync("/api/v1/nothing-here");
+        using var wrongMethod = await api.SendAsync(HttpMethod.Put, "/api/v1/conversations", "{}");
+        using var malformed = await api.PostAsync("/api/v1/conversations", "{");
+        using var notFound = await api.GetAsync($"/api/v1/conversations/{Guid.CreateVersion7()}");
+        var conversation = await api.CreateDirectAsync(NewUser("bob"));
+        var (_, limited) = await SendUntilLimitedAsync(api, conversation.Id);
+
+        await ParleyApi.ProblemAsync(unauthenticated, HttpStatusCode.Unauthorized, "unauthenticated");
+        await ParleyApi.ProblemAsync(unknownRoute, HttpStatusCode.NotFound, "not_found");
+        await ParleyApi.ProblemAsync(wrongMethod, HttpStatusCode.MethodNotAllowed, "method_not_allowed");
+        await ParleyApi.ProblemAsync(malformed, HttpStatusCode.BadRequest, "invalid_request");
+        await ParleyApi.ProblemAsync(notFound, HttpStatusCode.NotFound, "not_found");
+        using (limited)
+        {
+            Assert.NotNull(limited);
+            await ParleyApi.ProblemAsync(limited, HttpStatusCode.TooManyRequests, "rate_limited");
+        }
+    }
+
+    [Fact]
+    public async Task Problem_CarriesTheRequestIdForTheLogs()
+    {
+        using var api = _factory.Api(NewUser("alice"));
+
+        using var response = await api.GetAsync($"/api/v1/conversations/{Guid.CreateVersion7()}");
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.NotFound, "not_found");
+        Assert.False(string.IsNullOrEmpty(problem.Body.GetProperty("request_id").GetString()));
+        Assert.False(string.IsNullOrEmpty(problem.Body.GetProperty("trace_id").GetString()));
+    }
+
+    [Fact]
+    public async Task Cors_ConfiguredOrigin_IsAllowedAndOthersAreNot()
+    {
+        using var client = _factory.Anonymous();
+
+        using var allowed = await PreflightAsync(client, AllowedOrigin);
+        using var other = await PreflightAsync(client, "https://evil.example.com");
+
+        Assert.Equal(AllowedOrigin, allowed.Headers.GetValues("Access-Control-Allow-Origin").Single());
+        Assert.False(other.Headers.Contains("Access-Control-Allow-Origin"));
+    }
+
+    /// <summary>Sends text messages until one is refused with 429 (at most 6); the statuses in order and the refusal.</summary>
+    private static async Task<(List<HttpStatusCode> Statuses, HttpResponseMessage? Limited)> SendUntilLimitedAsync(ParleyApi api, Guid conversationId)
+    {
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 6; i++)
+        {
+            var response = await api.PostAsync("/api/v1/messages", new { conversation_id = conversationId, content = $"m{i}", message_type = "text" });
+            statuses.Add(response.StatusCode);
+            if (response.StatusCode == HttpStatusCode.TooManyRequests)
+            {
+                return (statuses, response);
+            }
+
+            response.Dispose();
+        }
+
+        return (statuses, null);
+    }
+
+    private static async Task<HttpResponseMessage> PreflightAsync(HttpClient client, string origin)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Options, "/api/v1/messages");
+        request.Headers.Add("Origin", origin);
+        request.Headers.Add("Access-Control-Request-Method", "POST");
+        request.Headers.Add("Access-Control-Request-Headers", "authorization,content-type");
+        return await client.SendAsync(request, Ct);
+    }
+
+    /// <summary>JSON sent with chunked transfer encoding: no Content-Length for Kestrel to refuse up front.</summary>
+    private sealed class ChunkedJsonContent : HttpContent
+    {
+        private readonly byte[] _bytes;
+
+        public ChunkedJsonContent(string json)
+        {
+            _bytes = Encoding.UTF8.GetBytes(json);
+            Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        }
+
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        {
+            // Several writes, so the server reads the body in pieces as it would from a slow client.
+            foreach (var chunk in _bytes.Chunk(512))
+            {
+                await stream.WriteAsync(chunk, Ct);
+            }
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 0;
+            return false;
+        }
+    }
+}
