@@ -265,6 +265,48 @@ public sealed class ConversationEventsTests : IAsyncLifetime
         Assert.Equal(10, (await Api(alice).GetConversationAsync(group.Id)).LastSeq);
     }
 
+    [Fact]
+    public async Task ConcurrentSendsAndMembershipChanges_TakeContiguousSeqsDeliveredInOrder()
+    {
+        var owner = NewUser("owner");
+        var senders = new[] { NewUser("s1"), NewUser("s2"), NewUser("s3") };
+        var joiners = Enumerable.Range(0, 5).Select(i => NewUser($"j{i}")).ToArray();
+        var group = await Api(owner).CreateGroupAsync("busy", senders);
+        var ownerSocket = await ConnectAsync(owner);
+        var senderSocket = await ConnectAsync(senders[0]);
+
+        var sends = senders.SelectMany(sender => Enumerable.Range(0, 5).Select(i => (sender, i))).Select(async x =>
+        {
+            await Api(x.sender).SendTextAsync(group.Id, $"{x.sender} {x.i}");
+        });
+        var changes = joiners.Select(async joiner =>
+        {
+            await AddOkAsync(Api(owner), group.Id, joiner);
+            await SetRoleOkAsync(Api(owner), group.Id, joiner, "admin");
+            await RemoveOkAsync(Api(owner), group.Id, joiner);
+        });
+        await Task.WhenAll(sends.Concat(changes));
+
+        // 1 creation + 15 messages + 5 × (added, updated, removed).
+        const int expected = 1 + 15 + 15;
+        Assert.Equal(expected, (await Api(owner).GetConversationAsync(group.Id)).LastSeq);
+        foreach (var socket in new[] { ownerSocket, senderSocket })
+        {
+            // Creation happened before the sockets connected; the rest arrives live.
+            while (ConversationEvents(socket, group.Id).Count < expected - 1)
+            {
+                await socket.NextAnyAsync();
+            }
+
+            var events = ConversationEvents(socket, group.Id);
+            Assert.Equal(Enumerable.Range(2, expected - 1).Select(i => (long)i), events.Select(e => e.Seq));
+            Assert.Equal(15, events.Count(e => e.Type == "new_message"));
+            Assert.Equal(5, events.Count(e => e.Type == "participant_added"));
+            Assert.Equal(5, events.Count(e => e.Type == "participant_updated"));
+            Assert.Equal(5, events.Count(e => e.Type == "participant_removed"));
+        }
+    }
+
     private static void AssertParticipantEvent(JsonElement payload, Guid conversationId, long seq, string userId)
     {
         Assert.Equal(conversationId, payload.GetProperty("conversation_id").GetGuid());

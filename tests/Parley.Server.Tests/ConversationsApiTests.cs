@@ -94,6 +94,42 @@ public sealed class ConversationsApiTests : IAsyncLifetime
         Assert.NotEqual(withBob.Id, withCarol.Id);
     }
 
+    [Fact]
+    public async Task CreateDirect_ConcurrentlyFromBothSides_CreatesOneConversation()
+    {
+        var (alice, bob) = (NewUser("alice"), NewUser("bob"));
+        using var aliceApi = _factory.Api(alice);
+        using var bobApi = _factory.Api(bob);
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 10).Select(i => i % 2 == 0
+            ? CreateAsync(aliceApi, new { type = "direct", participant_ids = new[] { bob } })
+            : CreateAsync(bobApi, new { type = "direct", participant_ids = new[] { alice } })));
+
+        var ids = new List<Guid>();
+        foreach (var response in responses)
+        {
+            using (response)
+            {
+                ids.Add((await ParleyApi.ReadAsync<Conversation>(response, HttpStatusCode.Created, HttpStatusCode.OK)).Id);
+            }
+        }
+
+        Assert.Single(responses, r => r.StatusCode == HttpStatusCode.Created);
+        Assert.Single(ids.Distinct());
+        Assert.Single((await aliceApi.ListConversationsAsync()).Conversations);
+    }
+
+    [Fact]
+    public async Task CreateDirect_WithName_Returns400()
+    {
+        using var api = _factory.Api(NewUser("alice"));
+
+        using var response = await CreateAsync(api, new { type = "direct", participant_ids = new[] { NewUser("bob") }, name = "us" });
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.BadRequest, "validation_failed");
+        Assert.Equal(["name"], problem.ErrorFields);
+    }
+
     public static TheoryData<string[]> NotTwoDistinctUsers => new()
     {
         Array.Empty<string>(),
@@ -368,6 +404,24 @@ public sealed class ConversationsApiTests : IAsyncLifetime
 
         var items = (await aliceApi.ListConversationsAsync()).Conversations;
         Assert.Equal(items.Select(c => c.LastActivityAt).OrderDescending(), items.Select(c => c.LastActivityAt));
+    }
+
+    [Fact]
+    public async Task List_BeingAddedToAGroup_CountsAsTheMembersActivity()
+    {
+        var (alice, bob, carol) = (NewUser("alice"), NewUser("bob"), NewUser("carol"));
+        using var aliceApi = _factory.Api(alice);
+        using var carolApi = _factory.Api(carol);
+        var group = await aliceApi.CreateGroupAsync("older", bob);
+        _time.Advance(TimeSpan.FromSeconds(1));
+        var direct = await carolApi.CreateDirectAsync(bob);
+        _time.Advance(TimeSpan.FromSeconds(1));
+
+        await AddOkAsync(aliceApi, group.Id, carol);
+
+        Assert.Equal([group.Id, direct.Id], await ListIdsAsync(carolApi));
+        var joined = (await carolApi.ListConversationsAsync()).Conversations[0];
+        Assert.Equal(_time.GetUtcNow().ToUnixTimeMilliseconds(), joined.LastActivityAt.ToUnixTimeMilliseconds());
     }
 
     [Theory]
