@@ -662,14 +662,18 @@ internal sealed class SqliteChatStore(string connectionString) : IChatStore, IDi
         return new MessageFacts(message, snapshot!);
     }
 
-    /// <summary>Senders (other than the user) of live messages in (from, to]: who learns that the user received them.</summary>
+    /// <summary>
+    /// Senders (other than the user) of live messages in (from, to]: who learns that the user received them.
+    /// Only current members: a sender who has left receives nothing more of the conversation.
+    /// </summary>
     private static async Task<IReadOnlyList<string>> SendersBetweenAsync(
         SqliteConnection connection, SqliteTransaction transaction, Guid conversationId, string userId, long from, long to,
         CancellationToken cancellationToken) =>
         await connection.Command(
             """
-            SELECT DISTINCT sender_id FROM messages
-            WHERE conversation_id = @c AND seq > @from AND seq <= @to AND sender_id <> @u AND deleted_at IS NULL
+            SELECT DISTINCT m.sender_id FROM messages m
+            JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL
+            WHERE m.conversation_id = @c AND m.seq > @from AND m.seq <= @to AND m.sender_id <> @u AND m.deleted_at IS NULL
             """, transaction)
             .With("@c", conversationId).With("@from", from).With("@to", to).With("@u", userId)
             .ListAsync(r => r.GetString(0), cancellationToken);
