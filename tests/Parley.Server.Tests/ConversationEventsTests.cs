@@ -189,6 +189,25 @@ public sealed class ConversationEventsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ParticipantRemoved_FormerSender_GetsNoReceiptsForTheirEarlierMessages()
+    {
+        var (owner, bob, carol) = (NewUser("owner"), NewUser("bob"), NewUser("carol"));
+        var group = await Api(owner).CreateGroupAsync("g", bob, carol);
+        var sent = await Api(bob).SendTextAsync(group.Id, "bob's last words");
+        await RemoveOkAsync(Api(owner), group.Id, bob);
+        var bobSocket = await ConnectAsync(bob);
+        var ownerSocket = await ConnectAsync(owner);
+
+        // carol had not received bob's message: reading it moves her delivered and read watermarks past it.
+        await Api(carol).MarkReadAsync(sent.Id);
+
+        var read = await ownerSocket.NextAsync("message_read", p => p.GetProperty("user_id").GetString() == carol);
+        Assert.Equal(sent.Id, read.GetProperty("message_id").GetGuid());
+        await bobSocket.AssertNoFrameAsync("message_delivered", Quiet);
+        Assert.DoesNotContain(bobSocket.All(), f => f.GetProperty("type").GetString() != "connected");
+    }
+
+    [Fact]
     public async Task ParticipantRemoved_Leaving_ReachesTheRemainingMembersAndTheLeaver()
     {
         var (owner, bob) = (NewUser("owner"), NewUser("bob"));
