@@ -143,16 +143,30 @@ public sealed class ParticipantsApiTests : IAsyncLifetime
         Assert.Equal([field], problem.ErrorFields);
     }
 
+    [Theory]
+    [InlineData("POST", "/api/v1/conversations/nope/participants", "{\"user_ids\": [\"bob\"]}")]
+    [InlineData("PATCH", "/api/v1/conversations/nope/participants/bob", "{\"role\": \"admin\"}")]
+    [InlineData("DELETE", "/api/v1/conversations/nope/participants/bob", null)]
+    public async Task ManageMembers_MalformedConversationId_Returns400InvalidId(string method, string path, string? body)
+    {
+        using var response = await Api(NewUser("owner")).SendAsync(new HttpMethod(method), path, body);
+
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.BadRequest, "invalid_id");
+    }
+
     [Fact]
-    public async Task Add_MalformedOrUnknownConversationId_Returns400Or404()
+    public async Task ManageMembers_UnknownConversation_Returns404()
     {
         var owner = NewUser("owner");
+        var unknown = Guid.CreateVersion7();
 
-        using var malformed = await Api(owner).PostAsync("/api/v1/conversations/nope/participants", new { user_ids = new[] { "bob" } });
-        using var unknown = await AddAsync(Api(owner), Guid.CreateVersion7(), "bob");
+        using var add = await AddAsync(Api(owner), unknown, "bob");
+        using var setRole = await SetRoleAsync(Api(owner), unknown, "bob", "admin");
+        using var remove = await RemoveAsync(Api(owner), unknown, owner);
 
-        await ParleyApi.ProblemAsync(malformed, HttpStatusCode.BadRequest, "invalid_id");
-        await ParleyApi.ProblemAsync(unknown, HttpStatusCode.NotFound, "not_found");
+        await ParleyApi.ProblemAsync(add, HttpStatusCode.NotFound, "not_found");
+        await ParleyApi.ProblemAsync(setRole, HttpStatusCode.NotFound, "not_found");
+        await ParleyApi.ProblemAsync(remove, HttpStatusCode.NotFound, "not_found");
     }
 
     // ---- PATCH .../participants/{user_id} -----------------------------------------------------------
