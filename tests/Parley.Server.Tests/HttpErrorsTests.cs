@@ -143,24 +143,33 @@ public sealed class HttpErrorsTests : IAsyncLifetime
         using var bobApi = _factory.Api(bob);
         var conversation = await aliceApi.CreateDirectAsync(bob);
 
-        // A burst of 3, refilled at 1 per second: the 4th send comes too soon (or the 5th, should a token arrive in between).
-        var (statuses, limited) = await SendUntilLimitedAsync(aliceApi, conversation.Id);
-
-        Assert.NotNull(limited);
-        using (limited)
+        var responses = await SendBurstAsync(aliceApi, conversation.Id, 8);
+        try
         {
-            Assert.InRange(statuses.Count, 4, 5);
-            Assert.All(statuses[..^1], s => Assert.Equal(HttpStatusCode.Created, s));
-            await ParleyApi.ProblemAsync(limited, HttpStatusCode.TooManyRequests, "rate_limited");
-            var retryAfter = limited.Headers.RetryAfter?.Delta;
-            Assert.NotNull(retryAfter);
-            Assert.InRange(retryAfter.Value, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2));
+            // A burst of 3, refilled at 1 per second: 3 of 8 simultaneous sends pass (4 should a token arrive meanwhile).
+            Assert.InRange(responses.Count(r => r.StatusCode == HttpStatusCode.Created), 3, 4);
+            var limited = responses.Where(r => r.StatusCode != HttpStatusCode.Created).ToList();
+            Assert.InRange(limited.Count, 4, 5);
+            foreach (var response in limited)
+            {
+                await ParleyApi.ProblemAsync(response, HttpStatusCode.TooManyRequests, "rate_limited");
+                Assert.InRange(response.Headers.RetryAfter?.Delta ?? TimeSpan.Zero, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2));
+            }
+
+            Assert.Equal(responses.Count(r => r.StatusCode == HttpStatusCode.Created), (await aliceApi.ListMessagesAsync(conversation.Id)).Messages.Count);
 
             // The limit is per user: bob still sends.
             await bobApi.SendTextAsync(conversation.Id, "bob is not limited");
 
-            await Task.Delay(retryAfter.Value + TimeSpan.FromMilliseconds(200), Ct);
+            await Task.Delay(limited[0].Headers.RetryAfter!.Delta!.Value + TimeSpan.FromMilliseconds(200), Ct);
             await aliceApi.SendTextAsync(conversation.Id, "after waiting");
+        }
+        finally
+        {
+            foreach (var response in responses)
+            {
+                response.Dispose();
+            }
         }
     }
 
@@ -197,18 +206,29 @@ public sealed class HttpErrorsTests : IAsyncLifetime
         using var wrongMethod = await api.SendAsync(HttpMethod.Put, "/api/v1/conversations", "{}");
         using var malformed = await api.PostAsync("/api/v1/conversations", "{");
         using var notFound = await api.GetAsync($"/api/v1/conversations/{Guid.CreateVersion7()}");
+        using var wrongType = await api.Http.PostAsync("/api/v1/conversations", new StringContent("{}", Encoding.UTF8, "text/plain"), Ct);
+        using var tooLarge = await api.PostAsync("/api/v1/conversations", $$"""{"name":"{{new string('n', MaxRequestBytes)}}"}""");
         var conversation = await api.CreateDirectAsync(NewUser("bob"));
-        var (_, limited) = await SendUntilLimitedAsync(api, conversation.Id);
-
-        await ParleyApi.ProblemAsync(unauthenticated, HttpStatusCode.Unauthorized, "unauthenticated");
-        await ParleyApi.ProblemAsync(unknownRoute, HttpStatusCode.NotFound, "not_found");
-        await ParleyApi.ProblemAsync(wrongMethod, HttpStatusCode.MethodNotAllowed, "method_not_allowed");
-        await ParleyApi.ProblemAsync(malformed, HttpStatusCode.BadRequest, "invalid_request");
-        await ParleyApi.ProblemAsync(notFound, HttpStatusCode.NotFound, "not_found");
-        using (limited)
+        var burst = await SendBurstAsync(api, conversation.Id, 8);
+        try
         {
+            await ParleyApi.ProblemAsync(unauthenticated, HttpStatusCode.Unauthorized, "unauthenticated");
+            await ParleyApi.ProblemAsync(unknownRoute, HttpStatusCode.NotFound, "not_found");
+            await ParleyApi.ProblemAsync(wrongMethod, HttpStatusCode.MethodNotAllowed, "method_not_allowed");
+            await ParleyApi.ProblemAsync(malformed, HttpStatusCode.BadRequest, "invalid_request");
+            await ParleyApi.ProblemAsync(notFound, HttpStatusCode.NotFound, "not_found");
+            await ParleyApi.ProblemAsync(wrongType, HttpStatusCode.UnsupportedMediaType, "unsupported_media_type");
+            await ParleyApi.ProblemAsync(tooLarge, HttpStatusCode.RequestEntityTooLarge, "payload_too_large");
+            var limited = burst.FirstOrDefault(r => r.StatusCode != HttpStatusCode.Created);
             Assert.NotNull(limited);
             await ParleyApi.ProblemAsync(limited, HttpStatusCode.TooManyRequests, "rate_limited");
+        }
+        finally
+        {
+            foreach (var response in burst)
+            {
+                response.Dispose();
+            }
         }
     }
 
@@ -236,24 +256,10 @@ public sealed class HttpErrorsTests : IAsyncLifetime
         Assert.False(other.Headers.Contains("Access-Control-Allow-Origin"));
     }
 
-    /// <summary>Sends text messages until one is refused with 429 (at most 6); the statuses in order and the refusal.</summary>
-    private static async Task<(List<HttpStatusCode> Statuses, HttpResponseMessage? Limited)> SendUntilLimitedAsync(ParleyApi api, Guid conversationId)
-    {
-        var statuses = new List<HttpStatusCode>();
-        for (var i = 0; i < 6; i++)
-        {
-            var response = await api.PostAsync("/api/v1/messages", new { conversation_id = conversationId, content = $"m{i}", message_type = "text" });
-            statuses.Add(response.StatusCode);
-            if (response.StatusCode == HttpStatusCode.TooManyRequests)
-            {
-                return (statuses, response);
-            }
-
-            response.Dispose();
-        }
-
-        return (statuses, null);
-    }
+    /// <summary>Sends <paramref name="count"/> text messages at once (the caller disposes the responses).</summary>
+    private static async Task<HttpResponseMessage[]> SendBurstAsync(ParleyApi api, Guid conversationId, int count) =>
+        await Task.WhenAll(Enumerable.Range(0, count).Select(i =>
+            api.PostAsync("/api/v1/messages", new { conversation_id = conversationId, content = $"m{i}", message_type = "text" })));
 
     private static async Task<HttpResponseMessage> PreflightAsync(HttpClient client, string origin)
     {
