@@ -525,6 +525,28 @@ public sealed class ParticipantsApiTests : IAsyncLifetime
         Assert.Equal([late.Id, early2.Id, early1.Id], (await Api(bob).ListMessagesAsync(group.Id)).Messages.Select(m => m.Id));
     }
 
+    [Fact]
+    public async Task ReAdded_SeesHistoryFromTheNewJoiningOnly()
+    {
+        var (owner, bob) = Users("owner", "bob");
+        var group = await Api(owner).CreateGroupAsync("g", bob);
+        await Api(owner).SendTextAsync(group.Id, "while bob was in");
+        await RemoveOkAsync(Api(bob), group.Id, bob);
+        var away = await Api(owner).SendTextAsync(group.Id, "while bob was away");
+
+        await AddOkAsync(Api(owner), group.Id, bob);
+        var back = await Api(bob).GetConversationAsync(group.Id);
+        using var missed = await Api(bob).GetAsync($"/api/v1/messages/{away.Id}");
+        var after = await Api(owner).SendTextAsync(group.Id, "welcome back");
+
+        Assert.Null(back.LastMessage);
+        Assert.Equal(0, back.UnreadCount);
+        Assert.Equal("member", RolesOf(back)[bob]);
+        await ParleyApi.ProblemAsync(missed, HttpStatusCode.NotFound, "not_found");
+        Assert.Equal([after.Id], (await Api(bob).ListMessagesAsync(group.Id)).Messages.Select(m => m.Id));
+        Assert.Equal(1, (await Api(bob).GetConversationAsync(group.Id)).UnreadCount);
+    }
+
     private ParleyApi Api(string userId)
     {
         var client = _factory.Api(userId);
