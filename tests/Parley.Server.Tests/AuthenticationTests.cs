@@ -146,7 +146,8 @@ public sealed class AuthenticationTests : IAsyncLifetime
         using var api = _factory.Api(alice);
         var conversation = await api.CreateDirectAsync(bob);
 
-        using var response = await api.PostAsync("/api/v1/messages", new { conversation_id = conversation.Id, content = "I am the system", message_type = "system" });
+        using var response = await api.PostAsync(
+            "/api/v1/messages", new { conversation_id = conversation.Id, content = "I am the system", message_type = "system" });
 
         await ParleyApi.ProblemAsync(response, HttpStatusCode.Forbidden, "forbidden");
         Assert.Empty((await api.ListMessagesAsync(conversation.Id)).Messages);
@@ -161,7 +162,8 @@ public sealed class AuthenticationTests : IAsyncLifetime
         await using var bobSocket = await WsClient.ConnectAsync(_factory, bob);
         using var service = _factory.ServiceApi();
 
-        using var response = await service.PostAsync("/api/v1/messages", new { conversation_id = conversation.Id, content = "Bob joined", message_type = "system" });
+        using var response = await service.PostAsync(
+            "/api/v1/messages", new { conversation_id = conversation.Id, content = "Bob joined", message_type = "system" });
 
         var message = await ParleyApi.ReadAsync<Message>(response, HttpStatusCode.Created);
         Assert.Equal("system", message.MessageType);

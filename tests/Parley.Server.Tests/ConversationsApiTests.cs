@@ -17,7 +17,7 @@ public sealed class ConversationsApiTests : IAsyncLifetime
 
     public ConversationsApiTests()
     {
-        _factory = new ParleyFactory(s => s["Limits:MaxGroupParticipants"] = MaxGroupParticipants.ToString(System.Globalization.CultureInfo.InvariantCulture), _time);
+        _factory = new ParleyFactory(s => s["Limits:MaxGroupParticipants"] = $"{MaxGroupParticipants}", _time);
     }
 
     public ValueTask InitializeAsync() => ValueTask.CompletedTask;
@@ -567,7 +567,7 @@ public sealed class ConversationsApiTests : IAsyncLifetime
 
         Assert.Equal(System.Text.Json.JsonValueKind.Null, item.GetProperty("last_message").ValueKind);
         var participant = item.GetProperty("participants")[0];
-        Assert.True(participant.TryGetProperty("user_id", out _) && participant.TryGetProperty("role", out _) && participant.TryGetProperty("joined_at", out _));
+        Assert.Equal(["user_id", "role", "joined_at"], participant.EnumerateObject().Select(p => p.Name));
     }
 
     // ---- GET /api/v1/conversations/{id} --------------------------------------------------------------

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
 using Parley.Server.Conversations;
@@ -73,7 +74,7 @@ public sealed class HeaderAuthenticationTests : IAsyncLifetime
             using var aliceApi = UserApi(alice);
             var sent = await aliceApi.SendTextAsync(conversation.Id, "hi bob");
             var frame = JsonSerializer.Serialize(new { type = "read_receipt", payload = new { message_id = sent.Id } });
-            await socket.SendAsync(Encoding.UTF8.GetBytes(frame), System.Net.WebSockets.WebSocketMessageType.Text, true, Ct).WaitAsync(WsClient.DefaultTimeout, Ct);
+            await socket.SendAsync(Encoding.UTF8.GetBytes(frame), WebSocketMessageType.Text, true, Ct).WaitAsync(WsClient.DefaultTimeout, Ct);
 
             var read = await aliceSocket.NextAsync("message_read", p => p.GetProperty("user_id").GetString() == bob);
             Assert.Equal(sent.Id, read.GetProperty("message_id").GetGuid());
