@@ -102,13 +102,26 @@ public sealed class AuthenticationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Request_UserTokenWithTheServicesSenderId_Returns401()
+    {
+        // "system" is Auth:ServiceUserId: a user with that id could pass for the service's system messages.
+        using var client = _factory.Anonymous();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ParleyFactory.Token("system"));
+
+        using var response = await client.GetAsync("/api/v1/conversations", Ct);
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.Unauthorized, "unauthenticated");
+        Assert.Contains("reserved", problem.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task WebSocket_TokenAsAccessTokenQueryParameter_Connects()
     {
         var alice = NewUser("alice");
         var token = ParleyFactory.Token(alice);
 
-        var (socket, connected) = await RawSocket.ConnectAsync(_factory.WebSocketUri($"access_token={token}&device_id=browser-1"));
-        await RawSocket.CloseAsync(socket);
+        var (socket, connected) = await Handshake.ConnectAsync(_factory.WebSocketUri($"access_token={token}&device_id=browser-1"));
+        await Handshake.CloseAsync(socket);
 
         Assert.Equal(alice, connected.GetProperty("user_id").GetString());
         Assert.Equal("browser-1", connected.GetProperty("device_id").GetString());
@@ -120,10 +133,10 @@ public sealed class AuthenticationTests : IAsyncLifetime
         var expired = ParleyFactory.Token("alice", expires: DateTime.UtcNow.AddMinutes(-2));
         var wrongKey = ParleyFactory.Token("alice", key: "another-signing-key-0123456789abcdef-xyz");
 
-        await RawSocket.AssertRefusedAsync(_factory.WebSocketUri(), HttpStatusCode.Unauthorized);
-        await RawSocket.AssertRefusedAsync(_factory.WebSocketUri($"access_token={expired}"), HttpStatusCode.Unauthorized);
-        await RawSocket.AssertRefusedAsync(_factory.WebSocketUri($"access_token={wrongKey}"), HttpStatusCode.Unauthorized);
-        await RawSocket.AssertRefusedAsync(
+        await Handshake.AssertRefusedAsync(_factory.WebSocketUri(), HttpStatusCode.Unauthorized);
+        await Handshake.AssertRefusedAsync(_factory.WebSocketUri($"access_token={expired}"), HttpStatusCode.Unauthorized);
+        await Handshake.AssertRefusedAsync(_factory.WebSocketUri($"access_token={wrongKey}"), HttpStatusCode.Unauthorized);
+        await Handshake.AssertRefusedAsync(
             _factory.WebSocketUri(), HttpStatusCode.Unauthorized, o => o.SetRequestHeader("Authorization", "Bearer " + wrongKey));
     }
 

@@ -59,7 +59,7 @@ public sealed class HeaderAuthenticationTests : IAsyncLifetime
     {
         var (alice, bob) = (NewUser("alice"), NewUser("bob"));
         var conversation = await CreateDirectAsync(alice, bob);
-        var (socket, connected) = await RawSocket.ConnectAsync(_factory.WebSocketUri(), o =>
+        var (socket, connected) = await Handshake.ConnectAsync(_factory.WebSocketUri(), o =>
         {
             o.SetRequestHeader("X-User-ID", bob);
             o.SetRequestHeader("X-Device-ID", "web-1");
@@ -82,8 +82,20 @@ public sealed class HeaderAuthenticationTests : IAsyncLifetime
         }
         finally
         {
-            await RawSocket.CloseAsync(socket);
+            await Handshake.CloseAsync(socket);
         }
+    }
+
+    [Fact]
+    public async Task XUserId_TheServicesSenderId_Returns401()
+    {
+        using var client = _factory.Anonymous();
+        client.DefaultRequestHeaders.Add("X-User-ID", "system");
+
+        using var response = await client.GetAsync("/api/v1/conversations", TestContext.Current.CancellationToken);
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.Unauthorized, "unauthenticated");
+        Assert.Contains("reserved", problem.Detail, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -134,8 +146,8 @@ public sealed class HeaderAuthenticationTests : IAsyncLifetime
         using var response = await http.GetAsync("/api/v1/conversations", Ct);
 
         await ParleyApi.ProblemAsync(response, HttpStatusCode.Unauthorized, "unauthenticated");
-        await RawSocket.AssertRefusedAsync(_factory.WebSocketUri(), HttpStatusCode.Unauthorized);
-        await RawSocket.AssertRefusedAsync(_factory.WebSocketUri(), HttpStatusCode.Unauthorized, o => o.SetRequestHeader("X-User-ID", "bad id"));
+        await Handshake.AssertRefusedAsync(_factory.WebSocketUri(), HttpStatusCode.Unauthorized);
+        await Handshake.AssertRefusedAsync(_factory.WebSocketUri(), HttpStatusCode.Unauthorized, o => o.SetRequestHeader("X-User-ID", "bad id"));
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using Parley.Server.Conversations;
 using System.Net;
 using System.Text.Json;
 using Parley.Server.Messages;
@@ -64,6 +65,32 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
 
         AssertReceipt(await alicePhone.NextAsync("message_read"), conversation.Id, "bob", sent);
         AssertReceipt(await bobPhone.NextAsync("message_read"), conversation.Id, "bob", sent);
+    }
+
+    [Fact]
+    public async Task ReadReceipt_OfAMessageFromBeforeAMemberJoined_DoesNotReachThatMember()
+    {
+        using var alice = _factory.Api("alice");
+        using var bob = _factory.Api("bob");
+        var group = await alice.CreateGroupAsync("g", "bob");
+        var early = await alice.SendTextAsync(group.Id, "before carol");
+        await ParleyApi.ReadAsync<Conversation>(
+            await alice.PostAsync($"/api/v1/conversations/{group.Id}/participants", new { user_ids = new[] { "carol" } }));
+        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol");
+        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+
+        await bob.MarkReadAsync(early.Id);
+
+        // Alice (who can see the message) is told; Carol, who joined after it, learns nothing about it.
+        var read = await alicePhone.NextAsync("message_read");
+        Assert.Equal(early.Id, read.GetProperty("message_id").GetGuid());
+        await carolPhone.AssertNoFrameAsync("message_read", TimeSpan.FromSeconds(1));
+
+        // A message Carol can see is announced to her as usual.
+        var late = await alice.SendTextAsync(group.Id, "after carol");
+        await bob.MarkReadAsync(late.Id);
+        var visible = await carolPhone.NextAsync("message_read");
+        Assert.Equal(late.Id, visible.GetProperty("message_id").GetGuid());
     }
 
     [Fact]

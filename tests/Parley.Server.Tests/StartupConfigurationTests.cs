@@ -87,8 +87,8 @@ public sealed partial class StartupConfigurationTests : IAsyncLifetime
         api.Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", run.Token);
         var conversation = await api.CreateDirectAsync(NewUser("bob"));
         Assert.Equal(alice, conversation.CreatedBy);
-        var (socket, connected) = await RawSocket.ConnectAsync(_factory.WebSocketUri($"access_token={run.Token}"));
-        await RawSocket.CloseAsync(socket);
+        var (socket, connected) = await Handshake.ConnectAsync(_factory.WebSocketUri($"access_token={run.Token}"));
+        await Handshake.CloseAsync(socket);
         Assert.Equal(alice, connected.GetProperty("user_id").GetString());
         Assert.Equal("phone", connected.GetProperty("device_id").GetString());
     }
@@ -126,9 +126,10 @@ public sealed partial class StartupConfigurationTests : IAsyncLifetime
         await using var development = new ParleyFactory(s =>
         {
             s["environment"] = "Development";
-            s.Remove("Auth:Jwt:SigningKey");
-            s.Remove("Auth:Jwt:Issuer");
-            s.Remove("Auth:Jwt:Audience");
+            // Empty values (as an environment file's "Auth__Jwt__Audience=" gives) mean "not configured".
+            s["Auth:Jwt:SigningKey"] = "";
+            s["Auth:Jwt:Issuer"] = "";
+            s["Auth:Jwt:Audience"] = "";
         });
         var alice = NewUser("alice");
 

@@ -98,7 +98,9 @@ internal sealed class ConversationBroadcaster(IFanout fanout, TimeProvider time)
         {
             var payload = new ReceiptPayload(result.ConversationId, user, readId, result.After.ReadSeq, Now);
             var bytes = FrameWriter.Serialize(FrameTypes.MessageRead, payload, ParleyJsonContext.Default.ReceiptPayload);
-            await PublishAsync(UserIds(result.Members), new OutboundFrame(bytes, result.ConversationId));
+            // Only members who can see the message: a later joiner must not learn ids and seqs of history hidden from them.
+            var recipients = result.Members.Where(m => m.JoinedSeq < result.After.ReadSeq).Select(m => m.UserId).ToArray();
+            await PublishAsync(recipients, new OutboundFrame(bytes, result.ConversationId));
         }
     }
 

@@ -76,7 +76,7 @@ internal static class MembershipCalls
 }
 
 /// <summary>A WebSocket handshake made by hand (no Authorization header unless the test sets one): the first frame, or the refusal.</summary>
-internal static class RawSocket
+internal static class Handshake
 {
     /// <summary>Connects and returns the socket with the payload of its first frame (which must be <c>connected</c>).</summary>
     public static async Task<(ClientWebSocket Socket, JsonElement Connected)> ConnectAsync(Uri uri, Action<ClientWebSocketOptions>? configure = null)

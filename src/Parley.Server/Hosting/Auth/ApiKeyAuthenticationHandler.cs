@@ -47,6 +47,10 @@ internal sealed class ApiKeyAuthenticationHandler(
         return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
     }
 
-    protected override Task HandleChallengeAsync(AuthenticationProperties properties) =>
-        AuthProblems.WriteChallengeAsync(Context, "The API key is not valid.");
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        // The authentication middleware keeps only successful results: ask again (cached) for the failure's reason.
+        var result = await HandleAuthenticateOnceSafeAsync();
+        await AuthProblems.WriteChallengeAsync(Context, result.Failure?.Message ?? "The API key is not valid.");
+    }
 }

@@ -1,4 +1,3 @@
-using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Mvc;
 using Parley.Server.Realtime.Protocol;
 
@@ -7,14 +6,13 @@ namespace Parley.Server.Hosting.Auth;
 internal static class AuthProblems
 {
     /// <summary>Every 401 is a ProblemDetails with code <c>unauthenticated</c> and the reason authentication failed.</summary>
-    public static async Task WriteChallengeAsync(HttpContext context, string fallbackDetail)
+    public static async Task WriteChallengeAsync(HttpContext context, string detail)
     {
         if (context.Response.HasStarted)
         {
             return;
         }
 
-        var failure = context.Features.Get<IAuthenticateResultFeature>()?.AuthenticateResult?.Failure?.Message;
         context.Response.StatusCode = StatusCodes.Status401Unauthorized;
         var problems = context.RequestServices.GetRequiredService<IProblemDetailsService>();
         await problems.WriteAsync(new ProblemDetailsContext
@@ -24,7 +22,7 @@ internal static class AuthProblems
             {
                 Status = StatusCodes.Status401Unauthorized,
                 Title = "Unauthenticated",
-                Detail = failure ?? fallbackDetail,
+                Detail = detail,
                 Extensions = { ["code"] = ErrorCodes.Unauthenticated },
             },
         });

@@ -41,6 +41,13 @@ internal static class AuthSetup
         return builder;
     }
 
+    /// <summary>
+    /// The service role's sender id belongs to the service: a user with that id could otherwise pass for it
+    /// (its system messages would count as the user's own, and share the user's client_message_ids).
+    /// </summary>
+    public static string ReservedUserId(AuthOptions auth) =>
+        $"The user id '{auth.ServiceUserId}' is reserved for the service role (Auth:ServiceUserId).";
+
     private static void ConfigureJwt(JwtBearerOptions jwt, AuthOptions auth, JwtKeys keys)
     {
         // Keep claim names as issued: the user id is "sub", not a mapped XML-namespace claim type.
@@ -90,7 +97,14 @@ internal static class AuthSetup
                     return Task.CompletedTask;
                 }
 
-                if (principal.HasClaim(auth.ServiceRoleClaim, auth.ServiceRole) && principal.Identity is System.Security.Claims.ClaimsIdentity identity)
+                var isService = principal.HasClaim(auth.ServiceRoleClaim, auth.ServiceRole);
+                if (!isService && sub == auth.ServiceUserId)
+                {
+                    context.Fail(ReservedUserId(auth));
+                    return Task.CompletedTask;
+                }
+
+                if (isService && principal.Identity is System.Security.Claims.ClaimsIdentity identity)
                 {
                     identity.AddClaim(new System.Security.Claims.Claim(Caller.ServiceClaim, "true"));
                 }
@@ -125,8 +139,9 @@ internal sealed class JwtKeys
     public JwtKeys(IOptions<AuthOptions> options, IHostEnvironment environment)
     {
         var settings = options.Value.Jwt;
-        Issuer = settings.Issuer;
-        Audience = settings.Audience;
+        // An empty value (e.g. Auth__Jwt__Audience= in an environment file) means "not configured", not "must be empty".
+        Issuer = string.IsNullOrWhiteSpace(settings.Issuer) ? null : settings.Issuer;
+        Audience = string.IsNullOrWhiteSpace(settings.Audience) ? null : settings.Audience;
         var key = settings.SigningKey;
         if (string.IsNullOrEmpty(key) && string.IsNullOrEmpty(settings.Authority) && environment.IsDevelopment())
         {

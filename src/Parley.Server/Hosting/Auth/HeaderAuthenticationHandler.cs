@@ -10,7 +10,7 @@ namespace Parley.Server.Hosting.Auth;
 /// <c>X-User-ID</c> (and optionally <c>X-Device-ID</c>). Only safe when clients cannot reach Parley directly.
 /// </summary>
 internal sealed class HeaderAuthenticationHandler(
-    IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder)
+    IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, IOptions<AuthOptions> authOptions)
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "Header";
@@ -29,6 +29,11 @@ internal sealed class HeaderAuthenticationHandler(
             return Task.FromResult(AuthenticateResult.Fail("X-User-ID is not a well-formed user id (1-128 characters, no whitespace or control characters)."));
         }
 
+        if (userId == authOptions.Value.ServiceUserId)
+        {
+            return Task.FromResult(AuthenticateResult.Fail(AuthSetup.ReservedUserId(authOptions.Value)));
+        }
+
         var deviceId = Request.Headers["X-Device-ID"].ToString();
         var claims = new List<Claim> { new(Caller.UserIdClaim, userId) };
         if (!string.IsNullOrEmpty(deviceId))
@@ -40,6 +45,10 @@ internal sealed class HeaderAuthenticationHandler(
         return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
     }
 
-    protected override Task HandleChallengeAsync(AuthenticationProperties properties) =>
-        AuthProblems.WriteChallengeAsync(Context, "Send the user id in the X-User-ID header.");
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        // The authentication middleware keeps only successful results: ask again (cached) for the failure's reason.
+        var result = await HandleAuthenticateOnceSafeAsync();
+        await AuthProblems.WriteChallengeAsync(Context, result.Failure?.Message ?? "Send the user id in the X-User-ID header.");
+    }
 }

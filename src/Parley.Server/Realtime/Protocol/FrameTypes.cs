@@ -41,9 +41,6 @@ internal static class CloseCodes
     /// <summary>The client sent a message larger than Limits:MaxFrameBytes.</summary>
     public const int MessageTooBig = 1009;
 
-    /// <summary>An unexpected server error ended the connection.</summary>
-    public const int InternalError = 1011;
-
     /// <summary>The client did not read its frames fast enough; its send queue overflowed. Reconnect.</summary>
     public const int SlowConsumer = 4001;
 
