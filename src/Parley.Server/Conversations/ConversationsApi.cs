@@ -37,20 +37,20 @@ internal static class ConversationsApi
 
     private static async Task<Results<Ok<ConversationList>, ProblemHttpResult>> ListAsync(
         Caller caller, string? limit, string? cursor, ConversationService conversations, CancellationToken cancellationToken) =>
-        ToResult(await conversations.ListAsync(caller, limit, cursor, cancellationToken));
+        ApiResults.Ok(await conversations.ListAsync(caller, limit, cursor, cancellationToken));
 
     private static async Task<Results<Ok<Conversation>, ProblemHttpResult>> GetAsync(
         Caller caller, string id, ConversationService conversations, CancellationToken cancellationToken) =>
-        ToResult(await conversations.GetAsync(caller, id, cancellationToken));
+        ApiResults.Ok(await conversations.GetAsync(caller, id, cancellationToken));
 
     private static async Task<Results<Ok<Conversation>, ProblemHttpResult>> AddParticipantsAsync(
         Caller caller, string id, [FromBody] AddParticipantsRequest? body, ConversationService conversations, CancellationToken cancellationToken) =>
-        ToResult(await conversations.AddParticipantsAsync(caller, id, body, cancellationToken));
+        ApiResults.Ok(await conversations.AddParticipantsAsync(caller, id, body, cancellationToken));
 
     private static async Task<Results<Ok<Participant>, ProblemHttpResult>> UpdateParticipantAsync(
         Caller caller, string id, string userId, [FromBody] UpdateParticipantRequest? body, ConversationService conversations,
         CancellationToken cancellationToken) =>
-        ToResult(await conversations.UpdateParticipantAsync(caller, id, userId, body, cancellationToken));
+        ApiResults.Ok(await conversations.UpdateParticipantAsync(caller, id, userId, body, cancellationToken));
 
     private static async Task<Results<NoContent, ProblemHttpResult>> RemoveParticipantAsync(
         Caller caller, string id, string userId, ConversationService conversations, CancellationToken cancellationToken) =>
@@ -58,6 +58,4 @@ internal static class ConversationsApi
             ? ApiResults.Problem(error)
             : TypedResults.NoContent();
 
-    private static Results<Ok<T>, ProblemHttpResult> ToResult<T>(Result<T> result) =>
-        result.IsSuccess ? TypedResults.Ok(result.Value!) : ApiResults.Problem(result.Error!);
 }

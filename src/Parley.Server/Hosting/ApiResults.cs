@@ -19,6 +19,10 @@ internal static class ApiResults
         return TypedResults.Problem(problem);
     }
 
+    /// <summary>200 with the value, or the error as ProblemDetails.</summary>
+    public static Results<Ok<T>, ProblemHttpResult> Ok<T>(Result<T> result) =>
+        result.IsSuccess ? TypedResults.Ok(result.Value!) : Problem(result.Error!);
+
     /// <summary>Documents, in the OpenAPI description, the ProblemDetails answers every API endpoint may give.</summary>
     public static TBuilder ProducesProblems<TBuilder>(this TBuilder builder)
         where TBuilder : IEndpointConventionBuilder

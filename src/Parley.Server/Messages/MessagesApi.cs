@@ -39,24 +39,22 @@ internal static class MessagesApi
 
     private static async Task<Results<Ok<Message>, ProblemHttpResult>> GetAsync(
         Caller caller, string id, MessageService messages, CancellationToken cancellationToken) =>
-        ToResult(await messages.GetAsync(caller, id, cancellationToken));
+        ApiResults.Ok(await messages.GetAsync(caller, id, cancellationToken));
 
     private static async Task<Results<Ok<Message>, ProblemHttpResult>> EditAsync(
         Caller caller, string id, [FromBody] EditMessageRequest? body, MessageService messages, CancellationToken cancellationToken) =>
-        ToResult(await messages.EditAsync(caller, id, body, cancellationToken));
+        ApiResults.Ok(await messages.EditAsync(caller, id, body, cancellationToken));
 
     private static async Task<Results<Ok<Message>, ProblemHttpResult>> DeleteAsync(
         Caller caller, string id, MessageService messages, CancellationToken cancellationToken) =>
-        ToResult(await messages.DeleteAsync(caller, id, cancellationToken));
+        ApiResults.Ok(await messages.DeleteAsync(caller, id, cancellationToken));
 
     private static async Task<Results<Ok<MessageEdits>, ProblemHttpResult>> GetEditsAsync(
         Caller caller, string id, MessageService messages, CancellationToken cancellationToken) =>
-        ToResult(await messages.GetEditsAsync(caller, id, cancellationToken));
+        ApiResults.Ok(await messages.GetEditsAsync(caller, id, cancellationToken));
 
     private static async Task<Results<Ok<MessagePage>, ProblemHttpResult>> ListAsync(
         Caller caller, string id, string? limit, string? before, string? after, MessageService messages, CancellationToken cancellationToken) =>
-        ToResult(await messages.ListAsync(caller, id, limit, before, after, cancellationToken));
+        ApiResults.Ok(await messages.ListAsync(caller, id, limit, before, after, cancellationToken));
 
-    private static Results<Ok<T>, ProblemHttpResult> ToResult<T>(Result<T> result) =>
-        result.IsSuccess ? TypedResults.Ok(result.Value!) : ApiResults.Problem(result.Error!);
 }

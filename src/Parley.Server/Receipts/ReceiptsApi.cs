@@ -18,9 +18,6 @@ internal static class ReceiptsApi
     }
 
     private static async Task<Results<Ok<ReadState>, ProblemHttpResult>> MarkReadAsync(
-        Caller caller, string id, ReceiptService receipts, CancellationToken cancellationToken)
-    {
-        var result = await receipts.MarkReadAsync(caller, id, cancellationToken);
-        return result.IsSuccess ? TypedResults.Ok(result.Value!) : ApiResults.Problem(result.Error!);
-    }
+        Caller caller, string id, ReceiptService receipts, CancellationToken cancellationToken) =>
+        ApiResults.Ok(await receipts.MarkReadAsync(caller, id, cancellationToken));
 }

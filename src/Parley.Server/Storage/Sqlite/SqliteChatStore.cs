@@ -354,16 +354,13 @@ internal sealed class SqliteChatStore(string connectionString) : IChatStore, IDi
         Func<MessageFacts, ApiError?> check, DateTimeOffset now, CancellationToken cancellationToken) =>
         WriteAsync<MessageChangeResult>(async (connection, transaction) =>
         {
-            var facts = await LoadMessageFactsAsync(connection, transaction, messageId, cancellationToken);
-            if (facts is null)
+            var checkedFacts = await LoadCheckedFactsAsync(connection, transaction, messageId, check, cancellationToken);
+            if (!checkedFacts.IsSuccess)
             {
-                return ApiError.NotFound("Message");
+                return checkedFacts.Error!;
             }
 
-            if (check(facts) is { } error)
-            {
-                return error;
-            }
+            var facts = checkedFacts.Value!;
 
             var current = facts.Message;
             if (current.Content == content && MentionsEqual(current.Mentions, mentions))
@@ -395,16 +392,13 @@ internal sealed class SqliteChatStore(string connectionString) : IChatStore, IDi
         Guid messageId, string actorId, Func<MessageFacts, ApiError?> check, DateTimeOffset now, CancellationToken cancellationToken) =>
         WriteAsync<MessageChangeResult>(async (connection, transaction) =>
         {
-            var facts = await LoadMessageFactsAsync(connection, transaction, messageId, cancellationToken);
-            if (facts is null)
+            var checkedFacts = await LoadCheckedFactsAsync(connection, transaction, messageId, check, cancellationToken);
+            if (!checkedFacts.IsSuccess)
             {
-                return ApiError.NotFound("Message");
+                return checkedFacts.Error!;
             }
 
-            if (check(facts) is { } error)
-            {
-                return error;
-            }
+            var facts = checkedFacts.Value!;
 
             var current = facts.Message;
             if (current.DeletedAt is not null)
@@ -660,6 +654,20 @@ internal sealed class SqliteChatStore(string connectionString) : IChatStore, IDi
 
         var snapshot = await LoadSnapshotAsync(connection, transaction, message.ConversationId, cancellationToken);
         return new MessageFacts(message, snapshot!);
+    }
+
+    /// <summary>The message and its conversation, accepted by the caller's rules (404 when the message is unknown).</summary>
+    private static async Task<Result<MessageFacts>> LoadCheckedFactsAsync(
+        SqliteConnection connection, SqliteTransaction transaction, Guid messageId, Func<MessageFacts, ApiError?> check,
+        CancellationToken cancellationToken)
+    {
+        var facts = await LoadMessageFactsAsync(connection, transaction, messageId, cancellationToken);
+        if (facts is null)
+        {
+            return ApiError.NotFound("Message");
+        }
+
+        return check(facts) is { } error ? error : facts;
     }
 
     /// <summary>
