@@ -76,7 +76,7 @@ internal static partial class WebSocketEndpoint
 
         using var scope = logger.BeginScope(new Dictionary<string, object>
         {
-            ["ConnectionId"] = connection.Id,
+            ["WebSocketConnectionId"] = connection.Id,
             ["UserId"] = connection.UserId,
             ["DeviceId"] = connection.DeviceId,
         });
