@@ -1,0 +1,33 @@
+using System.Data.Common;
+
+namespace Parley.Server.Storage.Sql;
+
+/// <summary>
+/// What differs between the SQL databases Parley runs on: how ids and timestamps are bound and read, how a
+/// write transaction starts, and how a conversation is locked for the rest of a transaction. The queries
+/// themselves are shared (<see cref="SqlChatStore"/>).
+/// </summary>
+internal abstract class SqlDialect
+{
+    /// <summary>The folder of this database's migration scripts (Storage/Migrations/&lt;Provider&gt;).</summary>
+    public abstract string Provider { get; }
+
+    public abstract void BindGuid(DbCommand command, string name, Guid? value);
+
+    /// <summary>Timestamps are stored with millisecond precision in every store (cursors and JSON carry milliseconds).</summary>
+    public abstract void BindTime(DbCommand command, string name, DateTimeOffset? value);
+
+    public abstract void BindText(DbCommand command, string name, string? value);
+
+    public abstract void BindLong(DbCommand command, string name, long value);
+
+    public abstract Guid ReadGuid(DbDataReader reader, int ordinal);
+
+    public abstract DateTimeOffset ReadTime(DbDataReader reader, int ordinal);
+
+    /// <summary>SQL run at the start of a write transaction to hold the conversation until commit (empty when the transaction already excludes every other writer).</summary>
+    public abstract string LockConversationSql { get; }
+
+    protected static DateTimeOffset Milliseconds(DateTimeOffset value) =>
+        DateTimeOffset.FromUnixTimeMilliseconds(value.ToUnixTimeMilliseconds());
+}

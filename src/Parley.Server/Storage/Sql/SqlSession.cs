@@ -1,0 +1,181 @@
+using System.Data.Common;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using Parley.Server.Hosting;
+using Parley.Server.Messages;
+
+namespace Parley.Server.Storage.Sql;
+
+/// <summary>A connection (and, for writes, its transaction) with the dialect that binds and reads values.</summary>
+internal sealed class SqlSession(DbConnection connection, DbTransaction? transaction, SqlDialect dialect)
+{
+    public SqlDialect Dialect => dialect;
+
+    public SqlCommand Sql(string text)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = text;
+        command.Transaction = transaction;
+        return new SqlCommand(command, dialect);
+    }
+}
+
+/// <summary>A command being built: parameters bound through the dialect, then executed once.</summary>
+internal sealed class SqlCommand(DbCommand command, SqlDialect dialect)
+{
+    public SqlCommand With(string name, Guid value)
+    {
+        dialect.BindGuid(command, name, value);
+        return this;
+    }
+
+    public SqlCommand With(string name, Guid? value)
+    {
+        dialect.BindGuid(command, name, value);
+        return this;
+    }
+
+    public SqlCommand With(string name, DateTimeOffset value)
+    {
+        dialect.BindTime(command, name, value);
+        return this;
+    }
+
+    public SqlCommand With(string name, DateTimeOffset? value)
+    {
+        dialect.BindTime(command, name, value);
+        return this;
+    }
+
+    public SqlCommand With(string name, string? value)
+    {
+        dialect.BindText(command, name, value);
+        return this;
+    }
+
+    public SqlCommand With(string name, long value)
+    {
+        dialect.BindLong(command, name, value);
+        return this;
+    }
+
+    public SqlCommand WithJson<T>(string name, T? value, JsonTypeInfo<T> typeInfo)
+        where T : class =>
+        With(name, value is null ? null : JsonSerializer.Serialize(value, typeInfo));
+
+    public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
+    {
+        await using (command)
+        {
+            return await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+    }
+
+    public async Task<object?> ScalarAsync(CancellationToken cancellationToken)
+    {
+        await using (command)
+        {
+            var value = await command.ExecuteScalarAsync(cancellationToken);
+            return value is DBNull ? null : value;
+        }
+    }
+
+    public async Task<List<T>> ListAsync<T>(Func<SqlRow, T> read, CancellationToken cancellationToken)
+    {
+        await using (command)
+        {
+            var list = new List<T>();
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                list.Add(read(new SqlRow(reader, dialect)));
+            }
+
+            return list;
+        }
+    }
+
+    public async Task<T?> FirstOrDefaultAsync<T>(Func<SqlRow, T> read, CancellationToken cancellationToken)
+        where T : class
+    {
+        await using (command)
+        {
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            return await reader.ReadAsync(cancellationToken) ? read(new SqlRow(reader, dialect)) : null;
+        }
+    }
+}
+
+/// <summary>One result row, read through the dialect.</summary>
+internal readonly struct SqlRow(DbDataReader reader, SqlDialect dialect)
+{
+    public Guid Guid(int ordinal) => dialect.ReadGuid(reader, ordinal);
+
+    public Guid? NullableGuid(int ordinal) => reader.IsDBNull(ordinal) ? null : dialect.ReadGuid(reader, ordinal);
+
+    public DateTimeOffset Time(int ordinal) => dialect.ReadTime(reader, ordinal);
+
+    public DateTimeOffset? NullableTime(int ordinal) => reader.IsDBNull(ordinal) ? null : dialect.ReadTime(reader, ordinal);
+
+    public string String(int ordinal) => reader.GetString(ordinal);
+
+    public string? NullableString(int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
+
+    public long Long(int ordinal) => Convert.ToInt64(reader.GetValue(ordinal), System.Globalization.CultureInfo.InvariantCulture);
+
+    public int Int(int ordinal) => Convert.ToInt32(reader.GetValue(ordinal), System.Globalization.CultureInfo.InvariantCulture);
+
+    public T? Json<T>(int ordinal, JsonTypeInfo<T> typeInfo)
+        where T : class =>
+        reader.IsDBNull(ordinal) ? null : JsonSerializer.Deserialize(reader.GetString(ordinal), typeInfo);
+
+    public const string MessageColumns =
+        "m.id, m.conversation_id, m.seq, m.sender_id, m.message_type, m.content, m.reply_to_id, m.mentions, m.media, m.location, " +
+        "m.client_message_id, m.created_at, m.edited_at, m.deleted_at";
+
+    public Message Message(int o = 0) => new(
+        Guid(o),
+        Guid(o + 1),
+        Long(o + 2),
+        String(o + 3),
+        String(o + 4),
+        NullableString(o + 5),
+        NullableGuid(o + 6),
+        Json(o + 7, ParleyJsonContext.Default.IReadOnlyListMention),
+        Json(o + 8, ParleyJsonContext.Default.Media),
+        Json(o + 9, ParleyJsonContext.Default.Location),
+        NullableString(o + 10),
+        Time(o + 11),
+        NullableTime(o + 12),
+        NullableTime(o + 13));
+
+    public const string MemberColumns =
+        "p.user_id, p.role, p.joined_seq, p.joined_at, p.read_seq, p.read_message_id, p.delivered_seq, p.delivered_message_id, " +
+        "p.unread_count, p.last_activity_at";
+
+    public const int MemberColumnCount = 10;
+
+    public MemberRecord Member(int o = 0) => new(
+        String(o),
+        String(o + 1),
+        Long(o + 2),
+        Time(o + 3),
+        Long(o + 4),
+        NullableGuid(o + 5),
+        Long(o + 6),
+        NullableGuid(o + 7),
+        Int(o + 8),
+        Time(o + 9));
+
+    public const string ConversationColumns = "c.id, c.type, c.name, c.created_by, c.created_at, c.last_activity_at, c.last_seq, c.last_message_id";
+
+    public ConversationRecord Conversation(int o = 0) => new(
+        Guid(o),
+        String(o + 1),
+        NullableString(o + 2),
+        String(o + 3),
+        Time(o + 4),
+        Time(o + 5),
+        Long(o + 6),
+        NullableGuid(o + 7));
+}
