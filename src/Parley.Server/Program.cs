@@ -12,6 +12,11 @@ if (TokenCommand.TryRun(args, out var exitCode))
     return exitCode;
 }
 
+if (await MigrateCommand.TryRunAsync(args) is { } migrated)
+{
+    return migrated;
+}
+
 // Configuration files live beside the binaries; data files (parley.db) in the working directory.
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 builder.AddParleyHosting();

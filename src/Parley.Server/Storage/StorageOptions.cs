@@ -4,14 +4,18 @@ namespace Parley.Server.Storage;
 
 internal enum StorageProvider
 {
+    /// <summary>An embedded SQLite file (<c>ConnectionStrings:Sqlite</c>): one instance, nothing to install.</summary>
     Sqlite,
+
+    /// <summary>PostgreSQL (<c>ConnectionStrings:Postgres</c>, an Npgsql connection string): production, several instances.</summary>
+    Postgres,
 }
 
 internal sealed class StorageOptions
 {
     public const string SectionName = "Storage";
 
-    /// <summary>Which database holds conversations and messages. <c>Sqlite</c> (default) needs nothing installed.</summary>
+    /// <summary>Which database holds conversations and messages. <c>Sqlite</c> (default) needs nothing installed; <c>Postgres</c> for production.</summary>
     [EnumDataType(typeof(StorageProvider))]
     public StorageProvider Provider { get; set; } = StorageProvider.Sqlite;
 }

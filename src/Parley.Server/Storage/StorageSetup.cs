@@ -1,26 +1,65 @@
+using System.Data.Common;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
 using Parley.Server.Hosting;
 using Parley.Server.Realtime.Protocol;
+using Parley.Server.Storage.Postgres;
 using Parley.Server.Storage.Sqlite;
 
 namespace Parley.Server.Storage;
 
-internal static partial class StorageSetup
+internal static class StorageSetup
 {
     public const string DefaultSqliteConnectionString = "Data Source=parley.db";
 
     public static IHostApplicationBuilder AddStorage(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<StorageOptions>, StorageOptionsValidator>();
         builder.Services.AddSingleton<StorageState>();
-        builder.Services.AddSingleton<IChatStore>(services =>
-        {
-            var configuration = services.GetRequiredService<IConfiguration>();
-            var connectionString = configuration.GetConnectionString("Sqlite");
-            return new SqliteChatStore(string.IsNullOrWhiteSpace(connectionString) ? DefaultSqliteConnectionString : connectionString);
-        });
+        builder.Services.AddSingleton(services => CreateStore(
+            services.GetRequiredService<IOptions<StorageOptions>>().Value, services.GetRequiredService<IConfiguration>()));
         builder.Services.AddHostedService<StorageInitializer>();
         return builder;
+    }
+
+    /// <summary>The configured store (also used by the <c>migrate</c> command).</summary>
+    public static IChatStore CreateStore(StorageOptions options, IConfiguration configuration) => options.Provider switch
+    {
+        StorageProvider.Postgres => new PostgresChatStore(PostgresChatStore.CreateDataSource(configuration.GetConnectionString("Postgres")!)),
+        _ => new SqliteChatStore(configuration.GetConnectionString("Sqlite") is { Length: > 0 } sqlite ? sqlite : DefaultSqliteConnectionString),
+    };
+
+    /// <summary>Failures worth waiting out (the database is down or unreachable), as opposed to configuration errors.</summary>
+    public static bool IsTransient(Exception exception) =>
+        exception is DbException { IsTransient: true } or TimeoutException || exception.InnerException is TimeoutException or System.Net.Sockets.SocketException;
+}
+
+internal sealed class StorageOptionsValidator(IConfiguration configuration) : IValidateOptions<StorageOptions>
+{
+    public ValidateOptionsResult Validate(string? name, StorageOptions options)
+    {
+        if (options.Provider != StorageProvider.Postgres)
+        {
+            return ValidateOptionsResult.Success;
+        }
+
+        var connectionString = configuration.GetConnectionString("Postgres");
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            return ValidateOptionsResult.Fail(
+                "Storage:Provider is Postgres but ConnectionStrings:Postgres is not set (e.g. ConnectionStrings__Postgres=\"Host=db;Username=parley;Password=...;Database=parley\").");
+        }
+
+        try
+        {
+            _ = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+            return ValidateOptionsResult.Success;
+        }
+        catch (ArgumentException ex)
+        {
+            return ValidateOptionsResult.Fail($"ConnectionStrings:Postgres is not a valid Npgsql connection string: {ex.Message}");
+        }
     }
 }
 
@@ -34,22 +73,84 @@ internal sealed class StorageState
     public void MarkReady() => _ready = true;
 }
 
-/// <summary>Applies migrations at start-up, before the server accepts requests.</summary>
+/// <summary>
+/// Applies migrations at start-up, before the server accepts requests. When the database cannot be reached,
+/// the server starts anyway (not ready: /ready and the API answer 503) and keeps trying in the background,
+/// with back-off, until it can; a configuration error (not transient) stops start-up.
+/// </summary>
 internal sealed partial class StorageInitializer(IChatStore store, StorageState state, ILogger<StorageInitializer> logger) : IHostedService
 {
+    // Set when the first attempt failed; owned here, ended by StopAsync (which the host may call more than once).
+    private Retrying? _retrying;
+
     public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await MigrateAsync(cancellationToken);
+        }
+        catch (Exception ex) when (StorageSetup.IsTransient(ex))
+        {
+            Log.Unreachable(logger, ex.Message);
+            var stopping = new CancellationTokenSource();
+            _retrying = new Retrying(RetryAsync(stopping.Token), stopping);
+        }
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref _retrying, null) is not { } retrying)
+        {
+            return;
+        }
+
+        await retrying.Stopping.CancelAsync();
+        await retrying.Task.WaitAsync(cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+        retrying.Stopping.Dispose();
+    }
+
+    private async Task MigrateAsync(CancellationToken cancellationToken)
     {
         await store.MigrateAsync(cancellationToken);
         state.MarkReady();
         Log.Migrated(logger);
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    private async Task RetryAsync(CancellationToken stoppingToken)
+    {
+        var delay = TimeSpan.FromSeconds(1);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(delay, stoppingToken);
+                await MigrateAsync(stoppingToken);
+                return;
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.StillUnreachable(logger, delay.TotalSeconds, ex.Message);
+                delay = TimeSpan.FromSeconds(Math.Min(30, delay.TotalSeconds * 2));
+            }
+        }
+    }
+
+    private sealed record Retrying(Task Task, CancellationTokenSource Stopping);
 
     private static partial class Log
     {
         [LoggerMessage(EventId = 5001, Level = LogLevel.Information, Message = "Storage schema is current")]
         public static partial void Migrated(ILogger logger);
+
+        [LoggerMessage(EventId = 5002, Level = LogLevel.Warning, Message = "Storage is unreachable at start-up ({Reason}); serving 503 until it answers")]
+        public static partial void Unreachable(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 5003, Level = LogLevel.Warning, Message = "Storage still unreachable after waiting {DelaySeconds} s: {Reason}")]
+        public static partial void StillUnreachable(ILogger logger, double delaySeconds, string reason);
     }
 }
 
@@ -62,9 +163,16 @@ internal sealed class StorageHealthCheck(IChatStore store, StorageState state) :
             return HealthCheckResult.Unhealthy("Schema migrations have not finished.");
         }
 
-        return await store.IsReadyAsync(cancellationToken)
-            ? HealthCheckResult.Healthy()
-            : HealthCheckResult.Unhealthy("The database does not answer.");
+        try
+        {
+            return await store.IsReadyAsync(cancellationToken)
+                ? HealthCheckResult.Healthy()
+                : HealthCheckResult.Unhealthy("The database does not answer.");
+        }
+        catch (Exception ex) when (ex is DbException or TimeoutException)
+        {
+            return HealthCheckResult.Unhealthy("The database does not answer: " + ex.Message);
+        }
     }
 }
 
@@ -81,6 +189,6 @@ internal sealed class StorageGate(RequestDelegate next, StorageState state)
         }
 
         context.Response.Headers.RetryAfter = "5";
-        await ApiResults.Problem(new ApiError(503, ErrorCodes.ServiceUnavailable, "Storage is starting; retry shortly.")).ExecuteAsync(context);
+        await ApiResults.Problem(new ApiError(503, ErrorCodes.ServiceUnavailable, "Storage is starting or unreachable; retry shortly.")).ExecuteAsync(context);
     }
 }

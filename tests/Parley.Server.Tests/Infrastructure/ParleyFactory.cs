@@ -43,11 +43,21 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
         _settings["Limits:RequestBurst"] = "100000";
         _settings["Limits:RequestRatePerSecond"] = "100000";
         _settings["Realtime:DeliveryFlushInterval"] = "00:00:00.020";
+        if (TestPostgres.Selected)
+        {
+            PostgresConnectionString = TestPostgres.CreateDatabase(fromTemplate: true);
+            _settings["Storage:Provider"] = "Postgres";
+            _settings["ConnectionStrings:Postgres"] = PostgresConnectionString;
+        }
+
         configure?.Invoke(_settings);
         Time = time;
     }
 
     public string DatabasePath { get; }
+
+    /// <summary>This server's own PostgreSQL database when the suite runs against PostgreSQL, else null.</summary>
+    public string? PostgresConnectionString { get; }
 
     public FakeTimeProvider? Time { get; }
 
@@ -144,6 +154,11 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
     {
         await base.DisposeAsync();
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        if (PostgresConnectionString is not null)
+        {
+            await TestPostgres.DropDatabaseAsync(PostgresConnectionString);
+        }
+
         try
         {
             Directory.Delete(_directory, recursive: true);

@@ -1,0 +1,145 @@
+using System.Data;
+using System.Data.Common;
+using Npgsql;
+using NpgsqlTypes;
+using Parley.Server.Storage.Migrations;
+using Parley.Server.Storage.Sql;
+
+namespace Parley.Server.Storage.Postgres;
+
+/// <summary>
+/// The production store: PostgreSQL through one pooled <see cref="NpgsqlDataSource"/>. Several Parley
+/// instances may share the database: a conversation's writers are serialized by its row lock
+/// (<c>SELECT ... FOR UPDATE</c>), held until commit, so seqs are gapless and committed in order.
+/// </summary>
+internal sealed class PostgresChatStore(NpgsqlDataSource dataSource) : SqlChatStore(new PostgresDialect()), IAsyncDisposable
+{
+    /// <summary>Key of the advisory lock that lets one instance at a time migrate.</summary>
+    private const long MigrationLockKey = 0x7061726c6579; // "parley"
+
+    public ValueTask DisposeAsync() => dataSource.DisposeAsync();
+
+    /// <summary>
+    /// The data source for a connection string, with bounded waits where the string sets none: a request fails
+    /// in seconds (and becomes a 503) instead of hanging while the database is unreachable.
+    /// </summary>
+    public static NpgsqlDataSource CreateDataSource(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        var given = new DbConnectionStringBuilder { ConnectionString = connectionString };
+        if (!given.ContainsKey("Timeout"))
+        {
+            builder.Timeout = 5; // connecting, and waiting for a pooled connection
+        }
+
+        if (!given.ContainsKey("Command Timeout") && !given.ContainsKey("CommandTimeout"))
+        {
+            builder.CommandTimeout = 10;
+        }
+
+        if (!given.ContainsKey("Max Auto Prepare") && !given.ContainsKey("MaxAutoPrepare"))
+        {
+            builder.MaxAutoPrepare = 64; // the hot statements are prepared on each connection after a few uses
+        }
+
+        if (!given.ContainsKey("Keepalive"))
+        {
+            builder.KeepAlive = 15;
+        }
+
+        return NpgsqlDataSource.Create(builder.ConnectionString);
+    }
+
+    protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken) =>
+        await dataSource.OpenConnectionAsync(cancellationToken);
+
+    protected override async Task<DbTransaction> BeginWriteTransactionAsync(DbConnection connection, CancellationToken cancellationToken) =>
+        await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken);
+
+    /// <summary>
+    /// Applies missing migrations under an advisory lock, so instances starting together migrate once; each
+    /// script and its record commit together.
+    /// </summary>
+    public override async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await ExecuteAsync(connection, null, $"SELECT pg_advisory_lock({MigrationLockKey})", cancellationToken);
+        try
+        {
+            await ExecuteAsync(
+                connection, null,
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+                cancellationToken);
+            var applied = new HashSet<int>();
+            await using (var command = new NpgsqlCommand("SELECT version FROM schema_migrations", connection))
+            await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+            {
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    applied.Add(reader.GetInt32(0));
+                }
+            }
+
+            foreach (var script in MigrationScripts.For(Dialect.Provider))
+            {
+                if (applied.Contains(script.Version))
+                {
+                    continue;
+                }
+
+                await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+                await ExecuteAsync(connection, transaction, script.Sql, cancellationToken);
+                await using (var record = new NpgsqlCommand("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", connection, transaction))
+                {
+                    record.Parameters.Add(new NpgsqlParameter<int> { TypedValue = script.Version });
+                    record.Parameters.Add(new NpgsqlParameter<string> { TypedValue = script.Name });
+                    await record.ExecuteNonQueryAsync(cancellationToken);
+                }
+
+                await transaction.CommitAsync(cancellationToken);
+            }
+        }
+        finally
+        {
+            await ExecuteAsync(connection, null, $"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None);
+        }
+
+        MarkMigrated();
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken)
+    {
+        // Migrations may take longer than a request; they get their own, generous timeout.
+        await using var command = new NpgsqlCommand(sql, connection, transaction) { CommandTimeout = 300 };
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+}
+
+/// <summary>PostgreSQL values: native uuid and timestamptz (truncated to milliseconds, the API's precision).</summary>
+internal sealed class PostgresDialect : SqlDialect
+{
+    public override string Provider => "Postgres";
+
+    public override string LockConversationSql => "SELECT 1 FROM conversations WHERE id = @c FOR UPDATE";
+
+    public override void BindGuid(DbCommand command, string name, Guid? value) =>
+        Add(command, name, NpgsqlDbType.Uuid, value);
+
+    public override void BindTime(DbCommand command, string name, DateTimeOffset? value) =>
+        Add(command, name, NpgsqlDbType.TimestampTz, value is null ? null : Milliseconds(value.Value).UtcDateTime);
+
+    public override void BindText(DbCommand command, string name, string? value) =>
+        Add(command, name, NpgsqlDbType.Text, value);
+
+    public override void BindLong(DbCommand command, string name, long value) =>
+        Add(command, name, NpgsqlDbType.Bigint, value);
+
+    public override Guid ReadGuid(DbDataReader reader, int ordinal) => reader.GetGuid(ordinal);
+
+    public override DateTimeOffset ReadTime(DbDataReader reader, int ordinal) =>
+        new(reader.GetFieldValue<DateTime>(ordinal), TimeSpan.Zero);
+
+    // Typed even when null: PostgreSQL cannot infer the type of an untyped NULL parameter.
+    private static void Add(DbCommand command, string name, NpgsqlDbType type, object? value) =>
+        ((NpgsqlCommand)command).Parameters.Add(new NpgsqlParameter(name, type) { Value = value ?? DBNull.Value });
+}

@@ -1,0 +1,97 @@
+using Npgsql;
+using Parley.Server.Storage;
+using Parley.Server.Storage.Migrations;
+using Parley.Server.Storage.Postgres;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>The storage contract on PostgreSQL (an empty database per store), plus its migration ledger and lock.</summary>
+public sealed class PostgresChatStoreTests : ChatStoreContractTests
+{
+    private readonly List<(PostgresChatStore Store, string ConnectionString)> _stores = [];
+
+    private protected override IChatStore CreateStore() => Open(TestPostgres.CreateDatabase(fromTemplate: false));
+
+    [Fact]
+    public async Task MigrateAsync_SecondStoreOnTheSameDatabase_AppliesNothingTwiceAndSeesTheData()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var message = await AppendAsync(conversation, "alice", "persisted");
+
+        var reopened = Open(_stores[0].ConnectionString);
+        await reopened.MigrateAsync(Ct);
+
+        Assert.True(await reopened.IsReadyAsync(Ct));
+        Assert.Equal(message, await reopened.GetMessageAsync(message.Id, Ct));
+        var versions = await QueryAsync(_stores[0].ConnectionString, "SELECT version FROM schema_migrations ORDER BY version");
+        Assert.Equal(MigrationScripts.For("Postgres").Select(s => (long)s.Version), versions);
+    }
+
+    [Fact]
+    public async Task MigrateAsync_SeveralInstancesAtOnce_MigrateOnce()
+    {
+        var connectionString = TestPostgres.CreateDatabase(fromTemplate: false);
+        var stores = Enumerable.Range(0, 4).Select(_ => Open(connectionString)).ToList();
+
+        await Task.WhenAll(stores.Select(s => s.MigrateAsync(Ct)));
+
+        foreach (var store in stores)
+        {
+            Assert.True(await store.IsReadyAsync(Ct));
+        }
+
+        var versions = await QueryAsync(connectionString, "SELECT version FROM schema_migrations ORDER BY version");
+        Assert.Equal(MigrationScripts.For("Postgres").Select(s => (long)s.Version), versions);
+    }
+
+    [Fact]
+    public async Task FailingRule_LeavesNoRowBehind()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+
+        var result = await Store.AppendMessageAsync(NewText(conversation, "alice", "rejected", "k-1"), _ => Hosting.ApiError.Forbidden("no"), Ct);
+
+        Assert.False(result.IsSuccess);
+        var connectionString = _stores[0].ConnectionString;
+        Assert.Equal([0L], await QueryAsync(connectionString, "SELECT COUNT(*) FROM messages"));
+        Assert.Equal([1L], await QueryAsync(connectionString, "SELECT COUNT(*) FROM conversation_events"));
+        Assert.Equal([1L], await QueryAsync(connectionString, "SELECT last_seq FROM conversations"));
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        await base.DisposeAsync();
+        foreach (var (store, _) in _stores)
+        {
+            await store.DisposeAsync();
+        }
+
+        foreach (var connectionString in _stores.Select(s => s.ConnectionString).Distinct())
+        {
+            await TestPostgres.DropDatabaseAsync(connectionString);
+        }
+    }
+
+    private PostgresChatStore Open(string connectionString)
+    {
+        var store = new PostgresChatStore(PostgresChatStore.CreateDataSource(connectionString));
+        _stores.Add((store, connectionString));
+        return store;
+    }
+
+    private static async Task<List<long>> QueryAsync(string connectionString, string sql)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync(TestContext.Current.CancellationToken);
+        await using var command = new NpgsqlCommand(sql, connection);
+        await using var reader = await command.ExecuteReaderAsync(TestContext.Current.CancellationToken);
+        var values = new List<long>();
+        while (await reader.ReadAsync(TestContext.Current.CancellationToken))
+        {
+            values.Add(Convert.ToInt64(reader.GetValue(0), System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        return values;
+    }
+}
