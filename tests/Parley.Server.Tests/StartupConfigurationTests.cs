@@ -13,7 +13,6 @@ namespace Parley.Server.Tests;
 public sealed partial class StartupConfigurationTests : IAsyncLifetime
 {
     // Console is process-wide: the token command's output is captured under this lock (tests of this class only touch it).
-    private static readonly Lock ConsoleLock = new();
 
     private readonly ParleyFactory _factory = new();
 
@@ -252,26 +251,10 @@ public sealed partial class StartupConfigurationTests : IAsyncLifetime
 
     private static TokenRun RunTokenCommand(params string[] args)
     {
-        lock (ConsoleLock)
-        {
-            var (stdout, stderr) = (Console.Out, Console.Error);
-            using var output = new StringWriter();
-            using var error = new StringWriter();
-            Console.SetOut(output);
-            Console.SetError(error);
-            try
-            {
-                var handled = TokenCommand.TryRun(args, out var exitCode);
-                // Other test classes may log to the console meanwhile: the token is the one line shaped like a JWT.
-                var token = JwtLine().Match(output.ToString()).Value;
-                return new TokenRun(handled, exitCode, token.Length == 0 ? null : token, error.ToString());
-            }
-            finally
-            {
-                Console.SetOut(stdout);
-                Console.SetError(stderr);
-            }
-        }
+        var ((handled, exitCode), output, error) = ConsoleCapture.Run(() => (TokenCommand.TryRun(args, out var code), code));
+        // Other test classes may log to the console meanwhile: the token is the one line shaped like a JWT.
+        var token = JwtLine().Match(output).Value;
+        return new TokenRun(handled, exitCode, token.Length == 0 ? null : token, error);
     }
 
     [GeneratedRegex(@"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$", RegexOptions.Multiline)]

@@ -64,6 +64,11 @@ internal sealed partial class FrameDispatcher(
         {
             error = new ApiError(400, ErrorCodes.InvalidFrame, $"The payload of '{type}' is not valid: {ex.Message}");
         }
+        catch (System.Data.Common.DbException)
+        {
+            // As over HTTP: the database refused or is unreachable, nothing was written, the client may retry.
+            error = new ApiError(503, ErrorCodes.ServiceUnavailable, "Storage is unavailable; retry shortly.");
+        }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // One failed frame must not end the connection; the failure is logged, the client told.

@@ -27,7 +27,10 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
     private readonly Dictionary<string, string?> _settings = new(StringComparer.OrdinalIgnoreCase);
     private bool _kestrel;
 
-    public ParleyFactory(Action<Dictionary<string, string?>>? configure = null, FakeTimeProvider? time = null)
+    /// <param name="configure">Settings to add or override.</param>
+    /// <param name="time">A fake clock for the server.</param>
+    /// <param name="sharedPostgres">A PostgreSQL database this server uses (and does not drop): several servers on one database.</param>
+    public ParleyFactory(Action<Dictionary<string, string?>>? configure = null, FakeTimeProvider? time = null, string? sharedPostgres = null)
     {
         Directory.CreateDirectory(_directory);
         DatabasePath = Path.Combine(_directory, "parley.db");
@@ -43,11 +46,16 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
         _settings["Limits:RequestBurst"] = "100000";
         _settings["Limits:RequestRatePerSecond"] = "100000";
         _settings["Realtime:DeliveryFlushInterval"] = "00:00:00.020";
-        if (TestPostgres.Selected)
+        if (sharedPostgres is not null)
         {
-            PostgresConnectionString = TestPostgres.CreateDatabase(fromTemplate: true);
             _settings["Storage:Provider"] = "Postgres";
-            _settings["ConnectionStrings:Postgres"] = PostgresConnectionString;
+            _settings["ConnectionStrings:Postgres"] = sharedPostgres;
+        }
+        else if (TestPostgres.Selected)
+        {
+            _ownedPostgres = TestPostgres.CreateDatabase(fromTemplate: true);
+            _settings["Storage:Provider"] = "Postgres";
+            _settings["ConnectionStrings:Postgres"] = _ownedPostgres;
         }
 
         configure?.Invoke(_settings);
@@ -56,8 +64,8 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
 
     public string DatabasePath { get; }
 
-    /// <summary>This server's own PostgreSQL database when the suite runs against PostgreSQL, else null.</summary>
-    public string? PostgresConnectionString { get; }
+    // This server's own PostgreSQL database (dropped with it) when the suite runs against PostgreSQL.
+    private readonly string? _ownedPostgres;
 
     public FakeTimeProvider? Time { get; }
 
@@ -154,9 +162,9 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
     {
         await base.DisposeAsync();
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        if (PostgresConnectionString is not null)
+        if (_ownedPostgres is not null)
         {
-            await TestPostgres.DropDatabaseAsync(PostgresConnectionString);
+            await TestPostgres.DropDatabaseAsync(_ownedPostgres);
         }
 
         try

@@ -1,0 +1,108 @@
+using System.Diagnostics;
+using System.Net;
+using Parley.Server.Messages;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// PostgreSQL going away and coming back, on a cluster of this class's own: requests fail fast with 503 and
+/// Retry-After (never hang, never half-write), /ready says not ready, and Parley recovers by itself.
+/// </summary>
+public sealed class PostgresOutageTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(12);
+    private PostgresCluster? _cluster;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public async ValueTask InitializeAsync()
+    {
+        _cluster = await PostgresCluster.StartNewAsync();
+        await _cluster.CreateDatabaseAsync("parley");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_cluster is not null)
+        {
+            await _cluster.DisposeAsync();
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task DatabaseStopsMidRun_RequestsFailFastWith503_ThenRecoverWithoutRestart()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var factory = new ParleyFactory(sharedPostgres: _cluster!.ConnectionString("parley"));
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await alice.SendTextAsync(conversation.Id, "before");
+        using var anonymous = factory.Anonymous();
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/ready", ct)).StatusCode);
+
+        await _cluster.StopAsync();
+
+        var clock = Stopwatch.StartNew();
+        var failed = await alice.PostAsync("/api/v1/messages", new { conversation_id = conversation.Id, content = "during", message_type = "text" });
+        Assert.True(clock.Elapsed < Bound, $"the send took {clock.Elapsed}");
+        await ParleyApi.ProblemAsync(failed, HttpStatusCode.ServiceUnavailable, "service_unavailable");
+        Assert.NotNull(failed.Headers.RetryAfter);
+        clock.Restart();
+        await ParleyApi.ProblemAsync(await alice.GetAsync($"/api/v1/conversations/{conversation.Id}/messages"), HttpStatusCode.ServiceUnavailable, "service_unavailable");
+        Assert.True(clock.Elapsed < Bound, $"the read took {clock.Elapsed}");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await anonymous.GetAsync("/ready", ct)).StatusCode);
+
+        await _cluster.StartAsync();
+
+        // The same server instance serves again once the database answers: no restart.
+        var recovered = await EventuallyAsync(async () =>
+            (await alice.PostAsync("/api/v1/messages", new { conversation_id = conversation.Id, content = "after", message_type = "text" })).StatusCode == HttpStatusCode.Created);
+        Assert.True(recovered, "Parley did not recover after the database came back");
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/ready", ct)).StatusCode);
+        // The send that failed left nothing behind: history is exactly the two acknowledged messages, in order.
+        var history = await alice.ListMessagesAsync(conversation.Id, "?after=0");
+        Assert.Equal(["before", "after"], history.Messages.Select(m => m.Content));
+        Assert.Equal([2L, 3L], history.Messages.Select(m => m.Seq));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task DatabaseDownAtStart_ServerStartsNotReady_ThenMigratesAndServesWhenItReturns()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await _cluster!.StopAsync();
+
+        await using var factory = new ParleyFactory(sharedPostgres: _cluster.ConnectionString("parley"));
+        using var anonymous = factory.Anonymous();
+        using var alice = factory.Api("alice");
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await anonymous.GetAsync("/ready", ct)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/health", ct)).StatusCode);
+        var refused = await alice.GetAsync("/api/v1/conversations");
+        await ParleyApi.ProblemAsync(refused, HttpStatusCode.ServiceUnavailable, "service_unavailable");
+        Assert.NotNull(refused.Headers.RetryAfter);
+
+        await _cluster.StartAsync();
+
+        Assert.True(await EventuallyAsync(async () => (await anonymous.GetAsync("/ready", ct)).StatusCode == HttpStatusCode.OK), "never became ready");
+        var conversation = await alice.CreateDirectAsync("bob");
+        Message sent = await alice.SendTextAsync(conversation.Id, "hello");
+        Assert.Equal(2, sent.Seq);
+    }
+
+    private static async Task<bool> EventuallyAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(45);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (await condition())
+            {
+                return true;
+            }
+
+            await Task.Delay(250, Ct);
+        }
+
+        return false;
+    }
+}
