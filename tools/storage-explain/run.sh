@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Query plans of Parley's hot statements on a realistic PostgreSQL data set (1,000 conversations,
+# 1,000,000 messages), on a throwaway cluster with default (durable) settings. Output: docs/storage.md's
+# numbers come from this script.   Usage: tools/storage-explain/run.sh > plans.txt
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+# shellcheck source=../../scripts/postgres.sh
+. "$root/scripts/postgres.sh"
+trap stop_postgres EXIT
+
+ensure_postgres
+start_postgres -c shared_buffers=256MB
+psql=("$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -X -q)
+"$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U postgres parley
+dotnet build "$root/src/Parley.Server" -v q -nologo >/dev/null
+dotnet "$root/src/Parley.Server/bin/Debug/net10.0/Parley.Server.dll" migrate --Storage:Provider=Postgres \
+  "--ConnectionStrings:Postgres=Host=127.0.0.1;Port=$PGPORT;Username=postgres;Database=parley" >&2
+start=$(date +%s)
+"${psql[@]}" -d parley -f "$here/seed.sql" >&2
+pg_log "seeded in $(( $(date +%s) - start )) s"
+"${psql[@]}" -d parley -f "$here/explain.sql"
