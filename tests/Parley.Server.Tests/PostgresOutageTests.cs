@@ -56,9 +56,14 @@ public sealed class PostgresOutageTests : IAsyncLifetime
         await _cluster.StartAsync();
 
         // The same server instance serves again once the database answers: no restart.
+        var last = "";
         var recovered = await EventuallyAsync(async () =>
-            (await alice.PostAsync("/api/v1/messages", new { conversation_id = conversation.Id, content = "after", message_type = "text" })).StatusCode == HttpStatusCode.Created);
-        Assert.True(recovered, "Parley did not recover after the database came back");
+        {
+            var response = await alice.PostAsync("/api/v1/messages", new { conversation_id = conversation.Id, content = "after", message_type = "text" });
+            last = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync(ct)}";
+            return response.StatusCode == HttpStatusCode.Created;
+        });
+        Assert.True(recovered, "Parley did not recover after the database came back; last answer: " + last);
         Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/ready", ct)).StatusCode);
         // The send that failed left nothing behind: history is exactly the two acknowledged messages, in order.
         var history = await alice.ListMessagesAsync(conversation.Id, "?after=0");
