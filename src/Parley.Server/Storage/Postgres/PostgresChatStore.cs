@@ -2,7 +2,6 @@ using System.Data;
 using System.Data.Common;
 using Npgsql;
 using NpgsqlTypes;
-using Parley.Server.Storage.Migrations;
 using Parley.Server.Storage.Sql;
 
 namespace Parley.Server.Storage.Postgres;
@@ -56,61 +55,28 @@ internal sealed class PostgresChatStore(NpgsqlDataSource dataSource) : SqlChatSt
     protected override async Task<DbTransaction> BeginWriteTransactionAsync(DbConnection connection, CancellationToken cancellationToken) =>
         await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken);
 
-    /// <summary>
-    /// Applies missing migrations under an advisory lock, so instances starting together migrate once; each
-    /// script and its record commit together.
-    /// </summary>
+    /// <summary>Applies missing migrations under an advisory lock, so instances starting together migrate once.</summary>
     public override async Task MigrateAsync(CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await ExecuteAsync(connection, null, $"SELECT pg_advisory_lock({MigrationLockKey})", cancellationToken);
+        await AdvisoryLockAsync(connection, "pg_advisory_lock", cancellationToken);
         try
         {
-            await ExecuteAsync(
-                connection, null,
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+            await ApplyMigrationsAsync(
+                connection,
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)",
                 cancellationToken);
-            var applied = new HashSet<int>();
-            await using (var command = new NpgsqlCommand("SELECT version FROM schema_migrations", connection))
-            await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
-            {
-                while (await reader.ReadAsync(cancellationToken))
-                {
-                    applied.Add(reader.GetInt32(0));
-                }
-            }
-
-            foreach (var script in MigrationScripts.For(Dialect.Provider))
-            {
-                if (applied.Contains(script.Version))
-                {
-                    continue;
-                }
-
-                await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-                await ExecuteAsync(connection, transaction, script.Sql, cancellationToken);
-                await using (var record = new NpgsqlCommand("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", connection, transaction))
-                {
-                    record.Parameters.Add(new NpgsqlParameter<int> { TypedValue = script.Version });
-                    record.Parameters.Add(new NpgsqlParameter<string> { TypedValue = script.Name });
-                    await record.ExecuteNonQueryAsync(cancellationToken);
-                }
-
-                await transaction.CommitAsync(cancellationToken);
-            }
         }
         finally
         {
-            await ExecuteAsync(connection, null, $"SELECT pg_advisory_unlock({MigrationLockKey})", CancellationToken.None);
+            await AdvisoryLockAsync(connection, "pg_advisory_unlock", CancellationToken.None);
         }
-
-        MarkMigrated();
     }
 
-    private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken)
+    // Waiting for another instance's migration may take longer than a request: no command timeout.
+    private static async Task AdvisoryLockAsync(NpgsqlConnection connection, string function, CancellationToken cancellationToken)
     {
-        // Migrations may take longer than a request; they get their own, generous timeout.
-        await using var command = new NpgsqlCommand(sql, connection, transaction) { CommandTimeout = 300 };
+        await using var command = new NpgsqlCommand($"SELECT {function}({MigrationLockKey})", connection) { CommandTimeout = 0 };
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 }

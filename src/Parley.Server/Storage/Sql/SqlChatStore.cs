@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using Parley.Server.Hosting;
 using Parley.Server.Messages;
+using Parley.Server.Storage.Migrations;
 
 namespace Parley.Server.Storage.Sql;
 
@@ -33,7 +34,30 @@ internal abstract class SqlChatStore(SqlDialect dialect) : IChatStore
 
     public abstract Task MigrateAsync(CancellationToken cancellationToken);
 
-    protected void MarkMigrated() => _migrated = true;
+    /// <summary>
+    /// Applies the dialect's scripts that <c>schema_migrations</c> does not list yet, each in a transaction with
+    /// its record, in version order; then the store is ready. The caller excludes concurrent migrators.
+    /// </summary>
+    protected async Task ApplyMigrationsAsync(DbConnection connection, string createLedgerSql, CancellationToken cancellationToken)
+    {
+        // Migrations may run longer than a request; they get a generous timeout of their own.
+        const int MigrationTimeoutSeconds = 300;
+        var ledger = new SqlSession(connection, null, dialect);
+        await ledger.Sql(createLedgerSql).ExecuteAsync(cancellationToken);
+        var applied = (await ledger.Sql("SELECT version FROM schema_migrations").ListAsync(r => r.Long(0), cancellationToken)).ToHashSet();
+        foreach (var script in MigrationScripts.For(dialect.Provider).Where(m => !applied.Contains(m.Version)))
+        {
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            var s = new SqlSession(connection, transaction, dialect);
+            await s.Sql(script.Sql).WithTimeout(MigrationTimeoutSeconds).ExecuteAsync(cancellationToken);
+            await s.Sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (@v, @n, @t)")
+                .With("@v", script.Version).With("@n", script.Name).With("@t", DateTimeOffset.UtcNow)
+                .ExecuteAsync(cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+        }
+
+        _migrated = true;
+    }
 
     public async Task<bool> IsReadyAsync(CancellationToken cancellationToken)
     {
@@ -314,25 +338,11 @@ internal abstract class SqlChatStore(SqlDialect dialect) : IChatStore
                 .ListAsync(r => r.Message(), cancellationToken);
         }, cancellationToken);
 
-    public async Task<Result<MessageChangeResult>> EditMessageAsync(
+    public Task<Result<MessageChangeResult>> EditMessageAsync(
         Guid messageId, string editorId, string? content, IReadOnlyList<Mention>? mentions,
-        Func<MessageFacts, ApiError?> check, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        var conversationId = await ConversationOfMessageAsync(messageId, cancellationToken);
-        if (conversationId is null)
+        Func<MessageFacts, ApiError?> check, DateTimeOffset now, CancellationToken cancellationToken) =>
+        ChangeMessageAsync(messageId, check, async (s, facts) =>
         {
-            return ApiError.NotFound("Message");
-        }
-
-        return await WriteAsync<MessageChangeResult>(conversationId, async s =>
-        {
-            var checkedFacts = await LoadCheckedFactsAsync(s, messageId, check, cancellationToken);
-            if (!checkedFacts.IsSuccess)
-            {
-                return checkedFacts.Error!;
-            }
-
-            var facts = checkedFacts.Value!;
             var current = facts.Message;
             if (current.Content == content && MentionsEqual(current.Mentions, mentions))
             {
@@ -357,26 +367,11 @@ internal abstract class SqlChatStore(SqlDialect dialect) : IChatStore
             var updated = await LoadMessageAsync(s, messageId, cancellationToken);
             return new MessageChangeResult(updated!, seq, facts.Conversation.Members);
         }, cancellationToken);
-    }
 
-    public async Task<Result<MessageChangeResult>> DeleteMessageAsync(
-        Guid messageId, string actorId, Func<MessageFacts, ApiError?> check, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        var conversationId = await ConversationOfMessageAsync(messageId, cancellationToken);
-        if (conversationId is null)
+    public Task<Result<MessageChangeResult>> DeleteMessageAsync(
+        Guid messageId, string actorId, Func<MessageFacts, ApiError?> check, DateTimeOffset now, CancellationToken cancellationToken) =>
+        ChangeMessageAsync(messageId, check, async (s, facts) =>
         {
-            return ApiError.NotFound("Message");
-        }
-
-        return await WriteAsync<MessageChangeResult>(conversationId, async s =>
-        {
-            var checkedFacts = await LoadCheckedFactsAsync(s, messageId, check, cancellationToken);
-            if (!checkedFacts.IsSuccess)
-            {
-                return checkedFacts.Error!;
-            }
-
-            var facts = checkedFacts.Value!;
             var current = facts.Message;
             if (current.DeletedAt is not null)
             {
@@ -402,7 +397,6 @@ internal abstract class SqlChatStore(SqlDialect dialect) : IChatStore
             var tombstone = await LoadMessageAsync(s, messageId, cancellationToken);
             return new MessageChangeResult(tombstone!, seq, facts.Conversation.Members);
         }, cancellationToken);
-    }
 
     public Task<IReadOnlyList<MessageVersion>> GetEditsAsync(Guid messageId, CancellationToken cancellationToken) =>
         ReadAsync<IReadOnlyList<MessageVersion>>(
@@ -612,22 +606,26 @@ internal abstract class SqlChatStore(SqlDialect dialect) : IChatStore
         s.Sql($"SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id = @id")
             .With("@id", messageId).FirstOrDefaultAsync(r => r.Message(), cancellationToken);
 
-    /// <summary>The conversation a message belongs to (it never changes), so its writes can lock the conversation first.</summary>
-    private async Task<Guid?> ConversationOfMessageAsync(Guid messageId, CancellationToken cancellationToken) =>
-        (await GetMessageAsync(messageId, cancellationToken))?.ConversationId;
-
-    /// <summary>The message and its conversation, accepted by the caller's rules (404 when the message is unknown).</summary>
-    private static async Task<Result<MessageFacts>> LoadCheckedFactsAsync(
-        SqlSession s, Guid messageId, Func<MessageFacts, ApiError?> check, CancellationToken cancellationToken)
+    /// <summary>
+    /// An edit or delete: locks the message's conversation (a message never changes conversation, so it is
+    /// read first), reads the message and its conversation again under the lock, asks the rules, then applies
+    /// <paramref name="change"/>. 404 when the message is unknown.
+    /// </summary>
+    private async Task<Result<MessageChangeResult>> ChangeMessageAsync(
+        Guid messageId, Func<MessageFacts, ApiError?> check, Func<SqlSession, MessageFacts, Task<Result<MessageChangeResult>>> change,
+        CancellationToken cancellationToken)
     {
-        var message = await LoadMessageAsync(s, messageId, cancellationToken);
-        if (message is null)
+        if (await GetMessageAsync(messageId, cancellationToken) is not { } unlocked)
         {
             return ApiError.NotFound("Message");
         }
 
-        var facts = new MessageFacts(message, (await LoadSnapshotAsync(s, message.ConversationId, cancellationToken))!);
-        return check(facts) is { } error ? error : facts;
+        return await WriteAsync(unlocked.ConversationId, async s =>
+        {
+            var message = (await LoadMessageAsync(s, messageId, cancellationToken))!;
+            var facts = new MessageFacts(message, (await LoadSnapshotAsync(s, message.ConversationId, cancellationToken))!);
+            return check(facts) is { } error ? error : await change(s, facts);
+        }, cancellationToken);
     }
 
     /// <summary>

@@ -59,6 +59,13 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect)
         return this;
     }
 
+    /// <summary>A timeout of its own (seconds; 0 = none) for a statement that may run longer than a request's.</summary>
+    public SqlCommand WithTimeout(int seconds)
+    {
+        command.CommandTimeout = seconds;
+        return this;
+    }
+
     public SqlCommand WithJson<T>(string name, T? value, JsonTypeInfo<T> typeInfo)
         where T : class =>
         With(name, value is null ? null : JsonSerializer.Serialize(value, typeInfo));

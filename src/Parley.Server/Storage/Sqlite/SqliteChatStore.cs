@@ -1,6 +1,5 @@
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
-using Parley.Server.Storage.Migrations;
 using Parley.Server.Storage.Sql;
 
 namespace Parley.Server.Storage.Sqlite;
@@ -42,50 +41,20 @@ internal sealed class SqliteChatStore(string connectionString) : SqlChatStore(ne
 
     public override async Task MigrateAsync(CancellationToken cancellationToken)
     {
+        // The single writer excludes concurrent migrators of this process; one process owns the file.
         using var writer = await EnterWriteAsync(cancellationToken);
-        await using var connection = (SqliteConnection)await OpenConnectionAsync(cancellationToken);
-        await Execute(connection, null, "PRAGMA journal_mode=WAL;", cancellationToken);
-        await Execute(
-            connection, null,
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);",
+        await using var connection = await OpenConnectionAsync(cancellationToken);
+        // WAL is a property of the database file: set once, kept by every later connection.
+        await using (var wal = connection.CreateCommand())
+        {
+            wal.CommandText = "PRAGMA journal_mode=WAL;";
+            await wal.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await ApplyMigrationsAsync(
+            connection,
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
             cancellationToken);
-        var applied = new HashSet<int>();
-        await using (var command = new SqliteCommand("SELECT version FROM schema_migrations", connection))
-        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
-        {
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                applied.Add(reader.GetInt32(0));
-            }
-        }
-
-        foreach (var script in MigrationScripts.For(Dialect.Provider))
-        {
-            if (applied.Contains(script.Version))
-            {
-                continue;
-            }
-
-            await using var transaction = connection.BeginTransaction(deferred: false);
-            await Execute(connection, transaction, script.Sql, cancellationToken);
-            await using (var record = new SqliteCommand("INSERT INTO schema_migrations (version, name, applied_at) VALUES (@v, @n, @t)", connection, transaction))
-            {
-                record.Parameters.AddWithValue("@v", script.Version);
-                record.Parameters.AddWithValue("@n", script.Name);
-                record.Parameters.AddWithValue("@t", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
-                await record.ExecuteNonQueryAsync(cancellationToken);
-            }
-
-            await transaction.CommitAsync(cancellationToken);
-        }
-
-        MarkMigrated();
-    }
-
-    private static async Task Execute(SqliteConnection connection, SqliteTransaction? transaction, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = new SqliteCommand(sql, connection, transaction);
-        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
     private sealed class Releaser(SemaphoreSlim semaphore) : IDisposable
