@@ -6,6 +6,7 @@ using Parley.Server.Presence;
 using Parley.Server.Realtime;
 using Parley.Server.Receipts;
 using Parley.Server.Storage;
+using Parley.Server.Sync;
 
 if (TokenCommand.TryRun(args, out var exitCode))
 {
@@ -24,6 +25,7 @@ builder.AddParleyAuth();
 builder.AddStorage();
 builder.AddRealtime();
 builder.AddMessaging();
+builder.AddSync();
 
 var app = builder.Build();
 app.UseParleyHosting();
@@ -32,5 +34,6 @@ app.MapConversations();
 app.MapMessages();
 app.MapReceipts();
 app.MapPresence();
+app.MapSync();
 app.MapRealtime();
 return await app.RunParleyAsync();

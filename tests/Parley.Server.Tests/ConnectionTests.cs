@@ -23,7 +23,7 @@ public sealed class ConnectionTests
     {
         using var socket = new FakeWebSocket();
         await using var run = Run(socket, Options(capacity: 64));
-        run.Connection.TryEnqueue(Frames.Connected(new ConnectedPayload("c1", "alice", "phone", 25_000, false)));
+        run.Connection.TryEnqueue(Frames.Connected(new ConnectedPayload("c1", "alice", "phone", 25_000, false, "cursor")));
         for (var i = 0; i < 5; i++)
         {
             Assert.True(run.Connection.TryEnqueue(Frame(i)));

@@ -324,7 +324,7 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task MessageEdited_MessageFromBeforeAMemberJoined_NotSentToThatMember()
+    public async Task MessageEdited_MessageFromBeforeAMemberJoined_ThatMemberGetsOnlyAHiddenEventForThePosition()
     {
         using var alice = _factory.Api("alice");
         var conversation = await alice.CreateGroupAsync("late joiner", "bob");
@@ -333,11 +333,20 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
         await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
         await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol");
 
-        await alice.PutAsync($"/api/v1/messages/{old.Id}", new { content = "before carol, edited" });
+        var edited = await ParleyApi.ReadAsync<Messages.Message>(
+            await alice.PutAsync($"/api/v1/messages/{old.Id}", new { content = "before carol, edited" }));
         var later = await alice.SendTextAsync(conversation.Id, "for everyone");
 
-        Assert.Equal(old.Id, (await bobPhone.NextAsync("message_edited")).GetProperty("message").GetProperty("id").GetGuid());
-        // Carol cannot see the old message: its edit is not hers to receive; the next message is.
+        var bobEdit = await bobPhone.NextAsync("message_edited");
+        Assert.Equal(old.Id, bobEdit.GetProperty("message").GetProperty("id").GetGuid());
+        var editSeq = bobEdit.GetProperty("seq").GetInt64();
+        // Carol cannot see the old message: she gets the edit's position without content, so she sees no gap.
+        var hidden = await carolPhone.NextAnyAsync();
+        Assert.Equal("hidden_event", hidden.GetProperty("type").GetString());
+        Assert.Equal(conversation.Id, hidden.GetProperty("payload").GetProperty("conversation_id").GetGuid());
+        Assert.Equal(editSeq, hidden.GetProperty("payload").GetProperty("seq").GetInt64());
+        Assert.DoesNotContain("edited", hidden.GetRawText(), StringComparison.Ordinal);
+        Assert.Equal("before carol, edited", edited.Content);
         var next = await carolPhone.NextAnyAsync();
         Assert.Equal("new_message", next.GetProperty("type").GetString());
         Assert.Equal(later.Id, next.GetProperty("payload").GetProperty("message").GetProperty("id").GetGuid());

@@ -15,8 +15,6 @@ namespace Parley.Server.Hosting;
 /// </summary>
 internal static class RateLimits
 {
-    public const string SendPolicy = "send";
-
     public static IHostApplicationBuilder AddRateLimits(this IHostApplicationBuilder builder)
     {
         builder.Services.AddRateLimiter(options =>
@@ -28,11 +26,6 @@ internal static class RateLimits
                 return RateLimitPartition.GetTokenBucketLimiter(
                     "request:" + KeyOf(context),
                     _ => Bucket(limits.RequestRatePerSecond, limits.RequestBurst));
-            });
-            options.AddPolicy(SendPolicy, context =>
-            {
-                var limits = context.RequestServices.GetRequiredService<IOptions<LimitsOptions>>().Value;
-                return RateLimitPartition.GetTokenBucketLimiter("send:" + KeyOf(context), _ => Bucket(limits.SendRatePerSecond, limits.SendBurst));
             });
             options.OnRejected = async (context, cancellationToken) =>
             {
@@ -51,8 +44,26 @@ internal static class RateLimits
                 });
             };
         });
+        builder.Services.AddSingleton<SendRateLimiter>();
         return builder;
     }
+
+    /// <summary>The endpoint sends messages: the caller's message rate applies (shared with the WebSocket's send_message).</summary>
+    public static RouteHandlerBuilder RequireSendRate(this RouteHandlerBuilder builder) =>
+        builder.AddEndpointFilter(async (context, next) =>
+        {
+            var http = context.HttpContext;
+            var caller = Caller.From(http);
+            var limiter = http.RequestServices.GetRequiredService<SendRateLimiter>();
+            if (caller is null || limiter.TryAcquire(caller.UserId, out var wait))
+            {
+                return await next(context);
+            }
+
+            var seconds = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds));
+            http.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+            return ApiResults.Problem(new ApiError(429, ErrorCodes.RateLimited, $"Too many messages; retry after {seconds} s."));
+        });
 
     private static string KeyOf(HttpContext context) =>
         Caller.From(context)?.UserId is { } user ? "u:" + user : "ip:" + context.Connection.RemoteIpAddress;

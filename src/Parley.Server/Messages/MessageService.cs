@@ -175,9 +175,9 @@ internal sealed class MessageService(
         if (facts.Existing is { } existing)
         {
             // A retry. A deleted original answers with its tombstone: its content is gone, so there is nothing to compare.
-            // An edited original no longer has the content (and mentions) it was sent with: only the parts an edit
-            // cannot change are compared.
-            return existing.DeletedAt is not null || SameBody(existing, draft, compareText: existing.EditedAt is null)
+            // An edited original is compared with its first version: what the retried send carried.
+            var sent = facts.ExistingOriginal is { } first ? (first.Content, first.Mentions) : (existing.Content, existing.Mentions);
+            return existing.DeletedAt is not null || SameBody(existing, sent.Content, sent.Mentions, draft)
                 ? null
                 : ApiError.Conflict(
                     ErrorCodes.IdempotencyConflict,
@@ -259,11 +259,11 @@ internal sealed class MessageService(
         return null;
     }
 
-    private static bool SameBody(Message existing, NewMessage draft, bool compareText) =>
+    private static bool SameBody(Message existing, string? content, IReadOnlyList<Mention>? mentions, NewMessage draft) =>
         existing.MessageType == draft.MessageType
-        && (!compareText || existing.Content == draft.Content)
+        && content == draft.Content
         && existing.ReplyToId == draft.ReplyToId
-        && (!compareText || (existing.Mentions ?? []).SequenceEqual(draft.Mentions ?? []))
+        && (mentions ?? []).SequenceEqual(draft.Mentions ?? [])
         && existing.Media == draft.Media
         && existing.Location == draft.Location;
 

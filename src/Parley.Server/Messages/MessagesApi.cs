@@ -11,7 +11,7 @@ internal static class MessagesApi
     {
         var api = app.MapGroup("/api/v1").RequireAuthorization().WithTags("Messages").ProducesProblems();
         api.MapPost("/messages", SendAsync)
-            .RequireRateLimiting(RateLimits.SendPolicy)
+            .RequireSendRate()
             .WithSummary("Send a message")
             .WithDescription("201 with the new message; 200 with the original when client_message_id repeats an earlier send.");
         api.MapGet("/messages/{id}", GetAsync).WithSummary("Get a message (a deleted one is a tombstone)");

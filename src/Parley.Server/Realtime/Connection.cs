@@ -11,7 +11,7 @@ namespace Parley.Server.Realtime;
 /// never waits: a full queue means the client is not reading, and the connection is closed with 4001
 /// instead of buffering without bound or slowing the sender down.
 /// </summary>
-internal sealed partial class Connection
+internal sealed partial class Connection : IDisposable
 {
     private const int InitialReceiveBuffer = 4096;
 
@@ -21,6 +21,16 @@ internal sealed partial class Connection
     private readonly int _maxFrameBytes;
     private readonly ILogger _logger;
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _closing = new();
+
+    // Live frames kept back while a catch-up runs (null when not holding); guarded by _holdLock, which also
+    // orders enqueues against the release of the held frames.
+    private const int HeldQueues = 4;
+    private readonly Lock _holdLock = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, long> _sentSeqs = new();
+    private List<OutboundFrame>? _held;
+    private readonly List<Task> _attached = [];
+    private int _clientFrames;
 
     // Owned by the receive loop; rented only while a message is being read.
     private byte[] _receiveBuffer = [];
@@ -51,6 +61,8 @@ internal sealed partial class Connection
 
     public string Id { get; }
 
+    public void Dispose() => _closing.Dispose();
+
     public string UserId { get; }
 
     public string DeviceId { get; }
@@ -61,23 +73,137 @@ internal sealed partial class Connection
     /// <summary>Completes when both loops have ended and the socket is closed or aborted.</summary>
     public Task Completion => _completion.Task;
 
+    /// <summary>Cancelled when the connection ends (for work that lives as long as it, such as a catch-up).</summary>
+    public CancellationToken Closing => _closing.Token;
+
     private bool CloseRequested => Volatile.Read(ref _closeRequested) != 0;
 
-    /// <summary>Queues a frame for this socket. Returns false, and closes the connection with 4001, when the queue is full.</summary>
+    /// <summary>
+    /// Queues a frame for this socket. Returns false, and closes the connection with 4001, when the queue is full.
+    /// While the connection holds live events (a catch-up is running, see <see cref="Hold"/>), the frame waits in
+    /// the hold list instead; the list is bounded the same way.
+    /// </summary>
     public bool TryEnqueue(OutboundFrame frame)
     {
-        if (_outbound.Writer.TryWrite(frame))
+        lock (_holdLock)
         {
-            return true;
+            if (_held is not null)
+            {
+                if (_held.Count < _options.SendQueueCapacity * HeldQueues)
+                {
+                    _held.Add(frame);
+                    return true;
+                }
+            }
+            else if (_outbound.Writer.TryWrite(frame))
+            {
+                return true;
+            }
         }
 
+        OverflowAndClose();
+        return false;
+    }
+
+    /// <summary>
+    /// Catch-up frames (the connection's own task sends them): waits for room in the queue instead of closing,
+    /// and bypasses the hold list that keeps live events back meanwhile.
+    /// </summary>
+    public ValueTask EnqueueAsync(OutboundFrame frame, CancellationToken cancellationToken) =>
+        _outbound.Writer.WriteAsync(frame, cancellationToken);
+
+    /// <summary>From now on live frames wait in the hold list (subscribe before reading the catch-up).</summary>
+    public void Hold()
+    {
+        lock (_holdLock)
+        {
+            _held ??= [];
+        }
+    }
+
+    /// <summary>
+    /// Ends holding: held frames go to the queue in their order, except those <paramref name="alreadySent"/>
+    /// says the catch-up carried; then live frames flow directly again.
+    /// </summary>
+    public void Release(Func<OutboundFrame, bool>? alreadySent = null)
+    {
+        var overflow = false;
+        lock (_holdLock)
+        {
+            if (_held is null)
+            {
+                return;
+            }
+
+            foreach (var frame in _held)
+            {
+                if (alreadySent?.Invoke(frame) != true && !_outbound.Writer.TryWrite(frame))
+                {
+                    overflow = true;
+                    break;
+                }
+            }
+
+            _held = null;
+        }
+
+        if (overflow)
+        {
+            OverflowAndClose();
+        }
+    }
+
+    public bool IsHolding
+    {
+        get
+        {
+            lock (_holdLock)
+            {
+                return _held is not null;
+            }
+        }
+    }
+
+    /// <summary>The connection was opened with <c>?cursor=</c>: its catch-up started at once, a <c>resume</c> frame is refused.</summary>
+    public bool ResumedOnConnect { get; set; }
+
+    /// <summary>True for the connection's first client frame only (a <c>resume</c> is accepted there).</summary>
+    public bool MarkClientFrame() => Interlocked.Exchange(ref _clientFrames, 1) == 0;
+
+    /// <summary>
+    /// The wait for a first frame that might be a <c>resume</c> is over (the frame came and was something else,
+    /// or Delivery:FirstFrameWait passed): live events flow, unless a catch-up holds them.
+    /// </summary>
+    public void EndFirstFrameWait()
+    {
+        if (!Cursors.CatchingUp)
+        {
+            Release();
+        }
+    }
+
+    /// <summary>Work that lives as long as the connection (a catch-up): cancelled through <see cref="Closing"/>, awaited at the end.</summary>
+    public void Attach(Task work)
+    {
+        lock (_attached)
+        {
+            _attached.Add(work);
+        }
+    }
+
+    /// <summary>The highest seq of each conversation whose frame was written to this socket.</summary>
+    public long SentSeq(Guid conversationId) => _sentSeqs.TryGetValue(conversationId, out var seq) ? seq : 0;
+
+    /// <summary>Set by the stream position logic (Sync): this socket follows cursors, and the last one it got.</summary>
+    public CursorState Cursors { get; } = new();
+
+    private void OverflowAndClose()
+    {
         if (!CloseRequested)
         {
             Log.SlowConsumer(_logger, Id, _options.SendQueueCapacity);
             RequestClose(CloseCodes.SlowConsumer, "send queue overflow");
         }
-
-        return false;
     }
 
     /// <summary>Asks the send loop to close the socket with this status; the first request wins, queued frames are dropped.</summary>
@@ -90,6 +216,11 @@ internal sealed partial class Connection
 
         _closeStatus = (WebSocketCloseStatus)status;
         _closeReason = reason;
+        lock (_holdLock)
+        {
+            _held = null;
+        }
+
         _outbound.Writer.TryComplete();
     }
 
@@ -118,6 +249,15 @@ internal sealed partial class Connection
         }
         finally
         {
+            await _closing.CancelAsync();
+            Task[] attached;
+            lock (_attached)
+            {
+                attached = [.. _attached];
+            }
+
+            // Attached work handles its own failures; this only waits for it to notice the cancellation.
+            await Task.WhenAll(attached).ContinueWith(_ => { }, TaskScheduler.Default);
             _completion.TrySetResult();
         }
     }
@@ -138,6 +278,13 @@ internal sealed partial class Connection
                     if (!deadline.TryReset())
                     {
                         throw new OperationCanceledException("send deadline passed");
+                    }
+
+                    if (frame.Seq > 0 && frame.ConversationId is { } conversationId)
+                    {
+                        // Only this loop writes; readers (cursor checks) may see a slightly older value, never a newer one.
+                        _sentSeqs.AddOrUpdate(conversationId, frame.Seq, (_, sent) => Math.Max(sent, frame.Seq));
+                        Cursors.SentSinceCursor = true;
                     }
 
                     onSent(this, frame);
@@ -273,4 +420,29 @@ internal sealed partial class Connection
             }
         }
     }
+}
+
+/// <summary>A connection's cursor bookkeeping (written by its own tasks, read by the cursor ticker).</summary>
+internal sealed class CursorState
+{
+    /// <summary>The socket follows cursors (it presented one, resumed, or acknowledges): it gets cursor frames.</summary>
+    public volatile bool Enabled;
+
+    /// <summary>A catch-up is running: no cursor may be computed until it ends.</summary>
+    public volatile bool CatchingUp;
+
+    /// <summary>Sequenced frames were written since the last cursor this socket got.</summary>
+    public volatile bool SentSinceCursor;
+
+    /// <summary>The stream position of the last cursor this socket got (everything up to it was written to it).</summary>
+    public long Pos;
+
+    public long LastCheckTicks;
+
+    // 1 while a cursor is being computed for the socket (one at a time; a second request is skipped).
+    private int _computing;
+
+    public bool TryBeginComputing() => Interlocked.CompareExchange(ref _computing, 1, 0) == 0;
+
+    public void EndComputing() => Volatile.Write(ref _computing, 0);
 }

@@ -51,6 +51,9 @@ internal sealed class ConnectionHub
 
     public bool IsConnected(string userId) => _byUser.ContainsKey(userId);
 
+    /// <summary>A snapshot of this instance's connections.</summary>
+    public IReadOnlyCollection<Connection> Connections() => _byId.Values.ToArray();
+
     /// <summary>Enqueues the frame on every local socket of the recipients. Never blocks: a full queue closes that socket.</summary>
     public void Deliver(FanoutMessage message)
     {

@@ -10,76 +10,39 @@ namespace Parley.Server.Realtime;
 /// <summary>
 /// Turns committed changes into frames and hands them to the fan-out: each frame serialized once, addressed
 /// to exactly the users allowed to see it. Callers hold the conversation's lock (see <see cref="ConversationLocks"/>)
-/// so a conversation's frames leave in seq order.
+/// so a conversation's frames leave in seq order. Every member gets every position of the conversation after
+/// joining: a member who may not see an event gets <c>hidden_event</c> for its position instead.
 /// </summary>
 internal sealed class ConversationBroadcaster(IFanout fanout, TimeProvider time)
 {
     // Publishing happens after commit: it must not be cancelled by the request that caused it.
     private static readonly CancellationToken AfterCommit = CancellationToken.None;
 
-    public ValueTask ConversationCreatedAsync(ConversationSnapshot snapshot)
-    {
-        var payload = new ConversationCreatedPayload(ConversationViews.ToView(snapshot, null, null), snapshot.Conversation.LastSeq, Now);
-        var bytes = FrameWriter.Serialize(FrameTypes.ConversationCreated, payload, ParleyJsonContext.Default.ConversationCreatedPayload);
-        return PublishAsync(UserIds(snapshot.Members), new OutboundFrame(bytes, snapshot.Conversation.Id));
-    }
+    public ValueTask ConversationCreatedAsync(ConversationSnapshot snapshot) =>
+        PublishAsync(
+            UserIds(snapshot.Members),
+            EventFrames.ConversationCreated(ConversationViews.ToView(snapshot, null, null), snapshot.Conversation.LastSeq, snapshot.Conversation.CreatedAt));
 
-    public ValueTask MessageCreatedAsync(Message message, IReadOnlyList<MemberRecord> members)
-    {
-        var bytes = FrameWriter.Serialize(FrameTypes.NewMessage, new NewMessagePayload(message, Now), ParleyJsonContext.Default.NewMessagePayload);
-        // Every device of every member, the sender's own devices included.
-        return PublishAsync(UserIds(members), new OutboundFrame(bytes, message.ConversationId, message.Seq, message.SenderId));
-    }
+    /// <summary>Every device of every member, the sender's own devices included.</summary>
+    public ValueTask MessageCreatedAsync(Message message, IReadOnlyList<MemberRecord> members) =>
+        PublishAsync(UserIds(members), EventFrames.NewMessage(message, message.CreatedAt));
 
-    public ValueTask MessageEditedAsync(Message message, long seq, IReadOnlyList<MemberRecord> members)
-    {
-        var bytes = FrameWriter.Serialize(
-            FrameTypes.MessageEdited, new MessageEditedPayload(message, seq, Now), ParleyJsonContext.Default.MessageEditedPayload);
-        return PublishAsync(UsersWhoSee(message, members), new OutboundFrame(bytes, message.ConversationId));
-    }
+    public ValueTask MessageEditedAsync(Message message, long seq, IReadOnlyList<MemberRecord> members) =>
+        PublishVisibleAsync(message, seq, members, EventFrames.MessageEdited(message, seq, message.EditedAt ?? Now));
 
-    public ValueTask MessageDeletedAsync(Message tombstone, long seq, string deletedBy, IReadOnlyList<MemberRecord> members)
-    {
-        var payload = new MessageDeletedPayload(tombstone.Id, tombstone.ConversationId, seq, deletedBy, Now);
-        var bytes = FrameWriter.Serialize(FrameTypes.MessageDeleted, payload, ParleyJsonContext.Default.MessageDeletedPayload);
-        return PublishAsync(UsersWhoSee(tombstone, members), new OutboundFrame(bytes, tombstone.ConversationId));
-    }
+    public ValueTask MessageDeletedAsync(Message tombstone, long seq, string deletedBy, IReadOnlyList<MemberRecord> members) =>
+        PublishVisibleAsync(
+            tombstone, seq, members,
+            EventFrames.MessageDeleted(tombstone.Id, tombstone.ConversationId, seq, deletedBy, tombstone.DeletedAt ?? Now));
 
     public async ValueTask MembershipChangedAsync(MembershipResult result)
     {
-        var conversationId = result.After.Conversation.Id;
         var members = UserIds(result.After.Members);
         foreach (var (change, evt) in result.Applied)
         {
-            byte[] bytes;
-            IReadOnlyList<string> recipients = members;
-            switch (change)
-            {
-                case MembershipChange.Add add:
-                    bytes = FrameWriter.Serialize(
-                        FrameTypes.ParticipantAdded,
-                        new ParticipantAddedPayload(conversationId, evt.Seq, add.UserId, add.Role, evt.ActorId, evt.CreatedAt),
-                        ParleyJsonContext.Default.ParticipantAddedPayload);
-                    break;
-                case MembershipChange.Remove remove:
-                    bytes = FrameWriter.Serialize(
-                        FrameTypes.ParticipantRemoved,
-                        new ParticipantRemovedPayload(conversationId, evt.Seq, remove.UserId, evt.ActorId, evt.CreatedAt),
-                        ParleyJsonContext.Default.ParticipantRemovedPayload);
-                    // The removed user learns of it too, and nothing after it.
-                    recipients = [.. members, remove.UserId];
-                    break;
-                case MembershipChange.SetRole setRole:
-                    bytes = FrameWriter.Serialize(
-                        FrameTypes.ParticipantUpdated,
-                        new ParticipantUpdatedPayload(conversationId, evt.Seq, setRole.UserId, setRole.Role, evt.ActorId, evt.CreatedAt),
-                        ParleyJsonContext.Default.ParticipantUpdatedPayload);
-                    break;
-                default:
-                    continue;
-            }
-
-            await PublishAsync(recipients, new OutboundFrame(bytes, conversationId));
+            // The removed user learns of the removal too, and nothing after it.
+            IReadOnlyList<string> recipients = change is MembershipChange.Remove remove ? [.. members, remove.UserId] : members;
+            await PublishAsync(recipients, EventFrames.Participant(evt));
         }
     }
 
@@ -89,18 +52,16 @@ internal sealed class ConversationBroadcaster(IFanout fanout, TimeProvider time)
         var user = result.After.UserId;
         if (result.DeliveredAdvanced && result.NotifySenders.Count > 0 && result.After.DeliveredMessageId is { } deliveredId)
         {
-            var payload = new ReceiptPayload(result.ConversationId, user, deliveredId, result.After.DeliveredSeq, Now);
-            var bytes = FrameWriter.Serialize(FrameTypes.MessageDelivered, payload, ParleyJsonContext.Default.ReceiptPayload);
-            await PublishAsync(result.NotifySenders, new OutboundFrame(bytes, result.ConversationId));
+            await PublishAsync(
+                result.NotifySenders,
+                EventFrames.Receipt(FrameTypes.MessageDelivered, result.ConversationId, user, deliveredId, result.After.DeliveredSeq, Now));
         }
 
         if (result.ReadAdvanced && result.After.ReadMessageId is { } readId)
         {
-            var payload = new ReceiptPayload(result.ConversationId, user, readId, result.After.ReadSeq, Now);
-            var bytes = FrameWriter.Serialize(FrameTypes.MessageRead, payload, ParleyJsonContext.Default.ReceiptPayload);
             // Only members who can see the message: a later joiner must not learn ids and seqs of history hidden from them.
             var recipients = result.Members.Where(m => m.JoinedSeq < result.After.ReadSeq).Select(m => m.UserId).ToArray();
-            await PublishAsync(recipients, new OutboundFrame(bytes, result.ConversationId));
+            await PublishAsync(recipients, EventFrames.Receipt(FrameTypes.MessageRead, result.ConversationId, user, readId, result.After.ReadSeq, Now));
         }
     }
 
@@ -116,9 +77,17 @@ internal sealed class ConversationBroadcaster(IFanout fanout, TimeProvider time)
     private ValueTask PublishAsync(IReadOnlyList<string> userIds, OutboundFrame frame) =>
         fanout.PublishAsync(new FanoutMessage(userIds, frame), AfterCommit);
 
-    private static string[] UserIds(IReadOnlyList<MemberRecord> members) => members.Select(m => m.UserId).ToArray();
+    /// <summary>A change to a message: the frame to members who joined before it was sent, <c>hidden_event</c> to the others.</summary>
+    private async ValueTask PublishVisibleAsync(Message message, long seq, IReadOnlyList<MemberRecord> members, OutboundFrame frame)
+    {
+        var seeing = members.Where(m => m.JoinedSeq < message.Seq).Select(m => m.UserId).ToArray();
+        var hidden = members.Where(m => m.JoinedSeq >= message.Seq).Select(m => m.UserId).ToArray();
+        await PublishAsync(seeing, frame);
+        if (hidden.Length > 0)
+        {
+            await PublishAsync(hidden, EventFrames.Hidden(message.ConversationId, seq, Now));
+        }
+    }
 
-    /// <summary>Changes to a message go only to members who can see it: those who joined before it was sent.</summary>
-    private static string[] UsersWhoSee(Message message, IReadOnlyList<MemberRecord> members) =>
-        members.Where(m => m.JoinedSeq < message.Seq).Select(m => m.UserId).ToArray();
+    private static string[] UserIds(IReadOnlyList<MemberRecord> members) => members.Select(m => m.UserId).ToArray();
 }

@@ -4,7 +4,9 @@ using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Presence;
 using Parley.Server.Realtime.Protocol;
+using Parley.Server.Messages;
 using Parley.Server.Receipts;
+using Parley.Server.Sync;
 
 namespace Parley.Server.Realtime;
 
@@ -15,6 +17,9 @@ namespace Parley.Server.Realtime;
 internal sealed partial class FrameDispatcher(
     ReceiptService receipts,
     TypingTracker typing,
+    MessageService messages,
+    SyncService sync,
+    SendRateLimiter sendRate,
     TimeProvider time,
     IOptions<RealtimeOptions> options,
     ILogger<FrameDispatcher> logger)
@@ -24,14 +29,23 @@ internal sealed partial class FrameDispatcher(
 
     public async Task HandleAsync(Connection connection, Caller caller, TokenBucket limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
     {
+        var first = connection.MarkClientFrame();
         if (!ClientFrame.TryParse(utf8.Span, out var frame, out var id, out var parseError))
         {
+            EndFirstFrameWait(connection, first);
             connection.TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, parseError, id));
             return;
         }
 
         var type = frame.Type;
         id = frame.Id;
+        if (type == FrameTypes.Resume)
+        {
+            await ResumeAsync(connection, first, frame.ReadPayload(ParleyJsonContext.Default.ResumeFrame), id, cancellationToken);
+            return;
+        }
+
+        EndFirstFrameWait(connection, first);
         if (!limiter.TryTake())
         {
             connection.TryEnqueue(Frames.Error(ErrorCodes.RateLimited, "Too many frames; slow down.", id));
@@ -53,8 +67,11 @@ internal sealed partial class FrameDispatcher(
                     error = await ReadAsync(caller, frame.ReadPayload(ParleyJsonContext.Default.ReadReceiptFrame), cancellationToken);
                     break;
                 case FrameTypes.Ack:
-                    error = await AckAsync(caller, frame.ReadPayload(ParleyJsonContext.Default.AckFrame), cancellationToken);
+                    error = await AckAsync(connection, caller, frame.ReadPayload(ParleyJsonContext.Default.AckFrame), cancellationToken);
                     break;
+                case FrameTypes.SendMessage:
+                    await SendMessageAsync(connection, caller, frame.ReadPayload(ParleyJsonContext.Default.SendMessageRequest), id, cancellationToken);
+                    return;
                 default:
                     error = new ApiError(400, ErrorCodes.UnknownType, $"Unknown frame type '{type}'.");
                     break;
@@ -108,7 +125,80 @@ internal sealed partial class FrameDispatcher(
         return result.Error;
     }
 
-    private Task<ApiError?> AckAsync(Caller caller, AckFrame payload, CancellationToken cancellationToken)
+    private static void EndFirstFrameWait(Connection connection, bool first)
+    {
+        if (first && !connection.ResumedOnConnect)
+        {
+            connection.EndFirstFrameWait();
+        }
+    }
+
+    /// <summary><c>resume</c>: only as the first frame of a connection opened without a cursor; the catch-up runs beside the loops.</summary>
+    private async Task ResumeAsync(Connection connection, bool first, ResumeFrame payload, string? id, CancellationToken cancellationToken)
+    {
+        if (!first || connection.ResumedOnConnect)
+        {
+            connection.TryEnqueue(Frames.Error(
+                ErrorCodes.InvalidFrame, "'resume' is accepted only as the first frame of a connection opened without a cursor.", id));
+            return;
+        }
+
+        var cursor = await sync.ValidateAsync(payload.Cursor, cancellationToken);
+        if (cursor.Error is { Status: 400 } invalid)
+        {
+            connection.EndFirstFrameWait();
+            connection.TryEnqueue(Frames.Error(invalid.Code, invalid.Message, id));
+            return;
+        }
+
+        // Live events are held already unless the wait for this frame ran out; hold them again for the catch-up.
+        connection.Hold();
+        connection.Attach(sync.CatchUpAsync(connection, cursor, connection.Closing));
+    }
+
+    /// <summary><c>send_message</c>: the REST send over the socket, answered by <c>message_ack</c> (first send or retry) or an error naming the send.</summary>
+    private async Task SendMessageAsync(Connection connection, Caller caller, SendMessageRequest payload, string? id, CancellationToken cancellationToken)
+    {
+        var clientMessageId = payload.ClientMessageId;
+        if (string.IsNullOrEmpty(clientMessageId))
+        {
+            connection.TryEnqueue(Frames.Error(ErrorCodes.ValidationFailed, "'client_message_id' is required for send_message.", id));
+            return;
+        }
+
+        if (!sendRate.TryAcquire(caller.UserId, out var wait))
+        {
+            connection.TryEnqueue(Frames.Error(
+                ErrorCodes.RateLimited, $"Too many messages; retry after {Math.Ceiling(wait.TotalSeconds)} s.", id, clientMessageId));
+            return;
+        }
+
+        var result = await messages.SendAsync(caller, payload, cancellationToken);
+        connection.TryEnqueue(result.IsSuccess
+            ? Frames.MessageAck(clientMessageId, result.Value!.Message)
+            : Frames.Error(result.Error!.Code, result.Error.Message, id, clientMessageId));
+    }
+
+    private async Task<ApiError?> AckAsync(Connection connection, Caller caller, AckFrame payload, CancellationToken cancellationToken)
+    {
+        var error = await AcknowledgeAsync(caller, payload, cancellationToken);
+        if (error is null)
+        {
+            // Acknowledging devices follow cursors; reply with a fresh one at most once a second.
+            var state = connection.Cursors;
+            state.Enabled = true;
+            var now = time.GetTimestamp();
+            if (time.GetElapsedTime(Interlocked.Read(ref state.LastCheckTicks), now) >= TimeSpan.FromSeconds(1))
+            {
+                Interlocked.Exchange(ref state.LastCheckTicks, now);
+                await sync.TryAdvanceCursorAsync(connection, cancellationToken);
+            }
+        }
+
+        return error;
+    }
+
+    private Task<ApiError?> AcknowledgeAsync(Caller caller, AckFrame payload, CancellationToken cancellationToken)
     {
         if (!Identifiers.TryParseUuid(payload.ConversationId, out var conversationId))
         {

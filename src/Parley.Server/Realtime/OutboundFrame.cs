@@ -1,15 +1,20 @@
 namespace Parley.Server.Realtime;
 
 /// <summary>
-/// A serialized server frame, shared by every socket it goes to. <see cref="DeliverySeq"/> is set on
-/// <c>new_message</c> frames: once such a frame has been written to the socket of a device that does not
-/// acknowledge, that device's user counts as having received the message (unless the user sent it).
+/// A serialized server frame, shared by every socket it goes to. <see cref="Seq"/> is the conversation
+/// position of a sequenced event (0 for receipts, typing and replies): sockets track what they sent, so
+/// catch-up and live never send a position twice and cursors only cover what was sent.
+/// <see cref="DeliverySeq"/> is set on <c>new_message</c> frames: once such a frame is written to the socket of
+/// a device that does not acknowledge, that device's user counts as having received the message (unless the
+/// user sent it).
 /// </summary>
-internal sealed class OutboundFrame(byte[] utf8, Guid? conversationId = null, long deliverySeq = 0, string? senderId = null)
+internal sealed class OutboundFrame(byte[] utf8, Guid? conversationId = null, long seq = 0, long deliverySeq = 0, string? senderId = null)
 {
     public ReadOnlyMemory<byte> Utf8 { get; } = utf8;
 
     public Guid? ConversationId { get; } = conversationId;
+
+    public long Seq { get; } = seq;
 
     public long DeliverySeq { get; } = deliverySeq;
 

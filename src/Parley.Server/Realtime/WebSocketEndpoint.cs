@@ -4,6 +4,7 @@ using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Realtime.Protocol;
 using Parley.Server.Receipts;
+using Parley.Server.Sync;
 
 namespace Parley.Server.Realtime;
 
@@ -25,6 +26,8 @@ internal static partial class WebSocketEndpoint
         ConnectionHub hub,
         FrameDispatcher dispatcher,
         DeliveryTracker deliveries,
+        SyncService sync,
+        IOptions<DeliveryOptions> deliveryOptions,
         IOptions<RealtimeOptions> realtimeOptions,
         IOptions<LimitsOptions> limits,
         TimeProvider time,
@@ -54,6 +57,20 @@ internal static partial class WebSocketEndpoint
             return ApiResults.Problem(ApiError.Invalid("acks", "'acks' must be true or false."));
         }
 
+        // Resuming: the cursor is checked before the upgrade (a malformed one is a 400); one that can no longer be
+        // resumed gets sync_reset on the socket.
+        var cursorParameter = context.Request.Query["cursor"].ToString();
+        Result<Cursor>? resumeFrom = null;
+        if (cursorParameter.Length > 0)
+        {
+            resumeFrom = await sync.ValidateAsync(cursorParameter, context.RequestAborted);
+            if (resumeFrom.Value.Error is { Status: 400 } invalid)
+            {
+                return ApiResults.Problem(invalid);
+            }
+        }
+
+        var current = await sync.CurrentAsync(context.RequestAborted);
         var options = realtimeOptions.Value;
         var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
         {
@@ -81,12 +98,34 @@ internal static partial class WebSocketEndpoint
             ["DeviceId"] = connection.DeviceId,
         });
 
-        // Queued before the socket is registered, so "connected" is always the first frame.
+        // Queued before the socket is registered, so "connected" is always the first frame. Its cursor is the one
+        // presented (the device's place before catching up) or the current position.
         connection.TryEnqueue(Frames.Connected(new ConnectedPayload(
-            connection.Id, connection.UserId, connection.DeviceId, (long)options.HeartbeatInterval.TotalMilliseconds, connection.Acks)));
+            connection.Id, connection.UserId, connection.DeviceId, (long)options.HeartbeatInterval.TotalMilliseconds, connection.Acks,
+            resumeFrom is null ? current.Encode() : cursorParameter)));
+        connection.Cursors.Enabled = connection.Acks || resumeFrom is not null;
+        connection.Cursors.Pos = resumeFrom?.Value?.Pos ?? current.Pos;
+
+        // Subscribe first, then read: live events are held until the catch-up has been sent (or, without a cursor,
+        // until the first client frame shows whether it is a resume).
+        var firstFrameWait = deliveryOptions.Value.FirstFrameWait;
+        if (resumeFrom is not null || firstFrameWait > TimeSpan.Zero)
+        {
+            connection.Hold();
+        }
+
         hub.Add(connection);
         Log.Connected(logger, connection.Id, connection.UserId, connection.DeviceId, connection.Acks);
         using var expiry = ScheduleTokenExpiry(context, connection, time);
+        using var firstFrameTimer = resumeFrom is null && firstFrameWait > TimeSpan.Zero
+            ? TimeProvider.System.CreateTimer(_ => connection.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
+            : null;
+        if (resumeFrom is { } cursor)
+        {
+            connection.ResumedOnConnect = true;
+            connection.Attach(sync.CatchUpAsync(connection, cursor, connection.Closing));
+        }
+
         var limiter = dispatcher.CreateInboundLimiter();
         try
         {
@@ -105,6 +144,7 @@ internal static partial class WebSocketEndpoint
         finally
         {
             hub.Remove(connection);
+            connection.Dispose();
             Log.Disconnected(logger, connection.Id, socket.CloseStatus is { } status ? (int)status : null);
         }
 

@@ -61,7 +61,44 @@ internal interface IChatStore
 
     /// <summary>The conversation's durable events after <paramref name="afterSeq"/>, in seq order.</summary>
     Task<IReadOnlyList<ConversationEvent>> ListEventsAsync(Guid conversationId, long afterSeq, int limit, CancellationToken cancellationToken);
+
+    // ---- the event stream (delivery guarantees) ----
+
+    /// <summary>The stream's epoch and its last assigned position.</summary>
+    Task<StreamPosition> GetStreamPositionAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The sequencer's pass: gives the next stream positions to committed events that have none, in
+    /// (conversation, seq) order, at most <paramref name="batch"/>. Returns how many it positioned; 0 also when
+    /// another instance holds the sequencer.
+    /// </summary>
+    Task<int> AssignPositionsAsync(int batch, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The events of the user's membership windows with a position in (<paramref name="afterPos"/>,
+    /// <paramref name="uptoPos"/>], by position; or, with <paramref name="newerThanUpto"/>, those positioned after
+    /// <paramref name="uptoPos"/> or not yet positioned, by conversation and seq.
+    /// </summary>
+    Task<IReadOnlyList<UserEvent>> ReadUserEventsAsync(
+        string userId, long afterPos, long uptoPos, bool newerThanUpto, int limit, CancellationToken cancellationToken);
+
+    /// <summary>Messages by id (those that exist).</summary>
+    Task<IReadOnlyDictionary<Guid, Message>> GetMessagesAsync(IReadOnlyCollection<Guid> messageIds, CancellationToken cancellationToken);
+
+    /// <summary>The highest seq per conversation among the user's events positioned in (afterPos, uptoPos].</summary>
+    Task<IReadOnlyDictionary<Guid, long>> MaxSeqByConversationAsync(string userId, long afterPos, long uptoPos, CancellationToken cancellationToken);
+
+    /// <summary>Watermarks, in the user's current conversations, that moved after <paramref name="since"/>.</summary>
+    Task<IReadOnlyList<MovedWatermark>> ListMovedWatermarksAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken);
 }
+
+internal sealed record StreamPosition(Guid Epoch, long Pos);
+
+/// <summary>An event of one of the user's conversations, with its stream position (null until assigned) and the user's joining there.</summary>
+internal sealed record UserEvent(ConversationEvent Event, long? Pos, long JoinedSeq);
+
+/// <summary>A member's watermarks in a conversation of the user's (<see cref="ViewerJoinedSeq"/> is the user's own joining).</summary>
+internal sealed record MovedWatermark(Guid ConversationId, MemberRecord Member, long ViewerJoinedSeq);
 
 internal sealed record ConversationRecord(
     Guid Id, string Type, string? Name, string CreatedBy, DateTimeOffset CreatedAt, DateTimeOffset LastActivityAt, long LastSeq, Guid? LastMessageId);
@@ -121,8 +158,12 @@ internal sealed record NewMessage(
     string? ClientMessageId,
     DateTimeOffset Now);
 
-/// <summary>What the send rules need, read inside the send transaction.</summary>
-internal sealed record SendFacts(ConversationSnapshot? Conversation, Message? ReplyTarget, Message? Existing);
+/// <summary>
+/// What the send rules need, read inside the send transaction. <see cref="Existing"/> is an earlier message with the
+/// same client_message_id; when it was edited since, <see cref="ExistingOriginal"/> is its first version (what the
+/// retried send carried).
+/// </summary>
+internal sealed record SendFacts(ConversationSnapshot? Conversation, Message? ReplyTarget, Message? Existing, MessageVersion? ExistingOriginal = null);
 
 /// <summary>The stored message; <see cref="Created"/> is false when a retry with the same client_message_id found it.</summary>
 internal sealed record SendResult(Message Message, bool Created, IReadOnlyList<MemberRecord> Members);

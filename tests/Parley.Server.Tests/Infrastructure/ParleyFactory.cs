@@ -46,6 +46,8 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
         _settings["Limits:RequestBurst"] = "100000";
         _settings["Limits:RequestRatePerSecond"] = "100000";
         _settings["Realtime:DeliveryFlushInterval"] = "00:00:00.020";
+        // Live events start at once; the wait for a first-frame resume has tests of its own.
+        _settings["Delivery:FirstFrameWait"] = "00:00:00";
         if (sharedPostgres is not null)
         {
             _settings["Storage:Provider"] = "Postgres";

@@ -19,6 +19,8 @@ internal static class ErrorCodes
     public const string MessageDeleted = "message_deleted";
     public const string ParticipantLimit = "participant_limit";
     public const string IdempotencyConflict = "idempotency_conflict";
+    public const string InvalidCursor = "invalid_cursor";
+    public const string CursorExpired = "cursor_expired";
     public const string PayloadTooLarge = "payload_too_large";
     public const string UnsupportedMediaType = "unsupported_media_type";
     public const string UnsupportedSubprotocol = "unsupported_subprotocol";
@@ -38,6 +40,7 @@ internal static class ErrorCodes
         403 => Forbidden,
         404 => NotFound,
         405 => MethodNotAllowed,
+        410 => CursorExpired,
         413 => PayloadTooLarge,
         415 => UnsupportedMediaType,
         429 => RateLimited,

@@ -19,11 +19,18 @@ internal static class FrameTypes
     public const string ParticipantUpdated = "participant_updated";
     public const string Pong = "pong";
     public const string Error = "error";
+    public const string HiddenEvent = "hidden_event";
+    public const string SyncComplete = "sync_complete";
+    public const string SyncReset = "sync_reset";
+    public const string Cursor = "cursor";
+    public const string MessageAck = "message_ack";
 
     // client -> server
     public const string ReadReceipt = "read_receipt";
     public const string Ping = "ping";
     public const string Ack = "ack";
+    public const string Resume = "resume";
+    public const string SendMessage = "send_message";
 
     /// <summary>The optional subprotocol; a client that offers none speaks v1.</summary>
     public const string SubprotocolV1 = "parley.v1";
@@ -40,6 +47,9 @@ internal static class CloseCodes
 
     /// <summary>The client sent a message larger than Limits:MaxFrameBytes.</summary>
     public const int MessageTooBig = 1009;
+
+    /// <summary>Storage failed while the server caught the device up: resume again after a short wait.</summary>
+    public const int TryAgainLater = 1013;
 
     /// <summary>The client did not read its frames fast enough; its send queue overflowed. Reconnect.</summary>
     public const int SlowConsumer = 4001;

@@ -7,13 +7,14 @@ namespace Parley.Server.Realtime.Protocol;
 
 // Server -> client payloads. Every conversation event carries conversation_id and its seq.
 
-internal sealed record ConnectedPayload(string ConnectionId, string UserId, string DeviceId, long HeartbeatIntervalMs, bool Acks);
+/// <summary><c>cursor</c>: the stream position a later resume continues from (see docs/delivery.md).</summary>
+internal sealed record ConnectedPayload(string ConnectionId, string UserId, string DeviceId, long HeartbeatIntervalMs, bool Acks, string Cursor);
 
 internal sealed record ConversationCreatedPayload(Conversation Conversation, long Seq, DateTimeOffset Timestamp);
 
 internal sealed record NewMessagePayload(Message Message, DateTimeOffset Timestamp);
 
-internal sealed record MessageEditedPayload(Message Message, long Seq, DateTimeOffset Timestamp);
+internal sealed record MessageEditedPayload(Message Message, Guid ConversationId, long Seq, DateTimeOffset Timestamp);
 
 internal sealed record MessageDeletedPayload(Guid MessageId, Guid ConversationId, long Seq, string DeletedBy, DateTimeOffset Timestamp);
 
@@ -30,8 +31,22 @@ internal sealed record ParticipantUpdatedPayload(Guid ConversationId, long Seq, 
 
 internal sealed record PongPayload(DateTimeOffset Timestamp);
 
-/// <summary><see cref="Id"/> is the client frame's id as JSON text (see <see cref="ClientFrame.Id"/>), written as is.</summary>
-internal sealed record ErrorPayload(string Code, string Message, [property: JsonConverter(typeof(RawJsonConverter))] string? Id);
+/// <summary>
+/// <see cref="Id"/> is the client frame's id as JSON text (see <see cref="ClientFrame.Id"/>), written as is;
+/// <see cref="ClientMessageId"/> names the send that failed (send_message only).
+/// </summary>
+internal sealed record ErrorPayload(
+    string Code, string Message, [property: JsonConverter(typeof(RawJsonConverter))] string? Id, string? ClientMessageId = null);
+
+/// <summary>A position of the conversation whose event the member may not see (it concerns history from before the member joined).</summary>
+internal sealed record HiddenEventPayload(Guid ConversationId, long Seq, DateTimeOffset Timestamp);
+
+/// <summary><c>sync_complete</c> and <c>cursor</c>.</summary>
+internal sealed record CursorPayload(string Cursor);
+
+internal sealed record SyncResetPayload(string Cursor, string Reason);
+
+internal sealed record MessageAckPayload(string ClientMessageId, Message Message);
 
 /// <summary>Writes a string that already is a JSON value without quoting it again.</summary>
 internal sealed class RawJsonConverter : JsonConverter<string>
@@ -54,6 +69,11 @@ internal sealed class TypingFrame
     public string? ConversationId { get; set; }
 
     public bool? IsTyping { get; set; }
+}
+
+internal sealed class ResumeFrame
+{
+    public string? Cursor { get; set; }
 }
 
 internal sealed class AckFrame

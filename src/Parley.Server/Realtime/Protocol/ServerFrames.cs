@@ -1,16 +1,26 @@
 using Parley.Server.Hosting;
+using Parley.Server.Messages;
 
 namespace Parley.Server.Realtime.Protocol;
 
 /// <summary>Frames addressed to one socket (not fanned out).</summary>
 internal static class Frames
 {
-    public static OutboundFrame Error(string code, string message, string? id) =>
-        new(FrameWriter.Serialize(FrameTypes.Error, new ErrorPayload(code, message, id), ParleyJsonContext.Default.ErrorPayload));
+    public static OutboundFrame Error(string code, string message, string? id, string? clientMessageId = null) =>
+        new(FrameWriter.Serialize(FrameTypes.Error, new ErrorPayload(code, message, id, clientMessageId), ParleyJsonContext.Default.ErrorPayload));
 
     public static OutboundFrame Pong(DateTimeOffset now) =>
         new(FrameWriter.Serialize(FrameTypes.Pong, new PongPayload(now), ParleyJsonContext.Default.PongPayload));
 
     public static OutboundFrame Connected(ConnectedPayload payload) =>
         new(FrameWriter.Serialize(FrameTypes.Connected, payload, ParleyJsonContext.Default.ConnectedPayload));
+
+    public static OutboundFrame Cursor(string type, string cursor) =>
+        new(FrameWriter.Serialize(type, new CursorPayload(cursor), ParleyJsonContext.Default.CursorPayload));
+
+    public static OutboundFrame SyncReset(string cursor, string reason) =>
+        new(FrameWriter.Serialize(FrameTypes.SyncReset, new SyncResetPayload(cursor, reason), ParleyJsonContext.Default.SyncResetPayload));
+
+    public static OutboundFrame MessageAck(string clientMessageId, Message message) =>
+        new(FrameWriter.Serialize(FrameTypes.MessageAck, new MessageAckPayload(clientMessageId, message), ParleyJsonContext.Default.MessageAckPayload));
 }

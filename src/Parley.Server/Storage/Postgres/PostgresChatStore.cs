@@ -88,6 +88,9 @@ internal sealed class PostgresDialect : SqlDialect
 
     public override string LockConversationSql => "SELECT 1 FROM conversations WHERE id = @c FOR UPDATE";
 
+    // Transaction-scoped: released at commit; an instance that does not get it skips this pass.
+    public override string SequencerLockSql => "SELECT pg_try_advisory_xact_lock(7102019)";
+
     public override void BindGuid(DbCommand command, string name, Guid? value) =>
         Add(command, name, NpgsqlDbType.Uuid, value);
 

@@ -19,7 +19,7 @@ namespace Parley.Server.Storage.Sql;
 /// except delivered batches, which lock theirs in id order: no deadlocks.
 /// </para>
 /// </summary>
-internal abstract class SqlChatStore(SqlDialect dialect) : IChatStore
+internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
 {
     private volatile bool _migrated;
 
@@ -239,8 +239,9 @@ internal abstract class SqlChatStore(SqlDialect dialect) : IChatStore
                         evt = new ConversationEvent(conversationId, seq, EventTypes.ParticipantAdded, null, actorId, add.UserId, add.Role, now);
                         break;
                     case MembershipChange.Remove remove:
-                        await s.Sql("UPDATE participants SET left_at = @now WHERE conversation_id = @c AND user_id = @u AND left_at IS NULL")
-                            .With("@now", now).With("@c", conversationId).With("@u", remove.UserId).ExecuteAsync(cancellationToken);
+                        // left_seq: the removal is the last position the removed member receives.
+                        await s.Sql("UPDATE participants SET left_at = @now, left_seq = @seq WHERE conversation_id = @c AND user_id = @u AND left_at IS NULL")
+                            .With("@now", now).With("@seq", seq).With("@c", conversationId).With("@u", remove.UserId).ExecuteAsync(cancellationToken);
                         evt = new ConversationEvent(conversationId, seq, EventTypes.ParticipantRemoved, null, actorId, remove.UserId, null, now);
                         break;
                     case MembershipChange.SetRole setRole:
@@ -279,7 +280,17 @@ internal abstract class SqlChatStore(SqlDialect dialect) : IChatStore
                     .FirstOrDefaultAsync(r => r.Message(), cancellationToken);
             }
 
-            if (check(new SendFacts(snapshot, replyTarget, existing)) is { } error)
+            MessageVersion? original = null;
+            if (existing is { EditedAt: not null, DeletedAt: null })
+            {
+                original = await s.Sql("SELECT version, content, mentions, created_at, replaced_at FROM message_edits WHERE message_id = @id AND version = 1")
+                    .With("@id", existing.Id)
+                    .FirstOrDefaultAsync(
+                        r => new MessageVersion(r.Int(0), r.NullableString(1), r.Json(2, ParleyJsonContext.Default.IReadOnlyListMention), r.Time(3), r.Time(4)),
+                        cancellationToken);
+            }
+
+            if (check(new SendFacts(snapshot, replyTarget, existing, original)) is { } error)
             {
                 return error;
             }
@@ -302,7 +313,7 @@ internal abstract class SqlChatStore(SqlDialect dialect) : IChatStore
                 WHERE conversation_id = @c AND left_at IS NULL AND user_id <> @s;
                 UPDATE participants
                 SET read_seq = @seq, read_message_id = @id, delivered_seq = @seq, delivered_message_id = @id, unread_count = 0,
-                    last_activity_at = @now
+                    last_activity_at = @now, receipts_at = @now
                 WHERE conversation_id = @c AND user_id = @s AND left_at IS NULL;
                 """)
                 .With("@id", message.Id).With("@c", message.ConversationId).With("@seq", seq).With("@s", message.SenderId)
@@ -436,14 +447,14 @@ internal abstract class SqlChatStore(SqlDialect dialect) : IChatStore
             await s.Sql(
                 """
                 UPDATE participants
-                SET read_seq = @seq, read_message_id = @id, delivered_seq = @dseq, delivered_message_id = @did,
+                SET read_seq = @seq, read_message_id = @id, delivered_seq = @dseq, delivered_message_id = @did, receipts_at = @now,
                     unread_count = (SELECT COUNT(*) FROM messages m
                                     WHERE m.conversation_id = @c AND m.seq > @seq AND m.seq > @joined
                                       AND m.sender_id <> @u AND m.deleted_at IS NULL)
                 WHERE conversation_id = @c AND user_id = @u
                 """)
                 .With("@seq", message.Seq).With("@id", message.Id).With("@dseq", deliveredTo).With("@did", deliveredId)
-                .With("@c", conversationId).With("@u", userId).With("@joined", before.JoinedSeq)
+                .With("@c", conversationId).With("@u", userId).With("@joined", before.JoinedSeq).With("@now", now)
                 .ExecuteAsync(cancellationToken);
             var after = (await LoadMemberAsync(s, conversationId, userId, cancellationToken))!;
             var senders = after.DeliveredSeq > before.DeliveredSeq
@@ -489,8 +500,9 @@ internal abstract class SqlChatStore(SqlDialect dialect) : IChatStore
                     continue;
                 }
 
-                await s.Sql("UPDATE participants SET delivered_seq = @seq, delivered_message_id = @id WHERE conversation_id = @c AND user_id = @u")
-                    .With("@seq", target.Item2).With("@id", target.Item1).With("@c", report.ConversationId).With("@u", report.UserId)
+                await s.Sql(
+                    "UPDATE participants SET delivered_seq = @seq, delivered_message_id = @id, receipts_at = @now WHERE conversation_id = @c AND user_id = @u")
+                    .With("@seq", target.Item2).With("@id", target.Item1).With("@c", report.ConversationId).With("@u", report.UserId).With("@now", now)
                     .ExecuteAsync(cancellationToken);
                 var after = before with { DeliveredSeq = target.Item2, DeliveredMessageId = target.Item1 };
                 var senders = await SendersBetweenAsync(s, report.ConversationId, report.UserId, from, target.Item2, cancellationToken);

@@ -28,6 +28,12 @@ internal abstract class SqlDialect
     /// <summary>SQL run at the start of a write transaction to hold the conversation until commit (empty when the transaction already excludes every other writer).</summary>
     public abstract string LockConversationSql { get; }
 
+    /// <summary>
+    /// Run first in the sequencer's transaction; answers true when this transaction may assign positions
+    /// (PostgreSQL: a transaction-scoped advisory lock, so one instance at a time).
+    /// </summary>
+    public abstract string SequencerLockSql { get; }
+
     protected static DateTimeOffset Milliseconds(DateTimeOffset value) =>
         DateTimeOffset.FromUnixTimeMilliseconds(value.ToUnixTimeMilliseconds());
 }

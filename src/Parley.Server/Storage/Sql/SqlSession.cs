@@ -130,6 +130,8 @@ internal readonly struct SqlRow(DbDataReader reader, SqlDialect dialect)
 
     public long Long(int ordinal) => Convert.ToInt64(reader.GetValue(ordinal), System.Globalization.CultureInfo.InvariantCulture);
 
+    public long? NullableLong(int ordinal) => reader.IsDBNull(ordinal) ? null : Long(ordinal);
+
     public int Int(int ordinal) => Convert.ToInt32(reader.GetValue(ordinal), System.Globalization.CultureInfo.InvariantCulture);
 
     public T? Json<T>(int ordinal, JsonTypeInfo<T> typeInfo)

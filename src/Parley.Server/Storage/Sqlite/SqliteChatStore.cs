@@ -71,6 +71,8 @@ internal sealed class SqliteDialect : SqlDialect
     // The store's single writer already excludes every other writer for the whole transaction.
     public override string LockConversationSql => string.Empty;
 
+    public override string SequencerLockSql => "SELECT 1";
+
     public override void BindGuid(DbCommand command, string name, Guid? value) =>
         BindText(command, name, value?.ToString("D"));
 

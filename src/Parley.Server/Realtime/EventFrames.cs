@@ -1,0 +1,84 @@
+using Parley.Server.Conversations;
+using Parley.Server.Hosting;
+using Parley.Server.Messages;
+using Parley.Server.Realtime.Protocol;
+using Parley.Server.Storage;
+
+namespace Parley.Server.Realtime;
+
+/// <summary>
+/// The frames of conversation events, built the same way for the live stream and for catch-up, so that a
+/// replayed event is byte-for-byte the frame a connected device got (but for current content).
+/// </summary>
+internal static class EventFrames
+{
+    public static OutboundFrame ConversationCreated(Conversation conversation, long seq, DateTimeOffset timestamp) =>
+        new(
+            FrameWriter.Serialize(
+                FrameTypes.ConversationCreated, new ConversationCreatedPayload(conversation, seq, timestamp), ParleyJsonContext.Default.ConversationCreatedPayload),
+            conversation.Id,
+            seq);
+
+    public static OutboundFrame NewMessage(Message message, DateTimeOffset timestamp) =>
+        new(
+            FrameWriter.Serialize(FrameTypes.NewMessage, new NewMessagePayload(message, timestamp), ParleyJsonContext.Default.NewMessagePayload),
+            message.ConversationId,
+            seq: message.Seq,
+            deliverySeq: message.Seq,
+            senderId: message.SenderId);
+
+    public static OutboundFrame MessageEdited(Message message, long seq, DateTimeOffset timestamp) =>
+        new(
+            FrameWriter.Serialize(
+                FrameTypes.MessageEdited, new MessageEditedPayload(message, message.ConversationId, seq, timestamp), ParleyJsonContext.Default.MessageEditedPayload),
+            message.ConversationId,
+            seq);
+
+    public static OutboundFrame MessageDeleted(Guid messageId, Guid conversationId, long seq, string deletedBy, DateTimeOffset timestamp) =>
+        new(
+            FrameWriter.Serialize(
+                FrameTypes.MessageDeleted, new MessageDeletedPayload(messageId, conversationId, seq, deletedBy, timestamp),
+                ParleyJsonContext.Default.MessageDeletedPayload),
+            conversationId,
+            seq);
+
+    /// <summary>A position whose event the recipient may not see: it fills the position without content.</summary>
+    public static OutboundFrame Hidden(Guid conversationId, long seq, DateTimeOffset timestamp) =>
+        new(
+            FrameWriter.Serialize(FrameTypes.HiddenEvent, new HiddenEventPayload(conversationId, seq, timestamp), ParleyJsonContext.Default.HiddenEventPayload),
+            conversationId,
+            seq);
+
+    /// <summary>participant_added, participant_removed or participant_updated, from the stored event.</summary>
+    public static OutboundFrame Participant(ConversationEvent evt) => evt.Type switch
+    {
+        EventTypes.ParticipantAdded => new(
+            FrameWriter.Serialize(
+                FrameTypes.ParticipantAdded,
+                new ParticipantAddedPayload(evt.ConversationId, evt.Seq, evt.UserId!, evt.Role!, evt.ActorId, evt.CreatedAt),
+                ParleyJsonContext.Default.ParticipantAddedPayload),
+            evt.ConversationId,
+            evt.Seq),
+        EventTypes.ParticipantRemoved => new(
+            FrameWriter.Serialize(
+                FrameTypes.ParticipantRemoved,
+                new ParticipantRemovedPayload(evt.ConversationId, evt.Seq, evt.UserId!, evt.ActorId, evt.CreatedAt),
+                ParleyJsonContext.Default.ParticipantRemovedPayload),
+            evt.ConversationId,
+            evt.Seq),
+        EventTypes.ParticipantUpdated => new(
+            FrameWriter.Serialize(
+                FrameTypes.ParticipantUpdated,
+                new ParticipantUpdatedPayload(evt.ConversationId, evt.Seq, evt.UserId!, evt.Role!, evt.ActorId, evt.CreatedAt),
+                ParleyJsonContext.Default.ParticipantUpdatedPayload),
+            evt.ConversationId,
+            evt.Seq),
+        _ => throw new ArgumentException($"{evt.Type} is not a participant event.", nameof(evt)),
+    };
+
+    /// <summary><c>message_delivered</c> or <c>message_read</c>: the user has everything up to and including the message.</summary>
+    public static OutboundFrame Receipt(string type, Guid conversationId, string userId, Guid messageId, long upToSeq, DateTimeOffset timestamp) =>
+        new(
+            FrameWriter.Serialize(type, new ReceiptPayload(conversationId, userId, messageId, upToSeq, timestamp), ParleyJsonContext.Default.ReceiptPayload),
+            conversationId);
+}

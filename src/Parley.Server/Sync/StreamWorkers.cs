@@ -1,0 +1,72 @@
+using Microsoft.Extensions.Options;
+using Parley.Server.Realtime;
+using Parley.Server.Storage;
+
+namespace Parley.Server.Sync;
+
+/// <summary>
+/// The stream sequencer: gives committed events their stream positions, a batch at a time. Every instance
+/// runs one; the store lets one at a time work (on PostgreSQL a transaction-scoped advisory lock), so a
+/// crashed instance's role is taken over at the next pass of another.
+/// </summary>
+internal sealed partial class StreamSequencer(
+    IChatStore store, StorageState storage, IOptions<DeliveryOptions> options, TimeProvider time, ILogger<StreamSequencer> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var settings = options.Value;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                var positioned = storage.IsReady ? await store.AssignPositionsAsync(settings.SequencerBatch, stoppingToken) : 0;
+                if (positioned < settings.SequencerBatch)
+                {
+                    await Task.Delay(settings.SequencerInterval, time, stoppingToken);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or InvalidOperationException)
+            {
+                Log.Failed(logger, ex.Message);
+                await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 6101, Level = LogLevel.Warning, Message = "Stream sequencer pass failed: {Reason}; retrying")]
+        public static partial void Failed(ILogger logger, string reason);
+    }
+}
+
+/// <summary>Every <see cref="DeliveryOptions.CursorInterval"/>, offers a fresh cursor to the sockets that received sequenced events.</summary>
+internal sealed class CursorTicker(ConnectionHub hub, SyncService sync, IOptions<DeliveryOptions> options, TimeProvider time) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(options.Value.CursorInterval, time, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            foreach (var connection in hub.Connections())
+            {
+                if (connection.Cursors.Enabled && connection.Cursors.SentSinceCursor)
+                {
+                    await sync.TryAdvanceCursorAsync(connection, stoppingToken);
+                }
+            }
+        }
+    }
+}

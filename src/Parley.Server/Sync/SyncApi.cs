@@ -1,0 +1,37 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+using Parley.Server.Hosting;
+using Parley.Server.Hosting.Auth;
+
+namespace Parley.Server.Sync;
+
+internal static class SyncApi
+{
+    public static IEndpointRouteBuilder MapSync(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/api/v1/sync").RequireAuthorization().WithTags("Sync").ProducesProblems();
+        api.MapGet("/", ReadAsync)
+            .WithSummary("Events the device missed after its cursor (docs/delivery.md)")
+            .WithDescription("The same frames the WebSocket carries, in the same order; 410 cursor_expired when the cursor cannot be resumed.")
+            .ProducesProblem(StatusCodes.Status410Gone);
+        api.MapGet("/cursor", CurrentAsync).WithSummary("The current stream position, to follow changes from now");
+        return app;
+    }
+
+    public static IHostApplicationBuilder AddSync(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<DeliveryOptions>().BindConfiguration(DeliveryOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<DeliveryOptions>, DeliveryOptionsValidator>();
+        builder.Services.AddSingleton<SyncService>();
+        builder.Services.AddHostedService<StreamSequencer>();
+        builder.Services.AddHostedService<CursorTicker>();
+        return builder;
+    }
+
+    private static async Task<Results<Ok<SyncPage>, ProblemHttpResult>> ReadAsync(
+        Caller caller, string? cursor, string? limit, SyncService sync, CancellationToken cancellationToken) =>
+        ApiResults.Ok(await sync.ReadPageAsync(caller, cursor, limit, cancellationToken));
+
+    private static async Task<Ok<CursorResponse>> CurrentAsync(SyncService sync, CancellationToken cancellationToken) =>
+        TypedResults.Ok(new CursorResponse((await sync.CurrentAsync(cancellationToken)).Encode()));
+}
