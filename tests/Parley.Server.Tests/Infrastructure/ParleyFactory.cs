@@ -68,6 +68,7 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
 
     // This server's own PostgreSQL database (dropped with it) when the suite runs against PostgreSQL.
     private readonly string? _ownedPostgres;
+    private bool _keepData;
 
     public FakeTimeProvider? Time { get; }
 
@@ -160,9 +161,27 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
         });
     }
 
+    /// <summary>The settings that locate this server's data: another server given them serves the same data (a restart).</summary>
+    public Dictionary<string, string?> StorageSettings() =>
+        _settings.Where(s => s.Key.StartsWith("Storage:", StringComparison.OrdinalIgnoreCase) || s.Key.StartsWith("ConnectionStrings:", StringComparison.OrdinalIgnoreCase))
+            .ToDictionary(s => s.Key, s => s.Value, StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Stops the server but keeps its database, for a server started on the same <see cref="StorageSettings"/>.</summary>
+    public ValueTask DisposeKeepingDataAsync()
+    {
+        _keepData = true;
+        return DisposeAsync();
+    }
+
     public override async ValueTask DisposeAsync()
     {
         await base.DisposeAsync();
+        if (_keepData)
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            return;
+        }
+
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         if (_ownedPostgres is not null)
         {

@@ -1,0 +1,340 @@
+using System.Net;
+using System.Text.Json;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// Resuming with a cursor (docs/delivery.md): every event missed while away, in seq order per conversation,
+/// then sync_complete, then live, with nothing lost or doubled between catch-up and live.
+/// </summary>
+public sealed class ResumeTests : IAsyncLifetime
+{
+    private readonly ParleyFactory _factory = new(s => s["Delivery:CursorInterval"] = "00:00:00.200");
+
+    public ValueTask InitializeAsync()
+    {
+        _factory.StartKestrel();
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    [Fact]
+    public async Task Resume_AfterAShortAbsence_SendsEveryMissedEventInOrderThenSyncCompleteThenLive()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateGroupAsync("trip", "bob", "carol");
+        string cursor;
+        await using (var bob = await WsClient.ConnectAsync(_factory, "bob", "acks=true"))
+        {
+            cursor = bob.Connected.GetProperty("cursor").GetString()!;
+        }
+
+        // While Bob is away: messages, an edit, a delete, a membership change.
+        var first = await alice.SendTextAsync(conversation.Id, "one");
+        var second = await alice.SendTextAsync(conversation.Id, "two");
+        await alice.PutAsync($"/api/v1/messages/{first.Id}", new { content = "one, edited" });
+        await alice.DeleteAsync($"/api/v1/messages/{second.Id}");
+        await alice.PostAsync($"/api/v1/conversations/{conversation.Id}/participants", new { user_ids = new[] { "dave" } });
+
+        await using var resumed = await WsClient.ConnectAsync(_factory, "bob", $"acks=true&cursor={cursor}");
+        var complete = await resumed.NextAsync("sync_complete");
+        var live = await alice.SendTextAsync(conversation.Id, "three");
+        await resumed.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == live.Id);
+
+        var frames = resumed.All().Skip(1).ToList();
+        var types = frames.Select(f => f.GetProperty("type").GetString()).ToList();
+        var syncAt = types.IndexOf("sync_complete");
+        // The creation may come again (the fresh socket's cursor was taken before the sequencer positioned it): at least once.
+        var caughtUp = frames.Take(syncAt).Where(IsSequenced).Where(f => Seq(f) > 1).Select(f => (Type: f.GetProperty("type").GetString(), Seq: Seq(f))).ToList();
+        Assert.Equal(
+            [("new_message", first.Seq), ("new_message", second.Seq), ("message_edited", second.Seq + 1), ("message_deleted", second.Seq + 2), ("participant_added", second.Seq + 3)],
+            caughtUp);
+        // The replayed new_message carries the message as it is now: edited, or a tombstone.
+        Assert.Equal("one, edited", frames[types.IndexOf("new_message")].GetProperty("payload").GetProperty("message").GetProperty("content").GetString());
+        Assert.Equal(JsonValueKind.Null, frames[types.LastIndexOf("new_message", syncAt)].GetProperty("payload").GetProperty("message").GetProperty("content").ValueKind);
+        Assert.True(types.IndexOf("new_message", syncAt) > syncAt, "the live message came after sync_complete");
+        Assert.NotEqual(cursor, complete.GetProperty("cursor").GetString());
+    }
+
+    [Fact]
+    public async Task Resume_FromTheCursorOfSyncComplete_DeliversNothingTwice()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        var cursor = await CurrentCursorAsync("bob");
+        await alice.SendTextAsync(conversation.Id, "one");
+        await WaitUntilPositionedAsync("bob", cursor, 1);
+        string next;
+        await using (var bob = await WsClient.ConnectAsync(_factory, "bob", $"cursor={cursor}"))
+        {
+            next = (await bob.NextAsync("sync_complete")).GetProperty("cursor").GetString()!;
+            Assert.Single(bob.All(), f => f.GetProperty("type").GetString() == "new_message");
+        }
+
+        await using var again = await WsClient.ConnectAsync(_factory, "bob", $"cursor={next}");
+        await again.NextAsync("sync_complete");
+
+        Assert.DoesNotContain(again.All(), f => f.GetProperty("type").GetString() == "new_message");
+    }
+
+    [Fact]
+    public async Task Resume_WhileMessagesKeepArriving_EveryPositionExactlyOnceInOrder()
+    {
+        using var alice = _factory.Api("alice");
+        using var carol = _factory.Api("carol");
+        var conversation = await alice.CreateGroupAsync("busy", "bob", "carol");
+        var cursor = await CurrentCursorAsync("bob");
+        for (var i = 0; i < 30; i++)
+        {
+            await alice.SendTextAsync(conversation.Id, $"before {i}");
+        }
+
+        // Senders keep going while Bob resumes: some events come through catch-up, some live, some both.
+        using var stop = new CancellationTokenSource();
+        var sent = new List<long>();
+        var senders = new[] { alice, carol }.Select(api => Task.Run(async () =>
+        {
+            var mine = new List<long>();
+            for (var i = 0; i < 25 && !stop.IsCancellationRequested; i++)
+            {
+                mine.Add((await api.SendTextAsync(conversation.Id, $"during {i}")).Seq);
+            }
+
+            return mine;
+        }, CancellationToken.None)).ToList();
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob", $"cursor={cursor}");
+        foreach (var result in await Task.WhenAll(senders))
+        {
+            sent.AddRange(result);
+        }
+
+        var last = await alice.SendTextAsync(conversation.Id, "last");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("seq").GetInt64() == last.Seq);
+
+        var seqs = bob.All().Where(f => f.GetProperty("type").GetString() == "new_message").Select(Seq).ToList();
+        var expected = Enumerable.Range(2, (int)last.Seq - 1).Select(s => (long)s).ToList();
+        Assert.Equal(expected, seqs);
+    }
+
+    [Fact]
+    public async Task Resume_ConversationJoinedWhileAway_StartsWithTheJoiningAndHidesEditsOfOlderHistory()
+    {
+        using var alice = _factory.Api("alice");
+        var group = await alice.CreateGroupAsync("old group", "bob");
+        var old = await alice.SendTextAsync(group.Id, "before carol");
+        var cursor = await CurrentCursorAsync("carol");
+
+        await alice.PostAsync($"/api/v1/conversations/{group.Id}/participants", new { user_ids = new[] { "carol" } });
+        await alice.PutAsync($"/api/v1/messages/{old.Id}", new { content = "edited before carol's eyes" });
+        var visible = await alice.SendTextAsync(group.Id, "for carol too");
+
+        await using var carol = await WsClient.ConnectAsync(_factory, "carol", $"cursor={cursor}");
+        await carol.NextAsync("sync_complete");
+
+        var frames = carol.All().Where(IsSequenced).Where(f => Conversation(f) == group.Id).ToList();
+        Assert.Equal(["participant_added", "hidden_event", "new_message"], frames.Select(f => f.GetProperty("type").GetString()));
+        Assert.Equal([old.Seq + 1, old.Seq + 2, visible.Seq], frames.Select(Seq));
+        Assert.DoesNotContain("before carol", string.Join(" ", frames.Select(f => f.GetRawText())), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Resume_RemovedWhileAway_GetsEventsUpToItsRemovalAndNothingAfter()
+    {
+        using var alice = _factory.Api("alice");
+        var group = await alice.CreateGroupAsync("kicked", "bob");
+        var cursor = await CurrentCursorAsync("bob");
+        var before = await alice.SendTextAsync(group.Id, "you will see this");
+        await alice.DeleteAsync($"/api/v1/conversations/{group.Id}/participants/bob");
+        await alice.SendTextAsync(group.Id, "but not this");
+
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob", $"cursor={cursor}");
+        await bob.NextAsync("sync_complete");
+
+        var frames = bob.All().Where(IsSequenced).Where(f => Conversation(f) == group.Id && Seq(f) > 1).ToList();
+        Assert.Equal(["new_message", "participant_removed"], frames.Select(f => f.GetProperty("type").GetString()));
+        Assert.Equal([before.Seq, before.Seq + 1], frames.Select(Seq));
+    }
+
+    [Fact]
+    public async Task Resume_ReadReceiptsWhileAway_AreSentAsCurrentWatermarks()
+    {
+        using var alice = _factory.Api("alice");
+        using var bob = _factory.Api("bob");
+        var conversation = await alice.CreateDirectAsync("bob");
+        var message = await alice.SendTextAsync(conversation.Id, "read me");
+        var cursor = await CurrentCursorAsync("alice");
+        await bob.MarkReadAsync(message.Id);
+
+        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", $"cursor={cursor}");
+        await aliceLaptop.NextAsync("sync_complete");
+
+        var read = aliceLaptop.All().Single(f => f.GetProperty("type").GetString() == "message_read" && f.GetProperty("payload").GetProperty("user_id").GetString() == "bob");
+        Assert.Equal(message.Id, read.GetProperty("payload").GetProperty("message_id").GetGuid());
+        Assert.Equal(message.Seq, read.GetProperty("payload").GetProperty("up_to_seq").GetInt64());
+    }
+
+    [Fact]
+    public async Task ResumeFrame_AsTheFirstFrame_CatchesUpBeforeAnyLiveEvent()
+    {
+        await using var factory = new ParleyFactory(s => s["Delivery:FirstFrameWait"] = "00:00:05");
+        factory.StartKestrel();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        var cursor = await CurrentCursorAsync(factory, "bob");
+        var missed = await alice.SendTextAsync(conversation.Id, "missed");
+
+        await using var bob = await WsClient.ConnectAsync(factory, "bob");
+        var meanwhile = await alice.SendTextAsync(conversation.Id, "sent before the resume frame");
+        await bob.SendAsync("resume", new { cursor });
+        await bob.NextAsync("sync_complete");
+        var live = await alice.SendTextAsync(conversation.Id, "after the catch-up");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == live.Id);
+
+        // Nothing reached the socket before the catch-up: the held live copy of "meanwhile" was dropped as a duplicate.
+        var order = bob.All().Skip(1)
+            .Where(f => f.GetProperty("type").GetString() is "new_message" or "sync_complete")
+            .Select(f => f.GetProperty("type").GetString() == "new_message" ? Seq(f) : 0L).ToList();
+        Assert.Equal([missed.Seq, meanwhile.Seq, 0L, live.Seq], order);
+    }
+
+    [Fact]
+    public async Task ResumeFrame_NotFirst_IsRefusedAndTheConnectionStaysOpen()
+    {
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob");
+        await bob.SendAsync("ping", new { });
+        await bob.NextAsync("pong");
+
+        await bob.SendAsync("{\"type\":\"resume\",\"id\":\"r1\",\"payload\":{\"cursor\":\"" + await CurrentCursorAsync("bob") + "\"}}");
+
+        var error = await bob.NextAsync("error");
+        Assert.Equal("invalid_frame", error.GetProperty("code").GetString());
+        Assert.Equal("r1", error.GetProperty("id").GetString());
+        await bob.SendAsync("ping", new { });
+        await bob.NextAsync("pong");
+    }
+
+    [Fact]
+    public async Task Connect_MalformedCursor_Returns400WithoutUpgrade()
+    {
+        await Handshake.AssertRefusedAsync(
+            _factory.WebSocketUri("cursor=not-a-cursor"),
+            HttpStatusCode.BadRequest,
+            o => o.SetRequestHeader("Authorization", "Bearer " + ParleyFactory.Token("bob")));
+    }
+
+    [Fact]
+    public async Task Resume_CursorOlderThanTheRetention_GetsSyncResetWithAFreshCursorAndLiveEvents()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        Assert.True(Sync.Cursor.TryDecode(await CurrentCursorAsync("bob"), out var current));
+        var old = (current! with { IssuedAt = DateTimeOffset.UtcNow.AddDays(-31) }).Encode();
+
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob", $"cursor={old}");
+        var reset = await bob.NextAsync("sync_reset");
+        var live = await alice.SendTextAsync(conversation.Id, "after the reset");
+
+        Assert.False(string.IsNullOrEmpty(reset.GetProperty("reason").GetString()));
+        Assert.NotEqual(old, reset.GetProperty("cursor").GetString());
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == live.Id);
+        Assert.DoesNotContain(bob.All(), f => f.GetProperty("type").GetString() == "sync_complete");
+        using var api = _factory.Api("bob");
+        await ParleyApi.ProblemAsync(await api.GetAsync($"/api/v1/sync?cursor={old}"), HttpStatusCode.Gone, "cursor_expired");
+    }
+
+    [Fact]
+    public async Task Resume_CursorOfAnotherDeployment_IsExpired()
+    {
+        Assert.True(Sync.Cursor.TryDecode(await CurrentCursorAsync("bob"), out var current));
+        var foreign = (current! with { Epoch = Guid.NewGuid() }).Encode();
+
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob", $"cursor={foreign}");
+        await bob.NextAsync("sync_reset");
+        using var api = _factory.Api("bob");
+        await ParleyApi.ProblemAsync(await api.GetAsync($"/api/v1/sync?cursor={foreign}"), HttpStatusCode.Gone, "cursor_expired");
+    }
+
+    [Fact]
+    public async Task Cursor_WhileEventsFlow_ArrivesPeriodicallyAndCoversWhatWasReceived()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob", "acks=true");
+        var message = await alice.SendTextAsync(conversation.Id, "hello");
+        await bob.NextAsync("new_message");
+
+        var cursor = (await bob.NextAsync("cursor")).GetProperty("cursor").GetString()!;
+
+        // Resuming from it replays nothing already received.
+        await using var laptop = await WsClient.ConnectAsync(_factory, "bob", $"cursor={cursor}");
+        await laptop.NextAsync("sync_complete");
+        Assert.DoesNotContain(laptop.All(), f => f.GetProperty("type").GetString() == "new_message" && Seq(f) == message.Seq);
+    }
+
+    [Fact]
+    public async Task Ack_RepliedWithACursorCoveringTheAcknowledgedEvents()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob", "acks=true");
+        var message = await alice.SendTextAsync(conversation.Id, "ack me");
+        await bob.NextAsync("new_message");
+        await WaitUntilPositionedAsync("bob", bob.Connected.GetProperty("cursor").GetString()!, 1);
+
+        await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = message.Seq });
+
+        var cursor = (await bob.NextAsync("cursor")).GetProperty("cursor").GetString()!;
+        using var api = _factory.Api("bob");
+        var sync = await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync($"/api/v1/sync?cursor={cursor}"));
+        Assert.DoesNotContain(sync.GetProperty("events").EnumerateArray(), e => e.GetProperty("type").GetString() == "new_message");
+    }
+
+    private static bool IsSequenced(JsonElement frame) =>
+        frame.GetProperty("type").GetString() is "conversation_created" or "new_message" or "message_edited" or "message_deleted"
+            or "participant_added" or "participant_removed" or "participant_updated" or "hidden_event";
+
+    private static long Seq(JsonElement frame)
+    {
+        var payload = frame.GetProperty("payload");
+        return frame.GetProperty("type").GetString() == "new_message"
+            ? payload.GetProperty("message").GetProperty("seq").GetInt64()
+            : payload.GetProperty("seq").GetInt64();
+    }
+
+    private static Guid Conversation(JsonElement frame)
+    {
+        var payload = frame.GetProperty("payload");
+        return payload.TryGetProperty("conversation_id", out var id) ? id.GetGuid()
+            : payload.TryGetProperty("message", out var message) ? message.GetProperty("conversation_id").GetGuid()
+            : payload.GetProperty("conversation").GetProperty("id").GetGuid();
+    }
+
+    private Task<string> CurrentCursorAsync(string userId) => CurrentCursorAsync(_factory, userId);
+
+    private static async Task<string> CurrentCursorAsync(ParleyFactory factory, string userId)
+    {
+        using var api = factory.Api(userId);
+        return (await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync("/api/v1/sync/cursor"))).GetProperty("cursor").GetString()!;
+    }
+
+    /// <summary>Waits until at least <paramref name="count"/> events of the user after the cursor have stream positions.</summary>
+    private async Task WaitUntilPositionedAsync(string userId, string cursor, int count)
+    {
+        using var api = _factory.Api(userId);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (DateTime.UtcNow < deadline)
+        {
+            var page = await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync($"/api/v1/sync?cursor={cursor}"));
+            if (page.GetProperty("events").EnumerateArray().Count(IsSequenced) >= count)
+            {
+                return;
+            }
+
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        Assert.Fail("events were not positioned within 10 s");
+    }
+}

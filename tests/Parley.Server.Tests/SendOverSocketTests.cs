@@ -1,0 +1,139 @@
+using System.Net;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary><c>send_message</c> over the WebSocket: acknowledged by <c>message_ack</c>, idempotent by client_message_id.</summary>
+public sealed class SendOverSocketTests : IAsyncLifetime
+{
+    private ParleyFactory _factory = new();
+
+    public ValueTask InitializeAsync()
+    {
+        _factory.StartKestrel();
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    [Fact]
+    public async Task SendMessage_IsAcknowledgedWithTheMessageAndDeliveredToEveryDevice()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var aliceSocket = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobSocket = await WsClient.ConnectAsync(_factory, "bob");
+
+        await aliceSocket.SendAsync("send_message", new { conversation_id = conversation.Id, message_type = "text", content = "hi", client_message_id = "c-1" });
+
+        var ack = await aliceSocket.NextAsync("message_ack");
+        Assert.Equal("c-1", ack.GetProperty("client_message_id").GetString());
+        Assert.Equal("hi", ack.GetProperty("message").GetProperty("content").GetString());
+        var id = ack.GetProperty("message").GetProperty("id").GetGuid();
+        await bobSocket.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == id);
+        await aliceSocket.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == id);
+    }
+
+    [Fact]
+    public async Task SendMessage_RetriedWithTheSameId_AcknowledgedWithTheOriginalAndBroadcastOnce()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var aliceSocket = await WsClient.ConnectAsync(_factory, "alice");
+        await using var bobSocket = await WsClient.ConnectAsync(_factory, "bob");
+        var body = new { conversation_id = conversation.Id, message_type = "text", content = "once", client_message_id = "retry-1" };
+
+        await aliceSocket.SendAsync("send_message", body);
+        var first = await aliceSocket.NextAsync("message_ack");
+        await aliceSocket.SendAsync("send_message", body);
+        var second = await aliceSocket.NextAsync("message_ack");
+
+        Assert.Equal(first.GetProperty("message").GetProperty("id").GetGuid(), second.GetProperty("message").GetProperty("id").GetGuid());
+        await bobSocket.NextAsync("new_message");
+        await bobSocket.AssertNoFrameAsync("new_message", TimeSpan.FromSeconds(1));
+        Assert.Single((await alice.ListMessagesAsync(conversation.Id)).Messages);
+    }
+
+    [Fact]
+    public async Task SendMessage_SameIdDifferentBody_ErrorNamesTheClientMessageId()
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var socket = await WsClient.ConnectAsync(_factory, "alice");
+        await socket.SendAsync("send_message", new { conversation_id = conversation.Id, message_type = "text", content = "a", client_message_id = "dup" });
+        await socket.NextAsync("message_ack");
+
+        await socket.SendAsync("{\"type\":\"send_message\",\"id\":9,\"payload\":{\"conversation_id\":\"" + conversation.Id + "\",\"message_type\":\"text\",\"content\":\"b\",\"client_message_id\":\"dup\"}}");
+
+        var error = await socket.NextAsync("error");
+        Assert.Equal("idempotency_conflict", error.GetProperty("code").GetString());
+        Assert.Equal("dup", error.GetProperty("client_message_id").GetString());
+        Assert.Equal(9, error.GetProperty("id").GetInt32());
+    }
+
+    [Theory]
+    [InlineData("{\"conversation_id\":\"CONV\",\"message_type\":\"text\",\"content\":\"no id\"}", "validation_failed")]
+    [InlineData("{\"conversation_id\":\"CONV\",\"message_type\":\"text\",\"content\":\"\",\"client_message_id\":\"e-1\"}", "validation_failed")]
+    [InlineData("{\"conversation_id\":\"00000000-0000-7000-8000-000000000001\",\"message_type\":\"text\",\"content\":\"x\",\"client_message_id\":\"e-2\"}", "not_found")]
+    public async Task SendMessage_Invalid_ErrorFrameAndTheConnectionStaysOpen(string payload, string code)
+    {
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var socket = await WsClient.ConnectAsync(_factory, "alice");
+
+        await socket.SendAsync("{\"type\":\"send_message\",\"payload\":" + payload.Replace("CONV", conversation.Id.ToString(), StringComparison.Ordinal) + "}");
+
+        Assert.Equal(code, (await socket.NextAsync("error")).GetProperty("code").GetString());
+        await socket.PingAsync();
+    }
+
+    [Fact]
+    public async Task SendMessage_SharesTheUsersSendRateWithRest()
+    {
+        await _factory.DisposeAsync();
+        _factory = new ParleyFactory(s =>
+        {
+            s["Limits:SendBurst"] = "2";
+            s["Limits:SendRatePerSecond"] = "1";
+        });
+        _factory.StartKestrel();
+        using var alice = _factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await alice.SendTextAsync(conversation.Id, "rest 1");
+        await alice.SendTextAsync(conversation.Id, "rest 2");
+        await using var socket = await WsClient.ConnectAsync(_factory, "alice");
+
+        await socket.SendAsync("send_message", new { conversation_id = conversation.Id, message_type = "text", content = "over", client_message_id = "r-1" });
+
+        var error = await socket.NextAsync("error");
+        Assert.Equal("rate_limited", error.GetProperty("code").GetString());
+        Assert.Equal("r-1", error.GetProperty("client_message_id").GetString());
+    }
+
+    [Fact]
+    public async Task Retry_AfterARestartOnTheSameDatabase_ReturnsTheOriginal()
+    {
+        using (var alice = _factory.Api("alice"))
+        {
+            var conversation = await alice.CreateDirectAsync("bob");
+            var original = await alice.SendTextAsync(conversation.Id, "durable", clientMessageId: "restart-1");
+            var settings = _factory.StorageSettings();
+            await _factory.DisposeKeepingDataAsync();
+            _factory = new ParleyFactory(s =>
+            {
+                foreach (var (key, value) in settings)
+                {
+                    s[key] = value;
+                }
+            }, sharedPostgres: settings.GetValueOrDefault("ConnectionStrings:Postgres"));
+            _factory.StartKestrel();
+
+            using var again = _factory.Api("alice");
+            var response = await again.PostAsync(
+                "/api/v1/messages", new { conversation_id = conversation.Id, content = "durable", message_type = "text", client_message_id = "restart-1" });
+            var retried = await ParleyApi.ReadAsync<Messages.Message>(response, HttpStatusCode.OK);
+            Assert.Equal(original.Id, retried.Id);
+            Assert.Equal(original.Seq, retried.Seq);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+using System.Net;
+using System.Text.Json;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>GET /api/v1/sync: the same events as the socket's catch-up, paged by stream position.</summary>
+public sealed class SyncApiTests : IAsyncLifetime
+{
+    private readonly ParleyFactory _factory = new();
+
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    [Fact]
+    public async Task Sync_PagesThroughEveryEventOnceInOrderAcrossConversations()
+    {
+        using var alice = _factory.Api("alice");
+        using var bob = _factory.Api("bob");
+        var cursor = await CursorAsync(bob);
+        var direct = await alice.CreateDirectAsync("bob");
+        var group = await alice.CreateGroupAsync("g", "bob");
+        var expected = new List<(Guid, long)> { (direct.Id, 1), (group.Id, 1) };
+        for (var i = 0; i < 7; i++)
+        {
+            var target = i % 2 == 0 ? direct.Id : group.Id;
+            expected.Add((target, (await alice.SendTextAsync(target, $"m{i}")).Seq));
+        }
+
+        var seen = await ReadAllAsync(bob, cursor, limit: 3, expectedEvents: expected.Count);
+
+        Assert.Equal(expected.OrderBy(e => e.Item1).ThenBy(e => e.Item2), seen.OrderBy(e => e.Item1).ThenBy(e => e.Item2));
+        foreach (var conversation in new[] { direct.Id, group.Id })
+        {
+            var seqs = seen.Where(e => e.Conversation == conversation).Select(e => e.Seq).ToList();
+            Assert.Equal(seqs.Order(), seqs);
+        }
+    }
+
+    [Fact]
+    public async Task Sync_OnlyTheCallersConversations()
+    {
+        using var alice = _factory.Api("alice");
+        using var mallory = _factory.Api("mallory");
+        var cursor = await CursorAsync(mallory);
+        var conversation = await alice.CreateDirectAsync("bob");
+        await alice.SendTextAsync(conversation.Id, "private");
+        await ReadAllAsync(_factory.Api("bob"), cursor, limit: 100, expectedEvents: 2);
+
+        var page = await ParleyApi.ReadAsync<JsonElement>(await mallory.GetAsync($"/api/v1/sync?cursor={cursor}"));
+
+        Assert.Empty(page.GetProperty("events").EnumerateArray());
+        Assert.False(page.GetProperty("has_more").GetBoolean());
+    }
+
+    [Theory]
+    [InlineData("?cursor=nope", "invalid_cursor")]
+    [InlineData("", "invalid_cursor")]
+    public async Task Sync_MissingOrMalformedCursor_Returns400(string query, string code)
+    {
+        using var bob = _factory.Api("bob");
+
+        await ParleyApi.ProblemAsync(await bob.GetAsync("/api/v1/sync" + query), HttpStatusCode.BadRequest, code);
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("1001")]
+    [InlineData("x")]
+    public async Task Sync_InvalidLimit_Returns400(string limit)
+    {
+        using var bob = _factory.Api("bob");
+        var cursor = await CursorAsync(bob);
+
+        await ParleyApi.ProblemAsync(await bob.GetAsync($"/api/v1/sync?cursor={cursor}&limit={limit}"), HttpStatusCode.BadRequest, "validation_failed");
+    }
+
+    [Fact]
+    public async Task Sync_WithoutToken_Returns401()
+    {
+        using var anonymous = _factory.Anonymous();
+
+        await ParleyApi.ProblemAsync(await anonymous.GetAsync("/api/v1/sync/cursor", TestContext.Current.CancellationToken), HttpStatusCode.Unauthorized, "unauthenticated");
+    }
+
+    private static async Task<string> CursorAsync(ParleyApi api) =>
+        (await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync("/api/v1/sync/cursor"))).GetProperty("cursor").GetString()!;
+
+    /// <summary>Follows next_cursor until the expected number of sequenced events arrived (the sequencer positions them shortly after commit).</summary>
+    private static async Task<List<(Guid Conversation, long Seq)>> ReadAllAsync(ParleyApi api, string cursor, int limit, int expectedEvents)
+    {
+        var seen = new List<(Guid, long)>();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (seen.Count < expectedEvents && DateTime.UtcNow < deadline)
+        {
+            var page = await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync($"/api/v1/sync?cursor={cursor}&limit={limit}"));
+            foreach (var frame in page.GetProperty("events").EnumerateArray())
+            {
+                var payload = frame.GetProperty("payload");
+                switch (frame.GetProperty("type").GetString())
+                {
+                    case "new_message":
+                        seen.Add((payload.GetProperty("message").GetProperty("conversation_id").GetGuid(), payload.GetProperty("message").GetProperty("seq").GetInt64()));
+                        break;
+                    case "conversation_created":
+                        seen.Add((payload.GetProperty("conversation").GetProperty("id").GetGuid(), payload.GetProperty("seq").GetInt64()));
+                        break;
+                }
+            }
+
+            var next = page.GetProperty("next_cursor").GetString()!;
+            // A page holds at most `limit` events; the last page adds the watermarks that moved.
+            Assert.True(page.GetProperty("events").EnumerateArray().Count(e => !e.GetProperty("type").GetString()!.StartsWith("message_", StringComparison.Ordinal)
+                || e.GetProperty("type").GetString() is "message_edited" or "message_deleted") <= limit);
+            if (!page.GetProperty("has_more").GetBoolean() && seen.Count < expectedEvents)
+            {
+                await Task.Delay(20, TestContext.Current.CancellationToken);
+            }
+
+            cursor = next;
+        }
+
+        return seen;
+    }
+}
