@@ -200,6 +200,22 @@ public sealed class ResumeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Connect_WithoutCursorOrFirstFrame_LiveEventsFlowAfterTheFirstFrameWait()
+    {
+        await using var factory = new ParleyFactory(s => s["Delivery:FirstFrameWait"] = "00:00:00.300");
+        factory.StartKestrel();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var seedClient = await WsClient.ConnectAsync(factory, "bob");
+
+        var message = await alice.SendTextAsync(conversation.Id, "for a client that never sends frames");
+
+        var started = DateTime.UtcNow;
+        await seedClient.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == message.Id);
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
     public async Task ResumeFrame_NotFirst_IsRefusedAndTheConnectionStaysOpen()
     {
         await using var bob = await WsClient.ConnectAsync(_factory, "bob");

@@ -15,7 +15,7 @@ internal sealed class DeliveryOptions
     public TimeSpan CursorInterval { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>How long live events wait for a connection's first frame (which may be <c>resume</c>) when it has no cursor.</summary>
-    public TimeSpan FirstFrameWait { get; set; } = TimeSpan.FromSeconds(2);
+    public TimeSpan FirstFrameWait { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>How often the sequencer positions new events.</summary>
     public TimeSpan SequencerInterval { get; set; } = TimeSpan.FromMilliseconds(20);
