@@ -28,6 +28,7 @@ internal sealed partial class Connection : IDisposable
     private const int HeldQueues = 4;
     private readonly Lock _holdLock = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, long> _sentSeqs = new();
+    private IReadOnlyDictionary<Guid, long> _baseline = new Dictionary<Guid, long>();
     private List<OutboundFrame>? _held;
     private readonly List<Task> _attached = [];
     private int _clientFrames;
@@ -191,8 +192,15 @@ internal sealed partial class Connection : IDisposable
         }
     }
 
-    /// <summary>The highest seq of each conversation whose frame was written to this socket.</summary>
-    public long SentSeq(Guid conversationId) => _sentSeqs.TryGetValue(conversationId, out var seq) ? seq : 0;
+    /// <summary>
+    /// The highest seq of each conversation this socket's device holds: written to the socket, or (for a device
+    /// that started without a cursor) committed before the socket subscribed, which the device loads over REST.
+    /// </summary>
+    public long SentSeq(Guid conversationId) =>
+        Math.Max(_sentSeqs.TryGetValue(conversationId, out var seq) ? seq : 0, _baseline.TryGetValue(conversationId, out var known) ? known : 0);
+
+    /// <summary>Positions a device without a cursor already has: everything committed before it subscribed (read after subscribing).</summary>
+    public void SetBaseline(IReadOnlyDictionary<Guid, long> lastSeqs) => _baseline = lastSeqs;
 
     /// <summary>Set by the stream position logic (Sync): this socket follows cursors, and the last one it got.</summary>
     public CursorState Cursors { get; } = new();

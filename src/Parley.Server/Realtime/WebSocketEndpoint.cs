@@ -4,6 +4,7 @@ using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Realtime.Protocol;
 using Parley.Server.Receipts;
+using Parley.Server.Storage;
 using Parley.Server.Sync;
 
 namespace Parley.Server.Realtime;
@@ -27,6 +28,7 @@ internal static partial class WebSocketEndpoint
         FrameDispatcher dispatcher,
         DeliveryTracker deliveries,
         SyncService sync,
+        IChatStore store,
         IOptions<DeliveryOptions> deliveryOptions,
         IOptions<RealtimeOptions> realtimeOptions,
         IOptions<LimitsOptions> limits,
@@ -124,6 +126,11 @@ internal static partial class WebSocketEndpoint
         {
             connection.ResumedOnConnect = true;
             connection.Attach(sync.CatchUpAsync(connection, cursor, connection.Closing));
+        }
+        else if (connection.Cursors.Enabled)
+        {
+            // Read after subscribing: what was committed before, the device loads over REST; the rest arrives live.
+            connection.SetBaseline(await store.GetLastSeqsAsync(connection.UserId, context.RequestAborted));
         }
 
         var limiter = dispatcher.CreateInboundLimiter();

@@ -88,6 +88,9 @@ internal interface IChatStore
     /// <summary>The highest seq per conversation among the user's events positioned in (afterPos, uptoPos].</summary>
     Task<IReadOnlyDictionary<Guid, long>> MaxSeqByConversationAsync(string userId, long afterPos, long uptoPos, CancellationToken cancellationToken);
 
+    /// <summary>The current last seq of each of the user's conversations.</summary>
+    Task<IReadOnlyDictionary<Guid, long>> GetLastSeqsAsync(string userId, CancellationToken cancellationToken);
+
     /// <summary>Watermarks, in the user's current conversations, that moved after <paramref name="since"/>.</summary>
     Task<IReadOnlyList<MovedWatermark>> ListMovedWatermarksAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken);
 }

@@ -110,6 +110,15 @@ internal abstract partial class SqlChatStore
                 .ToDictionary(x => x.Item1, x => x.Item2),
             cancellationToken);
 
+    public Task<IReadOnlyDictionary<Guid, long>> GetLastSeqsAsync(string userId, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyDictionary<Guid, long>>(
+            async s => (await s.Sql(
+                "SELECT c.id, c.last_seq FROM participants p JOIN conversations c ON c.id = p.conversation_id WHERE p.user_id = @u AND p.left_at IS NULL")
+                .With("@u", userId)
+                .ListAsync(r => (r.Guid(0), r.Long(1)), cancellationToken))
+                .ToDictionary(x => x.Item1, x => x.Item2),
+            cancellationToken);
+
     public Task<IReadOnlyList<MovedWatermark>> ListMovedWatermarksAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken) =>
         ReadAsync<IReadOnlyList<MovedWatermark>>(
             async s => await s.Sql(
