@@ -1,0 +1,107 @@
+namespace Parley.Client.Realtime;
+
+/// <summary>A message sent over the socket and not acknowledged yet; resent with the same frame (and client_message_id) until it is.</summary>
+internal sealed class PendingSend(string clientMessageId, byte[] frame)
+{
+    public string ClientMessageId { get; } = clientMessageId;
+
+    public byte[] Frame { get; } = frame;
+
+    public TaskCompletionSource<Message> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>When a send refused for a passing reason is due again; null when it waits for the next connection only.</summary>
+    public DateTimeOffset? RetryAt { get; set; }
+}
+
+/// <summary>Sends awaiting <c>message_ack</c>, in the order they were made. Not thread-safe: the owner's lock guards it.</summary>
+internal sealed class PendingSends
+{
+    private readonly Dictionary<string, PendingSend> _byId = new(StringComparer.Ordinal);
+    private readonly List<PendingSend> _order = [];
+
+    public int Count => _order.Count;
+
+    public IReadOnlyList<PendingSend> All => _order;
+
+    public bool TryAdd(PendingSend send)
+    {
+        if (!_byId.TryAdd(send.ClientMessageId, send))
+        {
+            return false;
+        }
+
+        _order.Add(send);
+        return true;
+    }
+
+    public PendingSend? Find(string clientMessageId) => _byId.GetValueOrDefault(clientMessageId);
+
+    public void Remove(PendingSend send)
+    {
+        if (_byId.TryGetValue(send.ClientMessageId, out var current) && ReferenceEquals(current, send))
+        {
+            _byId.Remove(send.ClientMessageId);
+            _order.Remove(send);
+        }
+    }
+
+    public bool TryComplete(string clientMessageId, Message message)
+    {
+        if (!_byId.TryGetValue(clientMessageId, out var send) || send.Completion.Task.IsCompleted)
+        {
+            return false;
+        }
+
+        Remove(send);
+        return send.Completion.TrySetResult(message);
+    }
+
+    public bool TryFail(string clientMessageId, Exception error)
+    {
+        if (!_byId.TryGetValue(clientMessageId, out var send))
+        {
+            return false;
+        }
+
+        Remove(send);
+        return send.Completion.TrySetException(error);
+    }
+
+    public void FailAll(Exception error)
+    {
+        foreach (var send in _order)
+        {
+            send.Completion.TrySetException(error);
+        }
+
+        _order.Clear();
+        _byId.Clear();
+    }
+
+    /// <summary>Sends whose retry is due at <paramref name="now"/>; their retry time is cleared.</summary>
+    public List<PendingSend> TakeDue(DateTimeOffset now)
+    {
+        var due = _order.Where(s => s.RetryAt <= now).ToList();
+        foreach (var send in due)
+        {
+            send.RetryAt = null;
+        }
+
+        return due;
+    }
+
+    /// <summary>How long until the next retry is due; null when none is scheduled.</summary>
+    public TimeSpan? UntilNextRetry(DateTimeOffset now)
+    {
+        DateTimeOffset? next = null;
+        foreach (var send in _order)
+        {
+            if (send.RetryAt is { } at && (next is null || at < next))
+            {
+                next = at;
+            }
+        }
+
+        return next is { } n ? (n > now ? n - now : TimeSpan.Zero) : null;
+    }
+}
