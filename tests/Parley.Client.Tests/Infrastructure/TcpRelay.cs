@@ -1,0 +1,104 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Parley.Client.Tests.Infrastructure;
+
+/// <summary>
+/// A loopback TCP relay in front of a server: <see cref="DropAll"/> cuts every connection without a close frame,
+/// as a network loss would, while the server keeps running.
+/// </summary>
+internal sealed class TcpRelay : IAsyncDisposable
+{
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly Uri _upstream;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Lock _lock = new();
+    private readonly List<TcpClient> _connections = [];
+    private readonly List<Task> _pumps = [];
+    private readonly Task _acceptLoop;
+
+    public TcpRelay(Uri upstream)
+    {
+        _upstream = upstream;
+        _listener.Start();
+        _acceptLoop = AcceptLoopAsync();
+    }
+
+    public Uri Address => new UriBuilder(_upstream) { Port = ((IPEndPoint)_listener.LocalEndpoint).Port }.Uri;
+
+    /// <summary>Connections accepted so far.</summary>
+    public int Accepted { get; private set; }
+
+    public void DropAll()
+    {
+        lock (_lock)
+        {
+            foreach (var connection in _connections)
+            {
+                // Linger 0: a reset, not a FIN, like a dead network path.
+                connection.Client.LingerState = new LingerOption(true, 0);
+                connection.Dispose();
+            }
+
+            _connections.Clear();
+        }
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                var inbound = await _listener.AcceptTcpClientAsync(_stopping.Token);
+                var outbound = new TcpClient();
+                await outbound.ConnectAsync(_upstream.Host, _upstream.Port, _stopping.Token);
+                lock (_lock)
+                {
+                    Accepted++;
+                    _connections.Add(inbound);
+                    _connections.Add(outbound);
+                    _pumps.Add(PumpAsync(inbound, outbound));
+                    _pumps.Add(PumpAsync(outbound, inbound));
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+            // Stopped.
+        }
+    }
+
+    private async Task PumpAsync(TcpClient from, TcpClient to)
+    {
+        try
+        {
+            await from.GetStream().CopyToAsync(to.GetStream(), _stopping.Token);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or SocketException or InvalidOperationException)
+        {
+            // One side went away.
+        }
+        finally
+        {
+            from.Dispose();
+            to.Dispose();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync();
+        _listener.Stop();
+        DropAll();
+        await _acceptLoop;
+        Task[] pumps;
+        lock (_lock)
+        {
+            pumps = [.. _pumps];
+        }
+
+        await Task.WhenAll(pumps);
+        _stopping.Dispose();
+    }
+}
