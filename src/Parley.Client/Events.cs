@@ -19,8 +19,8 @@ public abstract record ConversationEvent : ParleyEvent
     /// <summary>The event's position in the conversation.</summary>
     public long Seq { get; init; }
 
-    /// <summary>When the server emitted the event (null for <see cref="HiddenEvent"/>).</summary>
-    public DateTimeOffset? Timestamp { get; init; }
+    /// <summary>When the server emitted the event.</summary>
+    public DateTimeOffset Timestamp { get; init; }
 }
 
 /// <summary><c>conversation_created</c>: the conversation exists and the user is a member (seq 1).</summary>

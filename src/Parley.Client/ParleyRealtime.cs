@@ -356,14 +356,33 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
         while (!stopping.IsCancellationRequested)
         {
             SetState(new ConnectionStateChange(ConnectionState.Connecting));
+            string? cursor;
+            lock (_gate)
+            {
+                cursor = _delivery.LatestCursor;
+            }
+
             Session session;
             try
             {
-                session = await OpenAsync(stopping);
+                session = await OpenAsync(cursor, stopping);
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
                 return;
+            }
+            catch (ParleyConnectionException ex) when (ex.HandshakeStatus == HttpStatusCode.BadRequest && cursor is not null)
+            {
+                // The server refuses a malformed cursor before the upgrade (400 invalid_cursor; a WebSocket client
+                // sees the status, not the body). Rule 7: reload, and connect again at once without it; a 400 then
+                // has another cause and fails the connection.
+                Log.SyncReset(_logger, ParleyErrorCodes.InvalidCursor);
+                lock (_gate)
+                {
+                    _delivery.Reset(null, ParleyErrorCodes.InvalidCursor);
+                }
+
+                continue;
             }
             catch (ParleyConnectionException ex) when (IsTerminal(ex.HandshakeStatus))
             {
@@ -453,14 +472,9 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
         status is 1002 or 1003 or 1007 or 1008 or CloseCodes.MessageTooBig or 1010
         || (status is >= 4000 and < 5000 && status is not CloseCodes.SlowConsumer and not CloseCodes.TokenExpired);
 
-    private async Task<Session> OpenAsync(CancellationToken cancellationToken)
+    private async Task<Session> OpenAsync(string? cursor, CancellationToken cancellationToken)
     {
         var headers = await _client.Credentials.GetHeadersAsync(cancellationToken);
-        string? cursor;
-        lock (_gate)
-        {
-            cursor = _delivery.LatestCursor;
-        }
 
         // Browsers cannot set headers on a WebSocket: there (only) the token travels as access_token.
         var inQuery = OperatingSystem.IsBrowser() && _client.Credentials.IsBearer;

@@ -25,7 +25,7 @@ internal sealed record ParticipantRemovedPayload(Guid ConversationId, long Seq, 
 
 internal sealed record ParticipantUpdatedPayload(Guid ConversationId, long Seq, string UserId, string Role, string UpdatedBy, DateTimeOffset Timestamp);
 
-internal sealed record HiddenEventPayload(Guid ConversationId, long Seq);
+internal sealed record HiddenEventPayload(Guid ConversationId, long Seq, DateTimeOffset Timestamp);
 
 /// <summary><c>cursor</c> and <c>sync_complete</c>.</summary>
 internal sealed record CursorPayload(string Cursor);

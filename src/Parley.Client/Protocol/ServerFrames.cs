@@ -76,7 +76,7 @@ internal static class ServerFrames
         {
             ConversationId = p.ConversationId, Seq = p.Seq, Timestamp = p.Timestamp, UserId = p.UserId, Role = p.Role, UpdatedBy = p.UpdatedBy,
         },
-        HiddenEventPayload p => new HiddenEvent { ConversationId = p.ConversationId, Seq = p.Seq },
+        HiddenEventPayload p => new HiddenEvent { ConversationId = p.ConversationId, Seq = p.Seq, Timestamp = p.Timestamp },
         _ => payload,
     };
 

@@ -1,0 +1,524 @@
+using System.Net;
+using System.Net.WebSockets;
+using Parley.Client.Tests.Infrastructure;
+
+namespace Parley.Client.Tests;
+
+/// <summary>
+/// <see cref="ParleyRealtime"/> against a scripted server: what it presents when connecting, how it orders,
+/// de-duplicates and fills, what it acknowledges and persists and when, how it reconnects, and how sends are
+/// retried.
+/// </summary>
+public sealed class ParleyRealtimeTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Timeout = FakeParley.Timeout;
+    private static readonly Guid C = Guid.Parse("01a20b3e-940d-7fab-a2e1-d6da9c0eafc2");
+
+    private readonly FakeParley _server = new();
+    private readonly ParleyClient _client;
+    private readonly List<ConnectionStateChange> _states = [];
+    private ParleyRealtime? _realtime;
+    private IAsyncEnumerator<ParleyEvent>? _events;
+    private Task? _stateReader;
+
+    public ParleyRealtimeTests()
+    {
+        _client = _server.CreateClient();
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private ParleyRealtime Realtime => _realtime!;
+
+    private ParleyRealtime Create(ParleyRealtimeOptions? options = null)
+    {
+        _realtime = new ParleyRealtime(_client, options ?? _server.Options());
+        _events = _realtime.ReadEventsAsync(Ct).GetAsyncEnumerator(Ct);
+        _stateReader = Task.Run(async () =>
+        {
+            await foreach (var change in _realtime.ReadStateChangesAsync(Ct))
+            {
+                lock (_states)
+                {
+                    _states.Add(change);
+                }
+            }
+        }, Ct);
+        return _realtime;
+    }
+
+    /// <summary>Creates the connection, accepts its socket and sends <c>connected</c>; returns once the client is live.</summary>
+    private async Task<FakeSocket> ConnectLiveAsync(ParleyRealtimeOptions? options = null, string? cursor = "k0")
+    {
+        var connect = Create(options).ConnectAsync(Ct);
+        var socket = await _server.AcceptConnectedAsync(cursor: cursor);
+        await connect.WaitAsync(Timeout, Ct);
+        return socket;
+    }
+
+    private async Task<ParleyEvent> NextEventAsync()
+    {
+        Assert.True(await _events!.MoveNextAsync().AsTask().WaitAsync(Timeout, Ct), "the event stream ended");
+        return _events.Current;
+    }
+
+    private async Task<List<long>> NextSeqsAsync(int count)
+    {
+        var seqs = new List<long>();
+        for (var i = 0; i < count; i++)
+        {
+            seqs.Add(Assert.IsAssignableFrom<ConversationEvent>(await NextEventAsync()).Seq);
+        }
+
+        return seqs;
+    }
+
+    private static async Task EventuallyAsync(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "timed out waiting for " + what);
+            await Task.Delay(10, Ct);
+        }
+    }
+
+    private List<ConnectionStateChange> States()
+    {
+        lock (_states)
+        {
+            return [.. _states];
+        }
+    }
+
+    private static Task SendMessageAsync(FakeSocket socket, long seq, string sender = "bob", string? clientMessageId = null) =>
+        socket.SendAsync("new_message", Wire.NewMessage(C, seq, sender, clientMessageId));
+
+    [Fact]
+    public async Task ConnectAsync_NoCheckpoint_ConnectsWithTokenAcksAndDeviceButNoCursor()
+    {
+        var socket = await ConnectLiveAsync();
+
+        Assert.Equal("ws://parley.test/ws", socket.Request.Uri.GetLeftPart(UriPartial.Path));
+        Assert.Equal("Bearer token-1", socket.Header("Authorization"));
+        Assert.Equal("true", socket.Query("acks"));
+        Assert.Equal("phone", socket.Query("device_id"));
+        Assert.Null(socket.Query("cursor"));
+        Assert.Null(socket.Query("access_token"));
+        Assert.Equal(ConnectionState.Live, Realtime.State);
+        Assert.Equal("alice", Realtime.UserId);
+    }
+
+    [Fact]
+    public async Task ReadEvents_CursorFrame_CheckpointSavedOnlyOnceTheEventsBeforeItAreConsumed()
+    {
+        var store = new InMemoryCursorStore();
+        var socket = await ConnectLiveAsync(_server.Options(store));
+        await SendMessageAsync(socket, 1);
+        await SendMessageAsync(socket, 2);
+        await socket.SendAsync("cursor", Wire.Cursor("k2"));
+
+        Assert.Equal([1L, 2L], await NextSeqsAsync(2));
+        await EventuallyAsync(() => store.Checkpoint?.Cursor == "k0", "the connected cursor");
+        await Task.Delay(150, Ct);
+        Assert.Equal("k0", store.Checkpoint?.Cursor);
+
+        // Asking for the next event consumes seq 2, and with it the cursor after it.
+        await SendMessageAsync(socket, 3);
+        Assert.Equal([3L], await NextSeqsAsync(1));
+        await EventuallyAsync(() => store.Checkpoint?.Cursor == "k2", "the cursor after seq 2");
+        Assert.Equal(2, store.Checkpoint!.Positions[C]);
+    }
+
+    [Fact]
+    public async Task ConnectAsync_StoredCheckpoint_PresentsItsCursorAndIsLiveOnlyAfterSyncComplete()
+    {
+        var store = new InMemoryCursorStore();
+        await store.SaveAsync(new DeliveryCheckpoint("k5", new Dictionary<Guid, long> { [C] = 3 }), Ct);
+        var connect = Create(_server.Options(store)).ConnectAsync(Ct);
+        var socket = await _server.AcceptConnectedAsync(cursor: "k5");
+
+        Assert.Equal("k5", socket.Query("cursor"));
+        await EventuallyAsync(() => Realtime.State == ConnectionState.CatchingUp, "catching up");
+        await SendMessageAsync(socket, 3);
+        await SendMessageAsync(socket, 4);
+        await Task.Delay(50, Ct);
+        Assert.False(connect.IsCompleted);
+
+        await socket.SendAsync("sync_complete", Wire.Cursor("k6"));
+        await connect.WaitAsync(Timeout, Ct);
+
+        Assert.Equal([4L], await NextSeqsAsync(1));
+        Assert.Equal(ConnectionState.Live, Realtime.State);
+    }
+
+    [Fact]
+    public async Task ReadEvents_DuplicatesFromTheWire_YieldedOnce()
+    {
+        var socket = await ConnectLiveAsync();
+        await SendMessageAsync(socket, 1);
+        await SendMessageAsync(socket, 1);
+        await SendMessageAsync(socket, 2);
+        await SendMessageAsync(socket, 1);
+        await SendMessageAsync(socket, 3);
+
+        Assert.Equal([1L, 2L, 3L], await NextSeqsAsync(3));
+    }
+
+    [Fact]
+    public async Task ReadEvents_GapWhileLive_FilledOverRestSyncFromTheLatestCursor()
+    {
+        _server.Http = request => request.RequestUri!.AbsolutePath == "/api/v1/sync"
+            ? FakeParley.Json(Wire.SyncPage("k3", hasMore: false, ("new_message", Wire.NewMessage(C, 2)), ("new_message", Wire.NewMessage(C, 3))))
+            : null!;
+        var socket = await ConnectLiveAsync();
+        await SendMessageAsync(socket, 1);
+        await socket.SendAsync("cursor", Wire.Cursor("k1"));
+        await SendMessageAsync(socket, 3);
+
+        Assert.Equal([1L, 2L, 3L], await NextSeqsAsync(3));
+        Assert.Contains("/api/v1/sync?cursor=k1&limit=500", _server.HttpRequests);
+    }
+
+    [Fact]
+    public async Task ReadEvents_GapFillSeesThePositionOnlyLater_RetriedUntilFilled()
+    {
+        var calls = 0;
+        _server.Http = request => Interlocked.Increment(ref calls) < 3
+            ? FakeParley.Json(Wire.SyncPage("k1", hasMore: false))
+            : FakeParley.Json(Wire.SyncPage("k3", hasMore: false, ("new_message", Wire.NewMessage(C, 2))));
+        var socket = await ConnectLiveAsync();
+        await SendMessageAsync(socket, 1);
+        await socket.SendAsync("cursor", Wire.Cursor("k1"));
+        await SendMessageAsync(socket, 3);
+
+        Assert.Equal([1L, 2L, 3L], await NextSeqsAsync(3));
+        Assert.True(Volatile.Read(ref calls) >= 3);
+    }
+
+    [Fact]
+    public async Task ReadEvents_GapDuringCatchUp_FilledByTheCatchUpWithoutRest()
+    {
+        var store = new InMemoryCursorStore();
+        await store.SaveAsync(new DeliveryCheckpoint("k5", new Dictionary<Guid, long> { [C] = 3 }), Ct);
+        var connect = Create(_server.Options(store)).ConnectAsync(Ct);
+        var socket = await _server.AcceptConnectedAsync(cursor: "k5");
+        await SendMessageAsync(socket, 5);
+        await Task.Delay(100, Ct);
+        await SendMessageAsync(socket, 4);
+        await socket.SendAsync("sync_complete", Wire.Cursor("k6"));
+        await connect.WaitAsync(Timeout, Ct);
+
+        Assert.Equal([4L, 5L], await NextSeqsAsync(2));
+        Assert.Empty(_server.HttpRequests);
+    }
+
+    [Fact]
+    public async Task ReadEvents_HiddenEvent_FillsThePositionAndIsNotYielded()
+    {
+        var socket = await ConnectLiveAsync();
+        await SendMessageAsync(socket, 1);
+        await socket.SendAsync("hidden_event", Wire.Hidden(C, 2));
+        await SendMessageAsync(socket, 3);
+
+        Assert.Equal([1L, 3L], await NextSeqsAsync(2));
+        Assert.Empty(_server.HttpRequests);
+    }
+
+    [Fact]
+    public async Task ReadEvents_ServerHasNoWayToFillAGap_HeldEventsAppliedInOrderAnyway()
+    {
+        // No cursor in connected (a server without delivery support): nothing can fill the gap.
+        var socket = await ConnectLiveAsync(cursor: null);
+        await SendMessageAsync(socket, 1);
+        await SendMessageAsync(socket, 3);
+        await SendMessageAsync(socket, 4);
+
+        Assert.Equal([1L, 3L, 4L], await NextSeqsAsync(3));
+    }
+
+    [Fact]
+    public async Task ReadEvents_ReceiptsAndTyping_PassedThrough()
+    {
+        var socket = await ConnectLiveAsync();
+        await socket.SendAsync("message_read", Wire.Receipt(C, "bob", 7));
+        await socket.SendAsync("typing", new { ConversationId = C, UserId = "bob", IsTyping = true, Timestamp = Wire.Now });
+
+        var read = Assert.IsType<MessageReadEvent>(await NextEventAsync());
+        Assert.Equal(("bob", 7L), (read.UserId, read.UpToSeq));
+        Assert.True(Assert.IsType<TypingEvent>(await NextEventAsync()).IsTyping);
+    }
+
+    [Fact]
+    public async Task ReadEvents_SyncReset_YieldsTheResetAndContinuesFromTheFreshCursor()
+    {
+        var store = new InMemoryCursorStore();
+        await store.SaveAsync(new DeliveryCheckpoint("old", new Dictionary<Guid, long> { [C] = 3 }), Ct);
+        var connect = Create(_server.Options(store)).ConnectAsync(Ct);
+        var socket = await _server.AcceptConnectedAsync(cursor: "old");
+        await socket.SendAsync("sync_reset", new { Cursor = "fresh", Reason = "cursor_expired" });
+        await connect.WaitAsync(Timeout, Ct);
+        await SendMessageAsync(socket, 40);
+
+        Assert.Equal("cursor_expired", Assert.IsType<SyncResetEvent>(await NextEventAsync()).Reason);
+        Assert.Equal([40L], await NextSeqsAsync(1));
+        await EventuallyAsync(() => store.Checkpoint?.Cursor == "fresh", "the fresh cursor");
+        Assert.Empty(_server.HttpRequests);
+    }
+
+    [Fact]
+    public async Task Ack_EventsConsumed_OneCumulativeAckPerConversationAndNoneBeforeConsumption()
+    {
+        var options = _server.Options();
+        options.AckDelay = TimeSpan.FromMilliseconds(300);
+        var socket = await ConnectLiveAsync(options);
+        await SendMessageAsync(socket, 1);
+        await SendMessageAsync(socket, 2);
+        await SendMessageAsync(socket, 3);
+        await socket.AssertNoFrameAsync("ack", TimeSpan.FromMilliseconds(200));
+
+        Assert.Equal([1L, 2L, 3L], await NextSeqsAsync(3));
+        var fourth = _events!.MoveNextAsync();
+
+        var ack = await socket.NextAsync("ack");
+        Assert.Equal(C, ack.GetProperty("conversation_id").GetGuid());
+        Assert.Equal(3, ack.GetProperty("seq").GetInt64());
+        await socket.AssertNoFrameAsync("ack", TimeSpan.FromMilliseconds(500));
+        await SendMessageAsync(socket, 4);
+        Assert.True(await fourth.AsTask().WaitAsync(Timeout, Ct));
+    }
+
+    [Fact]
+    public async Task Reconnect_SocketDropped_ResumesFromTheLatestCursorAndDropsRedeliveredEvents()
+    {
+        var socket = await ConnectLiveAsync();
+        await SendMessageAsync(socket, 1);
+        await SendMessageAsync(socket, 2);
+        await socket.SendAsync("cursor", Wire.Cursor("k2"));
+        await SendMessageAsync(socket, 3);
+        Assert.Equal([1L, 2L, 3L], await NextSeqsAsync(3));
+
+        socket.Drop();
+        var second = await _server.AcceptConnectedAsync(cursor: "k2");
+        Assert.Equal("k2", second.Query("cursor"));
+        await SendMessageAsync(second, 3);
+        await SendMessageAsync(second, 4);
+        await second.SendAsync("sync_complete", Wire.Cursor("k4"));
+
+        Assert.Equal([4L], await NextSeqsAsync(1));
+        var reconnecting = Assert.Single(States(), s => s.State == ConnectionState.Reconnecting);
+        Assert.Null(reconnecting.CloseStatus);
+        Assert.True(reconnecting.RetryDelay > TimeSpan.Zero);
+    }
+
+    [Fact]
+    public async Task Reconnect_ServerGoingAway1001_ReconnectsAfterABackOff()
+    {
+        var socket = await ConnectLiveAsync();
+        await socket.CloseAsync(1001, "shutting down");
+
+        var second = await _server.AcceptConnectedAsync();
+        Assert.Equal("k0", second.Query("cursor"));
+        await EventuallyAsync(() => Realtime.State == ConnectionState.CatchingUp, "catching up");
+        await second.SendAsync("sync_complete", Wire.Cursor("k1"));
+        await EventuallyAsync(() => States().Count(s => s.State == ConnectionState.Live) == 2, "live again");
+        var reconnecting = Assert.Single(States(), s => s.State == ConnectionState.Reconnecting);
+        Assert.Equal(1001, reconnecting.CloseStatus);
+        Assert.InRange(reconnecting.RetryDelay!.Value, TimeSpan.FromMilliseconds(10), TimeSpan.FromMilliseconds(20));
+    }
+
+    [Fact]
+    public async Task Reconnect_TokenExpired4003_ReconnectsAtOnceWithAFreshToken()
+    {
+        var socket = await ConnectLiveAsync();
+        await socket.CloseAsync(4003, "token expired");
+
+        var second = await _server.AcceptConnectedAsync();
+        Assert.Equal("Bearer token-2", second.Header("Authorization"));
+        Assert.Equal(TimeSpan.Zero, Assert.Single(States(), s => s.State == ConnectionState.Reconnecting).RetryDelay);
+    }
+
+    [Fact]
+    public async Task Close1009_FailsTheConnectionAndEndsTheEventStreamWithTheReason()
+    {
+        var socket = await ConnectLiveAsync();
+        await SendMessageAsync(socket, 1);
+        await socket.CloseAsync(1009, "message too big");
+
+        Assert.Equal([1L], await NextSeqsAsync(1));
+        var error = await Assert.ThrowsAsync<ParleyConnectionException>(async () => await _events!.MoveNextAsync().AsTask().WaitAsync(Timeout, Ct));
+        Assert.Equal(1009, error.CloseStatus);
+        Assert.Equal(ConnectionState.Failed, Realtime.State);
+        await _server.AssertNoConnectionAsync(TimeSpan.FromMilliseconds(300));
+        await Assert.ThrowsAsync<ParleyConnectionException>(() => Realtime.SendAsync(SendMessageRequest.Text(C, "hi"), Ct));
+    }
+
+    [Fact]
+    public async Task ConnectAsync_UpgradeRefusedWith401_ThrowsAndDoesNotRetry()
+    {
+        _server.RefuseNext(new ParleyConnectionException("refused", handshakeStatus: HttpStatusCode.Unauthorized));
+
+        var error = await Assert.ThrowsAsync<ParleyConnectionException>(() => Create().ConnectAsync(Ct).WaitAsync(Timeout, Ct));
+
+        Assert.Equal(HttpStatusCode.Unauthorized, error.HandshakeStatus);
+        await _server.AssertNoConnectionAsync(TimeSpan.FromMilliseconds(300));
+    }
+
+    [Fact]
+    public async Task ConnectAsync_NetworkErrorFirst_RetriesAndConnects()
+    {
+        _server.RefuseNext(new WebSocketException("connection refused"));
+        _server.RefuseNext(new ParleyConnectionException("unavailable", handshakeStatus: HttpStatusCode.ServiceUnavailable));
+
+        await ConnectLiveAsync();
+
+        Assert.Equal(2, States().Count(s => s.State == ConnectionState.Reconnecting));
+    }
+
+    [Fact]
+    public async Task ConnectAsync_CursorRefusedWith400_ResetsAndConnectsWithoutIt()
+    {
+        var store = new InMemoryCursorStore();
+        await store.SaveAsync(new DeliveryCheckpoint("garbage", new Dictionary<Guid, long> { [C] = 3 }), Ct);
+        _server.RefuseNext(new ParleyConnectionException("refused", handshakeStatus: HttpStatusCode.BadRequest));
+
+        var socket = await ConnectLiveAsync(_server.Options(store));
+
+        Assert.Null(socket.Query("cursor"));
+        Assert.Equal(ParleyErrorCodes.InvalidCursor, Assert.IsType<SyncResetEvent>(await NextEventAsync()).Reason);
+        await SendMessageAsync(socket, 9);
+        Assert.Equal([9L], await NextSeqsAsync(1));
+        await EventuallyAsync(() => store.Checkpoint?.Cursor == "k0", "the new cursor");
+    }
+
+    [Fact]
+    public async Task SendAsync_Acknowledged_ReturnsTheStoredMessage()
+    {
+        var socket = await ConnectLiveAsync();
+        var send = Realtime.SendAsync(SendMessageRequest.Text(C, "hello"), Ct);
+
+        var frame = await socket.NextAsync("send_message");
+        var clientMessageId = frame.GetProperty("client_message_id").GetString()!;
+        Assert.Equal(32, clientMessageId.Length);
+        Assert.Equal("hello", frame.GetProperty("content").GetString());
+        await socket.SendAsync("message_ack", new { ClientMessageId = clientMessageId, Message = Wire.Message(C, 5, "alice", clientMessageId, "hello") });
+
+        var message = await send.WaitAsync(Timeout, Ct);
+        Assert.Equal((5L, clientMessageId), (message.Seq, message.ClientMessageId));
+    }
+
+    [Fact]
+    public async Task SendAsync_ConnectionLostBeforeTheAck_ResentWithTheSameClientMessageId()
+    {
+        var socket = await ConnectLiveAsync();
+        var send = Realtime.SendAsync(SendMessageRequest.Text(C, "hello", "c-1"), Ct);
+        await socket.NextAsync("send_message");
+
+        socket.Drop();
+        var second = await _server.AcceptConnectedAsync();
+        var resent = await second.NextAsync("send_message");
+        Assert.Equal("c-1", resent.GetProperty("client_message_id").GetString());
+        Assert.False(send.IsCompleted);
+        await second.SendAsync("message_ack", new { ClientMessageId = "c-1", Message = Wire.Message(C, 5, "alice", "c-1", "hello") });
+
+        Assert.Equal("c-1", (await send.WaitAsync(Timeout, Ct)).ClientMessageId);
+    }
+
+    [Fact]
+    public async Task SendAsync_SentWhileDisconnected_GoesOutOnceConnected()
+    {
+        var connect = Create().ConnectAsync(Ct);
+        var send = Realtime.SendAsync(SendMessageRequest.Text(C, "early", "c-0"), Ct);
+        var socket = await _server.AcceptConnectedAsync();
+        await connect.WaitAsync(Timeout, Ct);
+
+        await socket.NextAsync("send_message", p => p.GetProperty("client_message_id").GetString() == "c-0");
+        await socket.SendAsync("message_ack", new { ClientMessageId = "c-0", Message = Wire.Message(C, 2, "alice", "c-0") });
+        await send.WaitAsync(Timeout, Ct);
+    }
+
+    [Fact]
+    public async Task SendAsync_Refused_ThrowsWithTheServersCode()
+    {
+        var socket = await ConnectLiveAsync();
+        var send = Realtime.SendAsync(SendMessageRequest.Text(C, "hello", "c-2"), Ct);
+        await socket.NextAsync("send_message");
+        await socket.SendAsync("error", new { Code = "idempotency_conflict", Message = "different body", Id = "c-2", ClientMessageId = "c-2" });
+
+        var error = await Assert.ThrowsAsync<ParleyApiException>(() => send.WaitAsync(Timeout, Ct));
+        Assert.Equal(ParleyErrorCodes.IdempotencyConflict, error.Code);
+        Assert.Null(error.StatusCode);
+        await socket.AssertNoFrameAsync("send_message", TimeSpan.FromMilliseconds(200));
+    }
+
+    [Fact]
+    public async Task SendAsync_RateLimited_ResentAfterTheRetryDelay()
+    {
+        var socket = await ConnectLiveAsync();
+        var send = Realtime.SendAsync(SendMessageRequest.Text(C, "hello", "c-3"), Ct);
+        await socket.NextAsync("send_message");
+        // The inbound frame limiter answers with the frame's id only.
+        await socket.SendAsync("error", new { Code = "rate_limited", Message = "slow down", Id = "c-3" });
+
+        var resent = await socket.NextAsync("send_message");
+        Assert.Equal("c-3", resent.GetProperty("client_message_id").GetString());
+        await socket.SendAsync("message_ack", new { ClientMessageId = "c-3", Message = Wire.Message(C, 5, "alice", "c-3") });
+        await send.WaitAsync(Timeout, Ct);
+    }
+
+    [Fact]
+    public async Task SendAsync_OwnNewMessageArrivesBeforeTheAck_Completes()
+    {
+        var socket = await ConnectLiveAsync();
+        var send = Realtime.SendAsync(SendMessageRequest.Text(C, "hello", "c-4"), Ct);
+        await socket.NextAsync("send_message");
+        await SendMessageAsync(socket, 1, sender: "alice", clientMessageId: "c-4");
+
+        Assert.Equal(1, (await send.WaitAsync(Timeout, Ct)).Seq);
+    }
+
+    [Fact]
+    public async Task TrySendTyping_Connected_SendsTheFrame()
+    {
+        var socket = await ConnectLiveAsync();
+
+        Assert.True(Realtime.TrySendTyping(C, true));
+        Assert.True(Realtime.TrySendReadReceipt(C));
+
+        Assert.True((await socket.NextAsync("typing")).GetProperty("is_typing").GetBoolean());
+        Assert.Equal(C, (await socket.NextAsync("read_receipt")).GetProperty("message_id").GetGuid());
+    }
+
+    [Fact]
+    public async Task DisposeAsync_Connected_ClosesNormallyAndFailsWaitingSends()
+    {
+        var socket = await ConnectLiveAsync();
+        var send = Realtime.SendAsync(SendMessageRequest.Text(C, "hello"), Ct);
+        await socket.NextAsync("send_message");
+
+        await Realtime.DisposeAsync().AsTask().WaitAsync(Timeout, Ct);
+
+        Assert.Equal(WebSocketCloseStatus.NormalClosure, await socket.Closed.WaitAsync(Timeout, Ct));
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => send.WaitAsync(Timeout, Ct));
+        Assert.Equal(ConnectionState.Closed, Realtime.State);
+        Assert.False(await _events!.MoveNextAsync().AsTask().WaitAsync(Timeout, Ct));
+    }
+
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_realtime is not null)
+        {
+            await _realtime.DisposeAsync().AsTask().WaitAsync(Timeout);
+        }
+
+        if (_stateReader is not null)
+        {
+            await _stateReader.WaitAsync(Timeout);
+        }
+
+        await _server.DisposeAsync();
+        _client.Dispose();
+    }
+}
