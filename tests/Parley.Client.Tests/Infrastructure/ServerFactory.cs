@@ -15,7 +15,7 @@ namespace Parley.Client.Tests.Infrastructure;
 /// the suite runs against PostgreSQL), with JWT auth under a test key and a service API key: the library is
 /// tested over real HTTP and real WebSockets.
 /// </summary>
-internal sealed class ServerFactory : WebApplicationFactory<Program>
+public sealed class ServerFactory : WebApplicationFactory<Program>
 {
     public const string SigningKey = "parley-client-tests-signing-key-0123456789";
     public const string Issuer = "parley-client-tests";
@@ -26,7 +26,12 @@ internal sealed class ServerFactory : WebApplicationFactory<Program>
     private readonly Dictionary<string, string?> _settings = new(StringComparer.OrdinalIgnoreCase);
     private readonly string? _postgres;
 
-    public ServerFactory(Action<Dictionary<string, string?>>? configure = null)
+    public ServerFactory()
+        : this(null)
+    {
+    }
+
+    internal ServerFactory(Action<Dictionary<string, string?>>? configure)
     {
         Directory.CreateDirectory(_directory);
         _settings["ConnectionStrings:Sqlite"] = $"Data Source={Path.Combine(_directory, "parley.db")}";
@@ -63,10 +68,10 @@ internal sealed class ServerFactory : WebApplicationFactory<Program>
     }
 
     /// <summary>A REST client for <paramref name="userId"/> whose token provider mints a fresh token on every call.</summary>
-    public ParleyClient Client(string userId, string? deviceId = null, Uri? baseAddress = null) =>
+    internal ParleyClient Client(string userId, string? deviceId = null, Uri? baseAddress = null) =>
         new(baseAddress ?? BaseAddress, ParleyCredentials.Bearer(_ => ValueTask.FromResult(Token(userId, deviceId))));
 
-    public ParleyClient ServiceClient() => new(BaseAddress, ParleyCredentials.ApiKey(ServiceApiKey));
+    internal ParleyClient ServiceClient() => new(BaseAddress, ParleyCredentials.ApiKey(ServiceApiKey));
 
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
@@ -87,7 +92,7 @@ internal sealed class ServerFactory : WebApplicationFactory<Program>
 
         var now = DateTime.UtcNow;
         var expiry = expires ?? now.AddHours(1);
-        var issued = expiry.AddMinutes(-10);
+        var issued = now.AddMinutes(-1);
         return new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
         {
             Claims = claims,
