@@ -35,8 +35,16 @@ internal sealed class TcpRelay : IAsyncDisposable
         {
             foreach (var connection in _connections)
             {
-                // Linger 0: a reset, not a FIN, like a dead network path.
-                connection.Client.LingerState = new LingerOption(true, 0);
+                // Linger 0: a reset, not a FIN, like a dead network path (a pump may have closed it already).
+                try
+                {
+                    connection.Client?.LingerState = new LingerOption(true, 0);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Already gone.
+                }
+
                 connection.Dispose();
             }
 
