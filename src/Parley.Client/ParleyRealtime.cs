@@ -28,6 +28,15 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
     /// <summary>How long a close handshake may take before the socket is aborted.</summary>
     private static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// Ack frames sent per flush, at most one flush a second while more are due: the server limits client frames
+    /// per socket (Realtime:InboundFramesPerSecond, 30, bursts of 120) and an ack names one conversation, so a
+    /// device catching up on hundreds of conversations spreads its acks instead of having them refused.
+    /// </summary>
+    private const int MaxAcksPerFlush = 20;
+
+    private static readonly TimeSpan AckPacing = TimeSpan.FromSeconds(1);
+
     private static readonly TimeSpan GapRetryInitial = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan GapRetryMax = TimeSpan.FromSeconds(5);
 
@@ -46,6 +55,7 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
     private readonly PendingSends _sends = new();
     private readonly Dictionary<Guid, long> _consumed = [];
     private readonly HashSet<Guid> _ackDue = [];
+    private readonly HashSet<Guid> _ackedOnSocket = [];
     private readonly Channel<bool> _maintenanceSignal = CreateSignal();
     private readonly Channel<bool> _gapSignal = CreateSignal();
     private readonly CancellationTokenSource _stopping = new();
@@ -625,7 +635,8 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
             }
 
             // Acks queued on the previous socket may have died with it; repeating one is harmless.
-            _ackDue.UnionWith(_consumed.Keys);
+            _ackDue.UnionWith(_ackedOnSocket);
+            _ackedOnSocket.Clear();
         }
 
         Log.Connected(_logger, connected.ConnectionId, connected.UserId, connected.DeviceId, session.PresentedCursor);
@@ -751,6 +762,7 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
         {
             _consumed.Clear();
             _ackDue.Clear();
+            _ackedOnSocket.Clear();
         }
     }
 
@@ -765,24 +777,28 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
         Signal(_maintenanceSignal);
     }
 
-    private void FlushAcks()
+    /// <summary>Sends due acks (at most <see cref="MaxAcksPerFlush"/>); returns whether more remain due.</summary>
+    private bool FlushAcks()
     {
         lock (_gate)
         {
             if (_session is not { } session || _ackDue.Count == 0)
             {
-                return;
+                return false;
             }
 
-            foreach (var conversationId in _ackDue)
+            foreach (var conversationId in _ackDue.Take(MaxAcksPerFlush).ToList())
             {
                 if (_consumed.TryGetValue(conversationId, out var seq) && seq > 0)
                 {
                     session.TryEnqueue(ClientFrames.Ack(conversationId, seq));
+                    _ackedOnSocket.Add(conversationId);
                 }
+
+                _ackDue.Remove(conversationId);
             }
 
-            _ackDue.Clear();
+            return _ackDue.Count > 0;
         }
     }
 
@@ -816,7 +832,21 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
                 return;
             }
 
-            FlushAcks();
+            if (FlushAcks())
+            {
+                // More conversations are due than one flush sends: the rest after a pause (see MaxAcksPerFlush).
+                try
+                {
+                    await Task.Delay(AckPacing, _time, stopping);
+                }
+                catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                Signal(_maintenanceSignal);
+            }
+
             lock (_gate)
             {
                 if (_session is { } session)

@@ -289,6 +289,41 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Ack_ManyConversationsConsumedAtOnce_SpreadOverSecondsToStayUnderTheFrameLimit()
+    {
+        var socket = await ConnectLiveAsync();
+        var conversations = Enumerable.Range(0, 25).Select(_ => Guid.CreateVersion7()).ToList();
+        foreach (var conversation in conversations)
+        {
+            await socket.SendAsync("new_message", Wire.NewMessage(conversation, 1));
+        }
+
+        for (var i = 0; i < conversations.Count; i++)
+        {
+            await NextEventAsync();
+        }
+
+        var last = _events!.MoveNextAsync();
+        for (var i = 0; i < 20; i++)
+        {
+            await socket.NextAsync("ack");
+        }
+
+        await socket.AssertNoFrameAsync("ack", TimeSpan.FromMilliseconds(500));
+        var acked = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+        {
+            acked.Add((await socket.NextAsync("ack")).GetProperty("conversation_id").GetGuid());
+        }
+
+        Assert.Equal(conversations.Count, socket.Frames.Count(f => f.GetProperty("type").GetString() == "ack"));
+        Assert.Equal(conversations.Order(), socket.Frames.Where(f => f.GetProperty("type").GetString() == "ack")
+            .Select(f => f.GetProperty("payload").GetProperty("conversation_id").GetGuid()).Order());
+        await socket.SendAsync("new_message", Wire.NewMessage(C, 1));
+        Assert.True(await last.AsTask().WaitAsync(Timeout, Ct));
+    }
+
+    [Fact]
     public async Task Reconnect_SocketDropped_ResumesFromTheLatestCursorAndDropsRedeliveredEvents()
     {
         var socket = await ConnectLiveAsync();
