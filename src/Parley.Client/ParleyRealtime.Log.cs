@@ -33,6 +33,9 @@ public sealed partial class ParleyRealtime
         [LoggerMessage(EventId = 5009, Level = LogLevel.Warning, Message = "The server reported {Code}: {Detail}")]
         public static partial void ServerError(ILogger logger, string code, string? detail);
 
+        [LoggerMessage(EventId = 5011, Level = LogLevel.Error, Message = "The connection failed unexpectedly")]
+        public static partial void LoopFailed(ILogger logger, Exception exception);
+
         [LoggerMessage(EventId = 5010, Level = LogLevel.Error, Message = "Saving the delivery checkpoint failed; the next one will be tried")]
         public static partial void CheckpointSaveFailed(ILogger logger, Exception exception);
     }

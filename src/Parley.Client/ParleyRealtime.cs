@@ -139,9 +139,9 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
 
         // Owned loops, awaited by DisposeAsync; on the thread pool so that none captures the caller's context.
         var stopping = _stopping.Token;
-        _runLoop = Task.Run(() => RunAsync(stopping), CancellationToken.None);
-        _maintenanceLoop = Task.Run(() => MaintainAsync(stopping), CancellationToken.None);
-        _gapLoop = Task.Run(() => FillGapsAsync(stopping), CancellationToken.None);
+        _runLoop = Task.Run(() => RunOwnedAsync(RunAsync, stopping), CancellationToken.None);
+        _maintenanceLoop = Task.Run(() => RunOwnedAsync(MaintainAsync, stopping), CancellationToken.None);
+        _gapLoop = Task.Run(() => RunOwnedAsync(FillGapsAsync, stopping), CancellationToken.None);
         try
         {
             await _firstLive.Task.WaitAsync(cancellationToken);
@@ -317,6 +317,29 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
         catch (OperationCanceledException)
         {
             // Stopped by DisposeAsync.
+        }
+    }
+
+    /// <summary>
+    /// Runs one of the connection's loops. A failure no loop expects (a bug, or the token provider throwing
+    /// something other than a network error) fails the connection visibly instead of leaving it half alive.
+    /// </summary>
+    private async Task RunOwnedAsync(Func<CancellationToken, Task> loop, CancellationToken stopping)
+    {
+        try
+        {
+            await loop(stopping);
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // Stopped by DisposeAsync.
+        }
+#pragma warning disable CA1031 // Whatever ended the loop is handed to the app through Fail.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            Log.LoopFailed(_logger, ex);
+            Fail(ex);
         }
     }
 

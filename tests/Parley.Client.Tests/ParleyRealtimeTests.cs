@@ -400,6 +400,18 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ConnectAsync_TokenProviderThrows_FailsTheConnectionWithItsError()
+    {
+        using var client = new ParleyClient(FakeParley.BaseAddress, ParleyCredentials.Bearer(_ => throw new InvalidOperationException("no session")));
+        await using var realtime = new ParleyRealtime(client, _server.Options());
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => realtime.ConnectAsync(Ct).WaitAsync(Timeout, Ct));
+
+        Assert.Equal("no session", error.Message);
+        Assert.Equal(ConnectionState.Failed, realtime.State);
+    }
+
+    [Fact]
     public async Task ConnectAsync_NetworkErrorFirst_RetriesAndConnects()
     {
         _server.RefuseNext(new WebSocketException("connection refused"));
