@@ -60,7 +60,18 @@ internal sealed class TcpRelay : IAsyncDisposable
             {
                 var inbound = await _listener.AcceptTcpClientAsync(_stopping.Token);
                 var outbound = new TcpClient();
-                await outbound.ConnectAsync(_upstream.Host, _upstream.Port, _stopping.Token);
+                try
+                {
+                    await outbound.ConnectAsync(_upstream.Host, _upstream.Port, _stopping.Token);
+                }
+                catch (SocketException)
+                {
+                    // The server is down (being restarted): this connection fails, the relay keeps accepting.
+                    outbound.Dispose();
+                    inbound.Dispose();
+                    continue;
+                }
+
                 lock (_lock)
                 {
                     Accepted++;
