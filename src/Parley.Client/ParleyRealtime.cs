@@ -29,11 +29,11 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
     private static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(2);
 
     /// <summary>
-    /// Ack frames sent per flush, at most one flush a second while more are due: the server limits client frames
-    /// per socket (Realtime:InboundFramesPerSecond, 30, bursts of 120) and an ack names one conversation, so a
-    /// device catching up on hundreds of conversations spreads its acks instead of having them refused.
+    /// Ack frames sent per flush, at most one flush a second while more are due: the server limits ack frames
+    /// per socket (Realtime:AckFramesPerSecond, 100, bursts of 1,000) and an ack names one conversation, so a
+    /// device catching up on thousands of conversations spreads its acks instead of having them refused.
     /// </summary>
-    private const int MaxAcksPerFlush = 20;
+    internal const int MaxAcksPerFlush = 80;
 
     private static readonly TimeSpan AckPacing = TimeSpan.FromSeconds(1);
 

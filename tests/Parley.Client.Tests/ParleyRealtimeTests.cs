@@ -292,7 +292,7 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     public async Task Ack_ManyConversationsConsumedAtOnce_SpreadOverSecondsToStayUnderTheFrameLimit()
     {
         var socket = await ConnectLiveAsync();
-        var conversations = Enumerable.Range(0, 25).Select(_ => Guid.CreateVersion7()).ToList();
+        var conversations = Enumerable.Range(0, ParleyRealtime.MaxAcksPerFlush + 5).Select(_ => Guid.CreateVersion7()).ToList();
         foreach (var conversation in conversations)
         {
             await socket.SendAsync("new_message", Wire.NewMessage(conversation, 1));
@@ -304,7 +304,7 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
         }
 
         var last = _events!.MoveNextAsync();
-        for (var i = 0; i < 20; i++)
+        for (var i = 0; i < ParleyRealtime.MaxAcksPerFlush; i++)
         {
             await socket.NextAsync("ack");
         }

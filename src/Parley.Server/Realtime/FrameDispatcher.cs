@@ -24,10 +24,11 @@ internal sealed partial class FrameDispatcher(
     IOptions<RealtimeOptions> options,
     ILogger<FrameDispatcher> logger)
 {
-    public TokenBucket CreateInboundLimiter() =>
-        new(time, options.Value.InboundFramesPerSecond, options.Value.InboundBurst);
+    public InboundLimiter CreateInboundLimiter() => new(
+        new TokenBucket(time, options.Value.InboundFramesPerSecond, options.Value.InboundBurst),
+        new TokenBucket(time, options.Value.AckFramesPerSecond, options.Value.AckBurst));
 
-    public async Task HandleAsync(Connection connection, Caller caller, TokenBucket limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
+    public async Task HandleAsync(Connection connection, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
     {
         var first = connection.MarkClientFrame();
         if (!ClientFrame.TryParse(utf8.Span, out var frame, out var id, out var parseError))
@@ -46,7 +47,7 @@ internal sealed partial class FrameDispatcher(
         }
 
         EndFirstFrameWait(connection, first);
-        if (!limiter.TryTake())
+        if (!(type == FrameTypes.Ack ? limiter.Acks : limiter.Frames).TryTake())
         {
             connection.TryEnqueue(Frames.Error(ErrorCodes.RateLimited, "Too many frames; slow down.", id));
             return;
@@ -219,3 +220,6 @@ internal sealed partial class FrameDispatcher(
         public static partial void FrameFailed(ILogger logger, string connectionId, string frameType, Exception exception);
     }
 }
+
+/// <summary>A socket's inbound budgets: one for acks, one for every other frame (a <c>resume</c> is free: it comes once).</summary>
+internal sealed record InboundLimiter(TokenBucket Frames, TokenBucket Acks);

@@ -22,12 +22,23 @@ internal sealed class RealtimeOptions
     /// <summary>How long the server waits for the peer's close frame after sending its own.</summary>
     public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(3);
 
-    /// <summary>Sustained client frames per second per socket (typing, receipts, acks, pings).</summary>
+    /// <summary>Sustained client frames per second per socket (typing, receipts, sends, pings; acks have their own budget).</summary>
     [Range(1, 100_000)]
     public int InboundFramesPerSecond { get; set; } = 30;
 
     [Range(1, 1_000_000)]
     public int InboundBurst { get; set; } = 120;
+
+    /// <summary>
+    /// Sustained <c>ack</c> frames per second per socket. Separate from the other frames, and higher: an ack names
+    /// one conversation and is cheap (one lookup, delivered reports are coalesced), and a device back from a long
+    /// absence acknowledges every conversation that moved, without starving its typing, reads and sends.
+    /// </summary>
+    [Range(1, 100_000)]
+    public int AckFramesPerSecond { get; set; } = 100;
+
+    [Range(1, 1_000_000)]
+    public int AckBurst { get; set; } = 1000;
 
     /// <summary>A typing indicator that is not refreshed within this time expires (others get is_typing: false).</summary>
     public TimeSpan TypingTimeout { get; set; } = TimeSpan.FromSeconds(5);
