@@ -111,6 +111,7 @@ public sealed class ChaosTests
 
         // Failures: the server is killed and restarted, connections are cut, on a seeded schedule.
         var chaosEnds = DateTime.UtcNow + ChaosDuration;
+        var drops = 0;
         var nextKill = DateTime.UtcNow.AddMilliseconds(random.Next(3000, 6000));
         while (DateTime.UtcNow < chaosEnds)
         {
@@ -125,6 +126,7 @@ public sealed class ChaosTests
             else
             {
                 relay.DropAll();
+                drops++;
             }
         }
 
@@ -140,6 +142,8 @@ public sealed class ChaosTests
                 + " server log: " + server.LogTail);
         }
         var acked = devices.SelectMany(d => d.Acked).ToList();
+        TestContext.Current.TestOutputHelper?.WriteLine(
+            $"{server.Starts} server starts ({server.Starts - 1} kills), {drops} connection cuts, {attempted.Count} sends attempted, {acked.Count} acknowledged");
         Assert.True(server.Starts >= 5, $"only {server.Starts} server starts");
         Assert.True(acked.Count >= 50, $"only {acked.Count} messages acknowledged");
 

@@ -6,6 +6,7 @@ using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
 using System.Web;
+using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Client.Tests.Infrastructure;
 
@@ -177,18 +178,14 @@ internal sealed class FakeParley : IAsyncDisposable
 /// <summary>The server's side of one fake connection: collects every client frame; tests wait for the next one of a type.</summary>
 internal sealed class FakeSocket : IAsyncDisposable
 {
-    private readonly List<JsonElement> _frames = [];
-    private readonly List<bool> _consumed = [];
-    private readonly SemaphoreSlim _arrived = new(0);
-    private readonly Lock _lock = new();
+    private readonly FrameInbox _inbox = new("the fake server", FakeParley.Timeout);
     private readonly Task _receiveLoop;
-    private readonly TaskCompletionSource<WebSocketCloseStatus?> _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public FakeSocket(WebSocketConnectRequest request, WebSocket server)
     {
         Request = request;
         Server = server;
-        _receiveLoop = ReceiveLoopAsync();
+        _receiveLoop = _inbox.ReceiveAsync(server, answerClose: true);
     }
 
     public WebSocketConnectRequest Request { get; }
@@ -196,22 +193,13 @@ internal sealed class FakeSocket : IAsyncDisposable
     public WebSocket Server { get; }
 
     /// <summary>The close status the client sent (null when the socket was aborted).</summary>
-    public Task<WebSocketCloseStatus?> Closed => _closed.Task;
+    public Task<WebSocketCloseStatus?> Closed => _inbox.Closed;
 
     public string? Query(string name) => HttpUtility.ParseQueryString(Request.Uri.Query)[name];
 
     public string? Header(string name) => Request.Headers.FirstOrDefault(h => h.Key == name).Value;
 
-    public IReadOnlyList<JsonElement> Frames
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return [.. _frames];
-            }
-        }
-    }
+    public IReadOnlyList<JsonElement> Frames => _inbox.All();
 
     public Task SendConnectedAsync(string userId = "alice", string? cursor = "cursor-0") =>
         SendAsync("connected", new { ConnectionId = Guid.NewGuid().ToString("N"), UserId = userId, DeviceId = "phone", HeartbeatIntervalMs = 25000, Acks = true, Cursor = cursor });
@@ -229,97 +217,18 @@ internal sealed class FakeSocket : IAsyncDisposable
     public void Drop() => Server.Abort();
 
     /// <summary>The payload of the next unconsumed frame of <paramref name="type"/> that matches.</summary>
-    public async Task<JsonElement> NextAsync(string type, Func<JsonElement, bool>? match = null, TimeSpan? timeout = null)
-    {
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-        cts.CancelAfter(timeout ?? FakeParley.Timeout);
-        while (true)
-        {
-            lock (_lock)
-            {
-                for (var i = 0; i < _frames.Count; i++)
-                {
-                    if (!_consumed[i] && _frames[i].GetProperty("type").GetString() == type
-                        && (match is null || match(_frames[i].GetProperty("payload"))))
-                    {
-                        _consumed[i] = true;
-                        return _frames[i].GetProperty("payload");
-                    }
-                }
-            }
+    public Task<JsonElement> NextAsync(string type, Func<JsonElement, bool>? match = null, TimeSpan? timeout = null) =>
+        _inbox.NextAsync(type, match, timeout);
 
-            try
-            {
-                await _arrived.WaitAsync(cts.Token);
-            }
-            catch (OperationCanceledException) when (!TestContext.Current.CancellationToken.IsCancellationRequested)
-            {
-                throw new TimeoutException($"No '{type}' frame arrived; frames: {string.Join(", ", Frames.Select(f => f.GetRawText()))}");
-            }
-        }
-    }
-
-    public async Task AssertNoFrameAsync(string type, TimeSpan within, Func<JsonElement, bool>? match = null)
-    {
-        try
-        {
-            var frame = await NextAsync(type, match, within);
-            Assert.Fail($"Unexpected {type} frame: {frame}");
-        }
-        catch (TimeoutException)
-        {
-            // Expected.
-        }
-    }
-
-    private async Task ReceiveLoopAsync()
-    {
-        var buffer = new byte[1 << 16];
-        try
-        {
-            while (true)
-            {
-                var count = 0;
-                ValueWebSocketReceiveResult result;
-                do
-                {
-                    result = await Server.ReceiveAsync(buffer.AsMemory(count), CancellationToken.None);
-                    count += result.Count;
-                }
-                while (!result.EndOfMessage && result.MessageType != WebSocketMessageType.Close);
-
-                if (result.MessageType == WebSocketMessageType.Close)
-                {
-                    _closed.TrySetResult(Server.CloseStatus);
-                    if (Server.State == WebSocketState.CloseReceived)
-                    {
-                        await Server.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "", CancellationToken.None);
-                    }
-
-                    return;
-                }
-
-                var frame = JsonDocument.Parse(buffer.AsMemory(0, count)).RootElement.Clone();
-                lock (_lock)
-                {
-                    _frames.Add(frame);
-                    _consumed.Add(false);
-                }
-
-                _arrived.Release();
-            }
-        }
-        catch (Exception ex) when (ex is WebSocketException or IOException or ObjectDisposedException or OperationCanceledException)
-        {
-            _closed.TrySetResult(null);
-        }
-    }
+    public Task AssertNoFrameAsync(string type, TimeSpan within, Func<JsonElement, bool>? match = null) =>
+        _inbox.AssertNoFrameAsync(type, within, match);
 
     public async ValueTask DisposeAsync()
     {
         Server.Abort();
         await _receiveLoop;
         Server.Dispose();
+        _inbox.Dispose();
     }
 }
 

@@ -1,11 +1,5 @@
-using System.Text;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Mvc.Testing;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.IdentityModel.JsonWebTokens;
-using Microsoft.IdentityModel.Tokens;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Client.Tests.Infrastructure;
@@ -17,13 +11,13 @@ namespace Parley.Client.Tests.Infrastructure;
 /// </summary>
 public sealed class ServerFactory : WebApplicationFactory<Program>
 {
-    public const string SigningKey = "parley-client-tests-signing-key-0123456789";
-    public const string Issuer = "parley-client-tests";
-    public const string Audience = "parley-client-tests-api";
-    public const string ServiceApiKey = "parley-client-tests-service-key-0123";
+    public const string SigningKey = TestServerSettings.SigningKey;
+    public const string Issuer = TestServerSettings.Issuer;
+    public const string Audience = TestServerSettings.Audience;
+    public const string ServiceApiKey = TestServerSettings.ServiceApiKey;
 
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "parley-client-tests", Guid.NewGuid().ToString("N"));
-    private readonly Dictionary<string, string?> _settings = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Dictionary<string, string?> _settings;
     private readonly string? _postgres;
 
     public ServerFactory()
@@ -34,18 +28,9 @@ public sealed class ServerFactory : WebApplicationFactory<Program>
     internal ServerFactory(Action<Dictionary<string, string?>>? configure)
     {
         Directory.CreateDirectory(_directory);
-        _settings["ConnectionStrings:Sqlite"] = $"Data Source={Path.Combine(_directory, "parley.db")}";
-        _settings["Auth:Mode"] = "Jwt";
-        _settings["Auth:Jwt:SigningKey"] = SigningKey;
-        _settings["Auth:Jwt:Issuer"] = Issuer;
-        _settings["Auth:Jwt:Audience"] = Audience;
+        _settings = TestServerSettings.Create(Path.Combine(_directory, "parley.db"));
+        // Token expiry is tested to the second.
         _settings["Auth:Jwt:ClockSkew"] = "00:00:00";
-        _settings["Auth:ServiceApiKeys:0"] = ServiceApiKey;
-        _settings["Limits:SendBurst"] = "100000";
-        _settings["Limits:SendRatePerSecond"] = "100000";
-        _settings["Limits:RequestBurst"] = "100000";
-        _settings["Limits:RequestRatePerSecond"] = "100000";
-        _settings["Realtime:DeliveryFlushInterval"] = "00:00:00.020";
         if (TestPostgres.Selected)
         {
             _postgres = TestPostgres.CreateDatabase(fromTemplate: true);
@@ -58,14 +43,7 @@ public sealed class ServerFactory : WebApplicationFactory<Program>
         StartServer();
     }
 
-    public Uri BaseAddress
-    {
-        get
-        {
-            var addresses = Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
-            return new Uri(addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("localhost", "127.0.0.1", StringComparison.Ordinal));
-        }
-    }
+    public Uri BaseAddress => TestServerSettings.KestrelAddress(Services);
 
     /// <summary>A REST client for <paramref name="userId"/> whose token provider mints a fresh token on every call.</summary>
     internal ParleyClient Client(string userId, string? deviceId = null, Uri? baseAddress = null) =>
@@ -82,28 +60,8 @@ public sealed class ServerFactory : WebApplicationFactory<Program>
         }
     }
 
-    public static string Token(string userId, string? deviceId = null, DateTime? expires = null, string key = SigningKey)
-    {
-        var claims = new Dictionary<string, object> { ["sub"] = userId };
-        if (deviceId is not null)
-        {
-            claims["device_id"] = deviceId;
-        }
-
-        var now = DateTime.UtcNow;
-        var expiry = expires ?? now.AddHours(1);
-        var issued = now.AddMinutes(-1);
-        return new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
-        {
-            Claims = claims,
-            Issuer = Issuer,
-            Audience = Audience,
-            IssuedAt = issued,
-            NotBefore = issued,
-            Expires = expiry,
-            SigningCredentials = new SigningCredentials(new SymmetricSecurityKey(Encoding.UTF8.GetBytes(key)), SecurityAlgorithms.HmacSha256),
-        });
-    }
+    public static string Token(string userId, string? deviceId = null, DateTime? expires = null, string key = SigningKey) =>
+        TestServerSettings.Token(userId, deviceId, expires, key: key);
 
     public override async ValueTask DisposeAsync()
     {
@@ -114,13 +72,6 @@ public sealed class ServerFactory : WebApplicationFactory<Program>
             await TestPostgres.DropDatabaseAsync(_postgres);
         }
 
-        try
-        {
-            Directory.Delete(_directory, recursive: true);
-        }
-        catch (IOException)
-        {
-            // A leftover temp directory is harmless.
-        }
+        TestServerSettings.DeleteDirectory(_directory);
     }
 }

@@ -1,14 +1,9 @@
 using System.Net.Http.Headers;
-using System.Text;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Time.Testing;
-using Microsoft.IdentityModel.JsonWebTokens;
-using Microsoft.IdentityModel.Tokens;
 
 namespace Parley.Server.Tests.Infrastructure;
 
@@ -18,13 +13,13 @@ namespace Parley.Server.Tests.Infrastructure;
 /// </summary>
 internal sealed class ParleyFactory : WebApplicationFactory<Program>
 {
-    public const string SigningKey = "parley-tests-signing-key-0123456789abcdef";
-    public const string Issuer = "parley-tests";
-    public const string Audience = "parley-tests-api";
-    public const string ServiceApiKey = "parley-tests-service-key-0123456789";
+    public const string SigningKey = TestServerSettings.SigningKey;
+    public const string Issuer = TestServerSettings.Issuer;
+    public const string Audience = TestServerSettings.Audience;
+    public const string ServiceApiKey = TestServerSettings.ServiceApiKey;
 
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "parley-tests", Guid.NewGuid().ToString("N"));
-    private readonly Dictionary<string, string?> _settings = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Dictionary<string, string?> _settings;
     private bool _kestrel;
 
     /// <param name="configure">Settings to add or override.</param>
@@ -34,18 +29,7 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
     {
         Directory.CreateDirectory(_directory);
         DatabasePath = Path.Combine(_directory, "parley.db");
-        _settings["ConnectionStrings:Sqlite"] = $"Data Source={DatabasePath}";
-        _settings["Auth:Mode"] = "Jwt";
-        _settings["Auth:Jwt:SigningKey"] = SigningKey;
-        _settings["Auth:Jwt:Issuer"] = Issuer;
-        _settings["Auth:Jwt:Audience"] = Audience;
-        _settings["Auth:ServiceApiKeys:0"] = ServiceApiKey;
-        // Tests send in bursts; the rate limit has tests of its own.
-        _settings["Limits:SendBurst"] = "100000";
-        _settings["Limits:SendRatePerSecond"] = "100000";
-        _settings["Limits:RequestBurst"] = "100000";
-        _settings["Limits:RequestRatePerSecond"] = "100000";
-        _settings["Realtime:DeliveryFlushInterval"] = "00:00:00.020";
+        _settings = TestServerSettings.Create(DatabasePath);
         // Live events start at once; the wait for a first-frame resume has tests of its own.
         _settings["Delivery:FirstFrameWait"] = "00:00:00";
         if (sharedPostgres is not null)
@@ -90,8 +74,7 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
                 return Server.BaseAddress;
             }
 
-            var addresses = Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
-            return new Uri(addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("localhost", "127.0.0.1", StringComparison.Ordinal));
+            return TestServerSettings.KestrelAddress(Services);
         }
     }
 
@@ -133,33 +116,8 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
 
     public static string Token(
         string userId, string? deviceId = null, DateTime? expires = null, string? role = null, string key = SigningKey, string issuer = Issuer,
-        string audience = Audience)
-    {
-        var claims = new Dictionary<string, object> { ["sub"] = userId };
-        if (deviceId is not null)
-        {
-            claims["device_id"] = deviceId;
-        }
-
-        if (role is not null)
-        {
-            claims["role"] = role;
-        }
-
-        var now = DateTime.UtcNow;
-        var notBefore = now.AddMinutes(-5);
-        var expiry = expires ?? now.AddHours(1);
-        return new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
-        {
-            Claims = claims,
-            Issuer = issuer,
-            Audience = audience,
-            IssuedAt = notBefore < expiry ? notBefore : expiry.AddMinutes(-1),
-            NotBefore = notBefore < expiry ? notBefore : expiry.AddMinutes(-1),
-            Expires = expiry,
-            SigningCredentials = new SigningCredentials(new SymmetricSecurityKey(Encoding.UTF8.GetBytes(key)), SecurityAlgorithms.HmacSha256),
-        });
-    }
+        string audience = Audience) =>
+        TestServerSettings.Token(userId, deviceId, expires, role, key, issuer, audience);
 
     /// <summary>The settings that locate this server's data: another server given them serves the same data (a restart).</summary>
     public Dictionary<string, string?> StorageSettings() =>
@@ -188,13 +146,6 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
             await TestPostgres.DropDatabaseAsync(_ownedPostgres);
         }
 
-        try
-        {
-            Directory.Delete(_directory, recursive: true);
-        }
-        catch (IOException)
-        {
-            // A leftover temp directory is harmless.
-        }
+        TestServerSettings.DeleteDirectory(_directory);
     }
 }
