@@ -329,6 +329,85 @@ public sealed class ConnectionTests
         Assert.Equal(["", """{"type":"next"}"""], run.Received);
     }
 
+    [Fact]
+    public async Task Hold_LiveFramesWaitButTypingFlowsAndIsDroppedRatherThanOverflowing()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(capacity: 64));
+        run.Connection.Hold();
+        run.Start();
+        Assert.True(run.Connection.TryEnqueue(Frame(0)));
+        Assert.True(run.Connection.TryEnqueue(new OutboundFrame(Encoding.UTF8.GetBytes("""{"type":"test","payload":{"index":1}}"""), transient: true)));
+
+        // The typing frame is written during the hold; the sequenced one waits for the release.
+        await socket.WaitForSentAsync(1, Timeout);
+        Assert.Equal([1], socket.Sent.Select(Index));
+        run.Connection.Release();
+        await socket.WaitForSentAsync(2, Timeout);
+        Assert.Equal([1, 0], socket.Sent.Select(Index));
+
+        // A full queue during a hold (a catch-up filling it) drops typing frames instead of closing with 4001.
+        socket.BlockSends();
+        run.Connection.Hold();
+        for (var i = 0; i < 80; i++)
+        {
+            Assert.True(run.Connection.TryEnqueue(new OutboundFrame(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"index":{{{100 + i}}}}}"""), transient: true)));
+        }
+
+        socket.ReleaseSends();
+        run.Connection.Release();
+        // The queue's worth went out (the rest was dropped) and the connection is still open.
+        var deadline = DateTime.UtcNow + Timeout;
+        while (socket.Sent.Count(f => Index(f) >= 100) < 64)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"only {socket.Sent.Count(f => Index(f) >= 100)} typing frames were sent");
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        var before = socket.Sent.Count;
+        Assert.True(run.Connection.TryEnqueue(Frame(2)));
+        await socket.WaitForSentAsync(before + 1, Timeout);
+        Assert.Equal(2, Index(socket.Sent[^1]));
+        Assert.False(socket.CloseSent.IsCompleted);
+        Assert.InRange(socket.Sent.Count(f => Index(f) >= 100), 64, 65);
+    }
+
+    [Fact]
+    public async Task HoldForCatchUp_TheFirstFrameWaitEndingDoesNotReleaseIt_OnlyTheCatchUpDoes()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(capacity: 64));
+        run.Connection.Hold();
+        run.Start();
+        Assert.True(run.Connection.TryEnqueue(Frame(0)));
+
+        // A resume arrives as the first-frame wait ends: the catch-up's hold wins.
+        run.Connection.HoldForCatchUp();
+        run.Connection.EndFirstFrameWait();
+        Assert.True(run.Connection.TryEnqueue(Frame(1)));
+        await Task.Delay(100, TestContext.Current.CancellationToken);
+        Assert.Empty(socket.Sent);
+
+        run.Connection.Release();
+        await socket.WaitForSentAsync(2, Timeout);
+        Assert.Equal([0, 1], socket.Sent.Select(Index));
+    }
+
+    [Fact]
+    public async Task Hold_TheFirstFrameWaitEnding_ReleasesIt()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(capacity: 64));
+        run.Connection.Hold();
+        run.Start();
+        Assert.True(run.Connection.TryEnqueue(Frame(0)));
+
+        run.Connection.EndFirstFrameWait();
+
+        await socket.WaitForSentAsync(1, Timeout);
+        Assert.Equal([0], socket.Sent.Select(Index));
+    }
+
     private static RealtimeOptions Options(int capacity = QueueCapacity, TimeSpan? sendTimeout = null) => new()
     {
         SendQueueCapacity = capacity,

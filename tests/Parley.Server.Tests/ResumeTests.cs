@@ -261,6 +261,75 @@ public sealed class ResumeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ResumeFrame_MalformedPayload_ErrorInvalidFrameAndTheSocketStaysOpen()
+    {
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob", "acks=true");
+
+        await bob.SendAsync("""{"type":"resume","id":"r1","payload":{"cursor":5}}""");
+
+        await bob.NextErrorAsync("invalid_frame", id: "r1");
+        await bob.PingAsync();
+    }
+
+    [Fact]
+    public async Task Resume_CatchUpOfSeveralPages_ACursorAfterEachPageLeadsOnFromThere()
+    {
+        await using var factory = new ParleyFactory(s => s["Delivery:CatchUpPage"] = "10").StartKestrel();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        string cursor;
+        await using (var away = await WsClient.ConnectAsync(factory, "bob", "acks=true"))
+        {
+            cursor = away.Connected.GetProperty("cursor").GetString()!;
+        }
+
+        var sent = new List<long>();
+        for (var i = 0; i < 25; i++)
+        {
+            sent.Add((await alice.SendTextAsync(conversation.Id, $"m{i}")).Seq);
+        }
+
+        await WaitUntilPositionedAsync(factory, "bob", cursor, sent.Count);
+        await using var bob = await WsClient.ConnectAsync(factory, "bob", $"acks=true&cursor={cursor}");
+        await bob.NextAsync("sync_complete");
+
+        // Pages of 10, 10 and 5: a cursor after each full page, before sync_complete.
+        var frames = bob.All().TakeWhile(f => f.GetProperty("type").GetString() != "sync_complete").ToList();
+        var interim = frames.Select((f, i) => (f, i)).Where(x => x.f.GetProperty("type").GetString() == "cursor").ToList();
+        Assert.Equal(2, interim.Count);
+        // (The conversation's creation may be in the catch-up too, when it was positioned after the cursor was issued.)
+        var firstPage = frames.Take(interim[0].i).ToList();
+        Assert.Equal(10, firstPage.Count(f => f.GetProperty("type").GetString() is "new_message" or "conversation_created"));
+        var inFirstPage = firstPage.Where(f => f.GetProperty("type").GetString() == "new_message")
+            .Select(f => f.GetProperty("payload").GetProperty("message").GetProperty("seq").GetInt64()).ToList();
+        using var api = factory.Api("bob");
+        var rest = await ParleyApi.ReadAsync<JsonElement>(
+            await api.GetAsync($"/api/v1/sync?cursor={interim[0].f.GetProperty("payload").GetProperty("cursor").GetString()}&limit=100"));
+        Assert.Equal(
+            sent.Except(inFirstPage),
+            rest.GetProperty("events").EnumerateArray().Where(e => e.GetProperty("type").GetString() == "new_message")
+                .Select(e => e.GetProperty("payload").GetProperty("message").GetProperty("seq").GetInt64()));
+    }
+
+    /// <summary>Waits until REST sync from the cursor returns <paramref name="count"/> messages (the sequencer positions them shortly after commit).</summary>
+    private static async Task WaitUntilPositionedAsync(ParleyFactory factory, string userId, string cursor, int count)
+    {
+        using var api = factory.Api(userId);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var page = await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync($"/api/v1/sync?cursor={cursor}&limit=1000"));
+            if (page.GetProperty("events").EnumerateArray().Count(e => e.GetProperty("type").GetString() == "new_message") >= count)
+            {
+                return;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "events were not positioned in time");
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+    }
+
+    [Fact]
     public async Task Resume_CursorOfAnotherDeployment_IsExpired()
     {
         Assert.True(Sync.Cursor.TryDecode(await CurrentCursorAsync("bob"), out var current));

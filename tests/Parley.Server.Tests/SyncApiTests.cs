@@ -39,6 +39,48 @@ public sealed class SyncApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Sync_PagesBeforeTheLast_KeepTheTimeWatermarksAreReplayedFrom()
+    {
+        using var alice = _factory.Api("alice");
+        using var bob = _factory.Api("bob");
+        var conversation = await alice.CreateDirectAsync("bob");
+        // Issued an hour ago (cursors carry seconds): any page cursor stamped "now" would differ from it.
+        Assert.True(Sync.Cursor.TryDecode(await CursorAsync(alice), out var current));
+        var presented = current! with { IssuedAt = DateTimeOffset.UtcNow.AddHours(-1) };
+        var cursor = presented.Encode();
+        for (var i = 0; i < 3; i++)
+        {
+            await alice.SendTextAsync(conversation.Id, $"m{i}");
+        }
+
+        var last = await alice.SendTextAsync(conversation.Id, "last");
+        await bob.MarkReadAsync(last.Id);
+        await ReadAllAsync(alice, cursor, limit: 100, expectedEvents: 4);
+
+        // Watermarks come with the last page, replayed from the first cursor's time: a page cursor must keep it,
+        // or a multi-page read would skip receipts that moved shortly before it began.
+        var next = cursor;
+        var receipts = 0;
+        while (true)
+        {
+            var page = await ParleyApi.ReadAsync<JsonElement>(await alice.GetAsync($"/api/v1/sync?cursor={next}&limit=2"));
+            receipts += page.GetProperty("events").EnumerateArray().Count(
+                e => e.GetProperty("type").GetString() == "message_read" && e.GetProperty("payload").GetProperty("user_id").GetString() == "bob");
+            next = page.GetProperty("next_cursor").GetString()!;
+            Assert.True(Sync.Cursor.TryDecode(next, out var decoded));
+            if (!page.GetProperty("has_more").GetBoolean())
+            {
+                Assert.True(decoded!.IssuedAt > presented.IssuedAt);
+                break;
+            }
+
+            Assert.Equal(presented.IssuedAt.ToUnixTimeSeconds(), decoded!.IssuedAt.ToUnixTimeSeconds());
+        }
+
+        Assert.Equal(1, receipts);
+    }
+
+    [Fact]
     public async Task Sync_OnlyTheCallersConversations()
     {
         using var alice = _factory.Api("alice");

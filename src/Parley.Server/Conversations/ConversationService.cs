@@ -94,16 +94,21 @@ internal sealed class ConversationService(
         var now = time.GetUtcNow();
         var roles = members.Select(u => (u, type == ConversationTypes.Group && u == ownerId ? Roles.Owner : Roles.Member)).ToList();
         var directKey = type == ConversationTypes.Direct ? string.Join('\n', members.Order(StringComparer.Ordinal)) : null;
-        var created = await store.CreateConversationAsync(
-            new NewConversation(Guid.CreateVersion7(now), type!, name, caller.UserId, roles, directKey, now), cancellationToken);
-        var snapshot = created.Snapshot;
-        if (created.Created)
+        // Locked from before the commit until conversation_created is out: nothing sent into the new conversation
+        // (by a member who found it as an existing direct conversation) can overtake its seq 1, and a request
+        // cancelled after the commit still announces it.
+        var id = Guid.CreateVersion7(now);
+        CreateConversationResult created;
+        using (await locks.AcquireAsync(id, cancellationToken))
         {
-            using (await locks.AcquireAsync(snapshot.Conversation.Id, cancellationToken))
+            created = await store.CreateConversationAsync(new NewConversation(id, type!, name, caller.UserId, roles, directKey, now), CancellationToken.None);
+            if (created.Created)
             {
-                await broadcaster.ConversationCreatedAsync(snapshot);
+                await broadcaster.ConversationCreatedAsync(created.Snapshot);
             }
         }
+
+        var snapshot = created.Snapshot;
 
         var lastMessage = await LastMessageAsync(snapshot, cancellationToken);
         return (ConversationViews.ToView(snapshot, snapshot.Find(caller.UserId), lastMessage), created.Created);

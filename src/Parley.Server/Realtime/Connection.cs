@@ -27,9 +27,8 @@ internal sealed partial class Connection : IDisposable
     // orders enqueues against the release of the held frames.
     private const int HeldQueues = 4;
     private readonly Lock _holdLock = new();
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, long> _sentSeqs = new();
-    private IReadOnlyDictionary<Guid, long> _baseline = new Dictionary<Guid, long>();
     private List<OutboundFrame>? _held;
+    private bool _holdingForCatchUp;
     private readonly List<Task> _attached = [];
     private int _clientFrames;
 
@@ -90,6 +89,14 @@ internal sealed partial class Connection : IDisposable
         {
             if (_held is not null)
             {
+                if (frame.Transient)
+                {
+                    // Not held (stale by the end of the catch-up); while the catch-up fills the queue it may not fit,
+                    // and a typing indicator is not worth closing the connection for.
+                    _outbound.Writer.TryWrite(frame);
+                    return true;
+                }
+
                 if (_held.Count < _options.SendQueueCapacity * HeldQueues)
                 {
                     _held.Add(frame);
@@ -118,6 +125,19 @@ internal sealed partial class Connection : IDisposable
     {
         lock (_holdLock)
         {
+            _held ??= [];
+        }
+    }
+
+    /// <summary>
+    /// Holds live frames for a catch-up: only the catch-up's own release ends this hold (the end of the wait for
+    /// a first frame, which may race with a <c>resume</c>, no longer does).
+    /// </summary>
+    public void HoldForCatchUp()
+    {
+        lock (_holdLock)
+        {
+            _holdingForCatchUp = true;
             _held ??= [];
         }
     }
@@ -177,9 +197,12 @@ internal sealed partial class Connection : IDisposable
     /// </summary>
     public void EndFirstFrameWait()
     {
-        if (!Cursors.CatchingUp)
+        lock (_holdLock)
         {
-            Release();
+            if (!_holdingForCatchUp)
+            {
+                Release();
+            }
         }
     }
 
@@ -193,14 +216,19 @@ internal sealed partial class Connection : IDisposable
     }
 
     /// <summary>
-    /// The highest seq of each conversation this socket's device holds: written to the socket, or (for a device
-    /// that started without a cursor) committed before the socket subscribed, which the device loads over REST.
+    /// The sequenced events this socket's device holds: written to the socket, or (for a device that started
+    /// without a cursor) committed before the socket subscribed, which the device loads over REST.
     /// </summary>
-    public long SentSeq(Guid conversationId) =>
-        Math.Max(_sentSeqs.TryGetValue(conversationId, out var seq) ? seq : 0, _baseline.TryGetValue(conversationId, out var known) ? known : 0);
+    public SentPositions Sent { get; } = new();
 
     /// <summary>Positions a device without a cursor already has: everything committed before it subscribed (read after subscribing).</summary>
-    public void SetBaseline(IReadOnlyDictionary<Guid, long> lastSeqs) => _baseline = lastSeqs;
+    public void SetBaseline(IReadOnlyDictionary<Guid, long> lastSeqs)
+    {
+        foreach (var (conversationId, seq) in lastSeqs)
+        {
+            Sent.Confirm(conversationId, seq);
+        }
+    }
 
     /// <summary>Set by the stream position logic (Sync): this socket follows cursors, and the last one it got.</summary>
     public CursorState Cursors { get; } = new();
@@ -290,8 +318,8 @@ internal sealed partial class Connection : IDisposable
 
                     if (frame.Seq > 0 && frame.ConversationId is { } conversationId)
                     {
-                        // Only this loop writes; readers (cursor checks) may see a slightly older value, never a newer one.
-                        _sentSeqs.AddOrUpdate(conversationId, frame.Seq, (_, sent) => Math.Max(sent, frame.Seq));
+                        // Recorded once written: a cursor check never counts a frame that is still queued.
+                        Sent.Record(conversationId, frame.Seq, exact: Cursors.Enabled);
                         Cursors.SentSinceCursor = true;
                     }
 

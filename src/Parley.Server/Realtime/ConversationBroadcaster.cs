@@ -69,7 +69,8 @@ internal sealed class ConversationBroadcaster(IFanout fanout, TimeProvider time)
     {
         var bytes = FrameWriter.Serialize(
             FrameTypes.Typing, new TypingPayload(conversationId, userId, isTyping, Now), ParleyJsonContext.Default.TypingPayload);
-        return fanout.PublishAsync(new FanoutMessage(UserIds(members), new OutboundFrame(bytes, conversationId), ExceptUserId: userId), AfterCommit);
+        return fanout.PublishAsync(
+            new FanoutMessage(UserIds(members), new OutboundFrame(bytes, conversationId, transient: true), ExceptUserId: userId), AfterCommit);
     }
 
     private DateTimeOffset Now => time.GetUtcNow();

@@ -42,7 +42,19 @@ internal sealed partial class FrameDispatcher(
         id = frame.Id;
         if (type == FrameTypes.Resume)
         {
-            await ResumeAsync(connection, first, frame.ReadPayload(ParleyJsonContext.Default.ResumeFrame), id, cancellationToken);
+            ResumeFrame payload;
+            try
+            {
+                payload = frame.ReadPayload(ParleyJsonContext.Default.ResumeFrame);
+            }
+            catch (JsonException ex)
+            {
+                EndFirstFrameWait(connection, first);
+                connection.TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, $"The payload of 'resume' is not valid: {ex.Message}", id));
+                return;
+            }
+
+            await ResumeAsync(connection, first, payload, id, cancellationToken);
             return;
         }
 
@@ -144,7 +156,19 @@ internal sealed partial class FrameDispatcher(
             return;
         }
 
-        var cursor = await sync.ValidateAsync(payload.Cursor, cancellationToken);
+        Result<Cursor> cursor;
+        try
+        {
+            cursor = await sync.ValidateAsync(payload.Cursor, cancellationToken);
+        }
+        catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException)
+        {
+            // As when a catch-up fails: nothing was sent, the device resumes again shortly.
+            Log.ResumeFailed(logger, connection.Id, ex);
+            connection.RequestClose(CloseCodes.TryAgainLater, "storage unavailable; resume again");
+            return;
+        }
+
         if (cursor.Error is { Status: 400 } invalid)
         {
             connection.EndFirstFrameWait();
@@ -153,7 +177,7 @@ internal sealed partial class FrameDispatcher(
         }
 
         // Live events are held already unless the wait for this frame ran out; hold them again for the catch-up.
-        connection.Hold();
+        connection.HoldForCatchUp();
         connection.Attach(sync.CatchUpAsync(connection, cursor, connection.Closing));
     }
 
@@ -216,6 +240,9 @@ internal sealed partial class FrameDispatcher(
 
     private static partial class Log
     {
+        [LoggerMessage(EventId = 2102, Level = LogLevel.Warning, Message = "Connection {ConnectionId}: resume failed; closing with 1013")]
+        public static partial void ResumeFailed(ILogger logger, string connectionId, Exception exception);
+
         [LoggerMessage(EventId = 2101, Level = LogLevel.Error, Message = "Connection {ConnectionId}: frame '{FrameType}' failed")]
         public static partial void FrameFailed(ILogger logger, string connectionId, string frameType, Exception exception);
     }

@@ -111,7 +111,11 @@ internal static partial class WebSocketEndpoint
         // Subscribe first, then read: live events are held until the catch-up has been sent (or, without a cursor,
         // until the first client frame shows whether it is a resume).
         var firstFrameWait = deliveryOptions.Value.FirstFrameWait;
-        if (resumeFrom is not null || firstFrameWait > TimeSpan.Zero)
+        if (resumeFrom is not null)
+        {
+            connection.HoldForCatchUp();
+        }
+        else if (firstFrameWait > TimeSpan.Zero)
         {
             connection.Hold();
         }
@@ -122,20 +126,29 @@ internal static partial class WebSocketEndpoint
         using var firstFrameTimer = resumeFrom is null && firstFrameWait > TimeSpan.Zero
             ? TimeProvider.System.CreateTimer(_ => connection.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
             : null;
-        if (resumeFrom is { } cursor)
-        {
-            connection.ResumedOnConnect = true;
-            connection.Attach(sync.CatchUpAsync(connection, cursor, connection.Closing));
-        }
-        else if (connection.Cursors.Enabled)
-        {
-            // Read after subscribing: what was committed before, the device loads over REST; the rest arrives live.
-            connection.SetBaseline(await store.GetLastSeqsAsync(connection.UserId, context.RequestAborted));
-        }
-
         var limiter = dispatcher.CreateInboundLimiter();
         try
         {
+            if (resumeFrom is { } cursor)
+            {
+                connection.ResumedOnConnect = true;
+                connection.Attach(sync.CatchUpAsync(connection, cursor, connection.Closing));
+            }
+            else if (connection.Cursors.Enabled)
+            {
+                try
+                {
+                    // Read after subscribing: what was committed before, the device loads over REST; the rest arrives live.
+                    connection.SetBaseline(await store.GetLastSeqsAsync(connection.UserId, context.RequestAborted));
+                }
+                catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException)
+                {
+                    // Without it no cursor could be issued: the device connects again shortly.
+                    Log.BaselineFailed(logger, connection.Id, ex);
+                    connection.RequestClose(CloseCodes.TryAgainLater, "storage unavailable; connect again");
+                }
+            }
+
             await connection.RunAsync(
                 (c, frame, ct) => dispatcher.HandleAsync(c, caller, limiter, frame, ct),
                 (c, frame) =>
@@ -147,6 +160,10 @@ internal static partial class WebSocketEndpoint
                     }
                 },
                 context.RequestAborted);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away before the connection ran.
         }
         finally
         {
@@ -185,6 +202,9 @@ internal static partial class WebSocketEndpoint
     {
         [LoggerMessage(EventId = 2010, Level = LogLevel.Information, Message = "Connection {ConnectionId} opened for user {UserId} on device {DeviceId} (acks: {Acks})")]
         public static partial void Connected(ILogger logger, string connectionId, string userId, string deviceId, bool acks);
+
+        [LoggerMessage(EventId = 2012, Level = LogLevel.Warning, Message = "Connection {ConnectionId}: reading the device's positions failed; closing with 1013")]
+        public static partial void BaselineFailed(ILogger logger, string connectionId, Exception exception);
 
         [LoggerMessage(EventId = 2011, Level = LogLevel.Information, Message = "Connection {ConnectionId} closed (status {CloseStatus})")]
         public static partial void Disconnected(ILogger logger, string connectionId, int? closeStatus);

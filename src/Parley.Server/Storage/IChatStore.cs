@@ -85,9 +85,6 @@ internal interface IChatStore
     /// <summary>Messages by id (those that exist).</summary>
     Task<IReadOnlyDictionary<Guid, Message>> GetMessagesAsync(IReadOnlyCollection<Guid> messageIds, CancellationToken cancellationToken);
 
-    /// <summary>The highest seq per conversation among the user's events positioned in (afterPos, uptoPos].</summary>
-    Task<IReadOnlyDictionary<Guid, long>> MaxSeqByConversationAsync(string userId, long afterPos, long uptoPos, CancellationToken cancellationToken);
-
     /// <summary>The current last seq of each of the user's conversations.</summary>
     Task<IReadOnlyDictionary<Guid, long>> GetLastSeqsAsync(string userId, CancellationToken cancellationToken);
 

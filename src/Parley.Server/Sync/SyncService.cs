@@ -28,6 +28,12 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
     // Receipts carry wall-clock times from several instances: look a little further back than the cursor.
     private static readonly TimeSpan ClockSlack = TimeSpan.FromSeconds(5);
 
+    // Events checked per cursor computation; a busier socket's cursor advances over the first ones and continues.
+    private const int CursorCheckLimit = 2000;
+
+    // An event this old that a socket still lacks did not reach it live: it is sent by the cursor check.
+    private static readonly TimeSpan RepairAfter = TimeSpan.FromSeconds(2);
+
     public async Task<Cursor> CurrentAsync(CancellationToken cancellationToken)
     {
         var position = await store.GetStreamPositionAsync(cancellationToken);
@@ -88,7 +94,8 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
             frames.AddRange(await WatermarkFramesAsync(caller.UserId, cursor.IssuedAt, cancellationToken));
         }
 
-        var next = new Cursor(cursor.Epoch, hasMore ? page[^1].Pos!.Value : upto, time.GetUtcNow());
+        // Watermarks come with the last page: until then the next cursor keeps the time they are replayed from.
+        var next = hasMore ? new Cursor(cursor.Epoch, page[^1].Pos!.Value, cursor.IssuedAt) : new Cursor(cursor.Epoch, upto, time.GetUtcNow());
         return new SyncPage(frames.Select(f => JsonDocument.Parse(f.Utf8).RootElement.Clone()).ToList(), next.Encode(), hasMore);
     }
 
@@ -131,6 +138,9 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
                 }
 
                 after = page[^1].Pos!.Value;
+                // Everything up to here is on its way: a catch-up cut short (the socket closed, or it could not keep
+                // up) resumes from here next time, not from the start. Watermarks still replay from the old time.
+                await connection.EnqueueAsync(Frames.Cursor(FrameTypes.Cursor, new Cursor(upto.Epoch, after, from.IssuedAt).Encode()), cancellationToken);
             }
 
             // Committed but positioned after the read above (or not yet): the sequencer may lag behind commits.
@@ -142,6 +152,12 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
             await connection.EnqueueAsync(Frames.Cursor(FrameTypes.SyncComplete, complete.Encode()), cancellationToken);
             state.Pos = upto.Pos;
             state.SentSinceCursor = false;
+            foreach (var (conversationId, seq) in sent)
+            {
+                // The device had everything up to its cursor, and the catch-up sent every later event.
+                connection.Sent.Confirm(conversationId, seq);
+            }
+
             connection.Release(frame => frame.Seq > 0 && frame.ConversationId is { } c && sent.TryGetValue(c, out var seq) && frame.Seq <= seq);
             Log.CaughtUp(logger, connection.Id, sent.Count, from.Pos, upto.Pos);
         }
@@ -161,7 +177,9 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
     }
 
     /// <summary>
-    /// Gives the socket a newer cursor when every event positioned since its last one has been written to it.
+    /// Gives the socket a newer cursor up to the last position before which every event the device may see was
+    /// written to it, and sends the device the events it should have received live but did not (written on
+    /// another instance, or a fan-out message lost): a cursor never claims an event the socket was not given.
     /// Cheap to call often: at most one computation at a time per socket, none while nothing was sent.
     /// </summary>
     public async Task TryAdvanceCursorAsync(Connection connection, CancellationToken cancellationToken)
@@ -176,18 +194,65 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
         {
             state.SentSinceCursor = false;
             var upto = await store.GetStreamPositionAsync(cancellationToken);
-            var covered = upto.Pos > state.Pos
-                ? await store.MaxSeqByConversationAsync(connection.UserId, state.Pos, upto.Pos, cancellationToken)
-                : null;
-            if (covered is null || covered.Any(c => connection.SentSeq(c.Key) < c.Value))
+            if (upto.Pos <= state.Pos)
             {
-                // Not positioned yet, or still on its way to this socket: try again later.
+                // Sent frames whose events are not positioned yet: try again later.
                 state.SentSinceCursor = true;
                 return;
             }
 
-            state.Pos = upto.Pos;
-            connection.TryEnqueue(Frames.Cursor(FrameTypes.Cursor, new Cursor(upto.Epoch, upto.Pos, time.GetUtcNow()).Encode()));
+            var events = await store.ReadUserEventsAsync(connection.UserId, state.Pos, upto.Pos, newerThanUpto: false, CursorCheckLimit + 1, cancellationToken);
+            var complete = events.Count <= CursorCheckLimit;
+            var safe = state.Pos;
+            var covered = new Dictionary<Guid, long>();
+            var missing = new List<UserEvent>();
+            foreach (var e in events.Take(CursorCheckLimit))
+            {
+                if (!connection.Sent.Holds(e.Event.ConversationId, e.Event.Seq))
+                {
+                    missing.Add(e);
+                }
+                else if (missing.Count == 0)
+                {
+                    safe = e.Pos!.Value;
+                    covered[e.Event.ConversationId] = e.Event.Seq;
+                }
+            }
+
+            if (missing.Count == 0 && complete)
+            {
+                safe = upto.Pos;
+            }
+
+            // Live delivery happens right after the commit: an event still missing after a while never reached
+            // this socket live; send it now (the device de-duplicates by seq if it was merely late).
+            var overdue = time.GetUtcNow() - RepairAfter;
+            var repair = missing.Where(e => e.Event.CreatedAt < overdue).ToList();
+            foreach (var frame in await BuildFramesAsync(repair, cancellationToken))
+            {
+                connection.TryEnqueue(frame);
+            }
+
+            if (repair.Count > 0)
+            {
+                Log.Repaired(logger, connection.Id, repair.Count);
+            }
+
+            if (missing.Count > 0 || !complete)
+            {
+                state.SentSinceCursor = true; // the rest on a later check
+            }
+
+            if (safe > state.Pos)
+            {
+                foreach (var (conversationId, seq) in covered)
+                {
+                    connection.Sent.Confirm(conversationId, seq);
+                }
+
+                state.Pos = safe;
+                connection.TryEnqueue(Frames.Cursor(FrameTypes.Cursor, new Cursor(upto.Epoch, safe, time.GetUtcNow()).Encode()));
+            }
         }
         catch (Exception ex) when (ex is DbException or TimeoutException)
         {
@@ -286,5 +351,8 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
 
         [LoggerMessage(EventId = 6003, Level = LogLevel.Debug, Message = "Connection {ConnectionId}: cursor not advanced: {Reason}")]
         public static partial void CursorFailed(ILogger logger, string connectionId, string reason);
+
+        [LoggerMessage(EventId = 6004, Level = LogLevel.Information, Message = "Connection {ConnectionId}: sent {Count} events it had not received live")]
+        public static partial void Repaired(ILogger logger, string connectionId, int count);
     }
 }

@@ -97,19 +97,6 @@ internal abstract partial class SqlChatStore
             return result;
         }, cancellationToken);
 
-    public Task<IReadOnlyDictionary<Guid, long>> MaxSeqByConversationAsync(string userId, long afterPos, long uptoPos, CancellationToken cancellationToken) =>
-        ReadAsync<IReadOnlyDictionary<Guid, long>>(
-            async s => (await s.Sql(
-                $"""
-                SELECT e.conversation_id, MAX(e.seq)
-                {UserEventsFrom} AND e.pos > @after AND e.pos <= @upto
-                GROUP BY e.conversation_id
-                """)
-                .With("@u", userId).With("@after", afterPos).With("@upto", uptoPos)
-                .ListAsync(r => (r.Guid(0), r.Long(1)), cancellationToken))
-                .ToDictionary(x => x.Item1, x => x.Item2),
-            cancellationToken);
-
     public Task<IReadOnlyDictionary<Guid, long>> GetLastSeqsAsync(string userId, CancellationToken cancellationToken) =>
         ReadAsync<IReadOnlyDictionary<Guid, long>>(
             async s => (await s.Sql(

@@ -1,0 +1,98 @@
+using System.Text.Json;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// Two instances on one PostgreSQL database without cross-instance fan-out: a socket on one instance misses
+/// live events written through the other. Its cursors must never claim such an event, and the cursor check
+/// sends it to the socket, so the device has it and its cursor moves on.
+/// </summary>
+public sealed class MultiInstanceDeliveryTests : IAsyncLifetime
+{
+    private string _database = string.Empty;
+    private ParleyFactory? _first;
+    private ParleyFactory? _second;
+
+    public ValueTask InitializeAsync()
+    {
+        _database = TestPostgres.CreateDatabase(fromTemplate: true);
+        _first = new ParleyFactory(s => s["Delivery:CursorInterval"] = "00:00:00.200", sharedPostgres: _database).StartKestrel();
+        _second = new ParleyFactory(s => s["Delivery:CursorInterval"] = "00:00:00.200", sharedPostgres: _database).StartKestrel();
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_first is not null)
+        {
+            await _first.DisposeAsync();
+        }
+
+        if (_second is not null)
+        {
+            await _second.DisposeAsync();
+        }
+
+        if (_database.Length > 0)
+        {
+            await TestPostgres.DropDatabaseAsync(_database);
+        }
+    }
+
+    [Fact]
+    public async Task EventWrittenOnAnotherInstance_NoCursorClaimsItBeforeTheSocketGetsIt_ThenItIsSent()
+    {
+        using var aliceOnFirst = _first!.Api("alice");
+        using var aliceOnSecond = _second!.Api("alice");
+        using var bobRest = _first.Api("bob");
+        var conversation = await aliceOnFirst.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(_first, "bob", "acks=true");
+
+        var missed = await aliceOnSecond.SendTextAsync(conversation.Id, "through the other instance");
+        var live = await aliceOnFirst.SendTextAsync(conversation.Id, "through this instance");
+        await bob.NextAsync("new_message", p => Seq(p) == live.Seq);
+        await bob.NextAsync("new_message", p => Seq(p) == missed.Seq, TimeSpan.FromSeconds(15));
+        var frames = bob.All().ToList();
+        var arrived = frames.FindIndex(f => Type(f) == "new_message" && Seq(f.GetProperty("payload")) == missed.Seq);
+
+        // Every cursor the socket was given before it had the missed event still leads to it.
+        foreach (var cursor in frames.Take(arrived).Where(f => Type(f) == "cursor"))
+        {
+            Assert.Contains(missed.Seq, await SyncedSeqsAsync(bobRest, cursor));
+        }
+
+        // Once it has it, the next cursor moves past both messages.
+        var after = await FirstCursorAfterAsync(bob, arrived);
+        var rest = await SyncedSeqsAsync(bobRest, after);
+        Assert.DoesNotContain(missed.Seq, rest);
+        Assert.DoesNotContain(live.Seq, rest);
+    }
+
+    private static async Task<JsonElement> FirstCursorAfterAsync(WsClient client, int index)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var cursor = client.All().Skip(index + 1).FirstOrDefault(f => Type(f) == "cursor");
+            if (cursor.ValueKind != JsonValueKind.Undefined)
+            {
+                return cursor;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "no cursor after the missed event arrived");
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+    }
+
+    private static string Type(JsonElement frame) => frame.GetProperty("type").GetString()!;
+
+    private static long Seq(JsonElement newMessagePayload) => newMessagePayload.GetProperty("message").GetProperty("seq").GetInt64();
+
+    private static async Task<List<long>> SyncedSeqsAsync(ParleyApi api, JsonElement cursorFrame)
+    {
+        var cursor = cursorFrame.GetProperty("payload").GetProperty("cursor").GetString()!;
+        var page = await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync($"/api/v1/sync?cursor={Uri.EscapeDataString(cursor)}&limit=1000"));
+        return page.GetProperty("events").EnumerateArray().Where(e => Type(e) == "new_message").Select(e => Seq(e.GetProperty("payload"))).ToList();
+    }
+}
