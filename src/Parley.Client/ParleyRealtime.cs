@@ -712,6 +712,8 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
         lock (_gate)
         {
             _catchingUp = false;
+            // The catch-up held every event after the presented cursor: where new conversations start is known.
+            _delivery.ResolveStarts(null);
             _delivery.OnCursor(cursor);
         }
 
@@ -1030,6 +1032,7 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
     private async Task SyncFromAsync(string cursor, CancellationToken cancellationToken)
     {
         var next = cursor;
+        var synced = new Dictionary<Guid, long>();
         while (true)
         {
             var page = await _client.SyncAsync(next, _options.SyncPageSize, cancellationToken);
@@ -1040,11 +1043,17 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
                     if (e is ConversationEvent conversationEvent)
                     {
                         _delivery.Offer(conversationEvent);
+                        synced[conversationEvent.ConversationId] = Math.Max(synced.GetValueOrDefault(conversationEvent.ConversationId), conversationEvent.Seq);
                     }
                     else
                     {
                         _delivery.Emit(e);
                     }
+                }
+
+                if (!page.HasMore)
+                {
+                    _delivery.ResolveStarts(synced);
                 }
 
                 // Every event up to next_cursor is in the pages read so far.

@@ -8,6 +8,7 @@ public sealed class DeliveryStateTests
 {
     private static readonly Guid C = Guid.Parse("01a20b3e-940d-7fab-a2e1-d6da9c0eafc2");
     private static readonly Guid D = Guid.Parse("01a20b3e-940d-7fab-a2e1-d6da9c0eafc3");
+    private static readonly Guid E = Guid.Parse("01a20b3e-940d-7fab-a2e1-d6da9c0eafc4");
 
     private readonly Channel<DeliveryItem> _output = Channel.CreateUnbounded<DeliveryItem>();
     private readonly DeliveryState _state;
@@ -77,17 +78,54 @@ public sealed class DeliveryStateTests
     {
         _state.Offer(Msg(C, 1));
         _state.Offer(Msg(C, 3));
-        _state.Offer(Msg(D, 7));
-        _state.Offer(Msg(D, 8));
-        Assert.Equal([1L, 7L, 8L], AppliedSeqs());
+        _state.Offer(Msg(D, 1));
+        _state.Offer(Msg(D, 2));
+        Assert.Equal([1L, 1L, 2L], AppliedSeqs());
     }
 
     [Fact]
-    public void Offer_UnknownConversation_StartsAtItsFirstEvent()
+    public void Offer_UnknownConversationAtSeq1OrOwnJoining_StartsThere()
     {
-        Assert.Equal(OfferResult.Applied, _state.Offer(Msg(C, 17)));
-        Assert.Equal(17, _state.Applied(C));
+        Assert.Equal(OfferResult.Applied, _state.Offer(new HiddenEvent { ConversationId = C, Seq = 1 }));
+        Assert.Equal(OfferResult.Applied, _state.Offer(Msg(D, 1)));
+        Assert.Equal(OfferResult.Applied, _state.Offer(new ParticipantAddedEvent { ConversationId = E, Seq = 9, UserId = "alice" }));
+        Assert.False(_state.HasGaps);
+        Assert.Equal(9, _state.Applied(E));
+    }
+
+    [Fact]
+    public void Offer_UnknownConversationMidway_BufferedUntilACompleteReadFromTheCursorShowsWhereItStarts()
+    {
+        Assert.Equal(OfferResult.Buffered, _state.Offer(Msg(C, 17)));
         Assert.Equal(OfferResult.Buffered, _state.Offer(Msg(C, 19)));
+        Assert.Equal(OfferResult.Duplicate, _state.Offer(Msg(C, 17)));
+        Assert.True(_state.HasGaps);
+        Assert.Empty(AppliedSeqs());
+
+        // A read that has not reached the first live event yet (17 not positioned) decides nothing.
+        _state.Offer(Msg(C, 16));
+        _state.ResolveStarts(new Dictionary<Guid, long> { [C] = 16 });
+        Assert.Empty(AppliedSeqs());
+
+        _state.ResolveStarts(new Dictionary<Guid, long> { [C] = 17 });
+        Assert.Equal([16L, 17L], AppliedSeqs());
+        Assert.True(_state.HasGaps); // 18 is still missing
+        Assert.Equal(OfferResult.Applied, _state.Offer(Msg(C, 18)));
+        Assert.Equal([18L, 19L], AppliedSeqs());
+        Assert.False(_state.HasGaps);
+    }
+
+    [Fact]
+    public void ResolveStarts_AfterACatchUp_EveryUnknownStartIsItsLowestEvent()
+    {
+        _state.Offer(Msg(C, 5));
+        _state.Offer(Msg(D, 8));
+        _state.Offer(Msg(D, 7));
+
+        _state.ResolveStarts(null);
+
+        Assert.Equal([5L, 7L, 8L], AppliedSeqs().Order());
+        Assert.False(_state.HasGaps);
     }
 
     [Fact]
@@ -165,7 +203,7 @@ public sealed class DeliveryStateTests
         Assert.Equal("fresh", items[1].Cursor);
         Assert.False(_state.HasGaps);
         Assert.Null(_state.Applied(C));
-        Assert.Equal(OfferResult.Applied, _state.Offer(Msg(C, 30)));
+        Assert.Equal(OfferResult.Buffered, _state.Offer(Msg(C, 30)));
     }
 
     [Fact]

@@ -254,15 +254,48 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     {
         var store = new InMemoryCursorStore();
         await store.SaveAsync(new DeliveryCheckpoint("old", new Dictionary<Guid, long> { [C] = 3 }), Ct);
+        _server.Http = request => FakeParley.Json(Wire.SyncPage("k40", hasMore: false, ("new_message", Wire.NewMessage(C, 40))));
         var connect = Create(_server.Options(store)).ConnectAsync(Ct);
         var socket = await _server.AcceptConnectedAsync(cursor: "old");
         await socket.SendAsync("sync_reset", new { Cursor = "fresh", Reason = "cursor_expired" });
         await connect.WaitAsync(Timeout, Ct);
         await SendMessageAsync(socket, 40);
 
+        // Positions are forgotten: where the conversation starts after the fresh cursor is read from it.
         Assert.Equal("cursor_expired", Assert.IsType<SyncResetEvent>(await NextEventAsync()).Reason);
         Assert.Equal([40L], await NextSeqsAsync(1));
-        await EventuallyAsync(() => store.Checkpoint?.Cursor == "fresh", "the fresh cursor");
+        Assert.Contains("/api/v1/sync?cursor=fresh&limit=500", _server.HttpRequests);
+        // Saved once the loop moves past the event the cursor covers.
+        var next = _events!.MoveNextAsync().AsTask();
+        await EventuallyAsync(() => store.Checkpoint?.Cursor == "k40", "the cursor after the read");
+        await SendMessageAsync(socket, 41);
+        Assert.True(await next.WaitAsync(Timeout, Ct));
+    }
+
+    [Fact]
+    public async Task ReadEvents_NewConversationsFirstLiveEventWasNotItsFirst_EarlierOnesReadFromTheCursorAndAppliedFirst()
+    {
+        // Seq 4 was written through another instance and never came live; the sync from the cursor has it.
+        _server.Http = request => FakeParley.Json(Wire.SyncPage(
+            "k5", hasMore: false, ("new_message", Wire.NewMessage(C, 4)), ("new_message", Wire.NewMessage(C, 5))));
+        var socket = await ConnectLiveAsync();
+        await socket.SendAsync("cursor", Wire.Cursor("k3"));
+        await SendMessageAsync(socket, 5);
+
+        Assert.Equal([4L, 5L], await NextSeqsAsync(2));
+        Assert.Contains("/api/v1/sync?cursor=k3&limit=500", _server.HttpRequests);
+        await SendMessageAsync(socket, 4);
+        await SendMessageAsync(socket, 6);
+        Assert.Equal([6L], await NextSeqsAsync(1));
+    }
+
+    [Fact]
+    public async Task ReadEvents_NewConversationStartingWithItsCreation_AppliedAtOnceWithoutRest()
+    {
+        var socket = await ConnectLiveAsync();
+        await SendMessageAsync(socket, 1);
+
+        Assert.Equal([1L], await NextSeqsAsync(1));
         Assert.Empty(_server.HttpRequests);
     }
 

@@ -54,8 +54,11 @@ internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
     {
         if (!_positions.TryGetValue(e.ConversationId, out var position))
         {
-            // Rule 3: a conversation not seen yet starts at its first event this device receives.
-            position = new Position { Applied = e.Seq - 1 };
+            // Rule 3: a conversation not seen yet starts at its creation (seq 1) or the device's user's joining. Any other
+            // first event may have had predecessors this socket missed (written through another instance): it
+            // waits until a sync from the cursor (or a catch-up) shows where the conversation starts.
+            var certain = e.Seq == 1 || IsOwnJoining(e);
+            position = new Position { Applied = e.Seq - 1, StartUnknown = !certain };
             _positions[e.ConversationId] = position;
         }
         else if (e.Seq > position.Applied + 1 && (position.Removed || IsOwnJoining(e)))
@@ -64,6 +67,19 @@ internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
             // them anew at that participant_added (the removal and re-adding may both have happened offline).
             DropBuffer(position);
             position.Applied = e.Seq - 1;
+            position.StartUnknown = false;
+        }
+
+        if (position.StartUnknown)
+        {
+            position.Buffer ??= [];
+            if (!position.Buffer.TryAdd(e.Seq, e))
+            {
+                return OfferResult.Duplicate;
+            }
+
+            _buffered++;
+            return OfferResult.Buffered;
         }
 
         if (e.Seq <= position.Applied)
@@ -86,6 +102,23 @@ internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
         Apply(position, e);
         Drain(position);
         return OfferResult.Applied;
+    }
+
+    /// <summary>
+    /// Conversations whose start is unknown learn it from a complete read from the cursor (a sync that reached
+    /// the end, or a catch-up): it holds every event after the cursor, so its lowest seq is the start, once it
+    /// includes the first event that arrived live (events are positioned in seq order). <paramref name="synced"/>
+    /// is the highest seq each conversation had in that read; null for a catch-up, which includes everything.
+    /// </summary>
+    public void ResolveStarts(IReadOnlyDictionary<Guid, long>? synced)
+    {
+        foreach (var (conversationId, position) in _positions)
+        {
+            if (position.StartUnknown && (synced is null || (synced.TryGetValue(conversationId, out var seq) && seq >= position.Applied + 1)))
+            {
+                ResolveStart(position);
+            }
+        }
     }
 
     /// <summary>Receipts and typing are not positioned: straight through.</summary>
@@ -129,6 +162,11 @@ internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
         long skipped = 0;
         foreach (var position in _positions.Values)
         {
+            if (position.StartUnknown)
+            {
+                ResolveStart(position);
+            }
+
             while (position.Buffer is { Count: > 0 } buffer)
             {
                 var first = buffer.Keys.First();
@@ -184,6 +222,16 @@ internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
         }
     }
 
+    private void ResolveStart(Position position)
+    {
+        position.StartUnknown = false;
+        if (position.Buffer is { Count: > 0 } buffer)
+        {
+            position.Applied = buffer.Keys.First() - 1;
+            Drain(position);
+        }
+    }
+
     private void DropBuffer(Position position)
     {
         if (position.Buffer is { } buffer)
@@ -198,6 +246,9 @@ internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
         public long Applied { get; set; }
 
         public bool Removed { get; set; }
+
+        /// <summary>First seen through an event that may have had unseen predecessors: everything is buffered until resolved.</summary>
+        public bool StartUnknown { get; set; }
 
         public SortedDictionary<long, ConversationEvent>? Buffer { get; set; }
     }
