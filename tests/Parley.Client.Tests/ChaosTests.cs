@@ -8,7 +8,8 @@ namespace Parley.Client.Tests;
 /// <summary>
 /// The delivery promise under failure (docs/delivery.md): users on several devices exchange messages through
 /// Parley.Client while the server, a child process, is killed with SIGKILL and restarted again and again,
-/// and client connections are cut at random. Afterwards every message is on every member device exactly once
+/// and client connections are cut at random; on PostgreSQL also with two instances behind a relay that spreads
+/// connections over them. Afterwards every message is on every member device exactly once
 /// and in order, no message exists that no client sent, and unread counts and receipts agree with the messages.
 /// Fixed seed; the schedule of failures is reproducible, the interleaving of threads is not.
 /// </summary>
@@ -22,9 +23,10 @@ public sealed class ChaosTests
     private static readonly string[] DeviceNames = ["phone", "laptop"];
 
     [Theory(Timeout = 180_000)]
-    [InlineData("sqlite")]
-    [InlineData("postgres")]
-    public async Task KillsRestartsAndDrops_EveryMessageOnEveryMemberDeviceOnceInOrder(string store)
+    [InlineData("sqlite", 1)]
+    [InlineData("postgres", 1)]
+    [InlineData("postgres", 2)]
+    public async Task KillsRestartsAndDrops_EveryMessageOnEveryMemberDeviceOnceInOrder(string store, int instances)
     {
         var ct = TestContext.Current.CancellationToken;
         var random = new Random(Seed);
@@ -53,16 +55,22 @@ public sealed class ChaosTests
             settings["ConnectionStrings:Sqlite"] = $"Data Source={Path.Combine(data.FullName, "parley.db")}";
         }
 
-        await using var server = new ServerProcess(settings);
-        await server.StartAsync(ct);
-        await using var relay = new TcpRelay(server.Address);
+        // Several instances share the database behind the relay, which spreads connections over them like a load
+        // balancer; without cross-instance fan-out a socket misses live events written through another instance.
+        var servers = Enumerable.Range(0, instances).Select(_ => new ServerProcess(settings)).ToList();
+        await Task.WhenAll(servers.Select(s => s.StartAsync(ct)));
+        await using var relay = new TcpRelay([.. servers.Select(s => s.Address)]);
         try
         {
-            await RunAsync(server, relay, random, ct);
+            await RunAsync(servers, relay, random, ct);
         }
         finally
         {
-            await server.KillAsync();
+            foreach (var server in servers)
+            {
+                await server.DisposeAsync();
+            }
+
             if (postgres is not null)
             {
                 await TestPostgres.DropDatabaseAsync(postgres);
@@ -72,10 +80,10 @@ public sealed class ChaosTests
         }
     }
 
-    private static async Task RunAsync(ServerProcess server, TcpRelay relay, Random random, CancellationToken ct)
+    private static async Task RunAsync(List<ServerProcess> servers, TcpRelay relay, Random random, CancellationToken ct)
     {
-        // Conversations, created directly on the server: two direct ones and a group of everyone.
-        var rest = Users.ToDictionary(u => u, u => new ParleyClient(server.Address, ParleyCredentials.Bearer(ServerFactory.Token(u))));
+        // Conversations, created directly on the first server: two direct ones and a group of everyone.
+        var rest = Users.ToDictionary(u => u, u => new ParleyClient(servers[0].Address, ParleyCredentials.Bearer(ServerFactory.Token(u))));
         var direct1 = await rest["alice"].CreateConversationAsync(CreateConversationRequest.Direct("bob"), ct);
         var direct2 = await rest["carol"].CreateConversationAsync(CreateConversationRequest.Direct("dave"), ct);
         var group = await rest["alice"].CreateConversationAsync(CreateConversationRequest.Group("everyone", "bob", "carol", "dave"), ct);
@@ -115,11 +123,14 @@ public sealed class ChaosTests
         var drops = 0;
         var nextKill = DateTime.UtcNow.AddMilliseconds(random.Next(3000, 6000));
         // At least MinKills however slow the machine is (a restart takes a few seconds on a loaded one).
-        while (DateTime.UtcNow < chaosEnds || server.Starts - 1 < MinKills)
+        var kills = 0;
+        while (DateTime.UtcNow < chaosEnds || kills < MinKills)
         {
             await Task.Delay(random.Next(800, 2500), ct);
             if (DateTime.UtcNow >= nextKill)
             {
+                var server = servers[random.Next(servers.Count)];
+                kills++;
                 await server.KillAsync();
                 await Task.Delay(random.Next(200, 1000), ct);
                 await server.StartAsync(ct);
@@ -141,12 +152,11 @@ public sealed class ChaosTests
         {
             Assert.Fail("Sends were not acknowledged within 60 s after the failures stopped: "
                 + string.Join("; ", devices.Select(d => $"{d}: {d.Realtime.State}, {d.Acked.Count} acked, last states {d.States}"))
-                + " server log: " + server.LogTail);
+                + " server log: " + LogTail(servers));
         }
         var acked = devices.SelectMany(d => d.Acked).ToList();
         TestContext.Current.TestOutputHelper?.WriteLine(
-            $"{server.Starts} server starts ({server.Starts - 1} kills), {drops} connection cuts, {attempted.Count} sends attempted, {acked.Count} acknowledged");
-        Assert.True(server.Starts - 1 >= MinKills, $"only {server.Starts - 1} kills");
+            $"{servers.Count} instance(s), {kills} kills, {drops} connection cuts, {attempted.Count} sends attempted, {acked.Count} acknowledged");
         Assert.True(acked.Count >= 50, $"only {acked.Count} messages acknowledged");
 
         // Let everything settle: every device reaches each conversation's last position.
@@ -164,7 +174,7 @@ public sealed class ChaosTests
 
         foreach (var device in devices)
         {
-            Assert.True(device.HasReached(conversations, lastSeqs), $"{device} did not catch up: {device.Progress(lastSeqs)}; server log: {server.LogTail}");
+            Assert.True(device.HasReached(conversations, lastSeqs), $"{device} did not catch up: {device.Progress(lastSeqs)}; server log: {LogTail(servers)}");
         }
 
         foreach (var (conversationId, members) in conversations)
@@ -196,6 +206,14 @@ public sealed class ChaosTests
                 Assert.True(view.ReadUpToSeq >= explicitRead, $"{user}'s read position {view.ReadUpToSeq} is behind an acknowledged read {explicitRead}");
                 foreach (var device in devices.Where(d => members.Contains(d.User) && d.User != user))
                 {
+                    if (servers.Count > 1)
+                    {
+                        // Without cross-instance fan-out a receipt written through another instance reaches a live
+                        // device only with a later resume (docs/delivery.md, limits): none may be invented, though.
+                        Assert.True(device.ReadReceiptOf(conversationId, user) <= view.ReadUpToSeq, $"{device} saw a read receipt ahead of the server");
+                        continue;
+                    }
+
                     // Receipts are watermarks, not positions: the newest one arrives live or with the catch-up.
                     var receiptDeadline = DateTime.UtcNow.AddSeconds(10);
                     while (device.ReadReceiptOf(conversationId, user) < explicitRead && DateTime.UtcNow < receiptDeadline)
@@ -224,6 +242,8 @@ public sealed class ChaosTests
             client.Dispose();
         }
     }
+
+    private static string LogTail(List<ServerProcess> servers) => string.Join(" | ", servers.Select(s => s.LogTail));
 
     private static async Task<List<Message>> AllMessagesAsync(ParleyClient client, Guid conversationId, CancellationToken ct)
     {

@@ -4,27 +4,30 @@ using System.Net.Sockets;
 namespace Parley.Client.Tests.Infrastructure;
 
 /// <summary>
-/// A loopback TCP relay in front of a server: <see cref="DropAll"/> cuts every connection without a close frame,
-/// as a network loss would, while the server keeps running.
+/// A loopback TCP relay in front of a server, or of several instances like a load balancer (each connection
+/// goes to the next one that accepts it): <see cref="DropAll"/> cuts every connection without a close frame,
+/// as a network loss would, while the servers keep running.
 /// </summary>
 internal sealed class TcpRelay : IAsyncDisposable
 {
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-    private readonly Uri _upstream;
+    private readonly Uri[] _upstreams;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _lock = new();
     private readonly List<TcpClient> _connections = [];
     private readonly List<Task> _pumps = [];
     private readonly Task _acceptLoop;
 
-    public TcpRelay(Uri upstream)
+    private int _next;
+
+    public TcpRelay(params Uri[] upstreams)
     {
-        _upstream = upstream;
+        _upstreams = upstreams;
         _listener.Start();
         _acceptLoop = AcceptLoopAsync();
     }
 
-    public Uri Address => new UriBuilder(_upstream) { Port = ((IPEndPoint)_listener.LocalEndpoint).Port }.Uri;
+    public Uri Address => new UriBuilder(_upstreams[0]) { Port = ((IPEndPoint)_listener.LocalEndpoint).Port }.Uri;
 
     /// <summary>Connections accepted so far.</summary>
     public int Accepted { get; private set; }
@@ -59,15 +62,10 @@ internal sealed class TcpRelay : IAsyncDisposable
             while (true)
             {
                 var inbound = await _listener.AcceptTcpClientAsync(_stopping.Token);
-                var outbound = new TcpClient();
-                try
+                var outbound = await ConnectUpstreamAsync();
+                if (outbound is null)
                 {
-                    await outbound.ConnectAsync(_upstream.Host, _upstream.Port, _stopping.Token);
-                }
-                catch (SocketException)
-                {
-                    // The server is down (being restarted): this connection fails, the relay keeps accepting.
-                    outbound.Dispose();
+                    // Every server is down (being restarted): this connection fails, the relay keeps accepting.
                     inbound.Dispose();
                     continue;
                 }
@@ -86,6 +84,27 @@ internal sealed class TcpRelay : IAsyncDisposable
         {
             // Stopped.
         }
+    }
+
+    /// <summary>The next upstream in turn that accepts a connection (null when none does).</summary>
+    private async Task<TcpClient?> ConnectUpstreamAsync()
+    {
+        for (var attempt = 0; attempt < _upstreams.Length; attempt++)
+        {
+            var upstream = _upstreams[_next++ % _upstreams.Length];
+            var outbound = new TcpClient();
+            try
+            {
+                await outbound.ConnectAsync(upstream.Host, upstream.Port, _stopping.Token);
+                return outbound;
+            }
+            catch (SocketException)
+            {
+                outbound.Dispose();
+            }
+        }
+
+        return null;
     }
 
     private async Task PumpAsync(TcpClient from, TcpClient to)
