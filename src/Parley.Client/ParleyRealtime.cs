@@ -966,6 +966,7 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
             for (var attempt = 0; !stopping.IsCancellationRequested; attempt++)
             {
                 string? cursor;
+                long version;
                 lock (_gate)
                 {
                     if (!_delivery.HasGaps || _session is null || _catchingUp)
@@ -974,6 +975,7 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
                     }
 
                     cursor = _delivery.LatestCursor;
+                    version = _delivery.CursorVersion;
                     if (cursor is null)
                     {
                         // A server without cursors cannot fill gaps: apply what came, in order.
@@ -984,7 +986,7 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
 
                 try
                 {
-                    await SyncFromAsync(cursor, stopping);
+                    await SyncFromAsync(cursor, version, stopping);
                 }
                 catch (OperationCanceledException) when (stopping.IsCancellationRequested)
                 {
@@ -1029,7 +1031,7 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
         }
     }
 
-    private async Task SyncFromAsync(string cursor, CancellationToken cancellationToken)
+    private async Task SyncFromAsync(string cursor, long cursorVersion, CancellationToken cancellationToken)
     {
         var next = cursor;
         var synced = new Dictionary<Guid, long>();
@@ -1053,7 +1055,7 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
 
                 if (!page.HasMore)
                 {
-                    _delivery.ResolveStarts(synced);
+                    _delivery.ResolveStarts(synced, cursorVersion);
                 }
 
                 // Every event up to next_cursor is in the pages read so far.

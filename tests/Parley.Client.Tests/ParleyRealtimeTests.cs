@@ -290,6 +290,40 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ReadEvents_NewConversationsStartUnknown_ACursorThatCameAfterItsFirstEventResolvesIt()
+    {
+        // The first sync runs before seq 5 has a position (and finds nothing); then a cursor covering 5 arrives
+        // (5 was written to the socket), so no later sync can contain 5: a read from that cursor settles the start.
+        _server.Http = request => request.RequestUri!.Query.Contains("cursor=k3", StringComparison.Ordinal)
+            ? FakeParley.Json(Wire.SyncPage("k4", hasMore: false))
+            : FakeParley.Json(Wire.SyncPage("k6", hasMore: false));
+        var socket = await ConnectLiveAsync(cursor: "k3");
+        await SendMessageAsync(socket, 5);
+        await EventuallyAsync(() => !_server.HttpRequests.IsEmpty, "the first sync");
+        await socket.SendAsync("cursor", Wire.Cursor("k5"));
+
+        Assert.Equal([5L], await NextSeqsAsync(1));
+        Assert.Contains("/api/v1/sync?cursor=k5&limit=500", _server.HttpRequests);
+    }
+
+    [Fact]
+    public async Task ReadEvents_NewConversationsStartUnknown_ASyncInterruptedAfterItsFirstPageStillResolvesIt()
+    {
+        var failures = 0;
+        _server.Http = request =>
+            request.RequestUri!.Query.Contains("cursor=k3", StringComparison.Ordinal)
+                ? FakeParley.Json(Wire.SyncPage("k5", hasMore: true, ("new_message", Wire.NewMessage(C, 5))))
+                : Interlocked.Increment(ref failures) == 1
+                    ? FakeParley.Problem(HttpStatusCode.ServiceUnavailable, "service_unavailable")
+                    : FakeParley.Json(Wire.SyncPage("k6", hasMore: false));
+        var socket = await ConnectLiveAsync(cursor: "k3");
+        await SendMessageAsync(socket, 5);
+
+        Assert.Equal([5L], await NextSeqsAsync(1));
+        Assert.True(Volatile.Read(ref failures) >= 2);
+    }
+
+    [Fact]
     public async Task ReadEvents_NewConversationStartingWithItsCreation_AppliedAtOnceWithoutRest()
     {
         var socket = await ConnectLiveAsync();

@@ -17,7 +17,13 @@ public sealed class MultiInstanceDeliveryTests : IAsyncLifetime
     public ValueTask InitializeAsync()
     {
         _database = TestPostgres.CreateDatabase(fromTemplate: true);
-        _first = new ParleyFactory(s => s["Delivery:CursorInterval"] = "00:00:00.200", sharedPostgres: _database).StartKestrel();
+        _first = new ParleyFactory(
+            s =>
+            {
+                s["Delivery:CursorInterval"] = "00:00:00.200";
+                s["Realtime:SendQueueCapacity"] = "16";
+            },
+            sharedPostgres: _database).StartKestrel();
         _second = new ParleyFactory(s => s["Delivery:CursorInterval"] = "00:00:00.200", sharedPostgres: _database).StartKestrel();
         return ValueTask.CompletedTask;
     }
@@ -67,6 +73,31 @@ public sealed class MultiInstanceDeliveryTests : IAsyncLifetime
         var rest = await SyncedSeqsAsync(bobRest, after);
         Assert.DoesNotContain(missed.Seq, rest);
         Assert.DoesNotContain(live.Seq, rest);
+    }
+
+    [Fact]
+    public async Task ManyEventsWrittenOnAnotherInstance_SentInBatchesThatFitTheQueue_TheSocketStaysOpen()
+    {
+        using var aliceOnFirst = _first!.Api("alice");
+        using var aliceOnSecond = _second!.Api("alice");
+        var conversation = await aliceOnFirst.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(_first, "bob", "acks=true");
+
+        // Forty messages bob's socket (a queue of 16) never got live, then one it did.
+        var missed = new List<long>();
+        for (var i = 0; i < 40; i++)
+        {
+            missed.Add((await aliceOnSecond.SendTextAsync(conversation.Id, $"elsewhere {i}")).Seq);
+        }
+
+        var live = await aliceOnFirst.SendTextAsync(conversation.Id, "here");
+        await bob.NextAsync("new_message", p => Seq(p) == live.Seq);
+        foreach (var seq in missed)
+        {
+            await bob.NextAsync("new_message", p => Seq(p) == seq, TimeSpan.FromSeconds(20));
+        }
+
+        Assert.False(bob.Closed.IsCompleted, "the socket was closed");
     }
 
     private static async Task<JsonElement> FirstCursorAfterAsync(WsClient client, int index)

@@ -33,6 +33,9 @@ internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
     /// <summary>The newest cursor the server gave, persisted or not: where a reconnect or a REST fill starts.</summary>
     public string? LatestCursor { get; private set; }
 
+    /// <summary>Counts the cursors received: tells whether a cursor came after a conversation's start became unknown.</summary>
+    public long CursorVersion { get; private set; }
+
     /// <summary>Some conversation holds events back behind a missing position.</summary>
     public bool HasGaps => _buffered > 0;
 
@@ -58,7 +61,7 @@ internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
             // first event may have had predecessors this socket missed (written through another instance): it
             // waits until a sync from the cursor (or a catch-up) shows where the conversation starts.
             var certain = e.Seq == 1 || IsOwnJoining(e);
-            position = new Position { Applied = e.Seq - 1, StartUnknown = !certain };
+            position = new Position { Applied = e.Seq - 1, StartUnknown = !certain, UnknownSince = CursorVersion };
             _positions[e.ConversationId] = position;
         }
         else if (e.Seq > position.Applied + 1 && (position.Removed || IsOwnJoining(e)))
@@ -105,16 +108,23 @@ internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
     }
 
     /// <summary>
-    /// Conversations whose start is unknown learn it from a complete read from the cursor (a sync that reached
-    /// the end, or a catch-up): it holds every event after the cursor, so its lowest seq is the start, once it
-    /// includes the first event that arrived live (events are positioned in seq order). <paramref name="synced"/>
-    /// is the highest seq each conversation had in that read; null for a catch-up, which includes everything.
+    /// Conversations whose start is unknown learn it from a complete read from a cursor (a sync that reached the
+    /// end, or a catch-up): it holds every event after that cursor, and a cursor never covers an event the
+    /// socket was not given. So the lowest seq buffered is the start once the read includes the first event
+    /// that arrived (events are positioned in seq order), or once it began at a cursor received after that
+    /// event (every earlier event is then buffered already or in the read). <paramref name="synced"/> is the
+    /// highest seq each conversation had in the read, <paramref name="fromVersion"/> the
+    /// <see cref="CursorVersion"/> of the cursor it began at; <paramref name="synced"/> is null for a catch-up,
+    /// which includes everything.
     /// </summary>
-    public void ResolveStarts(IReadOnlyDictionary<Guid, long>? synced)
+    public void ResolveStarts(IReadOnlyDictionary<Guid, long>? synced, long fromVersion = 0)
     {
         foreach (var (conversationId, position) in _positions)
         {
-            if (position.StartUnknown && (synced is null || (synced.TryGetValue(conversationId, out var seq) && seq >= position.Applied + 1)))
+            if (position.StartUnknown
+                && (synced is null
+                    || fromVersion > position.UnknownSince
+                    || (synced.TryGetValue(conversationId, out var seq) && seq >= position.Applied + 1)))
             {
                 ResolveStart(position);
             }
@@ -131,6 +141,7 @@ internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
     public bool OnCursor(string cursor)
     {
         LatestCursor = cursor;
+        CursorVersion++;
         if (HasGaps)
         {
             return false;
@@ -249,6 +260,9 @@ internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
 
         /// <summary>First seen through an event that may have had unseen predecessors: everything is buffered until resolved.</summary>
         public bool StartUnknown { get; set; }
+
+        /// <summary>The <see cref="CursorVersion"/> when the start became unknown.</summary>
+        public long UnknownSince { get; set; }
 
         public SortedDictionary<long, ConversationEvent>? Buffer { get; set; }
     }

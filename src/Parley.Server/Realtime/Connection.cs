@@ -120,6 +120,9 @@ internal sealed partial class Connection : IDisposable
     public ValueTask EnqueueAsync(OutboundFrame frame, CancellationToken cancellationToken) =>
         _outbound.Writer.WriteAsync(frame, cancellationToken);
 
+    /// <summary>Free places in the send queue (an estimate: other writers may take them meanwhile).</summary>
+    public int QueueRoom => _options.SendQueueCapacity - _outbound.Reader.Count;
+
     /// <summary>From now on live frames wait in the hold list (subscribe before reading the catch-up).</summary>
     public void Hold()
     {
@@ -472,6 +475,9 @@ internal sealed class CursorState
 
     /// <summary>The stream position of the last cursor this socket got (everything up to it was written to it).</summary>
     public long Pos;
+
+    /// <summary>Events the last cursor check found missing, and since when (timestamps); only the check uses it.</summary>
+    public Dictionary<(Guid ConversationId, long Seq), long> MissingSince { get; set; } = [];
 
     public long LastCheckTicks;
 

@@ -31,7 +31,7 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
     // Events checked per cursor computation; a busier socket's cursor advances over the first ones and continues.
     private const int CursorCheckLimit = 2000;
 
-    // An event this old that a socket still lacks did not reach it live: it is sent by the cursor check.
+    // An event a socket has lacked this long did not reach it live: it is sent by the cursor check.
     private static readonly TimeSpan RepairAfter = TimeSpan.FromSeconds(2);
 
     public async Task<Cursor> CurrentAsync(CancellationToken cancellationToken)
@@ -224,10 +224,24 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
                 safe = upto.Pos;
             }
 
-            // Live delivery happens right after the commit: an event still missing after a while never reached
-            // this socket live; send it now (the device de-duplicates by seq if it was merely late).
-            var overdue = time.GetUtcNow() - RepairAfter;
-            var repair = missing.Where(e => e.Event.CreatedAt < overdue).ToList();
+            // Live delivery happens right after the commit: an event this socket has lacked for a while (by this
+            // server's clock, across checks) never reached it live; send it now (the device de-duplicates by seq if
+            // it was merely late), no more than half the queue's free room at a time.
+            var now = time.GetTimestamp();
+            var missingSince = new Dictionary<(Guid, long), long>();
+            var repair = new List<UserEvent>();
+            foreach (var e in missing)
+            {
+                var key = (e.Event.ConversationId, e.Event.Seq);
+                var since = state.MissingSince.TryGetValue(key, out var first) ? first : now;
+                missingSince[key] = since;
+                if (time.GetElapsedTime(since, now) >= RepairAfter && repair.Count < connection.QueueRoom / 2)
+                {
+                    repair.Add(e);
+                }
+            }
+
+            state.MissingSince = missingSince;
             foreach (var frame in await BuildFramesAsync(repair, cancellationToken))
             {
                 connection.TryEnqueue(frame);
