@@ -10,41 +10,27 @@ namespace Parley.Server.Tests;
 /// </summary>
 public sealed class MultiInstanceDeliveryTests : IAsyncLifetime
 {
-    private string _database = string.Empty;
+    private TwoInstances? _instances;
     private ParleyFactory? _first;
     private ParleyFactory? _second;
 
     public ValueTask InitializeAsync()
     {
-        _database = TestPostgres.CreateDatabase(fromTemplate: true);
-        _first = new ParleyFactory(
-            s =>
+        _instances = new TwoInstances(
+            (instance, s) =>
             {
                 s["Delivery:CursorInterval"] = "00:00:00.200";
-                s["Realtime:SendQueueCapacity"] = "16";
+                if (instance == 0)
+                {
+                    s["Realtime:SendQueueCapacity"] = "16";
+                }
             },
-            sharedPostgres: _database).StartKestrel();
-        _second = new ParleyFactory(s => s["Delivery:CursorInterval"] = "00:00:00.200", sharedPostgres: _database).StartKestrel();
+            kestrel: true);
+        (_first, _second) = (_instances.First, _instances.Second);
         return ValueTask.CompletedTask;
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        if (_first is not null)
-        {
-            await _first.DisposeAsync();
-        }
-
-        if (_second is not null)
-        {
-            await _second.DisposeAsync();
-        }
-
-        if (_database.Length > 0)
-        {
-            await TestPostgres.DropDatabaseAsync(_database);
-        }
-    }
+    public ValueTask DisposeAsync() => _instances?.DisposeAsync() ?? ValueTask.CompletedTask;
 
     [Fact]
     public async Task EventWrittenOnAnotherInstance_NoCursorClaimsItBeforeTheSocketGetsIt_ThenItIsSent()

@@ -12,7 +12,7 @@ namespace Parley.Server.Tests;
 /// </summary>
 public sealed class PostgresMultiInstanceTests : IAsyncLifetime
 {
-    private string _database = string.Empty;
+    private TwoInstances? _instances;
     private ParleyFactory? _first;
     private ParleyFactory? _second;
 
@@ -20,29 +20,12 @@ public sealed class PostgresMultiInstanceTests : IAsyncLifetime
 
     public ValueTask InitializeAsync()
     {
-        _database = TestPostgres.CreateDatabase(fromTemplate: true);
-        _first = new ParleyFactory(sharedPostgres: _database);
-        _second = new ParleyFactory(sharedPostgres: _database);
+        _instances = new TwoInstances();
+        (_first, _second) = (_instances.First, _instances.Second);
         return ValueTask.CompletedTask;
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        if (_first is not null)
-        {
-            await _first.DisposeAsync();
-        }
-
-        if (_second is not null)
-        {
-            await _second.DisposeAsync();
-        }
-
-        if (_database.Length > 0)
-        {
-            await TestPostgres.DropDatabaseAsync(_database);
-        }
-    }
+    public ValueTask DisposeAsync() => _instances?.DisposeAsync() ?? ValueTask.CompletedTask;
 
     [Fact(Timeout = 120_000)]
     public async Task ConcurrentSendsThroughTwoInstances_SeqsAreGaplessAndReadersNeverSeeALaterSeqFirst()
