@@ -52,4 +52,24 @@ public sealed class SentPositionsTests
         Assert.True(sent.Holds(C, 3));
         Assert.False(sent.Holds(C, 4));
     }
+
+    [Fact]
+    public void HasUnconfirmed_UntilAConfirmationCoversWhatWasSent()
+    {
+        var sent = new SentPositions();
+        Assert.False(sent.HasUnconfirmed);
+
+        sent.Record(C, 2, exact: true);
+        sent.Record(D, 5, exact: true);
+        Assert.True(sent.HasUnconfirmed);
+
+        sent.Confirm(C, 2);
+        Assert.True(sent.HasUnconfirmed);
+        sent.Confirm(D, 5);
+        Assert.False(sent.HasUnconfirmed);
+
+        // A socket without cursors never has anything to confirm.
+        sent.Record(C, 9, exact: false);
+        Assert.False(sent.HasUnconfirmed);
+    }
 }

@@ -473,6 +473,12 @@ internal sealed class CursorState
     /// <summary>Sequenced frames were written since the last cursor this socket got.</summary>
     public volatile bool SentSinceCursor;
 
+    /// <summary>The socket holds events its last cursor did not cover: the ticker checks again (see <see cref="RecheckBudget"/>).</summary>
+    public volatile bool Recheck;
+
+    /// <summary>Checks left before giving up on covering held events without new traffic; only the cursor check uses it.</summary>
+    public int RecheckBudget;
+
     /// <summary>The stream position of the last cursor this socket got (everything up to it was written to it).</summary>
     public long Pos;
 

@@ -46,6 +46,18 @@ internal sealed class SentPositions
         }
     }
 
+    /// <summary>Some seq was written that no confirmation (cursor) covers yet.</summary>
+    public bool HasUnconfirmed
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _logs.Values.Any(l => l.Above.Count > 0);
+            }
+        }
+    }
+
     /// <summary>Everything of the conversation up to <paramref name="seq"/> is held (covered by a cursor, or known to the device).</summary>
     public void Confirm(Guid conversationId, long seq)
     {

@@ -31,6 +31,9 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
     // Events checked per cursor computation; a busier socket's cursor advances over the first ones and continues.
     private const int CursorCheckLimit = 2000;
 
+    // Extra cursor checks after the last sent frame while the socket holds events no cursor covers yet.
+    private const int MaxRechecks = 3;
+
     // An event a socket has lacked this long did not reach it live: it is sent by the cursor check.
     private static readonly TimeSpan RepairAfter = TimeSpan.FromSeconds(2);
 
@@ -185,14 +188,20 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
     public async Task TryAdvanceCursorAsync(Connection connection, CancellationToken cancellationToken)
     {
         var state = connection.Cursors;
-        if (!state.Enabled || state.CatchingUp || !state.SentSinceCursor || !state.TryBeginComputing())
+        if (!state.Enabled || state.CatchingUp || !(state.SentSinceCursor || state.Recheck) || !state.TryBeginComputing())
         {
             return;
         }
 
         try
         {
+            if (state.SentSinceCursor)
+            {
+                state.RecheckBudget = MaxRechecks;
+            }
+
             state.SentSinceCursor = false;
+            state.Recheck = false;
             var upto = await store.GetStreamPositionAsync(cancellationToken);
             if (upto.Pos <= state.Pos)
             {
@@ -266,6 +275,14 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
 
                 state.Pos = safe;
                 connection.TryEnqueue(Frames.Cursor(FrameTypes.Cursor, new Cursor(upto.Epoch, safe, time.GetUtcNow()).Encode()));
+            }
+
+            // Events the socket holds that no cursor covers yet (not positioned when the range was read): look
+            // again on the next ticks, a few times, so the device's cursor catches up without further traffic.
+            if (!state.SentSinceCursor && connection.Sent.HasUnconfirmed && state.RecheckBudget > 0)
+            {
+                state.RecheckBudget--;
+                state.Recheck = true;
             }
         }
         catch (Exception ex) when (ex is DbException or TimeoutException)
