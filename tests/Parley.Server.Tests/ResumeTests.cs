@@ -353,16 +353,7 @@ public sealed class ResumeTests : IAsyncLifetime
         var message = await alice.SendTextAsync(conversation.Id, "hello");
         await bob.NextAsync("new_message");
 
-        // A cursor may come before the message has its stream position (then it covers only what was
-        // positioned); a later one, without further traffic, covers the message.
-        using var api = _factory.Api("bob");
-        string cursor;
-        do
-        {
-            cursor = (await bob.NextAsync("cursor")).GetProperty("cursor").GetString()!;
-        }
-        while ((await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync($"/api/v1/sync?cursor={cursor}"))).GetProperty("events")
-            .EnumerateArray().Any(f => f.GetProperty("type").GetString() == "new_message" && Seq(f) == message.Seq));
+        var cursor = await CursorCoveringAsync(bob, message.Seq);
 
         // Resuming from it replays nothing already received.
         await using var laptop = await WsClient.ConnectAsync(_factory, "bob", $"cursor={cursor}");
@@ -382,10 +373,26 @@ public sealed class ResumeTests : IAsyncLifetime
 
         await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = message.Seq });
 
-        var cursor = (await bob.NextAsync("cursor")).GetProperty("cursor").GetString()!;
-        using var api = _factory.Api("bob");
-        var sync = await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync($"/api/v1/sync?cursor={cursor}"));
-        Assert.DoesNotContain(sync.GetProperty("events").EnumerateArray(), e => e.GetProperty("type").GetString() == "new_message");
+        await CursorCoveringAsync(bob, message.Seq);
+    }
+
+    /// <summary>
+    /// The socket's next cursor frame that covers the message at <paramref name="seq"/>: a cursor may come before
+    /// the message has its stream position (then it covers only what was positioned); a later one, without
+    /// further traffic, covers it.
+    /// </summary>
+    private async Task<string> CursorCoveringAsync(WsClient client, long seq)
+    {
+        using var api = _factory.Api(client.UserId);
+        while (true)
+        {
+            var cursor = (await client.NextAsync("cursor")).GetProperty("cursor").GetString()!;
+            var sync = await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync($"/api/v1/sync?cursor={cursor}"));
+            if (!sync.GetProperty("events").EnumerateArray().Any(f => f.GetProperty("type").GetString() == "new_message" && Seq(f) == seq))
+            {
+                return cursor;
+            }
+        }
     }
 
     private static bool IsSequenced(JsonElement frame) =>
