@@ -337,7 +337,7 @@ public sealed class ConnectionTests
         run.Connection.Hold();
         run.Start();
         Assert.True(run.Connection.TryEnqueue(Frame(0)));
-        Assert.True(run.Connection.TryEnqueue(new OutboundFrame(Encoding.UTF8.GetBytes("""{"type":"test","payload":{"index":1}}"""), transient: true)));
+        Assert.True(run.Connection.TryEnqueue(Frame(1, transient: true)));
 
         // The typing frame is written during the hold; the sequenced one waits for the release.
         await socket.WaitForSentAsync(1, Timeout);
@@ -351,7 +351,7 @@ public sealed class ConnectionTests
         run.Connection.Hold();
         for (var i = 0; i < 80; i++)
         {
-            Assert.True(run.Connection.TryEnqueue(new OutboundFrame(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"index":{{{100 + i}}}}}"""), transient: true)));
+            Assert.True(run.Connection.TryEnqueue(Frame(100 + i, transient: true)));
         }
 
         socket.ReleaseSends();
@@ -418,8 +418,8 @@ public sealed class ConnectionTests
     private static ConnectionRun Run(FakeWebSocket socket, RealtimeOptions options, string userId = "alice", int maxFrameBytes = 4096) =>
         new(new Connection(Guid.NewGuid().ToString("N"), userId, "device", acks: false, socket, options, maxFrameBytes, NullLogger.Instance));
 
-    private static OutboundFrame Frame(int index) =>
-        new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"index":{{{index}}}}}"""));
+    private static OutboundFrame Frame(int index, bool transient = false) =>
+        new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"index":{{{index}}}}}"""), transient: transient);
 
     private static string Type(string frame)
     {

@@ -487,6 +487,9 @@ internal sealed class CursorState
 
     public long LastCheckTicks;
 
+    /// <summary>A cursor check has something to do: the socket follows cursors, no catch-up runs, and it was sent events or holds uncovered ones.</summary>
+    public bool Due => Enabled && !CatchingUp && (SentSinceCursor || Recheck);
+
     // 1 while a cursor is being computed for the socket (one at a time; a second request is skipped).
     private int _computing;
 

@@ -62,7 +62,7 @@ internal sealed class CursorTicker(ConnectionHub hub, SyncService sync, IOptions
 
             foreach (var connection in hub.Connections())
             {
-                if (connection.Cursors.Enabled && (connection.Cursors.SentSinceCursor || connection.Cursors.Recheck))
+                if (connection.Cursors.Due)
                 {
                     await sync.TryAdvanceCursorAsync(connection, stoppingToken);
                 }

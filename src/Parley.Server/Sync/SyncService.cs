@@ -188,7 +188,7 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
     public async Task TryAdvanceCursorAsync(Connection connection, CancellationToken cancellationToken)
     {
         var state = connection.Cursors;
-        if (!state.Enabled || state.CatchingUp || !(state.SentSinceCursor || state.Recheck) || !state.TryBeginComputing())
+        if (!state.Due || !state.TryBeginComputing())
         {
             return;
         }
