@@ -55,6 +55,10 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
     private readonly PendingSends _sends = new();
     private readonly Dictionary<Guid, long> _consumed = [];
     private readonly HashSet<Guid> _ackDue = [];
+
+    // The current pacing window (AckPacing long) and the ack frames sent in it; guarded by _gate.
+    private long _ackWindowStart;
+    private int _ackWindowCount;
     private readonly HashSet<Guid> _ackedOnSocket = [];
     private readonly Channel<bool> _maintenanceSignal = CreateSignal();
     private readonly Channel<bool> _gapSignal = CreateSignal();
@@ -802,7 +806,10 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
         Signal(_maintenanceSignal);
     }
 
-    /// <summary>Sends due acks (at most <see cref="MaxAcksPerFlush"/>); returns whether more remain due.</summary>
+    /// <summary>
+    /// Sends due acks, at most <see cref="MaxAcksPerFlush"/> per <see cref="AckPacing"/> however many flushes
+    /// that window sees; returns whether more remain due.
+    /// </summary>
     private bool FlushAcks()
     {
         lock (_gate)
@@ -812,12 +819,20 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
                 return false;
             }
 
-            foreach (var conversationId in _ackDue.Take(MaxAcksPerFlush).ToList())
+            var now = _time.GetTimestamp();
+            if (_ackWindowStart == 0 || _time.GetElapsedTime(_ackWindowStart, now) >= AckPacing)
+            {
+                _ackWindowStart = now;
+                _ackWindowCount = 0;
+            }
+
+            foreach (var conversationId in _ackDue.Take(MaxAcksPerFlush - _ackWindowCount).ToList())
             {
                 if (_consumed.TryGetValue(conversationId, out var seq) && seq > 0)
                 {
                     session.TryEnqueue(ClientFrames.Ack(conversationId, seq));
                     _ackedOnSocket.Add(conversationId);
+                    _ackWindowCount++;
                 }
 
                 _ackDue.Remove(conversationId);
@@ -859,7 +874,7 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
 
             if (FlushAcks())
             {
-                // More conversations are due than one flush sends: the rest after a pause (see MaxAcksPerFlush).
+                // More conversations are due than this window allows: the rest after a pause (see MaxAcksPerFlush).
                 try
                 {
                     await Task.Delay(AckPacing, _time, stopping);
