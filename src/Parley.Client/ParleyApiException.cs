@@ -111,7 +111,7 @@ public static class ParleyErrorCodes
     /// <summary>The sync cursor is missing or malformed.</summary>
     public const string InvalidCursor = "invalid_cursor";
 
-    /// <summary>The sync cursor is too old (or from another deployment): reload over REST.</summary>
+    /// <summary>The sync cursor is too old, from another deployment, or ahead of a restored database: reload over REST.</summary>
     public const string CursorExpired = "cursor_expired";
 
     /// <summary>WebSocket: the frame or its payload is not valid.</summary>
@@ -119,4 +119,7 @@ public static class ParleyErrorCodes
 
     /// <summary>WebSocket: unknown frame type.</summary>
     public const string UnknownType = "unknown_type";
+
+    /// <summary>WebSocket: a first-frame resume came after live events started; reconnect with the cursor in the URL.</summary>
+    public const string ResumeTooLate = "resume_too_late";
 }

@@ -43,6 +43,73 @@ public sealed class ConnectionTests
     }
 
     [Fact]
+    public async Task SendLoop_ASecondCopyOfAWrittenSeq_IsSkippedButARedeliveryBelowTheHighestIsWritten()
+    {
+        // A live frame broadcast after a catch-up released its held frames can repeat a seq the catch-up wrote.
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(capacity: 64));
+        var conversation = Guid.NewGuid();
+        var other = Guid.NewGuid();
+        run.Start();
+        foreach (var frame in new[]
+        {
+            Sequenced(conversation, 1), Sequenced(conversation, 2), Sequenced(conversation, 3),
+            Sequenced(conversation, 2), Sequenced(conversation, 3), // second copies
+            Sequenced(other, 1), // another conversation's positions are its own
+            Sequenced(conversation, 5),
+            Sequenced(conversation, 4).AsRedelivery(), // the cursor check sends what never arrived live
+            Sequenced(conversation, 4), // its late live copy
+            Sequenced(conversation, 6),
+            Frame(99), // unsequenced: once it is out, everything before it was written or skipped
+        })
+        {
+            Assert.True(run.Connection.TryEnqueue(frame));
+        }
+
+        await socket.WaitForSentAsync(8, Timeout);
+        Assert.Equal(99, Index(socket.Sent[^1]));
+        Assert.Equal(
+            [(conversation, 1L), (conversation, 2L), (conversation, 3L), (other, 1L), (conversation, 5L), (conversation, 4L), (conversation, 6L)],
+            socket.Sent.SkipLast(1).Select(Position));
+        Assert.Equal(socket.Sent, run.Reported);
+    }
+
+    [Fact]
+    public async Task TryClaimHoldForResume_AfterTheFirstFrameWaitReleasedLiveEvents_IsRefused()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(capacity: 64));
+        run.Connection.Hold();
+        run.Start();
+
+        run.Connection.EndFirstFrameWait();
+
+        Assert.False(run.Connection.TryClaimHoldForResume());
+        Assert.True(run.Connection.TryEnqueue(Frame(0)));
+        await socket.WaitForSentAsync(1, Timeout);
+    }
+
+    [Fact]
+    public async Task TryClaimHoldForResume_WhileHolding_TheFirstFrameWaitEndingNoLongerReleases()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(capacity: 64));
+        run.Connection.Hold();
+        run.Start();
+        Assert.True(run.Connection.TryEnqueue(Frame(0)));
+
+        Assert.True(run.Connection.TryClaimHoldForResume());
+        run.Connection.EndFirstFrameWait();
+        Assert.True(run.Connection.TryEnqueue(Frame(1)));
+
+        // Still holding: only the catch-up's release lets them go.
+        Assert.True(run.Connection.IsHolding);
+        run.Connection.Release();
+        await socket.WaitForSentAsync(2, Timeout);
+        Assert.Equal([0, 1], socket.Sent.Select(Index));
+    }
+
+    [Fact]
     public async Task TryEnqueue_QueueFull_ClosesWith4001AndDropsTheQueuedFrames()
     {
         using var socket = new FakeWebSocket();
@@ -420,6 +487,16 @@ public sealed class ConnectionTests
 
     private static OutboundFrame Frame(int index, bool transient = false) =>
         new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"index":{{{index}}}}}"""), transient: transient);
+
+    private static OutboundFrame Sequenced(Guid conversationId, long seq) =>
+        new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"conversation_id":"{{{conversationId}}}","seq":{{{seq}}}}}"""), conversationId, seq);
+
+    private static (Guid ConversationId, long Seq) Position(string frame)
+    {
+        using var json = JsonDocument.Parse(frame);
+        var payload = json.RootElement.GetProperty("payload");
+        return (payload.GetProperty("conversation_id").GetGuid(), payload.GetProperty("seq").GetInt64());
+    }
 
     private static string Type(string frame)
     {

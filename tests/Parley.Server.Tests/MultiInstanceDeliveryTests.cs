@@ -40,6 +40,7 @@ public sealed class MultiInstanceDeliveryTests : IAsyncLifetime
         using var bobRest = _first.Api("bob");
         var conversation = await aliceOnFirst.CreateDirectAsync("bob");
         await using var bob = await WsClient.ConnectAsync(_first, "bob", "acks=true");
+        await bob.PingAsync(); // a first frame that is not a resume: cursors may follow
 
         var missed = await aliceOnSecond.SendTextAsync(conversation.Id, "through the other instance");
         var live = await aliceOnFirst.SendTextAsync(conversation.Id, "through this instance");

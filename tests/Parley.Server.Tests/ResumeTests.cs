@@ -161,6 +161,84 @@ public sealed class ResumeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Resume_RemovedWhileAway_SeesTheConversationAndMessagesAsTheyWereWhenRemoved()
+    {
+        // Audit reproduction: a former member's catch-up showed the current roster and last_seq, the content of a
+        // message edited after the removal, and a tombstone for one deleted after it.
+        using var alice = _factory.Api("alice");
+        using var bobApi = _factory.Api("bob");
+        var cursor = await CurrentCursorAsync("bob");
+        var group = await alice.CreateGroupAsync("before and after", "bob", "carol");
+        var edited = await alice.SendTextAsync(group.Id, "as bob saw it");
+        var deleted = await alice.SendTextAsync(group.Id, "bob saw this too");
+        Assert.Equal(HttpStatusCode.NoContent, (await alice.DeleteAsync($"/api/v1/conversations/{group.Id}/participants/bob")).StatusCode);
+        var removedAt = deleted.Seq + 1;
+
+        // After the removal: none of this is bob's to learn.
+        await alice.PutAsync($"/api/v1/messages/{edited.Id}", new { content = "edited after bob left" });
+        await alice.DeleteAsync($"/api/v1/messages/{deleted.Id}");
+        await alice.PostAsync($"/api/v1/conversations/{group.Id}/participants", new { user_ids = new[] { "dave" } });
+        await alice.PatchAsync($"/api/v1/conversations/{group.Id}/participants/carol", new { role = "admin" });
+        await alice.SendTextAsync(group.Id, "after bob left");
+
+        // REST sync returns positioned events only: read until the removal is there.
+        List<JsonElement> rest;
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        do
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the removal was not positioned in time");
+            rest = (await ParleyApi.ReadAsync<JsonElement>(await bobApi.GetAsync($"/api/v1/sync?cursor={cursor}&limit=1000")))
+                .GetProperty("events").EnumerateArray().Where(IsSequenced).Where(f => Conversation(f) == group.Id).ToList();
+        }
+        while (!rest.Any(f => f.GetProperty("type").GetString() == "participant_removed"));
+
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob", $"cursor={cursor}");
+        await bob.NextAsync("sync_complete");
+        var socket = bob.All().Where(IsSequenced).Where(f => Conversation(f) == group.Id).ToList();
+
+        foreach (var frames in new[] { socket, rest })
+        {
+            Assert.Equal(
+                ["conversation_created", "new_message", "hidden_event", "participant_removed"],
+                frames.Select(f => f.GetProperty("type").GetString()));
+            Assert.Equal([1L, edited.Seq, deleted.Seq, removedAt], frames.Select(Seq));
+            var conversation = frames[0].GetProperty("payload").GetProperty("conversation");
+            Assert.Equal(removedAt, conversation.GetProperty("last_seq").GetInt64());
+            Assert.Equal(
+                [("alice", "owner"), ("carol", "member")],
+                conversation.GetProperty("participants").EnumerateArray().Select(p => (p.GetProperty("user_id").GetString(), p.GetProperty("role").GetString())));
+            var message = frames[1].GetProperty("payload").GetProperty("message");
+            Assert.Equal("as bob saw it", message.GetProperty("content").GetString());
+            Assert.Equal(JsonValueKind.Null, message.GetProperty("edited_at").ValueKind);
+            var text = string.Join(" ", frames.Select(f => f.GetRawText()));
+            Assert.DoesNotContain("edited after bob left", text, StringComparison.Ordinal);
+            Assert.DoesNotContain("dave", text, StringComparison.Ordinal);
+            Assert.DoesNotContain("deleted_at\":\"", text, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Resume_RemovedWhileAway_AnEditBeforeTheRemovalIsReplayedWithTheContentOfThatTime()
+    {
+        using var alice = _factory.Api("alice");
+        var group = await alice.CreateGroupAsync("edits", "bob");
+        var cursor = await CurrentCursorAsync("bob");
+        var message = await alice.SendTextAsync(group.Id, "first");
+        await alice.PutAsync($"/api/v1/messages/{message.Id}", new { content = "second" });
+        await alice.DeleteAsync($"/api/v1/conversations/{group.Id}/participants/bob");
+        await alice.PutAsync($"/api/v1/messages/{message.Id}", new { content = "third, after bob left" });
+        await WaitUntilPositionedAsync("bob", cursor, 1);
+
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob", $"cursor={cursor}");
+        await bob.NextAsync("sync_complete");
+
+        var frames = bob.All().Where(IsSequenced).Where(f => Conversation(f) == group.Id && Seq(f) > 1).ToList();
+        Assert.Equal(["new_message", "message_edited", "participant_removed"], frames.Select(f => f.GetProperty("type").GetString()));
+        Assert.All(frames.Take(2), f => Assert.Equal("second", f.GetProperty("payload").GetProperty("message").GetProperty("content").GetString()));
+        Assert.All(frames.Take(2), f => Assert.Equal(JsonValueKind.String, f.GetProperty("payload").GetProperty("message").GetProperty("edited_at").ValueKind));
+    }
+
+    [Fact]
     public async Task Resume_ReadReceiptsWhileAway_AreSentAsCurrentWatermarks()
     {
         using var alice = _factory.Api("alice");
@@ -200,6 +278,97 @@ public sealed class ResumeTests : IAsyncLifetime
             .Where(f => f.GetProperty("type").GetString() is "new_message" or "sync_complete")
             .Select(f => f.GetProperty("type").GetString() == "new_message" ? Seq(f) : 0L).ToList();
         Assert.Equal([missed.Seq, meanwhile.Seq, 0L, live.Seq], order);
+    }
+
+    [Fact]
+    public async Task ResumeFrame_AfterTheFirstFrameWait_IsRefusedAndNoCursorEverCoversWhatTheDeviceLacks()
+    {
+        // Audit reproduction: Bob takes C0, Alice sends m1-m3, Bob connects (acks=true, no cursor) and his resume{C0}
+        // arrives late; meanwhile live messages flowed and a cursor frame covered m1-m3: resuming from it lost them.
+        await using var factory = new ParleyFactory(s =>
+        {
+            s["Delivery:FirstFrameWait"] = "00:00:00.300";
+            s["Delivery:CursorInterval"] = "00:00:00.200";
+        }).StartKestrel();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        var c0 = await CurrentCursorAsync(factory, "bob");
+        var missed = new List<long>();
+        for (var i = 1; i <= 3; i++)
+        {
+            missed.Add((await alice.SendTextAsync(conversation.Id, $"m{i}")).Seq);
+        }
+
+        await WaitUntilPositionedAsync(factory, "bob", c0, 3);
+        await using var bob = await WsClient.ConnectAsync(factory, "bob", "acks=true");
+        var live = await alice.SendTextAsync(conversation.Id, "m4, live");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == live.Id);
+
+        // Several cursor intervals pass with a sequenced event written: still no cursor before the first frame.
+        await bob.AssertNoFrameAsync("cursor", TimeSpan.FromSeconds(1));
+        await bob.SendAsync("{\"type\":\"resume\",\"id\":\"late\",\"payload\":{\"cursor\":\"" + c0 + "\"}}");
+        await bob.NextErrorAsync("resume_too_late", id: "late");
+        await bob.PingAsync();
+
+        // The socket stays live-only: events arrive, acks count, but no cursor is ever issued on it.
+        var after = await alice.SendTextAsync(conversation.Id, "m5, live");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == after.Id);
+        await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = after.Seq });
+        await bob.AssertNoFrameAsync("cursor", TimeSpan.FromSeconds(1));
+        Assert.DoesNotContain(bob.All(), f => f.GetProperty("type").GetString() is "cursor" or "sync_complete");
+        Assert.Equal([live.Seq, after.Seq], bob.All().Where(f => f.GetProperty("type").GetString() == "new_message").Select(Seq));
+
+        // C0 still leads to everything: the hole can be filled.
+        await using var again = await WsClient.ConnectAsync(factory, "bob", $"cursor={c0}");
+        await again.NextAsync("sync_complete");
+        Assert.Equal([.. missed, live.Seq, after.Seq], again.All().Where(f => f.GetProperty("type").GetString() == "new_message").Select(Seq));
+    }
+
+    [Fact]
+    public async Task Connect_WithoutCursor_CursorFramesStartOnlyAfterAFirstFrameThatIsNotAResume()
+    {
+        await using var factory = new ParleyFactory(s =>
+        {
+            s["Delivery:FirstFrameWait"] = "00:00:00.200";
+            s["Delivery:CursorInterval"] = "00:00:00.200";
+        }).StartKestrel();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(factory, "bob", "acks=true");
+        var message = await alice.SendTextAsync(conversation.Id, "live");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == message.Id);
+        await WaitUntilPositionedAsync(factory, "bob", bob.Connected.GetProperty("cursor").GetString()!, 1);
+        await bob.AssertNoFrameAsync("cursor", TimeSpan.FromSeconds(1));
+
+        await bob.PingAsync();
+
+        // From now on the device's state is what it loaded over REST plus this socket: cursors follow.
+        using var api = factory.Api("bob");
+        var cursor = (await bob.NextAsync("cursor")).GetProperty("cursor").GetString()!;
+        var sync = await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync($"/api/v1/sync?cursor={cursor}"));
+        Assert.DoesNotContain(sync.GetProperty("events").EnumerateArray(), f => f.GetProperty("type").GetString() == "new_message");
+    }
+
+    [Fact]
+    public async Task ResumeFrame_InvalidCursorAsTheFirstFrame_ErrorLiveEventsFlowAndNoCursors()
+    {
+        await using var factory = new ParleyFactory(s =>
+        {
+            s["Delivery:FirstFrameWait"] = "00:00:05";
+            s["Delivery:CursorInterval"] = "00:00:00.200";
+        }).StartKestrel();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(factory, "bob", "acks=true");
+
+        await bob.SendAsync("resume", new { cursor = "not-a-cursor" });
+        await bob.NextErrorAsync("invalid_cursor");
+        var message = await alice.SendTextAsync(conversation.Id, "live");
+
+        // Released at once (not after the 5 s wait), and never covered by a cursor the device did not resume from.
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == message.Id, TimeSpan.FromSeconds(3));
+        await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = message.Seq });
+        await bob.AssertNoFrameAsync("cursor", TimeSpan.FromSeconds(1));
     }
 
     [Fact]
@@ -350,6 +519,8 @@ public sealed class ResumeTests : IAsyncLifetime
         using var alice = _factory.Api("alice");
         var conversation = await alice.CreateDirectAsync("bob");
         await using var bob = await WsClient.ConnectAsync(_factory, "bob", "acks=true");
+        // Any first frame but a resume tells the server the device is not resuming: cursors may follow.
+        await bob.PingAsync();
         var message = await alice.SendTextAsync(conversation.Id, "hello");
         await bob.NextAsync("new_message");
 

@@ -25,4 +25,11 @@ internal static class ConversationViews
             caller?.ReadSeq ?? 0,
             caller?.ReadMessageId);
     }
+
+    /// <summary>The conversation as it was at a past seq (for a former member's replay): no personal state, no last message.</summary>
+    public static Conversation ToView(ConversationAsOf then)
+    {
+        var c = then.Conversation;
+        return new Conversation(c.Id, c.Type, c.Name, c.CreatedBy, c.CreatedAt, c.LastActivityAt, c.LastSeq, then.Participants, null, 0, 0, null);
+    }
 }

@@ -23,6 +23,7 @@ namespace Parley.Server.Hosting;
 [JsonSerializable(typeof(IReadOnlyList<Mention>))]
 [JsonSerializable(typeof(Media))]
 [JsonSerializable(typeof(Location))]
+[JsonSerializable(typeof(IReadOnlyList<Storage.RosterEntry>))]
 [JsonSerializable(typeof(SendMessageRequest))]
 [JsonSerializable(typeof(EditMessageRequest))]
 [JsonSerializable(typeof(Conversation))]

@@ -32,6 +32,9 @@ internal sealed partial class Connection : IDisposable
     private readonly List<Task> _attached = [];
     private int _clientFrames;
 
+    // Per conversation, the highest seq written to the socket; owned by the send loop (its only reader and writer).
+    private readonly Dictionary<Guid, long> _written = [];
+
     // Owned by the receive loop; rented only while a message is being read.
     private byte[] _receiveBuffer = [];
 
@@ -177,6 +180,26 @@ internal sealed partial class Connection : IDisposable
         }
     }
 
+    /// <summary>
+    /// Claims the hold for a first-frame <c>resume</c>: true while the live events since connecting are still held
+    /// (nothing sequenced was written yet), after which only the catch-up's release ends the hold. False once the
+    /// wait for a first frame ran out and live events flowed: a catch-up now would send older events after newer
+    /// ones, so such a resume is refused. Atomic with <see cref="EndFirstFrameWait"/> (both under the hold lock).
+    /// </summary>
+    public bool TryClaimHoldForResume()
+    {
+        lock (_holdLock)
+        {
+            if (_held is null || CloseRequested)
+            {
+                return false;
+            }
+
+            _holdingForCatchUp = true;
+            return true;
+        }
+    }
+
     public bool IsHolding
     {
         get
@@ -311,6 +334,11 @@ internal sealed partial class Connection : IDisposable
             {
                 while (!CloseRequested && reader.TryRead(out var frame))
                 {
+                    if (IsAlreadyWritten(frame))
+                    {
+                        continue;
+                    }
+
                     // A write that does not finish in time means the peer stopped reading: abort, do not wait forever.
                     deadline.CancelAfter(_options.SendTimeout);
                     await _socket.SendAsync(frame.Utf8, WebSocketMessageType.Text, endOfMessage: true, deadline.Token);
@@ -321,6 +349,7 @@ internal sealed partial class Connection : IDisposable
 
                     if (frame.Seq > 0 && frame.ConversationId is { } conversationId)
                     {
+                        _written[conversationId] = Math.Max(_written.GetValueOrDefault(conversationId), frame.Seq);
                         // Recorded once written: a cursor check never counts a frame that is still queued.
                         Sent.Record(conversationId, frame.Seq, exact: Cursors.Enabled);
                         Cursors.SentSinceCursor = true;
@@ -347,6 +376,18 @@ internal sealed partial class Connection : IDisposable
             _socket.Abort();
         }
     }
+
+    /// <summary>
+    /// A live frame at or below the highest seq of its conversation already written here is a second copy: an
+    /// event whose commit a catch-up already read, broadcast only after the catch-up released its held frames.
+    /// Every path but one writes a conversation's events in seq order (live under the conversation's lock,
+    /// catch-up by position, held frames released in order), so such a frame is never one the socket lacks; the
+    /// exception, an event sent by the cursor check because it never arrived live, is marked
+    /// <see cref="OutboundFrame.Redelivery"/> and always written.
+    /// </summary>
+    private bool IsAlreadyWritten(OutboundFrame frame) =>
+        frame.Seq > 0 && !frame.Redelivery && frame.ConversationId is { } conversationId
+        && _written.TryGetValue(conversationId, out var written) && frame.Seq <= written;
 
     private async Task ReceiveLoopAsync(Func<Connection, ReadOnlyMemory<byte>, CancellationToken, Task> onFrame, CancellationToken cancellationToken)
     {
@@ -462,10 +503,27 @@ internal sealed partial class Connection : IDisposable
 }
 
 /// <summary>A connection's cursor bookkeeping (written by its own tasks, read by the cursor ticker).</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage(
+    "Reliability", "CA1001", Justification = "The SemaphoreSlim never creates a wait handle (AvailableWaitHandle is not used): nothing to dispose, and a cursor check may still release it after the connection ended.")]
 internal sealed class CursorState
 {
+    // Held while a cursor is computed for the socket (one at a time; a second request is skipped), and by a resume
+    // while it resets the socket's positions, so that no computation straddles the reset.
+    private readonly SemaphoreSlim _computing = new(1, 1);
+
+    // A cursor computed while withheld, sent once the first frame shows the device is not resuming.
+    private OutboundFrame? _pending;
+
     /// <summary>The socket follows cursors (it presented one, resumed, or acknowledges): it gets cursor frames.</summary>
     public volatile bool Enabled;
+
+    /// <summary>
+    /// No cursor frame may be sent yet: the socket was opened without a cursor and its first frame has not shown
+    /// that the device is not resuming (a later <c>resume</c> would make any cursor sent before it claim events the
+    /// device lacks). Stays set for good when that first frame was a refused <c>resume</c> or not a valid frame.
+    /// Cursor checks still run meanwhile (they also send events the socket lacks); their cursor waits.
+    /// </summary>
+    public volatile bool Withheld;
 
     /// <summary>A catch-up is running: no cursor may be computed until it ends.</summary>
     public volatile bool CatchingUp;
@@ -490,10 +548,62 @@ internal sealed class CursorState
     /// <summary>A cursor check has something to do: the socket follows cursors, no catch-up runs, and it was sent events or holds uncovered ones.</summary>
     public bool Due => Enabled && !CatchingUp && (SentSinceCursor || Recheck);
 
-    // 1 while a cursor is being computed for the socket (one at a time; a second request is skipped).
-    private int _computing;
+    public bool TryBeginComputing() => _computing.Wait(0);
 
-    public bool TryBeginComputing() => Interlocked.CompareExchange(ref _computing, 1, 0) == 0;
+    public void EndComputing() => _computing.Release();
 
-    public void EndComputing() => Volatile.Write(ref _computing, 0);
+    /// <summary>Waits for a running computation to end and keeps new ones out until disposed.</summary>
+    public async Task<IDisposable> ExclusiveAsync(CancellationToken cancellationToken)
+    {
+        await _computing.WaitAsync(cancellationToken);
+        return new Exclusive(_computing);
+    }
+
+    /// <summary>Sends a computed cursor, or keeps it while cursors are withheld (the latest one wins).</summary>
+    public void Offer(Connection connection, OutboundFrame cursor)
+    {
+        if (!Withheld)
+        {
+            connection.TryEnqueue(cursor);
+            return;
+        }
+
+        Volatile.Write(ref _pending, cursor);
+        if (!Withheld)
+        {
+            // Released meanwhile: whoever takes the pending cursor first sends it.
+            SendPending(connection);
+        }
+    }
+
+    /// <summary>The first frame showed the device is not resuming: cursors flow, starting with one computed meanwhile.</summary>
+    public void StopWithholding(Connection connection)
+    {
+        Withheld = false;
+        SendPending(connection);
+    }
+
+    /// <summary>A resume replaces what the socket assumed the device holds: a cursor computed from it is void.</summary>
+    public void DiscardPending() => Volatile.Write(ref _pending, null);
+
+    private void SendPending(Connection connection)
+    {
+        if (Interlocked.Exchange(ref _pending, null) is { } pending)
+        {
+            connection.TryEnqueue(pending);
+        }
+    }
+
+    private sealed class Exclusive(SemaphoreSlim gate) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                gate.Release();
+            }
+        }
+    }
 }

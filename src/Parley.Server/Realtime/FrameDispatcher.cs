@@ -30,9 +30,24 @@ internal sealed partial class FrameDispatcher(
 
     public async Task HandleAsync(Connection connection, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
     {
+        try
+        {
+            await HandleFrameAsync(connection, caller, limiter, utf8, cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // Whatever a frame does, it must not end the receive loop: the failure is logged, the client told.
+            Log.FrameFailed(logger, connection.Id, "(any)", ex);
+            connection.TryEnqueue(Frames.Error(ErrorCodes.InternalError, "The frame could not be processed; try again.", null));
+        }
+    }
+
+    private async Task HandleFrameAsync(Connection connection, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
+    {
         var first = connection.MarkClientFrame();
         if (!ClientFrame.TryParse(utf8.Span, out var frame, out var id, out var parseError))
         {
+            // Not a frame: live events flow, but no cursor is issued on this socket (it may have been a resume).
             EndFirstFrameWait(connection, first);
             connection.TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, parseError, id));
             return;
@@ -56,6 +71,12 @@ internal sealed partial class FrameDispatcher(
 
             await ResumeAsync(connection, first, payload, id, cancellationToken);
             return;
+        }
+
+        if (first && !connection.ResumedOnConnect)
+        {
+            // The device is not resuming: what it holds is what it loads over REST plus what this socket sends.
+            connection.Cursors.StopWithholding(connection);
         }
 
         EndFirstFrameWait(connection, first);
@@ -146,13 +167,28 @@ internal sealed partial class FrameDispatcher(
         }
     }
 
-    /// <summary><c>resume</c>: only as the first frame of a connection opened without a cursor; the catch-up runs beside the loops.</summary>
+    /// <summary>
+    /// <c>resume</c>: only as the first frame of a connection opened without a cursor, and only while the live
+    /// events since connecting are still held (within Delivery:FirstFrameWait); the catch-up runs beside the loops.
+    /// The hold is claimed before anything is awaited, so the end of the wait cannot release live events between
+    /// accepting the resume and starting its catch-up. A refused resume leaves the socket live-only without cursors.
+    /// </summary>
     private async Task ResumeAsync(Connection connection, bool first, ResumeFrame payload, string? id, CancellationToken cancellationToken)
     {
         if (!first || connection.ResumedOnConnect)
         {
             connection.TryEnqueue(Frames.Error(
                 ErrorCodes.InvalidFrame, "'resume' is accepted only as the first frame of a connection opened without a cursor.", id));
+            return;
+        }
+
+        if (!connection.TryClaimHoldForResume())
+        {
+            Log.ResumeTooLate(logger, connection.Id);
+            connection.TryEnqueue(Frames.Error(
+                ErrorCodes.ResumeTooLate,
+                "'resume' came after live events started on this connection (Delivery:FirstFrameWait); it was not applied and this connection gets no cursors. Reconnect with ?cursor= to resume.",
+                id));
             return;
         }
 
@@ -171,13 +207,22 @@ internal sealed partial class FrameDispatcher(
 
         if (cursor.Error is { Status: 400 } invalid)
         {
-            connection.EndFirstFrameWait();
+            connection.Release();
             connection.TryEnqueue(Frames.Error(invalid.Code, invalid.Message, id));
             return;
         }
 
-        // Live events are held already unless the wait for this frame ran out; hold them again for the catch-up.
-        connection.HoldForCatchUp();
+        // The device holds what its own cursor covers, not what a device without one would load over REST: forget
+        // that assumption, and every cursor computed from it, with no cursor check running meanwhile.
+        var state = connection.Cursors;
+        using (await state.ExclusiveAsync(cancellationToken))
+        {
+            state.CatchingUp = true;
+            connection.Sent.Clear();
+            state.DiscardPending();
+            state.Withheld = false;
+        }
+
         connection.Attach(sync.CatchUpAsync(connection, cursor, connection.Closing));
     }
 
@@ -242,6 +287,9 @@ internal sealed partial class FrameDispatcher(
     {
         [LoggerMessage(EventId = 2102, Level = LogLevel.Warning, Message = "Connection {ConnectionId}: resume failed; closing with 1013")]
         public static partial void ResumeFailed(ILogger logger, string connectionId, Exception exception);
+
+        [LoggerMessage(EventId = 2103, Level = LogLevel.Information, Message = "Connection {ConnectionId}: resume refused, it came after live events started")]
+        public static partial void ResumeTooLate(ILogger logger, string connectionId);
 
         [LoggerMessage(EventId = 2101, Level = LogLevel.Error, Message = "Connection {ConnectionId}: frame '{FrameType}' failed")]
         public static partial void FrameFailed(ILogger logger, string connectionId, string frameType, Exception exception);

@@ -12,9 +12,11 @@ namespace Parley.Server.Realtime;
 internal sealed class OutboundFrame(
     byte[] utf8, Guid? conversationId = null, long seq = 0, long deliverySeq = 0, string? senderId = null, bool transient = false)
 {
+    private readonly byte[] _utf8 = utf8;
+
     public bool Transient { get; } = transient;
 
-    public ReadOnlyMemory<byte> Utf8 { get; } = utf8;
+    public ReadOnlyMemory<byte> Utf8 => _utf8;
 
     public Guid? ConversationId { get; } = conversationId;
 
@@ -23,4 +25,14 @@ internal sealed class OutboundFrame(
     public long DeliverySeq { get; } = deliverySeq;
 
     public string? SenderId { get; } = senderId;
+
+    /// <summary>
+    /// Sent by the cursor check because the socket lacks it (it never arrived live): written even below seqs the
+    /// socket already has, where a live copy would be skipped as a duplicate.
+    /// </summary>
+    public bool Redelivery { get; private init; }
+
+    /// <summary>The same bytes, marked as a redelivery.</summary>
+    public OutboundFrame AsRedelivery() =>
+        new(_utf8, ConversationId, Seq, DeliverySeq, SenderId, Transient) { Redelivery = true };
 }

@@ -72,6 +72,15 @@ internal sealed class SentPositions
         }
     }
 
+    /// <summary>Forgets everything: the device resumes from a cursor of its own, so what the socket assumed it holds no longer applies.</summary>
+    public void Clear()
+    {
+        lock (_lock)
+        {
+            _logs.Clear();
+        }
+    }
+
     private Log Get(Guid conversationId)
     {
         if (!_logs.TryGetValue(conversationId, out var log))

@@ -106,6 +106,8 @@ internal static partial class WebSocketEndpoint
             connection.Id, connection.UserId, connection.DeviceId, (long)options.HeartbeatInterval.TotalMilliseconds, connection.Acks,
             resumeFrom is null ? current.Encode() : cursorParameter)));
         connection.Cursors.Enabled = connection.Acks || resumeFrom is not null;
+        // Without a cursor, no cursor frame until the first client frame shows the device is not resuming.
+        connection.Cursors.Withheld = resumeFrom is null;
         connection.Cursors.Pos = resumeFrom?.Value?.Pos ?? current.Pos;
 
         // Subscribe first, then read: live events are held until the catch-up has been sent (or, without a cursor,

@@ -1,3 +1,4 @@
+using Parley.Server.Conversations;
 using Parley.Server.Hosting;
 using Parley.Server.Messages;
 
@@ -82,6 +83,19 @@ internal interface IChatStore
     Task<IReadOnlyList<UserEvent>> ReadUserEventsAsync(
         string userId, long afterPos, long uptoPos, bool newerThanUpto, int limit, CancellationToken cancellationToken);
 
+    /// <summary>The event at a stream position; null when no event has that position.</summary>
+    Task<EventKey?> GetEventAtPositionAsync(long pos, CancellationToken cancellationToken);
+
+    /// <summary>The conversation as it was right after <paramref name="seq"/> (its roster then); null if unknown.</summary>
+    Task<ConversationAsOf?> GetConversationAsOfAsync(Guid conversationId, long seq, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Messages of the conversation as they were right after <paramref name="seq"/>: the content of that time
+    /// for messages edited since; null for messages deleted since (their content is erased).
+    /// </summary>
+    Task<IReadOnlyDictionary<Guid, Message?>> GetMessagesAsOfAsync(
+        Guid conversationId, long seq, IReadOnlyCollection<Guid> messageIds, CancellationToken cancellationToken);
+
     /// <summary>Messages by id (those that exist).</summary>
     Task<IReadOnlyDictionary<Guid, Message>> GetMessagesAsync(IReadOnlyCollection<Guid> messageIds, CancellationToken cancellationToken);
 
@@ -92,10 +106,23 @@ internal interface IChatStore
     Task<IReadOnlyList<MovedWatermark>> ListMovedWatermarksAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken);
 }
 
-internal sealed record StreamPosition(Guid Epoch, long Pos);
+/// <summary>The stream's epoch, its last assigned position, and the event at that position (null at position 0).</summary>
+internal sealed record StreamPosition(Guid Epoch, long Pos, EventKey? Last = null);
+
+/// <summary>
+/// An event's identity: its conversation and seq, and when it was committed (a database restored from an earlier
+/// copy reuses seqs for new events; their times differ).
+/// </summary>
+internal readonly record struct EventKey(Guid ConversationId, long Seq, DateTimeOffset CreatedAt);
 
 /// <summary>An event of one of the user's conversations, with its stream position (null until assigned) and the user's joining there.</summary>
-internal sealed record UserEvent(ConversationEvent Event, long? Pos, long JoinedSeq);
+internal sealed record UserEvent(ConversationEvent Event, long? Pos, long JoinedSeq, long? LeftSeq = null);
+
+/// <summary>A member of a conversation's initial roster, as recorded on its <c>conversation_created</c> event.</summary>
+internal sealed record RosterEntry(string UserId, string Role);
+
+/// <summary>A conversation as it was at a seq: the record with that last seq, and the members then.</summary>
+internal sealed record ConversationAsOf(ConversationRecord Conversation, IReadOnlyList<Participant> Participants);
 
 /// <summary>A member's watermarks in a conversation of the user's (<see cref="ViewerJoinedSeq"/> is the user's own joining).</summary>
 internal sealed record MovedWatermark(Guid ConversationId, MemberRecord Member, long ViewerJoinedSeq);

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using Parley.Server.Conversations;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
+using Parley.Server.Messages;
 using Parley.Server.Realtime;
 using Parley.Server.Realtime.Protocol;
 using Parley.Server.Storage;
@@ -40,7 +41,7 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
     public async Task<Cursor> CurrentAsync(CancellationToken cancellationToken)
     {
         var position = await store.GetStreamPositionAsync(cancellationToken);
-        return new Cursor(position.Epoch, position.Pos, time.GetUtcNow());
+        return Cursor.At(position.Epoch, position.Pos, position.Last, time.GetUtcNow());
     }
 
     /// <summary>400 <c>invalid_cursor</c> for a string that is not a cursor, 410 <c>cursor_expired</c> for one that cannot be resumed.</summary>
@@ -62,8 +63,20 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
             return new ApiError(410, ErrorCodes.CursorExpired, "The cursor is older than the retention; reload and start from a fresh cursor.");
         }
 
-        return cursor.Pos > position.Pos ? cursor with { Pos = position.Pos } : cursor;
+        // A database restored from an earlier copy keeps its epoch, and a device may be ahead of it: its cursor is
+        // beyond the stream, or the stream holds another event at the cursor's position (the restored stream grew
+        // again). Either way the device holds events this stream does not: it must reload, not skip them.
+        if (cursor.Pos > position.Pos
+            || !cursor.Matches(cursor.Pos == position.Pos ? position.Last : await store.GetEventAtPositionAsync(cursor.Pos, cancellationToken)))
+        {
+            return new ApiError(410, ErrorCodes.CursorExpired, RestoredMessage);
+        }
+
+        return cursor;
     }
+
+    private const string RestoredMessage =
+        "The cursor is ahead of this server's event stream (the database was restored from an earlier state); reload and start from a fresh cursor.";
 
     // ---- REST -----------------------------------------------------------------------------------------
 
@@ -87,8 +100,8 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
         }
 
         var cursor = validated.Value!;
-        var upto = (await store.GetStreamPositionAsync(cancellationToken)).Pos;
-        var events = await store.ReadUserEventsAsync(caller.UserId, cursor.Pos, upto, newerThanUpto: false, limit + 1, cancellationToken);
+        var upto = await store.GetStreamPositionAsync(cancellationToken);
+        var events = await store.ReadUserEventsAsync(caller.UserId, cursor.Pos, upto.Pos, newerThanUpto: false, limit + 1, cancellationToken);
         var hasMore = events.Count > limit;
         var page = hasMore ? events.Take(limit).ToList() : events;
         var frames = await BuildFramesAsync(page, cancellationToken);
@@ -98,7 +111,7 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
         }
 
         // Watermarks come with the last page: until then the next cursor keeps the time they are replayed from.
-        var next = hasMore ? new Cursor(cursor.Epoch, page[^1].Pos!.Value, cursor.IssuedAt) : new Cursor(cursor.Epoch, upto, time.GetUtcNow());
+        var next = hasMore ? At(cursor.Epoch, page[^1], cursor.IssuedAt) : Cursor.At(cursor.Epoch, upto.Pos, upto.Last, time.GetUtcNow());
         return new SyncPage(frames.Select(f => JsonDocument.Parse(f.Utf8).RootElement.Clone()).ToList(), next.Encode(), hasMore);
     }
 
@@ -143,7 +156,7 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
                 after = page[^1].Pos!.Value;
                 // Everything up to here is on its way: a catch-up cut short (the socket closed, or it could not keep
                 // up) resumes from here next time, not from the start. Watermarks still replay from the old time.
-                await connection.EnqueueAsync(Frames.Cursor(FrameTypes.Cursor, new Cursor(upto.Epoch, after, from.IssuedAt).Encode()), cancellationToken);
+                await connection.EnqueueAsync(Frames.Cursor(FrameTypes.Cursor, At(upto.Epoch, page[^1], from.IssuedAt).Encode()), cancellationToken);
             }
 
             // Committed but positioned after the read above (or not yet): the sequencer may lag behind commits.
@@ -151,7 +164,7 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
             await SendAsync(connection, await BuildFramesAsync(newer, cancellationToken), sent, cancellationToken);
             await SendAsync(connection, await WatermarkFramesAsync(connection.UserId, from.IssuedAt, cancellationToken), sent, cancellationToken);
 
-            var complete = new Cursor(upto.Epoch, upto.Pos, time.GetUtcNow());
+            var complete = Cursor.At(upto.Epoch, upto.Pos, upto.Last, time.GetUtcNow());
             await connection.EnqueueAsync(Frames.Cursor(FrameTypes.SyncComplete, complete.Encode()), cancellationToken);
             state.Pos = upto.Pos;
             state.SentSinceCursor = false;
@@ -195,6 +208,11 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
 
         try
         {
+            if (!state.Due)
+            {
+                return; // a resume began meanwhile
+            }
+
             if (state.SentSinceCursor)
             {
                 state.RecheckBudget = MaxRechecks;
@@ -213,6 +231,7 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
             var events = await store.ReadUserEventsAsync(connection.UserId, state.Pos, upto.Pos, newerThanUpto: false, CursorCheckLimit + 1, cancellationToken);
             var complete = events.Count <= CursorCheckLimit;
             var safe = state.Pos;
+            EventKey? safeEvent = null;
             var covered = new Dictionary<Guid, long>();
             var missing = new List<UserEvent>();
             foreach (var e in events.Take(CursorCheckLimit))
@@ -224,6 +243,7 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
                 else if (missing.Count == 0)
                 {
                     safe = e.Pos!.Value;
+                    safeEvent = Key(e);
                     covered[e.Event.ConversationId] = e.Event.Seq;
                 }
             }
@@ -231,6 +251,7 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
             if (missing.Count == 0 && complete)
             {
                 safe = upto.Pos;
+                safeEvent = upto.Last;
             }
 
             // Live delivery happens right after the commit: an event this socket has lacked for a while (by this
@@ -253,7 +274,7 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
             state.MissingSince = missingSince;
             foreach (var frame in await BuildFramesAsync(repair, cancellationToken))
             {
-                connection.TryEnqueue(frame);
+                connection.TryEnqueue(frame.AsRedelivery());
             }
 
             if (repair.Count > 0)
@@ -274,7 +295,7 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
                 }
 
                 state.Pos = safe;
-                connection.TryEnqueue(Frames.Cursor(FrameTypes.Cursor, new Cursor(upto.Epoch, safe, time.GetUtcNow()).Encode()));
+                state.Offer(connection, Frames.Cursor(FrameTypes.Cursor, Cursor.At(upto.Epoch, safe, safeEvent, time.GetUtcNow()).Encode()));
             }
 
             // Events the socket holds that no cursor covers yet (not positioned when the range was read): look
@@ -296,6 +317,11 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
         }
     }
 
+    private static EventKey Key(UserEvent e) => new(e.Event.ConversationId, e.Event.Seq, e.Event.CreatedAt);
+
+    /// <summary>A cursor just after a read event (its position is known: it was read by position).</summary>
+    private static Cursor At(Guid epoch, UserEvent e, DateTimeOffset issuedAt) => Cursor.At(epoch, e.Pos!.Value, Key(e), issuedAt);
+
     private static async Task SendAsync(Connection connection, List<OutboundFrame> frames, Dictionary<Guid, long> sent, CancellationToken cancellationToken)
     {
         foreach (var frame in frames)
@@ -308,7 +334,11 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
         }
     }
 
-    /// <summary>The frames of stored events, as the live stream would have sent them to this member.</summary>
+    /// <summary>
+    /// The frames of stored events, as the live stream would have sent them to this member. A former member's
+    /// events (its window ends at its removal) show the conversation and its messages as they were when the
+    /// membership ended: nothing that happened after it leaks through a replay.
+    /// </summary>
     private async Task<List<OutboundFrame>> BuildFramesAsync(IReadOnlyList<UserEvent> events, CancellationToken cancellationToken)
     {
         var frames = new List<OutboundFrame>(events.Count);
@@ -317,28 +347,54 @@ internal sealed partial class SyncService(IChatStore store, IOptions<DeliveryOpt
             return frames;
         }
 
-        var messages = await store.GetMessagesAsync(
-            events.Where(e => e.Event.MessageId is not null).Select(e => e.Event.MessageId!.Value).ToList(), cancellationToken);
-        var conversations = new Dictionary<Guid, ConversationSnapshot?>();
-        foreach (var (evt, _, joinedSeq) in events)
+        var current = events.Where(e => e.LeftSeq is null && e.Event.MessageId is not null).Select(e => e.Event.MessageId!.Value).ToList();
+        var messages = new Dictionary<Guid, Message?>();
+        foreach (var (id, message) in current.Count == 0 ? new Dictionary<Guid, Message>() : await store.GetMessagesAsync(current, cancellationToken))
         {
+            messages[id] = message;
+        }
+
+        var asOf = new Dictionary<Guid, IReadOnlyDictionary<Guid, Message?>>();
+        foreach (var former in events.Where(e => e.LeftSeq is not null && e.Event.MessageId is not null).GroupBy(e => (e.Event.ConversationId, e.LeftSeq!.Value)))
+        {
+            asOf[former.Key.ConversationId] = await store.GetMessagesAsOfAsync(
+                former.Key.ConversationId, former.Key.Value, former.Select(e => e.Event.MessageId!.Value).ToList(), cancellationToken);
+        }
+
+        var conversations = new Dictionary<Guid, Conversation?>();
+        foreach (var (evt, _, joinedSeq, leftSeq) in events)
+        {
+            var message = evt.MessageId is { } messageId
+                ? (leftSeq is null ? messages : asOf[evt.ConversationId]).GetValueOrDefault(messageId)
+                : null;
             switch (evt.Type)
             {
                 case EventTypes.ConversationCreated:
-                    if (!conversations.TryGetValue(evt.ConversationId, out var snapshot))
+                    if (!conversations.TryGetValue(evt.ConversationId, out var conversation))
                     {
-                        conversations[evt.ConversationId] = snapshot = await store.GetConversationAsync(evt.ConversationId, cancellationToken);
+                        conversations[evt.ConversationId] = conversation = leftSeq is { } endedAt
+                            ? await store.GetConversationAsOfAsync(evt.ConversationId, endedAt, cancellationToken) is { } then
+                                ? ConversationViews.ToView(then)
+                                : null
+                            : await store.GetConversationAsync(evt.ConversationId, cancellationToken) is { } snapshot
+                                ? ConversationViews.ToView(snapshot, null, null)
+                                : null;
                     }
 
-                    frames.Add(EventFrames.ConversationCreated(ConversationViews.ToView(snapshot!, null, null), evt.Seq, evt.CreatedAt));
+                    frames.Add(conversation is null
+                        ? EventFrames.Hidden(evt.ConversationId, evt.Seq, evt.CreatedAt)
+                        : EventFrames.ConversationCreated(conversation, evt.Seq, evt.CreatedAt));
                     break;
                 case EventTypes.MessageCreated:
-                    frames.Add(EventFrames.NewMessage(messages[evt.MessageId!.Value], evt.CreatedAt));
+                    // A former member's message deleted after the membership ended: its content is gone, and the
+                    // deletion is not the former member's to learn; the position is filled without content.
+                    frames.Add(message is null
+                        ? EventFrames.Hidden(evt.ConversationId, evt.Seq, evt.CreatedAt)
+                        : EventFrames.NewMessage(message, evt.CreatedAt));
                     break;
                 case EventTypes.MessageEdited or EventTypes.MessageDeleted:
-                    var message = messages[evt.MessageId!.Value];
                     frames.Add(
-                        message.Seq <= joinedSeq ? EventFrames.Hidden(evt.ConversationId, evt.Seq, evt.CreatedAt)
+                        message is null || message.Seq <= joinedSeq ? EventFrames.Hidden(evt.ConversationId, evt.Seq, evt.CreatedAt)
                         : evt.Type == EventTypes.MessageEdited ? EventFrames.MessageEdited(message, evt.Seq, evt.CreatedAt)
                         : EventFrames.MessageDeleted(message.Id, evt.ConversationId, evt.Seq, evt.ActorId, evt.CreatedAt));
                     break;

@@ -31,6 +31,7 @@ internal static class ErrorCodes
     // WebSocket only
     public const string InvalidFrame = "invalid_frame";
     public const string UnknownType = "unknown_type";
+    public const string ResumeTooLate = "resume_too_late";
 
     /// <summary>The default code for a status when nothing more specific applies (e.g. framework 404/405).</summary>
     public static string ForStatus(int status) => status switch

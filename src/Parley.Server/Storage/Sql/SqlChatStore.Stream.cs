@@ -1,3 +1,5 @@
+using Parley.Server.Conversations;
+using Parley.Server.Hosting;
 using Parley.Server.Messages;
 
 namespace Parley.Server.Storage.Sql;
@@ -15,10 +17,17 @@ internal abstract partial class SqlChatStore
         WHERE p.user_id = @u AND e.seq >= p.joined_seq AND (p.left_at IS NULL OR e.seq <= p.left_seq)
         """;
 
+    /// <summary>The seq where a former member's window ends (null for a current member).</summary>
+    private const string LeftSeq = "CASE WHEN p.left_at IS NULL THEN NULL ELSE p.left_seq END";
+
+    private const string ParticipantEventTypes = $"('{EventTypes.ParticipantAdded}', '{EventTypes.ParticipantRemoved}', '{EventTypes.ParticipantUpdated}')";
+
     public Task<StreamPosition> GetStreamPositionAsync(CancellationToken cancellationToken) =>
         ReadAsync(
-            async s => (await s.Sql("SELECT epoch, pos FROM stream_state WHERE id = 1")
-                .FirstOrDefaultAsync(r => new StreamPosition(r.Guid(0), r.Long(1)), cancellationToken))
+            async s => (await s.Sql(
+                "SELECT s.epoch, s.pos, e.conversation_id, e.seq, e.created_at FROM stream_state s LEFT JOIN conversation_events e ON e.pos = s.pos WHERE s.id = 1")
+                .FirstOrDefaultAsync(
+                    r => new StreamPosition(r.Guid(0), r.Long(1), r.NullableGuid(2) is { } c ? new EventKey(c, r.Long(3), r.Time(4)) : null), cancellationToken))
                 ?? throw new InvalidOperationException("The stream_state row is missing: the schema is not migrated."),
             cancellationToken);
 
@@ -58,12 +67,12 @@ internal abstract partial class SqlChatStore
             async s => await s.Sql(
                 newerThanUpto
                     ? $"""
-                       SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq
+                       SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq, {LeftSeq}
                        {UserEventsFrom} AND (e.pos IS NULL OR e.pos > @upto)
                        ORDER BY e.conversation_id, e.seq LIMIT @n
                        """
                     : $"""
-                       SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq
+                       SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq, {LeftSeq}
                        {UserEventsFrom} AND e.pos > @after AND e.pos <= @upto
                        ORDER BY e.pos LIMIT @n
                        """)
@@ -72,9 +81,124 @@ internal abstract partial class SqlChatStore
                     r => new UserEvent(
                         new ConversationEvent(r.Guid(0), r.Long(1), r.String(2), r.NullableGuid(3), r.String(4), r.NullableString(5), r.NullableString(6), r.Time(7)),
                         r.NullableLong(8),
-                        r.Long(9)),
+                        r.Long(9),
+                        r.NullableLong(10)),
                     cancellationToken),
             cancellationToken);
+
+    public Task<EventKey?> GetEventAtPositionAsync(long pos, CancellationToken cancellationToken) =>
+        ReadAsync(
+            async s => (await s.Sql("SELECT conversation_id, seq, created_at FROM conversation_events WHERE pos = @p").With("@p", pos)
+                .ListAsync(r => new EventKey(r.Guid(0), r.Long(1), r.Time(2)), cancellationToken)) is [var at] ? at : (EventKey?)null,
+            cancellationToken);
+
+    public Task<ConversationAsOf?> GetConversationAsOfAsync(Guid conversationId, long seq, CancellationToken cancellationToken) =>
+        ReadAsync(async s =>
+        {
+            var conversation = await s.Sql($"SELECT {SqlRow.ConversationColumns} FROM conversations c WHERE c.id = @c")
+                .With("@c", conversationId).FirstOrDefaultAsync(r => r.Conversation(), cancellationToken);
+            var created = await s.Sql("SELECT members FROM conversation_events WHERE conversation_id = @c AND seq = 1")
+                .With("@c", conversationId).FirstOrDefaultAsync(r => r.Json(0, ParleyJsonContext.Default.IReadOnlyListRosterEntry) ?? [], cancellationToken);
+            var at = await s.Sql("SELECT created_at FROM conversation_events WHERE conversation_id = @c AND seq = @s")
+                .With("@c", conversationId).With("@s", seq).ListAsync(r => r.Time(0), cancellationToken);
+            if (conversation is null || created is null || at is not [var endedAt])
+            {
+                return null;
+            }
+
+            // The roster the conversation was created with, then every membership change up to the seq, in order.
+            var roster = created.Select(m => new Participant(m.UserId, m.Role, conversation.CreatedAt)).ToList();
+            var changes = await s.Sql(
+                $"""
+                SELECT type, user_id, role, created_at FROM conversation_events
+                WHERE conversation_id = @c AND seq > 1 AND seq <= @s AND type IN {ParticipantEventTypes}
+                ORDER BY seq
+                """)
+                .With("@c", conversationId).With("@s", seq)
+                .ListAsync(r => (Type: r.String(0), UserId: r.String(1), Role: r.NullableString(2), At: r.Time(3)), cancellationToken);
+            foreach (var change in changes)
+            {
+                var index = roster.FindIndex(p => p.UserId == change.UserId);
+                switch (change.Type)
+                {
+                    case EventTypes.ParticipantAdded:
+                        if (index >= 0)
+                        {
+                            roster.RemoveAt(index);
+                        }
+
+                        roster.Add(new Participant(change.UserId, change.Role!, change.At));
+                        break;
+                    case EventTypes.ParticipantRemoved when index >= 0:
+                        roster.RemoveAt(index);
+                        break;
+                    case EventTypes.ParticipantUpdated when index >= 0:
+                        roster[index] = roster[index] with { Role = change.Role! };
+                        break;
+                }
+            }
+
+            return new ConversationAsOf(conversation with { LastSeq = seq, LastActivityAt = endedAt, LastMessageId = null }, roster);
+        }, cancellationToken);
+
+    public Task<IReadOnlyDictionary<Guid, Message?>> GetMessagesAsOfAsync(
+        Guid conversationId, long seq, IReadOnlyCollection<Guid> messageIds, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyDictionary<Guid, Message?>>(async s =>
+        {
+            var result = new Dictionary<Guid, Message?>();
+            foreach (var chunk in messageIds.Distinct().Chunk(500))
+            {
+                var messages = s.Sql($"SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id IN ({Placeholders("@m", chunk.Length)})");
+                var later = s.Sql(
+                    $"""
+                    SELECT message_id, type, COUNT(*) FROM conversation_events
+                    WHERE conversation_id = @c AND seq > @s AND type IN ('{EventTypes.MessageEdited}', '{EventTypes.MessageDeleted}')
+                      AND message_id IN ({Placeholders("@m", chunk.Length)})
+                    GROUP BY message_id, type
+                    """)
+                    .With("@c", conversationId).With("@s", seq);
+                for (var i = 0; i < chunk.Length; i++)
+                {
+                    messages.With($"@m{i}", chunk[i]);
+                    later.With($"@m{i}", chunk[i]);
+                }
+
+                var changes = (await later.ListAsync(r => (Id: r.Guid(0), Type: r.String(1), Count: r.Long(2)), cancellationToken)).ToLookup(c => c.Id);
+                foreach (var message in await messages.ListAsync(r => r.Message(), cancellationToken))
+                {
+                    var after = changes[message.Id].ToList();
+                    var editsAfter = (int)after.Where(c => c.Type == EventTypes.MessageEdited).Sum(c => c.Count);
+                    if (after.Any(c => c.Type == EventTypes.MessageDeleted))
+                    {
+                        // Deleted since: its content is erased, and the deletion is not the former member's to learn.
+                        result[message.Id] = null;
+                        continue;
+                    }
+
+                    if (editsAfter == 0)
+                    {
+                        result[message.Id] = message;
+                        continue;
+                    }
+
+                    // Version v holds what the message said before edit v: after n of N edits, version n + 1.
+                    var versions = await s.Sql("SELECT content, mentions, created_at FROM message_edits WHERE message_id = @id ORDER BY version")
+                        .With("@id", message.Id)
+                        .ListAsync(
+                            r => (Content: r.NullableString(0), Mentions: r.Json(1, ParleyJsonContext.Default.IReadOnlyListMention), Since: r.Time(2)),
+                            cancellationToken);
+                    var n = versions.Count - editsAfter;
+                    result[message.Id] = n < 0 ? null : message with
+                    {
+                        Content = versions[n].Content,
+                        Mentions = versions[n].Mentions,
+                        EditedAt = n == 0 ? null : versions[n].Since,
+                    };
+                }
+            }
+
+            return result;
+        }, cancellationToken);
 
     public Task<IReadOnlyDictionary<Guid, Message>> GetMessagesAsync(IReadOnlyCollection<Guid> messageIds, CancellationToken cancellationToken) =>
         ReadAsync<IReadOnlyDictionary<Guid, Message>>(async s =>

@@ -152,6 +152,12 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
             await InsertEventAsync(
                 s, new ConversationEvent(conversation.Id, 1, EventTypes.ConversationCreated, null, conversation.CreatedBy, null, null, now),
                 cancellationToken);
+            // The roster it was created with: with later participant events, the roster as of any seq (a former
+            // member's replay shows the conversation as it was when the membership ended).
+            await s.Sql("UPDATE conversation_events SET members = @m WHERE conversation_id = @c AND seq = 1")
+                .With("@c", conversation.Id)
+                .WithJson("@m", conversation.Members.Select(m => new RosterEntry(m.UserId, m.Role)).ToList(), ParleyJsonContext.Default.IReadOnlyListRosterEntry)
+                .ExecuteAsync(cancellationToken);
 
             var snapshot = await LoadSnapshotAsync(s, conversation.Id, cancellationToken);
             return new CreateConversationResult(snapshot!, Created: true);
