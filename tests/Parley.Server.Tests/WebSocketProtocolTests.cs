@@ -55,6 +55,24 @@ public sealed class WebSocketProtocolTests : IAsyncLifetime
     }
 
     [Theory]
+    // Audit reproduction: an escaped lone surrogate is valid JSON but not text; it closed the socket with 1000.
+    [InlineData("""{"type":"\ud800","id":"f-1"}""")]
+    [InlineData("""{"type":"ping\udc00","id":"f-1"}""")]
+    [InlineData("""{"type":"typing","id":"f-1","payload":{"conversation_id":"\ud800","is_typing":true}}""")]
+    [InlineData("""{"type":"send_message","id":"f-1","payload":{"conversation_id":"01a23dda-3607-7505-bca7-822a649d5702","message_type":"text","content":"a\ud800b","client_message_id":"s-1"}}""")]
+    [InlineData("""{"type":"resume","id":"f-1","payload":{"cursor":"\udfff"}}""")]
+    public async Task Frame_LoneSurrogateInAString_ErrorInvalidFrameAndConnectionStaysOpen(string frame)
+    {
+        await using var client = await WsClient.ConnectAsync(_factory, "alice");
+
+        await client.SendAsync(frame);
+
+        await client.NextErrorAsync("invalid_frame", id: "f-1");
+        await client.PingAsync();
+        Assert.False(client.Closed.IsCompleted, "the socket closed");
+    }
+
+    [Theory]
     [InlineData("""{"id":"f-1","payload":{}}""")]
     [InlineData("""{"id":"f-1","type":null}""")]
     [InlineData("""{"id":"f-1","type":7}""")]

@@ -28,6 +28,7 @@ internal readonly ref struct ClientFrame
         frame = default;
         id = null;
         string? type = null;
+        var invalidText = false;
         var payload = ReadOnlySpan<byte>.Empty;
         try
         {
@@ -43,7 +44,7 @@ internal readonly ref struct ClientFrame
                 if (reader.ValueTextEquals("type"u8))
                 {
                     reader.Read();
-                    type = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+                    type = reader.TokenType == JsonTokenType.String ? ReadText(ref reader, ref invalidText) : null;
                     // An object or array here is not a type: step over all of it, not into it.
                     reader.Skip();
                 }
@@ -83,6 +84,12 @@ internal readonly ref struct ClientFrame
             return false;
         }
 
+        if (invalidText)
+        {
+            error = "The frame's 'type' is not valid Unicode text (a lone surrogate escape).";
+            return false;
+        }
+
         if (string.IsNullOrEmpty(type))
         {
             error = "The frame has no string 'type'.";
@@ -92,6 +99,20 @@ internal readonly ref struct ClientFrame
         frame = new ClientFrame(type, id, payload);
         error = string.Empty;
         return true;
+    }
+
+    /// <summary>A string value; an escaped lone surrogate ("\ud800") is valid JSON but not text: flagged, not thrown.</summary>
+    private static string? ReadText(ref Utf8JsonReader reader, ref bool invalid)
+    {
+        try
+        {
+            return reader.GetString();
+        }
+        catch (InvalidOperationException)
+        {
+            invalid = true;
+            return null;
+        }
     }
 
     /// <summary>The payload as <typeparamref name="T"/>; a missing payload or <c>null</c> reads as an empty object.</summary>
