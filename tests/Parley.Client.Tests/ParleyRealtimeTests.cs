@@ -9,6 +9,7 @@ namespace Parley.Client.Tests;
 /// de-duplicates and fills, what it acknowledges and persists and when, how it reconnects, and how sends are
 /// retried.
 /// </summary>
+[Trait("Store", "Independent")]
 public sealed class ParleyRealtimeTests : IAsyncLifetime
 {
     private static readonly TimeSpan Timeout = FakeParley.Timeout;

@@ -13,6 +13,7 @@ namespace Parley.Server.Tests;
 /// <see cref="Connection"/> on an in-memory socket: send order, the bounded queue's slow-consumer policy (4001),
 /// send timeouts, close handshakes and the receive limits, without a server around it.
 /// </summary>
+[Trait("Store", "Independent")]
 public sealed class ConnectionTests
 {
     private const int QueueCapacity = 8;
