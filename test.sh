@@ -51,8 +51,8 @@ dotnet src/Parley.Server/bin/Debug/net10.0/Parley.Server.dll migrate --Storage:P
 
 # report_progress STORE LOGFILE: reads `dotnet test` output (console logger, verbosity normal) on stdin, keeps all
 # of it in LOGFILE, and prints on stderr a line a minute with the counts so far, each failing test's name and
-# error message as it arrives, xunit's long-running-test notices, and lines it does not know (a crashed test
-# host says so in one). Passing tests and stack traces stay in the log file and the TRX.
+# error message as it arrives, xunit's long-running-test notices and catastrophic failures, and lines it does
+# not know (a crashed test host says so in one). Passing tests and stack traces stay in the log file and the TRX.
 report_progress() {
   local store=$1 logfile=$2 line pending="" start=$SECONDS next=$((SECONDS + 60))
   local passed=0 failed=0 skipped=0 block="" shown=0
@@ -85,7 +85,7 @@ report_line() {
     "  Failed "*) failed=$((failed + 1)); block=failed; shown=0; log "[$store] FAILED ${line#  Failed }" ;;
     "  Error Message:") [ "$block" = failed ] && block=message ;;
     "  Stack Trace:" | "  Standard Output Messages:" | "  Standard Error Messages:" | "  Additional Information:") [ -n "$block" ] && block=details ;;
-    *"[Long Running Test]"*) log "[$store] ${line#\[xUnit.net *\] }" ;;
+    *"[Long Running Test]"* | *"Catastrophic failure"*) log "[$store] ${line#\[xUnit.net *\] }" ;;
     "[xUnit.net "* | "Test run for "* | "A total of "* | "No test matches the given testcase filter"* | "Results File: "* | "Test Run Successful." | "Test Run Failed." | "Total tests:"* | \
       "     Passed:"* | "     Failed:"* | "     Skipped:"* | " Total time:"* | "") ;;
     *)
