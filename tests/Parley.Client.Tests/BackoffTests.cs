@@ -2,6 +2,7 @@ using Parley.Client.Realtime;
 
 namespace Parley.Client.Tests;
 
+[Trait("Store", "Independent")]
 public sealed class BackoffTests
 {
     private static readonly TimeSpan Initial = TimeSpan.FromMilliseconds(500);

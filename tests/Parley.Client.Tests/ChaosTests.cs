@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Net;
 using Parley.Client.Tests.Infrastructure;
 using Parley.Server.Tests.Infrastructure;
@@ -12,17 +13,31 @@ namespace Parley.Client.Tests;
 /// connections over them. Afterwards every message is on every member device exactly once
 /// and in order, no message exists that no client sent, and unread counts and receipts agree with the messages.
 /// Fixed seed; the schedule of failures is reproducible, the interleaving of threads is not.
+/// The run is measured in kills, not wall-clock time: on a loaded machine a restart takes longer, so the failures
+/// take longer, and the checks afterwards wait as much longer (see <see cref="SettleTime"/>); every phase has a
+/// ceiling so that the three runs stay within about a quarter of an hour however slow the machine is.
 /// </summary>
 [Trait("Category", "Chaos")]
+[Trait("Store", "Independent")]
 public sealed class ChaosTests
 {
     private const int Seed = 20261124;
-    private static readonly TimeSpan ChaosDuration = TimeSpan.FromSeconds(40);
-    private const int MinKills = 5;
+
+    // About 35 s of failures on an idle 2-core machine (a kill every 3-6 s, a restart in 1-2 s, cuts between).
+    private const int Kills = 6;
+
+    // The failures stop after this long even short of Kills (a machine so loaded that restarts take 20 s).
+    private static readonly TimeSpan MaxFailures = TimeSpan.FromSeconds(120);
+
+    // Convergence (every send acknowledged, every device caught up, receipts arrived) gets at least this long...
+    private static readonly TimeSpan MinSettle = TimeSpan.FromSeconds(60);
+
+    // ...and at most this long: Timeout below = start-up + MaxFailures + MaxSettle + checks and disposal.
+    private static readonly TimeSpan MaxSettle = TimeSpan.FromSeconds(120);
     private static readonly string[] Users = ["alice", "bob", "carol", "dave"];
     private static readonly string[] DeviceNames = ["phone", "laptop"];
 
-    [Theory(Timeout = 180_000)]
+    [Theory(Timeout = 330_000)]
     [InlineData("sqlite", 1)]
     [InlineData("postgres", 1)]
     [InlineData("postgres", 2)]
@@ -118,13 +133,13 @@ public sealed class ChaosTests
         var attempted = new ConcurrentDictionary<string, Guid>();
         var senders = devices.Select(d => d.SendAsync(conversations, attempted, stop.Token, ct)).ToList();
 
-        // Failures: the server is killed and restarted, connections are cut, on a seeded schedule.
-        var chaosEnds = DateTime.UtcNow + ChaosDuration;
+        // Failures: the server is killed and restarted, connections are cut, on a seeded schedule, until Kills kills
+        // (each waits for the restarted server to be ready, so a slow machine takes longer rather than doing less).
+        var failures = Stopwatch.StartNew();
         var drops = 0;
         var nextKill = DateTime.UtcNow.AddMilliseconds(random.Next(3000, 6000));
-        // At least MinKills however slow the machine is (a restart takes a few seconds on a loaded one).
         var kills = 0;
-        while (DateTime.UtcNow < chaosEnds || kills < MinKills)
+        while (kills < Kills && failures.Elapsed < MaxFailures)
         {
             await Task.Delay(random.Next(800, 2500), ct);
             if (DateTime.UtcNow >= nextKill)
@@ -143,20 +158,25 @@ public sealed class ChaosTests
             }
         }
 
+        failures.Stop();
+        Assert.True(kills > 0, $"no kill within {MaxFailures}");
         await stop.CancelAsync();
+        var settle = SettleTime(failures.Elapsed);
+        var settled = DateTime.UtcNow + settle;
+        var what = $"{kills} kills and {drops} connection cuts in {failures.Elapsed.TotalSeconds:F0} s; {settle.TotalSeconds:F0} s to settle";
+        TestContext.Current.TestOutputHelper?.WriteLine($"{servers.Count} instance(s): {what}");
         try
         {
-            await Task.WhenAll(senders).WaitAsync(TimeSpan.FromSeconds(60), ct);
+            await Task.WhenAll(senders).WaitAsync(Left(settled), ct);
         }
         catch (TimeoutException)
         {
-            Assert.Fail("Sends were not acknowledged within 60 s after the failures stopped: "
+            Assert.Fail($"Sends were not acknowledged after the failures stopped ({what}): "
                 + string.Join("; ", devices.Select(d => $"{d}: {d.Realtime.State}, {d.Acked.Count} acked, last states {d.States}"))
                 + " server log: " + LogTail(servers));
         }
         var acked = devices.SelectMany(d => d.Acked).ToList();
-        TestContext.Current.TestOutputHelper?.WriteLine(
-            $"{servers.Count} instance(s), {kills} kills, {drops} connection cuts, {attempted.Count} sends attempted, {acked.Count} acknowledged");
+        TestContext.Current.TestOutputHelper?.WriteLine($"{attempted.Count} sends attempted, {acked.Count} acknowledged");
         Assert.True(acked.Count >= 50, $"only {acked.Count} messages acknowledged");
 
         // Let everything settle: every device reaches each conversation's last position.
@@ -166,15 +186,14 @@ public sealed class ChaosTests
             lastSeqs[id] = (await rest[members[0]].GetConversationAsync(id, ct)).LastSeq;
         }
 
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (devices.Any(d => d.Realtime.State != ConnectionState.Live || !d.HasReached(conversations, lastSeqs)) && DateTime.UtcNow < deadline)
+        while (devices.Any(d => d.Realtime.State != ConnectionState.Live || !d.HasReached(conversations, lastSeqs)) && DateTime.UtcNow < settled)
         {
             await Task.Delay(100, ct);
         }
 
         foreach (var device in devices)
         {
-            Assert.True(device.HasReached(conversations, lastSeqs), $"{device} did not catch up: {device.Progress(lastSeqs)}; server log: {LogTail(servers)}");
+            Assert.True(device.HasReached(conversations, lastSeqs), $"{device} did not catch up ({what}): {device.Progress(lastSeqs)}; server log: {LogTail(servers)}");
         }
 
         foreach (var (conversationId, members) in conversations)
@@ -214,8 +233,9 @@ public sealed class ChaosTests
                         continue;
                     }
 
-                    // Receipts are watermarks, not positions: the newest one arrives live or with the catch-up.
-                    var receiptDeadline = DateTime.UtcNow.AddSeconds(10);
+                    // Receipts are watermarks, not positions: the newest one arrives live or with the catch-up (within the
+                    // settle time, or 10 s more if the catch-up used it up).
+                    var receiptDeadline = Max(settled, DateTime.UtcNow.AddSeconds(10));
                     while (device.ReadReceiptOf(conversationId, user) < explicitRead && DateTime.UtcNow < receiptDeadline)
                     {
                         await Task.Delay(100, ct);
@@ -244,6 +264,19 @@ public sealed class ChaosTests
     }
 
     private static string LogTail(List<ServerProcess> servers) => string.Join(" | ", servers.Select(s => s.LogTail));
+
+    /// <summary>
+    /// How long convergence may take: as long as the failures took (which grows with how slowly this machine
+    /// restarts the server and serves the clients right now), within [MinSettle, MaxSettle]. The catch-up after
+    /// the last kill redoes what the failures did (reconnects, resumes, resends), so it slows down alike.
+    /// </summary>
+    private static TimeSpan SettleTime(TimeSpan failures) =>
+        failures < MinSettle ? MinSettle : failures > MaxSettle ? MaxSettle : failures;
+
+    private static TimeSpan Left(DateTime deadline) =>
+        deadline > DateTime.UtcNow ? deadline - DateTime.UtcNow : TimeSpan.Zero;
+
+    private static DateTime Max(DateTime a, DateTime b) => a > b ? a : b;
 
     private static async Task<List<Message>> AllMessagesAsync(ParleyClient client, Guid conversationId, CancellationToken ct)
     {

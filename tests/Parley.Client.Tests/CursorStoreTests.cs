@@ -1,5 +1,6 @@
 namespace Parley.Client.Tests;
 
+[Trait("Store", "Independent")]
 public sealed class CursorStoreTests : IDisposable
 {
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "parley-client-tests", Guid.NewGuid().ToString("N"));

@@ -4,6 +4,7 @@ using Parley.Client.Realtime;
 namespace Parley.Client.Tests;
 
 /// <summary>The rules for clients of docs/delivery.md as a state machine: dedupe, gaps, membership, cursors, resets.</summary>
+[Trait("Store", "Independent")]
 public sealed class DeliveryStateTests
 {
     private static readonly Guid C = Guid.Parse("01a20b3e-940d-7fab-a2e1-d6da9c0eafc2");

@@ -9,6 +9,7 @@ namespace Parley.Client.Tests;
 /// de-duplicates and fills, what it acknowledges and persists and when, how it reconnects, and how sends are
 /// retried.
 /// </summary>
+[Trait("Store", "Independent")]
 public sealed class ParleyRealtimeTests : IAsyncLifetime
 {
     private static readonly TimeSpan Timeout = FakeParley.Timeout;
@@ -112,7 +113,20 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     [Fact]
     public async Task ReadEvents_CursorFrame_CheckpointSavedOnlyOnceTheEventsBeforeItAreConsumed()
     {
-        var store = new InMemoryCursorStore();
+        // Every save is checked as it happens (not after a pause that may be too short): k2 follows seq 2, so it
+        // may only be saved once the reader has asked for the event after seq 2.
+        var movedPastTwo = 0;
+        var early = new List<string>();
+        var store = new CheckedCursorStore(checkpoint =>
+        {
+            if (checkpoint.Cursor == "k2" && Volatile.Read(ref movedPastTwo) == 0)
+            {
+                lock (early)
+                {
+                    early.Add($"k2 saved with positions {string.Join(",", checkpoint.Positions.Values)} while seq 2 was still handed out");
+                }
+            }
+        });
         var socket = await ConnectLiveAsync(_server.Options(store));
         await SendMessageAsync(socket, 1);
         await SendMessageAsync(socket, 2);
@@ -120,13 +134,21 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
 
         Assert.Equal([1L, 2L], await NextSeqsAsync(2));
         await EventuallyAsync(() => store.Checkpoint?.Cursor == "k0", "the connected cursor");
-        await Task.Delay(150, Ct);
+        // Asking for seq 2 consumed seq 1: its ack comes from the pass that also saves due checkpoints, by now
+        // long after k2 arrived (frames are read in order, and the ack waits AckDelay).
+        Assert.Equal(1, (await socket.NextAsync("ack")).GetProperty("seq").GetInt64());
         Assert.Equal("k0", store.Checkpoint?.Cursor);
 
         // Asking for the next event consumes seq 2, and with it the cursor after it.
         await SendMessageAsync(socket, 3);
+        Interlocked.Exchange(ref movedPastTwo, 1);
         Assert.Equal([3L], await NextSeqsAsync(1));
         await EventuallyAsync(() => store.Checkpoint?.Cursor == "k2", "the cursor after seq 2");
+        lock (early)
+        {
+            Assert.Empty(early);
+        }
+
         Assert.Equal(2, store.Checkpoint!.Positions[C]);
     }
 
@@ -142,13 +164,17 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
         await EventuallyAsync(() => Realtime.State == ConnectionState.CatchingUp, "catching up");
         await SendMessageAsync(socket, 3);
         await SendMessageAsync(socket, 4);
-        await Task.Delay(50, Ct);
+
+        // The catch-up's events reach the app at once (seq 3 was applied before: a repeat); only sync_complete
+        // makes the connection live.
+        Assert.Equal([4L], await NextSeqsAsync(1));
+        Assert.Equal(ConnectionState.CatchingUp, Realtime.State);
+        Assert.DoesNotContain(States(), s => s.State == ConnectionState.Live);
         Assert.False(connect.IsCompleted);
 
         await socket.SendAsync("sync_complete", Wire.Cursor("k6"));
         await connect.WaitAsync(Timeout, Ct);
 
-        Assert.Equal([4L], await NextSeqsAsync(1));
         Assert.Equal(ConnectionState.Live, Realtime.State);
     }
 
@@ -201,15 +227,23 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     {
         var store = new InMemoryCursorStore();
         await store.SaveAsync(new DeliveryCheckpoint("k5", new Dictionary<Guid, long> { [C] = 3 }), Ct);
-        var connect = Create(_server.Options(store)).ConnectAsync(Ct);
+        var logger = new RecordingLogger();
+        var options = _server.Options(store);
+        options.Logger = logger;
+        var connect = Create(options).ConnectAsync(Ct);
         var socket = await _server.AcceptConnectedAsync(cursor: "k5");
         await SendMessageAsync(socket, 5);
-        await Task.Delay(100, Ct);
+
+        // Seq 5 after the stored position 3 is held back as a gap, and known to be one during the catch-up.
+        await logger.WaitForAsync("GapDetected", e => e.Values["Seq"] is 5L && e.Values["CatchingUp"] is true, Timeout);
         await SendMessageAsync(socket, 4);
+
+        // Seq 4 fills it and releases 5 before sync_complete: the gap path (a conversation whose start is unknown
+        // would hold both until sync_complete).
+        Assert.Equal([4L, 5L], await NextSeqsAsync(2));
+        Assert.False(connect.IsCompleted);
         await socket.SendAsync("sync_complete", Wire.Cursor("k6"));
         await connect.WaitAsync(Timeout, Ct);
-
-        Assert.Equal([4L, 5L], await NextSeqsAsync(2));
         Assert.Empty(_server.HttpRequests);
     }
 
@@ -635,5 +669,21 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
 
         await _server.DisposeAsync();
         _client.Dispose();
+    }
+
+    /// <summary>An in-memory cursor store that shows each checkpoint to <paramref name="check"/> as it is saved.</summary>
+    private sealed class CheckedCursorStore(Action<DeliveryCheckpoint> check) : ICursorStore
+    {
+        private readonly InMemoryCursorStore _inner = new();
+
+        public DeliveryCheckpoint? Checkpoint => _inner.Checkpoint;
+
+        public ValueTask<DeliveryCheckpoint?> LoadAsync(CancellationToken cancellationToken) => _inner.LoadAsync(cancellationToken);
+
+        public ValueTask SaveAsync(DeliveryCheckpoint checkpoint, CancellationToken cancellationToken)
+        {
+            check(checkpoint);
+            return _inner.SaveAsync(checkpoint, cancellationToken);
+        }
     }
 }

@@ -5,6 +5,7 @@ using Parley.Client.Protocol;
 namespace Parley.Client.Tests;
 
 /// <summary>Frames as the server writes them, read into the public records; client frames as the server expects them.</summary>
+[Trait("Store", "Independent")]
 public sealed class ProtocolTests
 {
     private static readonly Guid C = Guid.Parse("01a20b3e-940d-7fab-a2e1-d6da9c0eafc2");

@@ -36,8 +36,8 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
 
         foreach (var client in clients)
         {
-            Assert.Equal(WebSocketCloseStatus.EndpointUnavailable, await client.ClosedAsync());
-            Assert.Equal(1001, (int)WebSocketCloseStatus.EndpointUnavailable);
+            // 1001 (going away) as the socket received it: null would mean no close frame at all.
+            Assert.Equal(1001, (int?)await client.ClosedAsync());
             // Complete the close handshake, as a well-behaved client does.
             await client.Socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "ok", TestContext.Current.CancellationToken)
                 .WaitAsync(WsClient.DefaultTimeout, TestContext.Current.CancellationToken);

@@ -5,6 +5,7 @@ using Parley.Server.Tests.Infrastructure;
 namespace Parley.Server.Tests;
 
 /// <summary><c>Parley.Server migrate</c>: for operators who migrate before deploying. Exit 0 when current, 1 when it cannot.</summary>
+[Trait("Store", "Independent")]
 public sealed class MigrateCommandTests
 {
     [Fact]

@@ -8,6 +8,7 @@ namespace Parley.Server.Tests;
 /// live events written through the other. Its cursors must never claim such an event, and the cursor check
 /// sends it to the socket, so the device has it and its cursor moves on.
 /// </summary>
+[Trait("Store", "Independent")]
 public sealed class MultiInstanceDeliveryTests : IAsyncLifetime
 {
     private TwoInstances? _instances;

@@ -7,6 +7,7 @@ using Parley.Server.Tests.Infrastructure;
 namespace Parley.Server.Tests;
 
 /// <summary>The storage contract on PostgreSQL (an empty database per store), plus its migration ledger and lock.</summary>
+[Trait("Store", "Independent")]
 public sealed class PostgresChatStoreTests : ChatStoreContractTests
 {
     private readonly List<(PostgresChatStore Store, string ConnectionString)> _stores = [];

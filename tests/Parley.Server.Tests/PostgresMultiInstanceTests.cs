@@ -10,6 +10,7 @@ namespace Parley.Server.Tests;
 /// writers of one conversation on both still get gapless seqs, and no reader ever sees a later seq before an
 /// earlier one.
 /// </summary>
+[Trait("Store", "Independent")]
 public sealed class PostgresMultiInstanceTests : IAsyncLifetime
 {
     private TwoInstances? _instances;

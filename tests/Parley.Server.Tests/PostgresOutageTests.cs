@@ -9,6 +9,7 @@ namespace Parley.Server.Tests;
 /// PostgreSQL going away and coming back, on a cluster of this class's own: requests fail fast with 503 and
 /// Retry-After (never hang, never half-write), /ready says not ready, and Parley recovers by itself.
 /// </summary>
+[Trait("Store", "Independent")]
 public sealed class PostgresOutageTests : IAsyncLifetime
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(12);

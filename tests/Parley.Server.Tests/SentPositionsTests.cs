@@ -3,6 +3,7 @@ using Parley.Server.Realtime;
 namespace Parley.Server.Tests;
 
 /// <summary>What a socket holds, exactly: the basis of every cursor it is given.</summary>
+[Trait("Store", "Independent")]
 public sealed class SentPositionsTests
 {
     private static readonly Guid C = Guid.CreateVersion7();

@@ -6,6 +6,7 @@ using Parley.Server.Storage.Sqlite;
 namespace Parley.Server.Tests;
 
 /// <summary>The storage contract on SQLite (a temp file per store), plus what only SQLite has: its migration ledger.</summary>
+[Trait("Store", "Independent")]
 public sealed class SqliteChatStoreTests : ChatStoreContractTests
 {
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "parley-store-tests", Guid.NewGuid().ToString("N"));
