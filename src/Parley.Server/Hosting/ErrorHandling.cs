@@ -11,7 +11,9 @@ namespace Parley.Server.Hosting;
 
 /// <summary>
 /// Every error response is ProblemDetails with a <c>code</c>: endpoint results (<see cref="ApiResults"/>),
-/// framework status codes (404/405/401/413/415/429), and exceptions (one handler, here).
+/// framework status codes (404/405/401/413/415/429), and exceptions (one handler, here). Not covered, and documented
+/// in docs/errors.md: what Kestrel refuses while parsing the request line and headers (400/414/431/505), answered
+/// with an empty body before any middleware exists for the request.
 /// </summary>
 internal static partial class ErrorHandling
 {
