@@ -128,6 +128,68 @@ public sealed class AuthenticationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RestRequest_AccessTokenInQuery_IsIgnored()
+    {
+        // access_token belongs to the WebSocket URL (browsers cannot set headers there); REST ignored it only in name.
+        using var client = _factory.Anonymous();
+
+        using var response = await client.GetAsync($"/api/v1/conversations?access_token={ParleyFactory.Token(NewUser("alice"))}", Ct);
+
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.Unauthorized, "unauthenticated");
+    }
+
+    [Fact]
+    public async Task RestRequest_HeaderAndQueryToken_TheHeaderWins()
+    {
+        // Reproduction: GET /api/v1/conversations/{X's group}?access_token=<X's token> with "Authorization: Bearer <M's token>"
+        // answered 200 as X: the query token replaced the header's.
+        var (x, m) = (NewUser("x"), NewUser("m"));
+        using var xApi = _factory.Api(x);
+        var group = await xApi.CreateGroupAsync("x's");
+        using var mApi = _factory.Api(m);
+
+        using var response = await mApi.GetAsync($"/api/v1/conversations/{group.Id}?access_token={ParleyFactory.Token(x)}");
+
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.NotFound, "not_found");
+    }
+
+    [Fact]
+    public async Task WebSocket_HeaderAndQueryToken_TheHeaderWins()
+    {
+        var (x, m) = (NewUser("x"), NewUser("m"));
+
+        var (socket, connected) = await Handshake.ConnectAsync(
+            _factory.WebSocketUri($"access_token={ParleyFactory.Token(x)}"),
+            o => o.SetRequestHeader("Authorization", "Bearer " + ParleyFactory.Token(m)));
+        await Handshake.CloseAsync(socket);
+
+        Assert.Equal(m, connected.GetProperty("user_id").GetString());
+    }
+
+    [Theory]
+    [InlineData("string")]
+    [InlineData("array")]
+    public async Task Token_CarryingTheInternalServiceClaim_IsAnOrdinaryUser(string shape)
+    {
+        // Reproduction: a signed token with "parley_service": "true" and no configured role claim sent a system message
+        // into a group its sub was not in (201) and read that group (200). Only Auth:ServiceRoleClaim grants the role.
+        var (owner, mallory) = (NewUser("owner"), NewUser("mallory"));
+        using var ownerApi = _factory.Api(owner);
+        var group = await ownerApi.CreateGroupAsync("private");
+        object claim = shape == "array" ? new[] { "true" } : "true";
+        using var api = new ParleyApi(_factory.Anonymous());
+        api.Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue(
+            "Bearer", Signed(new Dictionary<string, object> { ["sub"] = mallory, ["parley_service"] = claim }));
+
+        using var sent = await api.PostAsync("/api/v1/messages", new { conversation_id = group.Id, content = "I am the system", message_type = "system" });
+        using var read = await api.GetAsync($"/api/v1/conversations/{group.Id}");
+
+        await ParleyApi.ProblemAsync(sent, HttpStatusCode.Forbidden, "forbidden");
+        await ParleyApi.ProblemAsync(read, HttpStatusCode.NotFound, "not_found");
+        Assert.Empty((await ownerApi.ListMessagesAsync(group.Id)).Messages);
+    }
+
+    [Fact]
     public async Task WebSocket_WithoutOrWithBadToken_IsRefusedWith401()
     {
         var expired = ParleyFactory.Token("alice", expires: DateTime.UtcNow.AddMinutes(-2));

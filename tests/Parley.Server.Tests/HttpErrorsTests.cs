@@ -9,7 +9,8 @@ namespace Parley.Server.Tests;
 
 /// <summary>
 /// Cross-cutting HTTP behaviour on real Kestrel (the in-memory TestServer does not enforce Kestrel's body limit):
-/// every error is ProblemDetails with a code, whatever produced it; body size, send rate and CORS limits.
+/// every error is ProblemDetails with a code, whatever produced it (except what Kestrel refuses before the app: an
+/// empty body, as documented); body size, send rate and CORS limits.
 /// </summary>
 public sealed class HttpErrorsTests : IAsyncLifetime
 {
@@ -254,6 +255,42 @@ public sealed class HttpErrorsTests : IAsyncLifetime
 
         Assert.Equal(AllowedOrigin, allowed.Headers.GetValues("Access-Control-Allow-Origin").Single());
         Assert.False(other.Headers.Contains("Access-Control-Allow-Origin"));
+    }
+
+    public static TheoryData<string, string, int> RejectedByKestrel => new()
+    {
+        { "a 20 KB request line", $"GET /api/v1/conversations?q={new string('a', 20_000)} HTTP/1.1\r\nHost: localhost\r\n\r\n", 414 },
+        { "a 40 KB header", $"GET /api/v1/conversations HTTP/1.1\r\nHost: localhost\r\nX-Big: {new string('a', 40_000)}\r\n\r\n", 431 },
+        { "a Content-Length that is not a number", "POST /api/v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ten\r\n\r\n{}", 400 },
+        { "HTTP/9.9", "GET /api/v1/conversations HTTP/9.9\r\nHost: localhost\r\n\r\n", 505 },
+    };
+
+    /// <summary>
+    /// Kestrel refuses these while reading the request line and headers, before any middleware runs: the status comes
+    /// with an empty body, not ProblemDetails, as docs/errors.md says.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(RejectedByKestrel))]
+    public async Task RequestRejectedBeforeTheApp_HasTheStatusAndAnEmptyBody(string why, string request, int status)
+    {
+        using var tcp = new System.Net.Sockets.TcpClient();
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(10));
+        await tcp.ConnectAsync(_factory.BaseAddress.Host, _factory.BaseAddress.Port, timeout.Token);
+        var stream = tcp.GetStream();
+
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(request), timeout.Token);
+        // Kestrel closes the connection after such a response: read to the end.
+        using var received = new MemoryStream();
+        await stream.CopyToAsync(received, timeout.Token);
+
+        var response = Encoding.ASCII.GetString(received.ToArray());
+        var headerEnd = response.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+        Assert.True(headerEnd > 0, $"{why}: no complete response: {response}");
+        var head = response[..headerEnd].Split("\r\n");
+        Assert.StartsWith($"HTTP/1.1 {status} ", head[0], StringComparison.Ordinal);
+        Assert.Contains("Content-Length: 0", head);
+        Assert.Equal(string.Empty, response[(headerEnd + 4)..]);
     }
 
     /// <summary>Sends <paramref name="count"/> text messages at once (the caller disposes the responses).</summary>

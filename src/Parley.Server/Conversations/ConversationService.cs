@@ -51,6 +51,10 @@ internal sealed class ConversationService(
         {
             errors.Add("name", $"must be at most {limits.Value.MaxConversationNameLength} characters");
         }
+        else
+        {
+            errors.CheckText("name", name);
+        }
 
         string? ownerId = null;
         if (request.OwnerId is not null)

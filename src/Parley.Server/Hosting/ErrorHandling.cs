@@ -5,12 +5,15 @@ using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
 using Parley.Server.Realtime.Protocol;
+using Parley.Server.Storage;
 
 namespace Parley.Server.Hosting;
 
 /// <summary>
 /// Every error response is ProblemDetails with a <c>code</c>: endpoint results (<see cref="ApiResults"/>),
-/// framework status codes (404/405/401/413/415/429), and exceptions (one handler, here).
+/// framework status codes (404/405/401/413/415/429), and exceptions (one handler, here). Not covered, and documented
+/// in docs/errors.md: what Kestrel refuses while parsing the request line and headers (400/414/431/505), answered
+/// with an empty body before any middleware exists for the request.
 /// </summary>
 internal static partial class ErrorHandling
 {
@@ -76,8 +79,8 @@ internal static partial class ErrorHandling
                     (bad.StatusCode, ErrorCodes.PayloadTooLarge, "The request body is too large."),
                 BadHttpRequestException bad => (bad.StatusCode, ErrorCodes.ForStatus(bad.StatusCode), Describe(bad)),
                 JsonException json => (StatusCodes.Status400BadRequest, ErrorCodes.InvalidRequest, "The body is not valid JSON: " + json.Message),
-                // The database refused or failed (locked, full, unreachable): nothing was committed, the client may retry.
-                System.Data.Common.DbException => (StatusCodes.Status503ServiceUnavailable, ErrorCodes.ServiceUnavailable, "Storage is unavailable; retry shortly."),
+                // Nothing was committed; only a database that is unreachable, busy or shutting down is worth a retry (503).
+                System.Data.Common.DbException db => StorageErrors.ToApiError(db) is var error ? (error.Status, error.Code, error.Message) : default,
                 OperationCanceledException when httpContext.RequestAborted.IsCancellationRequested =>
                     (499, ErrorCodes.InvalidRequest, "The client closed the request."),
                 _ => (StatusCodes.Status500InternalServerError, ErrorCodes.InternalError, "An unexpected error occurred."),
@@ -86,6 +89,10 @@ internal static partial class ErrorHandling
             if (status >= 500)
             {
                 Log.Unhandled(logger, httpContext.Request.Method, httpContext.Request.Path, exception);
+            }
+            else if (exception is System.Data.Common.DbException)
+            {
+                Log.StorageRefusedValue(logger, httpContext.Request.Method, httpContext.Request.Path, exception);
             }
 
             if (status == StatusCodes.Status503ServiceUnavailable)
@@ -117,5 +124,8 @@ internal static partial class ErrorHandling
     {
         [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Unhandled exception for {Method} {Path}")]
         public static partial void Unhandled(ILogger logger, string method, string path, Exception exception);
+
+        [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "Storage refused a value of {Method} {Path}: validation let it through")]
+        public static partial void StorageRefusedValue(ILogger logger, string method, string path, Exception exception);
     }
 }

@@ -17,6 +17,7 @@ internal static partial class HostingSetup
     {
         var services = builder.Services;
         services.AddSingleton(TimeProvider.System);
+        services.AddLogRedaction();
         services.ConfigureHttpJsonOptions(options =>
         {
             var json = options.SerializerOptions;

@@ -43,7 +43,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
             errors.Add("content", $"is required for {type} messages");
         }
 
-        CheckContentLength(errors, content);
+        CheckContent(errors, content);
 
         Media? media = null;
         if (type is not null && MessageTypes.IsMedia(type))
@@ -94,7 +94,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
             errors.Add("content", "is required");
         }
 
-        CheckContentLength(errors, content);
+        CheckContent(errors, content);
         var mentions = ValidateMentions(errors, request.Mentions, content);
         return errors.Any ? errors.ToError() : (content, mentions);
     }
@@ -102,13 +102,15 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
     public static bool IsValidClientMessageId(string value) =>
         value.Length is >= 1 and <= MaxClientMessageIdLength && ClientMessageIdPattern().IsMatch(value);
 
-    private void CheckContentLength(Errors errors, string? content)
+    private void CheckContent(Errors errors, string? content)
     {
         // Length counts UTF-16 code units, as JavaScript's String.length does: what clients measure.
         if (content is not null && content.Length > limits.MaxContentLength)
         {
             errors.Add("content", $"must be at most {limits.MaxContentLength} UTF-16 code units");
         }
+
+        errors.CheckText("content", content, multiLine: true);
     }
 
     private IReadOnlyList<Mention>? ValidateMentions(Errors errors, List<MentionInput?>? input, string? content)
@@ -162,7 +164,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
         }
 
         var before = errors.Count;
-        if (!IsHttpUrl(input.Url))
+        if (errors.CheckText("media.url", input.Url) && !IsHttpUrl(input.Url))
         {
             errors.Add("media.url", $"must be an absolute http(s) URL of at most {MaxUrlLength} characters");
         }
@@ -172,7 +174,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
         {
             errors.Add("media.mime_type", "is required, as type/subtype");
         }
-        else if (type != MessageTypes.File && !mime.StartsWith(type + "/", StringComparison.OrdinalIgnoreCase))
+        else if (errors.CheckText("media.mime_type", mime) && type != MessageTypes.File && !mime.StartsWith(type + "/", StringComparison.OrdinalIgnoreCase))
         {
             errors.Add("media.mime_type", $"must be {type}/* for {type} messages");
         }
@@ -196,8 +198,12 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
         {
             errors.Add("media.file_name", "must be 1-255 characters when given");
         }
+        else
+        {
+            errors.CheckText("media.file_name", input.FileName);
+        }
 
-        if (input.ThumbnailUrl is not null && !IsHttpUrl(input.ThumbnailUrl))
+        if (errors.CheckText("media.thumbnail_url", input.ThumbnailUrl) && input.ThumbnailUrl is not null && !IsHttpUrl(input.ThumbnailUrl))
         {
             errors.Add("media.thumbnail_url", $"must be an absolute http(s) URL of at most {MaxUrlLength} characters");
         }
@@ -230,6 +236,10 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
         {
             errors.Add("location.name", "must be at most 256 characters");
         }
+        else
+        {
+            errors.CheckText("location.name", input.Name);
+        }
 
         return errors.Count > before ? null : new Location(input.Latitude!.Value, input.Longitude!.Value, input.Name);
     }
@@ -251,6 +261,18 @@ internal sealed class Errors
     public bool Any => _errors.Count > 0;
 
     public int Count => _errors.Values.Sum(v => v.Count);
+
+    /// <summary>Applies <see cref="TextRules"/> to a field; false (and the error added) when it breaks them.</summary>
+    public bool CheckText(string field, string? value, bool multiLine = false)
+    {
+        if (TextRules.Check(value, multiLine) is not { } why)
+        {
+            return true;
+        }
+
+        Add(field, why);
+        return false;
+    }
 
     public void Add(string field, string message)
     {

@@ -115,10 +115,14 @@ internal sealed partial class FrameDispatcher(
         {
             error = new ApiError(400, ErrorCodes.InvalidFrame, $"The payload of '{type}' is not valid: {ex.Message}");
         }
-        catch (System.Data.Common.DbException)
+        catch (System.Data.Common.DbException ex)
         {
-            // As over HTTP: the database refused or is unreachable, nothing was written, the client may retry.
-            error = new ApiError(503, ErrorCodes.ServiceUnavailable, "Storage is unavailable; retry shortly.");
+            // As over HTTP: nothing was written; only an unavailable database is worth a retry (service_unavailable).
+            error = Storage.StorageErrors.ToApiError(ex);
+            if (error.Status != StatusCodes.Status503ServiceUnavailable)
+            {
+                Log.FrameFailed(logger, connection.Id, type, ex);
+            }
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

@@ -11,9 +11,12 @@ namespace Parley.Server.Realtime;
 
 internal static partial class WebSocketEndpoint
 {
+    /// <summary>The WebSocket endpoint: the one path that accepts a token as <c>?access_token=</c>.</summary>
+    public const string Path = "/ws";
+
     public static IEndpointRouteBuilder MapRealtime(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/ws", HandleAsync)
+        app.MapGet(Path, HandleAsync)
             .RequireAuthorization()
             .WithTags("Realtime")
             .WithSummary("WebSocket upgrade (see docs/websocket.md)")

@@ -18,6 +18,7 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
     public const string Audience = TestServerSettings.Audience;
     public const string ServiceApiKey = TestServerSettings.ServiceApiKey;
 
+    private readonly Action<IServiceCollection>? _services;
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "parley-tests", Guid.NewGuid().ToString("N"));
     private readonly Dictionary<string, string?> _settings;
     private bool _kestrel;
@@ -25,8 +26,12 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
     /// <param name="configure">Settings to add or override.</param>
     /// <param name="time">A fake clock for the server.</param>
     /// <param name="sharedPostgres">A PostgreSQL database this server uses (and does not drop): several servers on one database.</param>
-    public ParleyFactory(Action<Dictionary<string, string?>>? configure = null, FakeTimeProvider? time = null, string? sharedPostgres = null)
+    /// <param name="services">Services to add or replace (e.g. a logger provider that captures the server's log).</param>
+    public ParleyFactory(
+        Action<Dictionary<string, string?>>? configure = null, FakeTimeProvider? time = null, string? sharedPostgres = null,
+        Action<IServiceCollection>? services = null)
     {
+        _services = services;
         Directory.CreateDirectory(_directory);
         DatabasePath = Path.Combine(_directory, "parley.db");
         _settings = TestServerSettings.Create(DatabasePath);
@@ -92,6 +97,11 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
         if (Time is not null)
         {
             builder.ConfigureServices(services => services.Replace(ServiceDescriptor.Singleton<TimeProvider>(Time)));
+        }
+
+        if (_services is not null)
+        {
+            builder.ConfigureServices(_services);
         }
     }
 

@@ -40,7 +40,7 @@ internal sealed class ApiKeyAuthenticationHandler(
         }
 
         var identity = new ClaimsIdentity(
-            [new Claim(Caller.UserIdClaim, authOptions.Value.ServiceUserId), new Claim(Caller.ServiceClaim, "true")],
+            [new Claim(Caller.UserIdClaim, authOptions.Value.ServiceUserId), Caller.ServiceMarker()],
             SchemeName,
             Caller.UserIdClaim,
             "role");

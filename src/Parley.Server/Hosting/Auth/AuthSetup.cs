@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.Extensions.Options;
+using Microsoft.Net.Http.Headers;
 using Microsoft.IdentityModel.Tokens;
 
 namespace Parley.Server.Hosting.Auth;
@@ -9,6 +10,9 @@ namespace Parley.Server.Hosting.Auth;
 internal static class AuthSetup
 {
     public const string PolicyScheme = "Parley";
+
+    /// <summary>The WebSocket URL's token parameter (never logged: see LogRedaction).</summary>
+    public const string QueryTokenParameter = "access_token";
 
     public static IHostApplicationBuilder AddParleyAuth(this IHostApplicationBuilder builder)
     {
@@ -77,10 +81,16 @@ internal static class AuthSetup
 
         jwt.Events = new JwtBearerEvents
         {
-            // Browsers cannot set headers on a WebSocket handshake: they pass the token as ?access_token=.
+            // Browsers cannot set headers on a WebSocket handshake: there, and only there, the token may come as
+            // ?access_token=. REST ignores it (a URL token ends up in proxies' logs and browser history), and a request
+            // that has an Authorization header is authenticated by that header alone: a second credential in the URL
+            // must not override the one the client chose to send.
             OnMessageReceived = context =>
             {
-                if (string.IsNullOrEmpty(context.Token) && context.Request.Query.TryGetValue("access_token", out var token))
+                var request = context.Request;
+                if (request.Path.Equals(Realtime.WebSocketEndpoint.Path, StringComparison.OrdinalIgnoreCase)
+                    && !request.Headers.ContainsKey(HeaderNames.Authorization)
+                    && request.Query.TryGetValue(QueryTokenParameter, out var token))
                 {
                     context.Token = token.ToString();
                 }
@@ -104,9 +114,12 @@ internal static class AuthSetup
                     return Task.CompletedTask;
                 }
 
+                // Caller.ServiceClaim is Parley's own marker: a token that carries a claim of that name (whoever
+                // signed it) must not make itself the service. Only the configured role claim, read above, grants it.
+                Caller.RemoveServiceMarker(principal);
                 if (isService && principal.Identity is System.Security.Claims.ClaimsIdentity identity)
                 {
-                    identity.AddClaim(new System.Security.Claims.Claim(Caller.ServiceClaim, "true"));
+                    identity.AddClaim(Caller.ServiceMarker());
                 }
 
                 return Task.CompletedTask;

@@ -7,8 +7,15 @@ namespace Parley.Server.Hosting.Auth;
 internal sealed record Caller(string UserId, string? DeviceId, bool IsService)
 {
     public const string DeviceIdClaim = "device_id";
-    public const string ServiceClaim = "parley_service";
     public const string UserIdClaim = "sub";
+
+    /// <summary>
+    /// Parley's internal marker of the service role, set only by the API-key handler and by token validation when the
+    /// configured role claim grants the role. Never taken from a caller: token validation removes any claim of this name
+    /// a token carries, and the marker must also have Parley's own issuer.
+    /// </summary>
+    public const string ServiceClaim = "parley_service";
+    private const string MarkerIssuer = "parley:internal";
 
     /// <summary>Minimal API binding: endpoints declare a <see cref="Caller"/> parameter.</summary>
     public static ValueTask<Caller?> BindAsync(HttpContext context, ParameterInfo parameter) =>
@@ -23,8 +30,25 @@ internal sealed record Caller(string UserId, string? DeviceId, bool IsService)
             return null;
         }
 
-        return new Caller(userId, ResolveDeviceId(context, principal), principal.HasClaim(ServiceClaim, "true"));
+        return new Caller(userId, ResolveDeviceId(context, principal), principal.HasClaim(IsServiceMarker));
     }
+
+    public static Claim ServiceMarker() => new(ServiceClaim, "true", ClaimValueTypes.String, MarkerIssuer);
+
+    /// <summary>Removes every claim named like the marker (a token may carry one; it grants nothing).</summary>
+    public static void RemoveServiceMarker(ClaimsPrincipal principal)
+    {
+        foreach (var identity in principal.Identities)
+        {
+            foreach (var claim in identity.FindAll(ServiceClaim).ToList())
+            {
+                identity.TryRemoveClaim(claim);
+            }
+        }
+    }
+
+    private static bool IsServiceMarker(Claim claim) =>
+        claim.Type == ServiceClaim && claim.Value == "true" && claim.Issuer == MarkerIssuer;
 
     /// <summary>Device identity: the token's <c>device_id</c> claim, else <c>X-Device-ID</c>, else the <c>device_id</c> query parameter.</summary>
     private static string? ResolveDeviceId(HttpContext context, ClaimsPrincipal principal)
