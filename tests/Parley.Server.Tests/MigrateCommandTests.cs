@@ -1,5 +1,5 @@
 using Npgsql;
-using Parley.Server.Storage;
+using Parley.Server.Hosting;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -15,12 +15,15 @@ public sealed class MigrateCommandTests
         {
             var connection = $"--ConnectionStrings:Sqlite=Data Source={Path.Combine(directory.FullName, "parley.db")}";
 
-            var first = await ConsoleCapture.RunAsync(() => MigrateCommand.TryRunAsync(["migrate", connection]));
-            var second = await ConsoleCapture.RunAsync(() => MigrateCommand.TryRunAsync(["migrate", connection]));
+            var first = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", connection]));
+            var second = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", connection]));
 
             Assert.Equal(0, first.Result);
             Assert.Equal(0, second.Result);
-            Assert.Contains("Sqlite: schema is current.", second.Output, StringComparison.Ordinal);
+            // It says what it did: the scripts the first run applied, and that the second had nothing to do.
+            var scripts = string.Join(", ", Storage.Migrations.MigrationScripts.For("Sqlite").Select(m => m.FullName));
+            Assert.Contains($"Sqlite: applied {scripts}; schema is current.", first.Output, StringComparison.Ordinal);
+            Assert.Contains("Sqlite: schema is current: no migrations to apply.", second.Output, StringComparison.Ordinal);
             using var store = new Storage.Sqlite.SqliteChatStore($"Data Source={Path.Combine(directory.FullName, "parley.db")}");
             await store.MigrateAsync(TestContext.Current.CancellationToken);
             Assert.Empty(await store.ListConversationsAsync("alice", null, 10, TestContext.Current.CancellationToken));
@@ -41,7 +44,7 @@ public sealed class MigrateCommandTests
         var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
 
-        var run = await ConsoleCapture.RunAsync(() => MigrateCommand.TryRunAsync(
+        var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(
             ["migrate", "--Storage:Provider=Postgres", $"--ConnectionStrings:Postgres=Host=127.0.0.1;Port={port};Username=postgres;Timeout=3"]));
 
         Assert.Equal(1, run.Result);
@@ -51,7 +54,7 @@ public sealed class MigrateCommandTests
     [Fact]
     public async Task Migrate_PostgresWithoutConnectionString_Exits1NamingTheSetting()
     {
-        var run = await ConsoleCapture.RunAsync(() => MigrateCommand.TryRunAsync(["migrate", "--Storage:Provider=Postgres", "--ConnectionStrings:Postgres="]));
+        var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", "--Storage:Provider=Postgres", "--ConnectionStrings:Postgres="]));
 
         Assert.Equal(1, run.Result);
         Assert.Contains("ConnectionStrings:Postgres", run.Error, StringComparison.Ordinal);
@@ -63,7 +66,7 @@ public sealed class MigrateCommandTests
         var database = TestPostgres.CreateDatabase(fromTemplate: false);
         try
         {
-            var run = await ConsoleCapture.RunAsync(() => MigrateCommand.TryRunAsync(["migrate", "--Storage:Provider=Postgres", $"--ConnectionStrings:Postgres={database}"]));
+            var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", "--Storage:Provider=Postgres", $"--ConnectionStrings:Postgres={database}"]));
 
             Assert.Equal(0, run.Result);
             await using var connection = new NpgsqlConnection(database);
@@ -78,9 +81,33 @@ public sealed class MigrateCommandTests
     }
 
     [Fact]
-    public async Task OtherArguments_AreNotTheMigrateCommand()
+    public async Task Migrate_BadSettingValue_Exits1NamingTheKeyAndTheAllowedValues()
     {
-        Assert.Null(await MigrateCommand.TryRunAsync(["--urls", "http://127.0.0.1:0"]));
-        Assert.Null(await MigrateCommand.TryRunAsync([]));
+        var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", "--Storage:Provider=Mongo"]));
+
+        Assert.Equal(1, run.Result);
+        Assert.Contains("Parley cannot migrate: invalid configuration.", run.Error, StringComparison.Ordinal);
+        Assert.Contains("  - Storage:Provider is 'Mongo'; allowed values: Sqlite, Postgres.", run.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task MigrateHelp_PrintsUsageAndMigratesNothing()
+    {
+        // "migrate --help" used to migrate (and create parley.db) like "migrate".
+        var directory = Directory.CreateTempSubdirectory("parley-migrate-");
+        try
+        {
+            var database = Path.Combine(directory.FullName, "parley.db");
+
+            var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", "--help", $"--ConnectionStrings:Sqlite=Data Source={database}"]));
+
+            Assert.Equal(0, run.Result);
+            Assert.Contains("usage: migrate", run.Output, StringComparison.Ordinal);
+            Assert.Empty(directory.EnumerateFileSystemInfos());
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
     }
 }

@@ -39,7 +39,7 @@ internal sealed class SqliteChatStore(string connectionString) : SqlChatStore(ne
         return new Releaser(_writeLock);
     }
 
-    public override async Task MigrateAsync(CancellationToken cancellationToken)
+    public override async Task<IReadOnlyList<string>> MigrateAsync(CancellationToken cancellationToken)
     {
         // The single writer excludes concurrent migrators of this process; one process owns the file.
         using var writer = await EnterWriteAsync(cancellationToken);
@@ -51,7 +51,7 @@ internal sealed class SqliteChatStore(string connectionString) : SqlChatStore(ne
             await wal.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        await ApplyMigrationsAsync(
+        return await ApplyMigrationsAsync(
             connection,
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
             cancellationToken);
