@@ -81,6 +81,32 @@ public sealed class MigrateCommandTests
     }
 
     [Fact]
+    public async Task Migrate_WhileAServerHoldsTheSqliteFile_Exits1NamingTheFile()
+    {
+        // Two processes could migrate and write the same SQLite file; the server holds parley.db.lock, so migrate is refused.
+        var directory = Directory.CreateTempSubdirectory("parley-migrate-");
+        try
+        {
+            var database = Path.Combine(directory.FullName, "parley.db");
+            using (new Storage.Sqlite.SqliteChatStore($"Data Source={database}", exclusive: true))
+            {
+                var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", $"--ConnectionStrings:Sqlite=Data Source={database}"]));
+
+                Assert.Equal(1, run.Result);
+                Assert.Contains($"Parley cannot migrate (Sqlite): The SQLite database {database} is in use by another Parley process (it holds {database}.lock).", run.Error, StringComparison.Ordinal);
+            }
+
+            var released = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", $"--ConnectionStrings:Sqlite=Data Source={database}"]));
+            Assert.Equal(0, released.Result);
+        }
+        finally
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            directory.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Migrate_BadSettingValue_Exits1NamingTheKeyAndTheAllowedValues()
     {
         var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", "--Storage:Provider=Mongo"]));

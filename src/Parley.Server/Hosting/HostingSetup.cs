@@ -115,8 +115,8 @@ internal static partial class HostingSetup
     }
 
     /// <summary>
-    /// Runs the app. Whatever stops start-up (an invalid setting, an address in use, an HTTPS address without a
-    /// certificate) ends it with a message on standard error and exit code 1 instead of a stack trace; the host has
+    /// Runs the app. Whatever stops start-up (an invalid setting, an address in use, a database held by another
+    /// process) ends it with a message on standard error and exit code 1 instead of a stack trace; the host has
     /// logged the exception itself, with its stack trace, before that.
     /// </summary>
     public static async Task<int> RunParleyAsync(this WebApplication app)
@@ -144,7 +144,7 @@ internal static partial class HostingSetup
         }
         catch (Exception ex) when (ex is not OperationCanceledException && !started.IsCancellationRequested)
         {
-            // An HTTPS address without a certificate, a hosted service that cannot start, ...
+            // The database file is held by another process, an HTTPS address has no certificate, ...
             failure = [$"Parley cannot start: {ex.Message}"];
         }
 

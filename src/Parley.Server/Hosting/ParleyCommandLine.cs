@@ -136,7 +136,8 @@ internal static class ParleyCommandLine
           --environment <name>               Production (default) or Development (dotnet run): Development
                                              signs tokens with a documented key and logs readable lines
           --Storage:Provider=<provider>      Sqlite (default) or Postgres
-          --ConnectionStrings:Sqlite=<cs>    default "{StorageSetup.DefaultSqliteConnectionString}", in the working directory
+          --ConnectionStrings:Sqlite=<cs>    default "{StorageSetup.DefaultSqliteConnectionString}", in the working directory;
+                                             one file belongs to one process (a lock file <file>.lock beside it)
           ConnectionStrings__Postgres=<cs>   required with Postgres, an Npgsql connection string, e.g.
                                              "Host=db;Username=parley;Password=...;Database=parley"
                                              (an environment variable: a command line is visible in ps)

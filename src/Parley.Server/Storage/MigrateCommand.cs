@@ -5,7 +5,7 @@ namespace Parley.Server.Storage;
 /// <summary>
 /// <c>dotnet run --project src/Parley.Server -- migrate</c> (or <c>Parley.Server migrate</c>): applies the
 /// schema migrations of the configured store and exits: 0 when the schema is current, 1 when the database
-/// cannot be reached, a setting is invalid or a migration fails. For operators
+/// cannot be reached, is in use by a server (SQLite), a setting is invalid or a migration fails. For operators
 /// who migrate before deploying.
 /// </summary>
 internal static class MigrateCommand
@@ -17,8 +17,8 @@ internal static class MigrateCommand
         Applies the schema migrations of the configured database (Storage:Provider with its
         ConnectionStrings:Sqlite or ConnectionStrings:Postgres, as the server reads them), prints which
         were applied, and exits: 0 when the schema is current, 1 when the database cannot be reached, a
-        setting is invalid or a migration fails. The server also migrates at start; this is for migrating
-        before a deployment.
+        SQLite file is in use by a running server, a setting is invalid or a migration fails. The server
+        also migrates at start; this is for migrating before a deployment.
 
         Example: ConnectionStrings__Postgres="Host=db;Username=parley;Password=...;Database=parley" \
                    dotnet run --project src/Parley.Server -- migrate --Storage:Provider=Postgres

@@ -27,7 +27,7 @@ internal static class StorageSetup
     public static IChatStore CreateStore(StorageOptions options, IConfiguration configuration) => options.Provider switch
     {
         StorageProvider.Postgres => new PostgresChatStore(PostgresChatStore.CreateDataSource(configuration.GetConnectionString("Postgres")!)),
-        _ => new SqliteChatStore(configuration.GetConnectionString("Sqlite") is { Length: > 0 } sqlite ? sqlite : DefaultSqliteConnectionString),
+        _ => new SqliteChatStore(configuration.GetConnectionString("Sqlite") is { Length: > 0 } sqlite ? sqlite : DefaultSqliteConnectionString, exclusive: true),
     };
 
     /// <summary>Failures worth waiting out (the database is down or unreachable), as opposed to configuration errors.</summary>
