@@ -136,6 +136,39 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
         Assert.True(conversations.TryGetProperty("get", out _), "GET /api/v1/conversations is not described");
     }
 
+    [Theory]
+    [InlineData("/api/v1/config", "get")]
+    [InlineData("/health", "get")]
+    [InlineData("/ready", "get")]
+    public async Task OpenApi_AnonymousEndpoints_RequireNoAuthentication(string path, string method)
+    {
+        // The document requires a scheme everywhere; GET /api/v1/config was shown as needing a token.
+        using var client = _factory.Anonymous();
+
+        var document = await ParleyApi.ReadAsync<JsonElement>(await client.GetAsync("/openapi/v1.json", Ct));
+
+        Assert.NotEqual(0, document.GetProperty("security").GetArrayLength());
+        var operation = document.GetProperty("paths").GetProperty(path).GetProperty(method);
+        Assert.True(operation.TryGetProperty("security", out var security), $"{method} {path} inherits the document's security");
+        Assert.Equal(0, security.GetArrayLength());
+        // An endpoint that needs a caller keeps the document's requirement.
+        Assert.False(document.GetProperty("paths").GetProperty("/api/v1/messages").GetProperty("post").TryGetProperty("security", out _));
+    }
+
+    [Fact]
+    public async Task ApiReference_HidesVendorToolsAgentAndTelemetry()
+    {
+        // Scalar's defaults showed "Deploy", "Generate SDK" (developer tools) and "Ask AI" (agent) buttons.
+        using var client = _factory.Anonymous();
+
+        var html = await client.GetStringAsync("/scalar/", Ct);
+
+        Assert.Contains("\"showDeveloperTools\":\"never\"", html, StringComparison.Ordinal);
+        Assert.Contains("\"agent\":{\"disabled\":true}", html, StringComparison.Ordinal);
+        Assert.Contains("\"mcp\":{\"disabled\":true}", html, StringComparison.Ordinal);
+        Assert.Contains("\"telemetry\":false", html, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task ApiReference_WithoutCredentials_ServesAnHtmlPage()
     {

@@ -56,7 +56,17 @@ internal static partial class HostingSetup
         });
 
         services.AddHealthChecks().AddCheck<StorageHealthCheck>("storage", tags: [HealthApi.ReadyTag]);
-        services.AddOpenApi(options => options.AddDocumentTransformer((document, _, _) =>
+        services.AddOpenApi(options => options.AddOperationTransformer((operation, context, _) =>
+        {
+            // The document requires one of the schemes everywhere; an anonymous endpoint (config, health) overrides that
+            // with an empty list, which OpenAPI reads as "no authentication", so API explorers do not ask for a token.
+            if (context.Description.ActionDescriptor.EndpointMetadata.OfType<Microsoft.AspNetCore.Authorization.IAllowAnonymous>().Any())
+            {
+                operation.Security = [];
+            }
+
+            return Task.CompletedTask;
+        }).AddDocumentTransformer((document, _, _) =>
         {
             document.Info.Title = "Parley API";
             document.Info.Description = "Real-time messaging: REST under /api/v1, WebSocket at /ws (see docs/websocket.md).";
@@ -106,7 +116,8 @@ internal static partial class HostingSetup
         app.UseMiddleware<StorageGate>();
 
         app.MapOpenApi().AllowAnonymous();
-        app.MapScalarApiReference().AllowAnonymous();
+        // The reference page of a self-hosted server: no vendor toolbar (deploy, SDK generation), AI agent, MCP or telemetry.
+        app.MapScalarApiReference(options => options.HideDeveloperTools().DisableAgent().DisableMcp().DisableTelemetry()).AllowAnonymous();
         app.MapHealth();
         return app;
     }
