@@ -8,18 +8,13 @@ using Parley.Server.Receipts;
 using Parley.Server.Storage;
 using Parley.Server.Sync;
 
-if (TokenCommand.TryRun(args, out var exitCode))
+// help, --version, token and migrate answer here; a line that asks to serve (no command, or "serve") goes on.
+if (await ParleyCommandLine.RunCommandAsync(args) is { } exitCode)
 {
     return exitCode;
 }
 
-if (await MigrateCommand.TryRunAsync(args) is { } migrated)
-{
-    return migrated;
-}
-
-// Configuration files live beside the binaries; data files (parley.db) in the working directory.
-var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+var builder = WebApplication.CreateBuilder(ParleyCommandLine.ServerOptions(args));
 builder.AddParleyHosting();
 builder.AddParleyAuth();
 builder.AddStorage();

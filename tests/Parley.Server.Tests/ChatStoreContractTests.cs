@@ -54,6 +54,22 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task MigrateAsync_FreshDatabaseThenAgain_ReturnsEveryScriptInOrderThenNone()
+    {
+        // The start-up log and the migrate command say what was applied: the store reports it.
+        var fresh = CreateStore();
+
+        var first = await fresh.MigrateAsync(Ct);
+        var second = await fresh.MigrateAsync(Ct);
+
+        Assert.NotEmpty(first);
+        Assert.All(first, name => Assert.Matches("^[0-9]{4}_[a-z0-9_]+$", name));
+        Assert.Equal(first.Order(StringComparer.Ordinal), first);
+        Assert.Equal("0001_initial", first[0]);
+        Assert.Empty(second);
+    }
+
+    [Fact]
     public async Task MigrateAsync_RunAgainOverData_IsANoOpThatKeepsEverything()
     {
         var conversation = await CreateGroupAsync("alice", "bob");

@@ -15,17 +15,66 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
 
     public ValueTask DisposeAsync() => _factory.DisposeAsync();
 
-    [Theory]
-    [InlineData("/health")]
-    [InlineData("/ready")]
-    public async Task Probe_WithoutCredentials_Returns200Healthy(string path)
+    [Fact]
+    public async Task Health_WithoutCredentials_Returns200WithAJsonReportOfNoChecks()
     {
         using var client = _factory.Anonymous();
 
-        using var response = await client.GetAsync(path, Ct);
+        using var response = await client.GetAsync("/health", Ct);
+
+        var report = await ParleyApi.ReadAsync<JsonElement>(response);
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal("Healthy", report.GetProperty("status").GetString());
+        Assert.Equal(0, report.GetProperty("checks").GetArrayLength());
+        Assert.True(report.GetProperty("total_duration_ms").GetDouble() >= 0);
+    }
+
+    [Fact]
+    public async Task Ready_WithoutCredentials_Returns200WithTheStorageCheck()
+    {
+        // /ready answered a bare "Healthy" (and 503 with an empty body): now the report names each dependency.
+        using var client = _factory.Anonymous();
+
+        using var response = await client.GetAsync("/ready", Ct);
+
+        var report = await ParleyApi.ReadAsync<JsonElement>(response);
+        Assert.Equal("Healthy", report.GetProperty("status").GetString());
+        var storage = Assert.Single(report.GetProperty("checks").EnumerateArray());
+        Assert.Equal("storage", storage.GetProperty("name").GetString());
+        Assert.Equal("Healthy", storage.GetProperty("status").GetString());
+        Assert.Equal(JsonValueKind.Null, storage.GetProperty("description").ValueKind);
+        Assert.True(storage.GetProperty("duration_ms").GetDouble() >= 0);
+        Assert.Contains("no-store", response.Headers.CacheControl?.ToString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("/health")]
+    [InlineData("/ready")]
+    public async Task Probe_Head_Returns200(string path)
+    {
+        using var client = _factory.Anonymous();
+
+        using var response = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, path), Ct);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("Healthy", await response.Content.ReadAsStringAsync(Ct));
+    }
+
+    [Theory]
+    [InlineData("POST", "/health")]
+    [InlineData("PUT", "/health")]
+    [InlineData("DELETE", "/health")]
+    [InlineData("PATCH", "/ready")]
+    [InlineData("POST", "/ready")]
+    [InlineData("DELETE", "/ready")]
+    public async Task Probe_OtherMethods_Get405ProblemDetails(string method, string path)
+    {
+        // Every method answered 200 before.
+        using var client = _factory.Anonymous();
+
+        using var response = await client.SendAsync(new HttpRequestMessage(new HttpMethod(method), path), Ct);
+
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.MethodNotAllowed, "method_not_allowed");
+        Assert.Equal(["GET", "HEAD"], response.Content.Headers.Allow);
     }
 
     [Fact]
@@ -85,6 +134,39 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
         var conversations = document.GetProperty("paths").GetProperty("/api/v1/conversations");
         Assert.True(conversations.TryGetProperty("post", out _), "POST /api/v1/conversations is not described");
         Assert.True(conversations.TryGetProperty("get", out _), "GET /api/v1/conversations is not described");
+    }
+
+    [Theory]
+    [InlineData("/api/v1/config", "get")]
+    [InlineData("/health", "get")]
+    [InlineData("/ready", "get")]
+    public async Task OpenApi_AnonymousEndpoints_RequireNoAuthentication(string path, string method)
+    {
+        // The document requires a scheme everywhere; GET /api/v1/config was shown as needing a token.
+        using var client = _factory.Anonymous();
+
+        var document = await ParleyApi.ReadAsync<JsonElement>(await client.GetAsync("/openapi/v1.json", Ct));
+
+        Assert.NotEqual(0, document.GetProperty("security").GetArrayLength());
+        var operation = document.GetProperty("paths").GetProperty(path).GetProperty(method);
+        Assert.True(operation.TryGetProperty("security", out var security), $"{method} {path} inherits the document's security");
+        Assert.Equal(0, security.GetArrayLength());
+        // An endpoint that needs a caller keeps the document's requirement.
+        Assert.False(document.GetProperty("paths").GetProperty("/api/v1/messages").GetProperty("post").TryGetProperty("security", out _));
+    }
+
+    [Fact]
+    public async Task ApiReference_HidesVendorToolsAgentAndTelemetry()
+    {
+        // Scalar's defaults showed "Deploy", "Generate SDK" (developer tools) and "Ask AI" (agent) buttons.
+        using var client = _factory.Anonymous();
+
+        var html = await client.GetStringAsync("/scalar/", Ct);
+
+        Assert.Contains("\"showDeveloperTools\":\"never\"", html, StringComparison.Ordinal);
+        Assert.Contains("\"agent\":{\"disabled\":true}", html, StringComparison.Ordinal);
+        Assert.Contains("\"mcp\":{\"disabled\":true}", html, StringComparison.Ordinal);
+        Assert.Contains("\"telemetry\":false", html, StringComparison.Ordinal);
     }
 
     [Fact]

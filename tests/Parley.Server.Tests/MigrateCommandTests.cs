@@ -1,5 +1,5 @@
 using Npgsql;
-using Parley.Server.Storage;
+using Parley.Server.Hosting;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -16,12 +16,15 @@ public sealed class MigrateCommandTests
         {
             var connection = $"--ConnectionStrings:Sqlite=Data Source={Path.Combine(directory.FullName, "parley.db")}";
 
-            var first = await ConsoleCapture.RunAsync(() => MigrateCommand.TryRunAsync(["migrate", connection]));
-            var second = await ConsoleCapture.RunAsync(() => MigrateCommand.TryRunAsync(["migrate", connection]));
+            var first = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", connection]));
+            var second = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", connection]));
 
             Assert.Equal(0, first.Result);
             Assert.Equal(0, second.Result);
-            Assert.Contains("Sqlite: schema is current.", second.Output, StringComparison.Ordinal);
+            // It says what it did: the scripts the first run applied, and that the second had nothing to do.
+            var scripts = string.Join(", ", Storage.Migrations.MigrationScripts.For("Sqlite").Select(m => m.FullName));
+            Assert.Contains($"Sqlite: applied {scripts}; schema is current.", first.Output, StringComparison.Ordinal);
+            Assert.Contains("Sqlite: schema is current: no migrations to apply.", second.Output, StringComparison.Ordinal);
             using var store = new Storage.Sqlite.SqliteChatStore($"Data Source={Path.Combine(directory.FullName, "parley.db")}");
             await store.MigrateAsync(TestContext.Current.CancellationToken);
             Assert.Empty(await store.ListConversationsAsync("alice", null, 10, TestContext.Current.CancellationToken));
@@ -42,7 +45,7 @@ public sealed class MigrateCommandTests
         var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
 
-        var run = await ConsoleCapture.RunAsync(() => MigrateCommand.TryRunAsync(
+        var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(
             ["migrate", "--Storage:Provider=Postgres", $"--ConnectionStrings:Postgres=Host=127.0.0.1;Port={port};Username=postgres;Timeout=3"]));
 
         Assert.Equal(1, run.Result);
@@ -52,7 +55,7 @@ public sealed class MigrateCommandTests
     [Fact]
     public async Task Migrate_PostgresWithoutConnectionString_Exits1NamingTheSetting()
     {
-        var run = await ConsoleCapture.RunAsync(() => MigrateCommand.TryRunAsync(["migrate", "--Storage:Provider=Postgres", "--ConnectionStrings:Postgres="]));
+        var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", "--Storage:Provider=Postgres", "--ConnectionStrings:Postgres="]));
 
         Assert.Equal(1, run.Result);
         Assert.Contains("ConnectionStrings:Postgres", run.Error, StringComparison.Ordinal);
@@ -64,7 +67,7 @@ public sealed class MigrateCommandTests
         var database = TestPostgres.CreateDatabase(fromTemplate: false);
         try
         {
-            var run = await ConsoleCapture.RunAsync(() => MigrateCommand.TryRunAsync(["migrate", "--Storage:Provider=Postgres", $"--ConnectionStrings:Postgres={database}"]));
+            var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", "--Storage:Provider=Postgres", $"--ConnectionStrings:Postgres={database}"]));
 
             Assert.Equal(0, run.Result);
             await using var connection = new NpgsqlConnection(database);
@@ -79,9 +82,59 @@ public sealed class MigrateCommandTests
     }
 
     [Fact]
-    public async Task OtherArguments_AreNotTheMigrateCommand()
+    public async Task Migrate_WhileAServerHoldsTheSqliteFile_Exits1NamingTheFile()
     {
-        Assert.Null(await MigrateCommand.TryRunAsync(["--urls", "http://127.0.0.1:0"]));
-        Assert.Null(await MigrateCommand.TryRunAsync([]));
+        // Two processes could migrate and write the same SQLite file; the server holds parley.db.lock, so migrate is refused.
+        var directory = Directory.CreateTempSubdirectory("parley-migrate-");
+        try
+        {
+            var database = Path.Combine(directory.FullName, "parley.db");
+            using (new Storage.Sqlite.SqliteChatStore($"Data Source={database}", exclusive: true))
+            {
+                var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", $"--ConnectionStrings:Sqlite=Data Source={database}"]));
+
+                Assert.Equal(1, run.Result);
+                Assert.Contains($"Parley cannot migrate (Sqlite): The SQLite database {database} is in use by another Parley process (it holds {database}.lock).", run.Error, StringComparison.Ordinal);
+            }
+
+            var released = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", $"--ConnectionStrings:Sqlite=Data Source={database}"]));
+            Assert.Equal(0, released.Result);
+        }
+        finally
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            directory.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Migrate_BadSettingValue_Exits1NamingTheKeyAndTheAllowedValues()
+    {
+        var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", "--Storage:Provider=Mongo"]));
+
+        Assert.Equal(1, run.Result);
+        Assert.Contains("Parley cannot migrate: invalid configuration.", run.Error, StringComparison.Ordinal);
+        Assert.Contains("  - Storage:Provider is 'Mongo'; allowed values: Sqlite, Postgres.", run.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task MigrateHelp_PrintsUsageAndMigratesNothing()
+    {
+        // "migrate --help" used to migrate (and create parley.db) like "migrate".
+        var directory = Directory.CreateTempSubdirectory("parley-migrate-");
+        try
+        {
+            var database = Path.Combine(directory.FullName, "parley.db");
+
+            var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", "--help", $"--ConnectionStrings:Sqlite=Data Source={database}"]));
+
+            Assert.Equal(0, run.Result);
+            Assert.Contains("usage: migrate", run.Output, StringComparison.Ordinal);
+            Assert.Empty(directory.EnumerateFileSystemInfos());
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Http.Json;
 using Parley.Server.Messages;
 using Parley.Server.Tests.Infrastructure;
 
@@ -52,7 +53,10 @@ public sealed class PostgresOutageTests : IAsyncLifetime
         clock.Restart();
         await ParleyApi.ProblemAsync(await alice.GetAsync($"/api/v1/conversations/{conversation.Id}/messages"), HttpStatusCode.ServiceUnavailable, "service_unavailable");
         Assert.True(clock.Elapsed < Bound, $"the read took {clock.Elapsed}");
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await anonymous.GetAsync("/ready", ct)).StatusCode);
+        var notReady = await ReadReportAsync(anonymous, HttpStatusCode.ServiceUnavailable);
+        Assert.StartsWith("The database does not answer", StorageCheck(notReady).GetProperty("description").GetString(), StringComparison.Ordinal);
+        // The client configuration needs no database.
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/api/v1/config", ct)).StatusCode);
 
         await _cluster.StartAsync();
 
@@ -82,8 +86,15 @@ public sealed class PostgresOutageTests : IAsyncLifetime
         using var anonymous = factory.Anonymous();
         using var alice = factory.Api("alice");
 
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await anonymous.GetAsync("/ready", ct)).StatusCode);
+        // /ready was 503 with an empty body: the report says which dependency is down and why.
+        var notReady = await ReadReportAsync(anonymous, HttpStatusCode.ServiceUnavailable);
+        Assert.Equal("Unhealthy", StorageCheck(notReady).GetProperty("status").GetString());
+        Assert.Equal("Schema migrations have not finished.", StorageCheck(notReady).GetProperty("description").GetString());
         Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/health", ct)).StatusCode);
+        // GET /api/v1/config needs no storage: it answered 503 until the database came back.
+        using var config = await anonymous.GetAsync("/api/v1/config", ct);
+        Assert.Equal(HttpStatusCode.OK, config.StatusCode);
+        Assert.Equal(4096, (await ParleyApi.ReadAsync<System.Text.Json.JsonElement>(config)).GetProperty("max_content_length").GetInt32());
         var refused = await alice.GetAsync("/api/v1/conversations");
         await ParleyApi.ProblemAsync(refused, HttpStatusCode.ServiceUnavailable, "service_unavailable");
         Assert.NotNull(refused.Headers.RetryAfter);
@@ -95,6 +106,19 @@ public sealed class PostgresOutageTests : IAsyncLifetime
         Message sent = await alice.SendTextAsync(conversation.Id, "hello");
         Assert.Equal(2, sent.Seq);
     }
+
+    private static async Task<System.Text.Json.JsonElement> ReadReportAsync(HttpClient client, HttpStatusCode status)
+    {
+        using var response = await client.GetAsync("/ready", Ct);
+        Assert.Equal(status, response.StatusCode);
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        var report = await response.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>(Ct);
+        Assert.Equal("Unhealthy", report.GetProperty("status").GetString());
+        return report;
+    }
+
+    private static System.Text.Json.JsonElement StorageCheck(System.Text.Json.JsonElement report) =>
+        report.GetProperty("checks").EnumerateArray().Single(c => c.GetProperty("name").GetString() == "storage");
 
     private static async Task<bool> EventuallyAsync(Func<Task<bool>> condition)
     {

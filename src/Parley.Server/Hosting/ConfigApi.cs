@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using Parley.Server.Conversations;
 using Parley.Server.Messages;
 using Parley.Server.Realtime;
+using Parley.Server.Storage;
 
 namespace Parley.Server.Hosting;
 
@@ -44,7 +45,9 @@ internal static class ConfigApi
         })
         .WithTags("Config")
         .WithSummary("Limits clients need: content length, edit window, sizes, rates")
-        .AllowAnonymous();
+        .AllowAnonymous()
+        // Configuration only: it answers while the database starts or is down, so clients can still read their limits.
+        .NeedsNoStorage();
         return app;
     }
 }

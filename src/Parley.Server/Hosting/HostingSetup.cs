@@ -56,8 +56,18 @@ internal static partial class HostingSetup
             }
         });
 
-        services.AddHealthChecks().AddCheck<StorageHealthCheck>("storage", tags: ["ready"]);
-        services.AddOpenApi(options => options.AddDocumentTransformer((document, _, _) =>
+        services.AddHealthChecks().AddCheck<StorageHealthCheck>("storage", tags: [HealthApi.ReadyTag]);
+        services.AddOpenApi(options => options.AddOperationTransformer((operation, context, _) =>
+        {
+            // The document requires one of the schemes everywhere; an anonymous endpoint (config, health) overrides that
+            // with an empty list, which OpenAPI reads as "no authentication", so API explorers do not ask for a token.
+            if (context.Description.ActionDescriptor.EndpointMetadata.OfType<Microsoft.AspNetCore.Authorization.IAllowAnonymous>().Any())
+            {
+                operation.Security = [];
+            }
+
+            return Task.CompletedTask;
+        }).AddDocumentTransformer((document, _, _) =>
         {
             document.Info.Title = "Parley API";
             document.Info.Description = "Real-time messaging: REST under /api/v1, WebSocket at /ws (see docs/websocket.md).";
@@ -107,37 +117,52 @@ internal static partial class HostingSetup
         app.UseMiddleware<StorageGate>();
 
         app.MapOpenApi().AllowAnonymous();
-        app.MapScalarApiReference().AllowAnonymous();
-        app.MapHealthChecks("/health", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false })
-            .AllowAnonymous();
-        app.MapHealthChecks("/ready", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = c => c.Tags.Contains("ready") })
-            .AllowAnonymous();
+        // The reference page of a self-hosted server: no vendor toolbar (deploy, SDK generation), AI agent, MCP or telemetry.
+        app.MapScalarApiReference(options => options.HideDeveloperTools().DisableAgent().DisableMcp().DisableTelemetry()).AllowAnonymous();
+        app.MapHealth();
         return app;
     }
 
-    /// <summary>Runs the app; a configuration error ends start-up with its message (exit code 1) instead of a stack trace.</summary>
+    /// <summary>
+    /// Runs the app. Whatever stops start-up (an invalid setting, an address in use, a database held by another
+    /// process) ends it with a message on standard error and exit code 1 instead of a stack trace; the host has
+    /// logged the exception itself, with its stack trace, before that.
+    /// </summary>
     public static async Task<int> RunParleyAsync(this WebApplication app)
     {
+        // Invalid values were refused before the app was built (ParleyCommandLine); keys nothing reads are worth a warning.
+        ConfigurationCheck.LogUnknown(
+            app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Parley.Configuration"), ConfigurationCheck.Check(app.Configuration));
+
+        // The token, not the lifetime: the host (and its services) is disposed by the time a failure reaches the catch.
+        var started = app.Lifetime.ApplicationStarted;
+        string[] failure;
         try
         {
+            // Disposes the host (and flushes its log) also when start-up fails.
             await app.RunAsync();
             return 0;
         }
         catch (OptionsValidationException ex)
         {
-            await Console.Error.WriteLineAsync("Parley cannot start: invalid configuration.");
-            foreach (var failure in ex.Failures)
-            {
-                await Console.Error.WriteLineAsync("  - " + failure);
-            }
-
-            return 1;
+            failure = ["Parley cannot start: invalid configuration.", .. ex.Failures.Select(f => "  - " + f)];
         }
         catch (IOException ex) when (ex.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
         {
-            await Console.Error.WriteLineAsync($"Parley cannot start: {ex.Message} Stop the other process or choose another address with --urls.");
-            return 1;
+            failure = [$"Parley cannot start: {ex.Message} Stop the other process or choose another address with --urls."];
         }
+        catch (Exception ex) when (ex is not OperationCanceledException && !started.IsCancellationRequested)
+        {
+            // The database file is held by another process, an HTTPS address has no certificate, ...
+            failure = [$"Parley cannot start: {ex.Message}"];
+        }
+
+        foreach (var line in failure)
+        {
+            await Console.Error.WriteLineAsync(line);
+        }
+
+        return 1;
     }
 
     /// <summary>Every log line of an authenticated request carries the user id (request ids come from the host's own scope).</summary>

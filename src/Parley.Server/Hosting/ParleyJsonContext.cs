@@ -54,6 +54,7 @@ namespace Parley.Server.Hosting;
 [JsonSerializable(typeof(AckFrame))]
 [JsonSerializable(typeof(TypingRequest))]
 [JsonSerializable(typeof(ClientConfig))]
+[JsonSerializable(typeof(HealthReportResponse))]
 [JsonSerializable(typeof(Receipts.ReadState))]
 [JsonSerializable(typeof(Sync.SyncPage))]
 [JsonSerializable(typeof(Sync.CursorResponse))]

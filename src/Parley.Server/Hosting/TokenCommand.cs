@@ -12,20 +12,35 @@ namespace Parley.Server.Hosting;
 /// </summary>
 internal static class TokenCommand
 {
-    public static bool TryRun(string[] args, out int exitCode)
-    {
-        exitCode = 0;
-        if (args.Length == 0 || args[0] != "token")
-        {
-            return false;
-        }
+    public const string Usage = "usage: token <user-id> [--device <device-id>] [--service] [--hours <hours>] [--Key=value ...]";
 
-        var userId = args.Length > 1 && !args[1].StartsWith("--", StringComparison.Ordinal) ? args[1] : null;
+    public const string HelpText =
+        $"""
+        {Usage}
+
+        Prints a bearer token (a JWT, HS256) for <user-id> and exits. It is signed with Auth:Jwt:SigningKey
+        (and carries Auth:Jwt:Issuer and Auth:Jwt:Audience) when they are configured, otherwise, in Development
+        (what dotnet run uses), with the documented development key. Exit code 0 with the token on standard
+        output, 1 when there is no key to sign with or a setting is invalid, 2 on bad arguments.
+
+          --device <device-id>   add a device_id claim (the WebSocket's device)
+          --service              add the service role (Auth:ServiceRoleClaim = Auth:ServiceRole)
+          --hours <hours>        lifetime, default 24
+          --Key=value            any setting, as for the server (e.g. --environment Development)
+
+        Example: ALICE=$(dotnet run -v q --project src/Parley.Server -- token alice)
+
+        """;
+
+    /// <summary>Runs the command with the arguments after <c>token</c>; returns the exit code.</summary>
+    public static int Run(string[] args)
+    {
+        var userId = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : null;
         string? deviceId = null;
         var service = false;
         var hours = 24.0;
         var rest = new List<string>();
-        for (var i = userId is null ? 1 : 2; i < args.Length; i++)
+        for (var i = userId is null ? 0 : 1; i < args.Length; i++)
         {
             switch (args[i])
             {
@@ -46,20 +61,23 @@ internal static class TokenCommand
 
         if (!Identifiers.IsValidUserId(userId) || hours <= 0)
         {
-            Console.Error.WriteLine("usage: token <user-id> [--device <device-id>] [--service] [--hours <hours>]");
-            exitCode = 2;
-            return true;
+            Console.Error.WriteLine(Usage);
+            return 2;
         }
 
-        var builder = WebApplication.CreateBuilder([.. rest]);
+        var builder = WebApplication.CreateBuilder(ParleyCommandLine.ServerOptions([.. rest]));
+        if (!ConfigurationCheck.Report(builder.Configuration, "Parley cannot make a token"))
+        {
+            return 1;
+        }
+
         var auth = builder.Configuration.GetSection(AuthOptions.SectionName).Get<AuthOptions>() ?? new AuthOptions();
         var keys = new JwtKeys(Options.Create(auth), builder.Environment);
         if (keys.SigningKey is null)
         {
             Console.Error.WriteLine(
                 "No HS256 key to sign with: set Auth:Jwt:SigningKey, or run in Development (the default of 'dotnet run') to use the development key.");
-            exitCode = 1;
-            return true;
+            return 1;
         }
 
         var claims = new Dictionary<string, object> { [Caller.UserIdClaim] = userId! };
@@ -85,6 +103,6 @@ internal static class TokenCommand
             SigningCredentials = new SigningCredentials(keys.SigningKey, SecurityAlgorithms.HmacSha256),
         });
         Console.WriteLine(token);
-        return true;
+        return 0;
     }
 }

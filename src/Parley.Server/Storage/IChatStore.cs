@@ -12,8 +12,11 @@ namespace Parley.Server.Storage;
 /// </summary>
 internal interface IChatStore
 {
-    /// <summary>Creates or upgrades the schema; safe to call on every start.</summary>
-    Task MigrateAsync(CancellationToken cancellationToken);
+    /// <summary>
+    /// Creates or upgrades the schema; safe to call on every start. Returns the migrations this call applied
+    /// (<c>NNNN_name</c>, in order): none when the schema was already current.
+    /// </summary>
+    Task<IReadOnlyList<string>> MigrateAsync(CancellationToken cancellationToken);
 
     /// <summary>True when the database answers and the schema is current.</summary>
     Task<bool> IsReadyAsync(CancellationToken cancellationToken);

@@ -1,21 +1,39 @@
+using Parley.Server.Hosting;
+
 namespace Parley.Server.Storage;
 
 /// <summary>
 /// <c>dotnet run --project src/Parley.Server -- migrate</c> (or <c>Parley.Server migrate</c>): applies the
 /// schema migrations of the configured store and exits: 0 when the schema is current, 1 when the database
-/// cannot be reached or a migration fails. For operators who migrate before deploying.
+/// cannot be reached, is in use by a server (SQLite), a setting is invalid or a migration fails. For operators
+/// who migrate before deploying.
 /// </summary>
 internal static class MigrateCommand
 {
-    /// <summary>The exit code when <paramref name="args"/> asked for a migration, else null.</summary>
-    public static async Task<int?> TryRunAsync(string[] args)
+    public const string HelpText =
+        """
+        usage: migrate [--Key=value ...]
+
+        Applies the schema migrations of the configured database (Storage:Provider with its
+        ConnectionStrings:Sqlite or ConnectionStrings:Postgres, as the server reads them), prints which
+        were applied, and exits: 0 when the schema is current, 1 when the database cannot be reached, a
+        SQLite file is in use by a running server, a setting is invalid or a migration fails. The server
+        also migrates at start; this is for migrating before a deployment.
+
+        Example: ConnectionStrings__Postgres="Host=db;Username=parley;Password=...;Database=parley" \
+                   dotnet run --project src/Parley.Server -- migrate --Storage:Provider=Postgres
+
+        """;
+
+    /// <summary>Runs the command with the arguments after <c>migrate</c>; returns the exit code.</summary>
+    public static async Task<int> RunAsync(string[] args)
     {
-        if (args.Length == 0 || args[0] != "migrate")
+        var builder = WebApplication.CreateBuilder(ParleyCommandLine.ServerOptions(args));
+        if (!ConfigurationCheck.Report(builder.Configuration, "Parley cannot migrate"))
         {
-            return null;
+            return 1;
         }
 
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args[1..], ContentRootPath = AppContext.BaseDirectory });
         var options = builder.Configuration.GetSection(StorageOptions.SectionName).Get<StorageOptions>() ?? new StorageOptions();
         var validation = new StorageOptionsValidator(builder.Configuration).Validate(null, options);
         if (validation.Failed)
@@ -25,11 +43,12 @@ internal static class MigrateCommand
         }
 
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(10));
-        var store = StorageSetup.CreateStore(options, builder.Configuration);
+        IChatStore? store = null;
         try
         {
-            await store.MigrateAsync(timeout.Token);
-            Console.WriteLine($"{options.Provider}: schema is current.");
+            store = StorageSetup.CreateStore(options, builder.Configuration);
+            var applied = await store.MigrateAsync(timeout.Token);
+            await Console.Out.WriteLineAsync(StorageInitializer.Describe(options.Provider, applied));
             return 0;
         }
         catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or OperationCanceledException or IOException)

@@ -23,11 +23,15 @@ internal static class StorageSetup
         return builder;
     }
 
+    /// <summary>The endpoint touches no database: it keeps answering while storage is starting or unreachable.</summary>
+    public static TBuilder NeedsNoStorage<TBuilder>(this TBuilder builder)
+        where TBuilder : IEndpointConventionBuilder => builder.WithMetadata(new NoStorageMetadata());
+
     /// <summary>The configured store (also used by the <c>migrate</c> command).</summary>
     public static IChatStore CreateStore(StorageOptions options, IConfiguration configuration) => options.Provider switch
     {
         StorageProvider.Postgres => new PostgresChatStore(PostgresChatStore.CreateDataSource(configuration.GetConnectionString("Postgres")!)),
-        _ => new SqliteChatStore(configuration.GetConnectionString("Sqlite") is { Length: > 0 } sqlite ? sqlite : DefaultSqliteConnectionString),
+        _ => new SqliteChatStore(configuration.GetConnectionString("Sqlite") is { Length: > 0 } sqlite ? sqlite : DefaultSqliteConnectionString, exclusive: true),
     };
 
     /// <summary>Failures worth waiting out (the database is down or unreachable), as opposed to configuration errors.</summary>
@@ -78,7 +82,8 @@ internal sealed class StorageState
 /// the server starts anyway (not ready: /ready and the API answer 503) and keeps trying in the background,
 /// with back-off, until it can; a configuration error (not transient) stops start-up.
 /// </summary>
-internal sealed partial class StorageInitializer(IChatStore store, StorageState state, ILogger<StorageInitializer> logger) : IHostedService
+internal sealed partial class StorageInitializer(
+    IChatStore store, StorageState state, IOptions<StorageOptions> options, ILogger<StorageInitializer> logger) : IHostedService
 {
     // Set when the first attempt failed; owned here, ended by StopAsync (which the host may call more than once).
     private Retrying? _retrying;
@@ -109,11 +114,25 @@ internal sealed partial class StorageInitializer(IChatStore store, StorageState 
         retrying.Stopping.Dispose();
     }
 
+    /// <summary>What a migration did, in the words of the start-up log and the <c>migrate</c> command.</summary>
+    public static string Describe(StorageProvider provider, IReadOnlyList<string> applied) => applied.Count == 0
+        ? $"{provider}: schema is current: no migrations to apply."
+        : $"{provider}: applied {string.Join(", ", applied)}; schema is current.";
+
     private async Task MigrateAsync(CancellationToken cancellationToken)
     {
-        await store.MigrateAsync(cancellationToken);
+        var applied = await store.MigrateAsync(cancellationToken);
         state.MarkReady();
-        Log.Migrated(logger);
+        if (applied.Count == 0)
+        {
+            Log.Current(logger, options.Value.Provider);
+        }
+        else
+        {
+            // Joined here, once at start-up: the JSON log would otherwise show the list's type name as the value.
+            var names = string.Join(", ", applied);
+            Log.Migrated(logger, options.Value.Provider, applied.Count, names);
+        }
     }
 
     private async Task RetryAsync(CancellationToken stoppingToken)
@@ -143,8 +162,11 @@ internal sealed partial class StorageInitializer(IChatStore store, StorageState 
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 5001, Level = LogLevel.Information, Message = "Storage schema is current")]
-        public static partial void Migrated(ILogger logger);
+        [LoggerMessage(EventId = 5001, Level = LogLevel.Information, Message = "Storage ({Provider}): schema is current: no migrations to apply")]
+        public static partial void Current(ILogger logger, StorageProvider provider);
+
+        [LoggerMessage(EventId = 5004, Level = LogLevel.Information, Message = "Storage ({Provider}): applied {Count} migrations ({Migrations}); schema is current")]
+        public static partial void Migrated(ILogger logger, StorageProvider provider, int count, string migrations);
 
         [LoggerMessage(EventId = 5002, Level = LogLevel.Warning, Message = "Storage is unreachable at start-up ({Reason}); serving 503 until it answers")]
         public static partial void Unreachable(ILogger logger, string reason);
@@ -176,13 +198,17 @@ internal sealed class StorageHealthCheck(IChatStore store, StorageState state) :
     }
 }
 
-/// <summary>Until the store is migrated, API and WebSocket requests get 503 with Retry-After instead of failing on missing tables.</summary>
+/// <summary>
+/// Until the store is migrated, API and WebSocket requests get 503 with Retry-After instead of failing on missing
+/// tables; endpoints marked <see cref="StorageSetup.NeedsNoStorage{TBuilder}"/> (the client configuration) answer regardless.
+/// </summary>
 internal sealed class StorageGate(RequestDelegate next, StorageState state)
 {
     public async Task InvokeAsync(HttpContext context)
     {
         var path = context.Request.Path;
-        if (state.IsReady || !(path.StartsWithSegments("/api") || path.StartsWithSegments("/ws")))
+        if (state.IsReady || !(path.StartsWithSegments("/api") || path.StartsWithSegments("/ws"))
+            || context.GetEndpoint()?.Metadata.GetMetadata<NoStorageMetadata>() is not null)
         {
             await next(context);
             return;
@@ -192,3 +218,5 @@ internal sealed class StorageGate(RequestDelegate next, StorageState state)
         await ApiResults.Problem(new ApiError(503, ErrorCodes.ServiceUnavailable, "Storage is starting or unreachable; retry shortly.")).ExecuteAsync(context);
     }
 }
+
+internal sealed class NoStorageMetadata;

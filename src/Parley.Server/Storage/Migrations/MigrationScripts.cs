@@ -4,7 +4,11 @@ using System.Text.RegularExpressions;
 namespace Parley.Server.Storage.Migrations;
 
 /// <summary>A versioned schema change, embedded in the assembly as <c>Migrations/&lt;Provider&gt;/NNNN_name.sql</c>.</summary>
-internal sealed record MigrationScript(int Version, string Name, string Sql);
+internal sealed record MigrationScript(int Version, string Name, string Sql)
+{
+    /// <summary>The script's file name without extension, as operators see it: <c>0002_stream_positions</c>.</summary>
+    public string FullName => $"{Version:D4}_{Name}";
+}
 
 internal static partial class MigrationScripts
 {

@@ -56,13 +56,13 @@ internal sealed class PostgresChatStore(NpgsqlDataSource dataSource) : SqlChatSt
         await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken);
 
     /// <summary>Applies missing migrations under an advisory lock, so instances starting together migrate once.</summary>
-    public override async Task MigrateAsync(CancellationToken cancellationToken)
+    public override async Task<IReadOnlyList<string>> MigrateAsync(CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await AdvisoryLockAsync(connection, "pg_advisory_lock", cancellationToken);
         try
         {
-            await ApplyMigrationsAsync(
+            return await ApplyMigrationsAsync(
                 connection,
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)",
                 cancellationToken);

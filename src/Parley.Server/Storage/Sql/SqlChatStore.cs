@@ -32,19 +32,21 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     /// <summary>Admission to writing (SQLite: its single writer); null when writers need no queue.</summary>
     protected virtual ValueTask<IDisposable?> EnterWriteAsync(CancellationToken cancellationToken) => ValueTask.FromResult<IDisposable?>(null);
 
-    public abstract Task MigrateAsync(CancellationToken cancellationToken);
+    public abstract Task<IReadOnlyList<string>> MigrateAsync(CancellationToken cancellationToken);
 
     /// <summary>
     /// Applies the dialect's scripts that <c>schema_migrations</c> does not list yet, each in a transaction with
     /// its record, in version order; then the store is ready. The caller excludes concurrent migrators.
     /// </summary>
-    protected async Task ApplyMigrationsAsync(DbConnection connection, string createLedgerSql, CancellationToken cancellationToken)
+    /// <summary>Applies the scripts the ledger does not list, each in its own transaction with its record; returns their names.</summary>
+    protected async Task<IReadOnlyList<string>> ApplyMigrationsAsync(DbConnection connection, string createLedgerSql, CancellationToken cancellationToken)
     {
         // Migrations may run longer than a request; they get a generous timeout of their own.
         const int MigrationTimeoutSeconds = 300;
         var ledger = new SqlSession(connection, null, dialect);
         await ledger.Sql(createLedgerSql).ExecuteAsync(cancellationToken);
         var applied = (await ledger.Sql("SELECT version FROM schema_migrations").ListAsync(r => r.Long(0), cancellationToken)).ToHashSet();
+        var names = new List<string>();
         foreach (var script in MigrationScripts.For(dialect.Provider).Where(m => !applied.Contains(m.Version)))
         {
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -54,9 +56,11 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
                 .With("@v", script.Version).With("@n", script.Name).With("@t", DateTimeOffset.UtcNow)
                 .ExecuteAsync(cancellationToken);
             await transaction.CommitAsync(cancellationToken);
+            names.Add(script.FullName);
         }
 
         _migrated = true;
+        return names;
     }
 
     public async Task<bool> IsReadyAsync(CancellationToken cancellationToken)

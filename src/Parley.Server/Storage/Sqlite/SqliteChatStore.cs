@@ -9,10 +9,12 @@ namespace Parley.Server.Storage.Sqlite;
 /// SQLite allows one writer at a time; <see cref="_writeLock"/> queues writers in process instead of letting
 /// them spin on SQLITE_BUSY, and makes every write transaction (and so every seq) strictly ordered, which is
 /// why this store needs no per-conversation lock. One process per database file: several Parley processes
-/// must not share one SQLite file.
+/// must not share one SQLite file; with <paramref name="exclusive"/> (the server and the <c>migrate</c> command)
+/// the store holds <see cref="SqliteFileLock"/> for its lifetime, so a second process is refused at start.
 /// </summary>
-internal sealed class SqliteChatStore(string connectionString) : SqlChatStore(new SqliteDialect()), IDisposable
+internal sealed class SqliteChatStore(string connectionString, bool exclusive = false) : SqlChatStore(new SqliteDialect()), IDisposable
 {
+    private readonly SqliteFileLock? _fileLock = exclusive ? SqliteFileLock.Acquire(connectionString) : null;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly string _connectionString = new SqliteConnectionStringBuilder(connectionString)
     {
@@ -20,7 +22,11 @@ internal sealed class SqliteChatStore(string connectionString) : SqlChatStore(ne
         ForeignKeys = true,
     }.ToString();
 
-    public void Dispose() => _writeLock.Dispose();
+    public void Dispose()
+    {
+        _writeLock.Dispose();
+        _fileLock?.Dispose();
+    }
 
     protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken)
     {
@@ -39,7 +45,7 @@ internal sealed class SqliteChatStore(string connectionString) : SqlChatStore(ne
         return new Releaser(_writeLock);
     }
 
-    public override async Task MigrateAsync(CancellationToken cancellationToken)
+    public override async Task<IReadOnlyList<string>> MigrateAsync(CancellationToken cancellationToken)
     {
         // The single writer excludes concurrent migrators of this process; one process owns the file.
         using var writer = await EnterWriteAsync(cancellationToken);
@@ -51,7 +57,7 @@ internal sealed class SqliteChatStore(string connectionString) : SqlChatStore(ne
             await wal.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        await ApplyMigrationsAsync(
+        return await ApplyMigrationsAsync(
             connection,
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
             cancellationToken);

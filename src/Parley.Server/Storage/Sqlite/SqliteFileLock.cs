@@ -1,0 +1,74 @@
+using Microsoft.Data.Sqlite;
+
+namespace Parley.Server.Storage.Sqlite;
+
+/// <summary>
+/// One SQLite file belongs to one Parley process: the store's single in-process writer is what orders every
+/// write (and every <c>seq</c>), so a second process on the same file would interleave its own writes and live
+/// events would reach only its own sockets. The process holds <c>&lt;file&gt;.lock</c>, opened with
+/// <see cref="FileShare.None"/> (an exclusive <c>flock</c> on Linux and macOS, a share-mode lock on Windows),
+/// for as long as the store lives; the operating system releases it when the process ends, also on a crash.
+/// The lock file is left in place on purpose: deleting it on exit would let two processes lock two different
+/// files of the same name (one opened the old file just before it was unlinked).
+/// </summary>
+internal sealed class SqliteFileLock : IDisposable
+{
+    private readonly FileStream _file;
+
+    private SqliteFileLock(FileStream file) => _file = file;
+
+    /// <summary>
+    /// Locks the database file of <paramref name="connectionString"/>; null for in-memory databases.
+    /// Throws <see cref="DatabaseInUseException"/> when another process holds it.
+    /// </summary>
+    public static SqliteFileLock? Acquire(string connectionString)
+    {
+        if (PathOf(connectionString) is not { } database)
+        {
+            return null;
+        }
+
+        var path = database + ".lock";
+        try
+        {
+            return new SqliteFileLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+        }
+        // A missing directory or a forbidden path propagates as it is (SQLite could not open the file either);
+        // what remains of IOException here is the lock taken by someone else (a sharing violation).
+        catch (IOException ex) when (ex is not (FileNotFoundException or DirectoryNotFoundException or PathTooLongException))
+        {
+            throw new DatabaseInUseException(
+                $"The SQLite database {database} is in use by another Parley process (it holds {path}). One SQLite file belongs to one " +
+                "process: stop the other one, or give this one its own file with ConnectionStrings:Sqlite. Several instances need PostgreSQL.",
+                ex);
+        }
+    }
+
+    /// <summary>The full path of the database file, or null for an in-memory database.</summary>
+    public static string? PathOf(string connectionString)
+    {
+        var builder = new SqliteConnectionStringBuilder(connectionString);
+        var source = builder.DataSource;
+        if (builder.Mode == SqliteOpenMode.Memory || string.IsNullOrWhiteSpace(source) || source == ":memory:")
+        {
+            return null;
+        }
+
+        // A URI filename (file:parley.db?cache=shared): the path is between the scheme and the query.
+        if (source.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        {
+            source = source["file:".Length..].Split('?')[0];
+            if (source.Length == 0 || source == ":memory:")
+            {
+                return null;
+            }
+        }
+
+        return Path.GetFullPath(source);
+    }
+
+    public void Dispose() => _file.Dispose();
+}
+
+/// <summary>The database is held by another process; start-up and the <c>migrate</c> command report it and exit with 1.</summary>
+internal sealed class DatabaseInUseException(string message, Exception innerException) : IOException(message, innerException);

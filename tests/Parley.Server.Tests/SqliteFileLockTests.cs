@@ -1,0 +1,74 @@
+using Microsoft.Data.Sqlite;
+using Parley.Server.Storage.Sqlite;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// One SQLite file belongs to one process (docs/configuration.md). Two server processes could open the same
+/// parley.db and both write to it; the server now holds parley.db.lock and a second process is refused.
+/// </summary>
+public sealed class SqliteFileLockTests : IDisposable
+{
+    private readonly DirectoryInfo _directory = Directory.CreateTempSubdirectory("parley-lock-");
+
+    private string Database => Path.Combine(_directory.FullName, "parley.db");
+
+    public void Dispose()
+    {
+        SqliteConnection.ClearAllPools();
+        _directory.Delete(recursive: true);
+    }
+
+    [Fact]
+    public void ExclusiveStore_WhileAnotherHoldsTheFile_IsRefusedNamingTheFile_AndGetsItOnceReleased()
+    {
+        var first = new SqliteChatStore($"Data Source={Database}", exclusive: true);
+
+        var refused = Assert.Throws<DatabaseInUseException>(() => new SqliteChatStore($"Data Source={Database}", exclusive: true));
+        Assert.Contains($"The SQLite database {Database} is in use by another Parley process (it holds {Database}.lock).", refused.Message, StringComparison.Ordinal);
+
+        first.Dispose();
+        using var second = new SqliteChatStore($"Data Source={Database}", exclusive: true);
+    }
+
+    [Theory]
+    [InlineData("Data Source=:memory:")]
+    [InlineData("Data Source=shared;Mode=Memory;Cache=Shared")]
+    [InlineData("Data Source=file::memory:?cache=shared")]
+    public void InMemoryDatabase_HasNoLockFile(string connectionString) =>
+        Assert.Null(SqliteFileLock.PathOf(connectionString));
+
+    [Fact]
+    public void PathOf_RelativeFile_IsResolvedAgainstTheWorkingDirectory() =>
+        Assert.Equal(Path.Combine(Environment.CurrentDirectory, "parley.db"), SqliteFileLock.PathOf("Data Source=parley.db"));
+
+    [Fact]
+    public async Task SecondServerProcess_OnAFileAnotherProcessHolds_Exits1NamingTheFile()
+    {
+        // This test process plays the first server: it holds the lock as a running server does.
+        using var first = new SqliteChatStore($"Data Source={Database}", exclusive: true);
+
+        var run = await ServerCommand.RunAsync(
+            _directory.FullName, "Development", ["--urls", "http://127.0.0.1:0", $"--ConnectionStrings:Sqlite=Data Source={Database}"], TimeSpan.FromSeconds(60));
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.StartsWith($"Parley cannot start: The SQLite database {Database} is in use by another Parley process (it holds {Database}.lock).", run.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("Now listening", run.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ServerProcess_HoldsTheFile_UntilItEnds()
+    {
+        await using (var server = ServerCommand.Start(_directory.FullName, "Development", ["--urls", "http://127.0.0.1:0"]))
+        {
+            await server.WaitForOutputAsync("Now listening", TimeSpan.FromSeconds(60));
+
+            Assert.Throws<DatabaseInUseException>(() => new SqliteChatStore($"Data Source={Database}", exclusive: true));
+        }
+
+        // Killed, not stopped: the operating system released the lock with the process; the file stays (see SqliteFileLock).
+        using var after = new SqliteChatStore($"Data Source={Database}", exclusive: true);
+        Assert.True(File.Exists(Database + ".lock"));
+    }
+}
