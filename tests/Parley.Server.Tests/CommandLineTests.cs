@@ -41,6 +41,8 @@ public sealed partial class CommandLineTests
     [InlineData("usage: token <user-id>", "help", "token")]
     [InlineData("usage: migrate", "migrate", "--help")]
     [InlineData("usage: migrate", "help", "migrate")]
+    [InlineData("usage: new-epoch", "new-epoch", "--help")]
+    [InlineData("usage: new-epoch", "help", "new-epoch")]
     public async Task CommandHelp_PrintsTheCommandsUsageAndDoesNotAct(string usage, params string[] args)
     {
         var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(args));
@@ -72,7 +74,7 @@ public sealed partial class CommandLineTests
         var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(args));
 
         Assert.Equal(1, run.Result);
-        Assert.Contains($"Parley: unknown command '{args[^1]}'. Commands: serve (the default), token, migrate, help.", run.Error, StringComparison.Ordinal);
+        Assert.Contains($"Parley: unknown command '{args[^1]}'. Commands: serve (the default), token, migrate, new-epoch, help.", run.Error, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -104,6 +106,7 @@ public sealed partial class CommandLineTests
     [InlineData("help")]
     [InlineData("--version")]
     [InlineData("migrate", "--help")]
+    [InlineData("new-epoch", "--help")]
     [InlineData("token", "--help")]
     public async Task HelpOrVersion_RealProcess_Exits0AndCreatesNoFile(params string[] args)
     {

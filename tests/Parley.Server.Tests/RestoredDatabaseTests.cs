@@ -105,6 +105,44 @@ public sealed class RestoredDatabaseTests : IAsyncLifetime
             && f.GetProperty("payload").GetProperty("message").GetProperty("id").GetGuid() == after.Id);
     }
 
+    [Fact]
+    public async Task NewEpoch_AfterARestore_EveryCursorIssuedBeforeIsRefused()
+    {
+        // The checks above cannot see a device that applied live events after its last cursor: the operator starts a
+        // new epoch after every restore, and then no earlier cursor is trusted at all.
+        var conversation = await CreateDirectAsync();
+        await SendAsync(conversation.Id, "one");
+        var before = await CursorCoveringEverythingAsync("bob", 1);
+        await BackupAsync();
+        await SendAsync(conversation.Id, "lost by the restore");
+        await StopAsync();
+        await RestoreFilesAsync();
+
+        var run = await ConsoleCapture.RunAsync(() => Hosting.ParleyCommandLine.RunCommandAsync(["new-epoch", .. CommandLineSettings()]));
+
+        Assert.True(run.Result == 0, run.Error);
+        Assert.Contains("new epoch", run.Output, StringComparison.Ordinal);
+        Start();
+        await AssertExpiredAsync(before, reason: "another deployment");
+        using var bob = Server.Api("bob");
+        var fresh = (await ParleyApi.ReadAsync<JsonElement>(await bob.GetAsync("/api/v1/sync/cursor"))).GetProperty("cursor").GetString()!;
+        await ParleyApi.ReadAsync<JsonElement>(await bob.GetAsync($"/api/v1/sync?cursor={fresh}"));
+    }
+
+    [Fact]
+    public async Task NewEpoch_WhileAServerUsesTheSqliteFile_Exits1AndChangesNothing()
+    {
+        Assert.SkipWhen(_postgres is not null, "A SQLite file's lock: the suite runs on PostgreSQL.");
+        var before = await CursorCoveringEverythingAsync("bob", 0);
+
+        var run = await ConsoleCapture.RunAsync(() => Hosting.ParleyCommandLine.RunCommandAsync(["new-epoch", .. CommandLineSettings()]));
+
+        Assert.Equal(1, run.Result);
+        Assert.Contains("Parley cannot start a new epoch", run.Error, StringComparison.Ordinal);
+        using var bob = Server.Api("bob");
+        await ParleyApi.ReadAsync<JsonElement>(await bob.GetAsync($"/api/v1/sync?cursor={before}"));
+    }
+
     private ParleyFactory Server => _server!;
 
     private async Task<Conversations.Conversation> CreateDirectAsync()
@@ -121,14 +159,14 @@ public sealed class RestoredDatabaseTests : IAsyncLifetime
 
     private string SqlitePath => _storage["ConnectionStrings:Sqlite"]!["Data Source=".Length..];
 
-    private async Task AssertExpiredAsync(string cursor)
+    private async Task AssertExpiredAsync(string cursor, string reason = "restored")
     {
         using var api = Server.Api("bob");
         var problem = await ParleyApi.ProblemAsync(await api.GetAsync($"/api/v1/sync?cursor={cursor}"), HttpStatusCode.Gone, "cursor_expired");
-        Assert.Contains("restored", problem.Detail, StringComparison.Ordinal);
+        Assert.Contains(reason, problem.Detail, StringComparison.Ordinal);
         await using var bob = await WsClient.ConnectAsync(Server, "bob", $"cursor={cursor}");
         var reset = await bob.NextAsync("sync_reset");
-        Assert.Contains("restored", reset.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        Assert.Contains(reason, reset.GetProperty("reason").GetString(), StringComparison.Ordinal);
         Assert.DoesNotContain(bob.All(), f => f.GetProperty("type").GetString() == "sync_complete");
     }
 
@@ -140,11 +178,11 @@ public sealed class RestoredDatabaseTests : IAsyncLifetime
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (true)
         {
-            var cursor = (await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync("/api/v1/sync/cursor"))).GetProperty("cursor").GetString()!;
             var all = await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync($"/api/v1/sync?cursor={Uri.EscapeDataString(FromStart(start))}&limit=1000"));
             if (all.GetProperty("events").EnumerateArray().Count(e => e.GetProperty("type").GetString() == "new_message") >= messages)
             {
-                return cursor;
+                // Taken after they were all positioned: it covers them.
+                return (await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync("/api/v1/sync/cursor"))).GetProperty("cursor").GetString()!;
             }
 
             Assert.True(DateTime.UtcNow < deadline, "messages were not positioned in time");
@@ -177,6 +215,13 @@ public sealed class RestoredDatabaseTests : IAsyncLifetime
     private async Task RestoreAsync()
     {
         await StopAsync();
+        await RestoreFilesAsync();
+        Start();
+    }
+
+    /// <summary>Puts the backup in place of the database (no server running).</summary>
+    private async Task RestoreFilesAsync()
+    {
         if (_postgres is null)
         {
             File.Copy(_backup, SqlitePath, overwrite: true);
@@ -186,9 +231,10 @@ public sealed class RestoredDatabaseTests : IAsyncLifetime
             await AdminAsync($"DROP DATABASE {Database} WITH (FORCE)");
             await AdminAsync($"CREATE DATABASE {Database} TEMPLATE {_backup}");
         }
-
-        Start();
     }
+
+    /// <summary>The storage settings as an operator passes them to a command.</summary>
+    private IEnumerable<string> CommandLineSettings() => _storage.Select(s => $"--{s.Key}={s.Value}");
 
     private string Database => new NpgsqlConnectionStringBuilder(_postgres).Database!;
 

@@ -5,7 +5,7 @@ namespace Parley.Server.Hosting;
 
 /// <summary>
 /// The server's command line: <c>[command] [--Key=value ...]</c>. Commands are <c>serve</c> (the default),
-/// <c>token</c>, <c>migrate</c> and <c>help</c>. <c>-h</c>/<c>--help</c> and <c>--version</c> are answered wherever
+/// <c>token</c>, <c>migrate</c>, <c>new-epoch</c> and <c>help</c>. <c>-h</c>/<c>--help</c> and <c>--version</c> are answered wherever
 /// they appear and never act: nothing starts, no database file is created. Everything else on the line is
 /// settings, read by the configuration exactly as ASP.NET Core reads them.
 /// </summary>
@@ -14,6 +14,7 @@ internal static class ParleyCommandLine
     public const string Serve = "serve";
     public const string Token = "token";
     public const string Migrate = "migrate";
+    public const string NewEpoch = "new-epoch";
     public const string Help = "help";
 
     private static readonly string[] HelpFlags = ["-h", "--help", "-?"];
@@ -47,7 +48,8 @@ internal static class ParleyCommandLine
         {
             null or Serve => CheckServerSettings(args),
             Token => TokenCommand.Run(rest),
-            Migrate => await MigrateCommand.RunAsync(rest),
+            Migrate => await StorageCommands.MigrateAsync(rest),
+            NewEpoch => await StorageCommands.NewEpochAsync(rest),
             _ => await UnknownAsync(command),
         };
     }
@@ -93,7 +95,8 @@ internal static class ParleyCommandLine
         {
             Serve => ServeHelp,
             Token => TokenCommand.HelpText,
-            Migrate => MigrateCommand.HelpText,
+            Migrate => StorageCommands.MigrateHelp,
+            NewEpoch => StorageCommands.NewEpochHelp,
             _ => null,
         };
         if (text is null)
@@ -108,7 +111,7 @@ internal static class ParleyCommandLine
     private static async Task<int> UnknownAsync(string command)
     {
         await Console.Error.WriteLineAsync(
-            $"Parley: unknown command '{command}'. Commands: {Serve} (the default), {Token}, {Migrate}, {Help}. Settings are written --Key=value; see --help.");
+            $"Parley: unknown command '{command}'. Commands: {Serve} (the default), {Token}, {Migrate}, {NewEpoch}, {Help}. Settings are written --Key=value; see --help.");
         return 1;
     }
 
@@ -123,6 +126,7 @@ internal static class ParleyCommandLine
           {Serve}      run the server (the default when no command is given)
           {Token}      print a bearer token for a user, signed with the configured or development key
           {Migrate}    apply the database schema migrations, then exit
+          {NewEpoch}  after restoring a database backup: make every device reload (docs/delivery.md)
           {Help}       show this help; "help <command>" (or "<command> --help") shows a command's
 
         Options:

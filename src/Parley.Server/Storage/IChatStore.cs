@@ -72,6 +72,12 @@ internal interface IChatStore
     Task<StreamPosition> GetStreamPositionAsync(CancellationToken cancellationToken);
 
     /// <summary>
+    /// Gives the stream a new epoch (after a restore from a backup): every cursor issued before is refused from
+    /// now on, so devices reload instead of trusting state the database may no longer have. Returns the epoch.
+    /// </summary>
+    Task<Guid> StartNewEpochAsync(CancellationToken cancellationToken);
+
+    /// <summary>
     /// The sequencer's pass: gives the next stream positions to committed events that have none, in
     /// (conversation, seq) order, at most <paramref name="batch"/>. Returns how many it positioned; 0 also when
     /// another instance holds the sequencer.

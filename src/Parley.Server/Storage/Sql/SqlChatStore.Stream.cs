@@ -31,6 +31,13 @@ internal abstract partial class SqlChatStore
                 ?? throw new InvalidOperationException("The stream_state row is missing: the schema is not migrated."),
             cancellationToken);
 
+    public async Task<Guid> StartNewEpochAsync(CancellationToken cancellationToken)
+    {
+        var epoch = Guid.NewGuid();
+        await WriteAsync<int>(null, async s => await s.Sql("UPDATE stream_state SET epoch = @e WHERE id = 1").With("@e", epoch).ExecuteAsync(cancellationToken), cancellationToken);
+        return epoch;
+    }
+
     public async Task<int> AssignPositionsAsync(int batch, CancellationToken cancellationToken)
     {
         var result = await WriteAsync<int>(null, async s =>
