@@ -455,6 +455,76 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         Assert.Empty(await Store.ListMessagesAsync(new MessageQuery(conversation, 4, 5, null, 10), Ct));
     }
 
+    [Fact]
+    public async Task GetConversationAsOf_ReplaysTheCreationRosterAndTheMembershipChangesUpToTheSeq()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        await ChangeAsync(conversation, "alice", new MembershipChange.Add("carol", "member")); // 2
+        await ChangeAsync(conversation, "alice", new MembershipChange.SetRole("bob", "admin")); // 3
+        await ChangeAsync(conversation, "alice", new MembershipChange.Remove("carol")); // 4
+
+        async Task<IEnumerable<(string, string)>> RosterAsync(long seq)
+        {
+            var then = await Store.GetConversationAsOfAsync(conversation, seq, Ct);
+            Assert.Equal(seq, then!.Conversation.LastSeq);
+            return then.Participants.Select(p => (p.UserId, p.Role));
+        }
+
+        Assert.Equal([("alice", "owner"), ("bob", "member")], await RosterAsync(1));
+        Assert.Equal([("alice", "owner"), ("bob", "member"), ("carol", "member")], await RosterAsync(2));
+        Assert.Equal([("alice", "owner"), ("bob", "admin"), ("carol", "member")], await RosterAsync(3));
+        Assert.Equal([("alice", "owner"), ("bob", "admin")], await RosterAsync(4));
+        Assert.Null(await Store.GetConversationAsOfAsync(conversation, 5, Ct));
+        Assert.Null(await Store.GetConversationAsOfAsync(Guid.CreateVersion7(), 1, Ct));
+    }
+
+    [Fact]
+    public async Task GetMessagesAsOf_ChangedLater_TheContentOfThatSeqOrNullWhenDeletedSince()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var edited = await AppendAsync(conversation, "alice", "v1"); // 2
+        Succeeded(await Store.EditMessageAsync(edited.Id, "alice", "v2", null, _ => null, Now.AddSeconds(1), Ct)); // 3
+        Succeeded(await Store.EditMessageAsync(edited.Id, "alice", "v3", null, _ => null, Now.AddSeconds(2), Ct)); // 4
+        var deleted = await AppendAsync(conversation, "alice", "gone later"); // 5
+        Succeeded(await Store.DeleteMessageAsync(deleted.Id, "alice", _ => null, Now.AddSeconds(3), Ct)); // 6
+        Guid[] ids = [edited.Id, deleted.Id];
+
+        var at2 = await Store.GetMessagesAsOfAsync(conversation, 2, ids, Ct);
+        var at3 = await Store.GetMessagesAsOfAsync(conversation, 3, ids, Ct);
+        var at5 = await Store.GetMessagesAsOfAsync(conversation, 5, ids, Ct);
+        var at6 = await Store.GetMessagesAsOfAsync(conversation, 6, ids, Ct);
+
+        Assert.Equal(("v1", (DateTimeOffset?)null), (at2[edited.Id]!.Content, at2[edited.Id]!.EditedAt));
+        Assert.Equal(("v2", (DateTimeOffset?)Now.AddSeconds(1)), (at3[edited.Id]!.Content, at3[edited.Id]!.EditedAt));
+        Assert.Equal(("v3", (DateTimeOffset?)Now.AddSeconds(2)), (at5[edited.Id]!.Content, at5[edited.Id]!.EditedAt));
+        Assert.Null(at5[deleted.Id]);
+        Assert.NotNull(at6[deleted.Id]!.DeletedAt);
+        Assert.Null(at6[deleted.Id]!.Content);
+    }
+
+    [Fact]
+    public async Task StreamPosition_NamesTheEventAtTheLastPositionAndANewEpochKeepsThePositions()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var message = await AppendAsync(conversation, "alice", "positioned");
+        Assert.Null((await Store.GetStreamPositionAsync(Ct)).Last);
+        while (await Store.AssignPositionsAsync(1000, Ct) > 0)
+        {
+        }
+
+        var position = await Store.GetStreamPositionAsync(Ct);
+        var epoch = await Store.StartNewEpochAsync(Ct);
+        var after = await Store.GetStreamPositionAsync(Ct);
+
+        Assert.Equal(2, position.Pos);
+        Assert.Equal(new EventKey(conversation, message.Seq, message.CreatedAt), position.Last);
+        Assert.Equal(position.Last, await Store.GetEventAtPositionAsync(2, Ct));
+        Assert.Equal(new EventKey(conversation, 1, Now), await Store.GetEventAtPositionAsync(1, Ct));
+        Assert.Null(await Store.GetEventAtPositionAsync(3, Ct));
+        Assert.NotEqual(position.Epoch, epoch);
+        Assert.Equal(new StreamPosition(epoch, position.Pos, position.Last), after);
+    }
+
     private protected static NewConversation Direct(string a, string b) =>
         new(Guid.CreateVersion7(), "direct", null, a, [(a, "member"), (b, "member")], string.Join('\n', new[] { a, b }.Order(StringComparer.Ordinal)), Now);
 
