@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Parley.Server.Fanout;
 using Parley.Server.Realtime;
 using Parley.Server.Realtime.Protocol;
+using Parley.Server.Sync;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -80,12 +81,12 @@ public sealed class ConnectionTests
     {
         using var socket = new FakeWebSocket();
         await using var run = Run(socket, Options(capacity: 64));
-        run.Connection.Hold();
+        run.Delivery.Hold();
         run.Start();
 
-        run.Connection.EndFirstFrameWait();
+        run.Delivery.EndFirstFrameWait();
 
-        Assert.False(run.Connection.TryClaimHoldForResume());
+        Assert.False(run.Delivery.TryClaimHoldForResume());
         Assert.True(run.Connection.TryEnqueue(Frame(0)));
         await socket.WaitForSentAsync(1, Timeout);
     }
@@ -95,17 +96,17 @@ public sealed class ConnectionTests
     {
         using var socket = new FakeWebSocket();
         await using var run = Run(socket, Options(capacity: 64));
-        run.Connection.Hold();
+        run.Delivery.Hold();
         run.Start();
         Assert.True(run.Connection.TryEnqueue(Frame(0)));
 
-        Assert.True(run.Connection.TryClaimHoldForResume());
-        run.Connection.EndFirstFrameWait();
+        Assert.True(run.Delivery.TryClaimHoldForResume());
+        run.Delivery.EndFirstFrameWait();
         Assert.True(run.Connection.TryEnqueue(Frame(1)));
 
         // Still holding: only the catch-up's release lets them go.
-        Assert.True(run.Connection.IsHolding);
-        run.Connection.Release();
+        Assert.True(run.Delivery.IsHolding);
+        run.Delivery.Release();
         await socket.WaitForSentAsync(2, Timeout);
         Assert.Equal([0, 1], socket.Sent.Select(Index));
     }
@@ -402,7 +403,7 @@ public sealed class ConnectionTests
     {
         using var socket = new FakeWebSocket();
         await using var run = Run(socket, Options(capacity: 64));
-        run.Connection.Hold();
+        run.Delivery.Hold();
         run.Start();
         Assert.True(run.Connection.TryEnqueue(Frame(0)));
         Assert.True(run.Connection.TryEnqueue(Frame(1, transient: true)));
@@ -410,20 +411,20 @@ public sealed class ConnectionTests
         // The typing frame is written during the hold; the sequenced one waits for the release.
         await socket.WaitForSentAsync(1, Timeout);
         Assert.Equal([1], socket.Sent.Select(Index));
-        run.Connection.Release();
+        run.Delivery.Release();
         await socket.WaitForSentAsync(2, Timeout);
         Assert.Equal([1, 0], socket.Sent.Select(Index));
 
         // A full queue during a hold (a catch-up filling it) drops typing frames instead of closing with 4001.
         socket.BlockSends();
-        run.Connection.Hold();
+        run.Delivery.Hold();
         for (var i = 0; i < 80; i++)
         {
             Assert.True(run.Connection.TryEnqueue(Frame(100 + i, transient: true)));
         }
 
         socket.ReleaseSends();
-        run.Connection.Release();
+        run.Delivery.Release();
         // The queue's worth went out (the rest was dropped) and the connection is still open.
         var deadline = DateTime.UtcNow + Timeout;
         while (socket.Sent.Count(f => Index(f) >= 100) < 64)
@@ -445,22 +446,22 @@ public sealed class ConnectionTests
     {
         using var socket = new FakeWebSocket();
         await using var run = Run(socket, Options(capacity: 64));
-        run.Connection.Hold();
+        run.Delivery.Hold();
         run.Start();
         Assert.True(run.Connection.TryEnqueue(Frame(0)));
 
         // A resume arrives as the first-frame wait ends: the catch-up's hold wins.
-        run.Connection.HoldForCatchUp();
-        run.Connection.EndFirstFrameWait();
+        run.Delivery.HoldForCatchUp();
+        run.Delivery.EndFirstFrameWait();
         Assert.True(run.Connection.TryEnqueue(Frame(1)));
-        Assert.True(run.Connection.IsHolding);
+        Assert.True(run.Delivery.IsHolding);
         // A typing frame is not held and the send queue is FIFO: once it is written, frames 0 and 1 would have
         // been written before it had the first-frame wait released them.
         Assert.True(run.Connection.TryEnqueue(Frame(2, transient: true)));
         await socket.WaitForSentAsync(1, Timeout);
         Assert.Equal([2], socket.Sent.Select(Index));
 
-        run.Connection.Release();
+        run.Delivery.Release();
         await socket.WaitForSentAsync(3, Timeout);
         Assert.Equal([2, 0, 1], socket.Sent.Select(Index));
     }
@@ -470,11 +471,11 @@ public sealed class ConnectionTests
     {
         using var socket = new FakeWebSocket();
         await using var run = Run(socket, Options(capacity: 64));
-        run.Connection.Hold();
+        run.Delivery.Hold();
         run.Start();
         Assert.True(run.Connection.TryEnqueue(Frame(0)));
 
-        run.Connection.EndFirstFrameWait();
+        run.Delivery.EndFirstFrameWait();
 
         await socket.WaitForSentAsync(1, Timeout);
         Assert.Equal([0], socket.Sent.Select(Index));
@@ -488,7 +489,7 @@ public sealed class ConnectionTests
     };
 
     private static ConnectionRun Run(FakeWebSocket socket, RealtimeOptions options, string userId = "alice", int maxFrameBytes = 4096) =>
-        new(new Connection(Guid.NewGuid().ToString("N"), userId, "device", acks: false, socket, options, maxFrameBytes, NullLogger.Instance));
+        new(new Connection(Guid.NewGuid().ToString("N"), userId, "device", acks: false, socket, options, maxFrameBytes, NullLogger.Instance), options.SendQueueCapacity);
 
     private static OutboundFrame Frame(int index, bool transient = false) =>
         new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"index":{{{index}}}}}"""), transient: transient);
@@ -524,8 +525,11 @@ public sealed class ConnectionTests
     }
 
     /// <summary>A connection's <see cref="Connection.RunAsync"/> with recorded callbacks; disposing ends it.</summary>
-    private sealed class ConnectionRun(Connection connection) : IAsyncDisposable
+    private sealed class ConnectionRun(Connection connection, int sendQueueCapacity) : IAsyncDisposable
     {
+        // Delivery's rules on the connection's outbound path (hold, skip of written seqs), as the endpoint installs them.
+        public SocketDelivery Delivery { get; } = new(connection, sendQueueCapacity);
+
         private readonly Lock _lock = new();
         private readonly List<string> _received = [];
         private readonly List<string> _reported = [];

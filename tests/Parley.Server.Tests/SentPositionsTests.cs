@@ -1,4 +1,4 @@
-using Parley.Server.Realtime;
+using Parley.Server.Sync;
 
 namespace Parley.Server.Tests;
 

@@ -23,17 +23,8 @@ internal sealed partial class Connection : IDisposable
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _closing = new();
 
-    // Live frames kept back while a catch-up runs (null when not holding); guarded by _holdLock, which also
-    // orders enqueues against the release of the held frames.
-    private const int HeldQueues = 4;
-    private readonly Lock _holdLock = new();
-    private List<OutboundFrame>? _held;
-    private bool _holdingForCatchUp;
     private readonly List<Task> _attached = [];
-    private int _clientFrames;
-
-    // Per conversation, the highest seq written to the socket; owned by the send loop (its only reader and writer).
-    private readonly Dictionary<Guid, long> _written = [];
+    private OutboundHooks _hooks = OutboundHooks.None;
 
     // Owned by the receive loop; rented only while a message is being read.
     private byte[] _receiveBuffer = [];
@@ -83,38 +74,31 @@ internal sealed partial class Connection : IDisposable
 
     /// <summary>
     /// Queues a frame for this socket. Returns false, and closes the connection with 4001, when the queue is full.
-    /// While the connection holds live events (a catch-up is running, see <see cref="Hold"/>), the frame waits in
-    /// the hold list instead; the list is bounded the same way.
+    /// The hooks may take the frame first (delivery holds live frames while a catch-up runs, in a list bounded the
+    /// same way).
     /// </summary>
     public bool TryEnqueue(OutboundFrame frame)
     {
-        lock (_holdLock)
+        switch (_hooks.Intercept(frame))
         {
-            if (_held is not null)
-            {
-                if (frame.Transient)
-                {
-                    // Not held (stale by the end of the catch-up); while the catch-up fills the queue it may not fit,
-                    // and a typing indicator is not worth closing the connection for.
-                    _outbound.Writer.TryWrite(frame);
-                    return true;
-                }
-
-                if (_held.Count < _options.SendQueueCapacity * HeldQueues)
-                {
-                    _held.Add(frame);
-                    return true;
-                }
-            }
-            else if (_outbound.Writer.TryWrite(frame))
-            {
+            case HoldOutcome.Held:
                 return true;
-            }
+            case HoldOutcome.NotHeld when _outbound.Writer.TryWrite(frame):
+                return true;
+            default:
+                CloseSlowConsumer();
+                return false;
         }
-
-        OverflowAndClose();
-        return false;
     }
+
+    /// <summary>Writes straight to the send queue (for the hooks: frames they held or let pass); false when it is full.</summary>
+    public bool TryWriteQueue(OutboundFrame frame) => _outbound.Writer.TryWrite(frame);
+
+    /// <summary>Installs the delivery hooks; once, before the first frame is queued.</summary>
+    public void UseHooks(OutboundHooks hooks) => _hooks = hooks;
+
+    /// <summary>A close was requested (by anyone): nothing more will be written.</summary>
+    public bool IsClosing => CloseRequested;
 
     /// <summary>
     /// Catch-up frames (the connection's own task sends them): waits for room in the queue instead of closing,
@@ -126,112 +110,6 @@ internal sealed partial class Connection : IDisposable
     /// <summary>Free places in the send queue (an estimate: other writers may take them meanwhile).</summary>
     public int QueueRoom => _options.SendQueueCapacity - _outbound.Reader.Count;
 
-    /// <summary>From now on live frames wait in the hold list (subscribe before reading the catch-up).</summary>
-    public void Hold()
-    {
-        lock (_holdLock)
-        {
-            _held ??= [];
-        }
-    }
-
-    /// <summary>
-    /// Holds live frames for a catch-up: only the catch-up's own release ends this hold (the end of the wait for
-    /// a first frame, which may race with a <c>resume</c>, no longer does).
-    /// </summary>
-    public void HoldForCatchUp()
-    {
-        lock (_holdLock)
-        {
-            _holdingForCatchUp = true;
-            _held ??= [];
-        }
-    }
-
-    /// <summary>
-    /// Ends holding: held frames go to the queue in their order, except those <paramref name="alreadySent"/>
-    /// says the catch-up carried; then live frames flow directly again.
-    /// </summary>
-    public void Release(Func<OutboundFrame, bool>? alreadySent = null)
-    {
-        var overflow = false;
-        lock (_holdLock)
-        {
-            if (_held is null)
-            {
-                return;
-            }
-
-            foreach (var frame in _held)
-            {
-                if (alreadySent?.Invoke(frame) != true && !_outbound.Writer.TryWrite(frame))
-                {
-                    overflow = true;
-                    break;
-                }
-            }
-
-            _held = null;
-        }
-
-        if (overflow)
-        {
-            OverflowAndClose();
-        }
-    }
-
-    /// <summary>
-    /// Claims the hold for a first-frame <c>resume</c>: true while the live events since connecting are still held
-    /// (nothing sequenced was written yet), after which only the catch-up's release ends the hold. False once the
-    /// wait for a first frame ran out and live events flowed: a catch-up now would send older events after newer
-    /// ones, so such a resume is refused. Atomic with <see cref="EndFirstFrameWait"/> (both under the hold lock).
-    /// </summary>
-    public bool TryClaimHoldForResume()
-    {
-        lock (_holdLock)
-        {
-            if (_held is null || CloseRequested)
-            {
-                return false;
-            }
-
-            _holdingForCatchUp = true;
-            return true;
-        }
-    }
-
-    public bool IsHolding
-    {
-        get
-        {
-            lock (_holdLock)
-            {
-                return _held is not null;
-            }
-        }
-    }
-
-    /// <summary>The connection was opened with <c>?cursor=</c>: its catch-up started at once, a <c>resume</c> frame is refused.</summary>
-    public bool ResumedOnConnect { get; set; }
-
-    /// <summary>True for the connection's first client frame only (a <c>resume</c> is accepted there).</summary>
-    public bool MarkClientFrame() => Interlocked.Exchange(ref _clientFrames, 1) == 0;
-
-    /// <summary>
-    /// The wait for a first frame that might be a <c>resume</c> is over (the frame came and was something else,
-    /// or Delivery:FirstFrameWait passed): live events flow, unless a catch-up holds them.
-    /// </summary>
-    public void EndFirstFrameWait()
-    {
-        lock (_holdLock)
-        {
-            if (!_holdingForCatchUp)
-            {
-                Release();
-            }
-        }
-    }
-
     /// <summary>Work that lives as long as the connection (a catch-up): cancelled through <see cref="Closing"/>, awaited at the end.</summary>
     public void Attach(Task work)
     {
@@ -241,25 +119,8 @@ internal sealed partial class Connection : IDisposable
         }
     }
 
-    /// <summary>
-    /// The sequenced events this socket's device holds: written to the socket, or (for a device that started
-    /// without a cursor) committed before the socket subscribed, which the device loads over REST.
-    /// </summary>
-    public SentPositions Sent { get; } = new();
-
-    /// <summary>Positions a device without a cursor already has: everything committed before it subscribed (read after subscribing).</summary>
-    public void SetBaseline(IReadOnlyDictionary<Guid, long> lastSeqs)
-    {
-        foreach (var (conversationId, seq) in lastSeqs)
-        {
-            Sent.Confirm(conversationId, seq);
-        }
-    }
-
-    /// <summary>Set by the stream position logic (Sync): this socket follows cursors, and the last one it got.</summary>
-    public CursorState Cursors { get; } = new();
-
-    private void OverflowAndClose()
+    /// <summary>Closes with 4001: the client does not read fast enough (its queue, or the hold list, is full).</summary>
+    public void CloseSlowConsumer()
     {
         if (!CloseRequested)
         {
@@ -278,11 +139,6 @@ internal sealed partial class Connection : IDisposable
 
         _closeStatus = (WebSocketCloseStatus)status;
         _closeReason = reason;
-        lock (_holdLock)
-        {
-            _held = null;
-        }
-
         _outbound.Writer.TryComplete();
     }
 
@@ -334,7 +190,7 @@ internal sealed partial class Connection : IDisposable
             {
                 while (!CloseRequested && reader.TryRead(out var frame))
                 {
-                    if (IsAlreadyWritten(frame))
+                    if (!_hooks.ShouldWrite(frame))
                     {
                         continue;
                     }
@@ -347,14 +203,7 @@ internal sealed partial class Connection : IDisposable
                         throw new OperationCanceledException("send deadline passed");
                     }
 
-                    if (frame.Seq > 0 && frame.ConversationId is { } conversationId)
-                    {
-                        _written[conversationId] = Math.Max(_written.GetValueOrDefault(conversationId), frame.Seq);
-                        // Recorded once written: a cursor check never counts a frame that is still queued.
-                        Sent.Record(conversationId, frame.Seq, exact: Cursors.Enabled);
-                        Cursors.SentSinceCursor = true;
-                    }
-
+                    _hooks.Written(frame);
                     onSent(this, frame);
                 }
 
@@ -376,18 +225,6 @@ internal sealed partial class Connection : IDisposable
             _socket.Abort();
         }
     }
-
-    /// <summary>
-    /// A live frame at or below the highest seq of its conversation already written here is a second copy: an
-    /// event whose commit a catch-up already read, broadcast only after the catch-up released its held frames.
-    /// Every path but one writes a conversation's events in seq order (live under the conversation's lock,
-    /// catch-up by position, held frames released in order), so such a frame is never one the socket lacks; the
-    /// exception, an event sent by the cursor check because it never arrived live, is marked
-    /// <see cref="OutboundFrame.Redelivery"/> and always written.
-    /// </summary>
-    private bool IsAlreadyWritten(OutboundFrame frame) =>
-        frame.Seq > 0 && !frame.Redelivery && frame.ConversationId is { } conversationId
-        && _written.TryGetValue(conversationId, out var written) && frame.Seq <= written;
 
     private async Task ReceiveLoopAsync(Func<Connection, ReadOnlyMemory<byte>, CancellationToken, Task> onFrame, CancellationToken cancellationToken)
     {
@@ -502,108 +339,27 @@ internal sealed partial class Connection : IDisposable
     }
 }
 
-/// <summary>A connection's cursor bookkeeping (written by its own tasks, read by the cursor ticker).</summary>
-[System.Diagnostics.CodeAnalysis.SuppressMessage(
-    "Reliability", "CA1001", Justification = "The SemaphoreSlim never creates a wait handle (AvailableWaitHandle is not used): nothing to dispose, and a cursor check may still release it after the connection ended.")]
-internal sealed class CursorState
+/// <summary>What a hook did with a frame offered to the queue.</summary>
+internal enum HoldOutcome
 {
-    // Held while a cursor is computed for the socket (one at a time; a second request is skipped), and by a resume
-    // while it resets the socket's positions, so that no computation straddles the reset.
-    private readonly SemaphoreSlim _computing = new(1, 1);
+    /// <summary>Not taken: it goes to the send queue.</summary>
+    NotHeld,
 
-    // A cursor computed while withheld, sent once the first frame shows the device is not resuming.
-    private OutboundFrame? _pending;
+    /// <summary>Taken (held back, or written by the hook).</summary>
+    Held,
 
-    /// <summary>The socket follows cursors (it presented one, resumed, or acknowledges): it gets cursor frames.</summary>
-    public volatile bool Enabled;
+    /// <summary>Taken but there is no room for it: the client is a slow consumer.</summary>
+    Full,
+}
 
-    /// <summary>
-    /// No cursor frame may be sent yet: the socket was opened without a cursor and its first frame has not shown
-    /// that the device is not resuming (a later <c>resume</c> would make any cursor sent before it claim events the
-    /// device lacks). Stays set for good when that first frame was a refused <c>resume</c> or not a valid frame.
-    /// Cursor checks still run meanwhile (they also send events the socket lacks); their cursor waits.
-    /// </summary>
-    public volatile bool Withheld;
-
-    /// <summary>A catch-up is running: no cursor may be computed until it ends.</summary>
-    public volatile bool CatchingUp;
-
-    /// <summary>Sequenced frames were written since the last cursor this socket got.</summary>
-    public volatile bool SentSinceCursor;
-
-    /// <summary>The socket holds events its last cursor did not cover: the ticker checks again (see <see cref="RecheckBudget"/>).</summary>
-    public volatile bool Recheck;
-
-    /// <summary>Checks left before giving up on covering held events without new traffic; only the cursor check uses it.</summary>
-    public int RecheckBudget;
-
-    /// <summary>The stream position of the last cursor this socket got (everything up to it was written to it).</summary>
-    public long Pos;
-
-    /// <summary>Events the last cursor check found missing, and since when (timestamps); only the check uses it.</summary>
-    public Dictionary<(Guid ConversationId, long Seq), long> MissingSince { get; set; } = [];
-
-    public long LastCheckTicks;
-
-    /// <summary>A cursor check has something to do: the socket follows cursors, no catch-up runs, and it was sent events or holds uncovered ones.</summary>
-    public bool Due => Enabled && !CatchingUp && (SentSinceCursor || Recheck);
-
-    public bool TryBeginComputing() => _computing.Wait(0);
-
-    public void EndComputing() => _computing.Release();
-
-    /// <summary>Waits for a running computation to end and keeps new ones out until disposed.</summary>
-    public async Task<IDisposable> ExclusiveAsync(CancellationToken cancellationToken)
-    {
-        await _computing.WaitAsync(cancellationToken);
-        return new Exclusive(_computing);
-    }
-
-    /// <summary>Sends a computed cursor, or keeps it while cursors are withheld (the latest one wins).</summary>
-    public void Offer(Connection connection, OutboundFrame cursor)
-    {
-        if (!Withheld)
-        {
-            connection.TryEnqueue(cursor);
-            return;
-        }
-
-        Volatile.Write(ref _pending, cursor);
-        if (!Withheld)
-        {
-            // Released meanwhile: whoever takes the pending cursor first sends it.
-            SendPending(connection);
-        }
-    }
-
-    /// <summary>The first frame showed the device is not resuming: cursors flow, starting with one computed meanwhile.</summary>
-    public void StopWithholding(Connection connection)
-    {
-        Withheld = false;
-        SendPending(connection);
-    }
-
-    /// <summary>A resume replaces what the socket assumed the device holds: a cursor computed from it is void.</summary>
-    public void DiscardPending() => Volatile.Write(ref _pending, null);
-
-    private void SendPending(Connection connection)
-    {
-        if (Interlocked.Exchange(ref _pending, null) is { } pending)
-        {
-            connection.TryEnqueue(pending);
-        }
-    }
-
-    private sealed class Exclusive(SemaphoreSlim gate) : IDisposable
-    {
-        private int _disposed;
-
-        public void Dispose()
-        {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0)
-            {
-                gate.Release();
-            }
-        }
-    }
+/// <summary>
+/// How delivery (Sync) takes part in a socket's outbound path without the transport knowing its rules: a frame
+/// offered to the queue may be held back (<see cref="Intercept"/>); the send loop asks before writing a frame
+/// (<see cref="ShouldWrite"/>, false skips it) and reports it once written (<see cref="Written"/>). The last two
+/// run on the send loop only.
+/// </summary>
+internal sealed record OutboundHooks(Func<OutboundFrame, HoldOutcome> Intercept, Func<OutboundFrame, bool> ShouldWrite, Action<OutboundFrame> Written)
+{
+    /// <summary>No delivery rules: every frame goes to the queue and is written.</summary>
+    public static readonly OutboundHooks None = new(_ => HoldOutcome.NotHeld, _ => true, _ => { });
 }

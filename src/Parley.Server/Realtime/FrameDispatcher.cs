@@ -18,7 +18,9 @@ internal sealed partial class FrameDispatcher(
     ReceiptService receipts,
     TypingTracker typing,
     MessageService messages,
-    SyncService sync,
+    StreamCursors cursors,
+    CatchUp catchUp,
+    CursorAdvancer cursorAdvancer,
     SendRateLimiter sendRate,
     TimeProvider time,
     IOptions<RealtimeOptions> options,
@@ -28,11 +30,12 @@ internal sealed partial class FrameDispatcher(
         new TokenBucket(time, options.Value.InboundFramesPerSecond, options.Value.InboundBurst),
         new TokenBucket(time, options.Value.AckFramesPerSecond, options.Value.AckBurst));
 
-    public async Task HandleAsync(Connection connection, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
+    public async Task HandleAsync(SocketDelivery socket, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
     {
+        var connection = socket.Connection;
         try
         {
-            await HandleFrameAsync(connection, caller, limiter, utf8, cancellationToken);
+            await HandleFrameAsync(socket, caller, limiter, utf8, cancellationToken);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -42,13 +45,14 @@ internal sealed partial class FrameDispatcher(
         }
     }
 
-    private async Task HandleFrameAsync(Connection connection, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
+    private async Task HandleFrameAsync(SocketDelivery socket, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
     {
-        var first = connection.MarkClientFrame();
+        var connection = socket.Connection;
+        var first = socket.MarkClientFrame();
         if (!ClientFrame.TryParse(utf8.Span, out var frame, out var id, out var parseError))
         {
             // Not a frame: live events flow, but no cursor is issued on this socket (it may have been a resume).
-            EndFirstFrameWait(connection, first);
+            EndFirstFrameWait(socket, first);
             connection.TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, parseError, id));
             return;
         }
@@ -64,22 +68,22 @@ internal sealed partial class FrameDispatcher(
             }
             catch (JsonException ex)
             {
-                EndFirstFrameWait(connection, first);
+                EndFirstFrameWait(socket, first);
                 connection.TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, $"The payload of 'resume' is not valid: {ex.Message}", id));
                 return;
             }
 
-            await ResumeAsync(connection, first, payload, id, cancellationToken);
+            await ResumeAsync(socket, first, payload, id, cancellationToken);
             return;
         }
 
-        if (first && !connection.ResumedOnConnect)
+        if (first && !socket.ResumedOnConnect)
         {
             // The device is not resuming: what it holds is what it loads over REST plus what this socket sends.
-            connection.Cursors.StopWithholding(connection);
+            socket.Cursors.StopWithholding(connection);
         }
 
-        EndFirstFrameWait(connection, first);
+        EndFirstFrameWait(socket, first);
         if (!(type == FrameTypes.Ack ? limiter.Acks : limiter.Frames).TryTake())
         {
             connection.TryEnqueue(Frames.Error(ErrorCodes.RateLimited, "Too many frames; slow down.", id));
@@ -101,7 +105,7 @@ internal sealed partial class FrameDispatcher(
                     error = await ReadAsync(caller, frame.ReadPayload(ParleyJsonContext.Default.ReadReceiptFrame), cancellationToken);
                     break;
                 case FrameTypes.Ack:
-                    error = await AckAsync(connection, caller, frame.ReadPayload(ParleyJsonContext.Default.AckFrame), cancellationToken);
+                    error = await AckAsync(socket, caller, frame.ReadPayload(ParleyJsonContext.Default.AckFrame), cancellationToken);
                     break;
                 case FrameTypes.SendMessage:
                     await SendMessageAsync(connection, caller, frame.ReadPayload(ParleyJsonContext.Default.SendMessageRequest), id, cancellationToken);
@@ -163,11 +167,11 @@ internal sealed partial class FrameDispatcher(
         return result.Error;
     }
 
-    private static void EndFirstFrameWait(Connection connection, bool first)
+    private static void EndFirstFrameWait(SocketDelivery socket, bool first)
     {
-        if (first && !connection.ResumedOnConnect)
+        if (first && !socket.ResumedOnConnect)
         {
-            connection.EndFirstFrameWait();
+            socket.EndFirstFrameWait();
         }
     }
 
@@ -177,16 +181,17 @@ internal sealed partial class FrameDispatcher(
     /// The hold is claimed before anything is awaited, so the end of the wait cannot release live events between
     /// accepting the resume and starting its catch-up. A refused resume leaves the socket live-only without cursors.
     /// </summary>
-    private async Task ResumeAsync(Connection connection, bool first, ResumeFrame payload, string? id, CancellationToken cancellationToken)
+    private async Task ResumeAsync(SocketDelivery socket, bool first, ResumeFrame payload, string? id, CancellationToken cancellationToken)
     {
-        if (!first || connection.ResumedOnConnect)
+        var connection = socket.Connection;
+        if (!first || socket.ResumedOnConnect)
         {
             connection.TryEnqueue(Frames.Error(
                 ErrorCodes.InvalidFrame, "'resume' is accepted only as the first frame of a connection opened without a cursor.", id));
             return;
         }
 
-        if (!connection.TryClaimHoldForResume())
+        if (!socket.TryClaimHoldForResume())
         {
             Log.ResumeTooLate(logger, connection.Id);
             connection.TryEnqueue(Frames.Error(
@@ -199,7 +204,7 @@ internal sealed partial class FrameDispatcher(
         Result<Cursor> cursor;
         try
         {
-            cursor = await sync.ValidateAsync(payload.Cursor, cancellationToken);
+            cursor = await cursors.ValidateAsync(payload.Cursor, cancellationToken);
         }
         catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException)
         {
@@ -211,23 +216,23 @@ internal sealed partial class FrameDispatcher(
 
         if (cursor.Error is { Status: 400 } invalid)
         {
-            connection.Release();
+            socket.Release();
             connection.TryEnqueue(Frames.Error(invalid.Code, invalid.Message, id));
             return;
         }
 
         // The device holds what its own cursor covers, not what a device without one would load over REST: forget
         // that assumption, and every cursor computed from it, with no cursor check running meanwhile.
-        var state = connection.Cursors;
+        var state = socket.Cursors;
         using (await state.ExclusiveAsync(cancellationToken))
         {
             state.CatchingUp = true;
-            connection.Sent.Clear();
+            socket.Sent.Clear();
             state.DiscardPending();
             state.Withheld = false;
         }
 
-        connection.Attach(sync.CatchUpAsync(connection, cursor, connection.Closing));
+        connection.Attach(catchUp.RunAsync(socket, cursor, connection.Closing));
     }
 
     /// <summary><c>send_message</c>: the REST send over the socket, answered by <c>message_ack</c> (first send or retry) or an error naming the send.</summary>
@@ -253,19 +258,19 @@ internal sealed partial class FrameDispatcher(
             : Frames.Error(result.Error!.Code, result.Error.Message, id, clientMessageId));
     }
 
-    private async Task<ApiError?> AckAsync(Connection connection, Caller caller, AckFrame payload, CancellationToken cancellationToken)
+    private async Task<ApiError?> AckAsync(SocketDelivery socket, Caller caller, AckFrame payload, CancellationToken cancellationToken)
     {
         var error = await AcknowledgeAsync(caller, payload, cancellationToken);
         if (error is null)
         {
             // Acknowledging devices follow cursors; reply with a fresh one at most once a second.
-            var state = connection.Cursors;
+            var state = socket.Cursors;
             state.Enabled = true;
             var now = time.GetTimestamp();
             if (time.GetElapsedTime(Interlocked.Read(ref state.LastCheckTicks), now) >= TimeSpan.FromSeconds(1))
             {
                 Interlocked.Exchange(ref state.LastCheckTicks, now);
-                await sync.TryAdvanceCursorAsync(connection, cancellationToken);
+                await cursorAdvancer.TryAdvanceAsync(socket, cancellationToken);
             }
         }
 

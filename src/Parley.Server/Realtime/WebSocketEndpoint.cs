@@ -30,7 +30,9 @@ internal static partial class WebSocketEndpoint
         ConnectionHub hub,
         FrameDispatcher dispatcher,
         DeliveryTracker deliveries,
-        SyncService sync,
+        StreamCursors cursors,
+        CatchUp catchUp,
+        SocketDeliveries sockets,
         IChatStore store,
         IOptions<DeliveryOptions> deliveryOptions,
         IOptions<RealtimeOptions> realtimeOptions,
@@ -68,14 +70,14 @@ internal static partial class WebSocketEndpoint
         Result<Cursor>? resumeFrom = null;
         if (cursorParameter.Length > 0)
         {
-            resumeFrom = await sync.ValidateAsync(cursorParameter, context.RequestAborted);
+            resumeFrom = await cursors.ValidateAsync(cursorParameter, context.RequestAborted);
             if (resumeFrom.Value.Error is { Status: 400 } invalid)
             {
                 return ApiResults.Problem(invalid);
             }
         }
 
-        var current = await sync.CurrentAsync(context.RequestAborted);
+        var current = await cursors.CurrentAsync(context.RequestAborted);
         var options = realtimeOptions.Value;
         var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
         {
@@ -96,6 +98,7 @@ internal static partial class WebSocketEndpoint
             limits.Value.MaxFrameBytes,
             logger);
 
+        var socketDelivery = new SocketDelivery(connection, options.SendQueueCapacity);
         using var scope = logger.BeginScope(new Dictionary<string, object>
         {
             ["WebSocketConnectionId"] = connection.Id,
@@ -108,43 +111,44 @@ internal static partial class WebSocketEndpoint
         connection.TryEnqueue(Frames.Connected(new ConnectedPayload(
             connection.Id, connection.UserId, connection.DeviceId, (long)options.HeartbeatInterval.TotalMilliseconds, connection.Acks,
             resumeFrom is null ? current.Encode() : cursorParameter)));
-        connection.Cursors.Enabled = connection.Acks || resumeFrom is not null;
+        socketDelivery.Cursors.Enabled = connection.Acks || resumeFrom is not null;
         // Without a cursor, no cursor frame until the first client frame shows the device is not resuming.
-        connection.Cursors.Withheld = resumeFrom is null;
-        connection.Cursors.Pos = resumeFrom?.Value?.Pos ?? current.Pos;
+        socketDelivery.Cursors.Withheld = resumeFrom is null;
+        socketDelivery.Cursors.Pos = resumeFrom?.Value?.Pos ?? current.Pos;
 
         // Subscribe first, then read: live events are held until the catch-up has been sent (or, without a cursor,
         // until the first client frame shows whether it is a resume).
         var firstFrameWait = deliveryOptions.Value.FirstFrameWait;
         if (resumeFrom is not null)
         {
-            connection.HoldForCatchUp();
+            socketDelivery.HoldForCatchUp();
         }
         else if (firstFrameWait > TimeSpan.Zero)
         {
-            connection.Hold();
+            socketDelivery.Hold();
         }
 
+        sockets.Add(socketDelivery);
         hub.Add(connection);
         Log.Connected(logger, connection.Id, connection.UserId, connection.DeviceId, connection.Acks);
         using var expiry = ScheduleTokenExpiry(context, connection, time);
         using var firstFrameTimer = resumeFrom is null && firstFrameWait > TimeSpan.Zero
-            ? TimeProvider.System.CreateTimer(_ => connection.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
+            ? time.CreateTimer(_ => socketDelivery.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
             : null;
         var limiter = dispatcher.CreateInboundLimiter();
         try
         {
             if (resumeFrom is { } cursor)
             {
-                connection.ResumedOnConnect = true;
-                connection.Attach(sync.CatchUpAsync(connection, cursor, connection.Closing));
+                socketDelivery.ResumedOnConnect = true;
+                connection.Attach(catchUp.RunAsync(socketDelivery, cursor, connection.Closing));
             }
-            else if (connection.Cursors.Enabled)
+            else if (socketDelivery.Cursors.Enabled)
             {
                 try
                 {
                     // Read after subscribing: what was committed before, the device loads over REST; the rest arrives live.
-                    connection.SetBaseline(await store.GetLastSeqsAsync(connection.UserId, context.RequestAborted));
+                    socketDelivery.SetBaseline(await store.GetLastSeqsAsync(connection.UserId, context.RequestAborted));
                 }
                 catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException)
                 {
@@ -155,7 +159,7 @@ internal static partial class WebSocketEndpoint
             }
 
             await connection.RunAsync(
-                (c, frame, ct) => dispatcher.HandleAsync(c, caller, limiter, frame, ct),
+                (_, frame, ct) => dispatcher.HandleAsync(socketDelivery, caller, limiter, frame, ct),
                 (c, frame) =>
                 {
                     // Devices without acks count as having received a message once its frame is on their socket.
@@ -173,6 +177,7 @@ internal static partial class WebSocketEndpoint
         finally
         {
             hub.Remove(connection);
+            sockets.Remove(socketDelivery);
             connection.Dispose();
             Log.Disconnected(logger, connection.Id, socket.CloseStatus is { } status ? (int)status : null);
         }

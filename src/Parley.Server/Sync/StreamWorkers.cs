@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Options;
-using Parley.Server.Realtime;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Sync;
@@ -44,8 +43,21 @@ internal sealed partial class StreamSequencer(
     }
 }
 
+/// <summary>This instance's sockets that follow the delivery protocol, for the cursor ticker (registered by the socket endpoint).</summary>
+internal sealed class SocketDeliveries
+{
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<SocketDelivery, byte> _sockets = new();
+
+    public void Add(SocketDelivery socket) => _sockets.TryAdd(socket, 0);
+
+    public void Remove(SocketDelivery socket) => _sockets.TryRemove(socket, out _);
+
+    /// <summary>A snapshot.</summary>
+    public IReadOnlyCollection<SocketDelivery> All() => _sockets.Keys.ToArray();
+}
+
 /// <summary>Every <see cref="DeliveryOptions.CursorInterval"/>, offers a fresh cursor to the sockets that received sequenced events.</summary>
-internal sealed class CursorTicker(ConnectionHub hub, SyncService sync, IOptions<DeliveryOptions> options, TimeProvider time) : BackgroundService
+internal sealed class CursorTicker(SocketDeliveries sockets, CursorAdvancer cursors, IOptions<DeliveryOptions> options, TimeProvider time) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -60,11 +72,11 @@ internal sealed class CursorTicker(ConnectionHub hub, SyncService sync, IOptions
                 return;
             }
 
-            foreach (var connection in hub.Connections())
+            foreach (var socket in sockets.All())
             {
-                if (connection.Cursors.Due)
+                if (socket.Cursors.Due)
                 {
-                    await sync.TryAdvanceCursorAsync(connection, stoppingToken);
+                    await cursors.TryAdvanceAsync(socket, stoppingToken);
                 }
             }
         }

@@ -22,16 +22,21 @@ internal static class SyncApi
     {
         builder.Services.AddOptions<DeliveryOptions>().BindConfiguration(DeliveryOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<DeliveryOptions>, DeliveryOptionsValidator>();
-        builder.Services.AddSingleton<SyncService>();
+        builder.Services.AddSingleton<StreamCursors>();
+        builder.Services.AddSingleton<EventFrameBuilder>();
+        builder.Services.AddSingleton<SyncPages>();
+        builder.Services.AddSingleton<CatchUp>();
+        builder.Services.AddSingleton<CursorAdvancer>();
+        builder.Services.AddSingleton<SocketDeliveries>();
         builder.Services.AddHostedService<StreamSequencer>();
         builder.Services.AddHostedService<CursorTicker>();
         return builder;
     }
 
     private static async Task<Results<Ok<SyncPage>, ProblemHttpResult>> ReadAsync(
-        Caller caller, string? cursor, string? limit, SyncService sync, CancellationToken cancellationToken) =>
-        ApiResults.Ok(await sync.ReadPageAsync(caller, cursor, limit, cancellationToken));
+        Caller caller, string? cursor, string? limit, SyncPages pages, CancellationToken cancellationToken) =>
+        ApiResults.Ok(await pages.ReadPageAsync(caller, cursor, limit, cancellationToken));
 
-    private static async Task<Ok<CursorResponse>> CurrentAsync(SyncService sync, CancellationToken cancellationToken) =>
-        TypedResults.Ok(new CursorResponse((await sync.CurrentAsync(cancellationToken)).Encode()));
+    private static async Task<Ok<CursorResponse>> CurrentAsync(StreamCursors cursors, CancellationToken cancellationToken) =>
+        TypedResults.Ok(new CursorResponse((await cursors.CurrentAsync(cancellationToken)).Encode()));
 }

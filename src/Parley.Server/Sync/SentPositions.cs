@@ -1,4 +1,4 @@
-namespace Parley.Server.Realtime;
+namespace Parley.Server.Sync;
 
 /// <summary>
 /// Which sequenced events of each conversation a socket's device holds, exactly: a cursor may only claim

@@ -1,0 +1,112 @@
+using System.Data.Common;
+using Microsoft.Extensions.Options;
+using Parley.Server.Hosting;
+using Parley.Server.Realtime;
+using Parley.Server.Realtime.Protocol;
+using Parley.Server.Storage;
+
+namespace Parley.Server.Sync;
+
+/// <summary>
+/// The socket side of resume: sends a holding socket what its device missed after its cursor, then lets its live
+/// events flow (docs/delivery.md, "Connecting with a cursor").
+/// </summary>
+internal sealed partial class CatchUp(IChatStore store, StreamCursors cursors, EventFrameBuilder frames, IOptions<DeliveryOptions> options, TimeProvider time, ILogger<CatchUp> logger)
+{
+    /// <summary>
+    /// Resumes a socket that holds its live events: sends what the device missed after <paramref name="cursor"/>,
+    /// the watermarks that moved, <c>sync_complete</c>, then releases the live events it did not already send.
+    /// An expired cursor gets <c>sync_reset</c> instead. A storage failure closes the socket with 1013: the device
+    /// retries and nothing is claimed that was not sent.
+    /// </summary>
+    public async Task RunAsync(SocketDelivery socket, Result<Cursor> cursor, CancellationToken cancellationToken)
+    {
+        var connection = socket.Connection;
+        var state = socket.Cursors;
+        state.Enabled = true;
+        state.CatchingUp = true;
+        try
+        {
+            if (!cursor.IsSuccess)
+            {
+                var fresh = await cursors.CurrentAsync(cancellationToken);
+                await connection.EnqueueAsync(Frames.SyncReset(fresh.Encode(), cursor.Error!.Message), cancellationToken);
+                state.Pos = fresh.Pos;
+                socket.Release();
+                return;
+            }
+
+            var sent = new Dictionary<Guid, long>();
+            var from = cursor.Value!;
+            var upto = await store.GetStreamPositionAsync(cancellationToken);
+            var after = from.Pos;
+            var pageSize = options.Value.CatchUpPage;
+            while (true)
+            {
+                var page = await store.ReadUserEventsAsync(connection.UserId, after, upto.Pos, newerThanUpto: false, pageSize, cancellationToken);
+                await SendAsync(connection, await frames.BuildFramesAsync(page, cancellationToken), sent, cancellationToken);
+                if (page.Count < pageSize)
+                {
+                    break;
+                }
+
+                after = page[^1].Pos!.Value;
+                // Everything up to here is on its way: a catch-up cut short (the socket closed, or it could not keep
+                // up) resumes from here next time, not from the start. Watermarks still replay from the old time.
+                await connection.EnqueueAsync(Frames.Cursor(FrameTypes.Cursor, StreamCursors.At(upto.Epoch, page[^1], from.IssuedAt).Encode()), cancellationToken);
+            }
+
+            // Committed but positioned after the read above (or not yet): the sequencer may lag behind commits.
+            var newer = await store.ReadUserEventsAsync(connection.UserId, 0, upto.Pos, newerThanUpto: true, int.MaxValue, cancellationToken);
+            await SendAsync(connection, await frames.BuildFramesAsync(newer, cancellationToken), sent, cancellationToken);
+            await SendAsync(connection, await frames.WatermarkFramesAsync(connection.UserId, from.IssuedAt, cancellationToken), sent, cancellationToken);
+
+            var complete = Cursor.At(upto.Epoch, upto.Pos, upto.Last, time.GetUtcNow());
+            await connection.EnqueueAsync(Frames.Cursor(FrameTypes.SyncComplete, complete.Encode()), cancellationToken);
+            state.Pos = upto.Pos;
+            state.SentSinceCursor = false;
+            foreach (var (conversationId, seq) in sent)
+            {
+                // The device had everything up to its cursor, and the catch-up sent every later event.
+                socket.Sent.Confirm(conversationId, seq);
+            }
+
+            socket.Release(frame => frame.Seq > 0 && frame.ConversationId is { } c && sent.TryGetValue(c, out var seq) && frame.Seq <= seq);
+            Log.CaughtUp(logger, connection.Id, sent.Count, from.Pos, upto.Pos);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The socket closed during the catch-up.
+        }
+        catch (Exception ex) when (ex is DbException or TimeoutException)
+        {
+            Log.CatchUpFailed(logger, connection.Id, ex);
+            connection.RequestClose(CloseCodes.TryAgainLater, "storage unavailable; resume again");
+        }
+        finally
+        {
+            state.CatchingUp = false;
+        }
+    }
+
+    private static async Task SendAsync(Connection connection, List<OutboundFrame> frames, Dictionary<Guid, long> sent, CancellationToken cancellationToken)
+    {
+        foreach (var frame in frames)
+        {
+            await connection.EnqueueAsync(frame, cancellationToken);
+            if (frame.Seq > 0 && frame.ConversationId is { } conversationId)
+            {
+                sent[conversationId] = Math.Max(sent.GetValueOrDefault(conversationId), frame.Seq);
+            }
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "Connection {ConnectionId} caught up {Conversations} conversations from position {From} to {To}")]
+        public static partial void CaughtUp(ILogger logger, string connectionId, int conversations, long from, long to);
+
+        [LoggerMessage(EventId = 6002, Level = LogLevel.Warning, Message = "Connection {ConnectionId}: catch-up failed; closing with 1013")]
+        public static partial void CatchUpFailed(ILogger logger, string connectionId, Exception exception);
+    }
+}

@@ -1,0 +1,71 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Parley.Server.Hosting;
+using Parley.Server.Hosting.Auth;
+using Parley.Server.Realtime.Protocol;
+using Parley.Server.Storage;
+
+namespace Parley.Server.Sync;
+
+/// <summary>A page of REST catch-up: the same frames the socket carries, in the same order.</summary>
+internal sealed record SyncPage(IReadOnlyList<RawFrame> Events, string NextCursor, bool HasMore);
+
+internal sealed record CursorResponse(string Cursor);
+
+/// <summary>A frame's serialized bytes, written into the response as they are (never parsed back).</summary>
+[JsonConverter(typeof(RawFrameConverter))]
+internal sealed record RawFrame(ReadOnlyMemory<byte> Utf8);
+
+internal sealed class RawFrameConverter : JsonConverter<RawFrame>
+{
+    public override RawFrame Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        using var document = JsonDocument.ParseValue(ref reader);
+        return new RawFrame(System.Text.Encoding.UTF8.GetBytes(document.RootElement.GetRawText()));
+    }
+
+    public override void Write(Utf8JsonWriter writer, RawFrame value, JsonSerializerOptions options) => writer.WriteRawValue(value.Utf8.Span, skipInputValidation: true);
+}
+
+/// <summary>REST sync (<c>GET /api/v1/sync</c>): pages of the events a device missed after its cursor.</summary>
+internal sealed class SyncPages(IChatStore store, StreamCursors cursors, EventFrameBuilder frames, TimeProvider time)
+{
+    public const int DefaultPageSize = 200;
+    public const int MaxPageSize = 1000;
+
+    public async Task<Result<SyncPage>> ReadPageAsync(Caller caller, string? cursorText, string? limitText, CancellationToken cancellationToken)
+    {
+        var limit = DefaultPageSize;
+        if (limitText is not null && (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit is < 1 or > MaxPageSize))
+        {
+            return ApiError.Invalid("limit", $"'limit' must be an integer from 1 to {MaxPageSize}.");
+        }
+
+        if (cursorText is null)
+        {
+            return new ApiError(400, ErrorCodes.InvalidCursor, "'cursor' is required (GET /api/v1/sync/cursor gives the current one).");
+        }
+
+        var validated = await cursors.ValidateAsync(cursorText, cancellationToken);
+        if (!validated.IsSuccess)
+        {
+            return validated.Error!;
+        }
+
+        var cursor = validated.Value!;
+        var upto = await store.GetStreamPositionAsync(cancellationToken);
+        var events = await store.ReadUserEventsAsync(caller.UserId, cursor.Pos, upto.Pos, newerThanUpto: false, limit + 1, cancellationToken);
+        var hasMore = events.Count > limit;
+        var page = hasMore ? events.Take(limit).ToList() : events;
+        var built = await frames.BuildFramesAsync(page, cancellationToken);
+        if (!hasMore)
+        {
+            built.AddRange(await frames.WatermarkFramesAsync(caller.UserId, cursor.IssuedAt, cancellationToken));
+        }
+
+        // Watermarks come with the last page: until then the next cursor keeps the time they are replayed from.
+        var next = hasMore ? StreamCursors.At(cursor.Epoch, page[^1], cursor.IssuedAt) : Cursor.At(cursor.Epoch, upto.Pos, upto.Last, time.GetUtcNow());
+        return new SyncPage(built.Select(f => new RawFrame(f.Utf8)).ToList(), next.Encode(), hasMore);
+    }
+}
