@@ -4,7 +4,8 @@ namespace Parley.Client;
 
 public sealed partial class ParleyRealtime
 {
-    private static partial class Log
+    // One catalogue for the connection and its pieces (Realtime/): the same event has one id wherever it is logged.
+    internal static partial class Log
     {
         [LoggerMessage(EventId = 5001, Level = LogLevel.Information, Message = "Connected as {UserId} on device {DeviceId} (connection {ConnectionId}, resuming: {Resuming})")]
         public static partial void Connected(ILogger logger, string connectionId, string userId, string deviceId, bool resuming);

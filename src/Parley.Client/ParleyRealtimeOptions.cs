@@ -48,6 +48,15 @@ public sealed class ParleyRealtimeOptions
     /// <summary>Adjusts each <see cref="ClientWebSocket"/> before it connects (proxy, certificates).</summary>
     public Action<ClientWebSocketOptions>? ConfigureWebSocket { get; set; }
 
+    /// <summary>
+    /// Events (and cursors) waiting for the app's event loop before the socket is no longer read
+    /// (docs/client.md, "Bounded queues"). Fixed for apps; tests lower it.
+    /// </summary>
+    internal int MaxQueuedEvents { get; set; } = 4096;
+
+    /// <summary>Frames waiting for the socket to write them (acks, sends, typing, read receipts). Fixed for apps; tests lower it.</summary>
+    internal int MaxQueuedFrames { get; set; } = 1024;
+
     /// <summary>Opens the socket; tests replace it with an in-memory server.</summary>
     internal Func<WebSocketConnectRequest, CancellationToken, Task<WebSocket>>? Connector { get; set; }
 }

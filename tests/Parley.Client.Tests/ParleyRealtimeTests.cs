@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.WebSockets;
+using Parley.Client.Realtime;
 using Parley.Client.Tests.Infrastructure;
 
 namespace Parley.Client.Tests;
@@ -394,7 +395,7 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     public async Task Ack_ManyConversationsConsumedAtOnce_SpreadOverSecondsToStayUnderTheFrameLimit()
     {
         var socket = await ConnectLiveAsync();
-        var conversations = Enumerable.Range(0, ParleyRealtime.MaxAcksPerFlush + 5).Select(_ => Guid.CreateVersion7()).ToList();
+        var conversations = Enumerable.Range(0, AckPacer.MaxAcksPerWindow + 5).Select(_ => Guid.CreateVersion7()).ToList();
         foreach (var conversation in conversations)
         {
             await socket.SendAsync("new_message", Wire.NewMessage(conversation, 1));
@@ -406,7 +407,7 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
         }
 
         var last = _events!.MoveNextAsync();
-        for (var i = 0; i < ParleyRealtime.MaxAcksPerFlush; i++)
+        for (var i = 0; i < AckPacer.MaxAcksPerWindow; i++)
         {
             await socket.NextAsync("ack");
         }
@@ -423,6 +424,55 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
             .Select(f => f.GetProperty("payload").GetProperty("conversation_id").GetGuid()).Order());
         await socket.SendAsync("new_message", Wire.NewMessage(C, 1));
         Assert.True(await last.AsTask().WaitAsync(Timeout, Ct));
+    }
+
+    [Fact]
+    public async Task ReadEvents_AppStopsReading_SocketNotReadPastTheQueueLimitAndNothingLost()
+    {
+        var options = _server.Options();
+        options.MaxQueuedEvents = 3;
+        var logger = new RecordingLogger();
+        options.Logger = logger;
+        var socket = await ConnectLiveAsync(options);
+        for (var seq = 1; seq <= 10; seq++)
+        {
+            await SendMessageAsync(socket, seq);
+        }
+
+        await socket.SendAsync("error", new { Code = "marker", Message = "behind the events" });
+        await socket.CloseAsync(1001, "shutting down");
+
+        // The queue (k0, seq 1, seq 2) is full: the client stops reading its socket, so the frames behind the
+        // events (the error, the close) are not handled yet.
+        await logger.AssertNotLoggedAsync("ServerError", TimeSpan.FromMilliseconds(300));
+        Assert.Equal(ConnectionState.Live, Realtime.State);
+
+        Assert.Equal(Enumerable.Range(1, 10).Select(s => (long)s), await NextSeqsAsync(10));
+        await logger.WaitForAsync("ServerError", e => e.Values["Code"] is "marker", Timeout);
+        var second = await _server.AcceptConnectedAsync();
+        Assert.Equal("k0", second.Query("cursor"));
+    }
+
+    [Fact]
+    public async Task SendAsync_AwaitedInsideTheEventLoopWhileTheQueueIsFull_Completes()
+    {
+        // An app that replies from its event loop: the message_ack comes behind events it has not read. If the
+        // socket were not read on while a send waits, the loop would wait for the ack and the socket for the loop.
+        var options = _server.Options();
+        options.MaxQueuedEvents = 2;
+        var socket = await ConnectLiveAsync(options);
+        for (var seq = 1; seq <= 6; seq++)
+        {
+            await SendMessageAsync(socket, seq);
+        }
+
+        Assert.Equal([1L], await NextSeqsAsync(1));
+        var send = Realtime.SendAsync(SendMessageRequest.Text(C, "reply", "c-9"), Ct);
+        await socket.NextAsync("send_message");
+        await socket.SendAsync("message_ack", new { ClientMessageId = "c-9", Message = Wire.Message(C, 7, "alice", "c-9", "reply") });
+
+        Assert.Equal(7, (await send.WaitAsync(Timeout, Ct)).Seq);
+        Assert.Equal([2L, 3L, 4L, 5L, 6L], await NextSeqsAsync(5));
     }
 
     [Fact]

@@ -20,7 +20,7 @@ internal enum OfferResult
 /// The rules for clients of docs/delivery.md, as a state machine without I/O: per conversation the last applied
 /// seq; duplicates dropped; events after a gap buffered until the gap is filled; own removal stops a
 /// conversation's positions and own re-joining restarts them; cursors released to the stream only when
-/// nothing they cover is still held back. Not thread-safe: <see cref="ParleyRealtime"/> calls it under its lock.
+/// nothing they cover is still held back. Not thread-safe: <see cref="DeliveryTracker"/> calls it under its lock.
 /// </summary>
 internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
 {

@@ -85,14 +85,20 @@ internal sealed class FakeParley : IAsyncDisposable
             return Task.FromException<WebSocket>(refusal);
         }
 
+        var (client, socket) = CreatePair(request);
+        _sockets.Enqueue(socket);
+        _accepted.Writer.TryWrite(socket);
+        return Task.FromResult(client);
+    }
+
+    /// <summary>A client WebSocket and the fake server's side of it, over in-memory pipes (for tests of one socket's pieces).</summary>
+    public static (WebSocket Client, FakeSocket Server) CreatePair(WebSocketConnectRequest? request = null)
+    {
         var toServer = new Pipe();
         var toClient = new Pipe();
         var client = WebSocket.CreateFromStream(new DuplexPipeStream(toClient.Reader, toServer.Writer), new WebSocketCreationOptions { IsServer = false });
         var server = WebSocket.CreateFromStream(new DuplexPipeStream(toServer.Reader, toClient.Writer), new WebSocketCreationOptions { IsServer = true });
-        var socket = new FakeSocket(request, server);
-        _sockets.Enqueue(socket);
-        _accepted.Writer.TryWrite(socket);
-        return Task.FromResult(client);
+        return (client, new FakeSocket(request ?? new WebSocketConnectRequest(new Uri(BaseAddress, "ws"), []), server));
     }
 
     public async ValueTask DisposeAsync()

@@ -48,6 +48,13 @@ internal sealed class RecordingLogger : ILogger
         logged.TrySetResult();
     }
 
+    /// <summary>Asserts that nothing named <paramref name="name"/> is logged within <paramref name="within"/> (an absence has no signal to wait for).</summary>
+    public async Task AssertNotLoggedAsync(string name, TimeSpan within)
+    {
+        await Task.Delay(within, TestContext.Current.CancellationToken);
+        Assert.DoesNotContain(Entries, e => e.Name == name);
+    }
+
     /// <summary>The first entry named <paramref name="name"/> that matches, waiting for it up to <paramref name="timeout"/>.</summary>
     public async Task<LogEntry> WaitForAsync(string name, Func<LogEntry, bool> match, TimeSpan timeout)
     {
