@@ -5,7 +5,6 @@ using Microsoft.Extensions.Options;
 using Parley.Server.Conversations;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
-using Parley.Server.Messages;
 using Parley.Server.Realtime;
 using Parley.Server.Realtime.Protocol;
 using Parley.Server.Storage;
