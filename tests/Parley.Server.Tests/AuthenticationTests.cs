@@ -5,7 +5,7 @@ using System.Text.Json;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 using Parley.Server.Conversations;
-using Parley.Server.Messages;
+using Parley.Server.Storage;
 using Parley.Server.Tests.Infrastructure;
 using static Parley.Server.Tests.Infrastructure.MembershipCalls;
 

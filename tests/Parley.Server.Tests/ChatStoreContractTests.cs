@@ -1,13 +1,13 @@
 using Parley.Server.Hosting;
-using Parley.Server.Messages;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Tests;
 
 /// <summary>
 /// The storage seam's contract: what every <see cref="IChatStore"/> must do, whatever the database. Each
-/// implementation runs this suite through a subclass that supplies fresh stores (SQLite now, PostgreSQL next).
-/// Rules are passed in as callbacks, so these tests call the store directly with rules of their own.
+/// implementation runs this suite through a subclass that supplies fresh stores (SQLite and PostgreSQL).
+/// Rules are passed in as callbacks, so these tests call the store directly with rules of their own; their
+/// rejections are the API's errors (<see cref="ApiError"/>), which the store passes back without looking at them.
 /// </summary>
 public abstract class ChatStoreContractTests : IAsyncLifetime
 {
@@ -29,6 +29,16 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
 
     /// <summary>A store over a new, empty database that nothing else uses, not yet migrated. The subclass disposes it.</summary>
     private protected abstract IChatStore CreateStore();
+
+    /// <summary>
+    /// Every durable event of a conversation of <see cref="Store"/>'s database, in seq order, read with SQL of the test's
+    /// own: production reads events only by stream position (<see cref="IChatStore.ReadUserEventsAsync"/>).
+    /// </summary>
+    private protected abstract Task<IReadOnlyList<ConversationEvent>> ReadEventsAsync(Guid conversationId);
+
+    /// <summary>The columns <see cref="ReadEventsAsync"/> selects, in the order <see cref="ConversationEvent"/> takes them.</summary>
+    private protected const string EventsSql =
+        "SELECT conversation_id, seq, type, message_id, actor_id, user_id, role, created_at FROM conversation_events WHERE conversation_id = @c ORDER BY seq";
 
     public virtual async ValueTask InitializeAsync()
     {
@@ -95,7 +105,7 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         Assert.True(created.Created);
         Assert.Equal(1, created.Snapshot.Conversation.LastSeq);
         Assert.Equal(["alice", "bob"], created.Snapshot.Members.Select(m => m.UserId).Order(StringComparer.Ordinal));
-        var evt = Assert.Single(await Store.ListEventsAsync(id, 0, 100, Ct));
+        var evt = Assert.Single(await ReadEventsAsync(id));
         Assert.Equal((id, 1L, EventTypes.ConversationCreated, "alice"), (evt.ConversationId, evt.Seq, evt.Type, evt.ActorId));
         Assert.Equal(Now, evt.CreatedAt);
     }
@@ -110,24 +120,24 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         Assert.True(first.Created);
         Assert.False(second.Created);
         Assert.Equal(first.Snapshot.Conversation.Id, second.Snapshot.Conversation.Id);
-        Assert.Single(await Store.ListEventsAsync(first.Snapshot.Conversation.Id, 0, 100, Ct));
+        Assert.Single(await ReadEventsAsync(first.Snapshot.Conversation.Id));
         Assert.Null(await Store.GetConversationAsync(Direct("bob", "alice").Id, Ct));
     }
 
     [Fact]
-    public async Task ListEventsAsync_AfterEveryKindOfChange_ReplaysThemAllInSeqOrderWithoutGaps()
+    public async Task Events_AfterEveryKindOfChange_AreRecordedInSeqOrderWithoutGaps()
     {
         var conversation = await CreateGroupAsync("alice", "bob");
         var first = await AppendAsync(conversation, "alice", "one");
         var second = await AppendAsync(conversation, "bob", "two");
-        var edited = Succeeded(await Store.EditMessageAsync(first.Id, "alice", "one, edited", null, _ => null, Now, Ct));
-        var deleted = Succeeded(await Store.DeleteMessageAsync(second.Id, "alice", _ => null, Now, Ct));
+        var edited = Succeeded(await Store.EditMessageAsync(first.Id, "alice", "one, edited", null, Accept, Now, Ct));
+        var deleted = Succeeded(await Store.DeleteMessageAsync(second.Id, "alice", Accept, Now, Ct));
         var added = await ChangeAsync(conversation, "alice", new MembershipChange.Add("carol", "member"));
         var promoted = await ChangeAsync(conversation, "alice", new MembershipChange.SetRole("carol", "admin"));
         var removed = await ChangeAsync(conversation, "alice", new MembershipChange.Remove("carol"));
         var third = await AppendAsync(conversation, "bob", "three");
 
-        var events = await Store.ListEventsAsync(conversation, 0, 1000, Ct);
+        var events = await ReadEventsAsync(conversation);
 
         Assert.Equal(Enumerable.Range(1, 9).Select(i => (long)i), events.Select(e => e.Seq));
         Assert.All(events, e => Assert.Equal(conversation, e.ConversationId));
@@ -154,7 +164,7 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task ListEventsAsync_AfterSeqAndLimit_ReturnsThatWindow()
+    public async Task ReadUserEvents_AfterPositionUpToAndLimit_ReturnsThatWindow()
     {
         var conversation = await CreateGroupAsync("alice", "bob");
         for (var i = 0; i < 6; i++)
@@ -162,10 +172,34 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
             await AppendAsync(conversation, "alice", $"m{i}");
         }
 
-        Assert.Equal([4L, 5L], (await Store.ListEventsAsync(conversation, 3, 2, Ct)).Select(e => e.Seq));
-        Assert.Equal([6L, 7L], (await Store.ListEventsAsync(conversation, 5, 100, Ct)).Select(e => e.Seq));
-        Assert.Empty(await Store.ListEventsAsync(conversation, 7, 100, Ct));
-        Assert.Empty(await Store.ListEventsAsync(Guid.CreateVersion7(), 0, 100, Ct));
+        await PositionEverythingAsync();
+        var upto = (await Store.GetStreamPositionAsync(Ct)).Pos;
+
+        // One conversation: positions 1..7 are its seqs 1..7.
+        var window = await Store.ReadUserEventsAsync("bob", 3, upto, newerThanUpto: false, 2, Ct);
+        Assert.Equal([4L, 5L], window.Select(e => e.Event.Seq));
+        Assert.Equal([4L, 5L], window.Select(e => e.Pos!.Value));
+        Assert.All(window, e => Assert.Equal((conversation, 0L, (long?)null), (e.Event.ConversationId, e.JoinedSeq, e.LeftSeq)));
+        Assert.Equal([6L, 7L], (await Store.ReadUserEventsAsync("bob", 5, upto, newerThanUpto: false, 100, Ct)).Select(e => e.Event.Seq));
+        Assert.Empty(await Store.ReadUserEventsAsync("bob", 7, upto, newerThanUpto: false, 100, Ct));
+        Assert.Empty(await Store.ReadUserEventsAsync("carol", 0, upto, newerThanUpto: false, 100, Ct));
+        Assert.Empty(await ReadEventsAsync(Guid.CreateVersion7()));
+    }
+
+    [Fact]
+    public async Task ReadUserEvents_NewerThanUpto_ReturnsLaterAndUnpositionedEventsBySeq()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        await AppendAsync(conversation, "alice", "positioned"); // 2
+        await PositionEverythingAsync();
+        var upto = (await Store.GetStreamPositionAsync(Ct)).Pos;
+        await AppendAsync(conversation, "alice", "not yet positioned"); // 3
+
+        var newer = await Store.ReadUserEventsAsync("bob", 0, upto, newerThanUpto: true, 100, Ct);
+
+        Assert.Equal(2, upto);
+        var only = Assert.Single(newer);
+        Assert.Equal((conversation, 3L, (long?)null), (only.Event.ConversationId, only.Event.Seq, only.Pos));
     }
 
     [Fact]
@@ -181,13 +215,13 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
             return rejection;
         }, Ct);
 
-        Assert.False(result.IsSuccess);
-        Assert.Same(rejection, result.Error);
+        Assert.False(result.IsApplied);
+        Assert.Same(rejection, result.Rejection);
         Assert.Equal(conversation, seen?.Conversation?.Conversation.Id);
         Assert.Null(seen!.Existing);
         await AssertUntouchedAsync(conversation, lastSeq: 1);
         // The rejected send left no trace: not its seq, not its client_message_id.
-        var next = Succeeded(await Store.AppendMessageAsync(NewText(conversation, "alice", "accepted", "k-1"), _ => null, Ct));
+        var next = Succeeded(await Store.AppendMessageAsync(NewText(conversation, "alice", "accepted", "k-1"), Accept, Ct));
         Assert.True(next.Created);
         Assert.Equal(2, next.Message.Seq);
     }
@@ -204,11 +238,11 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
             return ApiError.NotFound("Conversation");
         }, Ct);
 
-        Assert.Equal(404, result.Error?.Status);
+        Assert.Equal(404, result.Rejection?.Status);
         Assert.NotNull(seen);
         Assert.Null(seen.Conversation);
         Assert.Null(await Store.GetConversationAsync(unknown, Ct));
-        Assert.Empty(await Store.ListEventsAsync(unknown, 0, 100, Ct));
+        Assert.Empty(await ReadEventsAsync(unknown));
     }
 
     [Fact]
@@ -218,7 +252,7 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         var target = await AppendAsync(conversation, "alice", "question");
         SendFacts? seen = null;
 
-        Succeeded(await Store.AppendMessageAsync(NewText(conversation, "bob", "answer") with { ReplyToId = target.Id }, facts =>
+        Succeeded(await Store.AppendMessageAsync<ApiError>(NewText(conversation, "bob", "answer") with { ReplyToId = target.Id }, facts =>
         {
             seen = facts;
             return null;
@@ -231,15 +265,15 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
     public async Task AppendMessage_RepeatedClientMessageId_GivesTheRuleTheOriginalAndReturnsItWithoutANewSeq()
     {
         var conversation = await CreateGroupAsync("alice", "bob");
-        var original = Succeeded(await Store.AppendMessageAsync(NewText(conversation, "alice", "once", "k-1"), _ => null, Ct));
+        var original = Succeeded(await Store.AppendMessageAsync(NewText(conversation, "alice", "once", "k-1"), Accept, Ct));
         SendFacts? seen = null;
 
-        var retry = Succeeded(await Store.AppendMessageAsync(NewText(conversation, "alice", "once", "k-1"), facts =>
+        var retry = Succeeded(await Store.AppendMessageAsync<ApiError>(NewText(conversation, "alice", "once", "k-1"), facts =>
         {
             seen = facts;
             return null;
         }, Ct));
-        var otherSender = Succeeded(await Store.AppendMessageAsync(NewText(conversation, "bob", "once", "k-1"), _ => null, Ct));
+        var otherSender = Succeeded(await Store.AppendMessageAsync(NewText(conversation, "bob", "once", "k-1"), Accept, Ct));
 
         Assert.Equal(original.Message, seen?.Existing);
         Assert.False(retry.Created);
@@ -258,7 +292,7 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
 
         var result = await Store.EditMessageAsync(message.Id, "alice", "changed", null, _ => rejection, Now.AddSeconds(1), Ct);
 
-        Assert.Same(rejection, result.Error);
+        Assert.Same(rejection, result.Rejection);
         Assert.Equal(message, await Store.GetMessageAsync(message.Id, Ct));
         Assert.Empty(await Store.GetEditsAsync(message.Id, Ct));
         await AssertUntouchedAsync(conversation, lastSeq: message.Seq);
@@ -269,14 +303,14 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
     {
         var conversation = await CreateGroupAsync("alice", "bob");
         var message = await AppendAsync(conversation, "alice", "original");
-        Succeeded(await Store.EditMessageAsync(message.Id, "alice", "edited", null, _ => null, Now, Ct));
+        Succeeded(await Store.EditMessageAsync(message.Id, "alice", "edited", null, Accept, Now, Ct));
         var before = await Store.GetMessageAsync(message.Id, Ct);
         var bobBefore = await Store.GetMemberAsync(conversation, "bob", Ct);
         var rejection = ApiError.Forbidden("rule says no");
 
         var result = await Store.DeleteMessageAsync(message.Id, "bob", _ => rejection, Now, Ct);
 
-        Assert.Same(rejection, result.Error);
+        Assert.Same(rejection, result.Rejection);
         Assert.Equal(before, await Store.GetMessageAsync(message.Id, Ct));
         Assert.Single(await Store.GetEditsAsync(message.Id, Ct));
         Assert.Equal(bobBefore, await Store.GetMemberAsync(conversation, "bob", Ct));
@@ -290,11 +324,77 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         var before = await Store.GetConversationAsync(conversation, Ct);
         var rejection = ApiError.Forbidden("rule says no");
 
-        var result = await Store.ChangeMembershipAsync(conversation, "bob", _ => rejection, Now, Ct);
+        var result = await Store.ChangeMembershipAsync<ApiError>(conversation, "bob", _ => rejection, Now, Ct);
 
-        Assert.Same(rejection, result.Error);
+        Assert.Same(rejection, result.Rejection);
         Assert.Equal(before!.Members, (await Store.GetConversationAsync(conversation, Ct))!.Members);
         await AssertUntouchedAsync(conversation, lastSeq: 1);
+    }
+
+    [Fact]
+    public async Task ChangeMembership_UnknownConversation_IsRefusedWithoutAskingTheRules()
+    {
+        var unknown = Guid.CreateVersion7();
+        var asked = false;
+
+        var result = await Store.ChangeMembershipAsync<ApiError>(unknown, "alice", _ =>
+        {
+            asked = true;
+            return new MembershipChange[] { new MembershipChange.Add("bob", "member") };
+        }, Now, Ct);
+
+        Assert.Equal((StoreRefusal?)StoreRefusal.ConversationNotFound, result.Refusal);
+        Assert.Null(result.Rejection);
+        Assert.False(asked);
+        Assert.Null(await Store.GetConversationAsync(unknown, Ct));
+        Assert.Empty(await ReadEventsAsync(unknown));
+    }
+
+    [Fact]
+    public async Task EditAndDeleteMessage_UnknownMessage_AreRefusedWithoutAskingTheRules()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var unknown = Guid.CreateVersion7();
+        var asked = false;
+        ApiError? Rule(MessageFacts facts)
+        {
+            asked = true;
+            return null;
+        }
+
+        var edit = await Store.EditMessageAsync(unknown, "alice", "changed", null, Rule, Now, Ct);
+        var delete = await Store.DeleteMessageAsync(unknown, "alice", Rule, Now, Ct);
+
+        Assert.Equal((StoreRefusal?)StoreRefusal.MessageNotFound, edit.Refusal);
+        Assert.Equal((StoreRefusal?)StoreRefusal.MessageNotFound, delete.Refusal);
+        Assert.Null(edit.Rejection);
+        Assert.Null(delete.Rejection);
+        Assert.False(asked);
+        await AssertUntouchedAsync(conversation, lastSeq: 1);
+    }
+
+    [Fact]
+    public async Task AdvanceRead_NotAMemberOrAMessageTheMemberCannotSee_IsRefusedAndMovesNothing()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var other = await CreateGroupAsync("alice", "bob");
+        var beforeCarol = await AppendAsync(conversation, "alice", "before carol joined"); // 2
+        await ChangeAsync(conversation, "alice", new MembershipChange.Add("carol", "member")); // 3
+        var elsewhere = await AppendAsync(other, "alice", "in the other conversation");
+        var bob = await Store.GetMemberAsync(conversation, "bob", Ct);
+        var carol = await Store.GetMemberAsync(conversation, "carol", Ct);
+
+        var notAMember = await Store.AdvanceReadAsync(conversation, "dave", beforeCarol.Id, Now, Ct);
+        var beforeJoining = await Store.AdvanceReadAsync(conversation, "carol", beforeCarol.Id, Now, Ct);
+        var otherConversation = await Store.AdvanceReadAsync(conversation, "bob", elsewhere.Id, Now, Ct);
+        var unknownMessage = await Store.AdvanceReadAsync(conversation, "bob", Guid.CreateVersion7(), Now, Ct);
+        var unknownConversation = await Store.AdvanceReadAsync(Guid.CreateVersion7(), "bob", beforeCarol.Id, Now, Ct);
+
+        Assert.Equal(
+            [StoreRefusal.NotAMember, StoreRefusal.MessageNotFound, StoreRefusal.MessageNotFound, StoreRefusal.MessageNotFound, StoreRefusal.NotAMember],
+            new[] { notAMember, beforeJoining, otherConversation, unknownMessage, unknownConversation }.Select(r => r.Refusal!.Value));
+        Assert.Equal(bob, await Store.GetMemberAsync(conversation, "bob", Ct));
+        Assert.Equal(carol, await Store.GetMemberAsync(conversation, "carol", Ct));
     }
 
     [Fact]
@@ -321,10 +421,10 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
 
         // No conversation lock here: the store alone must hand out seqs one at a time.
         var results = await Task.WhenAll(Enumerable.Range(0, 30).Select(i =>
-            Task.Run(() => Store.AppendMessageAsync(NewText(conversation, senders[i % 3], $"m{i}"), _ => null, Ct), Ct)));
+            Task.Run(() => Store.AppendMessageAsync(NewText(conversation, senders[i % 3], $"m{i}"), Accept, Ct), Ct)));
 
         Assert.Equal(Enumerable.Range(2, 30).Select(i => (long)i), results.Select(r => Succeeded(r).Message.Seq).Order());
-        Assert.Equal(Enumerable.Range(1, 31).Select(i => (long)i), (await Store.ListEventsAsync(conversation, 0, 100, Ct)).Select(e => e.Seq));
+        Assert.Equal(Enumerable.Range(1, 31).Select(i => (long)i), (await ReadEventsAsync(conversation)).Select(e => e.Seq));
     }
 
     [Fact]
@@ -338,7 +438,7 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         var c = await AppendAsync(first, "alice", "c");
 
         Assert.Equal((2L, 2L, 3L), (a.Seq, b.Seq, c.Seq));
-        Assert.Equal([1L, 2L], (await Store.ListEventsAsync(second, 0, 100, Ct)).Select(e => e.Seq));
+        Assert.Equal([1L, 2L], (await ReadEventsAsync(second)).Select(e => e.Seq));
     }
 
     [Fact]
@@ -348,9 +448,9 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         var message = await AppendAsync(conversation, "alice", "v1");
         var mentions = new[] { new Mention("bob", 0, 2) };
 
-        var second = Succeeded(await Store.EditMessageAsync(message.Id, "alice", "v2", mentions, _ => null, Now.AddSeconds(1), Ct));
-        var third = Succeeded(await Store.EditMessageAsync(message.Id, "alice", "v3", null, _ => null, Now.AddSeconds(2), Ct));
-        var same = Succeeded(await Store.EditMessageAsync(message.Id, "alice", "v3", null, _ => null, Now.AddSeconds(3), Ct));
+        var second = Succeeded(await Store.EditMessageAsync(message.Id, "alice", "v2", mentions, Accept, Now.AddSeconds(1), Ct));
+        var third = Succeeded(await Store.EditMessageAsync(message.Id, "alice", "v3", null, Accept, Now.AddSeconds(2), Ct));
+        var same = Succeeded(await Store.EditMessageAsync(message.Id, "alice", "v3", null, Accept, Now.AddSeconds(3), Ct));
 
         Assert.Equal((3L, 4L, 0L), (second.Seq, third.Seq, same.Seq));
         Assert.Equal("v3", same.Message.Content);
@@ -376,11 +476,11 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
                 Mentions = [new Mention("bob", 0, 4)],
                 Media = new Media("https://cdn.example.com/p.png", "image/png", 42, 10, 20, null, "p.png", null),
             },
-            _ => null, Ct)).Message;
-        Succeeded(await Store.EditMessageAsync(message.Id, "alice", "@bob look", [new Mention("bob", 0, 4)], _ => null, Now, Ct));
+            Accept, Ct)).Message;
+        Succeeded(await Store.EditMessageAsync(message.Id, "alice", "@bob look", [new Mention("bob", 0, 4)], Accept, Now, Ct));
 
-        var deleted = Succeeded(await Store.DeleteMessageAsync(message.Id, "alice", _ => null, Now.AddSeconds(5), Ct));
-        var again = Succeeded(await Store.DeleteMessageAsync(message.Id, "alice", _ => null, Now.AddSeconds(9), Ct));
+        var deleted = Succeeded(await Store.DeleteMessageAsync(message.Id, "alice", Accept, Now.AddSeconds(5), Ct));
+        var again = Succeeded(await Store.DeleteMessageAsync(message.Id, "alice", Accept, Now.AddSeconds(9), Ct));
 
         Assert.Equal(4, deleted.Seq);
         Assert.Equal(0, again.Seq);
@@ -409,13 +509,13 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         Succeeded(await Store.AdvanceReadAsync(conversation, "carol", m1.Id, Now, Ct));
         Assert.Equal((1, 0, 2), await UnreadAsync(conversation));
 
-        Succeeded(await Store.DeleteMessageAsync(m1.Id, "alice", _ => null, Now, Ct)); // already read by bob and carol
+        Succeeded(await Store.DeleteMessageAsync(m1.Id, "alice", Accept, Now, Ct)); // already read by bob and carol
         Assert.Equal((1, 0, 2), await UnreadAsync(conversation));
 
-        Succeeded(await Store.DeleteMessageAsync(m2.Id, "alice", _ => null, Now, Ct)); // unread by carol
+        Succeeded(await Store.DeleteMessageAsync(m2.Id, "alice", Accept, Now, Ct)); // unread by carol
         Assert.Equal((1, 0, 1), await UnreadAsync(conversation));
 
-        Succeeded(await Store.DeleteMessageAsync(m3.Id, "bob", _ => null, Now, Ct)); // unread by alice and carol
+        Succeeded(await Store.DeleteMessageAsync(m3.Id, "bob", Accept, Now, Ct)); // unread by alice and carol
         Assert.Equal((0, 0, 0), await UnreadAsync(conversation));
     }
 
@@ -434,7 +534,7 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         Assert.False(backward.ReadAdvanced);
         Assert.Equal(forward.After, backward.After);
         // Receipts are not in the sequence: creation and the two messages are all there is.
-        Assert.Equal([1L, m1.Seq, m2.Seq], (await Store.ListEventsAsync(conversation, 0, 100, Ct)).Select(e => e.Seq));
+        Assert.Equal([1L, m1.Seq, m2.Seq], (await ReadEventsAsync(conversation)).Select(e => e.Seq));
     }
 
     [Fact]
@@ -483,10 +583,10 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
     {
         var conversation = await CreateGroupAsync("alice", "bob");
         var edited = await AppendAsync(conversation, "alice", "v1"); // 2
-        Succeeded(await Store.EditMessageAsync(edited.Id, "alice", "v2", null, _ => null, Now.AddSeconds(1), Ct)); // 3
-        Succeeded(await Store.EditMessageAsync(edited.Id, "alice", "v3", null, _ => null, Now.AddSeconds(2), Ct)); // 4
+        Succeeded(await Store.EditMessageAsync(edited.Id, "alice", "v2", null, Accept, Now.AddSeconds(1), Ct)); // 3
+        Succeeded(await Store.EditMessageAsync(edited.Id, "alice", "v3", null, Accept, Now.AddSeconds(2), Ct)); // 4
         var deleted = await AppendAsync(conversation, "alice", "gone later"); // 5
-        Succeeded(await Store.DeleteMessageAsync(deleted.Id, "alice", _ => null, Now.AddSeconds(3), Ct)); // 6
+        Succeeded(await Store.DeleteMessageAsync(deleted.Id, "alice", Accept, Now.AddSeconds(3), Ct)); // 6
         Guid[] ids = [edited.Id, deleted.Id];
 
         var at2 = await Store.GetMessagesAsOfAsync(conversation, 2, ids, Ct);
@@ -508,9 +608,7 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         var conversation = await CreateGroupAsync("alice", "bob");
         var message = await AppendAsync(conversation, "alice", "positioned");
         Assert.Null((await Store.GetStreamPositionAsync(Ct)).Last);
-        while (await Store.AssignPositionsAsync(1000, Ct) > 0)
-        {
-        }
+        await PositionEverythingAsync();
 
         var position = await Store.GetStreamPositionAsync(Ct);
         var epoch = await Store.StartNewEpochAsync(Ct);
@@ -542,25 +640,44 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
 
     private protected async Task<Message> AppendAsync(Guid conversation, string sender, string content)
     {
-        var result = Succeeded(await Store.AppendMessageAsync(NewText(conversation, sender, content), _ => null, Ct));
+        var result = Succeeded(await Store.AppendMessageAsync(NewText(conversation, sender, content), Accept, Ct));
         Assert.True(result.Created);
         return result.Message;
     }
 
     private protected async Task<MembershipResult> ChangeAsync(Guid conversation, string actor, params MembershipChange[] changes) =>
-        Succeeded(await Store.ChangeMembershipAsync(conversation, actor, _ => changes, Now, Ct));
+        Succeeded(await Store.ChangeMembershipAsync<ApiError>(conversation, actor, _ => changes, Now, Ct));
 
-    private protected static T Succeeded<T>(Result<T> result)
+    /// <summary>Rules that accept everything.</summary>
+    private protected static ApiError? Accept(SendFacts _) => null;
+
+    private protected static ApiError? Accept(MessageFacts _) => null;
+
+    private protected static T Succeeded<T>(StoreResult<T, ApiError> result)
     {
-        Assert.True(result.IsSuccess, $"The store refused: {result.Error}");
+        Assert.True(result.IsApplied, $"The store refused ({result.Refusal}) or the rules rejected ({result.Rejection}).");
         return result.Value!;
+    }
+
+    private protected static T Succeeded<T>(StoreResult<T> result)
+    {
+        Assert.True(result.IsApplied, $"The store refused: {result.Refusal}");
+        return result.Value!;
+    }
+
+    /// <summary>Runs the sequencer until every committed event has its stream position.</summary>
+    private protected async Task PositionEverythingAsync()
+    {
+        while (await Store.AssignPositionsAsync(1000, Ct) > 0)
+        {
+        }
     }
 
     /// <summary>Nothing after <paramref name="lastSeq"/>: no event, no message, and the counter where it was.</summary>
     private async Task AssertUntouchedAsync(Guid conversation, long lastSeq)
     {
         Assert.Equal(lastSeq, (await Store.GetConversationAsync(conversation, Ct))!.Conversation.LastSeq);
-        Assert.Equal(Enumerable.Range(1, (int)lastSeq).Select(i => (long)i), (await Store.ListEventsAsync(conversation, 0, 1000, Ct)).Select(e => e.Seq));
+        Assert.Equal(Enumerable.Range(1, (int)lastSeq).Select(i => (long)i), (await ReadEventsAsync(conversation)).Select(e => e.Seq));
         Assert.DoesNotContain(await Store.ListMessagesAsync(new MessageQuery(conversation, 0, null, null, 1000), Ct), m => m.Seq > lastSeq);
     }
 

@@ -1,6 +1,6 @@
 using System.Net;
 using System.Text.Json;
-using Parley.Server.Messages;
+using Parley.Server.Storage;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;

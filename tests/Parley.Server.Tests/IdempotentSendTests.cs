@@ -1,5 +1,5 @@
 using System.Net;
-using Parley.Server.Messages;
+using Parley.Server.Storage;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;

@@ -14,6 +14,25 @@ public sealed class PostgresChatStoreTests : ChatStoreContractTests
 
     private protected override IChatStore CreateStore() => Open(TestPostgres.CreateDatabase(fromTemplate: false));
 
+    private protected override async Task<IReadOnlyList<ConversationEvent>> ReadEventsAsync(Guid conversationId)
+    {
+        await using var connection = new NpgsqlConnection(_stores[0].ConnectionString);
+        await connection.OpenAsync(Ct);
+        await using var command = new NpgsqlCommand(EventsSql, connection);
+        command.Parameters.AddWithValue("@c", conversationId);
+        var events = new List<ConversationEvent>();
+        await using var reader = await command.ExecuteReaderAsync(Ct);
+        while (await reader.ReadAsync(Ct))
+        {
+            events.Add(new ConversationEvent(
+                reader.GetGuid(0), reader.GetInt64(1), reader.GetString(2), reader.IsDBNull(3) ? null : reader.GetGuid(3),
+                reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5), reader.IsDBNull(6) ? null : reader.GetString(6),
+                new DateTimeOffset(reader.GetFieldValue<DateTime>(7), TimeSpan.Zero)));
+        }
+
+        return events;
+    }
+
     [Fact]
     public async Task MigrateAsync_SecondStoreOnTheSameDatabase_AppliesNothingTwiceAndSeesTheData()
     {
@@ -53,7 +72,7 @@ public sealed class PostgresChatStoreTests : ChatStoreContractTests
 
         var result = await Store.AppendMessageAsync(NewText(conversation, "alice", "rejected", "k-1"), _ => Hosting.ApiError.Forbidden("no"), Ct);
 
-        Assert.False(result.IsSuccess);
+        Assert.False(result.IsApplied);
         var connectionString = _stores[0].ConnectionString;
         Assert.Equal([0L], await QueryAsync(connectionString, "SELECT COUNT(*) FROM messages"));
         Assert.Equal([1L], await QueryAsync(connectionString, "SELECT COUNT(*) FROM conversation_events"));

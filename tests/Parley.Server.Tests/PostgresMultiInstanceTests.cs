@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
-using Parley.Server.Messages;
+using Parley.Server.Storage;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;

@@ -129,6 +129,21 @@ public sealed class ReadReceiptTests : IAsyncLifetime
         Assert.Equal(0, (await dave.GetConversationAsync(group.Id)).UnreadCount);
     }
 
+    [Fact]
+    public async Task Read_ByTheServiceRole_Returns404ConversationNotFound()
+    {
+        // The service role sees every message but has no read position: the store refuses it as a non-member, and the
+        // answer is the non-member's (the message-level checks passed), not a 404 for the message.
+        using var alice = _factory.BoundedApi("alice");
+        using var service = _factory.BoundedServiceApi();
+        var conversation = await alice.CreateDirectAsync("bob");
+        var message = await alice.SendTextAsync(conversation.Id, "hello");
+
+        var problem = await ParleyApi.ProblemAsync(await service.PostAsync($"/api/v1/messages/{message.Id}/read", null), HttpStatusCode.NotFound, "not_found");
+
+        Assert.Equal("Conversation was not found.", problem.Detail);
+    }
+
     [Theory]
     [InlineData("nope")]
     [InlineData("0197a0a0000070008000000000000000")]

@@ -1,6 +1,6 @@
 using System.Net;
 using System.Text.Json;
-using Parley.Server.Messages;
+using Parley.Server.Storage;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -333,7 +333,7 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
         await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
         await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol");
 
-        var edited = await ParleyApi.ReadAsync<Messages.Message>(
+        var edited = await ParleyApi.ReadAsync<Storage.Message>(
             await alice.PutAsync($"/api/v1/messages/{old.Id}", new { content = "before carol, edited" }));
         var later = await alice.SendTextAsync(conversation.Id, "for everyone");
 

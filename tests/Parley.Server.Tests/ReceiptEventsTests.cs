@@ -1,7 +1,7 @@
 using Parley.Server.Conversations;
 using System.Net;
 using System.Text.Json;
-using Parley.Server.Messages;
+using Parley.Server.Storage;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;

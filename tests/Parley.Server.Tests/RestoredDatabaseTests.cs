@@ -151,7 +151,7 @@ public sealed class RestoredDatabaseTests : IAsyncLifetime
         return await alice.CreateDirectAsync("bob");
     }
 
-    private async Task<Messages.Message> SendAsync(Guid conversationId, string text)
+    private async Task<Storage.Message> SendAsync(Guid conversationId, string text)
     {
         using var alice = Server.Api("alice");
         return await alice.SendTextAsync(conversationId, text);

@@ -131,7 +131,7 @@ public sealed class SendOverSocketTests : IAsyncLifetime
             using var again = _factory.Api("alice");
             var response = await again.PostAsync(
                 "/api/v1/messages", new { conversation_id = conversation.Id, content = "durable", message_type = "text", client_message_id = "restart-1" });
-            var retried = await ParleyApi.ReadAsync<Messages.Message>(response, HttpStatusCode.OK);
+            var retried = await ParleyApi.ReadAsync<Storage.Message>(response, HttpStatusCode.OK);
             Assert.Equal(original.Id, retried.Id);
             Assert.Equal(original.Seq, retried.Seq);
         }

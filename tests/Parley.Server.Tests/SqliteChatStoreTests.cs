@@ -18,6 +18,27 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
 
     private protected override IChatStore CreateStore() => Open(DatabasePath(_stores.Count));
 
+    private protected override async Task<IReadOnlyList<ConversationEvent>> ReadEventsAsync(Guid conversationId)
+    {
+        // SQLite keeps ids as UUID text and times as Unix milliseconds.
+        await using var connection = new SqliteConnection($"Data Source={DatabasePath(0)};Pooling=False");
+        await connection.OpenAsync(Ct);
+        await using var command = connection.CreateCommand();
+        command.CommandText = EventsSql;
+        command.Parameters.AddWithValue("@c", conversationId.ToString("D"));
+        var events = new List<ConversationEvent>();
+        await using var reader = await command.ExecuteReaderAsync(Ct);
+        while (await reader.ReadAsync(Ct))
+        {
+            events.Add(new ConversationEvent(
+                Guid.Parse(reader.GetString(0)), reader.GetInt64(1), reader.GetString(2), reader.IsDBNull(3) ? null : Guid.Parse(reader.GetString(3)),
+                reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5), reader.IsDBNull(6) ? null : reader.GetString(6),
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(7))));
+        }
+
+        return events;
+    }
+
     [Fact]
     public async Task MigrateAsync_SecondStoreOnTheSameFile_AppliesNothingTwiceAndSeesTheData()
     {
@@ -40,10 +61,43 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
 
         var result = await Store.AppendMessageAsync(NewText(conversation, "alice", "rejected", "k-1"), _ => Hosting.ApiError.Forbidden("no"), Ct);
 
-        Assert.False(result.IsSuccess);
+        Assert.False(result.IsApplied);
         Assert.Equal([0L], await QueryAsync(DatabasePath(0), "SELECT COUNT(*) FROM messages"));
         Assert.Equal([1L], await QueryAsync(DatabasePath(0), "SELECT COUNT(*) FROM conversation_events"));
         Assert.Equal([0L, 0L], await QueryAsync(DatabasePath(0), "SELECT unread_count FROM participants ORDER BY user_id"));
+    }
+
+    [Fact]
+    public async Task JsonColumns_KeepTheirStoredFormat()
+    {
+        // Rows written by earlier versions are read by later ones (and 0003_replay_checks builds rosters in SQL with
+        // these names): the store's JSON must not drift with the API's.
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var image = Succeeded(await Store.AppendMessageAsync(
+            NewText(conversation, "alice", "@bob look") with
+            {
+                MessageType = "image",
+                Mentions = [new Mention("bob", 0, 4)],
+                Media = new Media("https://cdn.example.com/p.png", "image/png", 42, 10, 20, null, "p.png", null),
+            },
+            Accept, Ct)).Message;
+        var place = Succeeded(await Store.AppendMessageAsync(
+            NewText(conversation, "alice", "here") with { MessageType = "location", Content = null, Location = new Location(52.5, 13.25, null) },
+            Accept, Ct)).Message;
+
+        var path = DatabasePath(0);
+        Assert.Equal(
+            """[{"user_id":"alice","role":"owner"},{"user_id":"bob","role":"member"}]""",
+            await QueryTextAsync(path, "SELECT members FROM conversation_events WHERE seq = 1"));
+        Assert.Equal("""[{"user_id":"bob","offset":0,"length":4}]""", await QueryTextAsync(path, $"SELECT mentions FROM messages WHERE id = '{image.Id:D}'"));
+        Assert.Equal(
+            """{"url":"https://cdn.example.com/p.png","mime_type":"image/png","size_bytes":42,"width":10,"height":20,"duration_ms":null,"file_name":"p.png","thumbnail_url":null}""",
+            await QueryTextAsync(path, $"SELECT media FROM messages WHERE id = '{image.Id:D}'"));
+        Assert.Equal("""{"latitude":52.5,"longitude":13.25,"name":null}""", await QueryTextAsync(path, $"SELECT location FROM messages WHERE id = '{place.Id:D}'"));
+        var read = (await Store.GetMessageAsync(image.Id, Ct))!;
+        Assert.Equal(image.Mentions!, read.Mentions!);
+        Assert.Equal(image.Media, read.Media);
+        Assert.Equal(place.Location, (await Store.GetMessageAsync(place.Id, Ct))!.Location);
     }
 
     [Fact]

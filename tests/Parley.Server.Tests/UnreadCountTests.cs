@@ -1,7 +1,7 @@
 using System.Net;
 using System.Text;
 using Parley.Server.Conversations;
-using Parley.Server.Messages;
+using Parley.Server.Storage;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;

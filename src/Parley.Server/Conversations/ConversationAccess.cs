@@ -1,6 +1,5 @@
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
-using Parley.Server.Messages;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Conversations;
@@ -45,6 +44,17 @@ internal sealed class ConversationAccess(IChatStore store)
         var member = await store.GetMemberAsync(message.ConversationId, caller.UserId, cancellationToken);
         return CanSee(member, message) ? message : ApiError.NotFound("Message");
     }
+
+    /// <summary>
+    /// What the store's own refusals mean for the caller: what the write was about is not there, or not there for the
+    /// caller, so a 404 naming the conversation or the message, as for a non-member.
+    /// </summary>
+    public static ApiError Refused(StoreRefusal refusal) => refusal switch
+    {
+        StoreRefusal.MessageNotFound => ApiError.NotFound("Message"),
+        StoreRefusal.ConversationNotFound or StoreRefusal.NotAMember => ApiError.NotFound("Conversation"),
+        _ => throw new ArgumentOutOfRangeException(nameof(refusal), refusal, "Unknown store refusal."),
+    };
 
     public static bool CanSee(MemberRecord? member, Message message) => member is not null && message.Seq > member.JoinedSeq;
 

@@ -236,18 +236,19 @@ internal sealed class ConversationService(
     }
 
     private async Task<Result<MembershipResult>> ChangeAsync(
-        Caller caller, Guid conversationId, Func<ConversationSnapshot, Result<IReadOnlyList<MembershipChange>>> decide,
+        Caller caller, Guid conversationId, Func<ConversationSnapshot, StoreResult<IReadOnlyList<MembershipChange>, ApiError>> decide,
         CancellationToken cancellationToken)
     {
         using (await locks.AcquireAsync(conversationId, cancellationToken))
         {
             var result = await store.ChangeMembershipAsync(conversationId, caller.UserId, decide, time.GetUtcNow(), cancellationToken);
-            if (result.IsSuccess)
+            if (!result.IsApplied)
             {
-                await broadcaster.MembershipChangedAsync(result.Value!);
+                return result.Failure(ConversationAccess.Refused);
             }
 
-            return result;
+            await broadcaster.MembershipChangedAsync(result.Value!);
+            return result.Value!;
         }
     }
 
@@ -268,7 +269,7 @@ internal sealed class ConversationService(
         return caller.IsService || Roles.CanManage(actor!.Role) ? null : ApiError.Forbidden("Only the group's owner and admins may manage members.");
     }
 
-    private static Result<IReadOnlyList<MembershipChange>> DecideRoleChange(Caller caller, ConversationSnapshot snapshot, string userId, string role)
+    private static StoreResult<IReadOnlyList<MembershipChange>, ApiError> DecideRoleChange(Caller caller, ConversationSnapshot snapshot, string userId, string role)
     {
         if (RequireManager(caller, snapshot) is { } denied)
         {
@@ -323,7 +324,7 @@ internal sealed class ConversationService(
         return new MembershipChange[] { new MembershipChange.SetRole(userId, role) };
     }
 
-    private static Result<IReadOnlyList<MembershipChange>> DecideRemoval(Caller caller, ConversationSnapshot snapshot, string userId)
+    private static StoreResult<IReadOnlyList<MembershipChange>, ApiError> DecideRemoval(Caller caller, ConversationSnapshot snapshot, string userId)
     {
         var actor = snapshot.Find(caller.UserId);
         if (actor is null && !caller.IsService)
@@ -397,7 +398,7 @@ internal sealed class ConversationService(
         return result;
     }
 
-    private async Task<Messages.Message?> LastMessageAsync(ConversationSnapshot snapshot, CancellationToken cancellationToken) =>
+    private async Task<Message?> LastMessageAsync(ConversationSnapshot snapshot, CancellationToken cancellationToken) =>
         snapshot.Conversation.LastMessageId is { } id ? await store.GetMessageAsync(id, cancellationToken) : null;
 
     private static string EncodeCursor(DateTimeOffset lastActivityAt, Guid conversationId) =>

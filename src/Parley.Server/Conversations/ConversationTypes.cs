@@ -32,7 +32,7 @@ internal sealed record Conversation(
     DateTimeOffset LastActivityAt,
     long LastSeq,
     IReadOnlyList<Participant> Participants,
-    Messages.Message? LastMessage,
+    Storage.Message? LastMessage,
     int UnreadCount,
     long ReadUpToSeq,
     Guid? LastReadMessageId);

@@ -1,4 +1,3 @@
-using Parley.Server.Messages;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Conversations;
@@ -30,6 +29,7 @@ internal static class ConversationViews
     public static Conversation ToView(ConversationAsOf then)
     {
         var c = then.Conversation;
-        return new Conversation(c.Id, c.Type, c.Name, c.CreatedBy, c.CreatedAt, c.LastActivityAt, c.LastSeq, then.Participants, null, 0, 0, null);
+        var participants = then.Participants.Select(p => new Participant(p.UserId, p.Role, p.JoinedAt)).ToList();
+        return new Conversation(c.Id, c.Type, c.Name, c.CreatedBy, c.CreatedAt, c.LastActivityAt, c.LastSeq, participants, null, 0, 0, null);
     }
 }

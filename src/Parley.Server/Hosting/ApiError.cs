@@ -1,4 +1,6 @@
+using System.Data.Common;
 using Parley.Server.Realtime.Protocol;
+using Parley.Server.Storage;
 
 namespace Parley.Server.Hosting;
 
@@ -21,6 +23,21 @@ internal sealed record ApiError(int Status, string Code, string Message, IReadOn
 
     public static ApiError InvalidId(string field) =>
         new(400, ErrorCodes.InvalidId, $"'{field}' must be a UUID.", new Dictionary<string, string[]> { [field] = ["must be a UUID"] });
+
+    /// <summary>
+    /// What a storage failure that escaped a feature means for the client, the same over HTTP and the WebSocket. Only
+    /// failures that waiting fixes are 503 (with Retry-After): a permanent error reported as retryable makes clients
+    /// (Parley's own included) retry it forever. Values are checked before they reach storage (<see cref="TextRules"/>),
+    /// so a refused value is a gap in that validation and is logged.
+    /// </summary>
+    public static ApiError ForStorageFailure(DbException exception) => StorageErrors.Classify(exception) switch
+    {
+        StorageFailure.Unavailable => new ApiError(503, ErrorCodes.ServiceUnavailable, "Storage is unavailable; retry shortly."),
+        StorageFailure.RefusedValue => new ApiError(
+            400, ErrorCodes.InvalidRequest,
+            $"Storage refused a value of this request ({StorageErrors.Describe(exception)}); it will be refused again if retried unchanged."),
+        _ => new ApiError(500, ErrorCodes.InternalError, "An unexpected error occurred."),
+    };
 }
 
 /// <summary>A value or the reason there is none.</summary>

@@ -2,7 +2,6 @@ using Microsoft.Extensions.Options;
 using Parley.Server.Conversations;
 using Parley.Server.Messages;
 using Parley.Server.Realtime;
-using Parley.Server.Storage;
 
 namespace Parley.Server.Hosting;
 

@@ -5,7 +5,6 @@ using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
 using Parley.Server.Realtime.Protocol;
-using Parley.Server.Storage;
 
 namespace Parley.Server.Hosting;
 
@@ -80,7 +79,7 @@ internal static partial class ErrorHandling
                 BadHttpRequestException bad => (bad.StatusCode, ErrorCodes.ForStatus(bad.StatusCode), Describe(bad)),
                 JsonException json => (StatusCodes.Status400BadRequest, ErrorCodes.InvalidRequest, "The body is not valid JSON: " + json.Message),
                 // Nothing was committed; only a database that is unreachable, busy or shutting down is worth a retry (503).
-                System.Data.Common.DbException db => StorageErrors.ToApiError(db) is var error ? (error.Status, error.Code, error.Message) : default,
+                System.Data.Common.DbException db => ApiError.ForStorageFailure(db) is var error ? (error.Status, error.Code, error.Message) : default,
                 OperationCanceledException when httpContext.RequestAborted.IsCancellationRequested =>
                     (499, ErrorCodes.InvalidRequest, "The client closed the request."),
                 _ => (StatusCodes.Status500InternalServerError, ErrorCodes.InternalError, "An unexpected error occurred."),

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Mvc;
 using Parley.Server.Conversations;
 using Parley.Server.Messages;
 using Parley.Server.Realtime.Protocol;
+using Parley.Server.Storage;
 
 namespace Parley.Server.Hosting;
 
@@ -20,10 +21,6 @@ namespace Parley.Server.Hosting;
 [JsonSerializable(typeof(Message))]
 [JsonSerializable(typeof(MessagePage))]
 [JsonSerializable(typeof(MessageEdits))]
-[JsonSerializable(typeof(IReadOnlyList<Mention>))]
-[JsonSerializable(typeof(Media))]
-[JsonSerializable(typeof(Location))]
-[JsonSerializable(typeof(IReadOnlyList<Storage.RosterEntry>))]
 [JsonSerializable(typeof(SendMessageRequest))]
 [JsonSerializable(typeof(EditMessageRequest))]
 [JsonSerializable(typeof(Conversation))]

@@ -39,7 +39,7 @@ internal sealed class MessageService(
             Guid.CreateVersion7(now), v.ConversationId, caller.UserId, caller.IsService, v.MessageType, v.Content, v.ReplyToId, v.Mentions,
             v.Media, v.Location, v.ClientMessageId, now);
 
-        Result<SendResult> result;
+        StoreResult<SendResult, ApiError> result;
         using (await locks.AcquireAsync(draft.ConversationId, cancellationToken))
         {
             result = await store.AppendMessageAsync(draft, facts => CheckSend(caller, draft, facts), cancellationToken);
@@ -55,7 +55,7 @@ internal sealed class MessageService(
             await typing.StopAsync(done.Message.ConversationId, caller.UserId, done.Members);
         }
 
-        return result;
+        return result.IsApplied ? result.Value! : result.Failure(ConversationAccess.Refused);
     }
 
     public Task<Result<Message>> GetAsync(Caller caller, string id, CancellationToken cancellationToken) =>
@@ -126,7 +126,7 @@ internal sealed class MessageService(
                 await broadcaster.MessageEditedAsync(edited.Message, edited.Seq, edited.Members);
             }
 
-            return result.IsSuccess ? result.Value!.Message : result.Error!;
+            return result.IsApplied ? result.Value!.Message : result.Failure(ConversationAccess.Refused);
         }
     }
 
@@ -148,7 +148,7 @@ internal sealed class MessageService(
                 await broadcaster.MessageDeletedAsync(deleted.Message, deleted.Seq, caller.UserId, deleted.Members);
             }
 
-            return result.IsSuccess ? result.Value!.Message : result.Error!;
+            return result.IsApplied ? result.Value!.Message : result.Failure(ConversationAccess.Refused);
         }
     }
 

@@ -1,3 +1,5 @@
+using Parley.Server.Storage;
+
 namespace Parley.Server.Messages;
 
 /// <summary>Wire names of message types (public API).</summary>
@@ -16,45 +18,7 @@ internal static class MessageTypes
     public static bool IsMedia(string type) => type is Image or Video or Audio or File;
 }
 
-/// <summary>A mention of a member inside the content, in UTF-16 code units.</summary>
-internal sealed record Mention(string UserId, int Offset, int Length);
-
-internal sealed record Media(
-    string Url,
-    string MimeType,
-    long SizeBytes,
-    int? Width,
-    int? Height,
-    long? DurationMs,
-    string? FileName,
-    string? ThumbnailUrl);
-
-internal sealed record Location(double Latitude, double Longitude, string? Name);
-
-/// <summary>
-/// A message as clients see it. <see cref="Seq"/> is the position of its creation in the conversation.
-/// A deleted message is a tombstone: content, mentions, media and location are null and <see cref="DeletedAt"/> is set.
-/// </summary>
-internal sealed record Message(
-    Guid Id,
-    Guid ConversationId,
-    long Seq,
-    string SenderId,
-    string MessageType,
-    string? Content,
-    Guid? ReplyToId,
-    IReadOnlyList<Mention>? Mentions,
-    Media? Media,
-    Location? Location,
-    string? ClientMessageId,
-    DateTimeOffset CreatedAt,
-    DateTimeOffset? EditedAt,
-    DateTimeOffset? DeletedAt);
-
 internal sealed record MessagePage(IReadOnlyList<Message> Messages, bool HasMore, long? NextCursor);
-
-/// <summary>An earlier version of an edited message: what it said from <see cref="CreatedAt"/> until <see cref="ReplacedAt"/>.</summary>
-internal sealed record MessageVersion(int Version, string? Content, IReadOnlyList<Mention>? Mentions, DateTimeOffset CreatedAt, DateTimeOffset ReplacedAt);
 
 internal sealed record MessageEdits(Guid MessageId, IReadOnlyList<MessageVersion> Edits);
 

@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Parley.Server.Hosting;
 using Parley.Server.Realtime.Protocol;
+using Parley.Server.Storage;
 
 namespace Parley.Server.Messages;
 

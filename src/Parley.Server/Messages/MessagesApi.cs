@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
+using Parley.Server.Storage;
 
 namespace Parley.Server.Messages;
 

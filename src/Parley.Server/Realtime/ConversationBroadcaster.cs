@@ -1,7 +1,6 @@
 using Parley.Server.Conversations;
 using Parley.Server.Fanout;
 using Parley.Server.Hosting;
-using Parley.Server.Messages;
 using Parley.Server.Realtime.Protocol;
 using Parley.Server.Storage;
 

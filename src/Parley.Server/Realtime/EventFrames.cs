@@ -1,6 +1,5 @@
 using Parley.Server.Conversations;
 using Parley.Server.Hosting;
-using Parley.Server.Messages;
 using Parley.Server.Realtime.Protocol;
 using Parley.Server.Storage;
 

@@ -122,7 +122,7 @@ internal sealed partial class FrameDispatcher(
         catch (System.Data.Common.DbException ex)
         {
             // As over HTTP: nothing was written; only an unavailable database is worth a retry (service_unavailable).
-            error = Storage.StorageErrors.ToApiError(ex);
+            error = ApiError.ForStorageFailure(ex);
             if (error.Status != StatusCodes.Status503ServiceUnavailable)
             {
                 Log.FrameFailed(logger, connection.Id, type, ex);

@@ -35,11 +35,11 @@ internal sealed class ReceiptService(
         var conversationId = message.Value!.ConversationId;
         using (await locks.AcquireAsync(conversationId, cancellationToken))
         {
-            // The service role has no read position: for it the store answers 404 like for any non-member.
+            // The service role has no read position: for it the store refuses, and the answer is 404 as for any non-member.
             var result = await store.AdvanceReadAsync(conversationId, caller.UserId, messageId, time.GetUtcNow(), cancellationToken);
-            if (!result.IsSuccess)
+            if (result.Refusal is { } refusal)
             {
-                return result.Error!;
+                return ConversationAccess.Refused(refusal);
             }
 
             await broadcaster.WatermarkMovedAsync(result.Value!);

@@ -1,7 +1,3 @@
-using Parley.Server.Conversations;
-using Parley.Server.Hosting;
-using Parley.Server.Messages;
-
 namespace Parley.Server.Storage;
 
 /// <summary>
@@ -9,6 +5,11 @@ namespace Parley.Server.Storage;
 /// the caller's rules need, asks the rules (a pure function passed in), and either applies the change with
 /// its next <c>seq</c> or changes nothing. Rules live outside the store so that every implementation
 /// enforces the same ones; the store owns atomicity and ordering.
+/// <para>
+/// The store speaks in its own terms: a rule's rejection is whatever the rule returned (<c>TRejection</c>), passed
+/// back untouched, and what the store refuses by itself is a <see cref="StoreRefusal"/>. The features say what
+/// either means for their callers. Records of the signatures live beside this interface, one file per area.
+/// </para>
 /// </summary>
 internal interface IChatStore
 {
@@ -33,38 +34,53 @@ internal interface IChatStore
     Task<IReadOnlyList<ConversationListItem>> ListConversationsAsync(
         string userId, ConversationPosition? after, int limit, CancellationToken cancellationToken);
 
-    /// <summary>Applies a membership plan decided by <paramref name="decide"/>; each change takes its own seq.</summary>
-    Task<Result<MembershipResult>> ChangeMembershipAsync(
-        Guid conversationId, string actorId, Func<ConversationSnapshot, Result<IReadOnlyList<MembershipChange>>> decide,
-        DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>
+    /// Applies the membership changes <paramref name="decide"/> plans (or its rejection); each change takes its own seq.
+    /// Refused with <see cref="StoreRefusal.ConversationNotFound"/> for an unknown conversation.
+    /// </summary>
+    Task<StoreResult<MembershipResult, TRejection>> ChangeMembershipAsync<TRejection>(
+        Guid conversationId, string actorId, Func<ConversationSnapshot, StoreResult<IReadOnlyList<MembershipChange>, TRejection>> decide,
+        DateTimeOffset now, CancellationToken cancellationToken)
+        where TRejection : class;
 
-    Task<Result<SendResult>> AppendMessageAsync(NewMessage message, Func<SendFacts, ApiError?> check, CancellationToken cancellationToken);
+    /// <summary>
+    /// Stores the message unless <paramref name="check"/> rejects it. Never refused by the store itself: an unknown
+    /// conversation reaches the rule as <see cref="SendFacts.Conversation"/> = null.
+    /// </summary>
+    Task<StoreResult<SendResult, TRejection>> AppendMessageAsync<TRejection>(
+        NewMessage message, Func<SendFacts, TRejection?> check, CancellationToken cancellationToken)
+        where TRejection : class;
 
     Task<Message?> GetMessageAsync(Guid messageId, CancellationToken cancellationToken);
 
-    /// <summary>Messages with <c>seq &gt; visibleAfterSeq</c>, paged by seq (see <see cref="MessageQuery"/>).</summary>
+    /// <summary>Messages with <c>seq &gt; VisibleAfterSeq</c>, paged by seq (see <see cref="MessageQuery"/>).</summary>
     Task<IReadOnlyList<Message>> ListMessagesAsync(MessageQuery query, CancellationToken cancellationToken);
 
-    Task<Result<MessageChangeResult>> EditMessageAsync(
+    /// <summary>Replaces the content unless <paramref name="check"/> rejects it; refused with <see cref="StoreRefusal.MessageNotFound"/>.</summary>
+    Task<StoreResult<MessageChangeResult, TRejection>> EditMessageAsync<TRejection>(
         Guid messageId, string editorId, string? content, IReadOnlyList<Mention>? mentions,
-        Func<MessageFacts, ApiError?> check, DateTimeOffset now, CancellationToken cancellationToken);
+        Func<MessageFacts, TRejection?> check, DateTimeOffset now, CancellationToken cancellationToken)
+        where TRejection : class;
 
-    Task<Result<MessageChangeResult>> DeleteMessageAsync(
-        Guid messageId, string actorId, Func<MessageFacts, ApiError?> check, DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>Leaves a tombstone unless <paramref name="check"/> rejects it; refused with <see cref="StoreRefusal.MessageNotFound"/>.</summary>
+    Task<StoreResult<MessageChangeResult, TRejection>> DeleteMessageAsync<TRejection>(
+        Guid messageId, string actorId, Func<MessageFacts, TRejection?> check, DateTimeOffset now, CancellationToken cancellationToken)
+        where TRejection : class;
 
     /// <summary>Earlier versions of a message, oldest first (empty after a delete).</summary>
     Task<IReadOnlyList<MessageVersion>> GetEditsAsync(Guid messageId, CancellationToken cancellationToken);
 
-    /// <summary>Moves the user's read watermark forward to the message (and the delivered one with it).</summary>
-    Task<Result<WatermarkResult>> AdvanceReadAsync(
+    /// <summary>
+    /// Moves the user's read watermark forward to the message (and the delivered one with it). Refused with
+    /// <see cref="StoreRefusal.NotAMember"/>, or <see cref="StoreRefusal.MessageNotFound"/> for a message that is not
+    /// one of the conversation's the member can see.
+    /// </summary>
+    Task<StoreResult<WatermarkResult>> AdvanceReadAsync(
         Guid conversationId, string userId, Guid messageId, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>Moves delivered watermarks forward to the newest message at or before each given seq, in one transaction.</summary>
     Task<IReadOnlyList<WatermarkResult>> AdvanceDeliveredAsync(
         IReadOnlyList<DeliveryReport> reports, DateTimeOffset now, CancellationToken cancellationToken);
-
-    /// <summary>The conversation's durable events after <paramref name="afterSeq"/>, in seq order.</summary>
-    Task<IReadOnlyList<ConversationEvent>> ListEventsAsync(Guid conversationId, long afterSeq, int limit, CancellationToken cancellationToken);
 
     // ---- the event stream (delivery guarantees) ----
 
@@ -114,137 +130,3 @@ internal interface IChatStore
     /// <summary>Watermarks, in the user's current conversations, that moved after <paramref name="since"/>.</summary>
     Task<IReadOnlyList<MovedWatermark>> ListMovedWatermarksAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken);
 }
-
-/// <summary>The stream's epoch, its last assigned position, and the event at that position (null at position 0).</summary>
-internal sealed record StreamPosition(Guid Epoch, long Pos, EventKey? Last = null);
-
-/// <summary>
-/// An event's identity: its conversation and seq, and when it was committed (a database restored from an earlier
-/// copy reuses seqs for new events; their times differ).
-/// </summary>
-internal readonly record struct EventKey(Guid ConversationId, long Seq, DateTimeOffset CreatedAt);
-
-/// <summary>An event of one of the user's conversations, with its stream position (null until assigned) and the user's joining there.</summary>
-internal sealed record UserEvent(ConversationEvent Event, long? Pos, long JoinedSeq, long? LeftSeq = null);
-
-/// <summary>A member of a conversation's initial roster, as recorded on its <c>conversation_created</c> event.</summary>
-internal sealed record RosterEntry(string UserId, string Role);
-
-/// <summary>A conversation as it was at a seq: the record with that last seq, and the members then.</summary>
-internal sealed record ConversationAsOf(ConversationRecord Conversation, IReadOnlyList<Participant> Participants);
-
-/// <summary>A member's watermarks in a conversation of the user's (<see cref="ViewerJoinedSeq"/> is the user's own joining).</summary>
-internal sealed record MovedWatermark(Guid ConversationId, MemberRecord Member, long ViewerJoinedSeq);
-
-internal sealed record ConversationRecord(
-    Guid Id, string Type, string? Name, string CreatedBy, DateTimeOffset CreatedAt, DateTimeOffset LastActivityAt, long LastSeq, Guid? LastMessageId);
-
-/// <summary>An active member and the member's own position in the conversation.</summary>
-internal sealed record MemberRecord(
-    string UserId,
-    string Role,
-    long JoinedSeq,
-    DateTimeOffset JoinedAt,
-    long ReadSeq,
-    Guid? ReadMessageId,
-    long DeliveredSeq,
-    Guid? DeliveredMessageId,
-    int UnreadCount,
-    DateTimeOffset LastActivityAt);
-
-internal sealed record ConversationSnapshot(ConversationRecord Conversation, IReadOnlyList<MemberRecord> Members)
-{
-    public MemberRecord? Find(string userId) => Members.FirstOrDefault(m => m.UserId == userId);
-}
-
-internal sealed record NewConversation(
-    Guid Id, string Type, string? Name, string CreatedBy, IReadOnlyList<(string UserId, string Role)> Members, string? DirectKey, DateTimeOffset Now);
-
-internal sealed record CreateConversationResult(ConversationSnapshot Snapshot, bool Created);
-
-internal sealed record ConversationPosition(DateTimeOffset LastActivityAt, Guid ConversationId);
-
-internal sealed record ConversationListItem(ConversationSnapshot Snapshot, MemberRecord Caller, Message? LastMessage);
-
-/// <summary>A change to the member list; the store applies them in order.</summary>
-internal abstract record MembershipChange(string UserId)
-{
-    internal sealed record Add(string UserId, string Role) : MembershipChange(UserId);
-
-    internal sealed record Remove(string UserId) : MembershipChange(UserId);
-
-    internal sealed record SetRole(string UserId, string Role) : MembershipChange(UserId);
-}
-
-internal sealed record AppliedMembershipChange(MembershipChange Change, ConversationEvent Event);
-
-internal sealed record MembershipResult(ConversationSnapshot After, IReadOnlyList<AppliedMembershipChange> Applied);
-
-internal sealed record NewMessage(
-    Guid Id,
-    Guid ConversationId,
-    string SenderId,
-    bool SenderIsService,
-    string MessageType,
-    string? Content,
-    Guid? ReplyToId,
-    IReadOnlyList<Mention>? Mentions,
-    Media? Media,
-    Location? Location,
-    string? ClientMessageId,
-    DateTimeOffset Now);
-
-/// <summary>
-/// What the send rules need, read inside the send transaction. <see cref="Existing"/> is an earlier message with the
-/// same client_message_id; when it was edited since, <see cref="ExistingOriginal"/> is its first version (what the
-/// retried send carried).
-/// </summary>
-internal sealed record SendFacts(ConversationSnapshot? Conversation, Message? ReplyTarget, Message? Existing, MessageVersion? ExistingOriginal = null);
-
-/// <summary>The stored message; <see cref="Created"/> is false when a retry with the same client_message_id found it.</summary>
-internal sealed record SendResult(Message Message, bool Created, IReadOnlyList<MemberRecord> Members);
-
-/// <summary>What edit and delete rules need: the message, its conversation and members (null when unknown).</summary>
-internal sealed record MessageFacts(Message Message, ConversationSnapshot Conversation);
-
-/// <summary>The message after an edit or delete; <see cref="Seq"/> is 0 when nothing changed (an idempotent repeat).</summary>
-internal sealed record MessageChangeResult(Message Message, long Seq, IReadOnlyList<MemberRecord> Members);
-
-internal sealed record DeliveryReport(Guid ConversationId, string UserId, long UpToSeq);
-
-/// <summary>
-/// A watermark move. <see cref="Before"/> and <see cref="After"/> are the member's state around it;
-/// <see cref="NotifySenders"/> are the senders of messages newly delivered, who get <c>message_delivered</c>.
-/// </summary>
-internal sealed record WatermarkResult(
-    Guid ConversationId,
-    MemberRecord Before,
-    MemberRecord After,
-    IReadOnlyList<string> NotifySenders,
-    IReadOnlyList<MemberRecord> Members)
-{
-    public bool ReadAdvanced => After.ReadSeq > Before.ReadSeq;
-
-    public bool DeliveredAdvanced => After.DeliveredSeq > Before.DeliveredSeq;
-}
-
-internal sealed record MessageQuery(Guid ConversationId, long VisibleAfterSeq, long? Before, long? After, int Limit);
-
-/// <summary>Durable event types: the same names as the WebSocket frames that carry them live.</summary>
-internal static class EventTypes
-{
-    public const string ConversationCreated = "conversation_created";
-    public const string MessageCreated = "new_message";
-    public const string MessageEdited = "message_edited";
-    public const string MessageDeleted = "message_deleted";
-    public const string ParticipantAdded = "participant_added";
-    public const string ParticipantRemoved = "participant_removed";
-    public const string ParticipantUpdated = "participant_updated";
-}
-
-/// <summary>
-/// One durable change of a conversation at its position. It references the message or user it concerns and
-/// never copies content, so that deleting a message also erases what a replay shows.
-/// </summary>
-internal sealed record ConversationEvent(
-    Guid ConversationId, long Seq, string Type, Guid? MessageId, string ActorId, string? UserId, string? Role, DateTimeOffset CreatedAt);

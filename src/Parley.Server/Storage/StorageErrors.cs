@@ -1,8 +1,6 @@
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using Npgsql;
-using Parley.Server.Hosting;
-using Parley.Server.Realtime.Protocol;
 
 namespace Parley.Server.Storage;
 
@@ -20,10 +18,8 @@ internal enum StorageFailure
 }
 
 /// <summary>
-/// Maps a <see cref="DbException"/> that escaped a feature to the answer the client gets, the same over HTTP and the
-/// WebSocket. Only failures that waiting fixes are 503 with Retry-After: a permanent error reported as retryable makes
-/// clients (Parley's own included) retry it forever. Values are checked before they reach storage
-/// (<see cref="TextRules"/>), so a refused value here is a gap in that validation and is logged.
+/// Classifies a <see cref="DbException"/> that escaped a feature by what it means, in the store's terms: whether waiting
+/// fixes it. Hosting turns that into the client's answer, the same over HTTP and the WebSocket.
 /// </summary>
 internal static class StorageErrors
 {
@@ -33,14 +29,6 @@ internal static class StorageErrors
         SqliteException sqlite => ClassifySqlite(sqlite.SqliteErrorCode),
         // No answer from the server at all: the connection failed, broke or timed out.
         _ => StorageFailure.Unavailable,
-    };
-
-    public static ApiError ToApiError(DbException exception) => Classify(exception) switch
-    {
-        StorageFailure.Unavailable => new ApiError(503, ErrorCodes.ServiceUnavailable, "Storage is unavailable; retry shortly."),
-        StorageFailure.RefusedValue => new ApiError(
-            400, ErrorCodes.InvalidRequest, $"Storage refused a value of this request ({Describe(exception)}); it will be refused again if retried unchanged."),
-        _ => new ApiError(500, ErrorCodes.InternalError, "An unexpected error occurred."),
     };
 
     /// <summary>SQLSTATE classes: https://www.postgresql.org/docs/current/errcodes-appendix.html.</summary>
@@ -70,7 +58,8 @@ internal static class StorageErrors
         _ => StorageFailure.Fault,
     };
 
-    private static string Describe(DbException exception) => exception switch
+    /// <summary>The database's own code for the failure (SQLSTATE, SQLite result code), for messages and logs.</summary>
+    public static string Describe(DbException exception) => exception switch
     {
         PostgresException postgres => "SQLSTATE " + postgres.SqlState,
         SqliteException sqlite => "SQLite error " + sqlite.SqliteErrorCode.ToString(System.Globalization.CultureInfo.InvariantCulture),

@@ -1,8 +1,6 @@
 using System.Data.Common;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
-using Parley.Server.Hosting;
-using Parley.Server.Realtime.Protocol;
 using Parley.Server.Storage.Postgres;
 using Parley.Server.Storage.Sqlite;
 
@@ -22,10 +20,6 @@ internal static class StorageSetup
         builder.Services.AddHostedService<StorageInitializer>();
         return builder;
     }
-
-    /// <summary>The endpoint touches no database: it keeps answering while storage is starting or unreachable.</summary>
-    public static TBuilder NeedsNoStorage<TBuilder>(this TBuilder builder)
-        where TBuilder : IEndpointConventionBuilder => builder.WithMetadata(new NoStorageMetadata());
 
     /// <summary>The configured store (also used by the <c>migrate</c> command).</summary>
     public static IChatStore CreateStore(StorageOptions options, IConfiguration configuration) => options.Provider switch
@@ -197,26 +191,3 @@ internal sealed class StorageHealthCheck(IChatStore store, StorageState state) :
         }
     }
 }
-
-/// <summary>
-/// Until the store is migrated, API and WebSocket requests get 503 with Retry-After instead of failing on missing
-/// tables; endpoints marked <see cref="StorageSetup.NeedsNoStorage{TBuilder}"/> (the client configuration) answer regardless.
-/// </summary>
-internal sealed class StorageGate(RequestDelegate next, StorageState state)
-{
-    public async Task InvokeAsync(HttpContext context)
-    {
-        var path = context.Request.Path;
-        if (state.IsReady || !(path.StartsWithSegments("/api") || path.StartsWithSegments("/ws"))
-            || context.GetEndpoint()?.Metadata.GetMetadata<NoStorageMetadata>() is not null)
-        {
-            await next(context);
-            return;
-        }
-
-        context.Response.Headers.RetryAfter = "5";
-        await ApiResults.Problem(new ApiError(503, ErrorCodes.ServiceUnavailable, "Storage is starting or unreachable; retry shortly.")).ExecuteAsync(context);
-    }
-}
-
-internal sealed class NoStorageMetadata;

@@ -1,5 +1,4 @@
 using Parley.Server.Conversations;
-using Parley.Server.Messages;
 using Parley.Server.Realtime;
 using Parley.Server.Realtime.Protocol;
 using Parley.Server.Storage;

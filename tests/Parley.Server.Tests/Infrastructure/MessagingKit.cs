@@ -4,6 +4,7 @@ using System.Net.Http.Headers;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Parley.Server.Messages;
+using Parley.Server.Storage;
 
 namespace Parley.Server.Tests.Infrastructure;
 

@@ -6,6 +6,7 @@ using System.Text.Json.Serialization.Metadata;
 using Parley.Server.Conversations;
 using Parley.Server.Hosting;
 using Parley.Server.Messages;
+using Parley.Server.Storage;
 
 namespace Parley.Server.Tests.Infrastructure;
 

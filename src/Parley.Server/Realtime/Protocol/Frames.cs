@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Parley.Server.Conversations;
-using Parley.Server.Messages;
+using Parley.Server.Storage;
 
 namespace Parley.Server.Realtime.Protocol;
 

@@ -1,5 +1,5 @@
 using Parley.Server.Hosting;
-using Parley.Server.Messages;
+using Parley.Server.Storage;
 
 namespace Parley.Server.Realtime.Protocol;
 

@@ -62,10 +62,7 @@ internal sealed class PostgresChatStore(NpgsqlDataSource dataSource) : SqlChatSt
         await AdvisoryLockAsync(connection, "pg_advisory_lock", cancellationToken);
         try
         {
-            return await ApplyMigrationsAsync(
-                connection,
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)",
-                cancellationToken);
+            return await ApplyMigrationsAsync(connection, cancellationToken);
         }
         finally
         {
@@ -87,6 +84,9 @@ internal sealed class PostgresDialect : SqlDialect
     public override string Provider => "Postgres";
 
     public override string LockConversationSql => "SELECT 1 FROM conversations WHERE id = @c FOR UPDATE";
+
+    public override string CreateMigrationLedgerSql =>
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)";
 
     // Transaction-scoped: released at commit; an instance that does not get it skips this pass.
     public override string SequencerLockSql => "SELECT pg_try_advisory_xact_lock(7102019)";

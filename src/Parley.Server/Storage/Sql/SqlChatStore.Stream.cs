@@ -1,7 +1,3 @@
-using Parley.Server.Conversations;
-using Parley.Server.Hosting;
-using Parley.Server.Messages;
-
 namespace Parley.Server.Storage.Sql;
 
 /// <summary>
@@ -38,9 +34,8 @@ internal abstract partial class SqlChatStore
         return epoch;
     }
 
-    public async Task<int> AssignPositionsAsync(int batch, CancellationToken cancellationToken)
-    {
-        var result = await WriteAsync<int>(null, async s =>
+    public Task<int> AssignPositionsAsync(int batch, CancellationToken cancellationToken) =>
+        WriteAsync<int>(null, async s =>
         {
             if (await s.Sql(Dialect.SequencerLockSql).ScalarAsync(cancellationToken) is not (true or 1L))
             {
@@ -65,8 +60,6 @@ internal abstract partial class SqlChatStore
 
             return positioned;
         }, cancellationToken);
-        return result.Value;
-    }
 
     public Task<IReadOnlyList<UserEvent>> ReadUserEventsAsync(
         string userId, long afterPos, long uptoPos, bool newerThanUpto, int limit, CancellationToken cancellationToken) =>
@@ -105,7 +98,7 @@ internal abstract partial class SqlChatStore
             var conversation = await s.Sql($"SELECT {SqlRow.ConversationColumns} FROM conversations c WHERE c.id = @c")
                 .With("@c", conversationId).FirstOrDefaultAsync(r => r.Conversation(), cancellationToken);
             var created = await s.Sql("SELECT members FROM conversation_events WHERE conversation_id = @c AND seq = 1")
-                .With("@c", conversationId).FirstOrDefaultAsync(r => r.Json(0, ParleyJsonContext.Default.IReadOnlyListRosterEntry) ?? [], cancellationToken);
+                .With("@c", conversationId).FirstOrDefaultAsync(r => r.Json(0, StorageJsonContext.Default.IReadOnlyListRosterEntry) ?? [], cancellationToken);
             var at = await s.Sql("SELECT created_at FROM conversation_events WHERE conversation_id = @c AND seq = @s")
                 .With("@c", conversationId).With("@s", seq).ListAsync(r => r.Time(0), cancellationToken);
             if (conversation is null || created is null || at is not [var endedAt])
@@ -114,7 +107,7 @@ internal abstract partial class SqlChatStore
             }
 
             // The roster the conversation was created with, then every membership change up to the seq, in order.
-            var roster = created.Select(m => new Participant(m.UserId, m.Role, conversation.CreatedAt)).ToList();
+            var roster = created.Select(m => new RosterMember(m.UserId, m.Role, conversation.CreatedAt)).ToList();
             var changes = await s.Sql(
                 $"""
                 SELECT type, user_id, role, created_at FROM conversation_events
@@ -134,7 +127,7 @@ internal abstract partial class SqlChatStore
                             roster.RemoveAt(index);
                         }
 
-                        roster.Add(new Participant(change.UserId, change.Role!, change.At));
+                        roster.Add(new RosterMember(change.UserId, change.Role!, change.At));
                         break;
                     case EventTypes.ParticipantRemoved when index >= 0:
                         roster.RemoveAt(index);
@@ -192,7 +185,7 @@ internal abstract partial class SqlChatStore
                     var versions = await s.Sql("SELECT content, mentions, created_at FROM message_edits WHERE message_id = @id ORDER BY version")
                         .With("@id", message.Id)
                         .ListAsync(
-                            r => (Content: r.NullableString(0), Mentions: r.Json(1, ParleyJsonContext.Default.IReadOnlyListMention), Since: r.Time(2)),
+                            r => (Content: r.NullableString(0), Mentions: r.Json(1, StorageJsonContext.Default.IReadOnlyListMention), Since: r.Time(2)),
                             cancellationToken);
                     var n = versions.Count - editsAfter;
                     result[message.Id] = n < 0 ? null : message with

@@ -28,6 +28,9 @@ internal abstract class SqlDialect
     /// <summary>SQL run at the start of a write transaction to hold the conversation until commit (empty when the transaction already excludes every other writer).</summary>
     public abstract string LockConversationSql { get; }
 
+    /// <summary>Creates the migration ledger, <c>schema_migrations</c>, when it does not exist yet.</summary>
+    public abstract string CreateMigrationLedgerSql { get; }
+
     /// <summary>
     /// Run first in the sequencer's transaction; answers true when this transaction may assign positions
     /// (PostgreSQL: a transaction-scoped advisory lock, so one instance at a time).

@@ -1,8 +1,6 @@
 using System.Data.Common;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
-using Parley.Server.Hosting;
-using Parley.Server.Messages;
 
 namespace Parley.Server.Storage.Sql;
 
@@ -150,13 +148,18 @@ internal readonly struct SqlRow(DbDataReader reader, SqlDialect dialect)
         String(o + 4),
         NullableString(o + 5),
         NullableGuid(o + 6),
-        Json(o + 7, ParleyJsonContext.Default.IReadOnlyListMention),
-        Json(o + 8, ParleyJsonContext.Default.Media),
-        Json(o + 9, ParleyJsonContext.Default.Location),
+        Json(o + 7, StorageJsonContext.Default.IReadOnlyListMention),
+        Json(o + 8, StorageJsonContext.Default.Media),
+        Json(o + 9, StorageJsonContext.Default.Location),
         NullableString(o + 10),
         Time(o + 11),
         NullableTime(o + 12),
         NullableTime(o + 13));
+
+    public const string VersionColumns = "version, content, mentions, created_at, replaced_at";
+
+    public MessageVersion Version(int o = 0) =>
+        new(Int(o), NullableString(o + 1), Json(o + 2, StorageJsonContext.Default.IReadOnlyListMention), Time(o + 3), Time(o + 4));
 
     public const string MemberColumns =
         "p.user_id, p.role, p.joined_seq, p.joined_at, p.read_seq, p.read_message_id, p.delivered_seq, p.delivered_message_id, " +

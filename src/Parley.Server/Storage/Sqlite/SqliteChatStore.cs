@@ -57,10 +57,7 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
             await wal.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        return await ApplyMigrationsAsync(
-            connection,
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-            cancellationToken);
+        return await ApplyMigrationsAsync(connection, cancellationToken);
     }
 
     private sealed class Releaser(SemaphoreSlim semaphore) : IDisposable
@@ -76,6 +73,9 @@ internal sealed class SqliteDialect : SqlDialect
 
     // The store's single writer already excludes every other writer for the whole transaction.
     public override string LockConversationSql => string.Empty;
+
+    public override string CreateMigrationLedgerSql =>
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)";
 
     public override string SequencerLockSql => "SELECT 1";
 

@@ -1,0 +1,22 @@
+namespace Parley.Server.Storage;
+
+internal sealed record DeliveryReport(Guid ConversationId, string UserId, long UpToSeq);
+
+/// <summary>
+/// A watermark move. <see cref="Before"/> and <see cref="After"/> are the member's state around it;
+/// <see cref="NotifySenders"/> are the senders of messages newly delivered, who get <c>message_delivered</c>.
+/// </summary>
+internal sealed record WatermarkResult(
+    Guid ConversationId,
+    MemberRecord Before,
+    MemberRecord After,
+    IReadOnlyList<string> NotifySenders,
+    IReadOnlyList<MemberRecord> Members)
+{
+    public bool ReadAdvanced => After.ReadSeq > Before.ReadSeq;
+
+    public bool DeliveredAdvanced => After.DeliveredSeq > Before.DeliveredSeq;
+}
+
+/// <summary>A member's watermarks in a conversation of the user's (<see cref="ViewerJoinedSeq"/> is the user's own joining).</summary>
+internal sealed record MovedWatermark(Guid ConversationId, MemberRecord Member, long ViewerJoinedSeq);

@@ -1,0 +1,38 @@
+using System.Data.Common;
+using Parley.Server.Storage.Migrations;
+
+namespace Parley.Server.Storage.Sql;
+
+/// <summary>
+/// Applies the dialect's migration scripts (<see cref="MigrationScripts"/>) that the ledger, <c>schema_migrations</c>,
+/// does not list yet: in version order, each in its own transaction together with its ledger row, so a failed script
+/// leaves neither its changes nor its record. The caller excludes concurrent migrators (PostgreSQL: an advisory lock;
+/// SQLite: the store's single writer).
+/// </summary>
+internal static class SqlMigrator
+{
+    // Migrations may run longer than a request; they get a generous timeout of their own.
+    private const int ScriptTimeoutSeconds = 300;
+
+    /// <summary>Returns the names of the scripts applied (<c>NNNN_name</c>), none when the schema was current.</summary>
+    public static async Task<IReadOnlyList<string>> ApplyAsync(DbConnection connection, SqlDialect dialect, CancellationToken cancellationToken)
+    {
+        var ledger = new SqlSession(connection, null, dialect);
+        await ledger.Sql(dialect.CreateMigrationLedgerSql).ExecuteAsync(cancellationToken);
+        var applied = (await ledger.Sql("SELECT version FROM schema_migrations").ListAsync(r => r.Long(0), cancellationToken)).ToHashSet();
+        var names = new List<string>();
+        foreach (var script in MigrationScripts.For(dialect.Provider).Where(m => !applied.Contains(m.Version)))
+        {
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            var s = new SqlSession(connection, transaction, dialect);
+            await s.Sql(script.Sql).WithTimeout(ScriptTimeoutSeconds).ExecuteAsync(cancellationToken);
+            await s.Sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (@v, @n, @t)")
+                .With("@v", script.Version).With("@n", script.Name).With("@t", DateTimeOffset.UtcNow)
+                .ExecuteAsync(cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+            names.Add(script.FullName);
+        }
+
+        return names;
+    }
+}
