@@ -319,7 +319,7 @@ internal sealed partial class Connection : IDisposable
             }
 
             // Attached work handles its own failures; this only waits for it to notice the cancellation.
-            await Task.WhenAll(attached).ContinueWith(_ => { }, TaskScheduler.Default);
+            await Task.WhenAll(attached).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             _completion.TrySetResult();
         }
     }
