@@ -1,7 +1,6 @@
 using Microsoft.Extensions.Options;
 using Parley.Server.Conversations;
 using Parley.Server.Fanout;
-using Parley.Server.Hosting;
 using Parley.Server.Messages;
 using Parley.Server.Presence;
 using Parley.Server.Realtime.Protocol;
@@ -15,7 +14,6 @@ internal static class RealtimeSetup
     {
         var services = builder.Services;
         services.AddOptions<RealtimeOptions>().BindConfiguration(RealtimeOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
-        services.AddSingleton<IValidateOptions<RealtimeOptions>, RealtimeOptionsValidator>();
         services.AddSingleton<ConnectionHub>();
         services.AddSingleton<IFanout, InProcessFanout>();
         services.AddSingleton<ConversationBroadcaster>();
