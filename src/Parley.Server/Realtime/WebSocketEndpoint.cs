@@ -131,7 +131,7 @@ internal static partial class WebSocketEndpoint
         using var firstFrameTimer = resumeFrom is null && firstFrameWait > TimeSpan.Zero
             ? TimeProvider.System.CreateTimer(_ => connection.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
             : null;
-        var limiter = dispatcher.CreateInboundLimiter();
+        using var limiter = dispatcher.CreateInboundLimiter();
         try
         {
             if (resumeFrom is { } cursor)
