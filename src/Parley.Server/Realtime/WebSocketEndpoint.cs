@@ -129,7 +129,7 @@ internal static partial class WebSocketEndpoint
         Log.Connected(logger, connection.Id, connection.UserId, connection.DeviceId, connection.Acks);
         using var expiry = ScheduleTokenExpiry(context, connection, time);
         using var firstFrameTimer = resumeFrom is null && firstFrameWait > TimeSpan.Zero
-            ? TimeProvider.System.CreateTimer(_ => connection.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
+            ? time.CreateTimer(_ => connection.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
             : null;
         using var limiter = dispatcher.CreateInboundLimiter();
         try
