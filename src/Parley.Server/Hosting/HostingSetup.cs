@@ -110,7 +110,8 @@ internal static partial class HostingSetup
         app.UseCors();
         app.UseWebSockets();
         app.UseAuthentication();
-        app.Use(WithCallerScopeAsync);
+        var requests = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Parley.Requests");
+        app.Use((context, next) => WithCallerScopeAsync(context, next, requests));
         app.UseRateLimiter();
         app.UseAuthorization();
         app.UseMiddleware<StorageGate>();
@@ -165,7 +166,7 @@ internal static partial class HostingSetup
     }
 
     /// <summary>Every log line of an authenticated request carries the user id (request ids come from the host's own scope).</summary>
-    private static async Task WithCallerScopeAsync(HttpContext context, RequestDelegate next)
+    private static async Task WithCallerScopeAsync(HttpContext context, RequestDelegate next, ILogger logger)
     {
         var caller = Caller.From(context);
         if (caller is null)
@@ -174,7 +175,6 @@ internal static partial class HostingSetup
             return;
         }
 
-        var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Parley.Requests");
         using (logger.BeginScope(new Dictionary<string, object> { ["UserId"] = caller.UserId }))
         {
             await next(context);
