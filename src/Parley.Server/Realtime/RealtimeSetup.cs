@@ -39,21 +39,23 @@ internal static class RealtimeSetup
     }
 
     /// <summary>
-    /// On shutdown every socket is asked to close with 1001 as soon as stopping begins; the server then waits
-    /// (up to its shutdown timeout) for the WebSocket requests to finish their close handshakes.
+    /// On shutdown, before anything stops (the server, and the trackers and workers that sockets use), every socket
+    /// is asked to close with 1001 and the closes are awaited: each ends when its client answers the close, or when
+    /// Realtime:CloseTimeout aborts it; the host's shutdown timeout bounds the whole wait.
     /// </summary>
-    private sealed class GracefulClose(ConnectionHub hub, IHostApplicationLifetime lifetime, IOptions<RealtimeOptions> options) : IHostedService
+    private sealed class GracefulClose(ConnectionHub hub, IOptions<RealtimeOptions> options) : IHostedLifecycleService
     {
-        private CancellationTokenRegistration _registration;
+        public Task StoppingAsync(CancellationToken cancellationToken) =>
+            hub.CloseAllAsync(CloseCodes.GoingAway, "server shutting down", options.Value.CloseTimeout, cancellationToken);
 
-        public Task StartAsync(CancellationToken cancellationToken)
-        {
-            _registration = lifetime.ApplicationStopping.Register(() =>
-                _ = hub.CloseAllAsync(CloseCodes.GoingAway, "server shutting down", options.Value.CloseTimeout));
-            return Task.CompletedTask;
-        }
+        public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-        public Task StopAsync(CancellationToken cancellationToken) =>
-            hub.CloseAllAsync(CloseCodes.GoingAway, "server shutting down", options.Value.CloseTimeout);
+        public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }
