@@ -1,4 +1,5 @@
 using System.Collections;
+using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Reflection;
 using Microsoft.Extensions.Configuration;
@@ -25,6 +26,8 @@ public sealed class ConfigurationCheckTests
     [InlineData("Limits:SendBurst", "abc", "Limits:SendBurst is 'abc'; expected a whole number from 1 to 1000000.")]
     [InlineData("Limits:SendBurst", "0", "Limits:SendBurst is '0'; expected a whole number from 1 to 1000000.")]
     [InlineData("Realtime:HeartbeatInterval", "25s", "Realtime:HeartbeatInterval is '25s'; expected a duration such as 00:00:05 (hh:mm:ss, or d.hh:mm:ss for days).")]
+    [InlineData("Realtime:HeartbeatInterval", "00:00:00", "Realtime:HeartbeatInterval is '00:00:00'; expected a duration from 00:00:01 to 00:10:00.")]
+    [InlineData("Delivery:CursorRetention", "7.00:00:00", "Delivery:CursorRetention is '7.00:00:00'; expected a duration of at least 30.00:00:00.")]
     [InlineData("Delivery:CatchUpPage", "many", "Delivery:CatchUpPage is 'many'; expected a whole number from 10 to 100000.")]
     [InlineData("Auth:Jwt:RequireHttpsMetadata", "yes", "Auth:Jwt:RequireHttpsMetadata is 'yes'; allowed values: true, false.")]
     [InlineData("urls", "notaurl", "Urls has 'notaurl', which is not an address to listen on; expected URLs such as http://localhost:8083 or http://*:8083, separated by ';'.")]
@@ -67,6 +70,39 @@ public sealed class ConfigurationCheckTests
         }
 
         Assert.Equal(binderThrows, ConfigurationCheck.Check(configuration).Errors.Count > 0);
+    }
+
+    [Theory]
+    [InlineData("Limits", "EditWindow", "00:00:00", "3650.00:00:00")]
+    [InlineData("Realtime", "HeartbeatInterval", "00:00:01", "00:10:00")]
+    [InlineData("Realtime", "HeartbeatTimeout", "00:00:01", "00:10:00")]
+    [InlineData("Realtime", "SendTimeout", "00:00:00.1", "00:05:00")]
+    [InlineData("Realtime", "CloseTimeout", "00:00:00.1", "00:01:00")]
+    [InlineData("Realtime", "TypingTimeout", "00:00:00.1", "00:05:00")]
+    [InlineData("Realtime", "DeliveryFlushInterval", "00:00:00.001", "00:00:10")]
+    [InlineData("Delivery", "CursorRetention", "30.00:00:00", null)]
+    [InlineData("Delivery", "CursorInterval", "00:00:00.1", "00:05:00")]
+    [InlineData("Delivery", "FirstFrameWait", "00:00:00", "00:00:30")]
+    [InlineData("Delivery", "SequencerInterval", "00:00:00.001", "00:00:10")]
+    public void Duration_AtItsBounds_IsAcceptedAndATickBeyondIsRefused(string section, string key, string min, string? max)
+    {
+        // The bounds as the server has always enforced them: refused before start (the check) and by options validation.
+        var type = ConfigurationCheck.Sections.Single(s => s.Section == section).Type;
+        var low = TimeSpan.Parse(min, CultureInfo.InvariantCulture);
+        TimeSpan?[] accepted = [low, max is null ? TimeSpan.MaxValue : TimeSpan.Parse(max, CultureInfo.InvariantCulture)];
+        TimeSpan?[] refused = [low == TimeSpan.Zero ? -TimeSpan.FromTicks(1) : low - TimeSpan.FromTicks(1), accepted[1] == TimeSpan.MaxValue ? null : accepted[1] + TimeSpan.FromTicks(1)];
+        foreach (var value in accepted)
+        {
+            Assert.Empty(ConfigurationCheck.Check(Configuration(($"{section}:{key}", value!.Value.ToString("c")))).Errors);
+            Assert.Empty(ValidateOptions(type, key, value.Value));
+        }
+
+        foreach (var value in refused.OfType<TimeSpan>())
+        {
+            var error = Assert.Single(ConfigurationCheck.Check(Configuration(($"{section}:{key}", value.ToString("c")))).Errors);
+            Assert.StartsWith($"{section}:{key} is '{value:c}'; expected a duration ", error, StringComparison.Ordinal);
+            Assert.Contains(key, Assert.Single(ValidateOptions(type, key, value)).MemberNames);
+        }
     }
 
     [Fact]
@@ -183,6 +219,16 @@ public sealed class ConfigurationCheckTests
 
     private static IConfiguration Configuration(params (string Key, string? Value)[] settings) =>
         new ConfigurationBuilder().AddInMemoryCollection(settings.Select(s => new KeyValuePair<string, string?>(s.Key, s.Value))).Build();
+
+    /// <summary>What ValidateDataAnnotations reports for the options type with one duration set (and the rest at their defaults).</summary>
+    private static List<ValidationResult> ValidateOptions(Type type, string key, TimeSpan value)
+    {
+        var options = Activator.CreateInstance(type)!;
+        type.GetProperty(key)!.SetValue(options, value);
+        var results = new List<ValidationResult>();
+        Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true);
+        return results;
+    }
 
     private static void AddDefaults(string prefix, object options, List<(string, string?)> settings)
     {

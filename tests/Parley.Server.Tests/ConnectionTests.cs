@@ -276,6 +276,67 @@ public sealed class ConnectionTests
     }
 
     [Fact]
+    public void RequestClose_SeenFromAnotherThread_AlwaysWithItsStatusAndReason()
+    {
+        // Reproduction: RequestClose set its flag before the status and reason, so a send loop that saw the flag in
+        // between closed a slow consumer with 1000 instead of 4001. Here another thread reads the request the moment
+        // it appears, as the send loop does, on many connections: not one may show the default status.
+        const int Rounds = 20_000;
+        var connections = Enumerable.Range(0, Rounds)
+            .Select(_ => new Connection(Guid.NewGuid().ToString("N"), "alice", "device", acks: false, new FakeWebSocket(), Options(), 4096, NullLogger.Instance))
+            .ToArray();
+        var watching = -1;
+        var torn = 0;
+        var deadline = DateTime.UtcNow + Timeout;
+        var observer = new Thread(() =>
+        {
+            for (var i = 0; i < Rounds; i++)
+            {
+                Volatile.Write(ref watching, i);
+                var request = connections[i].RequestedClose;
+                while (request is null)
+                {
+                    if (DateTime.UtcNow > deadline)
+                    {
+                        return;
+                    }
+
+                    request = connections[i].RequestedClose;
+                }
+
+                if (request.Status != (WebSocketCloseStatus)CloseCodes.SlowConsumer || request.Reason != "send queue overflow")
+                {
+                    torn++;
+                }
+            }
+        });
+        observer.Start();
+        try
+        {
+            for (var i = 0; i < Rounds; i++)
+            {
+                // Close only once the observer is watching this connection, so that the two really race.
+                while (Volatile.Read(ref watching) < i)
+                {
+                    Assert.True(DateTime.UtcNow < deadline, "the observer stopped watching");
+                }
+
+                connections[i].RequestClose(CloseCodes.SlowConsumer, "send queue overflow");
+            }
+        }
+        finally
+        {
+            Assert.True(observer.Join(Timeout), "the observer did not finish");
+            foreach (var connection in connections)
+            {
+                connection.Dispose();
+            }
+        }
+
+        Assert.Equal(0, torn);
+    }
+
+    [Fact]
     public async Task Receive_MessageInFragmentsLargerThanTheInitialBuffer_HandedOverWhole()
     {
         using var socket = new FakeWebSocket();

@@ -1,5 +1,8 @@
 using System.Diagnostics;
 using System.Net.WebSockets;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Parley.Server.Realtime;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -46,5 +49,49 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
         await stopping.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
         // With every handshake completed the server did not wait for its close timeout (20 s) to abort anyone.
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(15), $"shutdown took {clock.Elapsed}");
+    }
+
+    [Fact]
+    public async Task Shutdown_EverySocketHasClosedBeforeAnyServiceStops()
+    {
+        // Reproduction: the closes were started on ApplicationStopping and not awaited; the only wait came in a
+        // StopAsync that runs after the server and every service registered later had stopped. The in-memory server
+        // does not wait for its requests, so a socket was still open while the services it uses stopped. Here the
+        // peer never answers the close: the socket ends when its close timeout aborts it.
+        await using var factory = new ParleyFactory(
+            settings => settings["Realtime:CloseTimeout"] = "00:00:01",
+            services: services =>
+            {
+                services.AddSingleton<StopProbe>();
+                services.AddHostedService(provider => provider.GetRequiredService<StopProbe>());
+            });
+        var client = factory.Server.CreateWebSocketClient();
+        client.ConfigureRequest = request => request.Headers.Authorization = "Bearer " + ParleyFactory.Token("alice");
+        using var socket = await client.ConnectAsync(new Uri(factory.Server.BaseAddress, "/ws"), TestContext.Current.CancellationToken)
+            .WaitAsync(WsClient.DefaultTimeout, TestContext.Current.CancellationToken);
+        using var inbox = new FrameInbox("alice", WsClient.DefaultTimeout);
+        var receiving = inbox.ReceiveAsync(socket, answerClose: false);
+        await inbox.NextAsync("connected");
+        var probe = factory.Services.GetRequiredService<StopProbe>();
+
+        await factory.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+
+        Assert.Equal(WebSocketCloseStatus.EndpointUnavailable, await inbox.Closed.WaitAsync(WsClient.DefaultTimeout, TestContext.Current.CancellationToken));
+        Assert.Equal(0, probe.OpenWhenStopped);
+        await receiving.WaitAsync(WsClient.DefaultTimeout, TestContext.Current.CancellationToken);
+    }
+
+    /// <summary>Registered after the server's own services, so it is among the first to stop: it notes the sockets still open then.</summary>
+    private sealed class StopProbe(ConnectionHub hub) : IHostedService
+    {
+        public int? OpenWhenStopped { get; private set; }
+
+        public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken)
+        {
+            OpenWhenStopped = hub.Connections().Count(c => !c.Completion.IsCompleted);
+            return Task.CompletedTask;
+        }
     }
 }

@@ -24,11 +24,9 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
     [Fact]
     public async Task NewMessage_SentOverRest_ReachesEveryDeviceOfEveryMemberIncludingTheSender()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
-        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice", "phone", "laptop").Connect("bob", "phone").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, aliceLaptop, bobPhone) = (chat.Socket("alice", "phone"), chat.Socket("alice", "laptop"), chat.Socket("bob"));
 
         var sent = await alice.SendTextAsync(conversation.Id, "hello");
 
@@ -44,9 +42,9 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
     [Fact]
     public async Task NewMessage_Payload_IsTheMessageAsRestReturnsItAndATimestamp()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var bob = await WsClient.ConnectAsync(_factory, "bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var bob = chat.Socket("bob");
 
         var sent = await alice.SendTextAsync(conversation.Id, "same shape", clientMessageId: "c-1");
 
@@ -63,12 +61,13 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
     [Fact]
     public async Task MessageEdited_BySender_ReachesEveryDeviceWithTheEditedMessageAndItsOwnSeq()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateGroupAsync("edits", "bob", "carol");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
-        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
-        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol", deviceId: "phone");
+        await using var chat = await _factory.GroupChat("edits", "alice", "bob", "carol")
+            .Connect("alice", "phone", "laptop")
+            .Connect("bob", "phone")
+            .Connect("carol", "phone").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, aliceLaptop, bobPhone) = (chat.Socket("alice", "phone"), chat.Socket("alice", "laptop"), chat.Socket("bob"));
+        var carolPhone = chat.Socket("carol");
         var sent = await alice.SendTextAsync(conversation.Id, "first");
 
         var response = await alice.PutAsync($"/api/v1/messages/{sent.Id}", new { content = "second" });
@@ -94,13 +93,13 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
     [Fact]
     public async Task MessageDeleted_ByGroupAdmin_ReachesEveryDeviceWithSeqAndDeletedBy()
     {
-        using var alice = _factory.Api("alice");
-        using var bob = _factory.Api("bob");
-        var conversation = await alice.CreateGroupAsync("deletes", "bob", "carol");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
-        await using var bobLaptop = await WsClient.ConnectAsync(_factory, "bob", deviceId: "laptop");
-        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol", deviceId: "phone");
+        await using var chat = await _factory.GroupChat("deletes", "alice", "bob", "carol")
+            .Connect("alice", "phone")
+            .Connect("bob", "phone", "laptop")
+            .Connect("carol", "phone").OpenAsync();
+        var (alice, bob, conversation) = (chat.Api("alice"), chat.Api("bob"), chat.Conversation);
+        var (alicePhone, bobPhone, bobLaptop) = (chat.Socket("alice"), chat.Socket("bob", "phone"), chat.Socket("bob", "laptop"));
+        var carolPhone = chat.Socket("carol");
         var sent = await bob.SendTextAsync(conversation.Id, "regrettable");
 
         var response = await alice.DeleteAsync($"/api/v1/messages/{sent.Id}");
@@ -125,10 +124,9 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
     [Fact]
     public async Task ConversationEvents_SendEditDelete_ArriveOnEveryDeviceInSeqOrder()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice", "phone").Connect("bob", "phone").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, bobPhone) = (chat.Socket("alice"), chat.Socket("bob"));
 
         var first = await alice.SendTextAsync(conversation.Id, "one");
         Assert.Equal(HttpStatusCode.OK, (await alice.PutAsync($"/api/v1/messages/{first.Id}", new { content = "one, edited" })).StatusCode);
@@ -152,12 +150,9 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
     [Fact]
     public async Task ConversationEvents_UserOutsideTheConversation_ReceivesNothing()
     {
-        using var alice = _factory.Api("alice");
-        using var bob = _factory.Api("bob");
-        var conversation = await alice.CreateGroupAsync("private", "bob");
-        await using var outsider = await WsClient.ConnectAsync(_factory, "mallory", deviceId: "phone");
-        await using var outsiderLaptop = await WsClient.ConnectAsync(_factory, "mallory", deviceId: "laptop");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await using var chat = await _factory.GroupChat("private", "alice", "bob").Connect("mallory", "phone", "laptop").Connect("bob").OpenAsync();
+        var (alice, bob, conversation) = (chat.Api("alice"), chat.Api("bob"), chat.Conversation);
+        var (outsider, outsiderLaptop, bobPhone) = (chat.Socket("mallory", "phone"), chat.Socket("mallory", "laptop"), chat.Socket("bob"));
 
         var sent = await alice.SendTextAsync(conversation.Id, "secret");
         await alice.PutAsync($"/api/v1/messages/{sent.Id}", new { content = "secret, edited" });
@@ -237,8 +232,8 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
     [Fact]
     public async Task Connect_WhileMessagesAreBeingSent_ConnectedIsAlwaysTheFirstFrame()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         var sender = Task.Run(
             async () =>
@@ -269,11 +264,9 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
     [Fact]
     public async Task ParticipantEvents_AddRoleRemove_ReachMembersAndTheUserConcernedInSeqOrder()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateGroupAsync("members", "bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
-        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol");
+        await using var chat = await _factory.GroupChat("members", "alice", "bob").Connect("alice").Connect("bob").Connect("carol").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, bobPhone, carolPhone) = (chat.Socket("alice"), chat.Socket("bob"), chat.Socket("carol"));
 
         Assert.Equal(HttpStatusCode.OK, (await alice.PostAsync($"/api/v1/conversations/{conversation.Id}/participants", new { user_ids = new[] { "carol" } })).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await alice.PatchAsync($"/api/v1/conversations/{conversation.Id}/participants/carol", new { role = "admin" })).StatusCode);
@@ -303,12 +296,12 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
     [Fact]
     public async Task ConversationEvents_AfterAMemberIsRemoved_ReachNoneOfTheirDevices()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateGroupAsync("leaving", "bob");
+        await using var chat = await _factory.GroupChat("leaving", "alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
         var before = await alice.SendTextAsync(conversation.Id, "before");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
-        await using var bobLaptop = await WsClient.ConnectAsync(_factory, "bob", deviceId: "laptop");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        var bobPhone = await chat.ConnectAsync("bob", "phone");
+        var bobLaptop = await chat.ConnectAsync("bob", "laptop");
+        var alicePhone = await chat.ConnectAsync("alice");
         Assert.Equal(HttpStatusCode.NoContent, (await alice.DeleteAsync($"/api/v1/conversations/{conversation.Id}/participants/bob")).StatusCode);
         await bobPhone.NextAsync("participant_removed");
         await bobLaptop.NextAsync("participant_removed");
@@ -326,12 +319,12 @@ public sealed class RealtimeDeliveryTests : IAsyncLifetime
     [Fact]
     public async Task MessageEdited_MessageFromBeforeAMemberJoined_ThatMemberGetsOnlyAHiddenEventForThePosition()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateGroupAsync("late joiner", "bob");
+        await using var chat = await _factory.GroupChat("late joiner", "alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
         var old = await alice.SendTextAsync(conversation.Id, "before carol");
         Assert.Equal(HttpStatusCode.OK, (await alice.PostAsync($"/api/v1/conversations/{conversation.Id}/participants", new { user_ids = new[] { "carol" } })).StatusCode);
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
-        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol");
+        var bobPhone = await chat.ConnectAsync("bob");
+        var carolPhone = await chat.ConnectAsync("carol");
 
         var edited = await ParleyApi.ReadAsync<Storage.Message>(
             await alice.PutAsync($"/api/v1/messages/{old.Id}", new { content = "before carol, edited" }));

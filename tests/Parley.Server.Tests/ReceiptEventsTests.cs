@@ -25,14 +25,13 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task ReadReceipt_OverSocket_MovesWatermarkAndEveryMembersDevicesGetMessageRead()
     {
-        using var alice = _factory.Api("alice");
-        using var bob = _factory.Api("bob");
-        var conversation = await alice.CreateGroupAsync("reads", "bob", "carol");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
-        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
-        await using var bobLaptop = await WsClient.ConnectAsync(_factory, "bob", deviceId: "laptop");
-        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol", deviceId: "phone");
+        await using var chat = await _factory.GroupChat("reads", "alice", "bob", "carol")
+            .Connect("alice", "phone", "laptop")
+            .Connect("bob", "phone", "laptop")
+            .Connect("carol", "phone").OpenAsync();
+        var (alice, bob, conversation) = (chat.Api("alice"), chat.Api("bob"), chat.Conversation);
+        var (alicePhone, aliceLaptop, bobPhone) = (chat.Socket("alice", "phone"), chat.Socket("alice", "laptop"), chat.Socket("bob", "phone"));
+        var (bobLaptop, carolPhone) = (chat.Socket("bob", "laptop"), chat.Socket("carol"));
         await alice.SendTextAsync(conversation.Id, "one");
         var second = await alice.SendTextAsync(conversation.Id, "two");
         await alice.SendTextAsync(conversation.Id, "three");
@@ -54,11 +53,9 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task ReadReceipt_OverRest_EveryMembersDevicesGetMessageRead()
     {
-        using var alice = _factory.Api("alice");
-        using var bob = _factory.Api("bob");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice").Connect("bob").OpenAsync();
+        var (alice, bob, conversation) = (chat.Api("alice"), chat.Api("bob"), chat.Conversation);
+        var (alicePhone, bobPhone) = (chat.Socket("alice"), chat.Socket("bob"));
         var sent = await alice.SendTextAsync(conversation.Id, "hi");
 
         await bob.MarkReadAsync(sent.Id);
@@ -70,14 +67,13 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task ReadReceipt_OfAMessageFromBeforeAMemberJoined_DoesNotReachThatMember()
     {
-        using var alice = _factory.Api("alice");
-        using var bob = _factory.Api("bob");
-        var group = await alice.CreateGroupAsync("g", "bob");
+        await using var chat = await _factory.GroupChat("g", "alice", "bob").OpenAsync();
+        var (alice, bob, group) = (chat.Api("alice"), chat.Api("bob"), chat.Conversation);
         var early = await alice.SendTextAsync(group.Id, "before carol");
         await ParleyApi.ReadAsync<Conversation>(
             await alice.PostAsync($"/api/v1/conversations/{group.Id}/participants", new { user_ids = new[] { "carol" } }));
-        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
+        var carolPhone = await chat.ConnectAsync("carol");
+        var alicePhone = await chat.ConnectAsync("alice");
 
         await bob.MarkReadAsync(early.Id);
 
@@ -96,10 +92,9 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task ReadReceipt_OlderThanTheWatermark_IsANoOpWithoutEventOrError()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice").Connect("bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, bobPhone) = (chat.Socket("alice"), chat.Socket("bob"));
         var first = await alice.SendTextAsync(conversation.Id, "one");
         var second = await alice.SendTextAsync(conversation.Id, "two");
         var third = await alice.SendTextAsync(conversation.Id, "three");
@@ -122,10 +117,9 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task ReadReceipt_ByUserOutsideTheConversation_ErrorNotFoundAndNoEvent()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var mallory = await WsClient.ConnectAsync(_factory, "mallory");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice").Connect("mallory").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, mallory) = (chat.Socket("alice"), chat.Socket("mallory"));
         var sent = await alice.SendTextAsync(conversation.Id, "private");
 
         await mallory.SendAsync("""{"type":"read_receipt","id":"spy","payload":{"message_id":"MID"}}""".Replace("MID", sent.Id.ToString(), StringComparison.Ordinal));
@@ -137,11 +131,9 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task Delivered_RecipientDeviceWithoutAcks_CountsOnceTheFrameWasSentToItsSocket()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
-        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice", "phone", "laptop").Connect("bob", "phone").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, aliceLaptop, bobPhone) = (chat.Socket("alice", "phone"), chat.Socket("alice", "laptop"), chat.Socket("bob"));
 
         var sent = await alice.SendTextAsync(conversation.Id, "did you get this?");
 
@@ -155,11 +147,9 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task Delivered_RecipientsOnlyDeviceUsesAcks_NotCountedUntilItAcks()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
-        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", query: "acks=true");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice", "phone", "laptop").ConnectWithAcks("bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, aliceLaptop, bobPhone) = (chat.Socket("alice", "phone"), chat.Socket("alice", "laptop"), chat.Socket("bob"));
         var first = await alice.SendTextAsync(conversation.Id, "one");
         var second = await alice.SendTextAsync(conversation.Id, "two");
         await bobPhone.NextAsync("new_message");
@@ -180,10 +170,9 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task Delivered_AckIsCumulative_OneEventUpToTheAckedSeq()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", query: "acks=true");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice").ConnectWithAcks("bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, bobPhone) = (chat.Socket("alice"), chat.Socket("bob"));
         Message last = null!;
         for (var i = 0; i < 3; i++)
         {
@@ -199,10 +188,9 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task Delivered_RepeatedOrOlderAck_NoNewEvent()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", query: "acks=true");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice").ConnectWithAcks("bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, bobPhone) = (chat.Socket("alice"), chat.Socket("bob"));
         var first = await alice.SendTextAsync(conversation.Id, "one");
         var second = await alice.SendTextAsync(conversation.Id, "two");
         await bobPhone.SendAsync("ack", new { conversation_id = conversation.Id, seq = second.Seq });
@@ -219,10 +207,9 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task Delivered_SendersOwnDevices_NeverMakeTheSenderDeliverToHimself()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
-        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice", "phone", "laptop").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, aliceLaptop) = (chat.Socket("alice", "phone"), chat.Socket("alice", "laptop"));
 
         // Bob is offline: only alice's own devices receive the message.
         await alice.SendTextAsync(conversation.Id, "anyone there?");
@@ -230,7 +217,7 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
         await aliceLaptop.NextAsync("new_message");
         await alicePhone.AssertNoFrameAsync("message_delivered", WsClientAssertions.Silence);
 
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        var bobPhone = await chat.ConnectAsync("bob");
         var second = await alice.SendTextAsync(conversation.Id, "there you are");
         await bobPhone.NextAsync("new_message");
 
@@ -244,11 +231,9 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task Delivered_SenderAlsoRecipientOfOthersMessages_ReportsOnlyForThoseMessages()
     {
-        using var alice = _factory.Api("alice");
-        using var bob = _factory.Api("bob");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice").Connect("bob").OpenAsync();
+        var (alice, bob, conversation) = (chat.Api("alice"), chat.Api("bob"), chat.Conversation);
+        var (alicePhone, bobPhone) = (chat.Socket("alice"), chat.Socket("bob"));
 
         var fromBob = await bob.SendTextAsync(conversation.Id, "from bob");
 
@@ -260,10 +245,9 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task Read_RecipientUsesAcksAndNeverAcked_ReadImpliesDelivered()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", query: "acks=true");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice").ConnectWithAcks("bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, bobPhone) = (chat.Socket("alice"), chat.Socket("bob"));
         var sent = await alice.SendTextAsync(conversation.Id, "read me");
         await bobPhone.NextAsync("new_message");
         await alicePhone.AssertNoFrameAsync("message_delivered", WsClientAssertions.Silence);
@@ -277,10 +261,9 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     [Fact]
     public async Task Ack_ByUserOutsideTheConversation_ErrorNotFoundAndNoEvent()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var mallory = await WsClient.ConnectAsync(_factory, "mallory", query: "acks=true");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice").ConnectWithAcks("mallory").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, mallory) = (chat.Socket("alice"), chat.Socket("mallory"));
         var sent = await alice.SendTextAsync(conversation.Id, "private");
 
         await mallory.SendAsync(

@@ -1,5 +1,8 @@
+using System.Collections.Concurrent;
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using Parley.Server.Hosting;
 using Parley.Server.Tests.Infrastructure;
 using static Parley.Server.Tests.Infrastructure.MembershipCalls;
@@ -15,6 +18,7 @@ public sealed class RequestLogTests : IAsyncLifetime
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(10);
     private readonly LogCapture _log = new();
+    private readonly ConcurrentDictionary<string, int> _loggersCreated = new(StringComparer.Ordinal);
     private readonly ParleyFactory _factory;
 
     public RequestLogTests()
@@ -27,7 +31,14 @@ public sealed class RequestLogTests : IAsyncLifetime
                 s["Logging:LogLevel:Microsoft.AspNetCore"] = "Trace";
                 s["Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics"] = "Information";
             },
-            services: services => services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(_log));
+            services: services =>
+            {
+                services.AddSingleton<ILoggerProvider>(_log);
+                // The server's own (redacting) factory, behind one that counts the loggers asked of it.
+                var server = services.Last(d => d.ServiceType == typeof(ILoggerFactory)).ImplementationFactory!;
+                services.Replace(ServiceDescriptor.Singleton<ILoggerFactory>(
+                    provider => new CountingLoggerFactory((ILoggerFactory)server(provider), _loggersCreated)));
+            });
     }
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -72,6 +83,24 @@ public sealed class RequestLogTests : IAsyncLifetime
         AssertNowhereInTheLog(token);
     }
 
+    [Fact]
+    public async Task AuthenticatedRequests_LogInAScopeWithTheUserId_ThroughOneLoggerForAllOfThem()
+    {
+        // Reproduction: the middleware that opens the scope asked the logger factory for its logger on every request.
+        var alice = NewUser("alice");
+        using var api = _factory.Api(alice);
+
+        for (var i = 0; i < 3; i++)
+        {
+            await api.ListConversationsAsync();
+        }
+
+        await _log.WaitForAsync(
+            e => e.Message.StartsWith("Executing endpoint", StringComparison.Ordinal) && e.Everything.Contains($"UserId={alice}\n", StringComparison.Ordinal),
+            Bound);
+        Assert.Equal(1, _loggersCreated.GetValueOrDefault("Parley.Requests"));
+    }
+
     [Theory]
     [InlineData("?access_token=abc", "?access_token=[redacted]")]
     [InlineData("GET http://h/ws?cursor=c1&access_token=eyJ.x-y_z&device_id=d HTTP/1.1", "GET http://h/ws?cursor=c1&access_token=[redacted]&device_id=d HTTP/1.1")]
@@ -83,6 +112,19 @@ public sealed class RequestLogTests : IAsyncLifetime
     [InlineData("no query here = at all", "no query here = at all")]
     public void Redact_ReplacesOnlyTheAccessTokenValue(string text, string expected) =>
         Assert.Equal(expected, LogRedaction.Redact(text));
+
+    private sealed class CountingLoggerFactory(ILoggerFactory inner, ConcurrentDictionary<string, int> created) : ILoggerFactory
+    {
+        public ILogger CreateLogger(string categoryName)
+        {
+            created.AddOrUpdate(categoryName, 1, (_, count) => count + 1);
+            return inner.CreateLogger(categoryName);
+        }
+
+        public void AddProvider(ILoggerProvider provider) => inner.AddProvider(provider);
+
+        public void Dispose() => inner.Dispose();
+    }
 
     private void AssertNowhereInTheLog(string token)
     {

@@ -388,6 +388,25 @@ public sealed class ResumeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Connect_WithoutCursorOrFirstFrame_TheFirstFrameWaitRunsOnTheServersClock()
+    {
+        // Reproduction: the wait's timer ran on the system clock whatever TimeProvider the server was given, so on a
+        // fake clock live events were released by real time (here: not within the test's bounds) instead of by it.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new ParleyFactory(s => s["Delivery:FirstFrameWait"] = "00:00:30", time);
+        factory.StartKestrel();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(factory, "bob");
+        var message = await alice.SendTextAsync(conversation.Id, "held until the first frame or the wait");
+        await bob.AssertNoFrameAsync("new_message", WsClientAssertions.Silence);
+
+        time.Advance(TimeSpan.FromSeconds(30));
+
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == message.Id);
+    }
+
+    [Fact]
     public async Task ResumeFrame_NotFirst_IsRefusedAndTheConnectionStaysOpen()
     {
         await using var bob = await WsClient.ConnectAsync(_factory, "bob");

@@ -19,8 +19,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_Text_Returns201WithTheWholeMessageObject()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
         var before = DateTimeOffset.UtcNow.AddSeconds(-1);
 
         var response = await alice.PostMessageAsync(MessagingKit.TextBody(conversation.Id, "hello", "c-1"));
@@ -57,12 +57,10 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData("\n\t ")]
     public async Task Send_TextWithoutVisibleContent_Returns400OnContent(string? content)
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(new { conversation_id = conversation.Id, message_type = "text", content }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(new { conversation_id = conversation.Id, message_type = "text", content });
 
         Assert.Contains("content", problem.ErrorFields);
         Assert.Empty((await alice.ListMessagesAsync(conversation.Id)).Messages);
@@ -71,8 +69,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_ContentOf4096CodeUnitsOfEmoji_IsAccepted()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
         var content = string.Concat(Enumerable.Repeat(Emoji, 2048)); // 2,048 characters, 4,096 code units
 
         var sent = await alice.SendTextAsync(conversation.Id, content);
@@ -84,13 +82,12 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_ContentOf4097CodeUnits_Returns400EvenThoughItHasFewerCharacters()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
         // 2,049 characters (well under 4,096) but 4,097 UTF-16 code units: code units are what count.
         var content = string.Concat(Enumerable.Repeat(Emoji, 2048)) + "a";
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(MessagingKit.TextBody(conversation.Id, content)), HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(MessagingKit.TextBody(conversation.Id, content));
 
         Assert.Contains("content", problem.ErrorFields);
     }
@@ -100,8 +97,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData(4097, HttpStatusCode.BadRequest)]
     public async Task Send_AsciiContentAtTheLimit_AcceptedUpTo4096(int length, HttpStatusCode expected)
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
         var response = await alice.PostMessageAsync(MessagingKit.TextBody(conversation.Id, new string('x', length)));
 
@@ -116,8 +113,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData("file", "image/png")]
     public async Task Send_MediaTypeWithMatchingMedia_Returns201WithTheMediaAndNoCaption(string type, string mimeType)
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
         var json = await (await alice.PostMessageAsync(new
         {
@@ -154,8 +151,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_ImageWithCaptionAndOnlyRequiredMediaFields_Returns201WithNullsForTheRest()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
         var json = await (await alice.PostMessageAsync(new
         {
@@ -181,12 +178,10 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData("file")]
     public async Task Send_MediaTypeWithoutMedia_Returns400OnMedia(string type)
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(new { conversation_id = conversation.Id, message_type = type, content = "caption" }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(new { conversation_id = conversation.Id, message_type = type, content = "caption" });
 
         Assert.Contains("media", problem.ErrorFields);
     }
@@ -194,12 +189,10 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_MediaWithoutUrlMimeTypeAndSize_Returns400OnEachField()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(new { conversation_id = conversation.Id, message_type = "image", media = new { width = 10 } }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(new { conversation_id = conversation.Id, message_type = "image", media = new { width = 10 } });
 
         Assert.Contains("media.url", problem.ErrorFields);
         Assert.Contains("media.mime_type", problem.ErrorFields);
@@ -213,17 +206,15 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData("image", "imagepng")]
     public async Task Send_MimeTypeNotMatchingTheType_Returns400OnMimeType(string type, string mimeType)
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(new
-            {
-                conversation_id = conversation.Id,
-                message_type = type,
-                media = new { url = "https://cdn.example.com/x", mime_type = mimeType, size_bytes = 10 },
-            }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(new
+        {
+            conversation_id = conversation.Id,
+            message_type = type,
+            media = new { url = "https://cdn.example.com/x", mime_type = mimeType, size_bytes = 10 },
+        });
 
         Assert.Equal(["media.mime_type"], problem.ErrorFields);
     }
@@ -231,18 +222,16 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_MediaOnATextMessage_Returns400OnMedia()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(new
-            {
-                conversation_id = conversation.Id,
-                message_type = "text",
-                content = "hi",
-                media = new { url = "https://cdn.example.com/x", mime_type = "image/png", size_bytes = 10 },
-            }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(new
+        {
+            conversation_id = conversation.Id,
+            message_type = "text",
+            content = "hi",
+            media = new { url = "https://cdn.example.com/x", mime_type = "image/png", size_bytes = 10 },
+        });
 
         Assert.Equal(["media"], problem.ErrorFields);
     }
@@ -254,8 +243,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData(52.520008, 13.404954)]
     public async Task Send_LocationInRange_Returns201WithTheLocation(double latitude, double longitude)
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
         var json = await (await alice.PostMessageAsync(new
         {
@@ -280,12 +269,10 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData(0.0, -181.0, "location.longitude")]
     public async Task Send_LocationOutOfRange_Returns400OnTheCoordinate(double latitude, double longitude, string field)
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(new { conversation_id = conversation.Id, message_type = "location", location = new { latitude, longitude } }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(new { conversation_id = conversation.Id, message_type = "location", location = new { latitude, longitude } });
 
         Assert.Equal([field], problem.ErrorFields);
     }
@@ -293,12 +280,10 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_LocationWithoutCoordinates_Returns400OnBoth()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(new { conversation_id = conversation.Id, message_type = "location", location = new { name = "x" } }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(new { conversation_id = conversation.Id, message_type = "location", location = new { name = "x" } });
 
         Assert.Contains("location.latitude", problem.ErrorFields);
         Assert.Contains("location.longitude", problem.ErrorFields);
@@ -307,18 +292,16 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_LocationWithMedia_Returns400OnMedia()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(new
-            {
-                conversation_id = conversation.Id,
-                message_type = "location",
-                location = new { latitude = 1.0, longitude = 2.0 },
-                media = new { url = "https://cdn.example.com/x", mime_type = "image/png", size_bytes = 10 },
-            }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(new
+        {
+            conversation_id = conversation.Id,
+            message_type = "location",
+            location = new { latitude = 1.0, longitude = 2.0 },
+            media = new { url = "https://cdn.example.com/x", mime_type = "image/png", size_bytes = 10 },
+        });
 
         Assert.Equal(["media"], problem.ErrorFields);
     }
@@ -326,8 +309,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_SystemAsUser_Returns403()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
         await ParleyApi.ProblemAsync(
             await alice.PostMessageAsync(new { conversation_id = conversation.Id, message_type = "system", content = "alice joined" }),
@@ -363,9 +346,7 @@ public sealed class SendMessageTests : IAsyncLifetime
         using var service = _factory.BoundedServiceApi();
         var conversation = await alice.CreateDirectAsync("bob");
 
-        var problem = await ParleyApi.ProblemAsync(
-            await service.PostMessageAsync(new { conversation_id = conversation.Id, message_type = "system", content = " " }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await service.SendInvalidAsync(new { conversation_id = conversation.Id, message_type = "system", content = " " });
 
         Assert.Equal(["content"], problem.ErrorFields);
     }
@@ -377,12 +358,10 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData(null)]
     public async Task Send_UnknownOrMissingMessageType_Returns400OnMessageType(string? type)
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(new { conversation_id = conversation.Id, message_type = type, content = "hi" }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(new { conversation_id = conversation.Id, message_type = type, content = "hi" });
 
         Assert.Contains("message_type", problem.ErrorFields);
     }
@@ -390,8 +369,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_MentionCountedInUtf16Units_Returns201WithTheMention()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateGroupAsync("team", "bob", "carol");
+        await using var chat = await _factory.GroupChat("team", "alice", "bob", "carol").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
         // "@bob" starts after the emoji (2 units) and a space: offset 3, not 2.
         var content = Emoji + " @bob and @carol";
 
@@ -415,8 +394,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_MentionEndingAtTheLastCodeUnit_IsAcceptedButOnePastItIsNot()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
         var content = "hi " + Emoji; // 5 UTF-16 code units, 4 characters
 
         var inside = await alice.PostMessageAsync(new
@@ -440,15 +419,13 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData(int.MaxValue, 1)]
     public async Task Send_MentionOutsideTheContent_Returns400(int offset, int length)
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(new
-            {
-                conversation_id = conversation.Id, message_type = "text", content = "@bob", mentions = new[] { new { user_id = "bob", offset, length } },
-            }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(new
+        {
+            conversation_id = conversation.Id, message_type = "text", content = "@bob", mentions = new[] { new { user_id = "bob", offset, length } },
+        });
 
         Assert.Contains("mentions[0]", problem.ErrorFields);
     }
@@ -456,15 +433,13 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_MentionOfANonMember_Returns400OnMentions()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(new
-            {
-                conversation_id = conversation.Id, message_type = "text", content = "@zed", mentions = new[] { new { user_id = "zed", offset = 0, length = 4 } },
-            }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(new
+        {
+            conversation_id = conversation.Id, message_type = "text", content = "@zed", mentions = new[] { new { user_id = "zed", offset = 0, length = 4 } },
+        });
 
         Assert.Equal(["mentions"], problem.ErrorFields);
         Assert.Empty((await alice.ListMessagesAsync(conversation.Id)).Messages);
@@ -473,8 +448,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_MentionsUpToTheLimit_AcceptedAndOneMoreRejected()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
         var config = await ParleyApi.ReadAsync<JsonElement>(await alice.GetAsync("/api/v1/config"));
         var max = config.GetProperty("max_mentions").GetInt32();
         Assert.True(max > 0, "max_mentions must be positive");
@@ -492,9 +467,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_ReplyToAMessageOfTheSameConversation_Returns201WithReplyToId()
     {
-        using var alice = _factory.BoundedApi("alice");
-        using var bob = _factory.BoundedApi("bob");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, bob, conversation) = (chat.Api("alice"), chat.Api("bob"), chat.Conversation);
         var original = await alice.SendTextAsync(conversation.Id, "question?");
 
         var json = await (await bob.PostMessageAsync(new
@@ -508,14 +482,12 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_ReplyToAMessageOfAnotherConversation_Returns400OnReplyToId()
     {
-        using var alice = _factory.BoundedApi("alice");
-        var direct = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, direct) = (chat.Api("alice"), chat.Conversation);
         var group = await alice.CreateGroupAsync("team", "carol");
         var elsewhere = await alice.SendTextAsync(group.Id, "in the group");
 
-        var problem = await ParleyApi.ProblemAsync(
-            await alice.PostMessageAsync(new { conversation_id = direct.Id, message_type = "text", content = "re", reply_to_id = elsewhere.Id }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await alice.SendInvalidAsync(new { conversation_id = direct.Id, message_type = "text", content = "re", reply_to_id = elsewhere.Id });
 
         Assert.Equal(["reply_to_id"], problem.ErrorFields);
         Assert.Empty((await alice.ListMessagesAsync(direct.Id)).Messages);
@@ -524,16 +496,13 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_ReplyToAMessageFromBeforeTheSenderJoined_Returns400OnReplyToId()
     {
-        using var alice = _factory.BoundedApi("alice");
-        using var dave = _factory.BoundedApi("dave");
-        var group = await alice.CreateGroupAsync("team", "bob");
+        await using var chat = await _factory.GroupChat("team", "alice", "bob").OpenAsync();
+        var (alice, dave, group) = (chat.Api("alice"), chat.Api("dave"), chat.Conversation);
         var early = await alice.SendTextAsync(group.Id, "before dave");
         await ParleyApi.ReadAsync<JsonElement>(await alice.PostAsync($"/api/v1/conversations/{group.Id}/participants", new { user_ids = new[] { "dave" } }));
 
         // dave cannot see it, so he cannot reply to it either (nor learn that it exists).
-        var problem = await ParleyApi.ProblemAsync(
-            await dave.PostMessageAsync(new { conversation_id = group.Id, message_type = "text", content = "re", reply_to_id = early.Id }),
-            HttpStatusCode.BadRequest, "validation_failed");
+        var problem = await dave.SendInvalidAsync(new { conversation_id = group.Id, message_type = "text", content = "re", reply_to_id = early.Id });
 
         Assert.Equal(["reply_to_id"], problem.ErrorFields);
     }
@@ -544,8 +513,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData("0197a0a000007000800000000000000")]
     public async Task Send_ReplyToAnUnknownOrMalformedId_Returns400OnReplyToId(string replyToId)
     {
-        using var alice = _factory.BoundedApi("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
 
         var problem = await ParleyApi.ProblemAsync(
             await alice.PostMessageAsync(new { conversation_id = conversation.Id, message_type = "text", content = "re", reply_to_id = replyToId }),
@@ -572,9 +541,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_UnknownConversationAndOutsider_Return404WithTheSameProblem()
     {
-        using var alice = _factory.BoundedApi("alice");
-        using var mallory = _factory.BoundedApi("mallory");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, mallory, conversation) = (chat.Api("alice"), chat.Api("mallory"), chat.Conversation);
 
         var outsider = await ParleyApi.ProblemAsync(
             await mallory.PostMessageAsync(MessagingKit.TextBody(conversation.Id, "let me in")), HttpStatusCode.NotFound, "not_found");
@@ -589,9 +557,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_AfterBeingRemovedFromTheGroup_Returns404()
     {
-        using var alice = _factory.BoundedApi("alice");
-        using var bob = _factory.BoundedApi("bob");
-        var group = await alice.CreateGroupAsync("team", "bob");
+        await using var chat = await _factory.GroupChat("team", "alice", "bob").OpenAsync();
+        var (alice, bob, group) = (chat.Api("alice"), chat.Api("bob"), chat.Conversation);
         Assert.Equal(HttpStatusCode.NoContent, (await alice.DeleteAsync($"/api/v1/conversations/{group.Id}/participants/bob")).StatusCode);
 
         await ParleyApi.ProblemAsync(await bob.PostMessageAsync(MessagingKit.TextBody(group.Id, "still here?")), HttpStatusCode.NotFound, "not_found");
@@ -613,9 +580,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [Fact]
     public async Task Send_MovesTheSendersReadWatermarkToTheNewMessage()
     {
-        using var alice = _factory.BoundedApi("alice");
-        using var bob = _factory.BoundedApi("bob");
-        var conversation = await alice.CreateDirectAsync("bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, bob, conversation) = (chat.Api("alice"), chat.Api("bob"), chat.Conversation);
         await bob.SendTextAsync(conversation.Id, "one");
         await bob.SendTextAsync(conversation.Id, "two");
         Assert.Equal(2, (await alice.GetConversationAsync(conversation.Id)).UnreadCount);

@@ -29,13 +29,13 @@ public sealed class TypingTests : IAsyncLifetime
     [Fact]
     public async Task Typing_OverSocket_ReachesOtherMembersDevicesButNotTheTypersOwn()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateGroupAsync("typing", "bob", "carol");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
-        await using var aliceLaptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob", deviceId: "phone");
-        await using var bobLaptop = await WsClient.ConnectAsync(_factory, "bob", deviceId: "laptop");
-        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol");
+        await using var chat = await _factory.GroupChat("typing", "alice", "bob", "carol")
+            .Connect("alice", "phone", "laptop")
+            .Connect("bob", "phone", "laptop")
+            .Connect("carol").OpenAsync();
+        var conversation = chat.Conversation;
+        var (alicePhone, aliceLaptop, bobPhone) = (chat.Socket("alice", "phone"), chat.Socket("alice", "laptop"), chat.Socket("bob", "phone"));
+        var (bobLaptop, carolPhone) = (chat.Socket("bob", "laptop"), chat.Socket("carol"));
 
         await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
 
@@ -52,10 +52,9 @@ public sealed class TypingTests : IAsyncLifetime
     [Fact]
     public async Task Typing_OverRest_ReachesOtherMembersDevicesButNotTheTypersOwn()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice").Connect("bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, bobPhone) = (chat.Socket("alice"), chat.Socket("bob"));
 
         var response = await alice.PostAsync($"/api/v1/conversations/{conversation.Id}/typing", new { is_typing = true });
 
@@ -67,13 +66,10 @@ public sealed class TypingTests : IAsyncLifetime
     [Fact]
     public async Task Typing_StoppedExplicitly_OthersGetIsTypingFalse()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await using var chat = await AliceTypingToBobAsync();
+        var conversation = chat.Conversation;
+        var (alicePhone, bobPhone) = (chat.Socket("alice"), chat.Socket("bob"));
 
-        await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
-        AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: true);
         await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = false });
 
         AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: false);
@@ -82,12 +78,9 @@ public sealed class TypingTests : IAsyncLifetime
     [Fact]
     public async Task Typing_NotRefreshed_ExpiresAfterFiveSecondsAndOthersGetIsTypingFalse()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
-        await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
-        AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: true);
+        await using var chat = await AliceTypingToBobAsync();
+        var conversation = chat.Conversation;
+        var (alicePhone, bobPhone) = (chat.Socket("alice"), chat.Socket("bob"));
 
         await _time.AdvanceInStepsAsync(TypingTimeout - TimeSpan.FromSeconds(1));
         await bobPhone.AssertNoFrameAsync("typing", WsClientAssertions.Silence);
@@ -101,12 +94,9 @@ public sealed class TypingTests : IAsyncLifetime
     [Fact]
     public async Task Typing_RefreshedBeforeExpiry_StaysOnUntilFiveSecondsAfterTheLastRefresh()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
-        await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
-        AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: true);
+        await using var chat = await AliceTypingToBobAsync();
+        var conversation = chat.Conversation;
+        var (alicePhone, bobPhone) = (chat.Socket("alice"), chat.Socket("bob"));
 
         await _time.AdvanceInStepsAsync(TimeSpan.FromSeconds(3));
         await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
@@ -124,12 +114,9 @@ public sealed class TypingTests : IAsyncLifetime
     [Fact]
     public async Task Typing_TyperSendsAMessage_OthersGetIsTypingFalse()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
-        await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
-        AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: true);
+        await using var chat = await AliceTypingToBobAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var bobPhone = chat.Socket("bob");
 
         var sent = await alice.SendTextAsync(conversation.Id, "done typing");
 
@@ -140,11 +127,9 @@ public sealed class TypingTests : IAsyncLifetime
     [Fact]
     public async Task Typing_AnotherMemberSendsAMessage_TypersIndicatorStaysOn()
     {
-        using var alice = _factory.Api("alice");
-        using var bob = _factory.Api("bob");
-        var conversation = await alice.CreateGroupAsync("two typists", "bob", "carol");
-        await using var alicePhone = await WsClient.ConnectAsync(_factory, "alice");
-        await using var carolPhone = await WsClient.ConnectAsync(_factory, "carol");
+        await using var chat = await _factory.GroupChat("two typists", "alice", "bob", "carol").Connect("alice").Connect("carol").OpenAsync();
+        var (bob, conversation) = (chat.Api("bob"), chat.Conversation);
+        var (alicePhone, carolPhone) = (chat.Socket("alice"), chat.Socket("carol"));
         await alicePhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
         AssertTyping(await carolPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: true);
 
@@ -157,10 +142,9 @@ public sealed class TypingTests : IAsyncLifetime
     [Fact]
     public async Task Typing_OverSocketByUserOutsideTheConversation_ErrorNotFoundAndNoEvent()
     {
-        using var alice = _factory.Api("alice");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
-        await using var mallory = await WsClient.ConnectAsync(_factory, "mallory");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("bob").Connect("mallory").OpenAsync();
+        var conversation = chat.Conversation;
+        var (bobPhone, mallory) = (chat.Socket("bob"), chat.Socket("mallory"));
 
         await mallory.SendAsync("""{"type":"typing","id":"ty-1","payload":{"conversation_id":"CID","is_typing":true}}""".Replace("CID", conversation.Id.ToString(), StringComparison.Ordinal));
 
@@ -171,10 +155,9 @@ public sealed class TypingTests : IAsyncLifetime
     [Fact]
     public async Task Typing_OverRestByUserOutsideTheConversation_Returns404AndNoEvent()
     {
-        using var alice = _factory.Api("alice");
-        using var mallory = _factory.Api("mallory");
-        var conversation = await alice.CreateDirectAsync("bob");
-        await using var bobPhone = await WsClient.ConnectAsync(_factory, "bob");
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("bob").OpenAsync();
+        var (mallory, conversation) = (chat.Api("mallory"), chat.Conversation);
+        var bobPhone = chat.Socket("bob");
 
         var response = await mallory.PostAsync($"/api/v1/conversations/{conversation.Id}/typing", new { is_typing = true });
 
@@ -190,6 +173,23 @@ public sealed class TypingTests : IAsyncLifetime
         await alicePhone.SendAsync("""{"type":"typing","id":"ty-2","payload":{"conversation_id":"CID","is_typing":true}}""".Replace("CID", Guid.CreateVersion7().ToString(), StringComparison.Ordinal));
 
         await alicePhone.NextErrorAsync("not_found", id: "ty-2");
+    }
+
+    /// <summary>Alice and Bob in a direct conversation, one socket each; Alice is typing, as Bob's socket was told.</summary>
+    private async Task<ChatScene> AliceTypingToBobAsync()
+    {
+        var chat = await _factory.DirectChat("alice", "bob").Connect("alice").Connect("bob").OpenAsync();
+        try
+        {
+            await chat.Socket("alice").SendAsync("typing", new { conversation_id = chat.Id, is_typing = true });
+            AssertTyping(await chat.Socket("bob").NextAsync("typing"), chat.Id, "alice", isTyping: true);
+            return chat;
+        }
+        catch (Exception)
+        {
+            await chat.DisposeAsync();
+            throw;
+        }
     }
 
     private void AssertTyping(JsonElement payload, Guid conversationId, string userId, bool isTyping)

@@ -402,17 +402,14 @@ internal sealed class ConversationService(
         snapshot.Conversation.LastMessageId is { } id ? await store.GetMessageAsync(id, cancellationToken) : null;
 
     private static string EncodeCursor(DateTimeOffset lastActivityAt, Guid conversationId) =>
-        Convert.ToBase64String(Encoding.UTF8.GetBytes($"{lastActivityAt.ToUnixTimeMilliseconds()}:{conversationId:D}"))
-            .TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        System.Buffers.Text.Base64Url.EncodeToString(Encoding.UTF8.GetBytes($"{lastActivityAt.ToUnixTimeMilliseconds()}:{conversationId:D}"));
 
     private static bool TryDecodeCursor(string cursor, out ConversationPosition? position)
     {
         position = null;
         try
         {
-            var base64 = cursor.Replace('-', '+').Replace('_', '/');
-            base64 = base64.PadRight(base64.Length + (4 - base64.Length % 4) % 4, '=');
-            var parts = Encoding.UTF8.GetString(Convert.FromBase64String(base64)).Split(':');
+            var parts = Encoding.UTF8.GetString(System.Buffers.Text.Base64Url.DecodeFromChars(cursor)).Split(':');
             if (parts.Length == 2
                 && long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var ms)
                 && Guid.TryParseExact(parts[1], "D", out var id))

@@ -156,11 +156,22 @@ internal static partial class ConfigurationCheck
             return;
         }
 
-        if ((converted is not null && type.IsEnum && !Enum.IsDefined(type, converted)) || (range is not null && !range.IsValid(converted)))
+        if (range is not null && !range.IsValid(converted) && type == typeof(TimeSpan))
+        {
+            // A duration in the right format: what is wrong is its length.
+            errors.Add($"{child.Path} is '{value}'; {ExpectedDuration(range)}.");
+        }
+        else if ((converted is not null && type.IsEnum && !Enum.IsDefined(type, converted)) || (range is not null && !range.IsValid(converted)))
         {
             errors.Add($"{child.Path} is '{value}'; {Expected(type, range)}.");
         }
     }
+
+    /// <summary>The range of a duration setting (<c>[Range(typeof(TimeSpan), ...)]</c>); its bounds are TimeSpans once IsValid has run.</summary>
+    private static string ExpectedDuration(RangeAttribute range) =>
+        range.Maximum is TimeSpan max && max == TimeSpan.MaxValue
+            ? string.Create(CultureInfo.InvariantCulture, $"expected a duration of at least {range.Minimum}")
+            : string.Create(CultureInfo.InvariantCulture, $"expected a duration from {range.Minimum} to {range.Maximum}");
 
     private static string Expected(Type type, RangeAttribute? range)
     {

@@ -28,7 +28,6 @@ internal static partial class HostingSetup
         });
 
         services.AddOptions<LimitsOptions>().BindConfiguration(LimitsOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
-        services.AddSingleton<IValidateOptions<LimitsOptions>, LimitsOptionsValidator>();
         services.AddOptions<CorsSettings>().BindConfiguration(CorsSettings.SectionName).ValidateOnStart();
         services.AddOptions<KestrelServerOptions>().Configure<IOptions<LimitsOptions>>((kestrel, limits) =>
         {
@@ -111,7 +110,8 @@ internal static partial class HostingSetup
         app.UseCors();
         app.UseWebSockets();
         app.UseAuthentication();
-        app.Use(WithCallerScopeAsync);
+        var requests = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Parley.Requests");
+        app.Use((context, next) => WithCallerScopeAsync(context, next, requests));
         app.UseRateLimiter();
         app.UseAuthorization();
         app.UseMiddleware<StorageGate>();
@@ -166,7 +166,7 @@ internal static partial class HostingSetup
     }
 
     /// <summary>Every log line of an authenticated request carries the user id (request ids come from the host's own scope).</summary>
-    private static async Task WithCallerScopeAsync(HttpContext context, RequestDelegate next)
+    private static async Task WithCallerScopeAsync(HttpContext context, RequestDelegate next, ILogger logger)
     {
         var caller = Caller.From(context);
         if (caller is null)
@@ -175,7 +175,6 @@ internal static partial class HostingSetup
             return;
         }
 
-        var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Parley.Requests");
         using (logger.BeginScope(new Dictionary<string, object> { ["UserId"] = caller.UserId }))
         {
             await next(context);

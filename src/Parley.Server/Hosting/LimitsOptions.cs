@@ -30,6 +30,7 @@ internal sealed class LimitsOptions
     public int MaxConversationNameLength { get; set; } = 128;
 
     /// <summary>How long after sending a message its sender may edit it.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "3650.00:00:00")]
     public TimeSpan EditWindow { get; set; } = TimeSpan.FromHours(48);
 
     /// <summary>Sustained messages per second per user (REST and WebSocket together).</summary>

@@ -15,6 +15,12 @@ namespace Parley.Server.Hosting;
 /// </summary>
 internal static class RateLimits
 {
+    /// <summary>
+    /// The service key of the per-user message rate, a <see cref="PartitionedRateLimiter{String}"/> keyed by user id:
+    /// one bucket per user, shared by REST sends and the WebSocket's <c>send_message</c>.
+    /// </summary>
+    public const string SendRate = "send-rate";
+
     public static IHostApplicationBuilder AddRateLimits(this IHostApplicationBuilder builder)
     {
         builder.Services.AddRateLimiter(options =>
@@ -29,7 +35,7 @@ internal static class RateLimits
             });
             options.OnRejected = async (context, cancellationToken) =>
             {
-                var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)) : 1;
+                var retryAfter = RetryAfterSeconds(context.Lease);
                 var http = context.HttpContext;
                 http.Response.Headers.RetryAfter = retryAfter.ToString(CultureInfo.InvariantCulture);
                 await http.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
@@ -44,23 +50,38 @@ internal static class RateLimits
                 });
             };
         });
-        builder.Services.AddSingleton<SendRateLimiter>();
+        builder.Services.AddKeyedSingleton(SendRate, (services, _) =>
+        {
+            var limits = services.GetRequiredService<IOptions<LimitsOptions>>().Value;
+            var time = services.GetRequiredService<TimeProvider>();
+            return PartitionedRateLimiter.Create<string, string>(
+                userId => RateLimitPartition.Get(userId, _ => new ClockedTokenBucket(time, limits.SendRatePerSecond, limits.SendBurst)),
+                StringComparer.Ordinal);
+        });
         return builder;
     }
+
+    /// <summary>Whole seconds, at least one, until a refused request may succeed (Retry-After and the error texts).</summary>
+    public static int RetryAfterSeconds(RateLimitLease lease) =>
+        lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)) : 1;
 
     /// <summary>The endpoint sends messages: the caller's message rate applies (shared with the WebSocket's send_message).</summary>
     public static RouteHandlerBuilder RequireSendRate(this RouteHandlerBuilder builder) =>
         builder.AddEndpointFilter(async (context, next) =>
         {
             var http = context.HttpContext;
-            var caller = Caller.From(http);
-            var limiter = http.RequestServices.GetRequiredService<SendRateLimiter>();
-            if (caller is null || limiter.TryAcquire(caller.UserId, out var wait))
+            if (Caller.From(http) is not { } caller)
             {
                 return await next(context);
             }
 
-            var seconds = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds));
+            using var lease = http.RequestServices.GetRequiredKeyedService<PartitionedRateLimiter<string>>(SendRate).AttemptAcquire(caller.UserId);
+            if (lease.IsAcquired)
+            {
+                return await next(context);
+            }
+
+            var seconds = RetryAfterSeconds(lease);
             http.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
             return ApiResults.Problem(new ApiError(429, ErrorCodes.RateLimited, $"Too many messages; retry after {seconds} s."));
         });

@@ -29,10 +29,10 @@ internal sealed partial class Connection : IDisposable
     // Owned by the receive loop; rented only while a message is being read.
     private byte[] _receiveBuffer = [];
 
-    // Set once by the first RequestClose; read by the send loop.
-    private int _closeRequested;
-    private WebSocketCloseStatus _closeStatus = WebSocketCloseStatus.NormalClosure;
-    private string _closeReason = string.Empty;
+    // Set once, by the first RequestClose; read by the send loop. Status and reason are published in the same object
+    // as the request itself: with a flag set before them, a send loop that saw the flag in between closed with the
+    // default 1000 instead of the requested status (4001 for a slow consumer).
+    private CloseRequest? _closeRequest;
 
     public Connection(
         string id, string userId, string deviceId, bool acks, WebSocket socket, RealtimeOptions options, int maxFrameBytes, ILogger logger)
@@ -70,7 +70,10 @@ internal sealed partial class Connection : IDisposable
     /// <summary>Cancelled when the connection ends (for work that lives as long as it, such as a catch-up).</summary>
     public CancellationToken Closing => _closing.Token;
 
-    private bool CloseRequested => Volatile.Read(ref _closeRequested) != 0;
+    private bool CloseRequested => RequestedClose is not null;
+
+    /// <summary>The close the send loop sends, once one was requested.</summary>
+    public CloseRequest? RequestedClose => Volatile.Read(ref _closeRequest);
 
     /// <summary>
     /// Queues a frame for this socket. Returns false, and closes the connection with 4001, when the queue is full.
@@ -132,15 +135,17 @@ internal sealed partial class Connection : IDisposable
     /// <summary>Asks the send loop to close the socket with this status; the first request wins, queued frames are dropped.</summary>
     public void RequestClose(int status, string reason)
     {
-        if (Interlocked.CompareExchange(ref _closeRequested, 1, 0) != 0)
+        // The exchange publishes the complete request (a full fence): whoever sees it sees its status and reason.
+        if (Interlocked.CompareExchange(ref _closeRequest, new CloseRequest((WebSocketCloseStatus)status, reason), null) is not null)
         {
             return;
         }
 
-        _closeStatus = (WebSocketCloseStatus)status;
-        _closeReason = reason;
         _outbound.Writer.TryComplete();
     }
+
+    /// <summary>How the send loop closes the socket: the status and reason of the first <see cref="RequestClose"/>.</summary>
+    public sealed record CloseRequest(WebSocketCloseStatus Status, string Reason);
 
     /// <summary>Runs both loops until the socket is closed. Never throws for socket failures.</summary>
     public async Task RunAsync(
@@ -175,7 +180,7 @@ internal sealed partial class Connection : IDisposable
             }
 
             // Attached work handles its own failures; this only waits for it to notice the cancellation.
-            await Task.WhenAll(attached).ContinueWith(_ => { }, TaskScheduler.Default);
+            await Task.WhenAll(attached).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             _completion.TrySetResult();
         }
     }
@@ -216,7 +221,9 @@ internal sealed partial class Connection : IDisposable
             if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
             {
                 deadline.CancelAfter(_options.CloseTimeout);
-                await _socket.CloseOutputAsync(_closeStatus, _closeReason, deadline.Token);
+                // Only RequestClose ends the loop (and completes the queue), so a request is there.
+                var close = RequestedClose!;
+                await _socket.CloseOutputAsync(close.Status, close.Reason, deadline.Token);
             }
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)

@@ -71,8 +71,11 @@ internal sealed class ConnectionHub
         }
     }
 
-    /// <summary>Asks every socket to close (graceful shutdown: 1001) and waits until they are gone or the timeout passes.</summary>
-    public async Task CloseAllAsync(int closeStatus, string reason, TimeSpan timeout)
+    /// <summary>
+    /// Asks every socket to close (graceful shutdown: 1001) and waits until they are gone, the timeout passes or
+    /// <paramref name="cancellationToken"/> is cancelled.
+    /// </summary>
+    public async Task CloseAllAsync(int closeStatus, string reason, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var connections = _byId.Values.ToArray();
         foreach (var connection in connections)
@@ -80,7 +83,8 @@ internal sealed class ConnectionHub
             connection.RequestClose(closeStatus, reason);
         }
 
-        var all = Task.WhenAll(connections.Select(c => c.Completion));
-        await Task.WhenAny(all, Task.Delay(timeout));
+        // Each connection aborts itself a close timeout after its close frame; the bound is for one that never gets that far.
+        await Task.WhenAll(connections.Select(c => c.Completion)).WaitAsync(timeout, cancellationToken)
+            .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
@@ -21,14 +22,14 @@ internal sealed partial class FrameDispatcher(
     StreamCursors cursors,
     CatchUp catchUp,
     CursorAdvancer cursorAdvancer,
-    SendRateLimiter sendRate,
+    [FromKeyedServices(RateLimits.SendRate)] PartitionedRateLimiter<string> sendRate,
     TimeProvider time,
     IOptions<RealtimeOptions> options,
     ILogger<FrameDispatcher> logger)
 {
     public InboundLimiter CreateInboundLimiter() => new(
-        new TokenBucket(time, options.Value.InboundFramesPerSecond, options.Value.InboundBurst),
-        new TokenBucket(time, options.Value.AckFramesPerSecond, options.Value.AckBurst));
+        new ClockedTokenBucket(time, options.Value.InboundFramesPerSecond, options.Value.InboundBurst),
+        new ClockedTokenBucket(time, options.Value.AckFramesPerSecond, options.Value.AckBurst));
 
     public async Task HandleAsync(SocketDelivery socket, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
     {
@@ -84,7 +85,8 @@ internal sealed partial class FrameDispatcher(
         }
 
         EndFirstFrameWait(socket, first);
-        if (!(type == FrameTypes.Ack ? limiter.Acks : limiter.Frames).TryTake())
+        using var lease = (type == FrameTypes.Ack ? limiter.Acks : limiter.Frames).AttemptAcquire();
+        if (!lease.IsAcquired)
         {
             connection.TryEnqueue(Frames.Error(ErrorCodes.RateLimited, "Too many frames; slow down.", id));
             return;
@@ -245,10 +247,11 @@ internal sealed partial class FrameDispatcher(
             return;
         }
 
-        if (!sendRate.TryAcquire(caller.UserId, out var wait))
+        using var lease = sendRate.AttemptAcquire(caller.UserId);
+        if (!lease.IsAcquired)
         {
             connection.TryEnqueue(Frames.Error(
-                ErrorCodes.RateLimited, $"Too many messages; retry after {Math.Ceiling(wait.TotalSeconds)} s.", id, clientMessageId));
+                ErrorCodes.RateLimited, $"Too many messages; retry after {RateLimits.RetryAfterSeconds(lease)} s.", id, clientMessageId));
             return;
         }
 
@@ -306,4 +309,11 @@ internal sealed partial class FrameDispatcher(
 }
 
 /// <summary>A socket's inbound budgets: one for acks, one for every other frame (a <c>resume</c> is free: it comes once).</summary>
-internal sealed record InboundLimiter(TokenBucket Frames, TokenBucket Acks);
+internal sealed record InboundLimiter(RateLimiter Frames, RateLimiter Acks) : IDisposable
+{
+    public void Dispose()
+    {
+        Frames.Dispose();
+        Acks.Dispose();
+    }
+}

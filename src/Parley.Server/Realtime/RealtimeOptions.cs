@@ -7,9 +7,11 @@ internal sealed class RealtimeOptions
     public const string SectionName = "Realtime";
 
     /// <summary>How often the server pings each socket (WebSocket ping frames); also sent to clients as heartbeat_interval_ms.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(25);
 
     /// <summary>A socket that does not answer a ping within this time is considered dead and aborted.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
     public TimeSpan HeartbeatTimeout { get; set; } = TimeSpan.FromSeconds(20);
 
     /// <summary>Frames queued for one socket before it is treated as a slow consumer and closed with 4001.</summary>
@@ -17,9 +19,11 @@ internal sealed class RealtimeOptions
     public int SendQueueCapacity { get; set; } = 1024;
 
     /// <summary>Longest time one frame may take to reach the socket before the connection is aborted.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.1", "00:05:00")]
     public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How long the server waits for the peer's close frame after sending its own.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.1", "00:01:00")]
     public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(3);
 
     /// <summary>Sustained client frames per second per socket (typing, receipts, sends, pings; acks have their own budget).</summary>
@@ -41,8 +45,10 @@ internal sealed class RealtimeOptions
     public int AckBurst { get; set; } = 1000;
 
     /// <summary>A typing indicator that is not refreshed within this time expires (others get is_typing: false).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.1", "00:05:00")]
     public TimeSpan TypingTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>How long delivered reports are coalesced before they are written (one write per conversation and user).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "00:00:10")]
     public TimeSpan DeliveryFlushInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 }

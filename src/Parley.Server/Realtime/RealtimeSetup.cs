@@ -1,7 +1,6 @@
 using Microsoft.Extensions.Options;
 using Parley.Server.Conversations;
 using Parley.Server.Fanout;
-using Parley.Server.Hosting;
 using Parley.Server.Messages;
 using Parley.Server.Presence;
 using Parley.Server.Realtime.Protocol;
@@ -15,7 +14,6 @@ internal static class RealtimeSetup
     {
         var services = builder.Services;
         services.AddOptions<RealtimeOptions>().BindConfiguration(RealtimeOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
-        services.AddSingleton<IValidateOptions<RealtimeOptions>, RealtimeOptionsValidator>();
         services.AddSingleton<ConnectionHub>();
         services.AddSingleton<IFanout, InProcessFanout>();
         services.AddSingleton<ConversationBroadcaster>();
@@ -41,21 +39,23 @@ internal static class RealtimeSetup
     }
 
     /// <summary>
-    /// On shutdown every socket is asked to close with 1001 as soon as stopping begins; the server then waits
-    /// (up to its shutdown timeout) for the WebSocket requests to finish their close handshakes.
+    /// On shutdown, before anything stops (the server, and the trackers and workers that sockets use), every socket
+    /// is asked to close with 1001 and the closes are awaited: each ends when its client answers the close, or when
+    /// Realtime:CloseTimeout aborts it; the host's shutdown timeout bounds the whole wait.
     /// </summary>
-    private sealed class GracefulClose(ConnectionHub hub, IHostApplicationLifetime lifetime, IOptions<RealtimeOptions> options) : IHostedService
+    private sealed class GracefulClose(ConnectionHub hub, IOptions<RealtimeOptions> options) : IHostedLifecycleService
     {
-        private CancellationTokenRegistration _registration;
+        public Task StoppingAsync(CancellationToken cancellationToken) =>
+            hub.CloseAllAsync(CloseCodes.GoingAway, "server shutting down", options.Value.CloseTimeout, cancellationToken);
 
-        public Task StartAsync(CancellationToken cancellationToken)
-        {
-            _registration = lifetime.ApplicationStopping.Register(() =>
-                _ = hub.CloseAllAsync(CloseCodes.GoingAway, "server shutting down", options.Value.CloseTimeout));
-            return Task.CompletedTask;
-        }
+        public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-        public Task StopAsync(CancellationToken cancellationToken) =>
-            hub.CloseAllAsync(CloseCodes.GoingAway, "server shutting down", options.Value.CloseTimeout);
+        public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }

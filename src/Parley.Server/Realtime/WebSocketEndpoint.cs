@@ -135,7 +135,7 @@ internal static partial class WebSocketEndpoint
         using var firstFrameTimer = resumeFrom is null && firstFrameWait > TimeSpan.Zero
             ? time.CreateTimer(_ => socketDelivery.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
             : null;
-        var limiter = dispatcher.CreateInboundLimiter();
+        using var limiter = dispatcher.CreateInboundLimiter();
         try
         {
             if (resumeFrom is { } cursor)

@@ -104,7 +104,7 @@ internal sealed partial class StorageInitializer(
         }
 
         await retrying.Stopping.CancelAsync();
-        await retrying.Task.WaitAsync(cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+        await retrying.Task.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         retrying.Stopping.Dispose();
     }
 

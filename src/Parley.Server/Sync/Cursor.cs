@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Buffers.Text;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Sync;
@@ -41,7 +42,7 @@ internal sealed record Cursor(Guid Epoch, long Pos, DateTimeOffset IssuedAt, uin
         BinaryPrimitives.WriteInt64BigEndian(bytes[17..25], Pos);
         BinaryPrimitives.WriteInt64BigEndian(bytes[25..33], IssuedAt.ToUnixTimeSeconds());
         BinaryPrimitives.WriteUInt32BigEndian(bytes[33..37], Check);
-        return Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        return Base64Url.EncodeToString(bytes);
     }
 
     public static bool TryDecode(string? text, out Cursor? cursor)
@@ -52,10 +53,9 @@ internal sealed record Cursor(Guid Epoch, long Pos, DateTimeOffset IssuedAt, uin
             return false;
         }
 
-        var base64 = text.Replace('-', '+').Replace('_', '/');
-        base64 = base64.PadRight(base64.Length + (4 - base64.Length % 4) % 4, '=');
+        // IsValid first: TryDecodeFromChars throws for a character outside the alphabet ("Try" is about the room).
         Span<byte> bytes = stackalloc byte[48];
-        if (!Convert.TryFromBase64String(base64, bytes, out var written)
+        if (!Base64Url.IsValid(text) || !Base64Url.TryDecodeFromChars(text, bytes, out var written)
             || !((bytes[0] == Version1 && written == Length1) || (bytes[0] == Version2 && written == Length2)))
         {
             return false;

@@ -31,7 +31,7 @@ internal sealed partial class StreamSequencer(
             catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or InvalidOperationException)
             {
                 Log.Failed(logger, ex.Message);
-                await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
     }

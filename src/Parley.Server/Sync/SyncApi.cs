@@ -1,5 +1,4 @@
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.Extensions.Options;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 
@@ -21,7 +20,6 @@ internal static class SyncApi
     public static IHostApplicationBuilder AddSync(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptions<DeliveryOptions>().BindConfiguration(DeliveryOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
-        builder.Services.AddSingleton<IValidateOptions<DeliveryOptions>, DeliveryOptionsValidator>();
         builder.Services.AddSingleton<StreamCursors>();
         builder.Services.AddSingleton<EventFrameBuilder>();
         builder.Services.AddSingleton<SyncPages>();

@@ -55,6 +55,10 @@ internal static partial class MessagingKit
 
     public static Task<HttpResponseMessage> PostMessageAsync(this ParleyApi api, object body) => api.PostAsync("/api/v1/messages", body);
 
+    /// <summary>Posts a message the server must refuse as invalid: asserts 400 <c>validation_failed</c> and returns the problem.</summary>
+    public static async Task<Problem> SendInvalidAsync(this ParleyApi api, object body) =>
+        await ParleyApi.ProblemAsync(await api.PostMessageAsync(body), HttpStatusCode.BadRequest, "validation_failed");
+
     /// <summary>A text message body.</summary>
     public static object TextBody(Guid conversationId, string content, string? clientMessageId = null) =>
         new { conversation_id = conversationId, message_type = "text", content, client_message_id = clientMessageId };
