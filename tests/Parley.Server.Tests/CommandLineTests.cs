@@ -1,5 +1,5 @@
 using System.Text.RegularExpressions;
-using Parley.Server.Hosting;
+using Parley.Server.App;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;

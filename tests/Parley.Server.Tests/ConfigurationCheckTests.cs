@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Reflection;
 using Microsoft.Extensions.Configuration;
-using Parley.Server.Hosting;
+using Parley.Server.App;
 using Parley.Server.Storage.Migrations;
 using Parley.Server.Tests.Infrastructure;
 

@@ -2,9 +2,8 @@ using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
-using Parley.Server.Fanout;
+using Parley.Server.Protocol;
 using Parley.Server.Realtime;
-using Parley.Server.Realtime.Protocol;
 using Parley.Server.Sync;
 using Parley.Server.Tests.Infrastructure;
 
@@ -180,7 +179,7 @@ public sealed class ConnectionTests
         const int Frames = QueueCapacity * 3;
         for (var i = 0; i < Frames; i++)
         {
-            hub.Deliver(new FanoutMessage(["alice", "bob"], Frame(i)));
+            hub.Deliver(["alice", "bob"], Frame(i));
             await healthySocket.WaitForSentAsync(i + 1, Timeout);
             await otherUserSocket.WaitForSentAsync(i + 1, Timeout);
         }

@@ -1,6 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Time.Testing;
-using Parley.Server.Conversations;
+using Parley.Server.Protocol;
 using Parley.Server.Tests.Infrastructure;
 using static Parley.Server.Tests.Infrastructure.MembershipCalls;
 

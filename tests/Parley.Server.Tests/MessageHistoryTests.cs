@@ -215,7 +215,7 @@ public sealed class MessageHistoryTests : IAsyncLifetime
         using var dave = _factory.BoundedApi("dave");
         var group = await alice.CreateGroupAsync("team", "bob");
         var early = await alice.SendTextAsync(group.Id, "before dave");
-        await ParleyApi.ReadAsync<Conversations.Conversation>(await alice.PostAsync($"/api/v1/conversations/{group.Id}/participants", new { user_ids = new[] { "dave" } }));
+        await ParleyApi.ReadAsync<Protocol.Conversation>(await alice.PostAsync($"/api/v1/conversations/{group.Id}/participants", new { user_ids = new[] { "dave" } }));
         var late = await alice.SendTextAsync(group.Id, "after dave");
 
         var history = await dave.WholeHistoryAsync(group.Id);

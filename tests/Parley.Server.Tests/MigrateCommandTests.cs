@@ -1,5 +1,5 @@
 using Npgsql;
-using Parley.Server.Hosting;
+using Parley.Server.App;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;

@@ -105,7 +105,7 @@ public sealed class PostgresMultiInstanceTests : IAsyncLifetime
         foreach (var response in responses)
         {
             Assert.True(response.StatusCode is HttpStatusCode.Created or HttpStatusCode.OK, $"got {(int)response.StatusCode}");
-            ids.Add((await ParleyApi.ReadAsync<Conversations.Conversation>(response, HttpStatusCode.Created, HttpStatusCode.OK)).Id);
+            ids.Add((await ParleyApi.ReadAsync<Protocol.Conversation>(response, HttpStatusCode.Created, HttpStatusCode.OK)).Id);
         }
 
         Assert.Single(ids);

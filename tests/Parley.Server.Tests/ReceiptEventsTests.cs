@@ -1,6 +1,6 @@
-using Parley.Server.Conversations;
 using System.Net;
 using System.Text.Json;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 using Parley.Server.Tests.Infrastructure;
 

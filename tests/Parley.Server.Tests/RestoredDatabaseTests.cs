@@ -118,7 +118,7 @@ public sealed class RestoredDatabaseTests : IAsyncLifetime
         await StopAsync();
         await RestoreFilesAsync();
 
-        var run = await ConsoleCapture.RunAsync(() => Hosting.ParleyCommandLine.RunCommandAsync(["new-epoch", .. CommandLineSettings()]));
+        var run = await ConsoleCapture.RunAsync(() => App.ParleyCommandLine.RunCommandAsync(["new-epoch", .. CommandLineSettings()]));
 
         Assert.True(run.Result == 0, run.Error);
         Assert.Contains("new epoch", run.Output, StringComparison.Ordinal);
@@ -135,7 +135,7 @@ public sealed class RestoredDatabaseTests : IAsyncLifetime
         Assert.SkipWhen(_postgres is not null, "A SQLite file's lock: the suite runs on PostgreSQL.");
         var before = await CursorCoveringEverythingAsync("bob", 0);
 
-        var run = await ConsoleCapture.RunAsync(() => Hosting.ParleyCommandLine.RunCommandAsync(["new-epoch", .. CommandLineSettings()]));
+        var run = await ConsoleCapture.RunAsync(() => App.ParleyCommandLine.RunCommandAsync(["new-epoch", .. CommandLineSettings()]));
 
         Assert.Equal(1, run.Result);
         Assert.Contains("Parley cannot start a new epoch", run.Error, StringComparison.Ordinal);
@@ -145,7 +145,7 @@ public sealed class RestoredDatabaseTests : IAsyncLifetime
 
     private ParleyFactory Server => _server!;
 
-    private async Task<Conversations.Conversation> CreateDirectAsync()
+    private async Task<Protocol.Conversation> CreateDirectAsync()
     {
         using var alice = Server.Api("alice");
         return await alice.CreateDirectAsync("bob");

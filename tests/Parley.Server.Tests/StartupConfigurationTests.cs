@@ -1,8 +1,8 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.RegularExpressions;
-using Parley.Server.Conversations;
-using Parley.Server.Hosting;
+using Parley.Server.App;
+using Parley.Server.Protocol;
 using Parley.Server.Tests.Infrastructure;
 using static Parley.Server.Tests.Infrastructure.MembershipCalls;
 

@@ -1,6 +1,6 @@
 using System.Net;
 using System.Text;
-using Parley.Server.Conversations;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 using Parley.Server.Tests.Infrastructure;
 

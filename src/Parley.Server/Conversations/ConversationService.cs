@@ -1,10 +1,10 @@
 using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Options;
+using Parley.Server.Broadcasting;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
-using Parley.Server.Realtime;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Conversations;
@@ -29,7 +29,7 @@ internal sealed class ConversationService(
             return ApiError.BadRequest(ErrorCodes.InvalidRequest, "A JSON body is required.");
         }
 
-        var errors = new Messages.Errors();
+        var errors = new FieldErrors();
         var type = request.Type;
         if (type is not (ConversationTypes.Direct or ConversationTypes.Group))
         {
@@ -168,7 +168,7 @@ internal sealed class ConversationService(
             return ApiError.InvalidId("id");
         }
 
-        var errors = new Messages.Errors();
+        var errors = new FieldErrors();
         var userIds = ValidateUserIds(errors, "user_ids", request?.UserIds, allowEmpty: false);
         if (errors.Any)
         {
@@ -373,7 +373,7 @@ internal sealed class ConversationService(
         return changes;
     }
 
-    private static List<string> ValidateUserIds(Messages.Errors errors, string field, List<string?>? input, bool allowEmpty)
+    private static List<string> ValidateUserIds(FieldErrors errors, string field, List<string?>? input, bool allowEmpty)
     {
         var result = new List<string>();
         if (input is null || (input.Count == 0 && !allowEmpty))

@@ -2,11 +2,21 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
+using Parley.Server.Protocol;
 
 namespace Parley.Server.Conversations;
 
 internal static class ConversationsApi
 {
+    /// <summary>Conversations, their members, and who may touch them (used by every other feature).</summary>
+    public static IHostApplicationBuilder AddConversations(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<ConversationLocks>();
+        builder.Services.AddSingleton<ConversationAccess>();
+        builder.Services.AddSingleton<ConversationService>();
+        return builder;
+    }
+
     public static IEndpointRouteBuilder MapConversations(this IEndpointRouteBuilder app)
     {
         var api = app.MapGroup("/api/v1/conversations").RequireAuthorization().WithTags("Conversations").ProducesProblems();

@@ -7,7 +7,7 @@ internal sealed class InProcessFanout(ConnectionHub hub) : IFanout
 {
     public ValueTask PublishAsync(FanoutMessage message, CancellationToken cancellationToken)
     {
-        hub.Deliver(message);
+        hub.Deliver(message.UserIds, message.Frame, message.ExceptUserId);
         return ValueTask.CompletedTask;
     }
 }

@@ -1,5 +1,5 @@
 using System.Data.Common;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Hosting;

@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 
 namespace Parley.Server.Hosting;
 

@@ -1,15 +1,8 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Parley.Server.Protocol;
 
 namespace Parley.Server.Hosting;
-
-/// <summary>
-/// A health report: the overall status (<c>Healthy</c>, <c>Degraded</c> or <c>Unhealthy</c>) and, per dependency
-/// checked (<c>storage</c>), its status, why it is not healthy (null when it is) and how long the check took.
-/// </summary>
-internal sealed record HealthReportResponse(string Status, double TotalDurationMs, IReadOnlyList<HealthCheckEntry> Checks);
-
-internal sealed record HealthCheckEntry(string Name, string Status, string? Description, double DurationMs);
 
 /// <summary>
 /// Probes: <c>/health</c> (liveness: the process answers; checks nothing) and <c>/ready</c> (readiness: storage

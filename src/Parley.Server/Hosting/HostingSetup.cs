@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using Microsoft.OpenApi;
 using Parley.Server.Hosting.Auth;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 using Scalar.AspNetCore;
 
@@ -121,48 +122,6 @@ internal static partial class HostingSetup
         app.MapScalarApiReference(options => options.HideDeveloperTools().DisableAgent().DisableMcp().DisableTelemetry()).AllowAnonymous();
         app.MapHealth();
         return app;
-    }
-
-    /// <summary>
-    /// Runs the app. Whatever stops start-up (an invalid setting, an address in use, a database held by another
-    /// process) ends it with a message on standard error and exit code 1 instead of a stack trace; the host has
-    /// logged the exception itself, with its stack trace, before that.
-    /// </summary>
-    public static async Task<int> RunParleyAsync(this WebApplication app)
-    {
-        // Invalid values were refused before the app was built (ParleyCommandLine); keys nothing reads are worth a warning.
-        ConfigurationCheck.LogUnknown(
-            app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Parley.Configuration"), ConfigurationCheck.Check(app.Configuration));
-
-        // The token, not the lifetime: the host (and its services) is disposed by the time a failure reaches the catch.
-        var started = app.Lifetime.ApplicationStarted;
-        string[] failure;
-        try
-        {
-            // Disposes the host (and flushes its log) also when start-up fails.
-            await app.RunAsync();
-            return 0;
-        }
-        catch (OptionsValidationException ex)
-        {
-            failure = ["Parley cannot start: invalid configuration.", .. ex.Failures.Select(f => "  - " + f)];
-        }
-        catch (IOException ex) when (ex.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
-        {
-            failure = [$"Parley cannot start: {ex.Message} Stop the other process or choose another address with --urls."];
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException && !started.IsCancellationRequested)
-        {
-            // The database file is held by another process, an HTTPS address has no certificate, ...
-            failure = [$"Parley cannot start: {ex.Message}"];
-        }
-
-        foreach (var line in failure)
-        {
-            await Console.Error.WriteLineAsync(line);
-        }
-
-        return 1;
     }
 
     /// <summary>Every log line of an authenticated request carries the user id (request ids come from the host's own scope).</summary>

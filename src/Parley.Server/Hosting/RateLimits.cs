@@ -3,7 +3,7 @@ using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Options;
 using Parley.Server.Hosting.Auth;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 
 namespace Parley.Server.Hosting;
 

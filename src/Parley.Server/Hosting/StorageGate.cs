@@ -1,4 +1,4 @@
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Hosting;

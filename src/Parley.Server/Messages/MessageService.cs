@@ -1,11 +1,11 @@
 using System.Globalization;
 using Microsoft.Extensions.Options;
+using Parley.Server.Broadcasting;
 using Parley.Server.Conversations;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Presence;
-using Parley.Server.Realtime;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Messages;
@@ -71,7 +71,7 @@ internal sealed class MessageService(
             return ApiError.InvalidId("id");
         }
 
-        var errors = new Errors();
+        var errors = new FieldErrors();
         var pageSize = ParseLong(errors, "limit", limit, 1, MaxPageSize) ?? DefaultPageSize;
         var beforeSeq = ParseLong(errors, "before", before, 1, long.MaxValue);
         var afterSeq = ParseLong(errors, "after", after, 0, long.MaxValue);
@@ -267,7 +267,7 @@ internal sealed class MessageService(
         && existing.Media == draft.Media
         && existing.Location == draft.Location;
 
-    private static long? ParseLong(Errors errors, string name, string? value, long min, long max)
+    private static long? ParseLong(FieldErrors errors, string name, string? value, long min, long max)
     {
         if (value is null)
         {

@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 using Parley.Server.Hosting;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Messages;
@@ -22,7 +22,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
             return ApiError.BadRequest(ErrorCodes.InvalidRequest, "A JSON body is required.");
         }
 
-        var errors = new Errors();
+        var errors = new FieldErrors();
         var conversationId = errors.RequiredUuid("conversation_id", request.ConversationId);
         var type = request.MessageType;
         if (string.IsNullOrEmpty(type))
@@ -86,7 +86,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
             return ApiError.BadRequest(ErrorCodes.InvalidRequest, "A JSON body is required.");
         }
 
-        var errors = new Errors();
+        var errors = new FieldErrors();
         // As on send: no caption is null, never "", so removing a caption and an empty edit of an uncaptioned
         // message mean the same thing (and the latter changes nothing).
         var content = string.IsNullOrEmpty(request.Content) ? null : request.Content;
@@ -103,7 +103,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
     public static bool IsValidClientMessageId(string value) =>
         value.Length is >= 1 and <= MaxClientMessageIdLength && ClientMessageIdPattern().IsMatch(value);
 
-    private void CheckContent(Errors errors, string? content)
+    private void CheckContent(FieldErrors errors, string? content)
     {
         // Length counts UTF-16 code units, as JavaScript's String.length does: what clients measure.
         if (content is not null && content.Length > limits.MaxContentLength)
@@ -114,7 +114,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
         errors.CheckText("content", content, multiLine: true);
     }
 
-    private IReadOnlyList<Mention>? ValidateMentions(Errors errors, List<MentionInput?>? input, string? content)
+    private IReadOnlyList<Mention>? ValidateMentions(FieldErrors errors, List<MentionInput?>? input, string? content)
     {
         if (input is null || input.Count == 0)
         {
@@ -156,7 +156,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
         return mentions;
     }
 
-    private static Media? ValidateMedia(Errors errors, MediaInput? input, string type)
+    private static Media? ValidateMedia(FieldErrors errors, MediaInput? input, string type)
     {
         if (input is null)
         {
@@ -214,7 +214,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
             : new Media(input.Url!, mime!, input.SizeBytes!.Value, input.Width, input.Height, input.DurationMs, input.FileName, input.ThumbnailUrl);
     }
 
-    private static Location? ValidateLocation(Errors errors, LocationInput? input)
+    private static Location? ValidateLocation(FieldErrors errors, LocationInput? input)
     {
         if (input is null)
         {
@@ -252,72 +252,4 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
 
     [GeneratedRegex(@"^[A-Za-z0-9._:-]+\z")]
     private static partial Regex ClientMessageIdPattern();
-}
-
-/// <summary>Field errors collected while validating one request.</summary>
-internal sealed class Errors
-{
-    private readonly Dictionary<string, List<string>> _errors = new(StringComparer.Ordinal);
-
-    public bool Any => _errors.Count > 0;
-
-    public int Count => _errors.Values.Sum(v => v.Count);
-
-    /// <summary>Applies <see cref="TextRules"/> to a field; false (and the error added) when it breaks them.</summary>
-    public bool CheckText(string field, string? value, bool multiLine = false)
-    {
-        if (TextRules.Check(value, multiLine) is not { } why)
-        {
-            return true;
-        }
-
-        Add(field, why);
-        return false;
-    }
-
-    public void Add(string field, string message)
-    {
-        if (!_errors.TryGetValue(field, out var list))
-        {
-            _errors[field] = list = [];
-        }
-
-        list.Add(message);
-    }
-
-    public Guid RequiredUuid(string field, string? value)
-    {
-        if (string.IsNullOrEmpty(value))
-        {
-            Add(field, "is required");
-            return Guid.Empty;
-        }
-
-        return OptionalUuid(field, value) ?? Guid.Empty;
-    }
-
-    public Guid? OptionalUuid(string field, string? value)
-    {
-        if (value is null)
-        {
-            return null;
-        }
-
-        if (Identifiers.TryParseUuid(value, out var id))
-        {
-            return id;
-        }
-
-        Add(field, "must be a UUID");
-        return null;
-    }
-
-    public ApiError ToError()
-    {
-        var first = _errors.First();
-        var message = _errors.Count == 1 && first.Value.Count == 1
-            ? $"'{first.Key}' {first.Value[0]}."
-            : "The request has invalid fields; see 'errors'.";
-        return new ApiError(400, ErrorCodes.ValidationFailed, message, _errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
-    }
 }

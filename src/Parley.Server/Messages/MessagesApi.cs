@@ -2,12 +2,19 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Messages;
 
 internal static class MessagesApi
 {
+    public static IHostApplicationBuilder AddMessages(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<MessageService>();
+        return builder;
+    }
+
     public static IEndpointRouteBuilder MapMessages(this IEndpointRouteBuilder app)
     {
         var api = app.MapGroup("/api/v1").RequireAuthorization().WithTags("Messages").ProducesProblems();

@@ -2,12 +2,20 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 
 namespace Parley.Server.Presence;
 
 internal static class TypingApi
 {
+    /// <summary>Typing indicators, which expire on their own (<see cref="TypingTracker"/>).</summary>
+    public static IHostApplicationBuilder AddPresence(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<TypingTracker>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<TypingTracker>());
+        return builder;
+    }
+
     public static IEndpointRouteBuilder MapPresence(this IEndpointRouteBuilder app)
     {
         app.MapPost("/api/v1/conversations/{id}/typing", SetTypingAsync)

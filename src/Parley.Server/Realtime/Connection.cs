@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Net.WebSockets;
 using System.Threading.Channels;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 
 namespace Parley.Server.Realtime;
 

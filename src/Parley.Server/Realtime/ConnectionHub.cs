@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Parley.Server.Fanout;
 
 namespace Parley.Server.Realtime;
 
@@ -54,19 +53,22 @@ internal sealed class ConnectionHub
     /// <summary>A snapshot of this instance's connections.</summary>
     public IReadOnlyCollection<Connection> Connections() => _byId.Values.ToArray();
 
-    /// <summary>Enqueues the frame on every local socket of the recipients. Never blocks: a full queue closes that socket.</summary>
-    public void Deliver(FanoutMessage message)
+    /// <summary>
+    /// Enqueues the frame on every local socket of <paramref name="userIds"/> but those of <paramref name="exceptUserId"/>.
+    /// Never blocks: a full queue closes that socket.
+    /// </summary>
+    public void Deliver(IReadOnlyList<string> userIds, OutboundFrame frame, string? exceptUserId = null)
     {
-        foreach (var userId in message.UserIds)
+        foreach (var userId in userIds)
         {
-            if (userId == message.ExceptUserId || !_byUser.TryGetValue(userId, out var connections))
+            if (userId == exceptUserId || !_byUser.TryGetValue(userId, out var connections))
             {
                 continue;
             }
 
             foreach (var connection in connections)
             {
-                connection.TryEnqueue(message.Frame);
+                connection.TryEnqueue(frame);
             }
         }
     }

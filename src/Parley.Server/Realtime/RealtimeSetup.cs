@@ -1,10 +1,5 @@
 using Microsoft.Extensions.Options;
-using Parley.Server.Conversations;
-using Parley.Server.Fanout;
-using Parley.Server.Messages;
-using Parley.Server.Presence;
-using Parley.Server.Realtime.Protocol;
-using Parley.Server.Receipts;
+using Parley.Server.Protocol;
 
 namespace Parley.Server.Realtime;
 
@@ -15,26 +10,7 @@ internal static class RealtimeSetup
         var services = builder.Services;
         services.AddOptions<RealtimeOptions>().BindConfiguration(RealtimeOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<ConnectionHub>();
-        services.AddSingleton<IFanout, InProcessFanout>();
-        services.AddSingleton<ConversationBroadcaster>();
-        services.AddSingleton<FrameDispatcher>();
         services.AddHostedService<GracefulClose>();
-        return builder;
-    }
-
-    /// <summary>The conversation, message, receipt and typing features.</summary>
-    public static IHostApplicationBuilder AddMessaging(this IHostApplicationBuilder builder)
-    {
-        var services = builder.Services;
-        services.AddSingleton<ConversationLocks>();
-        services.AddSingleton<ConversationAccess>();
-        services.AddSingleton<ConversationService>();
-        services.AddSingleton<MessageService>();
-        services.AddSingleton<ReceiptService>();
-        services.AddSingleton<DeliveryTracker>();
-        services.AddHostedService(sp => sp.GetRequiredService<DeliveryTracker>());
-        services.AddSingleton<TypingTracker>();
-        services.AddHostedService(sp => sp.GetRequiredService<TypingTracker>());
         return builder;
     }
 

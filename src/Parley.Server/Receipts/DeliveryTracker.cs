@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
+using Parley.Server.Broadcasting;
 using Parley.Server.Realtime;
 using Parley.Server.Storage;
 

@@ -1,15 +1,12 @@
+using Parley.Server.Broadcasting;
 using Parley.Server.Conversations;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
-using Parley.Server.Realtime;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Receipts;
 
-/// <summary>The caller's read position in a conversation, as returned by POST /messages/{id}/read.</summary>
-internal sealed record ReadState(Guid ConversationId, string UserId, Guid? LastReadMessageId, long ReadUpToSeq, long DeliveredUpToSeq, int UnreadCount);
-
-/// <summary>Read and delivered watermarks: they only move forward, and read implies delivered.</summary>
 internal sealed class ReceiptService(
     IChatStore store,
     ConversationAccess access,

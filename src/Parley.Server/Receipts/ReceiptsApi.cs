@@ -1,11 +1,21 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
+using Parley.Server.Protocol;
 
 namespace Parley.Server.Receipts;
 
 internal static class ReceiptsApi
 {
+    /// <summary>Read receipts, and delivered reports written in batches by <see cref="DeliveryTracker"/>.</summary>
+    public static IHostApplicationBuilder AddReceipts(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<ReceiptService>();
+        builder.Services.AddSingleton<DeliveryTracker>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<DeliveryTracker>());
+        return builder;
+    }
+
     public static IEndpointRouteBuilder MapReceipts(this IEndpointRouteBuilder app)
     {
         app.MapPost("/api/v1/messages/{id}/read", MarkReadAsync)

@@ -1,8 +1,8 @@
 using System.Data.Common;
 using Microsoft.Extensions.Options;
 using Parley.Server.Hosting;
+using Parley.Server.Protocol;
 using Parley.Server.Realtime;
-using Parley.Server.Realtime.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Sync;

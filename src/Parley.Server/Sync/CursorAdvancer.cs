@@ -1,5 +1,6 @@
 using System.Data.Common;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
+using Parley.Server.Realtime;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Sync;

@@ -1,6 +1,6 @@
-using Parley.Server.Conversations;
+using Parley.Server.Broadcasting;
+using Parley.Server.Protocol;
 using Parley.Server.Realtime;
-using Parley.Server.Realtime.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Sync;

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Options;
 using Parley.Server.Hosting;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Sync;

@@ -1,32 +1,10 @@
 using System.Globalization;
-using System.Text.Json;
-using System.Text.Json.Serialization;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Sync;
-
-/// <summary>A page of REST catch-up: the same frames the socket carries, in the same order.</summary>
-internal sealed record SyncPage(IReadOnlyList<RawFrame> Events, string NextCursor, bool HasMore);
-
-internal sealed record CursorResponse(string Cursor);
-
-/// <summary>A frame's serialized bytes, written into the response as they are (never parsed back).</summary>
-[JsonConverter(typeof(RawFrameConverter))]
-internal sealed record RawFrame(ReadOnlyMemory<byte> Utf8);
-
-internal sealed class RawFrameConverter : JsonConverter<RawFrame>
-{
-    public override RawFrame Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
-    {
-        using var document = JsonDocument.ParseValue(ref reader);
-        return new RawFrame(System.Text.Encoding.UTF8.GetBytes(document.RootElement.GetRawText()));
-    }
-
-    public override void Write(Utf8JsonWriter writer, RawFrame value, JsonSerializerOptions options) => writer.WriteRawValue(value.Utf8.Span, skipInputValidation: true);
-}
 
 /// <summary>REST sync (<c>GET /api/v1/sync</c>): pages of the events a device missed after its cursor.</summary>
 internal sealed class SyncPages(IChatStore store, StreamCursors cursors, EventFrameBuilder frames, TimeProvider time)

@@ -1,4 +1,4 @@
-using Parley.Server.Conversations;
+using Parley.Server.Protocol;
 
 namespace Parley.Server.Tests.Infrastructure;
 

@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
-using Parley.Server.Conversations;
+using Parley.Server.Protocol;
 
 namespace Parley.Server.Tests.Infrastructure;
 

@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Parley.Server.Messages;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Tests.Infrastructure;
@@ -99,7 +99,7 @@ internal static partial class MessagingKit
     }
 
     /// <summary>The caller's conversations by id, from one page of the list (tests have few conversations).</summary>
-    public static async Task<Dictionary<Guid, Conversations.Conversation>> ConversationsByIdAsync(this ParleyApi api)
+    public static async Task<Dictionary<Guid, Protocol.Conversation>> ConversationsByIdAsync(this ParleyApi api)
     {
         var list = await api.ListConversationsAsync("?limit=100");
         Assert.Null(list.NextCursor);

@@ -1,5 +1,5 @@
 using Microsoft.AspNetCore.Mvc;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 
 namespace Parley.Server.Hosting.Auth;
 

@@ -2,8 +2,9 @@ using System.Text;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.Extensions.Options;
-using Microsoft.Net.Http.Headers;
 using Microsoft.IdentityModel.Tokens;
+using Microsoft.Net.Http.Headers;
+using Parley.Server.Protocol;
 
 namespace Parley.Server.Hosting.Auth;
 
@@ -88,7 +89,7 @@ internal static class AuthSetup
             OnMessageReceived = context =>
             {
                 var request = context.Request;
-                if (request.Path.Equals(Realtime.WebSocketEndpoint.Path, StringComparison.OrdinalIgnoreCase)
+                if (request.Path.Equals(FrameTypes.WebSocketPath, StringComparison.OrdinalIgnoreCase)
                     && !request.Headers.ContainsKey(HeaderNames.Authorization)
                     && request.Query.TryGetValue(QueryTokenParameter, out var token))
                 {

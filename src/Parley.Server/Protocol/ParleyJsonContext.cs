@@ -1,12 +1,9 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Mvc;
-using Parley.Server.Conversations;
-using Parley.Server.Messages;
-using Parley.Server.Realtime.Protocol;
 using Parley.Server.Storage;
 
-namespace Parley.Server.Hosting;
+namespace Parley.Server.Protocol;
 
 /// <summary>
 /// All JSON Parley reads and writes, source-generated: snake_case names, nulls written (absent values are
@@ -52,9 +49,9 @@ namespace Parley.Server.Hosting;
 [JsonSerializable(typeof(TypingRequest))]
 [JsonSerializable(typeof(ClientConfig))]
 [JsonSerializable(typeof(HealthReportResponse))]
-[JsonSerializable(typeof(Receipts.ReadState))]
-[JsonSerializable(typeof(Sync.SyncPage))]
-[JsonSerializable(typeof(Sync.CursorResponse))]
+[JsonSerializable(typeof(ReadState))]
+[JsonSerializable(typeof(SyncPage))]
+[JsonSerializable(typeof(CursorResponse))]
 [JsonSerializable(typeof(ProblemDetails))]
 [JsonSerializable(typeof(HttpValidationProblemDetails))]
 internal sealed partial class ParleyJsonContext : JsonSerializerContext;

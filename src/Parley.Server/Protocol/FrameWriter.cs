@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 
-namespace Parley.Server.Realtime.Protocol;
+namespace Parley.Server.Protocol;
 
 /// <summary>Serializes a server frame <c>{"type": ..., "payload": ...}</c> once, to UTF-8 bytes shared by every recipient socket.</summary>
 internal static class FrameWriter

@@ -1,7 +1,7 @@
 using System.Reflection;
 using Parley.Server.Storage;
 
-namespace Parley.Server.Hosting;
+namespace Parley.Server.App;
 
 /// <summary>
 /// The server's command line: <c>[command] [--Key=value ...]</c>. Commands are <c>serve</c> (the default),

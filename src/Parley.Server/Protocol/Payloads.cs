@@ -1,9 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Parley.Server.Conversations;
 using Parley.Server.Storage;
 
-namespace Parley.Server.Realtime.Protocol;
+namespace Parley.Server.Protocol;
 
 // Server -> client payloads. Every conversation event carries conversation_id and its seq.
 

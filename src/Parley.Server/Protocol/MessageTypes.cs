@@ -1,6 +1,6 @@
 using Parley.Server.Storage;
 
-namespace Parley.Server.Messages;
+namespace Parley.Server.Protocol;
 
 /// <summary>Wire names of message types (public API).</summary>
 internal static class MessageTypes

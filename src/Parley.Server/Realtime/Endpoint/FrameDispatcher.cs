@@ -3,13 +3,13 @@ using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
-using Parley.Server.Presence;
-using Parley.Server.Realtime.Protocol;
 using Parley.Server.Messages;
+using Parley.Server.Presence;
+using Parley.Server.Protocol;
 using Parley.Server.Receipts;
 using Parley.Server.Sync;
 
-namespace Parley.Server.Realtime;
+namespace Parley.Server.Realtime.Endpoint;
 
 /// <summary>
 /// Handles client frames, one at a time per socket (in its receive loop, so a client's frames are processed in

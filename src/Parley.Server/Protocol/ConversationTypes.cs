@@ -1,4 +1,4 @@
-namespace Parley.Server.Conversations;
+namespace Parley.Server.Protocol;
 
 internal static class ConversationTypes
 {

@@ -2,12 +2,13 @@ using System.Collections;
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Reflection;
+using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Realtime;
 using Parley.Server.Storage;
 using Parley.Server.Sync;
 
-namespace Parley.Server.Hosting;
+namespace Parley.Server.App;
 
 /// <summary>A setting under one of Parley's sections that no option reads (a misspelt key, most likely).</summary>
 internal sealed record UnknownSetting(string Key, string Section, IReadOnlyList<string> Known);

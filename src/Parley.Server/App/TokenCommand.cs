@@ -2,9 +2,10 @@ using System.Globalization;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
+using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 
-namespace Parley.Server.Hosting;
+namespace Parley.Server.App;
 
 /// <summary>
 /// <c>dotnet run --project src/Parley.Server -- token alice [--device phone] [--service] [--hours 24]</c>:

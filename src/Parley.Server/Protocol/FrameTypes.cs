@@ -1,4 +1,4 @@
-namespace Parley.Server.Realtime.Protocol;
+namespace Parley.Server.Protocol;
 
 /// <summary>
 /// Wire names of WebSocket frames (<c>{"type", "payload"}</c>). Public API: documented in docs/websocket.md.
@@ -34,6 +34,9 @@ internal static class FrameTypes
 
     /// <summary>The optional subprotocol; a client that offers none speaks v1.</summary>
     public const string SubprotocolV1 = "parley.v1";
+
+    /// <summary>Where the WebSocket is served (the only path where a token may come in the query).</summary>
+    public const string WebSocketPath = "/ws";
 }
 
 /// <summary>WebSocket close codes Parley uses (documented in docs/websocket.md).</summary>

@@ -1,6 +1,6 @@
 using Parley.Server.Storage;
 
-namespace Parley.Server.Conversations;
+namespace Parley.Server.Protocol;
 
 internal static class ConversationViews
 {

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 
-namespace Parley.Server.Realtime.Protocol;
+namespace Parley.Server.Protocol;
 
 /// <summary>
 /// The envelope of a client frame, <c>{"type", "id"?, "payload"?}</c>, read in one pass without building a DOM:

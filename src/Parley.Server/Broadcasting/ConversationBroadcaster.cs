@@ -1,14 +1,13 @@
-using Parley.Server.Conversations;
 using Parley.Server.Fanout;
-using Parley.Server.Hosting;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
+using Parley.Server.Realtime;
 using Parley.Server.Storage;
 
-namespace Parley.Server.Realtime;
+namespace Parley.Server.Broadcasting;
 
 /// <summary>
 /// Turns committed changes into frames and hands them to the fan-out: each frame serialized once, addressed
-/// to exactly the users allowed to see it. Callers hold the conversation's lock (see <see cref="ConversationLocks"/>)
+/// to exactly the users allowed to see it. Callers hold the conversation's lock (Conversations/ConversationLocks)
 /// so a conversation's frames leave in seq order. Every member gets every position of the conversation after
 /// joining: a member who may not see an event gets <c>hidden_event</c> for its position instead.
 /// </summary>
@@ -90,4 +89,14 @@ internal sealed class ConversationBroadcaster(IFanout fanout, TimeProvider time)
     }
 
     private static string[] UserIds(IReadOnlyList<MemberRecord> members) => members.Select(m => m.UserId).ToArray();
+}
+
+internal static class BroadcastingSetup
+{
+    /// <summary>Committed changes turned into frames for the fan-out (<see cref="ConversationBroadcaster"/>).</summary>
+    public static IHostApplicationBuilder AddBroadcasting(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<ConversationBroadcaster>();
+        return builder;
+    }
 }

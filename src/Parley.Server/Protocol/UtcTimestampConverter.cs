@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace Parley.Server.Hosting;
+namespace Parley.Server.Protocol;
 
 /// <summary>
 /// Writes every timestamp as RFC 3339 in UTC with millisecond precision ("2026-01-02T03:04:05.678Z"),

@@ -1,4 +1,4 @@
-namespace Parley.Server.Realtime.Protocol;
+namespace Parley.Server.Protocol;
 
 /// <summary>
 /// Stable, machine-readable error codes. They appear as <c>code</c> in HTTP ProblemDetails and in WebSocket

@@ -1,24 +1,11 @@
 using Microsoft.Extensions.Options;
 using Parley.Server.Conversations;
+using Parley.Server.Hosting;
 using Parley.Server.Messages;
+using Parley.Server.Protocol;
 using Parley.Server.Realtime;
 
-namespace Parley.Server.Hosting;
-
-/// <summary>What clients need to know about this deployment's limits.</summary>
-internal sealed record ClientConfig(
-    int MaxContentLength,
-    long EditWindowSeconds,
-    int MaxRequestBytes,
-    int MaxFrameBytes,
-    int MaxGroupParticipants,
-    int MaxMentions,
-    int MaxConversationNameLength,
-    int MaxPageSize,
-    long HeartbeatIntervalMs,
-    long TypingTimeoutMs,
-    int SendRatePerSecond,
-    int SendBurst);
+namespace Parley.Server.App;
 
 internal static class ConfigApi
 {

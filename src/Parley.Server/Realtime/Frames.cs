@@ -1,7 +1,7 @@
-using Parley.Server.Hosting;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
-namespace Parley.Server.Realtime.Protocol;
+namespace Parley.Server.Realtime;
 
 /// <summary>Frames addressed to one socket (not fanned out).</summary>
 internal static class Frames

@@ -1,6 +1,6 @@
 using Parley.Server.Storage;
 
-namespace Parley.Server.Hosting;
+namespace Parley.Server.App;
 
 /// <summary>
 /// The commands that work on the configured database and exit, for operators: <c>migrate</c> (apply the schema

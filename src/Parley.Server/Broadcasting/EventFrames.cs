@@ -1,9 +1,8 @@
-using Parley.Server.Conversations;
-using Parley.Server.Hosting;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
+using Parley.Server.Realtime;
 using Parley.Server.Storage;
 
-namespace Parley.Server.Realtime;
+namespace Parley.Server.Broadcasting;
 
 /// <summary>
 /// The frames of conversation events, built the same way for the live stream and for catch-up, so that a

@@ -2,17 +2,24 @@ using System.Globalization;
 using Microsoft.Extensions.Options;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
-using Parley.Server.Realtime.Protocol;
+using Parley.Server.Protocol;
 using Parley.Server.Receipts;
 using Parley.Server.Storage;
 using Parley.Server.Sync;
 
-namespace Parley.Server.Realtime;
+namespace Parley.Server.Realtime.Endpoint;
 
 internal static partial class WebSocketEndpoint
 {
     /// <summary>The WebSocket endpoint: the one path that accepts a token as <c>?access_token=</c>.</summary>
-    public const string Path = "/ws";
+    public const string Path = FrameTypes.WebSocketPath;
+
+    /// <summary>The socket's frame handling (the WebSocket itself is mapped by <see cref="MapRealtime"/>).</summary>
+    public static IHostApplicationBuilder AddWebSocketEndpoint(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<FrameDispatcher>();
+        return builder;
+    }
 
     public static IEndpointRouteBuilder MapRealtime(this IEndpointRouteBuilder app)
     {
