@@ -1,3 +1,5 @@
+
+
 namespace Parley.Server.Conversations;
 
 /// <summary>
