@@ -538,6 +538,88 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AdvanceDelivered_MovesToTheNewestMessageUpToTheSeqAndNamesItsSenders()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob", "carol");
+        var m1 = await AppendAsync(conversation, "alice", "one");
+        var m2 = await AppendAsync(conversation, "carol", "two");
+        await AppendAsync(conversation, "alice", "three");
+
+        var batch = await Store.AdvanceDeliveredAsync([new DeliveryReport(conversation, "bob", m2.Seq)], Now, Ct);
+
+        var moved = Assert.Single(batch.Moved);
+        Assert.Empty(batch.Busy);
+        Assert.Equal((m2.Seq, m2.Id), (moved.After.DeliveredSeq, moved.After.DeliveredMessageId));
+        Assert.Equal(["alice", "carol"], moved.NotifySenders.Order(StringComparer.Ordinal));
+        Assert.True(moved.Before.DeliveredSeq < m1.Seq);
+        var bob = (await Store.GetMemberAsync(conversation, "bob", Ct))!;
+        Assert.Equal((m2.Seq, m2.Id), (bob.DeliveredSeq, bob.DeliveredMessageId));
+    }
+
+    [Fact]
+    public async Task AdvanceDelivered_BehindTheReadWatermarkOrForANonMember_MovesNothing()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var m1 = await AppendAsync(conversation, "alice", "one");
+        var m2 = await AppendAsync(conversation, "alice", "two");
+        Succeeded(await Store.AdvanceReadAsync(conversation, "bob", m2.Id, Now, Ct));
+
+        // A late report of an older message must not move the watermark back.
+        var batch = await Store.AdvanceDeliveredAsync(
+            [new DeliveryReport(conversation, "bob", m1.Seq), new DeliveryReport(conversation, "mallory", m2.Seq)], Now, Ct);
+
+        Assert.Empty(batch.Moved);
+        Assert.Empty(batch.Busy);
+        var bob = (await Store.GetMemberAsync(conversation, "bob", Ct))!;
+        Assert.Equal((m2.Seq, m2.Id), (bob.DeliveredSeq, bob.DeliveredMessageId));
+    }
+
+    [Fact]
+    public async Task AdvanceRead_AfterAHigherDeliveredWatermark_KeepsDeliveredWhereItIs()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var m1 = await AppendAsync(conversation, "alice", "one");
+        var m2 = await AppendAsync(conversation, "alice", "two");
+        await Store.AdvanceDeliveredAsync([new DeliveryReport(conversation, "bob", m2.Seq)], Now, Ct);
+
+        var read = Succeeded(await Store.AdvanceReadAsync(conversation, "bob", m1.Id, Now, Ct));
+
+        Assert.Equal((m1.Seq, m2.Seq, m2.Id), (read.After.ReadSeq, read.After.DeliveredSeq, read.After.DeliveredMessageId));
+    }
+
+    [Fact]
+    public async Task AppendMessage_ManyConcurrentSendsAcrossConversations_EachCommittedOnceWithGaplessSeqs()
+    {
+        // Concurrent sends share group commits; each still gets its own outcome, and seqs stay gapless per conversation.
+        var conversations = new List<Guid>();
+        for (var i = 0; i < 8; i++)
+        {
+            conversations.Add(await CreateGroupAsync("alice", "bob"));
+        }
+
+        var sends = Enumerable.Range(0, 200).Select(i => Store.AppendMessageAsync(
+            NewText(conversations[i % conversations.Count], i % 2 == 0 ? "alice" : "bob", $"m{i}", $"k-{i}"), Accept, Ct)).ToList();
+        var rejected = Store.AppendMessageAsync(NewText(conversations[0], "alice", "refused", "k-refused"), _ => ApiError.Forbidden("no"), Ct);
+        var sent = (await Task.WhenAll(sends)).Select(r => Succeeded(r).Message).ToList();
+
+        Assert.NotNull((await rejected).Rejection);
+        Assert.Equal(200, sent.Select(m => m.Id).Distinct().Count());
+        foreach (var conversation in conversations)
+        {
+            var stored = await Store.ListMessagesAsync(new MessageQuery(conversation, 0, null, 0, 100), Ct);
+            Assert.Equal(Enumerable.Range(2, 25).Select(n => (long)n), stored.Select(m => m.Seq));
+            Assert.DoesNotContain(stored, m => m.Content == "refused");
+            Assert.Equal(stored.Select(m => m.Seq), (await ReadEventsAsync(conversation)).Skip(1).Select(e => e.Seq));
+        }
+
+        // What a send returns is what a read returns.
+        foreach (var message in sent)
+        {
+            Assert.Equal(message, await Store.GetMessageAsync(message.Id, Ct));
+        }
+    }
+
+    [Fact]
     public async Task ListMessages_PagesBySeqInBothDirectionsAndHidesWhatCameBeforeJoining()
     {
         var conversation = await CreateGroupAsync("alice", "bob");

@@ -68,7 +68,7 @@ internal sealed partial class DeliveryTracker(
             return;
         }
 
-        IReadOnlyList<WatermarkResult> results;
+        DeliveredBatch results;
         try
         {
             results = await store.AdvanceDeliveredAsync(batch, time.GetUtcNow(), cancellationToken);
@@ -84,7 +84,13 @@ internal sealed partial class DeliveryTracker(
             return;
         }
 
-        foreach (var result in results)
+        // Rows a sender or reader held at that moment: the next batch tries again.
+        foreach (var report in results.Busy)
+        {
+            Report(report.ConversationId, report.UserId, report.UpToSeq);
+        }
+
+        foreach (var result in results.Moved)
         {
             await broadcaster.WatermarkMovedAsync(result);
         }

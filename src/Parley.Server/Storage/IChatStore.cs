@@ -78,8 +78,12 @@ internal interface IChatStore
     Task<StoreResult<WatermarkResult>> AdvanceReadAsync(
         Guid conversationId, string userId, Guid messageId, DateTimeOffset now, CancellationToken cancellationToken);
 
-    /// <summary>Moves delivered watermarks forward to the newest message at or before each given seq, in one transaction.</summary>
-    Task<IReadOnlyList<WatermarkResult>> AdvanceDeliveredAsync(
+    /// <summary>
+    /// Moves delivered watermarks forward to the newest message at or before each given seq, in one transaction.
+    /// A report whose member row another transaction holds right now is not waited for: it comes back in
+    /// <see cref="DeliveredBatch.Busy"/> for a later batch (so the batch never takes part in a deadlock).
+    /// </summary>
+    Task<DeliveredBatch> AdvanceDeliveredAsync(
         IReadOnlyList<DeliveryReport> reports, DateTimeOffset now, CancellationToken cancellationToken);
 
     // ---- the event stream (delivery guarantees) ----

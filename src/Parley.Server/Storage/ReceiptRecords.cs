@@ -2,6 +2,9 @@ namespace Parley.Server.Storage;
 
 internal sealed record DeliveryReport(Guid ConversationId, string UserId, long UpToSeq);
 
+/// <summary>What a batch of delivery reports moved, and the reports to try again later (their rows were busy).</summary>
+internal sealed record DeliveredBatch(IReadOnlyList<WatermarkResult> Moved, IReadOnlyList<DeliveryReport> Busy);
+
 /// <summary>
 /// A watermark move. <see cref="Before"/> and <see cref="After"/> are the member's state around it;
 /// <see cref="NotifySenders"/> are the senders of messages newly delivered, who get <c>message_delivered</c>.

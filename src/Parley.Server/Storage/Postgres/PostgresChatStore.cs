@@ -16,7 +16,14 @@ internal sealed class PostgresChatStore(NpgsqlDataSource dataSource) : SqlChatSt
     /// <summary>Key of the advisory lock that lets one instance at a time migrate.</summary>
     private const long MigrationLockKey = 0x7061726c6579; // "parley"
 
-    public ValueTask DisposeAsync() => dataSource.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await DrainWritesAsync();
+        await dataSource.DisposeAsync();
+    }
+
+    // Batches committed at the same time: while one lane waits for its round trips, others use the database.
+    protected override int WriteLanes => 4;
 
     /// <summary>
     /// The data source for a connection string, with bounded waits where the string sets none: a request fails
@@ -84,6 +91,14 @@ internal sealed class PostgresDialect : SqlDialect
     public override string Provider => "Postgres";
 
     public override string LockConversationSql => "SELECT 1 FROM conversations WHERE id = @c FOR UPDATE";
+
+    // Rows are locked in the ORDER BY's order (the lock is taken above the sort).
+    public override string LockConversationsSql => "SELECT 1 FROM conversations WHERE id = ANY(@ids) ORDER BY id FOR UPDATE";
+
+    public override string SkipLockedRowSql => "FOR UPDATE OF p SKIP LOCKED";
+
+    public override void BindGuids(DbCommand command, string name, Guid[] values) =>
+        ((NpgsqlCommand)command).Parameters.Add(new NpgsqlParameter(name, NpgsqlDbType.Array | NpgsqlDbType.Uuid) { Value = values });
 
     public override string CreateMigrationLedgerSql =>
         "CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)";

@@ -3,73 +3,99 @@ namespace Parley.Server.Storage.Sql;
 /// <summary>Sending, reading, editing and deleting messages, and the versions an edit keeps.</summary>
 internal abstract partial class SqlChatStore
 {
-    public Task<StoreResult<SendResult, TRejection>> AppendMessageAsync<TRejection>(
+    /// <summary>
+    /// A send joins the next group commit (<see cref="GroupCommit"/>) and completes after the transaction that holds
+    /// it committed. Cancelling stops the wait for a place in the queue, never a queued send: once queued, it is
+    /// written or fails.
+    /// </summary>
+    public async Task<StoreResult<SendResult, TRejection>> AppendMessageAsync<TRejection>(
         NewMessage message, Func<SendFacts, TRejection?> check, CancellationToken cancellationToken)
-        where TRejection : class =>
-        WriteAsync<StoreResult<SendResult, TRejection>>(message.ConversationId, async s =>
+        where TRejection : class
+    {
+        var send = new PendingSend<TRejection>(message, check);
+        await Sends.EnqueueAsync(send, cancellationToken);
+        return await send.Outcome;
+    }
+
+    /// <summary>
+    /// One send inside a batch's transaction, its conversation already locked: one round trip reads what the
+    /// rules need, one writes the message, its event, the conversation's seq and the members' counters. Nothing
+    /// is written unless the rules accept it, and the new seq follows the locked conversation's last one.
+    /// </summary>
+    private static async Task<StoreResult<SendResult, TRejection>> SendAsync<TRejection>(
+        SqlSession s, NewMessage message, Func<SendFacts, TRejection?> check)
+        where TRejection : class
+    {
+        var cancellationToken = CancellationToken.None; // a batch is not cancelled by one of its callers
+        var (snapshot, existing, replyTarget) = await s.Sql(
+            $"""
+            SELECT {SqlRow.ConversationColumns} FROM conversations c WHERE c.id = @c;
+            SELECT {SqlRow.MemberColumns} FROM participants p
+            WHERE p.conversation_id = @c AND p.left_at IS NULL ORDER BY p.joined_seq, p.joined_at, p.user_id;
+            SELECT {SqlRow.MessageColumns} FROM messages m
+            WHERE m.conversation_id = @c AND m.sender_id = @s AND m.client_message_id = @k;
+            SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id = @r;
+            """)
+            .With("@c", message.ConversationId).With("@s", message.SenderId).With("@k", message.ClientMessageId).With("@r", message.ReplyToId)
+            .ReadResultsAsync(async results =>
+            {
+                var conversation = (await results.NextAsync(r => r.Conversation())).FirstOrDefault();
+                var members = await results.NextAsync(r => r.Member());
+                var existing = (await results.NextAsync(r => r.Message())).FirstOrDefault();
+                var reply = (await results.NextAsync(r => r.Message())).FirstOrDefault();
+                return (conversation is null ? null : new ConversationSnapshot(conversation, members), conversation is null ? null : existing, reply);
+            }, cancellationToken);
+
+        MessageVersion? original = null;
+        if (existing is { EditedAt: not null, DeletedAt: null })
         {
-            var snapshot = await LoadSnapshotAsync(s, message.ConversationId, cancellationToken);
-            var replyTarget = message.ReplyToId is { } replyId ? await LoadMessageAsync(s, replyId, cancellationToken) : null;
-            Message? existing = null;
-            if (message.ClientMessageId is not null && snapshot is not null)
-            {
-                existing = await s.Sql(
-                    $"""
-                    SELECT {SqlRow.MessageColumns} FROM messages m
-                    WHERE m.conversation_id = @c AND m.sender_id = @s AND m.client_message_id = @k
-                    """)
-                    .With("@c", message.ConversationId).With("@s", message.SenderId).With("@k", message.ClientMessageId)
-                    .FirstOrDefaultAsync(r => r.Message(), cancellationToken);
-            }
+            original = await s.Sql($"SELECT {SqlRow.VersionColumns} FROM message_edits WHERE message_id = @id AND version = 1")
+                .With("@id", existing.Id)
+                .FirstOrDefaultAsync(r => r.Version(), cancellationToken);
+        }
 
-            MessageVersion? original = null;
-            if (existing is { EditedAt: not null, DeletedAt: null })
-            {
-                original = await s.Sql($"SELECT {SqlRow.VersionColumns} FROM message_edits WHERE message_id = @id AND version = 1")
-                    .With("@id", existing.Id)
-                    .FirstOrDefaultAsync(r => r.Version(), cancellationToken);
-            }
+        if (check(new SendFacts(snapshot, replyTarget, existing, original)) is { } rejection)
+        {
+            return rejection;
+        }
 
-            if (check(new SendFacts(snapshot, replyTarget, existing, original)) is { } rejection)
-            {
-                return rejection;
-            }
+        if (existing is not null)
+        {
+            return new SendResult(existing, Created: false, snapshot!.Members);
+        }
 
-            if (existing is not null)
-            {
-                return new SendResult(existing, Created: false, snapshot!.Members);
-            }
+        // What the database will hold: timestamps keep milliseconds in every store.
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(message.Now.ToUnixTimeMilliseconds());
+        var seq = snapshot!.Conversation.LastSeq + 1;
+        await s.Sql(
+            """
+            UPDATE conversations SET last_seq = @seq, last_activity_at = @now, last_message_id = @id WHERE id = @c;
+            INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content, reply_to_id, mentions, media, location,
+                                  client_message_id, created_at)
+            VALUES (@id, @c, @seq, @s, @type, @content, @reply, @mentions, @media, @location, @k, @now);
+            -- Everyone else has one more unread message; the sender has read up to it.
+            UPDATE participants SET unread_count = unread_count + 1, last_activity_at = @now
+            WHERE conversation_id = @c AND left_at IS NULL AND user_id <> @s;
+            UPDATE participants
+            SET read_seq = @seq, read_message_id = @id, delivered_seq = @seq, delivered_message_id = @id, unread_count = 0,
+                last_activity_at = @now, receipts_at = @now
+            WHERE conversation_id = @c AND user_id = @s AND left_at IS NULL;
+            INSERT INTO conversation_events (conversation_id, seq, type, message_id, actor_id, user_id, role, created_at)
+            VALUES (@c, @seq, @event, @id, @s, NULL, NULL, @now);
+            """)
+            .With("@id", message.Id).With("@c", message.ConversationId).With("@seq", seq).With("@s", message.SenderId)
+            .With("@type", message.MessageType).With("@content", message.Content).With("@reply", message.ReplyToId)
+            .WithJson("@mentions", message.Mentions, StorageJsonContext.Default.IReadOnlyListMention)
+            .WithJson("@media", message.Media, StorageJsonContext.Default.Media)
+            .WithJson("@location", message.Location, StorageJsonContext.Default.Location)
+            .With("@k", message.ClientMessageId).With("@now", now).With("@event", EventTypes.MessageCreated)
+            .ExecuteAsync(cancellationToken);
 
-            var now = message.Now;
-            var seq = await NextSeqAsync(s, message.ConversationId, now, touchActivity: true, cancellationToken);
-            await s.Sql(
-                """
-                INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content, reply_to_id, mentions, media, location,
-                                      client_message_id, created_at)
-                VALUES (@id, @c, @seq, @s, @type, @content, @reply, @mentions, @media, @location, @k, @now);
-                UPDATE conversations SET last_message_id = @id WHERE id = @c;
-                -- Everyone else has one more unread message; the sender has read up to it.
-                UPDATE participants SET unread_count = unread_count + 1, last_activity_at = @now
-                WHERE conversation_id = @c AND left_at IS NULL AND user_id <> @s;
-                UPDATE participants
-                SET read_seq = @seq, read_message_id = @id, delivered_seq = @seq, delivered_message_id = @id, unread_count = 0,
-                    last_activity_at = @now, receipts_at = @now
-                WHERE conversation_id = @c AND user_id = @s AND left_at IS NULL;
-                """)
-                .With("@id", message.Id).With("@c", message.ConversationId).With("@seq", seq).With("@s", message.SenderId)
-                .With("@type", message.MessageType).With("@content", message.Content).With("@reply", message.ReplyToId)
-                .WithJson("@mentions", message.Mentions, StorageJsonContext.Default.IReadOnlyListMention)
-                .WithJson("@media", message.Media, StorageJsonContext.Default.Media)
-                .WithJson("@location", message.Location, StorageJsonContext.Default.Location)
-                .With("@k", message.ClientMessageId).With("@now", now)
-                .ExecuteAsync(cancellationToken);
-            await InsertEventAsync(
-                s, new ConversationEvent(message.ConversationId, seq, EventTypes.MessageCreated, message.Id, message.SenderId, null, null, now),
-                cancellationToken);
-
-            var stored = await LoadMessageAsync(s, message.Id, cancellationToken);
-            return new SendResult(stored!, Created: true, snapshot!.Members);
-        }, r => r.IsApplied, cancellationToken);
+        var stored = new Message(
+            message.Id, message.ConversationId, seq, message.SenderId, message.MessageType, message.Content, message.ReplyToId,
+            message.Mentions, message.Media, message.Location, message.ClientMessageId, now, EditedAt: null, DeletedAt: null);
+        return new SendResult(stored, Created: true, snapshot.Members);
+    }
 
     public Task<Message?> GetMessageAsync(Guid messageId, CancellationToken cancellationToken) =>
         ReadAsync(s => LoadMessageAsync(s, messageId, cancellationToken), cancellationToken);
@@ -183,4 +209,22 @@ internal abstract partial class SqlChatStore
 
     private static bool MentionsEqual(IReadOnlyList<Mention>? a, IReadOnlyList<Mention>? b) =>
         (a is null || a.Count == 0) ? (b is null || b.Count == 0) : b is not null && a.SequenceEqual(b);
+
+    /// <summary>A send in a group commit: <see cref="SendAsync"/> inside the batch's transaction, the outcome after its commit.</summary>
+    private sealed class PendingSend<TRejection>(NewMessage message, Func<SendFacts, TRejection?> check) : PendingWrite
+        where TRejection : class
+    {
+        private readonly TaskCompletionSource<StoreResult<SendResult, TRejection>> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private StoreResult<SendResult, TRejection> _result;
+
+        public Task<StoreResult<SendResult, TRejection>> Outcome => _outcome.Task;
+
+        public override Guid ConversationId => message.ConversationId;
+
+        public override async Task RunAsync(SqlSession session) => _result = await SendAsync(session, message, check);
+
+        public override void Complete() => _outcome.TrySetResult(_result);
+
+        public override void Fail(Exception exception) => _outcome.TrySetException(exception);
+    }
 }

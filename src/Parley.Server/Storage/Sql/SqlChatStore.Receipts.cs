@@ -30,7 +30,10 @@ internal abstract partial class SqlChatStore
             await s.Sql(
                 """
                 UPDATE participants
-                SET read_seq = @seq, read_message_id = @id, delivered_seq = @dseq, delivered_message_id = @did, receipts_at = @now,
+                SET read_seq = @seq, read_message_id = @id, receipts_at = @now,
+                    -- Delivered batches do not lock the conversation (see AdvanceDeliveredAsync): never move it back.
+                    delivered_message_id = CASE WHEN delivered_seq > @dseq THEN delivered_message_id ELSE @did END,
+                    delivered_seq = CASE WHEN delivered_seq > @dseq THEN delivered_seq ELSE @dseq END,
                     unread_count = (SELECT COUNT(*) FROM messages m
                                     WHERE m.conversation_id = @c AND m.seq > @seq AND m.seq > @joined
                                       AND m.sender_id <> @u AND m.deleted_at IS NULL)
@@ -46,53 +49,70 @@ internal abstract partial class SqlChatStore
             return new WatermarkResult(conversationId, before, after, senders, snapshot!.Members);
         }, r => r.IsApplied, cancellationToken);
 
-    public Task<IReadOnlyList<WatermarkResult>> AdvanceDeliveredAsync(
+    /// <summary>
+    /// Delivered watermarks of a batch of reports, in one transaction. Unlike every other write it locks no
+    /// conversation: a delivered watermark only rises (each update is conditional on it being lower, and the
+    /// read receipt's update never lowers it either), so it needs only its member row, and a batch over hundreds
+    /// of conversations never holds up their senders. It never waits for a row either: a row a sender or a
+    /// reader holds right now is skipped (<see cref="SqlDialect.SkipLockedRowSql"/>) and its report handed back
+    /// as busy, so the batch cannot close a deadlock cycle with writers that lock conversations.
+    /// </summary>
+    public Task<DeliveredBatch> AdvanceDeliveredAsync(
         IReadOnlyList<DeliveryReport> reports, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        // One transaction for the batch; conversations locked in id order so concurrent batches cannot deadlock.
         var ordered = reports.OrderBy(r => r.ConversationId).ThenBy(r => r.UserId, StringComparer.Ordinal).ToList();
-        return WriteAsync<IReadOnlyList<WatermarkResult>>(null, async s =>
+        return WriteAsync(null, async s =>
         {
-            var results = new List<WatermarkResult>();
-            Guid? locked = null;
+            var moved = new List<WatermarkResult>();
+            var busy = new List<DeliveryReport>();
             foreach (var report in ordered)
             {
-                if (locked != report.ConversationId)
-                {
-                    await LockConversationAsync(s, report.ConversationId, cancellationToken);
-                    locked = report.ConversationId;
-                }
-
-                var before = await LoadMemberAsync(s, report.ConversationId, report.UserId, cancellationToken);
-                if (before is null)
-                {
-                    continue;
-                }
-
-                var from = Math.Max(before.DeliveredSeq, before.JoinedSeq);
-                var target = await s.Sql(
-                    """
-                    SELECT id, seq FROM messages
-                    WHERE conversation_id = @c AND seq > @from AND seq <= @to
-                    ORDER BY seq DESC LIMIT 1
+                // The member (its row locked, unless someone else holds it) and the newest message in
+                // (max(delivered, joined), up_to_seq], in one round trip.
+                var found = await s.Sql(
+                    $"""
+                    SELECT {SqlRow.MemberColumns},
+                           (SELECT MAX(m.seq) FROM messages m
+                            WHERE m.conversation_id = p.conversation_id AND m.seq <= @to
+                              AND m.seq > CASE WHEN p.delivered_seq > p.joined_seq THEN p.delivered_seq ELSE p.joined_seq END)
+                    FROM participants p
+                    WHERE p.conversation_id = @c AND p.user_id = @u AND p.left_at IS NULL
+                    {s.Dialect.SkipLockedRowSql}
                     """)
-                    .With("@c", report.ConversationId).With("@from", from).With("@to", report.UpToSeq)
-                    .FirstOrDefaultAsync(r => new Tuple<Guid, long>(r.Guid(0), r.Long(1)), cancellationToken);
-                if (target is null)
+                    .With("@c", report.ConversationId).With("@u", report.UserId).With("@to", report.UpToSeq)
+                    .FirstOrDefaultAsync(r => new Tuple<MemberRecord, long?>(r.Member(), r.NullableLong(SqlRow.MemberColumnCount)), cancellationToken);
+                if (found is null)
                 {
+                    if (s.Dialect.SkipLockedRowSql.Length > 0 && await LoadMemberAsync(s, report.ConversationId, report.UserId, cancellationToken) is not null)
+                    {
+                        busy.Add(report); // a member whose row is held right now
+                    }
+
                     continue;
+                }
+
+                var (before, targetSeq) = found;
+                if (targetSeq is not { } seq)
+                {
+                    continue; // nothing newer to mark
                 }
 
                 await s.Sql(
-                    "UPDATE participants SET delivered_seq = @seq, delivered_message_id = @id, receipts_at = @now WHERE conversation_id = @c AND user_id = @u")
-                    .With("@seq", target.Item2).With("@id", target.Item1).With("@c", report.ConversationId).With("@u", report.UserId).With("@now", now)
+                    """
+                    UPDATE participants
+                    SET delivered_seq = @seq, receipts_at = @now,
+                        delivered_message_id = (SELECT m.id FROM messages m WHERE m.conversation_id = @c AND m.seq = @seq)
+                    WHERE conversation_id = @c AND user_id = @u AND delivered_seq < @seq
+                    """)
+                    .With("@seq", seq).With("@c", report.ConversationId).With("@u", report.UserId).With("@now", now)
                     .ExecuteAsync(cancellationToken);
-                var after = before with { DeliveredSeq = target.Item2, DeliveredMessageId = target.Item1 };
-                var senders = await SendersBetweenAsync(s, report.ConversationId, report.UserId, from, target.Item2, cancellationToken);
-                results.Add(new WatermarkResult(report.ConversationId, before, after, senders, []));
+                var after = (await LoadMemberAsync(s, report.ConversationId, report.UserId, cancellationToken))!;
+                var from = Math.Max(before.DeliveredSeq, before.JoinedSeq);
+                var senders = await SendersBetweenAsync(s, report.ConversationId, report.UserId, from, seq, cancellationToken);
+                moved.Add(new WatermarkResult(report.ConversationId, before, after, senders, []));
             }
 
-            return results;
+            return new DeliveredBatch(moved, busy);
         }, cancellationToken);
     }
 

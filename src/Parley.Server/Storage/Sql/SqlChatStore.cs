@@ -14,12 +14,14 @@ namespace Parley.Server.Storage.Sql;
 /// (<see cref="SqlDialect.LockConversationSql"/>) and only then reads the facts its rules need, so rules see
 /// the latest committed state and two writers of one conversation never interleave. The lock is held until
 /// commit, so seqs are committed in the order they are taken. A transaction locks at most one conversation,
-/// except delivered batches, which lock theirs in id order: no deadlocks.
+/// except a batch of sends (<see cref="GroupCommit"/>), which locks all of its conversations at once, in one
+/// order, before it writes: no deadlocks. Delivered watermarks lock no conversation (they only rise).
 /// </para>
 /// </summary>
 internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
 {
     private volatile bool _migrated;
+    private GroupCommit? _sends;
 
     protected SqlDialect Dialect => dialect;
 
@@ -30,7 +32,19 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     /// <summary>Admission to writing (SQLite: its single writer); null when writers need no queue.</summary>
     protected virtual ValueTask<IDisposable?> EnterWriteAsync(CancellationToken cancellationToken) => ValueTask.FromResult<IDisposable?>(null);
 
+    /// <summary>Send batches committed at the same time (1 where the database has a single writer).</summary>
+    protected virtual int WriteLanes => 1;
+
+    /// <summary>Sends waiting for their group commit, at most this many per lane before senders wait.</summary>
+    private const int SendQueueCapacity = 4096;
+
+    /// <summary>The group commit of sends, started with the first send.</summary>
+    private GroupCommit Sends => LazyInitializer.EnsureInitialized(ref _sends, () => new GroupCommit(WriteLanes, SendQueueCapacity, CommitBatchAsync));
+
     public abstract Task<IReadOnlyList<string>> MigrateAsync(CancellationToken cancellationToken);
+
+    /// <summary>Waits until every queued send was committed (or failed); later sends are refused.</summary>
+    protected Task DrainWritesAsync() => _sends?.DrainAsync() ?? Task.CompletedTask;
 
     /// <summary>
     /// Applies the scripts the ledger does not list (<see cref="SqlMigrator"/>); then the store is ready. The caller
@@ -93,6 +107,38 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// One transaction for a batch of writes (<see cref="GroupCommit"/>): their conversations are locked first, all
+    /// at once and in one order (so batches and single writers never deadlock), then each write runs. A failure
+    /// at COMMIT is reported as <see cref="CommitOutcomeUnknownException"/>: the batch may have been written.
+    /// </summary>
+    private async Task CommitBatchAsync(IReadOnlyList<PendingWrite> batch)
+    {
+        using var writer = await EnterWriteAsync(CancellationToken.None);
+        await using var connection = await OpenConnectionAsync(CancellationToken.None);
+        await using var transaction = await BeginWriteTransactionAsync(connection, CancellationToken.None);
+        var session = new SqlSession(connection, transaction, dialect);
+        if (dialect.LockConversationsSql.Length > 0)
+        {
+            var ids = batch.Select(w => w.ConversationId).Distinct().ToArray();
+            await session.Sql(dialect.LockConversationsSql).WithGuids("@ids", ids).ExecuteAsync(CancellationToken.None);
+        }
+
+        foreach (var write in batch)
+        {
+            await write.RunAsync(session);
+        }
+
+        try
+        {
+            await transaction.CommitAsync(CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            throw new CommitOutcomeUnknownException(ex);
+        }
     }
 
     private Task LockConversationAsync(SqlSession session, Guid conversationId, CancellationToken cancellationToken) =>

@@ -28,6 +28,23 @@ internal abstract class SqlDialect
     /// <summary>SQL run at the start of a write transaction to hold the conversation until commit (empty when the transaction already excludes every other writer).</summary>
     public abstract string LockConversationSql { get; }
 
+    /// <summary>
+    /// SQL that locks the conversations of <c>@ids</c> (see <see cref="BindGuids"/>) until commit, always in the same
+    /// order, so transactions that lock several never deadlock (empty when the transaction already excludes every
+    /// other writer).
+    /// </summary>
+    public virtual string LockConversationsSql => string.Empty;
+
+    /// <summary>Binds a list of ids, for <see cref="LockConversationsSql"/>.</summary>
+    public virtual void BindGuids(DbCommand command, string name, Guid[] values) =>
+        throw new NotSupportedException($"{Provider} binds no id lists.");
+
+    /// <summary>
+    /// Appended to a query of one <c>participants p</c> row: lock it, or skip it when another transaction holds it
+    /// (empty when the transaction already excludes every other writer).
+    /// </summary>
+    public virtual string SkipLockedRowSql => string.Empty;
+
     /// <summary>Creates the migration ledger, <c>schema_migrations</c>, when it does not exist yet.</summary>
     public abstract string CreateMigrationLedgerSql { get; }
 

@@ -51,6 +51,12 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect)
         return this;
     }
 
+    public SqlCommand WithGuids(string name, Guid[] values)
+    {
+        dialect.BindGuids(command, name, values);
+        return this;
+    }
+
     public SqlCommand With(string name, long value)
     {
         dialect.BindLong(command, name, value);
@@ -100,6 +106,19 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect)
         }
     }
 
+    /// <summary>
+    /// Runs a command of several statements in one round trip and hands its result sets to <paramref name="read"/>,
+    /// which takes them in order (<see cref="SqlResults.NextAsync{T}"/>).
+    /// </summary>
+    public async Task<T> ReadResultsAsync<T>(Func<SqlResults, Task<T>> read, CancellationToken cancellationToken)
+    {
+        await using (command)
+        {
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            return await read(new SqlResults(reader, dialect, cancellationToken));
+        }
+    }
+
     public async Task<T?> FirstOrDefaultAsync<T>(Func<SqlRow, T> read, CancellationToken cancellationToken)
         where T : class
     {
@@ -108,6 +127,30 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect)
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             return await reader.ReadAsync(cancellationToken) ? read(new SqlRow(reader, dialect)) : null;
         }
+    }
+}
+
+/// <summary>The result sets of one multi-statement command, taken in the order of its statements.</summary>
+internal sealed class SqlResults(DbDataReader reader, SqlDialect dialect, CancellationToken cancellationToken)
+{
+    private bool _started;
+
+    /// <summary>The rows of the next statement's result.</summary>
+    public async Task<List<T>> NextAsync<T>(Func<SqlRow, T> read)
+    {
+        if (_started && !await reader.NextResultAsync(cancellationToken))
+        {
+            throw new InvalidOperationException("The command returned fewer result sets than were read.");
+        }
+
+        _started = true;
+        var list = new List<T>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            list.Add(read(new SqlRow(reader, dialect)));
+        }
+
+        return list;
     }
 }
 

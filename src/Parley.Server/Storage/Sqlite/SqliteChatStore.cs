@@ -12,7 +12,7 @@ namespace Parley.Server.Storage.Sqlite;
 /// must not share one SQLite file; with <paramref name="exclusive"/> (the server and the <c>migrate</c> command)
 /// the store holds <see cref="SqliteFileLock"/> for its lifetime, so a second process is refused at start.
 /// </summary>
-internal sealed class SqliteChatStore(string connectionString, bool exclusive = false) : SqlChatStore(new SqliteDialect()), IDisposable
+internal sealed class SqliteChatStore(string connectionString, bool exclusive = false) : SqlChatStore(new SqliteDialect()), IDisposable, IAsyncDisposable
 {
     private readonly SqliteFileLock? _fileLock = exclusive ? SqliteFileLock.Acquire(connectionString) : null;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -22,8 +22,16 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
         ForeignKeys = true,
     }.ToString();
 
+    public async ValueTask DisposeAsync()
+    {
+        await DrainWritesAsync();
+        Dispose();
+    }
+
+    /// <summary>Prefer <see cref="DisposeAsync"/>, which waits for queued sends; this waits for them up to 10 s.</summary>
     public void Dispose()
     {
+        DrainWritesAsync().Wait(TimeSpan.FromSeconds(10));
         _writeLock.Dispose();
         _fileLock?.Dispose();
     }

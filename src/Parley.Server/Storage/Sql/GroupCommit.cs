@@ -1,0 +1,140 @@
+using System.Threading.Channels;
+
+namespace Parley.Server.Storage.Sql;
+
+/// <summary>
+/// A write waiting for its batch (<see cref="GroupCommit"/>): it runs inside the batch's transaction and learns its
+/// outcome only after that transaction committed.
+/// </summary>
+internal abstract class PendingWrite
+{
+    /// <summary>The conversation the write changes; the batch locks it (with the others) before any write runs.</summary>
+    public abstract Guid ConversationId { get; }
+
+    /// <summary>
+    /// Reads, asks the rules, and writes, in the batch's transaction. A write the rules reject must have written
+    /// nothing: the batch commits the others. Runs again (in a batch of its own) when its batch failed.
+    /// </summary>
+    public abstract Task RunAsync(SqlSession session);
+
+    /// <summary>The batch committed: hand the outcome of <see cref="RunAsync"/> to the waiting caller.</summary>
+    public abstract void Complete();
+
+    public abstract void Fail(Exception exception);
+}
+
+/// <summary>
+/// Group commit: writes that arrive while a transaction is being written wait for it and then share the next
+/// one, so a busy store pays one transaction (and one fsync) per batch instead of one per write, while an idle
+/// store commits a lone write at once (no timer: the batch is whatever queued during the previous commit).
+/// Every write is still acknowledged only after the commit that holds it.
+/// <para>
+/// Writes queue on one of several lanes, chosen by conversation, so a conversation's writes commit in the order
+/// they were queued; each lane commits one batch at a time. Lanes are bounded: when the store cannot keep up,
+/// queuing waits (back-pressure on the callers) instead of growing memory. When a batch fails, each of its writes
+/// runs again in a batch of its own, so one bad write fails alone.
+/// </para>
+/// </summary>
+internal sealed class GroupCommit
+{
+    /// <summary>Most writes in one transaction: bounds the time a batch holds its conversations' locks.</summary>
+    public const int MaxBatch = 128;
+
+    private readonly Channel<PendingWrite>[] _lanes;
+    private readonly Task[] _loops;
+    private readonly Func<IReadOnlyList<PendingWrite>, Task> _commit;
+
+    /// <param name="lanes">Batches committed at the same time (1 for a single-writer database).</param>
+    /// <param name="capacity">Writes a lane may hold before queuing waits.</param>
+    /// <param name="commit">Runs the writes of a batch in one transaction and commits it, or throws.</param>
+    public GroupCommit(int lanes, int capacity, Func<IReadOnlyList<PendingWrite>, Task> commit)
+    {
+        _commit = commit;
+        _lanes = new Channel<PendingWrite>[lanes];
+        _loops = new Task[lanes];
+        for (var i = 0; i < lanes; i++)
+        {
+            var lane = Channel.CreateBounded<PendingWrite>(new BoundedChannelOptions(capacity) { SingleReader = true });
+            _lanes[i] = lane;
+            _loops[i] = Task.Run(() => RunLaneAsync(lane.Reader));
+        }
+    }
+
+    /// <summary>Queues <paramref name="write"/>; its outcome arrives through the write itself.</summary>
+    public ValueTask EnqueueAsync(PendingWrite write, CancellationToken cancellationToken) =>
+        _lanes[(int)((uint)write.ConversationId.GetHashCode() % (uint)_lanes.Length)].Writer.WriteAsync(write, cancellationToken);
+
+    /// <summary>Stops taking writes and waits until the queued ones were committed.</summary>
+    public async Task DrainAsync()
+    {
+        foreach (var lane in _lanes)
+        {
+            lane.Writer.TryComplete();
+        }
+
+        await Task.WhenAll(_loops);
+    }
+
+    private async Task RunLaneAsync(ChannelReader<PendingWrite> reader)
+    {
+        var batch = new List<PendingWrite>(MaxBatch);
+        while (await reader.WaitToReadAsync())
+        {
+            while (batch.Count < MaxBatch && reader.TryRead(out var write))
+            {
+                batch.Add(write);
+            }
+
+            await CommitAsync(batch);
+            batch.Clear();
+        }
+    }
+
+    private async Task CommitAsync(List<PendingWrite> batch)
+    {
+        try
+        {
+            await _commit(batch);
+            foreach (var write in batch)
+            {
+                write.Complete();
+            }
+
+            return;
+        }
+        catch (Exception ex) when (batch.Count == 1 || ex is CommitOutcomeUnknownException)
+        {
+            // Alone, or the commit itself failed and may have been applied: running the writes again could apply them twice.
+            foreach (var write in batch)
+            {
+                write.Fail(Unwrap(ex));
+            }
+
+            return;
+        }
+        catch (Exception)
+        {
+            // One of them (or the database) failed: the transaction rolled back; find out which, one at a time.
+        }
+
+        foreach (var write in batch)
+        {
+            try
+            {
+                await _commit([write]);
+                write.Complete();
+            }
+            catch (Exception ex)
+            {
+                write.Fail(Unwrap(ex));
+            }
+        }
+    }
+
+    /// <summary>What the caller sees: the database's own error.</summary>
+    private static Exception Unwrap(Exception exception) =>
+        exception is CommitOutcomeUnknownException { InnerException: { } inner } ? inner : exception;
+}
+
+/// <summary>The commit itself failed (the connection broke during COMMIT): the batch may or may not have been written.</summary>
+internal sealed class CommitOutcomeUnknownException(Exception inner) : Exception("The commit failed; its outcome is unknown.", inner);
