@@ -85,10 +85,13 @@ internal static class StorageCommands
         }
         finally
         {
-            (store as IDisposable)?.Dispose();
             if (store is IAsyncDisposable asyncDisposable)
             {
                 await asyncDisposable.DisposeAsync();
+            }
+            else
+            {
+                (store as IDisposable)?.Dispose();
             }
         }
     }

@@ -27,6 +27,10 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
 
     protected abstract Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken);
 
+    /// <summary>The connection for a write transaction, called by a writer admitted by <see cref="EnterWriteAsync"/>; by default a pooled one.</summary>
+    protected virtual async ValueTask<WriteConnection> OpenWriteConnectionAsync(CancellationToken cancellationToken) =>
+        new(await OpenConnectionAsync(cancellationToken), null);
+
     protected abstract Task<DbTransaction> BeginWriteTransactionAsync(DbConnection connection, CancellationToken cancellationToken);
 
     /// <summary>Admission to writing (SQLite: its single writer); null when writers need no queue.</summary>
@@ -88,9 +92,9 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         Guid? conversationId, Func<SqlSession, Task<T>> work, Func<T, bool> applied, CancellationToken cancellationToken)
     {
         using var writer = await EnterWriteAsync(cancellationToken);
-        await using var connection = await OpenConnectionAsync(cancellationToken);
-        await using var transaction = await BeginWriteTransactionAsync(connection, cancellationToken);
-        var session = new SqlSession(connection, transaction, dialect);
+        await using var connection = await OpenWriteConnectionAsync(cancellationToken);
+        await using var transaction = await BeginWriteTransactionAsync(connection.Connection, cancellationToken);
+        var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
         if (conversationId is { } id)
         {
             await LockConversationAsync(session, id, cancellationToken);
@@ -117,9 +121,9 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     private async Task CommitBatchAsync(IReadOnlyList<PendingWrite> batch)
     {
         using var writer = await EnterWriteAsync(CancellationToken.None);
-        await using var connection = await OpenConnectionAsync(CancellationToken.None);
-        await using var transaction = await BeginWriteTransactionAsync(connection, CancellationToken.None);
-        var session = new SqlSession(connection, transaction, dialect);
+        await using var connection = await OpenWriteConnectionAsync(CancellationToken.None);
+        await using var transaction = await BeginWriteTransactionAsync(connection.Connection, CancellationToken.None);
+        var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
         if (dialect.LockConversationsSql.Length > 0)
         {
             var ids = batch.Select(w => w.ConversationId).Distinct().ToArray();

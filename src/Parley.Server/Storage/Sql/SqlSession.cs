@@ -5,21 +5,28 @@ using System.Text.Json.Serialization.Metadata;
 namespace Parley.Server.Storage.Sql;
 
 /// <summary>A connection (and, for writes, its transaction) with the dialect that binds and reads values.</summary>
-internal sealed class SqlSession(DbConnection connection, DbTransaction? transaction, SqlDialect dialect)
+/// <remarks>With <paramref name="statements"/>, commands are taken from (and left in) that cache of prepared statements.</remarks>
+internal sealed class SqlSession(DbConnection connection, DbTransaction? transaction, SqlDialect dialect, StatementCache? statements = null)
 {
     public SqlDialect Dialect => dialect;
 
     public SqlCommand Sql(string text)
     {
+        if (statements?.Get(text) is { } cached)
+        {
+            cached.Transaction = transaction;
+            return new SqlCommand(cached, dialect, reused: true);
+        }
+
         var command = connection.CreateCommand();
         command.CommandText = text;
         command.Transaction = transaction;
-        return new SqlCommand(command, dialect);
+        return new SqlCommand(command, dialect, reused: false);
     }
 }
 
-/// <summary>A command being built: parameters bound through the dialect, then executed once.</summary>
-internal sealed class SqlCommand(DbCommand command, SqlDialect dialect)
+/// <summary>A command being built: parameters bound through the dialect, then executed once (a cached one is kept for the next time).</summary>
+internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reused)
 {
     public SqlCommand With(string name, Guid value)
     {
@@ -74,9 +81,12 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect)
         where T : class =>
         With(name, value is null ? null : JsonSerializer.Serialize(value, typeInfo));
 
+    /// <summary>What to dispose after execution: the command, unless a statement cache keeps it.</summary>
+    private IAsyncDisposable? Owned() => reused ? null : command;
+
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
-        await using (command)
+        await using (Owned())
         {
             return await command.ExecuteNonQueryAsync(cancellationToken);
         }
@@ -84,7 +94,7 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect)
 
     public async Task<object?> ScalarAsync(CancellationToken cancellationToken)
     {
-        await using (command)
+        await using (Owned())
         {
             var value = await command.ExecuteScalarAsync(cancellationToken);
             return value is DBNull ? null : value;
@@ -93,7 +103,7 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect)
 
     public async Task<List<T>> ListAsync<T>(Func<SqlRow, T> read, CancellationToken cancellationToken)
     {
-        await using (command)
+        await using (Owned())
         {
             var list = new List<T>();
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
@@ -112,7 +122,7 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect)
     /// </summary>
     public async Task<T> ReadResultsAsync<T>(Func<SqlResults, Task<T>> read, CancellationToken cancellationToken)
     {
-        await using (command)
+        await using (Owned())
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             return await read(new SqlResults(reader, dialect, cancellationToken));
@@ -122,7 +132,7 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect)
     public async Task<T?> FirstOrDefaultAsync<T>(Func<SqlRow, T> read, CancellationToken cancellationToken)
         where T : class
     {
-        await using (command)
+        await using (Owned())
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             return await reader.ReadAsync(cancellationToken) ? read(new SqlRow(reader, dialect)) : null;

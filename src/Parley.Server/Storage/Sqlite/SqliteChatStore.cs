@@ -16,6 +16,7 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
 {
     private readonly SqliteFileLock? _fileLock = exclusive ? SqliteFileLock.Acquire(connectionString) : null;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private int _disposed;
     private readonly string _connectionString = new SqliteConnectionStringBuilder(connectionString)
     {
         Pooling = true,
@@ -31,6 +32,11 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
     /// <summary>Prefer <see cref="DisposeAsync"/>, which waits for queued sends; this waits for them up to 10 s.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         DrainWritesAsync().Wait(TimeSpan.FromSeconds(10));
         _writeLock.Dispose();
         _fileLock?.Dispose();
@@ -41,6 +47,16 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
         var connection = new SqliteConnection(_connectionString);
         await connection.OpenAsync(cancellationToken);
         return connection;
+    }
+
+    /// <summary>
+    /// A pooled connection with a statement cache for the transaction: compiling a send's statements costs more
+    /// than running them, and a batch of sends runs the same few statements again and again.
+    /// </summary>
+    protected override async ValueTask<WriteConnection> OpenWriteConnectionAsync(CancellationToken cancellationToken)
+    {
+        var connection = await OpenConnectionAsync(cancellationToken);
+        return new WriteConnection(connection, new StatementCache(connection));
     }
 
     protected override Task<DbTransaction> BeginWriteTransactionAsync(DbConnection connection, CancellationToken cancellationToken) =>
