@@ -18,7 +18,7 @@ internal static class BenchProgram
 
         try
         {
-            return await RunAsync(args, cancel.Token);
+            return await RunAsync(args, Terminal.System, cancel.Token);
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {
@@ -27,23 +27,23 @@ internal static class BenchProgram
         }
     }
 
-    public static async Task<int> RunAsync(IReadOnlyList<string> args, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(IReadOnlyList<string> args, Terminal terminal, CancellationToken cancellationToken)
     {
         var parsed = CommandLine.Parse(args);
         if (parsed.Help)
         {
-            await Console.Out.WriteAsync(CommandLine.Usage());
+            await terminal.Out.WriteAsync(CommandLine.Usage());
             return 0;
         }
 
         if (parsed.Options is not { } options)
         {
-            await Console.Error.WriteLineAsync($"parley-bench: {parsed.Error}. Run with --help for the options.");
+            await terminal.Error.WriteLineAsync($"parley-bench: {parsed.Error}. Run with --help for the options.");
             return Verdict.BadArguments;
         }
 
         return options.Processes > 1 && !options.IsChild
-            ? await ParentRunner.RunAsync(options, args, cancellationToken)
-            : await BenchRunner.RunAsync(options, cancellationToken);
+            ? await ParentRunner.RunAsync(options, args, terminal, cancellationToken)
+            : await BenchRunner.RunAsync(options, terminal, cancellationToken);
     }
 }

@@ -10,12 +10,12 @@ namespace Parley.Bench.Processes;
 /// <summary>Runs a scenario in this process: alone, or as one child of a split run (<c>--child</c>).</summary>
 internal static class BenchRunner
 {
-    public static async Task<int> RunAsync(BenchOptions options, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(BenchOptions options, Terminal terminal, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
         using var self = Process.GetCurrentProcess();
         var cpuAtStart = self.TotalProcessorTime;
-        using var context = new RunContext(options, Console.Error);
+        using var context = new RunContext(options, terminal.Error);
         var scenario = Scenario.Create(context);
         BenchResult result;
         ServerMonitor? monitor = null;
@@ -36,7 +36,7 @@ internal static class BenchRunner
                 : Coordinator.StandaloneStart();
             monitor = options.IsChild ? null : new ServerMonitor(options);
             using var stopReporting = new CancellationTokenSource();
-            var progress = ProgressReporter.RunAsync(options.Progress, options.IsChild, scenario.Snapshot, stopReporting.Token);
+            var progress = ProgressReporter.RunAsync(options.Progress, options.IsChild, terminal, scenario.Snapshot, stopReporting.Token);
             var sampling = monitor?.RunAsync(start, stopReporting.Token) ?? Task.CompletedTask;
             if (!options.IsChild)
             {
@@ -66,18 +66,24 @@ internal static class BenchRunner
         result = Verdict.Apply(result, options);
         if (!options.IsChild)
         {
-            Summary.Write(SummaryConsole(), result);
+            Summary.Write(SummaryConsole(terminal), result);
         }
 
-        await Output.WriteAsync(result, options, cancellationToken);
+        await Output.WriteAsync(terminal, result, options, cancellationToken);
         return result.ExitCode;
     }
 
     /// <summary>Standard output for the summary; redirected output gets a fixed width instead of 80 columns.</summary>
-    public static IAnsiConsole SummaryConsole()
+    public static IAnsiConsole SummaryConsole(Terminal terminal)
     {
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
-        if (Console.IsOutputRedirected)
+        ArgumentNullException.ThrowIfNull(terminal);
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(terminal.Out),
+            Ansi = terminal.IsInteractive ? AnsiSupport.Detect : AnsiSupport.No,
+            Interactive = terminal.IsInteractive ? InteractionSupport.Detect : InteractionSupport.No,
+        });
+        if (!terminal.IsInteractive)
         {
             console.Profile.Width = 140;
         }
@@ -89,11 +95,12 @@ internal static class BenchRunner
 /// <summary>Writes the result line (always the last line of standard output) and, when asked, the JSON file.</summary>
 internal static class Output
 {
-    public static async Task WriteAsync(BenchResult result, BenchOptions options, CancellationToken cancellationToken)
+    public static async Task WriteAsync(Terminal terminal, BenchResult result, BenchOptions options, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(terminal);
         ArgumentNullException.ThrowIfNull(options);
-        await Console.Out.WriteLineAsync(ResultLine.Format(result));
-        await Console.Out.FlushAsync(cancellationToken);
+        await terminal.Out.WriteLineAsync(ResultLine.Format(result));
+        await terminal.Out.FlushAsync(cancellationToken);
         if (options.OutputFile is { } file)
         {
             await File.WriteAllTextAsync(file, ResultLine.ToJson(result) + "\n", cancellationToken);

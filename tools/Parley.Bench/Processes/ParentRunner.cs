@@ -16,24 +16,25 @@ internal static class ParentRunner
 {
     private static readonly TimeSpan StartDelay = TimeSpan.FromMilliseconds(500);
 
-    public static async Task<int> RunAsync(BenchOptions options, IReadOnlyList<string> args, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(BenchOptions options, IReadOnlyList<string> args, Terminal terminal, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(terminal);
         var children = new List<Child>();
         try
         {
             for (var k = 0; k < options.Processes; k++)
             {
-                children.Add(Child.Start(k, CommandLine.ChildArguments(args, options, k)));
+                children.Add(Child.Start(k, CommandLine.ChildArguments(args, options, k), terminal.Error));
             }
 
-            Console.Error.WriteLine($"parley-bench: started {children.Count} processes; waiting for their set-up");
+            terminal.Error.WriteLine($"parley-bench: started {children.Count} processes; waiting for their set-up");
             var allReady = Task.WhenAll(children.Select(c => c.Ready));
             var anyExited = Task.WhenAny(children.Select(c => c.Exited));
             if (await Task.WhenAny(allReady, anyExited).WaitAsync(cancellationToken) != allReady)
             {
                 var failed = children.First(c => c.Exited.IsCompleted);
-                Console.Error.WriteLine($"parley-bench: process {failed.Index} ended during set-up (exit code {failed.ExitCode}); stopping the others");
+                terminal.Error.WriteLine($"parley-bench: process {failed.Index} ended during set-up (exit code {failed.ExitCode}); stopping the others");
                 return Verdict.SetupFailed;
             }
 
@@ -46,9 +47,9 @@ internal static class ParentRunner
             var monitor = new ServerMonitor(options);
             using var stopReporting = new CancellationTokenSource();
             var progress = ProgressReporter.RunAsync(
-                options.Progress, child: false, () => ProgressSnapshot.Sum([.. children.Select(c => c.Progress).OfType<ProgressSnapshot>()]), stopReporting.Token);
+                options.Progress, child: false, terminal, () => ProgressSnapshot.Sum([.. children.Select(c => c.Progress).OfType<ProgressSnapshot>()]), stopReporting.Token);
             var sampling = monitor.RunAsync(start, stopReporting.Token);
-            Console.Error.WriteLine("parley-bench: running");
+            terminal.Error.WriteLine("parley-bench: running");
             await Task.WhenAll(children.Select(c => c.Exited)).WaitAsync(cancellationToken);
             monitor.Finish();
             await stopReporting.CancelAsync();
@@ -57,7 +58,7 @@ internal static class ParentRunner
             var missing = children.Where(c => c.Result is null).ToList();
             if (missing.Count > 0)
             {
-                Console.Error.WriteLine(
+                terminal.Error.WriteLine(
                     $"parley-bench: no result from process {string.Join(", ", missing.Select(c => c.Index))} (exit code {string.Join(", ", missing.Select(c => c.ExitCode))})");
                 return Verdict.SetupFailed;
             }
@@ -65,8 +66,8 @@ internal static class ParentRunner
             var result = ResultMerger.Merge([.. children.Select(c => c.Result!)]);
             var (server, postgres) = monitor.Stats(result.Delivered, result.Connections.Opened);
             result = Verdict.Apply(result with { Server = server, Postgres = postgres }, options);
-            Summary.Write(BenchRunner.SummaryConsole(), result);
-            await Output.WriteAsync(result, options, cancellationToken);
+            Summary.Write(BenchRunner.SummaryConsole(terminal), result);
+            await Output.WriteAsync(terminal, result, options, cancellationToken);
             return result.ExitCode;
         }
         finally
@@ -86,10 +87,13 @@ internal static class ParentRunner
         private readonly ConcurrentQueue<string> _unused = new();
         private volatile ProgressSnapshot? _progress;
 
-        private Child(int index, Process process)
+        private readonly TextWriter _errors;
+
+        private Child(int index, Process process, TextWriter errors)
         {
             Index = index;
             _process = process;
+            _errors = errors;
         }
 
         public int Index { get; }
@@ -105,7 +109,7 @@ internal static class ParentRunner
 
         public BenchResult? Result { get; private set; }
 
-        public static Child Start(int index, IReadOnlyList<string> arguments)
+        public static Child Start(int index, IReadOnlyList<string> arguments, TextWriter errors)
         {
             var start = SelfStartInfo();
             foreach (var argument in arguments)
@@ -118,9 +122,9 @@ internal static class ParentRunner
             start.RedirectStandardError = true;
             start.UseShellExecute = false;
             var process = new Process { StartInfo = start, EnableRaisingEvents = true };
-            var child = new Child(index, process);
+            var child = new Child(index, process, errors);
             process.OutputDataReceived += (_, e) => child.OnOutput(e.Data);
-            process.ErrorDataReceived += (_, e) => OnError(e.Data);
+            process.ErrorDataReceived += (_, e) => child.OnError(e.Data);
             process.Start();
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
@@ -178,15 +182,15 @@ internal static class ParentRunner
             }
             else
             {
-                Console.Error.WriteLine($"parley-bench: [{Index}] {line}");
+                _errors.WriteLine($"parley-bench: [{Index}] {line}");
             }
         }
 
-        private static void OnError(string? line)
+        private void OnError(string? line)
         {
             if (line is not null)
             {
-                Console.Error.WriteLine(line);
+                _errors.WriteLine(line);
             }
         }
     }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Parley.Bench.Options;
+using Parley.Bench.Processes;
 using Spectre.Console;
 
 namespace Parley.Bench.Reporting;
@@ -32,14 +33,15 @@ internal static class ProgressReporter
 {
     public const string ChildPrefix = "PARLEY_BENCH_PROGRESS ";
 
-    public static async Task RunAsync(ProgressMode mode, bool child, Func<ProgressSnapshot> snapshot, CancellationToken cancellationToken)
+    public static async Task RunAsync(ProgressMode mode, bool child, Terminal terminal, Func<ProgressSnapshot> snapshot, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(snapshot);
+        ArgumentNullException.ThrowIfNull(terminal);
         try
         {
             if (child)
             {
-                await ChildAsync(snapshot, cancellationToken);
+                await ChildAsync(terminal.Out, snapshot, cancellationToken);
                 return;
             }
 
@@ -48,8 +50,8 @@ internal static class ProgressReporter
                 return;
             }
 
-            var live = mode == ProgressMode.Live || (mode == ProgressMode.Auto && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive);
-            await (live ? LiveAsync(snapshot, cancellationToken) : PlainAsync(snapshot, cancellationToken));
+            var live = mode == ProgressMode.Live || (mode == ProgressMode.Auto && terminal.IsInteractive && AnsiConsole.Profile.Capabilities.Interactive);
+            await (live ? LiveAsync(snapshot, cancellationToken) : PlainAsync(terminal.Out, snapshot, cancellationToken));
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -79,23 +81,23 @@ internal static class ProgressReporter
         return ((now.Sent - before.Sent) / seconds, (now.Acknowledged - before.Acknowledged) / seconds, (now.Delivered - before.Delivered) / seconds);
     }
 
-    private static async Task ChildAsync(Func<ProgressSnapshot> snapshot, CancellationToken cancellationToken)
+    private static async Task ChildAsync(TextWriter output, Func<ProgressSnapshot> snapshot, CancellationToken cancellationToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
         while (await timer.WaitForNextTickAsync(cancellationToken))
         {
-            Console.Out.WriteLine(ChildPrefix + JsonSerializer.Serialize(snapshot(), BenchJson.Default.ProgressSnapshot));
+            output.WriteLine(ChildPrefix + JsonSerializer.Serialize(snapshot(), BenchJson.Default.ProgressSnapshot));
         }
     }
 
-    private static async Task PlainAsync(Func<ProgressSnapshot> snapshot, CancellationToken cancellationToken)
+    private static async Task PlainAsync(TextWriter output, Func<ProgressSnapshot> snapshot, CancellationToken cancellationToken)
     {
         ProgressSnapshot? before = null;
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(5));
         while (await timer.WaitForNextTickAsync(cancellationToken))
         {
             var now = snapshot();
-            Console.Out.WriteLine(Line(now, before));
+            output.WriteLine(Line(now, before));
             before = now;
         }
     }
