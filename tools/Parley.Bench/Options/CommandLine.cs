@@ -39,7 +39,7 @@ internal static class CommandLine
             (o, v) => o with { OfflineSeconds = Number(v, 0, 86_400) }),
         new("--settle", "S", "reconnect: quiet seconds before the drop, for acks and cursors to catch up (default 3)",
             (o, v) => o with { SettleSeconds = Number(v, 0, 3600) }),
-        new("--transport", "websocket|rest", "chat: send over the socket (send_message) or POST /api/v1/messages (default websocket)",
+        new("--transport", "websocket|rest", "chat, group: send over the socket (send_message) or POST /api/v1/messages (default websocket)",
             (o, v) => o with { Transport = Enum<Transport>(v, ("websocket", Transport.WebSocket), ("ws", Transport.WebSocket), ("rest", Transport.Rest)) }),
         new("--message-bytes", "N", "characters of message content (default 64)", (o, v) => o with { MessageBytes = Int(v, 1, 4096) }),
         new("--http-connections", "N", "HTTP connections of the REST pool, also the concurrency of set-up and REST sends (default 64)",
@@ -238,11 +238,6 @@ internal static class CommandLine
         if (o.Scenario == ScenarioKind.Group && (o.Users < o.GroupSize || o.Users % o.GroupSize != 0))
         {
             return $"--users {o.Users}: group needs a multiple of --group-size {o.GroupSize}";
-        }
-
-        if (o.Scenario == ScenarioKind.Group && o.Transport == Transport.Rest)
-        {
-            return "--transport rest is for chat only";
         }
 
         if (o.Processes > units)
