@@ -120,7 +120,6 @@ internal static class ProgressReporter
                 while (await timer.WaitForNextTickAsync(cancellationToken))
                 {
                     var now = snapshot();
-                    table.Rows.Update(0, 0, new Text(""));
                     var cells = Cells(now, before);
                     for (var i = 0; i < cells.Length; i++)
                     {
