@@ -43,6 +43,7 @@ internal static class BenchRunner
                 context.Log("running");
             }
 
+            context.StartedAt = DateTimeOffset.UtcNow + Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), start);
             await scenario.RunAsync(start, cancellationToken);
             monitor?.Finish();
             await stopReporting.CancelAsync();

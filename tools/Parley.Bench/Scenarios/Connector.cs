@@ -51,14 +51,14 @@ internal static class Connector
         }
     }
 
-    /// <summary>Closes every open connection of <paramref name="devices"/> with 1000, a bounded number at a time.</summary>
-    public static async Task CloseAllAsync(IReadOnlyList<Device> devices)
+    /// <summary>Closes every open connection of <paramref name="devices"/> with 1000, a bounded number at a time (a set-up cut short leaves gaps).</summary>
+    public static async Task CloseAllAsync(IReadOnlyList<Device?> devices)
     {
         ArgumentNullException.ThrowIfNull(devices);
         await Parallel.ForEachAsync(
-            devices.Where(d => d.Connection is not null),
+            devices.Where(d => d?.Connection is not null),
             new ParallelOptions { MaxDegreeOfParallelism = 256 },
-            async (device, _) => await device.Connection!.CloseAsync(TimeSpan.FromSeconds(5)));
+            async (device, _) => await device!.Connection!.CloseAsync(TimeSpan.FromSeconds(5)));
     }
 
     /// <summary>The timestamp <paramref name="seconds"/> after <paramref name="start"/>.</summary>

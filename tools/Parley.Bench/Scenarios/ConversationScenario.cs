@@ -120,7 +120,7 @@ internal sealed class ConversationScenario : IScenario
 
     public BenchResult Result() => Results.Messaging(_context, _ledger, _context.Options.DurationSeconds, reconnect: null);
 
-    public async ValueTask DisposeAsync() => await Connector.CloseAllAsync([.. _devices.Where(d => d is not null)]);
+    public async ValueTask DisposeAsync() => await Connector.CloseAllAsync(_devices);
 }
 
 /// <summary>Set-up could not be completed (the server refused or failed); the run exits with 4.</summary>

@@ -40,7 +40,6 @@ internal static class Results
     {
         ArgumentNullException.ThrowIfNull(context);
         var o = context.Options;
-        var messaging = o.Scenario is ScenarioKind.Chat or ScenarioKind.Group;
         return new BenchResult
         {
             Scenario = Scenario.Name(o.Scenario),
@@ -48,7 +47,7 @@ internal static class Results
             RunId = o.RunId,
             Urls = [.. o.Urls.Select(u => u.ToString())],
             Processes = o.Processes,
-            StartedAt = DateTimeOffset.UtcNow,
+            StartedAt = context.StartedAt,
             Settings = Settings(o),
             WindowS = windowSeconds,
             Errors = context.Errors.Snapshot(),

@@ -36,6 +36,9 @@ internal sealed class RunContext : IDisposable
 
     public ConnectionTally Connections { get; } = new();
 
+    /// <summary>When the run (not its set-up) started, for the result.</summary>
+    public DateTimeOffset StartedAt { get; set; } = DateTimeOffset.UtcNow;
+
     public void Log(string message)
     {
         var prefix = Options.ChildIndex is { } child ? $"[{child}] " : "";
