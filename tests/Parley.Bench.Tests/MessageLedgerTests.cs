@@ -1,0 +1,182 @@
+using System.Diagnostics;
+using Parley.Bench.Client;
+using Parley.Bench.Scenarios;
+
+namespace Parley.Bench.Tests;
+
+[Trait("Store", "Independent")]
+public sealed class MessageLedgerTests
+{
+    private static readonly Device Bob = new(1, new Identity("bob", "bench", new Uri("http://127.0.0.1/"), null), [(Guid.NewGuid(), 1)]);
+
+    private readonly ErrorCounts _errors = new();
+    private readonly ConnectionTally _connections = new();
+
+    private MessageLedger Ledger(long warmup = 0, long measured = 10)
+    {
+        var ledger = new MessageLedger(
+            new Schedule(new ScheduleSegment(0, 100, warmup, Measured: false), new ScheduleSegment(warmup / 100.0, 100, measured, Measured: true)),
+            _errors, _connections);
+        var now = Stopwatch.GetTimestamp();
+        ledger.SetTimes(now, now, now + Stopwatch.Frequency * 100);
+        return ledger;
+    }
+
+    [Fact]
+    public void Totals_AcknowledgedButNeverDelivered_IsLost()
+    {
+        var ledger = Ledger();
+        ledger.Offer(0, recipients: 1);
+        ledger.OnAck(0, Stopwatch.GetTimestamp());
+
+        var totals = ledger.Totals();
+
+        Assert.Equal(1, totals.Lost);
+        Assert.Equal(0, totals.Unanswered);
+        Assert.False(ledger.Settled);
+    }
+
+    [Fact]
+    public void Totals_DeliveredToEveryRecipient_IsNotLost_AndSettles()
+    {
+        var ledger = Ledger();
+        ledger.Offer(0, recipients: 2);
+        ledger.OnMessage(Bob, 0, Arrival.New, fromSelf: false, Stopwatch.GetTimestamp());
+        ledger.OnAck(0, Stopwatch.GetTimestamp());
+        Assert.False(ledger.Settled);
+        ledger.OnMessage(Bob, 0, Arrival.New, fromSelf: false, Stopwatch.GetTimestamp());
+
+        var totals = ledger.Totals();
+
+        Assert.Equal(0, totals.Lost);
+        Assert.Equal(2, totals.Delivered);
+        Assert.True(ledger.Settled);
+        Assert.Equal(2, ledger.Latency.Count);
+        Assert.Equal(1, ledger.AckLatency.Count);
+    }
+
+    [Fact]
+    public void Totals_OneOfThreeRecipientsMissing_CountsOneLostDelivery()
+    {
+        var ledger = Ledger();
+        ledger.Offer(0, recipients: 3);
+        ledger.OnAck(0, Stopwatch.GetTimestamp());
+        ledger.OnMessage(Bob, 0, Arrival.New, false, Stopwatch.GetTimestamp());
+        ledger.OnMessage(Bob, 0, Arrival.New, false, Stopwatch.GetTimestamp());
+
+        Assert.Equal(1, ledger.Totals().Lost);
+    }
+
+    [Fact]
+    public void Totals_SentButNeverAnswered_IsUnansweredNotLost()
+    {
+        var ledger = Ledger();
+        ledger.Offer(0, 1);
+
+        var totals = ledger.Totals();
+
+        Assert.Equal(1, totals.Unanswered);
+        Assert.Equal(0, totals.Lost);
+    }
+
+    [Fact]
+    public void OnError_ForASend_RefusesItAndCountsTheCode_NothingIsOutstanding()
+    {
+        var ledger = Ledger();
+        ledger.Offer(0, 1);
+
+        ledger.OnError("rate_limited", 0);
+
+        Assert.Equal(0, ledger.Totals().Lost);
+        Assert.Equal(0, ledger.Totals().Unanswered);
+        Assert.True(ledger.Settled);
+        Assert.Equal(1, _errors.Snapshot()["rate_limited"]);
+    }
+
+    [Fact]
+    public void OnMessage_Duplicate_IsCountedAndNotADelivery()
+    {
+        var ledger = Ledger();
+        ledger.Offer(0, 1);
+        ledger.OnMessage(Bob, 0, Arrival.New, false, Stopwatch.GetTimestamp());
+
+        ledger.OnMessage(Bob, 0, Arrival.Duplicate, false, Stopwatch.GetTimestamp());
+        ledger.OnMessage(Bob, 0, Arrival.Redelivered, false, Stopwatch.GetTimestamp());
+
+        var totals = ledger.Totals();
+        Assert.Equal(1, totals.Delivered);
+        Assert.Equal(1, totals.Duplicated);
+        Assert.Equal(1, totals.Redelivered);
+    }
+
+    [Fact]
+    public void OnMessage_OutOfOrder_IsCountedAndStillADelivery()
+    {
+        var ledger = Ledger();
+        ledger.Offer(0, 1);
+
+        ledger.OnMessage(Bob, 0, Arrival.NewOutOfOrder, false, Stopwatch.GetTimestamp());
+
+        Assert.Equal(1, ledger.Totals().OutOfOrder);
+        Assert.Equal(1, ledger.Totals().Delivered);
+    }
+
+    [Fact]
+    public void OnMessage_TheSendersOwnCopy_IsNotADelivery()
+    {
+        var ledger = Ledger();
+        ledger.Offer(0, 1);
+        ledger.OnAck(0, Stopwatch.GetTimestamp());
+
+        ledger.OnMessage(Bob, 0, Arrival.New, fromSelf: true, Stopwatch.GetTimestamp());
+
+        Assert.Equal(0, ledger.Totals().Delivered);
+        Assert.Equal(1, ledger.Totals().Lost);
+    }
+
+    [Fact]
+    public void OnMessage_MoreCopiesThanRecipients_IsUnexpected()
+    {
+        var ledger = Ledger();
+        ledger.Offer(0, 1);
+        ledger.OnMessage(Bob, 0, Arrival.New, false, Stopwatch.GetTimestamp());
+
+        ledger.OnMessage(Bob, 0, Arrival.New, false, Stopwatch.GetTimestamp());
+        ledger.OnMessage(Bob, 99, Arrival.New, false, Stopwatch.GetTimestamp());
+
+        Assert.Equal(1, ledger.Totals().Delivered);
+        Assert.Equal(2, ledger.Totals().Unexpected);
+    }
+
+    [Fact]
+    public void Totals_WarmupMessages_AreCheckedButNotCounted()
+    {
+        var ledger = Ledger(warmup: 5, measured: 5);
+        for (var i = 0; i < 10; i++)
+        {
+            ledger.Offer(i, 1);
+            ledger.OnAck(i, Stopwatch.GetTimestamp());
+        }
+
+        ledger.OnMessage(Bob, 7, Arrival.New, false, Stopwatch.GetTimestamp());
+
+        var totals = ledger.Totals();
+        Assert.Equal(5, totals.Offered);
+        Assert.Equal(5, totals.Acknowledged);
+        Assert.Equal(1, totals.Delivered);
+        Assert.Equal(9, totals.Lost);
+        Assert.Equal(4, totals.LostMeasured);
+        Assert.Equal(1, ledger.Latency.Count);
+    }
+
+    [Fact]
+    public void OnClosed_CountsADroppedConnection()
+    {
+        var ledger = Ledger();
+
+        ledger.OnClosed(Bob, "close_4001");
+
+        Assert.Equal(1, _connections.Dropped);
+        Assert.Equal(1, _errors.Snapshot()["close_4001"]);
+    }
+}

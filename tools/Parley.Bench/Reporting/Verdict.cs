@@ -1,0 +1,54 @@
+using System.Globalization;
+using Parley.Bench.Options;
+
+namespace Parley.Bench.Reporting;
+
+/// <summary>Decides whether a run passed, and its exit code.</summary>
+internal static class Verdict
+{
+    public const int Passed = 0;
+    public const int Failed = 1;
+    public const int BadArguments = 2;
+    public const int SlowP99 = 3;
+    public const int SetupFailed = 4;
+
+    public static BenchResult Apply(BenchResult result, BenchOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        ArgumentNullException.ThrowIfNull(options);
+        var failures = new List<string>();
+        void Check(long count, string what)
+        {
+            if (count > 0)
+            {
+                failures.Add(string.Create(CultureInfo.InvariantCulture, $"{count} {what}"));
+            }
+        }
+
+        Check(result.Lost, "deliveries lost (acknowledged, never delivered)");
+        Check(result.Duplicated, "duplicated on one socket");
+        Check(result.OutOfOrder, "out of order on one socket");
+        Check(result.Unanswered, "sends never answered");
+        Check(result.Connections.Failed, "connections failed");
+        Check(result.Connections.Dropped, "connections dropped by the server");
+        if (result.Reconnect is { } reconnect)
+        {
+            Check(reconnect.Devices - reconnect.Resumed, "devices did not resume (no sync_complete)");
+        }
+
+        if (options.Scenario != ScenarioKind.Connections && result.Offered > 0 && result.Acknowledged == 0)
+        {
+            failures.Add("no send was acknowledged");
+        }
+
+        // Lost or duplicated messages matter more than slowness: they decide the exit code when both happen.
+        var exitCode = failures.Count > 0 ? Failed : Passed;
+        if (options.MaxP99Ms is { } limit && result.LatencyMs is { } latency && latency.P99 > limit)
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"p99 {latency.P99} ms above --max-p99-ms {limit}"));
+            exitCode = exitCode == Passed ? SlowP99 : exitCode;
+        }
+
+        return result with { Passed = failures.Count == 0, Failures = failures, ExitCode = exitCode };
+    }
+}

@@ -1,0 +1,277 @@
+using System.Diagnostics;
+using Parley.Bench.Client;
+using Parley.Bench.Reporting;
+
+namespace Parley.Bench.Scenarios;
+
+/// <summary>
+/// The books of a messaging run: for every scheduled message, whether it was offered, answered (acknowledged or
+/// refused) and how many of its expected deliveries are still missing; counters for the progress line and the
+/// result; and the latency histograms. Every receive loop reports into it concurrently, so all state is arrays
+/// indexed by message number and interlocked counters, allocation-free per message.
+/// </summary>
+internal sealed class MessageLedger : IFrameSink
+{
+    private const int NotOfferedState = 0;
+    private const int OfferedState = 1;
+    private const int AcknowledgedState = 2;
+    private const int RefusedState = 3;
+
+    private readonly Schedule _schedule;
+    private readonly int[] _state;
+    private readonly int[] _remaining;
+    private readonly bool[] _recordLatency;
+    private readonly ErrorCounts _errors;
+    private readonly ConnectionTally _connections;
+    private long _start;
+    private long _windowStart;
+    private long _windowEnd;
+
+    // Every message (warm-up included).
+    private long _offered;
+    private long _sent;
+    private long _acknowledged;
+    private long _refused;
+    private long _delivered;
+    private long _duplicated;
+    private long _outOfOrder;
+    private long _redelivered;
+    private long _unexpected;
+    private long _outstanding;
+
+    // The measured window.
+    private long _offeredMeasured;
+    private long _acknowledgedMeasured;
+    private long _deliveredMeasured;
+    private long _expectedMeasured;
+    private long _sentMeasured;
+    private long _sentInWindow;
+    private long _deliveredInWindow;
+
+    public MessageLedger(Schedule schedule, ErrorCounts errors, ConnectionTally connections)
+    {
+        ArgumentNullException.ThrowIfNull(schedule);
+        _schedule = schedule;
+        _errors = errors;
+        _connections = connections;
+        var count = checked((int)schedule.Count);
+        _state = new int[count];
+        _remaining = new int[count];
+        _recordLatency = [.. schedule.Segments.Select(s => s.Measured && s.RecordLatency)];
+    }
+
+    public Schedule Schedule => _schedule;
+
+    /// <summary>Delivery latency (intended send time → arrival on a recipient's socket) of measured messages.</summary>
+    public LatencyHistogram Latency { get; } = new();
+
+    /// <summary>Acknowledgement latency (intended send time → message_ack or the REST response) of measured messages.</summary>
+    public LatencyHistogram AckLatency { get; } = new();
+
+    /// <summary>Called for every <c>sync_complete</c> (reconnect).</summary>
+    public Action<Device, long>? SyncCompleted { get; set; }
+
+    public long Start => _start;
+
+    /// <summary>Sets the run's start and its measured window (<see cref="Stopwatch"/> timestamps).</summary>
+    public void SetTimes(long start, long windowStart, long windowEnd)
+    {
+        _start = start;
+        _windowStart = windowStart;
+        _windowEnd = windowEnd;
+    }
+
+    /// <summary>Message <paramref name="index"/> is about to be sent and should reach <paramref name="recipients"/> sockets.</summary>
+    public void Offer(long index, int recipients)
+    {
+        _remaining[index] = recipients;
+        Volatile.Write(ref _state[index], OfferedState);
+        Interlocked.Add(ref _outstanding, recipients);
+        Interlocked.Increment(ref _offered);
+        if (_schedule.IsMeasured(index))
+        {
+            Interlocked.Increment(ref _offeredMeasured);
+            Interlocked.Add(ref _expectedMeasured, recipients);
+        }
+    }
+
+    public void OnSent(long messageIndex, long timestamp)
+    {
+        Interlocked.Increment(ref _sent);
+        if (IsOurs(messageIndex) && _schedule.IsMeasured(messageIndex))
+        {
+            Interlocked.Increment(ref _sentMeasured);
+        }
+
+        if (timestamp >= _windowStart && timestamp <= _windowEnd)
+        {
+            Interlocked.Increment(ref _sentInWindow);
+        }
+    }
+
+    public void OnAck(long messageIndex, long timestamp)
+    {
+        if (!IsOurs(messageIndex))
+        {
+            Interlocked.Increment(ref _unexpected);
+            return;
+        }
+
+        if (Interlocked.CompareExchange(ref _state[messageIndex], AcknowledgedState, OfferedState) != OfferedState)
+        {
+            return; // a second answer to the same send: only the first counts
+        }
+
+        Interlocked.Increment(ref _acknowledged);
+        if (_schedule.IsMeasured(messageIndex))
+        {
+            Interlocked.Increment(ref _acknowledgedMeasured);
+            AckLatency.RecordTicks(timestamp - _schedule.IntendedTimestamp(_start, messageIndex));
+        }
+    }
+
+    public void OnMessage(Device device, long messageIndex, Arrival arrival, bool fromSelf, long timestamp)
+    {
+        switch (arrival)
+        {
+            case Arrival.Duplicate:
+                Interlocked.Increment(ref _duplicated);
+                return;
+            case Arrival.Redelivered:
+                Interlocked.Increment(ref _redelivered);
+                return;
+            case Arrival.NewOutOfOrder:
+                Interlocked.Increment(ref _outOfOrder);
+                break;
+            default:
+                break;
+        }
+
+        if (fromSelf)
+        {
+            return; // the sender's own device gets its message too; only the other members' copies are deliveries
+        }
+
+        if (!IsOurs(messageIndex) || Interlocked.Decrement(ref _remaining[messageIndex]) < 0)
+        {
+            Interlocked.Increment(ref _unexpected);
+            return;
+        }
+
+        Interlocked.Increment(ref _delivered);
+        Interlocked.Decrement(ref _outstanding);
+        if (timestamp >= _windowStart && timestamp <= _windowEnd)
+        {
+            Interlocked.Increment(ref _deliveredInWindow);
+        }
+
+        var segment = _schedule.SegmentOf(messageIndex);
+        if (_schedule.Segments[segment].Measured)
+        {
+            Interlocked.Increment(ref _deliveredMeasured);
+        }
+
+        if (_recordLatency[segment])
+        {
+            Latency.RecordTicks(timestamp - _schedule.IntendedTimestamp(_start, messageIndex));
+        }
+    }
+
+    public void OnError(string code, long messageIndex)
+    {
+        _errors.Add(code);
+        if (IsOurs(messageIndex) && Interlocked.CompareExchange(ref _state[messageIndex], RefusedState, OfferedState) == OfferedState)
+        {
+            // A refused send delivers nothing: its deliveries are no longer outstanding.
+            Interlocked.Increment(ref _refused);
+            Interlocked.Add(ref _outstanding, -Math.Max(0, Interlocked.Exchange(ref _remaining[messageIndex], 0)));
+        }
+    }
+
+    public void OnSyncComplete(Device device, long timestamp) => SyncCompleted?.Invoke(device, timestamp);
+
+    public void OnClosed(Device device, string code)
+    {
+        _connections.Drop();
+        _errors.Add(code);
+    }
+
+    /// <summary>Nothing is outstanding: every offered message was answered and every expected delivery arrived.</summary>
+    public bool Settled =>
+        Volatile.Read(ref _outstanding) <= 0
+        && Volatile.Read(ref _acknowledged) + Volatile.Read(ref _refused) >= Volatile.Read(ref _offered);
+
+    public long Offered => Volatile.Read(ref _offered);
+
+    public long Sent => Volatile.Read(ref _sent);
+
+    public long AcknowledgedCount => Volatile.Read(ref _acknowledged);
+
+    public long Delivered => Volatile.Read(ref _delivered);
+
+    /// <summary>Offered and neither acknowledged nor refused yet.</summary>
+    public long InFlight => Offered - AcknowledgedCount - Volatile.Read(ref _refused);
+
+    /// <summary>The final count, after the grace period.</summary>
+    public LedgerTotals Totals()
+    {
+        long lost = 0, lostMeasured = 0, unanswered = 0;
+        for (var i = 0; i < _state.Length; i++)
+        {
+            var state = Volatile.Read(ref _state[i]);
+            if (state == AcknowledgedState)
+            {
+                var missing = Math.Max(0, Volatile.Read(ref _remaining[i]));
+                lost += missing;
+                if (_schedule.IsMeasured(i))
+                {
+                    lostMeasured += missing;
+                }
+            }
+            else if (state == OfferedState)
+            {
+                unanswered++;
+            }
+        }
+
+        return new LedgerTotals(
+            Offered: Volatile.Read(ref _offeredMeasured),
+            Sent: Volatile.Read(ref _sentMeasured),
+            SentInWindow: Volatile.Read(ref _sentInWindow),
+            Acknowledged: Volatile.Read(ref _acknowledgedMeasured),
+            ExpectedDeliveries: Volatile.Read(ref _expectedMeasured),
+            Delivered: Volatile.Read(ref _deliveredMeasured),
+            DeliveredInWindow: Volatile.Read(ref _deliveredInWindow),
+            Lost: lost,
+            LostMeasured: lostMeasured,
+            Unanswered: unanswered,
+            Duplicated: Volatile.Read(ref _duplicated),
+            OutOfOrder: Volatile.Read(ref _outOfOrder),
+            Redelivered: Volatile.Read(ref _redelivered),
+            Unexpected: Volatile.Read(ref _unexpected),
+            AllOffered: Offered);
+    }
+
+    private bool IsOurs(long index) => index >= 0 && index < _state.Length && Volatile.Read(ref _state[index]) != NotOfferedState;
+}
+
+/// <summary>
+/// A ledger's final counts. Offered, Sent, Acknowledged, ExpectedDeliveries and Delivered describe the measured
+/// window; Lost, Unanswered, Duplicated and OutOfOrder cover every message, warm-up included.
+/// </summary>
+internal sealed record LedgerTotals(
+    long Offered,
+    long Sent,
+    long SentInWindow,
+    long Acknowledged,
+    long ExpectedDeliveries,
+    long Delivered,
+    long DeliveredInWindow,
+    long Lost,
+    long LostMeasured,
+    long Unanswered,
+    long Duplicated,
+    long OutOfOrder,
+    long Redelivered,
+    long Unexpected,
+    long AllOffered);
