@@ -167,7 +167,7 @@ public sealed class ConnectionTests
         await using var slow = Run(slowSocket, Options(), userId: "alice");
         await using var healthy = Run(healthySocket, Options(), userId: "alice");
         await using var otherUser = Run(otherUserSocket, Options(), userId: "bob");
-        var hub = new ConnectionHub();
+        var hub = new ConnectionHub(TestMetrics.Unobserved);
         foreach (var run in new[] { slow, healthy, otherUser })
         {
             hub.Add(run.Connection);
@@ -282,7 +282,7 @@ public sealed class ConnectionTests
         // it appears, as the send loop does, on many connections: not one may show the default status.
         const int Rounds = 20_000;
         var connections = Enumerable.Range(0, Rounds)
-            .Select(_ => new Connection(Guid.NewGuid().ToString("N"), "alice", "device", acks: false, new FakeWebSocket(), Options(), 4096, NullLogger.Instance))
+            .Select(_ => new Connection(Guid.NewGuid().ToString("N"), "alice", "device", acks: false, new FakeWebSocket(), Options(), 4096, NullLogger.Instance, TestMetrics.Unobserved))
             .ToArray();
         var watching = -1;
         var torn = 0;
@@ -549,13 +549,13 @@ public sealed class ConnectionTests
     };
 
     private static ConnectionRun Run(FakeWebSocket socket, RealtimeOptions options, string userId = "alice", int maxFrameBytes = 4096) =>
-        new(new Connection(Guid.NewGuid().ToString("N"), userId, "device", acks: false, socket, options, maxFrameBytes, NullLogger.Instance), options.SendQueueCapacity);
+        new(new Connection(Guid.NewGuid().ToString("N"), userId, "device", acks: false, socket, options, maxFrameBytes, NullLogger.Instance, TestMetrics.Unobserved), options.SendQueueCapacity);
 
     private static OutboundFrame Frame(int index, bool transient = false) =>
-        new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"index":{{{index}}}}}"""), transient: transient);
+        new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"index":{{{index}}}}}"""), "test", transient: transient);
 
     private static OutboundFrame Sequenced(Guid conversationId, long seq) =>
-        new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"conversation_id":"{{{conversationId}}}","seq":{{{seq}}}}}"""), conversationId, seq);
+        new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"conversation_id":"{{{conversationId}}}","seq":{{{seq}}}}}"""), "test", conversationId, seq);
 
     private static (Guid ConversationId, long Seq) Position(string frame)
     {

@@ -1,0 +1,113 @@
+using System.Reflection;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Options;
+using OpenTelemetry.Exporter;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+
+namespace Parley.Server.Observability;
+
+/// <summary>
+/// Metrics (Parley's own, ASP.NET Core's, the runtime's) for Prometheus at <c>/metrics</c>, and traces over OTLP when a
+/// collector is configured. docs/operations.md describes every metric and span.
+/// </summary>
+internal static partial class ObservabilitySetup
+{
+    public const string ServiceName = "parley";
+
+    public static IHostApplicationBuilder AddObservability(this IHostApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        services.AddOptions<MetricsOptions>().BindConfiguration(MetricsOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<IValidateOptions<MetricsOptions>, MetricsOptionsValidator>();
+        services.AddOptions<TelemetryOptions>().BindConfiguration(TelemetryOptions.SectionName).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<TelemetryOptions>, TelemetryOptionsValidator>();
+        services.AddSingleton<ParleyMetrics>();
+
+        // What is exported decides what is registered, so these two settings are read now (and validated at start).
+        var metrics = builder.Configuration.GetSection(MetricsOptions.SectionName).Get<MetricsOptions>() ?? new MetricsOptions();
+        var otlp = builder.Configuration.GetSection(TelemetryOptions.SectionName).Get<TelemetryOptions>()?.Otlp ?? new OtlpSettings();
+        var version = typeof(ObservabilitySetup).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion;
+        var telemetry = services.AddOpenTelemetry().ConfigureResource(resource => resource.AddService(ServiceName, serviceVersion: version));
+        if (metrics.Enabled)
+        {
+            // Nothing listens to the instruments unless metrics are on: off, they cost one branch each.
+            services.AddSingleton<MetricsAccess>();
+            telemetry.WithMetrics(meters => meters
+                .AddMeter(ParleyMetrics.MeterName)
+                .AddAspNetCoreInstrumentation()
+                .AddRuntimeInstrumentation()
+                .AddPrometheusExporter());
+            if (metrics.Port is { } port)
+            {
+                services.AddSingleton<IStartupFilter>(new MetricsPortListener(port));
+            }
+        }
+
+        if (otlp.Endpoint is { } endpoint)
+        {
+            // Without a collector no source is listened to: spans are never even created.
+            telemetry.WithTracing(tracing => tracing
+                .AddSource(ParleyActivitySource.Name)
+                .AddAspNetCoreInstrumentation(aspnet => aspnet.Filter = context => !IsProbeOrScrape(context.Request.Path))
+                .AddOtlpExporter(exporter =>
+                {
+                    exporter.Endpoint = endpoint;
+                    exporter.Protocol = otlp.Protocol == OtlpTransport.HttpProtobuf ? OtlpExportProtocol.HttpProtobuf : OtlpExportProtocol.Grpc;
+                }));
+        }
+
+        return builder;
+    }
+
+    /// <summary>
+    /// <c>/metrics</c>, answered only to the allowed networks (and only on <see cref="MetricsOptions.Port"/> when set);
+    /// everyone else gets the 404 of an unknown path. Not part of the public API description.
+    /// </summary>
+    public static IEndpointRouteBuilder MapMetrics(this IEndpointRouteBuilder app)
+    {
+        // Registered only when metrics are enabled (AddObservability).
+        if (app.ServiceProvider.GetService<MetricsAccess>() is not { } access)
+        {
+            return app;
+        }
+
+        app.MapPrometheusScrapingEndpoint(
+                MetricsOptions.Path,
+                meterProvider: null,
+                configureBranchedPipeline: branch => branch.Use((context, next) => access.Allows(context) ? next(context) : MetricsAccess.RefuseAsync(context)),
+                optionsName: null)
+            .ExcludeFromDescription();
+        return app;
+    }
+
+    private static bool IsProbeOrScrape(PathString path) =>
+        path.StartsWithSegments(MetricsOptions.Path) || path.StartsWithSegments("/health") || path.StartsWithSegments("/ready");
+
+    /// <summary>
+    /// Adds the metrics port to the addresses the server listens on, beside those of <c>Urls</c> (an endpoint configured
+    /// in code would replace them). Runs as the pipeline is built: after the host has filled in the addresses, before
+    /// the server binds them.
+    /// </summary>
+    private sealed class MetricsPortListener(int port) : IStartupFilter
+    {
+        public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+        {
+            var addresses = app.ApplicationServices.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses;
+            if (addresses is { IsReadOnly: false })
+            {
+                if (addresses.Count == 0)
+                {
+                    // No address configured means Kestrel's default, which one added address would silently replace.
+                    addresses.Add("http://localhost:5000");
+                }
+
+                addresses.Add($"http://*:{port}");
+            }
+
+            next(app);
+        };
+    }
+}
