@@ -65,6 +65,10 @@ internal sealed class NetworkAllowList
             return true;
         }
 
-        return IPNetwork.TryParse(text, out network);
+        // A network written with bits after its prefix (10.0.0.1/8) is refused rather than guessed at: was 10.0.0.0/8
+        // meant, or 10.0.0.1/32?
+        return IPNetwork.TryParse(text, out network)
+            && IPAddress.TryParse(text.AsSpan(0, text.IndexOf('/', StringComparison.Ordinal)), out var written)
+            && network.BaseAddress.Equals(written);
     }
 }

@@ -87,9 +87,9 @@ internal static partial class ObservabilitySetup
         path.StartsWithSegments(MetricsOptions.Path) || path.StartsWithSegments("/health") || path.StartsWithSegments("/ready");
 
     /// <summary>
-    /// Adds the metrics port to the addresses the server listens on, beside those of <c>Urls</c> (an endpoint configured
-    /// in code would replace them). Runs as the pipeline is built: after the host has filled in the addresses, before
-    /// the server binds them.
+    /// The metrics port: added to the addresses the server listens on, beside those of <c>Urls</c> (an endpoint
+    /// configured in code would replace them), and answering <c>/metrics</c> only. Runs as the pipeline is built: after
+    /// the host has filled in the addresses, before the server binds them; its middleware runs before any other.
     /// </summary>
     private sealed class MetricsPortListener(int port) : IStartupFilter
     {
@@ -98,6 +98,12 @@ internal static partial class ObservabilitySetup
             var addresses = app.ApplicationServices.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses;
             if (addresses is { IsReadOnly: false })
             {
+                if (addresses.Any(address => BindingAddress.Parse(address).Port == port))
+                {
+                    throw new InvalidOperationException(
+                        $"Metrics:Port {port} is also a port of Urls ({string.Join(";", addresses)}); choose a port of its own for the metrics.");
+                }
+
                 if (addresses.Count == 0)
                 {
                     // No address configured means Kestrel's default, which one added address would silently replace.
@@ -107,6 +113,11 @@ internal static partial class ObservabilitySetup
                 addresses.Add($"http://*:{port}");
             }
 
+            // The metrics port is for scrapes: the API and the WebSocket are not served there.
+            app.Use((context, nextMiddleware) =>
+                context.Connection.LocalPort == port && !context.Request.Path.Equals(MetricsOptions.Path, StringComparison.OrdinalIgnoreCase)
+                    ? MetricsAccess.RefuseAsync(context)
+                    : nextMiddleware(context));
             next(app);
         };
     }
