@@ -1,6 +1,9 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.DependencyInjection;
+using Parley.Server.Observability;
+using Parley.Server.Protocol;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -145,6 +148,34 @@ public sealed class MetricsEndpointTests
         finally
         {
             directory.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task HotPathRecording_UnderTheServersOpenTelemetryPipeline_AllocatesNothing()
+    {
+        // The server's own metrics: Prometheus exporter, OpenTelemetry aggregation listening to every instrument.
+        await using var factory = new ParleyFactory();
+        var metrics = factory.Services.GetRequiredService<ParleyMetrics>();
+        var time = factory.Services.GetRequiredService<TimeProvider>();
+        string[] types = [FrameTypes.NewMessage, FrameTypes.Typing, FrameTypes.MessageAck];
+        for (var i = 0; i < 1000; i++)
+        {
+            Record(metrics, types[i % types.Length], time.GetTimestamp());
+        }
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 10_000; i++)
+        {
+            Record(metrics, types[i % types.Length], time.GetTimestamp());
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+
+        static void Record(ParleyMetrics metrics, string type, long handedOffAt)
+        {
+            metrics.FrameReceived(FrameTypes.SendMessage);
+            metrics.FrameWritten(type, handedOffAt);
         }
     }
 

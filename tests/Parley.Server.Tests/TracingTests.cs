@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry.Trace;
 using Parley.Server.Observability;
 using Parley.Server.Tests.Infrastructure;
 
@@ -71,6 +73,29 @@ public sealed class TracingTests : IAsyncLifetime, IDisposable
         Assert.Equal("unknown_type", frames[1].GetTagItem(ParleyActivitySource.Tags.ErrorCode));
         // Each frame is a trace of its own, not a child of the socket's long request.
         Assert.All(frames, a => Assert.Equal(default, a.ParentSpanId));
+    }
+
+    [Fact]
+    public async Task OtlpEndpoint_Configured_TracesAreExported_NotConfigured_NoTracerAtAll()
+    {
+        await using var exporting = new ParleyFactory(s => s["Telemetry:Otlp:Endpoint"] = "http://127.0.0.1:4317");
+
+        Assert.NotNull(exporting.Services.GetService<TracerProvider>());
+        Assert.Null(_factory.Services.GetService<TracerProvider>());
+    }
+
+    [Theory]
+    [InlineData("http://otel-collector:4317", true)]
+    [InlineData("https://collector.example.com/v1/traces", true)]
+    [InlineData("otel-collector:4317", false)]
+    [InlineData("ftp://otel-collector", false)]
+    public void TelemetryOptionsValidator_EndpointMustBeAnHttpUrl(string endpoint, bool valid)
+    {
+        var options = new TelemetryOptions { Otlp = { Endpoint = new Uri(endpoint, UriKind.RelativeOrAbsolute) } };
+
+        var result = new TelemetryOptionsValidator().Validate(null, options);
+
+        Assert.Equal(valid, result.Succeeded);
     }
 
     /// <summary>The spans that match, once <paramref name="count"/> of them have ended (a frame's span ends after its reply went out).</summary>

@@ -60,7 +60,7 @@ internal sealed class ParleyMetrics
         _sendToSocket = meter.CreateHistogram<double>(
             "parley.send_to_socket.duration",
             "s",
-            "From handing a committed change to the fan-out until its frame was written to a socket (once per socket).",
+            "From the broadcaster handing a frame to the fan-out until the frame was written to a socket (once per socket).",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
         meter.CreateObservableGauge(
             "parley.outbound.queue.depth", () => _queuedFrames?.Invoke() ?? 0, "{frame}", "Frames waiting in the send queues of all sockets of this instance.");
@@ -143,7 +143,7 @@ internal sealed class ParleyMetrics
     /// <summary>
     /// One store commit (for the store's write path): how long the commit took and how many writes it carried
     /// (1 for a plain transaction; more when writes are committed together). <paramref name="store"/> names the
-    /// store implementation (a constant such as <c>sqlite</c> or <c>postgres</c>).
+    /// store implementation (<see cref="Stores"/>). Not called yet: the store's write path will.
     /// </summary>
     public void RecordCommit(TimeSpan duration, int batchSize, string store)
     {
@@ -155,6 +155,7 @@ internal sealed class ParleyMetrics
     /// <summary>
     /// One store operation (for the store): its duration, and whether it failed, which also counts it in
     /// <c>parley.store.errors</c>. <paramref name="operation"/> is a constant naming the operation (e.g. <c>append_message</c>).
+    /// Not called yet: the store will.
     /// </summary>
     public void RecordStoreOperation(string operation, TimeSpan duration, bool failed)
     {
@@ -164,6 +165,13 @@ internal sealed class ParleyMetrics
         {
             _storeErrors.Add(1, tag);
         }
+    }
+
+    /// <summary>Values of the <c>store</c> tag of the commit metrics.</summary>
+    public static class Stores
+    {
+        public const string Sqlite = "sqlite";
+        public const string Postgres = "postgres";
     }
 
     /// <summary>Values of the <c>reason</c> tag of <c>parley.connections.closed</c>.</summary>

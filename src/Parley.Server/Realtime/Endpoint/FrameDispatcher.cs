@@ -63,7 +63,7 @@ internal sealed partial class FrameDispatcher(
             return null;
         }
 
-        // Scoped to this call: an async method's changes to Activity.Current do not flow back to its caller.
+        // Scoped to HandleAsync: changes an async method makes to Activity.Current do not flow back to its caller (the receive loop).
         var request = Activity.Current;
         Activity.Current = null;
         var activity = source.StartActivity(
