@@ -60,7 +60,37 @@ public sealed class MetricsEndpointTests
         }
 
         var after = await ScrapeAsync(scraper, text => Value(text, "parley_connections_closed_total", ("reason", "normal")) >= 1);
-        Assert.Equal(1, Value(after, "parley_connections_open"));
+        Assert.True(Value(after, "parley_connections_open") == 1, after);
+    }
+
+    [Fact]
+    public async Task Scrape_AnotherServerInTheProcess_ItsTrafficIsNotCountedAndItsShutdownTakesNoSeriesAway()
+    {
+        // Every test server in this process makes meters of the same names; each one's scrape is its own.
+        await using var server = new ParleyFactory().StartKestrel();
+        using var scraper = server.Anonymous();
+        await ScrapeAsync(scraper, text => Value(text, "parley_connections_open") is not null);
+        var other = new ParleyFactory().StartKestrel();
+        var otherMetrics = other.Services.GetRequiredService<ParleyMetrics>();
+        otherMetrics.ConnectionOpened();
+        otherMetrics.FrameWritten(FrameTypes.NewMessage, handedOffAt: 0);
+        using (var otherClient = other.Anonymous())
+        {
+            using var health = await otherClient.GetAsync(new Uri("/health", UriKind.Relative), Ct);
+            Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        }
+
+        // Each scrape past the exporter's 300 ms cache; a stream ends at the first collection after its instrument did.
+        var whileBothRun = await FreshScrapeAsync(scraper);
+        await other.DisposeAsync();
+        await FreshScrapeAsync(scraper);
+        var afterTheOtherStopped = await FreshScrapeAsync(scraper);
+
+        Assert.Null(Value(whileBothRun, "parley_connections_opened_total"));
+        Assert.Null(Value(whileBothRun, "parley_frames_out_total", ("type", "new_message")));
+        Assert.Null(Value(whileBothRun, "http_server_request_duration_seconds_count", ("http_route", "/health")));
+        Assert.Equal(0, Value(afterTheOtherStopped, "parley_connections_open"));
+        Assert.NotNull(Value(afterTheOtherStopped, "http_server_request_duration_seconds_count", ("http_route", "/metrics")));
     }
 
     [Fact]
@@ -200,6 +230,12 @@ public sealed class MetricsEndpointTests
             Assert.True(DateTime.UtcNow < deadline, "The scrape never showed what the test waited for:" + Environment.NewLine + text);
             await Task.Delay(100, Ct);
         }
+    }
+
+    private static async Task<string> FreshScrapeAsync(HttpClient client)
+    {
+        await Task.Delay(TimeSpan.FromMilliseconds(400), Ct);
+        return await ScrapeAsync(client, _ => true);
     }
 
     /// <summary>The value of the series <paramref name="name"/> whose labels include <paramref name="labels"/>; null when absent.</summary>

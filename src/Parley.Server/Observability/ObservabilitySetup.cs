@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Reflection;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -35,6 +36,7 @@ internal static partial class ObservabilitySetup
         {
             // Nothing listens to the instruments unless metrics are on: off, they cost one branch each.
             services.AddSingleton<MetricsAccess>();
+            services.ConfigureOpenTelemetryMeterProvider(KeepOwnInstrumentsOnly);
             telemetry.WithMetrics(meters => meters
                 .AddMeter(ParleyMetrics.MeterName)
                 .AddAspNetCoreInstrumentation()
@@ -81,6 +83,18 @@ internal static partial class ObservabilitySetup
                 optionsName: null)
             .ExcludeFromDescription();
         return app;
+    }
+
+    /// <summary>
+    /// Keeps another host's instruments out of this one's metrics. The SDK subscribes to meters by name, and every host
+    /// in a process (the test servers, for one) makes its own <c>Parley.Server</c> and ASP.NET Core meters through its
+    /// own <see cref="IMeterFactory"/>: without this, one host's scrape would count another's frames, and when that host
+    /// disposes its meters the SDK ends the shared streams, so this host's series would vanish too.
+    /// </summary>
+    private static void KeepOwnInstrumentsOnly(IServiceProvider services, MeterProviderBuilder builder)
+    {
+        var own = services.GetRequiredService<IMeterFactory>();
+        builder.AddView(instrument => instrument.Meter.Scope is IMeterFactory factory && !ReferenceEquals(factory, own) ? MetricStreamConfiguration.Drop : null);
     }
 
     private static bool IsProbeOrScrape(PathString path) =>
