@@ -5,6 +5,7 @@ using Parley.Server.Fanout;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Messages;
+using Parley.Server.Observability;
 using Parley.Server.Presence;
 using Parley.Server.Realtime;
 using Parley.Server.Realtime.Endpoint;
@@ -20,6 +21,7 @@ if (await ParleyCommandLine.RunCommandAsync(args) is { } exitCode)
 
 var builder = WebApplication.CreateBuilder(ParleyCommandLine.ServerOptions(args));
 builder.AddParleyHosting();
+builder.AddObservability();
 builder.AddParleyAuth();
 builder.AddStorage();
 builder.AddRealtime();
@@ -34,6 +36,7 @@ builder.AddWebSocketEndpoint();
 
 var app = builder.Build();
 app.UseParleyHosting();
+app.MapMetrics();
 app.MapClientConfig();
 app.MapConversations();
 app.MapMessages();

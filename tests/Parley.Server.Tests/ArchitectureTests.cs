@@ -10,22 +10,26 @@ namespace Parley.Server.Tests;
 [Trait("Store", "Independent")]
 public sealed partial class ArchitectureTests
 {
-    /// <summary>Each folder (namespace below Parley.Server) and what it may use, bottom layer first.</summary>
+    /// <summary>
+    /// Each folder (namespace below Parley.Server) and what it may use, bottom layer first. Observability (the
+    /// instruments and the activity source) is a leaf that every folder may use, the store included; it uses none.
+    /// </summary>
     private static readonly (string Folder, string[] MayUse)[] Layers =
     [
-        ("Storage", []),
-        ("Protocol", ["Storage"]),
-        ("Hosting", ["Protocol", "Storage"]),
-        ("Realtime", ["Hosting", "Protocol", "Storage"]),
-        ("Fanout", ["Realtime", "Hosting", "Protocol", "Storage"]),
-        ("Broadcasting", ["Fanout", "Realtime", "Hosting", "Protocol", "Storage"]),
-        ("Conversations", ["Broadcasting", "Realtime", "Hosting", "Protocol", "Storage"]),
-        ("Presence", ["Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage"]),
-        ("Receipts", ["Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage"]),
-        ("Messages", ["Presence", "Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage"]),
-        ("Sync", ["Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage"]),
-        ("Realtime.Endpoint", ["Sync", "Messages", "Receipts", "Presence", "Conversations", "Broadcasting", "Fanout", "Realtime", "Hosting", "Protocol", "Storage"]),
-        ("App", ["Sync", "Messages", "Receipts", "Presence", "Conversations", "Broadcasting", "Fanout", "Realtime", "Hosting", "Protocol", "Storage"]),
+        ("Observability", []),
+        ("Storage", ["Observability"]),
+        ("Protocol", ["Storage", "Observability"]),
+        ("Hosting", ["Protocol", "Storage", "Observability"]),
+        ("Realtime", ["Hosting", "Protocol", "Storage", "Observability"]),
+        ("Fanout", ["Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
+        ("Broadcasting", ["Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
+        ("Conversations", ["Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
+        ("Presence", ["Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
+        ("Receipts", ["Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
+        ("Messages", ["Presence", "Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
+        ("Sync", ["Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
+        ("Realtime.Endpoint", ["Sync", "Messages", "Receipts", "Presence", "Conversations", "Broadcasting", "Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
+        ("App", ["Sync", "Messages", "Receipts", "Presence", "Conversations", "Broadcasting", "Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
     ];
 
     [Fact]
@@ -70,6 +74,7 @@ public sealed partial class ArchitectureTests
     [InlineData("namespace Parley.Server.Storage;\n\nclass A { Parley.Server.Hosting.ApiError? E; }\n", "Hosting")]
     [InlineData("namespace Parley.Server.Realtime;\n\nclass A { object F = Sync.Cursor.At(default, 0, null, default); }\n", "Sync")]
     [InlineData("namespace Parley.Server.Protocol;\n\nusing static Parley.Server.Realtime.Frames;\n", "Realtime")]
+    [InlineData("using Parley.Server.Realtime;\n\nnamespace Parley.Server.Observability;\n", "Realtime")]
     public void Offences_AForbiddenUse_IsFound(string source, string forbidden)
     {
         Assert.Contains(Offences("Example.cs", source), o => o.Contains($"uses {forbidden}", StringComparison.Ordinal));
@@ -163,7 +168,7 @@ public sealed partial class ArchitectureTests
     private static partial Regex FullName();
 
     // A name qualified by a folder from inside Parley.Server ("Sync.Cursor"), not a member access ("page.Messages.Count").
-    [GeneratedRegex(@"(?<![\w.])(App|Broadcasting|Conversations|Fanout|Hosting|Messages|Presence|Protocol|Realtime|Receipts|Storage|Sync)\.[A-Z]\w*")]
+    [GeneratedRegex(@"(?<![\w.])(App|Broadcasting|Conversations|Fanout|Hosting|Messages|Observability|Presence|Protocol|Realtime|Receipts|Storage|Sync)\.[A-Z]\w*")]
     private static partial Regex PartialName();
 
     [GeneratedRegex(@"Microsoft\.AspNetCore|\bHttpContext\b|\bApiError\b|\bProblemDetails\b")]

@@ -2,6 +2,8 @@ using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Parley.Server.Observability;
 using Parley.Server.Protocol;
 using Parley.Server.Realtime;
 using Parley.Server.Sync;
@@ -138,6 +140,97 @@ public sealed class ConnectionTests
     }
 
     [Fact]
+    public async Task TryEnqueue_QueueOverflowsOnSeveralWrites_CountsOneSlowConsumerCloseAndEndsWithThatReason()
+    {
+        using var metrics = new TestMetrics();
+        using var slowConsumers = metrics.Collect<long>("parley.connections.slow_consumer_closes");
+        using var socket = new FakeWebSocket();
+        socket.BlockSends();
+        await using var run = Run(socket, Options(), metrics: metrics.Metrics);
+        run.Start();
+        Assert.True(run.Connection.TryEnqueue(Frame(0)));
+        await socket.SendBlocked.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+
+        // Every enqueue after the queue filled up finds it full; only the first decides the close.
+        var overflowed = Enumerable.Range(1, QueueCapacity * 3).Count(i => !run.Connection.TryEnqueue(Frame(i)));
+        socket.ReleaseSends();
+        await run.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+
+        Assert.True(overflowed > 1, $"{overflowed} enqueues overflowed");
+        Assert.Equal(1, slowConsumers.GetMeasurementSnapshot().EvaluateAsCounter());
+        Assert.Equal(ParleyMetrics.CloseReasons.SlowConsumer, run.Connection.CloseReason);
+    }
+
+    [Fact]
+    public async Task SendLoop_WritesFrames_CountsEachByTypeAndMeasuresOnlyHandedOffFramesFromTheirHandOff()
+    {
+        using var metrics = new TestMetrics();
+        using var framesOut = metrics.Collect<long>("parley.frames.out");
+        using var latency = metrics.Collect<double>("parley.send_to_socket.duration");
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(capacity: 64), metrics: metrics.Metrics);
+        var live = new OutboundFrame(Encoding.UTF8.GetBytes("""{"type":"new_message","payload":{"index":0}}"""), FrameTypes.NewMessage)
+            .HandedOff(metrics.Time.GetTimestamp());
+        Assert.True(run.Connection.TryEnqueue(live));
+        Assert.True(run.Connection.TryEnqueue(Frames.Pong(DateTimeOffset.UnixEpoch)));
+
+        // The frames wait in the queue for 7 ms of the clock before the send loop starts.
+        metrics.Time.Advance(TimeSpan.FromMilliseconds(7));
+        run.Start();
+        await socket.WaitForSentAsync(2, Timeout);
+        await WaitUntilAsync(() => framesOut.GetMeasurementSnapshot().Count == 2);
+
+        var counted = framesOut.GetMeasurementSnapshot();
+        Assert.Equal(1, counted.Where(m => m.MatchesTags(new KeyValuePair<string, object?>("type", "new_message"))).EvaluateAsCounter());
+        Assert.Equal(1, counted.Where(m => m.MatchesTags(new KeyValuePair<string, object?>("type", "pong"))).EvaluateAsCounter());
+        var measured = Assert.Single(latency.GetMeasurementSnapshot());
+        Assert.Equal(0.007, measured.Value, precision: 6);
+    }
+
+    [Fact]
+    public async Task CloseReason_PeerClosesOrSocketDrops_NormalOrAborted()
+    {
+        using var closing = new FakeWebSocket();
+        await using var closed = Run(closing, Options());
+        closed.Start();
+        closing.ReceiveClose(WebSocketCloseStatus.NormalClosure);
+        await closed.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+
+        using var dropping = new FakeWebSocket();
+        await using var dropped = Run(dropping, Options());
+        dropped.Start();
+        dropping.Abort();
+        await dropped.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+
+        Assert.Equal(ParleyMetrics.CloseReasons.Normal, closed.Connection.CloseReason);
+        Assert.Equal(ParleyMetrics.CloseReasons.Aborted, dropped.Connection.CloseReason);
+    }
+
+    [Fact]
+    public async Task ConnectionHub_Observed_ReportsOpenSocketsAndTheFramesWaitingInTheirQueues()
+    {
+        using var metrics = new TestMetrics();
+        using var open = metrics.Collect<int>("parley.connections.open");
+        using var queued = metrics.Collect<long>("parley.outbound.queue.depth");
+        var hub = new ConnectionHub(metrics.Metrics);
+        using var first = new FakeWebSocket();
+        using var second = new FakeWebSocket();
+        await using var alice = Run(first, Options(), userId: "alice");
+        await using var bob = Run(second, Options(), userId: "bob");
+        hub.Add(alice.Connection);
+        hub.Add(bob.Connection);
+
+        // Not started: what is enqueued stays in the queues.
+        hub.Deliver(["alice", "bob"], Frame(0));
+        hub.Deliver(["alice"], Frame(1));
+        open.RecordObservableInstruments();
+        queued.RecordObservableInstruments();
+
+        Assert.Equal(2, open.LastMeasurement?.Value);
+        Assert.Equal(3, queued.LastMeasurement?.Value);
+    }
+
+    [Fact]
     public async Task TryEnqueue_QueueFullAndPeerNeverReads_SocketAbortedAfterSendTimeout()
     {
         using var socket = new FakeWebSocket();
@@ -167,7 +260,7 @@ public sealed class ConnectionTests
         await using var slow = Run(slowSocket, Options(), userId: "alice");
         await using var healthy = Run(healthySocket, Options(), userId: "alice");
         await using var otherUser = Run(otherUserSocket, Options(), userId: "bob");
-        var hub = new ConnectionHub();
+        var hub = new ConnectionHub(TestMetrics.Unobserved);
         foreach (var run in new[] { slow, healthy, otherUser })
         {
             hub.Add(run.Connection);
@@ -282,7 +375,7 @@ public sealed class ConnectionTests
         // it appears, as the send loop does, on many connections: not one may show the default status.
         const int Rounds = 20_000;
         var connections = Enumerable.Range(0, Rounds)
-            .Select(_ => new Connection(Guid.NewGuid().ToString("N"), "alice", "device", acks: false, new FakeWebSocket(), Options(), 4096, NullLogger.Instance))
+            .Select(_ => new Connection(Guid.NewGuid().ToString("N"), "alice", "device", acks: false, new FakeWebSocket(), Options(), 4096, NullLogger.Instance, TestMetrics.Unobserved))
             .ToArray();
         var watching = -1;
         var torn = 0;
@@ -541,6 +634,16 @@ public sealed class ConnectionTests
         Assert.Equal([0], socket.Sent.Select(Index));
     }
 
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the condition did not hold in time");
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+    }
+
     private static RealtimeOptions Options(int capacity = QueueCapacity, TimeSpan? sendTimeout = null) => new()
     {
         SendQueueCapacity = capacity,
@@ -548,14 +651,18 @@ public sealed class ConnectionTests
         CloseTimeout = TimeSpan.FromMilliseconds(500),
     };
 
-    private static ConnectionRun Run(FakeWebSocket socket, RealtimeOptions options, string userId = "alice", int maxFrameBytes = 4096) =>
-        new(new Connection(Guid.NewGuid().ToString("N"), userId, "device", acks: false, socket, options, maxFrameBytes, NullLogger.Instance), options.SendQueueCapacity);
+    private static ConnectionRun Run(
+        FakeWebSocket socket, RealtimeOptions options, string userId = "alice", int maxFrameBytes = 4096, ParleyMetrics? metrics = null) =>
+        new(
+            new Connection(
+                Guid.NewGuid().ToString("N"), userId, "device", acks: false, socket, options, maxFrameBytes, NullLogger.Instance, metrics ?? TestMetrics.Unobserved),
+            options.SendQueueCapacity);
 
     private static OutboundFrame Frame(int index, bool transient = false) =>
-        new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"index":{{{index}}}}}"""), transient: transient);
+        new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"index":{{{index}}}}}"""), "test", transient: transient);
 
     private static OutboundFrame Sequenced(Guid conversationId, long seq) =>
-        new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"conversation_id":"{{{conversationId}}}","seq":{{{seq}}}}}"""), conversationId, seq);
+        new(Encoding.UTF8.GetBytes($$$"""{"type":"test","payload":{"conversation_id":"{{{conversationId}}}","seq":{{{seq}}}}}"""), "test", conversationId, seq);
 
     private static (Guid ConversationId, long Seq) Position(string frame)
     {

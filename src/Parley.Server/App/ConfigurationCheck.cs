@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Reflection;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
+using Parley.Server.Observability;
 using Parley.Server.Realtime;
 using Parley.Server.Storage;
 using Parley.Server.Sync;
@@ -35,6 +36,8 @@ internal static partial class ConfigurationCheck
         (RealtimeOptions.SectionName, typeof(RealtimeOptions)),
         (DeliveryOptions.SectionName, typeof(DeliveryOptions)),
         (CorsSettings.SectionName, typeof(CorsSettings)),
+        (MetricsOptions.SectionName, typeof(MetricsOptions)),
+        (TelemetryOptions.SectionName, typeof(TelemetryOptions)),
     ];
 
     /// <summary>The connection strings Parley reads (<c>ConnectionStrings:Name</c>).</summary>

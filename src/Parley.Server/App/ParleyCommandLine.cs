@@ -152,6 +152,7 @@ internal static class ParleyCommandLine
           --Cors:AllowedOrigins:0=<origin>   a browser origin allowed to call the API
 
         Every setting and limit: docs/configuration.md. Probes: GET /health (live), GET /ready (ready).
+        Metrics: GET /metrics (Prometheus; this machine only unless --Metrics:AllowedNetworks:0=<cidr>), docs/operations.md.
 
         """;
 }

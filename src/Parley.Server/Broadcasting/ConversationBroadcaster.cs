@@ -67,14 +67,15 @@ internal sealed class ConversationBroadcaster(IFanout fanout, TimeProvider time)
     {
         var bytes = FrameWriter.Serialize(
             FrameTypes.Typing, new TypingPayload(conversationId, userId, isTyping, Now), ParleyJsonContext.Default.TypingPayload);
-        return fanout.PublishAsync(
-            new FanoutMessage(UserIds(members), new OutboundFrame(bytes, conversationId, transient: true), ExceptUserId: userId), AfterCommit);
+        var frame = new OutboundFrame(bytes, FrameTypes.Typing, conversationId, transient: true).HandedOff(time.GetTimestamp());
+        return fanout.PublishAsync(new FanoutMessage(UserIds(members), frame, ExceptUserId: userId), AfterCommit);
     }
 
     private DateTimeOffset Now => time.GetUtcNow();
 
+    /// <summary>Publishes a frame, stamped with the hand-off time from which its send-to-socket latency is measured.</summary>
     private ValueTask PublishAsync(IReadOnlyList<string> userIds, OutboundFrame frame) =>
-        fanout.PublishAsync(new FanoutMessage(userIds, frame), AfterCommit);
+        fanout.PublishAsync(new FanoutMessage(userIds, frame.HandedOff(time.GetTimestamp())), AfterCommit);
 
     /// <summary>A change to a message: the frame to members who joined before it was sent, <c>hidden_event</c> to the others.</summary>
     private async ValueTask PublishVisibleAsync(Message message, long seq, IReadOnlyList<MemberRecord> members, OutboundFrame frame)

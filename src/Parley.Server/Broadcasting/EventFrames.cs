@@ -14,12 +14,14 @@ internal static class EventFrames
         new(
             FrameWriter.Serialize(
                 FrameTypes.ConversationCreated, new ConversationCreatedPayload(conversation, seq, timestamp), ParleyJsonContext.Default.ConversationCreatedPayload),
+            FrameTypes.ConversationCreated,
             conversation.Id,
             seq);
 
     public static OutboundFrame NewMessage(Message message, DateTimeOffset timestamp) =>
         new(
             FrameWriter.Serialize(FrameTypes.NewMessage, new NewMessagePayload(message, timestamp), ParleyJsonContext.Default.NewMessagePayload),
+            FrameTypes.NewMessage,
             message.ConversationId,
             seq: message.Seq,
             deliverySeq: message.Seq,
@@ -29,6 +31,7 @@ internal static class EventFrames
         new(
             FrameWriter.Serialize(
                 FrameTypes.MessageEdited, new MessageEditedPayload(message, message.ConversationId, seq, timestamp), ParleyJsonContext.Default.MessageEditedPayload),
+            FrameTypes.MessageEdited,
             message.ConversationId,
             seq);
 
@@ -37,6 +40,7 @@ internal static class EventFrames
             FrameWriter.Serialize(
                 FrameTypes.MessageDeleted, new MessageDeletedPayload(messageId, conversationId, seq, deletedBy, timestamp),
                 ParleyJsonContext.Default.MessageDeletedPayload),
+            FrameTypes.MessageDeleted,
             conversationId,
             seq);
 
@@ -44,6 +48,7 @@ internal static class EventFrames
     public static OutboundFrame Hidden(Guid conversationId, long seq, DateTimeOffset timestamp) =>
         new(
             FrameWriter.Serialize(FrameTypes.HiddenEvent, new HiddenEventPayload(conversationId, seq, timestamp), ParleyJsonContext.Default.HiddenEventPayload),
+            FrameTypes.HiddenEvent,
             conversationId,
             seq);
 
@@ -55,6 +60,7 @@ internal static class EventFrames
                 FrameTypes.ParticipantAdded,
                 new ParticipantAddedPayload(evt.ConversationId, evt.Seq, evt.UserId!, evt.Role!, evt.ActorId, evt.CreatedAt),
                 ParleyJsonContext.Default.ParticipantAddedPayload),
+            FrameTypes.ParticipantAdded,
             evt.ConversationId,
             evt.Seq),
         EventTypes.ParticipantRemoved => new(
@@ -62,6 +68,7 @@ internal static class EventFrames
                 FrameTypes.ParticipantRemoved,
                 new ParticipantRemovedPayload(evt.ConversationId, evt.Seq, evt.UserId!, evt.ActorId, evt.CreatedAt),
                 ParleyJsonContext.Default.ParticipantRemovedPayload),
+            FrameTypes.ParticipantRemoved,
             evt.ConversationId,
             evt.Seq),
         EventTypes.ParticipantUpdated => new(
@@ -69,14 +76,16 @@ internal static class EventFrames
                 FrameTypes.ParticipantUpdated,
                 new ParticipantUpdatedPayload(evt.ConversationId, evt.Seq, evt.UserId!, evt.Role!, evt.ActorId, evt.CreatedAt),
                 ParleyJsonContext.Default.ParticipantUpdatedPayload),
+            FrameTypes.ParticipantUpdated,
             evt.ConversationId,
             evt.Seq),
         _ => throw new ArgumentException($"{evt.Type} is not a participant event.", nameof(evt)),
     };
 
-    /// <summary><c>message_delivered</c> or <c>message_read</c>: the user has everything up to and including the message.</summary>
+    /// <summary><c>message_delivered</c> or <c>message_read</c> (<paramref name="type"/>, a FrameTypes constant): the user has everything up to and including the message.</summary>
     public static OutboundFrame Receipt(string type, Guid conversationId, string userId, Guid messageId, long upToSeq, DateTimeOffset timestamp) =>
         new(
             FrameWriter.Serialize(type, new ReceiptPayload(conversationId, userId, messageId, upToSeq, timestamp), ParleyJsonContext.Default.ReceiptPayload),
+            type,
             conversationId);
 }

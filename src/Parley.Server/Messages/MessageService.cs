@@ -4,6 +4,7 @@ using Parley.Server.Broadcasting;
 using Parley.Server.Conversations;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
+using Parley.Server.Observability;
 using Parley.Server.Presence;
 using Parley.Server.Protocol;
 using Parley.Server.Storage;
@@ -27,13 +28,18 @@ internal sealed class MessageService(
 
     public async Task<Result<SendResult>> SendAsync(Caller caller, SendMessageRequest? request, CancellationToken cancellationToken)
     {
+        // Ids and the type only: a span never carries content.
+        using var activity = ParleyActivitySource.Source.StartActivity(ParleyActivitySource.Spans.MessageSend);
         var validated = _validation.ValidateSend(request, caller.IsService);
         if (!validated.IsSuccess)
         {
+            activity?.SetTag(ParleyActivitySource.Tags.ErrorCode, validated.Error!.Code);
             return validated.Error!;
         }
 
         var v = validated.Value!;
+        activity?.SetTag(ParleyActivitySource.Tags.ConversationId, v.ConversationId);
+        activity?.SetTag(ParleyActivitySource.Tags.MessageType, v.MessageType);
         var now = time.GetUtcNow();
         var draft = new NewMessage(
             Guid.CreateVersion7(now), v.ConversationId, caller.UserId, caller.IsService, v.MessageType, v.Content, v.ReplyToId, v.Mentions,
@@ -42,11 +48,24 @@ internal sealed class MessageService(
         StoreResult<SendResult, ApiError> result;
         using (await locks.AcquireAsync(draft.ConversationId, cancellationToken))
         {
-            result = await store.AppendMessageAsync(draft, facts => CheckSend(caller, draft, facts), cancellationToken);
+            using (ParleyActivitySource.Source.StartActivity(ParleyActivitySource.Spans.Commit))
+            {
+                result = await store.AppendMessageAsync(draft, facts => CheckSend(caller, draft, facts), cancellationToken);
+            }
+
             if (result.Value is { Created: true } sent)
             {
+                using var fanout = ParleyActivitySource.Source.StartActivity(ParleyActivitySource.Spans.Fanout);
+                fanout?.SetTag(ParleyActivitySource.Tags.Recipients, sent.Members.Count);
                 await broadcaster.MessageCreatedAsync(sent.Message, sent.Members);
             }
+        }
+
+        if (!result.IsApplied)
+        {
+            var failure = result.Failure(ConversationAccess.Refused);
+            activity?.SetTag(ParleyActivitySource.Tags.ErrorCode, failure.Code);
+            return failure;
         }
 
         if (result.Value is { Created: true } done)
@@ -55,7 +74,8 @@ internal sealed class MessageService(
             await typing.StopAsync(done.Message.ConversationId, caller.UserId, done.Members);
         }
 
-        return result.IsApplied ? result.Value! : result.Failure(ConversationAccess.Refused);
+        activity?.SetTag(ParleyActivitySource.Tags.MessageId, result.Value!.Message.Id);
+        return result.Value!;
     }
 
     public Task<Result<Message>> GetAsync(Caller caller, string id, CancellationToken cancellationToken) =>

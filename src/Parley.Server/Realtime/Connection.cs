@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net.WebSockets;
 using System.Threading.Channels;
+using Parley.Server.Observability;
 using Parley.Server.Protocol;
 
 namespace Parley.Server.Realtime;
@@ -20,6 +21,7 @@ internal sealed partial class Connection : IDisposable
     private readonly RealtimeOptions _options;
     private readonly int _maxFrameBytes;
     private readonly ILogger _logger;
+    private readonly ParleyMetrics _metrics;
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _closing = new();
 
@@ -35,7 +37,7 @@ internal sealed partial class Connection : IDisposable
     private CloseRequest? _closeRequest;
 
     public Connection(
-        string id, string userId, string deviceId, bool acks, WebSocket socket, RealtimeOptions options, int maxFrameBytes, ILogger logger)
+        string id, string userId, string deviceId, bool acks, WebSocket socket, RealtimeOptions options, int maxFrameBytes, ILogger logger, ParleyMetrics metrics)
     {
         Id = id;
         UserId = userId;
@@ -45,6 +47,7 @@ internal sealed partial class Connection : IDisposable
         _options = options;
         _maxFrameBytes = maxFrameBytes;
         _logger = logger;
+        _metrics = metrics;
         _outbound = Channel.CreateBounded<OutboundFrame>(new BoundedChannelOptions(options.SendQueueCapacity)
         {
             SingleReader = true,
@@ -113,6 +116,25 @@ internal sealed partial class Connection : IDisposable
     /// <summary>Free places in the send queue (an estimate: other writers may take them meanwhile).</summary>
     public int QueueRoom => _options.SendQueueCapacity - _outbound.Reader.Count;
 
+    /// <summary>Frames waiting in the send queue (for the queue-depth gauge; a moment's value).</summary>
+    public int QueueLength => _outbound.Reader.Count;
+
+    /// <summary>
+    /// Why the connection ended, for metrics (a <see cref="ParleyMetrics.CloseReasons"/> constant): the status of the
+    /// close that was requested, or <c>aborted</c> when the socket ended without a close handshake for any other reason
+    /// (heartbeat or send timeout, a dropped network). Meaningful once <see cref="Completion"/> is done.
+    /// </summary>
+    public string CloseReason => (int?)RequestedClose?.Status switch
+    {
+        CloseCodes.GoingAway => ParleyMetrics.CloseReasons.GoingAway,
+        CloseCodes.MessageTooBig => ParleyMetrics.CloseReasons.MessageTooBig,
+        CloseCodes.TryAgainLater => ParleyMetrics.CloseReasons.TryAgainLater,
+        CloseCodes.SlowConsumer => ParleyMetrics.CloseReasons.SlowConsumer,
+        CloseCodes.TokenExpired => ParleyMetrics.CloseReasons.TokenExpired,
+        _ when _socket.State == WebSocketState.Aborted => ParleyMetrics.CloseReasons.Aborted,
+        _ => ParleyMetrics.CloseReasons.Normal,
+    };
+
     /// <summary>Work that lives as long as the connection (a catch-up): cancelled through <see cref="Closing"/>, awaited at the end.</summary>
     public void Attach(Task work)
     {
@@ -125,23 +147,28 @@ internal sealed partial class Connection : IDisposable
     /// <summary>Closes with 4001: the client does not read fast enough (its queue, or the hold list, is full).</summary>
     public void CloseSlowConsumer()
     {
-        if (!CloseRequested)
+        // Every writer that finds the queue full lands here: only the one whose request wins logs and counts.
+        if (!CloseRequested && TryRequestClose(CloseCodes.SlowConsumer, "send queue overflow"))
         {
             Log.SlowConsumer(_logger, Id, _options.SendQueueCapacity);
-            RequestClose(CloseCodes.SlowConsumer, "send queue overflow");
+            _metrics.SlowConsumerClosed();
         }
     }
 
     /// <summary>Asks the send loop to close the socket with this status; the first request wins, queued frames are dropped.</summary>
-    public void RequestClose(int status, string reason)
+    public void RequestClose(int status, string reason) => TryRequestClose(status, reason);
+
+    /// <summary><see cref="RequestClose"/>; true when this request is the one that won.</summary>
+    private bool TryRequestClose(int status, string reason)
     {
         // The exchange publishes the complete request (a full fence): whoever sees it sees its status and reason.
         if (Interlocked.CompareExchange(ref _closeRequest, new CloseRequest((WebSocketCloseStatus)status, reason), null) is not null)
         {
-            return;
+            return false;
         }
 
         _outbound.Writer.TryComplete();
+        return true;
     }
 
     /// <summary>How the send loop closes the socket: the status and reason of the first <see cref="RequestClose"/>.</summary>
@@ -209,6 +236,7 @@ internal sealed partial class Connection : IDisposable
                     }
 
                     _hooks.Written(frame);
+                    _metrics.FrameWritten(frame.Type, frame.HandedOffAt);
                     onSent(this, frame);
                 }
 

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Parley.Server.Observability;
 
 namespace Parley.Server.Realtime;
 
@@ -13,7 +14,22 @@ internal sealed class ConnectionHub
     private readonly ConcurrentDictionary<string, Connection[]> _byUser = new(StringComparer.Ordinal);
     private readonly Lock _indexLock = new();
 
+    /// <summary>The hub's counts are read by the metrics when they are collected (a scrape), never on the send path.</summary>
+    public ConnectionHub(ParleyMetrics metrics) => metrics.ObserveConnections(() => Count, QueuedFrames);
+
     public int Count => _byId.Count;
+
+    /// <summary>Frames waiting in the send queues of every socket (a moment's sum; walks the connections, for scrapes).</summary>
+    public long QueuedFrames()
+    {
+        long queued = 0;
+        foreach (var (_, connection) in _byId)
+        {
+            queued += connection.QueueLength;
+        }
+
+        return queued;
+    }
 
     public void Add(Connection connection)
     {

@@ -1,9 +1,11 @@
+using System.Diagnostics;
 using System.Text.Json;
 using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Messages;
+using Parley.Server.Observability;
 using Parley.Server.Presence;
 using Parley.Server.Protocol;
 using Parley.Server.Receipts;
@@ -25,6 +27,7 @@ internal sealed partial class FrameDispatcher(
     [FromKeyedServices(RateLimits.SendRate)] PartitionedRateLimiter<string> sendRate,
     TimeProvider time,
     IOptions<RealtimeOptions> options,
+    ParleyMetrics metrics,
     ILogger<FrameDispatcher> logger)
 {
     public InboundLimiter CreateInboundLimiter() => new(
@@ -34,24 +37,50 @@ internal sealed partial class FrameDispatcher(
     public async Task HandleAsync(SocketDelivery socket, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
     {
         var connection = socket.Connection;
+        using var activity = StartFrameActivity(connection);
         try
         {
-            await HandleFrameAsync(socket, caller, limiter, utf8, cancellationToken);
+            await HandleFrameAsync(socket, caller, limiter, utf8, activity, cancellationToken);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // Whatever a frame does, it must not end the receive loop: the failure is logged, the client told.
+            activity?.SetStatus(ActivityStatusCode.Error, ex.GetType().Name);
             Log.FrameFailed(logger, connection.Id, "(any)", ex);
             connection.TryEnqueue(Frames.Error(ErrorCodes.InternalError, "The frame could not be processed; try again.", null));
         }
     }
 
-    private async Task HandleFrameAsync(SocketDelivery socket, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
+    /// <summary>
+    /// A span for one frame (when traces are exported). It starts a trace of its own, linked to the socket's request:
+    /// as a child of that request, which lasts as long as the connection, every frame of a connection would be one trace.
+    /// </summary>
+    private static Activity? StartFrameActivity(Connection connection)
+    {
+        var source = ParleyActivitySource.Source;
+        if (!source.HasListeners())
+        {
+            return null;
+        }
+
+        // Scoped to HandleAsync: changes an async method makes to Activity.Current do not flow back to its caller (the receive loop).
+        var request = Activity.Current;
+        Activity.Current = null;
+        var activity = source.StartActivity(
+            ParleyActivitySource.Spans.WebSocketFrame, ActivityKind.Server, parentContext: default, links: request is null ? null : [new ActivityLink(request.Context)]);
+        activity?.SetTag(ParleyActivitySource.Tags.ConnectionId, connection.Id);
+        return activity;
+    }
+
+    private async Task HandleFrameAsync(
+        SocketDelivery socket, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, Activity? activity, CancellationToken cancellationToken)
     {
         var connection = socket.Connection;
         var first = socket.MarkClientFrame();
         if (!ClientFrame.TryParse(utf8.Span, out var frame, out var id, out var parseError))
         {
+            metrics.FrameReceived(ParleyMetrics.FrameTags.Invalid);
+            activity?.SetTag(ParleyActivitySource.Tags.FrameType, ParleyMetrics.FrameTags.Invalid);
             // Not a frame: live events flow, but no cursor is issued on this socket (it may have been a resume).
             EndFirstFrameWait(socket, first);
             connection.TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, parseError, id));
@@ -60,6 +89,9 @@ internal sealed partial class FrameDispatcher(
 
         var type = frame.Type;
         id = frame.Id;
+        var knownType = KnownType(type);
+        metrics.FrameReceived(knownType);
+        activity?.SetTag(ParleyActivitySource.Tags.FrameType, knownType);
         if (type == FrameTypes.Resume)
         {
             ResumeFrame payload;
@@ -139,9 +171,25 @@ internal sealed partial class FrameDispatcher(
 
         if (error is not null)
         {
+            activity?.SetTag(ParleyActivitySource.Tags.ErrorCode, error.Code);
             connection.TryEnqueue(Frames.Error(error.Code, error.Message, id));
         }
     }
+
+    /// <summary>
+    /// The frame type as a metric tag and span tag: the constant for a type Parley knows, <c>unknown</c> for anything
+    /// else, so a client cannot create tag values (or allocate them) by sending made-up types.
+    /// </summary>
+    private static string KnownType(string type) => type switch
+    {
+        FrameTypes.Ping => FrameTypes.Ping,
+        FrameTypes.Typing => FrameTypes.Typing,
+        FrameTypes.ReadReceipt => FrameTypes.ReadReceipt,
+        FrameTypes.Ack => FrameTypes.Ack,
+        FrameTypes.Resume => FrameTypes.Resume,
+        FrameTypes.SendMessage => FrameTypes.SendMessage,
+        _ => ParleyMetrics.FrameTags.Unknown,
+    };
 
     private Task<ApiError?> TypingAsync(Caller caller, TypingFrame payload, CancellationToken cancellationToken)
     {

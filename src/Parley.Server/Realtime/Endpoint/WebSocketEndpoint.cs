@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.Extensions.Options;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
+using Parley.Server.Observability;
 using Parley.Server.Protocol;
 using Parley.Server.Receipts;
 using Parley.Server.Storage;
@@ -45,6 +46,7 @@ internal static partial class WebSocketEndpoint
         IOptions<RealtimeOptions> realtimeOptions,
         IOptions<LimitsOptions> limits,
         TimeProvider time,
+        ParleyMetrics metrics,
         ILoggerFactory loggers)
     {
         if (!context.WebSockets.IsWebSocketRequest)
@@ -103,7 +105,8 @@ internal static partial class WebSocketEndpoint
             socket,
             options,
             limits.Value.MaxFrameBytes,
-            logger);
+            logger,
+            metrics);
 
         var socketDelivery = new SocketDelivery(connection, options.SendQueueCapacity);
         using var scope = logger.BeginScope(new Dictionary<string, object>
@@ -137,6 +140,7 @@ internal static partial class WebSocketEndpoint
 
         sockets.Add(socketDelivery);
         hub.Add(connection);
+        metrics.ConnectionOpened();
         Log.Connected(logger, connection.Id, connection.UserId, connection.DeviceId, connection.Acks);
         using var expiry = ScheduleTokenExpiry(context, connection, time);
         using var firstFrameTimer = resumeFrom is null && firstFrameWait > TimeSpan.Zero
@@ -186,6 +190,7 @@ internal static partial class WebSocketEndpoint
             hub.Remove(connection);
             sockets.Remove(socketDelivery);
             connection.Dispose();
+            metrics.ConnectionClosed(connection.CloseReason);
             Log.Disconnected(logger, connection.Id, socket.CloseStatus is { } status ? (int)status : null);
         }
 
