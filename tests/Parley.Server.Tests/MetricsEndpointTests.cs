@@ -64,6 +64,22 @@ public sealed class MetricsEndpointTests
     }
 
     [Fact]
+    public async Task Scrape_AfterSends_ShowsTheStoresCommitsAndTheSendsTheyCarried()
+    {
+        await using var factory = new ParleyFactory().StartKestrel();
+        using var scraper = factory.Anonymous();
+        using var alice = factory.BoundedApi("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await Task.WhenAll(Enumerable.Range(0, 5).Select(i => alice.SendTextAsync(conversation.Id, $"m{i}", $"k-{i}")));
+
+        // The group commit reports each transaction with the number of sends it carried: five sends in all.
+        var text = await ScrapeAsync(scraper, t => Value(t, "parley_store_commit_batch_size_sum") >= 6);
+        Assert.Contains("# TYPE parley_store_commit_duration_seconds histogram", text, StringComparison.Ordinal);
+        Assert.True(Value(text, "parley_store_commit_duration_seconds_count") >= 2); // the conversation's creation, then the sends
+        Assert.Null(Value(text, "parley_store_errors_total"));
+    }
+
+    [Fact]
     public async Task Scrape_AnotherServerInTheProcess_ItsTrafficIsNotCountedAndItsShutdownTakesNoSeriesAway()
     {
         // Every test server in this process makes meters of the same names; each one's scrape is its own.

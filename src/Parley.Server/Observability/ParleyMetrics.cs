@@ -143,7 +143,7 @@ internal sealed class ParleyMetrics
     /// <summary>
     /// One store commit (for the store's write path): how long the commit took and how many writes it carried
     /// (1 for a plain transaction; more when writes are committed together). <paramref name="store"/> names the
-    /// store implementation (<see cref="Stores"/>). Not called yet: the store's write path will.
+    /// store implementation (<see cref="Stores"/>). Called by the store for every committed transaction.
     /// </summary>
     public void RecordCommit(TimeSpan duration, int batchSize, string store)
     {
@@ -155,7 +155,7 @@ internal sealed class ParleyMetrics
     /// <summary>
     /// One store operation (for the store): its duration, and whether it failed, which also counts it in
     /// <c>parley.store.errors</c>. <paramref name="operation"/> is a constant naming the operation (e.g. <c>append_message</c>).
-    /// Not called yet: the store will.
+    /// Called by the store for a write transaction that failed.
     /// </summary>
     public void RecordStoreOperation(string operation, TimeSpan duration, bool failed)
     {

@@ -15,8 +15,16 @@ internal static class StorageSetup
         builder.Services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<StorageOptions>, StorageOptionsValidator>();
         builder.Services.AddSingleton<StorageState>();
-        builder.Services.AddSingleton(services => CreateStore(
-            services.GetRequiredService<IOptions<StorageOptions>>().Value, services.GetRequiredService<IConfiguration>()));
+        builder.Services.AddSingleton(services =>
+        {
+            var store = CreateStore(services.GetRequiredService<IOptions<StorageOptions>>().Value, services.GetRequiredService<IConfiguration>());
+            if (store is Sql.SqlChatStore sql)
+            {
+                sql.Metrics = services.GetService<Observability.ParleyMetrics>();
+            }
+
+            return store;
+        });
         builder.Services.AddHostedService<StorageInitializer>();
         return builder;
     }

@@ -1,4 +1,6 @@
 using System.Data.Common;
+using System.Diagnostics;
+using Parley.Server.Observability;
 using System.Globalization;
 using System.Text;
 
@@ -24,6 +26,11 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     private GroupCommit? _sends;
 
     protected SqlDialect Dialect => dialect;
+
+    /// <summary>Where commits (duration, writes per batch) and failed writes are counted; none when not set.</summary>
+    public ParleyMetrics? Metrics { get; set; }
+
+    private string StoreTag => dialect.Provider == "Postgres" ? ParleyMetrics.Stores.Postgres : ParleyMetrics.Stores.Sqlite;
 
     protected abstract Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken);
 
@@ -100,17 +107,27 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
             await LockConversationAsync(session, id, cancellationToken);
         }
 
-        var result = await work(session);
-        if (applied(result))
+        var started = Stopwatch.GetTimestamp();
+        try
         {
-            await transaction.CommitAsync(CancellationToken.None);
-        }
-        else
-        {
-            await transaction.RollbackAsync(CancellationToken.None);
-        }
+            var result = await work(session);
+            if (applied(result))
+            {
+                await transaction.CommitAsync(CancellationToken.None);
+                Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), 1, StoreTag);
+            }
+            else
+            {
+                await transaction.RollbackAsync(CancellationToken.None);
+            }
 
-        return result;
+            return result;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Metrics?.RecordStoreOperation("write", Stopwatch.GetElapsedTime(started), failed: true);
+            throw;
+        }
     }
 
     /// <summary>
@@ -130,9 +147,18 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
             await session.Sql(dialect.LockConversationsSql).WithGuids("@ids", ids).ExecuteAsync(CancellationToken.None);
         }
 
-        foreach (var write in batch)
+        var started = Stopwatch.GetTimestamp();
+        try
         {
-            await write.RunAsync(session);
+            foreach (var write in batch)
+            {
+                await write.RunAsync(session);
+            }
+        }
+        catch (Exception)
+        {
+            Metrics?.RecordStoreOperation("send_batch", Stopwatch.GetElapsedTime(started), failed: true);
+            throw;
         }
 
         try
@@ -141,8 +167,11 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         }
         catch (Exception ex)
         {
+            Metrics?.RecordStoreOperation("send_batch", Stopwatch.GetElapsedTime(started), failed: true);
             throw new CommitOutcomeUnknownException(ex);
         }
+
+        Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), batch.Count, StoreTag);
     }
 
     private Task LockConversationAsync(SqlSession session, Guid conversationId, CancellationToken cancellationToken) =>
