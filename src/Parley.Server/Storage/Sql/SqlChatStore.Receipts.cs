@@ -71,16 +71,20 @@ internal abstract partial class SqlChatStore
                 // (max(delivered, joined), up_to_seq], in one round trip.
                 var found = await s.Sql(
                     $"""
-                    SELECT {SqlRow.MemberColumns},
-                           (SELECT MAX(m.seq) FROM messages m
-                            WHERE m.conversation_id = p.conversation_id AND m.seq <= @to
-                              AND m.seq > CASE WHEN p.delivered_seq > p.joined_seq THEN p.delivered_seq ELSE p.joined_seq END)
+                    SELECT {SqlRow.MemberColumns}, t.seq, t.id
                     FROM participants p
+                    LEFT JOIN messages t ON t.conversation_id = p.conversation_id AND t.seq = (
+                        SELECT MAX(m.seq) FROM messages m
+                        WHERE m.conversation_id = p.conversation_id AND m.seq <= @to
+                          AND m.seq > CASE WHEN p.delivered_seq > p.joined_seq THEN p.delivered_seq ELSE p.joined_seq END)
                     WHERE p.conversation_id = @c AND p.user_id = @u AND p.left_at IS NULL
                     {s.Dialect.SkipLockedRowSql}
                     """)
                     .With("@c", report.ConversationId).With("@u", report.UserId).With("@to", report.UpToSeq)
-                    .FirstOrDefaultAsync(r => new Tuple<MemberRecord, long?>(r.Member(), r.NullableLong(SqlRow.MemberColumnCount)), cancellationToken);
+                    .FirstOrDefaultAsync(
+                        r => new Tuple<MemberRecord, long?, Guid?>(
+                            r.Member(), r.NullableLong(SqlRow.MemberColumnCount), r.NullableGuid(SqlRow.MemberColumnCount + 1)),
+                        cancellationToken);
                 if (found is null)
                 {
                     if (s.Dialect.SkipLockedRowSql.Length > 0 && await LoadMemberAsync(s, report.ConversationId, report.UserId, cancellationToken) is not null)
@@ -91,24 +95,24 @@ internal abstract partial class SqlChatStore
                     continue;
                 }
 
-                var (before, targetSeq) = found;
-                if (targetSeq is not { } seq)
+                var (before, targetSeq, targetId) = found;
+                if (targetSeq is not { } seq || targetId is not { } id)
                 {
                     continue; // nothing newer to mark
                 }
 
-                await s.Sql(
-                    """
-                    UPDATE participants
-                    SET delivered_seq = @seq, receipts_at = @now,
-                        delivered_message_id = (SELECT m.id FROM messages m WHERE m.conversation_id = @c AND m.seq = @seq)
-                    WHERE conversation_id = @c AND user_id = @u AND delivered_seq < @seq
-                    """)
-                    .With("@seq", seq).With("@c", report.ConversationId).With("@u", report.UserId).With("@now", now)
-                    .ExecuteAsync(cancellationToken);
-                var after = (await LoadMemberAsync(s, report.ConversationId, report.UserId, cancellationToken))!;
+                // The row is this transaction's (locked above, or the single writer's): the target is above its watermark.
                 var from = Math.Max(before.DeliveredSeq, before.JoinedSeq);
-                var senders = await SendersBetweenAsync(s, report.ConversationId, report.UserId, from, seq, cancellationToken);
+                var senders = await s.Sql(
+                    $"""
+                    UPDATE participants SET delivered_seq = @seq, delivered_message_id = @id, receipts_at = @now
+                    WHERE conversation_id = @c AND user_id = @u AND delivered_seq < @seq;
+                    {SendersBetweenSql}
+                    """)
+                    .With("@seq", seq).With("@id", id).With("@c", report.ConversationId).With("@u", report.UserId).With("@now", now)
+                    .With("@from", from).With("@to", seq)
+                    .ReadResultsAsync(results => results.NextAsync(r => r.String(0)), cancellationToken);
+                var after = before with { DeliveredSeq = seq, DeliveredMessageId = id };
                 moved.Add(new WatermarkResult(report.ConversationId, before, after, senders, []));
             }
 
@@ -122,12 +126,14 @@ internal abstract partial class SqlChatStore
     /// </summary>
     private static async Task<IReadOnlyList<string>> SendersBetweenAsync(
         SqlSession s, Guid conversationId, string userId, long from, long to, CancellationToken cancellationToken) =>
-        await s.Sql(
-            """
-            SELECT DISTINCT m.sender_id FROM messages m
-            JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL
-            WHERE m.conversation_id = @c AND m.seq > @from AND m.seq <= @to AND m.sender_id <> @u AND m.deleted_at IS NULL
-            """)
+        await s.Sql(SendersBetweenSql)
             .With("@c", conversationId).With("@from", from).With("@to", to).With("@u", userId)
             .ListAsync(r => r.String(0), cancellationToken);
+
+    private const string SendersBetweenSql =
+        """
+        SELECT DISTINCT m.sender_id FROM messages m
+        JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL
+        WHERE m.conversation_id = @c AND m.seq > @from AND m.seq <= @to AND m.sender_id <> @u AND m.deleted_at IS NULL
+        """;
 }
