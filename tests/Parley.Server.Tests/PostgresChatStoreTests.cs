@@ -73,6 +73,17 @@ public sealed class PostgresChatStoreTests : ChatStoreContractTests
         Assert.Equal(message.Seq, Assert.Single(retried.Moved).After.DeliveredSeq);
     }
 
+    [Theory]
+    [InlineData("Host=db;Username=parley", 32)]
+    [InlineData("Host=db;Username=parley;Maximum Pool Size=80", 80)]
+    [InlineData("Host=db;Username=parley;MaxPoolSize=7", 7)]
+    public void CreateDataSource_PoolSize_LeavesRoomForOtherInstancesUnlessTheStringSetsIt(string connectionString, int expected)
+    {
+        using var dataSource = PostgresChatStore.CreateDataSource(connectionString);
+
+        Assert.Equal(expected, new NpgsqlConnectionStringBuilder(dataSource.ConnectionString).MaxPoolSize);
+    }
+
     [Fact]
     public async Task MigrateAsync_SeveralInstancesAtOnce_MigrateOnce()
     {

@@ -48,6 +48,12 @@ internal sealed class PostgresChatStore(NpgsqlDataSource dataSource) : SqlChatSt
             builder.MaxAutoPrepare = 64; // the hot statements are prepared on each connection after a few uses
         }
 
+        if (!given.ContainsKey("Maximum Pool Size") && !given.ContainsKey("Max Pool Size") && !given.ContainsKey("MaxPoolSize"))
+        {
+            // Npgsql's 100 is PostgreSQL's whole default max_connections: one instance would lock out a second and psql.
+            builder.MaxPoolSize = 32;
+        }
+
         if (!given.ContainsKey("Keepalive"))
         {
             builder.KeepAlive = 15;
