@@ -522,6 +522,8 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
 
         var second = await _server.AcceptConnectedAsync();
         Assert.Equal("Bearer token-2", second.Header("Authorization"));
+        // Without a back-off the new connection may be accepted before the state change reaches its handler.
+        await EventuallyAsync(() => States().Any(s => s.State == ConnectionState.Reconnecting), "reconnecting reported");
         Assert.Equal(TimeSpan.Zero, Assert.Single(States(), s => s.State == ConnectionState.Reconnecting).RetryDelay);
     }
 
