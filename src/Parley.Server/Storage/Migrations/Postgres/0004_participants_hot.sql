@@ -1,0 +1,12 @@
+-- Sending a message updates every member's row (unread count, activity time). With last_activity_at in an
+-- index, each of those updates wrote a new entry into every index of participants (no heap-only update):
+-- under load, most of a send's time in PostgreSQL. The conversation list now finds a user's rows by user_id
+-- and sorts them (a user's conversations, typically hundreds, not millions), so the per-message updates
+-- touch no indexed column and stay on their page.
+DROP INDEX ix_participants_user_activity;
+CREATE INDEX ix_participants_user ON participants (user_id) WHERE left_at IS NULL;
+
+-- Room on each page for the new versions of the rows updated on every message (applies to pages written
+-- from now on; existing pages get it as they are rewritten).
+ALTER TABLE participants SET (fillfactor = 80);
+ALTER TABLE conversations SET (fillfactor = 80);
