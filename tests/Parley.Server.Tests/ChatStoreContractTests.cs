@@ -575,6 +575,52 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AdvanceDelivered_ABatchLargerThanOneStatement_MovesEveryMemberToItsOwnTarget()
+    {
+        // 5 groups of 50 and a stranger each: more reports than one statement carries, in one call.
+        var reports = new List<DeliveryReport>();
+        var expected = new Dictionary<(Guid, string), (long Seq, Guid Id, string[] Senders)>();
+        for (var g = 0; g < 5; g++)
+        {
+            var members = Enumerable.Range(0, 50).Select(i => $"u{g}-{i:D2}").ToArray();
+            var conversation = await CreateGroupAsync(members[0], members[1..]);
+            var one = await AppendAsync(conversation, members[0], "one");
+            var two = await AppendAsync(conversation, members[1], "two");
+            await AppendAsync(conversation, members[2], "three");
+            foreach (var member in members)
+            {
+                // Up to "two": its sender has it already, the first sender gets it, everyone else gets both.
+                reports.Add(new DeliveryReport(conversation, member, two.Seq));
+                if (member != members[1] && member != members[2])
+                {
+                    expected[(conversation, member)] = (two.Seq, two.Id, member == members[0] ? [members[1]] : [members[0], members[1]]);
+                }
+            }
+
+            reports.Add(new DeliveryReport(conversation, "stranger", two.Seq));
+            Assert.True(one.Seq < two.Seq);
+        }
+
+        var batch = await Store.AdvanceDeliveredAsync(reports, Now, Ct);
+
+        Assert.Empty(batch.Busy);
+        Assert.Equal(expected.Count, batch.Moved.Count);
+        foreach (var moved in batch.Moved)
+        {
+            var (seq, id, senders) = expected[(moved.ConversationId, moved.After.UserId)];
+            Assert.Equal((seq, id), (moved.After.DeliveredSeq, moved.After.DeliveredMessageId));
+            Assert.Equal(senders, moved.NotifySenders.Order(StringComparer.Ordinal));
+            Assert.True(moved.Before.DeliveredSeq < seq);
+        }
+
+        foreach (var ((conversation, user), (seq, id, _)) in expected)
+        {
+            var member = (await Store.GetMemberAsync(conversation, user, Ct))!;
+            Assert.Equal((seq, id), (member.DeliveredSeq, member.DeliveredMessageId));
+        }
+    }
+
+    [Fact]
     public async Task AdvanceRead_AfterAHigherDeliveredWatermark_KeepsDeliveredWhereItIs()
     {
         var conversation = await CreateGroupAsync("alice", "bob");

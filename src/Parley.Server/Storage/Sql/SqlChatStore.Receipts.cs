@@ -1,3 +1,5 @@
+using System.Text;
+
 namespace Parley.Server.Storage.Sql;
 
 /// <summary>Read and delivered watermarks: they only move forward, and read carries delivered along.</summary>
@@ -57,67 +59,120 @@ internal abstract partial class SqlChatStore
     /// reader holds right now is skipped (<see cref="SqlDialect.SkipLockedRowSql"/>) and its report handed back
     /// as busy, so the batch cannot close a deadlock cycle with writers that lock conversations.
     /// </summary>
-    public Task<DeliveredBatch> AdvanceDeliveredAsync(
+    public async Task<DeliveredBatch> AdvanceDeliveredAsync(
         IReadOnlyList<DeliveryReport> reports, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var ordered = reports.OrderBy(r => r.ConversationId).ThenBy(r => r.UserId, StringComparer.Ordinal).ToList();
-        return WriteAsync(null, async s =>
+        var moved = new List<WatermarkResult>();
+        var busy = new List<DeliveryReport>();
+        foreach (var chunk in ordered.Chunk(DeliveredChunk))
         {
-            var moved = new List<WatermarkResult>();
-            var busy = new List<DeliveryReport>();
-            foreach (var report in ordered)
+            // A transaction per chunk, so that no row stays locked for long (senders of those rows wait for it).
+            var (chunkMoved, chunkBusy) = await WriteAsync(null, s => AdvanceDeliveredChunkAsync(s, chunk, now, cancellationToken), cancellationToken);
+            moved.AddRange(chunkMoved);
+            busy.AddRange(chunkBusy);
+        }
+
+        return new DeliveredBatch(moved, busy);
+    }
+
+    /// <summary>Reports per transaction of a delivered batch: three parameters each in one statement.</summary>
+    private const int DeliveredChunk = 200;
+
+    /// <summary>
+    /// One chunk in two round trips, however many reports it holds: one reads (and on PostgreSQL locks, or skips)
+    /// the member rows with the newest message each may advance to; one moves them and finds whom to notify.
+    /// </summary>
+    private static async Task<(List<WatermarkResult> Moved, List<DeliveryReport> Busy)> AdvanceDeliveredChunkAsync(
+        SqlSession s, DeliveryReport[] chunk, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var rows = new StringBuilder();
+        for (var i = 0; i < chunk.Length; i++)
+        {
+            rows.Append(i == 0 ? "" : ", ").Append($"(@c{i}, @u{i}, @t{i})");
+        }
+
+        // The members (their rows locked, unless someone else holds them) and the newest message in
+        // (max(delivered, joined), up_to_seq] of each.
+        var select = s.Sql(
+            $"""
+            WITH r(c, u, upto) AS (VALUES {rows})
+            SELECT {SqlRow.MemberColumns}, p.conversation_id, t.seq, t.id
+            FROM r
+            JOIN participants p ON p.conversation_id = r.c AND p.user_id = r.u AND p.left_at IS NULL
+            LEFT JOIN messages t ON t.conversation_id = p.conversation_id AND t.seq = (
+                SELECT MAX(m.seq) FROM messages m
+                WHERE m.conversation_id = p.conversation_id AND m.seq <= r.upto
+                  AND m.seq > CASE WHEN p.delivered_seq > p.joined_seq THEN p.delivered_seq ELSE p.joined_seq END)
+            {s.Dialect.SkipLockedRowSql}
+            """);
+        for (var i = 0; i < chunk.Length; i++)
+        {
+            select.With($"@c{i}", chunk[i].ConversationId).With($"@u{i}", chunk[i].UserId).With($"@t{i}", chunk[i].UpToSeq);
+        }
+
+        var found = await select.ListAsync(
+            r => (Member: r.Member(), ConversationId: r.Guid(SqlRow.MemberColumnCount),
+                  Seq: r.NullableLong(SqlRow.MemberColumnCount + 1), Id: r.NullableGuid(SqlRow.MemberColumnCount + 2)),
+            cancellationToken);
+
+        var busy = new List<DeliveryReport>();
+        if (found.Count < chunk.Length && s.Dialect.SkipLockedRowSql.Length > 0)
+        {
+            // Reports without a row: not members, or members whose row is held right now (tried again later).
+            var seen = found.Select(f => (f.ConversationId, f.Member.UserId)).ToHashSet();
+            foreach (var report in chunk.Where(r => !seen.Contains((r.ConversationId, r.UserId))))
             {
-                // The member (its row locked, unless someone else holds it) and the newest message in
-                // (max(delivered, joined), up_to_seq], in one round trip.
-                var found = await s.Sql(
-                    $"""
-                    SELECT {SqlRow.MemberColumns}, t.seq, t.id
-                    FROM participants p
-                    LEFT JOIN messages t ON t.conversation_id = p.conversation_id AND t.seq = (
-                        SELECT MAX(m.seq) FROM messages m
-                        WHERE m.conversation_id = p.conversation_id AND m.seq <= @to
-                          AND m.seq > CASE WHEN p.delivered_seq > p.joined_seq THEN p.delivered_seq ELSE p.joined_seq END)
-                    WHERE p.conversation_id = @c AND p.user_id = @u AND p.left_at IS NULL
-                    {s.Dialect.SkipLockedRowSql}
-                    """)
-                    .With("@c", report.ConversationId).With("@u", report.UserId).With("@to", report.UpToSeq)
-                    .FirstOrDefaultAsync(
-                        r => new Tuple<MemberRecord, long?, Guid?>(
-                            r.Member(), r.NullableLong(SqlRow.MemberColumnCount), r.NullableGuid(SqlRow.MemberColumnCount + 1)),
-                        cancellationToken);
-                if (found is null)
+                if (await LoadMemberAsync(s, report.ConversationId, report.UserId, cancellationToken) is not null)
                 {
-                    if (s.Dialect.SkipLockedRowSql.Length > 0 && await LoadMemberAsync(s, report.ConversationId, report.UserId, cancellationToken) is not null)
-                    {
-                        busy.Add(report); // a member whose row is held right now
-                    }
-
-                    continue;
+                    busy.Add(report);
                 }
-
-                var (before, targetSeq, targetId) = found;
-                if (targetSeq is not { } seq || targetId is not { } id)
-                {
-                    continue; // nothing newer to mark
-                }
-
-                // The row is this transaction's (locked above, or the single writer's): the target is above its watermark.
-                var from = Math.Max(before.DeliveredSeq, before.JoinedSeq);
-                var senders = await s.Sql(
-                    $"""
-                    UPDATE participants SET delivered_seq = @seq, delivered_message_id = @id, receipts_at = @now
-                    WHERE conversation_id = @c AND user_id = @u AND delivered_seq < @seq;
-                    {SendersBetweenSql}
-                    """)
-                    .With("@seq", seq).With("@id", id).With("@c", report.ConversationId).With("@u", report.UserId).With("@now", now)
-                    .With("@from", from).With("@to", seq)
-                    .ReadResultsAsync(results => results.NextAsync(r => r.String(0)), cancellationToken);
-                var after = before with { DeliveredSeq = seq, DeliveredMessageId = id };
-                moved.Add(new WatermarkResult(report.ConversationId, before, after, senders, []));
             }
+        }
 
-            return new DeliveredBatch(moved, busy);
-        }, cancellationToken);
+        // The rows are this transaction's (locked above, or the single writer's): each target is above its watermark.
+        var moves = found.Where(f => f.Seq is not null && f.Id is not null).ToList();
+        var moved = new List<WatermarkResult>();
+        if (moves.Count == 0)
+        {
+            return (moved, busy);
+        }
+
+        var values = new StringBuilder();
+        for (var i = 0; i < moves.Count; i++)
+        {
+            values.Append(i == 0 ? "" : ", ").Append($"(@c{i}, @u{i}, @f{i}, @s{i}, @i{i})");
+        }
+
+        var update = s.Sql(
+            $"""
+            WITH v(c, u, lo, hi, id) AS (VALUES {values})
+            UPDATE participants SET delivered_seq = v.hi, delivered_message_id = v.id, receipts_at = @now
+            FROM v WHERE participants.conversation_id = v.c AND participants.user_id = v.u AND participants.delivered_seq < v.hi;
+            -- Senders (other than the member) of live messages in (from, to]: who learns that the member received them.
+            WITH v(c, u, lo, hi, id) AS (VALUES {values})
+            SELECT DISTINCT v.c, v.u, m.sender_id FROM v
+            JOIN messages m ON m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL
+            JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL
+            """).With("@now", now);
+        for (var i = 0; i < moves.Count; i++)
+        {
+            var before = moves[i].Member;
+            update.With($"@c{i}", moves[i].ConversationId).With($"@u{i}", before.UserId)
+                .With($"@f{i}", Math.Max(before.DeliveredSeq, before.JoinedSeq)).With($"@s{i}", moves[i].Seq!.Value).With($"@i{i}", moves[i].Id!.Value);
+        }
+
+        var senders = (await update.ReadResultsAsync(
+                results => results.NextAsync(r => (ConversationId: r.Guid(0), UserId: r.String(1), Sender: r.String(2))), cancellationToken))
+            .ToLookup(x => (x.ConversationId, x.UserId), x => x.Sender);
+        foreach (var move in moves)
+        {
+            var after = move.Member with { DeliveredSeq = move.Seq!.Value, DeliveredMessageId = move.Id!.Value };
+            var notify = senders[(move.ConversationId, move.Member.UserId)].Order(StringComparer.Ordinal).ToList();
+            moved.Add(new WatermarkResult(move.ConversationId, move.Member, after, notify, []));
+        }
+
+        return (moved, busy);
     }
 
     /// <summary>
