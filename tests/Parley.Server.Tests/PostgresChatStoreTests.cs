@@ -48,31 +48,6 @@ public sealed class PostgresChatStoreTests : ChatStoreContractTests
         Assert.Equal(MigrationScripts.For("Postgres").Select(s => (long)s.Version), versions);
     }
 
-    [Fact]
-    public async Task AdvanceDelivered_RowHeldByAnotherTransaction_IsHandedBackAsBusyWithoutWaiting()
-    {
-        var conversation = await CreateGroupAsync("alice", "bob", "carol");
-        var message = await AppendAsync(conversation, "alice", "one");
-        await using var holder = new NpgsqlConnection(_stores[0].ConnectionString);
-        await holder.OpenAsync(Ct);
-        await using var transaction = await holder.BeginTransactionAsync(Ct);
-        await using (var hold = new NpgsqlCommand("SELECT 1 FROM participants WHERE conversation_id = @c AND user_id = 'bob' FOR UPDATE", holder, transaction))
-        {
-            hold.Parameters.AddWithValue("@c", conversation);
-            await hold.ExecuteNonQueryAsync(Ct);
-        }
-
-        // Bob's row is held (as a sender's batch would hold it); carol's is free. The batch must not wait for bob's.
-        var batch = await Store.AdvanceDeliveredAsync(
-            [new DeliveryReport(conversation, "bob", message.Seq), new DeliveryReport(conversation, "carol", message.Seq)], Now, Ct);
-
-        Assert.Equal("carol", Assert.Single(batch.Moved).After.UserId);
-        Assert.Equal(new DeliveryReport(conversation, "bob", message.Seq), Assert.Single(batch.Busy));
-        await transaction.RollbackAsync(Ct);
-        var retried = await Store.AdvanceDeliveredAsync(batch.Busy, Now, Ct);
-        Assert.Equal(message.Seq, Assert.Single(retried.Moved).After.DeliveredSeq);
-    }
-
     [Theory]
     [InlineData("Host=db;Username=parley", 32)]
     [InlineData("Host=db;Username=parley;Maximum Pool Size=80", 80)]

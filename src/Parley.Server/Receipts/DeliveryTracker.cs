@@ -84,12 +84,6 @@ internal sealed partial class DeliveryTracker(
             return;
         }
 
-        // Rows a sender or reader held at that moment: the next batch tries again.
-        foreach (var report in results.Busy)
-        {
-            Report(report.ConversationId, report.UserId, report.UpToSeq);
-        }
-
         foreach (var result in results.Moved)
         {
             await broadcaster.WatermarkMovedAsync(result);

@@ -79,9 +79,8 @@ internal interface IChatStore
         Guid conversationId, string userId, Guid messageId, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Moves delivered watermarks forward to the newest message at or before each given seq, in one transaction.
-    /// A report whose member row another transaction holds right now is not waited for: it comes back in
-    /// <see cref="DeliveredBatch.Busy"/> for a later batch (so the batch never takes part in a deadlock).
+    /// Moves delivered watermarks forward to the newest message at or before each given seq. Reports of
+    /// non-members and reports behind the watermark move nothing.
     /// </summary>
     Task<DeliveredBatch> AdvanceDeliveredAsync(
         IReadOnlyList<DeliveryReport> reports, DateTimeOffset now, CancellationToken cancellationToken);

@@ -2,8 +2,8 @@ namespace Parley.Server.Storage;
 
 internal sealed record DeliveryReport(Guid ConversationId, string UserId, long UpToSeq);
 
-/// <summary>What a batch of delivery reports moved, and the reports to try again later (their rows were busy).</summary>
-internal sealed record DeliveredBatch(IReadOnlyList<WatermarkResult> Moved, IReadOnlyList<DeliveryReport> Busy);
+/// <summary>What a batch of delivery reports moved.</summary>
+internal sealed record DeliveredBatch(IReadOnlyList<WatermarkResult> Moved);
 
 /// <summary>
 /// A watermark move. <see cref="Before"/> and <see cref="After"/> are the member's state around it;

@@ -101,8 +101,6 @@ internal sealed class PostgresDialect : SqlDialect
     // Rows are locked in the ORDER BY's order (the lock is taken above the sort).
     public override string LockConversationsSql => "SELECT 1 FROM conversations WHERE id = ANY(@ids) ORDER BY id FOR UPDATE";
 
-    public override string SkipLockedRowSql => "FOR UPDATE OF p SKIP LOCKED";
-
     public override void BindGuids(DbCommand command, string name, Guid[] values) =>
         ((NpgsqlCommand)command).Parameters.Add(new NpgsqlParameter(name, NpgsqlDbType.Array | NpgsqlDbType.Uuid) { Value = values });
 

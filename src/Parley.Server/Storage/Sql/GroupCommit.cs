@@ -8,8 +8,14 @@ namespace Parley.Server.Storage.Sql;
 /// </summary>
 internal abstract class PendingWrite
 {
-    /// <summary>The conversation the write changes; the batch locks it (with the others) before any write runs.</summary>
+    /// <summary>The conversation the write changes; it chooses the lane (<see cref="GroupCommit.LaneOf"/>).</summary>
     public abstract Guid ConversationId { get; }
+
+    /// <summary>
+    /// Every conversation the write changes, all on <see cref="ConversationId"/>'s lane; the batch locks them (with
+    /// the others) before any write runs.
+    /// </summary>
+    public virtual IEnumerable<Guid> Conversations => [ConversationId];
 
     /// <summary>
     /// Reads, asks the rules, and writes, in the batch's transaction. A write the rules reject must have written
@@ -62,7 +68,10 @@ internal sealed class GroupCommit
 
     /// <summary>Queues <paramref name="write"/>; its outcome arrives through the write itself.</summary>
     public ValueTask EnqueueAsync(PendingWrite write, CancellationToken cancellationToken) =>
-        _lanes[(int)((uint)write.ConversationId.GetHashCode() % (uint)_lanes.Length)].Writer.WriteAsync(write, cancellationToken);
+        _lanes[LaneOf(write.ConversationId)].Writer.WriteAsync(write, cancellationToken);
+
+    /// <summary>The lane that commits the writes of <paramref name="conversationId"/>.</summary>
+    public int LaneOf(Guid conversationId) => (int)((uint)conversationId.GetHashCode() % (uint)_lanes.Length);
 
     /// <summary>Stops taking writes and waits until the queued ones were committed.</summary>
     public async Task DrainAsync()

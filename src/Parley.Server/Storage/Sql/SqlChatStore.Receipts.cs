@@ -52,38 +52,68 @@ internal abstract partial class SqlChatStore
         }, r => r.IsApplied, cancellationToken);
 
     /// <summary>
-    /// Delivered watermarks of a batch of reports, in one transaction. Unlike every other write it locks no
-    /// conversation: a delivered watermark only rises (each update is conditional on it being lower, and the
-    /// read receipt's update never lowers it either), so it needs only its member row, and a batch over hundreds
-    /// of conversations never holds up their senders. It never waits for a row either: a row a sender or a
-    /// reader holds right now is skipped (<see cref="SqlDialect.SkipLockedRowSql"/>) and its report handed back
-    /// as busy, so the batch cannot close a deadlock cycle with writers that lock conversations.
+    /// Delivered watermarks of a batch of reports. They ride in the group commits of sends (<see cref="GroupCommit"/>):
+    /// one write per lane holds the reports of that lane's conversations, so a member's row is only ever changed by
+    /// the lane that also writes its conversation's messages: senders never wait for a delivered batch, and the
+    /// batch never waits for them. Its conversations are locked with the rest of the batch, as for every write.
     /// </summary>
     public async Task<DeliveredBatch> AdvanceDeliveredAsync(
         IReadOnlyList<DeliveryReport> reports, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var ordered = reports.OrderBy(r => r.ConversationId).ThenBy(r => r.UserId, StringComparer.Ordinal).ToList();
-        var moved = new List<WatermarkResult>();
-        var busy = new List<DeliveryReport>();
-        foreach (var chunk in ordered.Chunk(DeliveredChunk))
+        var writes = reports
+            .GroupBy(r => Sends.LaneOf(r.ConversationId))
+            .Select(lane => new PendingDelivered(
+                lane.OrderBy(r => r.ConversationId).ThenBy(r => r.UserId, StringComparer.Ordinal).ToArray(), now))
+            .ToList();
+        foreach (var write in writes)
         {
-            // A transaction per chunk, so that no row stays locked for long (senders of those rows wait for it).
-            var (chunkMoved, chunkBusy) = await WriteAsync(null, s => AdvanceDeliveredChunkAsync(s, chunk, now, cancellationToken), cancellationToken);
-            moved.AddRange(chunkMoved);
-            busy.AddRange(chunkBusy);
+            await Sends.EnqueueAsync(write, cancellationToken);
         }
 
-        return new DeliveredBatch(moved, busy);
+        var moved = new List<WatermarkResult>();
+        foreach (var write in writes)
+        {
+            moved.AddRange(await write.Outcome);
+        }
+
+        return new DeliveredBatch(moved);
     }
 
-    /// <summary>Reports per transaction of a delivered batch: three parameters each in one statement.</summary>
+    /// <summary>Reports per statement of a delivered batch: three parameters each.</summary>
     private const int DeliveredChunk = 200;
 
+    private sealed class PendingDelivered(DeliveryReport[] reports, DateTimeOffset now) : PendingWrite
+    {
+        private readonly TaskCompletionSource<List<WatermarkResult>> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private List<WatermarkResult> _result = [];
+
+        public Task<List<WatermarkResult>> Outcome => _outcome.Task;
+
+        public override Guid ConversationId => reports[0].ConversationId;
+
+        public override IEnumerable<Guid> Conversations => reports.Select(r => r.ConversationId).Distinct();
+
+        public override async Task RunAsync(SqlSession session)
+        {
+            var result = new List<WatermarkResult>();
+            foreach (var chunk in reports.Chunk(DeliveredChunk))
+            {
+                result.AddRange(await AdvanceDeliveredChunkAsync(session, chunk, now, CancellationToken.None));
+            }
+
+            _result = result;
+        }
+
+        public override void Complete() => _outcome.TrySetResult(_result);
+
+        public override void Fail(Exception exception) => _outcome.TrySetException(exception);
+    }
+
     /// <summary>
-    /// One chunk in two round trips, however many reports it holds: one reads (and on PostgreSQL locks, or skips)
-    /// the member rows with the newest message each may advance to; one moves them and finds whom to notify.
+    /// One chunk in two round trips, however many reports it holds: one reads the member rows with the newest
+    /// message each may advance to; one moves them and finds whom to notify. The conversations are locked.
     /// </summary>
-    private static async Task<(List<WatermarkResult> Moved, List<DeliveryReport> Busy)> AdvanceDeliveredChunkAsync(
+    private static async Task<List<WatermarkResult>> AdvanceDeliveredChunkAsync(
         SqlSession s, DeliveryReport[] chunk, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var rows = new StringBuilder();
@@ -92,8 +122,7 @@ internal abstract partial class SqlChatStore
             rows.Append(i == 0 ? "" : ", ").Append($"(@c{i}, @u{i}, @t{i})");
         }
 
-        // The members (their rows locked, unless someone else holds them) and the newest message in
-        // (max(delivered, joined), up_to_seq] of each.
+        // The members and the newest message in (max(delivered, joined), up_to_seq] of each.
         var select = s.Sql(
             $"""
             WITH r(c, u, upto) AS (VALUES {rows})
@@ -104,7 +133,6 @@ internal abstract partial class SqlChatStore
                 SELECT MAX(m.seq) FROM messages m
                 WHERE m.conversation_id = p.conversation_id AND m.seq <= r.upto
                   AND m.seq > CASE WHEN p.delivered_seq > p.joined_seq THEN p.delivered_seq ELSE p.joined_seq END)
-            {s.Dialect.SkipLockedRowSql}
             """);
         for (var i = 0; i < chunk.Length; i++)
         {
@@ -116,26 +144,12 @@ internal abstract partial class SqlChatStore
                   Seq: r.NullableLong(SqlRow.MemberColumnCount + 1), Id: r.NullableGuid(SqlRow.MemberColumnCount + 2)),
             cancellationToken);
 
-        var busy = new List<DeliveryReport>();
-        if (found.Count < chunk.Length && s.Dialect.SkipLockedRowSql.Length > 0)
-        {
-            // Reports without a row: not members, or members whose row is held right now (tried again later).
-            var seen = found.Select(f => (f.ConversationId, f.Member.UserId)).ToHashSet();
-            foreach (var report in chunk.Where(r => !seen.Contains((r.ConversationId, r.UserId))))
-            {
-                if (await LoadMemberAsync(s, report.ConversationId, report.UserId, cancellationToken) is not null)
-                {
-                    busy.Add(report);
-                }
-            }
-        }
-
-        // The rows are this transaction's (locked above, or the single writer's): each target is above its watermark.
+        // The conversations are this transaction's: each target is above its watermark.
         var moves = found.Where(f => f.Seq is not null && f.Id is not null).ToList();
         var moved = new List<WatermarkResult>();
         if (moves.Count == 0)
         {
-            return (moved, busy);
+            return moved;
         }
 
         var values = new StringBuilder();
@@ -172,7 +186,7 @@ internal abstract partial class SqlChatStore
             moved.Add(new WatermarkResult(move.ConversationId, move.Member, after, notify, []));
         }
 
-        return (moved, busy);
+        return moved;
     }
 
     /// <summary>

@@ -143,7 +143,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
         if (dialect.LockConversationsSql.Length > 0)
         {
-            var ids = batch.Select(w => w.ConversationId).Distinct().ToArray();
+            var ids = batch.SelectMany(w => w.Conversations).Distinct().ToArray();
             await session.Sql(dialect.LockConversationsSql).WithGuids("@ids", ids).ExecuteAsync(CancellationToken.None);
         }
 

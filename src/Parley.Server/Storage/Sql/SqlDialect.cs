@@ -39,12 +39,6 @@ internal abstract class SqlDialect
     public virtual void BindGuids(DbCommand command, string name, Guid[] values) =>
         throw new NotSupportedException($"{Provider} binds no id lists.");
 
-    /// <summary>
-    /// Appended to a query of one <c>participants p</c> row: lock it, or skip it when another transaction holds it
-    /// (empty when the transaction already excludes every other writer).
-    /// </summary>
-    public virtual string SkipLockedRowSql => string.Empty;
-
     /// <summary>Creates the migration ledger, <c>schema_migrations</c>, when it does not exist yet.</summary>
     public abstract string CreateMigrationLedgerSql { get; }
 
