@@ -66,10 +66,14 @@ internal abstract partial class SqlChatStore
         ReadAsync<IReadOnlyList<UserEvent>>(
             async s => await s.Sql(
                 newerThanUpto
+                    // Two index ranges per conversation (positioned after upto; not positioned yet), not its whole history.
                     ? $"""
                        SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq, {LeftSeq}
-                       {UserEventsFrom} AND (e.pos IS NULL OR e.pos > @upto)
-                       ORDER BY e.conversation_id, e.seq LIMIT @n
+                       {UserEventsFrom} AND e.pos > @upto
+                       UNION ALL
+                       SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq, {LeftSeq}
+                       {UserEventsFrom} AND e.pos IS NULL
+                       ORDER BY 1, 2 LIMIT @n
                        """
                     : $"""
                        SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq, {LeftSeq}

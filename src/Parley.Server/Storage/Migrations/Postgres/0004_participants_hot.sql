@@ -4,7 +4,10 @@
 -- and sorts them (a user's conversations, typically hundreds, not millions), so the per-message updates
 -- touch no indexed column and stay on their page.
 DROP INDEX ix_participants_user_activity;
-CREATE INDEX ix_participants_user ON participants (user_id) WHERE left_at IS NULL;
+-- Every membership, former ones included: resume, catch-up and the cursor check read the events of the user's
+-- membership windows (a partial index of current members could not serve them, and the planner then walked
+-- the whole stream from the cursor's position instead of the user's conversations).
+CREATE INDEX ix_participants_user ON participants (user_id);
 
 -- Room on each page for the new versions of the rows updated on every message (applies to pages written
 -- from now on; existing pages get it as they are rewritten).

@@ -3,4 +3,7 @@
 -- user's rows by user_id and sorts them (a user's conversations, typically hundreds, not millions), so the
 -- per-message updates touch no indexed column.
 DROP INDEX ix_participants_user_activity;
-CREATE INDEX ix_participants_user ON participants (user_id) WHERE left_at IS NULL;
+-- Every membership, former ones included: resume, catch-up and the cursor check read the events of the user's
+-- membership windows (a partial index of current members could not serve them, and the planner then walked
+-- the whole stream from the cursor's position instead of the user's conversations).
+CREATE INDEX ix_participants_user ON participants (user_id);
