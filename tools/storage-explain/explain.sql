@@ -94,6 +94,33 @@ EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON)
 SELECT conversation_id, seq, type, message_id, actor_id, user_id, role, created_at
 FROM conversation_events WHERE conversation_id = :'big_group' AND seq > 900 ORDER BY seq LIMIT 200;
 
+\echo '== stream positions for the seed (the sequencer''s work, done once here, not measured)'
+UPDATE conversation_events e SET pos = r.rn
+FROM (SELECT conversation_id, seq, row_number() OVER (ORDER BY created_at, conversation_id, seq) AS rn FROM conversation_events) r
+WHERE e.conversation_id = r.conversation_id AND e.seq = r.seq;
+UPDATE stream_state SET pos = (SELECT max(pos) FROM conversation_events) WHERE id = 1;
+VACUUM ANALYZE conversation_events;
+SELECT pos - 5000 AS "cursor", pos - 100 AS "upto" FROM stream_state WHERE id = 1 \gset resume_
+
+\echo '== resume and the cursor check: the user''s events after a cursor 5,000 positions back (membership windows)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON)
+SELECT e.conversation_id, e.seq, e.type, e.message_id, e.pos, p.joined_seq
+FROM participants p JOIN conversation_events e ON e.conversation_id = p.conversation_id
+WHERE p.user_id = :'busy_user' AND e.seq >= p.joined_seq AND (p.left_at IS NULL OR e.seq <= p.left_seq)
+  AND e.pos > :resume_cursor AND e.pos <= :resume_upto + 100
+ORDER BY e.pos LIMIT 2001;
+
+\echo '== catch-up: the user''s events newer than its snapshot (positioned after it, or not positioned yet)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON)
+SELECT e.conversation_id, e.seq, e.type, e.message_id, e.pos, p.joined_seq
+FROM participants p JOIN conversation_events e ON e.conversation_id = p.conversation_id
+WHERE p.user_id = :'busy_user' AND e.seq >= p.joined_seq AND (p.left_at IS NULL OR e.seq <= p.left_seq) AND e.pos > :resume_upto
+UNION ALL
+SELECT e.conversation_id, e.seq, e.type, e.message_id, e.pos, p.joined_seq
+FROM participants p JOIN conversation_events e ON e.conversation_id = p.conversation_id
+WHERE p.user_id = :'busy_user' AND e.seq >= p.joined_seq AND (p.left_at IS NULL OR e.seq <= p.left_seq) AND e.pos IS NULL
+ORDER BY 1, 2 LIMIT 2001;
+
 \echo '== table and index sizes'
 SELECT relname AS relation, pg_size_pretty(pg_total_relation_size(c.oid)) AS total, reltuples::bigint AS rows
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
