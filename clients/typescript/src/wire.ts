@@ -21,6 +21,7 @@ import type {
   TypingRequest,
   UpdateParticipantRequest,
 } from './model.js';
+import type { SyncPage } from './client.js';
 import type { ClientFrameType, ClientPayloads, ServerFrameType, ServerPayloads } from './protocol.js';
 
 /** Server -> client frame types. */
@@ -152,6 +153,7 @@ interface Objects {
   conversation_list: ConversationList;
   read_state: ReadState;
   client_config: ClientConfig;
+  sync_page: SyncPage;
   create_conversation_request: CreateConversationRequest;
   send_message_request: SendMessageRequest;
   edit_message_request: EditMessageRequest;
@@ -215,6 +217,7 @@ export const ObjectFields = {
     'send_rate_per_second',
     'send_burst',
   ],
+  sync_page: ['events', 'next_cursor', 'has_more'],
   create_conversation_request: ['type', 'participant_ids', 'name', 'owner_id'],
   send_message_request: [
     'conversation_id',

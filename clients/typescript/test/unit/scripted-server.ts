@@ -1,5 +1,6 @@
 // A scripted Parley for unit tests: WebSockets and REST answers the test drives frame by frame.
 import { vi } from 'vitest';
+import type { PositionedFrame } from '../../src/events.js';
 import type { WebSocketLike } from '../../src/realtime.js';
 
 type Json = Record<string, unknown>;
@@ -149,8 +150,8 @@ export function message(conversationId: string, seq: number, extra: Partial<Json
   };
 }
 
-export function newMessageFrame(conversationId: string, seq: number, extra: Partial<Json> = {}): { type: string; payload: Json } {
-  return { type: 'new_message', payload: { message: message(conversationId, seq, extra), timestamp: '2026-11-24T01:49:40.771Z' } };
+export function newMessageFrame(conversationId: string, seq: number, extra: Partial<Json> = {}): PositionedFrame {
+  return { type: 'new_message', payload: { message: message(conversationId, seq, extra), timestamp: '2026-11-24T01:49:40.771Z' } } as unknown as PositionedFrame;
 }
 
 /** Waits until `check` passes, for at most 5 s. */
