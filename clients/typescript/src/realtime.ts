@@ -769,7 +769,9 @@ class Session {
     } catch {
       // Already closing.
     }
-    setTimeout(() => this.settle(null, reason, new Error('close timeout')), closeTimeoutMs);
+    const timer = setTimeout(() => this.settle(null, reason, new Error('close timeout')), closeTimeoutMs);
+    // In Node, a closing socket must not keep the process alive.
+    (timer as { unref?: () => void }).unref?.();
   }
 
   /** Ends this socket so that the connection reconnects at once (after a cursor was refused). */

@@ -269,6 +269,8 @@ export class ChatStore {
 
   onConnection(change: ConnectionStateChange): void {
     this.connection = change;
+    // A read receipt is not queued while disconnected: report what was read once the connection is back.
+    if (change.state === 'live') this.markRead();
     this.changed();
   }
 

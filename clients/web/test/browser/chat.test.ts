@@ -273,6 +273,36 @@ describe('the chat app', () => {
     await expect.poll(() => phone.getByRole('navigation', { name: 'Conversations' }).isVisible(), wait).toBe(true);
   });
 
+  it('signs in with a pasted token, and signs out', async () => {
+    const response = await fetch(`${url}/app/token`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ user_id: 'carol' }),
+    });
+    const { token } = (await response.json()) as { token: string };
+    const page = await open('carol');
+    await page.goto(`${url}/app`);
+
+    await page.getByRole('button', { name: 'Use a token instead' }).click();
+    await page.getByLabel('Bearer token').fill(token);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => page.getByTestId('connection').innerText(), wait).toContain('Connected');
+    expect(await page.getByTestId('me').innerText()).toBe('carol');
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await expect.poll(() => page.getByLabel('User id').count(), wait).toBe(1);
+  });
+
+  it('cancels a reply from the keyboard', async () => {
+    await alice.getByTestId('conversation-bob').click();
+    await message(alice, 'Hi Alice').getByRole('button', { name: 'Reply to bob' }).click();
+    await expect.poll(() => alice.getByText('Replying to bob: Hi Alice').count(), wait).toBe(1);
+
+    await composer(alice).press('Escape');
+
+    await expect.poll(() => alice.getByText('Replying to bob: Hi Alice').count(), wait).toBe(0);
+  });
+
   it('ran without uncaught errors or Content-Security-Policy violations', () => {
     expect(problems).toEqual([]);
   });
