@@ -196,11 +196,10 @@ export class ChatStore {
           if (this.activeId === message.conversation_id && isVisible()) this.markRead();
           else state.conversation.unread_count++;
         }
-        if (message.sender_id === this.me) {
-          // Sending moves the sender's own read watermark.
-          state.read.set(this.me, Math.max(state.read.get(this.me) ?? 0, message.seq));
-          state.conversation.unread_count = 0;
-        }
+        // Sending moves the sender's read watermark, without a message_read event: whoever sent this has read
+        // everything before it.
+        state.read.set(message.sender_id, Math.max(state.read.get(message.sender_id) ?? 0, message.seq));
+        if (message.sender_id === this.me) state.conversation.unread_count = 0;
         break;
       }
       case 'message_edited': {
