@@ -3,6 +3,9 @@
 # port, runs the suite against SQLite and then against PostgreSQL, and prints "N passed, N failed, N skipped".
 # Extra arguments go to `dotnet test` (e.g. --filter "FullyQualifiedName~Typing").
 # PARLEY_TEST_STORES="sqlite" (or "postgres") runs one pass instead of both.
+# Then the TypeScript client's and the web app's suites (scripts/clients.sh): unit, integration against a real
+# Parley, and browser tests in Chromium. PARLEY_TEST_CLIENTS="no" skips them, "only" runs them alone; by default they
+# run unless a --filter narrows the run. The closing line counts every suite; a line before it splits the counts.
 #
 # While a pass runs it prints a progress line a minute (counts so far) and each failure as it happens; the whole
 # console output of a pass is kept in TestResults/<store>.log, the results in TestResults/<store>*.trx.
@@ -29,25 +32,36 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+clients=${PARLEY_TEST_CLIENTS:-auto}
+if [ "$clients" = auto ]; then
+  if [ -n "$user_filter" ]; then clients=no; else clients=yes; fi
+fi
+
 # shellcheck source=scripts/postgres.sh
 . "$root/scripts/postgres.sh"
+# shellcheck source=scripts/clients.sh
+. "$root/scripts/clients.sh"
 trap stop_postgres EXIT
 
-ensure_postgres || exit 1
-export PARLEY_TEST_PGBIN="$PGBIN"
-# Test settings: no fsync (a crash loses nothing a test needs), enough connections for parallel test classes.
-start_postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 || exit 1
-export PARLEY_TEST_POSTGRES="Host=127.0.0.1;Port=$PGPORT;Username=postgres;Database=postgres;Maximum Pool Size=20"
+if [ "$clients" != only ]; then
+  ensure_postgres || exit 1
+  export PARLEY_TEST_PGBIN="$PGBIN"
+  # Test settings: no fsync (a crash loses nothing a test needs), enough connections for parallel test classes.
+  start_postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 || exit 1
+  export PARLEY_TEST_POSTGRES="Host=127.0.0.1;Port=$PGPORT;Username=postgres;Database=postgres;Maximum Pool Size=20"
+fi
 
 results="$root/TestResults"
 rm -rf "$results"
 mkdir -p "$results"
 dotnet build Parley.slnx -v q -nologo || exit 1
 
-# Each test server clones this migrated database; migrating it with the server's own command tests that command too.
-"$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U postgres parley_template || exit 1
-dotnet src/Parley.Server/bin/Debug/net10.0/Parley.Server.dll migrate --Storage:Provider=Postgres \
-  "--ConnectionStrings:Postgres=Host=127.0.0.1;Port=$PGPORT;Username=postgres;Database=parley_template" >/dev/null || exit 1
+if [ "$clients" != only ]; then
+  # Each test server clones this migrated database; migrating it with the server's own command tests that command too.
+  "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U postgres parley_template || exit 1
+  dotnet src/Parley.Server/bin/Debug/net10.0/Parley.Server.dll migrate --Storage:Provider=Postgres \
+    "--ConnectionStrings:Postgres=Host=127.0.0.1;Port=$PGPORT;Username=postgres;Database=parley_template" >/dev/null || exit 1
+fi
 
 # report_progress STORE LOGFILE: reads `dotnet test` output (console logger, verbosity normal) on stdin, keeps all
 # of it in LOGFILE, and prints on stderr a line a minute with the counts so far, each failing test's name and
@@ -109,7 +123,9 @@ runsettings=(xUnit.LongRunningTestSeconds=120 xUnit.DiagnosticMessages=true)
 rc=0
 first=1
 # PARLEY_TEST_STORES narrows the passes; the first pass, whichever store it runs, also runs the store-independent tests.
-for store in ${PARLEY_TEST_STORES:-sqlite postgres}; do
+stores=${PARLEY_TEST_STORES:-sqlite postgres}
+[ "$clients" = only ] && stores=""
+for store in $stores; do
   log "running the suite against $store"
   filter=$user_filter
   if [ "$first" -eq 0 ]; then filter="${user_filter:+($user_filter)&}Store!=Independent"; fi
@@ -130,5 +146,11 @@ for trx in "$results"/*.trx; do
   failed=$((failed + $(get failed)))
   skipped=$((skipped + $(get total) - $(get executed)))
 done
+if [ "$clients" != no ]; then
+  log "running the TypeScript client's and the web app's suites"
+  run_client_suites "$results" || rc=1
+  log ".NET: $passed passed, $failed failed, $skipped skipped; TypeScript and browser: $clients_passed passed, $clients_failed failed, $clients_skipped skipped"
+  passed=$((passed + clients_passed)); failed=$((failed + clients_failed)); skipped=$((skipped + clients_skipped))
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 exit $rc

@@ -87,6 +87,9 @@ public static class ParleyErrorCodes
     /// <summary>Unknown resource, or a conversation the caller is not a member of.</summary>
     public const string NotFound = "not_found";
 
+    /// <summary>The path exists, the method does not.</summary>
+    public const string MethodNotAllowed = "method_not_allowed";
+
     /// <summary>Direct conversations' members cannot change.</summary>
     public const string DirectConversation = "direct_conversation";
 
@@ -98,6 +101,15 @@ public static class ParleyErrorCodes
 
     /// <summary>The client_message_id was used for a different message.</summary>
     public const string IdempotencyConflict = "idempotency_conflict";
+
+    /// <summary>The body exceeds the server's request size limit.</summary>
+    public const string PayloadTooLarge = "payload_too_large";
+
+    /// <summary>The body is not application/json.</summary>
+    public const string UnsupportedMediaType = "unsupported_media_type";
+
+    /// <summary>The WebSocket offered only subprotocols other than parley.v1.</summary>
+    public const string UnsupportedSubprotocol = "unsupported_subprotocol";
 
     /// <summary>Too many requests or messages.</summary>
     public const string RateLimited = "rate_limited";

@@ -12,6 +12,7 @@ using Parley.Server.Realtime.Endpoint;
 using Parley.Server.Receipts;
 using Parley.Server.Storage;
 using Parley.Server.Sync;
+using Parley.Server.WebApp;
 
 // help, --version, token and migrate answer here; a line that asks to serve (no command, or "serve") goes on.
 if (await ParleyCommandLine.RunCommandAsync(args) is { } exitCode)
@@ -33,6 +34,7 @@ builder.AddMessages();
 builder.AddReceipts();
 builder.AddSync();
 builder.AddWebSocketEndpoint();
+builder.AddWebApp();
 
 var app = builder.Build();
 app.UseParleyHosting();
@@ -44,4 +46,5 @@ app.MapReceipts();
 app.MapPresence();
 app.MapSync();
 app.MapRealtime();
+app.MapWebApp();
 return await app.RunParleyAsync();

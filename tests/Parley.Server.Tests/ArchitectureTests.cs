@@ -29,7 +29,8 @@ public sealed partial class ArchitectureTests
         ("Messages", ["Presence", "Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
         ("Sync", ["Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
         ("Realtime.Endpoint", ["Sync", "Messages", "Receipts", "Presence", "Conversations", "Broadcasting", "Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
-        ("App", ["Sync", "Messages", "Receipts", "Presence", "Conversations", "Broadcasting", "Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
+        ("WebApp", ["Hosting", "Protocol", "Storage", "Observability"]),
+        ("App", ["WebApp", "Sync", "Messages", "Receipts", "Presence", "Conversations", "Broadcasting", "Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
     ];
 
     [Fact]

@@ -16,7 +16,7 @@ internal static class ServerFrames
         JsonSerializer.Deserialize(utf8, WireJson.Default.ServerFrame) ?? throw new JsonException("A frame is a JSON object.");
 
     /// <summary>The payload's type for a frame type; null for frames this client does not know (ignored: newer servers may add some).</summary>
-    private static JsonTypeInfo? PayloadType(string type) => type switch
+    internal static JsonTypeInfo? PayloadType(string type) => type switch
     {
         FrameTypes.Connected => WireJson.Default.ConnectedPayload,
         FrameTypes.ConversationCreated => WireJson.Default.ConversationCreatedPayload,

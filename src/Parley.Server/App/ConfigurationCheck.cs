@@ -8,6 +8,7 @@ using Parley.Server.Observability;
 using Parley.Server.Realtime;
 using Parley.Server.Storage;
 using Parley.Server.Sync;
+using Parley.Server.WebApp;
 
 namespace Parley.Server.App;
 
@@ -38,6 +39,7 @@ internal static partial class ConfigurationCheck
         (CorsSettings.SectionName, typeof(CorsSettings)),
         (MetricsOptions.SectionName, typeof(MetricsOptions)),
         (TelemetryOptions.SectionName, typeof(TelemetryOptions)),
+        (WebAppOptions.SectionName, typeof(WebAppOptions)),
     ];
 
     /// <summary>The connection strings Parley reads (<c>ConnectionStrings:Name</c>).</summary>

@@ -150,6 +150,7 @@ internal static class ParleyCommandLine
           Auth__Jwt__SigningKey=<key>        HS256 key of at least 32 bytes (or Auth:Jwt:Authority for OpenID
                                              Connect); required in Jwt mode outside Development
           --Cors:AllowedOrigins:0=<origin>   a browser origin allowed to call the API
+          --App:Enabled=<true|false>         the chat app at /app (default: on in Development only)
 
         Every setting and limit: docs/configuration.md. Probes: GET /health (live), GET /ready (ready).
         Metrics: GET /metrics (Prometheus; this machine only unless --Metrics:AllowedNetworks:0=<cidr>), docs/operations.md.

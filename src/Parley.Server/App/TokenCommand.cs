@@ -1,7 +1,5 @@
 using System.Globalization;
 using Microsoft.Extensions.Options;
-using Microsoft.IdentityModel.JsonWebTokens;
-using Microsoft.IdentityModel.Tokens;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 
@@ -92,17 +90,7 @@ internal static class TokenCommand
             claims[auth.ServiceRoleClaim] = auth.ServiceRole;
         }
 
-        var now = DateTime.UtcNow;
-        var token = new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
-        {
-            Claims = claims,
-            Issuer = keys.Issuer,
-            Audience = keys.Audience,
-            IssuedAt = now,
-            NotBefore = now,
-            Expires = now.AddHours(hours),
-            SigningCredentials = new SigningCredentials(keys.SigningKey, SecurityAlgorithms.HmacSha256),
-        });
+        var token = keys.CreateToken(claims, DateTime.UtcNow, TimeSpan.FromHours(hours));
         Console.WriteLine(token);
         return 0;
     }

@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 using Microsoft.Net.Http.Headers;
 using Parley.Server.Protocol;
@@ -175,4 +176,18 @@ internal sealed class JwtKeys
     public string? Audience { get; }
 
     public bool IsDevelopmentKey { get; }
+
+    /// <summary>A token signed with <see cref="SigningKey"/>, carrying the issuer and audience (the <c>token</c> command, the web app's development sign-in).</summary>
+    public string CreateToken(IDictionary<string, object> claims, DateTime now, TimeSpan lifetime) =>
+        new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+        {
+            Claims = claims,
+            Issuer = Issuer,
+            Audience = Audience,
+            IssuedAt = now,
+            NotBefore = now,
+            Expires = now + lifetime,
+            SigningCredentials = new SigningCredentials(
+                SigningKey ?? throw new InvalidOperationException("No signing key is configured."), SecurityAlgorithms.HmacSha256),
+        });
 }

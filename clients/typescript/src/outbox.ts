@@ -1,0 +1,125 @@
+import { ParleyApiError } from './errors.js';
+import type { Message } from './model.js';
+import { ErrorCodes } from './wire.js';
+
+/** A message sent over the socket and not acknowledged yet: resent with the same frame (and `client_message_id`) until it is. */
+export interface PendingSend {
+  readonly clientMessageId: string;
+  /** The serialized `send_message` frame, the same bytes on every attempt. */
+  readonly frame: string;
+  resolve(message: Message): void;
+  reject(error: unknown): void;
+  /** When a send refused for a passing reason is due again (ms, the clock's); null while it waits for the next connection only. */
+  retryAt: number | null;
+}
+
+/** Refusals that pass: the same send succeeds later. */
+const passing = new Set<string>([ErrorCodes.RateLimited, ErrorCodes.ServiceUnavailable, ErrorCodes.InternalError]);
+
+/**
+ * The sends waiting for their acknowledgement, in the order they were made, and the socket they go out on: every
+ * unacknowledged send goes out again when a socket attaches, and after passing refusals, until `message_ack` (or the
+ * sender's own `new_message` carrying its id) arrives, so a message is stored once however often it is sent.
+ */
+export class Outbox {
+  private readonly sends = new Map<string, PendingSend>();
+  private sender: ((frame: string) => boolean) | null = null;
+  private closedWith: unknown = null;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    private readonly now: () => number,
+    private readonly retryDelayMs: number,
+  ) {}
+
+  get size(): number {
+    return this.sends.size;
+  }
+
+  /** A socket is live: every unacknowledged send goes out again, same frame, in order. */
+  attach(sender: (frame: string) => boolean): void {
+    this.sender = sender;
+    for (const send of this.sends.values()) send.retryAt = null;
+    this.sendInOrder([...this.sends.values()]);
+  }
+
+  /** The socket ended: nothing goes out until the next one. */
+  detach(): void {
+    this.sender = null;
+  }
+
+  add(send: PendingSend): void {
+    if (this.closedWith !== null) throw this.closedWith;
+    if (this.sends.has(send.clientMessageId)) {
+      throw new Error(`A send with client_message_id '${send.clientMessageId}' is already waiting for its acknowledgement.`);
+    }
+    this.sends.set(send.clientMessageId, send);
+    if (this.sender) this.sendInOrder([send]);
+  }
+
+  /** The app stopped waiting: no more resends (a copy already sent may still be stored). */
+  remove(send: PendingSend): void {
+    if (this.sends.get(send.clientMessageId) === send) this.sends.delete(send.clientMessageId);
+  }
+
+  /** `message_ack`, or the sender's own `new_message` carrying the id: the send is stored. */
+  acknowledged(clientMessageId: string, message: Message): void {
+    const send = this.sends.get(clientMessageId);
+    if (!send) return;
+    this.sends.delete(clientMessageId);
+    send.resolve(message);
+  }
+
+  /** An `error` frame about a send: passing refusals are retried after the retry delay, others fail it. Returns false when no send waits with that id. */
+  refused(clientMessageId: string, code: string, detail: string | null): boolean {
+    const send = this.sends.get(clientMessageId);
+    if (!send) return false;
+    if (passing.has(code)) {
+      send.retryAt = this.now() + this.retryDelayMs;
+      this.scheduleRetry();
+    } else {
+      this.sends.delete(clientMessageId);
+      send.reject(new ParleyApiError(code, detail));
+    }
+    return true;
+  }
+
+  /** No more sends: every waiting one fails with `error`, and so does every later one. */
+  close(error: unknown): void {
+    this.closedWith ??= error;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const waiting = [...this.sends.values()];
+    this.sends.clear();
+    for (const send of waiting) send.reject(error);
+  }
+
+  private resendDue(): void {
+    this.retryTimer = null;
+    const now = this.now();
+    const due = [...this.sends.values()].filter((s) => s.retryAt !== null && s.retryAt <= now);
+    for (const send of due) send.retryAt = null;
+    if (this.sender) this.sendInOrder(due);
+    this.scheduleRetry();
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer !== null || this.closedWith !== null) return;
+    let next = Number.POSITIVE_INFINITY;
+    for (const send of this.sends.values()) if (send.retryAt !== null && send.retryAt < next) next = send.retryAt;
+    if (next === Number.POSITIVE_INFINITY) return;
+    this.retryTimer = setTimeout(() => this.resendDue(), Math.max(0, next - this.now()));
+  }
+
+  /** Sends in order; from the first the socket refuses on, all wait for the retry delay (so the order holds). */
+  private sendInOrder(sends: PendingSend[]): void {
+    for (let i = 0; i < sends.length; i++) {
+      if (!this.sender || !this.sender(sends[i]!.frame)) {
+        const retryAt = this.now() + this.retryDelayMs;
+        for (let j = i; j < sends.length; j++) sends[j]!.retryAt = retryAt;
+        this.scheduleRetry();
+        return;
+      }
+    }
+  }
+}

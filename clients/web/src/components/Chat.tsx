@@ -1,0 +1,104 @@
+import { LocalStorageCursorStore, ParleyClient, ParleyConnectionError, ParleyRealtime } from '@parley/client';
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import type { Session } from '../session.js';
+import { credentialsFor, saveSession } from '../session.js';
+import { ChatStore, title } from '../store.js';
+import { ConnectionBanner } from './ConnectionBanner.js';
+import { ConversationList } from './ConversationList.js';
+import { ConversationView } from './ConversationView.js';
+import { useStore } from './useStore.js';
+
+interface Props {
+  session: Session;
+  onSignOut: (reason: string | null) => void;
+}
+
+/** The signed-in app: one REST client, one realtime connection and the store they feed. */
+export function Chat({ session, onSignOut }: Props) {
+  const store = useMemo(() => {
+    const client = new ParleyClient({ baseUrl: new URL('..', location.href).href, credentials: credentialsFor(session) });
+    const realtime = new ParleyRealtime(client, {
+      deviceId: session.deviceId,
+      // Per tab, like the session: a reload resumes from where this tab was.
+      cursorStore: new LocalStorageCursorStore(`parley.cursor.${session.userId ?? 'gateway'}.${session.deviceId}`, sessionStorage),
+    });
+    return new ChatStore(client, realtime, session.userId);
+  }, [session]);
+  useStore(store);
+  const [failure, setFailure] = useState<string | null>(null);
+  // The conversation named in the address (#c=...) when the page loaded: opened once the list is in.
+  const [wanted] = useState(() => new URLSearchParams(location.hash.slice(1)).get('c'));
+
+  useEffect(() => {
+    const { realtime } = store;
+    const unsubscribe = [realtime.onEvent((event) => store.apply(event)), realtime.onStateChange((change) => store.onConnection(change))];
+    let stopped = false;
+    (async () => {
+      try {
+        await realtime.connect();
+        if (stopped) return;
+        if (store.me === null && realtime.userId) {
+          // Gateway sign-in: the server says who we are.
+          store.me = realtime.userId;
+          session.userId = realtime.userId;
+          saveSession(session);
+        }
+        await store.loadConversations();
+        if (wanted && store.conversations.has(wanted)) await store.open(wanted);
+      } catch (error) {
+        if (stopped) return;
+        if (error instanceof ParleyConnectionError) onSignOut(`Signed out: ${error.message}`);
+        else setFailure(error instanceof Error ? error.message : String(error));
+      }
+    })();
+    const onVisible = (): void => {
+      if (document.visibilityState === 'visible') store.markRead();
+    };
+    document.addEventListener('visibilitychange', onVisible);
+    return () => {
+      stopped = true;
+      document.removeEventListener('visibilitychange', onVisible);
+      unsubscribe.forEach((u) => u());
+      void realtime.close();
+    };
+  }, [store]);
+
+  const active = store.activeId ? store.conversations.get(store.activeId) : undefined;
+  useEffect(() => {
+    document.title = active ? `${title(active.conversation, store.me)} · Parley` : 'Parley';
+    if (active) history.replaceState(null, '', `#c=${active.conversation.id}`);
+    else if (store.connection.state === 'live' && location.hash) history.replaceState(null, '', location.pathname);
+  }, [active?.conversation.id]);
+
+  return (
+    <div class="app" data-view={active ? 'conversation' : 'list'}>
+      <header class="top">
+        <span class="brand" aria-hidden="true">
+          Parley
+        </span>
+        <ConnectionBanner store={store} />
+        <span class="me">
+          Signed in as <strong data-testid="me">{store.me ?? '…'}</strong>
+        </span>
+        <button type="button" class="quiet" onClick={() => onSignOut(null)}>
+          Sign out
+        </button>
+      </header>
+      {(failure || store.notice) && (
+        <p class="error" role="alert">
+          {failure ?? store.notice}
+        </p>
+      )}
+      <nav class="sidebar" aria-label="Conversations">
+        <ConversationList store={store} />
+      </nav>
+      <main class="pane">
+        {active ? (
+          <ConversationView key={active.conversation.id} store={store} state={active} />
+        ) : (
+          <p class="empty">Choose a conversation, or start one.</p>
+        )}
+      </main>
+    </div>
+  );
+}

@@ -1,0 +1,435 @@
+// The app's state: conversations, their messages, receipts and typing, built from REST loads and the realtime
+// events of @parley/client. Every change is idempotent (by message id, by seq, watermarks as maxima), because a
+// load and the events that follow it may carry the same thing (docs/delivery.md, rules 7 and 8).
+import type {
+  ConnectionStateChange,
+  Conversation,
+  Mention,
+  Message,
+  ParleyClient,
+  ParleyEvent,
+  ParleyRealtime,
+} from '@parley/client';
+import { ParleyApiError } from '@parley/client';
+
+/** A message this tab sent that the server has not acknowledged yet (queued while offline, or in flight). */
+export interface PendingMessage {
+  clientMessageId: string;
+  conversationId: string;
+  content: string;
+  replyToId: string | null;
+  mentions: Mention[];
+  createdAt: number;
+  error: string | null;
+}
+
+export interface ConversationState {
+  conversation: Conversation;
+  messages: Map<string, Message>;
+  /** History: the lowest seq loaded and whether older messages exist; null before the first page. */
+  oldestSeq: number | null;
+  hasOlder: boolean;
+  loadingOlder: boolean;
+  /** Highest read and delivered seq per member (receipts are watermarks). */
+  read: Map<string, number>;
+  delivered: Map<string, number>;
+  /** Members typing now, with when their indicator lapses. */
+  typing: Map<string, number>;
+}
+
+export type Tick = 'queued' | 'sent' | 'delivered' | 'read';
+
+const pageSize = 30;
+
+export class ChatStore {
+  readonly conversations = new Map<string, ConversationState>();
+  readonly pending = new Map<string, PendingMessage>();
+  connection: ConnectionStateChange = { state: 'idle' };
+  activeId: string | null = null;
+  moreConversations: string | null = null;
+  notice: string | null = null;
+  private version = 0;
+  private readonly listeners = new Set<() => void>();
+  private readonly fetching = new Set<string>();
+  private readTimer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    readonly client: ParleyClient,
+    readonly realtime: ParleyRealtime,
+    public me: string | null,
+    private readonly typingTimeoutMs = 6000,
+  ) {}
+
+  // --- subscription (Preact components re-render on every change) --------------------------------------------------
+
+  get snapshot(): number {
+    return this.version;
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private changed(): void {
+    this.version++;
+    for (const listener of this.listeners) listener();
+  }
+
+  // --- loading ------------------------------------------------------------------------------------------------------
+
+  /** Loads the conversation list (after `connected`, rule 8), merging with what events brought meanwhile. */
+  async loadConversations(more = false): Promise<void> {
+    const page = await this.client.listConversations({ limit: 50, ...(more && this.moreConversations ? { cursor: this.moreConversations } : {}) });
+    for (const conversation of page.conversations) this.mergeConversation(conversation);
+    this.moreConversations = page.next_cursor;
+    this.changed();
+  }
+
+  /** Everything again, after `sync_reset`: what this tab knew may be stale. */
+  async reload(): Promise<void> {
+    const active = this.activeId;
+    this.conversations.clear();
+    this.changed();
+    await this.loadConversations();
+    if (active && this.conversations.has(active)) await this.open(active);
+  }
+
+  async open(conversationId: string | null): Promise<void> {
+    this.activeId = conversationId;
+    this.changed();
+    if (conversationId === null) return;
+    const state = this.conversations.get(conversationId) ?? (await this.fetchConversation(conversationId));
+    if (state && state.oldestSeq === null) await this.loadOlder(conversationId);
+    this.markRead();
+  }
+
+  /** The next page back in history (infinite scroll). */
+  async loadOlder(conversationId: string): Promise<void> {
+    const state = this.conversations.get(conversationId);
+    if (!state || state.loadingOlder || (state.oldestSeq !== null && !state.hasOlder)) return;
+    state.loadingOlder = true;
+    this.changed();
+    try {
+      const page = await this.client.listMessages(conversationId, {
+        limit: pageSize,
+        ...(state.oldestSeq !== null ? { before: state.oldestSeq } : {}),
+      });
+      for (const message of page.messages) this.upsertMessage(state, message);
+      const lowest = page.messages.reduce((low, m) => Math.min(low, m.seq), Number.POSITIVE_INFINITY);
+      state.oldestSeq = Math.min(state.oldestSeq ?? Number.POSITIVE_INFINITY, lowest === Number.POSITIVE_INFINITY ? 0 : lowest);
+      state.hasOlder = page.has_more;
+    } finally {
+      state.loadingOlder = false;
+      this.changed();
+    }
+  }
+
+  private async fetchConversation(conversationId: string): Promise<ConversationState | null> {
+    if (this.fetching.has(conversationId)) return this.conversations.get(conversationId) ?? null;
+    this.fetching.add(conversationId);
+    try {
+      const conversation = await this.client.getConversation(conversationId);
+      this.mergeConversation(conversation);
+      this.changed();
+    } catch (error) {
+      // Not (or no longer) a member: the conversation is not ours to show.
+      if (error instanceof ParleyApiError && error.status === 404) this.conversations.delete(conversationId);
+      else throw error;
+    } finally {
+      this.fetching.delete(conversationId);
+    }
+    return this.conversations.get(conversationId) ?? null;
+  }
+
+  private mergeConversation(conversation: Conversation): ConversationState {
+    const existing = this.conversations.get(conversation.id);
+    if (!existing) {
+      const state: ConversationState = {
+        conversation,
+        messages: new Map(),
+        oldestSeq: null,
+        hasOlder: true,
+        loadingOlder: false,
+        read: new Map(),
+        delivered: new Map(),
+        typing: new Map(),
+      };
+      if (conversation.last_message) state.messages.set(conversation.last_message.id, conversation.last_message);
+      if (this.me) state.read.set(this.me, conversation.read_up_to_seq);
+      this.conversations.set(conversation.id, state);
+      return state;
+    }
+    // Messages that arrived as events after this answer was made are counted on top of its unread count.
+    const later = [...existing.messages.values()].filter(
+      (m) => m.seq > conversation.last_seq && m.sender_id !== this.me && m.deleted_at === null && m.seq > conversation.read_up_to_seq,
+    ).length;
+    const lastMessage = newest(existing.conversation.last_message, conversation.last_message);
+    existing.conversation = {
+      ...conversation,
+      last_seq: Math.max(conversation.last_seq, existing.conversation.last_seq),
+      last_message: lastMessage,
+      unread_count: conversation.unread_count + later,
+    };
+    if (conversation.last_message) this.upsertMessage(existing, conversation.last_message);
+    if (this.me) existing.read.set(this.me, Math.max(existing.read.get(this.me) ?? 0, conversation.read_up_to_seq));
+    return existing;
+  }
+
+  // --- realtime events ----------------------------------------------------------------------------------------------
+
+  /** Applies one event from the realtime connection (each arrives once, in per-conversation order). */
+  async apply(event: ParleyEvent): Promise<void> {
+    switch (event.type) {
+      case 'conversation_created':
+        this.mergeConversation(event.payload.conversation);
+        break;
+      case 'new_message': {
+        const message = event.payload.message;
+        const state = this.conversations.get(message.conversation_id) ?? (await this.fetchConversation(message.conversation_id));
+        if (!state) return;
+        const isNew = message.seq > state.conversation.last_seq;
+        this.upsertMessage(state, message);
+        state.typing.delete(message.sender_id);
+        if (message.client_message_id && message.sender_id === this.me) this.pending.delete(message.client_message_id);
+        if (isNew && message.sender_id !== this.me) {
+          if (this.activeId === message.conversation_id && isVisible()) this.markRead();
+          else state.conversation.unread_count++;
+        }
+        // Sending moves the sender's read watermark, without a message_read event: whoever sent this has read
+        // everything before it.
+        state.read.set(message.sender_id, Math.max(state.read.get(message.sender_id) ?? 0, message.seq));
+        if (message.sender_id === this.me) state.conversation.unread_count = 0;
+        break;
+      }
+      case 'message_edited': {
+        const state = this.conversations.get(event.payload.conversation_id);
+        if (!state) return;
+        this.upsertMessage(state, event.payload.message);
+        this.seen(state, event.payload.seq);
+        break;
+      }
+      case 'message_deleted': {
+        const state = this.conversations.get(event.payload.conversation_id);
+        if (!state) return;
+        const message = state.messages.get(event.payload.message_id);
+        if (message) {
+          this.upsertMessage(state, { ...message, content: null, mentions: null, media: null, location: null, deleted_at: event.payload.timestamp });
+        }
+        this.seen(state, event.payload.seq);
+        // A deleted unread message counts no more: the server knows exactly.
+        if (state.conversation.unread_count > 0) await this.fetchConversation(state.conversation.id);
+        break;
+      }
+      case 'participant_added':
+      case 'participant_updated':
+        await this.fetchConversation(event.payload.conversation_id);
+        break;
+      case 'participant_removed':
+        if (event.payload.user_id === this.me) {
+          this.conversations.delete(event.payload.conversation_id);
+          if (this.activeId === event.payload.conversation_id) this.activeId = null;
+        } else {
+          await this.fetchConversation(event.payload.conversation_id);
+        }
+        break;
+      case 'message_delivered':
+      case 'message_read': {
+        const state = this.conversations.get(event.payload.conversation_id);
+        if (!state) return;
+        const marks = event.type === 'message_read' ? state.read : state.delivered;
+        const { user_id: userId, up_to_seq: upTo } = event.payload;
+        marks.set(userId, Math.max(marks.get(userId) ?? 0, upTo));
+        if (event.type === 'message_read' && userId === this.me) {
+          // Read on another device: the exact count comes from the server unless everything was read.
+          if (upTo >= state.conversation.last_seq) state.conversation.unread_count = 0;
+          else await this.fetchConversation(state.conversation.id);
+        }
+        break;
+      }
+      case 'typing': {
+        const state = this.conversations.get(event.payload.conversation_id);
+        if (!state) return;
+        if (event.payload.is_typing) {
+          state.typing.set(event.payload.user_id, Date.now() + this.typingTimeoutMs);
+          setTimeout(() => this.changed(), this.typingTimeoutMs + 50);
+        } else {
+          state.typing.delete(event.payload.user_id);
+        }
+        break;
+      }
+      case 'sync_reset':
+        this.notice = 'This device missed too much while away; reloaded.';
+        await this.reload();
+        break;
+    }
+    this.changed();
+  }
+
+  onConnection(change: ConnectionStateChange): void {
+    this.connection = change;
+    // A read receipt is not queued while disconnected: report what was read once the connection is back.
+    if (change.state === 'live') this.markRead();
+    this.changed();
+  }
+
+  private seen(state: ConversationState, seq: number): void {
+    state.conversation.last_seq = Math.max(state.conversation.last_seq, seq);
+  }
+
+  private upsertMessage(state: ConversationState, message: Message): void {
+    const existing = state.messages.get(message.id);
+    const kept = existing ? newerVersion(existing, message) : message;
+    state.messages.set(message.id, kept);
+    this.seen(state, message.seq);
+    const last = state.conversation.last_message;
+    if (!last || kept.seq >= last.seq) {
+      state.conversation.last_message = kept;
+      if (!last || kept.seq > last.seq) state.conversation.last_activity_at = kept.created_at;
+    }
+  }
+
+  // --- actions ------------------------------------------------------------------------------------------------------
+
+  /**
+   * Sends over the socket; offline it waits in the connection's outbox and goes out on reconnect, once (the same
+   * client_message_id on every attempt). Shown as pending until the server acknowledges it.
+   */
+  send(conversationId: string, content: string, replyToId: string | null): void {
+    const state = this.conversations.get(conversationId);
+    const mentions = state ? findMentions(content, state.conversation.participants.map((p) => p.user_id).filter((u) => u !== this.me)) : [];
+    const pending: PendingMessage = {
+      clientMessageId: crypto.randomUUID(),
+      conversationId,
+      content,
+      replyToId,
+      mentions,
+      createdAt: Date.now(),
+      error: null,
+    };
+    this.pending.set(pending.clientMessageId, pending);
+    this.changed();
+    this.realtime
+      .send({
+        conversation_id: conversationId,
+        content,
+        reply_to_id: replyToId,
+        mentions: mentions.length > 0 ? mentions : null,
+        client_message_id: pending.clientMessageId,
+      })
+      .then((message) => {
+        this.pending.delete(pending.clientMessageId);
+        const target = this.conversations.get(message.conversation_id);
+        if (target) this.upsertMessage(target, message);
+        this.changed();
+      })
+      .catch((error: unknown) => {
+        pending.error = error instanceof ParleyApiError ? (error.detail ?? error.code) : String(error);
+        this.changed();
+      });
+  }
+
+  dismissPending(clientMessageId: string): void {
+    this.pending.delete(clientMessageId);
+    this.changed();
+  }
+
+  async edit(message: Message, content: string): Promise<void> {
+    const state = this.conversations.get(message.conversation_id);
+    const mentions = state ? findMentions(content, state.conversation.participants.map((p) => p.user_id).filter((u) => u !== this.me)) : [];
+    const edited = await this.client.editMessage(message.id, { content, mentions: mentions.length > 0 ? mentions : null });
+    if (state) this.upsertMessage(state, edited);
+    this.changed();
+  }
+
+  async remove(message: Message): Promise<void> {
+    const tombstone = await this.client.deleteMessage(message.id);
+    const state = this.conversations.get(message.conversation_id);
+    if (state) this.upsertMessage(state, tombstone);
+    this.changed();
+  }
+
+  /** Reports the open conversation read up to its newest message (debounced), when the page is visible. */
+  markRead(): void {
+    if (this.readTimer !== null) return;
+    this.readTimer = setTimeout(() => {
+      this.readTimer = null;
+      const state = this.activeId ? this.conversations.get(this.activeId) : undefined;
+      if (!state || !this.me || !isVisible()) return;
+      const newestMessage = [...state.messages.values()].reduce<Message | null>((a, m) => (a === null || m.seq > a.seq ? m : a), null);
+      if (!newestMessage || (state.read.get(this.me) ?? 0) >= newestMessage.seq) {
+        if (state.conversation.unread_count !== 0) {
+          state.conversation.unread_count = 0;
+          this.changed();
+        }
+        return;
+      }
+      if (this.realtime.sendReadReceipt(newestMessage.id)) {
+        state.read.set(this.me, newestMessage.seq);
+        state.conversation.unread_count = 0;
+        this.changed();
+      }
+    }, 150);
+  }
+
+  /** The tick of one of the user's own messages: read or delivered when every other member got that far. */
+  tick(state: ConversationState, message: Message): Tick {
+    const others = state.conversation.participants.map((p) => p.user_id).filter((u) => u !== this.me);
+    if (others.length === 0) return 'sent';
+    const read = Math.min(...others.map((u) => state.read.get(u) ?? 0));
+    if (read >= message.seq) return 'read';
+    const delivered = Math.min(...others.map((u) => Math.max(state.delivered.get(u) ?? 0, state.read.get(u) ?? 0)));
+    return delivered >= message.seq ? 'delivered' : 'sent';
+  }
+
+  typingIn(state: ConversationState): string[] {
+    const now = Date.now();
+    return [...state.typing.entries()].filter(([user, until]) => until > now && user !== this.me).map(([user]) => user);
+  }
+
+  /** Conversations, most recent activity first. */
+  sorted(): ConversationState[] {
+    return [...this.conversations.values()].sort((a, b) => b.conversation.last_activity_at.localeCompare(a.conversation.last_activity_at));
+  }
+}
+
+/** `@user` mentions of members in `content`, at UTF-16 offsets (JavaScript string indices, as the API counts them). */
+export function findMentions(content: string, members: string[]): Mention[] {
+  const mentions: Mention[] = [];
+  for (const userId of [...members].sort((a, b) => b.length - a.length)) {
+    let from = 0;
+    for (;;) {
+      const at = content.indexOf(`@${userId}`, from);
+      if (at < 0) break;
+      const end = at + userId.length + 1;
+      const before = at === 0 ? ' ' : content[at - 1]!;
+      const after = end >= content.length ? ' ' : content[end]!;
+      const overlaps = mentions.some((m) => at < m.offset + m.length && m.offset < end);
+      if (/\s|[([{"']/.test(before) && !/[\w@.-]/.test(after) && !overlaps) mentions.push({ user_id: userId, offset: at, length: end - at });
+      from = end;
+    }
+  }
+  return mentions.sort((a, b) => a.offset - b.offset);
+}
+
+export function title(conversation: Conversation, me: string | null): string {
+  if (conversation.type === 'group') return conversation.name || conversation.participants.map((p) => p.user_id).join(', ');
+  return conversation.participants.find((p) => p.user_id !== me)?.user_id ?? me ?? 'Direct conversation';
+}
+
+function newest(a: Message | null, b: Message | null): Message | null {
+  if (!a) return b;
+  if (!b) return a;
+  return b.seq > a.seq ? b : b.seq === a.seq ? newerVersion(a, b) : a;
+}
+
+/** Of two copies of one message, the later version: a tombstone wins, then the later edit. */
+function newerVersion(a: Message, b: Message): Message {
+  if (a.deleted_at) return a;
+  if (b.deleted_at) return b;
+  return (b.edited_at ?? '') >= (a.edited_at ?? '') ? b : a;
+}
+
+function isVisible(): boolean {
+  return typeof document === 'undefined' || document.visibilityState !== 'hidden';
+}

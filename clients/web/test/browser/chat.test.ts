@@ -1,0 +1,309 @@
+// The chat app in a real browser: Debian's Chromium, two browser contexts as two users, against a real Parley.
+// Each step builds on the one before (one conversation throughout); a failing step saves a screenshot of every
+// page to clients/test-results/.
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import { chromium } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+
+const url = inject('parleyUrl');
+const chromiumPath = process.env.PARLEY_CHROMIUM ?? '/usr/bin/chromium';
+const results = resolve(dirname(fileURLToPath(import.meta.url)), '../../../test-results');
+const wait = { timeout: 15_000 };
+
+let browser: Browser;
+const pages = new Map<string, Page>();
+const contexts = new Map<string, BrowserContext>();
+/** Uncaught errors and Content-Security-Policy violations: the app must have none. */
+const problems: string[] = [];
+
+beforeAll(async () => {
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+afterEach(async (context) => {
+  if (context.task.result?.state !== 'fail') return;
+  mkdirSync(results, { recursive: true });
+  const name = context.task.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+  for (const [user, page] of pages) {
+    await page.screenshot({ path: join(results, `${name}-${user}.png`), fullPage: true }).catch(() => {});
+  }
+  console.error(`Screenshots of the failed step are in ${results}.`);
+});
+
+async function open(label: string, viewport = { width: 1100, height: 760 }): Promise<Page> {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on('pageerror', (error) => problems.push(`${label}: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy|Refused to/i.test(message.text())) problems.push(`${label}: ${message.text()}`);
+  });
+  pages.set(label, page);
+  contexts.set(label, context);
+  return page;
+}
+
+/** Opens a browser context (`label` names it in screenshots) and signs `user` in. */
+async function signIn(user: string, label = user, viewport?: { width: number; height: number }): Promise<Page> {
+  const page = await open(label, viewport);
+  await page.goto(`${url}/app`);
+  await page.getByLabel('User id').fill(user);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect.poll(() => page.getByTestId('connection').innerText(), wait).toContain('Connected');
+  await expect.poll(() => page.getByTestId('me').innerText(), wait).toBe(user);
+  return page;
+}
+
+function composer(page: Page): Locator {
+  return page.getByRole('textbox', { name: 'Message' });
+}
+
+async function send(page: Page, text: string): Promise<void> {
+  await composer(page).fill(text);
+  await composer(page).press('Enter');
+}
+
+/** The texts of the stored messages shown, oldest first (pending ones apart). */
+function shown(page: Page): Promise<string[]> {
+  return page.locator('[data-testid=message]:not([data-pending]) [data-testid=content]').allInnerTexts();
+}
+
+function message(page: Page, text: string): Locator {
+  return page.locator('[data-testid=message]', { has: page.getByTestId('content').getByText(text, { exact: true }) });
+}
+
+async function tick(page: Page, text: string): Promise<string | null> {
+  return await message(page, text).getByTestId('tick').getAttribute('data-tick');
+}
+
+describe('the chat app', () => {
+  let alice: Page;
+  let bob: Page;
+
+  it('signs two users in with development tokens, in two browser contexts', async () => {
+    alice = await signIn('alice');
+    bob = await signIn('bob');
+  });
+
+  it('starts a direct conversation and delivers a message, with an unread count and the last message in the list', async () => {
+    await alice.getByRole('button', { name: 'New' }).click();
+    await alice.getByLabel('User id').fill('bob');
+    await alice.getByRole('button', { name: 'Start' }).click();
+    await expect.poll(() => alice.getByRole('heading', { name: 'bob' }).count(), wait).toBe(1);
+    await send(alice, 'Hello Bob');
+
+    const entry = bob.getByTestId('conversation-alice');
+    await expect.poll(() => entry.innerText(), wait).toContain('alice: Hello Bob');
+    await expect.poll(() => entry.getByTestId('unread').innerText(), wait).toBe('1');
+    // Bob's device received it: Alice sees it delivered before Bob even opens the conversation.
+    await expect.poll(() => tick(alice, 'Hello Bob'), wait).toBe('delivered');
+  });
+
+  it('marks the message read once Bob opens the conversation', async () => {
+    await bob.getByTestId('conversation-alice').click();
+    await expect.poll(() => shown(bob), wait).toEqual(['Hello Bob']);
+    await expect.poll(() => tick(alice, 'Hello Bob'), wait).toBe('read');
+    await expect.poll(() => bob.getByTestId('conversation-alice').getByTestId('unread').count(), wait).toBe(0);
+  });
+
+  it('shows who is typing, and stops when the message is sent', async () => {
+    await composer(bob).pressSequentially('Hi Al', { delay: 20 });
+    await expect.poll(() => alice.getByTestId('typing').innerText(), wait).toBe('bob is typing…');
+    await composer(bob).pressSequentially('ice', { delay: 20 });
+    await composer(bob).press('Enter');
+    await expect.poll(() => shown(alice), wait).toEqual(['Hello Bob', 'Hi Alice']);
+    await expect.poll(() => alice.getByTestId('typing').innerText(), wait).toBe('');
+  });
+
+  it('replies with a mention', async () => {
+    await message(bob, 'Hello Bob').getByRole('button', { name: 'Reply to alice' }).click();
+    await send(bob, 'Good to see you @alice');
+
+    const reply = message(alice, 'Good to see you @alice');
+    await expect.poll(() => reply.getByTestId('reply-quote').innerText(), wait).toBe('alice: Hello Bob');
+    await expect.poll(() => reply.getByTestId('mention').innerText(), wait).toBe('@alice');
+  });
+
+  it('edits a message, shown with its history on the other side', async () => {
+    await message(alice, 'Hello Bob').getByRole('button', { name: 'Edit your message' }).click();
+    const editor = alice.getByRole('textbox', { name: 'Edit message' });
+    await editor.fill('Hello Bob!');
+    await editor.press('Enter');
+
+    await expect.poll(() => shown(bob), wait).toEqual(['Hello Bob!', 'Hi Alice', 'Good to see you @alice']);
+    await message(bob, 'Hello Bob!').getByTestId('edited').click();
+    await expect.poll(() => bob.getByTestId('history').innerText(), wait).toContain('Hello Bob');
+    await bob.getByRole('button', { name: 'Close' }).click();
+  });
+
+  it('deletes a message for everyone', async () => {
+    await send(alice, 'A regrettable message');
+    await expect.poll(() => shown(bob), wait).toContain('A regrettable message');
+
+    alice.once('dialog', (dialog) => void dialog.accept());
+    await message(alice, 'A regrettable message').getByRole('button', { name: 'Delete the message' }).click();
+
+    await expect.poll(() => shown(bob), wait).toEqual(['Hello Bob!', 'Hi Alice', 'Good to see you @alice', 'This message was deleted.']);
+  });
+
+  it('brings what was sent while Bob was offline once, in order, when he is back', async () => {
+    await contexts.get('bob')!.setOffline(true);
+    await expect.poll(() => bob.getByTestId('connection').innerText(), wait).toContain('Offline');
+
+    for (const text of ['While you were away 1', 'While you were away 2', 'While you were away 3']) await send(alice, text);
+    await expect.poll(() => shown(alice), wait).toContain('While you were away 3');
+    // Offline for real: nothing reaches Bob's page now.
+    await bob.waitForTimeout(500);
+    expect(await shown(bob)).not.toContain('While you were away 1');
+
+    await contexts.get('bob')!.setOffline(false);
+    await expect.poll(() => bob.getByTestId('connection').innerText(), wait).toContain('Connected');
+    await expect.poll(() => shown(bob), wait).toEqual([
+      'Hello Bob!',
+      'Hi Alice',
+      'Good to see you @alice',
+      'This message was deleted.',
+      'While you were away 1',
+      'While you were away 2',
+      'While you were away 3',
+    ]);
+    await expect.poll(() => tick(alice, 'While you were away 3'), wait).toBe('read');
+  });
+
+  it('sends what Bob wrote offline when he is back, exactly once', async () => {
+    await contexts.get('bob')!.setOffline(true);
+    await expect.poll(() => bob.getByTestId('connection').innerText(), wait).toContain('Offline');
+
+    await send(bob, 'Written offline');
+    await expect.poll(() => bob.locator('[data-pending] [data-testid=tick]').getAttribute('data-tick'), wait).toBe('queued');
+    await expect.poll(() => bob.getByTestId('connection').innerText(), wait).toContain('1 waiting to send');
+    await alice.waitForTimeout(500);
+    expect(await shown(alice)).not.toContain('Written offline');
+
+    await contexts.get('bob')!.setOffline(false);
+    await expect.poll(() => shown(alice), wait).toContain('Written offline');
+    await expect.poll(() => bob.locator('[data-pending]').count(), wait).toBe(0);
+    await alice.waitForTimeout(500);
+    expect((await shown(alice)).filter((t) => t === 'Written offline')).toHaveLength(1);
+    expect((await shown(bob)).filter((t) => t === 'Written offline')).toHaveLength(1);
+    // Also after a reload, from the server's history.
+    await alice.reload();
+    await expect.poll(() => alice.getByRole('heading', { name: 'bob' }).count(), wait).toBe(1);
+    await expect.poll(() => shown(alice), wait).toContain('Written offline');
+    expect((await shown(alice)).filter((t) => t === 'Written offline')).toHaveLength(1);
+  });
+
+  it('loads older messages when scrolling back', async () => {
+    // 60 more messages from Alice over REST, so that Bob's first page does not hold them all.
+    const conversationId = await alice.evaluate(() => new URLSearchParams(location.hash.slice(1)).get('c'));
+    const token = await alice.evaluate(() => (JSON.parse(sessionStorage.getItem('parley.session')!) as { token: string }).token);
+    for (let i = 1; i <= 60; i++) {
+      const response = await fetch(`${url}/api/v1/messages`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ conversation_id: conversationId, message_type: 'text', content: `Backlog ${i}`, client_message_id: `backlog-${i}` }),
+      });
+      expect(response.status, await response.clone().text()).toBe(201);
+    }
+
+    // A fresh tab for Bob: it loads history page by page.
+    const bobAgain = await signIn('bob', 'bob-second-tab');
+    await bobAgain.getByTestId('conversation-alice').click();
+    await expect.poll(async () => (await shown(bobAgain)).length, wait).toBeGreaterThanOrEqual(30);
+    // Scrolled to the newest: nothing more loads until the reader scrolls back.
+    await bobAgain.waitForTimeout(500);
+    expect((await shown(bobAgain)).length).toBeLessThan(60);
+
+    const log = bobAgain.getByRole('log');
+    await expect
+      .poll(async () => {
+        await log.evaluate((element) => (element.scrollTop = 0));
+        return (await shown(bobAgain)).length;
+      }, wait)
+      .toBe(68);
+    const texts = await shown(bobAgain);
+    expect(texts.slice(0, 2)).toEqual(['Hello Bob!', 'Hi Alice']);
+    expect(texts.slice(-2)).toEqual(['Backlog 59', 'Backlog 60']);
+    await expect.poll(() => bobAgain.getByText('The beginning of the conversation').count(), wait).toBe(1);
+  });
+
+  it('creates a group, adds and removes a member', async () => {
+    await alice.getByRole('button', { name: 'New' }).click();
+    await alice.getByLabel('Group', { exact: true }).check();
+    await alice.getByLabel('Group name', { exact: true }).fill('Weekend');
+    await alice.getByLabel('Members (user ids, separated by commas)', { exact: true }).fill('bob');
+    await alice.getByRole('button', { name: 'Start' }).click();
+    await expect.poll(() => alice.getByRole('heading', { name: 'Weekend' }).count(), wait).toBe(1);
+    await send(alice, 'Plans for Saturday?');
+
+    await expect.poll(() => bob.getByTestId('conversation-Weekend').innerText(), wait).toContain('alice: Plans for Saturday?');
+    await bob.getByTestId('conversation-Weekend').click();
+    await expect.poll(() => shown(bob), wait).toEqual(['Plans for Saturday?']);
+
+    await alice.getByRole('button', { name: /Members/ }).click();
+    await alice.getByLabel('Add members').fill('carol');
+    await alice.getByRole('button', { name: 'Add', exact: true }).click();
+    await bob.getByRole('button', { name: /Members/ }).click();
+    await expect.poll(() => bob.getByTestId('member-carol').count(), wait).toBe(1);
+    await expect.poll(() => bob.getByRole('button', { name: /Members \(3\)/ }).count(), wait).toBe(1);
+
+    await alice.getByRole('button', { name: 'Remove carol' }).click();
+    await expect.poll(() => bob.getByTestId('member-carol').count(), wait).toBe(0);
+  });
+
+  it('works on a phone-sized viewport: the list, then the conversation, and back', async () => {
+    const phone = await signIn('bob', 'bob-phone', { width: 390, height: 800 });
+    await expect.poll(() => phone.getByTestId('conversation-alice').isVisible(), wait).toBe(true);
+    await phone.getByTestId('conversation-alice').click();
+    await expect.poll(() => composer(phone).isVisible(), wait).toBe(true);
+    expect(await phone.getByRole('navigation', { name: 'Conversations' }).isVisible()).toBe(false);
+    await send(phone, 'From my phone');
+    await alice.getByTestId('conversation-bob').click();
+    await expect.poll(() => shown(alice), wait).toContain('From my phone');
+    await phone.getByRole('button', { name: 'Back to conversations' }).click();
+    await expect.poll(() => phone.getByRole('navigation', { name: 'Conversations' }).isVisible(), wait).toBe(true);
+  });
+
+  it('signs in with a pasted token, and signs out', async () => {
+    const response = await fetch(`${url}/app/token`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ user_id: 'carol' }),
+    });
+    const { token } = (await response.json()) as { token: string };
+    const page = await open('carol');
+    await page.goto(`${url}/app`);
+
+    await page.getByRole('button', { name: 'Use a token instead' }).click();
+    await page.getByLabel('Bearer token').fill(token);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => page.getByTestId('connection').innerText(), wait).toContain('Connected');
+    expect(await page.getByTestId('me').innerText()).toBe('carol');
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await expect.poll(() => page.getByLabel('User id').count(), wait).toBe(1);
+  });
+
+  it('cancels a reply from the keyboard', async () => {
+    await alice.getByTestId('conversation-bob').click();
+    await message(alice, 'Hi Alice').getByRole('button', { name: 'Reply to bob' }).click();
+    await expect.poll(() => alice.getByText('Replying to bob: Hi Alice').count(), wait).toBe(1);
+
+    await composer(alice).press('Escape');
+
+    await expect.poll(() => alice.getByText('Replying to bob: Hi Alice').count(), wait).toBe(0);
+  });
+
+  it('ran without uncaught errors or Content-Security-Policy violations', () => {
+    expect(problems).toEqual([]);
+  });
+});
