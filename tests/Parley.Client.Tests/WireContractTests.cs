@@ -1,7 +1,7 @@
-using System.Reflection;
 using System.Text;
 using System.Text.Json;
 using Parley.Client.Protocol;
+using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Client.Tests;
 
@@ -13,7 +13,7 @@ namespace Parley.Client.Tests;
 [Trait("Store", "Independent")]
 public sealed class WireContractTests
 {
-    private static readonly JsonElement Contract = JsonDocument.Parse(File.ReadAllText(Path.Combine(RepositoryRoot(), "docs", "wire-contract.json"))).RootElement;
+    private static readonly JsonElement Contract = JsonDocument.Parse(File.ReadAllText(Path.Combine(SourceFacts.RepositoryRoot(), "docs", "wire-contract.json"))).RootElement;
 
     /// <summary>Frames the client may ignore: it measures nothing with pings, so their answers carry nothing for it.</summary>
     private static readonly string[] Ignored = [FrameTypes.Pong];
@@ -50,7 +50,7 @@ public sealed class WireContractTests
     [Fact]
     public void FrameTypes_AreTheServersAndKnowEveryFrameItSends()
     {
-        var known = Constants<string>(typeof(FrameTypes)).Where(c => c.Name != nameof(FrameTypes.SubprotocolV1)).Select(c => c.Value).ToHashSet();
+        var known = SourceFacts.Constants<string>(typeof(FrameTypes)).Where(c => c.Name != nameof(FrameTypes.SubprotocolV1)).Select(c => c.Value).ToHashSet();
         var server = Names(Contract.GetProperty("server_frames"));
         var client = Names(Contract.GetProperty("client_frames"));
 
@@ -111,7 +111,7 @@ public sealed class WireContractTests
     [Fact]
     public void ErrorCodes_AreExactlyTheServers()
     {
-        var client = Constants<string>(typeof(ParleyErrorCodes)).Select(c => c.Value).Order(StringComparer.Ordinal);
+        var client = SourceFacts.Constants<string>(typeof(ParleyErrorCodes)).Select(c => c.Value).Order(StringComparer.Ordinal);
 
         Assert.Equal(Strings(Contract.GetProperty("error_codes")).Order(StringComparer.Ordinal), client);
     }
@@ -121,7 +121,7 @@ public sealed class WireContractTests
     {
         var server = Contract.GetProperty("close_codes").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetInt32());
 
-        foreach (var (name, value) in Constants<int>(typeof(CloseCodes)))
+        foreach (var (name, value) in SourceFacts.Constants<int>(typeof(CloseCodes)))
         {
             Assert.Equal(server[JsonNamingPolicy.SnakeCaseLower.ConvertName(name)], value);
         }
@@ -152,22 +152,4 @@ public sealed class WireContractTests
     private static HashSet<string> Names(JsonElement element) => [.. element.EnumerateObject().Select(p => p.Name)];
 
     private static IEnumerable<string> Strings(JsonElement array) => array.EnumerateArray().Select(e => e.GetString()!);
-
-    private static IEnumerable<(string Name, T Value)> Constants<T>(Type type) =>
-        type.GetFields(BindingFlags.Public | BindingFlags.Static)
-            .Where(f => f.IsLiteral && f.FieldType == typeof(T))
-            .Select(f => (f.Name, (T)f.GetRawConstantValue()!));
-
-    private static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Parley.slnx")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("The repository root (Parley.slnx) was not found.");
-    }
 }

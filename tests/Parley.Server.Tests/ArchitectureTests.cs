@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
 
@@ -46,7 +47,7 @@ public sealed partial class ArchitectureTests
     [Fact]
     public void Sources_EveryFolderUsesOnlyWhatItsLayerAllows()
     {
-        var root = Path.Combine(RepositoryRoot(), "src", "Parley.Server");
+        var root = Path.Combine(SourceFacts.RepositoryRoot(), "src", "Parley.Server");
         var offences = Directory.GetFiles(root, "*.cs", SearchOption.AllDirectories)
             .Where(path => !IsBuildOutput(root, path))
             .SelectMany(path => Offences(Path.GetRelativePath(root, path), File.ReadAllText(path)))
@@ -58,7 +59,7 @@ public sealed partial class ArchitectureTests
     [Fact]
     public void Sources_EveryFolderHasAPlaceInTheLayers()
     {
-        var root = Path.Combine(RepositoryRoot(), "src", "Parley.Server");
+        var root = Path.Combine(SourceFacts.RepositoryRoot(), "src", "Parley.Server");
         var folders = Directory.GetFiles(root, "*.cs", SearchOption.AllDirectories)
             .Where(path => !IsBuildOutput(root, path))
             .Select(path => NamespaceRegex().Match(File.ReadAllText(path)))
@@ -93,7 +94,7 @@ public sealed partial class ArchitectureTests
     public void StorageSources_NameNoHttpType()
     {
         // The store reports outcomes in its own terms; HTTP errors are the features' business.
-        var storage = Path.Combine(RepositoryRoot(), "src", "Parley.Server", "Storage");
+        var storage = Path.Combine(SourceFacts.RepositoryRoot(), "src", "Parley.Server", "Storage");
         var offences = Directory.GetFiles(storage, "*.cs", SearchOption.AllDirectories)
             .SelectMany(path => File.ReadLines(path).Select((line, index) => (path, line, number: index + 1)))
             .Where(l => HttpType().IsMatch(l.line))
@@ -146,19 +147,6 @@ public sealed partial class ArchitectureTests
         var relative = Path.GetRelativePath(root, path);
         return relative.StartsWith("obj" + Path.DirectorySeparatorChar, StringComparison.Ordinal)
             || relative.StartsWith("bin" + Path.DirectorySeparatorChar, StringComparison.Ordinal);
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Parley.slnx")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"No Parley.slnx above {AppContext.BaseDirectory}.");
     }
 
     [GeneratedRegex(@"^namespace (Parley\.Server[\w.]*);", RegexOptions.Multiline)]

@@ -1,7 +1,7 @@
-using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Parley.Server.Protocol;
+using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
 
@@ -75,12 +75,12 @@ public sealed class WireContractTests
     /// <summary>FrameTypes constants that are not frames.</summary>
     private static readonly string[] NotFrames = [nameof(FrameTypes.SubprotocolV1), nameof(FrameTypes.WebSocketPath)];
 
-    public static string ContractPath => Path.Combine(RepositoryRoot(), "docs", "wire-contract.json");
+    public static string ContractPath => Path.Combine(SourceFacts.RepositoryRoot(), "docs", "wire-contract.json");
 
     [Fact]
     public void Contract_EveryFrameTypeConstant_HasADirectionAndAPayload()
     {
-        var frames = Constants<string>(typeof(FrameTypes)).Where(c => !NotFrames.Contains(c.Name)).Select(c => c.Value).ToHashSet();
+        var frames = SourceFacts.Constants<string>(typeof(FrameTypes)).Where(c => !NotFrames.Contains(c.Name)).Select(c => c.Value).ToHashSet();
 
         Assert.Empty(frames.Except(ServerFrames.Keys).Except(ClientFrames.Keys));
         Assert.Empty(ServerFrames.Keys.Concat(ClientFrames.Keys).Except(frames));
@@ -134,7 +134,7 @@ public sealed class WireContractTests
         }
 
         var closeCodes = new JsonObject();
-        foreach (var (name, value) in Constants<int>(typeof(CloseCodes)).OrderBy(c => c.Value))
+        foreach (var (name, value) in SourceFacts.Constants<int>(typeof(CloseCodes)).OrderBy(c => c.Value))
         {
             closeCodes[JsonNamingPolicy.SnakeCaseLower.ConvertName(name)] = value;
         }
@@ -147,7 +147,7 @@ public sealed class WireContractTests
             ["subprotocol"] = FrameTypes.SubprotocolV1,
             ["server_frames"] = serverFrames,
             ["client_frames"] = clientFrames,
-            ["error_codes"] = new JsonArray([.. Constants<string>(typeof(ErrorCodes)).Select(c => JsonValue.Create(c.Value)).OrderBy(v => v.GetValue<string>(), StringComparer.Ordinal)]),
+            ["error_codes"] = new JsonArray([.. SourceFacts.Constants<string>(typeof(ErrorCodes)).Select(c => JsonValue.Create(c.Value)).OrderBy(v => v.GetValue<string>(), StringComparer.Ordinal)]),
             ["close_codes"] = closeCodes,
             ["objects"] = objects,
         };
@@ -155,22 +155,4 @@ public sealed class WireContractTests
 
     private static JsonArray Fields(Type type) =>
         new([.. ParleyJsonContext.Default.GetTypeInfo(type)!.Properties.Select(p => JsonValue.Create(p.Name))]);
-
-    private static IEnumerable<(string Name, T Value)> Constants<T>(Type type) =>
-        type.GetFields(BindingFlags.Public | BindingFlags.Static)
-            .Where(f => f.IsLiteral && f.FieldType == typeof(T))
-            .Select(f => (f.Name, (T)f.GetRawConstantValue()!));
-
-    private static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Parley.slnx")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("The repository root (Parley.slnx) was not found.");
-    }
 }
