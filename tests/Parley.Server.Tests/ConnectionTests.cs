@@ -212,7 +212,7 @@ public sealed class ConnectionTests
         using var metrics = new TestMetrics();
         using var open = metrics.Collect<int>("parley.connections.open");
         using var queued = metrics.Collect<long>("parley.outbound.queue.depth");
-        var hub = new ConnectionHub(metrics.Metrics);
+        var hub = new ConnectionHub(metrics.Metrics, TimeProvider.System);
         using var first = new FakeWebSocket();
         using var second = new FakeWebSocket();
         await using var alice = Run(first, Options(), userId: "alice");
@@ -260,7 +260,7 @@ public sealed class ConnectionTests
         await using var slow = Run(slowSocket, Options(), userId: "alice");
         await using var healthy = Run(healthySocket, Options(), userId: "alice");
         await using var otherUser = Run(otherUserSocket, Options(), userId: "bob");
-        var hub = new ConnectionHub(TestMetrics.Unobserved);
+        var hub = new ConnectionHub(TestMetrics.Unobserved, TimeProvider.System);
         foreach (var run in new[] { slow, healthy, otherUser })
         {
             hub.Add(run.Connection);

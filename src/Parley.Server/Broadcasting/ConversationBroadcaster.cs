@@ -68,7 +68,7 @@ internal sealed class ConversationBroadcaster(IFanout fanout, TimeProvider time)
         var bytes = FrameWriter.Serialize(
             FrameTypes.Typing, new TypingPayload(conversationId, userId, isTyping, Now), ParleyJsonContext.Default.TypingPayload);
         var frame = new OutboundFrame(bytes, FrameTypes.Typing, conversationId, transient: true).HandedOff(time.GetTimestamp());
-        return fanout.PublishAsync(new FanoutMessage(UserIds(members), frame, ExceptUserId: userId), AfterCommit);
+        return fanout.PublishAsync(new FanoutMessage(UserIds(members), frame, exceptUserId: userId), AfterCommit);
     }
 
     private DateTimeOffset Now => time.GetUtcNow();
@@ -77,16 +77,22 @@ internal sealed class ConversationBroadcaster(IFanout fanout, TimeProvider time)
     private ValueTask PublishAsync(IReadOnlyList<string> userIds, OutboundFrame frame) =>
         fanout.PublishAsync(new FanoutMessage(userIds, frame.HandedOff(time.GetTimestamp())), AfterCommit);
 
-    /// <summary>A change to a message: the frame to members who joined before it was sent, <c>hidden_event</c> to the others.</summary>
-    private async ValueTask PublishVisibleAsync(Message message, long seq, IReadOnlyList<MemberRecord> members, OutboundFrame frame)
+    /// <summary>
+    /// A change to a message: the frame to members who joined before it was sent, <c>hidden_event</c> to the others;
+    /// one publication, so that each instance gets the position once.
+    /// </summary>
+    private ValueTask PublishVisibleAsync(Message message, long seq, IReadOnlyList<MemberRecord> members, OutboundFrame frame)
     {
         var seeing = members.Where(m => m.JoinedSeq < message.Seq).Select(m => m.UserId).ToArray();
         var hidden = members.Where(m => m.JoinedSeq >= message.Seq).Select(m => m.UserId).ToArray();
-        await PublishAsync(seeing, frame);
+        var handedOff = time.GetTimestamp();
+        List<FanoutPart> parts = [new(seeing, frame.HandedOff(handedOff))];
         if (hidden.Length > 0)
         {
-            await PublishAsync(hidden, EventFrames.Hidden(message.ConversationId, seq, Now));
+            parts.Add(new FanoutPart(hidden, EventFrames.Hidden(message.ConversationId, seq, Now).HandedOff(handedOff)));
         }
+
+        return fanout.PublishAsync(new FanoutMessage(parts), AfterCommit);
     }
 
     private static string[] UserIds(IReadOnlyList<MemberRecord> members) => members.Select(m => m.UserId).ToArray();

@@ -1,11 +1,92 @@
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using Parley.Server.Hosting;
+
 namespace Parley.Server.Fanout;
 
 internal static class FanoutSetup
 {
-    /// <summary>The fan-out between writers and sockets: in-process (one instance).</summary>
+    /// <summary>
+    /// The fan-out between writers and sockets: in-process (one instance, the default) or Redis (several instances,
+    /// <c>Fanout:Provider=Redis</c> with <c>ConnectionStrings:Redis</c>), checked at start-up.
+    /// </summary>
     public static IHostApplicationBuilder AddFanout(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddSingleton<IFanout, InProcessFanout>();
+        var services = builder.Services;
+        services.AddOptions<FanoutOptions>().BindConfiguration(FanoutOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<RedisFanoutOptions>().BindConfiguration(RedisFanoutOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<IValidateOptions<FanoutOptions>, FanoutOptionsValidator>();
+        services.AddSingleton<InProcessFanout>();
+        services.AddSingleton<RedisFanout>();
+        services.AddSingleton<IFanout>(sp => UsesRedis(sp) ? sp.GetRequiredService<RedisFanout>() : sp.GetRequiredService<InProcessFanout>());
+        services.AddHostedService<RedisFanoutLifetime>();
+        services.AddHealthChecks().AddCheck<FanoutHealthCheck>("fanout", tags: [HealthApi.ReadyTag]);
         return builder;
+    }
+
+    private static bool UsesRedis(IServiceProvider services) =>
+        services.GetRequiredService<IOptions<FanoutOptions>>().Value.Provider == FanoutProvider.Redis;
+
+    /// <summary>Starts and stops the Redis fan-out when it is the configured one (nothing otherwise).</summary>
+    private sealed class RedisFanoutLifetime(IServiceProvider services) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) =>
+            UsesRedis(services) ? services.GetRequiredService<RedisFanout>().StartAsync(cancellationToken) : Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) =>
+            UsesRedis(services) ? services.GetRequiredService<RedisFanout>().StopAsync(cancellationToken) : Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Readiness: the in-process fan-out is always healthy; the Redis one is Degraded (not Unhealthy: this instance
+    /// still serves REST and its own sockets) while Redis is unreachable.
+    /// </summary>
+    private sealed class FanoutHealthCheck(IServiceProvider services) : IHealthCheck
+    {
+        public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken)
+        {
+            if (!UsesRedis(services))
+            {
+                return Task.FromResult(HealthCheckResult.Healthy("in-process (one instance)"));
+            }
+
+            var redis = services.GetRequiredService<RedisFanout>();
+            return Task.FromResult(redis.IsConnected
+                ? HealthCheckResult.Healthy($"Redis connected (instance {redis.InstanceId})")
+                : HealthCheckResult.Degraded("Redis unreachable: live events reach only this instance's sockets; devices recover the rest through their cursors"));
+        }
+    }
+}
+
+internal sealed class FanoutOptionsValidator(IConfiguration configuration) : IValidateOptions<FanoutOptions>
+{
+    public ValidateOptionsResult Validate(string? name, FanoutOptions options)
+    {
+        if (!Enum.IsDefined(options.Provider))
+        {
+            return ValidateOptionsResult.Fail("Fanout:Provider must be InProcess or Redis.");
+        }
+
+        if (options.Provider != FanoutProvider.Redis)
+        {
+            return ValidateOptionsResult.Success;
+        }
+
+        var connectionString = configuration.GetConnectionString("Redis");
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            return ValidateOptionsResult.Fail(
+                "Fanout:Provider is Redis but ConnectionStrings:Redis is not set (e.g. ConnectionStrings__Redis=\"redis:6379,password=...\").");
+        }
+
+        try
+        {
+            _ = StackExchange.Redis.ConfigurationOptions.Parse(connectionString);
+            return ValidateOptionsResult.Success;
+        }
+        catch (ArgumentException ex)
+        {
+            return ValidateOptionsResult.Fail($"ConnectionStrings:Redis is not a valid Redis configuration: {ex.Message}");
+        }
     }
 }

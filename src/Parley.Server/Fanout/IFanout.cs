@@ -3,18 +3,45 @@ using Parley.Server.Realtime;
 namespace Parley.Server.Fanout;
 
 /// <summary>
-/// The fan-out seam: carries one serialized frame to every connected device of a set of users, wherever
-/// those devices are connected. In-process (default, one instance) or Redis pub/sub (several instances).
-/// Implementations must keep the order of <see cref="PublishAsync"/> calls per publisher, never block on a
-/// slow socket, and never deliver to users outside <see cref="FanoutMessage.UserIds"/>.
+/// The fan-out seam: carries serialized frames to every connected device of a set of users, wherever those devices
+/// are connected. In-process (default, one instance) or Redis pub/sub (several instances, docs/scaling.md).
+/// Implementations keep the order of <see cref="PublishAsync"/> calls per publisher, hand each socket a
+/// conversation's sequenced frames in seq order, never block on a slow socket or on the network, and never deliver
+/// to users outside a part's <see cref="FanoutPart.UserIds"/>.
 /// </summary>
 internal interface IFanout
 {
     ValueTask PublishAsync(FanoutMessage message, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// A socket of the user connected to this instance: from the moment this completes, every frame published for the
+    /// user anywhere reaches this instance (awaited before the socket reads what it missed). Never throws: when the
+    /// shared transport is down, the socket still gets local events and recovers the others through its cursor.
+    /// </summary>
+    ValueTask SubscribeAsync(string userId, CancellationToken cancellationToken);
+
+    /// <summary>A socket of the user left this instance (pairs with <see cref="SubscribeAsync"/>).</summary>
+    void Unsubscribe(string userId);
 }
 
+/// <summary>One frame and the users whose devices get it.</summary>
+internal sealed record FanoutPart(IReadOnlyList<string> UserIds, OutboundFrame Frame);
+
 /// <summary>
-/// A frame for every device of <see cref="UserIds"/> except those of <see cref="ExceptUserId"/> (typing goes to the
-/// other members only). The frame's bytes are serialized once and shared by every socket.
+/// One published change: usually one frame, or a frame for the members who may see a change and <c>hidden_event</c>
+/// for the same position to the others. Every frame's bytes are serialized once and shared by every socket.
+/// <see cref="ExceptUserId"/>'s devices get none of it (typing goes to the other members only).
 /// </summary>
-internal sealed record FanoutMessage(IReadOnlyList<string> UserIds, OutboundFrame Frame, string? ExceptUserId = null);
+internal sealed record FanoutMessage(IReadOnlyList<FanoutPart> Parts, string? ExceptUserId = null)
+{
+    public FanoutMessage(IReadOnlyList<string> userIds, OutboundFrame frame, string? exceptUserId = null)
+        : this([new FanoutPart(userIds, frame)], exceptUserId)
+    {
+    }
+
+    /// <summary>The conversation of a sequenced change (null for receipts, typing and other unsequenced frames).</summary>
+    public Guid? ConversationId => Parts[0].Frame.Seq > 0 ? Parts[0].Frame.ConversationId : null;
+
+    /// <summary>The change's seq in its conversation; 0 when it has none.</summary>
+    public long Seq => Parts[0].Frame.ConversationId is null ? 0 : Parts[0].Frame.Seq;
+}

@@ -34,6 +34,12 @@ internal sealed class ParleyMetrics
     private readonly Histogram<long> _commitBatchSize;
     private readonly Histogram<double> _storeOperationDuration;
     private readonly Counter<long> _storeErrors;
+    private readonly Counter<long> _fanoutPublished;
+    private readonly Counter<long> _fanoutReceived;
+    private readonly Counter<long> _fanoutDropped;
+    private readonly Counter<long> _fanoutGaps;
+    private readonly Counter<long> _fanoutLate;
+    private Func<long>? _fanoutQueued;
 
     private Func<int>? _openConnections;
     private Func<long>? _queuedFrames;
@@ -87,6 +93,40 @@ internal sealed class ParleyMetrics
             "Duration of one store operation, by operation (tag operation); failed ones included.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
         _storeErrors = meter.CreateCounter<long>("parley.store.errors", "{error}", "Store operations that failed, by operation (tag operation).");
+        _fanoutPublished = meter.CreateCounter<long>(
+            "parley.fanout.published", "{event}", "Events this instance published to other instances (Redis fan-out; one per event, whatever the recipients).");
+        _fanoutReceived = meter.CreateCounter<long>("parley.fanout.received", "{event}", "Events this instance received from other instances (Redis fan-out).");
+        _fanoutDropped = meter.CreateCounter<long>(
+            "parley.fanout.dropped",
+            "{event}",
+            "Events not carried to other instances, by reason (tag reason: queue_full, redis_unavailable, bad_envelope); devices recover them through cursors.");
+        _fanoutGaps = meter.CreateCounter<long>(
+            "parley.fanout.gaps", "{gap}", "Missing predecessors the order gate stopped waiting for, by outcome (tag outcome: filled from the store, skipped).");
+        _fanoutLate = meter.CreateCounter<long>("parley.fanout.late", "{event}", "Events that reached the order gate after a later seq of their conversation.");
+        meter.CreateObservableGauge(
+            "parley.fanout.queue.depth", () => _fanoutQueued?.Invoke() ?? 0, "{event}", "Events waiting to be published to other instances.");
+    }
+
+    /// <summary>The fan-out's publish queue length, read at collection time (registered by the Redis fan-out).</summary>
+    public void ObserveFanoutQueue(Func<long> queued) => _fanoutQueued = queued;
+
+    public void FanoutPublished() => _fanoutPublished.Add(1);
+
+    public void FanoutReceived() => _fanoutReceived.Add(1);
+
+    /// <summary>An event was not carried to other instances; <paramref name="reason"/> is one of <see cref="FanoutDropReasons"/>.</summary>
+    public void FanoutDropped(string reason) => _fanoutDropped.Add(1, new KeyValuePair<string, object?>("reason", reason));
+
+    public void FanoutGap(bool filled) => _fanoutGaps.Add(1, new KeyValuePair<string, object?>("outcome", filled ? "filled" : "skipped"));
+
+    public void FanoutLate() => _fanoutLate.Add(1);
+
+    /// <summary>Values of the <c>reason</c> tag of <c>parley.fanout.dropped</c>.</summary>
+    public static class FanoutDropReasons
+    {
+        public const string QueueFull = "queue_full";
+        public const string RedisUnavailable = "redis_unavailable";
+        public const string BadEnvelope = "bad_envelope";
     }
 
     /// <summary>

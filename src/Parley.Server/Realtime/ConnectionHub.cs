@@ -12,10 +12,18 @@ internal sealed class ConnectionHub
 {
     private readonly ConcurrentDictionary<string, Connection> _byId = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Connection[]> _byUser = new(StringComparer.Ordinal);
+
+    // Per user with sockets here: when the first of them connected (TimeProvider timestamp), for the fan-out's order gate.
+    private readonly ConcurrentDictionary<string, long> _connectedSince = new(StringComparer.Ordinal);
+    private readonly TimeProvider _time;
     private readonly Lock _indexLock = new();
 
     /// <summary>The hub's counts are read by the metrics when they are collected (a scrape), never on the send path.</summary>
-    public ConnectionHub(ParleyMetrics metrics) => metrics.ObserveConnections(() => Count, QueuedFrames);
+    public ConnectionHub(ParleyMetrics metrics, TimeProvider time)
+    {
+        _time = time;
+        metrics.ObserveConnections(() => Count, QueuedFrames);
+    }
 
     public int Count => _byId.Count;
 
@@ -36,7 +44,15 @@ internal sealed class ConnectionHub
         lock (_indexLock)
         {
             _byId[connection.Id] = connection;
-            _byUser[connection.UserId] = _byUser.TryGetValue(connection.UserId, out var existing) ? [.. existing, connection] : [connection];
+            if (_byUser.TryGetValue(connection.UserId, out var existing))
+            {
+                _byUser[connection.UserId] = [.. existing, connection];
+            }
+            else
+            {
+                _connectedSince[connection.UserId] = _time.GetTimestamp();
+                _byUser[connection.UserId] = [connection];
+            }
         }
     }
 
@@ -55,6 +71,7 @@ internal sealed class ConnectionHub
                 if (remaining.Length == 0)
                 {
                     _byUser.TryRemove(connection.UserId, out _);
+                    _connectedSince.TryRemove(connection.UserId, out _);
                 }
                 else
                 {
@@ -65,6 +82,12 @@ internal sealed class ConnectionHub
     }
 
     public bool IsConnected(string userId) => _byUser.ContainsKey(userId);
+
+    /// <summary>
+    /// When the user's sockets here began (the <see cref="TimeProvider.GetTimestamp"/> of the first of an unbroken run of
+    /// connections), or null while the user has none here.
+    /// </summary>
+    public long? ConnectedSince(string userId) => _connectedSince.TryGetValue(userId, out var since) ? since : null;
 
     /// <summary>A snapshot of this instance's connections.</summary>
     public IReadOnlyCollection<Connection> Connections() => _byId.Values.ToArray();

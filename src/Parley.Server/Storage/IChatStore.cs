@@ -111,6 +111,13 @@ internal interface IChatStore
     Task<IReadOnlyList<UserEvent>> ReadUserEventsAsync(
         string userId, long afterPos, long uptoPos, bool newerThanUpto, int limit, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The events of one conversation with seq in (<paramref name="afterSeq"/>, <paramref name="uptoSeq"/>] inside the
+    /// user's membership window there, by seq, positioned or not (an instance filling a gap in live delivery).
+    /// </summary>
+    Task<IReadOnlyList<UserEvent>> ReadConversationEventsAsync(
+        string userId, Guid conversationId, long afterSeq, long uptoSeq, CancellationToken cancellationToken);
+
     /// <summary>The event at a stream position; null when no event has that position.</summary>
     Task<EventKey?> GetEventAtPositionAsync(long pos, CancellationToken cancellationToken);
 

@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http.HttpResults;
+using Parley.Server.Fanout;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Protocol;
@@ -23,6 +24,7 @@ internal static class SyncApi
         builder.Services.AddOptions<DeliveryOptions>().BindConfiguration(DeliveryOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton<StreamCursors>();
         builder.Services.AddSingleton<EventFrameBuilder>();
+        builder.Services.AddSingleton<IGapFiller, GapFiller>();
         builder.Services.AddSingleton<SyncPages>();
         builder.Services.AddSingleton<CatchUp>();
         builder.Services.AddSingleton<CursorAdvancer>();

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Options;
+using Parley.Server.Fanout;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Observability;
@@ -42,6 +43,7 @@ internal static partial class WebSocketEndpoint
         CatchUp catchUp,
         SocketDeliveries sockets,
         IChatStore store,
+        IFanout fanout,
         IOptions<DeliveryOptions> deliveryOptions,
         IOptions<RealtimeOptions> realtimeOptions,
         IOptions<LimitsOptions> limits,
@@ -147,8 +149,12 @@ internal static partial class WebSocketEndpoint
             ? time.CreateTimer(_ => socketDelivery.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
             : null;
         using var limiter = dispatcher.CreateInboundLimiter();
+        var subscribed = false;
         try
         {
+            // Frames for the user published on other instances reach this one from here on: before anything is read.
+            await fanout.SubscribeAsync(connection.UserId, context.RequestAborted);
+            subscribed = true;
             if (resumeFrom is { } cursor)
             {
                 socketDelivery.ResumedOnConnect = true;
@@ -187,6 +193,11 @@ internal static partial class WebSocketEndpoint
         }
         finally
         {
+            if (subscribed)
+            {
+                fanout.Unsubscribe(connection.UserId);
+            }
+
             hub.Remove(connection);
             sockets.Remove(socketDelivery);
             connection.Dispose();

@@ -18,6 +18,13 @@ internal abstract partial class SqlChatStore
 
     private const string ParticipantEventTypes = $"('{EventTypes.ParticipantAdded}', '{EventTypes.ParticipantRemoved}', '{EventTypes.ParticipantUpdated}')";
 
+    private static UserEvent UserEventRow(SqlRow r) =>
+        new(
+            new ConversationEvent(r.Guid(0), r.Long(1), r.String(2), r.NullableGuid(3), r.String(4), r.NullableString(5), r.NullableString(6), r.Time(7)),
+            r.NullableLong(8),
+            r.Long(9),
+            r.NullableLong(10));
+
     public Task<StreamPosition> GetStreamPositionAsync(CancellationToken cancellationToken) =>
         ReadAsync(
             async s => (await s.Sql(
@@ -81,13 +88,20 @@ internal abstract partial class SqlChatStore
                        ORDER BY e.pos LIMIT @n
                        """)
                 .With("@u", userId).With("@after", afterPos).With("@upto", uptoPos).With("@n", limit)
-                .ListAsync(
-                    r => new UserEvent(
-                        new ConversationEvent(r.Guid(0), r.Long(1), r.String(2), r.NullableGuid(3), r.String(4), r.NullableString(5), r.NullableString(6), r.Time(7)),
-                        r.NullableLong(8),
-                        r.Long(9),
-                        r.NullableLong(10)),
-                    cancellationToken),
+                .ListAsync(UserEventRow, cancellationToken),
+            cancellationToken);
+
+    public Task<IReadOnlyList<UserEvent>> ReadConversationEventsAsync(
+        string userId, Guid conversationId, long afterSeq, long uptoSeq, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<UserEvent>>(
+            async s => await s.Sql(
+                $"""
+                SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq, {LeftSeq}
+                {UserEventsFrom} AND p.conversation_id = @c AND e.seq > @a AND e.seq <= @b
+                ORDER BY e.seq
+                """)
+                .With("@u", userId).With("@c", conversationId).With("@a", afterSeq).With("@b", uptoSeq)
+                .ListAsync(UserEventRow, cancellationToken),
             cancellationToken);
 
     public Task<EventKey?> GetEventAtPositionAsync(long pos, CancellationToken cancellationToken) =>

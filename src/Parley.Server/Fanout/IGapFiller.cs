@@ -1,0 +1,15 @@
+namespace Parley.Server.Fanout;
+
+/// <summary>
+/// Reads missed events back from the store for the order gate (implemented by Sync, which knows how stored events
+/// become a member's frames).
+/// </summary>
+internal interface IGapFiller
+{
+    /// <summary>
+    /// The frames of the conversation's events with seq in (<paramref name="afterSeq"/>, <paramref name="uptoSeq"/>]
+    /// that each of <paramref name="userIds"/> should have received live, as one-user parts in seq order.
+    /// </summary>
+    Task<IReadOnlyList<FanoutPart>> ReadGapAsync(
+        Guid conversationId, long afterSeq, long uptoSeq, IReadOnlyCollection<string> userIds, CancellationToken cancellationToken);
+}

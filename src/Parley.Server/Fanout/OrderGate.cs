@@ -1,0 +1,287 @@
+using System.Collections.Concurrent;
+using Parley.Server.Observability;
+using Parley.Server.Realtime;
+
+namespace Parley.Server.Fanout;
+
+/// <summary>
+/// Hands this instance's sockets each conversation's sequenced frames in seq order when they come from several
+/// publishers (this instance and others, through Redis), whose publications of consecutive seqs may race.
+/// Per conversation it remembers the next seq it expects:
+/// <list type="bullet">
+/// <item>the expected seq goes out at once, followed by held successors;</item>
+/// <item>a seq further ahead is held while a recipient here has been connected since before the gap began (it should
+/// have had the missing events); if they do not arrive within the hold time they are read from the store for those
+/// recipients (<see cref="IGapFiller"/>), sent, and the held frames follow;</item>
+/// <item>a seq ahead for which no recipient here was connected all along is no gap: the instance simply did not hold
+/// the conversation's members meanwhile. It goes out at once and becomes the new expectation;</item>
+/// <item>an older seq (late, or ahead of the expectation's start) is passed on: a socket that already wrote a newer
+/// seq of the conversation skips it, and the cursor check gives it to devices with cursors.</item>
+/// </list>
+/// Unsequenced frames (receipts, typing) pass straight through. Frames go to the hub under the conversation's
+/// state lock, which orders them; the hub never blocks.
+/// </summary>
+internal sealed partial class OrderGate : IDisposable
+{
+    // A conversation without frames for this long is forgotten; its next frame starts a new expectation.
+    private static readonly TimeSpan Idle = TimeSpan.FromMinutes(10);
+
+    // Events read back per gap: a larger gap is left to the cursor check and resume.
+    private const int MaxGap = 500;
+
+    private readonly ConcurrentDictionary<Guid, ConversationOrder> _conversations = new();
+    private readonly ConcurrentDictionary<Guid, ConversationOrder> _waiting = new();
+    private readonly ConnectionHub _hub;
+    private readonly IGapFiller _filler;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _hold;
+    private readonly ParleyMetrics _metrics;
+    private readonly ILogger<OrderGate> _logger;
+    private readonly ITimer _sweep;
+    private long _lastEviction;
+
+    public OrderGate(ConnectionHub hub, IGapFiller filler, TimeProvider time, TimeSpan hold, ParleyMetrics metrics, ILogger<OrderGate> logger)
+    {
+        _hub = hub;
+        _filler = filler;
+        _time = time;
+        _hold = hold;
+        _metrics = metrics;
+        _logger = logger;
+        _lastEviction = time.GetTimestamp();
+        var tick = TimeSpan.FromTicks(Math.Max(hold.Ticks / 4, TimeSpan.FromMilliseconds(5).Ticks));
+        _sweep = time.CreateTimer(_ => Sweep(), null, tick, tick);
+    }
+
+    /// <summary>Conversations with frames held for a missing predecessor (for tests and metrics).</summary>
+    public int Waiting => _waiting.Count;
+
+    /// <summary>Conversations whose expectation is remembered.</summary>
+    public int Tracked => _conversations.Count;
+
+    public void Offer(FanoutMessage message)
+    {
+        if (message.ConversationId is not { } conversationId)
+        {
+            Deliver(message);
+            return;
+        }
+
+        var seq = message.Seq;
+        while (true)
+        {
+            var order = _conversations.GetOrAdd(conversationId, static _ => new ConversationOrder());
+            lock (order)
+            {
+                if (order.Forgotten)
+                {
+                    continue; // evicted between the lookup and the lock: take the new state
+                }
+
+                var now = _time.GetTimestamp();
+                if (order.Filling || (order.Next != 0 && seq > order.Next))
+                {
+                    if (!order.Filling && !AnyConnectedSince(message, order.LastFrameAt))
+                    {
+                        // Nobody here should have had the frames in between: start again from this one.
+                        order.Next = seq;
+                    }
+                    else
+                    {
+                        order.Held[seq] = message;
+                        if (order.HeldSince == 0)
+                        {
+                            order.HeldSince = now;
+                            _waiting[conversationId] = order;
+                        }
+
+                        return;
+                    }
+                }
+
+                order.LastFrameAt = now;
+                Deliver(message);
+                if (seq >= order.Next)
+                {
+                    order.Next = seq + 1;
+                    DrainHeld(conversationId, order);
+                }
+                else
+                {
+                    _metrics.FanoutLate();
+                }
+
+                return;
+            }
+        }
+    }
+
+    public void Dispose() => _sweep.Dispose();
+
+    private void Deliver(FanoutMessage message)
+    {
+        foreach (var part in message.Parts)
+        {
+            _hub.Deliver(part.UserIds, part.Frame, message.ExceptUserId);
+        }
+    }
+
+    /// <summary>Whether a recipient of <paramref name="message"/> has had sockets here since <paramref name="since"/>.</summary>
+    private bool AnyConnectedSince(FanoutMessage message, long since) => ContinuousRecipients(message, since).Any();
+
+    private IEnumerable<string> ContinuousRecipients(FanoutMessage message, long since) =>
+        message.Parts.SelectMany(p => p.UserIds)
+            .Where(u => u != message.ExceptUserId && _hub.ConnectedSince(u) is { } connected && connected <= since);
+
+    /// <summary>Sends the held frames that now follow in order; drops held seqs the expectation has passed (filled already).</summary>
+    private void DrainHeld(Guid conversationId, ConversationOrder order)
+    {
+        while (order.Held.Count > 0)
+        {
+            var (first, message) = order.Held.First();
+            if (first < order.Next)
+            {
+                order.Held.Remove(first); // read from the store while it was missing
+                continue;
+            }
+
+            if (first != order.Next)
+            {
+                break;
+            }
+
+            order.Held.Remove(first);
+            Deliver(message);
+            order.Next = first + 1;
+        }
+
+        if (order.Held.Count == 0)
+        {
+            order.HeldSince = 0;
+            _waiting.TryRemove(new KeyValuePair<Guid, ConversationOrder>(conversationId, order));
+        }
+        else
+        {
+            order.HeldSince = _time.GetTimestamp(); // a new gap: its own wait
+        }
+    }
+
+    private void Sweep()
+    {
+        var now = _time.GetTimestamp();
+        foreach (var (conversationId, order) in _waiting)
+        {
+            lock (order)
+            {
+                if (order.Filling || order.HeldSince == 0 || _time.GetElapsedTime(order.HeldSince, now) < _hold)
+                {
+                    continue;
+                }
+
+                var (firstHeld, heldMessage) = order.Held.First();
+                var users = order.Held.Values.SelectMany(m => ContinuousRecipients(m, order.LastFrameAt)).Distinct(StringComparer.Ordinal).ToArray();
+                var afterSeq = order.Next - 1;
+                var uptoSeq = firstHeld - 1;
+                if (users.Length == 0 || uptoSeq - afterSeq > MaxGap)
+                {
+                    // Nobody here to fill for (they left), or more than a gap: go on from the held frames.
+                    _metrics.FanoutGap(filled: false);
+                    Log.GapSkipped(_logger, conversationId, afterSeq + 1, uptoSeq);
+                    order.Next = firstHeld;
+                    order.LastFrameAt = now;
+                    DrainHeld(conversationId, order);
+                    continue;
+                }
+
+                order.Filling = true;
+                _ = FillAsync(conversationId, order, afterSeq, uptoSeq, users);
+            }
+        }
+
+        if (_time.GetElapsedTime(_lastEviction, now) >= TimeSpan.FromSeconds(10))
+        {
+            _lastEviction = now;
+            Evict(now);
+        }
+    }
+
+    private async Task FillAsync(Guid conversationId, ConversationOrder order, long afterSeq, long uptoSeq, string[] users)
+    {
+        IReadOnlyList<FanoutPart> parts = [];
+        try
+        {
+            parts = await _filler.ReadGapAsync(conversationId, afterSeq, uptoSeq, users, CancellationToken.None);
+            _metrics.FanoutGap(filled: true);
+            Log.GapFilled(_logger, conversationId, afterSeq + 1, uptoSeq, parts.Count);
+        }
+#pragma warning disable CA1031 // a failed read leaves the gap to the cursor check; the held frames must still go out
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            _metrics.FanoutGap(filled: false);
+            Log.GapFillFailed(_logger, conversationId, afterSeq + 1, uptoSeq, ex);
+        }
+
+        lock (order)
+        {
+            foreach (var part in parts)
+            {
+                _hub.Deliver(part.UserIds, part.Frame);
+            }
+
+            order.Filling = false;
+            order.Next = Math.Max(order.Next, uptoSeq + 1);
+            order.LastFrameAt = _time.GetTimestamp();
+            DrainHeld(conversationId, order);
+        }
+    }
+
+    private void Evict(long now)
+    {
+        foreach (var (conversationId, order) in _conversations)
+        {
+            lock (order)
+            {
+                if (order.HeldSince == 0 && !order.Filling && _time.GetElapsedTime(order.LastFrameAt, now) >= Idle)
+                {
+                    order.Forgotten = true;
+                    _conversations.TryRemove(new KeyValuePair<Guid, ConversationOrder>(conversationId, order));
+                }
+            }
+        }
+    }
+
+    /// <summary>One conversation's expectation; guarded by its own lock.</summary>
+    private sealed class ConversationOrder
+    {
+        /// <summary>The seq expected next; 0 before the first frame.</summary>
+        public long Next;
+
+        /// <summary>When the last frame went out (or the expectation was last moved).</summary>
+        public long LastFrameAt;
+
+        /// <summary>When the current wait for a missing seq began; 0 while nothing is held.</summary>
+        public long HeldSince;
+
+        public bool Filling;
+
+        public bool Forgotten;
+
+        public SortedDictionary<long, FanoutMessage> Held { get; } = [];
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 7101, Level = LogLevel.Information,
+            Message = "Conversation {ConversationId}: events {FromSeq}..{UptoSeq} did not arrive from their publisher; read {Frames} frames from the store")]
+        public static partial void GapFilled(ILogger logger, Guid conversationId, long fromSeq, long uptoSeq, int frames);
+
+        [LoggerMessage(EventId = 7102, Level = LogLevel.Information,
+            Message = "Conversation {ConversationId}: events {FromSeq}..{UptoSeq} did not arrive and are not read back here; devices recover them through their cursors")]
+        public static partial void GapSkipped(ILogger logger, Guid conversationId, long fromSeq, long uptoSeq);
+
+        [LoggerMessage(EventId = 7103, Level = LogLevel.Warning,
+            Message = "Conversation {ConversationId}: events {FromSeq}..{UptoSeq} could not be read back from the store; devices recover them through their cursors")]
+        public static partial void GapFillFailed(ILogger logger, Guid conversationId, long fromSeq, long uptoSeq, Exception exception);
+    }
+}

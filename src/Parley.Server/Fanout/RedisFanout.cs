@@ -1,0 +1,370 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Options;
+using Parley.Server.Observability;
+using Parley.Server.Realtime;
+using StackExchange.Redis;
+
+namespace Parley.Server.Fanout;
+
+/// <summary>
+/// Several instances (docs/scaling.md): frames for this instance's sockets go to them directly, through the
+/// <see cref="OrderGate"/>; the same message goes to Redis once, through a bounded queue drained by one loop (so
+/// publications keep their order and a Redis stall never blocks a writer), where a script publishes it to the
+/// channel of each live instance that holds a recipient. Users are routed to instances by a set per user, written
+/// when a user's first socket connects here and removed with the last one; a liveness key per instance, refreshed
+/// in the background, lets routes of a crashed instance die with it.
+/// </summary>
+internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDisposable
+{
+    // One round trip per event: every recipient's route set, live instances only, one PUBLISH per instance.
+    // KEYS: route sets of the recipients. ARGV: envelope, own instance id, liveness key prefix, channel prefix.
+    private const string PublishScript =
+        """
+        local seen = {}
+        local published = 0
+        for _, key in ipairs(KEYS) do
+          for _, id in ipairs(redis.call('SMEMBERS', key)) do
+            if id ~= ARGV[2] then
+              local alive = seen[id]
+              if alive == nil then
+                alive = redis.call('EXISTS', ARGV[3] .. id) == 1
+                seen[id] = alive
+                if alive then
+                  redis.call('PUBLISH', ARGV[4] .. id, ARGV[1])
+                  published = published + 1
+                end
+              end
+              if not alive then
+                redis.call('SREM', key, id)
+              end
+            end
+          end
+        end
+        return published
+        """;
+
+    // Publications in flight to Redis before the loop waits for the oldest.
+    private const int InFlight = 256;
+
+    private readonly ConnectionHub _hub;
+    private readonly RedisFanoutOptions _options;
+    private readonly string _configuration;
+    private readonly ParleyMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly ILogger<RedisFanout> _logger;
+    private readonly Channel<(RedisKey[] Routes, byte[] Envelope)> _queue;
+    private readonly Dictionary<string, int> _localUsers = new(StringComparer.Ordinal);
+    private readonly Lock _usersLock = new();
+    private ConnectionMultiplexer? _redis;
+    private Task? _publishing;
+    private ITimer? _heartbeat;
+
+    public RedisFanout(
+        ConnectionHub hub,
+        IGapFiller filler,
+        IOptions<RedisFanoutOptions> options,
+        IConfiguration configuration,
+        ParleyMetrics metrics,
+        TimeProvider time,
+        ILoggerFactory loggers)
+    {
+        _hub = hub;
+        _options = options.Value;
+        _configuration = configuration.GetConnectionString("Redis") ?? "";
+        _metrics = metrics;
+        _time = time;
+        _logger = loggers.CreateLogger<RedisFanout>();
+        Gate = new OrderGate(hub, filler, time, _options.OrderHold, metrics, loggers.CreateLogger<OrderGate>());
+        _queue = Channel.CreateBounded<(RedisKey[], byte[])>(
+            new BoundedChannelOptions(_options.PublishQueueCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+        metrics.ObserveFanoutQueue(() => _queue.Reader.Count);
+        InstanceId = Guid.NewGuid().ToString("N");
+    }
+
+    /// <summary>This instance's id in routes and channel names (new on every start).</summary>
+    public string InstanceId { get; }
+
+    public OrderGate Gate { get; }
+
+    /// <summary>Whether Redis is reachable right now (readiness reports fan-out as degraded otherwise).</summary>
+    public bool IsConnected => _redis?.IsConnected == true;
+
+    private string LivenessPrefix => _options.Prefix + ":instance:";
+
+    private string ChannelPrefix => _options.Prefix + ":events:";
+
+    public ValueTask PublishAsync(FanoutMessage message, CancellationToken cancellationToken)
+    {
+        Gate.Offer(message);
+        var routes = message.Parts.SelectMany(p => p.UserIds).Where(u => u != message.ExceptUserId).Distinct(StringComparer.Ordinal)
+            .Select(u => (RedisKey)RouteKey(u)).ToArray();
+        if (routes.Length > 0 && !_queue.Writer.TryWrite((routes, FanoutEnvelope.Encode(message))))
+        {
+            _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.QueueFull);
+            Log.QueueFull(_logger, _options.PublishQueueCapacity);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask SubscribeAsync(string userId, CancellationToken cancellationToken)
+    {
+        Task? registered = null;
+        lock (_usersLock)
+        {
+            var count = _localUsers.GetValueOrDefault(userId) + 1;
+            _localUsers[userId] = count;
+            if (count == 1 && _redis is { IsConnected: true } redis)
+            {
+                // Issued under the lock: a concurrent last-socket SREM for this user reaches Redis in call order.
+                registered = redis.GetDatabase().SetAddAsync(RouteKey(userId), InstanceId);
+            }
+        }
+
+        if (registered is null)
+        {
+            return; // more sockets of the user here (already routed), or Redis is down (re-registered on reconnect)
+        }
+
+        try
+        {
+            await registered.WaitAsync(_options.SubscribeTimeout, _time, cancellationToken);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            Log.RouteFailed(_logger, ex.Message);
+        }
+    }
+
+    public void Unsubscribe(string userId)
+    {
+        lock (_usersLock)
+        {
+            var count = _localUsers.GetValueOrDefault(userId) - 1;
+            if (count > 0)
+            {
+                _localUsers[userId] = count;
+                return;
+            }
+
+            _localUsers.Remove(userId);
+            if (_redis is { IsConnected: true } redis)
+            {
+                _ = redis.GetDatabase().SetRemoveAsync(RouteKey(userId), InstanceId, CommandFlags.FireAndForget);
+            }
+        }
+    }
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var config = ConfigurationOptions.Parse(_configuration);
+        config.AbortOnConnectFail = false; // start without Redis; the library keeps trying
+        config.BacklogPolicy = BacklogPolicy.FailFast; // while disconnected, publications fail at once instead of piling up
+        config.ClientName ??= "parley-" + InstanceId[..12];
+        _redis = await ConnectionMultiplexer.ConnectAsync(config);
+        _redis.ConnectionRestored += (_, e) =>
+        {
+            if (e.ConnectionType == ConnectionType.Interactive)
+            {
+                Log.Reconnected(_logger);
+                _ = RegisterAsync();
+            }
+        };
+        _redis.ConnectionFailed += (_, e) =>
+        {
+            if (e.ConnectionType == ConnectionType.Interactive)
+            {
+                Log.Disconnected(_logger, e.FailureType.ToString(), e.Exception?.Message);
+            }
+        };
+
+        var channel = await _redis.GetSubscriber().SubscribeAsync(RedisChannel.Literal(ChannelPrefix + InstanceId));
+        channel.OnMessage(Received);
+        await RegisterAsync();
+        var beat = _options.InstanceTtl / 3;
+        _heartbeat = _time.CreateTimer(_ => _ = RefreshLivenessAsync(), null, beat, beat);
+        _publishing = Task.Run(PublishLoopAsync, CancellationToken.None);
+        Log.Started(_logger, InstanceId, _redis.IsConnected);
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _heartbeat?.Dispose();
+        _queue.Writer.TryComplete();
+        if (_publishing is not null)
+        {
+            await _publishing.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        if (_redis is { IsConnected: true } redis)
+        {
+            // Gone at once rather than after InstanceTtl: publishers stop sending to this instance.
+            await ((Task)redis.GetDatabase().KeyDeleteAsync(LivenessPrefix + InstanceId)).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken)
+                .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _heartbeat?.Dispose();
+        Gate.Dispose();
+        if (_redis is not null)
+        {
+            await _redis.DisposeAsync();
+        }
+    }
+
+    private string RouteKey(string userId) => _options.Prefix + ":route:" + userId;
+
+    private void Received(ChannelMessage message)
+    {
+        if (!FanoutEnvelope.TryDecode(((byte[])message.Message!).AsSpan(), out var decoded))
+        {
+            _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.BadEnvelope);
+            Log.BadEnvelope(_logger);
+            return;
+        }
+
+        _metrics.FanoutReceived();
+        var handedOff = _time.GetTimestamp();
+        foreach (var part in decoded!.Parts)
+        {
+            part.Frame.HandedOff(handedOff);
+        }
+
+        Gate.Offer(decoded);
+    }
+
+    /// <summary>The liveness key, and a route for every user with sockets here (after a start or a Redis restart).</summary>
+    private async Task RegisterAsync()
+    {
+        if (_redis is not { IsConnected: true } redis)
+        {
+            return;
+        }
+
+        try
+        {
+            var db = redis.GetDatabase();
+            string[] users;
+            lock (_usersLock)
+            {
+                users = [.. _localUsers.Keys];
+            }
+
+            var batch = db.CreateBatch();
+            var writes = new List<Task> { batch.StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl) };
+            writes.AddRange(users.Select(u => batch.SetAddAsync(RouteKey(u), InstanceId)));
+            batch.Execute();
+            await Task.WhenAll(writes);
+            if (users.Length > 0)
+            {
+                Log.Registered(_logger, users.Length);
+            }
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            Log.RouteFailed(_logger, ex.Message);
+        }
+    }
+
+    private async Task RefreshLivenessAsync()
+    {
+        if (_redis is not { IsConnected: true } redis)
+        {
+            return;
+        }
+
+        try
+        {
+            // Set, not refreshed: after a Redis restart the key is back within a third of the TTL even if no event said so.
+            await redis.GetDatabase().StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            Log.RouteFailed(_logger, ex.Message);
+        }
+    }
+
+    private async Task PublishLoopAsync()
+    {
+        var inFlight = new Queue<Task<RedisResult>>();
+        var reader = _queue.Reader;
+        var argsPrefix = new RedisValue[] { RedisValue.Null, InstanceId, LivenessPrefix, ChannelPrefix };
+        while (true)
+        {
+            if (!reader.TryRead(out var item))
+            {
+                // Nothing waiting: settle what is in flight, then sleep until something comes.
+                while (inFlight.Count > 0)
+                {
+                    await Settle(inFlight.Dequeue());
+                }
+
+                if (!await reader.WaitToReadAsync(CancellationToken.None))
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            if (_redis is not { IsConnected: true } redis)
+            {
+                _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.RedisUnavailable);
+                continue;
+            }
+
+            var args = (RedisValue[])argsPrefix.Clone();
+            args[0] = item.Envelope;
+            inFlight.Enqueue(redis.GetDatabase().ScriptEvaluateAsync(PublishScript, item.Routes, args));
+            if (inFlight.Count >= InFlight)
+            {
+                await Settle(inFlight.Dequeue());
+            }
+        }
+    }
+
+    private async Task Settle(Task<RedisResult> publication)
+    {
+        try
+        {
+            await publication;
+            _metrics.FanoutPublished();
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.RedisUnavailable);
+            Log.PublishFailed(_logger, ex.Message);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 7001, Level = LogLevel.Information, Message = "Redis fan-out started as instance {InstanceId} (connected: {Connected})")]
+        public static partial void Started(ILogger logger, string instanceId, bool connected);
+
+        [LoggerMessage(EventId = 7002, Level = LogLevel.Warning,
+            Message = "Redis connection lost ({FailureType}: {Reason}); live events reach only this instance's sockets until it is back")]
+        public static partial void Disconnected(ILogger logger, string failureType, string? reason);
+
+        [LoggerMessage(EventId = 7003, Level = LogLevel.Information, Message = "Redis connection restored; registering this instance's users again")]
+        public static partial void Reconnected(ILogger logger);
+
+        [LoggerMessage(EventId = 7004, Level = LogLevel.Information, Message = "Registered routes for {Users} users with sockets on this instance")]
+        public static partial void Registered(ILogger logger, int users);
+
+        [LoggerMessage(EventId = 7005, Level = LogLevel.Warning, Message = "Redis route or liveness write failed: {Reason}")]
+        public static partial void RouteFailed(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 7006, Level = LogLevel.Warning, Message = "Publishing to other instances failed: {Reason}; devices recover the event through their cursors")]
+        public static partial void PublishFailed(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 7007, Level = LogLevel.Warning,
+            Message = "The fan-out publish queue is full ({Capacity}): an event was not carried to other instances")]
+        public static partial void QueueFull(ILogger logger, int capacity);
+
+        [LoggerMessage(EventId = 7008, Level = LogLevel.Warning, Message = "Dropped a fan-out envelope this version cannot read")]
+        public static partial void BadEnvelope(ILogger logger);
+    }
+}
