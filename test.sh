@@ -15,6 +15,8 @@
 # multi-instance and outage tests or the chaos test) carries [Trait("Store", "Independent")]: later passes add
 # "Store!=Independent" to the filter. A class that builds its server with ParleyFactory or ServerFactory (without
 # sharedPostgres) depends on the store and must not carry the trait.
+#
+# Redis fan-out tests start their own redis-server processes on free ports; Debian's package is installed if missing.
 set -uo pipefail
 cd "$(dirname "$0")"
 root=$(pwd)
@@ -41,10 +43,13 @@ fi
 . "$root/scripts/postgres.sh"
 # shellcheck source=scripts/clients.sh
 . "$root/scripts/clients.sh"
+# shellcheck source=scripts/redis.sh
+. "$root/scripts/redis.sh"
 trap stop_postgres EXIT
 
 if [ "$clients" != only ]; then
   ensure_postgres || exit 1
+  ensure_redis || exit 1
   export PARLEY_TEST_PGBIN="$PGBIN"
   # Test settings: no fsync (a crash loses nothing a test needs), enough connections for parallel test classes.
   start_postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 || exit 1

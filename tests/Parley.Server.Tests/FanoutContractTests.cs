@@ -138,6 +138,7 @@ public abstract class FanoutContractTests : IAsyncLifetime
     }
 }
 
+[Trait("Store", "Independent")]
 public sealed class InProcessFanoutContractTests : FanoutContractTests
 {
     private protected override Task<(FanoutNode Publisher, FanoutNode Receiver)> CreateNodesAsync()
@@ -147,6 +148,7 @@ public sealed class InProcessFanoutContractTests : FanoutContractTests
     }
 }
 
+[Trait("Store", "Independent")]
 public sealed class RedisFanoutContractTests : FanoutContractTests
 {
     private RedisServer? _redis;

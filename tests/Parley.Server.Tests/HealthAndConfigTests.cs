@@ -30,7 +30,7 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Ready_WithoutCredentials_Returns200WithTheStorageCheck()
+    public async Task Ready_WithoutCredentials_Returns200WithTheStorageAndFanoutChecks()
     {
         // /ready answered a bare "Healthy" (and 503 with an empty body): now the report names each dependency.
         using var client = _factory.Anonymous();
@@ -39,11 +39,13 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
 
         var report = await ParleyApi.ReadAsync<JsonElement>(response);
         Assert.Equal("Healthy", report.GetProperty("status").GetString());
-        var storage = Assert.Single(report.GetProperty("checks").EnumerateArray());
-        Assert.Equal("storage", storage.GetProperty("name").GetString());
+        var checks = report.GetProperty("checks").EnumerateArray().ToList();
+        Assert.Equal(["storage", "fanout"], checks.Select(c => c.GetProperty("name").GetString()));
+        var storage = checks[0];
         Assert.Equal("Healthy", storage.GetProperty("status").GetString());
         Assert.Equal(JsonValueKind.Null, storage.GetProperty("description").ValueKind);
         Assert.True(storage.GetProperty("duration_ms").GetDouble() >= 0);
+        Assert.Equal(("Healthy", "in-process (one instance)"), (checks[1].GetProperty("status").GetString(), checks[1].GetProperty("description").GetString()));
         Assert.Contains("no-store", response.Headers.CacheControl?.ToString(), StringComparison.Ordinal);
     }
 

@@ -50,6 +50,18 @@ public sealed partial class StartupConfigurationTests : IAsyncLifetime
     }
 
     [Theory]
+    [InlineData("--Fanout:Provider=Redis", "  - Fanout:Provider is Redis but ConnectionStrings:Redis is not set")]
+    [InlineData("--Fanout:Provider=Carrier-pigeon", "Fanout:Provider")]
+    [InlineData("--Fanout:Redis:OrderHold=00:05:00", "OrderHold")]
+    public async Task FanoutMisconfigured_ExitsWith1AndSaysWhich(string setting, string expected)
+    {
+        var (exitCode, error) = await RunServerAsync("Development", setting);
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains(expected, error, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("Jwt")]
     [InlineData("Header")]
     public async Task Production_WithKeyOrInHeaderMode_Starts(string mode)

@@ -30,11 +30,20 @@ internal static class FanoutSetup
     /// <summary>Starts and stops the Redis fan-out when it is the configured one (nothing otherwise).</summary>
     private sealed class RedisFanoutLifetime(IServiceProvider services) : IHostedService
     {
-        public Task StartAsync(CancellationToken cancellationToken) =>
-            UsesRedis(services) ? services.GetRequiredService<RedisFanout>().StartAsync(cancellationToken) : Task.CompletedTask;
+        private RedisFanout? _started;
 
-        public Task StopAsync(CancellationToken cancellationToken) =>
-            UsesRedis(services) ? services.GetRequiredService<RedisFanout>().StopAsync(cancellationToken) : Task.CompletedTask;
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            if (!UsesRedis(services))
+            {
+                return Task.CompletedTask;
+            }
+
+            _started = services.GetRequiredService<RedisFanout>();
+            return _started.StartAsync(cancellationToken);
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => _started?.StopAsync(cancellationToken) ?? Task.CompletedTask;
     }
 
     /// <summary>

@@ -59,7 +59,7 @@ internal sealed class FanoutNode : IAsyncDisposable
 
         var options = new RealtimeOptions { SendQueueCapacity = 4096 };
         var connection = new Connection(Guid.NewGuid().ToString("N"), userId, "device", acks: false, socket, options, 1 << 20, NullLogger.Instance, TestMetrics.Unobserved);
-        var device = new Device(this, socket, connection);
+        var device = new Device(this, socket, connection, Hub);
         Hub.Add(connection);
         await Fanout.SubscribeAsync(userId, CancellationToken.None);
         device.Start();
@@ -98,7 +98,7 @@ internal sealed class FanoutNode : IAsyncDisposable
         return json.RootElement.GetProperty("payload").GetProperty("label").GetString()!;
     }
 
-    public sealed class Device(FanoutNode node, FakeWebSocket socket, Connection connection)
+    public sealed class Device(FanoutNode? node, FakeWebSocket socket, Connection connection, ConnectionHub hub)
     {
         private Task _run = Task.CompletedTask;
         private bool _gone;
@@ -106,6 +106,18 @@ internal sealed class FanoutNode : IAsyncDisposable
         public FakeWebSocket Socket => socket;
 
         public IReadOnlyList<string> Labels => [.. socket.Sent.Select(Label)];
+
+        /// <summary>A started device registered in <paramref name="hub"/> only (no fan-out).</summary>
+        public static Device Open(ConnectionHub hub, string userId)
+        {
+            var socket = new FakeWebSocket();
+            var connection = new Connection(
+                Guid.NewGuid().ToString("N"), userId, "device", acks: false, socket, new RealtimeOptions(), 1 << 20, NullLogger.Instance, TestMetrics.Unobserved);
+            var device = new Device(null, socket, connection, hub);
+            hub.Add(connection);
+            device.Start();
+            return device;
+        }
 
         public void Start() => _run = connection.RunAsync((_, _, _) => Task.CompletedTask, (_, _) => { }, CancellationToken.None);
 
@@ -119,8 +131,8 @@ internal sealed class FanoutNode : IAsyncDisposable
             }
 
             _gone = true;
-            node.Hub.Remove(connection);
-            node.Fanout.Unsubscribe(connection.UserId);
+            hub.Remove(connection);
+            node?.Fanout.Unsubscribe(connection.UserId);
             socket.ReleaseSends();
             connection.RequestClose(1000, "");
             socket.ReceiveClose(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure);

@@ -1,0 +1,172 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Parley.Server.Fanout;
+using Parley.Server.Realtime;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>The order gate: racing publications of one conversation reach sockets in seq order, and lost ones are read back.</summary>
+[Trait("Store", "Independent")]
+public sealed class OrderGateTests : IAsyncDisposable
+{
+    private static readonly TimeSpan Hold = TimeSpan.FromMilliseconds(200);
+    private static readonly Guid Conversation = Guid.CreateVersion7();
+
+    private readonly FakeTimeProvider _time = new();
+    private readonly RecordingFiller _filler = new();
+    private readonly ConnectionHub _hub;
+    private readonly OrderGate _gate;
+    private readonly List<FanoutNode.Device> _devices = [];
+
+    public OrderGateTests()
+    {
+        _hub = new ConnectionHub(TestMetrics.Unobserved, _time);
+        _gate = new OrderGate(_hub, _filler, _time, Hold, TestMetrics.Unobserved, NullLogger<OrderGate>.Instance);
+    }
+
+    [Fact]
+    public async Task Offer_SeqsInOrder_GoOutAtOnce()
+    {
+        var alice = Connect("alice");
+
+        Offer(1, "alice");
+        Offer(2, "alice");
+        Offer(3, "alice");
+
+        await alice.WaitForAsync(3);
+        Assert.Equal(["s1", "s2", "s3"], alice.Labels);
+        Assert.Equal(0, _gate.Waiting);
+    }
+
+    [Fact]
+    public async Task Offer_SuccessorBeforeItsPredecessor_IsHeldUntilThePredecessorArrives()
+    {
+        var alice = Connect("alice");
+        Offer(1, "alice");
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+
+        Offer(3, "alice");
+        Assert.Equal(1, _gate.Waiting);
+        Offer(2, "alice");
+
+        await alice.WaitForAsync(3);
+        Assert.Equal(["s1", "s2", "s3"], alice.Labels);
+        Assert.Equal(0, _gate.Waiting);
+        Assert.Empty(_filler.Requests);
+    }
+
+    [Fact]
+    public async Task Offer_PredecessorNeverArrives_ReadFromTheStoreAfterTheHoldThenTheHeldOnesFollow()
+    {
+        var alice = Connect("alice");
+        Offer(1, "alice");
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        Offer(4, "alice");
+        Offer(5, "alice");
+
+        _time.Advance(Hold / 2);
+        Assert.Empty(_filler.Requests);
+        _time.Advance(Hold);
+
+        await alice.WaitForAsync(5);
+        Assert.Equal(["s1", "s2", "s3", "s4", "s5"], alice.Labels);
+        var request = Assert.Single(_filler.Requests);
+        Assert.Equal((Conversation, 1L, 3L), (request.ConversationId, request.AfterSeq, request.UptoSeq));
+        Assert.Equal(["alice"], request.Users);
+
+        // The lost publication turns up after all: the sockets already have it.
+        Offer(2, "alice");
+        Offer(6, "alice");
+        await alice.WaitForAsync(7);
+        Assert.Equal(["s1", "s2", "s3", "s4", "s5", "s2", "s6"], alice.Labels); // passed on; a socket's own skip drops it
+    }
+
+    [Fact]
+    public async Task Offer_AheadButNoRecipientWasHereAllAlong_GoesOutAtOnceAsTheNewStart()
+    {
+        var bob = Connect("bob");
+        Offer(1, "bob");
+        _time.Advance(TimeSpan.FromSeconds(1));
+
+        // Alice connects now: seqs 2..9 were never routed here for anyone who was here.
+        var alice = Connect("alice");
+        Offer(10, "alice");
+        Offer(11, "alice");
+
+        await alice.WaitForAsync(2);
+        Assert.Equal(["s10", "s11"], alice.Labels);
+        Assert.Equal(["s1"], bob.Labels);
+        Assert.Empty(_filler.Requests);
+    }
+
+    [Fact]
+    public async Task Offer_UnsequencedFrames_PassWhileSequencedOnesAreHeld()
+    {
+        var alice = Connect("alice");
+        Offer(1, "alice");
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        Offer(3, "alice");
+
+        _gate.Offer(new FanoutMessage(["alice"], FanoutNode.Frame("receipt")));
+
+        await alice.WaitForAsync(2);
+        Assert.Equal(["s1", "receipt"], alice.Labels);
+    }
+
+    [Fact]
+    public async Task Offer_ReadBackFails_HeldFramesStillGoOut()
+    {
+        var alice = Connect("alice");
+        _filler.Fail = true;
+        Offer(1, "alice");
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        Offer(3, "alice");
+
+        _time.Advance(Hold * 2);
+
+        await alice.WaitForAsync(2);
+        Assert.Equal(["s1", "s3"], alice.Labels);
+        Assert.Equal(0, _gate.Waiting);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _gate.Dispose();
+        foreach (var device in _devices)
+        {
+            await device.DisconnectAsync();
+        }
+    }
+
+    private void Offer(long seq, params string[] users) =>
+        _gate.Offer(new FanoutMessage(users, FanoutNode.Frame($"s{seq}", Conversation, seq)));
+
+    private FanoutNode.Device Connect(string userId)
+    {
+        var device = FanoutNode.Device.Open(_hub, userId);
+        _devices.Add(device);
+        return device;
+    }
+
+    private sealed class RecordingFiller : IGapFiller
+    {
+        public List<(Guid ConversationId, long AfterSeq, long UptoSeq, string[] Users)> Requests { get; } = [];
+
+        public bool Fail { get; set; }
+
+        public Task<IReadOnlyList<FanoutPart>> ReadGapAsync(
+            Guid conversationId, long afterSeq, long uptoSeq, IReadOnlyCollection<string> userIds, CancellationToken cancellationToken)
+        {
+            Requests.Add((conversationId, afterSeq, uptoSeq, [.. userIds]));
+            if (Fail)
+            {
+                return Task.FromException<IReadOnlyList<FanoutPart>>(new TimeoutException("store down"));
+            }
+
+            IReadOnlyList<FanoutPart> parts = [.. Enumerable.Range((int)afterSeq + 1, (int)(uptoSeq - afterSeq))
+                .Select(s => new FanoutPart([.. userIds], FanoutNode.Frame($"s{s}", conversationId, s)))];
+            return Task.FromResult(parts);
+        }
+    }
+}

@@ -1,0 +1,180 @@
+using System.Net;
+using System.Text.Json;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// Two Parley servers on one PostgreSQL database and one Redis (Fanout:Provider=Redis): every live event reaches
+/// devices on the other instance at once, devices without cursors included, in each conversation's seq order, and a
+/// Redis restart loses nothing. The cursor check runs rarely here, so what arrives in time arrived live.
+/// </summary>
+[Trait("Store", "Independent")]
+public sealed class RedisMultiInstanceTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Live = TimeSpan.FromSeconds(3);
+    private RedisServer? _redis;
+    private TwoInstances? _instances;
+
+    private ParleyFactory First => _instances!.First;
+
+    private ParleyFactory Second => _instances!.Second;
+
+    public async ValueTask InitializeAsync()
+    {
+        _redis = await RedisServer.StartAsync();
+        var redis = _redis.ConnectionString;
+        _instances = new TwoInstances(
+            (_, s) =>
+            {
+                s["Fanout:Provider"] = "Redis";
+                s["ConnectionStrings:Redis"] = redis + ",connectRetry=1,connectTimeout=2000";
+                s["Fanout:Redis:InstanceTtl"] = "00:00:03";
+                s["Delivery:CursorInterval"] = "00:00:30";
+            },
+            kestrel: true);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_instances is not null)
+        {
+            await _instances.DisposeAsync();
+        }
+
+        if (_redis is not null)
+        {
+            await _redis.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task DeviceWithoutCursorOnTheOtherInstance_GetsMessagesEditsDeletesReceiptsAndTypingLive()
+    {
+        using var alice = First.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(Second, "bob");
+        await using var aliceSocket = await WsClient.ConnectAsync(First, "alice");
+
+        var first = await alice.SendTextAsync(conversation.Id, "hello across");
+        var got = await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == first.Id, Live);
+        Assert.Equal("hello across", got.GetProperty("message").GetProperty("content").GetString());
+
+        Assert.Equal(HttpStatusCode.OK, (await alice.PutAsync($"/api/v1/messages/{first.Id}", new { content = "edited" })).StatusCode);
+        await bob.NextAsync("message_edited", p => p.GetProperty("message").GetProperty("id").GetGuid() == first.Id, Live);
+
+        await aliceSocket.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
+        await bob.NextAsync("typing", p => p.GetProperty("user_id").GetString() == "alice", Live);
+
+        using var bobRest = Second.Api("bob");
+        await bobRest.MarkReadAsync(first.Id);
+        await aliceSocket.NextAsync("message_read", p => p.GetProperty("user_id").GetString() == "bob", Live);
+
+        Assert.Equal(HttpStatusCode.OK, (await alice.DeleteAsync($"/api/v1/messages/{first.Id}")).StatusCode);
+        await bob.NextAsync("message_deleted", p => p.GetProperty("message_id").GetGuid() == first.Id, Live);
+    }
+
+    [Fact]
+    public async Task ConcurrentSendersOnBothInstances_EverySocketSeesTheConversationInSeqOrderOnce()
+    {
+        using var owner = First.Api("alice");
+        string[] members = ["alice", "bob", "carol", "dave"];
+        var group = await owner.CreateGroupAsync("both sides", "bob", "carol", "dave");
+        var watchers = new List<WsClient>();
+        foreach (var (user, index) in members.Select((u, i) => (u, i)))
+        {
+            watchers.Add(await WsClient.ConnectAsync(index % 2 == 0 ? First : Second, user));
+            watchers.Add(await WsClient.ConnectAsync(index % 2 == 0 ? Second : First, user)); // each user on both instances
+        }
+
+        const int PerSender = 15;
+        var apis = members.SelectMany(u => new[] { First.Api(u), Second.Api(u) }).ToList();
+        var sent = await Task.WhenAll(apis.SelectMany((api, i) => Enumerable.Range(0, PerSender).Select(n => Task.Run(
+            () => api.SendTextAsync(group.Id, $"{i}-{n}"), CancellationToken.None))));
+        var expected = sent.Select(m => m.Seq).Order().ToList();
+
+        try
+        {
+            foreach (var watcher in watchers)
+            {
+                await watcher.NextAsync("new_message", p => p.GetProperty("message").GetProperty("seq").GetInt64() == expected[^1], TimeSpan.FromSeconds(10));
+                var seqs = watcher.All().Where(f => f.GetProperty("type").GetString() == "new_message")
+                    .Select(f => f.GetProperty("payload").GetProperty("message").GetProperty("seq").GetInt64()).ToList();
+                Assert.Equal(expected, seqs); // all of them, once each, in seq order
+            }
+        }
+        finally
+        {
+            foreach (var watcher in watchers)
+            {
+                await watcher.DisposeAsync();
+            }
+
+            foreach (var api in apis)
+            {
+                api.Dispose();
+            }
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task RedisRestartedMidConversation_NothingLostAndLiveDeliveryComesBack()
+    {
+        using var alice = First.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(Second, "bob", "acks=true");
+        await bob.PingAsync();
+        var before = await alice.SendTextAsync(conversation.Id, "before");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("seq").GetInt64() == before.Seq, Live);
+
+        await _redis!.StopAsync();
+        using var probe = First.Anonymous();
+        await WaitUntilAsync(async () => (await ReadinessAsync(probe)).Fanout == "Degraded");
+        var ready = await probe.GetAsync("/ready", TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.OK, ready.StatusCode); // degraded, not failed: REST goes on
+        var during = new List<long>();
+        for (var i = 0; i < 5; i++)
+        {
+            during.Add((await alice.SendTextAsync(conversation.Id, $"during {i}")).Seq);
+        }
+
+        await _redis.StartAgainAsync();
+        await WaitUntilAsync(async () => (await ReadinessAsync(probe)).Fanout == "Healthy");
+        using var secondProbe = Second.Anonymous();
+        await WaitUntilAsync(async () => (await ReadinessAsync(secondProbe)).Fanout == "Healthy");
+        await Task.Delay(500, TestContext.Current.CancellationToken); // routes registered again after the reconnect
+
+        var after = await alice.SendTextAsync(conversation.Id, "after");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("seq").GetInt64() == after.Seq, Live);
+
+        // What was sent while Redis was down reaches the device through its cursor (the cursor check or a resume).
+        var missing = during.Where(seq => !bob.All().Any(f => IsMessage(f, seq))).ToList();
+        await using var resumed = await WsClient.ConnectAsync(Second, "bob", "cursor=" + Uri.EscapeDataString(bob.Connected.GetProperty("cursor").GetString()!));
+        foreach (var seq in missing)
+        {
+            await resumed.NextAsync("new_message", p => p.GetProperty("message").GetProperty("seq").GetInt64() == seq, TimeSpan.FromSeconds(10));
+        }
+    }
+
+    private static bool IsMessage(JsonElement frame, long seq) =>
+        frame.GetProperty("type").GetString() == "new_message" && frame.GetProperty("payload").GetProperty("message").GetProperty("seq").GetInt64() == seq;
+
+    private static async Task<(string Status, string? Fanout)> ReadinessAsync(HttpClient client)
+    {
+        using var response = await client.GetAsync("/ready", TestContext.Current.CancellationToken);
+        using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken));
+        var fanout = json.RootElement.GetProperty("checks").EnumerateArray()
+            .FirstOrDefault(c => c.GetProperty("name").GetString() == "fanout");
+        return (json.RootElement.GetProperty("status").GetString()!, fanout.ValueKind == JsonValueKind.Undefined ? null : fanout.GetProperty("status").GetString());
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "condition not met in time");
+            await Task.Delay(100, TestContext.Current.CancellationToken);
+        }
+    }
+}
