@@ -122,6 +122,22 @@ public sealed record MessageDeliveredEvent : ReceiptEvent;
 /// <summary><c>message_read</c>: a member read up to the watermark.</summary>
 public sealed record MessageReadEvent : ReceiptEvent;
 
+/// <summary><c>presence</c>: a user who shares a conversation with this user came online or went offline.</summary>
+public sealed record PresenceEvent : ParleyEvent
+{
+    /// <summary>The user whose presence changed.</summary>
+    public string UserId { get; init; } = "";
+
+    /// <summary>Whether any device of the user is connected now.</summary>
+    public bool Online { get; init; }
+
+    /// <summary>When the user's last device disconnected (null while online).</summary>
+    public DateTimeOffset? LastSeenAt { get; init; }
+
+    /// <summary>When the server emitted it.</summary>
+    public DateTimeOffset Timestamp { get; init; }
+}
+
 /// <summary><c>typing</c>: another member started or stopped typing.</summary>
 public sealed record TypingEvent : ParleyEvent
 {

@@ -150,6 +150,13 @@ public sealed class ParleyClient : IDisposable
             $"api/v1/conversations/{conversationId}/messages" + Query(("limit", Format(limit)), ("before", Format(before)), ("after", Format(after))),
             WireJson.Default.MessagePage, cancellationToken);
 
+    /// <summary>
+    /// <c>GET /api/v1/users/{id}/presence</c>: whether a user who shares a conversation with the caller is online, or when
+    /// they were last seen (404 for anyone else).
+    /// </summary>
+    public Task<UserPresence> GetPresenceAsync(string userId, CancellationToken cancellationToken = default) =>
+        SendAsync(HttpMethod.Get, $"api/v1/users/{Uri.EscapeDataString(userId)}/presence", WireJson.Default.UserPresence, cancellationToken);
+
     /// <summary><c>POST /api/v1/messages/{id}/read</c>: the caller has read everything up to and including the message.</summary>
     public Task<ReadState> MarkReadAsync(Guid messageId, CancellationToken cancellationToken = default) =>
         SendAsync(HttpMethod.Post, $"api/v1/messages/{messageId}/read", null, WireJson.Default.ReadState, cancellationToken);

@@ -32,6 +32,7 @@ public sealed class WireContractTests
         ["conversation"] = typeof(Conversation),
         ["conversation_list"] = typeof(ConversationList),
         ["read_state"] = typeof(ReadState),
+        ["user_presence"] = typeof(UserPresence),
         ["client_config"] = typeof(ClientConfig),
         ["sync_page"] = typeof(SyncPageWire),
     };

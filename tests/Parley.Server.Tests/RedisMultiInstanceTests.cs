@@ -31,6 +31,7 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
                 s["ConnectionStrings:Redis"] = redis + ",connectRetry=1,connectTimeout=2000";
                 s["Fanout:Redis:InstanceTtl"] = "00:00:03";
                 s["Delivery:CursorInterval"] = "00:00:30";
+                s["Presence:MinInterval"] = "00:00:00";
             },
             kestrel: true);
     }
@@ -155,6 +156,34 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
             await resumed.NextAsync("new_message", p => p.GetProperty("message").GetProperty("seq").GetInt64() == seq, TimeSpan.FromSeconds(10));
         }
     }
+
+    [Fact]
+    public async Task Presence_DevicesOnBothInstances_OnlineUntilTheLastOneAnywhereLeaves()
+    {
+        await First.Api("alice").CreateDirectAsync("bob");
+        using var bobOnSecond = Second.Api("bob");
+        await using var bob = await WsClient.ConnectAsync(Second, "bob");
+
+        var phone = await WsClient.ConnectAsync(First, "alice", deviceId: "phone");
+        Assert.True((await bob.NextAsync("presence", p => p.GetProperty("user_id").GetString() == "alice", Live)).GetProperty("online").GetBoolean());
+        var laptop = await WsClient.ConnectAsync(Second, "alice", deviceId: "laptop");
+        Assert.True(await OnlineAsync(bobOnSecond));
+
+        await phone.DisposeAsync();
+        await bob.AssertNoFrameAsync("presence", TimeSpan.FromSeconds(1)); // the laptop is still connected, elsewhere
+        Assert.True(await OnlineAsync(bobOnSecond));
+
+        await laptop.DisposeAsync();
+        var offline = await bob.NextAsync("presence", p => p.GetProperty("user_id").GetString() == "alice", TimeSpan.FromSeconds(15));
+        Assert.False(offline.GetProperty("online").GetBoolean());
+        using var bobOnFirst = First.Api("bob");
+        Assert.False(await OnlineAsync(bobOnFirst));
+        var body = await ParleyApi.ReadAsync<JsonElement>(await bobOnFirst.GetAsync("/api/v1/users/alice/presence"));
+        Assert.Equal(JsonValueKind.String, body.GetProperty("last_seen_at").ValueKind);
+    }
+
+    private static async Task<bool> OnlineAsync(ParleyApi api) =>
+        (await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync("/api/v1/users/alice/presence"))).GetProperty("online").GetBoolean();
 
     private static bool IsMessage(JsonElement frame, long seq) =>
         frame.GetProperty("type").GetString() == "new_message" && frame.GetProperty("payload").GetProperty("message").GetProperty("seq").GetInt64() == seq;

@@ -13,6 +13,7 @@ import type {
   ParticipantRole,
   ReadState,
   SendMessageRequest,
+  UserPresence,
   Uuid,
 } from './model.js';
 import type { ServerFrame } from './protocol.js';
@@ -132,6 +133,11 @@ export class ParleyClient {
     options?: CallOptions,
   ): Promise<MessagePage> {
     return this.request('GET', `api/v1/conversations/${enc(conversationId)}/messages${queryString(query)}`, undefined, options);
+  }
+
+  /** `GET /api/v1/users/{id}/presence`: whether a user who shares a conversation with the caller is online (404 for anyone else). */
+  getPresence(userId: string, options?: CallOptions): Promise<UserPresence> {
+    return this.request('GET', `api/v1/users/${enc(userId)}/presence`, undefined, options);
   }
 
   /** `POST /api/v1/messages/{id}/read`: the caller has read everything up to and including the message. */

@@ -24,6 +24,9 @@ export type ReceiptEvent = Frame<'message_delivered'> | Frame<'message_read'>;
 /** Another member started or stopped typing. */
 export type TypingEvent = Frame<'typing'>;
 
+/** A user who shares a conversation with this user came online or went offline. */
+export type PresenceEvent = Frame<'presence'>;
+
 /**
  * The device's position could not be resumed (`sync_reset`, or REST sync answered 410): events were missed. Reload
  * conversations over REST; the events that follow may already be part of what you load (apply them idempotently).
@@ -34,7 +37,7 @@ export interface SyncResetEvent {
 }
 
 /** What the realtime connection hands to the app: the server's frames, once each, in per-conversation order. */
-export type ParleyEvent = ConversationEvent | ReceiptEvent | TypingEvent | SyncResetEvent;
+export type ParleyEvent = ConversationEvent | ReceiptEvent | TypingEvent | PresenceEvent | SyncResetEvent;
 
 export type ParleyEventType = ParleyEvent['type'];
 

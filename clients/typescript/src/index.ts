@@ -12,6 +12,7 @@ export type {
   ParleyEvent,
   ParleyEventType,
   Position,
+  PresenceEvent,
   ReceiptEvent,
   SyncResetEvent,
   TypingEvent,

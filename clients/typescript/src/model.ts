@@ -112,6 +112,13 @@ export interface ReadState {
   unread_count: number;
 }
 
+/** `GET /api/v1/users/{id}/presence`: online while any device is connected; otherwise when the last one left (null if unknown). */
+export interface UserPresence {
+  user_id: string;
+  online: boolean;
+  last_seen_at: Timestamp | null;
+}
+
 export interface ClientConfig {
   max_content_length: number;
   edit_window_seconds: number;

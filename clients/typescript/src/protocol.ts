@@ -55,6 +55,13 @@ export interface TypingPayload {
   timestamp: Timestamp;
 }
 
+export interface PresencePayload {
+  user_id: string;
+  online: boolean;
+  last_seen_at: Timestamp | null;
+  timestamp: Timestamp;
+}
+
 export interface ParticipantAddedPayload {
   conversation_id: Uuid;
   seq: number;
@@ -125,6 +132,7 @@ export interface ServerPayloads {
   message_delivered: ReceiptPayload;
   message_read: ReceiptPayload;
   typing: TypingPayload;
+  presence: PresencePayload;
   participant_added: ParticipantAddedPayload;
   participant_removed: ParticipantRemovedPayload;
   participant_updated: ParticipantUpdatedPayload;

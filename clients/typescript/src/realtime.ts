@@ -486,6 +486,7 @@ export class ParleyRealtime {
       case 'message_delivered':
       case 'message_read':
       case 'typing':
+      case 'presence':
         this.delivery.emit(frame);
         break;
       case 'sync_complete':

@@ -20,6 +20,7 @@ import type {
   SendMessageRequest,
   TypingRequest,
   UpdateParticipantRequest,
+  UserPresence,
 } from './model.js';
 import type { SyncPage } from './client.js';
 import type { ClientFrameType, ClientPayloads, ServerFrameType, ServerPayloads } from './protocol.js';
@@ -34,6 +35,7 @@ export const ServerFrameTypes = {
   MessageDelivered: 'message_delivered',
   MessageRead: 'message_read',
   Typing: 'typing',
+  Presence: 'presence',
   ParticipantAdded: 'participant_added',
   ParticipantRemoved: 'participant_removed',
   ParticipantUpdated: 'participant_updated',
@@ -109,6 +111,7 @@ export const ServerPayloadFields = {
   message_delivered: ['conversation_id', 'user_id', 'message_id', 'up_to_seq', 'timestamp'],
   message_read: ['conversation_id', 'user_id', 'message_id', 'up_to_seq', 'timestamp'],
   typing: ['conversation_id', 'user_id', 'is_typing', 'timestamp'],
+  presence: ['user_id', 'online', 'last_seen_at', 'timestamp'],
   participant_added: ['conversation_id', 'seq', 'user_id', 'role', 'added_by', 'timestamp'],
   participant_removed: ['conversation_id', 'seq', 'user_id', 'removed_by', 'timestamp'],
   participant_updated: ['conversation_id', 'seq', 'user_id', 'role', 'updated_by', 'timestamp'],
@@ -152,6 +155,7 @@ interface Objects {
   conversation: Conversation;
   conversation_list: ConversationList;
   read_state: ReadState;
+  user_presence: UserPresence;
   client_config: ClientConfig;
   sync_page: SyncPage;
   create_conversation_request: CreateConversationRequest;
@@ -203,6 +207,7 @@ export const ObjectFields = {
   ],
   conversation_list: ['conversations', 'next_cursor'],
   read_state: ['conversation_id', 'user_id', 'last_read_message_id', 'read_up_to_seq', 'delivered_up_to_seq', 'unread_count'],
+  user_presence: ['user_id', 'online', 'last_seen_at'],
   client_config: [
     'max_content_length',
     'edit_window_seconds',

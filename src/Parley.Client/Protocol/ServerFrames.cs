@@ -25,6 +25,7 @@ internal static class ServerFrames
         FrameTypes.MessageDeleted => WireJson.Default.MessageDeletedPayload,
         FrameTypes.MessageDelivered or FrameTypes.MessageRead => WireJson.Default.ReceiptPayload,
         FrameTypes.Typing => WireJson.Default.TypingPayload,
+        FrameTypes.Presence => WireJson.Default.PresencePayload,
         FrameTypes.ParticipantAdded => WireJson.Default.ParticipantAddedPayload,
         FrameTypes.ParticipantRemoved => WireJson.Default.ParticipantRemovedPayload,
         FrameTypes.ParticipantUpdated => WireJson.Default.ParticipantUpdatedPayload,
@@ -64,6 +65,7 @@ internal static class ServerFrames
             ConversationId = p.ConversationId, UserId = p.UserId, MessageId = p.MessageId, UpToSeq = p.UpToSeq, Timestamp = p.Timestamp,
         },
         TypingPayload p => new TypingEvent { ConversationId = p.ConversationId, UserId = p.UserId, IsTyping = p.IsTyping, Timestamp = p.Timestamp },
+        PresencePayload p => new PresenceEvent { UserId = p.UserId, Online = p.Online, LastSeenAt = p.LastSeenAt, Timestamp = p.Timestamp },
         ParticipantAddedPayload p => new ParticipantAddedEvent
         {
             ConversationId = p.ConversationId, Seq = p.Seq, Timestamp = p.Timestamp, UserId = p.UserId, Role = p.Role, AddedBy = p.AddedBy,

@@ -37,6 +37,8 @@ namespace Parley.Client.Protocol;
 [JsonSerializable(typeof(MessageDeletedPayload))]
 [JsonSerializable(typeof(ReceiptPayload))]
 [JsonSerializable(typeof(TypingPayload))]
+[JsonSerializable(typeof(PresencePayload))]
+[JsonSerializable(typeof(UserPresence))]
 [JsonSerializable(typeof(ParticipantAddedPayload))]
 [JsonSerializable(typeof(ParticipantRemovedPayload))]
 [JsonSerializable(typeof(ParticipantUpdatedPayload))]

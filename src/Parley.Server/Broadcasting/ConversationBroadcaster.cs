@@ -71,6 +71,10 @@ internal sealed class ConversationBroadcaster(IFanout fanout, TimeProvider time)
         return fanout.PublishAsync(new FanoutMessage(UserIds(members), frame, exceptUserId: userId), AfterCommit);
     }
 
+    /// <summary><c>presence</c> to the devices of <paramref name="recipients"/> (users who share a conversation with the user).</summary>
+    public ValueTask PresenceAsync(string userId, bool online, DateTimeOffset? lastSeenAt, IReadOnlyList<string> recipients) =>
+        PublishAsync(recipients, EventFrames.Presence(userId, online, lastSeenAt, Now));
+
     private DateTimeOffset Now => time.GetUtcNow();
 
     /// <summary>Publishes a frame, stamped with the hand-off time from which its send-to-socket latency is measured.</summary>

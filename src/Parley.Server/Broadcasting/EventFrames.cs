@@ -88,4 +88,10 @@ internal static class EventFrames
             FrameWriter.Serialize(type, new ReceiptPayload(conversationId, userId, messageId, upToSeq, timestamp), ParleyJsonContext.Default.ReceiptPayload),
             type,
             conversationId);
+
+    /// <summary><c>presence</c>: the user came online or went offline (no conversation: it concerns every shared one).</summary>
+    public static OutboundFrame Presence(string userId, bool online, DateTimeOffset? lastSeenAt, DateTimeOffset timestamp) =>
+        new(
+            FrameWriter.Serialize(FrameTypes.Presence, new PresencePayload(userId, online, lastSeenAt, timestamp), ParleyJsonContext.Default.PresencePayload),
+            FrameTypes.Presence);
 }

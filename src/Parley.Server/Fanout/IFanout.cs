@@ -17,12 +17,22 @@ internal interface IFanout
     /// A socket of the user connected to this instance: from the moment this completes, every frame published for the
     /// user anywhere reaches this instance (awaited before the socket reads what it missed). Never throws: when the
     /// shared transport is down, the socket still gets local events and recovers the others through its cursor.
+    /// Returns true when the user had no device connected anywhere before (the user came online).
     /// </summary>
-    ValueTask SubscribeAsync(string userId, CancellationToken cancellationToken);
+    ValueTask<bool> SubscribeAsync(string userId, CancellationToken cancellationToken);
 
-    /// <summary>A socket of the user left this instance (pairs with <see cref="SubscribeAsync"/>).</summary>
-    void Unsubscribe(string userId);
+    /// <summary>
+    /// A socket of the user left this instance (pairs with <see cref="SubscribeAsync"/>). Returns true when it was the
+    /// user's last device anywhere (the user went offline; its last-seen time is now). Never throws.
+    /// </summary>
+    ValueTask<bool> UnsubscribeAsync(string userId);
+
+    /// <summary>Whether each user has a device connected anywhere, and when the others were last seen.</summary>
+    ValueTask<IReadOnlyDictionary<string, UserPresence>> GetPresenceAsync(IReadOnlyCollection<string> userIds, CancellationToken cancellationToken);
 }
+
+/// <summary>A user's presence: online while any device is connected to any instance; otherwise when the last one left (null if unknown).</summary>
+internal readonly record struct UserPresence(bool Online, DateTimeOffset? LastSeenAt);
 
 /// <summary>One frame and the users whose devices get it.</summary>
 internal sealed record FanoutPart(IReadOnlyList<string> UserIds, OutboundFrame Frame);

@@ -4,10 +4,15 @@ namespace Parley.Server.Fanout;
 
 /// <summary>
 /// One instance: every connected device is in this process's <see cref="ConnectionHub"/>. Writers of a conversation
-/// publish under its lock, so the hub gets its frames in seq order without a gate.
+/// publish under its lock, so the hub gets its frames in seq order without a gate. Presence is this process's sockets;
+/// last-seen times live in memory (a restart forgets them).
 /// </summary>
-internal sealed class InProcessFanout(ConnectionHub hub) : IFanout
+internal sealed class InProcessFanout(ConnectionHub hub, TimeProvider time) : IFanout
 {
+    private readonly Dictionary<string, int> _devices = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DateTimeOffset> _lastSeen = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+
     public ValueTask PublishAsync(FanoutMessage message, CancellationToken cancellationToken)
     {
         foreach (var part in message.Parts)
@@ -18,9 +23,42 @@ internal sealed class InProcessFanout(ConnectionHub hub) : IFanout
         return ValueTask.CompletedTask;
     }
 
-    public ValueTask SubscribeAsync(string userId, CancellationToken cancellationToken) => ValueTask.CompletedTask;
-
-    public void Unsubscribe(string userId)
+    public ValueTask<bool> SubscribeAsync(string userId, CancellationToken cancellationToken)
     {
+        lock (_lock)
+        {
+            var count = _devices.GetValueOrDefault(userId) + 1;
+            _devices[userId] = count;
+            return ValueTask.FromResult(count == 1);
+        }
+    }
+
+    public ValueTask<bool> UnsubscribeAsync(string userId)
+    {
+        lock (_lock)
+        {
+            var count = _devices.GetValueOrDefault(userId) - 1;
+            if (count > 0)
+            {
+                _devices[userId] = count;
+                return ValueTask.FromResult(false);
+            }
+
+            _devices.Remove(userId);
+            _lastSeen[userId] = time.GetUtcNow();
+            return ValueTask.FromResult(true);
+        }
+    }
+
+    public ValueTask<IReadOnlyDictionary<string, UserPresence>> GetPresenceAsync(IReadOnlyCollection<string> userIds, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            IReadOnlyDictionary<string, UserPresence> presence = userIds.Distinct(StringComparer.Ordinal).ToDictionary(
+                u => u,
+                u => _devices.ContainsKey(u) ? new UserPresence(true, null) : new UserPresence(false, _lastSeen.TryGetValue(u, out var seen) ? seen : null),
+                StringComparer.Ordinal);
+            return ValueTask.FromResult(presence);
+        }
     }
 }

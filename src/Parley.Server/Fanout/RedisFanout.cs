@@ -43,6 +43,53 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         return published
         """;
 
+    // A user's first socket here: prune dead instances from the route, add this one; 1 when no other live instance held
+    // the user (the user came online). KEYS: route. ARGV: own instance id, liveness key prefix.
+    private const string SubscribeScript =
+        """
+        local others = false
+        for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+          if id ~= ARGV[1] then
+            if redis.call('EXISTS', ARGV[2] .. id) == 1 then others = true else redis.call('SREM', KEYS[1], id) end
+          end
+        end
+        redis.call('SADD', KEYS[1], ARGV[1])
+        if others then return 0 end
+        return 1
+        """;
+
+    // The user's last socket here left: 1 (and the last-seen time written) when no live instance holds the user any more.
+    // KEYS: route, last seen. ARGV: own instance id, liveness key prefix, now (Unix ms), last-seen expiry (s).
+    private const string UnsubscribeScript =
+        """
+        redis.call('SREM', KEYS[1], ARGV[1])
+        for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+          if redis.call('EXISTS', ARGV[2] .. id) == 1 then return 0 end
+          redis.call('SREM', KEYS[1], id)
+        end
+        redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+        return 1
+        """;
+
+    // Presence of several users: per user, 1 or 0, then the last-seen time (Unix ms) or nil.
+    // KEYS: route and last-seen key of each user, in pairs. ARGV: liveness key prefix.
+    private const string PresenceScript =
+        """
+        local result = {}
+        for i = 1, #KEYS, 2 do
+          local online = 0
+          for _, id in ipairs(redis.call('SMEMBERS', KEYS[i])) do
+            if redis.call('EXISTS', ARGV[1] .. id) == 1 then online = 1 break end
+          end
+          result[#result + 1] = online
+          if online == 1 then result[#result + 1] = false else result[#result + 1] = redis.call('GET', KEYS[i + 1]) end
+        end
+        return result
+        """;
+
+    // How long a last-seen time is kept after the user's last device left.
+    private static readonly TimeSpan LastSeenKept = TimeSpan.FromDays(90);
+
     // Publications in flight to Redis before the loop waits for the oldest.
     private const int InFlight = 256;
 
@@ -54,6 +101,9 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     private readonly ILogger<RedisFanout> _logger;
     private readonly Channel<(RedisKey[] Routes, byte[] Envelope)> _queue;
     private readonly Dictionary<string, int> _localUsers = new(StringComparer.Ordinal);
+
+    // Users whose last socket here left while Redis was unreachable: their routes go when it is back.
+    private readonly HashSet<string> _leftWhileDown = new(StringComparer.Ordinal);
     private readonly Lock _usersLock = new();
     private ConnectionMultiplexer? _redis;
     private Task? _publishing;
@@ -107,52 +157,129 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         return ValueTask.CompletedTask;
     }
 
-    public async ValueTask SubscribeAsync(string userId, CancellationToken cancellationToken)
+    public async ValueTask<bool> SubscribeAsync(string userId, CancellationToken cancellationToken)
     {
-        Task? registered = null;
+        Task<RedisResult>? registered = null;
         lock (_usersLock)
         {
             var count = _localUsers.GetValueOrDefault(userId) + 1;
             _localUsers[userId] = count;
-            if (count == 1 && _redis is { IsConnected: true } redis)
+            _leftWhileDown.Remove(userId);
+            if (count > 1)
             {
-                // Issued under the lock: a concurrent last-socket SREM for this user reaches Redis in call order.
-                registered = redis.GetDatabase().SetAddAsync(RouteKey(userId), InstanceId);
+                return false; // more sockets of the user here: already routed, already online
+            }
+
+            if (_redis is { IsConnected: true } redis)
+            {
+                // Issued under the lock: a concurrent last-socket removal for this user reaches Redis in call order.
+                registered = redis.GetDatabase().ScriptEvaluateAsync(SubscribeScript, [RouteKey(userId)], [InstanceId, LivenessPrefix]);
             }
         }
 
         if (registered is null)
         {
-            return; // more sockets of the user here (already routed), or Redis is down (re-registered on reconnect)
+            return true; // Redis is down: online as far as this instance knows (routes are registered again on reconnect)
         }
 
         try
         {
-            await registered.WaitAsync(_options.SubscribeTimeout, _time, cancellationToken);
+            return (long)await registered.WaitAsync(_options.SubscribeTimeout, _time, cancellationToken) == 1;
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             Log.RouteFailed(_logger, ex.Message);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false; // the client went away while routing; its disconnect still pairs with this
         }
     }
 
-    public void Unsubscribe(string userId)
+    public async ValueTask<bool> UnsubscribeAsync(string userId)
     {
+        Task<RedisResult>? removed = null;
         lock (_usersLock)
         {
             var count = _localUsers.GetValueOrDefault(userId) - 1;
             if (count > 0)
             {
                 _localUsers[userId] = count;
-                return;
+                return false;
             }
 
             _localUsers.Remove(userId);
             if (_redis is { IsConnected: true } redis)
             {
-                _ = redis.GetDatabase().SetRemoveAsync(RouteKey(userId), InstanceId, CommandFlags.FireAndForget);
+                removed = redis.GetDatabase().ScriptEvaluateAsync(
+                    UnsubscribeScript, [RouteKey(userId), LastSeenKey(userId)],
+                    [InstanceId, LivenessPrefix, _time.GetUtcNow().ToUnixTimeMilliseconds(), (long)LastSeenKept.TotalSeconds]);
+            }
+            else
+            {
+                _leftWhileDown.Add(userId);
             }
         }
+
+        if (removed is null)
+        {
+            return false; // unknown whether devices remain elsewhere: no presence change announced
+        }
+
+        try
+        {
+            return (long)await removed.WaitAsync(_options.SubscribeTimeout, _time) == 1;
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            lock (_usersLock)
+            {
+                if (!_localUsers.ContainsKey(userId))
+                {
+                    _leftWhileDown.Add(userId);
+                }
+            }
+
+            Log.RouteFailed(_logger, ex.Message);
+            return false;
+        }
+    }
+
+    public async ValueTask<IReadOnlyDictionary<string, UserPresence>> GetPresenceAsync(
+        IReadOnlyCollection<string> userIds, CancellationToken cancellationToken)
+    {
+        var users = userIds.Distinct(StringComparer.Ordinal).ToArray();
+        var presence = new Dictionary<string, UserPresence>(StringComparer.Ordinal);
+        if (_redis is { IsConnected: true } redis && users.Length > 0)
+        {
+            try
+            {
+                var keys = users.SelectMany(u => new RedisKey[] { RouteKey(u), LastSeenKey(u) }).ToArray();
+                var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(PresenceScript, keys, [LivenessPrefix])
+                    .WaitAsync(_options.SubscribeTimeout, _time, cancellationToken))!;
+                for (var i = 0; i < users.Length; i++)
+                {
+                    var online = (long)result[2 * i] == 1;
+                    var seen = result[2 * i + 1];
+                    presence[users[i]] = new UserPresence(online, online || seen.IsNull ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)seen));
+                }
+
+                return presence;
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                Log.RouteFailed(_logger, ex.Message);
+            }
+        }
+
+        // Redis unreachable: what this instance knows (its own sockets).
+        foreach (var user in users)
+        {
+            presence[user] = new UserPresence(_hub.IsConnected(user), null);
+        }
+
+        return presence;
     }
 
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -216,6 +343,8 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
     private string RouteKey(string userId) => _options.Prefix + ":route:" + userId;
 
+    private string LastSeenKey(string userId) => _options.Prefix + ":seen:" + userId;
+
     private void Received(ChannelMessage message)
     {
         if (!FanoutEnvelope.TryDecode(((byte[])message.Message!).AsSpan(), out var decoded))
@@ -247,14 +376,20 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         {
             var db = redis.GetDatabase();
             string[] users;
+            string[] left;
             lock (_usersLock)
             {
                 users = [.. _localUsers.Keys];
+                left = [.. _leftWhileDown];
+                _leftWhileDown.Clear();
             }
 
             var batch = db.CreateBatch();
+            var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
             var writes = new List<Task> { batch.StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl) };
             writes.AddRange(users.Select(u => batch.SetAddAsync(RouteKey(u), InstanceId)));
+            writes.AddRange(left.Select(u => batch.ScriptEvaluateAsync(
+                UnsubscribeScript, [RouteKey(u), LastSeenKey(u)], [InstanceId, LivenessPrefix, now, (long)LastSeenKept.TotalSeconds])));
             batch.Execute();
             await Task.WhenAll(writes);
             if (users.Length > 0)

@@ -8,9 +8,11 @@ namespace Parley.Server.Presence;
 
 internal static class TypingApi
 {
-    /// <summary>Typing indicators, which expire on their own (<see cref="TypingTracker"/>).</summary>
+    /// <summary>Typing indicators, which expire on their own (<see cref="TypingTracker"/>), and who is online (<see cref="PresenceService"/>).</summary>
     public static IHostApplicationBuilder AddPresence(this IHostApplicationBuilder builder)
     {
+        builder.Services.AddOptions<PresenceOptions>().BindConfiguration(PresenceOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddSingleton<PresenceService>();
         builder.Services.AddSingleton<TypingTracker>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TypingTracker>());
         return builder;
@@ -24,6 +26,7 @@ internal static class TypingApi
             .WithTags("Presence")
             .WithSummary("Start or stop the caller's typing indicator")
             .WithDescription("Refresh is_typing: true at least every few seconds; without a refresh the indicator expires after 5 s.");
+        app.MapUserPresence();
         return app;
     }
 

@@ -14,6 +14,9 @@ internal sealed record ReadState(Guid ConversationId, string UserId, Guid? LastR
 /// A health report: the overall status (<c>Healthy</c>, <c>Degraded</c> or <c>Unhealthy</c>) and, per dependency
 /// checked (<c>storage</c>), its status, why it is not healthy (null when it is) and how long the check took.
 /// </summary>
+/// <summary>A user's presence: online while any device is connected; otherwise when the last one disconnected (null if unknown).</summary>
+internal sealed record UserPresenceView(string UserId, bool Online, DateTimeOffset? LastSeenAt);
+
 internal sealed record HealthReportResponse(string Status, double TotalDurationMs, IReadOnlyList<HealthCheckEntry> Checks);
 
 internal sealed record HealthCheckEntry(string Name, string Status, string? Description, double DurationMs);

@@ -14,6 +14,7 @@ internal static class FrameTypes
     public const string MessageDelivered = "message_delivered";
     public const string MessageRead = "message_read";
     public const string Typing = "typing";
+    public const string Presence = "presence";
     public const string ParticipantAdded = "participant_added";
     public const string ParticipantRemoved = "participant_removed";
     public const string ParticipantUpdated = "participant_updated";

@@ -33,6 +33,8 @@ namespace Parley.Server.Protocol;
 [JsonSerializable(typeof(MessageDeletedPayload))]
 [JsonSerializable(typeof(ReceiptPayload))]
 [JsonSerializable(typeof(TypingPayload))]
+[JsonSerializable(typeof(PresencePayload))]
+[JsonSerializable(typeof(UserPresenceView))]
 [JsonSerializable(typeof(ParticipantAddedPayload))]
 [JsonSerializable(typeof(ParticipantRemovedPayload))]
 [JsonSerializable(typeof(ParticipantUpdatedPayload))]

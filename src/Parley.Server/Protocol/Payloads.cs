@@ -22,6 +22,9 @@ internal sealed record ReceiptPayload(Guid ConversationId, string UserId, Guid M
 
 internal sealed record TypingPayload(Guid ConversationId, string UserId, bool IsTyping, DateTimeOffset Timestamp);
 
+/// <summary><c>presence</c>: a user who shares a conversation with the device's user came online or went offline.</summary>
+internal sealed record PresencePayload(string UserId, bool Online, DateTimeOffset? LastSeenAt, DateTimeOffset Timestamp);
+
 internal sealed record ParticipantAddedPayload(Guid ConversationId, long Seq, string UserId, string Role, string AddedBy, DateTimeOffset Timestamp);
 
 internal sealed record ParticipantRemovedPayload(Guid ConversationId, long Seq, string UserId, string RemovedBy, DateTimeOffset Timestamp);

@@ -30,6 +30,15 @@ internal interface IChatStore
     /// <summary>The active membership of a user, or null when the user is not (or no longer) a member.</summary>
     Task<MemberRecord?> GetMemberAsync(Guid conversationId, string userId, CancellationToken cancellationToken);
 
+    /// <summary>Whether both users are current members of at least one common conversation.</summary>
+    Task<bool> SharesConversationAsync(string userId, string otherUserId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Users who are current members of a conversation the user is a current member of, counting only conversations
+    /// of at most <paramref name="maxMembers"/> members; at most <paramref name="limit"/> of them (presence events).
+    /// </summary>
+    Task<IReadOnlyList<string>> ListContactsAsync(string userId, int maxMembers, int limit, CancellationToken cancellationToken);
+
     /// <summary>The user's conversations by most recent activity, after the cursor position.</summary>
     Task<IReadOnlyList<ConversationListItem>> ListConversationsAsync(
         string userId, ConversationPosition? after, int limit, CancellationToken cancellationToken);

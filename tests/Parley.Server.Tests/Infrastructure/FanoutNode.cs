@@ -29,7 +29,7 @@ internal sealed class FanoutNode : IAsyncDisposable
     public static FanoutNode InProcess()
     {
         var hub = new ConnectionHub(TestMetrics.Unobserved, TimeProvider.System);
-        return new FanoutNode(hub, new InProcessFanout(hub));
+        return new FanoutNode(hub, new InProcessFanout(hub, TimeProvider.System));
     }
 
     /// <summary>A started Redis fan-out on <paramref name="redis"/> (its own instance id).</summary>
@@ -132,7 +132,10 @@ internal sealed class FanoutNode : IAsyncDisposable
 
             _gone = true;
             hub.Remove(connection);
-            node?.Fanout.Unsubscribe(connection.UserId);
+            if (node is not null)
+            {
+                await node.Fanout.UnsubscribeAsync(connection.UserId);
+            }
             socket.ReleaseSends();
             connection.RequestClose(1000, "");
             socket.ReceiveClose(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure);

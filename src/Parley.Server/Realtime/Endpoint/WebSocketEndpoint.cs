@@ -1,9 +1,9 @@
 using System.Globalization;
 using Microsoft.Extensions.Options;
-using Parley.Server.Fanout;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Observability;
+using Parley.Server.Presence;
 using Parley.Server.Protocol;
 using Parley.Server.Receipts;
 using Parley.Server.Storage;
@@ -43,7 +43,7 @@ internal static partial class WebSocketEndpoint
         CatchUp catchUp,
         SocketDeliveries sockets,
         IChatStore store,
-        IFanout fanout,
+        PresenceService presence,
         IOptions<DeliveryOptions> deliveryOptions,
         IOptions<RealtimeOptions> realtimeOptions,
         IOptions<LimitsOptions> limits,
@@ -153,8 +153,8 @@ internal static partial class WebSocketEndpoint
         try
         {
             // Frames for the user published on other instances reach this one from here on: before anything is read.
-            await fanout.SubscribeAsync(connection.UserId, context.RequestAborted);
-            subscribed = true;
+            subscribed = true; // counted at once, so a connect cancelled while routing is still paired with its disconnect
+            await presence.ConnectedAsync(connection.UserId, context.RequestAborted);
             if (resumeFrom is { } cursor)
             {
                 socketDelivery.ResumedOnConnect = true;
@@ -195,7 +195,7 @@ internal static partial class WebSocketEndpoint
         {
             if (subscribed)
             {
-                fanout.Unsubscribe(connection.UserId);
+                await presence.DisconnectedAsync(connection.UserId);
             }
 
             hub.Remove(connection);

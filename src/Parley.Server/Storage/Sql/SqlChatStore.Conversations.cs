@@ -51,6 +51,32 @@ internal abstract partial class SqlChatStore
     public Task<MemberRecord?> GetMemberAsync(Guid conversationId, string userId, CancellationToken cancellationToken) =>
         ReadAsync(s => LoadMemberAsync(s, conversationId, userId, cancellationToken), cancellationToken);
 
+    public Task<bool> SharesConversationAsync(string userId, string otherUserId, CancellationToken cancellationToken) =>
+        ReadAsync(
+            async s => (await s.Sql(
+                """
+                SELECT 1 FROM participants a JOIN participants b ON b.conversation_id = a.conversation_id
+                WHERE a.user_id = @a AND a.left_at IS NULL AND b.user_id = @b AND b.left_at IS NULL
+                LIMIT 1
+                """)
+                .With("@a", userId).With("@b", otherUserId).ListAsync(r => r.Long(0), cancellationToken)).Count > 0,
+            cancellationToken);
+
+    public Task<IReadOnlyList<string>> ListContactsAsync(string userId, int maxMembers, int limit, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<string>>(
+            async s => await s.Sql(
+                // A conversation counts while it has no (maxMembers + 1)-th member: bounded work however large it is.
+                """
+                SELECT DISTINCT o.user_id
+                FROM participants me
+                JOIN participants o ON o.conversation_id = me.conversation_id AND o.left_at IS NULL AND o.user_id <> me.user_id
+                WHERE me.user_id = @u AND me.left_at IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM participants m WHERE m.conversation_id = me.conversation_id AND m.left_at IS NULL LIMIT 1 OFFSET @max)
+                LIMIT @n
+                """)
+                .With("@u", userId).With("@max", maxMembers).With("@n", limit).ListAsync(r => r.String(0), cancellationToken),
+            cancellationToken);
+
     public Task<IReadOnlyList<ConversationListItem>> ListConversationsAsync(
         string userId, ConversationPosition? after, int limit, CancellationToken cancellationToken) =>
         ReadAsync<IReadOnlyList<ConversationListItem>>(async s =>

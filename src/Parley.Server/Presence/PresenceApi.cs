@@ -1,0 +1,29 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Parley.Server.Hosting;
+using Parley.Server.Hosting.Auth;
+using Parley.Server.Protocol;
+
+namespace Parley.Server.Presence;
+
+internal static class PresenceApi
+{
+    public static IEndpointRouteBuilder MapUserPresence(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/api/v1/users/{id}/presence", GetAsync)
+            .RequireAuthorization()
+            .ProducesProblems()
+            .WithTags("Presence")
+            .WithSummary("Whether a user is online, or when they were last seen")
+            .WithDescription(
+                "Online while any device of the user is connected to any instance. Only for users who share a conversation with the caller " +
+                "(and the caller); anyone else is 404.");
+        return app;
+    }
+
+    private static async Task<Results<Ok<UserPresenceView>, ProblemHttpResult>> GetAsync(
+        Caller caller, string id, PresenceService presence, CancellationToken cancellationToken)
+    {
+        var result = await presence.GetAsync(caller, id, cancellationToken);
+        return result.IsSuccess ? TypedResults.Ok(result.Value!) : ApiResults.Problem(result.Error!);
+    }
+}

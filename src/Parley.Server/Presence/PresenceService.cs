@@ -1,0 +1,189 @@
+using System.Data.Common;
+using Microsoft.Extensions.Options;
+using Parley.Server.Broadcasting;
+using Parley.Server.Fanout;
+using Parley.Server.Hosting;
+using Parley.Server.Hosting.Auth;
+using Parley.Server.Protocol;
+using Parley.Server.Storage;
+
+namespace Parley.Server.Presence;
+
+/// <summary>
+/// Who is online: a user is online while any of their devices is connected to any instance (the fan-out knows, across
+/// instances through Redis), and was last seen when the last one disconnected. Transitions are announced to the users
+/// who share a small enough conversation with the user (<see cref="PresenceOptions"/>), at most once per interval per
+/// user; the lookup answers only users who share a conversation with the caller.
+/// </summary>
+internal sealed partial class PresenceService(
+    IFanout fanout,
+    IChatStore store,
+    ConversationBroadcaster broadcaster,
+    TimeProvider time,
+    IOptions<PresenceOptions> options,
+    ILogger<PresenceService> logger) : IDisposable
+{
+    private readonly Dictionary<string, Announcement> _announcements = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+
+    /// <summary>A socket of the user connected here: routes it (see <see cref="IFanout.SubscribeAsync"/>) and announces a user who came online.</summary>
+    public async Task ConnectedAsync(string userId, CancellationToken cancellationToken)
+    {
+        if (await fanout.SubscribeAsync(userId, cancellationToken))
+        {
+            Announce(userId, online: true, lastSeenAt: null);
+        }
+    }
+
+    /// <summary>A socket of the user left: announces a user whose last device anywhere it was.</summary>
+    public async Task DisconnectedAsync(string userId)
+    {
+        if (await fanout.UnsubscribeAsync(userId))
+        {
+            Announce(userId, online: false, lastSeenAt: time.GetUtcNow());
+        }
+    }
+
+    public async Task<Result<UserPresenceView>> GetAsync(Caller caller, string userId, CancellationToken cancellationToken)
+    {
+        if (!Identifiers.IsValidUserId(userId))
+        {
+            return ApiError.Invalid("id", "A user id is 1-128 characters without whitespace or control characters.");
+        }
+
+        // Only users the caller shares a conversation with: anyone else is not the caller's to watch (and looks unknown).
+        if (userId != caller.UserId && !await store.SharesConversationAsync(caller.UserId, userId, cancellationToken))
+        {
+            return ApiError.NotFound("User");
+        }
+
+        var presence = (await fanout.GetPresenceAsync([userId], cancellationToken))[userId];
+        return new UserPresenceView(userId, presence.Online, presence.LastSeenAt);
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            foreach (var announcement in _announcements.Values)
+            {
+                announcement.Deferred?.Dispose();
+            }
+
+            _announcements.Clear();
+        }
+    }
+
+    private void Announce(string userId, bool online, DateTimeOffset? lastSeenAt)
+    {
+        var settings = options.Value;
+        if (!settings.Events)
+        {
+            return;
+        }
+
+        lock (_lock)
+        {
+            var now = time.GetTimestamp();
+            ForgetOld(now, settings.MinInterval);
+            if (!_announcements.TryGetValue(userId, out var announcement))
+            {
+                _announcements[userId] = announcement = new Announcement();
+            }
+
+            announcement.Online = online;
+            announcement.LastSeenAt = lastSeenAt;
+            if (announcement.Deferred is not null)
+            {
+                return; // the deferred send takes the latest state
+            }
+
+            var wait = announcement.SentAt == 0 ? TimeSpan.Zero : settings.MinInterval - time.GetElapsedTime(announcement.SentAt, now);
+            if (wait <= TimeSpan.Zero)
+            {
+                Send(userId, announcement, now);
+            }
+            else
+            {
+                announcement.Deferred = time.CreateTimer(_ => SendDeferred(userId), null, wait, Timeout.InfiniteTimeSpan);
+            }
+        }
+    }
+
+    private void SendDeferred(string userId)
+    {
+        lock (_lock)
+        {
+            if (!_announcements.TryGetValue(userId, out var announcement))
+            {
+                return;
+            }
+
+            announcement.Deferred?.Dispose();
+            announcement.Deferred = null;
+            if (announcement.Online != announcement.SentOnline)
+            {
+                Send(userId, announcement, time.GetTimestamp());
+            }
+        }
+    }
+
+    /// <summary>Called under the lock; the store read and the publication run outside it.</summary>
+    private void Send(string userId, Announcement announcement, long now)
+    {
+        announcement.SentAt = now;
+        announcement.SentOnline = announcement.Online;
+        var (online, lastSeenAt) = (announcement.Online, announcement.LastSeenAt);
+        _ = PublishAsync(userId, online, lastSeenAt);
+    }
+
+    private async Task PublishAsync(string userId, bool online, DateTimeOffset? lastSeenAt)
+    {
+        try
+        {
+            var settings = options.Value;
+            var recipients = await store.ListContactsAsync(userId, settings.MaxConversationSize, settings.MaxRecipients, CancellationToken.None);
+            if (recipients.Count > 0)
+            {
+                await broadcaster.PresenceAsync(userId, online, lastSeenAt, recipients);
+            }
+        }
+        catch (Exception ex) when (ex is DbException or TimeoutException)
+        {
+            // A missed presence event is corrected by the next one, and the lookup answers from the fan-out itself.
+            Log.AnnounceFailed(logger, userId, ex.Message);
+        }
+    }
+
+    /// <summary>Drops announcements whose interval is over (nothing deferred): the table holds only recent ones.</summary>
+    private void ForgetOld(long now, TimeSpan interval)
+    {
+        if (_announcements.Count < 1024)
+        {
+            return;
+        }
+
+        foreach (var (userId, announcement) in _announcements.ToArray())
+        {
+            if (announcement.Deferred is null && time.GetElapsedTime(announcement.SentAt, now) >= interval)
+            {
+                _announcements.Remove(userId);
+            }
+        }
+    }
+
+    private sealed class Announcement
+    {
+        public bool Online;
+        public DateTimeOffset? LastSeenAt;
+        public long SentAt;
+        public bool SentOnline;
+        public ITimer? Deferred;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 7201, Level = LogLevel.Warning, Message = "Presence of {UserId} not announced: {Reason}")]
+        public static partial void AnnounceFailed(ILogger logger, string userId, string reason);
+    }
+}

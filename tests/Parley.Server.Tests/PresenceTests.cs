@@ -1,0 +1,171 @@
+using System.Net;
+using System.Text.Json;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// Presence on one instance: online while any device is connected, last seen when the last one left; looked up only by
+/// users who share a conversation; announced to members of small conversations, at most once per interval per user.
+/// Across instances: <see cref="RedisMultiInstanceTests"/>.
+/// </summary>
+public sealed class PresenceTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(600);
+    private readonly ParleyFactory _factory = new(s =>
+    {
+        s["Presence:MinInterval"] = "00:00:00.600";
+        s["Presence:MaxConversationSize"] = "3";
+    });
+
+    public ValueTask InitializeAsync()
+    {
+        _factory.StartKestrel();
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    [Fact]
+    public async Task Lookup_FollowsTheUsersDevices_OnlineWhileAnyIsConnectedThenLastSeen()
+    {
+        using var bob = _factory.Api("bob");
+        await _factory.Api("alice").CreateDirectAsync("bob");
+        var never = await PresenceAsync(bob, "alice");
+        Assert.Equal(("alice", false, (DateTimeOffset?)null), never);
+
+        var phone = await WsClient.ConnectAsync(_factory, "alice", deviceId: "phone");
+        var laptop = await WsClient.ConnectAsync(_factory, "alice", deviceId: "laptop");
+        Assert.Equal(("alice", true, (DateTimeOffset?)null), await PresenceAsync(bob, "alice"));
+        await phone.DisposeAsync();
+        await WaitForAsync(bob, online: true); // the laptop is still there
+        var before = DateTimeOffset.UtcNow;
+        await laptop.DisposeAsync();
+
+        var gone = await WaitForAsync(bob, online: false);
+        Assert.NotNull(gone.LastSeenAt);
+        Assert.InRange(gone.LastSeenAt!.Value, before.AddSeconds(-1), DateTimeOffset.UtcNow.AddSeconds(1));
+    }
+
+    [Fact]
+    public async Task Lookup_OfSomeoneWhoSharesNoConversation_Is404LikeAnUnknownUser()
+    {
+        using var carol = _factory.Api("carol");
+        await _factory.Api("alice").CreateDirectAsync("bob");
+        await using var alice = await WsClient.ConnectAsync(_factory, "alice");
+
+        await ParleyApi.ProblemAsync(await carol.GetAsync("/api/v1/users/alice/presence"), HttpStatusCode.NotFound, "not_found");
+        await ParleyApi.ProblemAsync(await carol.GetAsync("/api/v1/users/nobody/presence"), HttpStatusCode.NotFound, "not_found");
+        Assert.Equal(("carol", false, (DateTimeOffset?)null), await PresenceAsync(carol, "carol")); // one's own: allowed
+        using var anonymous = _factory.Anonymous();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/api/v1/users/alice/presence", TestContext.Current.CancellationToken)).StatusCode);
+    }
+
+    [Fact]
+    public async Task Lookup_AfterLeavingTheOnlySharedConversation_Is404()
+    {
+        using var alice = _factory.Api("alice");
+        using var bob = _factory.Api("bob");
+        var group = await alice.CreateGroupAsync("g", "bob");
+        Assert.False((await PresenceAsync(bob, "alice")).Online);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await alice.DeleteAsync($"/api/v1/conversations/{group.Id}/participants/bob")).StatusCode);
+
+        await ParleyApi.ProblemAsync(await bob.GetAsync("/api/v1/users/alice/presence"), HttpStatusCode.NotFound, "not_found");
+    }
+
+    [Fact]
+    public async Task Events_ComingOnlineAndGoingOffline_ReachMembersOfSmallConversationsOnly()
+    {
+        using var alice = _factory.Api("alice");
+        await alice.CreateDirectAsync("bob");
+        await alice.CreateGroupAsync("large", "dave", "erin", "frank"); // four members: above MaxConversationSize
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob");
+        await using var dave = await WsClient.ConnectAsync(_factory, "dave");
+        await using var carol = await WsClient.ConnectAsync(_factory, "carol"); // shares nothing with alice
+
+        var phone = await WsClient.ConnectAsync(_factory, "alice");
+        var online = await bob.NextAsync("presence");
+        Assert.Equal(("alice", true, JsonValueKind.Null), (online.GetProperty("user_id").GetString(), online.GetProperty("online").GetBoolean(), online.GetProperty("last_seen_at").ValueKind));
+
+        await Task.Delay(Interval, TestContext.Current.CancellationToken);
+        await phone.DisposeAsync();
+        var offline = await bob.NextAsync("presence");
+        Assert.False(offline.GetProperty("online").GetBoolean());
+        Assert.Equal(JsonValueKind.String, offline.GetProperty("last_seen_at").ValueKind);
+
+        await dave.AssertNoFrameAsync("presence", WsClientAssertions.Silence);
+        await carol.AssertNoFrameAsync("presence", WsClientAssertions.Silence);
+    }
+
+    [Fact]
+    public async Task Events_AConnectionThatFlaps_AnnouncesOnceThenOnlyTheStateItEndsIn()
+    {
+        await _factory.Api("alice").CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob");
+
+        var first = await WsClient.ConnectAsync(_factory, "alice");
+        Assert.True((await bob.NextAsync("presence")).GetProperty("online").GetBoolean());
+        for (var i = 0; i < 3; i++)
+        {
+            await first.DisposeAsync();
+            first = await WsClient.ConnectAsync(_factory, "alice");
+        }
+
+        // Within the interval: nothing; at its end alice is online again, as last announced: still nothing.
+        await bob.AssertNoFrameAsync("presence", Interval * 2);
+        await first.DisposeAsync();
+        Assert.False((await bob.NextAsync("presence", timeout: TimeSpan.FromSeconds(5))).GetProperty("online").GetBoolean());
+    }
+
+    private static async Task<(string UserId, bool Online, DateTimeOffset? LastSeenAt)> PresenceAsync(ParleyApi api, string userId)
+    {
+        var body = await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync($"/api/v1/users/{userId}/presence"));
+        var seen = body.GetProperty("last_seen_at");
+        return (body.GetProperty("user_id").GetString()!, body.GetProperty("online").GetBoolean(), seen.ValueKind == JsonValueKind.Null ? null : seen.GetDateTimeOffset());
+    }
+
+    private static async Task<(string UserId, bool Online, DateTimeOffset? LastSeenAt)> WaitForAsync(ParleyApi api, bool online)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var presence = await PresenceAsync(api, "alice");
+            if (presence.Online == online)
+            {
+                return presence;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "presence did not change");
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+    }
+}
+
+/// <summary>Presence events switched off: the lookup still answers.</summary>
+public sealed class PresenceEventsOffTests : IAsyncLifetime
+{
+    private readonly ParleyFactory _factory = new(s => s["Presence:Events"] = "false");
+
+    public ValueTask InitializeAsync()
+    {
+        _factory.StartKestrel();
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    [Fact]
+    public async Task EventsOff_NoPresenceFramesButTheLookupAnswers()
+    {
+        using var bobApi = _factory.Api("bob");
+        await _factory.Api("alice").CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob");
+
+        await using var alice = await WsClient.ConnectAsync(_factory, "alice");
+
+        await bob.AssertNoFrameAsync("presence", WsClientAssertions.Silence);
+        var body = await ParleyApi.ReadAsync<JsonElement>(await bobApi.GetAsync("/api/v1/users/alice/presence"));
+        Assert.True(body.GetProperty("online").GetBoolean());
+    }
+}
