@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net;
 using System.Net.WebSockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -36,6 +37,18 @@ public sealed class GracefulShutdownTests : IAsyncLifetime
 
         var clock = Stopwatch.StartNew();
         var stopping = _factory.DisposeAsync().AsTask();
+
+        Assert.Equal(1001, (int?)await alicePhone.ClosedAsync());
+
+        // Draining: not ready, and no new sockets (they go to another instance); plain requests still work.
+        using var probe = _factory.Anonymous();
+        var ready = await probe.GetAsync("/ready", TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+        Assert.Contains("shutting down", await ready.Content.ReadAsStringAsync(TestContext.Current.CancellationToken), StringComparison.Ordinal);
+        var upgrade = await alice.GetAsync("/ws");
+        await ParleyApi.ProblemAsync(upgrade, HttpStatusCode.ServiceUnavailable, "service_unavailable");
+        Assert.Equal("1", upgrade.Headers.GetValues("Retry-After").Single());
+        Assert.Equal("before shutdown", (await alice.ListMessagesAsync(conversation.Id)).Messages.Single().Content);
 
         foreach (var client in clients)
         {

@@ -40,12 +40,13 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
         var report = await ParleyApi.ReadAsync<JsonElement>(response);
         Assert.Equal("Healthy", report.GetProperty("status").GetString());
         var checks = report.GetProperty("checks").EnumerateArray().ToList();
-        Assert.Equal(["storage", "fanout"], checks.Select(c => c.GetProperty("name").GetString()));
+        Assert.Equal(["storage", "connections", "fanout"], checks.Select(c => c.GetProperty("name").GetString()));
         var storage = checks[0];
         Assert.Equal("Healthy", storage.GetProperty("status").GetString());
         Assert.Equal(JsonValueKind.Null, storage.GetProperty("description").ValueKind);
         Assert.True(storage.GetProperty("duration_ms").GetDouble() >= 0);
-        Assert.Equal(("Healthy", "in-process (one instance)"), (checks[1].GetProperty("status").GetString(), checks[1].GetProperty("description").GetString()));
+        Assert.Equal("Healthy", checks[1].GetProperty("status").GetString());
+        Assert.Equal(("Healthy", "in-process (one instance)"), (checks[2].GetProperty("status").GetString(), checks[2].GetProperty("description").GetString()));
         Assert.Contains("no-store", response.Headers.CacheControl?.ToString(), StringComparison.Ordinal);
     }
 

@@ -27,6 +27,12 @@ internal sealed class ConnectionHub
 
     public int Count => _byId.Count;
 
+    /// <summary>
+    /// The instance is shutting down: it accepts no new sockets and reports not ready, so that load balancers and
+    /// reconnecting devices go to another instance while its own sockets are closed.
+    /// </summary>
+    public bool Draining { get; private set; }
+
     /// <summary>Frames waiting in the send queues of every socket (a moment's sum; walks the connections, for scrapes).</summary>
     public long QueuedFrames()
     {
@@ -118,6 +124,7 @@ internal sealed class ConnectionHub
     /// </summary>
     public async Task CloseAllAsync(int closeStatus, string reason, TimeSpan timeout, CancellationToken cancellationToken)
     {
+        Draining = true;
         var connections = _byId.Values.ToArray();
         foreach (var connection in connections)
         {

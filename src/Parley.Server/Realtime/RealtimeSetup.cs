@@ -1,4 +1,6 @@
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
+using Parley.Server.Hosting;
 using Parley.Server.Protocol;
 
 namespace Parley.Server.Realtime;
@@ -11,7 +13,18 @@ internal static class RealtimeSetup
         services.AddOptions<RealtimeOptions>().BindConfiguration(RealtimeOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<ConnectionHub>();
         services.AddHostedService<GracefulClose>();
+        services.AddHealthChecks().AddCheck<DrainHealthCheck>("connections", tags: [HealthApi.ReadyTag]);
         return builder;
+    }
+
+    /// <summary>Readiness fails while the instance drains (shutting down): no new sockets or requests should come here.</summary>
+    private sealed class DrainHealthCheck(ConnectionHub hub) : IHealthCheck
+    {
+        public Task<HealthCheckResult> CheckHealthAsync(
+            HealthCheckContext context, CancellationToken cancellationToken) =>
+            Task.FromResult(hub.Draining
+                ? HealthCheckResult.Unhealthy("Draining: this instance is shutting down; connect to another one.")
+                : HealthCheckResult.Healthy($"Accepting connections ({hub.Count} open)."));
     }
 
     /// <summary>

@@ -51,6 +51,13 @@ internal static partial class WebSocketEndpoint
         ParleyMetrics metrics,
         ILoggerFactory loggers)
     {
+        if (hub.Draining)
+        {
+            // Shutting down: the device connects again, and the load balancer (readiness is failing) sends it elsewhere.
+            context.Response.Headers.RetryAfter = "1";
+            return ApiResults.Problem(new ApiError(503, ErrorCodes.ServiceUnavailable, "This instance is shutting down; connect again."));
+        }
+
         if (!context.WebSockets.IsWebSocketRequest)
         {
             return ApiResults.Problem(ApiError.BadRequest(ErrorCodes.InvalidRequest, "This endpoint only accepts WebSocket upgrades."));
