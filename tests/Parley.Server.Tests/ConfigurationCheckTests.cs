@@ -146,7 +146,7 @@ public sealed class ConfigurationCheckTests
         var storage = unknown.Single(u => u.Key == "Storage:Provder");
         Assert.Equal("unknown setting Storage:Provder is ignored; the settings of Storage are Provider.", ConfigurationCheck.Describe(storage));
         Assert.Contains("Audience", unknown.Single(u => u.Key == "Auth:Jwt:Audiance").Known);
-        Assert.Equal(["Sqlite", "Postgres"], unknown.Single(u => u.Key == "ConnectionStrings:Postgress").Known);
+        Assert.Equal(["Sqlite", "Postgres", "Redis"], unknown.Single(u => u.Key == "ConnectionStrings:Postgress").Known);
     }
 
     [Fact]

@@ -101,6 +101,56 @@ public sealed class OrderGateTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Offer_NoExpectationYetAndASuccessorFirst_WaitsBrieflyForItsPredecessor()
+    {
+        var alice = Connect("alice");
+
+        Offer(6, "alice");
+        Offer(5, "alice"); // the two racing publications of a conversation this instance had not seen
+        Assert.Empty(alice.Socket.Sent);
+        _time.Advance(OrderGate.UnknownHold * 2);
+
+        await alice.WaitForAsync(2);
+        Assert.Equal(["s5", "s6"], alice.Labels);
+        Offer(7, "alice");
+        await alice.WaitForAsync(3);
+        Assert.Equal("s7", alice.Labels[^1]);
+    }
+
+    [Fact]
+    public async Task Prime_ThenTheSuccessorFirst_HeldUntilThePredecessorArrives()
+    {
+        var alice = Connect("alice");
+        _gate.Prime(Conversation, 4);
+
+        Offer(6, "alice");
+        Offer(5, "alice");
+
+        await alice.WaitForAsync(2);
+        Assert.Equal(["s5", "s6"], alice.Labels);
+        Assert.Equal(0, _gate.Waiting);
+    }
+
+    [Fact]
+    public async Task Prime_AfterTheOnlyRecipientHereLeftAndAnotherCame_TheNewExpectationHoldsARacingSuccessor()
+    {
+        var bob = Connect("bob");
+        Offer(1, "bob", "alice");
+        await bob.WaitForAsync(1);
+        await bob.DisconnectAsync();
+        _time.Advance(TimeSpan.FromSeconds(5)); // seqs 2..5 went to instances holding bob and alice, not here
+
+        var alice = Connect("alice");
+        _gate.Prime(Conversation, 5);
+        Offer(7, "alice");
+        Offer(6, "alice");
+
+        await alice.WaitForAsync(2);
+        Assert.Equal(["s6", "s7"], alice.Labels);
+        Assert.Empty(_filler.Requests);
+    }
+
+    [Fact]
     public async Task Offer_UnsequencedFrames_PassWhileSequencedOnesAreHeld()
     {
         var alice = Connect("alice");
@@ -168,5 +218,8 @@ public sealed class OrderGateTests : IAsyncDisposable
                 .Select(s => new FanoutPart([.. userIds], FanoutNode.Frame($"s{s}", conversationId, s)))];
             return Task.FromResult(parts);
         }
+
+        public Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken) =>
+            throw new NotSupportedException("the gate itself never reads them");
     }
 }

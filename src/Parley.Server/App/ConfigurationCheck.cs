@@ -2,9 +2,11 @@ using System.Collections;
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Reflection;
+using Parley.Server.Fanout;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Observability;
+using Parley.Server.Presence;
 using Parley.Server.Realtime;
 using Parley.Server.Storage;
 using Parley.Server.Sync;
@@ -40,10 +42,12 @@ internal static partial class ConfigurationCheck
         (MetricsOptions.SectionName, typeof(MetricsOptions)),
         (TelemetryOptions.SectionName, typeof(TelemetryOptions)),
         (WebAppOptions.SectionName, typeof(WebAppOptions)),
+        (FanoutOptions.SectionName, typeof(FanoutOptions)),
+        (PresenceOptions.SectionName, typeof(PresenceOptions)),
     ];
 
     /// <summary>The connection strings Parley reads (<c>ConnectionStrings:Name</c>).</summary>
-    public static readonly IReadOnlyList<string> ConnectionStrings = ["Sqlite", "Postgres"];
+    public static readonly IReadOnlyList<string> ConnectionStrings = ["Sqlite", "Postgres", "Redis"];
 
     public static ConfigurationProblems Check(IConfiguration configuration)
     {

@@ -16,11 +16,13 @@ internal sealed class FanoutOptions
     public const string SectionName = "Fanout";
 
     public FanoutProvider Provider { get; set; } = FanoutProvider.InProcess;
+
+    /// <summary><c>Fanout:Redis</c>: used with <see cref="FanoutProvider.Redis"/> (checked by <see cref="FanoutOptionsValidator"/>).</summary>
+    public RedisFanoutOptions Redis { get; set; } = new();
 }
 
 internal sealed class RedisFanoutOptions
 {
-    public const string SectionName = "Fanout:Redis";
 
     /// <summary>Prefix of every key and channel, so that several deployments can share one Redis.</summary>
     [RegularExpression("^[A-Za-z0-9_.-]{1,64}$")]

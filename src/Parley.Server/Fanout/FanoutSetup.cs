@@ -14,7 +14,6 @@ internal static class FanoutSetup
     {
         var services = builder.Services;
         services.AddOptions<FanoutOptions>().BindConfiguration(FanoutOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
-        services.AddOptions<RedisFanoutOptions>().BindConfiguration(RedisFanoutOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<IValidateOptions<FanoutOptions>, FanoutOptionsValidator>();
         services.AddSingleton<InProcessFanout>();
         services.AddSingleton<RedisFanout>();
@@ -74,6 +73,14 @@ internal sealed class FanoutOptionsValidator(IConfiguration configuration) : IVa
         if (!Enum.IsDefined(options.Provider))
         {
             return ValidateOptionsResult.Fail("Fanout:Provider must be InProcess or Redis.");
+        }
+
+        // DataAnnotations do not descend into Fanout:Redis by themselves.
+        var results = new List<System.ComponentModel.DataAnnotations.ValidationResult>();
+        if (!System.ComponentModel.DataAnnotations.Validator.TryValidateObject(
+                options.Redis, new System.ComponentModel.DataAnnotations.ValidationContext(options.Redis), results, validateAllProperties: true))
+        {
+            return ValidateOptionsResult.Fail(results.Select(r => $"Fanout:Redis:{string.Join(", ", r.MemberNames)}: {r.ErrorMessage}"));
         }
 
         if (options.Provider != FanoutProvider.Redis)

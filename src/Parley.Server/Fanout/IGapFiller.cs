@@ -12,4 +12,7 @@ internal interface IGapFiller
     /// </summary>
     Task<IReadOnlyList<FanoutPart>> ReadGapAsync(
         Guid conversationId, long afterSeq, long uptoSeq, IReadOnlyCollection<string> userIds, CancellationToken cancellationToken);
+
+    /// <summary>The current last seq of each of the user's conversations (where the gate's expectations start).</summary>
+    Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken);
 }

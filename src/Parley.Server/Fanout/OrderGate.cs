@@ -17,6 +17,10 @@ namespace Parley.Server.Fanout;
 /// the conversation's members meanwhile. It goes out at once and becomes the new expectation;</item>
 /// <item>an older seq (late, or ahead of the expectation's start) is passed on: a socket that already wrote a newer
 /// seq of the conversation skips it, and the cursor check gives it to devices with cursors.</item>
+/// <item>the expectation is primed with the conversation's last seq when a member's socket subscribes
+/// (<see cref="Prime"/>); a conversation without one (new, or quiet for ten minutes) holds its first frame other than
+/// seq 1 for a short while (<see cref="UnknownHold"/>) in case a predecessor is racing it, then goes on from the
+/// lowest seq it got.</item>
 /// </list>
 /// Unsequenced frames (receipts, typing) pass straight through. Frames go to the hub under the conversation's
 /// state lock, which orders them; the hub never blocks.
@@ -25,6 +29,9 @@ internal sealed partial class OrderGate : IDisposable
 {
     // A conversation without frames for this long is forgotten; its next frame starts a new expectation.
     private static readonly TimeSpan Idle = TimeSpan.FromMinutes(10);
+
+    /// <summary>How long the first frame of a conversation without an expectation waits for a racing predecessor.</summary>
+    public static readonly TimeSpan UnknownHold = TimeSpan.FromMilliseconds(30);
 
     // Events read back per gap: a larger gap is left to the cursor check and resume.
     private const int MaxGap = 500;
@@ -49,7 +56,7 @@ internal sealed partial class OrderGate : IDisposable
         _metrics = metrics;
         _logger = logger;
         _lastEviction = time.GetTimestamp();
-        var tick = TimeSpan.FromTicks(Math.Max(hold.Ticks / 4, TimeSpan.FromMilliseconds(5).Ticks));
+        var tick = TimeSpan.FromTicks(Math.Clamp(hold.Ticks / 4, TimeSpan.FromMilliseconds(5).Ticks, UnknownHold.Ticks / 3));
         _sweep = time.CreateTimer(_ => Sweep(), null, tick, tick);
     }
 
@@ -58,6 +65,40 @@ internal sealed partial class OrderGate : IDisposable
 
     /// <summary>Conversations whose expectation is remembered.</summary>
     public int Tracked => _conversations.Count;
+
+    /// <summary>
+    /// A member's socket subscribed: the conversation's seq was <paramref name="lastSeq"/> when read, after the
+    /// subscription (later events reach this instance). Sets the expectation of a conversation that has none.
+    /// </summary>
+    public void Prime(Guid conversationId, long lastSeq)
+    {
+        while (true)
+        {
+            var order = _conversations.GetOrAdd(conversationId, static _ => new ConversationOrder());
+            lock (order)
+            {
+                if (order.Forgotten)
+                {
+                    continue;
+                }
+
+                if (order.Next == 0 && order.Held.Count == 0)
+                {
+                    order.Next = lastSeq + 1;
+                    order.LastFrameAt = _time.GetTimestamp();
+                }
+                else if (lastSeq + 1 > order.PrimedNext)
+                {
+                    // An expectation of the conversation's own: used if the frames in between turn out to have been
+                    // for nobody here (the sockets that had them left before the new one came).
+                    order.PrimedNext = lastSeq + 1;
+                    order.PrimedAt = _time.GetTimestamp();
+                }
+
+                return;
+            }
+        }
+    }
 
     public void Offer(FanoutMessage message)
     {
@@ -79,9 +120,34 @@ internal sealed partial class OrderGate : IDisposable
                 }
 
                 var now = _time.GetTimestamp();
+                if (order.Next == 0 && (seq > 1 || order.Held.Count > 0))
+                {
+                    // No expectation yet: wait briefly for a racing predecessor (see UnknownHold).
+                    order.Held[seq] = message;
+                    if (order.HeldSince == 0)
+                    {
+                        order.HeldSince = now;
+                        _waiting[conversationId] = order;
+                    }
+
+                    return;
+                }
+
                 if (order.Filling || (order.Next != 0 && seq > order.Next))
                 {
-                    if (!order.Filling && !AnyConnectedSince(message, order.LastFrameAt))
+                    if (!order.Filling && !AnyConnectedSince(message, order.LastFrameAt) && order.PrimedNext > order.Next)
+                    {
+                        // Nobody here had the frames since the last one, but a socket subscribed since: go on from
+                        // what the conversation had then.
+                        order.Next = order.PrimedNext;
+                        order.LastFrameAt = order.PrimedAt;
+                    }
+
+                    if (!order.Filling && seq <= order.Next)
+                    {
+                        // The primed expectation reaches this frame: it goes out below.
+                    }
+                    else if (!order.Filling && !AnyConnectedSince(message, order.LastFrameAt))
                     {
                         // Nobody here should have had the frames in between: start again from this one.
                         order.Next = seq;
@@ -173,6 +239,19 @@ internal sealed partial class OrderGate : IDisposable
         {
             lock (order)
             {
+                if (order.Next == 0 && order.HeldSince != 0)
+                {
+                    if (_time.GetElapsedTime(order.HeldSince, now) >= UnknownHold)
+                    {
+                        // Nothing earlier came: start from the lowest seq held.
+                        order.Next = order.Held.First().Key;
+                        order.LastFrameAt = now;
+                        DrainHeld(conversationId, order);
+                    }
+
+                    continue;
+                }
+
                 if (order.Filling || order.HeldSince == 0 || _time.GetElapsedTime(order.HeldSince, now) < _hold)
                 {
                     continue;
@@ -259,6 +338,11 @@ internal sealed partial class OrderGate : IDisposable
 
         /// <summary>When the last frame went out (or the expectation was last moved).</summary>
         public long LastFrameAt;
+
+        /// <summary>The last seq + 1 read for a socket that subscribed while an expectation existed, and when; 0 if none.</summary>
+        public long PrimedNext;
+
+        public long PrimedAt;
 
         /// <summary>When the current wait for a missing seq began; 0 while nothing is held.</summary>
         public long HeldSince;

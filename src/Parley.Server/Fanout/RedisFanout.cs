@@ -94,6 +94,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     private const int InFlight = 256;
 
     private readonly ConnectionHub _hub;
+    private readonly IGapFiller _store;
     private readonly RedisFanoutOptions _options;
     private readonly string _configuration;
     private readonly ParleyMetrics _metrics;
@@ -112,14 +113,15 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     public RedisFanout(
         ConnectionHub hub,
         IGapFiller filler,
-        IOptions<RedisFanoutOptions> options,
+        IOptions<FanoutOptions> options,
         IConfiguration configuration,
         ParleyMetrics metrics,
         TimeProvider time,
         ILoggerFactory loggers)
     {
         _hub = hub;
-        _options = options.Value;
+        _store = filler;
+        _options = options.Value.Redis;
         _configuration = configuration.GetConnectionString("Redis") ?? "";
         _metrics = metrics;
         _time = time;
@@ -158,6 +160,26 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     }
 
     public async ValueTask<bool> SubscribeAsync(string userId, CancellationToken cancellationToken)
+    {
+        var cameOnline = await RouteAsync(userId, cancellationToken);
+        try
+        {
+            // After routing: events committed after this read reach this instance, and the gate expects the next seqs.
+            foreach (var (conversationId, lastSeq) in await _store.ReadLastSeqsAsync(userId, cancellationToken))
+            {
+                Gate.Prime(conversationId, lastSeq);
+            }
+        }
+        catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or OperationCanceledException)
+        {
+            // Unprimed conversations hold their first frame briefly instead (OrderGate.UnknownHold).
+            Log.PrimeFailed(_logger, ex.Message);
+        }
+
+        return cameOnline;
+    }
+
+    private async ValueTask<bool> RouteAsync(string userId, CancellationToken cancellationToken)
     {
         Task<RedisResult>? registered = null;
         lock (_usersLock)
@@ -413,7 +435,13 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         try
         {
             // Set, not refreshed: after a Redis restart the key is back within a third of the TTL even if no event said so.
-            await redis.GetDatabase().StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl);
+            // A missing key means Redis lost it (a restart) or this instance stalled past InstanceTtl and publishers dropped
+            // its routes as dead: register everything again, not only the key.
+            var previous = await redis.GetDatabase().StringSetAndGetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl);
+            if (previous.IsNull)
+            {
+                await RegisterAsync();
+            }
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
@@ -501,5 +529,8 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
         [LoggerMessage(EventId = 7008, Level = LogLevel.Warning, Message = "Dropped a fan-out envelope this version cannot read")]
         public static partial void BadEnvelope(ILogger logger);
+
+        [LoggerMessage(EventId = 7009, Level = LogLevel.Debug, Message = "Order expectations not read for a new socket: {Reason}")]
+        public static partial void PrimeFailed(ILogger logger, string reason);
     }
 }

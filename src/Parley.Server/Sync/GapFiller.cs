@@ -23,4 +23,7 @@ internal sealed class GapFiller(IChatStore store, EventFrameBuilder frames) : IG
         // One user's frames are in seq order already; across users, by seq keeps each socket's order either way.
         return [.. parts.OrderBy(p => p.Frame.Seq)];
     }
+
+    public Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken) =>
+        store.GetLastSeqsAsync(userId, cancellationToken);
 }

@@ -41,7 +41,7 @@ internal sealed class FanoutNode : IAsyncDisposable
         var configuration = new ConfigurationBuilder()
             .AddInMemoryCollection(new Dictionary<string, string?> { ["ConnectionStrings:Redis"] = redis }).Build();
         var fanout = new RedisFanout(
-            hub, filler ?? new NoGaps(), Options.Create(options), configuration, TestMetrics.Unobserved, TimeProvider.System, NullLoggerFactory.Instance);
+            hub, filler ?? new NoGaps(), Options.Create(new FanoutOptions { Provider = FanoutProvider.Redis, Redis = options }), configuration, TestMetrics.Unobserved, TimeProvider.System, NullLoggerFactory.Instance);
         await fanout.StartAsync(CancellationToken.None);
         return new FanoutNode(hub, fanout);
     }
@@ -150,5 +150,8 @@ internal sealed class FanoutNode : IAsyncDisposable
         public Task<IReadOnlyList<FanoutPart>> ReadGapAsync(
             Guid conversationId, long afterSeq, long uptoSeq, IReadOnlyCollection<string> userIds, CancellationToken cancellationToken) =>
             Task.FromResult<IReadOnlyList<FanoutPart>>([]);
+
+        public Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken) =>
+            Task.FromResult<IReadOnlyDictionary<Guid, long>>(new Dictionary<Guid, long>());
     }
 }
