@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Parley.Client.Tests.Infrastructure;
+namespace Parley.Server.Tests.Infrastructure;
 
 /// <summary>
 /// The server as a child process (the built Parley.Server.dll beside the tests) on a fixed loopback port, so it
