@@ -290,6 +290,36 @@ public sealed class ChaosTests
             }
         }
 
+        // With every instance and Redis up, a receipt reaches every member device live: each member reads the last
+        // message of each conversation (through the relay, so on any instance). The cursor check repairs sequenced
+        // events, not receipts: only the live fan-out carries these to devices on other instances.
+        var readLast = new Dictionary<Guid, (long Seq, string[] Readers)>();
+        foreach (var (conversationId, members) in conversations)
+        {
+            var last = (await AllMessagesAsync(rest[members[0]], conversationId, ct))[^1];
+            var others = members.Where(u => u != last.SenderId).ToArray();
+            foreach (var reader in others)
+            {
+                await devices.First(d => d.User == reader).Client.MarkReadAsync(last.Id, ct);
+            }
+
+            readLast[conversationId] = (last.Seq, others);
+        }
+
+        bool Behind(ChaosDevice device, Guid conversationId, string reader) => device.ReadReceiptOf(conversationId, reader) < readLast[conversationId].Seq;
+        List<string> Missing() =>
+        [
+            .. conversations.SelectMany(c => devices.Where(d => c.Value.Contains(d.User))
+                .SelectMany(d => readLast[c.Key].Readers.Where(r => Behind(d, c.Key, r)).Select(r => $"{d} has no receipt of {r} for {c.Key:N}"))),
+        ];
+        var receiptsDeadline = DateTime.UtcNow.AddSeconds(15);
+        while (Missing().Count > 0 && DateTime.UtcNow < receiptsDeadline)
+        {
+            await Task.Delay(100, ct);
+        }
+
+        Assert.True(Missing().Count == 0, $"Receipts did not arrive live ({what}): {string.Join("; ", Missing())}");
+
         foreach (var device in devices)
         {
             await device.DisposeAsync();
@@ -371,6 +401,8 @@ public sealed class ChaosTests
         public string User => user;
 
         public ParleyRealtime Realtime => realtime;
+
+        public ParleyClient Client => client;
 
         public ConcurrentBag<Message> Acked { get; } = [];
 
