@@ -12,7 +12,7 @@ namespace Parley.Server.Tests;
 /// split across them: every socket gets each conversation's events once and in seq order, devices without a cursor
 /// included, and when one process is killed with SIGKILL mid-conversation its devices resume on another with their
 /// cursors (docs/delivery.md) without losing anything, while the other instances' sockets get even what the dead one
-/// committed but never published (the order gate reads it from the store).
+/// committed but never published (its link to Redis stalls first; the order gates read those events from the store).
 /// </summary>
 [Trait("Store", "Independent")]
 public sealed class ThreeInstanceProcessTests : IAsyncLifetime
@@ -22,6 +22,7 @@ public sealed class ThreeInstanceProcessTests : IAsyncLifetime
     private readonly List<WsClient> _sockets = [];
     private readonly Dictionary<(int Server, string User), ParleyApi> _apis = [];
     private RedisServer? _redis;
+    private TcpRelay? _victimRedisLink;
     private string? _database;
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -43,6 +44,11 @@ public sealed class ThreeInstanceProcessTests : IAsyncLifetime
         foreach (var server in _servers)
         {
             await server.DisposeAsync();
+        }
+
+        if (_victimRedisLink is not null)
+        {
+            await _victimRedisLink.DisposeAsync();
         }
 
         if (_redis is not null)
@@ -173,6 +179,7 @@ public sealed class ThreeInstanceProcessTests : IAsyncLifetime
         // Every user sends through the instances in turn; a send that fails (its instance died) is retried with the
         // same client_message_id on the next one, as a client behind a load balancer would.
         var acked = new ConcurrentDictionary<string, Message>();
+        var throughVictim = 0;
         var killed = new TaskCompletionSource();
         const int PerUser = 45;
         var senders = conversations.Values.SelectMany(m => m).Distinct().Select((user, index) => Task.Run(async () =>
@@ -182,9 +189,14 @@ public sealed class ThreeInstanceProcessTests : IAsyncLifetime
             for (var n = 0; n < PerUser; n++)
             {
                 var id = $"{user}-{n}";
-                var message = await SendWithRetryAsync(user, mine[random.Next(mine.Length)], id, first: (index + n) % 3);
+                var (message, server) = await SendWithRetryAsync(user, mine[random.Next(mine.Length)], id, first: (index + n) % 3);
                 acked[id] = message;
-                if (n == PerUser / 3)
+                if (server == Victim)
+                {
+                    Interlocked.Increment(ref throughVictim);
+                }
+
+                if (n == PerUser / 2)
                 {
                     await killed.Task.WaitAsync(Converge, ct); // the rest after the kill
                 }
@@ -196,6 +208,17 @@ public sealed class ThreeInstanceProcessTests : IAsyncLifetime
         // Mid-conversation: the instance dies while everyone is sending.
         while (acked.Count < 30)
         {
+            await Task.Delay(10, ct);
+        }
+
+        // First its link to Redis stalls (no error, no close): what it commits from then on reaches its own sockets but
+        // no other instance. A few sends later it dies with those events unpublished.
+        _victimRedisLink!.Pause();
+        var stalledAt = Volatile.Read(ref throughVictim);
+        var stallDeadline = DateTime.UtcNow + Converge;
+        while (Volatile.Read(ref throughVictim) < stalledAt + 5)
+        {
+            Assert.True(DateTime.UtcNow < stallDeadline, "no sends through the stalled instance");
             await Task.Delay(10, ct);
         }
 
@@ -216,11 +239,24 @@ public sealed class ThreeInstanceProcessTests : IAsyncLifetime
         foreach (var (conversationId, members) in conversations)
         {
             var id = $"{members[0]}-last-{conversationId:N}";
-            acked[id] = await SendWithRetryAsync(members[0], conversationId, id, first: 2);
+            acked[id] = (await SendWithRetryAsync(members[0], conversationId, id, first: 2)).Message;
         }
 
         var after = await LastSeqsAsync(conversations);
         var what = $"{acked.Count} messages; instance {Victim} killed; log: {string.Join(" | ", _servers.Select(s => s.LogTail))}";
+        // The surviving instances' gates met what the dead one committed and never published, and read it from the store.
+        var filled = 0L;
+        foreach (var server in _servers.Where((_, i) => i != Victim))
+        {
+            using var http = new HttpClient { BaseAddress = server.Address };
+            var gaps = (await http.GetStringAsync(new Uri("/metrics", UriKind.Relative), ct)).Split('\n')
+                .Where(l => l.StartsWith("parley_fanout_gaps", StringComparison.Ordinal) && l.Contains("outcome=\"filled\"", StringComparison.Ordinal)).ToList();
+            filled += gaps.Sum(l => long.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+            TestContext.Current.TestOutputHelper?.WriteLine($"{server.Address}: {string.Join("; ", gaps)}");
+        }
+
+        Assert.True(filled > 0, $"no gap was filled from the store: the dead instance left nothing unpublished ({what})");
+
 
         // Nothing doubled, nothing lost in the store: every acknowledged send once, nothing else.
         foreach (var (conversationId, _) in conversations)
@@ -299,7 +335,14 @@ public sealed class ThreeInstanceProcessTests : IAsyncLifetime
         settings["Fanout:Redis:InstanceTtl"] = "00:00:03";
         settings["Delivery:CursorInterval"] = cursorInterval.ToString("c", System.Globalization.CultureInfo.InvariantCulture);
         settings["Logging:LogLevel:Default"] = "Warning";
-        _servers.AddRange(Enumerable.Range(0, 3).Select(_ => new ServerProcess(settings)));
+        // Instance 0 reaches Redis through a relay that a test can stall.
+        _victimRedisLink = new TcpRelay(new Uri($"http://127.0.0.1:{_redis.Port}/"));
+        var victim = new Dictionary<string, string>(settings, StringComparer.OrdinalIgnoreCase)
+        {
+            ["ConnectionStrings:Redis"] = $"127.0.0.1:{_victimRedisLink.Address.Port},connectRetry=1,connectTimeout=2000",
+        };
+        _servers.Add(new ServerProcess(victim));
+        _servers.AddRange(Enumerable.Range(0, 2).Select(_ => new ServerProcess(settings)));
         await Task.WhenAll(_servers.Select(s => s.StartAsync(ct)));
     }
 
@@ -327,20 +370,21 @@ public sealed class ThreeInstanceProcessTests : IAsyncLifetime
         return socket;
     }
 
-    /// <summary>Sends, and on a failed or cut request sends again with the same id through the next instance.</summary>
-    private async Task<Message> SendWithRetryAsync(string user, Guid conversationId, string clientMessageId, int first)
+    /// <summary>Sends, and on a failed or cut request sends again with the same id through the next instance (returned).</summary>
+    private async Task<(Message Message, int Server)> SendWithRetryAsync(string user, Guid conversationId, string clientMessageId, int first)
     {
         var deadline = DateTime.UtcNow + Converge;
         for (var attempt = 0; ; attempt++)
         {
             Assert.True(DateTime.UtcNow < deadline, $"{clientMessageId} was not acknowledged by any instance within {Converge}");
-            var api = Api((first + attempt) % _servers.Count, user);
+            var server = (first + attempt) % _servers.Count;
+            var api = Api(server, user);
             try
             {
                 using var response = await api.PostMessageAsync(MessagingKit.TextBody(conversationId, $"{clientMessageId} text", clientMessageId));
                 if (response.StatusCode != HttpStatusCode.ServiceUnavailable)
                 {
-                    return await ParleyApi.ReadAsync<Message>(response, HttpStatusCode.Created, HttpStatusCode.OK);
+                    return (await ParleyApi.ReadAsync<Message>(response, HttpStatusCode.Created, HttpStatusCode.OK), server);
                 }
             }
             catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !Ct.IsCancellationRequested)
