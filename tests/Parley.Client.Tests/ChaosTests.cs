@@ -64,6 +64,7 @@ public sealed class ChaosTests
             ["Realtime:InboundFramesPerSecond"] = "10000",
             ["Delivery:CursorInterval"] = "00:00:01",
             ["Logging:LogLevel:Default"] = "Warning",
+            ["Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics"] = "Warning",
         };
         if (store == "postgres")
         {

@@ -335,6 +335,7 @@ public sealed class ThreeInstanceProcessTests : IAsyncLifetime
         settings["Fanout:Redis:InstanceTtl"] = "00:00:03";
         settings["Delivery:CursorInterval"] = cursorInterval.ToString("c", System.Globalization.CultureInfo.InvariantCulture);
         settings["Logging:LogLevel:Default"] = "Warning";
+        settings["Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics"] = "Warning"; // no request log in failure messages
         // Instance 0 reaches Redis through a relay that a test can stall.
         _victimRedisLink = new TcpRelay(new Uri($"http://127.0.0.1:{_redis.Port}/"));
         var victim = new Dictionary<string, string>(settings, StringComparer.OrdinalIgnoreCase)
