@@ -135,6 +135,34 @@ public sealed class ThreeInstanceProcessTests : IAsyncLifetime
         }
     }
 
+    /// <summary>
+    /// An instance that does not refresh its liveness key for longer than <c>Fanout:Redis:InstanceTtl</c> (a frozen
+    /// process, a starved host) while another publishes to its users loses their routes: the publish script removes
+    /// routes of instances whose liveness key is gone. Running again, the instance sets its liveness key but does not
+    /// write its routes back (only a reconnect to Redis does), so its sockets get nothing live from other instances
+    /// until each user's last socket there has closed and a new one opened.
+    /// </summary>
+    [Fact(Timeout = 120_000, Skip = "Known gap: routes removed while an instance counted as dead are not written back when it refreshes its liveness")]
+    public async Task InstanceStalledLongerThanItsTtl_ItsSocketsGetLiveEventsFromOtherInstancesAgain()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await StartAsync(TimeSpan.FromSeconds(60), ct); // InstanceTtl 3 s
+        var alice = Api(0, "alice");
+        var direct = await alice.CreateDirectAsync("bob");
+        var bob = await ConnectAsync(1, "bob", "seed");
+        var before = await alice.SendTextAsync(direct.Id, "before");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("seq").GetInt64() == before.Seq, Converge);
+
+        var frozen = _servers[1].FreezeAsync(TimeSpan.FromSeconds(6), ct);
+        await Task.Delay(TimeSpan.FromSeconds(4.5), ct); // its liveness key has expired
+        await alice.SendTextAsync(direct.Id, "while it stands still");
+        await frozen;
+        await Task.Delay(TimeSpan.FromSeconds(3), ct); // a few liveness refreshes (every InstanceTtl / 3)
+
+        var after = await alice.SendTextAsync(direct.Id, "after");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("seq").GetInt64() == after.Seq, Converge);
+    }
+
     [Fact(Timeout = 240_000)]
     public async Task InstanceKilledMidConversation_ItsDevicesResumeElsewhere_NothingLostNothingDoubledInSeqOrder()
     {
