@@ -9,9 +9,11 @@ namespace Parley.Client.Tests;
 /// <summary>
 /// The delivery promise under failure (docs/delivery.md): users on several devices exchange messages through
 /// Parley.Client while the server, a child process, is killed with SIGKILL and restarted again and again,
-/// and client connections are cut at random; on PostgreSQL also with two instances behind a relay that spreads
-/// connections over them. Afterwards every message is on every member device exactly once
-/// and in order, no message exists that no client sent, and unread counts and receipts agree with the messages.
+/// and client connections are cut at random; on PostgreSQL also with three instances behind a relay that spreads
+/// connections over them (like a load balancer) and carry live events to each other through a Redis
+/// (docs/scaling.md), which is itself restarted, losing its routes, a few times. Afterwards every message is on
+/// every member device exactly once and in order, no message exists that no client sent, and unread counts and
+/// receipts agree with the messages.
 /// Fixed seed; the schedule of failures is reproducible, the interleaving of threads is not.
 /// The run is measured in kills, not wall-clock time: on a loaded machine a restart takes longer, so the failures
 /// take longer, and the checks afterwards wait as much longer (see <see cref="SettleTime"/>); every phase has a
@@ -26,6 +28,9 @@ public sealed class ChaosTests
     // About 35 s of failures on an idle 2-core machine (a kill every 3-6 s, a restart in 1-2 s, cuts between).
     private const int Kills = 6;
 
+    // With Redis: restarted this often during the failures (every 4-8 s, down for 0.3-1.5 s each time).
+    private const int RedisRestarts = 3;
+
     // The failures stop after this long even short of Kills (a machine so loaded that restarts take 20 s).
     private static readonly TimeSpan MaxFailures = TimeSpan.FromSeconds(120);
 
@@ -38,15 +43,16 @@ public sealed class ChaosTests
     private static readonly string[] DeviceNames = ["phone", "laptop"];
 
     [Theory(Timeout = 330_000)]
-    [InlineData("sqlite", 1)]
-    [InlineData("postgres", 1)]
-    [InlineData("postgres", 2)]
-    public async Task KillsRestartsAndDrops_EveryMessageOnEveryMemberDeviceOnceInOrder(string store, int instances)
+    [InlineData("sqlite", 1, false)]
+    [InlineData("postgres", 1, false)]
+    [InlineData("postgres", 3, true)]
+    public async Task KillsRestartsAndDrops_EveryMessageOnEveryMemberDeviceOnceInOrder(string store, int instances, bool redis)
     {
         var ct = TestContext.Current.CancellationToken;
         var random = new Random(Seed);
         var data = Directory.CreateTempSubdirectory("parley-chaos-");
         string? postgres = null;
+        await using var redisServer = redis ? await RedisServer.StartAsync() : null;
         var settings = new Dictionary<string, string>
         {
             ["Auth:Jwt:SigningKey"] = ServerFactory.SigningKey,
@@ -58,6 +64,7 @@ public sealed class ChaosTests
             ["Realtime:InboundFramesPerSecond"] = "10000",
             ["Delivery:CursorInterval"] = "00:00:01",
             ["Logging:LogLevel:Default"] = "Warning",
+            ["Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics"] = "Warning",
         };
         if (store == "postgres")
         {
@@ -70,14 +77,22 @@ public sealed class ChaosTests
             settings["ConnectionStrings:Sqlite"] = $"Data Source={Path.Combine(data.FullName, "parley.db")}";
         }
 
+        if (redisServer is not null)
+        {
+            settings["Fanout:Provider"] = "Redis";
+            settings["ConnectionStrings:Redis"] = redisServer.ConnectionString + ",connectRetry=1,connectTimeout=2000";
+            // A killed instance's routes go with its liveness key; long enough for a heartbeat on a loaded machine.
+            settings["Fanout:Redis:InstanceTtl"] = "00:00:06";
+        }
+
         // Several instances share the database behind the relay, which spreads connections over them like a load
-        // balancer; without cross-instance fan-out a socket misses live events written through another instance.
+        // balancer; Redis carries live events between them (while it is down, the cursor check and resumes do).
         var servers = Enumerable.Range(0, instances).Select(_ => new ServerProcess(settings)).ToList();
         await Task.WhenAll(servers.Select(s => s.StartAsync(ct)));
         await using var relay = new TcpRelay([.. servers.Select(s => s.Address)]);
         try
         {
-            await RunAsync(servers, relay, random, ct);
+            await RunAsync(servers, relay, redisServer, random, ct);
         }
         finally
         {
@@ -95,7 +110,7 @@ public sealed class ChaosTests
         }
     }
 
-    private static async Task RunAsync(List<ServerProcess> servers, TcpRelay relay, Random random, CancellationToken ct)
+    private static async Task RunAsync(List<ServerProcess> servers, TcpRelay relay, RedisServer? redis, Random random, CancellationToken ct)
     {
         // Conversations, created directly on the first server: two direct ones and a group of everyone.
         var rest = Users.ToDictionary(u => u, u => new ParleyClient(servers[0].Address, ParleyCredentials.Bearer(ServerFactory.Token(u))));
@@ -139,6 +154,9 @@ public sealed class ChaosTests
         var drops = 0;
         var nextKill = DateTime.UtcNow.AddMilliseconds(random.Next(3000, 6000));
         var kills = 0;
+        var nextRedisRestart = DateTime.UtcNow.AddMilliseconds(random.Next(4000, 8000));
+        var redisRestarts = 0;
+        var cutSinceRedisRestart = true;
         while (kills < Kills && failures.Elapsed < MaxFailures)
         {
             await Task.Delay(random.Next(800, 2500), ct);
@@ -151,19 +169,41 @@ public sealed class ChaosTests
                 await server.StartAsync(ct);
                 nextKill = DateTime.UtcNow.AddMilliseconds(random.Next(3000, 6000));
             }
+            else if (redis is not null && redisRestarts < RedisRestarts && DateTime.UtcNow >= nextRedisRestart)
+            {
+                // Every key is lost (routes, liveness); events published meanwhile do not reach other instances.
+                redisRestarts++;
+                await redis.StopAsync();
+                await Task.Delay(random.Next(300, 1500), ct);
+                await redis.StartAgainAsync();
+                await WaitForFanoutAsync(servers, ct);
+                cutSinceRedisRestart = false;
+                nextRedisRestart = DateTime.UtcNow.AddMilliseconds(random.Next(4000, 8000));
+            }
             else
             {
                 relay.DropAll();
                 drops++;
+                cutSinceRedisRestart = true;
             }
         }
 
         failures.Stop();
         Assert.True(kills > 0, $"no kill within {MaxFailures}");
+        Assert.True(redis is null || redisRestarts > 0, $"no Redis restart within {MaxFailures}");
+        if (!cutSinceRedisRestart)
+        {
+            // A receipt moved while Redis was down reaches a device connected to another instance with its next resume
+            // only (the cursor check repairs sequenced events, not watermarks): make every device resume once more.
+            relay.DropAll();
+            drops++;
+        }
+
         await stop.CancelAsync();
         var settle = SettleTime(failures.Elapsed);
         var settled = DateTime.UtcNow + settle;
-        var what = $"{kills} kills and {drops} connection cuts in {failures.Elapsed.TotalSeconds:F0} s; {settle.TotalSeconds:F0} s to settle";
+        var what = $"{kills} kills, {(redis is null ? "" : $"{redisRestarts} Redis restarts, ")}{drops} connection cuts in {failures.Elapsed.TotalSeconds:F0} s; "
+            + $"{settle.TotalSeconds:F0} s to settle";
         TestContext.Current.TestOutputHelper?.WriteLine($"{servers.Count} instance(s): {what}");
         try
         {
@@ -225,7 +265,7 @@ public sealed class ChaosTests
                 Assert.True(view.ReadUpToSeq >= explicitRead, $"{user}'s read position {view.ReadUpToSeq} is behind an acknowledged read {explicitRead}");
                 foreach (var device in devices.Where(d => members.Contains(d.User) && d.User != user))
                 {
-                    if (servers.Count > 1)
+                    if (servers.Count > 1 && redis is null)
                     {
                         // Without cross-instance fan-out a receipt written through another instance reaches a live
                         // device only with a later resume (docs/delivery.md, limits): none may be invented, though.
@@ -251,6 +291,36 @@ public sealed class ChaosTests
             }
         }
 
+        // With every instance and Redis up, a receipt reaches every member device live: each member reads the last
+        // message of each conversation (through the relay, so on any instance). The cursor check repairs sequenced
+        // events, not receipts: only the live fan-out carries these to devices on other instances.
+        var readLast = new Dictionary<Guid, (long Seq, string[] Readers)>();
+        foreach (var (conversationId, members) in conversations)
+        {
+            var last = (await AllMessagesAsync(rest[members[0]], conversationId, ct))[^1];
+            var others = members.Where(u => u != last.SenderId).ToArray();
+            foreach (var reader in others)
+            {
+                await devices.First(d => d.User == reader).Client.MarkReadAsync(last.Id, ct);
+            }
+
+            readLast[conversationId] = (last.Seq, others);
+        }
+
+        bool Behind(ChaosDevice device, Guid conversationId, string reader) => device.ReadReceiptOf(conversationId, reader) < readLast[conversationId].Seq;
+        List<string> Missing() =>
+        [
+            .. conversations.SelectMany(c => devices.Where(d => c.Value.Contains(d.User))
+                .SelectMany(d => readLast[c.Key].Readers.Where(r => Behind(d, c.Key, r)).Select(r => $"{d} has no receipt of {r} for {c.Key:N}"))),
+        ];
+        var receiptsDeadline = DateTime.UtcNow.AddSeconds(15);
+        while (Missing().Count > 0 && DateTime.UtcNow < receiptsDeadline)
+        {
+            await Task.Delay(100, ct);
+        }
+
+        Assert.True(Missing().Count == 0, $"Receipts did not arrive live ({what}): {string.Join("; ", Missing())}");
+
         foreach (var device in devices)
         {
             await device.DisposeAsync();
@@ -260,6 +330,33 @@ public sealed class ChaosTests
         foreach (var client in rest.Values)
         {
             client.Dispose();
+        }
+    }
+
+    /// <summary>Waits (at most 20 s) until every instance is connected to Redis again (readiness no longer degraded).</summary>
+    private static async Task WaitForFanoutAsync(List<ServerProcess> servers, CancellationToken ct)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        foreach (var server in servers)
+        {
+            while (DateTime.UtcNow < deadline)
+            {
+                try
+                {
+                    var ready = await http.GetStringAsync(new Uri(server.Address, "ready"), ct);
+                    if (!ready.Contains("Degraded", StringComparison.Ordinal))
+                    {
+                        break;
+                    }
+                }
+                catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+                {
+                    // Busy: ask again.
+                }
+
+                await Task.Delay(100, ct);
+            }
         }
     }
 
@@ -305,6 +402,8 @@ public sealed class ChaosTests
         public string User => user;
 
         public ParleyRealtime Realtime => realtime;
+
+        public ParleyClient Client => client;
 
         public ConcurrentBag<Message> Acked { get; } = [];
 

@@ -1,5 +1,6 @@
 using System.Net;
 using Parley.Client.Tests.Infrastructure;
+using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Client.Tests;
 

@@ -32,13 +32,18 @@ internal sealed class WsClient : IAsyncDisposable
     /// <summary>The close status the server sent, once the socket closed (null when it was aborted).</summary>
     public Task<WebSocketCloseStatus?> Closed => _inbox.Closed;
 
+    public static Task<WsClient> ConnectAsync(
+        ParleyFactory factory, string userId, string query = "", string? deviceId = null, Action<ClientWebSocketOptions>? configure = null) =>
+        ConnectAsync(factory.WebSocketUri(query), userId, deviceId, configure);
+
+    /// <summary>Connects to a server at <paramref name="webSocketUri"/> (a server process, say) with a test token.</summary>
     public static async Task<WsClient> ConnectAsync(
-        ParleyFactory factory, string userId, string query = "", string? deviceId = null, Action<ClientWebSocketOptions>? configure = null)
+        Uri webSocketUri, string userId, string? deviceId = null, Action<ClientWebSocketOptions>? configure = null)
     {
         var socket = new ClientWebSocket();
         socket.Options.SetRequestHeader("Authorization", "Bearer " + ParleyFactory.Token(userId, deviceId));
         configure?.Invoke(socket.Options);
-        await socket.ConnectAsync(factory.WebSocketUri(query), TestContext.Current.CancellationToken).WaitAsync(DefaultTimeout);
+        await socket.ConnectAsync(webSocketUri, TestContext.Current.CancellationToken).WaitAsync(DefaultTimeout);
         var client = new WsClient(socket, userId);
         var first = await client.NextAnyAsync();
         Assert.Equal("connected", first.GetProperty("type").GetString());

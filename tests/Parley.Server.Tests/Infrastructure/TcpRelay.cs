@@ -1,12 +1,13 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace Parley.Client.Tests.Infrastructure;
+namespace Parley.Server.Tests.Infrastructure;
 
 /// <summary>
 /// A loopback TCP relay in front of a server, or of several instances like a load balancer (each connection
 /// goes to the next one that accepts it): <see cref="DropAll"/> cuts every connection without a close frame,
-/// as a network loss would, while the servers keep running.
+/// as a network loss would, while the servers keep running; <see cref="Pause"/> stalls every connection (bytes are
+/// held, nothing is closed), as a network path that stops carrying traffic would.
 /// </summary>
 internal sealed class TcpRelay : IAsyncDisposable
 {
@@ -19,6 +20,9 @@ internal sealed class TcpRelay : IAsyncDisposable
     private readonly Task _acceptLoop;
 
     private int _next;
+
+    // Completed while bytes flow; a pending task while paused.
+    private TaskCompletionSource _flowing = CompletedFlow();
 
     public TcpRelay(params Uri[] upstreams)
     {
@@ -53,6 +57,33 @@ internal sealed class TcpRelay : IAsyncDisposable
 
             _connections.Clear();
         }
+    }
+
+    /// <summary>Stops carrying bytes in either direction on every connection, new ones included, until <see cref="Resume"/>.</summary>
+    public void Pause()
+    {
+        lock (_lock)
+        {
+            if (_flowing.Task.IsCompleted)
+            {
+                _flowing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+        }
+    }
+
+    public void Resume()
+    {
+        lock (_lock)
+        {
+            _flowing.TrySetResult();
+        }
+    }
+
+    private static TaskCompletionSource CompletedFlow()
+    {
+        var flowing = new TaskCompletionSource();
+        flowing.SetResult();
+        return flowing;
     }
 
     private async Task AcceptLoopAsync()
@@ -111,7 +142,21 @@ internal sealed class TcpRelay : IAsyncDisposable
     {
         try
         {
-            await from.GetStream().CopyToAsync(to.GetStream(), _stopping.Token);
+            var buffer = new byte[16 * 1024];
+            var source = from.GetStream();
+            var target = to.GetStream();
+            int read;
+            while ((read = await source.ReadAsync(buffer, _stopping.Token)) > 0)
+            {
+                Task flowing;
+                lock (_lock)
+                {
+                    flowing = _flowing.Task;
+                }
+
+                await flowing.WaitAsync(_stopping.Token);
+                await target.WriteAsync(buffer.AsMemory(0, read), _stopping.Token);
+            }
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or SocketException or InvalidOperationException)
         {
@@ -126,6 +171,7 @@ internal sealed class TcpRelay : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        Resume();
         await _stopping.CancelAsync();
         _listener.Stop();
         DropAll();

@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Parley.Client.Tests.Infrastructure;
+namespace Parley.Server.Tests.Infrastructure;
 
 /// <summary>
 /// The server as a child process (the built Parley.Server.dll beside the tests) on a fixed loopback port, so it
@@ -104,7 +104,28 @@ internal sealed class ServerProcess : IAsyncDisposable
         _process = null;
     }
 
+    /// <summary>SIGSTOP, then SIGCONT after <paramref name="duration"/>: the process stands still (a long pause, a starved host) and goes on.</summary>
+    public async Task FreezeAsync(TimeSpan duration, CancellationToken cancellationToken)
+    {
+        var process = _process ?? throw new InvalidOperationException("The server is not running.");
+        await SignalAsync("STOP", process.Id);
+        try
+        {
+            await Task.Delay(duration, cancellationToken);
+        }
+        finally
+        {
+            await SignalAsync("CONT", process.Id);
+        }
+    }
+
     public async ValueTask DisposeAsync() => await KillAsync();
+
+    private static async Task SignalAsync(string signal, int processId)
+    {
+        using var kill = Process.Start("kill", ["-" + signal, processId.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+        await kill.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+    }
 
     private void Append(string? line)
     {
