@@ -2,6 +2,7 @@ using System.Collections;
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Reflection;
+using Parley.Server.Events;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Observability;
@@ -40,6 +41,7 @@ internal static partial class ConfigurationCheck
         (MetricsOptions.SectionName, typeof(MetricsOptions)),
         (TelemetryOptions.SectionName, typeof(TelemetryOptions)),
         (WebAppOptions.SectionName, typeof(WebAppOptions)),
+        (EventsOptions.SectionName, typeof(EventsOptions)),
     ];
 
     /// <summary>The connection strings Parley reads (<c>ConnectionStrings:Name</c>).</summary>

@@ -34,6 +34,9 @@ internal sealed class ParleyMetrics
     private readonly Histogram<long> _commitBatchSize;
     private readonly Histogram<double> _storeOperationDuration;
     private readonly Counter<long> _storeErrors;
+    private readonly Counter<long> _eventsPublished;
+    private readonly Counter<long> _eventPublishFailures;
+    private Func<IReadOnlyList<EventSinkLag>>? _eventSinks;
 
     private Func<int>? _openConnections;
     private Func<long>? _queuedFrames;
@@ -87,7 +90,27 @@ internal sealed class ParleyMetrics
             "Duration of one store operation, by operation (tag operation); failed ones included.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
         _storeErrors = meter.CreateCounter<long>("parley.store.errors", "{error}", "Store operations that failed, by operation (tag operation).");
+        meter.CreateObservableGauge(
+            "parley.events.backlog",
+            () => (_eventSinks?.Invoke() ?? []).Select(s => new Measurement<long>(s.Backlog, new KeyValuePair<string, object?>("sink", s.Sink))),
+            "{record}",
+            "Events and receipts committed and positioned but not yet published to the sink (tag sink), as this instance last measured.");
+        meter.CreateObservableGauge(
+            "parley.events.backlog.age",
+            () => (_eventSinks?.Invoke() ?? []).Select(s => new Measurement<double>(s.AgeSeconds, new KeyValuePair<string, object?>("sink", s.Sink))),
+            "s",
+            "Age of the oldest event or receipt waiting for the sink (tag sink); 0 when none waits.");
+        _eventsPublished = meter.CreateCounter<long>("parley.events.published", "{record}", "Records this instance published, by sink (tag sink).");
+        _eventPublishFailures = meter.CreateCounter<long>(
+            "parley.events.publish_failures", "{batch}", "Batches a sink did not acknowledge (published again later), by sink (tag sink).");
     }
+
+    /// <summary>The event relay's backlog per sink, read at collection time (registered by the relay).</summary>
+    public void ObserveEventSinks(Func<IReadOnlyList<EventSinkLag>> sinks) => _eventSinks = sinks;
+
+    public void EventsPublished(string sink, int records) => _eventsPublished.Add(records, new KeyValuePair<string, object?>("sink", sink));
+
+    public void EventPublishFailed(string sink) => _eventPublishFailures.Add(1, new KeyValuePair<string, object?>("sink", sink));
 
     /// <summary>
     /// The connection registry's counts, read at collection time: the open sockets and the frames waiting in their
@@ -209,3 +232,6 @@ internal sealed class ParleyMetrics
         public const string Unknown = "unknown";
     }
 }
+
+/// <summary>A sink's backlog as the event relay last measured it.</summary>
+internal readonly record struct EventSinkLag(string Sink, long Backlog, double AgeSeconds);
