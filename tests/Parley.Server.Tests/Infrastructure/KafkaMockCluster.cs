@@ -23,7 +23,12 @@ public sealed class KafkaMockCluster : IDisposable
     /// <summary>Reads a topic from the beginning of every partition until <paramref name="count"/> records arrived or the time ran out.</summary>
     public IReadOnlyList<ConsumeResult<string, byte[]>> Read(string topic, int count, TimeSpan timeout) => Read(BootstrapServers, topic, count, timeout);
 
-    public static IReadOnlyList<ConsumeResult<string, byte[]>> Read(string bootstrapServers, string topic, int count, TimeSpan timeout)
+    public static IReadOnlyList<ConsumeResult<string, byte[]>> Read(string bootstrapServers, string topic, int count, TimeSpan timeout) =>
+        Read(bootstrapServers, topic, records => records.Count >= count, timeout);
+
+    /// <summary>Reads a topic from the beginning until <paramref name="done"/> holds for what was read or the time ran out.</summary>
+    public static IReadOnlyList<ConsumeResult<string, byte[]>> Read(
+        string bootstrapServers, string topic, Func<IReadOnlyList<ConsumeResult<string, byte[]>>, bool> done, TimeSpan timeout)
     {
         var until = DateTime.UtcNow + timeout;
         var result = new List<ConsumeResult<string, byte[]>>();
@@ -52,7 +57,7 @@ public sealed class KafkaMockCluster : IDisposable
             AutoOffsetReset = AutoOffsetReset.Earliest,
         }).Build();
         consumer.Assign(partitions.Select(p => new TopicPartitionOffset(p, Offset.Beginning)));
-        while (result.Count < count && DateTime.UtcNow < until)
+        while (!done(result) && DateTime.UtcNow < until)
         {
             if (consumer.Consume(TimeSpan.FromMilliseconds(200)) is { IsPartitionEOF: false, Message: not null } record)
             {
