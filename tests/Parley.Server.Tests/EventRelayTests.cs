@@ -121,25 +121,54 @@ public sealed class EventRelayTests : IAsyncLifetime
     public async Task Relay_SinkDown_BacklogKeptAndReported_ThenDrainedInOrder()
     {
         var alice = _factory.BoundedApi(NewUser("alice"));
-        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
+        var bobId = NewUser("bob");
+        var conversation = await alice.CreateDirectAsync(bobId);
         await _sink.WaitForAsync(r => r.Of(conversation.Id).Count >= 1);
         _sink.IsDown = true;
 
+        Message? last = null;
         for (var i = 0; i < 20; i++)
         {
-            await alice.SendTextAsync(conversation.Id, $"m{i}");
+            last = await alice.SendTextAsync(conversation.Id, $"m{i}");
         }
 
-        var ready = await WaitForReadyAsync(body => body.Contains("Degraded", StringComparison.Ordinal) && body.Contains("backlog 20 ", StringComparison.Ordinal));
+        await _factory.BoundedApi(bobId).MarkReadAsync(last!.Id);
+
+        var ready = await WaitForReadyAsync(body => body.Contains("Degraded", StringComparison.Ordinal) && body.Contains("backlog 22 ", StringComparison.Ordinal));
         Assert.Contains("publishing fails", ready, StringComparison.Ordinal);
+        Assert.Equal(2, await CountRowsAsync("receipt_log")); // delivered and read: kept until published
         Assert.DoesNotContain(_sink.Records.Of(conversation.Id), r => r.Type == "message.created");
 
         _sink.IsDown = false;
         var records = (await _sink.WaitForAsync(r => r.Of(conversation.Id).Count(x => x.Type == "message.created") >= 20)).Of(conversation.Id);
 
         Assert.Equal(Enumerable.Range(0, 20).Select(i => $"m{i}"), records.Where(r => r.Type == "message.created").Select(r => r.Payload().GetProperty("content").GetString()));
-        Assert.Equal(Enumerable.Range(1, 21).Select(i => (long)i), records.Select(r => r.Seq()));
+        Assert.Equal(Enumerable.Range(1, 21).Select(i => (long)i), records.Where(r => !r.Type.StartsWith("receipt.", StringComparison.Ordinal)).Select(r => r.Seq()));
         await WaitForReadyAsync(body => body.Contains("\"Healthy\"", StringComparison.Ordinal) && body.Contains("backlog 0 ", StringComparison.Ordinal));
+        Assert.Contains(_sink.Records.Of(conversation.Id), r => r.Type == "receipt.read" && r.Seq() == 21);
+
+        // Published by every sink: the receipt log is pruned.
+        for (var i = 0; i < 200 && await CountRowsAsync("receipt_log") > 0; i++)
+        {
+            await Task.Delay(50, Ct);
+        }
+
+        Assert.Equal(0, await CountRowsAsync("receipt_log"));
+    }
+
+    private async Task<long> CountRowsAsync(string table)
+    {
+        var settings = _factory.StorageSettings();
+        System.Data.Common.DbConnection connection = settings.TryGetValue("Storage:Provider", out var provider) && provider == "Postgres"
+            ? new Npgsql.NpgsqlConnection(settings["ConnectionStrings:Postgres"])
+            : new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={_factory.DatabasePath}");
+        await using (connection)
+        {
+            await connection.OpenAsync(Ct);
+            await using var command = connection.CreateCommand();
+            command.CommandText = $"SELECT COUNT(*) FROM {table}";
+            return Convert.ToInt64(await command.ExecuteScalarAsync(Ct), System.Globalization.CultureInfo.InvariantCulture);
+        }
     }
 
     private async Task<string> WaitForReadyAsync(Func<string, bool> done)

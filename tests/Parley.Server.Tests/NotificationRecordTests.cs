@@ -108,7 +108,25 @@ public sealed class NotificationRecordTests : IAsyncLifetime
         Assert.Equal(bobId, only.Key);
         Assert.Equal("direct", only.Payload().GetProperty("conversation_type").GetString());
         Assert.Equal(JsonValueKind.Null, only.Payload().GetProperty("conversation_name").ValueKind);
+
+        // The relay's gauges and counters, per sink (the backlog is measured once a second).
+        using var client = _factory.Anonymous();
+        string[] lines = [];
+        for (var i = 0; i < 100 && Metric(lines, "parley_events_backlog") != "0"; i++)
+        {
+            lines = (await client.GetStringAsync(new Uri("/metrics", UriKind.Relative), Ct)).Split('\n');
+            await Task.Delay(50, Ct);
+        }
+
+        Assert.Equal("0", Metric(lines, "parley_events_backlog"));
+        Assert.Equal("0", Metric(lines, "parley_events_backlog_age_seconds"));
+        Assert.True(long.Parse(Metric(lines, "parley_events_published_total")!, System.Globalization.CultureInfo.InvariantCulture) >= 3);
     }
+
+    /// <summary>The value of the metric's series for the in-memory sink, or null.</summary>
+    private static string? Metric(string[] lines, string name) =>
+        lines.FirstOrDefault(l => l.StartsWith(name + "{", StringComparison.Ordinal) && l.Contains("sink=\"memory\"", StringComparison.Ordinal))
+            ?.Split(' ')[1];
 
     /// <summary>The notifications of one message: the records after its message.created that name its message id.</summary>
     private List<EventRecord> Notifications(EventRecord created)

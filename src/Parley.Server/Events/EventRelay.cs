@@ -102,6 +102,13 @@ internal sealed partial class EventRelay(
                 if (batch.IsEmpty)
                 {
                     state.LastFailure = null;
+                    if (time.GetUtcNow() >= nextPrune)
+                    {
+                        // Receipts every sink has published are of no further use (the leader of each sink prunes).
+                        nextPrune = time.GetUtcNow() + PruneInterval;
+                        await store.PruneReceiptLogAsync(sinkNames, 5000, stoppingToken);
+                    }
+
                     await Task.Delay(settings.PollInterval, time, stoppingToken);
                     continue;
                 }
@@ -125,11 +132,6 @@ internal sealed partial class EventRelay(
 
                 state.LastFailure = null;
                 backoff = TimeSpan.FromSeconds(1);
-                if (time.GetUtcNow() >= nextPrune)
-                {
-                    nextPrune = time.GetUtcNow() + PruneInterval;
-                    await store.PruneReceiptLogAsync(sinkNames, 5000, stoppingToken);
-                }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
