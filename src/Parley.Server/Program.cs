@@ -1,6 +1,7 @@
 using Parley.Server.App;
 using Parley.Server.Broadcasting;
 using Parley.Server.Conversations;
+using Parley.Server.Events;
 using Parley.Server.Fanout;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
@@ -33,6 +34,7 @@ builder.AddPresence();
 builder.AddMessages();
 builder.AddReceipts();
 builder.AddSync();
+builder.AddEvents();
 builder.AddWebSocketEndpoint();
 builder.AddWebApp();
 

@@ -2,6 +2,7 @@ using System.Collections;
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Reflection;
+using Parley.Server.Events;
 using Parley.Server.Fanout;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
@@ -44,6 +45,7 @@ internal static partial class ConfigurationCheck
         (WebAppOptions.SectionName, typeof(WebAppOptions)),
         (FanoutOptions.SectionName, typeof(FanoutOptions)),
         (PresenceOptions.SectionName, typeof(PresenceOptions)),
+        (EventsOptions.SectionName, typeof(EventsOptions)),
     ];
 
     /// <summary>The connection strings Parley reads (<c>ConnectionStrings:Name</c>).</summary>

@@ -40,6 +40,9 @@ internal sealed class ParleyMetrics
     private readonly Counter<long> _fanoutGaps;
     private readonly Counter<long> _fanoutLate;
     private Func<long>? _fanoutQueued;
+    private readonly Counter<long> _eventsPublished;
+    private readonly Counter<long> _eventPublishFailures;
+    private Func<IReadOnlyList<EventSinkLag>>? _eventSinks;
 
     private Func<int>? _openConnections;
     private Func<long>? _queuedFrames;
@@ -105,6 +108,19 @@ internal sealed class ParleyMetrics
         _fanoutLate = meter.CreateCounter<long>("parley.fanout.late", "{event}", "Events that reached the order gate after a later seq of their conversation.");
         meter.CreateObservableGauge(
             "parley.fanout.queue.depth", () => _fanoutQueued?.Invoke() ?? 0, "{event}", "Events waiting to be published to other instances.");
+        meter.CreateObservableGauge(
+            "parley.events.backlog",
+            () => (_eventSinks?.Invoke() ?? []).Select(s => new Measurement<long>(s.Backlog, new KeyValuePair<string, object?>("sink", s.Sink))),
+            "{record}",
+            "Events and receipts committed and positioned but not yet published to the sink (tag sink), as this instance last measured.");
+        meter.CreateObservableGauge(
+            "parley.events.backlog.age",
+            () => (_eventSinks?.Invoke() ?? []).Select(s => new Measurement<double>(s.AgeSeconds, new KeyValuePair<string, object?>("sink", s.Sink))),
+            "s",
+            "Age of the oldest event or receipt waiting for the sink (tag sink); 0 when none waits.");
+        _eventsPublished = meter.CreateCounter<long>("parley.events.published", "{record}", "Records this instance published, by sink (tag sink).");
+        _eventPublishFailures = meter.CreateCounter<long>(
+            "parley.events.publish_failures", "{batch}", "Batches a sink did not acknowledge (published again later), by sink (tag sink).");
     }
 
     /// <summary>The fan-out's publish queue length, read at collection time (registered by the Redis fan-out).</summary>
@@ -128,6 +144,13 @@ internal sealed class ParleyMetrics
         public const string RedisUnavailable = "redis_unavailable";
         public const string BadEnvelope = "bad_envelope";
     }
+
+    /// <summary>The event relay's backlog per sink, read at collection time (registered by the relay).</summary>
+    public void ObserveEventSinks(Func<IReadOnlyList<EventSinkLag>> sinks) => _eventSinks = sinks;
+
+    public void EventsPublished(string sink, int records) => _eventsPublished.Add(records, new KeyValuePair<string, object?>("sink", sink));
+
+    public void EventPublishFailed(string sink) => _eventPublishFailures.Add(1, new KeyValuePair<string, object?>("sink", sink));
 
     /// <summary>
     /// The connection registry's counts, read at collection time: the open sockets and the frames waiting in their
@@ -249,3 +272,6 @@ internal sealed class ParleyMetrics
         public const string Unknown = "unknown";
     }
 }
+
+/// <summary>A sink's backlog as the event relay last measured it.</summary>
+internal readonly record struct EventSinkLag(string Sink, long Backlog, double AgeSeconds);

@@ -148,4 +148,34 @@ internal interface IChatStore
 
     /// <summary>Watermarks, in the user's current conversations, that moved after <paramref name="since"/>.</summary>
     Task<IReadOnlyList<MovedWatermark>> ListMovedWatermarksAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken);
+
+    // ---- the event relay (docs/events.md) ----
+
+    /// <summary>
+    /// Takes or renews the sink's lease for <paramref name="duration"/> (creating the sink's row at position 0 the first
+    /// time) and returns its published positions; null while another owner's lease runs.
+    /// </summary>
+    Task<RelayLease?> TakeRelayLeaseAsync(string sink, string owner, DateTimeOffset now, TimeSpan duration, CancellationToken cancellationToken);
+
+    /// <summary>Records the sink's published positions; false (and nothing recorded) when <paramref name="owner"/> lost the lease.</summary>
+    Task<bool> RecordRelayPositionAsync(string sink, string owner, long pos, long receiptPos, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>Gives the lease up (a graceful stop), so another instance takes over at once.</summary>
+    Task ReleaseRelayLeaseAsync(string sink, string owner, CancellationToken cancellationToken);
+
+    /// <summary>The next positioned events after <paramref name="afterPos"/> and receipts after <paramref name="afterReceiptPos"/>, with the facts their records need.</summary>
+    Task<OutboxBatch> ReadOutboxAsync(long afterPos, long afterReceiptPos, int limit, CancellationToken cancellationToken);
+
+    /// <summary>What waits for the sink.</summary>
+    Task<RelayBacklog> GetRelayBacklogAsync(string sink, CancellationToken cancellationToken);
+
+    /// <summary>Deletes up to <paramref name="limit"/> receipt log rows every one of <paramref name="sinks"/> has published.</summary>
+    Task<int> PruneReceiptLogAsync(IReadOnlyList<string> sinks, int limit, CancellationToken cancellationToken);
+
+    Task AddDeadLetterAsync(DeadLetter letter, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<DeadLetter>> ListDeadLettersAsync(string sink, CancellationToken cancellationToken);
+
+    /// <summary>Each user's unread messages over all of the user's conversations (users without any are absent).</summary>
+    Task<IReadOnlyDictionary<string, long>> GetUnreadTotalsAsync(IReadOnlyCollection<string> userIds, CancellationToken cancellationToken);
 }

@@ -21,6 +21,7 @@ internal static class StorageSetup
             if (store is Sql.SqlChatStore sql)
             {
                 sql.Metrics = services.GetService<Observability.ParleyMetrics>();
+                sql.KeepReceiptLog = services.GetService<IOptions<ReceiptLogOptions>>()?.Value.Enabled ?? false;
             }
 
             return store;

@@ -82,6 +82,7 @@ internal sealed class RunningServer : IAsyncDisposable
     private readonly Process _process;
     private readonly StringBuilder _output = new();
     private readonly SemaphoreSlim _lines = new(0);
+    private int _disposed;
 
     public RunningServer(Process process)
     {
@@ -128,8 +129,14 @@ internal sealed class RunningServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Kills the process (SIGKILL) if it still runs; a second call does nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);

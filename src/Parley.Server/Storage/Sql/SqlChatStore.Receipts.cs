@@ -45,6 +45,18 @@ internal abstract partial class SqlChatStore
                 .With("@c", conversationId).With("@u", userId).With("@joined", before.JoinedSeq).With("@now", now)
                 .ExecuteAsync(cancellationToken);
             var after = (await LoadMemberAsync(s, conversationId, userId, cancellationToken))!;
+            if (KeepReceiptLog)
+            {
+                List<(Guid, string, string, long, Guid)> moves = [];
+                if (after.DeliveredSeq > before.DeliveredSeq && after.DeliveredMessageId is { } deliveredMessage)
+                {
+                    moves.Add((conversationId, userId, ReceiptKinds.Delivered, after.DeliveredSeq, deliveredMessage));
+                }
+
+                moves.Add((conversationId, userId, ReceiptKinds.Read, message.Seq, message.Id));
+                await LogReceiptsAsync(s, moves, now, cancellationToken);
+            }
+
             var senders = after.DeliveredSeq > before.DeliveredSeq
                 ? await SendersBetweenAsync(s, conversationId, userId, Math.Max(before.DeliveredSeq, before.JoinedSeq), after.DeliveredSeq, cancellationToken)
                 : [];
@@ -63,7 +75,7 @@ internal abstract partial class SqlChatStore
         var writes = reports
             .GroupBy(r => Sends.LaneOf(r.ConversationId))
             .Select(lane => new PendingDelivered(
-                lane.OrderBy(r => r.ConversationId).ThenBy(r => r.UserId, StringComparer.Ordinal).ToArray(), now))
+                lane.OrderBy(r => r.ConversationId).ThenBy(r => r.UserId, StringComparer.Ordinal).ToArray(), now, KeepReceiptLog))
             .ToList();
         foreach (var write in writes)
         {
@@ -82,7 +94,7 @@ internal abstract partial class SqlChatStore
     /// <summary>Reports per statement of a delivered batch: three parameters each.</summary>
     private const int DeliveredChunk = 200;
 
-    private sealed class PendingDelivered(DeliveryReport[] reports, DateTimeOffset now) : PendingWrite
+    private sealed class PendingDelivered(DeliveryReport[] reports, DateTimeOffset now, bool logReceipts) : PendingWrite
     {
         private readonly TaskCompletionSource<List<WatermarkResult>> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private List<WatermarkResult> _result = [];
@@ -98,7 +110,7 @@ internal abstract partial class SqlChatStore
             var result = new List<WatermarkResult>();
             foreach (var chunk in reports.Chunk(DeliveredChunk))
             {
-                result.AddRange(await AdvanceDeliveredChunkAsync(session, chunk, now, CancellationToken.None));
+                result.AddRange(await AdvanceDeliveredChunkAsync(session, chunk, now, logReceipts, CancellationToken.None));
             }
 
             _result = result;
@@ -114,7 +126,7 @@ internal abstract partial class SqlChatStore
     /// message each may advance to; one moves them and finds whom to notify. The conversations are locked.
     /// </summary>
     private static async Task<List<WatermarkResult>> AdvanceDeliveredChunkAsync(
-        SqlSession s, DeliveryReport[] chunk, DateTimeOffset now, CancellationToken cancellationToken)
+        SqlSession s, DeliveryReport[] chunk, DateTimeOffset now, bool logReceipts, CancellationToken cancellationToken)
     {
         var rows = new StringBuilder();
         for (var i = 0; i < chunk.Length; i++)
@@ -179,6 +191,13 @@ internal abstract partial class SqlChatStore
         var senders = (await update.ReadResultsAsync(
                 results => results.NextAsync(r => (ConversationId: r.Guid(0), UserId: r.String(1), Sender: r.String(2))), cancellationToken))
             .ToLookup(x => (x.ConversationId, x.UserId), x => x.Sender);
+        if (logReceipts)
+        {
+            // In the lane's transaction: the receipt log holds exactly the moves that commit.
+            await LogReceiptsAsync(
+                s, moves.Select(m => (m.ConversationId, m.Member.UserId, ReceiptKinds.Delivered, m.Seq!.Value, m.Id!.Value)).ToList(), now, cancellationToken);
+        }
+
         foreach (var move in moves)
         {
             var after = move.Member with { DeliveredSeq = move.Seq!.Value, DeliveredMessageId = move.Id!.Value };

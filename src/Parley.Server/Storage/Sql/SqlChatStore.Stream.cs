@@ -65,7 +65,28 @@ internal abstract partial class SqlChatStore
                 await s.Sql("UPDATE stream_state SET pos = pos + @k WHERE id = 1").With("@k", positioned).ExecuteAsync(cancellationToken);
             }
 
-            return positioned;
+            if (!KeepReceiptLog)
+            {
+                return positioned;
+            }
+
+            // The receipt log, after the events and in the same transaction (docs/events.md): a receipt's message event
+            // is positioned no later than the receipt. Rows of one member's watermark commit in id order (each waits
+            // for the row lock of the one before), so numbering the visible ones by id keeps each watermark's order.
+            var receipts = await s.Sql(
+                """
+                UPDATE receipt_log SET pos = b.base + r.rn
+                FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM receipt_log WHERE pos IS NULL ORDER BY id LIMIT @n) AS r,
+                     (SELECT receipt_pos AS base FROM stream_state WHERE id = 1) AS b
+                WHERE receipt_log.id = r.id
+                """)
+                .With("@n", batch).ExecuteAsync(cancellationToken);
+            if (receipts > 0)
+            {
+                await s.Sql("UPDATE stream_state SET receipt_pos = receipt_pos + @k WHERE id = 1").With("@k", receipts).ExecuteAsync(cancellationToken);
+            }
+
+            return Math.Max(positioned, receipts);
         }, cancellationToken);
 
     public Task<IReadOnlyList<UserEvent>> ReadUserEventsAsync(

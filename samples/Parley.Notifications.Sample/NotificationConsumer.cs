@@ -1,0 +1,154 @@
+using System.Text.Json;
+using Confluent.Kafka;
+using Microsoft.Extensions.Options;
+
+namespace Parley.Notifications.Sample;
+
+public sealed class ConsumerOptions
+{
+    public const string SectionName = "Kafka";
+
+    public string BootstrapServers { get; set; } = "";
+
+    public string Topic { get; set; } = "parley.notifications";
+
+    public string GroupId { get; set; } = "parley-push";
+
+    /// <summary>How many recent event ids are remembered to skip a republished record.</summary>
+    public int RememberedIds { get; set; } = 100_000;
+}
+
+/// <summary>A <c>notification.message</c> record's payload (docs/events.md).</summary>
+public sealed record Notification(
+    string EventId, string UserId, Guid ConversationId, string ConversationType, string? ConversationName, string SenderId,
+    string? Preview, bool Mentioned, long UnreadCount);
+
+/// <summary>Where a push goes: APNs, FCM, a web push service... The sample only logs it.</summary>
+public interface IPushSender
+{
+    Task SendAsync(Notification notification, CancellationToken cancellationToken);
+}
+
+public sealed partial class LoggingPushSender(ILogger<LoggingPushSender> logger) : IPushSender
+{
+    public Task SendAsync(Notification notification, CancellationToken cancellationToken)
+    {
+        var n = notification;
+        var title = n.ConversationType == "direct" ? n.SenderId : $"{n.SenderId} in {n.ConversationName}";
+        Log.Push(logger, n.UserId, title, n.Preview ?? "New message", n.Mentioned, n.UnreadCount);
+        return Task.CompletedTask;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Push to {UserId}: {Title}: {Body} (mention: {Mentioned}, badge {Badge})")]
+        public static partial void Push(ILogger logger, string userId, string title, string body, bool mentioned, long badge);
+    }
+}
+
+/// <summary>
+/// Reads the notifications topic in a consumer group and sends one push per record. Parley publishes at least once: a
+/// record can come again (same <c>event_id</c>) after a relay restart, so ids already handled are skipped. The offset is
+/// committed after the push, so a crash of this worker repeats a push rather than losing one; the ids it remembers live
+/// in memory here (a real service keeps them in its own store, e.g. with a TTL, to de-duplicate across its restarts too).
+/// </summary>
+public sealed partial class NotificationConsumer(IPushSender push, IOptions<ConsumerOptions> options, ILogger<NotificationConsumer> logger) : BackgroundService
+{
+    private readonly HashSet<string> _seen = [];
+    private readonly Queue<string> _order = new();
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var settings = options.Value;
+        using var consumer = new ConsumerBuilder<string, byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = settings.BootstrapServers,
+            GroupId = settings.GroupId,
+            EnableAutoCommit = false,
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+        }).Build();
+        consumer.Subscribe(settings.Topic);
+        await Task.Yield();
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            ConsumeResult<string, byte[]>? result;
+            try
+            {
+                // A short wait, so a stop request is noticed; Consume blocks the thread meanwhile.
+                result = consumer.Consume(TimeSpan.FromMilliseconds(250));
+            }
+            catch (ConsumeException ex) when (!ex.Error.IsFatal)
+            {
+                Log.ConsumeFailed(logger, ex.Error.Reason);
+                continue;
+            }
+
+            if (result?.Message is null)
+            {
+                continue;
+            }
+
+            var notification = Parse(result.Message.Value);
+            if (notification is not null && Remember(notification.EventId, settings.RememberedIds))
+            {
+                await push.SendAsync(notification, stoppingToken);
+            }
+            else if (notification is not null)
+            {
+                Log.Duplicate(logger, notification.EventId);
+            }
+
+            consumer.Commit(result);
+        }
+
+        consumer.Close();
+    }
+
+    /// <summary>True the first time an id is seen.</summary>
+    private bool Remember(string eventId, int capacity)
+    {
+        if (!_seen.Add(eventId))
+        {
+            return false;
+        }
+
+        _order.Enqueue(eventId);
+        if (_order.Count > capacity)
+        {
+            _seen.Remove(_order.Dequeue());
+        }
+
+        return true;
+    }
+
+    public static Notification? Parse(byte[] value)
+    {
+        using var document = JsonDocument.Parse(value);
+        var root = document.RootElement;
+        if (root.GetProperty("type").GetString() != "notification.message" || root.GetProperty("version").GetInt32() != 1)
+        {
+            return null; // a type or version this worker does not know
+        }
+
+        var p = root.GetProperty("payload");
+        return new Notification(
+            root.GetProperty("event_id").GetString()!,
+            p.GetProperty("user_id").GetString()!,
+            root.GetProperty("conversation_id").GetGuid(),
+            p.GetProperty("conversation_type").GetString()!,
+            p.GetProperty("conversation_name").GetString(),
+            p.GetProperty("sender_id").GetString()!,
+            p.GetProperty("preview").GetString(),
+            p.GetProperty("mentioned").GetBoolean(),
+            p.GetProperty("unread_count").GetInt64());
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Skipped {EventId}: already sent")]
+        public static partial void Duplicate(ILogger logger, string eventId);
+
+        [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "Consume failed: {Reason}")]
+        public static partial void ConsumeFailed(ILogger logger, string reason);
+    }
+}

@@ -1,0 +1,223 @@
+using Microsoft.Extensions.Options;
+using Parley.Server.Observability;
+using Parley.Server.Storage;
+
+namespace Parley.Server.Events;
+
+/// <summary>
+/// Publishes the committed log to every configured sink (docs/events.md, Events/README.md): one loop per sink, active on
+/// the instance that holds the sink's lease. A pass reads the positioned events (and receipts) after the sink's recorded
+/// positions, builds their records, publishes them, and records the new positions only after the sink acknowledged all
+/// of them, so a crash in between publishes the batch again (the same event ids). While a publish waits (a broker
+/// away, a webhook retrying), the lease is renewed beside it; if it cannot be, the publish is abandoned.
+/// </summary>
+internal sealed partial class EventRelay(
+    EventSinks sinks,
+    IChatStore store,
+    StorageState storage,
+    IDeviceDirectory devices,
+    EventStreamStatus status,
+    ParleyMetrics metrics,
+    IOptions<EventsOptions> options,
+    TimeProvider time,
+    ILogger<EventRelay> logger) : BackgroundService
+{
+    /// <summary>This process's name on leases: unique per process run.</summary>
+    private readonly string _owner = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid():N}";
+
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan BacklogInterval = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan PruneInterval = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan AlertInterval = TimeSpan.FromMinutes(1);
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var all = sinks.All;
+        return Task.WhenAll(all.Select(sink => RunAsync(sink, all.Select(s => s.Name).ToList(), stoppingToken)));
+    }
+
+    private async Task RunAsync(IEventSink sink, IReadOnlyList<string> sinkNames, CancellationToken stoppingToken)
+    {
+        var settings = options.Value;
+        var state = status.For(sink.Name);
+        var builder = new EventRecordBuilder(store, devices, settings.Notifications);
+        var backoff = TimeSpan.FromSeconds(1);
+        var renewAt = DateTimeOffset.MinValue;
+        RelayLease? lease = null;
+        var nextBacklog = DateTimeOffset.MinValue;
+        var nextPrune = DateTimeOffset.MinValue;
+        var nextAlert = DateTimeOffset.MinValue;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (!storage.IsReady)
+                {
+                    await Task.Delay(settings.PollInterval, time, stoppingToken);
+                    continue;
+                }
+
+                var now = time.GetUtcNow();
+                if (now >= nextBacklog)
+                {
+                    nextBacklog = now + BacklogInterval;
+                    var backlog = await store.GetRelayBacklogAsync(sink.Name, stoppingToken);
+                    state.Backlog = backlog;
+                    if (backlog.Total > settings.BacklogAlert && now >= nextAlert)
+                    {
+                        nextAlert = now + AlertInterval;
+                        Log.BacklogAlert(logger, sink.Name, backlog.Total, settings.BacklogAlert, backlog.OldestAt);
+                    }
+                }
+
+                // Renewed once a third of it has run: a write every few seconds, not one per pass.
+                if (lease is null || now >= renewAt)
+                {
+                    var taken = await store.TakeRelayLeaseAsync(sink.Name, _owner, now, settings.LeaseDuration, stoppingToken);
+                    if (taken is null)
+                    {
+                        if (lease is not null)
+                        {
+                            Log.LeaseLost(logger, sink.Name);
+                        }
+
+                        lease = null;
+                        state.IsLeader = false;
+                        await Task.Delay(Min(settings.LeaseDuration / 3, TimeSpan.FromSeconds(5)), time, stoppingToken);
+                        continue;
+                    }
+
+                    if (lease is null)
+                    {
+                        Log.LeaseTaken(logger, sink.Name, taken.Pos, taken.ReceiptPos);
+                    }
+
+                    // Positions as stored: after a takeover, where the last owner's recording left them.
+                    lease = taken;
+                    renewAt = now + settings.LeaseDuration / 3;
+                    state.IsLeader = true;
+                }
+
+                var batch = await store.ReadOutboxAsync(lease.Pos, lease.ReceiptPos, settings.BatchSize, stoppingToken);
+                if (batch.IsEmpty)
+                {
+                    state.LastFailure = null;
+                    if (time.GetUtcNow() >= nextPrune)
+                    {
+                        // Receipts every sink has published are of no further use (the leader of each sink prunes).
+                        nextPrune = time.GetUtcNow() + PruneInterval;
+                        await store.PruneReceiptLogAsync(sinkNames, 5000, stoppingToken);
+                    }
+
+                    await Task.Delay(settings.PollInterval, time, stoppingToken);
+                    continue;
+                }
+
+                var records = await builder.BuildAsync(batch, stoppingToken);
+                await PublishRenewingAsync(sink, records, stoppingToken);
+                if (!await store.RecordRelayPositionAsync(sink.Name, _owner, batch.UptoPos, batch.UptoReceiptPos, time.GetUtcNow(), stoppingToken))
+                {
+                    Log.LeaseLost(logger, sink.Name);
+                    lease = null;
+                    state.IsLeader = false;
+                    continue;
+                }
+
+                lease = lease with { Pos = batch.UptoPos, ReceiptPos = batch.UptoReceiptPos };
+                metrics.EventsPublished(sink.Name, records.Count);
+                if (state.LastFailure is not null)
+                {
+                    Log.Recovered(logger, sink.Name);
+                }
+
+                state.LastFailure = null;
+                backoff = TimeSpan.FromSeconds(1);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception ex)
+            {
+                // Whatever failed, the relay goes on after a pause: the stream must never stop the server (an unhandled
+                // exception in a hosted service would), and the recorded positions make a retry safe.
+                metrics.EventPublishFailed(sink.Name);
+                state.LastFailure = ex is EventSinkException or LeaseLostException || StorageSetup.IsTransient(ex) ? ex.Message : $"{ex.GetType().Name}: {ex.Message}";
+                Log.PassFailed(logger, sink.Name, state.LastFailure, backoff.TotalSeconds);
+                if (ex is LeaseLostException)
+                {
+                    lease = null;
+                    state.IsLeader = false;
+                }
+
+                await Task.Delay(backoff, time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                backoff = Min(backoff * 2, MaxBackoff);
+                // Re-read the recorded positions before the next try: the failed batch goes again, from there.
+                renewAt = DateTimeOffset.MinValue;
+            }
+        }
+
+        if (lease is not null)
+        {
+            // A graceful stop hands the sink over at once instead of after the lease ran out.
+            try
+            {
+                await store.ReleaseRelayLeaseAsync(sink.Name, _owner, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.ReleaseFailed(logger, sink.Name, ex.Message);
+            }
+        }
+    }
+
+    /// <summary>Publishes while renewing the lease beside it; a lease that cannot be renewed abandons the publish.</summary>
+    private async Task PublishRenewingAsync(IEventSink sink, IReadOnlyList<EventRecord> records, CancellationToken stoppingToken)
+    {
+        var settings = options.Value;
+        using var publishing = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        var publish = sink.PublishAsync(records, publishing.Token);
+        while (true)
+        {
+            var renewAt = Task.Delay(settings.LeaseDuration / 3, time, publishing.Token);
+            if (await Task.WhenAny(publish, renewAt) == publish)
+            {
+                await publishing.CancelAsync();
+                await publish;
+                return;
+            }
+
+            if (await store.TakeRelayLeaseAsync(sink.Name, _owner, time.GetUtcNow(), settings.LeaseDuration, stoppingToken) is null)
+            {
+                await publishing.CancelAsync();
+                await publish.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                throw new LeaseLostException($"The lease of {sink.Name} was taken over while publishing.");
+            }
+        }
+    }
+
+    private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
+
+    private sealed class LeaseLostException(string message) : Exception(message);
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 7101, Level = LogLevel.Information, Message = "Event relay for {Sink} active on this instance from position {Pos} (receipts {ReceiptPos})")]
+        public static partial void LeaseTaken(ILogger logger, string sink, long pos, long receiptPos);
+
+        [LoggerMessage(EventId = 7102, Level = LogLevel.Warning, Message = "Event relay for {Sink} lost its lease to another instance")]
+        public static partial void LeaseLost(ILogger logger, string sink);
+
+        [LoggerMessage(EventId = 7103, Level = LogLevel.Warning, Message = "Event relay for {Sink}: pass failed ({Reason}); retrying in {DelaySeconds} s")]
+        public static partial void PassFailed(ILogger logger, string sink, string reason, double delaySeconds);
+
+        [LoggerMessage(EventId = 7104, Level = LogLevel.Information, Message = "Event relay for {Sink} publishes again")]
+        public static partial void Recovered(ILogger logger, string sink);
+
+        [LoggerMessage(EventId = 7105, Level = LogLevel.Warning, Message = "Event stream backlog for {Sink} is {Backlog}, above Events:BacklogAlert ({Bound}); oldest waiting since {OldestAt}")]
+        public static partial void BacklogAlert(ILogger logger, string sink, long backlog, long bound, DateTimeOffset? oldestAt);
+
+        [LoggerMessage(EventId = 7106, Level = LogLevel.Warning, Message = "Event relay for {Sink} could not release its lease: {Reason}")]
+        public static partial void ReleaseFailed(ILogger logger, string sink, string reason);
+    }
+}

@@ -1,0 +1,204 @@
+using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+
+namespace Parley.Server.Events;
+
+/// <summary>The event stream (docs/events.md): off unless a Kafka cluster or a webhook endpoint is configured.</summary>
+internal sealed class EventsOptions
+{
+    public const string SectionName = "Events";
+
+    public KafkaOptions Kafka { get; set; } = new();
+
+    public NotificationOptions Notifications { get; set; } = new();
+
+    /// <summary>Webhook endpoints by name (<c>Events:Webhooks:&lt;name&gt;:Url</c>): each is a sink with its own position.</summary>
+    public Dictionary<string, WebhookOptions> Webhooks { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Rows read and published per relay pass.</summary>
+    [Range(1, 10_000)]
+    public int BatchSize { get; set; } = 500;
+
+    /// <summary>How long the relay waits after a pass that found nothing to publish.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "00:01:00")]
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>How long a relay's lease lasts unless renewed: a dead instance's sink is taken over after at most this.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>A backlog (events and receipts waiting for a sink) this large is reported: a warning in the log and on /ready.</summary>
+    [Range(1, long.MaxValue)]
+    public long BacklogAlert { get; set; } = 100_000;
+
+    public bool KafkaEnabled => !string.IsNullOrWhiteSpace(Kafka.BootstrapServers);
+}
+
+internal enum KafkaSecurityProtocol
+{
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+internal enum KafkaSaslMechanism
+{
+    Plain,
+    ScramSha256,
+    ScramSha512,
+}
+
+internal enum KafkaCompression
+{
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+internal sealed class KafkaOptions
+{
+    /// <summary>The brokers (<c>host:port,host:port</c>); unset: no Kafka.</summary>
+    public string? BootstrapServers { get; set; }
+
+    [EnumDataType(typeof(KafkaSecurityProtocol))]
+    public KafkaSecurityProtocol SecurityProtocol { get; set; } = KafkaSecurityProtocol.Plaintext;
+
+    [EnumDataType(typeof(KafkaSaslMechanism))]
+    public KafkaSaslMechanism SaslMechanism { get; set; } = KafkaSaslMechanism.Plain;
+
+    public string? SaslUsername { get; set; }
+
+    public string? SaslPassword { get; set; }
+
+    /// <summary>Only <c>All</c>: the idempotent producer needs every in-sync replica's acknowledgement.</summary>
+    public string Acks { get; set; } = "All";
+
+    [EnumDataType(typeof(KafkaCompression))]
+    public KafkaCompression CompressionType { get; set; } = KafkaCompression.Lz4;
+
+    /// <summary>How long the producer waits to fill a batch.</summary>
+    [Range(0, 10_000)]
+    public int LingerMs { get; set; } = 5;
+
+    /// <summary>A record not acknowledged by then fails its batch, which the relay publishes again.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
+    public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(20);
+
+    public string EventsTopic { get; set; } = "parley.events";
+
+    public string NotificationsTopic { get; set; } = "parley.notifications";
+}
+
+internal enum NotificationPreview
+{
+    /// <summary>The message's content.</summary>
+    Full,
+
+    /// <summary>The first <see cref="NotificationOptions.PreviewLength"/> characters.</summary>
+    Truncated,
+
+    /// <summary>No content: the push says only who wrote.</summary>
+    None,
+}
+
+internal sealed class NotificationOptions
+{
+    /// <summary>Publish <c>notification.message</c> records for offline recipients.</summary>
+    public bool Enabled { get; set; } = true;
+
+    [EnumDataType(typeof(NotificationPreview))]
+    public NotificationPreview Preview { get; set; } = NotificationPreview.Truncated;
+
+    [Range(1, 4000)]
+    public int PreviewLength { get; set; } = 100;
+}
+
+internal sealed class WebhookOptions
+{
+    public Uri? Url { get; set; }
+
+    /// <summary>The HMAC-SHA256 key of the <c>Parley-Signature</c> header.</summary>
+    public string? Secret { get; set; }
+
+    /// <summary>Record types to send; empty: every record of the events topic.</summary>
+    public List<string> EventTypes { get; set; } = [];
+
+    [Range(1, 100)]
+    public int MaxAttempts { get; set; } = 8;
+
+    /// <summary>The wait before the first retry; doubled for each next one, up to <see cref="MaxBackoff"/>.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "00:10:00")]
+    public TimeSpan InitialBackoff { get; set; } = TimeSpan.FromSeconds(1);
+
+    [Range(typeof(TimeSpan), "00:00:00.001", "01:00:00")]
+    public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(60);
+
+    [Range(typeof(TimeSpan), "00:00:00.1", "00:05:00")]
+    public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(10);
+}
+
+/// <summary>Rules between settings, checked at start-up.</summary>
+internal sealed class EventsOptionsValidator : IValidateOptions<EventsOptions>
+{
+    public ValidateOptionsResult Validate(string? name, EventsOptions options)
+    {
+        var errors = new List<string>();
+        var kafka = options.Kafka;
+        if (options.KafkaEnabled)
+        {
+            foreach (var server in kafka.BootstrapServers!.Split(',', StringSplitOptions.TrimEntries))
+            {
+                var colon = server.LastIndexOf(':');
+                if (colon <= 0 || !int.TryParse(server[(colon + 1)..], out var port) || port is < 1 or > 65535)
+                {
+                    errors.Add($"Events:Kafka:BootstrapServers has '{server}'; expected host:port (e.g. kafka-1:9092).");
+                }
+            }
+
+            if (!string.Equals(kafka.Acks, "All", StringComparison.OrdinalIgnoreCase))
+            {
+                errors.Add($"Events:Kafka:Acks is '{kafka.Acks}'; the idempotent producer needs All.");
+            }
+
+            if (kafka.SecurityProtocol is KafkaSecurityProtocol.SaslPlaintext or KafkaSecurityProtocol.SaslSsl
+                && (string.IsNullOrEmpty(kafka.SaslUsername) || string.IsNullOrEmpty(kafka.SaslPassword)))
+            {
+                errors.Add($"Events:Kafka:SecurityProtocol is {kafka.SecurityProtocol}; set Events:Kafka:SaslUsername and Events:Kafka:SaslPassword.");
+            }
+
+            if (string.IsNullOrWhiteSpace(kafka.EventsTopic) || string.IsNullOrWhiteSpace(kafka.NotificationsTopic))
+            {
+                errors.Add("Events:Kafka:EventsTopic and Events:Kafka:NotificationsTopic must not be empty.");
+            }
+        }
+
+        foreach (var (endpoint, webhook) in options.Webhooks)
+        {
+            if (webhook.Url is not { IsAbsoluteUri: true } url || (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps))
+            {
+                errors.Add($"Events:Webhooks:{endpoint}:Url must be an absolute http or https URL.");
+            }
+
+            if (string.IsNullOrEmpty(webhook.Secret) || webhook.Secret.Length < 16)
+            {
+                errors.Add($"Events:Webhooks:{endpoint}:Secret must be set, at least 16 characters.");
+            }
+
+            if (webhook.MaxBackoff < webhook.InitialBackoff)
+            {
+                errors.Add($"Events:Webhooks:{endpoint}:MaxBackoff must not be shorter than InitialBackoff.");
+            }
+
+            var results = new List<ValidationResult>();
+            if (!Validator.TryValidateObject(webhook, new ValidationContext(webhook), results, validateAllProperties: true))
+            {
+                errors.AddRange(results.Select(r => $"Events:Webhooks:{endpoint}: {r.ErrorMessage}"));
+            }
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

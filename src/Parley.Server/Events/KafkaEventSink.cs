@@ -1,0 +1,171 @@
+using System.Text;
+using Confluent.Kafka;
+
+namespace Parley.Server.Events;
+
+/// <summary>
+/// Publishes to Kafka with an idempotent producer (acks=all, enable.idempotence): records are batched by the client
+/// (<see cref="KafkaOptions.LingerMs"/>) and acknowledged asynchronously; a batch completes when every record is.
+/// The producer is created with the first batch and replaced after a failed one: after a timeout or a fatal error (a
+/// broker that lost the producer's state) a fresh producer session is the one that can go on; what failed is
+/// published again by the relay, in order.
+/// </summary>
+internal sealed partial class KafkaEventSink(KafkaOptions options, string clientId, ILogger<KafkaEventSink> logger) : IEventSink, IDisposable
+{
+    private readonly Lock _lock = new();
+    private IProducer<string, byte[]>? _producer;
+
+    public string Name => "kafka";
+
+    public async Task PublishAsync(IReadOnlyList<EventRecord> records, CancellationToken cancellationToken)
+    {
+        if (records.Count == 0)
+        {
+            return;
+        }
+
+        var producer = Producer();
+        var deliveries = new Task<DeliveryResult<string, byte[]>>[records.Count];
+        try
+        {
+            for (var i = 0; i < records.Count; i++)
+            {
+                var record = records[i];
+                var message = new Message<string, byte[]>
+                {
+                    Key = record.Key,
+                    Value = record.Body,
+                    Headers =
+                    [
+                        new Header("event_id", Encoding.UTF8.GetBytes(record.EventId)),
+                        new Header("type", Encoding.UTF8.GetBytes(record.Type)),
+                        new Header("version", Encoding.UTF8.GetBytes(record.Version.ToString(System.Globalization.CultureInfo.InvariantCulture))),
+                    ],
+                };
+
+                // Enqueued in order; the idempotent producer keeps that order per partition through its retries.
+                deliveries[i] = producer.ProduceAsync(TopicOf(record.Topic), message, CancellationToken.None);
+            }
+
+            await Task.WhenAll(deliveries).WaitAsync(options.DeliveryTimeout + TimeSpan.FromSeconds(5), cancellationToken);
+        }
+        catch (Exception ex) when (ex is ProduceException<string, byte[]> or KafkaException or TimeoutException)
+        {
+            var reason = ex is ProduceException<string, byte[]> produce ? produce.Error.Reason : ex.Message;
+            Replace(producer);
+            throw new EventSinkException($"Kafka did not acknowledge the batch: {reason}", ex);
+        }
+        catch (OperationCanceledException)
+        {
+            Replace(producer);
+            throw;
+        }
+    }
+
+    private string TopicOf(EventTopic topic) => topic == EventTopic.Notifications ? options.NotificationsTopic : options.EventsTopic;
+
+    private IProducer<string, byte[]> Producer()
+    {
+        lock (_lock)
+        {
+            return _producer ??= Build();
+        }
+    }
+
+    private IProducer<string, byte[]> Build()
+    {
+        var config = new ProducerConfig
+        {
+            BootstrapServers = options.BootstrapServers,
+            ClientId = clientId,
+            EnableIdempotence = true,
+            Acks = Confluent.Kafka.Acks.All,
+            LingerMs = options.LingerMs,
+            MessageTimeoutMs = (int)options.DeliveryTimeout.TotalMilliseconds,
+            CompressionType = options.CompressionType switch
+            {
+                KafkaCompression.Gzip => CompressionType.Gzip,
+                KafkaCompression.Snappy => CompressionType.Snappy,
+                KafkaCompression.Lz4 => CompressionType.Lz4,
+                KafkaCompression.Zstd => CompressionType.Zstd,
+                _ => CompressionType.None,
+            },
+            SecurityProtocol = options.SecurityProtocol switch
+            {
+                KafkaSecurityProtocol.Ssl => SecurityProtocol.Ssl,
+                KafkaSecurityProtocol.SaslPlaintext => SecurityProtocol.SaslPlaintext,
+                KafkaSecurityProtocol.SaslSsl => SecurityProtocol.SaslSsl,
+                _ => SecurityProtocol.Plaintext,
+            },
+        };
+        if (options.SecurityProtocol is KafkaSecurityProtocol.SaslPlaintext or KafkaSecurityProtocol.SaslSsl)
+        {
+            config.SaslMechanism = options.SaslMechanism switch
+            {
+                KafkaSaslMechanism.ScramSha256 => SaslMechanism.ScramSha256,
+                KafkaSaslMechanism.ScramSha512 => SaslMechanism.ScramSha512,
+                _ => SaslMechanism.Plain,
+            };
+            config.SaslUsername = options.SaslUsername;
+            config.SaslPassword = options.SaslPassword;
+        }
+
+        return new ProducerBuilder<string, byte[]>(config)
+            // librdkafka reports each failed connection attempt while a broker is away: the relay's own log says it once.
+            .SetErrorHandler((_, error) =>
+            {
+                if (error.IsFatal)
+                {
+                    Log.Fatal(logger, error.Reason);
+                }
+                else
+                {
+                    Log.ClientError(logger, error.Reason);
+                }
+            })
+            .SetLogHandler((_, message) => Log.ClientLog(logger, message.Facility, message.Message))
+            .Build();
+    }
+
+    /// <summary>Drops a producer after a failed batch (its undelivered records are failed, not kept).</summary>
+    private void Replace(IProducer<string, byte[]> failed)
+    {
+        lock (_lock)
+        {
+            if (ReferenceEquals(_producer, failed))
+            {
+                _producer = null;
+            }
+        }
+
+        failed.Dispose();
+    }
+
+    public void Dispose()
+    {
+        IProducer<string, byte[]>? producer;
+        lock (_lock)
+        {
+            producer = _producer;
+            _producer = null;
+        }
+
+        if (producer is not null)
+        {
+            producer.Flush(TimeSpan.FromSeconds(5));
+            producer.Dispose();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 7201, Level = LogLevel.Error, Message = "Kafka producer failed fatally: {Reason}; a new producer takes over")]
+        public static partial void Fatal(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 7202, Level = LogLevel.Debug, Message = "Kafka client: {Reason}")]
+        public static partial void ClientError(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 7203, Level = LogLevel.Debug, Message = "librdkafka {Facility}: {Text}")]
+        public static partial void ClientLog(ILogger logger, string facility, string text);
+    }
+}

@@ -1,0 +1,228 @@
+namespace Parley.Server.Storage.Sql;
+
+/// <summary>
+/// The event relay's side of the store (docs/events.md): the receipt log, each sink's position and lease, and the
+/// batches it publishes. The outbox is <c>conversation_events</c>, read by stream position.
+/// </summary>
+internal abstract partial class SqlChatStore
+{
+    /// <summary>Whether watermark moves are written to <c>receipt_log</c> (only while an event sink is configured).</summary>
+    public bool KeepReceiptLog { get; set; }
+
+    public Task<RelayLease?> TakeRelayLeaseAsync(string sink, string owner, DateTimeOffset now, TimeSpan duration, CancellationToken cancellationToken) =>
+        WriteAsync<RelayLease?>(null, async s =>
+        {
+            // A new sink starts at the beginning of the log: nothing committed before its first pass is skipped.
+            await s.Sql("INSERT INTO event_relay (sink, pos, receipt_pos) VALUES (@s, 0, 0) ON CONFLICT (sink) DO NOTHING")
+                .With("@s", sink).ExecuteAsync(cancellationToken);
+            return await s.Sql(
+                """
+                UPDATE event_relay SET owner = @o, lease_until = @until
+                WHERE sink = @s AND (owner = @o OR owner IS NULL OR lease_until IS NULL OR lease_until < @now)
+                RETURNING pos, receipt_pos
+                """)
+                .With("@s", sink).With("@o", owner).With("@now", now).With("@until", now + duration)
+                .FirstOrDefaultAsync(r => new RelayLease(sink, r.Long(0), r.Long(1)), cancellationToken);
+        }, cancellationToken);
+
+    public Task<bool> RecordRelayPositionAsync(
+        string sink, string owner, long pos, long receiptPos, DateTimeOffset now, CancellationToken cancellationToken) =>
+        WriteAsync(null, async s =>
+            // Only while this instance still holds the lease: one that lost it cannot move the position.
+            await s.Sql("UPDATE event_relay SET pos = @p, receipt_pos = @r, published_at = @now WHERE sink = @s AND owner = @o")
+                .With("@s", sink).With("@o", owner).With("@p", pos).With("@r", receiptPos).With("@now", now)
+                .ExecuteAsync(cancellationToken) == 1,
+            cancellationToken);
+
+    public Task ReleaseRelayLeaseAsync(string sink, string owner, CancellationToken cancellationToken) =>
+        WriteAsync(null, async s =>
+            await s.Sql("UPDATE event_relay SET owner = NULL, lease_until = NULL WHERE sink = @s AND owner = @o")
+                .With("@s", sink).With("@o", owner).ExecuteAsync(cancellationToken),
+            cancellationToken);
+
+    public Task<OutboxBatch> ReadOutboxAsync(long afterPos, long afterReceiptPos, int limit, CancellationToken cancellationToken) =>
+        ReadAsync(async s =>
+        {
+            // One snapshot of both positions: every receipt positioned up to R had its message's event positioned up
+            // to E (the sequencer positions events first, in the same transaction).
+            var (streamPos, receiptPos) = (await s.Sql("SELECT pos, receipt_pos FROM stream_state WHERE id = 1")
+                .ListAsync(r => (r.Long(0), r.Long(1)), cancellationToken)).Single();
+            var events = await s.Sql(
+                """
+                SELECT conversation_id, seq, type, message_id, actor_id, user_id, role, created_at, pos, members
+                FROM conversation_events WHERE pos > @after AND pos <= @upto ORDER BY pos LIMIT @n
+                """)
+                .With("@after", afterPos).With("@upto", streamPos).With("@n", limit)
+                .ListAsync(
+                    r => new OutboxEvent(
+                        new ConversationEvent(r.Guid(0), r.Long(1), r.String(2), r.NullableGuid(3), r.String(4), r.NullableString(5), r.NullableString(6), r.Time(7)),
+                        r.Long(8),
+                        r.Json(9, StorageJsonContext.Default.IReadOnlyListRosterEntry)),
+                    cancellationToken);
+
+            // Receipts only once the events reached the snapshot's end, so a receipt never precedes its message.
+            List<ReceiptLogEntry> receipts = events.Count < limit
+                ? await s.Sql(
+                    """
+                    SELECT id, pos, conversation_id, user_id, kind, seq, message_id, created_at
+                    FROM receipt_log WHERE pos > @after AND pos <= @upto ORDER BY pos LIMIT @n
+                    """)
+                    .With("@after", afterReceiptPos).With("@upto", receiptPos).With("@n", limit - events.Count)
+                    .ListAsync(r => new ReceiptLogEntry(r.Long(0), r.Long(1), r.Guid(2), r.String(3), r.String(4), r.Long(5), r.Guid(6), r.Time(7)), cancellationToken)
+                : [];
+
+            var messageIds = events.Where(e => e.Event.MessageId is not null).Select(e => e.Event.MessageId!.Value).Distinct().ToList();
+            var messages = new Dictionary<Guid, Message>();
+            foreach (var chunk in messageIds.Chunk(500))
+            {
+                var command = s.Sql($"SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id IN ({Placeholders("@m", chunk.Length)})");
+                for (var i = 0; i < chunk.Length; i++)
+                {
+                    command.With($"@m{i}", chunk[i]);
+                }
+
+                foreach (var message in await command.ListAsync(r => r.Message(), cancellationToken))
+                {
+                    messages[message.Id] = message;
+                }
+            }
+
+            var conversationIds = events.Select(e => e.Event.ConversationId).Concat(receipts.Select(r => r.ConversationId)).Distinct().ToList();
+            var conversations = new Dictionary<Guid, ConversationRecord>();
+            foreach (var chunk in conversationIds.Chunk(500))
+            {
+                var command = s.Sql($"SELECT {SqlRow.ConversationColumns} FROM conversations c WHERE c.id IN ({Placeholders("@c", chunk.Length)})");
+                for (var i = 0; i < chunk.Length; i++)
+                {
+                    command.With($"@c{i}", chunk[i]);
+                }
+
+                foreach (var conversation in await command.ListAsync(r => r.Conversation(), cancellationToken))
+                {
+                    conversations[conversation.Id] = conversation;
+                }
+            }
+
+            var withMessages = events.Where(e => e.Event.Type == EventTypes.MessageCreated).Select(e => e.Event.ConversationId).Distinct().ToList();
+            var members = new Dictionary<Guid, IReadOnlyList<MemberRecord>>();
+            foreach (var chunk in withMessages.Chunk(500))
+            {
+                foreach (var (id, list) in await LoadMembersAsync(s, chunk, cancellationToken))
+                {
+                    members[id] = list;
+                }
+            }
+
+            return new OutboxBatch(
+                events,
+                receipts,
+                events.Count > 0 ? events[^1].Pos : afterPos,
+                receipts.Count > 0 ? receipts[^1].Pos : afterReceiptPos,
+                messages,
+                conversations,
+                members);
+        }, cancellationToken);
+
+    public Task<RelayBacklog> GetRelayBacklogAsync(string sink, CancellationToken cancellationToken) =>
+        ReadAsync(async s =>
+        {
+            var (streamPos, streamReceipts, pos, receipts) = (await s.Sql(
+                "SELECT s.pos, s.receipt_pos, r.pos, r.receipt_pos FROM stream_state s LEFT JOIN event_relay r ON r.sink = @s WHERE s.id = 1")
+                .With("@s", sink)
+                .ListAsync(r => (r.Long(0), r.Long(1), r.NullableLong(2) ?? 0, r.NullableLong(3) ?? 0), cancellationToken)).Single();
+            var oldestEvent = (await s.Sql("SELECT created_at FROM conversation_events WHERE pos > @p ORDER BY pos LIMIT 1")
+                .With("@p", pos).ListAsync(r => (DateTimeOffset?)r.Time(0), cancellationToken)).FirstOrDefault();
+            var oldestReceipt = (await s.Sql("SELECT created_at FROM receipt_log WHERE pos > @p ORDER BY pos LIMIT 1")
+                .With("@p", receipts).ListAsync(r => (DateTimeOffset?)r.Time(0), cancellationToken)).FirstOrDefault();
+            DateTimeOffset? oldest = (oldestEvent, oldestReceipt) switch
+            {
+                ({ } e, { } r) => e < r ? e : r,
+                ({ } e, null) => e,
+                (null, var r) => r,
+            };
+            return new RelayBacklog(Math.Max(0, streamPos - pos), Math.Max(0, streamReceipts - receipts), oldest);
+        }, cancellationToken);
+
+    public Task<int> PruneReceiptLogAsync(IReadOnlyList<string> sinks, int limit, CancellationToken cancellationToken) =>
+        sinks.Count == 0
+            ? Task.FromResult(0)
+            : WriteAsync(null, async s =>
+            {
+                // Only below the position every configured sink has published (a sink without a row yet holds everything).
+                var command = s.Sql(
+                    $"""
+                    DELETE FROM receipt_log WHERE id IN (
+                        SELECT id FROM receipt_log WHERE pos <= (
+                            SELECT CASE WHEN COUNT(*) = @k THEN MIN(receipt_pos) END FROM event_relay WHERE sink IN ({Placeholders("@s", sinks.Count)}))
+                        ORDER BY pos LIMIT @n)
+                    """)
+                    .With("@k", sinks.Count).With("@n", limit);
+                for (var i = 0; i < sinks.Count; i++)
+                {
+                    command.With($"@s{i}", sinks[i]);
+                }
+
+                return await command.ExecuteAsync(cancellationToken);
+            }, cancellationToken);
+
+    public Task AddDeadLetterAsync(DeadLetter letter, CancellationToken cancellationToken) =>
+        WriteAsync(null, async s =>
+            await s.Sql("INSERT INTO event_dead_letters (sink, event_id, type, record, error, failed_at) VALUES (@s, @id, @t, @r, @e, @at)")
+                .With("@s", letter.Sink).With("@id", letter.EventId).With("@t", letter.Type).With("@r", letter.Record)
+                .With("@e", letter.Error).With("@at", letter.FailedAt)
+                .ExecuteAsync(cancellationToken),
+            cancellationToken);
+
+    public Task<IReadOnlyList<DeadLetter>> ListDeadLettersAsync(string sink, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<DeadLetter>>(
+            async s => await s.Sql("SELECT sink, event_id, type, record, error, failed_at FROM event_dead_letters WHERE sink = @s ORDER BY id")
+                .With("@s", sink)
+                .ListAsync(r => new DeadLetter(r.String(0), r.String(1), r.String(2), r.String(3), r.String(4), r.Time(5)), cancellationToken),
+            cancellationToken);
+
+    public Task<IReadOnlyDictionary<string, long>> GetUnreadTotalsAsync(IReadOnlyCollection<string> userIds, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyDictionary<string, long>>(async s =>
+        {
+            var result = new Dictionary<string, long>(StringComparer.Ordinal);
+            foreach (var chunk in userIds.Distinct().Chunk(500))
+            {
+                var command = s.Sql(
+                    $"SELECT user_id, SUM(unread_count) FROM participants WHERE user_id IN ({Placeholders("@u", chunk.Length)}) AND left_at IS NULL GROUP BY user_id");
+                for (var i = 0; i < chunk.Length; i++)
+                {
+                    command.With($"@u{i}", chunk[i]);
+                }
+
+                foreach (var (user, total) in await command.ListAsync(r => (r.String(0), r.Long(1)), cancellationToken))
+                {
+                    result[user] = total;
+                }
+            }
+
+            return result;
+        }, cancellationToken);
+
+    /// <summary>Writes watermark moves to the receipt log, inside the transaction that moved them (when the log is kept).</summary>
+    private static async Task LogReceiptsAsync(
+        SqlSession s, IReadOnlyList<(Guid ConversationId, string UserId, string Kind, long Seq, Guid MessageId)> moves, DateTimeOffset now,
+        CancellationToken cancellationToken)
+    {
+        foreach (var chunk in moves.Chunk(150))
+        {
+            var values = new System.Text.StringBuilder();
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                values.Append(i == 0 ? "" : ", ").Append($"(@c{i}, @u{i}, @k{i}, @s{i}, @m{i}, @now)");
+            }
+
+            var command = s.Sql($"INSERT INTO receipt_log (conversation_id, user_id, kind, seq, message_id, created_at) VALUES {values}").With("@now", now);
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                command.With($"@c{i}", chunk[i].ConversationId).With($"@u{i}", chunk[i].UserId).With($"@k{i}", chunk[i].Kind)
+                    .With($"@s{i}", chunk[i].Seq).With($"@m{i}", chunk[i].MessageId);
+            }
+
+            await command.ExecuteAsync(cancellationToken);
+        }
+    }
+}

@@ -1,0 +1,73 @@
+using Parley.Server.Events;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>Events settings are checked at start-up: a bad one stops the server with a line that names it.</summary>
+[Trait("Store", "Independent")]
+public sealed class EventsOptionsTests
+{
+    private static IReadOnlyList<string> Errors(EventsOptions options) =>
+        new EventsOptionsValidator().Validate(null, options).Failures?.ToList() ?? [];
+
+    [Fact]
+    public void Validate_NothingConfigured_IsValidAndOff()
+    {
+        var options = new EventsOptions();
+
+        Assert.Empty(Errors(options));
+        Assert.False(options.KafkaEnabled);
+    }
+
+    [Theory]
+    [InlineData("kafka-1", "Events:Kafka:BootstrapServers has 'kafka-1'")]
+    [InlineData("kafka-1:9092,kafka-2:99999", "Events:Kafka:BootstrapServers has 'kafka-2:99999'")]
+    public void Validate_ABootstrapServerWithoutPort_IsNamed(string servers, string expected)
+    {
+        var errors = Errors(new EventsOptions { Kafka = { BootstrapServers = servers } });
+
+        Assert.Contains(errors, e => e.StartsWith(expected, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Validate_AcksOtherThanAll_AndSaslWithoutCredentials_AreRefused()
+    {
+        var errors = Errors(new EventsOptions
+        {
+            Kafka = { BootstrapServers = "kafka:9092", Acks = "1", SecurityProtocol = KafkaSecurityProtocol.SaslSsl },
+        });
+
+        Assert.Contains("Events:Kafka:Acks is '1'; the idempotent producer needs All.", errors);
+        Assert.Contains(errors, e => e.Contains("Events:Kafka:SaslUsername", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Validate_AWebhookWithoutUrlOrWithAShortSecret_IsNamed()
+    {
+        var errors = Errors(new EventsOptions
+        {
+            Webhooks = { ["crm"] = new WebhookOptions { Url = new Uri("ftp://example.org/x"), Secret = "short" } },
+        });
+
+        Assert.Contains("Events:Webhooks:crm:Url must be an absolute http or https URL.", errors);
+        Assert.Contains("Events:Webhooks:crm:Secret must be set, at least 16 characters.", errors);
+    }
+
+    [Fact]
+    public async Task Server_WithAnInvalidBootstrapServer_ExitsWith1NamingTheSetting()
+    {
+        var directory = Directory.CreateTempSubdirectory("parley-events-");
+        try
+        {
+            var run = await ServerCommand.RunAsync(
+                directory.FullName, "Development", ["--urls", "http://127.0.0.1:0", "--Events:Kafka:BootstrapServers=kafka-without-port"]);
+
+            Assert.Equal(1, run.ExitCode);
+            Assert.Contains("Events:Kafka:BootstrapServers has 'kafka-without-port'", run.Error, StringComparison.Ordinal);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+}

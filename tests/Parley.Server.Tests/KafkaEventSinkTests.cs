@@ -1,0 +1,65 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
+using Parley.Server.Events;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>The Kafka sink against librdkafka's mock cluster, reached over TCP like a real one.</summary>
+[Trait("Store", "Independent")]
+public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<KafkaMockCluster>, IDisposable
+{
+    private readonly KafkaMockCluster _cluster;
+    private readonly Dictionary<IEventSink, KafkaOptions> _sinks = [];
+
+    public KafkaEventSinkTests(KafkaMockCluster cluster) => _cluster = cluster;
+
+    private protected override IEventSink CreateSink() => Sink(_cluster.BootstrapServers, TimeSpan.FromSeconds(20));
+
+    private protected override IEventSink CreateUnreachableSink()
+    {
+        // A port nothing listens on (bound, then released).
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return Sink($"127.0.0.1:{port}", TimeSpan.FromSeconds(2));
+    }
+
+    private KafkaEventSink Sink(string bootstrap, TimeSpan deliveryTimeout)
+    {
+        var id = Guid.NewGuid().ToString("N")[..8];
+        var options = new KafkaOptions
+        {
+            BootstrapServers = bootstrap,
+            EventsTopic = $"events-{id}",
+            NotificationsTopic = $"notifications-{id}",
+            DeliveryTimeout = deliveryTimeout,
+        };
+        var sink = new KafkaEventSink(options, "parley-tests", NullLogger<KafkaEventSink>.Instance);
+        _sinks.Add(sink, options);
+        return sink;
+    }
+
+    private protected override Task<IReadOnlyList<(string Key, string EventId, string Type, byte[] Body)>> ReadAsync(IEventSink sink, EventTopic topic, int count)
+    {
+        var options = _sinks[sink];
+        var name = topic == EventTopic.Events ? options.EventsTopic : options.NotificationsTopic;
+        var read = _cluster.Read(name, count, count == 0 ? TimeSpan.FromSeconds(1) : TimeSpan.FromSeconds(20));
+        return Task.FromResult<IReadOnlyList<(string, string, string, byte[])>>(
+            [.. read.Select(r => (r.Message.Key, Header(r.Message.Headers, "event_id"), Header(r.Message.Headers, "type"), r.Message.Value))]);
+    }
+
+    private static string Header(Confluent.Kafka.Headers headers, string name) =>
+        headers.TryGetLastBytes(name, out var value) ? Encoding.UTF8.GetString(value) : "";
+
+    public void Dispose()
+    {
+        foreach (var sink in _sinks.Keys)
+        {
+            ((KafkaEventSink)sink).Dispose();
+        }
+    }
+}

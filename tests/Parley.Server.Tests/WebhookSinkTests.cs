@@ -1,0 +1,223 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Parley.Server.Storage;
+using Parley.Server.Tests.Infrastructure;
+using static Parley.Server.Tests.Infrastructure.MembershipCalls;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// Webhook delivery (docs/events.md) against a real HTTP receiver on a loopback port: signed records in stream order,
+/// failed posts retried with back-off without anything overtaking them, a record refused every time dead-lettered while
+/// delivery goes on, and the endpoint's type filter.
+/// </summary>
+public sealed class WebhookSinkTests : IAsyncLifetime
+{
+    private const string Secret = "webhook-secret-0123456789";
+    private readonly Receiver _receiver = new();
+    private ParleyFactory? _factory;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask InitializeAsync() => _receiver.StartAsync();
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_factory is not null)
+        {
+            await _factory.DisposeAsync();
+        }
+
+        await _receiver.DisposeAsync();
+    }
+
+    private ParleyFactory Server(params (string Key, string Value)[] extra)
+    {
+        _factory = new ParleyFactory(settings =>
+        {
+            settings["Events:PollInterval"] = "00:00:00.010";
+            settings["Events:Webhooks:hooks:Url"] = _receiver.Url;
+            settings["Events:Webhooks:hooks:Secret"] = Secret;
+            settings["Events:Webhooks:hooks:InitialBackoff"] = "00:00:00.010";
+            settings["Events:Webhooks:hooks:MaxBackoff"] = "00:00:00.040";
+            settings["Events:Webhooks:hooks:MaxAttempts"] = "4";
+            foreach (var (key, value) in extra)
+            {
+                settings[key] = value;
+            }
+        });
+        return _factory;
+    }
+
+    [Fact]
+    public async Task Webhook_RecordsArriveSignedAndInOrder()
+    {
+        var factory = Server();
+        var alice = factory.BoundedApi(NewUser("alice"));
+        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
+        for (var i = 0; i < 5; i++)
+        {
+            await alice.SendTextAsync(conversation.Id, $"m{i}");
+        }
+
+        var received = await _receiver.WaitForAsync(r => r.Count(x => x.Type == "message.created") >= 5);
+
+        Assert.Equal(Enumerable.Range(1, 6).Select(i => (long)i), received.Select(r => r.Json.GetProperty("seq").GetInt64()));
+        foreach (var post in received)
+        {
+            Assert.Equal(post.Json.GetProperty("event_id").GetString(), post.EventId);
+            Assert.Equal(post.Json.GetProperty("type").GetString(), post.Type);
+            var parts = post.Signature.Split(',').Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p[1]);
+            var timestamp = long.Parse(parts["t"], CultureInfo.InvariantCulture);
+            Assert.InRange(DateTimeOffset.UtcNow.ToUnixTimeSeconds() - timestamp, -5, 300); // inside a receiver's replay window
+            var expected = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(Secret), Encoding.UTF8.GetBytes($"{parts["t"]}.{post.Body}")));
+            Assert.Equal(expected, parts["v1"]);
+            // Another secret does not verify: the receiver can tell a forged post.
+            Assert.NotEqual(
+                Convert.ToHexStringLower(HMACSHA256.HashData("another-secret-0123456"u8.ToArray(), Encoding.UTF8.GetBytes($"{parts["t"]}.{post.Body}"))),
+                parts["v1"]);
+        }
+    }
+
+    [Fact]
+    public async Task Webhook_FailedPosts_RetriedWithBackoff_NothingOvertakes()
+    {
+        _receiver.FailFirstAttempts = 2;
+        var factory = Server();
+        var alice = factory.BoundedApi(NewUser("alice"));
+        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
+        for (var i = 0; i < 3; i++)
+        {
+            await alice.SendTextAsync(conversation.Id, $"m{i}");
+        }
+
+        var received = await _receiver.WaitForAsync(r => r.Count(x => x.Type == "message.created") >= 3);
+
+        // Each record was refused twice, then accepted; the next one was not tried before.
+        Assert.Equal(Enumerable.Range(1, 4).Select(i => (long)i), received.Select(r => r.Json.GetProperty("seq").GetInt64()));
+        var attempts = _receiver.Attempts.ToList();
+        Assert.Equal(received.SelectMany(r => Enumerable.Repeat(r.EventId, 3)), attempts.Take(12));
+    }
+
+    [Fact]
+    public async Task Webhook_ARecordRefusedEveryTime_IsDeadLettered_AndDeliveryGoesOn()
+    {
+        _receiver.Refuse = body => body.Contains("poison", StringComparison.Ordinal);
+        var factory = Server();
+        var alice = factory.BoundedApi(NewUser("alice"));
+        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
+        var poison = await alice.SendTextAsync(conversation.Id, "poison");
+        await alice.SendTextAsync(conversation.Id, "fine");
+
+        var received = await _receiver.WaitForAsync(r => r.Any(x => x.Body.Contains("fine", StringComparison.Ordinal)));
+
+        Assert.DoesNotContain(received, r => r.Body.Contains("poison", StringComparison.Ordinal));
+        Assert.Equal(4, _receiver.Attempts.Count(id => id == _receiver.RefusedIds.Single()));
+        var letter = Assert.Single(await factory.Services.GetRequiredService<IChatStore>().ListDeadLettersAsync("webhook:hooks", Ct));
+        Assert.Equal("message.created", letter.Type);
+        Assert.Equal("HTTP 400", letter.Error);
+        Assert.Contains(poison.Id.ToString(), letter.Record, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Webhook_EventTypes_OnlyThoseAreSent()
+    {
+        var factory = Server(("Events:Webhooks:hooks:EventTypes:0", "message.created"), ("Events:Webhooks:hooks:EventTypes:1", "notification.message"));
+        var alice = factory.BoundedApi(NewUser("alice"));
+        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
+        await alice.SendTextAsync(conversation.Id, "one");
+
+        var received = await _receiver.WaitForAsync(r => r.Any(x => x.Type == "notification.message") && r.Any(x => x.Type == "message.created"));
+        await Task.Delay(200, Ct);
+
+        Assert.Equal(["message.created", "notification.message"], _receiver.Received.Select(r => r.Type));
+    }
+
+    private sealed record Post(string EventId, string Type, string Signature, string Body)
+    {
+        public JsonElement Json => JsonDocument.Parse(Body).RootElement.Clone();
+    }
+
+    /// <summary>A real HTTP server on a loopback port that records what it accepts and fails on request.</summary>
+    private sealed class Receiver : IAsyncDisposable
+    {
+        private readonly ConcurrentQueue<Post> _received = new();
+        private readonly ConcurrentQueue<string> _attempts = new();
+        private readonly ConcurrentDictionary<string, int> _tries = new();
+        private readonly ConcurrentDictionary<string, byte> _refused = new();
+        private WebApplication? _app;
+
+        public string Url { get; private set; } = "";
+
+        public int FailFirstAttempts { get; set; }
+
+        public Func<string, bool> Refuse { get; set; } = _ => false;
+
+        public IReadOnlyList<Post> Received => [.. _received];
+
+        public IReadOnlyList<string> Attempts => [.. _attempts];
+
+        public IReadOnlyCollection<string> RefusedIds => [.. _refused.Keys];
+
+        public async ValueTask StartAsync()
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.WebHost.UseSetting("urls", "http://127.0.0.1:0");
+            builder.Logging.ClearProviders();
+            _app = builder.Build();
+            _app.MapPost("/hook", async (HttpContext context) =>
+            {
+                using var reader = new StreamReader(context.Request.Body);
+                var body = await reader.ReadToEndAsync(context.RequestAborted);
+                var id = context.Request.Headers["Parley-Event-Id"].ToString();
+                _attempts.Enqueue(id);
+                var tries = _tries.AddOrUpdate(id, 1, (_, n) => n + 1);
+                if (Refuse(body))
+                {
+                    _refused.TryAdd(id, 0);
+                    return Results.StatusCode(400);
+                }
+
+                if (tries <= FailFirstAttempts)
+                {
+                    return Results.StatusCode(503);
+                }
+
+                _received.Enqueue(new Post(id, context.Request.Headers["Parley-Event-Type"].ToString(), context.Request.Headers["Parley-Signature"].ToString(), body));
+                return Results.NoContent();
+            });
+            await _app.StartAsync(TestContext.Current.CancellationToken);
+            var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+            Url = address + "/hook";
+        }
+
+        public async Task<IReadOnlyList<Post>> WaitForAsync(Func<IReadOnlyList<Post>, bool> done)
+        {
+            var until = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+            while (!done(Received))
+            {
+                Assert.True(DateTime.UtcNow < until, $"The receiver got {Received.Count} records: {string.Join(", ", Received.Select(r => r.Type))}");
+                await Task.Delay(20, TestContext.Current.CancellationToken);
+            }
+
+            return Received;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (_app is not null)
+            {
+                await _app.DisposeAsync();
+            }
+        }
+    }
+}
