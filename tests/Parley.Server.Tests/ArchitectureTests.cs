@@ -25,7 +25,7 @@ public sealed partial class ArchitectureTests
         ("Fanout", ["Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
         ("Broadcasting", ["Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
         ("Conversations", ["Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
-        ("Presence", ["Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
+        ("Presence", ["Conversations", "Broadcasting", "Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
         ("Receipts", ["Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
         ("Messages", ["Presence", "Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
         ("Sync", ["Conversations", "Broadcasting", "Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
