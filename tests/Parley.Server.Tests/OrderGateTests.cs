@@ -151,6 +151,21 @@ public sealed class OrderGateTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Prime_OfAConversationWhoseFirstEventCameBeforeAnySocket_HoldsARacingSuccessor()
+    {
+        Offer(1, "alice"); // created before alice connected here: the expectation (2) dates from then
+        _time.Advance(TimeSpan.FromSeconds(1));
+        var alice = Connect("alice");
+        _gate.Prime(Conversation, 1);
+
+        Offer(3, "alice");
+        Offer(2, "alice");
+
+        await alice.WaitForAsync(2);
+        Assert.Equal(["s2", "s3"], alice.Labels);
+    }
+
+    [Fact]
     public async Task Offer_UnsequencedFrames_PassWhileSequencedOnesAreHeld()
     {
         var alice = Connect("alice");

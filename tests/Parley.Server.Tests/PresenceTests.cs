@@ -14,6 +14,7 @@ public sealed class PresenceTests : IAsyncLifetime
     private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(600);
     private readonly ParleyFactory _factory = new(s =>
     {
+        s["Presence:Events"] = "true";
         s["Presence:MinInterval"] = "00:00:00.600";
         s["Presence:MaxConversationSize"] = "3";
     });

@@ -32,6 +32,7 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
                 s["Fanout:Redis:InstanceTtl"] = "00:00:03";
                 s["Delivery:CursorInterval"] = "00:00:30";
                 s["Presence:MinInterval"] = "00:00:00";
+                s["Presence:Events"] = "true";
             },
             kestrel: true);
     }

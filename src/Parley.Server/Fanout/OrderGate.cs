@@ -87,6 +87,11 @@ internal sealed partial class OrderGate : IDisposable
                     order.Next = lastSeq + 1;
                     order.LastFrameAt = _time.GetTimestamp();
                 }
+                else if (lastSeq + 1 == order.Next && order.Held.Count == 0 && !order.Filling)
+                {
+                    // The expectation is the conversation's own: the new socket's recipients count from now.
+                    order.LastFrameAt = _time.GetTimestamp();
+                }
                 else if (lastSeq + 1 > order.PrimedNext)
                 {
                     // An expectation of the conversation's own: used if the frames in between turn out to have been
@@ -135,12 +140,12 @@ internal sealed partial class OrderGate : IDisposable
 
                 if (order.Filling || (order.Next != 0 && seq > order.Next))
                 {
-                    if (!order.Filling && !AnyConnectedSince(message, order.LastFrameAt) && order.PrimedNext > order.Next)
+                    if (!order.Filling && !AnyConnectedSince(message, order.LastFrameAt) && order.PrimedNext != 0 && order.PrimedNext >= order.Next)
                     {
                         // Nobody here had the frames since the last one, but a socket subscribed since: go on from
                         // what the conversation had then.
                         order.Next = order.PrimedNext;
-                        order.LastFrameAt = order.PrimedAt;
+                        order.LastFrameAt = Math.Max(order.LastFrameAt, order.PrimedAt);
                     }
 
                     if (!order.Filling && seq <= order.Next)

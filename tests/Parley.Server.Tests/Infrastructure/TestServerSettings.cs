@@ -33,6 +33,9 @@ internal static class TestServerSettings
         ["Limits:RequestBurst"] = "100000",
         ["Limits:RequestRatePerSecond"] = "100000",
         ["Realtime:DeliveryFlushInterval"] = "00:00:00.020",
+        // A user's connect sends presence to the people they share conversations with: tests that expect silence on a
+        // socket would see it. Presence tests turn it on.
+        ["Presence:Events"] = "false",
     };
 
     /// <summary>A signed token for <paramref name="userId"/> (valid for an hour unless <paramref name="expires"/>).</summary>
