@@ -347,9 +347,16 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
         if (_redis is { IsConnected: true } redis)
         {
-            // Gone at once rather than after InstanceTtl: publishers stop sending to this instance.
-            await ((Task)redis.GetDatabase().KeyDeleteAsync(LivenessPrefix + InstanceId)).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken)
-                .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            try
+            {
+                // Gone at once rather than after InstanceTtl: publishers stop sending to this instance.
+                await ((Task)redis.GetDatabase().KeyDeleteAsync(LivenessPrefix + InstanceId)).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken)
+                    .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Stopped after the container disposed the connection (a second stop): the key expires by itself.
+            }
         }
     }
 
