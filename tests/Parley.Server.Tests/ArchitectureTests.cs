@@ -29,7 +29,7 @@ public sealed partial class ArchitectureTests
         ("Receipts", ["Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
         ("Messages", ["Presence", "Conversations", "Broadcasting", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
         ("Sync", ["Conversations", "Broadcasting", "Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
-        ("Events", ["Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
+        ("Events", ["Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
         ("Realtime.Endpoint", ["Sync", "Messages", "Receipts", "Presence", "Conversations", "Broadcasting", "Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),
         ("WebApp", ["Hosting", "Protocol", "Storage", "Observability"]),
         ("App", ["WebApp", "Events", "Sync", "Messages", "Receipts", "Presence", "Conversations", "Broadcasting", "Fanout", "Realtime", "Hosting", "Protocol", "Storage", "Observability"]),

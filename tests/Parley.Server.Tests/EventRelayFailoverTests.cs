@@ -151,6 +151,65 @@ public sealed partial class EventRelayFailoverTests
         Assert.True(follower.Services.GetRequiredService<EventStreamStatus>().For("kafka").IsLeader);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task TwoInstances_BacklogAboveTheBound_ReportedByBoth_LoggedByTheLeaderOnly()
+    {
+        var sinks = new[] { new InMemoryEventSink { IsDown = true }, new InMemoryEventSink { IsDown = true } };
+        var logs = new[] { new LogCapture(), new LogCapture() };
+        await using var instances = new TwoInstances(
+            (_, settings) =>
+            {
+                settings["Events:PollInterval"] = "00:00:00.010";
+                settings["Events:BacklogAlert"] = "5";
+            },
+            services: (instance, services) =>
+            {
+                services.AddSingleton<IEventSink>(sinks[instance]);
+                services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(logs[instance]);
+            });
+        var alice = instances.First.BoundedApi(NewUser("alice"));
+        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
+        for (var i = 0; i < 10; i++)
+        {
+            await alice.SendTextAsync(conversation.Id, $"m{i}");
+        }
+
+        static bool Alert(LogCapture.Entry e) => e.EventId.Id == 7105;
+        var first = await Task.WhenAny(logs.Select(l => l.WaitForAsync(Alert, TimeSpan.FromSeconds(20))));
+        await first;
+        // Both measure the backlog once a second: give the other instance three chances to log it too.
+        foreach (var factory in new[] { instances.First, instances.Second })
+        {
+            await WaitForReadyEventsAsync(factory, body => body.Contains("above Events:BacklogAlert (5)", StringComparison.Ordinal));
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(3), TestContext.Current.CancellationToken);
+        var alerted = logs.Select(l => l.Entries.Count(Alert)).ToArray();
+        var leader = instances.First.Services.GetRequiredService<EventStreamStatus>().For("memory").IsLeader ? 0 : 1;
+        Assert.Equal(1, alerted[leader]); // once a minute at most
+        Assert.Equal(0, alerted[1 - leader]);
+        Assert.Contains("above Events:BacklogAlert (5)", logs[leader].Entries.Single(Alert).Message, StringComparison.Ordinal);
+    }
+
+    private static async Task WaitForReadyEventsAsync(ParleyFactory factory, Func<string, bool> done)
+    {
+        using var client = factory.CreateClient();
+        var body = "";
+        for (var i = 0; i < 200; i++)
+        {
+            using var response = await client.GetAsync(new Uri("/ready", UriKind.Relative), TestContext.Current.CancellationToken);
+            body = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+            if (done(body))
+            {
+                return;
+            }
+
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+
+        Assert.Fail($"/ready never reported what was expected; last: {body}");
+    }
+
     [Fact(Timeout = 180_000)]
     public async Task ServerKilledBetweenPublishingAndRecording_TheNextServerRepublishes_NothingLost()
     {

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Parley.Server.Events;
 using Parley.Server.Tests.Infrastructure;
 
@@ -51,6 +52,49 @@ public sealed class EventsOptionsTests
 
         Assert.Contains("Events:Webhooks:crm:Url must be an absolute http or https URL.", errors);
         Assert.Contains("Events:Webhooks:crm:Secret must be set, at least 16 characters.", errors);
+    }
+
+    [Fact]
+    public void Validate_AWebhookSettingOfTheWrongType_NamesItInsteadOfDroppingTheEndpoint()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Events:Webhooks:crm:Url"] = "https://crm.example.org/parley",
+            ["Events:Webhooks:crm:Secret"] = "0123456789abcdef0123",
+            ["Events:Webhooks:crm:Timeout"] = "ten seconds",
+        }).Build();
+        var options = new EventsOptions();
+        configuration.GetSection("Events").Bind(options);
+        Assert.Empty(options.Webhooks); // what the binder does with it: the endpoint is gone
+
+        var errors = new EventsOptionsValidator(configuration).Validate(null, options).Failures?.ToList() ?? [];
+
+        var error = Assert.Single(errors);
+        Assert.StartsWith("Events:Webhooks:crm: ", error, StringComparison.Ordinal);
+        Assert.Contains("Events:Webhooks:crm:Timeout", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Server_WithAWebhookTimeoutThatIsNotATime_ExitsWith1NamingTheSetting()
+    {
+        var directory = Directory.CreateTempSubdirectory("parley-events-");
+        try
+        {
+            var run = await ServerCommand.RunAsync(
+                directory.FullName,
+                "Development",
+                [
+                    "--urls", "http://127.0.0.1:0", "--Events:Webhooks:crm:Url=https://crm.example.org/parley",
+                    "--Events:Webhooks:crm:Secret=0123456789abcdef0123", "--Events:Webhooks:crm:Timeout=abc",
+                ]);
+
+            Assert.Equal(1, run.ExitCode);
+            Assert.Contains("Events:Webhooks:crm:Timeout", run.Error, StringComparison.Ordinal);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
     }
 
     [Fact]

@@ -63,7 +63,9 @@ internal sealed partial class EventRelay(
                     nextBacklog = now + BacklogInterval;
                     var backlog = await store.GetRelayBacklogAsync(sink.Name, stoppingToken);
                     state.Backlog = backlog;
-                    if (backlog.Total > settings.BacklogAlert && now >= nextAlert)
+                    // Every instance reports the backlog on /ready; only the sink's leader logs the alert, so a
+                    // deployment of N instances raises it once, not N times.
+                    if (backlog.Total > settings.BacklogAlert && lease is not null && now >= nextAlert)
                     {
                         nextAlert = now + AlertInterval;
                         Log.BacklogAlert(logger, sink.Name, backlog.Total, settings.BacklogAlert, backlog.OldestAt);

@@ -53,13 +53,19 @@ internal sealed class EventsHealthCheck(EventStreamStatus status, IOptions<Event
             var age = backlog?.OldestAt is { } oldest ? Math.Max(0, (time.GetUtcNow() - oldest).TotalSeconds) : 0;
             var line = $"{sink}: backlog {backlog?.Total ?? 0} ({backlog?.EventCount ?? 0} events, {backlog?.ReceiptCount ?? 0} receipts), oldest {age:0} s";
             summary.Add(line);
+            var above = backlog is not null && backlog.Total > options.Value.BacklogAlert;
+            if (above)
+            {
+                line += $"; above Events:BacklogAlert ({options.Value.BacklogAlert})";
+            }
+
             if (state.LastFailure is { } failure)
             {
                 problems.Add($"{line}; publishing fails: {failure}");
             }
-            else if (backlog is not null && backlog.Total > options.Value.BacklogAlert)
+            else if (above)
             {
-                problems.Add($"{line}; above Events:BacklogAlert ({options.Value.BacklogAlert})");
+                problems.Add(line);
             }
         }
 

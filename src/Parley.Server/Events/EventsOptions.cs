@@ -140,12 +140,32 @@ internal sealed class WebhookOptions
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(10);
 }
 
-/// <summary>Rules between settings, checked at start-up.</summary>
-internal sealed class EventsOptionsValidator : IValidateOptions<EventsOptions>
+/// <summary>
+/// Rules between settings, checked at start-up. Given the configuration, it also names a webhook endpoint whose settings
+/// could not be read at all (a value of the wrong type): the binder skips such a dictionary entry without a word, which
+/// would leave the endpoint silently unconfigured.
+/// </summary>
+internal sealed class EventsOptionsValidator(IConfiguration? configuration = null) : IValidateOptions<EventsOptions>
 {
     public ValidateOptionsResult Validate(string? name, EventsOptions options)
     {
         var errors = new List<string>();
+        foreach (var section in configuration?.GetSection($"{EventsOptions.SectionName}:Webhooks").GetChildren() ?? [])
+        {
+            if (!options.Webhooks.ContainsKey(section.Key))
+            {
+                try
+                {
+                    section.Get<WebhookOptions>();
+                    errors.Add($"Events:Webhooks:{section.Key} could not be read.");
+                }
+                catch (InvalidOperationException ex)
+                {
+                    errors.Add($"Events:Webhooks:{section.Key}: {ex.Message}");
+                }
+            }
+        }
+
         var kafka = options.Kafka;
         if (options.KafkaEnabled)
         {

@@ -18,8 +18,8 @@ internal static class EventsSetup
         // The receipt log is kept only while something publishes it.
         services.AddOptions<ReceiptLogOptions>().Configure<IOptions<EventsOptions>, IEnumerable<IEventSink>>(
             (receipts, events, added) => receipts.Enabled = events.Value.KafkaEnabled || events.Value.Webhooks.Count > 0 || added.Any());
-        // This instance's sockets until a cross-instance presence registers its own directory.
-        services.TryAddSingleton<IDeviceDirectory, LocalDeviceDirectory>();
+        // "No device connected" anywhere in the deployment: the fan-out's presence.
+        services.TryAddSingleton<IDeviceDirectory, FanoutDeviceDirectory>();
         services.AddSingleton<EventStreamStatus>();
         services.AddSingleton<EventSinks>();
         services.AddHttpClient(WebhookClient);

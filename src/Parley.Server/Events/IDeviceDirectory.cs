@@ -1,11 +1,9 @@
-using Parley.Server.Realtime;
+using Parley.Server.Fanout;
 
 namespace Parley.Server.Events;
 
 /// <summary>
 /// Which users have a device connected: the relay's test for "offline" recipients of a notification (docs/events.md).
-/// A seam for presence across instances: <see cref="LocalDeviceDirectory"/> knows this instance's sockets only, and a
-/// cross-instance implementation (Redis presence) registered before <c>AddEvents</c> replaces it.
 /// </summary>
 internal interface IDeviceDirectory
 {
@@ -14,11 +12,15 @@ internal interface IDeviceDirectory
 }
 
 /// <summary>
-/// This instance's connection registry. With several instances a user connected only to another one counts as offline
-/// here: a push too many, never one too few.
+/// Presence as the fan-out knows it: with <c>Fanout:Provider=Redis</c> a device on any instance counts (docs/scaling.md),
+/// in process this instance's sockets. While Redis is unreachable the fan-out answers from this instance's sockets, so a
+/// user connected only elsewhere counts as offline: a push too many, never one too few.
 /// </summary>
-internal sealed class LocalDeviceDirectory(ConnectionHub hub) : IDeviceDirectory
+internal sealed class FanoutDeviceDirectory(IFanout fanout) : IDeviceDirectory
 {
-    public ValueTask<IReadOnlySet<string>> OnlineAmongAsync(IReadOnlyCollection<string> userIds, CancellationToken cancellationToken) =>
-        ValueTask.FromResult<IReadOnlySet<string>>(userIds.Where(hub.IsConnected).ToHashSet(StringComparer.Ordinal));
+    public async ValueTask<IReadOnlySet<string>> OnlineAmongAsync(IReadOnlyCollection<string> userIds, CancellationToken cancellationToken)
+    {
+        var presence = await fanout.GetPresenceAsync(userIds, cancellationToken);
+        return presence.Where(p => p.Value.Online).Select(p => p.Key).ToHashSet(StringComparer.Ordinal);
+    }
 }

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.DependencyInjection;
+
 namespace Parley.Server.Tests.Infrastructure;
 
 /// <summary>
@@ -10,11 +12,13 @@ internal sealed class TwoInstances : IAsyncDisposable
 
     /// <param name="configure">Settings for each instance (0 or 1).</param>
     /// <param name="kestrel">Serve both on loopback ports (for WebSocket tests).</param>
-    public TwoInstances(Action<int, Dictionary<string, string?>>? configure = null, bool kestrel = false)
+    /// <param name="services">Services for each instance (0 or 1).</param>
+    public TwoInstances(
+        Action<int, Dictionary<string, string?>>? configure = null, bool kestrel = false, Action<int, IServiceCollection>? services = null)
     {
         _database = TestPostgres.CreateDatabase(fromTemplate: true);
-        First = new ParleyFactory(s => configure?.Invoke(0, s), sharedPostgres: _database);
-        Second = new ParleyFactory(s => configure?.Invoke(1, s), sharedPostgres: _database);
+        First = new ParleyFactory(s => configure?.Invoke(0, s), sharedPostgres: _database, services: s => services?.Invoke(0, s));
+        Second = new ParleyFactory(s => configure?.Invoke(1, s), sharedPostgres: _database, services: s => services?.Invoke(1, s));
         if (kestrel)
         {
             First.StartKestrel();
