@@ -1,4 +1,7 @@
 using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
 using Parley.Bench.Reporting;
 using Parley.Bench.Tests.Infrastructure;
 
@@ -125,6 +128,89 @@ public sealed class SmokeRunTests(BenchServer server) : IClassFixture<BenchServe
         Assert.Equal(12, r.Connections.Opened);
         Assert.Contains("[0] creating 3 direct conversations", errors, StringComparison.Ordinal);
         Assert.Contains("[1] creating 3 direct conversations", errors, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Relay_WatchesAWebhookSinkDrainTheBacklogThatGrewWhileItsReceiverRefused()
+    {
+        using var receiver = new HttpListener();
+        var port = FreePort();
+        receiver.Prefixes.Add($"http://127.0.0.1:{port}/");
+        receiver.Start();
+        var accept = false;
+        var receiving = Task.Run(async () =>
+        {
+            while (receiver.IsListening)
+            {
+                HttpListenerContext request;
+                try
+                {
+                    request = await receiver.GetContextAsync();
+                }
+                catch (Exception e) when (e is HttpListenerException or ObjectDisposedException)
+                {
+                    return;
+                }
+
+                request.Response.StatusCode = Volatile.Read(ref accept) ? 200 : 503;
+                request.Response.Close();
+            }
+        }, Ct);
+        await using var streaming = BenchServer.With(new Dictionary<string, string?>
+        {
+            ["Events:PollInterval"] = "00:00:00.020",
+            ["Events:Webhooks:bench:Url"] = $"http://127.0.0.1:{port}/parley",
+            ["Events:Webhooks:bench:Secret"] = "smoke-test-secret-0123456789",
+            ["Events:Webhooks:bench:InitialBackoff"] = "00:00:00.050",
+            ["Events:Webhooks:bench:MaxBackoff"] = "00:00:00.100",
+            ["Events:Webhooks:bench:MaxAttempts"] = "100",
+        });
+        using var http = new HttpClient { BaseAddress = streaming.Address };
+        http.DefaultRequestHeaders.Add("X-User-ID", "relay-alice");
+        using var created = await http.PostAsJsonAsync("/api/v1/conversations", new { type = "direct", participant_ids = new[] { "relay-bob" } }, Ct);
+        created.EnsureSuccessStatusCode();
+        var conversation = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetGuid();
+        for (var i = 0; i < 20; i++)
+        {
+            using var sent = await http.PostAsJsonAsync("/api/v1/messages", new { conversation_id = conversation, message_type = "text", content = $"m{i}" }, Ct);
+            sent.EnsureSuccessStatusCode();
+        }
+
+        var run = BenchRun.InProcessAsync("relay", "--url", streaming.Address.ToString(), "--sink", "webhook:bench", "--duration", "30");
+        await Task.Delay(TimeSpan.FromSeconds(2), Ct);
+        Volatile.Write(ref accept, true);
+        var (exitCode, result, output, errors) = await run;
+        receiver.Stop();
+        await receiving;
+
+        Assert.True(exitCode == 0, $"exit code {exitCode}\n{output}\n{errors}");
+        var relay = result!.Relay!;
+        Assert.Equal("none", result.Transport);
+        Assert.Equal("webhook:bench", relay.Sink);
+        Assert.True(relay.BacklogPeak >= 20, $"backlog peak {relay.BacklogPeak}");
+        Assert.Equal(0, relay.BacklogAtEnd);
+        Assert.True(relay.Published >= 20, $"published {relay.Published}");
+        Assert.NotNull(relay.DrainSeconds);
+        Assert.Contains("drain rate", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Relay_AgainstAServerWithoutTheSink_FailsTheSetUpNamingIt()
+    {
+        var (exitCode, result, _, errors) = await BenchRun.InProcessAsync("relay", "--url", Url, "--sink", "kafka", "--duration", "1");
+
+        Assert.Equal(Verdict.SetupFailed, exitCode);
+        Assert.Null(result);
+        Assert.Contains("no parley_events_backlog for sink \"kafka\"", errors, StringComparison.Ordinal);
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static int FreePort()
+    {
+        using var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
     private static BenchResult AssertClean(int exitCode, BenchResult? result, string log)

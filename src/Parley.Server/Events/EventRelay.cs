@@ -33,7 +33,48 @@ internal sealed partial class EventRelay(
     protected override Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var all = sinks.All;
-        return Task.WhenAll(all.Select(sink => RunAsync(sink, all.Select(s => s.Name).ToList(), stoppingToken)));
+        var names = all.Select(s => s.Name).ToList();
+        return Task.WhenAll(all.SelectMany(sink => new[] { RunAsync(sink, names, stoppingToken), MeasureAsync(sink, stoppingToken) }));
+    }
+
+    /// <summary>
+    /// A sink's backlog, measured once a second beside its relay loop (whose publish may wait minutes while a broker is
+    /// away or a webhook retries), for /ready and /metrics on every instance; the alert is logged by the leader only, so
+    /// a deployment raises it once however many instances it runs.
+    /// </summary>
+    private async Task MeasureAsync(IEventSink sink, CancellationToken stoppingToken)
+    {
+        var settings = options.Value;
+        var state = status.For(sink.Name);
+        var nextAlert = DateTimeOffset.MinValue;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (storage.IsReady)
+                {
+                    var backlog = await store.GetRelayBacklogAsync(sink.Name, stoppingToken);
+                    state.Backlog = backlog;
+                    var now = time.GetUtcNow();
+                    if (backlog.Total > settings.BacklogAlert && state.IsLeader && now >= nextAlert)
+                    {
+                        nextAlert = now + AlertInterval;
+                        Log.BacklogAlert(logger, sink.Name, backlog.Total, settings.BacklogAlert, backlog.OldestAt);
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception ex)
+            {
+                // The last figure stays on /ready; the relay loop reports the store's failure itself.
+                Log.BacklogUnknown(logger, sink.Name, ex.Message);
+            }
+
+            await Task.Delay(BacklogInterval, time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
     }
 
     private async Task RunAsync(IEventSink sink, IReadOnlyList<string> sinkNames, CancellationToken stoppingToken)
@@ -44,9 +85,7 @@ internal sealed partial class EventRelay(
         var backoff = TimeSpan.FromSeconds(1);
         var renewAt = DateTimeOffset.MinValue;
         RelayLease? lease = null;
-        var nextBacklog = DateTimeOffset.MinValue;
         var nextPrune = DateTimeOffset.MinValue;
-        var nextAlert = DateTimeOffset.MinValue;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -58,20 +97,6 @@ internal sealed partial class EventRelay(
                 }
 
                 var now = time.GetUtcNow();
-                if (now >= nextBacklog)
-                {
-                    nextBacklog = now + BacklogInterval;
-                    var backlog = await store.GetRelayBacklogAsync(sink.Name, stoppingToken);
-                    state.Backlog = backlog;
-                    // Every instance reports the backlog on /ready; only the sink's leader logs the alert, so a
-                    // deployment of N instances raises it once, not N times.
-                    if (backlog.Total > settings.BacklogAlert && lease is not null && now >= nextAlert)
-                    {
-                        nextAlert = now + AlertInterval;
-                        Log.BacklogAlert(logger, sink.Name, backlog.Total, settings.BacklogAlert, backlog.OldestAt);
-                    }
-                }
-
                 // Renewed once a third of it has run: a write every few seconds, not one per pass.
                 if (lease is null || now >= renewAt)
                 {
@@ -221,5 +246,8 @@ internal sealed partial class EventRelay(
 
         [LoggerMessage(EventId = 7106, Level = LogLevel.Warning, Message = "Event relay for {Sink} could not release its lease: {Reason}")]
         public static partial void ReleaseFailed(ILogger logger, string sink, string reason);
+
+        [LoggerMessage(EventId = 7107, Level = LogLevel.Debug, Message = "Event stream backlog for {Sink} could not be measured: {Reason}")]
+        public static partial void BacklogUnknown(ILogger logger, string sink, string reason);
     }
 }

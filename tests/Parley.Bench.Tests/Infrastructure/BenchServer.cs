@@ -19,13 +19,18 @@ public sealed class BenchServer : WebApplicationFactory<Program>
     {
     }
 
-    private BenchServer(bool jwt)
+    private BenchServer(bool jwt, IReadOnlyDictionary<string, string?>? extra = null)
     {
         Directory.CreateDirectory(_directory);
         _settings = TestServerSettings.Create(Path.Combine(_directory, "parley.db"));
         _settings["Storage:Provider"] = "Sqlite";
         _settings["Auth:Mode"] = jwt ? "Jwt" : "Header";
         _settings["Logging:LogLevel:Default"] = "Warning";
+        foreach (var (key, value) in extra ?? new Dictionary<string, string?>())
+        {
+            _settings[key] = value;
+        }
+
         UseKestrel(0);
         StartServer();
     }
@@ -38,6 +43,9 @@ public sealed class BenchServer : WebApplicationFactory<Program>
 
     /// <summary>A server that authenticates with JWTs signed with <see cref="SigningKey"/>.</summary>
     public static BenchServer Jwt() => new(jwt: true);
+
+    /// <summary>A server with these settings on top of the usual ones.</summary>
+    public static BenchServer With(IReadOnlyDictionary<string, string?> settings) => new(jwt: false, settings);
 
     public Uri Address => TestServerSettings.KestrelAddress(Services);
 

@@ -8,6 +8,7 @@ internal enum ScenarioKind
     Group,
     Connections,
     Reconnect,
+    Relay,
 }
 
 internal enum Transport
@@ -54,6 +55,9 @@ internal sealed record BenchOptions
     public double GraceSeconds { get; init; } = 5;
 
     public int GroupSize { get; init; } = 100;
+
+    /// <summary>relay: the event sink to watch (kafka, webhook:&lt;name&gt;).</summary>
+    public string Sink { get; init; } = "kafka";
 
     /// <summary>Connections (connections) or devices (reconnect).</summary>
     public int Connections { get; init; } = 1000;
@@ -116,6 +120,7 @@ internal sealed record BenchOptions
         ScenarioKind.Chat => (1000, 30, 5),
         ScenarioKind.Group => (100, 30, 5),
         ScenarioKind.Connections => (0, 30, 0),
+        ScenarioKind.Relay => (0, 600, 0),
         _ => (200, 10, 0),
     };
 }

@@ -35,6 +35,7 @@ internal sealed record BenchPlan(int FirstUnit, int UnitCount, int TotalUnits, d
         {
             ScenarioKind.Chat => options.Users / 2,
             ScenarioKind.Group => options.Users / options.GroupSize,
+            ScenarioKind.Relay => 1,
             _ => options.Connections,
         };
     }
@@ -44,6 +45,7 @@ internal sealed record BenchPlan(int FirstUnit, int UnitCount, int TotalUnits, d
         ScenarioKind.Chat => "pairs",
         ScenarioKind.Group => "groups",
         ScenarioKind.Connections => "connections",
+        ScenarioKind.Relay => "sinks",
         _ => "devices",
     };
 }

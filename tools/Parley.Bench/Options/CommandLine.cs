@@ -33,6 +33,8 @@ internal static class CommandLine
         new("--grace", "S", "seconds to wait for outstanding deliveries after the last send before they count as lost (default 5)",
             (o, v) => o with { GraceSeconds = Number(v, 0, 3600) }),
         new("--group-size", "G", "group: members per group (default 100)", (o, v) => o with { GroupSize = Int(v, 2, 100_000) }),
+        new("--sink", "NAME", "relay: the event sink whose backlog to watch: kafka or webhook:<name> (default kafka)",
+            (o, v) => o with { Sink = v.Trim().Length > 0 ? v.Trim() : throw new FormatException("a sink name") }),
         new("--connections", "C", "connections: idle connections; reconnect: devices (default 1000)", (o, v) => o with { Connections = Int(v, 1, 10_000_000) }),
         new("--connect-rate", "R", "connections opened per second, all processes together (default 500)", (o, v) => o with { ConnectRate = Number(v, 0.001, 1_000_000) }),
         new("--offline", "S", "reconnect: seconds the devices stay offline while messages are sent to them (default 10)",
@@ -80,11 +82,12 @@ internal static class CommandLine
         try
         {
             scenario = Enum<ScenarioKind>(
-                args[0], ("chat", ScenarioKind.Chat), ("group", ScenarioKind.Group), ("connections", ScenarioKind.Connections), ("reconnect", ScenarioKind.Reconnect));
+                args[0], ("chat", ScenarioKind.Chat), ("group", ScenarioKind.Group), ("connections", ScenarioKind.Connections), ("reconnect", ScenarioKind.Reconnect),
+                ("relay", ScenarioKind.Relay));
         }
         catch (FormatException)
         {
-            return new Result(null, false, $"unknown scenario '{args[0]}': expected chat, group, connections or reconnect");
+            return new Result(null, false, $"unknown scenario '{args[0]}': expected chat, group, connections, reconnect or relay");
         }
 
         var options = new BenchOptions { Scenario = scenario, Urls = [] };
@@ -182,13 +185,14 @@ internal static class CommandLine
         var text = new StringBuilder();
         text.AppendLine("Parley benchmark: open-loop load against a Parley deployment (docs/benchmarks.md).");
         text.AppendLine();
-        text.AppendLine("Usage: Parley.Bench <chat|group|connections|reconnect> [options]");
+        text.AppendLine("Usage: Parley.Bench <chat|group|connections|reconnect|relay> [options]");
         text.AppendLine();
         text.AppendLine("Scenarios:");
         text.AppendLine("  chat         users in direct pairs send at a fixed total rate; latency to the partner's socket");
         text.AppendLine("  group        groups of --group-size members; every message reaches every other member");
         text.AppendLine("  connections  idle authenticated connections opened at --connect-rate and held for --duration");
         text.AppendLine("  reconnect    devices with acks and cursors are dropped, miss messages, and resume from their cursors");
+        text.AppendLine("  relay        sends nothing: watches an event sink drain its backlog on /metrics (--duration is the longest wait)");
         text.AppendLine();
         text.AppendLine("Options:");
         foreach (var spec in Specs.Where(s => s.Help is not null))
@@ -238,6 +242,11 @@ internal static class CommandLine
         if (o.Scenario == ScenarioKind.Group && (o.Users < o.GroupSize || o.Users % o.GroupSize != 0))
         {
             return $"--users {o.Users}: group needs a multiple of --group-size {o.GroupSize}";
+        }
+
+        if (o.Scenario == ScenarioKind.Relay && o.Processes > 1)
+        {
+            return "--processes: relay watches one server's /metrics from one process";
         }
 
         if (o.Processes > units)

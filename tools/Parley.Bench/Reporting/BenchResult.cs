@@ -66,6 +66,8 @@ internal sealed record BenchResult
 
     public ReconnectStats? Reconnect { get; init; }
 
+    public RelayStats? Relay { get; init; }
+
     public ProcessGroupStats? Server { get; init; }
 
     public ProcessGroupStats? Postgres { get; init; }
@@ -135,6 +137,28 @@ internal sealed record ReconnectStats
     public LatencySummary? ResumeLatencyMs { get; init; }
 
     public long SyncResets { get; init; }
+}
+
+/// <summary>relay: an event sink's backlog drained, as the server's /metrics reported it.</summary>
+internal sealed record RelayStats
+{
+    public required string Sink { get; init; }
+
+    /// <summary>The largest backlog (events and receipts waiting) seen; the drain is timed from that sample.</summary>
+    public long BacklogPeak { get; init; }
+
+    public long BacklogAtEnd { get; init; }
+
+    /// <summary>Records the sink acknowledged during the drain (events, notifications and receipts).</summary>
+    public long Published { get; init; }
+
+    /// <summary>Seconds from the peak sample until the backlog was empty; null if it never was.</summary>
+    public double? DrainSeconds { get; init; }
+
+    /// <summary>Backlog entries (events and receipts) drained per second.</summary>
+    public double EventsPerSecond { get; init; }
+
+    public double RecordsPerSecond { get; init; }
 }
 
 /// <summary>A set of measured processes (the server's, PostgreSQL's) over the measured window.</summary>

@@ -16,7 +16,14 @@ internal static class Summary
             .AddColumn("measure").AddColumn(new TableColumn("value").RightAligned());
         void Row(string name, string value) => table.AddRow(Markup.Escape(name), Markup.Escape(value));
 
-        if (result.Scenario != "connections")
+        if (result.Relay is { } relay)
+        {
+            Row("sink", relay.Sink);
+            Row("backlog peak / end", $"{relay.BacklogPeak} / {relay.BacklogAtEnd}");
+            Row("drained after", relay.DrainSeconds is { } d ? d.ToString("F1", c) + " s" : "-");
+            Row("drain rate", string.Create(c, $"{relay.EventsPerSecond:F0} events/s, {relay.RecordsPerSecond:F0} records/s ({relay.Published} records)"));
+        }
+        else if (result.Scenario != "connections")
         {
             Row("window", $"{result.WindowS.ToString(c)} s");
             Row("offered / sent / acknowledged", $"{result.Offered} / {result.Sent} / {result.Acknowledged}");

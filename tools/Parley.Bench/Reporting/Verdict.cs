@@ -36,6 +36,11 @@ internal static class Verdict
             Check(reconnect.Devices - reconnect.Resumed, "devices did not resume (no sync_complete)");
         }
 
+        if (result.Relay is { DrainSeconds: null } relay)
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"backlog of {relay.Sink} not drained ({relay.BacklogAtEnd} left)"));
+        }
+
         if (options.Scenario != ScenarioKind.Connections && result.Offered > 0 && result.Acknowledged == 0)
         {
             failures.Add("no send was acknowledged");

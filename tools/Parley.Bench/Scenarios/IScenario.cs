@@ -28,7 +28,7 @@ internal sealed record ServerWindow(double? BaselineS, double StartS, double? En
         return options.Scenario switch
         {
             ScenarioKind.Connections => new ServerWindow(0, ConnectionsScenario.HoldStartSeconds(options), ConnectionsScenario.HoldStartSeconds(options) + options.DurationSeconds),
-            ScenarioKind.Reconnect => new ServerWindow(null, 0, null),
+            ScenarioKind.Reconnect or ScenarioKind.Relay => new ServerWindow(null, 0, null),
             _ => new ServerWindow(null, options.WarmupSeconds, options.WarmupSeconds + options.DurationSeconds),
         };
     }
@@ -44,6 +44,7 @@ internal static class Scenario
             ScenarioKind.Chat => new ConversationScenario(context, membersPerConversation: 2),
             ScenarioKind.Group => new ConversationScenario(context, context.Options.GroupSize),
             ScenarioKind.Connections => new ConnectionsScenario(context),
+            ScenarioKind.Relay => new RelayScenario(context),
             _ => new ReconnectScenario(context),
         };
     }

@@ -43,7 +43,7 @@ internal static class Results
         return new BenchResult
         {
             Scenario = Scenario.Name(o.Scenario),
-            Transport = o.Transport == Transport.Rest || o.Scenario == ScenarioKind.Reconnect ? "rest" : "websocket",
+            Transport = o.Scenario == ScenarioKind.Relay ? "none" : o.Transport == Transport.Rest || o.Scenario == ScenarioKind.Reconnect ? "rest" : "websocket",
             RunId = o.RunId,
             Urls = [.. o.Urls.Select(u => u.ToString())],
             Processes = o.Processes,
