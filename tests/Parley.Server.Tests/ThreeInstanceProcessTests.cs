@@ -379,7 +379,9 @@ public sealed class ThreeInstanceProcessTests : IAsyncLifetime
         {
             if (!_apis.TryGetValue((server, user), out var api))
             {
-                var http = new HttpClient { BaseAddress = _servers[server].Address, Timeout = TimeSpan.FromSeconds(10) };
+                // Generous: 72 sends at once into three cold Debug processes and PostgreSQL on two cores took more
+                // than 10 s once in CI. What this class checks is order and completeness, never speed.
+                var http = new HttpClient { BaseAddress = _servers[server].Address, Timeout = TimeSpan.FromSeconds(60) };
                 http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ParleyFactory.Token(user));
                 _apis[(server, user)] = api = new ParleyApi(http);
             }

@@ -156,11 +156,10 @@ internal static partial class WebSocketEndpoint
             ? time.CreateTimer(_ => socketDelivery.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
             : null;
         using var limiter = dispatcher.CreateInboundLimiter();
-        var subscribed = false;
         try
         {
             // Frames for the user published on other instances reach this one from here on: before anything is read.
-            subscribed = true; // counted at once, so a connect cancelled while routing is still paired with its disconnect
+            // Counted at once, so a connect cancelled while routing is still paired with its disconnect below.
             await presence.ConnectedAsync(connection.UserId, context.RequestAborted);
             if (resumeFrom is { } cursor)
             {
@@ -200,11 +199,7 @@ internal static partial class WebSocketEndpoint
         }
         finally
         {
-            if (subscribed)
-            {
-                await presence.DisconnectedAsync(connection.UserId);
-            }
-
+            await presence.DisconnectedAsync(connection.UserId);
             hub.Remove(connection);
             sockets.Remove(socketDelivery);
             connection.Dispose();
