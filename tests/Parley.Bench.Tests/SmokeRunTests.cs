@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Parley.Bench.Reporting;
 using Parley.Bench.Tests.Infrastructure;
+using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Bench.Tests;
 
@@ -134,7 +135,7 @@ public sealed class SmokeRunTests(BenchServer server) : IClassFixture<BenchServe
     public async Task Relay_WatchesAWebhookSinkDrainTheBacklogThatGrewWhileItsReceiverRefused()
     {
         using var receiver = new HttpListener();
-        var port = FreePort();
+        var port = TestServerSettings.FreePort();
         receiver.Prefixes.Add($"http://127.0.0.1:{port}/");
         receiver.Start();
         var accept = false;
@@ -205,13 +206,6 @@ public sealed class SmokeRunTests(BenchServer server) : IClassFixture<BenchServe
     }
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    private static int FreePort()
-    {
-        using var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        return ((IPEndPoint)probe.LocalEndpoint).Port;
-    }
 
     private static BenchResult AssertClean(int exitCode, BenchResult? result, string log)
     {

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Parley.Server.Observability;
 using Parley.Server.Protocol;
@@ -149,7 +148,7 @@ public sealed class MetricsEndpointTests
     [Fact]
     public async Task MetricsPort_ServesMetricsThereOnly_AndTheApiStaysOnItsOwnAddress()
     {
-        var port = FreePort();
+        var port = TestServerSettings.FreePort();
         await using var factory = new ParleyFactory(s => s["Metrics:Port"] = port.ToString(CultureInfo.InvariantCulture)).StartKestrel();
         using var main = factory.Anonymous();
         using var metrics = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = Bound };
@@ -274,12 +273,5 @@ public sealed class MetricsEndpointTests
         }
 
         return null;
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Npgsql;
 
 namespace Parley.Server.Tests.Infrastructure;
@@ -44,7 +42,7 @@ internal sealed class PostgresCluster : IAsyncDisposable
             await RunAsync("chown", ["postgres:postgres", data]);
         }
 
-        var cluster = new PostgresCluster(bin!, data, FreePort());
+        var cluster = new PostgresCluster(bin!, data, TestServerSettings.FreePort());
         await cluster.RunPgAsync("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync");
         await cluster.StartAsync();
         return cluster;
@@ -118,12 +116,5 @@ internal sealed class PostgresCluster : IAsyncDisposable
         {
             throw new InvalidOperationException($"{file} {string.Join(' ', args)} exited with {process.ExitCode}: {await output} {await error}");
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

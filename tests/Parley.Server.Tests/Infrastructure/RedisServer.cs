@@ -35,7 +35,7 @@ internal sealed class RedisServer : IAsyncDisposable
             Assert.Skip($"{Binary} is not installed (./test.sh installs it).");
         }
 
-        var server = new RedisServer(FreePort());
+        var server = new RedisServer(TestServerSettings.FreePort());
         await server.StartAgainAsync();
         return server;
     }
@@ -101,12 +101,5 @@ internal sealed class RedisServer : IAsyncDisposable
         {
             // best effort
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 
 namespace Parley.Server.Tests.Infrastructure;
@@ -18,7 +17,7 @@ internal sealed class ServerProcess : IAsyncDisposable
     public ServerProcess(Dictionary<string, string> settings)
     {
         _settings = settings;
-        Port = FreePort();
+        Port = TestServerSettings.FreePort();
     }
 
     public int Port { get; }
@@ -142,12 +141,5 @@ internal sealed class ServerProcess : IAsyncDisposable
                 _log.Remove(0, 100_000);
             }
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

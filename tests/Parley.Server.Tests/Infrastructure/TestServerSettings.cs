@@ -77,6 +77,14 @@ internal static class TestServerSettings
     }
 
     /// <summary>Removes a test server's directory; a leftover temp directory is harmless.</summary>
+    /// <summary>A loopback port free right now, for a process or listener a test starts itself.</summary>
+    public static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
     public static void DeleteDirectory(string directory)
     {
         try
