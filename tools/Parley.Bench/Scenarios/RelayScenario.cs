@@ -15,12 +15,14 @@ internal sealed class RelayScenario(RunContext context) : IScenario
     private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(10) };
     private readonly Lock _lock = new();
-    private Uri Metrics => new(context.Options.Urls[0], "metrics");
+    private readonly Uri _metrics = new(context.Options.Urls[0], "metrics");
     private long _start;
-    private (double Seconds, long Backlog, long Published)? _first;
-    private (double Seconds, long Backlog, long Published)? _last;
-    private (double Seconds, long Backlog, long Published)? _peak;
-    private double? _drainedAt;
+    private Sample? _first;
+    private Sample? _last;
+    private Sample? _peak;
+
+    /// <summary>Drained: a backlog was seen, and the latest sample is empty (the run stops at that sample).</summary>
+    private bool Drained => _peak is not null && _last?.Backlog == 0;
 
     public async Task SetUpAsync(CancellationToken cancellationToken)
     {
@@ -29,12 +31,12 @@ internal sealed class RelayScenario(RunContext context) : IScenario
             if (await SampleAsync(cancellationToken) is null)
             {
                 throw new SetupException(
-                    $"{Metrics} has no parley_events_backlog for sink \"{context.Options.Sink}\": is the event stream on, and is the sink named so?");
+                    $"{_metrics} has no parley_events_backlog for sink \"{context.Options.Sink}\": is the event stream on, and is the sink named so?");
             }
         }
         catch (HttpRequestException e)
         {
-            throw new SetupException($"{Metrics}: {e.Message}", e);
+            throw new SetupException($"{_metrics}: {e.Message}", e);
         }
     }
 
@@ -44,22 +46,20 @@ internal sealed class RelayScenario(RunContext context) : IScenario
         var end = Connector.At(start, context.Options.DurationSeconds);
         while (Stopwatch.GetTimestamp() < end)
         {
-            var sample = await SampleAsync(cancellationToken);
-            if (sample is { } s)
+            if (await SampleAsync(cancellationToken) is { } s)
             {
-                var now = RunContext.Since(start);
+                var sample = new Sample(RunContext.Since(start), s.Backlog, s.Published);
                 lock (_lock)
                 {
-                    _first ??= (now, s.Backlog, s.Published);
-                    _last = (now, s.Backlog, s.Published);
-                    if (s.Backlog > (_peak?.Backlog ?? 0))
+                    _first ??= sample;
+                    _last = sample;
+                    if (sample.Backlog > (_peak?.Backlog ?? 0))
                     {
-                        _peak = _last;
+                        _peak = sample;
                     }
 
-                    if (s.Backlog == 0 && _peak is not null)
+                    if (Drained)
                     {
-                        _drainedAt = now;
                         return;
                     }
                 }
@@ -93,7 +93,7 @@ internal sealed class RelayScenario(RunContext context) : IScenario
                 BacklogPeak = _peak?.Backlog ?? 0,
                 BacklogAtEnd = _last?.Backlog ?? 0,
                 Published = published,
-                DrainSeconds = _drainedAt is not null ? Math.Round(window, 3) : null,
+                DrainSeconds = Drained ? Math.Round(window, 3) : null,
                 EventsPerSecond = window > 0 ? Math.Round(((_peak?.Backlog ?? 0) - (_last?.Backlog ?? 0)) / window, 1) : 0,
                 RecordsPerSecond = window > 0 ? Math.Round(published / window, 1) : 0,
             };
@@ -107,13 +107,15 @@ internal sealed class RelayScenario(RunContext context) : IScenario
         return ValueTask.CompletedTask;
     }
 
+    private readonly record struct Sample(double Seconds, long Backlog, long Published);
+
     /// <summary>The sink's backlog and published records, or null when <c>/metrics</c> has no series for it.</summary>
     private async Task<(long Backlog, long Published)?> SampleAsync(CancellationToken cancellationToken)
     {
         string text;
         try
         {
-            text = await _http.GetStringAsync(Metrics, cancellationToken);
+            text = await _http.GetStringAsync(_metrics, cancellationToken);
         }
         catch (HttpRequestException) when (_start != 0)
         {
