@@ -234,9 +234,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             _localUsers.Remove(userId);
             if (_redis is { IsConnected: true } redis)
             {
-                removed = redis.GetDatabase().ScriptEvaluateAsync(
-                    UnsubscribeScript, [RouteKey(userId), LastSeenKey(userId)],
-                    [InstanceId, LivenessPrefix, _time.GetUtcNow().ToUnixTimeMilliseconds(), (long)LastSeenKept.TotalSeconds]);
+                removed = RemoveRouteAsync(redis.GetDatabase(), userId, _time.GetUtcNow().ToUnixTimeMilliseconds());
             }
             else
             {
@@ -374,6 +372,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
     private string LastSeenKey(string userId) => _options.Prefix + ":seen:" + userId;
 
+    /// <summary>The user's last socket here is gone: <see cref="UnsubscribeScript"/>, 1 when no live instance holds the user.</summary>
+    private Task<RedisResult> RemoveRouteAsync(IDatabaseAsync db, string userId, long nowUnixMs) =>
+        db.ScriptEvaluateAsync(UnsubscribeScript, [RouteKey(userId), LastSeenKey(userId)], [InstanceId, LivenessPrefix, nowUnixMs, (long)LastSeenKept.TotalSeconds]);
+
     private void Received(ChannelMessage message)
     {
         if (!FanoutEnvelope.TryDecode(((byte[])message.Message!).AsSpan(), out var decoded))
@@ -417,8 +419,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
             var writes = new List<Task> { batch.StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl) };
             writes.AddRange(users.Select(u => batch.SetAddAsync(RouteKey(u), InstanceId)));
-            writes.AddRange(left.Select(u => batch.ScriptEvaluateAsync(
-                UnsubscribeScript, [RouteKey(u), LastSeenKey(u)], [InstanceId, LivenessPrefix, now, (long)LastSeenKept.TotalSeconds])));
+            writes.AddRange(left.Select(u => RemoveRouteAsync(batch, u, now)));
             batch.Execute();
             await Task.WhenAll(writes);
             if (users.Length > 0)
