@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using Parley.Server.Events;
 using Parley.Server.Storage;
 using Parley.Server.Tests.Infrastructure;
@@ -136,7 +137,7 @@ public sealed class EventRelayTests : IAsyncLifetime
 
         var ready = await WaitForReadyAsync(body => body.Contains("Degraded", StringComparison.Ordinal) && body.Contains("backlog 22 ", StringComparison.Ordinal));
         Assert.Contains("publishing fails", ready, StringComparison.Ordinal);
-        Assert.Equal(2, await CountRowsAsync("receipt_log")); // delivered and read: kept until published
+        Assert.Equal(2, await _factory.CountRowsAsync("receipt_log")); // delivered and read: kept until published
         Assert.DoesNotContain(_sink.Records.Of(conversation.Id), r => r.Type == "message.created");
 
         _sink.IsDown = false;
@@ -148,27 +149,12 @@ public sealed class EventRelayTests : IAsyncLifetime
         Assert.Contains(_sink.Records.Of(conversation.Id), r => r.Type == "receipt.read" && r.Seq() == 21);
 
         // Published by every sink: the receipt log is pruned.
-        for (var i = 0; i < 200 && await CountRowsAsync("receipt_log") > 0; i++)
+        for (var i = 0; i < 200 && await _factory.CountRowsAsync("receipt_log") > 0; i++)
         {
             await Task.Delay(50, Ct);
         }
 
-        Assert.Equal(0, await CountRowsAsync("receipt_log"));
-    }
-
-    private async Task<long> CountRowsAsync(string table)
-    {
-        var settings = _factory.StorageSettings();
-        System.Data.Common.DbConnection connection = settings.TryGetValue("Storage:Provider", out var provider) && provider == "Postgres"
-            ? new Npgsql.NpgsqlConnection(settings["ConnectionStrings:Postgres"])
-            : new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={_factory.DatabasePath}");
-        await using (connection)
-        {
-            await connection.OpenAsync(Ct);
-            await using var command = connection.CreateCommand();
-            command.CommandText = $"SELECT COUNT(*) FROM {table}";
-            return Convert.ToInt64(await command.ExecuteScalarAsync(Ct), System.Globalization.CultureInfo.InvariantCulture);
-        }
+        Assert.Equal(0, await _factory.CountRowsAsync("receipt_log"));
     }
 
     private async Task<string> WaitForReadyAsync(Func<string, bool> done)
@@ -193,6 +179,185 @@ public sealed class EventRelayTests : IAsyncLifetime
 
         Assert.Fail($"/ready never reported what was expected; last: {body}");
         return body;
+    }
+}
+
+/// <summary>
+/// The relay's pacing, on a clock that moves only when the test says so (a poll interval of 10 s): a relay that caught up
+/// waits a poll interval before its next pass, so that a busy server publishes (and records, a write transaction) the
+/// batch of a poll interval instead of a pass for every few events; and it prunes published receipts on its schedule
+/// also while every pass finds something to publish.
+/// </summary>
+public sealed class EventRelayPacingTests : IAsyncLifetime
+{
+    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan SequencerInterval = TimeSpan.FromMilliseconds(20); // Delivery:SequencerInterval
+    private readonly FakeTimeProvider _time = new(DateTimeOffset.UtcNow);
+    private readonly HeldSink _sink = new();
+    private readonly ParleyFactory _factory;
+
+    public EventRelayPacingTests()
+    {
+        _factory = new ParleyFactory(
+            settings => settings["Events:PollInterval"] = PollInterval.ToString(),
+            _time,
+            services: services => services.AddSingleton<IEventSink>(_sink));
+    }
+
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Relay_AfterABatchThatWasNotFull_WaitsAPollIntervalBeforeTheNext()
+    {
+        var alice = _factory.BoundedApi(NewUser("alice"));
+        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
+        await StartedAsync(await alice.SendTextAsync(conversation.Id, "first"));
+
+        // "third" is committed while the relay is publishing "second"'s batch: the old relay read it at once after.
+        _sink.Hold();
+        var second = await alice.SendTextAsync(conversation.Id, "second");
+        await PositionedAsync();
+        _time.Advance(PollInterval);
+        await _sink.HeldAsync();
+        var third = await alice.SendTextAsync(conversation.Id, "third");
+        await PositionedAsync(waiting: 2);
+        _sink.Release();
+        await PublishedAsync(second, left: 1);
+        await Task.Delay(500, Ct); // the clock has moved on by less than a second of the ten
+        Assert.DoesNotContain(_sink.Records, r => IsCreated(r, third.Id));
+
+        await PassAsync(third);
+    }
+
+    [Fact]
+    public async Task Relay_EveryPassBusy_PublishedReceiptsArePrunedAllTheSame()
+    {
+        var bobId = NewUser("bob");
+        var alice = _factory.BoundedApi(NewUser("alice"));
+        var conversation = await alice.CreateDirectAsync(bobId);
+        var first = await alice.SendTextAsync(conversation.Id, "first");
+        await StartedAsync(first);
+        await _factory.BoundedApi(bobId).MarkReadAsync(first.Id);
+        Assert.True(await _factory.CountRowsAsync("receipt_log") >= 1);
+
+        // Three poll intervals (the pruning's is five seconds), each with a message to publish: no pass finds nothing.
+        for (var i = 0; i < 3; i++)
+        {
+            await PassAsync(await alice.SendTextAsync(conversation.Id, $"busy {i}"));
+        }
+
+        Assert.Contains(_sink.Records, r => r.Type == "receipt.read");
+        Assert.Equal(0, await _factory.CountRowsAsync("receipt_log"));
+    }
+
+    /// <summary>Moves the clock on until the relay (waiting for the schema, taking its lease, idling) published the message.</summary>
+    private async Task StartedAsync(Message message)
+    {
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (!_sink.Records.Any(r => IsCreated(r, message.Id)))
+        {
+            Assert.True(DateTime.UtcNow < until, $"message {message.Id} not published");
+            _time.Advance(PollInterval);
+            await Task.Delay(50, Ct);
+        }
+
+        await CaughtUpAsync();
+    }
+
+    /// <summary>One poll interval of the caught-up relay: the message's pass, and nothing else.</summary>
+    private async Task PassAsync(Message message)
+    {
+        await PositionedAsync();
+        _time.Advance(PollInterval);
+        await PublishedAsync(message);
+    }
+
+    private async Task PublishedAsync(Message message, int left = 0)
+    {
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        var again = DateTime.UtcNow + TimeSpan.FromSeconds(3);
+        while (!_sink.Records.Any(r => IsCreated(r, message.Id)))
+        {
+            Assert.True(DateTime.UtcNow < until, $"message {message.Id} not published");
+            if (DateTime.UtcNow > again)
+            {
+                // The relay had not begun its wait when the clock moved (a slow machine): move it once more.
+                again = DateTime.UtcNow + TimeSpan.FromSeconds(3);
+                _time.Advance(PollInterval);
+            }
+
+            await Task.Delay(20, Ct);
+        }
+
+        await CaughtUpAsync(left);
+    }
+
+    /// <summary>
+    /// Moves the clock on by the sequencer's interval until <paramref name="waiting"/> events wait to be published (the
+    /// last message sent positioned), so that the next pass will find it (a few steps: far from the relay's poll interval).
+    /// </summary>
+    private async Task PositionedAsync(int waiting = 1)
+    {
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while ((await Backlog()).EventCount < waiting)
+        {
+            Assert.True(DateTime.UtcNow < until, "the message was never positioned");
+            _time.Advance(SequencerInterval);
+            await Task.Delay(20, Ct);
+        }
+    }
+
+    /// <summary>Waits until the relay recorded its position (<paramref name="left"/> events after it), then a moment for it to begin its wait.</summary>
+    private async Task CaughtUpAsync(int left = 0)
+    {
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while ((await Backlog()).EventCount > left)
+        {
+            Assert.True(DateTime.UtcNow < until, "the relay never recorded its position");
+            await Task.Delay(20, Ct);
+        }
+
+        await Task.Delay(200, Ct);
+    }
+
+    private Task<RelayBacklog> Backlog() =>
+        _factory.Services.GetRequiredService<IChatStore>().GetRelayBacklogAsync(_sink.Name, Ct);
+
+    private static bool IsCreated(EventRecord record, Guid messageId) =>
+        record.Type == "message.created" && record.Payload().GetProperty("message_id").GetString() == messageId.ToString();
+
+    /// <summary>The in-memory sink, whose next batch can be held until the test releases it.</summary>
+    private sealed class HeldSink : IEventSink
+    {
+        private readonly InMemoryEventSink _inner = new();
+        private TaskCompletionSource? _release;
+        private readonly TaskCompletionSource _held = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public string Name => _inner.Name;
+
+        public IReadOnlyList<EventRecord> Records => _inner.Records;
+
+        public void Hold() => _release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task HeldAsync() => _held.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+
+        public void Release() => _release?.TrySetResult();
+
+        public async Task PublishAsync(IReadOnlyList<EventRecord> records, CancellationToken cancellationToken)
+        {
+            if (_release is { } release)
+            {
+                _held.TrySetResult();
+                await release.Task.WaitAsync(cancellationToken);
+                _release = null;
+            }
+
+            await _inner.PublishAsync(records, cancellationToken);
+        }
     }
 }
 

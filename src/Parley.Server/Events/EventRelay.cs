@@ -28,6 +28,7 @@ internal sealed partial class EventRelay(
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan BacklogInterval = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan PruneInterval = TimeSpan.FromSeconds(5);
+    private const int PruneChunk = 5000;
     private static readonly TimeSpan AlertInterval = TimeSpan.FromMinutes(1);
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken)
@@ -126,39 +127,42 @@ internal sealed partial class EventRelay(
                 }
 
                 var batch = await store.ReadOutboxAsync(lease.Pos, lease.ReceiptPos, settings.BatchSize, stoppingToken);
-                if (batch.IsEmpty)
+                if (!batch.IsEmpty)
                 {
-                    state.LastFailure = null;
-                    if (time.GetUtcNow() >= nextPrune)
+                    var records = await builder.BuildAsync(batch, stoppingToken);
+                    await PublishRenewingAsync(sink, records, stoppingToken);
+                    if (!await store.RecordRelayPositionAsync(sink.Name, _owner, batch.UptoPos, batch.UptoReceiptPos, time.GetUtcNow(), stoppingToken))
                     {
-                        // Receipts every sink has published are of no further use (the leader of each sink prunes).
-                        nextPrune = time.GetUtcNow() + PruneInterval;
-                        await store.PruneReceiptLogAsync(sinkNames, 5000, stoppingToken);
+                        Log.LeaseLost(logger, sink.Name);
+                        lease = null;
+                        state.IsLeader = false;
+                        continue;
                     }
 
-                    await Task.Delay(settings.PollInterval, time, stoppingToken);
-                    continue;
-                }
-
-                var records = await builder.BuildAsync(batch, stoppingToken);
-                await PublishRenewingAsync(sink, records, stoppingToken);
-                if (!await store.RecordRelayPositionAsync(sink.Name, _owner, batch.UptoPos, batch.UptoReceiptPos, time.GetUtcNow(), stoppingToken))
-                {
-                    Log.LeaseLost(logger, sink.Name);
-                    lease = null;
-                    state.IsLeader = false;
-                    continue;
-                }
-
-                lease = lease with { Pos = batch.UptoPos, ReceiptPos = batch.UptoReceiptPos };
-                metrics.EventsPublished(sink.Name, records.Count);
-                if (state.LastFailure is not null)
-                {
-                    Log.Recovered(logger, sink.Name);
+                    lease = lease with { Pos = batch.UptoPos, ReceiptPos = batch.UptoReceiptPos };
+                    metrics.EventsPublished(sink.Name, records.Count);
+                    if (state.LastFailure is not null)
+                    {
+                        Log.Recovered(logger, sink.Name);
+                    }
                 }
 
                 state.LastFailure = null;
                 backoff = TimeSpan.FromSeconds(1);
+                if (time.GetUtcNow() >= nextPrune)
+                {
+                    // Receipts every sink has published are of no further use (the leader of each sink prunes). On a
+                    // schedule, busy or idle; again at the next pass while a full chunk was deleted, so it keeps up.
+                    var pruned = await store.PruneReceiptLogAsync(sinkNames, PruneChunk, stoppingToken);
+                    nextPrune = pruned < PruneChunk ? time.GetUtcNow() + PruneInterval : DateTimeOffset.MinValue;
+                }
+
+                if (batch.Changes.Count + batch.WatermarkMoves.Count < settings.BatchSize)
+                {
+                    // Idle or caught up: let the next batch gather for a poll interval instead of reading, publishing and
+                    // recording (a write transaction) the few events of the last milliseconds, pass after pass.
+                    await Task.Delay(settings.PollInterval, time, stoppingToken);
+                }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {

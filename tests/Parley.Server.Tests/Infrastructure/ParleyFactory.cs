@@ -134,6 +134,22 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
         _settings.Where(s => s.Key.StartsWith("Storage:", StringComparison.OrdinalIgnoreCase) || s.Key.StartsWith("ConnectionStrings:", StringComparison.OrdinalIgnoreCase))
             .ToDictionary(s => s.Key, s => s.Value, StringComparer.OrdinalIgnoreCase);
 
+    /// <summary>The number of rows of one of this server's tables, read over a connection of the test's own.</summary>
+    public async Task<long> CountRowsAsync(string table)
+    {
+        var settings = StorageSettings();
+        System.Data.Common.DbConnection connection = settings.TryGetValue("Storage:Provider", out var provider) && provider == "Postgres"
+            ? new Npgsql.NpgsqlConnection(settings["ConnectionStrings:Postgres"])
+            : new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={DatabasePath}");
+        await using (connection)
+        {
+            await connection.OpenAsync(TestContext.Current.CancellationToken);
+            await using var command = connection.CreateCommand();
+            command.CommandText = $"SELECT COUNT(*) FROM {table}";
+            return Convert.ToInt64(await command.ExecuteScalarAsync(TestContext.Current.CancellationToken), System.Globalization.CultureInfo.InvariantCulture);
+        }
+    }
+
     /// <summary>Stops the server but keeps its database, for a server started on the same <see cref="StorageSettings"/>.</summary>
     public ValueTask DisposeKeepingDataAsync()
     {
