@@ -1,9 +1,9 @@
-using System.Buffers;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Events;
@@ -237,19 +237,17 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
     }
 
     private static byte[] Write(
-        string eventId, string type, DateTimeOffset occurredAt, Guid conversationId, long seq, long? pos, Action<Utf8JsonWriter> payload)
-    {
-        var buffer = new ArrayBufferWriter<byte>(512);
-        using (var w = new Utf8JsonWriter(buffer))
+        string eventId, string type, DateTimeOffset occurredAt, Guid conversationId, long seq, long? pos, Action<Utf8JsonWriter> payload) =>
+        Utf8Scratch.WriteJson((eventId, type, occurredAt, conversationId, seq, pos, payload), static (w, r) =>
         {
             w.WriteStartObject();
-            w.WriteString("event_id", eventId);
-            w.WriteString("type", type);
+            w.WriteString("event_id", r.eventId);
+            w.WriteString("type", r.type);
             w.WriteNumber("version", RecordTypes.Version);
-            WriteTime(w, "occurred_at", occurredAt);
-            w.WriteString("conversation_id", conversationId.ToString());
-            w.WriteNumber("seq", seq);
-            if (pos is { } p)
+            WriteTime(w, "occurred_at", r.occurredAt);
+            w.WriteString("conversation_id", r.conversationId);
+            w.WriteNumber("seq", r.seq);
+            if (r.pos is { } p)
             {
                 w.WriteNumber("pos", p);
             }
@@ -259,13 +257,10 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
             }
 
             w.WriteStartObject("payload");
-            payload(w);
+            r.payload(w);
             w.WriteEndObject();
             w.WriteEndObject();
-        }
-
-        return buffer.WrittenSpan.ToArray();
-    }
+        });
 
     private static void WriteTime(Utf8JsonWriter w, string name, DateTimeOffset? value)
     {

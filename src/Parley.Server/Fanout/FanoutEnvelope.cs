@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
+using Parley.Server.Protocol;
 using Parley.Server.Realtime;
 
 namespace Parley.Server.Fanout;
@@ -25,9 +26,8 @@ internal static class FanoutEnvelope
     private const byte HasSender = 4;
     private const ushort NullString = ushort.MaxValue;
 
-    public static byte[] Encode(FanoutMessage message)
+    public static byte[] Encode(FanoutMessage message) => Utf8Scratch.Write(message, static (buffer, message) =>
     {
-        var buffer = new ArrayBufferWriter<byte>(256);
         WriteByte(buffer, Version);
         WriteString(buffer, message.ExceptUserId);
         WriteByte(buffer, checked((byte)message.Parts.Count));
@@ -63,9 +63,7 @@ internal static class FanoutEnvelope
             buffer.Advance(4);
             buffer.Write(bytes);
         }
-
-        return buffer.WrittenSpan.ToArray();
-    }
+    });
 
     /// <summary>Reads an envelope; false for an unknown version or a malformed one (never throws on input).</summary>
     public static bool TryDecode(ReadOnlySpan<byte> data, out FanoutMessage? message)
@@ -125,13 +123,13 @@ internal static class FanoutEnvelope
         }
     }
 
-    private static void WriteByte(ArrayBufferWriter<byte> buffer, byte value)
+    private static void WriteByte(IBufferWriter<byte> buffer, byte value)
     {
         buffer.GetSpan(1)[0] = value;
         buffer.Advance(1);
     }
 
-    private static void WriteString(ArrayBufferWriter<byte> buffer, string? value)
+    private static void WriteString(IBufferWriter<byte> buffer, string? value)
     {
         if (value is null)
         {
