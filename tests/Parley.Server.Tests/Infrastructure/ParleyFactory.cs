@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Parley.Server.Tests.Infrastructure;
@@ -157,9 +158,26 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
         return DisposeAsync();
     }
 
+    /// <summary>The server's store, once its host is built: disposed (awaited) after the host.</summary>
+    private IAsyncDisposable? _store;
+
+    protected override IHost CreateHost(IHostBuilder builder)
+    {
+        var host = base.CreateHost(builder);
+        _store = host.Services.GetService<Parley.Server.Storage.IChatStore>() as IAsyncDisposable;
+        return host;
+    }
+
     public override async ValueTask DisposeAsync()
     {
         await base.DisposeAsync();
+        // The host's disposal does not wait for the store's asynchronous disposal (seen: a SQLite store still open,
+        // its file lock held and its log not checkpointed, after it returned). Disposing again waits for it.
+        if (_store is not null)
+        {
+            await _store.DisposeAsync();
+        }
+
         if (_keepData)
         {
             Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();

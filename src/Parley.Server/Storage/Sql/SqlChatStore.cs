@@ -121,6 +121,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
                 await transaction.RollbackAsync(CancellationToken.None);
             }
 
+            connection.Completed();
             return result;
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
@@ -171,6 +172,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
             throw new CommitOutcomeUnknownException(ex);
         }
 
+        connection.Completed();
         Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), batch.Count, StoreTag);
     }
 

@@ -16,30 +16,72 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
 {
     private readonly SqliteFileLock? _fileLock = exclusive ? SqliteFileLock.Acquire(connectionString) : null;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private WriteConnection? _writer; // used only under _writeLock
     private int _disposed;
+    private Lazy<Task>? _stopping;
     private readonly string _connectionString = new SqliteConnectionStringBuilder(connectionString)
     {
         Pooling = true,
         ForeignKeys = true,
     }.ToString();
 
-    public async ValueTask DisposeAsync()
+    // The single writer's own connection is not pooled: closing it closes it.
+    private readonly string _writerConnectionString = new SqliteConnectionStringBuilder(connectionString)
     {
-        await DrainWritesAsync();
-        Dispose();
-    }
+        Pooling = false,
+        ForeignKeys = true,
+    }.ToString();
+
+    public ValueTask DisposeAsync() => new(Stopping());
 
     /// <summary>Prefer <see cref="DisposeAsync"/>, which waits for queued sends; this waits for them up to 10 s.</summary>
-    public void Dispose()
+    public void Dispose() => Stopping().Wait(TimeSpan.FromSeconds(10));
+
+    /// <summary>One stop, however many callers (the host may dispose the store twice, and not wait for the first).</summary>
+    private Task Stopping()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        Interlocked.CompareExchange(ref _stopping, new Lazy<Task>(StopAsync), null);
+        return _stopping.Value;
+    }
+
+    private async Task StopAsync()
+    {
+        Volatile.Write(ref _disposed, 1);
+        await DrainWritesAsync();
+        // The kept write connection, unless a writer is using it: that writer closes it when it ends (the store is
+        // disposed, so the connection is not kept). The lock stays taken: no write starts on a stopped store.
+        if (_writeLock.Wait(0))
         {
-            return;
+            if (_writer is { IsClosed: false } writer)
+            {
+                CheckpointOnStop(writer.Connection);
+                await writer.CloseAsync();
+            }
+
+            _writer = null;
         }
 
-        DrainWritesAsync().Wait(TimeSpan.FromSeconds(10));
         _writeLock.Dispose();
         _fileLock?.Dispose();
+    }
+
+    /// <summary>
+    /// Moves the write-ahead log into the database file and empties it, so that a stopped server leaves one
+    /// self-contained file to copy (the last connection to close would do it too, unless a read was still returning
+    /// its connection to the pool). Best effort: a failure leaves the log to the next start.
+    /// </summary>
+    private static void CheckpointOnStop(DbConnection connection)
+    {
+        try
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA wal_checkpoint(TRUNCATE);";
+            command.ExecuteNonQuery();
+        }
+        catch (SqliteException)
+        {
+            // The file stays consistent either way: SQLite replays the log when it is next opened.
+        }
     }
 
     protected override async Task<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken)
@@ -50,13 +92,29 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
     }
 
     /// <summary>
-    /// A pooled connection with a statement cache for the transaction: compiling a send's statements costs more
-    /// than running them, and a batch of sends runs the same few statements again and again.
+    /// The single writer's connection, kept open with its prepared statements from one write transaction to the next
+    /// (compiling a statement costs more than running it, and every transaction runs the same few): opened again only
+    /// after a transaction that did not end cleanly. Called under <see cref="_writeLock"/>.
     /// </summary>
     protected override async ValueTask<WriteConnection> OpenWriteConnectionAsync(CancellationToken cancellationToken)
     {
-        var connection = await OpenConnectionAsync(cancellationToken);
-        return new WriteConnection(connection, new StatementCache(connection));
+        if (_writer is { IsClosed: false } writer)
+        {
+            writer.Begin();
+            return writer;
+        }
+
+        if (Volatile.Read(ref _disposed) == 1)
+        {
+            // A write that came in while the store stops (a background service's last pass): pooled, closed after.
+            return new WriteConnection(await OpenConnectionAsync(cancellationToken), null);
+        }
+
+        // Not from the pool: closing it (after a failed transaction, or when the store stops) really closes it.
+        var connection = new SqliteConnection(_writerConnectionString);
+        await connection.OpenAsync(cancellationToken);
+        _writer = new WriteConnection(connection, new StatementCache(connection), keep: () => Volatile.Read(ref _disposed) == 0);
+        return _writer;
     }
 
     protected override Task<DbTransaction> BeginWriteTransactionAsync(DbConnection connection, CancellationToken cancellationToken) =>
