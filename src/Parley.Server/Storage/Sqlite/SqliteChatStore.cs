@@ -17,7 +17,6 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
     private readonly SqliteFileLock? _fileLock = exclusive ? SqliteFileLock.Acquire(connectionString) : null;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private WriteConnection? _writer; // used only under _writeLock
-    private int _disposed;
     private Lazy<Task>? _stopping;
     private readonly string _connectionString = new SqliteConnectionStringBuilder(connectionString)
     {
@@ -46,7 +45,6 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
 
     private async Task StopAsync()
     {
-        Volatile.Write(ref _disposed, 1);
         await DrainWritesAsync();
         // The kept write connection, unless a writer is using it: that writer closes it when it ends (the store is
         // disposed, so the connection is not kept). The lock stays taken: no write starts on a stopped store.
@@ -104,16 +102,11 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
             return writer;
         }
 
-        if (Volatile.Read(ref _disposed) == 1)
-        {
-            // A write that came in while the store stops (a background service's last pass): pooled, closed after.
-            return new WriteConnection(await OpenConnectionAsync(cancellationToken), null);
-        }
-
-        // Not from the pool: closing it (after a failed transaction, or when the store stops) really closes it.
+        // Not from the pool: closing it (after a failed transaction, or when the store stops) really closes it. Kept only
+        // while the store has not begun to stop, so a write that runs during the stop closes it after itself.
         var connection = new SqliteConnection(_writerConnectionString);
         await connection.OpenAsync(cancellationToken);
-        _writer = new WriteConnection(connection, new StatementCache(connection), keep: () => Volatile.Read(ref _disposed) == 0);
+        _writer = new WriteConnection(connection, new StatementCache(connection), keep: () => Volatile.Read(ref _stopping) is null);
         return _writer;
     }
 
