@@ -95,6 +95,7 @@ public sealed class OrderGateTests : IAsyncDisposable
         Offer(11, "alice");
 
         await alice.WaitForAsync(2);
+        await bob.WaitForAsync(1); // delivered on its own, not ordered with alice's
         Assert.Equal(["s10", "s11"], alice.Labels);
         Assert.Equal(["s1"], bob.Labels);
         Assert.Empty(_filler.Requests);
