@@ -237,5 +237,8 @@ public sealed class OrderGateTests : IAsyncDisposable
 
         public Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken) =>
             throw new NotSupportedException("the gate itself never reads them");
+
+        public Task<IReadOnlyList<OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken) =>
+            throw new NotSupportedException("the gate itself never reads them");
     }
 }

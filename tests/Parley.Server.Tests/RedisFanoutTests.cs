@@ -4,7 +4,10 @@ using StackExchange.Redis;
 
 namespace Parley.Server.Tests;
 
-/// <summary>What only the Redis fan-out does: its envelope, routes of instances that died, and a Redis restart.</summary>
+/// <summary>
+/// What only the Redis fan-out does: its envelope, routes of instances that died, a Redis restart, and what it does for
+/// the events it could not carry while Redis was unreachable.
+/// </summary>
 [Trait("Store", "Independent")]
 public sealed class RedisFanoutTests
 {
@@ -93,6 +96,130 @@ public sealed class RedisFanoutTests
             Assert.True(DateTime.UtcNow < deadline, "delivery did not resume after the restart");
             await publisher.PublishAsync(["alice"], FanoutNode.Frame($"after-{sent++}"));
             await Task.Delay(200, TestContext.Current.CancellationToken);
+        }
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task PublisherCutOffFromRedis_HeldPublicationsArriveInOrderWhenItIsBack_TypingIsNot()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var link = new TcpRelay(new Uri($"tcp://{redis.ConnectionString}"));
+        await using var publisher = await FanoutNode.RedisAsync($"127.0.0.1:{link.Address.Port},connectTimeout=1000,connectRetry=1");
+        await using var receiver = await FanoutNode.RedisAsync(redis.ConnectionString);
+        var alice = await receiver.ConnectAsync("alice");
+        await WaitUntilAsync(() => publisher.Redis.IsConnected && receiver.Redis.IsConnected, "an instance did not reach Redis");
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (alice.Socket.Sent.Count == 0)
+        {
+            // Until alice's route is registered (at once when Redis was reachable at her connect, else at the next beat).
+            Assert.True(DateTime.UtcNow < deadline, "nothing reached alice before the cut");
+            await publisher.PublishAsync(["alice"], FanoutNode.Frame("before"));
+            await Task.Delay(200, TestContext.Current.CancellationToken);
+        }
+
+        await Task.Delay(300, TestContext.Current.CancellationToken); // a second "before" still on its way
+        var before = alice.Labels.Count;
+
+        // Only the publisher's path to Redis breaks (Redis keeps alice's route): new connections stall too.
+        link.Pause();
+        link.DropAll();
+        await WaitUntilAsync(() => !publisher.Redis.IsConnected, "the publisher never noticed it was cut off");
+        var conversation = Guid.CreateVersion7();
+        await publisher.PublishAsync(["alice"], FanoutNode.Frame("during-1"));
+        await publisher.PublishAsync(["alice"], Typing("typing-during"));
+        await publisher.PublishAsync(["alice"], FanoutNode.Frame("during-2", conversation, 1));
+        await publisher.PublishAsync(["alice"], FanoutNode.Frame("during-3"));
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        Assert.Equal(before, alice.Labels.Count);
+
+        link.Resume();
+        await WaitUntilAsync(() => publisher.Redis.IsConnected, "the publisher did not reconnect");
+        await publisher.PublishAsync(["alice"], FanoutNode.Frame("after"));
+        await alice.WaitForAsync(before + 4);
+        await Task.Delay(300, TestContext.Current.CancellationToken);
+
+        // Held in order, before what was published after; the typing indicator would be stale by now and is not.
+        Assert.Equal(["during-1", "during-2", "during-3", "after"], alice.Labels.Skip(before));
+    }
+
+    [Fact]
+    public async Task InstanceCutOffFromRedis_ItsSocketsGetTheReceiptsThatMovedMeanwhileFromTheStore()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var link = new TcpRelay(new Uri($"tcp://{redis.ConnectionString}"));
+        var filler = new WatermarkFiller();
+        await using var node = await FanoutNode.RedisAsync($"127.0.0.1:{link.Address.Port},connectTimeout=1000,connectRetry=1", filler);
+        var alice = await node.ConnectAsync("alice");
+        var bob = await node.ConnectAsync("bob");
+        Assert.Empty(filler.Requests); // nothing to repair while nothing was missed
+
+        var cut = DateTimeOffset.UtcNow;
+        link.Pause();
+        link.DropAll();
+        await WaitUntilAsync(() => !node.Redis.IsConnected, "the instance never noticed it was cut off");
+        link.Resume();
+
+        // Every local user's watermarks since the cut, read from the store and sent to their sockets.
+        await alice.WaitForAsync(1);
+        await bob.WaitForAsync(1);
+        Assert.Equal(["receipt-alice"], alice.Labels);
+        Assert.Equal(["receipt-bob"], bob.Labels);
+        Assert.Equal(["alice", "bob"], filler.Requests.Select(r => r.UserId).Order(StringComparer.Ordinal));
+        Assert.All(filler.Requests, r => Assert.InRange(r.Since, cut.AddSeconds(-1), DateTimeOffset.UtcNow));
+    }
+
+    [Fact]
+    public async Task RedisUnreachableWhenTheInstanceStarts_ItStartsAndJoinsOnceRedisIsUp()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await redis.StopAsync();
+        await using var late = await FanoutNode.RedisAsync($"{redis.ConnectionString},connectTimeout=1000,connectRetry=1");
+        Assert.False(late.Redis.IsConnected);
+        var alice = await late.ConnectAsync("alice"); // a socket while Redis is away: local delivery only
+
+        await redis.StartAgainAsync();
+        await using var publisher = await FanoutNode.RedisAsync(redis.ConnectionString);
+        await WaitUntilAsync(() => late.Redis.IsConnected, "the instance never reached Redis");
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        var sent = 0;
+        while (alice.Socket.Sent.Count == 0)
+        {
+            // Its channel is subscribed and alice's route registered once Redis is reached (reconnect or liveness beat).
+            Assert.True(DateTime.UtcNow < deadline, "events from another instance never reached the instance that started without Redis");
+            await publisher.PublishAsync(["alice"], FanoutNode.Frame($"after-{sent++}"));
+            await Task.Delay(200, TestContext.Current.CancellationToken);
+        }
+    }
+
+    private static Realtime.OutboundFrame Typing(string label) =>
+        new(System.Text.Encoding.UTF8.GetBytes($$$"""{"type":"typing","payload":{"label":"{{{label}}}"}}"""), Protocol.FrameTypes.Typing, null, 0);
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string failure)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, failure);
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+    }
+
+    /// <summary>A store with one moved watermark per user: a receipt frame labelled with the user.</summary>
+    private sealed class WatermarkFiller : IGapFiller
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<(string UserId, DateTimeOffset Since)> Requests { get; } = new();
+
+        public Task<IReadOnlyList<FanoutPart>> ReadGapAsync(
+            Guid conversationId, long afterSeq, long uptoSeq, IReadOnlyCollection<string> userIds, CancellationToken cancellationToken) =>
+            Task.FromResult<IReadOnlyList<FanoutPart>>([]);
+
+        public Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken) =>
+            Task.FromResult<IReadOnlyDictionary<Guid, long>>(new Dictionary<Guid, long>());
+
+        public Task<IReadOnlyList<Realtime.OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken)
+        {
+            Requests.Enqueue((userId, since));
+            return Task.FromResult<IReadOnlyList<Realtime.OutboundFrame>>([FanoutNode.Frame($"receipt-{userId}")]);
         }
     }
 }

@@ -158,6 +158,30 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
         }
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task ReceiptMovedWhileRedisWasDown_ReachesTheSenderOnTheOtherInstanceWhenItIsBack_WithoutAReconnect()
+    {
+        using var alice = First.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var aliceSocket = await WsClient.ConnectAsync(First, "alice");
+        await aliceSocket.PingAsync();
+        var message = await alice.SendTextAsync(conversation.Id, "read me later");
+
+        await _redis!.StopAsync();
+        using var probe = First.Anonymous();
+        await WaitUntilAsync(async () => (await ReadinessAsync(probe)).Fanout == "Degraded");
+        using var bob = Second.Api("bob");
+        await bob.MarkReadAsync(message.Id); // on the other instance, which cannot carry it now
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        Assert.DoesNotContain(aliceSocket.All(), f => f.GetProperty("type").GetString() == "message_read");
+
+        await _redis.StartAgainAsync();
+
+        // The same socket, no reconnect, no cursor: the read receipt arrives once Redis is back.
+        var read = await aliceSocket.NextAsync("message_read", p => p.GetProperty("user_id").GetString() == "bob", TimeSpan.FromSeconds(20));
+        Assert.Equal(message.Id, read.GetProperty("message_id").GetGuid());
+    }
+
     [Fact]
     public async Task Presence_DevicesOnBothInstances_OnlineUntilTheLastOneAnywhereLeaves()
     {

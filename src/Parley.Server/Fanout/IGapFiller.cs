@@ -1,3 +1,5 @@
+using Parley.Server.Realtime;
+
 namespace Parley.Server.Fanout;
 
 /// <summary>
@@ -15,4 +17,10 @@ internal interface IGapFiller
 
     /// <summary>The current last seq of each of the user's conversations (where the gate's expectations start).</summary>
     Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The user's current delivered and read watermarks (receipt frames) of conversations where one moved since
+    /// <paramref name="since"/>: what repairs receipts a device missed while the fan-out could not carry them.
+    /// </summary>
+    Task<IReadOnlyList<OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken);
 }

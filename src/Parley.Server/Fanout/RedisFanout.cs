@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
 using Parley.Server.Observability;
+using Parley.Server.Protocol;
 using Parley.Server.Realtime;
 using StackExchange.Redis;
 
@@ -93,6 +94,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     // Publications in flight to Redis before the loop waits for the oldest.
     private const int InFlight = 256;
 
+    // While publications are held for an unreachable Redis: how often the loop looks whether it is back, and how long
+    // after a failed publication it tries again.
+    private static readonly TimeSpan HeldRetry = TimeSpan.FromMilliseconds(250);
+
     private readonly ConnectionHub _hub;
     private readonly IGapFiller _store;
     private readonly RedisFanoutOptions _options;
@@ -100,7 +105,22 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     private readonly ParleyMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly ILogger<RedisFanout> _logger;
-    private readonly Channel<(RedisKey[] Routes, byte[] Envelope)> _queue;
+    private readonly Channel<Publication> _queue;
+
+    // Publications Redis could not take (unreachable), oldest first: published when it is back, before newer ones.
+    // Touched by the publish loop only; at most PublishQueueCapacity of them.
+    private readonly Queue<Publication> _held = new();
+
+    // When a publication last failed for want of Redis (a timestamp): held ones are retried a little later (publish loop only).
+    private long _failedAt;
+
+    // When this instance began to miss Redis (UTC ticks), 0 when it has not since the last receipt repair.
+    private long _troubleSince;
+    private readonly CancellationTokenSource _stopping = new();
+
+    // This instance's channel, once subscribed (the client library restores it after a reconnect); one subscription at a time.
+    private readonly SemaphoreSlim _subscribing = new(1, 1);
+    private ChannelMessageQueue? _channel;
     private readonly Dictionary<string, int> _localUsers = new(StringComparer.Ordinal);
 
     // Users whose last socket here left while Redis was unreachable: their routes go when it is back.
@@ -127,7 +147,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         _time = time;
         _logger = loggers.CreateLogger<RedisFanout>();
         Gate = new OrderGate(hub, filler, time, _options.OrderHold, metrics, loggers.CreateLogger<OrderGate>());
-        _queue = Channel.CreateBounded<(RedisKey[], byte[])>(
+        _queue = Channel.CreateBounded<Publication>(
             new BoundedChannelOptions(_options.PublishQueueCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         metrics.ObserveFanoutQueue(() => _queue.Reader.Count);
         InstanceId = Guid.NewGuid().ToString("N");
@@ -150,9 +170,12 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         Gate.Offer(message);
         var routes = message.Parts.SelectMany(p => p.UserIds).Where(u => u != message.ExceptUserId).Distinct(StringComparer.Ordinal)
             .Select(u => (RedisKey)RouteKey(u)).ToArray();
-        if (routes.Length > 0 && !_queue.Writer.TryWrite((routes, FanoutEnvelope.Encode(message))))
+        // Typing and presence are of the moment: after an outage they would be stale, so they are never held for it.
+        var holdable = message.Parts[0].Frame.Type is not (FrameTypes.Typing or FrameTypes.Presence);
+        if (routes.Length > 0 && !_queue.Writer.TryWrite(new Publication(routes, FanoutEnvelope.Encode(message), holdable)))
         {
             _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.QueueFull);
+            MarkTrouble();
             Log.QueueFull(_logger, _options.PublishQueueCapacity);
         }
 
@@ -314,19 +337,24 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             if (e.ConnectionType == ConnectionType.Interactive)
             {
                 Log.Reconnected(_logger);
-                _ = RegisterAsync();
+                _ = RestoredAsync();
             }
         };
         _redis.ConnectionFailed += (_, e) =>
         {
             if (e.ConnectionType == ConnectionType.Interactive)
             {
+                MarkTrouble();
                 Log.Disconnected(_logger, e.FailureType.ToString(), e.Exception?.Message);
             }
         };
 
-        var channel = await _redis.GetSubscriber().SubscribeAsync(RedisChannel.Literal(ChannelPrefix + InstanceId));
-        channel.OnMessage(Received);
+        if (!_redis.IsConnected)
+        {
+            MarkTrouble(); // other instances' receipts of the time before it connects are repaired when it does
+        }
+
+        await SubscribeChannelAsync();
         await RegisterAsync();
         var beat = _options.InstanceTtl / 3;
         _heartbeat = _time.CreateTimer(_ => _ = RefreshLivenessAsync(), null, beat, beat);
@@ -337,6 +365,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         _heartbeat?.Dispose();
+        await _stopping.CancelAsync();
         _queue.Writer.TryComplete();
         if (_publishing is not null)
         {
@@ -361,6 +390,8 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     public async ValueTask DisposeAsync()
     {
         _heartbeat?.Dispose();
+        _stopping.Dispose();
+        _subscribing.Dispose();
         Gate.Dispose();
         if (_redis is not null)
         {
@@ -393,6 +424,37 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         }
 
         Gate.Offer(decoded);
+    }
+
+    /// <summary>
+    /// Subscribes this instance's channel unless it is already. Redis may be unreachable when the instance starts: it
+    /// starts all the same, and the subscription is made when Redis is reached (reconnect or liveness beat).
+    /// </summary>
+    private async Task SubscribeChannelAsync()
+    {
+        if (_redis is not { IsConnected: true } redis || Volatile.Read(ref _channel) is not null)
+        {
+            return;
+        }
+
+        await _subscribing.WaitAsync();
+        try
+        {
+            if (_channel is null)
+            {
+                var channel = await redis.GetSubscriber().SubscribeAsync(RedisChannel.Literal(ChannelPrefix + InstanceId));
+                channel.OnMessage(Received);
+                Volatile.Write(ref _channel, channel);
+            }
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            Log.RouteFailed(_logger, ex.Message);
+        }
+        finally
+        {
+            _subscribing.Release();
+        }
     }
 
     /// <summary>The liveness key, and a route for every user with sockets here (after a start or a Redis restart).</summary>
@@ -440,6 +502,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             return;
         }
 
+        await SubscribeChannelAsync(); // not yet when Redis was unreachable at the start
         try
         {
             // Set, not refreshed: after a Redis restart the key is back within a third of the TTL even if no event said so.
@@ -449,6 +512,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             if (previous.IsNull)
             {
                 await RegisterAsync();
+                await RepairReceiptsAsync();
             }
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
@@ -459,19 +523,38 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
     private async Task PublishLoopAsync()
     {
-        var inFlight = new Queue<Task<RedisResult>>();
+        var inFlight = new Queue<(Task<RedisResult> Task, Publication Item)>();
         var reader = _queue.Reader;
         var argsPrefix = new RedisValue[] { RedisValue.Null, InstanceId, LivenessPrefix, ChannelPrefix };
         while (true)
         {
-            if (!reader.TryRead(out var item))
+            var redis = _redis is { IsConnected: true } connected ? connected : null;
+            Publication item;
+            if (_held.Count > 0)
             {
-                // Nothing waiting: settle what is in flight, then sleep until something comes.
-                while (inFlight.Count > 0)
+                // Newer publications go behind the held ones, so that all are published in order.
+                while (_held.Count < _options.PublishQueueCapacity && reader.TryRead(out var newer))
                 {
-                    await Settle(inFlight.Dequeue());
+                    Hold(newer);
                 }
 
+                if (redis is null || _time.GetElapsedTime(_failedAt) < HeldRetry)
+                {
+                    await SettleAllAsync(inFlight);
+                    if (!await WaitToReadAsync(reader, HeldRetry))
+                    {
+                        return; // stopped: what is still held is left to the receivers' store reads
+                    }
+
+                    continue;
+                }
+
+                item = _held.Dequeue();
+            }
+            else if (!reader.TryRead(out item!))
+            {
+                // Nothing waiting: settle what is in flight, then sleep until something comes.
+                await SettleAllAsync(inFlight);
                 if (!await reader.WaitToReadAsync(CancellationToken.None))
                 {
                     return;
@@ -479,36 +562,138 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
                 continue;
             }
-
-            if (_redis is not { IsConnected: true } redis)
+            else if (redis is null)
             {
-                _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.RedisUnavailable);
+                // Settled first, so that publications that failed in flight are held before this one.
+                await SettleAllAsync(inFlight);
+                _failedAt = _time.GetTimestamp();
+                Hold(item);
                 continue;
             }
 
             var args = (RedisValue[])argsPrefix.Clone();
             args[0] = item.Envelope;
-            inFlight.Enqueue(redis.GetDatabase().ScriptEvaluateAsync(PublishScript, item.Routes, args));
+            inFlight.Enqueue((redis.GetDatabase().ScriptEvaluateAsync(PublishScript, item.Routes, args), item));
             if (inFlight.Count >= InFlight)
             {
-                await Settle(inFlight.Dequeue());
+                var (task, flying) = inFlight.Dequeue();
+                await SettleAsync(task, flying);
             }
         }
     }
 
-    private async Task Settle(Task<RedisResult> publication)
+    private async Task SettleAllAsync(Queue<(Task<RedisResult> Task, Publication Item)> inFlight)
+    {
+        while (inFlight.Count > 0)
+        {
+            var (task, item) = inFlight.Dequeue();
+            await SettleAsync(task, item);
+        }
+    }
+
+    /// <summary>Waits for a publication to read, at most <paramref name="timeout"/>; false once the queue is completed (stopped).</summary>
+    private async Task<bool> WaitToReadAsync(ChannelReader<Publication> reader, TimeSpan timeout)
+    {
+        using var wait = new CancellationTokenSource(timeout, _time);
+        try
+        {
+            return await reader.WaitToReadAsync(wait.Token);
+        }
+        catch (OperationCanceledException) when (wait.IsCancellationRequested)
+        {
+            return true; // time to look whether Redis is back
+        }
+    }
+
+    private async Task SettleAsync(Task<RedisResult> publication, Publication item)
     {
         try
         {
             await publication;
             _metrics.FanoutPublished();
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex) when (ex is RedisConnectionException or RedisTimeoutException or TimeoutException)
+        {
+            // Redis went away under it: published again when it is back (not at once: it may be going away right now).
+            _failedAt = _time.GetTimestamp();
+            Log.PublishFailed(_logger, ex.Message);
+            Hold(item);
+        }
+        catch (RedisException ex)
         {
             _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.RedisUnavailable);
+            MarkTrouble();
             Log.PublishFailed(_logger, ex.Message);
         }
     }
+
+    /// <summary>A publication Redis could not take: kept for when it is back, while there is room and it is worth it.</summary>
+    private void Hold(Publication item)
+    {
+        MarkTrouble();
+        if (item.Holdable && _held.Count < _options.PublishQueueCapacity)
+        {
+            _held.Enqueue(item);
+            return;
+        }
+
+        _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.RedisUnavailable);
+    }
+
+    /// <summary>Something was not carried to other instances from now on: receipts are repaired when Redis is back.</summary>
+    private void MarkTrouble() => Interlocked.CompareExchange(ref _troubleSince, _time.GetUtcNow().UtcTicks, 0);
+
+    private async Task RestoredAsync()
+    {
+        await SubscribeChannelAsync();
+        await RegisterAsync();
+        await RepairReceiptsAsync();
+    }
+
+    /// <summary>
+    /// After Redis was unreachable: this instance's sockets get their users' current watermarks of conversations where
+    /// one moved since the trouble began, read from the store. Other instances' held publications bring most of them
+    /// too; this also covers what they could not hold, what an instance that died meanwhile held, and what Redis lost
+    /// in a restart. Watermarks are maxima, so a second copy changes nothing (docs/websocket.md).
+    /// </summary>
+    internal async Task RepairReceiptsAsync()
+    {
+        var since = Interlocked.Exchange(ref _troubleSince, 0);
+        if (since == 0)
+        {
+            return;
+        }
+
+        string[] users;
+        lock (_usersLock)
+        {
+            users = [.. _localUsers.Keys];
+        }
+
+        var frames = 0;
+        try
+        {
+            foreach (var user in users)
+            {
+                string[] recipient = [user];
+                foreach (var frame in await _store.ReadWatermarkFramesAsync(user, new DateTimeOffset(since, TimeSpan.Zero), _stopping.Token))
+                {
+                    Gate.Offer(new FanoutMessage(recipient, frame));
+                    frames++;
+                }
+            }
+
+            Log.ReceiptsRepaired(_logger, users.Length, frames);
+        }
+        catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or OperationCanceledException or ObjectDisposedException)
+        {
+            // Devices still get the receipts when they reconnect (the catch-up replays watermarks).
+            Log.RepairFailed(_logger, ex.Message);
+        }
+    }
+
+    /// <summary>What the publish loop carries to Redis: the recipients' route keys and the envelope.</summary>
+    private sealed record Publication(RedisKey[] Routes, byte[] Envelope, bool Holdable);
 
     private static partial class Log
     {
@@ -524,6 +709,12 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
         [LoggerMessage(EventId = 7004, Level = LogLevel.Information, Message = "Registered routes for {Users} users with sockets on this instance")]
         public static partial void Registered(ILogger logger, int users);
+
+        [LoggerMessage(EventId = 7014, Level = LogLevel.Information, Message = "Receipts repaired after Redis was unreachable: {Frames} watermark frames to {Users} users with sockets on this instance")]
+        public static partial void ReceiptsRepaired(ILogger logger, int users, int frames);
+
+        [LoggerMessage(EventId = 7015, Level = LogLevel.Warning, Message = "Receipts could not be repaired after Redis was unreachable ({Reason}); devices get them when they reconnect")]
+        public static partial void RepairFailed(ILogger logger, string reason);
 
         [LoggerMessage(EventId = 7005, Level = LogLevel.Warning, Message = "Redis route or liveness write failed: {Reason}")]
         public static partial void RouteFailed(ILogger logger, string reason);

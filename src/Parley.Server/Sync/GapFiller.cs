@@ -1,4 +1,5 @@
 using Parley.Server.Fanout;
+using Parley.Server.Realtime;
 using Parley.Server.Storage;
 
 namespace Parley.Server.Sync;
@@ -26,4 +27,7 @@ internal sealed class GapFiller(IChatStore store, EventFrameBuilder frames) : IG
 
     public Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken) =>
         store.GetLastSeqsAsync(userId, cancellationToken);
+
+    public async Task<IReadOnlyList<OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken) =>
+        await frames.WatermarkFramesAsync(userId, since, cancellationToken);
 }

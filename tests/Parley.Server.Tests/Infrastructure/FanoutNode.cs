@@ -153,5 +153,8 @@ internal sealed class FanoutNode : IAsyncDisposable
 
         public Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken) =>
             Task.FromResult<IReadOnlyDictionary<Guid, long>>(new Dictionary<Guid, long>());
+
+        public Task<IReadOnlyList<OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken) =>
+            Task.FromResult<IReadOnlyList<OutboundFrame>>([]);
     }
 }
