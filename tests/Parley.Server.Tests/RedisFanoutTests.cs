@@ -191,6 +191,22 @@ public sealed class RedisFanoutTests
         }
     }
 
+    [Fact]
+    public async Task Subscribe_ReturnsTheLastSeqsItReadToPrimeTheGate_SoTheSocketDoesNotReadThemAgain()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        var conversation = Guid.CreateVersion7();
+        var filler = new WatermarkFiller { LastSeqs = new Dictionary<Guid, long> { [conversation] = 7 } };
+        await using var node = await FanoutNode.RedisAsync(redis.ConnectionString, filler);
+
+        var subscription = await node.Fanout.SubscribeAsync("alice", TestContext.Current.CancellationToken);
+
+        Assert.True(subscription.CameOnline);
+        Assert.Equal(7, subscription.LastSeqs![conversation]);
+        Assert.Equal(1, filler.LastSeqReads);
+        await node.Fanout.UnsubscribeAsync("alice");
+    }
+
     private static Realtime.OutboundFrame Typing(string label) =>
         new(System.Text.Encoding.UTF8.GetBytes($$$"""{"type":"typing","payload":{"label":"{{{label}}}"}}"""), Protocol.FrameTypes.Typing, null, 0);
 
@@ -213,8 +229,17 @@ public sealed class RedisFanoutTests
             Guid conversationId, long afterSeq, long uptoSeq, IReadOnlyCollection<string> userIds, CancellationToken cancellationToken) =>
             Task.FromResult<IReadOnlyList<FanoutPart>>([]);
 
-        public Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken) =>
-            Task.FromResult<IReadOnlyDictionary<Guid, long>>(new Dictionary<Guid, long>());
+        public IReadOnlyDictionary<Guid, long> LastSeqs { get; init; } = new Dictionary<Guid, long>();
+
+        public int LastSeqReads => _lastSeqReads;
+
+        private int _lastSeqReads;
+
+        public Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _lastSeqReads);
+            return Task.FromResult(LastSeqs);
+        }
 
         public Task<IReadOnlyList<Realtime.OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken)
         {

@@ -17,9 +17,10 @@ internal interface IFanout
     /// A socket of the user connected to this instance: from the moment this completes, every frame published for the
     /// user anywhere reaches this instance (awaited before the socket reads what it missed). Never throws: when the
     /// shared transport is down, the socket still gets local events and recovers the others through its cursor.
-    /// Returns true when the user had no device connected anywhere before (the user came online).
+    /// Says whether the user had no device connected anywhere before (the user came online), and the last seq of each of
+    /// the user's conversations when the fan-out read them after subscribing (so the socket need not read them again).
     /// </summary>
-    ValueTask<bool> SubscribeAsync(string userId, CancellationToken cancellationToken);
+    ValueTask<Subscription> SubscribeAsync(string userId, CancellationToken cancellationToken);
 
     /// <summary>
     /// A socket of the user left this instance (pairs with <see cref="SubscribeAsync"/>). Returns true when it was the
@@ -30,6 +31,12 @@ internal interface IFanout
     /// <summary>Whether each user has a device connected anywhere, and when the others were last seen.</summary>
     ValueTask<IReadOnlyDictionary<string, UserPresence>> GetPresenceAsync(IReadOnlyCollection<string> userIds, CancellationToken cancellationToken);
 }
+
+/// <summary>
+/// What <see cref="IFanout.SubscribeAsync"/> found: whether the user came online, and the last seq of each of the user's
+/// conversations as read after subscribing (null when the fan-out did not read them).
+/// </summary>
+internal readonly record struct Subscription(bool CameOnline, IReadOnlyDictionary<Guid, long>? LastSeqs = null);
 
 /// <summary>A user's presence: online while any device is connected to any instance; otherwise when the last one left (null if unknown).</summary>
 internal readonly record struct UserPresence(bool Online, DateTimeOffset? LastSeenAt);

@@ -23,13 +23,13 @@ internal sealed class InProcessFanout(ConnectionHub hub, TimeProvider time) : IF
         return ValueTask.CompletedTask;
     }
 
-    public ValueTask<bool> SubscribeAsync(string userId, CancellationToken cancellationToken)
+    public ValueTask<Subscription> SubscribeAsync(string userId, CancellationToken cancellationToken)
     {
         lock (_lock)
         {
             var count = _devices.GetValueOrDefault(userId) + 1;
             _devices[userId] = count;
-            return ValueTask.FromResult(count == 1);
+            return ValueTask.FromResult(new Subscription(count == 1));
         }
     }
 

@@ -182,24 +182,27 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         return ValueTask.CompletedTask;
     }
 
-    public async ValueTask<bool> SubscribeAsync(string userId, CancellationToken cancellationToken)
+    public async ValueTask<Subscription> SubscribeAsync(string userId, CancellationToken cancellationToken)
     {
         var cameOnline = await RouteAsync(userId, cancellationToken);
         try
         {
             // After routing: events committed after this read reach this instance, and the gate expects the next seqs.
-            foreach (var (conversationId, lastSeq) in await _store.ReadLastSeqsAsync(userId, cancellationToken))
+            // The socket's baseline is the same read (returned), not a second query.
+            var lastSeqs = await _store.ReadLastSeqsAsync(userId, cancellationToken);
+            foreach (var (conversationId, lastSeq) in lastSeqs)
             {
                 Gate.Prime(conversationId, lastSeq);
             }
+
+            return new Subscription(cameOnline, lastSeqs);
         }
         catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or OperationCanceledException)
         {
             // Unprimed conversations hold their first frame briefly instead (OrderGate.UnknownHold).
             Log.PrimeFailed(_logger, ex.Message);
+            return new Subscription(cameOnline);
         }
-
-        return cameOnline;
     }
 
     private async ValueTask<bool> RouteAsync(string userId, CancellationToken cancellationToken)

@@ -26,13 +26,19 @@ internal sealed partial class PresenceService(
     private readonly Dictionary<string, Announcement> _announcements = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
 
-    /// <summary>A socket of the user connected here: routes it (see <see cref="IFanout.SubscribeAsync"/>) and announces a user who came online.</summary>
-    public async Task ConnectedAsync(string userId, CancellationToken cancellationToken)
+    /// <summary>
+    /// A socket of the user connected here: routes it (see <see cref="IFanout.SubscribeAsync"/>) and announces a user who
+    /// came online. Returns the last seq of each of the user's conversations when the fan-out read them after routing.
+    /// </summary>
+    public async Task<IReadOnlyDictionary<Guid, long>?> ConnectedAsync(string userId, CancellationToken cancellationToken)
     {
-        if (await fanout.SubscribeAsync(userId, cancellationToken))
+        var subscription = await fanout.SubscribeAsync(userId, cancellationToken);
+        if (subscription.CameOnline)
         {
             Announce(userId, online: true, lastSeenAt: null);
         }
+
+        return subscription.LastSeqs;
     }
 
     /// <summary>A socket of the user left: announces a user whose last device anywhere it was.</summary>

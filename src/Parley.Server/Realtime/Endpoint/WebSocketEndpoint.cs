@@ -160,7 +160,7 @@ internal static partial class WebSocketEndpoint
         {
             // Frames for the user published on other instances reach this one from here on: before anything is read.
             // Counted at once, so a connect cancelled while routing is still paired with its disconnect below.
-            await presence.ConnectedAsync(connection.UserId, context.RequestAborted);
+            var lastSeqs = await presence.ConnectedAsync(connection.UserId, context.RequestAborted);
             if (resumeFrom is { } cursor)
             {
                 socketDelivery.ResumedOnConnect = true;
@@ -171,7 +171,8 @@ internal static partial class WebSocketEndpoint
                 try
                 {
                     // Read after subscribing: what was committed before, the device loads over REST; the rest arrives live.
-                    socketDelivery.SetBaseline(await store.GetLastSeqsAsync(connection.UserId, context.RequestAborted));
+                    // The fan-out may have read them already, after subscribing (Redis: to prime its order gate).
+                    socketDelivery.SetBaseline(lastSeqs ?? await store.GetLastSeqsAsync(connection.UserId, context.RequestAborted));
                 }
                 catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException)
                 {
