@@ -175,7 +175,6 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         if (routes.Length > 0 && !_queue.Writer.TryWrite(new Publication(routes, FanoutEnvelope.Encode(message), holdable)))
         {
             _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.QueueFull);
-            MarkTrouble();
             Log.QueueFull(_logger, _options.PublishQueueCapacity);
         }
 
@@ -553,6 +552,12 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                 }
 
                 item = _held.Dequeue();
+                if (_held.Count == 0)
+                {
+                    // The last held one goes out: Redis takes publications again, also after failures that never
+                    // disconnected it (timeouts), so repair the receipts now rather than at a reconnect.
+                    _ = RepairReceiptsAsync();
+                }
             }
             else if (!reader.TryRead(out item!))
             {
@@ -625,7 +630,6 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         catch (RedisException ex)
         {
             _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.RedisUnavailable);
-            MarkTrouble();
             Log.PublishFailed(_logger, ex.Message);
         }
     }
@@ -688,9 +692,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
             Log.ReceiptsRepaired(_logger, users.Length, frames);
         }
-        catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception ex)
         {
-            // Devices still get the receipts when they reconnect (the catch-up replays watermarks).
+            // Best effort, in the background (the store away, the instance stopping): devices still get the receipts
+            // when they reconnect (the catch-up replays watermarks).
             Log.RepairFailed(_logger, ex.Message);
         }
     }
