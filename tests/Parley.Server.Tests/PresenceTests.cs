@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -168,5 +169,48 @@ public sealed class PresenceEventsOffTests : IAsyncLifetime
         await bob.AssertNoFrameAsync("presence", WsClientAssertions.Silence);
         var body = await ParleyApi.ReadAsync<JsonElement>(await bobApi.GetAsync("/api/v1/users/alice/presence"));
         Assert.True(body.GetProperty("online").GetBoolean());
+    }
+}
+
+/// <summary>
+/// The table of recent announcements (what rate-limits them per user) stays bounded: entries whose interval is over are
+/// swept, at most once an interval, so a reconnect storm does not walk the whole table for every connect.
+/// </summary>
+public sealed class PresenceAnnouncementTableTests : IAsyncLifetime
+{
+    private readonly Microsoft.Extensions.Time.Testing.FakeTimeProvider _time = new(DateTimeOffset.UtcNow);
+    private readonly ParleyFactory _factory;
+
+    public PresenceAnnouncementTableTests()
+    {
+        _factory = new ParleyFactory(
+            s =>
+            {
+                s["Presence:Events"] = "true";
+                s["Presence:MinInterval"] = "00:00:10";
+            },
+            _time);
+    }
+
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
+
+    public ValueTask DisposeAsync() => _factory.DisposeAsync();
+
+    [Fact]
+    public async Task ManyUsersComeOnline_TheTableKeepsThemForAnIntervalThenForgetsThem()
+    {
+        var presence = _factory.Services.GetRequiredService<Parley.Server.Presence.PresenceService>();
+        var ct = TestContext.Current.CancellationToken;
+        for (var i = 0; i < 1_100; i++)
+        {
+            await presence.ConnectedAsync($"storm-{i}", ct);
+        }
+
+        // Within the interval every user's announcement is kept: a second one would be deferred, not sent.
+        Assert.Equal(1_100, presence.Tracked);
+
+        _time.Advance(TimeSpan.FromSeconds(11));
+        await presence.ConnectedAsync("late", ct);
+        Assert.Equal(1, presence.Tracked);
     }
 }
