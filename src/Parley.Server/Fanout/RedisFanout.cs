@@ -109,10 +109,13 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
     // Publications Redis could not take (unreachable), oldest first: published when it is back, before newer ones.
     // Touched by the publish loop only; at most PublishQueueCapacity of them.
-    private readonly Queue<Publication> _held = new();
+    private readonly LinkedList<Publication> _held = new();
 
     // When a publication last failed for want of Redis (a timestamp): held ones are retried a little later (publish loop only).
     private long _failedAt;
+
+    // When Redis last answered this instance (UTC ticks): where a repair starts when the trouble was noticed late.
+    private long _lastAnswered;
 
     // When this instance began to miss Redis (UTC ticks), 0 when it has not since the last receipt repair.
     private long _troubleSince;
@@ -341,12 +344,16 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                 Log.Reconnected(_logger);
                 _ = RestoredAsync();
             }
+            else if (e.ConnectionType == ConnectionType.Subscription)
+            {
+                _ = RestoredAsync(); // frames for this instance may have been lost while it was down
+            }
         };
         _redis.ConnectionFailed += (_, e) =>
         {
+            MarkTrouble(); // either connection: publications or incoming frames were lost
             if (e.ConnectionType == ConnectionType.Interactive)
             {
-                MarkTrouble();
                 Log.Disconnected(_logger, e.FailureType.ToString(), e.Exception?.Message);
             }
         };
@@ -452,6 +459,16 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             Log.RouteFailed(_logger, ex.Message);
+            try
+            {
+                // The client registers a queue before it asks the server and would restore it on reconnect: an orphan
+                // that nobody reads. Removed, so that the next try is the channel's only subscription.
+                await redis.GetSubscriber().UnsubscribeAsync(RedisChannel.Literal(ChannelPrefix + InstanceId));
+            }
+            catch (Exception unsubscribe) when (unsubscribe is RedisException or TimeoutException)
+            {
+                Log.RouteFailed(_logger, unsubscribe.Message);
+            }
         }
         finally
         {
@@ -511,6 +528,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             // A missing key means Redis lost it (a restart) or this instance stalled past InstanceTtl and publishers dropped
             // its routes as dead: register everything again, not only the key.
             var previous = await redis.GetDatabase().StringSetAndGetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl);
+            Volatile.Write(ref _lastAnswered, _time.GetUtcNow().UtcTicks);
             if (previous.IsNull)
             {
                 await RegisterAsync();
@@ -534,35 +552,52 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             Publication item;
             if (_held.Count > 0)
             {
-                // Newer publications go behind the held ones, so that all are published in order.
-                while (_held.Count < _options.PublishQueueCapacity && reader.TryRead(out var newer))
-                {
-                    Hold(newer);
-                }
-
                 if (redis is null || _time.GetElapsedTime(_failedAt) < HeldRetry)
                 {
+                    // Settled first: what fails in flight is older than anything held and goes back in front of it.
                     await SettleAllAsync(inFlight);
-                    if (!await WaitToReadAsync(reader, HeldRetry))
+                    while (_held.Count < _options.PublishQueueCapacity && reader.TryRead(out var newer))
                     {
-                        return; // stopped: what is still held is left to the receivers' store reads
+                        HoldNewest(newer);
+                    }
+
+                    if (_stopping.IsCancellationRequested)
+                    {
+                        return; // what is still held is left to the receivers' store reads
+                    }
+
+                    // Full: newer publications wait in the queue (which drops beyond its capacity), so wait on the clock.
+                    if (_held.Count >= _options.PublishQueueCapacity)
+                    {
+                        await Task.Delay(HeldRetry, _time, _stopping.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    }
+                    else if (!await WaitToReadAsync(reader, HeldRetry))
+                    {
+                        return;
                     }
 
                     continue;
                 }
 
-                item = _held.Dequeue();
+                // Older than anything still queued; in flight like any other, so a failure puts it back in front.
+                item = _held.First!.Value;
+                _held.RemoveFirst();
                 if (_held.Count == 0)
                 {
                     // The last held one goes out: Redis takes publications again, also after failures that never
-                    // disconnected it (timeouts), so repair the receipts now rather than at a reconnect.
-                    _ = RepairReceiptsAsync();
+                    // disconnected the client (timeouts), so register and repair now rather than at a reconnect.
+                    _ = RestoredAsync();
                 }
             }
             else if (!reader.TryRead(out item!))
             {
                 // Nothing waiting: settle what is in flight, then sleep until something comes.
                 await SettleAllAsync(inFlight);
+                if (_held.Count > 0)
+                {
+                    continue; // some failed in flight
+                }
+
                 if (!await reader.WaitToReadAsync(CancellationToken.None))
                 {
                     return;
@@ -575,7 +610,8 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                 // Settled first, so that publications that failed in flight are held before this one.
                 await SettleAllAsync(inFlight);
                 _failedAt = _time.GetTimestamp();
-                Hold(item);
+                MarkTrouble();
+                HoldNewest(item);
                 continue;
             }
 
@@ -584,19 +620,79 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             inFlight.Enqueue((redis.GetDatabase().ScriptEvaluateAsync(PublishScript, item.Routes, args), item));
             if (inFlight.Count >= InFlight)
             {
-                var (task, flying) = inFlight.Dequeue();
-                await SettleAsync(task, flying);
+                var oldest = inFlight.Peek().Task;
+                await ((Task)oldest).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                if (oldest.IsCompletedSuccessfully)
+                {
+                    inFlight.Dequeue();
+                    Answered();
+                }
+                else
+                {
+                    await SettleAllAsync(inFlight); // the oldest failed: the others in flight go back with it, in order
+                }
             }
         }
     }
 
+    /// <summary>
+    /// Settles every publication in flight, oldest first. Those Redis could not take go back in front of the held
+    /// ones, in their order (they were sent before any held one was queued or after it was taken from the front).
+    /// </summary>
     private async Task SettleAllAsync(Queue<(Task<RedisResult> Task, Publication Item)> inFlight)
     {
+        List<Publication>? failed = null;
         while (inFlight.Count > 0)
         {
             var (task, item) = inFlight.Dequeue();
-            await SettleAsync(task, item);
+            try
+            {
+                await task;
+                Answered();
+            }
+            catch (Exception ex) when (ex is RedisConnectionException or RedisTimeoutException or TimeoutException)
+            {
+                // Redis went away under it: published again when it is back (not at once: it may be going away right now).
+                Log.PublishFailed(_logger, ex.Message);
+                if (item.Holdable)
+                {
+                    (failed ??= []).Add(item);
+                }
+                else
+                {
+                    _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.RedisUnavailable);
+                }
+            }
+            catch (RedisException ex)
+            {
+                _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.RedisUnavailable);
+                Log.PublishFailed(_logger, ex.Message);
+            }
         }
+
+        if (failed is null)
+        {
+            return;
+        }
+
+        _failedAt = _time.GetTimestamp();
+        MarkTrouble();
+        for (var i = failed.Count - 1; i >= 0; i--)
+        {
+            _held.AddFirst(failed[i]);
+        }
+
+        while (_held.Count > _options.PublishQueueCapacity)
+        {
+            _held.RemoveLast(); // the newest beyond the bound: left to the receivers' store reads
+            _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.RedisUnavailable);
+        }
+    }
+
+    private void Answered()
+    {
+        _metrics.FanoutPublished();
+        Volatile.Write(ref _lastAnswered, _time.GetUtcNow().UtcTicks);
     }
 
     /// <summary>Waits for a publication to read, at most <paramref name="timeout"/>; false once the queue is completed (stopped).</summary>
@@ -613,34 +709,12 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         }
     }
 
-    private async Task SettleAsync(Task<RedisResult> publication, Publication item)
+    /// <summary>A newer publication Redis cannot take now: kept behind the held ones while there is room and it is worth it.</summary>
+    private void HoldNewest(Publication item)
     {
-        try
-        {
-            await publication;
-            _metrics.FanoutPublished();
-        }
-        catch (Exception ex) when (ex is RedisConnectionException or RedisTimeoutException or TimeoutException)
-        {
-            // Redis went away under it: published again when it is back (not at once: it may be going away right now).
-            _failedAt = _time.GetTimestamp();
-            Log.PublishFailed(_logger, ex.Message);
-            Hold(item);
-        }
-        catch (RedisException ex)
-        {
-            _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.RedisUnavailable);
-            Log.PublishFailed(_logger, ex.Message);
-        }
-    }
-
-    /// <summary>A publication Redis could not take: kept for when it is back, while there is room and it is worth it.</summary>
-    private void Hold(Publication item)
-    {
-        MarkTrouble();
         if (item.Holdable && _held.Count < _options.PublishQueueCapacity)
         {
-            _held.Enqueue(item);
+            _held.AddLast(item);
             return;
         }
 
@@ -648,13 +722,30 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     }
 
     /// <summary>Something was not carried to other instances from now on: receipts are repaired when Redis is back.</summary>
-    private void MarkTrouble() => Interlocked.CompareExchange(ref _troubleSince, _time.GetUtcNow().UtcTicks, 0);
+    /// <remarks>
+    /// From when Redis last answered, if it did: trouble is often noticed seconds late (a timeout, a silent partition).
+    /// </remarks>
+    private void MarkTrouble()
+    {
+        var now = _time.GetUtcNow().UtcTicks;
+        var answered = Volatile.Read(ref _lastAnswered);
+        Interlocked.CompareExchange(ref _troubleSince, answered > 0 && answered < now ? answered : now, 0);
+    }
 
+    /// <summary>Redis is reachable again: the channel, the routes, then the receipts (in this order: see RepairReceiptsAsync).</summary>
     private async Task RestoredAsync()
     {
-        await SubscribeChannelAsync();
-        await RegisterAsync();
-        await RepairReceiptsAsync();
+        try
+        {
+            await SubscribeChannelAsync();
+            await RegisterAsync();
+            await RepairReceiptsAsync();
+        }
+        catch (Exception ex)
+        {
+            // In the background (a reconnect event, the publish loop); the instance may be stopping.
+            Log.RepairFailed(_logger, ex.Message);
+        }
     }
 
     /// <summary>
@@ -665,6 +756,16 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     /// </summary>
     internal async Task RepairReceiptsAsync()
     {
+        if (Volatile.Read(ref _troubleSince) == 0)
+        {
+            return;
+        }
+
+        if (_redis is not { IsConnected: true } redis || !redis.GetSubscriber().IsConnected(RedisChannel.Literal(ChannelPrefix + InstanceId)))
+        {
+            return; // not both connections back yet: the other's restore repairs (frames may still be on their way)
+        }
+
         var since = Interlocked.Exchange(ref _troubleSince, 0);
         if (since == 0)
         {
