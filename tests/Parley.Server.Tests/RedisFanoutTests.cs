@@ -196,6 +196,17 @@ public sealed class RedisFanoutTests
     }
 
     [Fact]
+    public async Task StoppedAgainAfterItWasDisposed_TheStopIsANoOp()
+    {
+        // A test host with Kestrel may stop its services once more after the container disposed them.
+        await using var redis = await RedisServer.StartAsync();
+        var node = await FanoutNode.RedisAsync(redis.ConnectionString);
+        await node.DisposeAsync();
+
+        await node.Redis.StopAsync(CancellationToken.None);
+    }
+
+    [Fact]
     public async Task Subscribe_ReturnsTheLastSeqsItReadToPrimeTheGate_SoTheSocketDoesNotReadThemAgain()
     {
         await using var redis = await RedisServer.StartAsync();

@@ -39,14 +39,20 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
 
     public async ValueTask DisposeAsync()
     {
-        if (_instances is not null)
+        try
         {
-            await _instances.DisposeAsync();
+            if (_instances is not null)
+            {
+                await _instances.DisposeAsync();
+            }
         }
-
-        if (_redis is not null)
+        finally
         {
-            await _redis.DisposeAsync();
+            // Even when an instance fails to stop: a redis-server left running would outlive the test run.
+            if (_redis is not null)
+            {
+                await _redis.DisposeAsync();
+            }
         }
     }
 

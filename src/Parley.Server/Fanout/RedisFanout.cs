@@ -120,6 +120,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     // When this instance began to miss Redis (UTC ticks), 0 when it has not since the last receipt repair.
     private long _troubleSince;
     private readonly CancellationTokenSource _stopping = new();
+    private bool _disposed;
 
     // This instance's channel, once subscribed (the client library restores it after a reconnect); one subscription at a time.
     private readonly SemaphoreSlim _subscribing = new(1, 1);
@@ -373,8 +374,22 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        if (Volatile.Read(ref _disposed))
+        {
+            // A stop after the container disposed this (a host stopped twice): nothing left to stop.
+            return;
+        }
+
         _heartbeat?.Dispose();
-        await _stopping.CancelAsync();
+        try
+        {
+            await _stopping.CancelAsync();
+        }
+        catch (ObjectDisposedException)
+        {
+            return; // disposed while stopping
+        }
+
         _queue.Writer.TryComplete();
         if (_publishing is not null)
         {
@@ -398,6 +413,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
     public async ValueTask DisposeAsync()
     {
+        Volatile.Write(ref _disposed, true);
         _heartbeat?.Dispose();
         _stopping.Dispose();
         _subscribing.Dispose();
