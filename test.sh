@@ -16,7 +16,8 @@
 # "Store!=Independent" to the filter. A class that builds its server with ParleyFactory or ServerFactory (without
 # sharedPostgres) depends on the store and must not carry the trait.
 #
-# Redis fan-out tests start their own redis-server processes on free ports; Debian's package is installed if missing.
+# Redis fan-out tests start their own redis-server processes on free ports; Debian's package is installed if missing,
+# and any such server a test left running is stopped when test.sh exits.
 set -uo pipefail
 cd "$(dirname "$0")"
 root=$(pwd)
@@ -45,7 +46,7 @@ fi
 . "$root/scripts/clients.sh"
 # shellcheck source=scripts/redis.sh
 . "$root/scripts/redis.sh"
-trap stop_postgres EXIT
+trap 'stop_test_redis; stop_postgres' EXIT
 
 if [ "$clients" != only ]; then
   ensure_postgres || exit 1

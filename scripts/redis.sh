@@ -15,3 +15,17 @@ ensure_redis() {
   # Installing the package may start a system service on 6379: the tests never use it.
   export PARLEY_TEST_REQUIRE_REDIS=1
 }
+
+# Stops redis-server processes that tests started and did not stop (a test whose clean-up failed, a test host that
+# crashed): they would outlive the run and keep whatever descriptors they inherited, such as the caller's output.
+# Only servers running in a test's own directory (parley-redis-*) are touched, never a system service.
+stop_test_redis() {
+  local pid dir
+  for pid in $(pgrep -x redis-server 2>/dev/null); do
+    dir=$(readlink "/proc/$pid/cwd" 2>/dev/null) || continue
+    case $dir in
+      */parley-redis-*)
+        kill "$pid" 2>/dev/null && echo "redis.sh: stopped a redis-server a test left running (pid $pid)" >&2 ;;
+    esac
+  done
+}
