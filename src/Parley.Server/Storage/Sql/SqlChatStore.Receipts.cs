@@ -91,7 +91,7 @@ internal abstract partial class SqlChatStore
         return new DeliveredBatch(moved);
     }
 
-    /// <summary>Reports per statement of a delivered batch: three parameters each.</summary>
+    /// <summary>Reports per statement of a delivered batch (at most): three parameters each to read, five to move.</summary>
     private const int DeliveredChunk = 200;
 
     private sealed class PendingDelivered(DeliveryReport[] reports, DateTimeOffset now, bool logReceipts) : PendingWrite
@@ -108,7 +108,7 @@ internal abstract partial class SqlChatStore
         public override async Task RunAsync(SqlSession session)
         {
             var result = new List<WatermarkResult>();
-            foreach (var chunk in reports.Chunk(DeliveredChunk))
+            foreach (var chunk in reports.Chunk(session.Dialect.RowsPerStatement(DeliveredChunk, 5)))
             {
                 result.AddRange(await AdvanceDeliveredChunkAsync(session, chunk, now, logReceipts, CancellationToken.None));
             }

@@ -48,6 +48,18 @@ internal abstract class SqlDialect
     /// </summary>
     public abstract string SequencerLockSql { get; }
 
+    /// <summary>
+    /// How many parameters one statement should carry at most; batches of rows (multi-row VALUES lists, IN lists) are
+    /// split to stay within it. SQLite looks each parameter up by name in a list it scans from the start, so binding a
+    /// statement costs the square of its parameters: at 2,000 messages/s on 2 cores, 2.8 % of the server's CPU went to
+    /// that scan with statements of up to 750 parameters. PostgreSQL binds by position and pays a round trip per
+    /// statement: no limit there beyond each caller's own.
+    /// </summary>
+    public virtual int ParameterBudget => int.MaxValue;
+
+    /// <summary>Rows per statement for a batch of rows with <paramref name="parametersPerRow"/> parameters each, at most <paramref name="rows"/>.</summary>
+    public int RowsPerStatement(int rows, int parametersPerRow) => Math.Clamp(ParameterBudget / parametersPerRow, 1, rows);
+
     protected static DateTimeOffset Milliseconds(DateTimeOffset value) =>
         DateTimeOffset.FromUnixTimeMilliseconds(value.ToUnixTimeMilliseconds());
 }

@@ -154,6 +154,9 @@ internal sealed class SqliteDialect : SqlDialect
 
     public override string SequencerLockSql => "SELECT 1";
 
+    /// <summary>Statements of up to 100 parameters: the name lookups stay short, the statements few (see the base).</summary>
+    public override int ParameterBudget => 100;
+
     public override void BindGuid(DbCommand command, string name, Guid? value) =>
         BindText(command, name, value?.ToString("D"));
 
