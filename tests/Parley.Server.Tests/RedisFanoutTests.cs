@@ -89,14 +89,7 @@ public sealed class RedisFanoutTests
         await redis.StopAsync();
         await redis.StartAgainAsync(); // empty: routes and liveness keys are gone
 
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        var sent = 0;
-        while (alice.Socket.Sent.Count == 0)
-        {
-            Assert.True(DateTime.UtcNow < deadline, "delivery did not resume after the restart");
-            await publisher.PublishAsync(["alice"], FanoutNode.Frame($"after-{sent++}"));
-            await Task.Delay(200, TestContext.Current.CancellationToken);
-        }
+        await PublishUntilDeliveredAsync(publisher, alice, "delivery did not resume after the restart");
     }
 
     [Fact(Timeout = 60_000)]
@@ -184,15 +177,8 @@ public sealed class RedisFanoutTests
         await redis.StartAgainAsync();
         await using var publisher = await FanoutNode.RedisAsync(redis.ConnectionString);
         await WaitUntilAsync(() => late.Redis.IsConnected, "the instance never reached Redis");
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        var sent = 0;
-        while (alice.Socket.Sent.Count == 0)
-        {
-            // Its channel is subscribed and alice's route registered once Redis is reached (reconnect or liveness beat).
-            Assert.True(DateTime.UtcNow < deadline, "events from another instance never reached the instance that started without Redis");
-            await publisher.PublishAsync(["alice"], FanoutNode.Frame($"after-{sent++}"));
-            await Task.Delay(200, TestContext.Current.CancellationToken);
-        }
+        // Its channel is subscribed and alice's route registered once Redis is reached (reconnect or liveness beat).
+        await PublishUntilDeliveredAsync(publisher, alice, "events from another instance never reached the instance that started without Redis");
     }
 
     [Fact]
@@ -224,6 +210,19 @@ public sealed class RedisFanoutTests
 
     private static Realtime.OutboundFrame Typing(string label) =>
         new(System.Text.Encoding.UTF8.GetBytes($$$"""{"type":"typing","payload":{"label":"{{{label}}}"}}"""), Protocol.FrameTypes.Typing, null, 0);
+
+    /// <summary>Publishes a frame for alice every 200 ms until her device got one (at most 20 s).</summary>
+    private static async Task PublishUntilDeliveredAsync(FanoutNode publisher, FanoutNode.Device alice, string failure)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        var sent = 0;
+        while (alice.Socket.Sent.Count == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, failure);
+            await publisher.PublishAsync(["alice"], FanoutNode.Frame($"after-{sent++}"));
+            await Task.Delay(200, TestContext.Current.CancellationToken);
+        }
+    }
 
     private static async Task WaitUntilAsync(Func<bool> condition, string failure)
     {

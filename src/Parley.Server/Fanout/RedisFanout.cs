@@ -155,10 +155,14 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             new BoundedChannelOptions(_options.PublishQueueCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         metrics.ObserveFanoutQueue(() => _queue.Reader.Count);
         InstanceId = Guid.NewGuid().ToString("N");
+        OwnChannel = RedisChannel.Literal(ChannelPrefix + InstanceId);
     }
 
     /// <summary>This instance's id in routes and channel names (new on every start).</summary>
     public string InstanceId { get; }
+
+    /// <summary>The channel publishers send this instance's frames to.</summary>
+    private RedisChannel OwnChannel { get; }
 
     public OrderGate Gate { get; }
 
@@ -467,7 +471,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         {
             if (_channel is null)
             {
-                var channel = await redis.GetSubscriber().SubscribeAsync(RedisChannel.Literal(ChannelPrefix + InstanceId));
+                var channel = await redis.GetSubscriber().SubscribeAsync(OwnChannel);
                 channel.OnMessage(Received);
                 Volatile.Write(ref _channel, channel);
             }
@@ -479,7 +483,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             {
                 // The client registers a queue before it asks the server and would restore it on reconnect: an orphan
                 // that nobody reads. Removed, so that the next try is the channel's only subscription.
-                await redis.GetSubscriber().UnsubscribeAsync(RedisChannel.Literal(ChannelPrefix + InstanceId));
+                await redis.GetSubscriber().UnsubscribeAsync(OwnChannel);
             }
             catch (Exception unsubscribe) when (unsubscribe is RedisException or TimeoutException)
             {
@@ -777,7 +781,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             return;
         }
 
-        if (_redis is not { IsConnected: true } redis || !redis.GetSubscriber().IsConnected(RedisChannel.Literal(ChannelPrefix + InstanceId)))
+        if (_redis is not { IsConnected: true } redis || !redis.GetSubscriber().IsConnected(OwnChannel))
         {
             return; // not both connections back yet: the other's restore repairs (frames may still be on their way)
         }
