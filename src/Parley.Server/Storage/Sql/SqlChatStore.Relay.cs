@@ -73,7 +73,7 @@ internal abstract partial class SqlChatStore
 
             var messageIds = events.Where(e => e.Event.MessageId is not null).Select(e => e.Event.MessageId!.Value).Distinct().ToList();
             var messages = new Dictionary<Guid, Message>();
-            foreach (var chunk in messageIds.Chunk(Dialect.RowsPerStatement(500, 1)))
+            foreach (var chunk in messageIds.Chunk(IdsPerStatement))
             {
                 var command = s.Sql($"SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id IN ({Placeholders("@m", chunk.Length)})");
                 for (var i = 0; i < chunk.Length; i++)
@@ -89,7 +89,7 @@ internal abstract partial class SqlChatStore
 
             var conversationIds = events.Select(e => e.Event.ConversationId).Concat(receipts.Select(r => r.ConversationId)).Distinct().ToList();
             var conversations = new Dictionary<Guid, ConversationRecord>();
-            foreach (var chunk in conversationIds.Chunk(Dialect.RowsPerStatement(500, 1)))
+            foreach (var chunk in conversationIds.Chunk(IdsPerStatement))
             {
                 var command = s.Sql($"SELECT {SqlRow.ConversationColumns} FROM conversations c WHERE c.id IN ({Placeholders("@c", chunk.Length)})");
                 for (var i = 0; i < chunk.Length; i++)
@@ -105,7 +105,7 @@ internal abstract partial class SqlChatStore
 
             var withMessages = events.Where(e => e.Event.Type == EventTypes.MessageCreated).Select(e => e.Event.ConversationId).Distinct().ToList();
             var members = new Dictionary<Guid, IReadOnlyList<MemberRecord>>();
-            foreach (var chunk in withMessages.Chunk(Dialect.RowsPerStatement(500, 1)))
+            foreach (var chunk in withMessages.Chunk(IdsPerStatement))
             {
                 foreach (var (id, list) in await LoadMembersAsync(s, chunk, cancellationToken))
                 {
@@ -184,7 +184,7 @@ internal abstract partial class SqlChatStore
         ReadAsync<IReadOnlyDictionary<string, long>>(async s =>
         {
             var result = new Dictionary<string, long>(StringComparer.Ordinal);
-            foreach (var chunk in userIds.Distinct().Chunk(Dialect.RowsPerStatement(500, 1)))
+            foreach (var chunk in userIds.Distinct().Chunk(IdsPerStatement))
             {
                 var command = s.Sql(
                     $"SELECT user_id, SUM(unread_count) FROM participants WHERE user_id IN ({Placeholders("@u", chunk.Length)}) AND left_at IS NULL GROUP BY user_id");

@@ -185,7 +185,7 @@ internal abstract partial class SqlChatStore
         ReadAsync<IReadOnlyDictionary<Guid, Message?>>(async s =>
         {
             var result = new Dictionary<Guid, Message?>();
-            foreach (var chunk in messageIds.Distinct().Chunk(Dialect.RowsPerStatement(500, 1)))
+            foreach (var chunk in messageIds.Distinct().Chunk(IdsPerStatement))
             {
                 var messages = s.Sql($"SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id IN ({Placeholders("@m", chunk.Length)})");
                 var later = s.Sql(
@@ -243,7 +243,7 @@ internal abstract partial class SqlChatStore
         ReadAsync<IReadOnlyDictionary<Guid, Message>>(async s =>
         {
             var result = new Dictionary<Guid, Message>();
-            foreach (var chunk in messageIds.Distinct().Chunk(Dialect.RowsPerStatement(500, 1)))
+            foreach (var chunk in messageIds.Distinct().Chunk(IdsPerStatement))
             {
                 var command = s.Sql($"SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id IN ({Placeholders("@m", chunk.Length)})");
                 for (var i = 0; i < chunk.Length; i++)

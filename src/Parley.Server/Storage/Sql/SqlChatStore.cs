@@ -255,6 +255,9 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         s.Sql($"SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id = @id")
             .With("@id", messageId).FirstOrDefaultAsync(r => r.Message(), cancellationToken);
 
+    /// <summary>Ids per statement of an IN list (<see cref="Placeholders"/>): 500, or fewer where the dialect's parameter budget says so.</summary>
+    private int IdsPerStatement => Dialect.RowsPerStatement(500, 1);
+
     private static string Placeholders(string prefix, int count)
     {
         var builder = new StringBuilder();
