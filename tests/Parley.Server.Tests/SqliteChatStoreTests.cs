@@ -108,6 +108,46 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         Assert.Equal("wal", mode, ignoreCase: true);
     }
 
+    [Fact]
+    public async Task Migration0006_TurnsReceiptPositionsIntoRowIds_WhatWasPublishedStaysPublished()
+    {
+        // A database at 0005 whose receipt log was numbered by the sequencer: rows 1-6 took positions 11-14 (row 1 already
+        // pruned, rows 5 and 6 not numbered yet); one sink published up to position 12 (row 2), another up to 14 (row 4).
+        var path = DatabasePath(7);
+        await ExecuteAsync(path, [.. MigrationScripts.For("Sqlite").Where(m => m.Version <= 5).Select(m => m.Sql)]);
+        await ExecuteAsync(path,
+        [
+            "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+            .. MigrationScripts.For("Sqlite").Where(m => m.Version <= 5).Select(m => $"INSERT INTO schema_migrations VALUES ({m.Version}, '{m.Name}', 0)"),
+            .. Enumerable.Range(1, 6).Select(i =>
+                $"INSERT INTO receipt_log (pos, conversation_id, user_id, kind, seq, message_id, created_at) VALUES ({(i <= 4 ? (10 + i).ToString(System.Globalization.CultureInfo.InvariantCulture) : "NULL")}, 'c', 'u', 'delivered', {i}, 'm', 0)"),
+            "DELETE FROM receipt_log WHERE id = 1",
+            "UPDATE stream_state SET receipt_pos = 14",
+            "INSERT INTO event_relay (sink, pos, receipt_pos) VALUES ('behind', 0, 12), ('caught-up', 0, 14)",
+        ]);
+        // A second database whose every receipt was numbered (positions 7-9) and pruned.
+        var pruned = DatabasePath(8);
+        await ExecuteAsync(pruned, [.. MigrationScripts.For("Sqlite").Where(m => m.Version <= 5).Select(m => m.Sql)]);
+        await ExecuteAsync(pruned,
+        [
+            "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+            .. MigrationScripts.For("Sqlite").Where(m => m.Version <= 5).Select(m => $"INSERT INTO schema_migrations VALUES ({m.Version}, '{m.Name}', 0)"),
+            .. Enumerable.Range(1, 3).Select(i => $"INSERT INTO receipt_log (pos, conversation_id, user_id, kind, seq, message_id, created_at) VALUES ({6 + i}, 'c', 'u', 'read', {i}, 'm', 0)"),
+            "DELETE FROM receipt_log",
+            "UPDATE stream_state SET receipt_pos = 9",
+            "INSERT INTO event_relay (sink, pos, receipt_pos) VALUES ('k', 0, 9)",
+        ]);
+
+        await Open(path).MigrateAsync(Ct);
+        await Open(pruned).MigrateAsync(Ct);
+
+        Assert.Equal([2L, 4L], await QueryAsync(path, "SELECT receipt_pos FROM event_relay ORDER BY sink"));
+        Assert.Equal([4L], await QueryAsync(path, "SELECT receipt_pos FROM stream_state"));
+        Assert.Equal([0L], await QueryAsync(path, "SELECT COUNT(*) FROM pragma_table_info('receipt_log') WHERE name = 'pos'"));
+        Assert.Equal([3L], await QueryAsync(pruned, "SELECT receipt_pos FROM event_relay"));
+        Assert.Equal([3L], await QueryAsync(pruned, "SELECT receipt_pos FROM stream_state"));
+    }
+
     public override async ValueTask DisposeAsync()
     {
         await base.DisposeAsync();
@@ -148,6 +188,18 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         }
 
         return values;
+    }
+
+    private async Task ExecuteAsync(string path, IEnumerable<string> statements)
+    {
+        await using var connection = new SqliteConnection($"Data Source={path};Pooling=False");
+        await connection.OpenAsync(Ct);
+        foreach (var sql in statements)
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            await command.ExecuteNonQueryAsync(Ct);
+        }
     }
 
     private async Task<string?> QueryTextAsync(string path, string sql)

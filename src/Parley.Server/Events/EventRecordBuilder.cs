@@ -48,7 +48,7 @@ internal static class RecordTypes
 /// message right after it, then the receipts. Content is the message as the store has it now (the log references
 /// messages, it never copies them). Notification recipients are decided here, when the relay publishes (docs/events.md
 /// says why): the conversation's current members who joined before the message, but the sender, with no device
-/// connected according to <see cref="IDeviceDirectory"/>.
+/// connected according to <see cref="IDeviceDirectory"/>; their conversations are read only for the notifications that go out.
 /// </summary>
 internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devices, NotificationOptions notifications)
 {
@@ -65,9 +65,8 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
                     continue; // a message deleted before its notification went out needs no push
                 }
 
-                var recipients = (batch.Members.GetValueOrDefault(outbox.Event.ConversationId) ?? [])
-                    .Where(m => m.UserId != message.SenderId && m.JoinedSeq < outbox.Event.Seq)
-                    .Select(m => m.UserId)
+                var recipients = (batch.Recipients.GetValueOrDefault((outbox.Event.ConversationId, outbox.Event.Seq)) ?? [])
+                    .Where(u => u != message.SenderId)
                     .ToList();
                 if (recipients.Count > 0)
                 {
@@ -84,6 +83,11 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
         }
 
         var unread = offline.Count > 0 ? await store.GetUnreadTotalsAsync(offline, cancellationToken) : new Dictionary<string, long>();
+        pending.RemoveAll(p => !p.Recipients.Exists(offline.Contains));
+        // The conversations of the notifications that go out (most recipients are online: usually none).
+        var conversations = pending.Count > 0
+            ? await store.GetConversationRecordsAsync(pending.Select(p => p.Event.Event.ConversationId).ToHashSet(), cancellationToken)
+            : batch.Conversations;
         var byEvent = pending.ToDictionary(p => (p.Event.Event.ConversationId, p.Event.Event.Seq));
         var records = new List<EventRecord>(batch.Changes.Count + batch.WatermarkMoves.Count);
         foreach (var outbox in batch.Changes)
@@ -95,7 +99,7 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
 
             if (byEvent.TryGetValue((outbox.Event.ConversationId, outbox.Event.Seq), out var notify))
             {
-                var conversation = batch.Conversations.GetValueOrDefault(outbox.Event.ConversationId);
+                var conversation = conversations.GetValueOrDefault(outbox.Event.ConversationId);
                 foreach (var user in notify.Recipients.Where(offline.Contains))
                 {
                     records.Add(Notification(outbox, notify.Message, conversation, user, unread.GetValueOrDefault(user)));

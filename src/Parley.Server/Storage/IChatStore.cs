@@ -166,6 +166,9 @@ internal interface IChatStore
     /// <summary>The next positioned events after <paramref name="afterPos"/> and receipts after <paramref name="afterReceiptPos"/>, with the facts their records need.</summary>
     Task<OutboxBatch> ReadOutboxAsync(long afterPos, long afterReceiptPos, int limit, CancellationToken cancellationToken);
 
+    /// <summary>The conversations of <paramref name="conversationIds"/> that exist, by id.</summary>
+    Task<IReadOnlyDictionary<Guid, ConversationRecord>> GetConversationRecordsAsync(IReadOnlyCollection<Guid> conversationIds, CancellationToken cancellationToken);
+
     /// <summary>What waits for the sink.</summary>
     Task<RelayBacklog> GetRelayBacklogAsync(string sink, CancellationToken cancellationToken);
 

@@ -31,8 +31,9 @@ internal sealed record RelayLease(string Sink, long Pos, long ReceiptPos);
 /// What the relay publishes next: positioned events after a position, then (only when the events reached the end of
 /// the stream, so that every receipt's message event is published first) positioned receipts. <see cref="UptoPos"/>
 /// and <see cref="UptoReceiptPos"/> are the positions to record once all of it is acknowledged. The facts the records
-/// need come along: the messages the events reference (as they are now), the conversations, and the current members
-/// of conversations with new messages (notification recipients).
+/// need come along: the messages the events reference (as they are now), the conversations that were created, and for
+/// each new message (conversation, seq) the current members who joined before it, the sender aside (notification
+/// recipients, if offline).
 /// </summary>
 internal sealed record OutboxBatch(
     IReadOnlyList<OutboxEvent> Changes,
@@ -41,7 +42,7 @@ internal sealed record OutboxBatch(
     long UptoReceiptPos,
     IReadOnlyDictionary<Guid, Message> Messages,
     IReadOnlyDictionary<Guid, ConversationRecord> Conversations,
-    IReadOnlyDictionary<Guid, IReadOnlyList<MemberRecord>> Members)
+    IReadOnlyDictionary<(Guid ConversationId, long Seq), IReadOnlyList<string>> Recipients)
 {
     public bool IsEmpty => Changes.Count == 0 && WatermarkMoves.Count == 0;
 }

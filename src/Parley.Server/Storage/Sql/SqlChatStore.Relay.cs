@@ -9,6 +9,9 @@ internal abstract partial class SqlChatStore
     /// <summary>Whether watermark moves are written to <c>receipt_log</c> (only while an event sink is configured).</summary>
     public bool KeepReceiptLog { get; set; }
 
+    /// <summary>The receipt log's stream position: the row id where ids grow in commit order, else the sequencer's <c>pos</c>.</summary>
+    private string ReceiptPos => Dialect.IdsGrowInCommitOrder ? "id" : "pos";
+
     public Task<RelayLease?> TakeRelayLeaseAsync(string sink, string owner, DateTimeOffset now, TimeSpan duration, CancellationToken cancellationToken) =>
         WriteAsync<RelayLease?>(null, async s =>
         {
@@ -63,65 +66,81 @@ internal abstract partial class SqlChatStore
             // Receipts only once the events reached the snapshot's end, so a receipt never precedes its message.
             List<ReceiptLogEntry> receipts = events.Count < limit
                 ? await s.Sql(
-                    """
-                    SELECT id, pos, conversation_id, user_id, kind, seq, message_id, created_at
-                    FROM receipt_log WHERE pos > @after AND pos <= @upto ORDER BY pos LIMIT @n
+                    $"""
+                    SELECT id, {ReceiptPos}, conversation_id, user_id, kind, seq, message_id, created_at
+                    FROM receipt_log WHERE {ReceiptPos} > @after AND {ReceiptPos} <= @upto ORDER BY {ReceiptPos} LIMIT @n
                     """)
                     .With("@after", afterReceiptPos).With("@upto", receiptPos).With("@n", limit - events.Count)
                     .ListAsync(r => new ReceiptLogEntry(r.Long(0), r.Long(1), r.Guid(2), r.String(3), r.String(4), r.Long(5), r.Guid(6), r.Time(7)), cancellationToken)
                 : [];
 
-            var messageIds = events.Where(e => e.Event.MessageId is not null).Select(e => e.Event.MessageId!.Value).Distinct().ToList();
+            // The facts the records need, read by the batch's position range (no list of ids to bind): the messages the
+            // events reference, as they are now; for each new message, the current members who joined before it but the
+            // sender (notification recipients, once the relay knows who is offline).
             var messages = new Dictionary<Guid, Message>();
-            foreach (var chunk in messageIds.Chunk(IdsPerStatement))
+            var recipients = new Dictionary<(Guid, long), IReadOnlyList<string>>();
+            if (events.Count > 0)
             {
-                var command = s.Sql($"SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id IN ({Placeholders("@m", chunk.Length)})");
-                for (var i = 0; i < chunk.Length; i++)
-                {
-                    command.With($"@m{i}", chunk[i]);
-                }
-
-                foreach (var message in await command.ListAsync(r => r.Message(), cancellationToken))
+                var last = events[^1].Pos;
+                foreach (var message in await s.Sql(
+                    $"""
+                    SELECT {SqlRow.MessageColumns} FROM conversation_events e JOIN messages m ON m.id = e.message_id
+                    WHERE e.pos > @after AND e.pos <= @last
+                    """)
+                    .With("@after", afterPos).With("@last", last).ListAsync(r => r.Message(), cancellationToken))
                 {
                     messages[message.Id] = message;
                 }
-            }
 
-            var conversationIds = events.Select(e => e.Event.ConversationId).Concat(receipts.Select(r => r.ConversationId)).Distinct().ToList();
-            var conversations = new Dictionary<Guid, ConversationRecord>();
-            foreach (var chunk in conversationIds.Chunk(IdsPerStatement))
-            {
-                var command = s.Sql($"SELECT {SqlRow.ConversationColumns} FROM conversations c WHERE c.id IN ({Placeholders("@c", chunk.Length)})");
-                for (var i = 0; i < chunk.Length; i++)
+                var members = await s.Sql(
+                    """
+                    SELECT e.conversation_id, e.seq, p.user_id FROM conversation_events e
+                    JOIN participants p ON p.conversation_id = e.conversation_id AND p.left_at IS NULL AND p.joined_seq < e.seq AND p.user_id <> e.actor_id
+                    WHERE e.pos > @after AND e.pos <= @last AND e.type = @created
+                    """)
+                    .With("@after", afterPos).With("@last", last).With("@created", EventTypes.MessageCreated)
+                    .ListAsync(r => (Key: (r.Guid(0), r.Long(1)), UserId: r.String(2)), cancellationToken);
+                foreach (var group in members.GroupBy(m => m.Key, m => m.UserId))
                 {
-                    command.With($"@c{i}", chunk[i]);
-                }
-
-                foreach (var conversation in await command.ListAsync(r => r.Conversation(), cancellationToken))
-                {
-                    conversations[conversation.Id] = conversation;
+                    recipients[group.Key] = group.ToList();
                 }
             }
 
-            var withMessages = events.Where(e => e.Event.Type == EventTypes.MessageCreated).Select(e => e.Event.ConversationId).Distinct().ToList();
-            var members = new Dictionary<Guid, IReadOnlyList<MemberRecord>>();
-            foreach (var chunk in withMessages.Chunk(IdsPerStatement))
-            {
-                foreach (var (id, list) in await LoadMembersAsync(s, chunk, cancellationToken))
-                {
-                    members[id] = list;
-                }
-            }
-
+            var created = events.Where(e => e.Event.Type == EventTypes.ConversationCreated).Select(e => e.Event.ConversationId).ToList();
             return new OutboxBatch(
                 events,
                 receipts,
                 events.Count > 0 ? events[^1].Pos : afterPos,
                 receipts.Count > 0 ? receipts[^1].Pos : afterReceiptPos,
                 messages,
-                conversations,
-                members);
+                created.Count > 0 ? await LoadConversationRecordsAsync(s, created, cancellationToken) : new Dictionary<Guid, ConversationRecord>(),
+                recipients);
         }, cancellationToken);
+
+    public Task<IReadOnlyDictionary<Guid, ConversationRecord>> GetConversationRecordsAsync(IReadOnlyCollection<Guid> conversationIds, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyDictionary<Guid, ConversationRecord>>(
+            async s => await LoadConversationRecordsAsync(s, conversationIds, cancellationToken), cancellationToken);
+
+    private async Task<Dictionary<Guid, ConversationRecord>> LoadConversationRecordsAsync(
+        SqlSession s, IEnumerable<Guid> conversationIds, CancellationToken cancellationToken)
+    {
+        var conversations = new Dictionary<Guid, ConversationRecord>();
+        foreach (var chunk in conversationIds.Distinct().Chunk(IdsPerStatement))
+        {
+            var command = s.Sql($"SELECT {SqlRow.ConversationColumns} FROM conversations c WHERE c.id IN ({Placeholders("@c", chunk.Length)})");
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                command.With($"@c{i}", chunk[i]);
+            }
+
+            foreach (var conversation in await command.ListAsync(r => r.Conversation(), cancellationToken))
+            {
+                conversations[conversation.Id] = conversation;
+            }
+        }
+
+        return conversations;
+    }
 
     public Task<RelayBacklog> GetRelayBacklogAsync(string sink, CancellationToken cancellationToken) =>
         ReadAsync(async s =>
@@ -132,7 +151,7 @@ internal abstract partial class SqlChatStore
                 .ListAsync(r => (r.Long(0), r.Long(1), r.NullableLong(2) ?? 0, r.NullableLong(3) ?? 0), cancellationToken)).Single();
             var oldestEvent = (await s.Sql("SELECT created_at FROM conversation_events WHERE pos > @p ORDER BY pos LIMIT 1")
                 .With("@p", pos).ListAsync(r => (DateTimeOffset?)r.Time(0), cancellationToken)).FirstOrDefault();
-            var oldestReceipt = (await s.Sql("SELECT created_at FROM receipt_log WHERE pos > @p ORDER BY pos LIMIT 1")
+            var oldestReceipt = (await s.Sql($"SELECT created_at FROM receipt_log WHERE {ReceiptPos} > @p ORDER BY {ReceiptPos} LIMIT 1")
                 .With("@p", receipts).ListAsync(r => (DateTimeOffset?)r.Time(0), cancellationToken)).FirstOrDefault();
             DateTimeOffset? oldest = (oldestEvent, oldestReceipt) switch
             {
@@ -152,9 +171,9 @@ internal abstract partial class SqlChatStore
                 var command = s.Sql(
                     $"""
                     DELETE FROM receipt_log WHERE id IN (
-                        SELECT id FROM receipt_log WHERE pos <= (
+                        SELECT id FROM receipt_log WHERE {ReceiptPos} <= (
                             SELECT CASE WHEN COUNT(*) = @k THEN MIN(receipt_pos) END FROM event_relay WHERE sink IN ({Placeholders("@s", sinks.Count)}))
-                        ORDER BY pos LIMIT @n)
+                        ORDER BY {ReceiptPos} LIMIT @n)
                     """)
                     .With("@k", sinks.Count).With("@n", limit);
                 for (var i = 0; i < sinks.Count; i++)

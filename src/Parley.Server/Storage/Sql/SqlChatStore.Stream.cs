@@ -71,9 +71,26 @@ internal abstract partial class SqlChatStore
             }
 
             // The receipt log, after the events and in the same transaction (docs/events.md): a receipt's message event
-            // is positioned no later than the receipt. Rows of one member's watermark commit in id order (each waits
-            // for the row lock of the one before), so numbering the visible ones by id keeps each watermark's order.
-            var receipts = await s.Sql(
+            // is positioned no later than the receipt, so receipts become readable only while every visible event is
+            // positioned (a full batch may have left some for the next pass).
+            if (Dialect.IdsGrowInCommitOrder)
+            {
+                // The row id is the position: moving the readable end up to the newest row is all there is to do.
+                if (positioned < batch)
+                {
+                    await s.Sql(
+                        """
+                        UPDATE stream_state SET receipt_pos = (SELECT MAX(id) FROM receipt_log)
+                        WHERE id = 1 AND receipt_pos < (SELECT MAX(id) FROM receipt_log)
+                        """).ExecuteAsync(cancellationToken);
+                }
+
+                return positioned;
+            }
+
+            // Rows of one member's watermark commit in id order (each waits for the row lock of the one before), so
+            // numbering the visible ones by id keeps each watermark's order.
+            var receipts = positioned == batch ? 0 : await s.Sql(
                 """
                 UPDATE receipt_log SET pos = b.base + r.rn
                 FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM receipt_log WHERE pos IS NULL ORDER BY id LIMIT @n) AS r,

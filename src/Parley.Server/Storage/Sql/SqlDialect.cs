@@ -57,6 +57,13 @@ internal abstract class SqlDialect
     /// </summary>
     public virtual int ParameterBudget => int.MaxValue;
 
+    /// <summary>
+    /// True when write transactions commit one at a time, so an autoincrement id grows in commit order and can serve
+    /// as the receipt log's stream position (SQLite). Otherwise (PostgreSQL: ids are taken at insert, and transactions
+    /// commit in any order) the sequencer numbers the committed rows into <c>receipt_log.pos</c> after commit.
+    /// </summary>
+    public virtual bool IdsGrowInCommitOrder => false;
+
     /// <summary>Rows per statement for a batch of rows with <paramref name="parametersPerRow"/> parameters each, at most <paramref name="rows"/>.</summary>
     public int RowsPerStatement(int rows, int parametersPerRow) => Math.Clamp(ParameterBudget / parametersPerRow, 1, rows);
 

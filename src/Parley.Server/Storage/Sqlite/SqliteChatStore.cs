@@ -157,6 +157,9 @@ internal sealed class SqliteDialect : SqlDialect
     /// <summary>Statements of up to 100 parameters: the name lookups stay short, the statements few (see the base).</summary>
     public override int ParameterBudget => 100;
 
+    /// <summary>One writer at a time (the store's write lock and SQLite's own): ids are taken in commit order.</summary>
+    public override bool IdsGrowInCommitOrder => true;
+
     public override void BindGuid(DbCommand command, string name, Guid? value) =>
         BindText(command, name, value?.ToString("D"));
 
