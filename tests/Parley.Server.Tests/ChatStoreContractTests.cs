@@ -781,6 +781,41 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         Assert.Equal(new StreamPosition(epoch, position.Pos, position.Last), after);
     }
 
+    [Fact]
+    public async Task ReceiptLog_ReadableOnlyAfterItsMessageEvent_InCommitOrder_WithTheFactsTheRecordsNeed()
+    {
+        ((Storage.Sql.SqlChatStore)Store).KeepReceiptLog = true;
+        var conversation = await CreateGroupAsync("alice", "bob", "carol");
+        await PositionEverythingAsync();
+        var created = await Store.ReadOutboxAsync(0, 0, 100, Ct);
+        var first = await AppendAsync(conversation, "alice", "one");
+        var second = await AppendAsync(conversation, "bob", "two");
+        Succeeded(await Store.AdvanceReadAsync(conversation, "carol", first.Id, Now, Ct));
+
+        // A sequencer pass that leaves the second message unpositioned must not make carol's receipt readable yet.
+        Assert.Equal(1, await Store.AssignPositionsAsync(1, Ct));
+        var early = await Store.ReadOutboxAsync(created.UptoPos, 0, 100, Ct);
+        Assert.Equal([first.Seq], early.Changes.Select(e => e.Event.Seq));
+        Assert.Empty(early.WatermarkMoves);
+
+        await PositionEverythingAsync();
+        Succeeded(await Store.AdvanceReadAsync(conversation, "carol", second.Id, Now, Ct));
+        await PositionEverythingAsync();
+        var batch = await Store.ReadOutboxAsync(created.UptoPos, 0, 100, Ct);
+
+        Assert.Equal([first.Seq, second.Seq], batch.Changes.Select(e => e.Event.Seq));
+        // A read moves the delivered watermark too: both, for each message, in the order they committed.
+        Assert.Equal([first.Seq, first.Seq, second.Seq, second.Seq], batch.WatermarkMoves.Select(r => r.Seq));
+        Assert.All(batch.WatermarkMoves, r => Assert.Equal("carol", r.UserId));
+        Assert.Equal(batch.WatermarkMoves.Select(r => r.Pos).Order(), batch.WatermarkMoves.Select(r => r.Pos));
+        Assert.Equal(batch.WatermarkMoves[^1].Pos, batch.UptoReceiptPos);
+        Assert.Equal(["bob", "carol"], batch.Recipients[(conversation, first.Seq)].Order(StringComparer.Ordinal));
+        Assert.Equal(["alice", "carol"], batch.Recipients[(conversation, second.Seq)].Order(StringComparer.Ordinal));
+        Assert.Equal(["one", "two"], batch.Changes.Select(e => batch.Messages[e.Event.MessageId!.Value].Content));
+        Assert.Equal("team", Assert.Single(created.Conversations).Value.Name);
+        Assert.True((await Store.ReadOutboxAsync(batch.UptoPos, batch.UptoReceiptPos, 100, Ct)).IsEmpty);
+    }
+
     private protected static NewConversation Direct(string a, string b) =>
         new(Guid.CreateVersion7(), "direct", null, a, [(a, "member"), (b, "member")], string.Join('\n', new[] { a, b }.Order(StringComparer.Ordinal)), Now);
 
