@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text;
 using Confluent.Kafka;
 
@@ -15,6 +16,10 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
     private readonly Lock _lock = new();
     private IProducer<string, byte[]>? _producer;
 
+    // Header values that repeat on every record, encoded once.
+    private static readonly ConcurrentDictionary<string, byte[]> TypeHeaders = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<int, byte[]> VersionHeaders = new();
+
     public string Name => "kafka";
 
     public async Task PublishAsync(IReadOnlyList<EventRecord> records, CancellationToken cancellationToken)
@@ -25,12 +30,11 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
         }
 
         var producer = Producer();
-        var deliveries = new Task<DeliveryResult<string, byte[]>>[records.Count];
+        var batch = new BatchDelivery(records.Count);
         try
         {
-            for (var i = 0; i < records.Count; i++)
+            foreach (var record in records)
             {
-                var record = records[i];
                 var message = new Message<string, byte[]>
                 {
                     Key = record.Key,
@@ -38,16 +42,18 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
                     Headers =
                     [
                         new Header("event_id", Encoding.UTF8.GetBytes(record.EventId)),
-                        new Header("type", Encoding.UTF8.GetBytes(record.Type)),
-                        new Header("version", Encoding.UTF8.GetBytes(record.Version.ToString(System.Globalization.CultureInfo.InvariantCulture))),
+                        new Header("type", TypeHeaders.GetOrAdd(record.Type, static t => Encoding.UTF8.GetBytes(t))),
+                        new Header("version", VersionHeaders.GetOrAdd(record.Version, static v => Encoding.UTF8.GetBytes(v.ToString(System.Globalization.CultureInfo.InvariantCulture)))),
                     ],
                 };
 
-                // Enqueued in order; the idempotent producer keeps that order per partition through its retries.
-                deliveries[i] = producer.ProduceAsync(TopicOf(record.Topic), message, CancellationToken.None);
+                // Enqueued in order; the idempotent producer keeps that order per partition through its retries. One
+                // completion for the batch, counted down by the client's delivery reports on its own thread (a task per
+                // record put hundreds of continuations on the thread pool every pass).
+                producer.Produce(TopicOf(record.Topic), message, batch.Report);
             }
 
-            await Task.WhenAll(deliveries).WaitAsync(options.DeliveryTimeout + TimeSpan.FromSeconds(5), cancellationToken);
+            await batch.Delivered.WaitAsync(options.DeliveryTimeout + TimeSpan.FromSeconds(5), cancellationToken);
         }
         catch (Exception ex) when (ex is ProduceException<string, byte[]> or KafkaException or TimeoutException)
         {
@@ -59,6 +65,27 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
         {
             Replace(producer);
             throw;
+        }
+    }
+
+    /// <summary>A batch's records, acknowledged when the broker acknowledged every one, failed at the first that failed.</summary>
+    private sealed class BatchDelivery(int count)
+    {
+        private readonly TaskCompletionSource _delivered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _waiting = count;
+
+        public Task Delivered => _delivered.Task;
+
+        public void Report(DeliveryReport<string, byte[]> report)
+        {
+            if (report.Error.IsError)
+            {
+                _delivered.TrySetException(new ProduceException<string, byte[]>(report.Error, report));
+            }
+            else if (Interlocked.Decrement(ref _waiting) == 0)
+            {
+                _delivered.TrySetResult();
+            }
         }
     }
 
