@@ -38,6 +38,10 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     protected virtual async ValueTask<WriteConnection> OpenWriteConnectionAsync(CancellationToken cancellationToken) =>
         new(await OpenConnectionAsync(cancellationToken), null);
 
+    /// <summary>The connection a read runs on; by default a pooled one, whose driver prepares statements by itself.</summary>
+    protected virtual async ValueTask<WriteConnection> OpenReadConnectionAsync(CancellationToken cancellationToken) =>
+        new(await OpenConnectionAsync(cancellationToken), null);
+
     protected abstract Task<DbTransaction> BeginWriteTransactionAsync(DbConnection connection, CancellationToken cancellationToken);
 
     /// <summary>Admission to writing (SQLite: its single writer); null when writers need no queue.</summary>
@@ -78,11 +82,13 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         return await ReadAsync(async s => await s.Sql("SELECT 1").ScalarAsync(cancellationToken) is not null, cancellationToken);
     }
 
-    /// <summary>Runs a read on its own connection.</summary>
+    /// <summary>Runs a read on a connection of its own (for the time of the read).</summary>
     private async Task<T> ReadAsync<T>(Func<SqlSession, Task<T>> work, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenConnectionAsync(cancellationToken);
-        return await work(new SqlSession(connection, null, dialect));
+        await using var connection = await OpenReadConnectionAsync(cancellationToken);
+        var result = await work(new SqlSession(connection.Connection, null, dialect, connection.Statements));
+        connection.Completed();
+        return result;
     }
 
     /// <summary>Runs a write that cannot be refused (see the overload).</summary>

@@ -3,14 +3,14 @@ using System.Data.Common;
 namespace Parley.Server.Storage.Sql;
 
 /// <summary>
-/// The connection a write transaction runs on, with an optional cache of the statements it prepares
+/// The connection a write transaction (or a read) runs on, with an optional cache of the statements it prepares
 /// (<see cref="Statements"/>): a batch of sends runs the same few statements again and again, and compiling them can
-/// cost more than running them. A pooled connection is closed (returned to its pool) after its transaction. A kept one
+/// cost more than running them. <paramref name="closed"/> is told once when a kept connection is closed. A pooled connection is closed (returned to its pool) after its transaction. A kept one
 /// (<paramref name="keep"/> given: SQLite's single writer) stays open with its prepared statements for the next
 /// transaction while <paramref name="keep"/> says so (its owner has not stopped), but only after a transaction that
 /// ended cleanly (<see cref="Completed"/>); otherwise it is closed and <see cref="IsClosed"/>, and its owner opens a new one.
 /// </summary>
-internal sealed class WriteConnection(DbConnection connection, StatementCache? statements, Func<bool>? keep = null) : IAsyncDisposable
+internal sealed class WriteConnection(DbConnection connection, StatementCache? statements, Func<bool>? keep = null, Action? closed = null) : IAsyncDisposable
 {
     private bool _completed;
 
@@ -49,7 +49,12 @@ internal sealed class WriteConnection(DbConnection connection, StatementCache? s
     /// <summary>Closes the connection and its statements (a kept one when its owner stops).</summary>
     public ValueTask CloseAsync()
     {
-        IsClosed = true;
+        if (!IsClosed)
+        {
+            IsClosed = true;
+            closed?.Invoke();
+        }
+
         statements?.Clear();
         return connection.DisposeAsync();
     }

@@ -17,6 +17,8 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
     private readonly SqliteFileLock? _fileLock = exclusive ? SqliteFileLock.Acquire(connectionString) : null;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private WriteConnection? _writer; // used only under _writeLock
+    private readonly System.Collections.Concurrent.ConcurrentBag<WriteConnection> _readers = [];
+    private int _openReaders; // kept readers open, in the bag or in use
     private Lazy<Task>? _stopping;
     private readonly string _connectionString = new SqliteConnectionStringBuilder(connectionString)
     {
@@ -43,9 +45,30 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
         return _stopping.Value;
     }
 
+    /// <summary>
+    /// Readers kept open with their prepared statements, at most this many (more reads at once get pooled connections
+    /// that prepare each statement again). A reconnect storm spent a fifth of the server's CPU in SQLite's parser and
+    /// planner, compiling the same few reads for every device.
+    /// </summary>
+    private const int KeptReaders = 16;
+
     private async Task StopAsync()
     {
         await DrainWritesAsync();
+        List<WriteConnection> readers = [];
+        lock (_readers)
+        {
+            while (_readers.TryTake(out var reader))
+            {
+                readers.Add(reader);
+            }
+        }
+
+        foreach (var reader in readers)
+        {
+            await reader.CloseAsync();
+        }
+
         // The kept write connection, unless a writer is using it: that writer closes it when it ends (the store is
         // disposed, so the connection is not kept). The lock stays taken: no write starts on a stopped store.
         if (_writeLock.Wait(0))
@@ -108,6 +131,67 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
         await connection.OpenAsync(cancellationToken);
         _writer = new WriteConnection(connection, new StatementCache(connection), keep: () => Volatile.Read(ref _stopping) is null);
         return _writer;
+    }
+
+    /// <summary>
+    /// A kept reader with its prepared statements when one is free or may be opened (<see cref="KeptReaders"/>); a pooled
+    /// connection otherwise. A kept reader goes back to the bag after a read that ended cleanly, and is closed after
+    /// one that did not, or once the store stops.
+    /// </summary>
+    protected override async ValueTask<WriteConnection> OpenReadConnectionAsync(CancellationToken cancellationToken)
+    {
+        while (_readers.TryTake(out var kept))
+        {
+            if (!kept.IsClosed)
+            {
+                kept.Begin();
+                return kept;
+            }
+        }
+
+        var stopping = Volatile.Read(ref _stopping) is not null;
+        if (stopping || Interlocked.Increment(ref _openReaders) > KeptReaders)
+        {
+            if (!stopping)
+            {
+                Interlocked.Decrement(ref _openReaders);
+            }
+
+            return new WriteConnection(await OpenConnectionAsync(cancellationToken), null);
+        }
+
+        var connection = new SqliteConnection(_writerConnectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken);
+        }
+        catch
+        {
+            Interlocked.Decrement(ref _openReaders);
+            await connection.DisposeAsync();
+            throw;
+        }
+
+        WriteConnection? reader = null;
+        reader = new WriteConnection(
+            connection,
+            new StatementCache(connection),
+            keep: () =>
+            {
+                lock (_readers)
+                {
+                    // Once the store stops, no reader goes back: the stop closes those in the bag.
+                    if (Volatile.Read(ref _stopping) is not null)
+                    {
+                        return false;
+                    }
+
+                    _readers.Add(reader!);
+                    return true;
+                }
+            },
+            closed: () => Interlocked.Decrement(ref _openReaders));
+        return reader;
     }
 
     protected override Task<DbTransaction> BeginWriteTransactionAsync(DbConnection connection, CancellationToken cancellationToken) =>
