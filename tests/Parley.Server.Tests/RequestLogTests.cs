@@ -113,6 +113,12 @@ public sealed class RequestLogTests : IAsyncLifetime
     public void Redact_ReplacesOnlyTheAccessTokenValue(string text, string expected) =>
         Assert.Equal(expected, LogRedaction.Redact(text));
 
+    [Theory]
+    [InlineData("GET http://h/ws?cursor=c1&device_id=d HTTP/1.1")]
+    [InlineData("/ws?access+token=abc&token=x")]
+    public void Redact_QueryWithoutTheParameter_IsTheSameString(string text) =>
+        Assert.Same(text, LogRedaction.Redact(text));
+
     private sealed class CountingLoggerFactory(ILoggerFactory inner, ConcurrentDictionary<string, int> created) : ILoggerFactory
     {
         public ILogger CreateLogger(string categoryName)

@@ -43,6 +43,14 @@ internal static partial class LogRedaction
             return text;
         }
 
+        // Without a percent escape a parameter's name can only spell access_token literally (a '+' decodes to a space):
+        // the usual request line (cursor, device_id) is passed on without running the expression, which cost 1.9 % of
+        // the server's samples in a reconnect storm.
+        if (!text.Contains('%', StringComparison.Ordinal) && !text.Contains(AuthSetup.QueryTokenParameter, StringComparison.OrdinalIgnoreCase))
+        {
+            return text;
+        }
+
         return QueryParameter().Replace(text, match =>
         {
             var name = match.Groups["name"].Value;
