@@ -121,26 +121,9 @@ internal abstract partial class SqlChatStore
         ReadAsync<IReadOnlyDictionary<Guid, ConversationRecord>>(
             async s => await LoadConversationRecordsAsync(s, conversationIds, cancellationToken), cancellationToken);
 
-    private async Task<Dictionary<Guid, ConversationRecord>> LoadConversationRecordsAsync(
-        SqlSession s, IEnumerable<Guid> conversationIds, CancellationToken cancellationToken)
-    {
-        var conversations = new Dictionary<Guid, ConversationRecord>();
-        foreach (var chunk in conversationIds.Distinct().Chunk(IdsPerStatement))
-        {
-            var command = s.Sql($"SELECT {SqlRow.ConversationColumns} FROM conversations c WHERE c.id IN ({Placeholders("@c", chunk.Length)})");
-            for (var i = 0; i < chunk.Length; i++)
-            {
-                command.With($"@c{i}", chunk[i]);
-            }
-
-            foreach (var conversation in await command.ListAsync(r => r.Conversation(), cancellationToken))
-            {
-                conversations[conversation.Id] = conversation;
-            }
-        }
-
-        return conversations;
-    }
+    private Task<Dictionary<Guid, ConversationRecord>> LoadConversationRecordsAsync(
+        SqlSession s, IEnumerable<Guid> conversationIds, CancellationToken cancellationToken) =>
+        LoadByIdsAsync(s, conversationIds, $"SELECT {SqlRow.ConversationColumns} FROM conversations c WHERE c.id", r => r.Conversation(), c => c.Id, cancellationToken);
 
     public Task<RelayBacklog> GetRelayBacklogAsync(string sink, CancellationToken cancellationToken) =>
         ReadAsync(async s =>

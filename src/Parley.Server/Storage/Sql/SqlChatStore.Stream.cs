@@ -257,25 +257,9 @@ internal abstract partial class SqlChatStore
         }, cancellationToken);
 
     public Task<IReadOnlyDictionary<Guid, Message>> GetMessagesAsync(IReadOnlyCollection<Guid> messageIds, CancellationToken cancellationToken) =>
-        ReadAsync<IReadOnlyDictionary<Guid, Message>>(async s =>
-        {
-            var result = new Dictionary<Guid, Message>();
-            foreach (var chunk in messageIds.Distinct().Chunk(IdsPerStatement))
-            {
-                var command = s.Sql($"SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id IN ({Placeholders("@m", chunk.Length)})");
-                for (var i = 0; i < chunk.Length; i++)
-                {
-                    command.With($"@m{i}", chunk[i]);
-                }
-
-                foreach (var message in await command.ListAsync(r => r.Message(), cancellationToken))
-                {
-                    result[message.Id] = message;
-                }
-            }
-
-            return result;
-        }, cancellationToken);
+        ReadAsync<IReadOnlyDictionary<Guid, Message>>(
+            async s => await LoadByIdsAsync(s, messageIds, $"SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id", r => r.Message(), m => m.Id, cancellationToken),
+            cancellationToken);
 
     public Task<IReadOnlyDictionary<Guid, long>> GetLastSeqsAsync(string userId, CancellationToken cancellationToken) =>
         ReadAsync<IReadOnlyDictionary<Guid, long>>(

@@ -264,6 +264,31 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     /// <summary>Ids per statement of an IN list (<see cref="Placeholders"/>): 500, or fewer where the dialect's parameter budget says so.</summary>
     private int IdsPerStatement => Dialect.RowsPerStatement(500, 1);
 
+    /// <summary>
+    /// The rows of <paramref name="ids"/> by id, <see cref="IdsPerStatement"/> ids a statement:
+    /// <paramref name="select"/> ends with the id column, to which <c>IN (...)</c> is appended.
+    /// </summary>
+    private async Task<Dictionary<Guid, T>> LoadByIdsAsync<T>(
+        SqlSession s, IEnumerable<Guid> ids, string select, Func<SqlRow, T> read, Func<T, Guid> idOf, CancellationToken cancellationToken)
+    {
+        var result = new Dictionary<Guid, T>();
+        foreach (var chunk in ids.Distinct().Chunk(IdsPerStatement))
+        {
+            var command = s.Sql($"{select} IN ({Placeholders("@i", chunk.Length)})");
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                command.With($"@i{i}", chunk[i]);
+            }
+
+            foreach (var row in await command.ListAsync(read, cancellationToken))
+            {
+                result[idOf(row)] = row;
+            }
+        }
+
+        return result;
+    }
+
     private static string Placeholders(string prefix, int count)
     {
         var builder = new StringBuilder();
