@@ -109,6 +109,27 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
     }
 
     [Fact]
+    public async Task Reads_AfterOneThatFailed_AndMoreAtOnceThanKeptReaders_AllAnswer()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var message = await AppendAsync(conversation, "alice", "hello");
+        Assert.Equal(message, await Store.GetMessageAsync(message.Id, Ct)); // a kept reader now waits in the bag
+
+        // A read that fails on a kept reader closes it rather than putting it back.
+        using (var cancelled = new CancellationTokenSource())
+        {
+            await cancelled.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Store.GetMessageAsync(message.Id, cancelled.Token));
+        }
+
+        for (var round = 0; round < 3; round++)
+        {
+            var reads = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => Task.Run(() => Store.GetMessageAsync(message.Id, Ct))));
+            Assert.All(reads, read => Assert.Equal(message, read));
+        }
+    }
+
+    [Fact]
     public async Task Migration0006_TurnsReceiptPositionsIntoRowIds_WhatWasPublishedStaysPublished()
     {
         // A database at 0005 whose receipt log was numbered by the sequencer: rows 1-6 took positions 11-14 (row 1 already
