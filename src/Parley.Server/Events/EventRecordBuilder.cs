@@ -54,7 +54,7 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
 {
     public async Task<IReadOnlyList<EventRecord>> BuildAsync(OutboxBatch batch, CancellationToken cancellationToken)
     {
-        var pending = new List<(OutboxEvent Event, Message Message, List<string> Recipients)>();
+        var pending = new List<(OutboxEvent Event, Message Message, IReadOnlyList<string> Recipients)>();
         var offline = new HashSet<string>(StringComparer.Ordinal);
         if (notifications.Enabled)
         {
@@ -65,10 +65,8 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
                     continue; // a message deleted before its notification went out needs no push
                 }
 
-                var recipients = (batch.Recipients.GetValueOrDefault((outbox.Event.ConversationId, outbox.Event.Seq)) ?? [])
-                    .Where(u => u != message.SenderId)
-                    .ToList();
-                if (recipients.Count > 0)
+                // The store's candidates leave the sender out already.
+                if (batch.Recipients.GetValueOrDefault((outbox.Event.ConversationId, outbox.Event.Seq)) is { Count: > 0 } recipients)
                 {
                     pending.Add((outbox, message, recipients));
                 }
@@ -83,11 +81,11 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
         }
 
         var unread = offline.Count > 0 ? await store.GetUnreadTotalsAsync(offline, cancellationToken) : new Dictionary<string, long>();
-        pending.RemoveAll(p => !p.Recipients.Exists(offline.Contains));
+        pending.RemoveAll(p => !p.Recipients.Any(offline.Contains));
         // The conversations of the notifications that go out (most recipients are online: usually none).
         var conversations = pending.Count > 0
             ? await store.GetConversationRecordsAsync(pending.Select(p => p.Event.Event.ConversationId).ToHashSet(), cancellationToken)
-            : batch.Conversations;
+            : new Dictionary<Guid, ConversationRecord>();
         var byEvent = pending.ToDictionary(p => (p.Event.Event.ConversationId, p.Event.Event.Seq));
         var records = new List<EventRecord>(batch.Changes.Count + batch.WatermarkMoves.Count);
         foreach (var outbox in batch.Changes)

@@ -5,8 +5,9 @@ namespace Parley.Server.Storage.Sql;
 /// <summary>
 /// The connection a write transaction (or a read) runs on, with an optional cache of the statements it prepares
 /// (<see cref="Statements"/>): a batch of sends runs the same few statements again and again, and compiling them can
-/// cost more than running them. <paramref name="closed"/> is told once when a kept connection is closed. A pooled connection is closed (returned to its pool) after its transaction. A kept one
-/// (<paramref name="keep"/> given: SQLite's single writer) stays open with its prepared statements for the next
+/// cost more than running them. <paramref name="closed"/> is told once when a kept connection is closed. A pooled
+/// connection is closed (returned to its pool) after its transaction. A kept one (<paramref name="keep"/> given:
+/// SQLite's single writer and its kept readers) stays open with its prepared statements for the next
 /// transaction while <paramref name="keep"/> says so (its owner has not stopped), but only after a transaction that
 /// ended cleanly (<see cref="Completed"/>); otherwise it is closed and <see cref="IsClosed"/>, and its owner opens a new one.
 /// </summary>
