@@ -59,6 +59,45 @@ public sealed class PostgresChatStoreTests : ChatStoreContractTests
         Assert.Equal(expected, new NpgsqlConnectionStringBuilder(dataSource.ConnectionString).MaxPoolSize);
     }
 
+    [Theory]
+    [InlineData("Host=db;Username=parley", true)]
+    [InlineData("Host=db;Username=parley;No Reset On Close=false", false)]
+    [InlineData("Host=db;Username=parley;NoResetOnClose=false", false)]
+    public void CreateDataSource_PooledConnectionsAreNotResetUnlessTheStringSaysSo(string connectionString, bool expected)
+    {
+        using var dataSource = PostgresChatStore.CreateDataSource(connectionString);
+
+        Assert.Equal(expected, new NpgsqlConnectionStringBuilder(dataSource.ConnectionString).NoResetOnClose);
+    }
+
+    [Fact]
+    public async Task LockOrder_IsPostgresOrderOfUuids()
+    {
+        // Batches lock their conversations in this order and other writers in the database's: they must agree, or two
+        // of them could each hold what the other waits for.
+        var random = new Random(7);
+        var ids = Enumerable.Range(0, 200).Select(_ =>
+        {
+            var bytes = new byte[16];
+            random.NextBytes(bytes);
+            return new Guid(bytes);
+        }).Concat([Guid.CreateVersion7(), Guid.CreateVersion7(), Guid.Empty, Guid.AllBitsSet]).ToArray();
+        await using var connection = new NpgsqlConnection(_stores[0].ConnectionString);
+        await connection.OpenAsync(Ct);
+        await using var command = new NpgsqlCommand("SELECT id FROM unnest(@ids) AS t(id) ORDER BY id", connection);
+        command.Parameters.AddWithValue("ids", ids);
+        var sorted = new List<Guid>();
+        await using (var reader = await command.ExecuteReaderAsync(Ct))
+        {
+            while (await reader.ReadAsync(Ct))
+            {
+                sorted.Add(reader.GetGuid(0));
+            }
+        }
+
+        Assert.Equal(sorted, ids.Order(Parley.Server.Storage.Sql.SqlDialect.LockOrder));
+    }
+
     [Fact]
     public async Task MigrateAsync_SeveralInstancesAtOnce_MigrateOnce()
     {

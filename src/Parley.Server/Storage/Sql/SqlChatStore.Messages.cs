@@ -27,22 +27,17 @@ internal abstract partial class SqlChatStore
         where TRejection : class
     {
         var cancellationToken = CancellationToken.None; // a batch is not cancelled by one of its callers
-        var (snapshot, existing, replyTarget) = await s.Sql(
-            $"""
-            SELECT {SqlRow.ConversationColumns} FROM conversations c WHERE c.id = @c;
-            SELECT {SqlRow.MemberColumns} FROM participants p
-            WHERE p.conversation_id = @c AND p.left_at IS NULL ORDER BY p.joined_seq, p.joined_at, p.user_id;
-            SELECT {SqlRow.MessageColumns} FROM messages m
-            WHERE m.conversation_id = @c AND m.sender_id = @s AND m.client_message_id = @k;
-            SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id = @r;
-            """)
+        // Only the lookups the send needs: a lookup by a NULL key finds nothing, yet PostgreSQL plans it anew each time.
+        var byKey = message.ClientMessageId is not null;
+        var isReply = message.ReplyToId is not null;
+        var (snapshot, existing, replyTarget) = await s.Sql(SendReadsSql[(byKey ? 1 : 0) + (isReply ? 2 : 0)])
             .With("@c", message.ConversationId).With("@s", message.SenderId).With("@k", message.ClientMessageId).With("@r", message.ReplyToId)
             .ReadResultsAsync(async results =>
             {
                 var conversation = (await results.NextAsync(r => r.Conversation())).FirstOrDefault();
                 var members = await results.NextAsync(r => r.Member());
-                var existing = (await results.NextAsync(r => r.Message())).FirstOrDefault();
-                var reply = (await results.NextAsync(r => r.Message())).FirstOrDefault();
+                var existing = byKey ? (await results.NextAsync(r => r.Message())).FirstOrDefault() : null;
+                var reply = isReply ? (await results.NextAsync(r => r.Message())).FirstOrDefault() : null;
                 return (conversation is null ? null : new ConversationSnapshot(conversation, members), conversation is null ? null : existing, reply);
             }, cancellationToken);
 
@@ -95,6 +90,31 @@ internal abstract partial class SqlChatStore
             message.Id, message.ConversationId, seq, message.SenderId, message.MessageType, message.Content, message.ReplyToId,
             message.Mentions, message.Media, message.Location, message.ClientMessageId, now, EditedAt: null, DeletedAt: null);
         return new SendResult(stored, Created: true, snapshot.Members);
+    }
+
+    /// <summary>What a send reads, by need: [0] conversation and members, [1] + the earlier send with its key, [2] + the message it replies to, [3] both.</summary>
+    private static readonly string[] SendReadsSql = SendReads();
+
+    private static string[] SendReads()
+    {
+        var snapshot =
+            $"""
+            SELECT {SqlRow.ConversationColumns} FROM conversations c WHERE c.id = @c;
+            SELECT {SqlRow.MemberColumns} FROM participants p
+            WHERE p.conversation_id = @c AND p.left_at IS NULL ORDER BY p.joined_seq, p.joined_at, p.user_id;
+            """;
+        var byKey =
+            $"""
+
+            SELECT {SqlRow.MessageColumns} FROM messages m
+            WHERE m.conversation_id = @c AND m.sender_id = @s AND m.client_message_id = @k;
+            """;
+        var reply =
+            $"""
+
+            SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id = @r;
+            """;
+        return [snapshot, snapshot + byKey, snapshot + reply, snapshot + byKey + reply];
     }
 
     public Task<Message?> GetMessageAsync(Guid messageId, CancellationToken cancellationToken) =>

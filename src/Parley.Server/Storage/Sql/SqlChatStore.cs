@@ -148,10 +148,16 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         await using var connection = await OpenWriteConnectionAsync(CancellationToken.None);
         await using var transaction = await BeginWriteTransactionAsync(connection.Connection, CancellationToken.None);
         var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
-        if (dialect.LockConversationsSql.Length > 0)
+        if (dialect.LockConversationsSql(1).Length > 0)
         {
-            var ids = batch.SelectMany(w => w.Conversations).Distinct().ToArray();
-            await session.Sql(dialect.LockConversationsSql).WithGuids("@ids", ids).ExecuteAsync(CancellationToken.None);
+            var ids = batch.SelectMany(w => w.Conversations).Distinct().Order(SqlDialect.LockOrder).ToArray();
+            var command = session.Sql(dialect.LockConversationsSql(ids.Length));
+            for (var i = 0; i < ids.Length; i++)
+            {
+                command.With(SqlDialect.LockParameter(i), ids[i]);
+            }
+
+            await command.ExecuteAsync(CancellationToken.None);
         }
 
         var started = Stopwatch.GetTimestamp();

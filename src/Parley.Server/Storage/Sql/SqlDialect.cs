@@ -29,15 +29,30 @@ internal abstract class SqlDialect
     public abstract string LockConversationSql { get; }
 
     /// <summary>
-    /// SQL that locks the conversations of <c>@ids</c> (see <see cref="BindGuids"/>) until commit, always in the same
-    /// order, so transactions that lock several never deadlock (empty when the transaction already excludes every
-    /// other writer).
+    /// SQL that locks <paramref name="count"/> conversations, bound as <c>@c0</c>, <c>@c1</c>, ... in
+    /// <see cref="LockOrder"/>, until commit: every transaction that locks several takes them in that one order, so
+    /// none deadlock (empty when the transaction already excludes every other writer).
     /// </summary>
-    public virtual string LockConversationsSql => string.Empty;
+    public virtual string LockConversationsSql(int count) => string.Empty;
 
-    /// <summary>Binds a list of ids, for <see cref="LockConversationsSql"/>.</summary>
-    public virtual void BindGuids(DbCommand command, string name, Guid[] values) =>
-        throw new NotSupportedException($"{Provider} binds no id lists.");
+    /// <summary>The name of the <paramref name="index"/>th conversation in <see cref="LockConversationsSql"/>.</summary>
+    public static string LockParameter(int index) =>
+        index < LockParameterNames.Length ? LockParameterNames[index] : $"@c{index}";
+
+    private static readonly string[] LockParameterNames = Enumerable.Range(0, 256).Select(i => $"@c{i}").ToArray();
+
+    /// <summary>
+    /// The order in which conversations are locked: the database's own order of uuids (bytes compared in their
+    /// written order), so a lock taken by the database's <c>ORDER BY id</c> elsewhere agrees with it.
+    /// </summary>
+    public static readonly IComparer<Guid> LockOrder = Comparer<Guid>.Create(static (a, b) =>
+    {
+        Span<byte> x = stackalloc byte[16];
+        Span<byte> y = stackalloc byte[16];
+        a.TryWriteBytes(x, bigEndian: true, out _);
+        b.TryWriteBytes(y, bigEndian: true, out _);
+        return x.SequenceCompareTo(y);
+    });
 
     /// <summary>Creates the migration ledger, <c>schema_migrations</c>, when it does not exist yet.</summary>
     public abstract string CreateMigrationLedgerSql { get; }

@@ -58,12 +58,6 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
         return this;
     }
 
-    public SqlCommand WithGuids(string name, Guid[] values)
-    {
-        dialect.BindGuids(command, name, values);
-        return this;
-    }
-
     public SqlCommand With(string name, long value)
     {
         dialect.BindLong(command, name, value);
