@@ -816,6 +816,27 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         Assert.True((await Store.ReadOutboxAsync(batch.UptoPos, batch.UptoReceiptPos, 100, Ct)).IsEmpty);
     }
 
+    [Fact]
+    public async Task ReceiptLog_ADeliveredBatchOfThreeMoves_LogsExactlyThoseThree()
+    {
+        // Three rows: PostgreSQL's statements are padded to four with a row of NULLs, which must log nothing.
+        ((Storage.Sql.SqlChatStore)Store).KeepReceiptLog = true;
+        var conversation = await CreateGroupAsync("alice", "bob", "carol", "dave");
+        var message = await AppendAsync(conversation, "alice", "one");
+        await PositionEverythingAsync();
+        var before = await Store.ReadOutboxAsync(0, 0, 1000, Ct);
+
+        var batch = await Store.AdvanceDeliveredAsync(
+            [new DeliveryReport(conversation, "bob", message.Seq), new DeliveryReport(conversation, "carol", message.Seq),
+             new DeliveryReport(conversation, "dave", message.Seq)], Now, Ct);
+        await PositionEverythingAsync();
+        var logged = await Store.ReadOutboxAsync(before.UptoPos, before.UptoReceiptPos, 100, Ct);
+
+        Assert.Equal(["bob", "carol", "dave"], batch.Moved.Select(m => m.After.UserId).Order(StringComparer.Ordinal));
+        Assert.Equal(["bob", "carol", "dave"], logged.WatermarkMoves.Select(r => r.UserId).Order(StringComparer.Ordinal));
+        Assert.All(logged.WatermarkMoves, r => Assert.Equal((ReceiptKinds.Delivered, message.Seq, message.Id), (r.Kind, r.Seq, r.MessageId)));
+    }
+
     private protected static NewConversation Direct(string a, string b) =>
         new(Guid.CreateVersion7(), "direct", null, a, [(a, "member"), (b, "member")], string.Join('\n', new[] { a, b }.Order(StringComparer.Ordinal)), Now);
 

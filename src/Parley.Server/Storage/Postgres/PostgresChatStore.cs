@@ -1,5 +1,6 @@
 using System.Data;
 using System.Data.Common;
+using System.Numerics;
 using Npgsql;
 using NpgsqlTypes;
 using Parley.Server.Storage.Sql;
@@ -136,7 +137,9 @@ internal sealed class PostgresDialect : SqlDialect
     public override void BindText(DbCommand command, string name, string? value) =>
         Add(command, name, NpgsqlDbType.Text, value);
 
-    public override void BindLong(DbCommand command, string name, long value) =>
+    public override int PaddedRows(int rows) => rows is > 1 and <= 128 ? (int)BitOperations.RoundUpToPowerOf2((uint)rows) : rows;
+
+    public override void BindLong(DbCommand command, string name, long? value) =>
         Add(command, name, NpgsqlDbType.Bigint, value);
 
     public override Guid ReadGuid(DbDataReader reader, int ordinal) => reader.GetGuid(ordinal);

@@ -129,7 +129,8 @@ internal abstract partial class SqlChatStore
         SqlSession s, DeliveryReport[] chunk, DateTimeOffset now, bool logReceipts, CancellationToken cancellationToken)
     {
         var rows = new StringBuilder();
-        for (var i = 0; i < chunk.Length; i++)
+        var padded = s.Dialect.PaddedRows(chunk.Length);
+        for (var i = 0; i < padded; i++)
         {
             rows.Append(i == 0 ? "" : ", ").Append($"(@c{i}, @u{i}, @t{i})");
         }
@@ -151,6 +152,11 @@ internal abstract partial class SqlChatStore
             select.With($"@c{i}", chunk[i].ConversationId).With($"@u{i}", chunk[i].UserId).With($"@t{i}", chunk[i].UpToSeq);
         }
 
+        for (var i = chunk.Length; i < padded; i++)
+        {
+            select.With($"@c{i}", (Guid?)null).With($"@u{i}", (string?)null).With($"@t{i}", (long?)null);
+        }
+
         var found = await select.ListAsync(
             r => (Member: r.Member(), ConversationId: r.Guid(SqlRow.MemberColumnCount),
                   Seq: r.NullableLong(SqlRow.MemberColumnCount + 1), Id: r.NullableGuid(SqlRow.MemberColumnCount + 2)),
@@ -165,7 +171,8 @@ internal abstract partial class SqlChatStore
         }
 
         var values = new StringBuilder();
-        for (var i = 0; i < moves.Count; i++)
+        var paddedMoves = s.Dialect.PaddedRows(moves.Count);
+        for (var i = 0; i < paddedMoves; i++)
         {
             values.Append(i == 0 ? "" : ", ").Append($"(@c{i}, @u{i}, @f{i}, @s{i}, @i{i})");
         }
@@ -186,6 +193,11 @@ internal abstract partial class SqlChatStore
             var before = moves[i].Member;
             update.With($"@c{i}", moves[i].ConversationId).With($"@u{i}", before.UserId)
                 .With($"@f{i}", Math.Max(before.DeliveredSeq, before.JoinedSeq)).With($"@s{i}", moves[i].Seq!.Value).With($"@i{i}", moves[i].Id!.Value);
+        }
+
+        for (var i = moves.Count; i < paddedMoves; i++)
+        {
+            update.With($"@c{i}", (Guid?)null).With($"@u{i}", (string?)null).With($"@f{i}", (long?)null).With($"@s{i}", (long?)null).With($"@i{i}", (Guid?)null);
         }
 
         var senders = (await update.ReadResultsAsync(

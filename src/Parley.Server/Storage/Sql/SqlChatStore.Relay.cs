@@ -92,14 +92,17 @@ internal abstract partial class SqlChatStore
                     messages[message.Id] = message;
                 }
 
-                var members = await s.Sql(
-                    """
-                    SELECT e.conversation_id, e.seq, p.user_id FROM conversation_events e
-                    JOIN participants p ON p.conversation_id = e.conversation_id AND p.left_at IS NULL AND p.joined_seq < e.seq AND p.user_id <> e.actor_id
-                    WHERE e.pos > @after AND e.pos <= @last AND e.type = @created
-                    """)
-                    .With("@after", afterPos).With("@last", last).With("@created", EventTypes.MessageCreated)
-                    .ListAsync(r => (Key: (r.Guid(0), r.Long(1)), UserId: r.String(2)), cancellationToken);
+                // By the conversations' ids rather than joined to the event range: a join's plan depends on statistics, and
+                // without them (a young database) PostgreSQL drove it from every member row, probing the range once each.
+                var newMessages = events.Where(e => e.Event.Type == EventTypes.MessageCreated).Select(e => e.Event).ToList();
+                var current = (await ListByIdsAsync(
+                        s, newMessages.Select(e => e.ConversationId),
+                        "SELECT p.conversation_id, p.user_id, p.joined_seq FROM participants p WHERE p.left_at IS NULL AND p.conversation_id",
+                        r => (ConversationId: r.Guid(0), UserId: r.String(1), JoinedSeq: r.Long(2)), cancellationToken))
+                    .ToLookup(m => m.ConversationId);
+                var members = newMessages.SelectMany(
+                    e => current[e.ConversationId].Where(m => m.JoinedSeq < e.Seq && m.UserId != e.ActorId),
+                    (e, m) => (Key: (e.ConversationId, e.Seq), m.UserId));
                 foreach (var group in members.GroupBy(m => m.Key, m => m.UserId))
                 {
                     recipients[group.Key] = group.ToList();
@@ -212,16 +215,28 @@ internal abstract partial class SqlChatStore
         foreach (var chunk in moves.Chunk(s.Dialect.RowsPerStatement(150, 5)))
         {
             var values = new System.Text.StringBuilder();
-            for (var i = 0; i < chunk.Length; i++)
+            var padded = s.Dialect.PaddedRows(chunk.Length);
+            for (var i = 0; i < padded; i++)
             {
-                values.Append(i == 0 ? "" : ", ").Append($"(@c{i}, @u{i}, @k{i}, @s{i}, @m{i}, @now)");
+                values.Append(i == 0 ? "" : ", ").Append($"(@c{i}, @u{i}, @k{i}, @s{i}, @m{i})");
             }
 
-            var command = s.Sql($"INSERT INTO receipt_log (conversation_id, user_id, kind, seq, message_id, created_at) VALUES {values}").With("@now", now);
+            var command = s.Sql(
+                $"""
+                WITH v(c, u, k, s, m) AS (VALUES {values})
+                INSERT INTO receipt_log (conversation_id, user_id, kind, seq, message_id, created_at)
+                SELECT c, u, k, s, m, @now FROM v WHERE c IS NOT NULL
+                """).With("@now", now);
             for (var i = 0; i < chunk.Length; i++)
             {
                 command.With($"@c{i}", chunk[i].ConversationId).With($"@u{i}", chunk[i].UserId).With($"@k{i}", chunk[i].Kind)
                     .With($"@s{i}", chunk[i].Seq).With($"@m{i}", chunk[i].MessageId);
+            }
+
+            for (var i = chunk.Length; i < padded; i++)
+            {
+                command.With($"@c{i}", (Guid?)null).With($"@u{i}", (string?)null).With($"@k{i}", (string?)null)
+                    .With($"@s{i}", (long?)null).With($"@m{i}", (Guid?)null);
             }
 
             await command.ExecuteAsync(cancellationToken);

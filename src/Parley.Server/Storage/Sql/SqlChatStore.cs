@@ -278,6 +278,19 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         SqlSession s, IEnumerable<Guid> ids, string select, Func<SqlRow, T> read, Func<T, Guid> idOf, CancellationToken cancellationToken)
     {
         var result = new Dictionary<Guid, T>();
+        foreach (var row in await ListByIdsAsync(s, ids, select, read, cancellationToken))
+        {
+            result[idOf(row)] = row;
+        }
+
+        return result;
+    }
+
+    /// <summary>Every row <paramref name="select"/> finds for <paramref name="ids"/> (see <see cref="LoadByIdsAsync"/>), several per id or none.</summary>
+    private async Task<List<T>> ListByIdsAsync<T>(
+        SqlSession s, IEnumerable<Guid> ids, string select, Func<SqlRow, T> read, CancellationToken cancellationToken)
+    {
+        var result = new List<T>();
         foreach (var chunk in ids.Distinct().Chunk(IdsPerStatement))
         {
             var command = s.Sql($"{select} IN ({Placeholders("@i", chunk.Length)})");
@@ -286,10 +299,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
                 command.With($"@i{i}", chunk[i]);
             }
 
-            foreach (var row in await command.ListAsync(read, cancellationToken))
-            {
-                result[idOf(row)] = row;
-            }
+            result.AddRange(await command.ListAsync(read, cancellationToken));
         }
 
         return result;

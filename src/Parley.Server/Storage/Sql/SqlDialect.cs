@@ -19,7 +19,15 @@ internal abstract class SqlDialect
 
     public abstract void BindText(DbCommand command, string name, string? value);
 
-    public abstract void BindLong(DbCommand command, string name, long value);
+    public abstract void BindLong(DbCommand command, string name, long? value);
+
+    /// <summary>
+    /// How many rows a statement built for a list of <paramref name="rows"/> rows carries; the rest are rows of NULLs,
+    /// which the statements that pad are written to ignore (a NULL key matches no row). PostgreSQL plans a statement anew
+    /// unless it ran the same text a few times before on that connection (Npgsql then prepares it), so lists of every
+    /// length were planned on every use: it gets a few lengths (powers of two up to 128). SQLite keeps the length.
+    /// </summary>
+    public virtual int PaddedRows(int rows) => rows;
 
     public abstract Guid ReadGuid(DbDataReader reader, int ordinal);
 

@@ -64,6 +64,12 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
         return this;
     }
 
+    public SqlCommand With(string name, long? value)
+    {
+        dialect.BindLong(command, name, value);
+        return this;
+    }
+
     /// <summary>A timeout of its own (seconds; 0 = none) for a statement that may run longer than a request's.</summary>
     public SqlCommand WithTimeout(int seconds)
     {

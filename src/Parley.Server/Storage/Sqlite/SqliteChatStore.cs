@@ -253,8 +253,8 @@ internal sealed class SqliteDialect : SqlDialect
     public override void BindText(DbCommand command, string name, string? value) =>
         ((SqliteCommand)command).Parameters.AddWithValue(name, (object?)value ?? DBNull.Value);
 
-    public override void BindLong(DbCommand command, string name, long value) =>
-        ((SqliteCommand)command).Parameters.AddWithValue(name, value);
+    public override void BindLong(DbCommand command, string name, long? value) =>
+        ((SqliteCommand)command).Parameters.AddWithValue(name, (object?)value ?? DBNull.Value);
 
     public override Guid ReadGuid(DbDataReader reader, int ordinal) => Guid.Parse(reader.GetString(ordinal));
 
