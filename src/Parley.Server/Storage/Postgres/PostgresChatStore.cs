@@ -107,8 +107,6 @@ internal sealed class PostgresDialect : SqlDialect
 {
     public override string Provider => "Postgres";
 
-    public override string LockConversationSql => "SELECT 1 FROM conversations WHERE id = @c FOR UPDATE";
-
     /// <summary>
     /// One statement per conversation, sent in one round trip, each run after the one before: the same statement
     /// text every time, so PostgreSQL plans it once per connection (an <c>id = ANY(@ids)</c> list was planned anew

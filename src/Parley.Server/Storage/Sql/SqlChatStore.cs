@@ -13,7 +13,8 @@ namespace Parley.Server.Storage.Sql;
 /// receipts and the event stream; this one holds the transactions and the reads they share.
 /// <para>
 /// Concurrency: every write transaction that changes a conversation first locks it
-/// (<see cref="SqlDialect.LockConversationSql"/>) and only then reads the facts its rules need, so rules see
+/// (<see cref="SqlDialect.LockConversationsSql"/>, in the round trip of the transaction's first statement) and only
+/// then reads the facts its rules need, so rules see
 /// the latest committed state and two writers of one conversation never interleave. The lock is held until
 /// commit, so seqs are committed in the order they are taken. A transaction locks at most one conversation,
 /// except a batch of sends (<see cref="GroupCommit"/>), which locks all of its conversations at once, in one
@@ -110,7 +111,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
         if (conversationId is { } id)
         {
-            await LockConversationAsync(session, id, cancellationToken);
+            session.LockWithNextCommand([id]);
         }
 
         var started = Stopwatch.GetTimestamp();
@@ -119,6 +120,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
             var result = await work(session);
             if (applied(result))
             {
+                await session.FlushLocksAsync(CancellationToken.None);
                 await transaction.CommitAsync(CancellationToken.None);
                 Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), 1, StoreTag);
             }
@@ -148,17 +150,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         await using var connection = await OpenWriteConnectionAsync(CancellationToken.None);
         await using var transaction = await BeginWriteTransactionAsync(connection.Connection, CancellationToken.None);
         var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
-        if (dialect.LockConversationsSql(1).Length > 0)
-        {
-            var ids = batch.SelectMany(w => w.Conversations).Distinct().Order(SqlDialect.LockOrder).ToArray();
-            var command = session.Sql(dialect.LockConversationsSql(ids.Length));
-            for (var i = 0; i < ids.Length; i++)
-            {
-                command.With(SqlDialect.LockParameter(i), ids[i]);
-            }
-
-            await command.ExecuteAsync(CancellationToken.None);
-        }
+        session.LockWithNextCommand(batch.SelectMany(w => w.Conversations).Distinct().ToArray());
 
         var started = Stopwatch.GetTimestamp();
         try
@@ -174,6 +166,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
             throw;
         }
 
+        await session.FlushLocksAsync(CancellationToken.None);
         try
         {
             await transaction.CommitAsync(CancellationToken.None);
@@ -187,11 +180,6 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         connection.Completed();
         Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), batch.Count, StoreTag);
     }
-
-    private Task LockConversationAsync(SqlSession session, Guid conversationId, CancellationToken cancellationToken) =>
-        dialect.LockConversationSql.Length == 0
-            ? Task.CompletedTask
-            : session.Sql(dialect.LockConversationSql).With("@c", conversationId).ExecuteAsync(cancellationToken);
 
     // ---- shared by the areas ---------------------------------------------------------------------------
 

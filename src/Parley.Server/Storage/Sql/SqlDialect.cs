@@ -33,11 +33,8 @@ internal abstract class SqlDialect
 
     public abstract DateTimeOffset ReadTime(DbDataReader reader, int ordinal);
 
-    /// <summary>SQL run at the start of a write transaction to hold the conversation until commit (empty when the transaction already excludes every other writer).</summary>
-    public abstract string LockConversationSql { get; }
-
     /// <summary>
-    /// SQL that locks <paramref name="count"/> conversations, bound as <c>@c0</c>, <c>@c1</c>, ... in
+    /// SQL that locks <paramref name="count"/> conversations, bound as <c>@lk0</c>, <c>@lk1</c>, ... in
     /// <see cref="LockOrder"/>, until commit: every transaction that locks several takes them in that one order, so
     /// none deadlock (empty when the transaction already excludes every other writer).
     /// </summary>
@@ -45,9 +42,10 @@ internal abstract class SqlDialect
 
     /// <summary>The name of the <paramref name="index"/>th conversation in <see cref="LockConversationsSql"/>.</summary>
     public static string LockParameter(int index) =>
-        index < LockParameterNames.Length ? LockParameterNames[index] : $"@c{index}";
+        index < LockParameterNames.Length ? LockParameterNames[index] : $"@lk{index}";
 
-    private static readonly string[] LockParameterNames = Enumerable.Range(0, 256).Select(i => $"@c{i}").ToArray();
+    // Names no statement of the stores uses, so that the locks can share a command with any statement.
+    private static readonly string[] LockParameterNames = Enumerable.Range(0, 256).Select(i => $"@lk{i}").ToArray();
 
     /// <summary>
     /// The order in which conversations are locked: the database's own order of uuids (bytes compared in their

@@ -8,6 +8,8 @@ namespace Parley.Server.Storage.Sql;
 /// <remarks>With <paramref name="statements"/>, commands are taken from (and left in) that cache of prepared statements.</remarks>
 internal sealed class SqlSession(DbConnection connection, DbTransaction? transaction, SqlDialect dialect, StatementCache? statements = null)
 {
+    private Guid[]? _locks;
+
     public SqlDialect Dialect => dialect;
 
     public SqlCommand Sql(string text)
@@ -15,18 +17,64 @@ internal sealed class SqlSession(DbConnection connection, DbTransaction? transac
         if (statements?.Get(text) is { } cached)
         {
             cached.Transaction = transaction;
-            return new SqlCommand(cached, dialect, reused: true);
+            return new SqlCommand(cached, dialect, reused: true, this);
         }
 
         var command = connection.CreateCommand();
         command.CommandText = text;
         command.Transaction = transaction;
-        return new SqlCommand(command, dialect, reused: false);
+        return new SqlCommand(command, dialect, reused: false, this);
+    }
+
+    /// <summary>
+    /// Locks <paramref name="conversationIds"/> until commit (<see cref="SqlDialect.LockConversationsSql"/>, in
+    /// <see cref="SqlDialect.LockOrder"/>) before the next command's statements run, in that command's round trip when
+    /// it reads rows, in one of its own otherwise. Nothing where the dialect needs no locks.
+    /// </summary>
+    public void LockWithNextCommand(Guid[] conversationIds)
+    {
+        if (conversationIds.Length > 0 && dialect.LockConversationsSql(1).Length > 0)
+        {
+            Array.Sort(conversationIds, SqlDialect.LockOrder);
+            _locks = conversationIds;
+        }
+    }
+
+    /// <summary>Takes the locks no command has taken yet, in a round trip of their own (before a commit, or a command that reads no rows).</summary>
+    public async Task FlushLocksAsync(CancellationToken cancellationToken)
+    {
+        if (TakeLocks() is { } locks)
+        {
+            var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            await using (command)
+            {
+                command.CommandText = dialect.LockConversationsSql(locks.Length);
+                BindLocks(command, locks);
+                await command.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>The locks still to take, now handed to the caller, which takes them.</summary>
+    public Guid[]? TakeLocks()
+    {
+        var locks = _locks;
+        _locks = null;
+        return locks;
+    }
+
+    public void BindLocks(DbCommand command, Guid[] locks)
+    {
+        for (var i = 0; i < locks.Length; i++)
+        {
+            dialect.BindGuid(command, SqlDialect.LockParameter(i), locks[i]);
+        }
     }
 }
 
 /// <summary>A command being built: parameters bound through the dialect, then executed once (a cached one is kept for the next time).</summary>
-internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reused)
+internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reused, SqlSession session)
 {
     public SqlCommand With(string name, Guid value)
     {
@@ -81,6 +129,45 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
         where T : class =>
         With(name, value is null ? null : JsonSerializer.Serialize(value, typeInfo));
 
+    /// <summary>
+    /// Runs the command for its rows, with the session's pending locks in the same round trip when there are any: their
+    /// statements go first, and their (empty to the caller) results are skipped.
+    /// </summary>
+    private async Task<DbDataReader> ExecuteReaderAsync(CancellationToken cancellationToken)
+    {
+        if (reused)
+        {
+            await session.FlushLocksAsync(cancellationToken);
+            return await command.ExecuteReaderAsync(cancellationToken);
+        }
+
+        if (session.TakeLocks() is not { } locks)
+        {
+            return await command.ExecuteReaderAsync(cancellationToken);
+        }
+
+        command.CommandText = $"{dialect.LockConversationsSql(locks.Length)};\n{command.CommandText}";
+        session.BindLocks(command, locks);
+        var reader = await command.ExecuteReaderAsync(cancellationToken);
+        try
+        {
+            for (var i = 0; i < locks.Length; i++)
+            {
+                if (!await reader.NextResultAsync(cancellationToken))
+                {
+                    throw new InvalidOperationException("The command returned fewer result sets than its locks.");
+                }
+            }
+
+            return reader;
+        }
+        catch
+        {
+            await reader.DisposeAsync();
+            throw;
+        }
+    }
+
     /// <summary>What to dispose after execution: the command, unless a statement cache keeps it.</summary>
     private IAsyncDisposable? Owned() => reused ? null : command;
 
@@ -88,6 +175,8 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
     {
         await using (Owned())
         {
+            // Its count of changed rows must be this command's own: the locks go first, on their own.
+            await session.FlushLocksAsync(cancellationToken);
             return await command.ExecuteNonQueryAsync(cancellationToken);
         }
     }
@@ -96,6 +185,7 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
     {
         await using (Owned())
         {
+            await session.FlushLocksAsync(cancellationToken);
             var value = await command.ExecuteScalarAsync(cancellationToken);
             return value is DBNull ? null : value;
         }
@@ -106,7 +196,7 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
         await using (Owned())
         {
             var list = new List<T>();
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            await using var reader = await ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
                 list.Add(read(new SqlRow(reader, dialect)));
@@ -124,7 +214,7 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
     {
         await using (Owned())
         {
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            await using var reader = await ExecuteReaderAsync(cancellationToken);
             return await read(new SqlResults(reader, dialect, cancellationToken));
         }
     }
@@ -134,7 +224,7 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
     {
         await using (Owned())
         {
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            await using var reader = await ExecuteReaderAsync(cancellationToken);
             return await reader.ReadAsync(cancellationToken) ? read(new SqlRow(reader, dialect)) : null;
         }
     }

@@ -231,7 +231,6 @@ internal sealed class SqliteDialect : SqlDialect
     public override string Provider => "Sqlite";
 
     // The store's single writer already excludes every other writer for the whole transaction.
-    public override string LockConversationSql => string.Empty;
 
     public override string CreateMigrationLedgerSql =>
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)";
