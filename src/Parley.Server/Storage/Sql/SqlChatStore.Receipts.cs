@@ -1,5 +1,3 @@
-using System.Text;
-
 namespace Parley.Server.Storage.Sql;
 
 /// <summary>Read and delivered watermarks: they only move forward, and read carries delivered along.</summary>
@@ -128,12 +126,8 @@ internal abstract partial class SqlChatStore
     private static async Task<List<WatermarkResult>> AdvanceDeliveredChunkAsync(
         SqlSession s, DeliveryReport[] chunk, DateTimeOffset now, bool logReceipts, CancellationToken cancellationToken)
     {
-        var rows = new StringBuilder();
         var padded = s.Dialect.PaddedRows(chunk.Length);
-        for (var i = 0; i < padded; i++)
-        {
-            rows.Append(i == 0 ? "" : ", ").Append($"(@c{i}, @u{i}, @t{i})");
-        }
+        var rows = RowList(padded, "c", "u", "t");
 
         // The members and the newest message in (max(delivered, joined), up_to_seq] of each.
         var select = s.Sql(
@@ -170,12 +164,8 @@ internal abstract partial class SqlChatStore
             return moved;
         }
 
-        var values = new StringBuilder();
         var paddedMoves = s.Dialect.PaddedRows(moves.Count);
-        for (var i = 0; i < paddedMoves; i++)
-        {
-            values.Append(i == 0 ? "" : ", ").Append($"(@c{i}, @u{i}, @f{i}, @s{i}, @i{i})");
-        }
+        var values = RowList(paddedMoves, "c", "u", "f", "s", "i");
 
         var update = s.Sql(
             $"""

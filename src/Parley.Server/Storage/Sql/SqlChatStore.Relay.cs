@@ -214,12 +214,8 @@ internal abstract partial class SqlChatStore
     {
         foreach (var chunk in moves.Chunk(s.Dialect.RowsPerStatement(150, 5)))
         {
-            var values = new System.Text.StringBuilder();
             var padded = s.Dialect.PaddedRows(chunk.Length);
-            for (var i = 0; i < padded; i++)
-            {
-                values.Append(i == 0 ? "" : ", ").Append($"(@c{i}, @u{i}, @k{i}, @s{i}, @m{i})");
-            }
+            var values = RowList(padded, "c", "u", "k", "s", "m");
 
             var command = s.Sql(
                 $"""

@@ -293,6 +293,27 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         return result;
     }
 
+    /// <summary>
+    /// A multi-row VALUES list of <paramref name="rows"/> rows whose parameters are the <paramref name="columns"/>' names
+    /// suffixed by the row's index: <c>(@c0, @u0), (@c1, @u1)</c> for columns <c>c</c> and <c>u</c>.
+    /// </summary>
+    private static string RowList(int rows, params string[] columns)
+    {
+        var builder = new StringBuilder();
+        for (var i = 0; i < rows; i++)
+        {
+            builder.Append(i == 0 ? "(" : ", (");
+            for (var c = 0; c < columns.Length; c++)
+            {
+                builder.Append(c == 0 ? "@" : ", @").Append(columns[c]).Append(i);
+            }
+
+            builder.Append(')');
+        }
+
+        return builder.ToString();
+    }
+
     private static string Placeholders(string prefix, int count)
     {
         var builder = new StringBuilder();
