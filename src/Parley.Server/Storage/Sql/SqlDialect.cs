@@ -40,6 +40,9 @@ internal abstract class SqlDialect
     /// </summary>
     public virtual string LockConversationsSql(int count) => string.Empty;
 
+    /// <summary>Whether write transactions lock their conversations (<see cref="LockConversationsSql"/>) at all.</summary>
+    public bool LocksConversations => LockConversationsSql(1).Length > 0;
+
     /// <summary>The name of the <paramref name="index"/>th conversation in <see cref="LockConversationsSql"/>.</summary>
     public static string LockParameter(int index) =>
         index < LockParameterNames.Length ? LockParameterNames[index] : $"@lk{index}";

@@ -33,7 +33,7 @@ internal sealed class SqlSession(DbConnection connection, DbTransaction? transac
     /// </summary>
     public void LockWithNextCommand(Guid[] conversationIds)
     {
-        if (conversationIds.Length > 0 && dialect.LockConversationsSql(1).Length > 0)
+        if (conversationIds.Length > 0 && dialect.LocksConversations)
         {
             Array.Sort(conversationIds, SqlDialect.LockOrder);
             _locks = conversationIds;
