@@ -135,6 +135,14 @@ internal sealed class PostgresDialect : SqlDialect
     public override void BindText(DbCommand command, string name, string? value) =>
         Add(command, name, NpgsqlDbType.Text, value);
 
+    public override bool BindsByPosition => true;
+
+    public override DbParameter PositionalCopy(DbParameter parameter)
+    {
+        var named = (NpgsqlParameter)parameter;
+        return new NpgsqlParameter { NpgsqlDbType = named.NpgsqlDbType, Value = named.Value };
+    }
+
     public override int PaddedRows(int rows) => rows is > 1 and <= 128 ? (int)BitOperations.RoundUpToPowerOf2((uint)rows) : rows;
 
     public override void BindLong(DbCommand command, string name, long? value) =>

@@ -40,6 +40,16 @@ internal abstract class SqlDialect
     /// </summary>
     public virtual string LockConversationsSql(int count) => string.Empty;
 
+    /// <summary>
+    /// Whether commands run as batches of statements with positional parameters (<see cref="PositionalSql"/>), their
+    /// values bound by name and copied with <see cref="PositionalCopy"/>: saves the provider parsing every command.
+    /// </summary>
+    public virtual bool BindsByPosition => false;
+
+    /// <summary>An unnamed copy of a bound parameter (type and value), for a positional statement.</summary>
+    public virtual DbParameter PositionalCopy(DbParameter parameter) =>
+        throw new NotSupportedException($"{Provider} binds by name.");
+
     /// <summary>Whether write transactions lock their conversations (<see cref="LockConversationsSql"/>) at all.</summary>
     public bool LocksConversations => LockConversationsSql(1).Length > 0;
 

@@ -46,13 +46,10 @@ internal sealed class SqlSession(DbConnection connection, DbTransaction? transac
         if (TakeLocks() is { } locks)
         {
             var command = connection.CreateCommand();
+            command.CommandText = dialect.LockConversationsSql(locks.Length);
             command.Transaction = transaction;
-            await using (command)
-            {
-                command.CommandText = dialect.LockConversationsSql(locks.Length);
-                BindLocks(command, locks);
-                await command.ExecuteNonQueryAsync(cancellationToken);
-            }
+            BindLocks(command, locks);
+            await new SqlCommand(command, dialect, reused: false, this).ExecuteAsync(cancellationToken);
         }
     }
 
@@ -74,8 +71,10 @@ internal sealed class SqlSession(DbConnection connection, DbTransaction? transac
 }
 
 /// <summary>A command being built: parameters bound through the dialect, then executed once (a cached one is kept for the next time).</summary>
-internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reused, SqlSession session)
+internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reused, SqlSession session) : IAsyncDisposable
 {
+    private DbBatch? _batch;
+
     public SqlCommand With(string name, Guid value)
     {
         dialect.BindGuid(command, name, value);
@@ -141,17 +140,31 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
             return await command.ExecuteReaderAsync(cancellationToken);
         }
 
-        if (session.TakeLocks() is not { } locks)
+        var locks = session.TakeLocks();
+        if (locks is not null)
         {
-            return await command.ExecuteReaderAsync(cancellationToken);
+            session.BindLocks(command, locks);
         }
 
-        command.CommandText = $"{dialect.LockConversationsSql(locks.Length)};\n{command.CommandText}";
-        session.BindLocks(command, locks);
-        var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var lockStatements = locks is null ? 0 : locks.Length;
+        DbDataReader reader;
+        if (Batch(locks) is { } batch)
+        {
+            reader = await batch.ExecuteReaderAsync(cancellationToken);
+        }
+        else
+        {
+            if (locks is not null)
+            {
+                command.CommandText = $"{dialect.LockConversationsSql(locks.Length)};\n{command.CommandText}";
+            }
+
+            reader = await command.ExecuteReaderAsync(cancellationToken);
+        }
+
         try
         {
-            for (var i = 0; i < locks.Length; i++)
+            for (var i = 0; i < lockStatements; i++)
             {
                 if (!await reader.NextResultAsync(cancellationToken))
                 {
@@ -168,32 +181,85 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
         }
     }
 
-    /// <summary>What to dispose after execution: the command, unless a statement cache keeps it.</summary>
-    private IAsyncDisposable? Owned() => reused ? null : command;
+    /// <summary>
+    /// Where the provider binds by position (<see cref="SqlDialect.BindsByPosition"/>): the command's statements (after
+    /// the lock statements for <paramref name="locks"/>, when given) as one batch with positional parameters, built from
+    /// the values bound by name (<see cref="PositionalSql"/>); null where the command runs as it is.
+    /// </summary>
+    private DbBatch? Batch(Guid[]? locks)
+    {
+        if (!dialect.BindsByPosition || (command.Parameters.Count == 0 && locks is null)
+            || PositionalSql.Split(command.CommandText) is not { } statements)
+        {
+            return null;
+        }
+
+        var prefix = locks is null ? [] : PositionalSql.Split(dialect.LockConversationsSql(locks.Length))!;
+        _batch = command.Connection!.CreateBatch();
+        _batch.Transaction = command.Transaction;
+        _batch.Timeout = command.CommandTimeout;
+        foreach (var statement in prefix.Concat(statements))
+        {
+            var batchCommand = _batch.CreateBatchCommand();
+            batchCommand.CommandText = statement.Sql;
+            foreach (var name in statement.Parameters)
+            {
+                var index = command.Parameters.IndexOf(name);
+                if (index < 0)
+                {
+                    throw new InvalidOperationException($"No value was bound for {name}.");
+                }
+
+                batchCommand.Parameters.Add(dialect.PositionalCopy(command.Parameters[index]));
+            }
+
+            _batch.BatchCommands.Add(batchCommand);
+        }
+
+        return _batch;
+    }
+
+    /// <summary>Disposes the batch the command ran as, if any, and the command, unless a statement cache keeps it.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_batch is not null)
+        {
+            await _batch.DisposeAsync();
+        }
+
+        if (!reused)
+        {
+            await command.DisposeAsync();
+        }
+    }
 
     public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
     {
-        await using (Owned())
+        await using (this)
         {
             // Its count of changed rows must be this command's own: the locks go first, on their own.
             await session.FlushLocksAsync(cancellationToken);
-            return await command.ExecuteNonQueryAsync(cancellationToken);
+            return Batch(null) is { } batch
+                ? await batch.ExecuteNonQueryAsync(cancellationToken)
+                : await command.ExecuteNonQueryAsync(cancellationToken);
         }
     }
 
     public async Task<object?> ScalarAsync(CancellationToken cancellationToken)
     {
-        await using (Owned())
+        await using (this)
         {
             await session.FlushLocksAsync(cancellationToken);
-            var value = await command.ExecuteScalarAsync(cancellationToken);
+            var value = Batch(null) is { } batch
+                ? await batch.ExecuteScalarAsync(cancellationToken)
+                : await command.ExecuteScalarAsync(cancellationToken);
             return value is DBNull ? null : value;
         }
     }
 
     public async Task<List<T>> ListAsync<T>(Func<SqlRow, T> read, CancellationToken cancellationToken)
     {
-        await using (Owned())
+        await using (this)
         {
             var list = new List<T>();
             await using var reader = await ExecuteReaderAsync(cancellationToken);
@@ -212,7 +278,7 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
     /// </summary>
     public async Task<T> ReadResultsAsync<T>(Func<SqlResults, Task<T>> read, CancellationToken cancellationToken)
     {
-        await using (Owned())
+        await using (this)
         {
             await using var reader = await ExecuteReaderAsync(cancellationToken);
             return await read(new SqlResults(reader, dialect, cancellationToken));
@@ -222,7 +288,7 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
     public async Task<T?> FirstOrDefaultAsync<T>(Func<SqlRow, T> read, CancellationToken cancellationToken)
         where T : class
     {
-        await using (Owned())
+        await using (this)
         {
             await using var reader = await ExecuteReaderAsync(cancellationToken);
             return await reader.ReadAsync(cancellationToken) ? read(new SqlRow(reader, dialect)) : null;
