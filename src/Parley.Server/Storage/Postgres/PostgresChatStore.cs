@@ -58,7 +58,7 @@ internal sealed class PostgresChatStore(NpgsqlDataSource dataSource) : SqlChatSt
         if (!given.ContainsKey("No Reset On Close") && !given.ContainsKey("NoResetOnClose"))
         {
             // Parley keeps no session state on a pooled connection (its advisory locks are released in the same use or
-            // end with the transaction), so the reset Npgsql runs on each return (three statements before the next
+            // end with the transaction), so the reset Npgsql runs on each return (seven statements before the next
             // command) is pure cost: one per send batch.
             builder.NoResetOnClose = true;
         }

@@ -109,7 +109,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         await using var connection = await OpenWriteConnectionAsync(cancellationToken);
         await using var transaction = await BeginWriteTransactionAsync(connection.Connection, cancellationToken);
         var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
-        if (conversationId is { } id && dialect.LocksConversations)
+        if (conversationId is { } id)
         {
             session.LockWithNextCommand([id]);
         }
@@ -150,10 +150,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         await using var connection = await OpenWriteConnectionAsync(CancellationToken.None);
         await using var transaction = await BeginWriteTransactionAsync(connection.Connection, CancellationToken.None);
         var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
-        if (dialect.LocksConversations)
-        {
-            session.LockWithNextCommand(batch.SelectMany(w => w.Conversations).Distinct().ToArray());
-        }
+        session.LockWithNextCommand(batch.SelectMany(w => w.Conversations));
 
         var started = Stopwatch.GetTimestamp();
         try

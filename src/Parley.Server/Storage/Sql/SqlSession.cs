@@ -31,14 +31,23 @@ internal sealed class SqlSession(DbConnection connection, DbTransaction? transac
     /// <see cref="SqlDialect.LockOrder"/>) before the next command's statements run, in that command's round trip when
     /// it reads rows, in one of its own otherwise. Nothing where the dialect needs no locks.
     /// </summary>
-    public void LockWithNextCommand(Guid[] conversationIds)
+    public void LockWithNextCommand(IEnumerable<Guid> conversationIds)
     {
-        if (conversationIds.Length > 0 && dialect.LocksConversations)
+        if (!dialect.LocksConversations)
         {
-            Array.Sort(conversationIds, SqlDialect.LockOrder);
-            _locks = conversationIds;
+            return;
+        }
+
+        var ids = conversationIds.Distinct().ToArray();
+        if (ids.Length > 0)
+        {
+            Array.Sort(ids, SqlDialect.LockOrder);
+            _locks = ids;
         }
     }
+
+    /// <summary>The locks no command has taken yet, if any.</summary>
+    public Guid[]? PendingLocks => _locks;
 
     /// <summary>Takes the locks no command has taken yet, in a round trip of their own (before a commit, or a command that reads no rows).</summary>
     public async Task FlushLocksAsync(CancellationToken cancellationToken)
@@ -54,12 +63,15 @@ internal sealed class SqlSession(DbConnection connection, DbTransaction? transac
     }
 
     /// <summary>The locks still to take, now handed to the caller, which takes them.</summary>
-    public Guid[]? TakeLocks()
+    private Guid[]? TakeLocks()
     {
         var locks = _locks;
         _locks = null;
         return locks;
     }
+
+    /// <summary>The pending locks went with a command (<see cref="PendingLocks"/>): none are left to take.</summary>
+    public void LocksTaken() => _locks = null;
 
     public void BindLocks(DbCommand command, Guid[] locks)
     {
@@ -134,37 +146,19 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
     /// </summary>
     private async Task<DbDataReader> ExecuteReaderAsync(CancellationToken cancellationToken)
     {
-        if (reused)
+        var locks = session.PendingLocks;
+        if (Batch(locks) is not { } batch)
         {
+            // Not a batch: the locks, if any, go first, on their own.
             await session.FlushLocksAsync(cancellationToken);
             return await command.ExecuteReaderAsync(cancellationToken);
         }
 
-        var locks = session.TakeLocks();
-        if (locks is not null)
-        {
-            session.BindLocks(command, locks);
-        }
-
-        var lockStatements = locks is null ? 0 : locks.Length;
-        DbDataReader reader;
-        if (Batch(locks) is { } batch)
-        {
-            reader = await batch.ExecuteReaderAsync(cancellationToken);
-        }
-        else
-        {
-            if (locks is not null)
-            {
-                command.CommandText = $"{dialect.LockConversationsSql(locks.Length)};\n{command.CommandText}";
-            }
-
-            reader = await command.ExecuteReaderAsync(cancellationToken);
-        }
-
+        session.LocksTaken();
+        var reader = await batch.ExecuteReaderAsync(cancellationToken);
         try
         {
-            for (var i = 0; i < lockStatements; i++)
+            for (var i = 0; i < (locks?.Length ?? 0); i++)
             {
                 if (!await reader.NextResultAsync(cancellationToken))
                 {
@@ -194,7 +188,13 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
             return null;
         }
 
-        var prefix = locks is null ? [] : PositionalSql.Split(dialect.LockConversationsSql(locks.Length))!;
+        PositionalStatement[] prefix = [];
+        if (locks is not null)
+        {
+            prefix = PositionalSql.Split(dialect.LockConversationsSql(locks.Length))!;
+            session.BindLocks(command, locks);
+        }
+
         _batch = command.Connection!.CreateBatch();
         _batch.Transaction = command.Transaction;
         _batch.Timeout = command.CommandTimeout;
