@@ -18,6 +18,8 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
 
     private protected override IChatStore CreateStore() => Open(DatabasePath(_stores.Count));
 
+    private protected override bool PositionsAtCommit => true;
+
     private protected override async Task<IReadOnlyList<ConversationEvent>> ReadEventsAsync(Guid conversationId)
     {
         // SQLite keeps ids as UUID text and times as Unix milliseconds.
@@ -167,6 +169,50 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         Assert.Equal([0L], await QueryAsync(path, "SELECT COUNT(*) FROM pragma_table_info('receipt_log') WHERE name = 'pos'"));
         Assert.Equal([3L], await QueryAsync(pruned, "SELECT receipt_pos FROM event_relay"));
         Assert.Equal([3L], await QueryAsync(pruned, "SELECT receipt_pos FROM stream_state"));
+    }
+
+    [Fact]
+    public async Task Events_TakeTheirStreamPositionsInTheTransactionThatWritesThem()
+    {
+        // Two conversations written in turn: positions follow the order of the commits, with no sequencer pass.
+        var first = await CreateGroupAsync("alice", "bob");
+        var second = await CreateGroupAsync("alice", "carol");
+        await AppendAsync(first, "alice", "one");
+        await AppendAsync(second, "carol", "two");
+        await AppendAsync(first, "bob", "three");
+
+        Assert.Equal([0L], await QueryAsync(DatabasePath(0), "SELECT COUNT(*) FROM conversation_events WHERE pos IS NULL"));
+        Assert.Equal([1L, 2L, 3L, 4L, 5L], await QueryAsync(DatabasePath(0), "SELECT pos FROM conversation_events ORDER BY pos"));
+        Assert.Equal(
+            [1L, 3L, 5L],
+            await QueryAsync(DatabasePath(0), $"SELECT pos FROM conversation_events WHERE conversation_id = '{first:D}' ORDER BY seq"));
+        Assert.Equal(5, (await Store.GetStreamPositionAsync(Ct)).Pos);
+        Assert.Equal(0, await Store.AssignPositionsAsync(5000, Ct));
+        Assert.Equal([1L, 2L, 3L], (await Store.ReadUserEventsAsync("bob", 0, 5, newerThanUpto: false, 100, Ct)).Select(e => e.Event.Seq));
+    }
+
+    [Fact]
+    public async Task Migration0007_PositionsTheEventsAnEarlierVersionLeftUnpositioned_AfterTheOthers()
+    {
+        // A database at 0006 whose sequencer had positioned three events (1-3) and not yet the last three.
+        var path = DatabasePath(9);
+        await ExecuteAsync(path, [.. MigrationScripts.For("Sqlite").Where(m => m.Version <= 6).Select(m => m.Sql)]);
+        await ExecuteAsync(path,
+        [
+            "PRAGMA foreign_keys = OFF",
+            "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+            .. MigrationScripts.For("Sqlite").Where(m => m.Version <= 6).Select(m => $"INSERT INTO schema_migrations VALUES ({m.Version}, '{m.Name}', 0)"),
+            "INSERT INTO conversation_events (conversation_id, seq, type, actor_id, created_at, pos) VALUES ('b', 1, 'x', 'u', 0, 1), ('a', 1, 'x', 'u', 0, 2), ('b', 2, 'x', 'u', 0, 3)",
+            "INSERT INTO conversation_events (conversation_id, seq, type, actor_id, created_at, pos) VALUES ('b', 3, 'x', 'u', 0, NULL), ('a', 2, 'x', 'u', 0, NULL), ('a', 3, 'x', 'u', 0, NULL)",
+            "UPDATE stream_state SET pos = 3",
+        ]);
+
+        await Open(path).MigrateAsync(Ct);
+
+        // Positions given stay; the rest follow in (conversation, seq) order: a2, a3, b3.
+        Assert.Equal([2L, 4L, 5L, 1L, 3L, 6L], await QueryAsync(path, "SELECT pos FROM conversation_events ORDER BY conversation_id, seq"));
+        Assert.Equal([6L], await QueryAsync(path, "SELECT pos FROM stream_state"));
+        Assert.Equal([0L], await QueryAsync(path, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'ix_conversation_events_unpositioned'"));
     }
 
     public override async ValueTask DisposeAsync()

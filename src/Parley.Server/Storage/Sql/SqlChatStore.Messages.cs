@@ -62,22 +62,7 @@ internal abstract partial class SqlChatStore
         // What the database will hold: timestamps keep milliseconds in every store.
         var now = DateTimeOffset.FromUnixTimeMilliseconds(message.Now.ToUnixTimeMilliseconds());
         var seq = snapshot!.Conversation.LastSeq + 1;
-        await s.Sql(
-            """
-            UPDATE conversations SET last_seq = @seq, last_activity_at = @now, last_message_id = @id WHERE id = @c;
-            INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content, reply_to_id, mentions, media, location,
-                                  client_message_id, created_at)
-            VALUES (@id, @c, @seq, @s, @type, @content, @reply, @mentions, @media, @location, @k, @now);
-            -- Everyone else has one more unread message; the sender has read up to it.
-            UPDATE participants SET unread_count = unread_count + 1, last_activity_at = @now
-            WHERE conversation_id = @c AND left_at IS NULL AND user_id <> @s;
-            UPDATE participants
-            SET read_seq = @seq, read_message_id = @id, delivered_seq = @seq, delivered_message_id = @id, unread_count = 0,
-                last_activity_at = @now, receipts_at = @now
-            WHERE conversation_id = @c AND user_id = @s AND left_at IS NULL;
-            INSERT INTO conversation_events (conversation_id, seq, type, message_id, actor_id, user_id, role, created_at)
-            VALUES (@c, @seq, @event, @id, @s, NULL, NULL, @now);
-            """)
+        await s.Sql(SendWritesSql[s.Dialect.IdsGrowInCommitOrder ? 1 : 0])
             .With("@id", message.Id).With("@c", message.ConversationId).With("@seq", seq).With("@s", message.SenderId)
             .With("@type", message.MessageType).With("@content", message.Content).With("@reply", message.ReplyToId)
             .WithJson("@mentions", message.Mentions, StorageJsonContext.Default.IReadOnlyListMention)
@@ -91,6 +76,25 @@ internal abstract partial class SqlChatStore
             message.Mentions, message.Media, message.Location, message.ClientMessageId, now, EditedAt: null, DeletedAt: null);
         return new SendResult(stored, Created: true, snapshot.Members);
     }
+
+    /// <summary>What a send writes: [0] with its event for the sequencer to position, [1] with the event positioned (<see cref="InsertEventSql"/>).</summary>
+    private static readonly string[] SendWritesSql = [SendWrites(positionAtInsert: false), SendWrites(positionAtInsert: true)];
+
+    private static string SendWrites(bool positionAtInsert) =>
+        $"""
+        UPDATE conversations SET last_seq = @seq, last_activity_at = @now, last_message_id = @id WHERE id = @c;
+        INSERT INTO messages (id, conversation_id, seq, sender_id, message_type, content, reply_to_id, mentions, media, location,
+                              client_message_id, created_at)
+        VALUES (@id, @c, @seq, @s, @type, @content, @reply, @mentions, @media, @location, @k, @now);
+        -- Everyone else has one more unread message; the sender has read up to it.
+        UPDATE participants SET unread_count = unread_count + 1, last_activity_at = @now
+        WHERE conversation_id = @c AND left_at IS NULL AND user_id <> @s;
+        UPDATE participants
+        SET read_seq = @seq, read_message_id = @id, delivered_seq = @seq, delivered_message_id = @id, unread_count = 0,
+            last_activity_at = @now, receipts_at = @now
+        WHERE conversation_id = @c AND user_id = @s AND left_at IS NULL;
+        {InsertEventSql("@c, @seq, @event, @id, @s, NULL, NULL, @now", positionAtInsert)}
+        """;
 
     /// <summary>What a send reads, by need: [0] conversation and members, [1] + the earlier send with its key, [2] + the message it replies to, [3] both.</summary>
     private static readonly string[] SendReadsSql = SendReads();

@@ -49,9 +49,10 @@ internal abstract partial class SqlChatStore
                 return 0; // another instance is sequencing right now
             }
 
-            // Only committed events are visible here, and a conversation's seq N commits before N+1 is taken,
-            // so numbering the visible ones in (conversation, seq) order keeps pos growing with seq.
-            var positioned = await s.Sql(
+            // Where commits come one at a time, events took their positions as they were inserted (InsertEventSql).
+            // Elsewhere only committed events are visible here, and a conversation's seq N commits before N+1 is
+            // taken, so numbering the visible ones in (conversation, seq) order keeps pos growing with seq.
+            var positioned = Dialect.IdsGrowInCommitOrder ? 0 : await s.Sql(
                 """
                 UPDATE conversation_events SET pos = b.base + r.rn
                 FROM (SELECT conversation_id, seq, row_number() OVER (ORDER BY conversation_id, seq) AS rn

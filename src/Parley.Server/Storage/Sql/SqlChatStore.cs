@@ -196,14 +196,32 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     }
 
     private static Task InsertEventAsync(SqlSession s, ConversationEvent evt, CancellationToken cancellationToken) =>
-        s.Sql(
-            """
-            INSERT INTO conversation_events (conversation_id, seq, type, message_id, actor_id, user_id, role, created_at)
-            VALUES (@c, @seq, @type, @m, @actor, @u, @role, @at)
-            """)
+        s.Sql(InsertEventSqlFor[s.Dialect.IdsGrowInCommitOrder ? 1 : 0])
             .With("@c", evt.ConversationId).With("@seq", evt.Seq).With("@type", evt.Type).With("@m", evt.MessageId)
             .With("@actor", evt.ActorId).With("@u", evt.UserId).With("@role", evt.Role).With("@at", evt.CreatedAt)
             .ExecuteAsync(cancellationToken);
+
+    private static readonly string[] InsertEventSqlFor =
+        [InsertEventSql("@c, @seq, @type, @m, @actor, @u, @role, @at", false), InsertEventSql("@c, @seq, @type, @m, @actor, @u, @role, @at", true)];
+
+    /// <summary>
+    /// Statements that insert one conversation event with <paramref name="values"/>, the SQL for its conversation_id,
+    /// seq, type, message_id, actor_id, user_id, role and created_at. With <paramref name="positionAtInsert"/> (where
+    /// write transactions commit one at a time, <see cref="SqlDialect.IdsGrowInCommitOrder"/>) the event takes the
+    /// stream's next position in its own transaction, so positions grow in commit order; without, it is inserted
+    /// without one, for the sequencer to number after commit (<see cref="AssignPositionsAsync"/>).
+    /// </summary>
+    private static string InsertEventSql(string values, bool positionAtInsert) =>
+        positionAtInsert
+            ? $"""
+              UPDATE stream_state SET pos = pos + 1 WHERE id = 1;
+              INSERT INTO conversation_events (conversation_id, seq, type, message_id, actor_id, user_id, role, created_at, pos)
+              VALUES ({values}, (SELECT pos FROM stream_state WHERE id = 1));
+              """
+            : $"""
+              INSERT INTO conversation_events (conversation_id, seq, type, message_id, actor_id, user_id, role, created_at)
+              VALUES ({values});
+              """;
 
     private static async Task<ConversationSnapshot?> LoadSnapshotAsync(SqlSession s, Guid conversationId, CancellationToken cancellationToken)
     {

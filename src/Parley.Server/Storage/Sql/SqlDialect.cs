@@ -92,9 +92,10 @@ internal abstract class SqlDialect
     public virtual int ParameterBudget => int.MaxValue;
 
     /// <summary>
-    /// True when write transactions commit one at a time, so an autoincrement id grows in commit order and can serve
-    /// as the receipt log's stream position (SQLite). Otherwise (PostgreSQL: ids are taken at insert, and transactions
-    /// commit in any order) the sequencer numbers the committed rows into <c>receipt_log.pos</c> after commit.
+    /// True when write transactions commit one at a time, so whatever a transaction takes in order grows in commit
+    /// order (SQLite): an autoincrement id serves as the receipt log's stream position, and an event takes the stream's
+    /// next position as it is inserted. Otherwise (PostgreSQL: ids and counters are
+    /// taken before commit, and transactions commit in any order) the sequencer numbers committed rows after commit.
     /// </summary>
     public virtual bool IdsGrowInCommitOrder => false;
 
