@@ -165,16 +165,19 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         await Open(pruned).MigrateAsync(Ct);
 
         Assert.Equal([2L, 4L], await QueryAsync(path, "SELECT receipt_pos FROM event_relay ORDER BY sink"));
-        Assert.Equal([4L], await QueryAsync(path, "SELECT receipt_pos FROM stream_state"));
+        // 0006 leaves the readable end at row 4 (rows 5 and 6 were not numbered yet); 0007, which positions every event,
+        // then makes them readable, as the sequencer's next pass would have.
+        Assert.Equal([6L], await QueryAsync(path, "SELECT receipt_pos FROM stream_state"));
         Assert.Equal([0L], await QueryAsync(path, "SELECT COUNT(*) FROM pragma_table_info('receipt_log') WHERE name = 'pos'"));
         Assert.Equal([3L], await QueryAsync(pruned, "SELECT receipt_pos FROM event_relay"));
         Assert.Equal([3L], await QueryAsync(pruned, "SELECT receipt_pos FROM stream_state"));
     }
 
     [Fact]
-    public async Task Events_TakeTheirStreamPositionsInTheTransactionThatWritesThem()
+    public async Task EventsAndReceipts_TakeTheirStreamPositionsInTheTransactionThatWritesThem()
     {
         // Two conversations written in turn: positions follow the order of the commits, with no sequencer pass.
+        ((Storage.Sql.SqlChatStore)Store).KeepReceiptLog = true;
         var first = await CreateGroupAsync("alice", "bob");
         var second = await CreateGroupAsync("alice", "carol");
         await AppendAsync(first, "alice", "one");
@@ -189,6 +192,14 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         Assert.Equal(5, (await Store.GetStreamPositionAsync(Ct)).Pos);
         Assert.Equal(0, await Store.AssignPositionsAsync(5000, Ct));
         Assert.Equal([1L, 2L, 3L], (await Store.ReadUserEventsAsync("bob", 0, 5, newerThanUpto: false, 100, Ct)).Select(e => e.Event.Seq));
+
+        // A read receipt is readable by the relay from its commit on, after the message it names.
+        var read = await AppendAsync(first, "alice", "four");
+        Succeeded(await Store.AdvanceReadAsync(first, "bob", read.Id, Now, Ct));
+        var outbox = await Store.ReadOutboxAsync(5, 0, 100, Ct);
+        Assert.Equal([read.Seq], outbox.Changes.Select(e => e.Event.Seq));
+        Assert.Equal([("bob", read.Seq), ("bob", read.Seq)], outbox.WatermarkMoves.Select(r => (r.UserId, r.Seq)));
+        Assert.Equal(0, await Store.AssignPositionsAsync(5000, Ct));
     }
 
     [Fact]

@@ -237,5 +237,15 @@ internal abstract partial class SqlChatStore
 
             await command.ExecuteAsync(cancellationToken);
         }
+
+        if (s.Dialect.IdsGrowInCommitOrder && moves.Count > 0)
+        {
+            // One commit at a time: a row's id is its position, and the rows are readable from this commit on (their
+            // message events took their positions when they were written, in this transaction or an earlier one).
+            await s.Sql(
+                """
+                UPDATE stream_state SET receipt_pos = MAX(receipt_pos, COALESCE((SELECT MAX(id) FROM receipt_log), 0)) WHERE id = 1
+                """).ExecuteAsync(cancellationToken);
+        }
     }
 }

@@ -41,18 +41,23 @@ internal abstract partial class SqlChatStore
         return epoch;
     }
 
+    /// <summary>
+    /// Where commits come one at a time (<see cref="SqlDialect.IdsGrowInCommitOrder"/>, SQLite) there is nothing to do:
+    /// events took their positions as they were inserted (<see cref="InsertEventSql"/>), receipt log rows are positioned
+    /// by their ids and made readable in their own transaction (<see cref="LogReceiptsAsync"/>). Elsewhere, one write
+    /// transaction numbers a batch of committed events, then the receipt log rows committed since the last pass.
+    /// </summary>
     public Task<int> AssignPositionsAsync(int batch, CancellationToken cancellationToken) =>
-        WriteAsync<int>(null, async s =>
+        Dialect.IdsGrowInCommitOrder ? Task.FromResult(0) : WriteAsync<int>(null, async s =>
         {
             if (await s.Sql(Dialect.SequencerLockSql).ScalarAsync(cancellationToken) is not (true or 1L))
             {
                 return 0; // another instance is sequencing right now
             }
 
-            // Where commits come one at a time, events took their positions as they were inserted (InsertEventSql).
-            // Elsewhere only committed events are visible here, and a conversation's seq N commits before N+1 is
-            // taken, so numbering the visible ones in (conversation, seq) order keeps pos growing with seq.
-            var positioned = Dialect.IdsGrowInCommitOrder ? 0 : await s.Sql(
+            // Only committed events are visible here, and a conversation's seq N commits before N+1 is taken,
+            // so numbering the visible ones in (conversation, seq) order keeps pos growing with seq.
+            var positioned = await s.Sql(
                 """
                 UPDATE conversation_events SET pos = b.base + r.rn
                 FROM (SELECT conversation_id, seq, row_number() OVER (ORDER BY conversation_id, seq) AS rn
@@ -72,25 +77,10 @@ internal abstract partial class SqlChatStore
             }
 
             // The receipt log, after the events and in the same transaction (docs/events.md): a receipt's message event
-            // is positioned no later than the receipt, so receipts become readable only while every visible event is
-            // positioned (a full batch may have left some for the next pass).
-            if (Dialect.IdsGrowInCommitOrder)
-            {
-                // The row id is the position: moving the readable end up to the newest row is all there is to do.
-                if (positioned < batch)
-                {
-                    await s.Sql(
-                        """
-                        UPDATE stream_state SET receipt_pos = (SELECT MAX(id) FROM receipt_log)
-                        WHERE id = 1 AND receipt_pos < (SELECT MAX(id) FROM receipt_log)
-                        """).ExecuteAsync(cancellationToken);
-                }
-
-                return positioned;
-            }
-
-            // Rows of one member's watermark commit in id order (each waits for the row lock of the one before), so
-            // numbering the visible ones by id keeps each watermark's order.
+            // is positioned no later than the receipt, so receipts are numbered only while every visible event is
+            // positioned (a full batch may have left some for the next pass). Rows of one member's watermark commit in
+            // id order (each waits for the row lock of the one before), so numbering the visible ones by id keeps each
+            // watermark's order.
             var receipts = positioned == batch ? 0 : await s.Sql(
                 """
                 UPDATE receipt_log SET pos = b.base + r.rn
