@@ -207,6 +207,24 @@ public sealed class SmokeRunTests(BenchServer server) : IClassFixture<BenchServe
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    [Fact]
+    public async Task Chat_AgainstTheMinimalRelay_DeliversEveryMessageOnce()
+    {
+        // The yardstick of docs/benchmarks.md: the same command must run against it unchanged.
+        await using var relay = Parley.Relay.RelayApp.Create(["--urls", "http://127.0.0.1:0"]);
+        await relay.StartAsync(TestContext.Current.CancellationToken);
+        var (exitCode, result, _, errors) = await BenchRun.InProcessAsync(
+            "chat", "--url", TestServerSettings.KestrelAddress(relay.Services).ToString(), "--users", "20", "--rate", "100", "--duration", "2",
+            "--warmup", "0.5");
+
+        var r = AssertClean(exitCode, result, errors);
+        Assert.Equal(200, r.Offered);
+        Assert.Equal(r.Offered, r.Acknowledged);
+        Assert.Equal(r.Offered, r.Delivered);
+        Assert.Equal(0, r.Duplicated);
+        await relay.StopAsync(TestContext.Current.CancellationToken);
+    }
+
     private static BenchResult AssertClean(int exitCode, BenchResult? result, string log)
     {
         Assert.True(result is not null, "no result line; output:\n" + log);
