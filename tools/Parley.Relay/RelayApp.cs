@@ -160,21 +160,8 @@ internal sealed class RelaySocket(WebSocket socket, string user)
         {
             while (true)
             {
-                var filled = 0;
-                ValueWebSocketReceiveResult result;
-                do
-                {
-                    if (filled == buffer.Length)
-                    {
-                        Array.Resize(ref buffer, buffer.Length * 2);
-                    }
-
-                    result = await socket.ReceiveAsync(buffer.AsMemory(filled), cancellationToken);
-                    filled += result.Count;
-                }
-                while (!result.EndOfMessage);
-
-                if (result.MessageType == WebSocketMessageType.Close)
+                (buffer, var filled, var type) = await Parley.Tools.WebSocketMessages.ReceiveAsync(socket, buffer, cancellationToken);
+                if (type == WebSocketMessageType.Close)
                 {
                     await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, cancellationToken);
                     break;

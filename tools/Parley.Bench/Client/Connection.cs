@@ -158,21 +158,8 @@ internal sealed class Connection : IDisposable
         {
             while (true)
             {
-                var filled = 0;
-                ValueWebSocketReceiveResult result;
-                do
-                {
-                    if (filled == buffer.Length)
-                    {
-                        Array.Resize(ref buffer, buffer.Length * 2);
-                    }
-
-                    result = await _socket.ReceiveAsync(buffer.AsMemory(filled), _stop.Token);
-                    filled += result.Count;
-                }
-                while (!result.EndOfMessage);
-
-                if (result.MessageType == WebSocketMessageType.Close)
+                (buffer, var filled, var type) = await Parley.Tools.WebSocketMessages.ReceiveAsync(_socket, buffer, _stop.Token);
+                if (type == WebSocketMessageType.Close)
                 {
                     if (!_closing)
                     {
