@@ -137,11 +137,8 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         // A database at 0005 whose receipt log was numbered by the sequencer: rows 1-6 took positions 11-14 (row 1 already
         // pruned, rows 5 and 6 not numbered yet); one sink published up to position 12 (row 2), another up to 14 (row 4).
         var path = DatabasePath(7);
-        await ExecuteAsync(path, [.. MigrationScripts.For("Sqlite").Where(m => m.Version <= 5).Select(m => m.Sql)]);
-        await ExecuteAsync(path,
+        await MigratedUpToAsync(path, 5,
         [
-            "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-            .. MigrationScripts.For("Sqlite").Where(m => m.Version <= 5).Select(m => $"INSERT INTO schema_migrations VALUES ({m.Version}, '{m.Name}', 0)"),
             .. Enumerable.Range(1, 6).Select(i =>
                 $"INSERT INTO receipt_log (pos, conversation_id, user_id, kind, seq, message_id, created_at) VALUES ({(i <= 4 ? (10 + i).ToString(System.Globalization.CultureInfo.InvariantCulture) : "NULL")}, 'c', 'u', 'delivered', {i}, 'm', 0)"),
             "DELETE FROM receipt_log WHERE id = 1",
@@ -150,11 +147,8 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         ]);
         // A second database whose every receipt was numbered (positions 7-9) and pruned.
         var pruned = DatabasePath(8);
-        await ExecuteAsync(pruned, [.. MigrationScripts.For("Sqlite").Where(m => m.Version <= 5).Select(m => m.Sql)]);
-        await ExecuteAsync(pruned,
+        await MigratedUpToAsync(pruned, 5,
         [
-            "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-            .. MigrationScripts.For("Sqlite").Where(m => m.Version <= 5).Select(m => $"INSERT INTO schema_migrations VALUES ({m.Version}, '{m.Name}', 0)"),
             .. Enumerable.Range(1, 3).Select(i => $"INSERT INTO receipt_log (pos, conversation_id, user_id, kind, seq, message_id, created_at) VALUES ({6 + i}, 'c', 'u', 'read', {i}, 'm', 0)"),
             "DELETE FROM receipt_log",
             "UPDATE stream_state SET receipt_pos = 9",
@@ -207,12 +201,9 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
     {
         // A database at 0006 whose sequencer had positioned three events (1-3) and not yet the last three.
         var path = DatabasePath(9);
-        await ExecuteAsync(path, [.. MigrationScripts.For("Sqlite").Where(m => m.Version <= 6).Select(m => m.Sql)]);
-        await ExecuteAsync(path,
+        await MigratedUpToAsync(path, 6,
         [
             "PRAGMA foreign_keys = OFF",
-            "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-            .. MigrationScripts.For("Sqlite").Where(m => m.Version <= 6).Select(m => $"INSERT INTO schema_migrations VALUES ({m.Version}, '{m.Name}', 0)"),
             "INSERT INTO conversation_events (conversation_id, seq, type, actor_id, created_at, pos) VALUES ('b', 1, 'x', 'u', 0, 1), ('a', 1, 'x', 'u', 0, 2), ('b', 2, 'x', 'u', 0, 3)",
             "INSERT INTO conversation_events (conversation_id, seq, type, actor_id, created_at, pos) VALUES ('b', 3, 'x', 'u', 0, NULL), ('a', 2, 'x', 'u', 0, NULL), ('a', 3, 'x', 'u', 0, NULL)",
             "UPDATE stream_state SET pos = 3",
@@ -266,6 +257,22 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         }
 
         return values;
+    }
+
+    /// <summary>
+    /// A database as an earlier version left it: the scripts up to <paramref name="version"/> applied and recorded in
+    /// the ledger, then <paramref name="statements"/> (its data) on one connection.
+    /// </summary>
+    private async Task MigratedUpToAsync(string path, int version, IEnumerable<string> statements)
+    {
+        var scripts = MigrationScripts.For("Sqlite").Where(m => m.Version <= version).ToList();
+        await ExecuteAsync(path, scripts.Select(m => m.Sql));
+        await ExecuteAsync(path,
+        [
+            "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+            .. scripts.Select(m => $"INSERT INTO schema_migrations VALUES ({m.Version}, '{m.Name}', 0)"),
+            .. statements,
+        ]);
     }
 
     private async Task ExecuteAsync(string path, IEnumerable<string> statements)
