@@ -62,7 +62,7 @@ internal abstract partial class SqlChatStore
         // What the database will hold: timestamps keep milliseconds in every store.
         var now = DateTimeOffset.FromUnixTimeMilliseconds(message.Now.ToUnixTimeMilliseconds());
         var seq = snapshot!.Conversation.LastSeq + 1;
-        await s.Sql(SendWritesSql[s.Dialect.IdsGrowInCommitOrder ? 1 : 0])
+        await s.Sql(SendWritesSql[PositionForm(s)])
             .With("@id", message.Id).With("@c", message.ConversationId).With("@seq", seq).With("@s", message.SenderId)
             .With("@type", message.MessageType).With("@content", message.Content).With("@reply", message.ReplyToId)
             .WithJson("@mentions", message.Mentions, StorageJsonContext.Default.IReadOnlyListMention)
@@ -77,7 +77,7 @@ internal abstract partial class SqlChatStore
         return new SendResult(stored, Created: true, snapshot.Members);
     }
 
-    /// <summary>What a send writes: [0] with its event for the sequencer to position, [1] with the event positioned (<see cref="InsertEventSql"/>).</summary>
+    /// <summary>What a send writes, in the two forms of <see cref="PositionForm"/>.</summary>
     private static readonly string[] SendWritesSql = [SendWrites(positionAtInsert: false), SendWrites(positionAtInsert: true)];
 
     private static string SendWrites(bool positionAtInsert) =>

@@ -196,13 +196,20 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     }
 
     private static Task InsertEventAsync(SqlSession s, ConversationEvent evt, CancellationToken cancellationToken) =>
-        s.Sql(InsertEventSqlFor[s.Dialect.IdsGrowInCommitOrder ? 1 : 0])
+        s.Sql(InsertEventSqlFor[PositionForm(s)])
             .With("@c", evt.ConversationId).With("@seq", evt.Seq).With("@type", evt.Type).With("@m", evt.MessageId)
             .With("@actor", evt.ActorId).With("@u", evt.UserId).With("@role", evt.Role).With("@at", evt.CreatedAt)
             .ExecuteAsync(cancellationToken);
 
-    private static readonly string[] InsertEventSqlFor =
-        [InsertEventSql("@c, @seq, @type, @m, @actor, @u, @role, @at", false), InsertEventSql("@c, @seq, @type, @m, @actor, @u, @role, @at", true)];
+    private const string EventValues = "@c, @seq, @type, @m, @actor, @u, @role, @at";
+
+    private static readonly string[] InsertEventSqlFor = [InsertEventSql(EventValues, false), InsertEventSql(EventValues, true)];
+
+    /// <summary>
+    /// Which form of a statement that inserts events the session runs: [0] leaves the positions to the sequencer, [1]
+    /// takes them at insert (<see cref="InsertEventSql"/>, where write transactions commit one at a time).
+    /// </summary>
+    private static int PositionForm(SqlSession s) => s.Dialect.IdsGrowInCommitOrder ? 1 : 0;
 
     /// <summary>
     /// Statements that insert one conversation event with <paramref name="values"/>, the SQL for its conversation_id,
