@@ -46,13 +46,21 @@ internal sealed class SqlSession(DbConnection connection, DbTransaction? transac
         }
     }
 
-    /// <summary>The locks no command has taken yet, if any.</summary>
-    public Guid[]? PendingLocks => _locks;
-
     /// <summary>Takes the locks no command has taken yet, in a round trip of their own (before a commit, or a command that reads no rows).</summary>
-    public async Task FlushLocksAsync(CancellationToken cancellationToken)
+    public Task FlushLocksAsync(CancellationToken cancellationToken) => LockAsync(TakeLocks(), cancellationToken);
+
+    /// <summary>The locks no command has taken yet, if any, now handed to the caller, which takes them.</summary>
+    public Guid[]? TakeLocks()
     {
-        if (TakeLocks() is { } locks)
+        var locks = _locks;
+        _locks = null;
+        return locks;
+    }
+
+    /// <summary>Takes <paramref name="locks"/> (when any) in a round trip of their own.</summary>
+    public async Task LockAsync(Guid[]? locks, CancellationToken cancellationToken)
+    {
+        if (locks is not null)
         {
             var command = connection.CreateCommand();
             command.CommandText = dialect.LockConversationsSql(locks.Length);
@@ -61,17 +69,6 @@ internal sealed class SqlSession(DbConnection connection, DbTransaction? transac
             await new SqlCommand(command, dialect, reused: false, this).ExecuteAsync(cancellationToken);
         }
     }
-
-    /// <summary>The locks still to take, now handed to the caller, which takes them.</summary>
-    private Guid[]? TakeLocks()
-    {
-        var locks = _locks;
-        _locks = null;
-        return locks;
-    }
-
-    /// <summary>The pending locks went with a command (<see cref="PendingLocks"/>): none are left to take.</summary>
-    public void LocksTaken() => _locks = null;
 
     public void BindLocks(DbCommand command, Guid[] locks)
     {
@@ -146,15 +143,14 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
     /// </summary>
     private async Task<DbDataReader> ExecuteReaderAsync(CancellationToken cancellationToken)
     {
-        var locks = session.PendingLocks;
+        var locks = session.TakeLocks();
         if (Batch(locks) is not { } batch)
         {
             // Not a batch: the locks, if any, go first, on their own.
-            await session.FlushLocksAsync(cancellationToken);
+            await session.LockAsync(locks, cancellationToken);
             return await command.ExecuteReaderAsync(cancellationToken);
         }
 
-        session.LocksTaken();
         var reader = await batch.ExecuteReaderAsync(cancellationToken);
         try
         {
