@@ -71,12 +71,29 @@ public sealed class ConnectionLifecycleTests : IAsyncLifetime
         Assert.True(stale.Upgraded);
         Assert.Equal("connected", (await stale.ReceiveFrameAsync()).GetProperty("type").GetString());
         Assert.True(Hub.IsConnected("stale-user"));
+        // Both sockets run over Parley's heartbeat (one timer for all), not .NET's timer per socket.
+        var heartbeats = _factory.Services.GetRequiredService<Heartbeats>();
+        Assert.Equal(2, heartbeats.Count);
 
         await EventuallyAsync(() => !Hub.IsConnected("stale-user"), "a socket that answers no pings must be dropped", TimeSpan.FromSeconds(15));
+        Assert.Equal(1, heartbeats.Count);
 
         // The live client answered every ping meanwhile (its receive loop runs) and is still served.
         Assert.True(Hub.IsConnected("live-user"));
         await live.PingAsync();
+    }
+
+    [Fact]
+    public async Task Heartbeat_IdleClientAnswersThePings_StaysConnectedOverManyIntervals()
+    {
+        // Sends nothing for five heartbeat intervals; its WebSocket answers the server's pings by itself. A malformed
+        // ping, or one written into another frame, would fail this client's socket.
+        await using var idle = await WsClient.ConnectAsync(_factory, "idle-user");
+        await Task.Delay(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);
+
+        Assert.True(Hub.IsConnected("idle-user"));
+        Assert.Equal(WebSocketState.Open, idle.Socket.State);
+        await idle.PingAsync();
     }
 
     [Fact]

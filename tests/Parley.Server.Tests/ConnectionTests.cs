@@ -207,6 +207,21 @@ public sealed class ConnectionTests
     }
 
     [Fact]
+    public async Task HeartbeatTimedOut_AbortsTheSocketOnce_ClosedForThatReason()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options());
+        run.Start();
+
+        run.Connection.HeartbeatTimedOut();
+        run.Connection.HeartbeatTimedOut();
+        await run.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+
+        Assert.Equal(WebSocketState.Aborted, socket.State);
+        Assert.Equal(ParleyMetrics.CloseReasons.HeartbeatTimeout, run.Connection.CloseReason);
+    }
+
+    [Fact]
     public async Task ConnectionHub_Observed_ReportsOpenSocketsAndTheFramesWaitingInTheirQueues()
     {
         using var metrics = new TestMetrics();

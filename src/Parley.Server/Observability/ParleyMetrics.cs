@@ -258,7 +258,10 @@ internal sealed class ParleyMetrics
         /// <summary>4003: the token expired.</summary>
         public const string TokenExpired = "token_expired";
 
-        /// <summary>No close handshake: heartbeat or send timeout, or the network dropped the connection.</summary>
+        /// <summary>No close handshake: the peer answered no ping within the heartbeat timeout, and the server aborted it.</summary>
+        public const string HeartbeatTimeout = "heartbeat_timeout";
+
+        /// <summary>No close handshake: a send timeout, or the network dropped the connection.</summary>
         public const string Aborted = "aborted";
     }
 

@@ -15,5 +15,8 @@ internal sealed partial class Connection
 
         [LoggerMessage(EventId = 2004, Level = LogLevel.Debug, Message = "Connection {ConnectionId} receive loop ended: {Reason}")]
         public static partial void ReceiveEnded(ILogger logger, string connectionId, string reason);
+
+        [LoggerMessage(EventId = 2005, Level = LogLevel.Information, Message = "Connection {ConnectionId} answered no ping within {Timeout}; aborting it")]
+        public static partial void HeartbeatTimedOut(ILogger logger, string connectionId, TimeSpan timeout);
     }
 }

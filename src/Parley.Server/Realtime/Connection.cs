@@ -12,7 +12,7 @@ namespace Parley.Server.Realtime;
 /// never waits: a full queue means the client is not reading, and the connection is closed with 4001
 /// instead of buffering without bound or slowing the sender down.
 /// </summary>
-internal sealed partial class Connection : IDisposable
+internal sealed partial class Connection : IDisposable, IHeartbeatOwner
 {
     private const int InitialReceiveBuffer = 4096;
 
@@ -35,6 +35,9 @@ internal sealed partial class Connection : IDisposable
     // as the request itself: with a flag set before them, a send loop that saw the flag in between closed with the
     // default 1000 instead of the requested status (4001 for a slow consumer).
     private CloseRequest? _closeRequest;
+
+    // 1 once the heartbeat aborted the socket (for the close reason).
+    private int _heartbeatTimedOut;
 
     public Connection(
         string id, string userId, string deviceId, bool acks, WebSocket socket, RealtimeOptions options, int maxFrameBytes, ILogger logger, ParleyMetrics metrics)
@@ -131,6 +134,7 @@ internal sealed partial class Connection : IDisposable
         CloseCodes.TryAgainLater => ParleyMetrics.CloseReasons.TryAgainLater,
         CloseCodes.SlowConsumer => ParleyMetrics.CloseReasons.SlowConsumer,
         CloseCodes.TokenExpired => ParleyMetrics.CloseReasons.TokenExpired,
+        _ when Volatile.Read(ref _heartbeatTimedOut) == 1 => ParleyMetrics.CloseReasons.HeartbeatTimeout,
         _ when _socket.State == WebSocketState.Aborted => ParleyMetrics.CloseReasons.Aborted,
         _ => ParleyMetrics.CloseReasons.Normal,
     };
@@ -141,6 +145,16 @@ internal sealed partial class Connection : IDisposable
         lock (_attached)
         {
             _attached.Add(work);
+        }
+    }
+
+    /// <summary>The peer answered no ping within the heartbeat timeout: the socket is aborted, which ends both loops.</summary>
+    public void HeartbeatTimedOut()
+    {
+        if (Interlocked.Exchange(ref _heartbeatTimedOut, 1) == 0)
+        {
+            Log.HeartbeatTimedOut(_logger, Id, _options.HeartbeatTimeout);
+            _socket.Abort();
         }
     }
 

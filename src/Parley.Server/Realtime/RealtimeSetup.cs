@@ -12,6 +12,9 @@ internal static class RealtimeSetup
         var services = builder.Services;
         services.AddOptions<RealtimeOptions>().BindConfiguration(RealtimeOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<ConnectionHub>();
+        services.AddSingleton<Heartbeats>();
+        // First in the pipeline, so before the WebSocket middleware takes the upgrade features (HeartbeatUpgrade).
+        services.AddTransient<IStartupFilter, HeartbeatUpgrade.First>();
         services.AddHostedService<GracefulClose>();
         services.AddHealthChecks().AddCheck<DrainHealthCheck>("connections", tags: [HealthApi.ReadyTag]);
         return builder;

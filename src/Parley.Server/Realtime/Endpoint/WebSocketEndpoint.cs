@@ -37,6 +37,7 @@ internal static partial class WebSocketEndpoint
         HttpContext context,
         Caller caller,
         ConnectionHub hub,
+        Heartbeats heartbeats,
         FrameDispatcher dispatcher,
         DeliveryTracker deliveries,
         StreamCursors cursors,
@@ -97,11 +98,14 @@ internal static partial class WebSocketEndpoint
 
         var current = await cursors.CurrentAsync(context.RequestAborted);
         var options = realtimeOptions.Value;
+        // Parley's heartbeat (one timer for every socket) where the socket runs over its stream; otherwise .NET's
+        // keep-alive, a timer per socket.
+        var upgrade = context.Features.Get<HeartbeatUpgrade>();
         var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
         {
             SubProtocol = requested.Count > 0 ? FrameTypes.SubprotocolV1 : null,
-            KeepAliveInterval = options.HeartbeatInterval,
-            KeepAliveTimeout = options.HeartbeatTimeout,
+            KeepAliveInterval = upgrade is null ? options.HeartbeatInterval : TimeSpan.Zero,
+            KeepAliveTimeout = upgrade is null ? options.HeartbeatTimeout : Timeout.InfiniteTimeSpan,
             DangerousEnableCompression = false,
         });
 
@@ -149,6 +153,12 @@ internal static partial class WebSocketEndpoint
 
         sockets.Add(socketDelivery);
         hub.Add(connection);
+        var heartbeat = upgrade?.Stream;
+        if (heartbeat is not null)
+        {
+            heartbeats.Register(heartbeat, connection);
+        }
+
         metrics.ConnectionOpened();
         Log.Connected(logger, connection.Id, connection.UserId, connection.DeviceId, connection.Acks);
         using var expiry = ScheduleTokenExpiry(context, connection, time);
@@ -200,6 +210,11 @@ internal static partial class WebSocketEndpoint
         }
         finally
         {
+            if (heartbeat is not null)
+            {
+                heartbeats.Unregister(heartbeat);
+            }
+
             await presence.DisconnectedAsync(connection.UserId);
             hub.Remove(connection);
             sockets.Remove(socketDelivery);
