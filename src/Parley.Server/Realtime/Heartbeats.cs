@@ -11,14 +11,16 @@ internal interface IHeartbeatOwner
 
 /// <summary>
 /// The heartbeat of every socket on this instance, on one timer: a timing wheel whose slots hold the sockets due
-/// in that tick. A socket is looked at once per <see cref="RealtimeOptions.HeartbeatInterval"/> when it is
-/// active (to reschedule it after what it last sent) and pinged when it was silent that long; a ping unanswered
+/// in that tick (100 ms at most). A socket is looked at once per <see cref="RealtimeOptions.HeartbeatInterval"/>
+/// when it is active (to reschedule it after what it last sent) and pinged when it was silent that long; a ping unanswered
 /// for <see cref="RealtimeOptions.HeartbeatTimeout"/> aborts it. This replaces .NET's per-socket keep-alive timer,
 /// which fires every quarter of the shorter of the two for every socket, idle or not.
 /// </summary>
 internal sealed class Heartbeats : IDisposable
 {
-    private static readonly TimeSpan LongestTick = TimeSpan.FromSeconds(1);
+    // Short ticks spread the pings: the sockets that connected within one tick are pinged together, and a burst of
+    // thousands of pings and pongs at once raises the peak of pooled buffers (and so the memory kept) for nothing.
+    private static readonly TimeSpan LongestTick = TimeSpan.FromMilliseconds(100);
 
     private readonly TimeProvider _time;
     private readonly long _interval;
