@@ -97,6 +97,32 @@ public sealed class ConnectionLifecycleTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Heartbeat_PingsBetweenFramesOfASocketThatOnlyReceives_EveryFrameArrivesWhole()
+    {
+        // Bob sends nothing for four heartbeat intervals, so he is pinged while Alice's messages stream to him:
+        // the pings go out between those frames.
+        using var alice = _factory.Api("alice-heart");
+        var conversation = await alice.CreateDirectAsync("bob-heart");
+        await using var bob = await WsClient.ConnectAsync(_factory, "bob-heart");
+        var sent = new List<Guid>();
+        for (var i = 0; i < 40; i++)
+        {
+            sent.Add((await alice.SendTextAsync(conversation.Id, $"message {i}")).Id);
+            await Task.Delay(TimeSpan.FromMilliseconds(100), TestContext.Current.CancellationToken);
+        }
+
+        var received = new List<Guid>();
+        for (var i = 0; i < sent.Count; i++)
+        {
+            received.Add((await bob.NextAsync("new_message")).GetProperty("message").GetProperty("id").GetGuid());
+        }
+
+        Assert.Equal(sent, received);
+        Assert.True(Hub.IsConnected("bob-heart"));
+        await bob.PingAsync();
+    }
+
+    [Fact]
     public async Task TokenExpiry_WhileConnected_ClosesWith4003()
     {
         var token = ParleyFactory.Token("short-lived", expires: DateTime.UtcNow.AddSeconds(2));

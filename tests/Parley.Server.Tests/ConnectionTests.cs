@@ -222,6 +222,26 @@ public sealed class ConnectionTests
     }
 
     [Fact]
+    public async Task AwaitsPeer_WhileWaitingForTheNextFrame_NotBeforeRunningOrWhileHandlingOne()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options());
+        var handling = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        run.Handling = handling.Task;
+        Assert.False(run.Connection.AwaitsPeer);
+
+        run.Start();
+        await WaitUntilAsync(() => run.Connection.AwaitsPeer);
+        socket.ReceiveText("""{"type":"ping"}""");
+        await run.WaitForReceivedAsync(1);
+
+        // The heartbeat must not count this time against the peer: its answer may be waiting unread.
+        Assert.False(run.Connection.AwaitsPeer);
+        handling.SetResult();
+        await WaitUntilAsync(() => run.Connection.AwaitsPeer);
+    }
+
+    [Fact]
     public async Task ConnectionHub_Observed_ReportsOpenSocketsAndTheFramesWaitingInTheirQueues()
     {
         using var metrics = new TestMetrics();
@@ -743,6 +763,9 @@ public sealed class ConnectionTests
             }
         }
 
+        /// <summary>What handling a received frame waits for (a slow store, say); done by default.</summary>
+        public Task Handling { get; set; } = Task.CompletedTask;
+
         public void Start() =>
             _run = connection.RunAsync(
                 (_, frame, _) =>
@@ -753,7 +776,7 @@ public sealed class ConnectionTests
                     }
 
                     _receivedSignal.Release();
-                    return Task.CompletedTask;
+                    return Handling;
                 },
                 (_, frame) =>
                 {

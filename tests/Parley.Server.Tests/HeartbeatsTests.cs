@@ -1,4 +1,5 @@
 using System.Net.WebSockets;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Parley.Server.Realtime;
@@ -21,9 +22,11 @@ public sealed class HeartbeatsTests : IDisposable
 
     public HeartbeatsTests()
     {
-        _heartbeats = new Heartbeats(
-            Options.Create(new RealtimeOptions { HeartbeatInterval = Interval, HeartbeatTimeout = Timeout }), _time);
+        _heartbeats = Create(_time);
     }
+
+    private static Heartbeats Create(TimeProvider time) =>
+        new(Options.Create(new RealtimeOptions { HeartbeatInterval = Interval, HeartbeatTimeout = Timeout }), time, NullLogger<Heartbeats>.Instance);
 
     public void Dispose() => _heartbeats.Dispose();
 
@@ -136,14 +139,86 @@ public sealed class HeartbeatsTests : IDisposable
     }
 
     [Fact]
-    public void LateTimer_CatchesUp_PingsWhatBecameDue()
+    public void StalledTimer_OneTickCatchesUp_PingsAndAbortsWhatBecameDue()
     {
-        var (_, wire, _) = Register();
+        // A clock whose timer never fires: each Tick below is the first after a stall of many ticks.
+        var clock = new StalledClock();
+        using var heartbeats = Create(clock);
+        var early = new HeartbeatStream(new Wire(), clock);
+        var earlyOwner = new Owner();
+        var lateOwner = new Owner();
+        heartbeats.Register(early, earlyOwner);
+        clock.Now += Interval + TimeSpan.FromSeconds(1);
+        var late = new HeartbeatStream(new Wire(), clock);
+        heartbeats.Register(late, lateOwner);
+        heartbeats.Tick();
 
-        // One jump over many ticks (a stalled timer): the slots in between are still looked at.
-        _time.Advance(Interval * 3);
+        // Beyond a whole turn of the wheel: the early one was pinged long ago (aborted now), the late one not yet (pinged now).
+        clock.Now += Interval * 3;
+        heartbeats.Tick();
 
+        Assert.Equal(1, earlyOwner.TimedOut);
+        Assert.Equal(0, lateOwner.TimedOut);
+        Assert.Equal(1, heartbeats.Count);
+
+        clock.Now += Timeout + TimeSpan.FromSeconds(1);
+        heartbeats.Tick();
+        Assert.Equal(1, lateOwner.TimedOut);
+        Assert.Equal(0, heartbeats.Count);
+    }
+
+    [Fact]
+    public async Task UnansweredPing_WhileTheConnectionHandlesAFrame_NotAbortedUntilItWaitsForThePeerAgain()
+    {
+        var (socket, wire, owner) = Register();
+        Pass(Interval + TimeSpan.FromSeconds(1));
         Assert.Single(wire.Pings);
+
+        // A slow store holds the connection in a frame: the pong may be waiting unread.
+        owner.AwaitsPeer = false;
+        Pass(Timeout * 3);
+        Assert.Equal(0, owner.TimedOut);
+
+        // It reads again: what it reads counts as the answer, and the heartbeat starts over.
+        owner.AwaitsPeer = true;
+        await Heard(socket);
+        Pass(Interval - TimeSpan.FromSeconds(2));
+        Assert.Equal(0, owner.TimedOut);
+        Assert.Single(wire.Pings);
+
+        // Silent again, and now waiting for the peer: pinged, then aborted.
+        Pass(Timeout + TimeSpan.FromSeconds(5));
+        Assert.Equal(2, wire.Pings.Count);
+        Assert.Equal(1, owner.TimedOut);
+    }
+
+    [Fact]
+    public void UnansweredPing_ConnectionBusyAtTheTimeout_AbortedSoonAfterItWaitsAgainWithNothingRead()
+    {
+        var (_, wire, owner) = Register();
+        Pass(Interval + TimeSpan.FromSeconds(1));
+        owner.AwaitsPeer = false;
+        Pass(Timeout + TimeSpan.FromSeconds(1));
+        Assert.Equal(0, owner.TimedOut);
+
+        owner.AwaitsPeer = true;
+        Pass(Timeout / 4 + TimeSpan.FromSeconds(1));
+
+        Assert.Equal(1, owner.TimedOut);
+        Assert.Single(wire.Pings);
+    }
+
+    [Fact]
+    public void Abort_Throws_TheTickGoesOnForTheOthers()
+    {
+        var (_, _, failing) = Register();
+        var (_, _, other) = Register();
+        failing.Throws = true;
+
+        Pass(Interval + Timeout + TimeSpan.FromSeconds(2));
+
+        Assert.Equal(1, failing.TimedOut);
+        Assert.Equal(1, other.TimedOut);
     }
 
     [Fact]
@@ -226,7 +301,7 @@ public sealed class HeartbeatsTests : IDisposable
         }
     }
 
-    /// <summary>Time passes second by second, as on a real clock (one big jump is a stalled timer, tested apart).</summary>
+    /// <summary>Time passes second by second, as the ticks of a running timer see it.</summary>
     private void Pass(TimeSpan total)
     {
         for (var passed = TimeSpan.Zero; passed < total; passed += TimeSpan.FromSeconds(1))
@@ -264,7 +339,41 @@ public sealed class HeartbeatsTests : IDisposable
     {
         public int TimedOut { get; private set; }
 
-        public void HeartbeatTimedOut() => TimedOut++;
+        public bool AwaitsPeer { get; set; } = true;
+
+        public bool Throws { get; set; }
+
+        public void HeartbeatTimedOut()
+        {
+            TimedOut++;
+            if (Throws)
+            {
+                throw new InvalidOperationException("the owner failed");
+            }
+        }
+    }
+
+    /// <summary>A clock moved by hand whose timers never fire (a stalled timer queue).</summary>
+    private sealed class StalledClock : TimeProvider
+    {
+        public TimeSpan Now { get; set; } = TimeSpan.FromHours(1);
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+        public override long GetTimestamp() => Now.Ticks;
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) => new NeverFires();
+
+        private sealed class NeverFires : ITimer
+        {
+            public bool Change(TimeSpan dueTime, TimeSpan period) => true;
+
+            public void Dispose()
+            {
+            }
+
+            public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+        }
     }
 
     /// <summary>The connection under the stream: records each write; reads return at once with nothing.</summary>

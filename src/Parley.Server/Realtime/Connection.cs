@@ -39,6 +39,9 @@ internal sealed partial class Connection : IDisposable, IHeartbeatOwner
     // 1 once the heartbeat aborted the socket (for the close reason).
     private int _heartbeatTimedOut;
 
+    // True while the receive loop waits for the peer's next frame (not while it handles one).
+    private volatile bool _awaitsPeer;
+
     public Connection(
         string id, string userId, string deviceId, bool acks, WebSocket socket, RealtimeOptions options, int maxFrameBytes, ILogger logger, ParleyMetrics metrics)
     {
@@ -147,6 +150,9 @@ internal sealed partial class Connection : IDisposable, IHeartbeatOwner
             _attached.Add(work);
         }
     }
+
+    /// <inheritdoc/>
+    public bool AwaitsPeer => _awaitsPeer;
 
     /// <summary>The peer answered no ping within the heartbeat timeout: the socket is aborted, which ends both loops.</summary>
     public void HeartbeatTimedOut()
@@ -282,6 +288,7 @@ internal sealed partial class Connection : IDisposable, IHeartbeatOwner
             while (true)
             {
                 // Zero-byte read: an idle socket holds no receive buffer.
+                _awaitsPeer = true;
                 var probe = await _socket.ReceiveAsync(Memory<byte>.Empty, cancellationToken);
                 if (probe.MessageType == WebSocketMessageType.Close)
                 {
@@ -320,6 +327,7 @@ internal sealed partial class Connection : IDisposable, IHeartbeatOwner
                     }
                     else
                     {
+                        _awaitsPeer = false;
                         await onFrame(this, _receiveBuffer.AsMemory(0, count), cancellationToken);
                     }
                 }

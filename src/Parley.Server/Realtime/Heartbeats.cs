@@ -5,6 +5,12 @@ namespace Parley.Server.Realtime;
 /// <summary>What the heartbeat ends when a ping goes unanswered.</summary>
 internal interface IHeartbeatOwner
 {
+    /// <summary>
+    /// The connection is waiting for the peer's next frame. While it is not (it handles a frame, or has not started
+    /// reading yet), an answer may be waiting unread: silence then proves nothing about the peer.
+    /// </summary>
+    bool AwaitsPeer { get; }
+
     /// <summary>The peer answered nothing within the heartbeat timeout after a ping: abort the socket.</summary>
     void HeartbeatTimedOut();
 }
@@ -16,7 +22,7 @@ internal interface IHeartbeatOwner
 /// for <see cref="RealtimeOptions.HeartbeatTimeout"/> aborts it. This replaces .NET's per-socket keep-alive timer,
 /// which fires every quarter of the shorter of the two for every socket, idle or not.
 /// </summary>
-internal sealed class Heartbeats : IDisposable
+internal sealed partial class Heartbeats : IDisposable
 {
     // Short ticks spread the pings: the sockets that connected within one tick are pinged together, and a burst of
     // thousands of pings and pongs at once raises the peak of pooled buffers (and so the memory kept) for nothing.
@@ -26,26 +32,34 @@ internal sealed class Heartbeats : IDisposable
     private readonly long _interval;
     private readonly long _timeout;
     private readonly long _tick;
+    private readonly long _recheck;
     private readonly HeartbeatStream?[] _slots;
     private readonly Lock _gate = new();
+    private readonly ILogger _logger;
     private readonly ITimer _timer;
 
     // The next tick to look at (ticks are timestamps divided by _tick); guarded by _gate.
     private long _nextTick;
 
-    public Heartbeats(IOptions<RealtimeOptions> options, TimeProvider time)
+    public Heartbeats(IOptions<RealtimeOptions> options, TimeProvider time, ILogger<Heartbeats> logger)
     {
         var o = options.Value;
         _time = time;
+        _logger = logger;
         var tick = TimeSpan.FromTicks(Math.Min(o.HeartbeatInterval.Ticks, o.HeartbeatTimeout.Ticks) / 4);
         tick = tick > LongestTick ? LongestTick : tick;
         _interval = ToTimestamp(o.HeartbeatInterval);
         _timeout = ToTimestamp(o.HeartbeatTimeout);
         _tick = Math.Max(1, ToTimestamp(tick));
+        _recheck = Math.Max(_tick, _timeout / 4);
         // Every due time lies within the longer of the two from now: one slot more than that never wraps onto itself.
         _slots = new HeartbeatStream?[(Math.Max(_interval, _timeout) / _tick) + 3];
         _nextTick = (time.GetTimestamp() / _tick) + 1;
-        _timer = time.CreateTimer(static state => ((Heartbeats)state!).Tick(), this, tick, tick);
+        // Created by whichever request needs it first: its logging scope and trace must not flow into every tick.
+        using (ExecutionContext.SuppressFlow())
+        {
+            _timer = time.CreateTimer(static state => ((Heartbeats)state!).Tick(), this, tick, tick);
+        }
     }
 
     /// <summary>Sockets the heartbeat looks after (a moment's value).</summary>
@@ -124,7 +138,15 @@ internal sealed class Heartbeats : IDisposable
 
         foreach (var owner in timedOut ?? [])
         {
-            owner.HeartbeatTimedOut();
+            try
+            {
+                owner.HeartbeatTimedOut();
+            }
+            catch (Exception ex)
+            {
+                // On the timer's thread an exception would end the process; the other sockets still get theirs.
+                Log.AbortFailed(_logger, ex);
+            }
         }
     }
 
@@ -140,11 +162,16 @@ internal sealed class Heartbeats : IDisposable
                 stream.PingSentAt = 0;
                 Schedule(stream, heard + _interval);
             }
-            else if (now - stream.PingSentAt >= _timeout)
+            else if (now - stream.PingSentAt >= _timeout && stream.Owner!.AwaitsPeer)
             {
-                (timedOut ??= []).Add(stream.Owner!);
+                (timedOut ??= []).Add(stream.Owner);
                 stream.Owner = null;
                 Count--;
+            }
+            else if (now - stream.PingSentAt >= _timeout)
+            {
+                // The connection is busy with a frame (a slow store, say): look again once it reads.
+                Schedule(stream, now + _recheck);
             }
             else
             {
@@ -209,4 +236,10 @@ internal sealed class Heartbeats : IDisposable
     }
 
     private long ToTimestamp(TimeSpan span) => (long)(span.TotalSeconds * _time.TimestampFrequency);
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 2006, Level = LogLevel.Error, Message = "Aborting a socket that answered no ping failed")]
+        public static partial void AbortFailed(ILogger logger, Exception exception);
+    }
 }
