@@ -153,12 +153,6 @@ internal static partial class WebSocketEndpoint
 
         sockets.Add(socketDelivery);
         hub.Add(connection);
-        var heartbeat = upgrade?.Stream;
-        if (heartbeat is not null)
-        {
-            heartbeats.Register(heartbeat, connection);
-        }
-
         metrics.ConnectionOpened();
         Log.Connected(logger, connection.Id, connection.UserId, connection.DeviceId, connection.Acks);
         using var expiry = ScheduleTokenExpiry(context, connection, time);
@@ -166,8 +160,14 @@ internal static partial class WebSocketEndpoint
             ? time.CreateTimer(_ => socketDelivery.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
             : null;
         using var limiter = dispatcher.CreateInboundLimiter();
+        var heartbeat = upgrade?.Stream;
         try
         {
+            if (heartbeat is not null)
+            {
+                heartbeats.Register(heartbeat, connection);
+            }
+
             // Frames for the user published on other instances reach this one from here on: before anything is read.
             // Counted at once, so a connect cancelled while routing is still paired with its disconnect below.
             var lastSeqs = await presence.ConnectedAsync(connection.UserId, context.RequestAborted);
