@@ -25,7 +25,8 @@ internal static partial class WebSocketEndpoint
 
     public static IEndpointRouteBuilder MapRealtime(this IEndpointRouteBuilder app)
     {
-        app.MapGet(Path, HandleAsync)
+        // GET for the HTTP/1.1 upgrade; CONNECT for WebSockets over HTTP/2 (RFC 8441), which browsers may use over TLS.
+        app.MapMethods(Path, [HttpMethods.Get, HttpMethods.Connect], HandleAsync)
             .RequireAuthorization()
             .WithTags("Realtime")
             .WithSummary("WebSocket upgrade (see docs/websocket.md)")
