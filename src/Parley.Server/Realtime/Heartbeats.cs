@@ -162,20 +162,20 @@ internal sealed partial class Heartbeats : IDisposable
                 stream.PingSentAt = 0;
                 Schedule(stream, heard + _interval);
             }
-            else if (now - stream.PingSentAt >= _timeout && stream.Owner!.AwaitsPeer)
+            else if (now - stream.PingSentAt < _timeout)
             {
-                (timedOut ??= []).Add(stream.Owner);
-                stream.Owner = null;
-                Count--;
+                Schedule(stream, stream.PingSentAt + _timeout);
             }
-            else if (now - stream.PingSentAt >= _timeout)
+            else if (!stream.Owner!.AwaitsPeer)
             {
                 // The connection is busy with a frame (a slow store, say): look again once it reads.
                 Schedule(stream, now + _recheck);
             }
             else
             {
-                Schedule(stream, stream.PingSentAt + _timeout);
+                (timedOut ??= []).Add(stream.Owner);
+                stream.Owner = null;
+                Count--;
             }
 
             return;
