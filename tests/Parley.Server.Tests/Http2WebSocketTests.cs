@@ -47,31 +47,17 @@ public sealed class Http2WebSocketTests : IAsyncLifetime
 
         // HTTP/2 accepts the CONNECT with 200 (an HTTP/1.1 upgrade answers 101).
         Assert.Equal(HttpStatusCode.OK, socket.HttpStatusCode);
-        var buffer = new byte[64 * 1024];
-        Assert.Equal("connected", await ReceiveTypeAsync(socket, buffer, ct));
+        Assert.Equal("connected", Type(await RawSocket.ReceiveFrameAsync(socket)));
         Assert.Equal(1, _factory.Services.GetRequiredService<Heartbeats>().Count);
 
         // Silent for four heartbeat intervals, with a receive pending so that its pongs go out.
-        var next = ReceiveTypeAsync(socket, buffer, ct);
+        var next = RawSocket.ReceiveFrameAsync(socket);
         await Task.Delay(TimeSpan.FromSeconds(4), ct);
         Assert.True(_factory.Services.GetRequiredService<ConnectionHub>().IsConnected("h2-user"));
 
         await socket.SendAsync(Encoding.UTF8.GetBytes("""{"type":"ping"}"""), WebSocketMessageType.Text, endOfMessage: true, ct);
-        Assert.Equal("pong", await next.WaitAsync(WsClient.DefaultTimeout, ct));
+        Assert.Equal("pong", Type(await next.WaitAsync(WsClient.DefaultTimeout, ct)));
     }
 
-    private static async Task<string?> ReceiveTypeAsync(ClientWebSocket socket, byte[] buffer, CancellationToken ct)
-    {
-        var count = 0;
-        ValueWebSocketReceiveResult result;
-        do
-        {
-            result = await socket.ReceiveAsync(buffer.AsMemory(count), ct);
-            count += result.Count;
-        }
-        while (!result.EndOfMessage);
-
-        using var frame = JsonDocument.Parse(buffer.AsMemory(0, count));
-        return frame.RootElement.GetProperty("type").GetString();
-    }
+    private static string? Type(JsonElement frame) => frame.GetProperty("type").GetString();
 }

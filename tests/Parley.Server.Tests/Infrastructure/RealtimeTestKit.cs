@@ -95,14 +95,17 @@ internal sealed class RawSocket : IDisposable
     }
 
     /// <summary>Reads one whole text frame and parses it.</summary>
-    public async Task<JsonElement> ReceiveFrameAsync()
+    public Task<JsonElement> ReceiveFrameAsync() => ReceiveFrameAsync(Socket);
+
+    /// <summary>Reads one whole text frame of <paramref name="socket"/> and parses it.</summary>
+    public static async Task<JsonElement> ReceiveFrameAsync(WebSocket socket)
     {
         var buffer = new byte[64 * 1024];
         var count = 0;
         ValueWebSocketReceiveResult result;
         do
         {
-            result = await Socket.ReceiveAsync(buffer.AsMemory(count), TestContext.Current.CancellationToken).AsTask().WaitAsync(WsClient.DefaultTimeout);
+            result = await socket.ReceiveAsync(buffer.AsMemory(count), TestContext.Current.CancellationToken).AsTask().WaitAsync(WsClient.DefaultTimeout);
             count += result.Count;
         }
         while (!result.EndOfMessage);
