@@ -702,6 +702,66 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AppendMessage_ConcurrentSendsOfEveryKind_EachGetsTheOutcomeItWouldGetAlone()
+    {
+        // Sends that queue together share a transaction, and where the database is a round trip away the first send of
+        // each conversation in a batch reads and writes together with the others: replays of a key, replies, rejected
+        // and plain sends must still each get their own outcome, and the counters must add up.
+        var conversations = new List<Guid>();
+        var firsts = new List<Message>();
+        for (var i = 0; i < 10; i++)
+        {
+            var conversation = await CreateGroupAsync("alice", "bob", "carol");
+            conversations.Add(conversation);
+            firsts.Add(Succeeded(await Store.AppendMessageAsync(NewText(conversation, "alice", "first", $"k-first-{i}"), Accept, Ct)).Message);
+        }
+
+        // A replay of an edited message also reads its first version.
+        Succeeded(await Store.EditMessageAsync(firsts[0].Id, "alice", "first, edited", null, Accept, Now, Ct));
+        var refused = ApiError.Forbidden("rule says no");
+        var originalsSeen = new System.Collections.Concurrent.ConcurrentBag<string?>();
+        List<(int Conversation, Task<StoreResult<SendResult, ApiError>> Send)> plain = [], replies = [], replays = [], rejected = [];
+        for (var round = 0; round < 3; round++)
+        {
+            for (var i = 0; i < conversations.Count; i++)
+            {
+                var (conversation, first) = (conversations[i], firsts[i]);
+                plain.Add((i, Store.AppendMessageAsync(NewText(conversation, "bob", $"plain {round}", $"k-bob-{round}"), Accept, Ct)));
+                replies.Add((i, Store.AppendMessageAsync<ApiError>(NewText(conversation, "carol", $"reply {round}") with { ReplyToId = first.Id },
+                    facts => facts.ReplyTarget?.Id == first.Id ? null : ApiError.Forbidden("no target"), Ct)));
+                replays.Add((i, Store.AppendMessageAsync<ApiError>(NewText(conversation, "alice", "first", $"k-first-{i}"), facts =>
+                {
+                    originalsSeen.Add(facts.ExistingOriginal?.Content);
+                    return null;
+                }, Ct)));
+                rejected.Add((i, Store.AppendMessageAsync(NewText(conversation, "carol", "refused"), _ => refused, Ct)));
+            }
+        }
+
+        await Task.WhenAll(plain.Concat(replies).Concat(replays).Concat(rejected).Select(s => s.Send));
+
+        Assert.All(plain, s => Assert.True(Succeeded(s.Send.Result).Created));
+        Assert.All(replies, s => Assert.Equal(firsts[s.Conversation].Id, Succeeded(s.Send.Result).Message.ReplyToId));
+        Assert.All(replays, s => Assert.Equal((false, firsts[s.Conversation].Id), (Succeeded(s.Send.Result).Created, Succeeded(s.Send.Result).Message.Id)));
+        Assert.All(rejected, s => Assert.Same(refused, s.Send.Result.Rejection));
+        Assert.Equal(3, originalsSeen.Count(content => content == "first"));
+        for (var i = 0; i < conversations.Count; i++)
+        {
+            var stored = await Store.ListMessagesAsync(new MessageQuery(conversations[i], 0, null, 0, 100), Ct);
+            Assert.Equal(7, stored.Count);
+            Assert.DoesNotContain(stored, m => m.Content == "refused");
+            Assert.Equal(stored.Select(m => m.Seq), (await ReadEventsAsync(conversations[i])).Where(e => e.MessageId is not null && e.Type == EventTypes.MessageCreated).Select(e => e.Seq));
+            var snapshot = (await Store.GetConversationAsync(conversations[i], Ct))!;
+            foreach (var member in snapshot.Members)
+            {
+                // Each member has read up to their own last message, and has the others' later messages unread.
+                var own = stored.Where(m => m.SenderId == member.UserId).Max(m => (long?)m.Seq) ?? 0;
+                Assert.Equal((own, stored.Count(m => m.Seq > own && m.SenderId != member.UserId)), (member.ReadSeq, member.UnreadCount));
+            }
+        }
+    }
+
+    [Fact]
     public async Task ListMessages_PagesBySeqInBothDirectionsAndHidesWhatCameBeforeJoining()
     {
         var conversation = await CreateGroupAsync("alice", "bob");

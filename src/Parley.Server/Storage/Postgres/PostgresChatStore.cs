@@ -137,6 +137,8 @@ internal sealed class PostgresDialect : SqlDialect
 
     public override bool BindsByPosition => true;
 
+    public override bool WritesInOneStatement => true;
+
     public override DbParameter PositionalCopy(DbParameter parameter)
     {
         var named = (NpgsqlParameter)parameter;

@@ -18,6 +18,12 @@ internal abstract class PendingWrite
     public virtual IEnumerable<Guid> Conversations => [ConversationId];
 
     /// <summary>
+    /// Whether the write's first statement locks <see cref="ConversationId"/>, its only conversation, by itself (a
+    /// send reads the conversation's row with its lock): a batch of this write alone then needs no lock statement.
+    /// </summary>
+    public virtual bool LocksItsConversation => false;
+
+    /// <summary>
     /// Reads, asks the rules, and writes, in the batch's transaction. A write the rules reject must have written
     /// nothing: the batch commits the others. Runs again (in a batch of its own) when its batch failed.
     /// </summary>

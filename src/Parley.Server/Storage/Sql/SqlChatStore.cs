@@ -150,15 +150,16 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         await using var connection = await OpenWriteConnectionAsync(CancellationToken.None);
         await using var transaction = await BeginWriteTransactionAsync(connection.Connection, CancellationToken.None);
         var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
-        session.LockWithNextCommand(batch.SelectMany(w => w.Conversations));
+        if (batch is not [{ LocksItsConversation: true }])
+        {
+            // Several writes lock all their conversations first, in one order, so that batches never deadlock.
+            session.LockWithNextCommand(batch.SelectMany(w => w.Conversations));
+        }
 
         var started = Stopwatch.GetTimestamp();
         try
         {
-            foreach (var write in batch)
-            {
-                await write.RunAsync(session);
-            }
+            await RunBatchAsync(session, batch);
         }
         catch (Exception)
         {

@@ -50,7 +50,16 @@ internal abstract class SqlDialect
     public virtual DbParameter PositionalCopy(DbParameter parameter) =>
         throw new NotSupportedException($"{Provider} binds by name.");
 
-    /// <summary>Whether write transactions lock their conversations (<see cref="LockConversationsSql"/>) at all.</summary>
+    /// <summary>
+    /// Whether one statement may carry several writes (PostgreSQL's data-modifying <c>WITH</c>): where every statement
+    /// costs a bind, an executor start and a snapshot, a send's writes go as one.
+    /// </summary>
+    public virtual bool WritesInOneStatement => false;
+
+    /// <summary>
+    /// Whether write transactions lock their conversations (<see cref="LockConversationsSql"/>) at all; where they do,
+    /// a read may take the lock itself with <c>FOR UPDATE</c>.
+    /// </summary>
     public bool LocksConversations => LockConversationsSql(1).Length > 0;
 
     /// <summary>The name of the <paramref name="index"/>th conversation in <see cref="LockConversationsSql"/>.</summary>

@@ -26,6 +26,12 @@ internal sealed class SqlSession(DbConnection connection, DbTransaction? transac
         return new SqlCommand(command, dialect, reused: false, this);
     }
 
+    /// <summary>Commands to send together, in one round trip (only where the dialect binds by position).</summary>
+    public SqlPipeline Pipeline() =>
+        dialect.BindsByPosition
+            ? new SqlPipeline(this, connection, transaction)
+            : throw new NotSupportedException($"{dialect.Provider} runs one command at a time.");
+
     /// <summary>
     /// Locks <paramref name="conversationIds"/> until commit (<see cref="SqlDialect.LockConversationsSql"/>, in
     /// <see cref="SqlDialect.LockOrder"/>) before the next command's statements run, in that command's round trip when
@@ -194,25 +200,31 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
         _batch = command.Connection!.CreateBatch();
         _batch.Transaction = command.Transaction;
         _batch.Timeout = command.CommandTimeout;
-        foreach (var statement in prefix.Concat(statements))
+        AddStatements(_batch, prefix, command, dialect);
+        AddStatements(_batch, statements, command, dialect);
+        return _batch;
+    }
+
+    /// <summary>Adds <paramref name="statements"/> to <paramref name="batch"/>, with the values <paramref name="source"/> has bound by name.</summary>
+    internal static void AddStatements(DbBatch batch, PositionalStatement[] statements, DbCommand source, SqlDialect dialect)
+    {
+        foreach (var statement in statements)
         {
-            var batchCommand = _batch.CreateBatchCommand();
+            var batchCommand = batch.CreateBatchCommand();
             batchCommand.CommandText = statement.Sql;
             foreach (var name in statement.Parameters)
             {
-                var index = command.Parameters.IndexOf(name);
+                var index = source.Parameters.IndexOf(name);
                 if (index < 0)
                 {
                     throw new InvalidOperationException($"No value was bound for {name}.");
                 }
 
-                batchCommand.Parameters.Add(dialect.PositionalCopy(command.Parameters[index]));
+                batchCommand.Parameters.Add(dialect.PositionalCopy(source.Parameters[index]));
             }
 
-            _batch.BatchCommands.Add(batchCommand);
+            batch.BatchCommands.Add(batchCommand);
         }
-
-        return _batch;
     }
 
     /// <summary>Disposes the batch the command ran as, if any, and the command, unless a statement cache keeps it.</summary>
@@ -289,6 +301,99 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
             await using var reader = await ExecuteReaderAsync(cancellationToken);
             return await reader.ReadAsync(cancellationToken) ? read(new SqlRow(reader, dialect)) : null;
         }
+    }
+}
+
+/// <summary>
+/// Several commands sent in one round trip, where the provider binds by position (<see cref="SqlSession.Pipeline"/>):
+/// each is added and bound like a command of its own (the same parameter names may recur: each command keeps its
+/// values), then all their statements run as one batch, after the session's pending locks. A statement that fails
+/// stops the rest; the transaction is then to be rolled back.
+/// </summary>
+internal sealed class SqlPipeline(SqlSession session, DbConnection connection, DbTransaction? transaction)
+{
+    private readonly List<(DbCommand Command, PositionalStatement[] Statements)> _commands = [];
+
+    /// <summary>Adds a command of <paramref name="text"/>, to bind (its <c>With</c> calls), never to run by itself.</summary>
+    public SqlCommand Add(string text)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = text;
+        command.Transaction = transaction;
+        var statements = PositionalSql.Split(text) ?? throw new InvalidOperationException("A pipelined command must split into statements.");
+        _commands.Add((command, statements));
+        return new SqlCommand(command, session.Dialect, reused: false, session);
+    }
+
+    /// <summary>Runs the commands and hands the result sets of all of them, in order, to <paramref name="read"/>.</summary>
+    public async Task<T> ReadResultsAsync<T>(Func<SqlResults, Task<T>> read, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var locks = session.TakeLocks();
+            await using var batch = Build(locks);
+            await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+            for (var i = 0; i < (locks?.Length ?? 0); i++)
+            {
+                if (!await reader.NextResultAsync(cancellationToken))
+                {
+                    throw new InvalidOperationException("The pipeline returned fewer result sets than its locks.");
+                }
+            }
+
+            return await read(new SqlResults(reader, session.Dialect, cancellationToken));
+        }
+        finally
+        {
+            await DisposeCommandsAsync();
+        }
+    }
+
+    /// <summary>Runs the commands for their effects (nothing when none was added).</summary>
+    public async Task ExecuteAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await session.FlushLocksAsync(cancellationToken);
+            if (_commands.Count > 0)
+            {
+                await using var batch = Build(locks: null);
+                await batch.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+        finally
+        {
+            await DisposeCommandsAsync();
+        }
+    }
+
+    private DbBatch Build(Guid[]? locks)
+    {
+        var batch = connection.CreateBatch();
+        batch.Transaction = transaction;
+        if (locks is not null)
+        {
+            using var lockValues = connection.CreateCommand();
+            session.BindLocks(lockValues, locks);
+            SqlCommand.AddStatements(batch, PositionalSql.Split(session.Dialect.LockConversationsSql(locks.Length))!, lockValues, session.Dialect);
+        }
+
+        foreach (var (command, statements) in _commands)
+        {
+            SqlCommand.AddStatements(batch, statements, command, session.Dialect);
+        }
+
+        return batch;
+    }
+
+    private async Task DisposeCommandsAsync()
+    {
+        foreach (var (command, _) in _commands)
+        {
+            await command.DisposeAsync();
+        }
+
+        _commands.Clear();
     }
 }
 
