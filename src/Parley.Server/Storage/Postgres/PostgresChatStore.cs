@@ -23,8 +23,10 @@ internal sealed class PostgresChatStore(NpgsqlDataSource dataSource) : SqlChatSt
         await dataSource.DisposeAsync();
     }
 
-    // Batches committed at the same time: while one lane waits for its round trips, others use the database.
-    protected override int WriteLanes => 4;
+    // Batches committed at the same time: while one lane waits for its COMMIT, the other writes. Each transaction costs
+    // PostgreSQL more than its statements do, so fewer lanes (larger batches) cost less CPU per message: two, since a
+    // batch's sends go together (SendTogetherAsync); one lane alone stalls behind each fsync (benchmarks.md, item 17).
+    protected override int WriteLanes => 2;
 
     /// <summary>
     /// The data source for a connection string, with bounded waits where the string sets none: a request fails
