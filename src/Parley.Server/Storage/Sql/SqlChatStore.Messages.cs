@@ -402,7 +402,6 @@ internal abstract partial class SqlChatStore
     private static bool MentionsEqual(IReadOnlyList<Mention>? a, IReadOnlyList<Mention>? b) =>
         (a is null || a.Count == 0) ? (b is null || b.Count == 0) : b is not null && a.SequenceEqual(b);
 
-    /// <summary>A send in a group commit: <see cref="SendAsync"/> inside the batch's transaction, the outcome after its commit.</summary>
     /// <summary>A send waiting for its batch, seen without its rules' type (<see cref="SendTogetherAsync"/>).</summary>
     private abstract class PendingSendWrite : PendingWrite
     {
@@ -412,6 +411,10 @@ internal abstract partial class SqlChatStore
         public abstract Task<long?> DecideAsync(SqlSession session, SendRead read);
     }
 
+    /// <summary>
+    /// A send in a group commit: <see cref="SendAsync"/> (or, with others, <see cref="SendTogetherAsync"/>) inside the
+    /// batch's transaction, the outcome after its commit.
+    /// </summary>
     private sealed class PendingSend<TRejection>(NewMessage message, Func<SendFacts, TRejection?> check) : PendingSendWrite
         where TRejection : class
     {

@@ -76,7 +76,29 @@ internal sealed class SqlSession(DbConnection connection, DbTransaction? transac
         }
     }
 
-    public void BindLocks(DbCommand command, Guid[] locks)
+    /// <summary>
+    /// Adds the lock statements for <paramref name="locks"/> to <paramref name="batch"/> (ahead of what follows), their
+    /// values bound into <paramref name="values"/> (lock parameters have names no other statement uses).
+    /// </summary>
+    public void AddLockStatements(DbBatch batch, Guid[] locks, DbCommand values)
+    {
+        BindLocks(values, locks);
+        SqlCommand.AddStatements(batch, PositionalSql.Split(dialect.LockConversationsSql(locks.Length))!, values, dialect);
+    }
+
+    /// <summary>Moves <paramref name="reader"/> past the (empty) results of the lock statements at the head of its batch.</summary>
+    public static async Task SkipLockResultsAsync(DbDataReader reader, Guid[]? locks, CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < (locks?.Length ?? 0); i++)
+        {
+            if (!await reader.NextResultAsync(cancellationToken))
+            {
+                throw new InvalidOperationException("The batch returned fewer result sets than its locks.");
+            }
+        }
+    }
+
+    private void BindLocks(DbCommand command, Guid[] locks)
     {
         for (var i = 0; i < locks.Length; i++)
         {
@@ -160,14 +182,7 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
         var reader = await batch.ExecuteReaderAsync(cancellationToken);
         try
         {
-            for (var i = 0; i < (locks?.Length ?? 0); i++)
-            {
-                if (!await reader.NextResultAsync(cancellationToken))
-                {
-                    throw new InvalidOperationException("The command returned fewer result sets than its locks.");
-                }
-            }
-
+            await SqlSession.SkipLockResultsAsync(reader, locks, cancellationToken);
             return reader;
         }
         catch
@@ -190,17 +205,14 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
             return null;
         }
 
-        PositionalStatement[] prefix = [];
-        if (locks is not null)
-        {
-            prefix = PositionalSql.Split(dialect.LockConversationsSql(locks.Length))!;
-            session.BindLocks(command, locks);
-        }
-
         _batch = command.Connection!.CreateBatch();
         _batch.Transaction = command.Transaction;
         _batch.Timeout = command.CommandTimeout;
-        AddStatements(_batch, prefix, command, dialect);
+        if (locks is not null)
+        {
+            session.AddLockStatements(_batch, locks, command);
+        }
+
         AddStatements(_batch, statements, command, dialect);
         return _batch;
     }
@@ -333,14 +345,7 @@ internal sealed class SqlPipeline(SqlSession session, DbConnection connection, D
             var locks = session.TakeLocks();
             await using var batch = Build(locks);
             await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
-            for (var i = 0; i < (locks?.Length ?? 0); i++)
-            {
-                if (!await reader.NextResultAsync(cancellationToken))
-                {
-                    throw new InvalidOperationException("The pipeline returned fewer result sets than its locks.");
-                }
-            }
-
+            await SqlSession.SkipLockResultsAsync(reader, locks, cancellationToken);
             return await read(new SqlResults(reader, session.Dialect, cancellationToken));
         }
         finally
@@ -374,8 +379,7 @@ internal sealed class SqlPipeline(SqlSession session, DbConnection connection, D
         if (locks is not null)
         {
             using var lockValues = connection.CreateCommand();
-            session.BindLocks(lockValues, locks);
-            SqlCommand.AddStatements(batch, PositionalSql.Split(session.Dialect.LockConversationsSql(locks.Length))!, lockValues, session.Dialect);
+            session.AddLockStatements(batch, locks, lockValues);
         }
 
         foreach (var (command, statements) in _commands)
