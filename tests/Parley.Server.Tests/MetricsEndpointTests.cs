@@ -87,7 +87,7 @@ public sealed class MetricsEndpointTests
         await ScrapeAsync(scraper, text => Value(text, "parley_connections_open") is not null);
         var other = new ParleyFactory().StartKestrel();
         var otherMetrics = other.Services.GetRequiredService<ParleyMetrics>();
-        otherMetrics.ConnectionOpened();
+        otherMetrics.ConnectionOpened(ParleyMetrics.UpgradePipeline);
         otherMetrics.FrameWritten(FrameTypes.NewMessage, handedOffAt: 0);
         using (var otherClient = other.Anonymous())
         {

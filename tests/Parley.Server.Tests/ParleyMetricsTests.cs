@@ -69,8 +69,8 @@ public sealed class ParleyMetricsTests : IDisposable
         using var closed = _metrics.Collect<long>("parley.connections.closed");
         using var slow = _metrics.Collect<long>("parley.connections.slow_consumer_closes");
 
-        _metrics.Metrics.ConnectionOpened();
-        _metrics.Metrics.ConnectionOpened();
+        _metrics.Metrics.ConnectionOpened(ParleyMetrics.UpgradePipeline);
+        _metrics.Metrics.ConnectionOpened(ParleyMetrics.UpgradePipeline);
         _metrics.Metrics.SlowConsumerClosed();
         _metrics.Metrics.ConnectionClosed(ParleyMetrics.CloseReasons.SlowConsumer);
         _metrics.Metrics.ConnectionClosed(ParleyMetrics.CloseReasons.Normal);

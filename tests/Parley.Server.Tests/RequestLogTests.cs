@@ -52,12 +52,38 @@ public sealed class RequestLogTests : IAsyncLifetime
     public ValueTask DisposeAsync() => _factory.DisposeAsync();
 
     [Fact]
-    public async Task WebSocketWithAccessToken_RequestLinesAreLogged_WithoutTheToken()
+    public async Task WebSocketWithAccessToken_TakenDirectly_TheTokenIsNowhereInTheLog()
     {
         var alice = NewUser("alice");
         var token = ParleyFactory.Token(alice);
 
-        var (socket, _) = await Handshake.ConnectAsync(_factory.WebSocketUri($"access_token={token}&device_id=phone-1"));
+        var (socket, connected) = await Handshake.ConnectAsync(_factory.WebSocketUri($"access_token={token}&device_id=phone-1"));
+        await Handshake.CloseAsync(socket);
+
+        // Below the pipeline there are no request lines; the connection's own lines name the user and device.
+        var id = connected.GetProperty("connection_id").GetString()!;
+        await _log.WaitForAsync(e => e.Message.Contains($"Connection {id} closed", StringComparison.Ordinal), Bound);
+        var opened = await _log.WaitForAsync(e => e.Message.Contains($"Connection {id} opened", StringComparison.Ordinal), Bound);
+        Assert.Contains("phone-1", opened.Message, StringComparison.Ordinal);
+        AssertNowhereInTheLog(token, urlLogged: false);
+    }
+
+    [Fact]
+    public async Task WebSocketWithAccessToken_ThroughThePipeline_RequestLinesAreLogged_WithoutTheToken()
+    {
+        var alice = NewUser("alice");
+        var token = ParleyFactory.Token(alice);
+        await using var pipeline = new ParleyFactory(
+            s =>
+            {
+                s["Realtime:DirectUpgrade"] = "false";
+                s["Logging:LogLevel:Default"] = "Trace";
+                s["Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics"] = "Information";
+            },
+            services: services => services.AddSingleton<ILoggerProvider>(_log));
+        pipeline.StartKestrel();
+
+        var (socket, _) = await Handshake.ConnectAsync(pipeline.WebSocketUri($"access_token={token}&device_id=phone-1"));
         await Handshake.CloseAsync(socket);
 
         // The request lines are still there, with the other parameters readable and the token's value replaced.
@@ -132,10 +158,15 @@ public sealed class RequestLogTests : IAsyncLifetime
         public void Dispose() => inner.Dispose();
     }
 
-    private void AssertNowhereInTheLog(string token)
+    /// <param name="token">The token that must appear in no line.</param>
+    /// <param name="urlLogged">Whether a line logged the URL (redacted), which shows that the search could have found the token.</param>
+    private void AssertNowhereInTheLog(string token, bool urlLogged = true)
     {
         var leaks = _log.Entries.Where(e => e.Everything.Contains(token, StringComparison.Ordinal)).Select(e => $"{e.Category}: {e.Message}").ToList();
         Assert.True(leaks.Count == 0, "the token was logged:\n" + string.Join('\n', leaks));
-        Assert.Contains(_log.Entries, e => e.Everything.Contains("access_token=[redacted]", StringComparison.OrdinalIgnoreCase));
+        if (urlLogged)
+        {
+            Assert.Contains(_log.Entries, e => e.Everything.Contains("access_token=[redacted]", StringComparison.OrdinalIgnoreCase));
+        }
     }
 }

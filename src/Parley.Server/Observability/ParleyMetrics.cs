@@ -162,7 +162,14 @@ internal sealed class ParleyMetrics
         _queuedFrames = queuedFrames;
     }
 
-    public void ConnectionOpened() => _connectionsOpened.Add(1);
+    /// <summary>The <c>upgrade</c> tag of a connection taken by Kestrel's connection middleware (<c>Realtime:DirectUpgrade</c>).</summary>
+    public const string UpgradeDirect = "direct";
+
+    /// <summary>The <c>upgrade</c> tag of a connection upgraded by ASP.NET Core's request pipeline.</summary>
+    public const string UpgradePipeline = "pipeline";
+
+    /// <summary>A WebSocket was accepted; <paramref name="upgrade"/> is <see cref="UpgradeDirect"/> or <see cref="UpgradePipeline"/>.</summary>
+    public void ConnectionOpened(string upgrade) => _connectionsOpened.Add(1, new KeyValuePair<string, object?>("upgrade", upgrade));
 
     /// <summary>A connection ended; <paramref name="reason"/> is one of <see cref="CloseReasons"/>.</summary>
     public void ConnectionClosed(string reason) => _connectionsClosed.Add(1, new KeyValuePair<string, object?>("reason", reason));

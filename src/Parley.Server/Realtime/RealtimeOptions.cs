@@ -6,6 +6,13 @@ internal sealed class RealtimeOptions
 {
     public const string SectionName = "Realtime";
 
+    /// <summary>
+    /// Accept plain HTTP/1.1 WebSocket upgrades of <c>/ws</c> below ASP.NET Core's request pipeline (Kestrel connection
+    /// middleware), so that an open socket does not keep an HTTP request alive: about half of its memory. Refused upgrades,
+    /// TLS and HTTP/2 always take the pipeline. On by default.
+    /// </summary>
+    public bool DirectUpgrade { get; set; } = true;
+
     /// <summary>How often the server pings each socket (WebSocket ping frames); also sent to clients as heartbeat_interval_ms.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(25);

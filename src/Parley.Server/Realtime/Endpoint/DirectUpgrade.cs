@@ -1,0 +1,441 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net.WebSockets;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.Extensions.Options;
+using Parley.Server.Hosting.Auth;
+using Parley.Server.Observability;
+using Parley.Server.Protocol;
+using Parley.Server.Storage;
+
+namespace Parley.Server.Realtime.Endpoint;
+
+/// <summary>
+/// Accepts WebSockets below ASP.NET Core's request pipeline, as Kestrel connection middleware: a connection whose first
+/// bytes are a complete, plain <c>GET /ws</c> upgrade that would be accepted (authenticated, within its rate, every check
+/// of <see cref="SocketSessions.CheckAsync"/> passed) is answered with 101 here and runs over the connection's own pipes.
+/// Such a socket no longer carries an HTTP request for its whole life (the HTTP/1.1 connection state, request and
+/// response headers, the context and the middleware frames waiting under the endpoint): about half of an idle
+/// socket's memory (docs/benchmarks.md, "Idle connections").
+/// <para>
+/// Anything else goes on to the HTTP server untouched, with the bytes read so far: other requests, TLS, HTTP/2, a
+/// request head that did not arrive in the first read, one this parser does not take (see <see cref="TryParse"/>),
+/// and every upgrade that would be refused. The pipeline then answers it as it always did (401, 403, 429, 400, 503
+/// with their ProblemDetails), so refusals have one implementation. <c>Realtime:DirectUpgrade</c> = false turns this off.
+/// </para>
+/// </summary>
+internal sealed partial class DirectUpgrade(
+    SocketSessions sessions,
+    IServiceScopeFactory scopes,
+    IOptions<WebSocketOptions> webSocketOptions,
+    IOptions<Microsoft.AspNetCore.HostFiltering.HostFilteringOptions> hostFiltering,
+    IOptions<RateLimiterOptions> rateLimits,
+    StorageState storage,
+    TimeProvider time,
+    ILogger<DirectUpgrade> logger)
+{
+    /// <summary>The longest request head taken here; longer ones go to the HTTP server, whose own limits apply.</summary>
+    internal const int MaxHeadBytes = 8 * 1024;
+
+    private static readonly byte[] HeadEnd = "\r\n\r\n"u8.ToArray();
+
+    /// <summary>Adds the middleware to every endpoint Kestrel listens on (ahead of TLS, which it passes on).</summary>
+    public static void AddTo(Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions listen) =>
+        listen.Use(next =>
+        {
+            var direct = listen.ApplicationServices.GetRequiredService<DirectUpgrade>();
+            return connection => direct.OnConnectionAsync(connection, next);
+        });
+
+    public async Task OnConnectionAsync(ConnectionContext connection, ConnectionDelegate next)
+    {
+        var input = connection.Transport.Input;
+        ReadResult read;
+        try
+        {
+            read = await input.ReadAsync(connection.ConnectionClosed);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        var head = TryParse(read.Buffer);
+        var plan = head is null ? null : await TryAcceptAsync(head, connection);
+        if (plan is null)
+        {
+            // Nothing consumed: the HTTP server reads the same bytes.
+            input.AdvanceTo(read.Buffer.Start);
+            await next(connection);
+            return;
+        }
+
+        input.AdvanceTo(read.Buffer.GetPosition(head!.Length));
+        await RunAsync(connection, head!, plan);
+    }
+
+    /// <summary>The checks of the pipeline for this request: the plan when every one passes, else null (the pipeline answers).</summary>
+    private async Task<SocketPlan?> TryAcceptAsync(RequestHead head, ConnectionContext connection)
+    {
+        if (!head.IsWebSocketUpgrade || !HostAllowed(head) || !OriginAllowed(head) || !storage.IsReady || !sessions.Accepting)
+        {
+            return null;
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var context = new DefaultHttpContext { RequestServices = scope.ServiceProvider };
+        var request = context.Request;
+        request.Method = HttpMethods.Get;
+        request.Scheme = "http";
+        request.Path = FrameTypes.WebSocketPath;
+        request.QueryString = new QueryString(head.Query);
+        foreach (var (name, value) in head.Headers)
+        {
+            request.Headers.Append(name, value);
+        }
+
+        if (connection.RemoteEndPoint is System.Net.IPEndPoint remote)
+        {
+            context.Connection.RemoteIpAddress = remote.Address;
+            context.Connection.RemotePort = remote.Port;
+        }
+
+        var authenticated = await context.AuthenticateAsync();
+        if (!authenticated.Succeeded)
+        {
+            return null;
+        }
+
+        context.User = authenticated.Principal;
+        if (Caller.From(context) is not { } caller || rateLimits.Value.GlobalLimiter is not { } limiter)
+        {
+            return null;
+        }
+
+        using (var lease = limiter.AttemptAcquire(context))
+        {
+            if (!lease.IsAcquired)
+            {
+                return null;
+            }
+        }
+
+        var query = request.Query;
+        var checkedRequest = await sessions.CheckAsync(
+            new SocketRequest(caller, head.Subprotocols, query["acks"].ToString(), query["cursor"].ToString(), context.User.FindFirst("exp")?.Value),
+            connection.ConnectionClosed);
+        return checkedRequest.Value;
+    }
+
+    /// <summary>The host filter of the pipeline (<c>AllowedHosts</c>): exact names and <c>*.</c> suffixes, ports ignored.</summary>
+    private bool HostAllowed(RequestHead head)
+    {
+        var allowed = hostFiltering.Value.AllowedHosts;
+        if (allowed.Count == 0 || allowed.Contains("*"))
+        {
+            return true;
+        }
+
+        var host = HostString.FromUriComponent(head.Single("Host") ?? string.Empty).Host;
+        foreach (var entry in allowed)
+        {
+            if (entry.StartsWith("*.", StringComparison.Ordinal)
+                ? host.EndsWith(entry[1..], StringComparison.OrdinalIgnoreCase)
+                : host.Equals(HostString.FromUriComponent(entry).Host, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private bool OriginAllowed(RequestHead head)
+    {
+        var allowed = webSocketOptions.Value.AllowedOrigins;
+        if (allowed.Count == 0 || allowed.Contains("*") || head.Origin is null)
+        {
+            return true;
+        }
+
+        foreach (var origin in allowed)
+        {
+            if (string.Equals(origin, head.Origin, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private async Task RunAsync(ConnectionContext connection, RequestHead head, SocketPlan plan)
+    {
+        var output = connection.Transport.Output;
+        output.Write(SwitchingProtocols(head.Key, plan.Subprotocol));
+        try
+        {
+            await output.FlushAsync(connection.ConnectionClosed);
+            var stream = new HeartbeatStream(new TransportStream(connection.Transport), time);
+            using var socket = WebSocket.CreateFromStream(stream, new WebSocketCreationOptions
+            {
+                IsServer = true,
+                SubProtocol = plan.Subprotocol,
+                KeepAliveInterval = TimeSpan.Zero,
+            });
+            await sessions.RunAsync(plan, socket, stream, ParleyMetrics.UpgradeDirect, connection.ConnectionClosed);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionResetException or WebSocketException)
+        {
+            // The client went away; the connection ends here as it would under the pipeline.
+            Log.Ended(logger, connection.ConnectionId, ex);
+        }
+    }
+
+    /// <summary>The 101 answer (RFC 6455 section 4.2.2).</summary>
+    private static byte[] SwitchingProtocols(string key, string? subprotocol)
+    {
+        // SHA-1 is what the protocol specifies for this handshake value; it protects nothing.
+#pragma warning disable CA5350
+        var accept = Convert.ToBase64String(SHA1.HashData(Encoding.ASCII.GetBytes(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")));
+#pragma warning restore CA5350
+        var text = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: " + accept + "\r\n"
+            + (subprotocol is null ? string.Empty : "Sec-WebSocket-Protocol: " + subprotocol + "\r\n")
+            + "\r\n";
+        return Encoding.ASCII.GetBytes(text);
+    }
+
+    /// <summary>
+    /// The request head at the start of <paramref name="buffer"/> when it is a complete <c>GET /ws</c> request of HTTP/1.1
+    /// in a form this parser takes, else null. Deliberately narrow: only printable ASCII, no header continuation lines, no
+    /// body (neither <c>Content-Length</c> nor <c>Transfer-Encoding</c>), a <c>Host</c> header, at most
+    /// <see cref="MaxHeadBytes"/>. Whatever it declines, the HTTP server parses with its full rules.
+    /// </summary>
+    internal static RequestHead? TryParse(ReadOnlySequence<byte> buffer)
+    {
+        var window = buffer.Length > MaxHeadBytes ? buffer.Slice(0, MaxHeadBytes) : buffer;
+        if (window.Length < 16 || !window.FirstSpan.StartsWith("GET /"u8))
+        {
+            return null;
+        }
+
+        var bytes = window.IsSingleSegment ? window.FirstSpan : window.ToArray();
+        var end = bytes.IndexOf(HeadEnd);
+        if (end < 0)
+        {
+            return null;
+        }
+
+        var length = end + HeadEnd.Length;
+        foreach (var b in bytes[..end])
+        {
+            if (b is (< 0x20 and not (byte)'\t' and not (byte)'\r' and not (byte)'\n') or >= 0x7F)
+            {
+                return null;
+            }
+        }
+
+        var lines = Encoding.ASCII.GetString(bytes[..end]).Split("\r\n");
+        var requestLine = lines[0];
+        if (!requestLine.StartsWith("GET ", StringComparison.Ordinal) || !requestLine.EndsWith(" HTTP/1.1", StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var target = requestLine[4..^9];
+        var queryStart = target.IndexOf('?', StringComparison.Ordinal);
+        var path = queryStart < 0 ? target : target[..queryStart];
+        if (!path.Equals(FrameTypes.WebSocketPath, StringComparison.OrdinalIgnoreCase) || target.Contains(' ', StringComparison.Ordinal)
+            || target.Contains('#', StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var headers = new List<(string Name, string Value)>(lines.Length - 1);
+        for (var i = 1; i < lines.Length; i++)
+        {
+            var line = lines[i];
+            var colon = line.IndexOf(':', StringComparison.Ordinal);
+            if (colon <= 0 || !IsToken(line.AsSpan(0, colon)))
+            {
+                return null;
+            }
+
+            headers.Add((line[..colon], line[(colon + 1)..].Trim(' ', '\t')));
+        }
+
+        var head = new RequestHead(length, queryStart < 0 ? string.Empty : target[queryStart..], headers);
+        return head.Single("Host") is null || head.Has("Content-Length") || head.Has("Transfer-Encoding") ? null : head;
+    }
+
+    private static bool IsToken(ReadOnlySpan<char> name)
+    {
+        foreach (var c in name)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c)))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>A request head as read: its length in bytes, its query (with the <c>?</c>) and its header lines.</summary>
+    internal sealed class RequestHead(int length, string query, List<(string Name, string Value)> headers)
+    {
+        public int Length => length;
+
+        public string Query => query;
+
+        public IReadOnlyList<(string Name, string Value)> Headers => headers;
+
+        /// <summary>The header's value when it appears exactly once; null when it is missing or repeated.</summary>
+        public string? Single(string name)
+        {
+            string? found = null;
+            foreach (var (headerName, value) in headers)
+            {
+                if (headerName.Equals(name, StringComparison.OrdinalIgnoreCase))
+                {
+                    if (found is not null)
+                    {
+                        return null;
+                    }
+
+                    found = value;
+                }
+            }
+
+            return found;
+        }
+
+        public bool Has(string name) => headers.Exists(h => h.Name.Equals(name, StringComparison.OrdinalIgnoreCase));
+
+        public string? Origin => Single("Origin");
+
+        public string Key => Single("Sec-WebSocket-Key") ?? string.Empty;
+
+        /// <summary>The subprotocols offered, from every <c>Sec-WebSocket-Protocol</c> line.</summary>
+        public IReadOnlyList<string> Subprotocols =>
+        [
+            .. headers.Where(h => h.Name.Equals("Sec-WebSocket-Protocol", StringComparison.OrdinalIgnoreCase))
+                .SelectMany(h => h.Value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)),
+        ];
+
+        /// <summary>RFC 6455 section 4.2.1, as ASP.NET Core checks it: the upgrade tokens, version 13, a 16-byte key.</summary>
+        public bool IsWebSocketUpgrade =>
+            Single("Upgrade") is { } upgrade && upgrade.Equals("websocket", StringComparison.OrdinalIgnoreCase)
+            && Single("Connection") is { } connection
+            && connection.Split(',', StringSplitOptions.TrimEntries).Any(token => token.Equals("upgrade", StringComparison.OrdinalIgnoreCase))
+            && Single("Sec-WebSocket-Version") == "13"
+            && IsKey(Key);
+
+        private static bool IsKey(string key)
+        {
+            Span<byte> decoded = stackalloc byte[18];
+            return key.Length == 24 && Convert.TryFromBase64String(key, decoded, out var written) && written == 16;
+        }
+    }
+
+    /// <summary>The connection's pipes as the stream a WebSocket runs over (each write is flushed, as Kestrel's upgraded stream does).</summary>
+    private sealed class TransportStream(IDuplexPipe transport) : Stream
+    {
+        private int _disposed;
+
+        public override bool CanRead => true;
+
+        public override bool CanWrite => true;
+
+        public override bool CanSeek => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var reader = transport.Input;
+            while (Volatile.Read(ref _disposed) == 0)
+            {
+                var result = await reader.ReadAsync(cancellationToken);
+                var data = result.Buffer;
+                if (buffer.IsEmpty && !data.IsEmpty)
+                {
+                    // A zero-byte read: it waited for data, and consumes none.
+                    reader.AdvanceTo(data.Start);
+                    return 0;
+                }
+
+                if (!data.IsEmpty)
+                {
+                    var count = (int)Math.Min(data.Length, buffer.Length);
+                    data.Slice(0, count).CopyTo(buffer.Span);
+                    reader.AdvanceTo(data.GetPosition(count));
+                    return count;
+                }
+
+                reader.AdvanceTo(data.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    return 0;
+                }
+            }
+
+            return 0;
+        }
+
+        /// <summary>Ends a pending read and write (an aborted WebSocket disposes its stream to stop its loops).</summary>
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing && Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                transport.Input.CancelPendingRead();
+                transport.Output.CancelPendingFlush();
+            }
+
+            base.Dispose(disposing);
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var result = await transport.Output.WriteAsync(buffer, cancellationToken);
+            if (result.IsCanceled)
+            {
+                throw new OperationCanceledException(cancellationToken);
+            }
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override async Task FlushAsync(CancellationToken cancellationToken) => await transport.Output.FlushAsync(cancellationToken);
+
+        public override void Flush() => throw new NotSupportedException("Asynchronous only.");
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("Asynchronous only.");
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException("Asynchronous only.");
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 2013, Level = LogLevel.Debug, Message = "Connection {KestrelConnectionId} ended by the client")]
+        public static partial void Ended(ILogger logger, string kestrelConnectionId, Exception exception);
+    }
+}

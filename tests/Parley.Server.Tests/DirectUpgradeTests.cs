@@ -1,0 +1,251 @@
+using System.Buffers;
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Parley.Server.Observability;
+using Parley.Server.Realtime.Endpoint;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// WebSockets accepted below the request pipeline (<see cref="DirectUpgrade"/>): which connections it takes, that what it
+/// declines still gets the pipeline's answers, and that the socket it accepts behaves as any other.
+/// </summary>
+public sealed class DirectUpgradeTests : IAsyncLifetime
+{
+    private readonly ParleyFactory _factory = new(s => s["Cors:AllowedOrigins:0"] = "https://app.example.com");
+    private MetricCollector<long> _opened = null!;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask InitializeAsync()
+    {
+        _factory.StartKestrel();
+        _opened = new MetricCollector<long>(_factory.Services.GetRequiredService<IMeterFactory>(), ParleyMetrics.MeterName, "parley.connections.opened");
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _opened.Dispose();
+        await _factory.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task PlainUpgrade_IsTakenDirectly_AndAnswersWithTheSubprotocol()
+    {
+        var token = ParleyFactory.Token("direct-alice");
+
+        var (socket, connected) = await Handshake.ConnectAsync(
+            _factory.WebSocketUri($"access_token={token}&device_id=phone-1"), o => o.AddSubProtocol("parley.v1"));
+
+        Assert.Equal("parley.v1", socket.SubProtocol);
+        Assert.Equal("direct-alice", connected.GetProperty("user_id").GetString());
+        Assert.Equal("phone-1", connected.GetProperty("device_id").GetString());
+        Assert.Equal([ParleyMetrics.UpgradeDirect], Upgrades());
+        await Handshake.CloseAsync(socket);
+    }
+
+    [Fact]
+    public async Task Refusals_AreAnsweredByThePipeline()
+    {
+        var token = ParleyFactory.Token("direct-bob");
+
+        await Handshake.AssertRefusedAsync(_factory.WebSocketUri("access_token=not-a-token"), HttpStatusCode.Unauthorized);
+        await Handshake.AssertRefusedAsync(_factory.WebSocketUri($"access_token={token}&acks=maybe"), HttpStatusCode.BadRequest);
+        await Handshake.AssertRefusedAsync(_factory.WebSocketUri($"access_token={token}&cursor=garbage"), HttpStatusCode.BadRequest);
+        await Handshake.AssertRefusedAsync(
+            _factory.WebSocketUri($"access_token={token}"), HttpStatusCode.BadRequest, o => o.AddSubProtocol("other.v9"));
+        await Handshake.AssertRefusedAsync(
+            _factory.WebSocketUri($"access_token={token}"), HttpStatusCode.Forbidden, o => o.SetRequestHeader("Origin", "https://evil.example.org"));
+
+        Assert.Empty(Upgrades());
+    }
+
+    [Fact]
+    public async Task AllowedOrigin_IsTakenDirectly()
+    {
+        var token = ParleyFactory.Token("direct-carol");
+
+        var (socket, _) = await Handshake.ConnectAsync(
+            _factory.WebSocketUri($"access_token={token}"), o => o.SetRequestHeader("Origin", "https://app.example.com"));
+
+        Assert.Equal([ParleyMetrics.UpgradeDirect], Upgrades());
+        await Handshake.CloseAsync(socket);
+    }
+
+    [Fact]
+    public async Task FramesSentWithTheHead_AreRead()
+    {
+        var token = ParleyFactory.Token("direct-dave");
+        var address = _factory.BaseAddress;
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(address.Host, address.Port, Ct);
+        var stream = tcp.GetStream();
+
+        // The request head and a client frame in one write: the frame must not be lost with the head.
+        var head = $"GET /ws?access_token={token} HTTP/1.1\r\nHost: {address.Authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        byte[] bytes = [.. Encoding.ASCII.GetBytes(head), .. MaskedText("{\"type\":\"ping\"}")];
+        await stream.WriteAsync(bytes, Ct);
+
+        var received = await ReadUntilAsync(stream, "\"pong\"");
+        Assert.StartsWith("HTTP/1.1 101 Switching Protocols\r\n", received, StringComparison.Ordinal);
+        // RFC 6455's own example key and answer.
+        Assert.Contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", received, StringComparison.Ordinal);
+        Assert.True(received.IndexOf("\"connected\"", StringComparison.Ordinal) < received.IndexOf("\"pong\"", StringComparison.Ordinal));
+        Assert.Equal([ParleyMetrics.UpgradeDirect], Upgrades());
+    }
+
+    [Fact]
+    public async Task ClientThatVanishes_IsUnregistered()
+    {
+        var token = ParleyFactory.Token("direct-erin");
+        var (socket, _) = await Handshake.ConnectAsync(_factory.WebSocketUri($"access_token={token}"));
+        var hub = _factory.Services.GetRequiredService<Parley.Server.Realtime.ConnectionHub>();
+        Assert.Equal(1, hub.Count);
+
+        socket.Abort();
+
+        var deadline = DateTime.UtcNow + WsClient.DefaultTimeout;
+        while (hub.Count > 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the aborted socket is still registered");
+            await Task.Delay(20, Ct);
+        }
+    }
+
+    [Fact]
+    public async Task TurnedOff_SocketsTakeThePipeline()
+    {
+        await using var factory = new ParleyFactory(s => s["Realtime:DirectUpgrade"] = "false");
+        factory.StartKestrel();
+        using var opened = new MetricCollector<long>(factory.Services.GetRequiredService<IMeterFactory>(), ParleyMetrics.MeterName, "parley.connections.opened");
+
+        var (socket, _) = await Handshake.ConnectAsync(factory.WebSocketUri($"access_token={ParleyFactory.Token("direct-frank")}"));
+
+        Assert.Equal([ParleyMetrics.UpgradePipeline], opened.GetMeasurementSnapshot().Select(m => (string?)m.Tags["upgrade"]));
+        await Handshake.CloseAsync(socket);
+    }
+
+    [Theory]
+    [InlineData("GET /ws?access_token=x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n", true)]
+    [InlineData("GET /WS HTTP/1.1\r\nHost: h\r\n\r\n", true)]
+    [InlineData("GET /ws HTTP/1.1\r\nHost: h\r\n", false)] // not complete
+    [InlineData("GET /ws HTTP/1.0\r\nHost: h\r\n\r\n", false)]
+    [InlineData("POST /ws HTTP/1.1\r\nHost: h\r\n\r\n", false)]
+    [InlineData("GET /ws/x HTTP/1.1\r\nHost: h\r\n\r\n", false)]
+    [InlineData("GET /wsx HTTP/1.1\r\nHost: h\r\n\r\n", false)]
+    [InlineData("GET /api/v1/conversations HTTP/1.1\r\nHost: h\r\n\r\n", false)]
+    [InlineData("GET /ws HTTP/1.1\r\n\r\n", false)] // no Host
+    [InlineData("GET /ws HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", false)]
+    [InlineData("GET /ws HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", false)]
+    [InlineData("GET /ws HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", false)]
+    [InlineData("GET /ws HTTP/1.1\r\nHost: h\r\n folded: value\r\n\r\n", false)]
+    [InlineData("GET /ws HTTP/1.1\r\nHost: h\r\nX-A: caf\u00e9\r\n\r\n", false)]
+    [InlineData("GET /ws HTTP/1.1\r\nHost: h\r\nX-A: a\u0001b\r\n\r\n", false)]
+    [InlineData("GET /ws HTTP/1.1\r\nHost: h\r\nBad Name: v\r\n\r\n", false)]
+    [InlineData("GET /ws#f HTTP/1.1\r\nHost: h\r\n\r\n", false)]
+    public void TryParse_TakesOnlyTheNarrowForm(string text, bool taken)
+    {
+        var head = DirectUpgrade.TryParse(new ReadOnlySequence<byte>(Encoding.Latin1.GetBytes(text)));
+
+        Assert.Equal(taken, head is not null);
+    }
+
+    [Fact]
+    public void TryParse_ReadsQueryHeadersAndLength_AcrossSegments()
+    {
+        const string Text = "GET /ws?acks=true HTTP/1.1\r\nHost: h:80\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+            + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: a, parley.v1\r\n\r\n";
+        var bytes = Encoding.ASCII.GetBytes(Text + "\u0081\u0000");
+
+        var head = DirectUpgrade.TryParse(Segments(bytes, 7));
+
+        Assert.NotNull(head);
+        Assert.Equal(Text.Length, head.Length);
+        Assert.Equal("?acks=true", head.Query);
+        Assert.True(head.IsWebSocketUpgrade);
+        Assert.Equal(["a", "parley.v1"], head.Subprotocols);
+        Assert.Equal("h:80", head.Single("host"));
+    }
+
+    [Theory]
+    [InlineData("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", true)]
+    [InlineData("Upgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", false)]
+    [InlineData("Upgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", false)]
+    [InlineData("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", false)]
+    [InlineData("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=", false)]
+    [InlineData("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13", false)]
+    public void IsWebSocketUpgrade_AsRfc6455Asks(string headers, bool upgrade)
+    {
+        var head = DirectUpgrade.TryParse(new ReadOnlySequence<byte>(Encoding.ASCII.GetBytes($"GET /ws HTTP/1.1\r\nHost: h\r\n{headers}\r\n\r\n")));
+
+        Assert.Equal(upgrade, head!.IsWebSocketUpgrade);
+    }
+
+    private List<string?> Upgrades() => [.. _opened.GetMeasurementSnapshot().Select(m => (string?)m.Tags["upgrade"])];
+
+    private static byte[] MaskedText(string text)
+    {
+        var payload = Encoding.UTF8.GetBytes(text);
+        byte[] mask = [1, 2, 3, 4];
+        var frame = new byte[2 + 4 + payload.Length];
+        frame[0] = 0x81;
+        frame[1] = (byte)(0x80 | payload.Length);
+        mask.CopyTo(frame, 2);
+        for (var i = 0; i < payload.Length; i++)
+        {
+            frame[6 + i] = (byte)(payload[i] ^ mask[i % 4]);
+        }
+
+        return frame;
+    }
+
+    private static async Task<string> ReadUntilAsync(NetworkStream stream, string marker)
+    {
+        var received = new StringBuilder();
+        var buffer = new byte[4096];
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(WsClient.DefaultTimeout);
+        while (!received.ToString().Contains(marker, StringComparison.Ordinal))
+        {
+            var count = await stream.ReadAsync(buffer, timeout.Token);
+            Assert.NotEqual(0, count);
+            received.Append(Encoding.Latin1.GetString(buffer, 0, count));
+        }
+
+        return received.ToString();
+    }
+
+    private static ReadOnlySequence<byte> Segments(byte[] bytes, int size)
+    {
+        Segment? first = null;
+        Segment? last = null;
+        for (var offset = 0; offset < bytes.Length; offset += size)
+        {
+            var segment = new Segment(bytes.AsMemory(offset, Math.Min(size, bytes.Length - offset)), last);
+            first ??= segment;
+            last = segment;
+        }
+
+        return new ReadOnlySequence<byte>(first!, 0, last!, last!.Memory.Length);
+    }
+
+    private sealed class Segment : ReadOnlySequenceSegment<byte>
+    {
+        public Segment(ReadOnlyMemory<byte> memory, Segment? previous)
+        {
+            Memory = memory;
+            if (previous is not null)
+            {
+                RunningIndex = previous.RunningIndex + previous.Memory.Length;
+                previous.Next = this;
+            }
+        }
+    }
+}
