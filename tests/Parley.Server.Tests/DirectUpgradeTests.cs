@@ -102,6 +102,37 @@ public sealed class DirectUpgradeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task SilentConnection_GoesOnToTheHttpServer()
+    {
+        var address = _factory.BaseAddress;
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(address.Host, address.Port, Ct);
+        var stream = tcp.GetStream();
+
+        // Nothing arrives within the wait: the connection is the HTTP server's, which still answers a request.
+        await Task.Delay(DirectUpgrade.FirstBytesWait + TimeSpan.FromMilliseconds(500), Ct);
+        await stream.WriteAsync(Encoding.ASCII.GetBytes($"GET /health HTTP/1.1\r\nHost: {address.Authority}\r\n\r\n"), Ct);
+
+        Assert.StartsWith("HTTP/1.1 200 OK\r\n", await ReadUntilAsync(stream, "\r\n\r\n"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task OtherRequests_AreServedAsBefore_OnTheSameConnection()
+    {
+        var address = _factory.BaseAddress;
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(address.Host, address.Port, Ct);
+        var stream = tcp.GetStream();
+
+        // A request that is not an upgrade, then a second one on the kept connection: both are the HTTP server's.
+        var get = $"GET /health HTTP/1.1\r\nHost: {address.Authority}\r\n\r\n";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(get), Ct);
+        Assert.StartsWith("HTTP/1.1 200 OK\r\n", await ReadUntilAsync(stream, "Healthy"), StringComparison.Ordinal);
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(get), Ct);
+        Assert.StartsWith("HTTP/1.1 200 OK\r\n", await ReadUntilAsync(stream, "Healthy"), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ClientThatVanishes_IsUnregistered()
     {
         var token = ParleyFactory.Token("direct-erin");

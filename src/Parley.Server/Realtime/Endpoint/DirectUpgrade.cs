@@ -41,6 +41,12 @@ internal sealed partial class DirectUpgrade(
     /// <summary>The longest request head taken here; longer ones go to the HTTP server, whose own limits apply.</summary>
     internal const int MaxHeadBytes = 8 * 1024;
 
+    /// <summary>
+    /// How long a new connection's first bytes are waited for here. A client sends its request head as soon as it has
+    /// connected; a connection that stays silent goes on to the HTTP server after this, whose own timeouts then apply.
+    /// </summary>
+    internal static readonly TimeSpan FirstBytesWait = TimeSpan.FromSeconds(2);
+
     private static readonly byte[] HeadEnd = "\r\n\r\n"u8.ToArray();
 
     /// <summary>Adds the middleware to every endpoint Kestrel listens on (ahead of TLS, which it passes on).</summary>
@@ -55,13 +61,17 @@ internal sealed partial class DirectUpgrade(
     {
         var input = connection.Transport.Input;
         ReadResult read;
-        try
+        using (var wait = new CancellationTokenSource(FirstBytesWait))
         {
-            read = await input.ReadAsync(connection.ConnectionClosed);
-        }
-        catch (OperationCanceledException)
-        {
-            return;
+            try
+            {
+                read = await input.ReadAsync(wait.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                await next(connection);
+                return;
+            }
         }
 
         var head = TryParse(read.Buffer);
@@ -104,7 +114,18 @@ internal sealed partial class DirectUpgrade(
             context.Connection.RemotePort = remote.Port;
         }
 
-        var authenticated = await context.AuthenticateAsync();
+        AuthenticateResult authenticated;
+        try
+        {
+            authenticated = await context.AuthenticateAsync();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The pipeline authenticates the request again and reports what failed, as for any request.
+            Log.AuthenticationFailed(logger, connection.ConnectionId, ex);
+            return null;
+        }
+
         if (!authenticated.Succeeded)
         {
             return null;
@@ -437,5 +458,8 @@ internal sealed partial class DirectUpgrade(
     {
         [LoggerMessage(EventId = 2013, Level = LogLevel.Debug, Message = "Connection {KestrelConnectionId} ended by the client")]
         public static partial void Ended(ILogger logger, string kestrelConnectionId, Exception exception);
+
+        [LoggerMessage(EventId = 2014, Level = LogLevel.Debug, Message = "Connection {KestrelConnectionId}: authenticating the upgrade threw; the request goes on to the pipeline")]
+        public static partial void AuthenticationFailed(ILogger logger, string kestrelConnectionId, Exception exception);
     }
 }
