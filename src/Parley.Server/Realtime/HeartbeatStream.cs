@@ -134,6 +134,19 @@ internal sealed class HeartbeatStream(Stream inner, TimeProvider time) : Stream
         }
     }
 
+    /// <summary>
+    /// Waits for a ping being written (if any) and lets no other start: for a stream whose connection is handed back
+    /// after the socket ended. Bounded: a write that never ends is cut short by disposing the stream under it.
+    /// </summary>
+    public async Task StopWritesAsync()
+    {
+        _disposed = true;
+        if (await _writeLock.WaitAsync(TimeSpan.FromSeconds(5)))
+        {
+            _writeLock.Release();
+        }
+    }
+
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 
     public override void SetLength(long value) => throw new NotSupportedException();

@@ -34,6 +34,8 @@ internal sealed partial class DirectUpgrade(
     IOptions<WebSocketOptions> webSocketOptions,
     IOptions<Microsoft.AspNetCore.HostFiltering.HostFilteringOptions> hostFiltering,
     IOptions<RateLimiterOptions> rateLimits,
+    IOptions<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions> kestrel,
+    IOptions<MetricsOptions> metricsOptions,
     StorageState storage,
     TimeProvider time,
     ILogger<DirectUpgrade> logger)
@@ -49,16 +51,28 @@ internal sealed partial class DirectUpgrade(
 
     private static readonly byte[] HeadEnd = "\r\n\r\n"u8.ToArray();
 
-    /// <summary>Adds the middleware to every endpoint Kestrel listens on (ahead of TLS, which it passes on).</summary>
+    /// <summary>
+    /// Adds the middleware to every endpoint Kestrel listens on that speaks HTTP/1.1 (ahead of TLS, which it passes on),
+    /// except the metrics port, where no WebSocket is served.
+    /// </summary>
     public static void AddTo(Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions listen) =>
         listen.Use(next =>
         {
+            // Built once the endpoint is fully configured (its protocols included).
             var direct = listen.ApplicationServices.GetRequiredService<DirectUpgrade>();
-            return connection => direct.OnConnectionAsync(connection, next);
+            return (listen.Protocols & Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1) == 0
+                ? next
+                : connection => direct.OnConnectionAsync(connection, next);
         });
 
     public async Task OnConnectionAsync(ConnectionContext connection, ConnectionDelegate next)
     {
+        if (connection.LocalEndPoint is System.Net.IPEndPoint { Port: var port } && port == metricsOptions.Value.Port)
+        {
+            await next(connection);
+            return;
+        }
+
         var input = connection.Transport.Input;
         ReadResult read;
         using (var wait = new CancellationTokenSource(FirstBytesWait))
@@ -74,7 +88,7 @@ internal sealed partial class DirectUpgrade(
             }
         }
 
-        var head = TryParse(read.Buffer);
+        var head = TryParse(read.Buffer, kestrel.Value.Limits);
         var plan = head is null ? null : await TryAcceptAsync(head, connection);
         if (plan is null)
         {
@@ -88,8 +102,25 @@ internal sealed partial class DirectUpgrade(
         await RunAsync(connection, head!, plan);
     }
 
-    /// <summary>The checks of the pipeline for this request: the plan when every one passes, else null (the pipeline answers).</summary>
+    /// <summary>
+    /// The checks of the pipeline for this request: the plan when every one passes, else null. Nothing is consumed until
+    /// then, so whatever fails here (a refusal, a store that cannot be read, a client that went away) the pipeline
+    /// answers as for any request.
+    /// </summary>
     private async Task<SocketPlan?> TryAcceptAsync(RequestHead head, ConnectionContext connection)
+    {
+        try
+        {
+            return await CheckAsync(head, connection);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            Log.ChecksFailed(logger, connection.ConnectionId, ex);
+            return null;
+        }
+    }
+
+    private async Task<SocketPlan?> CheckAsync(RequestHead head, ConnectionContext connection)
     {
         if (!head.IsWebSocketUpgrade || !HostAllowed(head) || !OriginAllowed(head) || !storage.IsReady || !sessions.Accepting)
         {
@@ -114,18 +145,7 @@ internal sealed partial class DirectUpgrade(
             context.Connection.RemotePort = remote.Port;
         }
 
-        AuthenticateResult authenticated;
-        try
-        {
-            authenticated = await context.AuthenticateAsync();
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            // The pipeline authenticates the request again and reports what failed, as for any request.
-            Log.AuthenticationFailed(logger, connection.ConnectionId, ex);
-            return null;
-        }
-
+        var authenticated = await context.AuthenticateAsync();
         if (!authenticated.Succeeded)
         {
             return null;
@@ -137,19 +157,18 @@ internal sealed partial class DirectUpgrade(
             return null;
         }
 
-        using (var lease = limiter.AttemptAcquire(context))
-        {
-            if (!lease.IsAcquired)
-            {
-                return null;
-            }
-        }
-
+        // The endpoint's checks before the request's rate: a request refused here is charged once, by the pipeline.
         var query = request.Query;
         var checkedRequest = await sessions.CheckAsync(
             new SocketRequest(caller, head.Subprotocols, query["acks"].ToString(), query["cursor"].ToString(), context.User.FindFirst("exp")?.Value),
             connection.ConnectionClosed);
-        return checkedRequest.Value;
+        if (checkedRequest.Value is not { } plan)
+        {
+            return null;
+        }
+
+        using var lease = limiter.AttemptAcquire(context);
+        return lease.IsAcquired ? plan : null;
     }
 
     /// <summary>The host filter of the pipeline (<c>AllowedHosts</c>): exact names and <c>*.</c> suffixes, ports ignored.</summary>
@@ -175,23 +194,16 @@ internal sealed partial class DirectUpgrade(
         return false;
     }
 
+    /// <summary>
+    /// ASP.NET Core's WebSocket origin check: with origins configured (and no <c>*</c>), a request that sends
+    /// <c>Origin</c> must send one of them, compared with the configured origins lower-cased, all its lines joined.
+    /// </summary>
     private bool OriginAllowed(RequestHead head)
     {
         var allowed = webSocketOptions.Value.AllowedOrigins;
-        if (allowed.Count == 0 || allowed.Contains("*") || head.Origin is null)
-        {
-            return true;
-        }
-
-        foreach (var origin in allowed)
-        {
-            if (string.Equals(origin, head.Origin, StringComparison.OrdinalIgnoreCase))
-            {
-                return true;
-            }
-        }
-
-        return false;
+        var origin = head.All("Origin");
+        return allowed.Count == 0 || allowed.Contains("*") || origin.Length == 0
+            || allowed.Any(o => string.Equals(o.ToLowerInvariant(), origin, StringComparison.Ordinal));
     }
 
     private async Task RunAsync(ConnectionContext connection, RequestHead head, SocketPlan plan)
@@ -209,6 +221,9 @@ internal sealed partial class DirectUpgrade(
                 KeepAliveInterval = TimeSpan.Zero,
             });
             await sessions.RunAsync(plan, socket, stream, ParleyMetrics.UpgradeDirect, connection.ConnectionClosed);
+            // No ping may still be writing once the connection is handed back: Kestrel then completes its pipe.
+            socket.Dispose();
+            await stream.StopWritesAsync();
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionResetException or WebSocketException)
         {
@@ -236,9 +251,10 @@ internal sealed partial class DirectUpgrade(
     /// body (neither <c>Content-Length</c> nor <c>Transfer-Encoding</c>), a <c>Host</c> header, at most
     /// <see cref="MaxHeadBytes"/>. Whatever it declines, the HTTP server parses with its full rules.
     /// </summary>
-    internal static RequestHead? TryParse(ReadOnlySequence<byte> buffer)
+    internal static RequestHead? TryParse(ReadOnlySequence<byte> buffer, Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerLimits? limits = null)
     {
-        var window = buffer.Length > MaxHeadBytes ? buffer.Slice(0, MaxHeadBytes) : buffer;
+        var maxHead = (int)Math.Min(MaxHeadBytes, limits?.MaxRequestHeadersTotalSize ?? MaxHeadBytes);
+        var window = buffer.Length > maxHead ? buffer.Slice(0, maxHead) : buffer;
         if (window.Length < 16 || !window.FirstSpan.StartsWith("GET /"u8))
         {
             return null;
@@ -262,7 +278,11 @@ internal sealed partial class DirectUpgrade(
 
         var lines = Encoding.ASCII.GetString(bytes[..end]).Split("\r\n");
         var requestLine = lines[0];
-        if (!requestLine.StartsWith("GET ", StringComparison.Ordinal) || !requestLine.EndsWith(" HTTP/1.1", StringComparison.Ordinal))
+        // A bare CR or LF is a line end to some parsers (Kestrel's among them) and not to others: none is taken here.
+        if (lines.Any(line => line.Contains('\r', StringComparison.Ordinal) || line.Contains('\n', StringComparison.Ordinal))
+            || lines.Length - 1 > (limits?.MaxRequestHeaderCount ?? 100) || requestLine.Length > (limits?.MaxRequestLineSize ?? 8192)
+            || requestLine.Contains('\t', StringComparison.Ordinal)
+            || !requestLine.StartsWith("GET ", StringComparison.Ordinal) || !requestLine.EndsWith(" HTTP/1.1", StringComparison.Ordinal))
         {
             return null;
         }
@@ -290,7 +310,22 @@ internal sealed partial class DirectUpgrade(
         }
 
         var head = new RequestHead(length, queryStart < 0 ? string.Empty : target[queryStart..], headers);
-        return head.Single("Host") is null || head.Has("Content-Length") || head.Has("Transfer-Encoding") ? null : head;
+        return !IsHost(head.Single("Host")) || head.Has("Content-Length") || head.Has("Transfer-Encoding") ? null : head;
+    }
+
+    /// <summary>A <c>Host</c> of a name or address and an optional numeric port (anything else is Kestrel's to refuse).</summary>
+    private static bool IsHost(string? value)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            return false;
+        }
+
+        var host = HostString.FromUriComponent(value);
+        var name = host.Host.StartsWith('[') && host.Host.EndsWith(']') ? host.Host[1..^1] : host.Host;
+        var port = value.Length > host.Host.Length ? value[host.Host.Length..] : string.Empty;
+        return Uri.CheckHostName(name) != UriHostNameType.Unknown
+            && (port.Length == 0 || (port.Length > 1 && port[0] == ':' && port[1..].All(char.IsAsciiDigit) && port.Length <= 6));
     }
 
     private static bool IsToken(ReadOnlySpan<char> name)
@@ -337,7 +372,9 @@ internal sealed partial class DirectUpgrade(
 
         public bool Has(string name) => headers.Exists(h => h.Name.Equals(name, StringComparison.OrdinalIgnoreCase));
 
-        public string? Origin => Single("Origin");
+        /// <summary>Every line of the header, joined with commas as ASP.NET Core presents it; empty when there is none.</summary>
+        public string All(string name) =>
+            string.Join(',', headers.Where(h => h.Name.Equals(name, StringComparison.OrdinalIgnoreCase)).Select(h => h.Value));
 
         public string Key => Single("Sec-WebSocket-Key") ?? string.Empty;
 
@@ -436,6 +473,11 @@ internal sealed partial class DirectUpgrade(
             {
                 throw new OperationCanceledException(cancellationToken);
             }
+
+            if (result.IsCompleted)
+            {
+                throw new IOException("The connection no longer reads what is written.");
+            }
         }
 
         public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
@@ -459,7 +501,7 @@ internal sealed partial class DirectUpgrade(
         [LoggerMessage(EventId = 2013, Level = LogLevel.Debug, Message = "Connection {KestrelConnectionId} ended by the client")]
         public static partial void Ended(ILogger logger, string kestrelConnectionId, Exception exception);
 
-        [LoggerMessage(EventId = 2014, Level = LogLevel.Debug, Message = "Connection {KestrelConnectionId}: authenticating the upgrade threw; the request goes on to the pipeline")]
-        public static partial void AuthenticationFailed(ILogger logger, string kestrelConnectionId, Exception exception);
+        [LoggerMessage(EventId = 2014, Level = LogLevel.Debug, Message = "Connection {KestrelConnectionId}: checking the upgrade threw; the request goes on to the pipeline, which answers it")]
+        public static partial void ChecksFailed(ILogger logger, string kestrelConnectionId, Exception exception);
     }
 }

@@ -59,7 +59,12 @@ internal static class WebSocketEndpoint
         var checkedRequest = await sessions.CheckAsync(request, context.RequestAborted);
         if (checkedRequest.Value is not { } plan)
         {
-            return ApiResults.Problem(checkedRequest.Error!);
+            if (checkedRequest.Error!.Status == 503)
+            {
+                context.Response.Headers.RetryAfter = "1";
+            }
+
+            return ApiResults.Problem(checkedRequest.Error);
         }
 
         // Parley's heartbeat (one timer for every socket) where the socket runs over its stream; otherwise .NET's
