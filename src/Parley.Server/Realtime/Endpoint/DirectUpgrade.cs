@@ -99,7 +99,12 @@ internal sealed partial class DirectUpgrade(
         }
 
         input.AdvanceTo(read.Buffer.GetPosition(head!.Length));
-        await RunAsync(connection, head!, plan);
+        // The 101 is written (and flushed by RunAsync) here, so that only what the socket needs stays referenced for its
+        // life: not the parsed head, nor the bytes it was read from.
+        connection.Transport.Output.Write(SwitchingProtocols(head.Key, plan.Subprotocol));
+        head = null;
+        read = default;
+        await RunAsync(connection, plan);
     }
 
     /// <summary>
@@ -206,13 +211,11 @@ internal sealed partial class DirectUpgrade(
             || allowed.Any(o => string.Equals(o.ToLowerInvariant(), origin, StringComparison.Ordinal));
     }
 
-    private async Task RunAsync(ConnectionContext connection, RequestHead head, SocketPlan plan)
+    private async Task RunAsync(ConnectionContext connection, SocketPlan plan)
     {
-        var output = connection.Transport.Output;
-        output.Write(SwitchingProtocols(head.Key, plan.Subprotocol));
         try
         {
-            await output.FlushAsync(connection.ConnectionClosed);
+            await connection.Transport.Output.FlushAsync(connection.ConnectionClosed);
             var stream = new HeartbeatStream(new TransportStream(connection.Transport), time);
             using var socket = WebSocket.CreateFromStream(stream, new WebSocketCreationOptions
             {

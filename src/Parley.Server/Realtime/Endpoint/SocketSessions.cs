@@ -115,12 +115,7 @@ internal sealed partial class SocketSessions(
             metrics);
 
         var socketDelivery = new SocketDelivery(connection, options.SendQueueCapacity);
-        using var scope = _logger.BeginScope(new Dictionary<string, object>
-        {
-            ["WebSocketConnectionId"] = connection.Id,
-            ["UserId"] = connection.UserId,
-            ["DeviceId"] = connection.DeviceId,
-        });
+        using var scope = _logger.BeginScope(new LogScope(connection));
 
         // Queued before the socket is registered, so "connected" is always the first frame. Its cursor is the one
         // presented (the device's place before catching up) or the current position.
@@ -237,6 +232,35 @@ internal sealed partial class SocketSessions(
             null,
             due < TimeSpan.Zero ? TimeSpan.Zero : due,
             Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>
+    /// The socket's log scope (its connection, user and device), held for the socket's whole life: three fields over the
+    /// connection instead of a dictionary of them (about half a kilobyte per idle socket).
+    /// </summary>
+    private sealed class LogScope(Connection connection) : IReadOnlyList<KeyValuePair<string, object>>
+    {
+        public int Count => 3;
+
+        public KeyValuePair<string, object> this[int index] => index switch
+        {
+            0 => new("WebSocketConnectionId", connection.Id),
+            1 => new("UserId", connection.UserId),
+            2 => new("DeviceId", connection.DeviceId),
+            _ => throw new ArgumentOutOfRangeException(nameof(index)),
+        };
+
+        public IEnumerator<KeyValuePair<string, object>> GetEnumerator()
+        {
+            for (var i = 0; i < Count; i++)
+            {
+                yield return this[i];
+            }
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+
+        public override string ToString() => $"WebSocketConnectionId:{connection.Id} UserId:{connection.UserId} DeviceId:{connection.DeviceId}";
     }
 
     private static partial class Log
