@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
+using System.Net.WebSockets;
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
@@ -106,6 +107,39 @@ public sealed class DirectUpgradeTests : IAsyncLifetime
             new Uri($"ws://127.0.0.1:{port}/ws?access_token={ParleyFactory.Token("direct-metrics")}"), HttpStatusCode.NotFound);
 
         Assert.Empty(opened.GetMeasurementSnapshot());
+    }
+
+    [Fact]
+    public async Task LimitOnUpgradedConnections_EverySocketTakesThePipeline_WhereTheLimitHolds()
+    {
+        await using var factory = new ParleyFactory(services: services =>
+            services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(kestrel => kestrel.Limits.MaxConcurrentUpgradedConnections = 1)).StartKestrel();
+        using var opened = new MetricCollector<long>(factory.Services.GetRequiredService<IMeterFactory>(), ParleyMetrics.MeterName, "parley.connections.opened");
+        var uri = factory.WebSocketUri($"access_token={ParleyFactory.Token("direct-capped")}");
+
+        var (socket, _) = await Handshake.ConnectAsync(uri);
+        using var second = new ClientWebSocket();
+        await Assert.ThrowsAsync<WebSocketException>(() => second.ConnectAsync(uri, Ct).WaitAsync(WsClient.DefaultTimeout, Ct));
+
+        Assert.Equal([ParleyMetrics.UpgradePipeline], opened.GetMeasurementSnapshot().Select(m => (string?)m.Tags["upgrade"]));
+        await Handshake.CloseAsync(socket);
+    }
+
+    [Fact]
+    public async Task CheckThatThrows_ThePipelineAnswers()
+    {
+        await using var factory = new ParleyFactory(services: FailingStore.Install).StartKestrel();
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        var head = Head($"/ws?access_token={ParleyFactory.Token("direct-store-down")}", string.Empty);
+
+        // The stream position cannot be read: the direct upgrade hands the request on (nothing consumed), and the
+        // pipeline answers as for any request whose storage failed, instead of the connection being dropped.
+        store.Failing = true;
+        var answer = await ExchangeAsync(factory.BaseAddress, head, "\r\n\r\n");
+        store.Failing = false;
+
+        Assert.StartsWith("HTTP/1.1 503 ", answer, StringComparison.Ordinal);
+        Assert.Contains("Retry-After", answer, StringComparison.OrdinalIgnoreCase);
     }
 
     [Fact]

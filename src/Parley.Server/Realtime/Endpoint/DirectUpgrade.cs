@@ -67,7 +67,10 @@ internal sealed partial class DirectUpgrade(
 
     public async Task OnConnectionAsync(ConnectionContext connection, ConnectionDelegate next)
     {
-        if (connection.LocalEndPoint is System.Net.IPEndPoint { Port: var port } && port == metricsOptions.Value.Port)
+        // The metrics port serves no socket; with a limit on upgraded connections set, every socket takes the pipeline,
+        // where Kestrel counts it.
+        if ((connection.LocalEndPoint is System.Net.IPEndPoint { Port: var port } && port == metricsOptions.Value.Port)
+            || kestrel.Value.Limits.MaxConcurrentUpgradedConnections is not null)
         {
             await next(connection);
             return;

@@ -1,0 +1,77 @@
+using System.Reflection;
+using System.Runtime.ExceptionServices;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
+using Parley.Server.Storage;
+
+namespace Parley.Server.Tests.Infrastructure;
+
+/// <summary>
+/// The server's own store behind a proxy that makes <see cref="IChatStore.GetStreamPositionAsync"/> fail (SQLite's
+/// "database is locked", a storage error worth retrying) while <see cref="Failing"/> is set; every other call goes through.
+/// </summary>
+internal sealed class FailingStore : IAsyncDisposable
+{
+    private readonly IChatStore _inner;
+
+    private FailingStore(IChatStore inner)
+    {
+        _inner = inner;
+        Store = DispatchProxy.Create<IChatStore, Proxy>();
+        ((Proxy)(object)Store).Owner = this;
+    }
+
+    public IChatStore Store { get; }
+
+    public bool Failing { get => Volatile.Read(ref _failing); set => Volatile.Write(ref _failing, value); }
+
+    private bool _failing;
+
+    /// <summary>Replaces the registered store with the proxy; the real store is still disposed with the server.</summary>
+    public static void Install(IServiceCollection services)
+    {
+        var original = services.Last(d => d.ServiceType == typeof(IChatStore));
+        services.Remove(original);
+        services.AddSingleton(provider => new FailingStore((IChatStore)original.ImplementationFactory!(provider)));
+        services.AddSingleton(provider => provider.GetRequiredService<FailingStore>().Store);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        switch (_inner)
+        {
+            case IAsyncDisposable asyncDisposable:
+                await asyncDisposable.DisposeAsync();
+                break;
+            case IDisposable disposable:
+                disposable.Dispose();
+                break;
+        }
+    }
+
+    // Not sealed: DispatchProxy derives the proxy's type from it.
+#pragma warning disable CA1852
+    internal class Proxy : DispatchProxy
+#pragma warning restore CA1852
+    {
+        public FailingStore Owner { get; set; } = null!;
+
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+        {
+            if (targetMethod!.Name == nameof(IChatStore.GetStreamPositionAsync) && Owner.Failing)
+            {
+                return Task.FromException<StreamPosition>(new SqliteException("database is locked", 5));
+            }
+
+            try
+            {
+                return targetMethod.Invoke(Owner._inner, args);
+            }
+            catch (TargetInvocationException ex) when (ex.InnerException is not null)
+            {
+                ExceptionDispatchInfo.Throw(ex.InnerException);
+                throw;
+            }
+        }
+    }
+}
