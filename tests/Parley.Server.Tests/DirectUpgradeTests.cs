@@ -319,7 +319,7 @@ public sealed class DirectUpgradeTests : IAsyncLifetime
         Assert.Equal(Text.Length, head.Length);
         Assert.Equal("?acks=true", head.Query);
         Assert.True(head.IsWebSocketUpgrade);
-        Assert.Equal(["a", "parley.v1"], head.Subprotocols);
+        Assert.Equal(["a", "parley.v1"], head.ToContext().WebSockets.WebSocketRequestedProtocols);
         Assert.Equal("h:80", head.Single("host"));
     }
 

@@ -136,17 +136,8 @@ internal sealed partial class DirectUpgrade(
         }
 
         await using var scope = scopes.CreateAsyncScope();
-        var context = new DefaultHttpContext { RequestServices = scope.ServiceProvider };
-        var request = context.Request;
-        request.Method = HttpMethods.Get;
-        request.Scheme = "http";
-        request.Path = FrameTypes.WebSocketPath;
-        request.QueryString = new QueryString(head.Query);
-        foreach (var (name, value) in head.Headers)
-        {
-            request.Headers.Append(name, value);
-        }
-
+        var context = head.ToContext();
+        context.RequestServices = scope.ServiceProvider;
         if (connection.RemoteEndPoint is System.Net.IPEndPoint remote)
         {
             context.Connection.RemoteIpAddress = remote.Address;
@@ -166,10 +157,7 @@ internal sealed partial class DirectUpgrade(
         }
 
         // The endpoint's checks before the request's rate: a request refused here is charged once, by the pipeline.
-        var query = request.Query;
-        var checkedRequest = await sessions.CheckAsync(
-            new SocketRequest(caller, head.Subprotocols, query["acks"].ToString(), query["cursor"].ToString(), context.User.FindFirst("exp")?.Value),
-            connection.ConnectionClosed);
+        var checkedRequest = await sessions.CheckAsync(SocketRequest.Read(context, caller), connection.ConnectionClosed);
         if (checkedRequest.Value is not { } plan)
         {
             return null;
@@ -384,12 +372,25 @@ internal sealed partial class DirectUpgrade(
 
         public string Key => Single("Sec-WebSocket-Key") ?? string.Empty;
 
-        /// <summary>The subprotocols offered, from every <c>Sec-WebSocket-Protocol</c> line.</summary>
-        public IReadOnlyList<string> Subprotocols =>
-        [
-            .. headers.Where(h => h.Name.Equals("Sec-WebSocket-Protocol", StringComparison.OrdinalIgnoreCase))
-                .SelectMany(h => h.Value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)),
-        ];
+        /// <summary>
+        /// The request as an <see cref="HttpContext"/> of its own (no connection, no services), for the pipeline's handlers
+        /// and parsers to read it as they read any request: the subprotocols offered, for one.
+        /// </summary>
+        public DefaultHttpContext ToContext()
+        {
+            var context = new DefaultHttpContext();
+            var request = context.Request;
+            request.Method = HttpMethods.Get;
+            request.Scheme = "http";
+            request.Path = FrameTypes.WebSocketPath;
+            request.QueryString = new QueryString(query);
+            foreach (var (name, value) in headers)
+            {
+                request.Headers.Append(name, value);
+            }
+
+            return context;
+        }
 
         /// <summary>RFC 6455 section 4.2.1, as ASP.NET Core checks it: the upgrade tokens, version 13, a 16-byte key.</summary>
         public bool IsWebSocketUpgrade =>

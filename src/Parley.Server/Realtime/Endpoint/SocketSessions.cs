@@ -17,7 +17,16 @@ namespace Parley.Server.Realtime.Endpoint;
 /// ASP.NET Core endpoint or <see cref="DirectUpgrade"/>): its caller, the subprotocols it offers, the <c>acks</c> and
 /// <c>cursor</c> parameters as sent, and the <c>exp</c> claim of the token that authenticated it.
 /// </summary>
-internal sealed record SocketRequest(Caller Caller, IReadOnlyList<string> Subprotocols, string Acks, string Cursor, string? TokenExpiry);
+internal sealed record SocketRequest(Caller Caller, IReadOnlyList<string> Subprotocols, string Acks, string Cursor, string? TokenExpiry)
+{
+    /// <summary>What an authenticated request for <c>/ws</c> asks for, read the same way whichever way it came in.</summary>
+    public static SocketRequest Read(HttpContext context, Caller caller)
+    {
+        var query = context.Request.Query;
+        return new SocketRequest(
+            caller, [.. context.WebSockets.WebSocketRequestedProtocols], query["acks"].ToString(), query["cursor"].ToString(), context.User.FindFirst("exp")?.Value);
+    }
+}
 
 /// <summary>A request that may be accepted, with what its checks read.</summary>
 internal sealed record SocketPlan(SocketRequest Request, string? Subprotocol, bool Acks, Result<Cursor>? ResumeFrom, Cursor Current);
@@ -47,6 +56,9 @@ internal sealed partial class SocketSessions(
 
     public RealtimeOptions Options => realtimeOptions.Value;
 
+    /// <summary>The answer to an upgrade while the instance drains (with <c>Retry-After</c>).</summary>
+    public static readonly ApiError Draining = new(503, ErrorCodes.ServiceUnavailable, "This instance is shutting down; connect again.");
+
     /// <summary>Whether the instance takes new sockets (it does not while it drains for shutdown).</summary>
     public bool Accepting => !hub.Draining;
 
@@ -58,7 +70,7 @@ internal sealed partial class SocketSessions(
     {
         if (hub.Draining)
         {
-            return new ApiError(503, ErrorCodes.ServiceUnavailable, "This instance is shutting down; connect again.");
+            return Draining;
         }
 
         var requested = request.Subprotocols;

@@ -43,9 +43,7 @@ internal static class WebSocketEndpoint
     {
         if (!sessions.Accepting)
         {
-            // Shutting down: the device connects again, and the load balancer (readiness is failing) sends it elsewhere.
-            context.Response.Headers.RetryAfter = "1";
-            return ApiResults.Problem(new ApiError(503, ErrorCodes.ServiceUnavailable, "This instance is shutting down; connect again."));
+            return Refused(context, SocketSessions.Draining);
         }
 
         if (!context.WebSockets.IsWebSocketRequest)
@@ -53,18 +51,10 @@ internal static class WebSocketEndpoint
             return ApiResults.Problem(ApiError.BadRequest(ErrorCodes.InvalidRequest, "This endpoint only accepts WebSocket upgrades."));
         }
 
-        var query = context.Request.Query;
-        var request = new SocketRequest(
-            caller, [.. context.WebSockets.WebSocketRequestedProtocols], query["acks"].ToString(), query["cursor"].ToString(), context.User.FindFirst("exp")?.Value);
-        var checkedRequest = await sessions.CheckAsync(request, context.RequestAborted);
+        var checkedRequest = await sessions.CheckAsync(SocketRequest.Read(context, caller), context.RequestAborted);
         if (checkedRequest.Value is not { } plan)
         {
-            if (checkedRequest.Error!.Status == 503)
-            {
-                context.Response.Headers.RetryAfter = "1";
-            }
-
-            return ApiResults.Problem(checkedRequest.Error);
+            return Refused(context, checkedRequest.Error!);
         }
 
         // Parley's heartbeat (one timer for every socket) where the socket runs over its stream; otherwise .NET's
@@ -80,5 +70,16 @@ internal static class WebSocketEndpoint
         });
         await sessions.RunAsync(plan, socket, upgrade?.Stream, ParleyMetrics.UpgradePipeline, context.RequestAborted);
         return Results.Empty;
+    }
+
+    private static IResult Refused(HttpContext context, ApiError error)
+    {
+        if (error.Status == 503)
+        {
+            // Shutting down: the device connects again, and the load balancer (readiness is failing) sends it elsewhere.
+            context.Response.Headers.RetryAfter = "1";
+        }
+
+        return ApiResults.Problem(error);
     }
 }
