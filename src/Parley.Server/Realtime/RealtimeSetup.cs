@@ -38,7 +38,15 @@ internal static class RealtimeSetup
     private sealed class GracefulClose(ConnectionHub hub, IOptions<RealtimeOptions> options) : IHostedLifecycleService
     {
         public Task StoppingAsync(CancellationToken cancellationToken) =>
-            hub.CloseAllAsync(CloseCodes.GoingAway, "server shutting down", options.Value.CloseTimeout, cancellationToken);
+            hub.CloseAllAsync(CloseCodes.GoingAway, "server shutting down", Backstop(options.Value), cancellationToken);
+
+        /// <summary>
+        /// Longer than the slowest way a socket ends by itself (a write in progress runs to its send timeout, the close
+        /// frame's write and the wait for the peer's answer each to the close timeout): the bound must never come
+        /// before a socket's own abort, or services would stop under a socket still open.
+        /// </summary>
+        internal static TimeSpan Backstop(RealtimeOptions options) =>
+            options.SendTimeout + (2 * options.CloseTimeout) + TimeSpan.FromSeconds(1);
 
         public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
