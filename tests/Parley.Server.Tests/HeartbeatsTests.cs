@@ -261,6 +261,30 @@ public sealed class HeartbeatsTests : IDisposable
         Assert.Equal([close], wire.Writes);
     }
 
+    /// <summary>
+    /// A socket accepted below the request pipeline hands its connection back to Kestrel when it ends, which then
+    /// completes the connection's pipe: a ping still being written must finish first, and none may start after.
+    /// </summary>
+    [Fact]
+    public async Task StopWrites_WhileAPingIsBeingWritten_WaitsForItAndNoPingFollows()
+    {
+        var wire = new Wire();
+        var stream = new HeartbeatStream(wire, _time);
+        wire.HoldWrites();
+        var ping = stream.TryPingAsync();
+
+        var stopping = stream.StopWritesAsync();
+        await Task.Delay(50, TestContext.Current.CancellationToken);
+        Assert.False(stopping.IsCompleted);
+
+        wire.ReleaseWrites();
+        await stopping.WaitAsync(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);
+        Assert.True(ping.IsCompleted);
+        Assert.True(await ping);
+        Assert.False(await stream.TryPingAsync());
+        Assert.Single(wire.Pings);
+    }
+
     [Fact]
     public async Task Ping_OnADisposedStream_NotWritten()
     {
