@@ -57,6 +57,64 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
     }
 
     [Fact]
+    public async Task BackgroundCheckpoints_CopyTheLogIntoTheDatabaseFile_TheWriterAloneWouldNotYet()
+    {
+        // This class's store checkpoints in the background (the default): soon its database file alone holds the message.
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var message = await AppendAsync(conversation, "alice", "checkpointed");
+        Assert.True(await InFileAloneAsync(DatabasePath(0), message.Id, within: TimeSpan.FromSeconds(10)));
+
+        // Without it, only the writer's automatic checkpoint (every 1,000 pages of log) would copy it, and one message is
+        // far from that: what the first half saw is the background's doing.
+        var plain = Open(DatabasePath(1), backgroundCheckpoints: false);
+        await plain.MigrateAsync(Ct);
+        var other = Guid.CreateVersion7();
+        Assert.True((await plain.CreateConversationAsync(
+            new NewConversation(other, "group", "team", "alice", [("alice", "owner"), ("bob", "member")], null, Now), Ct)).Created);
+        var kept = Succeeded(await plain.AppendMessageAsync(NewText(other, "alice", "in the log only"), Accept, Ct)).Message;
+        Assert.False(await InFileAloneAsync(DatabasePath(1), kept.Id, within: TimeSpan.FromMilliseconds(500)));
+        Assert.Equal(kept, await plain.GetMessageAsync(kept.Id, Ct));
+    }
+
+    /// <summary>
+    /// Whether a copy of the database file without its write-ahead log holds the message, tried until
+    /// <paramref name="within"/> has passed (a copy taken during a checkpoint may be torn: it is taken again).
+    /// </summary>
+    private async Task<bool> InFileAloneAsync(string path, Guid messageId, TimeSpan within)
+    {
+        var copy = Path.Combine(_directory, $"copy-{Guid.NewGuid():N}.db");
+        var deadline = DateTime.UtcNow + within;
+        do
+        {
+            File.Copy(path, copy, overwrite: true);
+            try
+            {
+                if ((await QueryAsync(copy, $"SELECT COUNT(*) FROM messages WHERE id = '{messageId:D}'")).Single() == 1)
+                {
+                    return true;
+                }
+            }
+            catch (SqliteException)
+            {
+                // Torn or not yet a database: try again.
+            }
+            finally
+            {
+                SqliteConnection.ClearAllPools();
+                foreach (var file in new[] { copy + "-wal", copy + "-shm" })
+                {
+                    File.Delete(file);
+                }
+            }
+
+            await Task.Delay(50, Ct);
+        }
+        while (DateTime.UtcNow < deadline);
+
+        return false;
+    }
+
+    [Fact]
     public async Task FailingRule_LeavesNoRowBehind()
     {
         var conversation = await CreateGroupAsync("alice", "bob");
@@ -236,9 +294,9 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         }
     }
 
-    private SqliteChatStore Open(string path)
+    private SqliteChatStore Open(string path, bool backgroundCheckpoints = true)
     {
-        var store = new SqliteChatStore($"Data Source={path}");
+        var store = new SqliteChatStore($"Data Source={path}", backgroundCheckpoints: backgroundCheckpoints);
         _stores.Add(store);
         return store;
     }

@@ -18,4 +18,10 @@ internal sealed class StorageOptions
     /// <summary>Which database holds conversations and messages. <c>Sqlite</c> (default) needs nothing installed; <c>Postgres</c> for production.</summary>
     [EnumDataType(typeof(StorageProvider))]
     public StorageProvider Provider { get; set; } = StorageProvider.Sqlite;
+
+    /// <summary>
+    /// SQLite only: copy the write-ahead log into the database file on a connection of its own, instead of in the
+    /// single writer after its commits (docs/storage.md). <c>false</c>: SQLite's automatic checkpoint in the writer.
+    /// </summary>
+    public bool SqliteBackgroundCheckpoints { get; set; } = true;
 }

@@ -34,7 +34,10 @@ internal static class StorageSetup
     public static IChatStore CreateStore(StorageOptions options, IConfiguration configuration) => options.Provider switch
     {
         StorageProvider.Postgres => new PostgresChatStore(PostgresChatStore.CreateDataSource(configuration.GetConnectionString("Postgres")!)),
-        _ => new SqliteChatStore(configuration.GetConnectionString("Sqlite") is { Length: > 0 } sqlite ? sqlite : DefaultSqliteConnectionString, exclusive: true),
+        _ => new SqliteChatStore(
+            configuration.GetConnectionString("Sqlite") is { Length: > 0 } sqlite ? sqlite : DefaultSqliteConnectionString,
+            exclusive: true,
+            backgroundCheckpoints: options.SqliteBackgroundCheckpoints),
     };
 
     /// <summary>Failures worth waiting out (the database is down or unreachable), as opposed to configuration errors.</summary>

@@ -12,7 +12,9 @@ namespace Parley.Server.Storage.Sqlite;
 /// must not share one SQLite file; with <paramref name="exclusive"/> (the server and the <c>migrate</c> command)
 /// the store holds <see cref="SqliteFileLock"/> for its lifetime, so a second process is refused at start.
 /// </summary>
-internal sealed class SqliteChatStore(string connectionString, bool exclusive = false) : SqlChatStore(new SqliteDialect()), IDisposable, IAsyncDisposable
+internal sealed class SqliteChatStore(
+    string connectionString, bool exclusive = false, bool backgroundCheckpoints = true, int writerCheckpointPages = WalCheckpointer.WriterAutoCheckpointPages)
+    : SqlChatStore(new SqliteDialect()), IDisposable, IAsyncDisposable
 {
     private readonly SqliteFileLock? _fileLock = exclusive ? SqliteFileLock.Acquire(connectionString) : null;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -32,6 +34,11 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
         Pooling = false,
         ForeignKeys = true,
     }.ToString();
+
+    // Checkpoints off the single writer (Storage:SqliteBackgroundCheckpoints).
+    private readonly WalCheckpointer? _checkpointer = backgroundCheckpoints
+        ? new WalCheckpointer(new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString())
+        : null;
 
     public ValueTask DisposeAsync() => new(Stopping());
 
@@ -55,6 +62,11 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
     private async Task StopAsync()
     {
         await DrainWritesAsync();
+        if (_checkpointer is not null)
+        {
+            await _checkpointer.DisposeAsync();
+        }
+
         List<WriteConnection> readers = [];
         lock (_readers)
         {
@@ -119,6 +131,8 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
     /// </summary>
     protected override async ValueTask<WriteConnection> OpenWriteConnectionAsync(CancellationToken cancellationToken)
     {
+        _checkpointer?.Written();
+
         if (_writer is { IsClosed: false } writer)
         {
             writer.Begin();
@@ -129,6 +143,13 @@ internal sealed class SqliteChatStore(string connectionString, bool exclusive = 
         // while the store has not begun to stop, so a write that runs during the stop closes it after itself.
         var connection = new SqliteConnection(_writerConnectionString);
         await connection.OpenAsync(cancellationToken);
+        if (_checkpointer is not null)
+        {
+            await using var pragma = connection.CreateCommand();
+            pragma.CommandText = $"PRAGMA wal_autocheckpoint={writerCheckpointPages};";
+            await pragma.ExecuteNonQueryAsync(cancellationToken);
+        }
+
         _writer = new WriteConnection(connection, new StatementCache(connection), keep: () => Volatile.Read(ref _stopping) is null);
         return _writer;
     }
