@@ -22,6 +22,8 @@ public sealed class ConfigurationCheckTests
     [Theory]
     [InlineData("Storage:Provider", "Mongo", "Storage:Provider is 'Mongo'; allowed values: Sqlite, Postgres.")]
     [InlineData("Storage:Provider", "7", "Storage:Provider is '7'; allowed values: Sqlite, Postgres.")]
+    [InlineData("Storage:SqliteWriterCacheMiB", "0", "Storage:SqliteWriterCacheMiB is '0'; expected a whole number from 1 to 65536.")]
+    [InlineData("Storage:SqliteBackgroundCheckpoints", "sometimes", "Storage:SqliteBackgroundCheckpoints is 'sometimes'; allowed values: true, false.")]
     [InlineData("Auth:Mode", "Basic", "Auth:Mode is 'Basic'; allowed values: Jwt, Header.")]
     [InlineData("Limits:SendBurst", "abc", "Limits:SendBurst is 'abc'; expected a whole number from 1 to 1000000.")]
     [InlineData("Limits:SendBurst", "0", "Limits:SendBurst is '0'; expected a whole number from 1 to 1000000.")]
@@ -144,7 +146,7 @@ public sealed class ConfigurationCheckTests
             ["Storage:Provder", "Auth:Jwt:Audiance", "Limits:MaxContentLenght", "Realtime:Heartbeat", "Delivery:CursorRetension", "Cors:AllowedOrigin", "ConnectionStrings:Postgress"],
             unknown.Select(u => u.Key));
         var storage = unknown.Single(u => u.Key == "Storage:Provder");
-        Assert.Equal("unknown setting Storage:Provder is ignored; the settings of Storage are Provider.", ConfigurationCheck.Describe(storage));
+        Assert.Equal("unknown setting Storage:Provder is ignored; the settings of Storage are Provider, SqliteBackgroundCheckpoints, SqliteWriterCacheMiB.", ConfigurationCheck.Describe(storage));
         Assert.Contains("Audience", unknown.Single(u => u.Key == "Auth:Jwt:Audiance").Known);
         Assert.Equal(["Sqlite", "Postgres", "Redis"], unknown.Single(u => u.Key == "ConnectionStrings:Postgress").Known);
     }

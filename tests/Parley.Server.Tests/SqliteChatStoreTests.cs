@@ -76,6 +76,20 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         Assert.Equal(kept, await plain.GetMessageAsync(kept.Id, Ct));
     }
 
+    [Fact]
+    public async Task WriterConnection_HasItsPageCache_AndWithBackgroundCheckpointsOnlyAFallbackCheckpointOfItsOwn()
+    {
+        var background = Open(DatabasePath(1));
+        await background.MigrateAsync(Ct);
+        Assert.Equal(-SqliteChatStore.DefaultWriterCacheMiB * 1024L, await background.WriterPragmaAsync("cache_size"));
+        Assert.Equal(WalCheckpointer.WriterAutoCheckpointPages, await background.WriterPragmaAsync("wal_autocheckpoint"));
+
+        var plain = Open(DatabasePath(2), backgroundCheckpoints: false, writerCacheMiB: 8);
+        await plain.MigrateAsync(Ct);
+        Assert.Equal(-8 * 1024L, await plain.WriterPragmaAsync("cache_size"));
+        Assert.Equal(1000, await plain.WriterPragmaAsync("wal_autocheckpoint")); // SQLite's default: the writer checkpoints
+    }
+
     /// <summary>
     /// Whether a copy of the database file without its write-ahead log holds the message, tried until
     /// <paramref name="within"/> has passed (a copy taken during a checkpoint may be torn: it is taken again).
@@ -294,9 +308,9 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         }
     }
 
-    private SqliteChatStore Open(string path, bool backgroundCheckpoints = true)
+    private SqliteChatStore Open(string path, bool backgroundCheckpoints = true, int writerCacheMiB = SqliteChatStore.DefaultWriterCacheMiB)
     {
-        var store = new SqliteChatStore($"Data Source={path}", backgroundCheckpoints: backgroundCheckpoints);
+        var store = new SqliteChatStore($"Data Source={path}", backgroundCheckpoints: backgroundCheckpoints, writerCacheMiB: writerCacheMiB);
         _stores.Add(store);
         return store;
     }

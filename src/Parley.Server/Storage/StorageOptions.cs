@@ -24,4 +24,11 @@ internal sealed class StorageOptions
     /// single writer after its commits (docs/storage.md). <c>false</c>: SQLite's automatic checkpoint in the writer.
     /// </summary>
     public bool SqliteBackgroundCheckpoints { get; set; } = true;
+
+    /// <summary>
+    /// SQLite only: the single writer's page cache in MiB (SQLite's default is 2 MiB). Large enough for the hot pages of
+    /// the indexes ordered by conversation, which a growing database otherwise reads again and again (benchmarks.md, item 19).
+    /// </summary>
+    [Range(1, 65536)]
+    public int SqliteWriterCacheMiB { get; set; } = Sqlite.SqliteChatStore.DefaultWriterCacheMiB;
 }

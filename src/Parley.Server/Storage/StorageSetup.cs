@@ -37,7 +37,8 @@ internal static class StorageSetup
         _ => new SqliteChatStore(
             configuration.GetConnectionString("Sqlite") is { Length: > 0 } sqlite ? sqlite : DefaultSqliteConnectionString,
             exclusive: true,
-            backgroundCheckpoints: options.SqliteBackgroundCheckpoints),
+            backgroundCheckpoints: options.SqliteBackgroundCheckpoints,
+            writerCacheMiB: options.SqliteWriterCacheMiB),
     };
 
     /// <summary>Failures worth waiting out (the database is down or unreachable), as opposed to configuration errors.</summary>

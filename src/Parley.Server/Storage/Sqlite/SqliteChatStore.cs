@@ -13,9 +13,12 @@ namespace Parley.Server.Storage.Sqlite;
 /// the store holds <see cref="SqliteFileLock"/> for its lifetime, so a second process is refused at start.
 /// </summary>
 internal sealed class SqliteChatStore(
-    string connectionString, bool exclusive = false, bool backgroundCheckpoints = true, int writerCheckpointPages = WalCheckpointer.WriterAutoCheckpointPages)
+    string connectionString, bool exclusive = false, bool backgroundCheckpoints = true, int writerCacheMiB = SqliteChatStore.DefaultWriterCacheMiB)
     : SqlChatStore(new SqliteDialect()), IDisposable, IAsyncDisposable
 {
+    /// <summary>The single writer's page cache (<c>Storage:SqliteWriterCacheMiB</c>); SQLite's own default is 2 MiB.</summary>
+    public const int DefaultWriterCacheMiB = 64;
+
     private readonly SqliteFileLock? _fileLock = exclusive ? SqliteFileLock.Acquire(connectionString) : null;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private WriteConnection? _writer; // used only under _writeLock
@@ -143,10 +146,12 @@ internal sealed class SqliteChatStore(
         // while the store has not begun to stop, so a write that runs during the stop closes it after itself.
         var connection = new SqliteConnection(_writerConnectionString);
         await connection.OpenAsync(cancellationToken);
-        if (_checkpointer is not null)
+        await using (var pragma = connection.CreateCommand())
         {
-            await using var pragma = connection.CreateCommand();
-            pragma.CommandText = $"PRAGMA wal_autocheckpoint={writerCheckpointPages};";
+            // A page cache that holds the hot pages of the indexes ordered by conversation as the file grows (a negative
+            // size is in KiB); and, with checkpoints in the background, the writer's own only as their fallback.
+            pragma.CommandText = $"PRAGMA cache_size=-{writerCacheMiB * 1024L};"
+                + (_checkpointer is null ? string.Empty : $"PRAGMA wal_autocheckpoint={WalCheckpointer.WriterAutoCheckpointPages};");
             await pragma.ExecuteNonQueryAsync(cancellationToken);
         }
 
@@ -213,6 +218,19 @@ internal sealed class SqliteChatStore(
             },
             closed: () => Interlocked.Decrement(ref _openReaders));
         return reader;
+    }
+
+    /// <summary>For tests: a pragma's value on the single writer's connection (opened if need be).</summary>
+    internal async Task<long> WriterPragmaAsync(string name)
+    {
+        using var writer = await EnterWriteAsync(CancellationToken.None);
+        var connection = await OpenWriteConnectionAsync(CancellationToken.None);
+        await using var command = connection.Connection.CreateCommand();
+        command.CommandText = $"PRAGMA {name};";
+        var value = (long)(await command.ExecuteScalarAsync())!;
+        connection.Completed();
+        await connection.DisposeAsync();
+        return value;
     }
 
     protected override Task<DbTransaction> BeginWriteTransactionAsync(DbConnection connection, CancellationToken cancellationToken) =>
