@@ -134,8 +134,6 @@ internal sealed class SqliteChatStore(
     /// </summary>
     protected override async ValueTask<WriteConnection> OpenWriteConnectionAsync(CancellationToken cancellationToken)
     {
-        _checkpointer?.Written();
-
         if (_writer is { IsClosed: false } writer)
         {
             writer.Begin();
@@ -240,7 +238,7 @@ internal sealed class SqliteChatStore(
     protected override async ValueTask<IDisposable?> EnterWriteAsync(CancellationToken cancellationToken)
     {
         await _writeLock.WaitAsync(cancellationToken);
-        return new Releaser(_writeLock);
+        return new Releaser(_writeLock, _checkpointer);
     }
 
     public override async Task<IReadOnlyList<string>> MigrateAsync(CancellationToken cancellationToken)
@@ -258,9 +256,14 @@ internal sealed class SqliteChatStore(
         return await ApplyMigrationsAsync(connection, cancellationToken);
     }
 
-    private sealed class Releaser(SemaphoreSlim semaphore) : IDisposable
+    /// <summary>Ends a write: the next writer may begin, and the log it wrote is copied soon after (<see cref="WalCheckpointer"/>).</summary>
+    private sealed class Releaser(SemaphoreSlim semaphore, WalCheckpointer? checkpointer) : IDisposable
     {
-        public void Dispose() => semaphore.Release();
+        public void Dispose()
+        {
+            semaphore.Release();
+            checkpointer?.Written();
+        }
     }
 }
 

@@ -35,8 +35,9 @@ internal sealed class WalCheckpointer : IAsyncDisposable
     }
 
     /// <summary>
-    /// A write transaction is about to commit: a pass follows within <see cref="Pace"/>. Never blocks, and costs
-    /// nothing more while a pass is already asked for. Nothing happens once the checkpointer is stopped.
+    /// A write transaction ended (committed or not): a pass follows after <see cref="Pace"/>, so what it committed is
+    /// copied even when no write follows it. Never blocks, and costs nothing more while a pass is already asked for.
+    /// Nothing happens once the checkpointer is stopped.
     /// </summary>
     public void Written()
     {
