@@ -27,7 +27,8 @@ internal sealed class StorageOptions
 
     /// <summary>
     /// SQLite only: the single writer's page cache in MiB (SQLite's default is 2 MiB). Large enough for the hot pages of
-    /// the indexes ordered by conversation, which a growing database otherwise reads again and again (benchmarks.md, item 19).
+    /// the indexes ordered by conversation, which a growing database otherwise reads again and again (benchmarks.md, item 19);
+    /// no larger than those need, since a commit after a page split walks every page the cache holds (item 21).
     /// </summary>
     [Range(1, 65536)]
     public int SqliteWriterCacheMiB { get; set; } = Sqlite.SqliteChatStore.DefaultWriterCacheMiB;

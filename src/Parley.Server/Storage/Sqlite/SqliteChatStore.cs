@@ -16,8 +16,11 @@ internal sealed class SqliteChatStore(
     string connectionString, bool exclusive = false, bool backgroundCheckpoints = true, int writerCacheMiB = SqliteChatStore.DefaultWriterCacheMiB)
     : SqlChatStore(new SqliteDialect()), IDisposable, IAsyncDisposable
 {
-    /// <summary>The single writer's page cache (<c>Storage:SqliteWriterCacheMiB</c>); SQLite's own default is 2 MiB.</summary>
-    public const int DefaultWriterCacheMiB = 64;
+    /// <summary>
+    /// The single writer's page cache (<c>Storage:SqliteWriterCacheMiB</c>); SQLite's own default is 2 MiB. Not larger:
+    /// a commit after a page split walks every page the cache holds (benchmarks.md, item 21).
+    /// </summary>
+    public const int DefaultWriterCacheMiB = 32;
 
     private readonly SqliteFileLock? _fileLock = exclusive ? SqliteFileLock.Acquire(connectionString) : null;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
