@@ -33,6 +33,10 @@ internal abstract class SqlDialect
 
     public abstract DateTimeOffset ReadTime(DbDataReader reader, int ordinal);
 
+    /// <summary>An integer column, whatever its width in this database.</summary>
+    public virtual long ReadLong(DbDataReader reader, int ordinal) =>
+        Convert.ToInt64(reader.GetValue(ordinal), System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>
     /// SQL that locks <paramref name="count"/> conversations, bound as <c>@lk0</c>, <c>@lk1</c>, ... in
     /// <see cref="LockOrder"/>, until commit: every transaction that locks several takes them in that one order, so

@@ -440,11 +440,11 @@ internal readonly struct SqlRow(DbDataReader reader, SqlDialect dialect)
 
     public string? NullableString(int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
 
-    public long Long(int ordinal) => Convert.ToInt64(reader.GetValue(ordinal), System.Globalization.CultureInfo.InvariantCulture);
+    public long Long(int ordinal) => dialect.ReadLong(reader, ordinal);
 
     public long? NullableLong(int ordinal) => reader.IsDBNull(ordinal) ? null : Long(ordinal);
 
-    public int Int(int ordinal) => Convert.ToInt32(reader.GetValue(ordinal), System.Globalization.CultureInfo.InvariantCulture);
+    public int Int(int ordinal) => checked((int)dialect.ReadLong(reader, ordinal));
 
     public T? Json<T>(int ordinal, JsonTypeInfo<T> typeInfo)
         where T : class =>

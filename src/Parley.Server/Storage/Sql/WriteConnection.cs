@@ -64,8 +64,9 @@ internal sealed class WriteConnection(DbConnection connection, StatementCache? s
 /// <summary>
 /// Commands of one connection by their SQL text, each prepared on its first execution and executed again with new
 /// parameter values. Not thread-safe: one transaction uses it. Bounded: texts beyond <see cref="Capacity"/> (generated lists of placeholders) get one-off commands.
+/// <paramref name="create"/> makes a command for a text (the connection's own kind of command when not given).
 /// </summary>
-internal sealed class StatementCache(DbConnection connection)
+internal sealed class StatementCache(DbConnection connection, Func<string, DbCommand>? create = null)
 {
     public const int Capacity = 128;
 
@@ -78,7 +79,15 @@ internal sealed class StatementCache(DbConnection connection)
     {
         if (_commands.TryGetValue(text, out var command))
         {
-            command.Parameters.Clear();
+            if (command is Sqlite.SqliteStatementCommand statement)
+            {
+                statement.ResetBindings();
+            }
+            else
+            {
+                command.Parameters.Clear();
+            }
+
             return command;
         }
 
@@ -87,8 +96,16 @@ internal sealed class StatementCache(DbConnection connection)
             return null;
         }
 
-        command = connection.CreateCommand();
-        command.CommandText = text;
+        if (create is not null)
+        {
+            command = create(text);
+        }
+        else
+        {
+            command = connection.CreateCommand();
+            command.CommandText = text;
+        }
+
         _commands[text] = command;
         return command;
     }

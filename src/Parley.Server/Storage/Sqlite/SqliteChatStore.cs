@@ -156,7 +156,7 @@ internal sealed class SqliteChatStore(
             await pragma.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        _writer = new WriteConnection(connection, new StatementCache(connection), keep: () => Volatile.Read(ref _stopping) is null);
+        _writer = new WriteConnection(connection, StatementsOf(connection), keep: () => Volatile.Read(ref _stopping) is null);
         return _writer;
     }
 
@@ -202,7 +202,7 @@ internal sealed class SqliteChatStore(
         WriteConnection? reader = null;
         reader = new WriteConnection(
             connection,
-            new StatementCache(connection),
+            StatementsOf(connection),
             keep: () =>
             {
                 lock (_readers)
@@ -259,6 +259,10 @@ internal sealed class SqliteChatStore(
         return await ApplyMigrationsAsync(connection, cancellationToken);
     }
 
+    /// <summary>The statement cache of a kept connection: its commands bind by position (<see cref="SqliteStatementCommand"/>).</summary>
+    private static StatementCache StatementsOf(SqliteConnection connection) =>
+        new(connection, text => new SqliteStatementCommand(connection, text));
+
     /// <summary>Ends a write: the next writer may begin, and the log it wrote is copied soon after (<see cref="WalCheckpointer"/>).</summary>
     private sealed class Releaser(SemaphoreSlim semaphore, WalCheckpointer? checkpointer) : IDisposable
     {
@@ -288,19 +292,52 @@ internal sealed class SqliteDialect : SqlDialect
     /// <summary>One writer at a time (the store's write lock and SQLite's own): ids are taken in commit order.</summary>
     public override bool IdsGrowInCommitOrder => true;
 
-    public override void BindGuid(DbCommand command, string name, Guid? value) =>
-        BindText(command, name, value?.ToString("D"));
+    // A cached statement (SqliteStatementCommand) binds by position, without parameter objects; any other command by name.
+
+    public override void BindGuid(DbCommand command, string name, Guid? value)
+    {
+        if (command is SqliteStatementCommand statement)
+        {
+            statement.BindGuid(name, value);
+        }
+        else
+        {
+            BindText(command, name, value?.ToString("D"));
+        }
+    }
 
     public override void BindTime(DbCommand command, string name, DateTimeOffset? value) =>
-        ((SqliteCommand)command).Parameters.AddWithValue(name, value is null ? DBNull.Value : value.Value.ToUnixTimeMilliseconds());
+        BindLong(command, name, value?.ToUnixTimeMilliseconds());
 
-    public override void BindText(DbCommand command, string name, string? value) =>
-        ((SqliteCommand)command).Parameters.AddWithValue(name, (object?)value ?? DBNull.Value);
+    public override void BindText(DbCommand command, string name, string? value)
+    {
+        if (command is SqliteStatementCommand statement)
+        {
+            statement.BindText(name, value);
+        }
+        else
+        {
+            ((SqliteCommand)command).Parameters.AddWithValue(name, (object?)value ?? DBNull.Value);
+        }
+    }
 
-    public override void BindLong(DbCommand command, string name, long? value) =>
-        ((SqliteCommand)command).Parameters.AddWithValue(name, (object?)value ?? DBNull.Value);
+    public override void BindLong(DbCommand command, string name, long? value)
+    {
+        if (command is SqliteStatementCommand statement)
+        {
+            statement.BindLong(name, value);
+        }
+        else
+        {
+            ((SqliteCommand)command).Parameters.AddWithValue(name, (object?)value ?? DBNull.Value);
+        }
+    }
 
-    public override Guid ReadGuid(DbDataReader reader, int ordinal) => Guid.Parse(reader.GetString(ordinal));
+    public override Guid ReadGuid(DbDataReader reader, int ordinal) =>
+        reader is SqliteStatementReader statement ? statement.GetIdFromText(ordinal) : Guid.Parse(reader.GetString(ordinal));
+
+    /// <summary>Every integer SQLite stores is a 64-bit one: read without boxing.</summary>
+    public override long ReadLong(DbDataReader reader, int ordinal) => reader.GetInt64(ordinal);
 
     public override DateTimeOffset ReadTime(DbDataReader reader, int ordinal) => DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
 }
