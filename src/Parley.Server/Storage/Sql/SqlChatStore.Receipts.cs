@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+
 namespace Parley.Server.Storage.Sql;
 
 /// <summary>Read and delivered watermarks: they only move forward, and read carries delivered along.</summary>
@@ -127,28 +129,17 @@ internal abstract partial class SqlChatStore
         SqlSession s, DeliveryReport[] chunk, DateTimeOffset now, bool logReceipts, CancellationToken cancellationToken)
     {
         var padded = s.Dialect.PaddedRows(chunk.Length);
-        var rows = RowList(padded, "c", "u", "t");
-
-        // The members and the newest message in (max(delivered, joined), up_to_seq] of each.
-        var select = s.Sql(
-            $"""
-            WITH r(c, u, upto) AS (VALUES {rows})
-            SELECT {SqlRow.MemberColumns}, p.conversation_id, t.seq, t.id
-            FROM r
-            JOIN participants p ON p.conversation_id = r.c AND p.user_id = r.u AND p.left_at IS NULL
-            LEFT JOIN messages t ON t.conversation_id = p.conversation_id AND t.seq = (
-                SELECT MAX(m.seq) FROM messages m
-                WHERE m.conversation_id = p.conversation_id AND m.seq <= r.upto
-                  AND m.seq > CASE WHEN p.delivered_seq > p.joined_seq THEN p.delivered_seq ELSE p.joined_seq END)
-            """);
+        var select = s.Sql(DeliveredSelects.GetOrAdd(padded, DeliveredSelectSql));
         for (var i = 0; i < chunk.Length; i++)
         {
-            select.With($"@c{i}", chunk[i].ConversationId).With($"@u{i}", chunk[i].UserId).With($"@t{i}", chunk[i].UpToSeq);
+            select.With(ListParameter("c", i), chunk[i].ConversationId).With(ListParameter("u", i), chunk[i].UserId)
+                .With(ListParameter("t", i), chunk[i].UpToSeq);
         }
 
         for (var i = chunk.Length; i < padded; i++)
         {
-            select.With($"@c{i}", (Guid?)null).With($"@u{i}", (string?)null).With($"@t{i}", (long?)null);
+            select.With(ListParameter("c", i), (Guid?)null).With(ListParameter("u", i), (string?)null)
+                .With(ListParameter("t", i), (long?)null);
         }
 
         var found = await select.ListAsync(
@@ -165,29 +156,20 @@ internal abstract partial class SqlChatStore
         }
 
         var paddedMoves = s.Dialect.PaddedRows(moves.Count);
-        var values = RowList(paddedMoves, "c", "u", "f", "s", "i");
-
-        var update = s.Sql(
-            $"""
-            WITH v(c, u, lo, hi, id) AS (VALUES {values})
-            UPDATE participants SET delivered_seq = v.hi, delivered_message_id = v.id, receipts_at = @now
-            FROM v WHERE participants.conversation_id = v.c AND participants.user_id = v.u AND participants.delivered_seq < v.hi;
-            -- Senders (other than the member) of live messages in (from, to]: who learns that the member received them.
-            WITH v(c, u, lo, hi, id) AS (VALUES {values})
-            SELECT DISTINCT v.c, v.u, m.sender_id FROM v
-            JOIN messages m ON m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL
-            JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL
-            """).With("@now", now);
+        var update = s.Sql(DeliveredUpdates.GetOrAdd(paddedMoves, DeliveredUpdateSql)).With("@now", now);
         for (var i = 0; i < moves.Count; i++)
         {
             var before = moves[i].Member;
-            update.With($"@c{i}", moves[i].ConversationId).With($"@u{i}", before.UserId)
-                .With($"@f{i}", Math.Max(before.DeliveredSeq, before.JoinedSeq)).With($"@s{i}", moves[i].Seq!.Value).With($"@i{i}", moves[i].Id!.Value);
+            update.With(ListParameter("c", i), moves[i].ConversationId).With(ListParameter("u", i), before.UserId)
+                .With(ListParameter("f", i), Math.Max(before.DeliveredSeq, before.JoinedSeq))
+                .With(ListParameter("s", i), moves[i].Seq!.Value).With(ListParameter("i", i), moves[i].Id!.Value);
         }
 
         for (var i = moves.Count; i < paddedMoves; i++)
         {
-            update.With($"@c{i}", (Guid?)null).With($"@u{i}", (string?)null).With($"@f{i}", (long?)null).With($"@s{i}", (long?)null).With($"@i{i}", (Guid?)null);
+            update.With(ListParameter("c", i), (Guid?)null).With(ListParameter("u", i), (string?)null)
+                .With(ListParameter("f", i), (long?)null).With(ListParameter("s", i), (long?)null)
+                .With(ListParameter("i", i), (Guid?)null);
         }
 
         var senders = (await update.ReadResultsAsync(
@@ -208,6 +190,40 @@ internal abstract partial class SqlChatStore
         }
 
         return moved;
+    }
+
+    // The texts of a delivered-receipt chunk, made once per number of rows (at most a chunk's, or its padded lengths):
+    // a busy server runs them in every batch.
+    private static readonly ConcurrentDictionary<int, string> DeliveredSelects = new();
+    private static readonly ConcurrentDictionary<int, string> DeliveredUpdates = new();
+
+    /// <summary>The members and the newest message in (max(delivered, joined), up_to_seq] of each of <paramref name="rows"/> reports.</summary>
+    private static string DeliveredSelectSql(int rows) =>
+        $"""
+        WITH r(c, u, upto) AS (VALUES {RowList(rows, "c", "u", "t")})
+        SELECT {SqlRow.MemberColumns}, p.conversation_id, t.seq, t.id
+        FROM r
+        JOIN participants p ON p.conversation_id = r.c AND p.user_id = r.u AND p.left_at IS NULL
+        LEFT JOIN messages t ON t.conversation_id = p.conversation_id AND t.seq = (
+            SELECT MAX(m.seq) FROM messages m
+            WHERE m.conversation_id = p.conversation_id AND m.seq <= r.upto
+              AND m.seq > CASE WHEN p.delivered_seq > p.joined_seq THEN p.delivered_seq ELSE p.joined_seq END)
+        """;
+
+    /// <summary>Moves <paramref name="rows"/> watermarks, then finds whom each move notifies.</summary>
+    private static string DeliveredUpdateSql(int rows)
+    {
+        var values = RowList(rows, "c", "u", "f", "s", "i");
+        return $"""
+            WITH v(c, u, lo, hi, id) AS (VALUES {values})
+            UPDATE participants SET delivered_seq = v.hi, delivered_message_id = v.id, receipts_at = @now
+            FROM v WHERE participants.conversation_id = v.c AND participants.user_id = v.u AND participants.delivered_seq < v.hi;
+            -- Senders (other than the member) of live messages in (from, to]: who learns that the member received them.
+            WITH v(c, u, lo, hi, id) AS (VALUES {values})
+            SELECT DISTINCT v.c, v.u, m.sender_id FROM v
+            JOIN messages m ON m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL
+            JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL
+            """;
     }
 
     /// <summary>
