@@ -162,6 +162,34 @@ public sealed class SqliteStatementCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task AFailedStatement_IsNotRunAgain_AndTheStatementsAfterItDoNotRun()
+    {
+        // A function that fails on its first call only: running the failed statement again would succeed.
+        var calls = 0;
+        _connection.CreateFunction("flaky", () => ++calls == 1 ? throw new InvalidOperationException("first call") : 1L);
+        var first = Guid.CreateVersion7();
+        var second = Guid.CreateVersion7();
+
+        using var command = Command("""
+            INSERT INTO t (id, n) VALUES (@first, flaky());
+            INSERT INTO t (id, n) VALUES (@second, 2);
+            """);
+        Dialect.BindGuid(command, "@first", first);
+        Dialect.BindGuid(command, "@second", second);
+        await Assert.ThrowsAsync<SqliteException>(() => command.ExecuteNonQueryAsync(Token));
+
+        Assert.Equal(1, calls);
+        using var count = Command("SELECT COUNT(*) FROM t");
+        Assert.Equal(0L, await count.ExecuteScalarAsync(Token));
+
+        // The command runs again once its values are bound again.
+        command.ResetBindings();
+        Dialect.BindGuid(command, "@first", first);
+        Dialect.BindGuid(command, "@second", second);
+        Assert.Equal(2, await command.ExecuteNonQueryAsync(Token));
+    }
+
+    [Fact]
     public async Task InvalidSql_IsASqliteException()
     {
         using var command = Command("SELECT FROM nowhere");

@@ -378,6 +378,7 @@ internal sealed class SqliteStatementReader : DbDataReader
     private bool _done;        // the current statement has no more rows
     private int _changes;
     private bool _closed;
+    private bool _failed;      // a statement failed: none after it runs, and it does not run again
 
     public SqliteStatementReader(SqliteStatementCommand command, SqliteStatementCommand.Statement[] statements)
     {
@@ -386,7 +387,18 @@ internal sealed class SqliteStatementReader : DbDataReader
     }
 
     /// <summary>Runs up to the first statement that returns columns.</summary>
-    internal void Start() => MoveToResult(0);
+    internal void Start()
+    {
+        try
+        {
+            MoveToResult(0);
+        }
+        catch
+        {
+            Fail();
+            throw;
+        }
+    }
 
     public override int FieldCount => _current < _statements.Length && _current >= 0 ? _statements[_current].ColumnCount : 0;
 
@@ -404,7 +416,7 @@ internal sealed class SqliteStatementReader : DbDataReader
 
     public override bool Read()
     {
-        if (_current >= _statements.Length || _done)
+        if (_failed || _current >= _statements.Length || _done)
         {
             _onRow = false;
             return false;
@@ -418,7 +430,16 @@ internal sealed class SqliteStatementReader : DbDataReader
         }
 
         var handle = _statements[_current].Handle;
-        _onRow = _command.Step(handle, first: false);
+        try
+        {
+            _onRow = _command.Step(handle, first: false);
+        }
+        catch
+        {
+            Fail();
+            throw;
+        }
+
         if (!_onRow)
         {
             Finished(handle);
@@ -434,6 +455,24 @@ internal sealed class SqliteStatementReader : DbDataReader
     }
 
     public override bool NextResult()
+    {
+        if (_failed)
+        {
+            return false;
+        }
+
+        try
+        {
+            return NextResultCore();
+        }
+        catch
+        {
+            Fail();
+            throw;
+        }
+    }
+
+    private bool NextResultCore()
     {
         if (_current >= _statements.Length)
         {
@@ -563,7 +602,7 @@ internal sealed class SqliteStatementReader : DbDataReader
         _closed = true;
         try
         {
-            // Like Microsoft.Data.Sqlite's reader: the statements not reached still run.
+            // Like Microsoft.Data.Sqlite's reader: the statements not reached still run (none after a failed one).
             while (NextResult())
             {
             }
@@ -586,6 +625,14 @@ internal sealed class SqliteStatementReader : DbDataReader
 
     private static readonly Task<bool> TrueTask = Task.FromResult(true);
     private static readonly Task<bool> FalseTask = Task.FromResult(false);
+
+    /// <summary>A statement failed (and was reset): the reader reads nothing more, and closing it runs nothing more.</summary>
+    private void Fail()
+    {
+        _failed = true;
+        _onRow = false;
+        _pendingRow = false;
+    }
 
     private sqlite3_stmt Row => _onRow
         ? _statements[_current].Handle
