@@ -17,12 +17,13 @@ namespace Parley.Server.Storage.Sqlite;
 /// is looked up once, and a value is bound by position, a text without a copy on the heap (an id without a string at
 /// all). Microsoft.Data.Sqlite looks every parameter up by name in every statement of the command on every execution,
 /// with a UTF-8 copy of the name and of each value, and a binder and a parameter object each time: about 40 % of what
-/// a message allocated (benchmarks.md, item 22). Results are read the same way (<see cref="SqliteStatementReader"/>).
+/// a message allocated (benchmarks.md, items 21 and 22). Results are read the same way (<see cref="SqliteStatementReader"/>).
 /// <para>
 /// Same behaviour as a <see cref="SqliteCommand"/> where the store relies on it: a value bound under a name the
 /// statements do not use is ignored; a statement run with a parameter that has no value throws (values do not carry
 /// over from one execution to the next: <see cref="ResetBindings"/>); a result is a statement that returns columns,
-/// the statements between them run for their effects; a reader disposed early runs the statements it did not reach;
+/// the statements between them run for their effects; a reader disposed early runs the statements it did not reach
+/// (none after a statement that failed, which does not run again);
 /// a busy database is retried until <see cref="CommandTimeout"/>; errors are <see cref="SqliteException"/>s.
 /// Not thread-safe: one transaction at a time uses it.
 /// </para>
