@@ -132,14 +132,14 @@ internal abstract partial class SqlChatStore
         var select = s.Sql(DeliveredSelects.GetOrAdd(padded, DeliveredSelectSql));
         for (var i = 0; i < chunk.Length; i++)
         {
-            select.With(ListParameter("c", i), chunk[i].ConversationId).With(ListParameter("u", i), chunk[i].UserId)
-                .With(ListParameter("t", i), chunk[i].UpToSeq);
+            select.With(SqlDialect.ListParameter("c", i), chunk[i].ConversationId).With(SqlDialect.ListParameter("u", i), chunk[i].UserId)
+                .With(SqlDialect.ListParameter("t", i), chunk[i].UpToSeq);
         }
 
         for (var i = chunk.Length; i < padded; i++)
         {
-            select.With(ListParameter("c", i), (Guid?)null).With(ListParameter("u", i), (string?)null)
-                .With(ListParameter("t", i), (long?)null);
+            select.With(SqlDialect.ListParameter("c", i), (Guid?)null).With(SqlDialect.ListParameter("u", i), (string?)null)
+                .With(SqlDialect.ListParameter("t", i), (long?)null);
         }
 
         var found = await select.ListAsync(
@@ -160,16 +160,16 @@ internal abstract partial class SqlChatStore
         for (var i = 0; i < moves.Count; i++)
         {
             var before = moves[i].Member;
-            update.With(ListParameter("c", i), moves[i].ConversationId).With(ListParameter("u", i), before.UserId)
-                .With(ListParameter("f", i), Math.Max(before.DeliveredSeq, before.JoinedSeq))
-                .With(ListParameter("s", i), moves[i].Seq!.Value).With(ListParameter("i", i), moves[i].Id!.Value);
+            update.With(SqlDialect.ListParameter("c", i), moves[i].ConversationId).With(SqlDialect.ListParameter("u", i), before.UserId)
+                .With(SqlDialect.ListParameter("f", i), Math.Max(before.DeliveredSeq, before.JoinedSeq))
+                .With(SqlDialect.ListParameter("s", i), moves[i].Seq!.Value).With(SqlDialect.ListParameter("i", i), moves[i].Id!.Value);
         }
 
         for (var i = moves.Count; i < paddedMoves; i++)
         {
-            update.With(ListParameter("c", i), (Guid?)null).With(ListParameter("u", i), (string?)null)
-                .With(ListParameter("f", i), (long?)null).With(ListParameter("s", i), (long?)null)
-                .With(ListParameter("i", i), (Guid?)null);
+            update.With(SqlDialect.ListParameter("c", i), (Guid?)null).With(SqlDialect.ListParameter("u", i), (string?)null)
+                .With(SqlDialect.ListParameter("f", i), (long?)null).With(SqlDialect.ListParameter("s", i), (long?)null)
+                .With(SqlDialect.ListParameter("i", i), (Guid?)null);
         }
 
         var senders = (await update.ReadResultsAsync(

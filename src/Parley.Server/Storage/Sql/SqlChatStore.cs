@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Data.Common;
 using System.Diagnostics;
 using Parley.Server.Observability;
@@ -319,17 +318,6 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
 
         return result;
     }
-
-    // The parameter names of generated lists (@c0, @c1, ...), made once per prefix for their first rows: a busy server
-    // binds them in every batch.
-    private const int CachedListNames = 256;
-    private static readonly ConcurrentDictionary<string, string[]> ListNames = new(StringComparer.Ordinal);
-
-    /// <summary>The name of the parameter <paramref name="prefix"/> in row <paramref name="index"/> of a generated list (<see cref="RowList"/>).</summary>
-    private static string ListParameter(string prefix, int index) =>
-        index < CachedListNames
-            ? ListNames.GetOrAdd(prefix, static p => Enumerable.Range(0, CachedListNames).Select(i => $"@{p}{i}").ToArray())[index]
-            : $"@{prefix}{index}";
 
     /// <summary>
     /// A multi-row VALUES list of <paramref name="rows"/> rows whose parameters are the <paramref name="columns"/>' names

@@ -67,11 +67,20 @@ internal abstract class SqlDialect
     public bool LocksConversations => LockConversationsSql(1).Length > 0;
 
     /// <summary>The name of the <paramref name="index"/>th conversation in <see cref="LockConversationsSql"/>.</summary>
-    public static string LockParameter(int index) =>
-        index < LockParameterNames.Length ? LockParameterNames[index] : $"@lk{index}";
+    // A prefix no statement of the stores uses, so that the locks can share a command with any statement.
+    public static string LockParameter(int index) => ListParameter("lk", index);
 
-    // Names no statement of the stores uses, so that the locks can share a command with any statement.
-    private static readonly string[] LockParameterNames = Enumerable.Range(0, 256).Select(i => $"@lk{i}").ToArray();
+    /// <summary>
+    /// The name of parameter <paramref name="prefix"/> in row <paramref name="index"/> of a generated list
+    /// (<c>@c0</c>, <c>@c1</c>, ...): made once per prefix for the first rows, which a busy server binds in every batch.
+    /// </summary>
+    public static string ListParameter(string prefix, int index) =>
+        index < CachedListNames
+            ? ListNames.GetOrAdd(prefix, static p => Enumerable.Range(0, CachedListNames).Select(i => $"@{p}{i}").ToArray())[index]
+            : $"@{prefix}{index}";
+
+    private const int CachedListNames = 256;
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string[]> ListNames = new(StringComparer.Ordinal);
 
     /// <summary>
     /// The order in which conversations are locked: the database's own order of uuids (bytes compared in their
