@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -11,6 +13,8 @@ namespace Parley.Server.Tests;
 [Trait("Store", "Independent")]
 public sealed class MultiInstanceDeliveryTests : IAsyncLifetime
 {
+    // The first instance's delivery logs (cursor checks at Debug), shown when a wait for a cursor fails.
+    private readonly LogCapture _firstLog = new();
     private TwoInstances? _instances;
     private ParleyFactory? _first;
     private ParleyFactory? _second;
@@ -24,9 +28,17 @@ public sealed class MultiInstanceDeliveryTests : IAsyncLifetime
                 if (instance == 0)
                 {
                     s["Realtime:SendQueueCapacity"] = "16";
+                    s["Logging:LogLevel:Parley.Server.Sync"] = "Debug";
                 }
             },
-            kestrel: true);
+            kestrel: true,
+            services: (instance, services) =>
+            {
+                if (instance == 0)
+                {
+                    services.AddSingleton<ILoggerProvider>(_firstLog);
+                }
+            });
         (_first, _second) = (_instances.First, _instances.Second);
         return ValueTask.CompletedTask;
     }
@@ -57,7 +69,7 @@ public sealed class MultiInstanceDeliveryTests : IAsyncLifetime
         }
 
         // Once it has it, the next cursor moves past both messages.
-        var after = await FirstCursorAfterAsync(bob, arrived);
+        var after = await FirstCursorAfterAsync(bob, arrived, _firstLog);
         var rest = await SyncedSeqsAsync(bobRest, after);
         Assert.DoesNotContain(missed.Seq, rest);
         Assert.DoesNotContain(live.Seq, rest);
@@ -88,9 +100,9 @@ public sealed class MultiInstanceDeliveryTests : IAsyncLifetime
         Assert.False(bob.Closed.IsCompleted, "the socket was closed");
     }
 
-    private static async Task<JsonElement> FirstCursorAfterAsync(WsClient client, int index)
+    private static async Task<JsonElement> FirstCursorAfterAsync(WsClient client, int index, LogCapture log)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
         while (true)
         {
             var cursor = client.All().Skip(index + 1).FirstOrDefault(f => Type(f) == "cursor");
@@ -99,7 +111,14 @@ public sealed class MultiInstanceDeliveryTests : IAsyncLifetime
                 return cursor;
             }
 
-            Assert.True(DateTime.UtcNow < deadline, "no cursor after the missed event arrived");
+            if (DateTime.UtcNow >= deadline)
+            {
+                var after = string.Join(", ", client.All().Skip(index + 1).Select(Type));
+                var logs = string.Join("\n", log.Entries.Where(e => e.Level >= LogLevel.Warning || e.Category.StartsWith("Parley.Server.Sync", StringComparison.Ordinal))
+                    .TakeLast(30).Select(e => $"{e.Level} {e.Category} {e.EventId.Id}: {e.Everything}"));
+                Assert.Fail($"no cursor in 20 s after the missed event arrived; socket closed: {client.Closed.IsCompleted}; frames after it: [{after}]; logs:\n{logs}");
+            }
+
             await Task.Delay(50, TestContext.Current.CancellationToken);
         }
     }

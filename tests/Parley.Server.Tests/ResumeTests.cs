@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -566,6 +567,39 @@ public sealed class ResumeTests : IAsyncLifetime
         await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = message.Seq });
 
         await CursorCoveringAsync(bob, message.Seq);
+    }
+
+    [Fact]
+    public async Task CursorCheck_FailingUnexpectedly_IsTriedAgainOnTheNextTick_AndTheServerKeepsServing()
+    {
+        await using var factory = new ParleyFactory(s => s["Delivery:CursorInterval"] = "00:00:00.100", services: FailingStore.Install).StartKestrel();
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(factory, "bob", "acks=true");
+        await bob.PingAsync();
+
+        // A failure the cursor check does not expect (a bug, say), on every check while the message waits for its cursor.
+        store.Error = () => new InvalidOperationException("not a storage error");
+        store.Failing = true;
+        var message = await alice.SendTextAsync(conversation.Id, "hello");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == message.Id);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (store.Failures < 3)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the cursor check ran {store.Failures} times in 10 s");
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        store.Failing = false;
+
+        // The next tick gives the socket its cursor; the instance still serves REST and live delivery.
+        var cursor = (await bob.NextAsync("cursor")).GetProperty("cursor").GetString()!;
+        using var bobRest = factory.Api("bob");
+        var sync = await ParleyApi.ReadAsync<JsonElement>(await bobRest.GetAsync($"/api/v1/sync?cursor={Uri.EscapeDataString(cursor)}"));
+        Assert.DoesNotContain(sync.GetProperty("events").EnumerateArray(), f => f.GetProperty("type").GetString() == "new_message" && Seq(f) == message.Seq);
+        var next = await alice.SendTextAsync(conversation.Id, "still here");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == next.Id);
     }
 
     /// <summary>

@@ -116,6 +116,7 @@ internal sealed partial class CursorAdvancer(IChatStore store, EventFrameBuilder
                 state.SentSinceCursor = true; // the rest on a later check
             }
 
+            Log.Checked(logger, connection.Id, state.Pos, upto.Pos, events.Count, missing.Count, repair.Count, safe);
             if (safe > state.Pos)
             {
                 foreach (var (conversationId, seq) in covered)
@@ -150,6 +151,11 @@ internal sealed partial class CursorAdvancer(IChatStore store, EventFrameBuilder
     {
         [LoggerMessage(EventId = 6003, Level = LogLevel.Debug, Message = "Connection {ConnectionId}: cursor not advanced: {Reason}")]
         public static partial void CursorFailed(ILogger logger, string connectionId, string reason);
+
+        [LoggerMessage(
+            EventId = 6005, Level = LogLevel.Debug,
+            Message = "Connection {ConnectionId}: cursor check from {From} to {Upto}: {Events} events, {Missing} missing, {Repaired} sent again; cursor at {Safe}")]
+        public static partial void Checked(ILogger logger, string connectionId, long from, long upto, int events, int missing, int repaired, long safe);
 
         [LoggerMessage(EventId = 6004, Level = LogLevel.Information, Message = "Connection {ConnectionId}: sent {Count} events it had not received live")]
         public static partial void Repaired(ILogger logger, string connectionId, int count);

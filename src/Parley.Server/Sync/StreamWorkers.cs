@@ -65,8 +65,14 @@ internal sealed class SocketDeliveries
     public IReadOnlyCollection<SocketDelivery> All() => _sockets.Keys.ToArray();
 }
 
-/// <summary>Every <see cref="DeliveryOptions.CursorInterval"/>, offers a fresh cursor to the sockets that received sequenced events.</summary>
-internal sealed class CursorTicker(SocketDeliveries sockets, CursorAdvancer cursors, IOptions<DeliveryOptions> options, TimeProvider time) : BackgroundService
+/// <summary>
+/// Every <see cref="DeliveryOptions.CursorInterval"/>, offers a fresh cursor to the sockets that received sequenced events.
+/// A check that fails for a reason the advancer does not expect is logged as an error and tried again on the next tick:
+/// one socket's failure neither stops the cursors of every other socket on the instance nor the instance itself.
+/// </summary>
+internal sealed partial class CursorTicker(
+    SocketDeliveries sockets, CursorAdvancer cursors, IOptions<DeliveryOptions> options, TimeProvider time, ILogger<CursorTicker> logger)
+    : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -83,11 +89,27 @@ internal sealed class CursorTicker(SocketDeliveries sockets, CursorAdvancer curs
 
             foreach (var socket in sockets.All())
             {
-                if (socket.Cursors.Due)
+                if (!socket.Cursors.Due)
+                {
+                    continue;
+                }
+
+                try
                 {
                     await cursors.TryAdvanceAsync(socket, stoppingToken);
                 }
+                catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+                {
+                    socket.Cursors.SentSinceCursor = true; // the next tick tries again
+                    Log.CheckFailed(logger, socket.Connection.Id, ex);
+                }
             }
         }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 6102, Level = LogLevel.Error, Message = "Connection {ConnectionId}: cursor check failed unexpectedly; retrying on the next tick")]
+        public static partial void CheckFailed(ILogger logger, string connectionId, Exception exception);
     }
 }

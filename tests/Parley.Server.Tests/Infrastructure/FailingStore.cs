@@ -7,8 +7,9 @@ using Parley.Server.Storage;
 namespace Parley.Server.Tests.Infrastructure;
 
 /// <summary>
-/// The server's own store behind a proxy that makes <see cref="IChatStore.GetStreamPositionAsync"/> fail (SQLite's
-/// "database is locked", a storage error worth retrying) while <see cref="Failing"/> is set; every other call goes through.
+/// The server's own store behind a proxy that makes <see cref="IChatStore.GetStreamPositionAsync"/> fail while
+/// <see cref="Failing"/> is set (with <see cref="Error"/>: by default SQLite's "database is locked", a storage error worth
+/// retrying); every other call goes through.
 /// </summary>
 internal sealed class FailingStore : IAsyncDisposable
 {
@@ -26,6 +27,14 @@ internal sealed class FailingStore : IAsyncDisposable
     public bool Failing { get => Volatile.Read(ref _failing); set => Volatile.Write(ref _failing, value); }
 
     private bool _failing;
+
+    /// <summary>The exception each failing call throws.</summary>
+    public Func<Exception> Error { get; set; } = () => new SqliteException("database is locked", 5);
+
+    /// <summary>Calls that failed so far.</summary>
+    public int Failures => Volatile.Read(ref _failures);
+
+    private int _failures;
 
     /// <summary>Replaces the registered store with the proxy; the real store is still disposed with the server.</summary>
     public static void Install(IServiceCollection services)
@@ -60,7 +69,8 @@ internal sealed class FailingStore : IAsyncDisposable
         {
             if (targetMethod!.Name == nameof(IChatStore.GetStreamPositionAsync) && Owner.Failing)
             {
-                return Task.FromException<StreamPosition>(new SqliteException("database is locked", 5));
+                Interlocked.Increment(ref Owner._failures);
+                return Task.FromException<StreamPosition>(Owner.Error());
             }
 
             try
