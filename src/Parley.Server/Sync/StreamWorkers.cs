@@ -37,9 +37,19 @@ internal sealed partial class StreamSequencer(
             {
                 return;
             }
-            catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or InvalidOperationException)
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
-                Log.Failed(logger, ex.Message);
+                // Storage errors are expected now and then; anything else is a bug, logged with its stack. Either way the
+                // sequencer goes on after a pause: an exception escaping a hosted service would stop the whole server.
+                if (ex is System.Data.Common.DbException or TimeoutException or InvalidOperationException)
+                {
+                    Log.Failed(logger, ex.Message);
+                }
+                else
+                {
+                    Log.FailedUnexpectedly(logger, ex);
+                }
+
                 await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
@@ -49,6 +59,9 @@ internal sealed partial class StreamSequencer(
     {
         [LoggerMessage(EventId = 6101, Level = LogLevel.Warning, Message = "Stream sequencer pass failed: {Reason}; retrying")]
         public static partial void Failed(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 6103, Level = LogLevel.Error, Message = "Stream sequencer pass failed unexpectedly; retrying")]
+        public static partial void FailedUnexpectedly(ILogger logger, Exception exception);
     }
 }
 

@@ -7,9 +7,9 @@ using Parley.Server.Storage;
 namespace Parley.Server.Tests.Infrastructure;
 
 /// <summary>
-/// The server's own store behind a proxy that makes <see cref="IChatStore.GetStreamPositionAsync"/> fail while
-/// <see cref="Failing"/> is set (with <see cref="Error"/>: by default SQLite's "database is locked", a storage error worth
-/// retrying); every other call goes through.
+/// The server's own store behind a proxy that makes one of its methods (<see cref="Method"/>, by default
+/// <see cref="IChatStore.GetStreamPositionAsync"/>) fail while <see cref="Failing"/> is set (with <see cref="Error"/>: by
+/// default SQLite's "database is locked", a storage error worth retrying); every other call goes through.
 /// </summary>
 internal sealed class FailingStore : IAsyncDisposable
 {
@@ -27,6 +27,9 @@ internal sealed class FailingStore : IAsyncDisposable
     public bool Failing { get => Volatile.Read(ref _failing); set => Volatile.Write(ref _failing, value); }
 
     private bool _failing;
+
+    /// <summary>The name of the <see cref="IChatStore"/> method that fails (one returning a task).</summary>
+    public string Method { get; set; } = nameof(IChatStore.GetStreamPositionAsync);
 
     /// <summary>The exception each failing call throws.</summary>
     public Func<Exception> Error { get; set; } = () => new SqliteException("database is locked", 5);
@@ -58,6 +61,12 @@ internal sealed class FailingStore : IAsyncDisposable
         }
     }
 
+    private static object FailedTask(Type returnType, Exception error) =>
+        returnType == typeof(Task)
+            ? Task.FromException(error)
+            : typeof(Task).GetMethods().Single(m => m.Name == nameof(Task.FromException) && m.IsGenericMethod)
+                .MakeGenericMethod(returnType.GetGenericArguments()[0]).Invoke(null, [error])!;
+
     // Not sealed: DispatchProxy derives the proxy's type from it.
 #pragma warning disable CA1852
     internal class Proxy : DispatchProxy
@@ -67,10 +76,10 @@ internal sealed class FailingStore : IAsyncDisposable
 
         protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
         {
-            if (targetMethod!.Name == nameof(IChatStore.GetStreamPositionAsync) && Owner.Failing)
+            if (targetMethod!.Name == Owner.Method && Owner.Failing)
             {
                 Interlocked.Increment(ref Owner._failures);
-                return Task.FromException<StreamPosition>(Owner.Error());
+                return FailedTask(targetMethod.ReturnType, Owner.Error());
             }
 
             try
