@@ -13,7 +13,8 @@ namespace Parley.Server.Receipts;
 /// <see cref="RealtimeOptions.DeliveryFlushInterval"/>; then senders get <c>message_delivered</c>.
 /// Pending reports are bounded by the number of (conversation, user) pairs, not by traffic. If the store
 /// fails, reports are kept and retried; a crash loses at most the reports of one interval (delivered
-/// watermarks only: never a message or a read receipt).
+/// watermarks only: never a message or a read receipt). A receipt whose frames fail to go out after the commit is
+/// logged as an error (4002) and the tracker goes on; its senders' devices get the watermark at their next resume.
 /// </summary>
 internal sealed partial class DeliveryTracker(
     IChatStore store, ConversationBroadcaster broadcaster, TimeProvider time, IOptions<RealtimeOptions> options, ILogger<DeliveryTracker> logger)
@@ -84,9 +85,18 @@ internal sealed partial class DeliveryTracker(
             return;
         }
 
+        // Committed: a receipt whose frames fail to go out is not reported again; the senders' devices get the watermark
+        // at their next resume or sync. One failure (a bug: publishing does not fail on the network) skips only its own.
         foreach (var result in results.Moved)
         {
-            await broadcaster.WatermarkMovedAsync(result);
+            try
+            {
+                await broadcaster.WatermarkMovedAsync(result);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.BroadcastFailed(logger, result.ConversationId, ex);
+            }
         }
     }
 
@@ -94,5 +104,8 @@ internal sealed partial class DeliveryTracker(
     {
         [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "Could not record {Count} delivery reports; will retry")]
         public static partial void FlushFailed(ILogger logger, int count, Exception exception);
+
+        [LoggerMessage(EventId = 4002, Level = LogLevel.Error, Message = "Could not send the delivered receipt of conversation {ConversationId}")]
+        public static partial void BroadcastFailed(ILogger logger, Guid conversationId, Exception exception);
     }
 }
