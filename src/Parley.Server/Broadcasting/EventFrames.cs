@@ -20,7 +20,7 @@ internal static class EventFrames
 
     public static OutboundFrame NewMessage(Message message, DateTimeOffset timestamp) =>
         new(
-            FrameWriter.Serialize(FrameTypes.NewMessage, new NewMessagePayload(message, timestamp), ParleyJsonContext.Default.NewMessagePayload),
+            MessageFrames.NewMessage(message, timestamp),
             FrameTypes.NewMessage,
             message.ConversationId,
             seq: message.Seq,

@@ -23,7 +23,10 @@ internal sealed class UtcTimestampConverter : JsonConverter<DateTimeOffset>
         return value.ToUniversalTime();
     }
 
-    public override void Write(Utf8JsonWriter writer, DateTimeOffset value, JsonSerializerOptions options)
+    public override void Write(Utf8JsonWriter writer, DateTimeOffset value, JsonSerializerOptions options) => WriteValue(writer, value);
+
+    /// <summary>Writes <paramref name="value"/> as this converter does (for frames written by hand, <see cref="MessageFrames"/>).</summary>
+    public static void WriteValue(Utf8JsonWriter writer, DateTimeOffset value)
     {
         Span<char> buffer = stackalloc char[24];
         value.UtcDateTime.TryFormat(buffer, out var written, Format, CultureInfo.InvariantCulture);

@@ -23,5 +23,5 @@ internal static class Frames
         new(FrameWriter.Serialize(FrameTypes.SyncReset, new SyncResetPayload(cursor, reason), ParleyJsonContext.Default.SyncResetPayload), FrameTypes.SyncReset);
 
     public static OutboundFrame MessageAck(string clientMessageId, Message message) =>
-        new(FrameWriter.Serialize(FrameTypes.MessageAck, new MessageAckPayload(clientMessageId, message), ParleyJsonContext.Default.MessageAckPayload), FrameTypes.MessageAck);
+        new(MessageFrames.MessageAck(clientMessageId, message), FrameTypes.MessageAck);
 }
