@@ -11,6 +11,7 @@ internal sealed record ConnectedPayload(string ConnectionId, string UserId, stri
 
 internal sealed record ConversationCreatedPayload(Conversation Conversation, long Seq, DateTimeOffset Timestamp);
 
+/// <summary>The contract of <c>new_message</c>; the frame itself is written by <see cref="MessageFrames"/>, tested against this record.</summary>
 internal sealed record NewMessagePayload(Message Message, DateTimeOffset Timestamp);
 
 internal sealed record MessageEditedPayload(Message Message, Guid ConversationId, long Seq, DateTimeOffset Timestamp);
@@ -48,6 +49,7 @@ internal sealed record CursorPayload(string Cursor);
 
 internal sealed record SyncResetPayload(string Cursor, string Reason);
 
+/// <summary>The contract of <c>message_ack</c>; the frame itself is written by <see cref="MessageFrames"/>, tested against this record.</summary>
 internal sealed record MessageAckPayload(string ClientMessageId, Message Message);
 
 /// <summary>Writes a string that already is a JSON value without quoting it again.</summary>
