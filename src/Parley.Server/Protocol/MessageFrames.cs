@@ -14,28 +14,30 @@ namespace Parley.Server.Protocol;
 internal static class MessageFrames
 {
     public static byte[] NewMessage(Message message, DateTimeOffset timestamp) =>
-        Utf8Scratch.WriteJson((message, timestamp), static (writer, frame) =>
+        Frame(FrameTypes.NewMessage, (message, timestamp), static (writer, payload) =>
         {
-            writer.WriteStartObject();
-            writer.WriteString("type"u8, FrameTypes.NewMessage);
-            writer.WriteStartObject("payload"u8);
             writer.WritePropertyName("message"u8);
-            Write(writer, frame.message);
+            Write(writer, payload.message);
             writer.WritePropertyName("timestamp"u8);
-            UtcTimestampConverter.WriteValue(writer, frame.timestamp);
-            writer.WriteEndObject();
-            writer.WriteEndObject();
+            UtcTimestampConverter.WriteValue(writer, payload.timestamp);
         });
 
     public static byte[] MessageAck(string clientMessageId, Message message) =>
-        Utf8Scratch.WriteJson((clientMessageId, message), static (writer, frame) =>
+        Frame(FrameTypes.MessageAck, (clientMessageId, message), static (writer, payload) =>
+        {
+            writer.WriteString("client_message_id"u8, payload.clientMessageId);
+            writer.WritePropertyName("message"u8);
+            Write(writer, payload.message);
+        });
+
+    /// <summary><c>{"type": ..., "payload": {...}}</c>, as <see cref="FrameWriter"/> writes it; <paramref name="payload"/> writes the payload's properties.</summary>
+    private static byte[] Frame<TState>(string type, TState state, Action<Utf8JsonWriter, TState> payload) =>
+        Utf8Scratch.WriteJson((type, state, payload), static (writer, frame) =>
         {
             writer.WriteStartObject();
-            writer.WriteString("type"u8, FrameTypes.MessageAck);
+            writer.WriteString("type"u8, frame.type);
             writer.WriteStartObject("payload"u8);
-            writer.WriteString("client_message_id"u8, frame.clientMessageId);
-            writer.WritePropertyName("message"u8);
-            Write(writer, frame.message);
+            frame.payload(writer, frame.state);
             writer.WriteEndObject();
             writer.WriteEndObject();
         });
@@ -51,11 +53,11 @@ internal static class MessageFrames
         writer.WriteString("content"u8, message.Content);
         WriteNullable(writer, "reply_to_id"u8, message.ReplyToId);
         writer.WritePropertyName("mentions"u8);
-        WriteMentions(writer, message.Mentions);
+        WriteOrNull(writer, message.Mentions, WriteMentions);
         writer.WritePropertyName("media"u8);
-        WriteMedia(writer, message.Media);
+        WriteOrNull(writer, message.Media, WriteMedia);
         writer.WritePropertyName("location"u8);
-        WriteLocation(writer, message.Location);
+        WriteOrNull(writer, message.Location, WriteLocation);
         writer.WriteString("client_message_id"u8, message.ClientMessageId);
         writer.WritePropertyName("created_at"u8);
         UtcTimestampConverter.WriteValue(writer, message.CreatedAt);
@@ -64,41 +66,26 @@ internal static class MessageFrames
         writer.WriteEndObject();
     }
 
-    private static void WriteMentions(Utf8JsonWriter writer, IReadOnlyList<Mention>? mentions)
+    private static void WriteMentions(Utf8JsonWriter writer, IReadOnlyList<Mention> mentions)
     {
-        if (mentions is null)
-        {
-            writer.WriteNullValue();
-            return;
-        }
-
         writer.WriteStartArray();
         foreach (var mention in mentions)
         {
-            if (mention is null)
+            WriteOrNull(writer, mention, static (writer, mention) =>
             {
-                writer.WriteNullValue();
-                continue;
-            }
-
-            writer.WriteStartObject();
-            writer.WriteString("user_id"u8, mention.UserId);
-            writer.WriteNumber("offset"u8, mention.Offset);
-            writer.WriteNumber("length"u8, mention.Length);
-            writer.WriteEndObject();
+                writer.WriteStartObject();
+                writer.WriteString("user_id"u8, mention.UserId);
+                writer.WriteNumber("offset"u8, mention.Offset);
+                writer.WriteNumber("length"u8, mention.Length);
+                writer.WriteEndObject();
+            });
         }
 
         writer.WriteEndArray();
     }
 
-    private static void WriteMedia(Utf8JsonWriter writer, Media? media)
+    private static void WriteMedia(Utf8JsonWriter writer, Media media)
     {
-        if (media is null)
-        {
-            writer.WriteNullValue();
-            return;
-        }
-
         writer.WriteStartObject();
         writer.WriteString("url"u8, media.Url);
         writer.WriteString("mime_type"u8, media.MimeType);
@@ -111,19 +98,27 @@ internal static class MessageFrames
         writer.WriteEndObject();
     }
 
-    private static void WriteLocation(Utf8JsonWriter writer, Location? location)
+    private static void WriteLocation(Utf8JsonWriter writer, Location location)
     {
-        if (location is null)
-        {
-            writer.WriteNullValue();
-            return;
-        }
-
         writer.WriteStartObject();
         writer.WriteNumber("latitude"u8, location.Latitude);
         writer.WriteNumber("longitude"u8, location.Longitude);
         writer.WriteString("name"u8, location.Name);
         writer.WriteEndObject();
+    }
+
+    /// <summary>A JSON null for a null reference, as the serializer writes one (every property is written, null or not).</summary>
+    private static void WriteOrNull<T>(Utf8JsonWriter writer, T? value, Action<Utf8JsonWriter, T> write)
+        where T : class
+    {
+        if (value is null)
+        {
+            writer.WriteNullValue();
+        }
+        else
+        {
+            write(writer, value);
+        }
     }
 
     private static void WriteNullable(Utf8JsonWriter writer, ReadOnlySpan<byte> name, Guid? value)
