@@ -48,6 +48,7 @@ public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<
         var options = _sinks[sink];
         var name = topic == EventTopic.Events ? options.EventsTopic : options.NotificationsTopic;
         var read = _cluster.Read(name, count, count == 0 ? TimeSpan.FromSeconds(1) : TimeSpan.FromSeconds(20));
+        Assert.All(read, r => Assert.Equal(RecordTypes.Version.ToString(System.Globalization.CultureInfo.InvariantCulture), Header(r.Message.Headers, "version")));
         return Task.FromResult<IReadOnlyList<(string, string, string, byte[])>>(
             [.. read.Select(r => (r.Message.Key, Header(r.Message.Headers, "event_id"), Header(r.Message.Headers, "type"), r.Message.Value))]);
     }

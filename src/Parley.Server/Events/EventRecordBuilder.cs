@@ -1,6 +1,8 @@
+using System.Buffers;
+using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
-using System.Text;
+using System.Text.Unicode;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Parley.Server.Protocol;
@@ -122,9 +124,14 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
         }
 
         var message = e.MessageId is { } id ? batch.Messages.GetValueOrDefault(id) : null;
-        var eventId = StableId($"event:{e.ConversationId:N}:{e.Seq}:{e.CreatedAt.ToUnixTimeMilliseconds()}");
-        var body = Write(eventId, type, e.CreatedAt, e.ConversationId, e.Seq, outbox.Pos, w =>
+        var eventId = StableId(
+            e, static (Span<byte> d, ConversationEvent e, out int n) =>
+                Utf8.TryWrite(d, CultureInfo.InvariantCulture, $"event:{e.ConversationId:N}:{e.Seq}:{e.CreatedAt.ToUnixTimeMilliseconds()}", out n));
+        var envelope = new Envelope(eventId, type, e.CreatedAt, e.ConversationId, e.Seq, outbox.Pos);
+        var body = Write(envelope, (Outbox: outbox, Batch: batch, Message: message), static (w, type, state) =>
         {
+            var (outbox, batch, message) = state;
+            var e = outbox.Event;
             switch (type)
             {
                 case RecordTypes.ConversationCreated:
@@ -144,11 +151,11 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
                     w.WriteEndArray();
                     break;
                 case RecordTypes.MessageCreated:
-                    w.WriteString("message_id", e.MessageId?.ToString());
+                    WriteId(w, "message_id", e.MessageId);
                     w.WriteString("sender_id", message?.SenderId ?? e.ActorId);
                     w.WriteString("message_type", message?.MessageType);
                     w.WriteString("content", message?.Content);
-                    w.WriteString("reply_to_id", message?.ReplyToId?.ToString());
+                    WriteId(w, "reply_to_id", message?.ReplyToId);
                     w.WritePropertyName("mentions");
                     JsonSerializer.Serialize(w, message?.Mentions, EventsJsonContext.Default.IReadOnlyListMention);
                     w.WritePropertyName("media");
@@ -160,7 +167,7 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
                     WriteTime(w, "deleted_at", message?.DeletedAt);
                     break;
                 case RecordTypes.MessageEdited:
-                    w.WriteString("message_id", e.MessageId?.ToString());
+                    WriteId(w, "message_id", e.MessageId);
                     w.WriteString("actor_id", e.ActorId);
                     w.WriteString("content", message?.Content);
                     w.WritePropertyName("mentions");
@@ -169,7 +176,7 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
                     WriteTime(w, "deleted_at", message?.DeletedAt);
                     break;
                 case RecordTypes.MessageDeleted:
-                    w.WriteString("message_id", e.MessageId?.ToString());
+                    WriteId(w, "message_id", e.MessageId);
                     w.WriteString("actor_id", e.ActorId);
                     break;
                 default: // participant changes
@@ -185,20 +192,25 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
     private EventRecord Notification(OutboxEvent outbox, Message message, ConversationRecord? conversation, string userId, long unread)
     {
         var e = outbox.Event;
-        var eventId = StableId($"notification:{e.ConversationId:N}:{e.Seq}:{e.CreatedAt.ToUnixTimeMilliseconds()}:{userId}");
+        var eventId = StableId(
+            (Event: e, UserId: userId), static (Span<byte> d, (ConversationEvent Event, string UserId) s, out int n) =>
+                Utf8.TryWrite(
+                    d, CultureInfo.InvariantCulture,
+                    $"notification:{s.Event.ConversationId:N}:{s.Event.Seq}:{s.Event.CreatedAt.ToUnixTimeMilliseconds()}:{s.UserId}", out n));
         var (preview, truncated) = Preview(message.Content);
-        var body = Write(eventId, RecordTypes.NotificationMessage, e.CreatedAt, e.ConversationId, e.Seq, outbox.Pos, w =>
+        var envelope = new Envelope(eventId, RecordTypes.NotificationMessage, e.CreatedAt, e.ConversationId, e.Seq, outbox.Pos);
+        var body = Write(envelope, (Message: message, Conversation: conversation, UserId: userId, Unread: unread, Preview: preview, Truncated: truncated), static (w, _, s) =>
         {
-            w.WriteString("user_id", userId);
-            w.WriteString("conversation_type", conversation?.Type);
-            w.WriteString("conversation_name", conversation?.Name);
-            w.WriteString("message_id", message.Id.ToString());
-            w.WriteString("sender_id", message.SenderId);
-            w.WriteString("message_type", message.MessageType);
-            w.WriteString("preview", preview);
-            w.WriteBoolean("preview_truncated", truncated);
-            w.WriteBoolean("mentioned", message.Mentions?.Any(m => m.UserId == userId) == true);
-            w.WriteNumber("unread_count", unread);
+            w.WriteString("user_id", s.UserId);
+            w.WriteString("conversation_type", s.Conversation?.Type);
+            w.WriteString("conversation_name", s.Conversation?.Name);
+            w.WriteString("message_id", s.Message.Id);
+            w.WriteString("sender_id", s.Message.SenderId);
+            w.WriteString("message_type", s.Message.MessageType);
+            w.WriteString("preview", s.Preview);
+            w.WriteBoolean("preview_truncated", s.Truncated);
+            w.WriteBoolean("mentioned", s.Message.Mentions?.Any(m => m.UserId == s.UserId) == true);
+            w.WriteNumber("unread_count", s.Unread);
         });
         return new EventRecord(EventTopic.Notifications, userId, eventId, RecordTypes.NotificationMessage, RecordTypes.Version, body);
     }
@@ -206,11 +218,14 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
     private static EventRecord Receipt(ReceiptLogEntry receipt)
     {
         var type = receipt.Kind == ReceiptKinds.Read ? RecordTypes.ReceiptRead : RecordTypes.ReceiptDelivered;
-        var eventId = StableId($"receipt:{receipt.Id}:{receipt.ConversationId:N}:{receipt.UserId}:{receipt.Kind}:{receipt.Seq}");
-        var body = Write(eventId, type, receipt.CreatedAt, receipt.ConversationId, receipt.Seq, null, w =>
+        var eventId = StableId(
+            receipt, static (Span<byte> d, ReceiptLogEntry r, out int n) =>
+                Utf8.TryWrite(d, CultureInfo.InvariantCulture, $"receipt:{r.Id}:{r.ConversationId:N}:{r.UserId}:{r.Kind}:{r.Seq}", out n));
+        var envelope = new Envelope(eventId, type, receipt.CreatedAt, receipt.ConversationId, receipt.Seq, null);
+        var body = Write(envelope, receipt, static (w, _, receipt) =>
         {
             w.WriteString("user_id", receipt.UserId);
-            w.WriteString("message_id", receipt.MessageId.ToString());
+            w.WriteString("message_id", receipt.MessageId);
         });
         return new EventRecord(EventTopic.Events, receipt.ConversationId.ToString(), eventId, type, RecordTypes.Version, body);
     }
@@ -238,18 +253,22 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
         return (content[..length], true);
     }
 
-    private static byte[] Write(
-        string eventId, string type, DateTimeOffset occurredAt, Guid conversationId, long seq, long? pos, Action<Utf8JsonWriter> payload) =>
-        Utf8Scratch.WriteJson((eventId, type, occurredAt, conversationId, seq, pos, payload), static (w, r) =>
+    /// <summary>What every record starts with, before its payload.</summary>
+    private readonly record struct Envelope(string EventId, string Type, DateTimeOffset OccurredAt, Guid ConversationId, long Seq, long? Pos);
+
+    /// <summary>A record's bytes: the envelope, then the payload <paramref name="payload"/> writes (given the type and its state).</summary>
+    private static byte[] Write<TState>(Envelope envelope, TState state, Action<Utf8JsonWriter, string, TState> payload) =>
+        Utf8Scratch.WriteJson((Envelope: envelope, State: state, Payload: payload), static (w, r) =>
         {
+            var e = r.Envelope;
             w.WriteStartObject();
-            w.WriteString("event_id", r.eventId);
-            w.WriteString("type", r.type);
+            w.WriteString("event_id", e.EventId);
+            w.WriteString("type", e.Type);
             w.WriteNumber("version", RecordTypes.Version);
-            WriteTime(w, "occurred_at", r.occurredAt);
-            w.WriteString("conversation_id", r.conversationId);
-            w.WriteNumber("seq", r.seq);
-            if (r.pos is { } p)
+            WriteTime(w, "occurred_at", e.OccurredAt);
+            w.WriteString("conversation_id", e.ConversationId);
+            w.WriteNumber("seq", e.Seq);
+            if (e.Pos is { } p)
             {
                 w.WriteNumber("pos", p);
             }
@@ -259,7 +278,7 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
             }
 
             w.WriteStartObject("payload");
-            r.payload(w);
+            r.Payload(w, e.Type, r.State);
             w.WriteEndObject();
             w.WriteEndObject();
         });
@@ -268,7 +287,14 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
     {
         if (value is { } v)
         {
-            w.WriteString(name, v.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+            // Formatted into UTF-8 on the stack: no string per timestamp.
+            Span<byte> text = stackalloc byte[32];
+            if (!v.UtcDateTime.TryFormat(text, out var length, "yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture))
+            {
+                throw new UnreachableException("A timestamp is 24 bytes.");
+            }
+
+            w.WriteString(name, text[..length]);
         }
         else
         {
@@ -276,11 +302,55 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
         }
     }
 
-    /// <summary>A name-based UUID (SHA-256 of the record's identity, version 8): the same record always gets the same id.</summary>
-    internal static string StableId(string identity)
+    /// <summary>A UUID in its usual form, as <see cref="Guid.ToString()"/> writes it, or null.</summary>
+    private static void WriteId(Utf8JsonWriter w, string name, Guid? value)
+    {
+        if (value is { } id)
+        {
+            w.WriteString(name, id);
+        }
+        else
+        {
+            w.WriteNull(name);
+        }
+    }
+
+    /// <summary>Writes a record's identity as UTF-8 into the span; false when it does not fit.</summary>
+    private delegate bool IdentityWriter<TState>(Span<byte> destination, TState state, out int written);
+
+    /// <summary>
+    /// A name-based UUID (SHA-256 of the record's identity, version 8): the same record always gets the same id. The
+    /// identity is written as UTF-8 on the stack (a larger pooled buffer for a long one), not built as a string first.
+    /// </summary>
+    private static string StableId<TState>(TState state, IdentityWriter<TState> identity)
+    {
+        Span<byte> text = stackalloc byte[256];
+        if (identity(text, state, out var written))
+        {
+            return StableId(text[..written]);
+        }
+
+        for (var size = 1024; ; size *= 2)
+        {
+            var rented = ArrayPool<byte>.Shared.Rent(size);
+            try
+            {
+                if (identity(rented, state, out written))
+                {
+                    return StableId(rented.AsSpan(0, written));
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
+    }
+
+    private static string StableId(ReadOnlySpan<byte> identity)
     {
         Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(Encoding.UTF8.GetBytes(identity), hash);
+        SHA256.HashData(identity, hash);
         hash[6] = (byte)((hash[6] & 0x0F) | 0x80);
         hash[8] = (byte)((hash[8] & 0x3F) | 0x80);
         return new Guid(hash[..16], bigEndian: true).ToString();

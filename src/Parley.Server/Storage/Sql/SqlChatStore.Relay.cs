@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Parley.Server.Storage.Sql;
 
 /// <summary>
@@ -77,7 +79,7 @@ internal abstract partial class SqlChatStore
             // The facts the records need, read by the batch's position range (no list of ids to bind): the messages the
             // events reference, as they are now; for each new message, the current members who joined before it but the
             // sender (notification recipients, once the relay knows who is offline).
-            var messages = new Dictionary<Guid, Message>();
+            var messages = new Dictionary<Guid, Message>(events.Count);
             var recipients = new Dictionary<(Guid, long), IReadOnlyList<string>>();
             if (events.Count > 0)
             {
@@ -95,17 +97,32 @@ internal abstract partial class SqlChatStore
                 // By the conversations' ids rather than joined to the event range: a join's plan depends on statistics, and
                 // without them (a young database) PostgreSQL drove it from every member row, probing the range once each.
                 var newMessages = events.Where(e => e.Event.Type == EventTypes.MessageCreated).Select(e => e.Event).ToList();
-                var current = (await ListByIdsAsync(
-                        s, newMessages.Select(e => e.ConversationId),
-                        "SELECT p.conversation_id, p.user_id, p.joined_seq FROM participants p WHERE p.left_at IS NULL AND p.conversation_id",
-                        r => (ConversationId: r.Guid(0), UserId: r.String(1), JoinedSeq: r.Long(2)), cancellationToken))
-                    .ToLookup(m => m.ConversationId);
-                var members = newMessages.SelectMany(
-                    e => current[e.ConversationId].Where(m => m.JoinedSeq < e.Seq && m.UserId != e.ActorId),
-                    (e, m) => (Key: (e.ConversationId, e.Seq), m.UserId));
-                foreach (var group in members.GroupBy(m => m.Key, m => m.UserId))
+                var current = new Dictionary<Guid, List<(string UserId, long JoinedSeq)>>();
+                foreach (var (conversationId, userId, joinedSeq) in await ListByIdsAsync(
+                    s, newMessages.Select(e => e.ConversationId),
+                    "SELECT p.conversation_id, p.user_id, p.joined_seq FROM participants p WHERE p.left_at IS NULL AND p.conversation_id",
+                    r => (r.Guid(0), r.String(1), r.Long(2)), cancellationToken))
                 {
-                    recipients[group.Key] = group.ToList();
+                    ref var list = ref CollectionsMarshal.GetValueRefOrAddDefault(current, conversationId, out _);
+                    (list ??= []).Add((userId, joinedSeq));
+                }
+
+                // Plain loops: this runs for every message the stream publishes.
+                foreach (var e in newMessages)
+                {
+                    List<string>? candidates = null;
+                    foreach (var (userId, joinedSeq) in current.GetValueOrDefault(e.ConversationId) ?? [])
+                    {
+                        if (joinedSeq < e.Seq && userId != e.ActorId)
+                        {
+                            (candidates ??= []).Add(userId);
+                        }
+                    }
+
+                    if (candidates is not null)
+                    {
+                        recipients[(e.ConversationId, e.Seq)] = candidates;
+                    }
                 }
             }
 
