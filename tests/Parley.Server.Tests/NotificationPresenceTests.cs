@@ -43,14 +43,20 @@ public sealed class NotificationPresenceTests : IAsyncLifetime
 
     public async ValueTask DisposeAsync()
     {
-        if (_instances is not null)
+        try
         {
-            await _instances.DisposeAsync();
+            if (_instances is not null)
+            {
+                await _instances.DisposeAsync();
+            }
         }
-
-        if (_redis is not null)
+        finally
         {
-            await _redis.DisposeAsync();
+            // Even when an instance fails to stop: a redis-server left running would outlive the test run.
+            if (_redis is not null)
+            {
+                await _redis.DisposeAsync();
+            }
         }
     }
 

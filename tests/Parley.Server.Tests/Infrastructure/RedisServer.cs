@@ -57,6 +57,8 @@ internal sealed class RedisServer : IAsyncDisposable
         }
 
         _process = Process.Start(info) ?? throw new InvalidOperationException("redis-server did not start");
+        // A safety net for a test whose clean-up failed before it got here: the server never outlives the test run.
+        AppDomain.CurrentDomain.ProcessExit += KillOnExit;
         _process.OutputDataReceived += (_, _) => { };
         _process.ErrorDataReceived += (_, _) => { };
         _process.BeginOutputReadLine();
@@ -80,6 +82,7 @@ internal sealed class RedisServer : IAsyncDisposable
     /// <summary>Kills the server (no shutdown save: its data is gone).</summary>
     public async Task StopAsync()
     {
+        AppDomain.CurrentDomain.ProcessExit -= KillOnExit;
         if (_process is { HasExited: false } process)
         {
             process.Kill();
@@ -88,6 +91,18 @@ internal sealed class RedisServer : IAsyncDisposable
 
         _process?.Dispose();
         _process = null;
+    }
+
+    private void KillOnExit(object? sender, EventArgs e)
+    {
+        try
+        {
+            _process?.Kill();
+        }
+        catch (InvalidOperationException)
+        {
+            // exited already
+        }
     }
 
     public async ValueTask DisposeAsync()
