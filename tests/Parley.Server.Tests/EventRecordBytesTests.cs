@@ -59,6 +59,32 @@ public sealed class EventRecordBytesTests
         Assert.Equal(Expected, actual);
     }
 
+    [Theory]
+    [InlineData(128, "é")]
+    [InlineData(64, "😀")]
+    [InlineData(128, "\u2028")]
+    public async Task LongestUserIds_KeepTheirIds(int count, string unit)
+    {
+        // Identities longer than the stack buffer the ids are hashed from: the same id as any other way of hashing them.
+        var userId = string.Concat(Enumerable.Repeat(unit, count));
+        var receipt = new ReceiptLogEntry(long.MaxValue, 1, Conversation, userId, ReceiptKinds.Delivered, long.MaxValue, MessageId, At);
+        var batch = Batch() with { Changes = [], WatermarkMoves = [receipt] };
+        var builder = new EventRecordBuilder(Unread.Store(), new Online(), new NotificationOptions());
+
+        var record = Assert.Single(await builder.BuildAsync(batch, TestContext.Current.CancellationToken));
+
+        Assert.Equal(NameBasedId($"receipt:{long.MaxValue}:{Conversation:N}:{userId}:delivered:{long.MaxValue}"), record.EventId);
+    }
+
+    /// <summary>A version 8 UUID from the first 16 bytes of the SHA-256 of the record's identity in UTF-8 (docs/events.md).</summary>
+    private static string NameBasedId(string identity)
+    {
+        var hash = System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(identity));
+        hash[6] = (byte)((hash[6] & 0x0F) | 0x80);
+        hash[8] = (byte)((hash[8] & 0x3F) | 0x80);
+        return new Guid(hash.AsSpan(0, 16), bigEndian: true).ToString();
+    }
+
     private static readonly string[] Expected =
     [
         """Events 0193a0b4-0000-7000-8000-0000000000c1 c8b25c31-7bff-831e-b251-a6147a2f72a3 conversation.created 1 {"event_id":"c8b25c31-7bff-831e-b251-a6147a2f72a3","type":"conversation.created","version":1,"occurred_at":"2026-12-06T07:08:09.124Z","conversation_id":"0193a0b4-0000-7000-8000-0000000000c1","seq":1,"pos":101,"payload":{"conversation_type":"group","name":"Launch \u0022Q1\u0022","created_by":"alice","members":[{"user_id":"alice","role":"owner"},{"user_id":"bob","role":"member"}]}}""",
