@@ -93,6 +93,28 @@ internal sealed class RedisServer : IAsyncDisposable
         _process = null;
     }
 
+    /// <summary>
+    /// Disposes what uses the server, then the server, even when the first fails: a redis-server left running would
+    /// outlive the test run.
+    /// </summary>
+    public static async ValueTask DisposeAfterAsync(IAsyncDisposable? user, RedisServer? server)
+    {
+        try
+        {
+            if (user is not null)
+            {
+                await user.DisposeAsync();
+            }
+        }
+        finally
+        {
+            if (server is not null)
+            {
+                await server.DisposeAsync();
+            }
+        }
+    }
+
     private void KillOnExit(object? sender, EventArgs e)
     {
         try
