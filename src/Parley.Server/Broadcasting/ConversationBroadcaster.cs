@@ -99,7 +99,17 @@ internal sealed class ConversationBroadcaster(IFanout fanout, TimeProvider time)
         return fanout.PublishAsync(new FanoutMessage(parts), AfterCommit);
     }
 
-    private static string[] UserIds(IReadOnlyList<MemberRecord> members) => members.Select(m => m.UserId).ToArray();
+    private static string[] UserIds(IReadOnlyList<MemberRecord> members)
+    {
+        // A loop, not LINQ: this runs for every event broadcast.
+        var ids = new string[members.Count];
+        for (var i = 0; i < ids.Length; i++)
+        {
+            ids[i] = members[i].UserId;
+        }
+
+        return ids;
+    }
 }
 
 internal static class BroadcastingSetup

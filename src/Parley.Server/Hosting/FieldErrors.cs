@@ -5,11 +5,12 @@ namespace Parley.Server.Hosting;
 /// <summary>Field errors collected while validating one request.</summary>
 internal sealed class FieldErrors
 {
-    private readonly Dictionary<string, List<string>> _errors = new(StringComparer.Ordinal);
+    // Made with the first error: every send is validated, and almost all of them are valid.
+    private Dictionary<string, List<string>>? _errors;
 
-    public bool Any => _errors.Count > 0;
+    public bool Any => _errors is { Count: > 0 };
 
-    public int Count => _errors.Values.Sum(v => v.Count);
+    public int Count => _errors?.Values.Sum(v => v.Count) ?? 0;
 
     /// <summary>Applies <see cref="TextRules"/> to a field; false (and the error added) when it breaks them.</summary>
     public bool CheckText(string field, string? value, bool multiLine = false)
@@ -25,6 +26,7 @@ internal sealed class FieldErrors
 
     public void Add(string field, string message)
     {
+        _errors ??= new Dictionary<string, List<string>>(StringComparer.Ordinal);
         if (!_errors.TryGetValue(field, out var list))
         {
             _errors[field] = list = [];
@@ -62,6 +64,11 @@ internal sealed class FieldErrors
 
     public ApiError ToError()
     {
+        if (_errors is not { Count: > 0 })
+        {
+            throw new InvalidOperationException("No field has an error.");
+        }
+
         var first = _errors.First();
         var message = _errors.Count == 1 && first.Value.Count == 1
             ? $"'{first.Key}' {first.Value[0]}."

@@ -185,7 +185,8 @@ internal abstract partial class SqlChatStore
         foreach (var move in moves)
         {
             var after = move.Member with { DeliveredSeq = move.Seq!.Value, DeliveredMessageId = move.Id!.Value };
-            var notify = senders[(move.ConversationId, move.Member.UserId)].Order(StringComparer.Ordinal).ToList();
+            List<string> notify = [.. senders[(move.ConversationId, move.Member.UserId)]];
+            notify.Sort(StringComparer.Ordinal);
             moved.Add(new WatermarkResult(move.ConversationId, move.Member, after, notify, []));
         }
 

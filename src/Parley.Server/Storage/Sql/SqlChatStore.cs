@@ -24,6 +24,7 @@ namespace Parley.Server.Storage.Sql;
 internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
 {
     private volatile bool _migrated;
+    private readonly Lock _sendsLock = new();
     private GroupCommit? _sends;
 
     protected SqlDialect Dialect => dialect;
@@ -54,8 +55,19 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     /// <summary>Sends waiting for their group commit, at most this many per lane before senders wait.</summary>
     private const int SendQueueCapacity = 4096;
 
-    /// <summary>The group commit of sends, started with the first send.</summary>
-    private GroupCommit Sends => LazyInitializer.EnsureInitialized(ref _sends, () => new GroupCommit(WriteLanes, SendQueueCapacity, CommitBatchAsync));
+    /// <summary>
+    /// The group commit of sends, started with the first send: read on every send without allocating, and started
+    /// once under a lock (two racing first sends must not start two sets of lanes).
+    /// </summary>
+    private GroupCommit Sends => Volatile.Read(ref _sends) ?? StartSends();
+
+    private GroupCommit StartSends()
+    {
+        lock (_sendsLock)
+        {
+            return _sends ??= new GroupCommit(WriteLanes, SendQueueCapacity, CommitBatchAsync);
+        }
+    }
 
     public abstract Task<IReadOnlyList<string>> MigrateAsync(CancellationToken cancellationToken);
 
