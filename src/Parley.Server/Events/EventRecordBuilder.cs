@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Unicode;
@@ -151,32 +150,32 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
                     w.WriteEndArray();
                     break;
                 case RecordTypes.MessageCreated:
-                    WriteId(w, "message_id", e.MessageId);
+                    w.WriteNullable("message_id"u8, e.MessageId);
                     w.WriteString("sender_id", message?.SenderId ?? e.ActorId);
                     w.WriteString("message_type", message?.MessageType);
                     w.WriteString("content", message?.Content);
-                    WriteId(w, "reply_to_id", message?.ReplyToId);
+                    w.WriteNullable("reply_to_id"u8, message?.ReplyToId);
                     w.WritePropertyName("mentions");
                     JsonSerializer.Serialize(w, message?.Mentions, EventsJsonContext.Default.IReadOnlyListMention);
                     w.WritePropertyName("media");
                     JsonSerializer.Serialize(w, message?.Media, EventsJsonContext.Default.Media);
                     w.WritePropertyName("location");
                     JsonSerializer.Serialize(w, message?.Location, EventsJsonContext.Default.Location);
-                    WriteTime(w, "created_at", message?.CreatedAt ?? e.CreatedAt);
-                    WriteTime(w, "edited_at", message?.EditedAt);
-                    WriteTime(w, "deleted_at", message?.DeletedAt);
+                    w.WriteNullable("created_at"u8, message?.CreatedAt ?? e.CreatedAt);
+                    w.WriteNullable("edited_at"u8, message?.EditedAt);
+                    w.WriteNullable("deleted_at"u8, message?.DeletedAt);
                     break;
                 case RecordTypes.MessageEdited:
-                    WriteId(w, "message_id", e.MessageId);
+                    w.WriteNullable("message_id"u8, e.MessageId);
                     w.WriteString("actor_id", e.ActorId);
                     w.WriteString("content", message?.Content);
                     w.WritePropertyName("mentions");
                     JsonSerializer.Serialize(w, message?.Mentions, EventsJsonContext.Default.IReadOnlyListMention);
-                    WriteTime(w, "edited_at", message?.EditedAt ?? e.CreatedAt);
-                    WriteTime(w, "deleted_at", message?.DeletedAt);
+                    w.WriteNullable("edited_at"u8, message?.EditedAt ?? e.CreatedAt);
+                    w.WriteNullable("deleted_at"u8, message?.DeletedAt);
                     break;
                 case RecordTypes.MessageDeleted:
-                    WriteId(w, "message_id", e.MessageId);
+                    w.WriteNullable("message_id"u8, e.MessageId);
                     w.WriteString("actor_id", e.ActorId);
                     break;
                 default: // participant changes
@@ -265,7 +264,7 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
             w.WriteString("event_id", e.EventId);
             w.WriteString("type", e.Type);
             w.WriteNumber("version", RecordTypes.Version);
-            WriteTime(w, "occurred_at", e.OccurredAt);
+            w.WriteNullable("occurred_at"u8, e.OccurredAt);
             w.WriteString("conversation_id", e.ConversationId);
             w.WriteNumber("seq", e.Seq);
             if (e.Pos is { } p)
@@ -282,38 +281,6 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
             w.WriteEndObject();
             w.WriteEndObject();
         });
-
-    private static void WriteTime(Utf8JsonWriter w, string name, DateTimeOffset? value)
-    {
-        if (value is { } v)
-        {
-            // Formatted into UTF-8 on the stack: no string per timestamp.
-            Span<byte> text = stackalloc byte[32];
-            if (!v.UtcDateTime.TryFormat(text, out var length, "yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture))
-            {
-                throw new UnreachableException("A timestamp is 24 bytes.");
-            }
-
-            w.WriteString(name, text[..length]);
-        }
-        else
-        {
-            w.WriteNull(name);
-        }
-    }
-
-    /// <summary>A UUID in its usual form, as <see cref="Guid.ToString()"/> writes it, or null.</summary>
-    private static void WriteId(Utf8JsonWriter w, string name, Guid? value)
-    {
-        if (value is { } id)
-        {
-            w.WriteString(name, id);
-        }
-        else
-        {
-            w.WriteNull(name);
-        }
-    }
 
     /// <summary>Writes a record's identity as UTF-8 into the span; false when it does not fit.</summary>
     private delegate bool IdentityWriter<TState>(Span<byte> destination, TState state, out int written);

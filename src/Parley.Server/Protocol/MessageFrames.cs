@@ -51,7 +51,7 @@ internal static class MessageFrames
         writer.WriteString("sender_id"u8, message.SenderId);
         writer.WriteString("message_type"u8, message.MessageType);
         writer.WriteString("content"u8, message.Content);
-        WriteNullable(writer, "reply_to_id"u8, message.ReplyToId);
+        writer.WriteNullable("reply_to_id"u8, message.ReplyToId);
         writer.WritePropertyName("mentions"u8);
         WriteOrNull(writer, message.Mentions, WriteMentions);
         writer.WritePropertyName("media"u8);
@@ -61,8 +61,8 @@ internal static class MessageFrames
         writer.WriteString("client_message_id"u8, message.ClientMessageId);
         writer.WritePropertyName("created_at"u8);
         UtcTimestampConverter.WriteValue(writer, message.CreatedAt);
-        WriteNullable(writer, "edited_at"u8, message.EditedAt);
-        WriteNullable(writer, "deleted_at"u8, message.DeletedAt);
+        writer.WriteNullable("edited_at"u8, message.EditedAt);
+        writer.WriteNullable("deleted_at"u8, message.DeletedAt);
         writer.WriteEndObject();
     }
 
@@ -90,9 +90,9 @@ internal static class MessageFrames
         writer.WriteString("url"u8, media.Url);
         writer.WriteString("mime_type"u8, media.MimeType);
         writer.WriteNumber("size_bytes"u8, media.SizeBytes);
-        WriteNullable(writer, "width"u8, media.Width);
-        WriteNullable(writer, "height"u8, media.Height);
-        WriteNullable(writer, "duration_ms"u8, media.DurationMs);
+        writer.WriteNullable("width"u8, media.Width);
+        writer.WriteNullable("height"u8, media.Height);
+        writer.WriteNullable("duration_ms"u8, media.DurationMs);
         writer.WriteString("file_name"u8, media.FileName);
         writer.WriteString("thumbnail_url"u8, media.ThumbnailUrl);
         writer.WriteEndObject();
@@ -118,43 +118,6 @@ internal static class MessageFrames
         else
         {
             write(writer, value);
-        }
-    }
-
-    private static void WriteNullable(Utf8JsonWriter writer, ReadOnlySpan<byte> name, Guid? value)
-    {
-        if (value is { } id)
-        {
-            writer.WriteString(name, id);
-        }
-        else
-        {
-            writer.WriteNull(name);
-        }
-    }
-
-    private static void WriteNullable(Utf8JsonWriter writer, ReadOnlySpan<byte> name, long? value)
-    {
-        if (value is { } number)
-        {
-            writer.WriteNumber(name, number);
-        }
-        else
-        {
-            writer.WriteNull(name);
-        }
-    }
-
-    private static void WriteNullable(Utf8JsonWriter writer, ReadOnlySpan<byte> name, DateTimeOffset? value)
-    {
-        writer.WritePropertyName(name);
-        if (value is { } time)
-        {
-            UtcTimestampConverter.WriteValue(writer, time);
-        }
-        else
-        {
-            writer.WriteNullValue();
         }
     }
 }
