@@ -74,6 +74,12 @@ public sealed partial class EventRelayFailoverTests
         return (long)(await command.ExecuteScalarAsync(ct))!;
     }
 
+    /// <summary>What the relays, sequencers and Kafka clients of the instances logged at warning or above, for a failure message.</summary>
+    private static string RelayLog(LogCapture[] logs) =>
+        string.Join('\n', logs.SelectMany((log, instance) => log.Entries
+            .Where(e => e.Level >= Microsoft.Extensions.Logging.LogLevel.Warning || e.EventId.Id is 7101)
+            .Select(e => $"[{instance}] {e.Level} {e.EventId.Id} {e.Message}")));
+
     private static int Distinct(List<(string EventId, long Seq, string Body)> records) => records.Select(r => r.EventId).Distinct().Count();
 
     /// <summary>Every record after the first copy of its event id is a republished one: same bytes; first copies in seq order.</summary>
@@ -104,13 +110,16 @@ public sealed partial class EventRelayFailoverTests
         var ct = TestContext.Current.CancellationToken;
         using var cluster = new KafkaMockCluster();
         var topic = "events-" + Guid.NewGuid().ToString("N")[..8];
-        await using var instances = new TwoInstances((_, settings) =>
-        {
-            foreach (var (key, value) in KafkaSettings(cluster.BootstrapServers, topic))
+        var logs = new[] { new LogCapture(), new LogCapture() };
+        await using var instances = new TwoInstances(
+            (_, settings) =>
             {
-                settings[key] = value;
-            }
-        });
+                foreach (var (key, value) in KafkaSettings(cluster.BootstrapServers, topic))
+                {
+                    settings[key] = value;
+                }
+            },
+            services: (instance, services) => services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(logs[instance]));
         var alice = NewUser("alice");
         var conversation = await instances.First.BoundedApi(alice).CreateDirectAsync(NewUser("bob"));
         for (var i = 0; i < 10; i++)
@@ -118,8 +127,11 @@ public sealed partial class EventRelayFailoverTests
             await (i % 2 == 0 ? instances.First : instances.Second).BoundedApi(alice).SendTextAsync(conversation.Id, $"m{i}");
         }
 
-        // Both instances run a relay; one owns the lease: every event once.
-        var once = Read(cluster, topic, 12, TimeSpan.FromSeconds(8));
+        // Both instances run a relay; one owns the lease: every event once, and nothing more in the seconds after (the
+        // other relay looks at the lease every LeaseDuration / 3).
+        var arrived = Read(cluster, topic, r => Distinct(r) >= 11, TimeSpan.FromSeconds(30));
+        Assert.True(Distinct(arrived) == 11, $"{Distinct(arrived)} of 11 events published; the relays said:\n{RelayLog(logs)}");
+        var once = Read(cluster, topic, 12, TimeSpan.FromSeconds(3));
         Assert.Equal(11, once.Count);
         AssertRepublishedUnchanged(once, 11);
 
@@ -133,7 +145,8 @@ public sealed partial class EventRelayFailoverTests
         }
 
         // Published, not recorded: then the leader stops.
-        Assert.Equal(16, Distinct(Read(cluster, topic, r => Distinct(r) >= 16, TimeSpan.FromSeconds(30))));
+        var published = Distinct(Read(cluster, topic, r => Distinct(r) >= 16, TimeSpan.FromSeconds(30)));
+        Assert.True(published == 16, $"{published} of 16 events published; the relays said:\n{RelayLog(logs)}");
         await leader.DisposeAsync();
         Assert.Equal(11, await RecordedPositionAsync(database, ct));
         await RefuseRecordingAsync(database, refuse: false, ct);
