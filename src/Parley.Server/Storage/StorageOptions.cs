@@ -32,4 +32,10 @@ internal sealed class StorageOptions
     /// </summary>
     [Range(1, 65536)]
     public int SqliteWriterCacheMiB { get; set; } = Sqlite.SqliteChatStore.DefaultWriterCacheMiB;
+
+    /// <summary>
+    /// SQLite only: the single writer writes a commit's log frames in one call before its sync instead of two calls a
+    /// frame (docs/storage.md, benchmarks.md item 27). Equally durable; <c>false</c> writes through SQLite's default VFS.
+    /// </summary>
+    public bool SqliteGatherWalWrites { get; set; } = true;
 }

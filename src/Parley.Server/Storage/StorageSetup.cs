@@ -38,7 +38,8 @@ internal static class StorageSetup
             configuration.GetConnectionString("Sqlite") is { Length: > 0 } sqlite ? sqlite : DefaultSqliteConnectionString,
             exclusive: true,
             backgroundCheckpoints: options.SqliteBackgroundCheckpoints,
-            writerCacheMiB: options.SqliteWriterCacheMiB),
+            writerCacheMiB: options.SqliteWriterCacheMiB,
+            gatherWalWrites: options.SqliteGatherWalWrites),
     };
 
     /// <summary>Failures worth waiting out (the database is down or unreachable), as opposed to configuration errors.</summary>

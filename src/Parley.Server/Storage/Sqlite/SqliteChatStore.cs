@@ -13,7 +13,11 @@ namespace Parley.Server.Storage.Sqlite;
 /// the store holds <see cref="SqliteFileLock"/> for its lifetime, so a second process is refused at start.
 /// </summary>
 internal sealed class SqliteChatStore(
-    string connectionString, bool exclusive = false, bool backgroundCheckpoints = true, int writerCacheMiB = SqliteChatStore.DefaultWriterCacheMiB)
+    string connectionString,
+    bool exclusive = false,
+    bool backgroundCheckpoints = true,
+    int writerCacheMiB = SqliteChatStore.DefaultWriterCacheMiB,
+    bool gatherWalWrites = true)
     : SqlChatStore(new SqliteDialect()), IDisposable, IAsyncDisposable
 {
     /// <summary>
@@ -40,6 +44,23 @@ internal sealed class SqliteChatStore(
         Pooling = false,
         ForeignKeys = true,
     }.ToString();
+
+    // The single writer's own: its log writes gathered into one call a commit (Storage:SqliteGatherWalWrites).
+    private readonly string _writerOnlyConnectionString = new SqliteConnectionStringBuilder(connectionString)
+    {
+        Pooling = false,
+        ForeignKeys = true,
+        Vfs = gatherWalWrites ? RegisteredGathering() : null,
+    }.ToString();
+
+    /// <summary>For tests: the VFS the single writer opens its connection with (null: SQLite's default).</summary>
+    internal string? WriterVfs => new SqliteConnectionStringBuilder(_writerOnlyConnectionString).Vfs;
+
+    private static string RegisteredGathering()
+    {
+        WalWriteGathering.Register();
+        return WalWriteGathering.Name;
+    }
 
     // Checkpoints off the single writer (Storage:SqliteBackgroundCheckpoints).
     private readonly WalCheckpointer? _checkpointer = backgroundCheckpoints
@@ -145,13 +166,14 @@ internal sealed class SqliteChatStore(
 
         // Not from the pool: closing it (after a failed transaction, or when the store stops) really closes it. Kept only
         // while the store has not begun to stop, so a write that runs during the stop closes it after itself.
-        var connection = new SqliteConnection(_writerConnectionString);
+        var connection = new SqliteConnection(_writerOnlyConnectionString);
         await connection.OpenAsync(cancellationToken);
         await using (var pragma = connection.CreateCommand())
         {
             // A page cache that holds the hot pages of the indexes ordered by conversation as the file grows (a negative
-            // size is in KiB); and, with checkpoints in the background, the writer's own only as their fallback.
-            pragma.CommandText = $"PRAGMA cache_size=-{writerCacheMiB * 1024L};"
+            // size is in KiB); and, with checkpoints in the background, the writer's own only as their fallback. Every
+            // commit synced (SQLite's default, stated: gathered log writes rely on a sync at every commit).
+            pragma.CommandText = $"PRAGMA synchronous=FULL;PRAGMA cache_size=-{writerCacheMiB * 1024L};"
                 + (_checkpointer is null ? string.Empty : $"PRAGMA wal_autocheckpoint={WalCheckpointer.WriterAutoCheckpointPages};");
             await pragma.ExecuteNonQueryAsync(cancellationToken);
         }

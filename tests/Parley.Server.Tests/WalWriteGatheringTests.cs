@@ -1,0 +1,178 @@
+using Microsoft.Data.Sqlite;
+using Parley.Server.Storage.Sqlite;
+
+namespace Parley.Server.Tests;
+
+/// <summary>
+/// The single writer's VFS (<see cref="WalWriteGathering"/>) writes a commit's log frames in one call, and what it writes is
+/// what SQLite wrote: read back through SQLite's default VFS by another connection, after checkpoints, a log started
+/// over, a rolled-back transaction that spilled into the log, and a transaction larger than the buffer.
+/// </summary>
+[Trait("Store", "Independent")]
+public sealed class WalWriteGatheringTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("parley-gather-").FullName;
+
+    private string Database => Path.Combine(_directory, "gather.db");
+
+    public void Dispose()
+    {
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    private SqliteConnection Open(bool gathering)
+    {
+        if (gathering)
+        {
+            WalWriteGathering.Register();
+        }
+
+        var connection = new SqliteConnection(new SqliteConnectionStringBuilder
+        {
+            DataSource = Database,
+            Pooling = false,
+            Vfs = gathering ? WalWriteGathering.Name : null,
+        }.ToString());
+        connection.Open();
+        Execute(connection, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+        return connection;
+    }
+
+    private static void Execute(SqliteConnection connection, string sql, params (string Name, object Value)[] parameters)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value);
+        }
+
+        command.ExecuteNonQuery();
+    }
+
+    private static T Scalar<T>(SqliteConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return (T)command.ExecuteScalar()!;
+    }
+
+    private static byte[] Row(int i) => [.. Enumerable.Range(0, 3000).Select(b => (byte)(b * 31 + i))];
+
+    private static void Insert(SqliteConnection connection, int from, int count)
+    {
+        using var transaction = connection.BeginTransaction();
+        for (var i = from; i < from + count; i++)
+        {
+            Execute(connection, "INSERT INTO t (id, body) VALUES ($id, $body)", ("$id", i), ("$body", Row(i)));
+        }
+
+        transaction.Commit();
+    }
+
+    /// <summary>Every row, checked byte for byte, and the file's integrity, through SQLite's default VFS.</summary>
+    private void AssertReadBack(IEnumerable<int> ids)
+    {
+        using var reader = Open(gathering: false);
+        Assert.Equal("ok", Scalar<string>(reader, "PRAGMA integrity_check"));
+        var expected = ids.Order().ToList();
+        using var command = reader.CreateCommand();
+        command.CommandText = "SELECT id, body FROM t ORDER BY id";
+        using var rows = command.ExecuteReader();
+        var seen = new List<int>();
+        while (rows.Read())
+        {
+            var id = rows.GetInt32(0);
+            seen.Add(id);
+            Assert.Equal(Row(id), (byte[])rows.GetValue(1));
+        }
+
+        Assert.Equal(expected, seen);
+    }
+
+    [Fact]
+    public void ACommitsFrames_ReachTheFileInOneWrite_AndReadBackAsWritten()
+    {
+        using var writer = Open(gathering: true);
+        Execute(writer, "CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)");
+        var (gathered, written) = WalWriteGathering.Counters;
+
+        Insert(writer, 0, 200); // about 150 pages: 300 frame writes without gathering
+
+        var after = WalWriteGathering.Counters;
+        // Other tests' writers use the VFS at the same time and add to both counters, never in a ratio like this one's.
+        Assert.True(after.Gathered - gathered >= 300, $"{after.Gathered - gathered} writes gathered");
+        Assert.True((after.Written - written) * 20 < after.Gathered - gathered, $"{after.Written - written} calls for {after.Gathered - gathered} writes");
+        AssertReadBack(Enumerable.Range(0, 200));
+    }
+
+    [Fact]
+    public void ALogStartedOver_ARolledBackSpill_AndATransactionLargerThanTheBuffer_ReadBackAsWritten()
+    {
+        using var writer = Open(gathering: true);
+        Execute(writer, "CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)");
+        Insert(writer, 0, 50);
+
+        // Another connection (as the store's checkpointer does) copies the log into the file and empties it: the writer's
+        // next commit starts the log over at offset 0, behind the frames it wrote before.
+        using (var checkpointer = Open(gathering: false))
+        {
+            Execute(checkpointer, "PRAGMA wal_checkpoint(TRUNCATE)");
+        }
+
+        Insert(writer, 50, 50);
+
+        // A transaction larger than the page cache spills pages into the log before it commits, and reads them back
+        // from there; rolled back, its frames are never part of the log, and the next commit writes over them.
+        Execute(writer, "PRAGMA cache_size=10");
+        using (var transaction = writer.BeginTransaction())
+        {
+            for (var i = 1000; i < 1300; i++)
+            {
+                Execute(writer, "INSERT INTO t (id, body) VALUES ($id, $body)", ("$id", i), ("$body", Row(i)));
+            }
+
+            using (var command = writer.CreateCommand())
+            {
+                command.CommandText = "SELECT id, body FROM t WHERE id >= 1000 ORDER BY id";
+                using var spilled = command.ExecuteReader();
+                var read = 0;
+                while (spilled.Read())
+                {
+                    Assert.Equal(Row(spilled.GetInt32(0)), (byte[])spilled.GetValue(1));
+                    read++;
+                }
+
+                Assert.Equal(300, read);
+            }
+
+            transaction.Rollback();
+        }
+
+        Insert(writer, 100, 20);
+
+        // More than the buffer holds in one commit (4 MiB): written out as it fills, in order.
+        Execute(writer, "PRAGMA cache_size=-65536");
+        var rows = (WalWriteGathering.MaxBuffered / 3000) + 500;
+        Insert(writer, 2000, rows);
+
+        AssertReadBack([.. Enumerable.Range(0, 120), .. Enumerable.Range(2000, rows)]);
+
+        // And after the writer closed (its buffer is empty at every commit), a reopened database replays the log.
+        writer.Close();
+        AssertReadBack([.. Enumerable.Range(0, 120), .. Enumerable.Range(2000, rows)]);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task TheStore_WritesThroughTheGatheringVfs_UnlessTurnedOff(bool gather)
+    {
+        await using var store = new SqliteChatStore($"Data Source={Path.Combine(_directory, $"store-{gather}.db")}", gatherWalWrites: gather);
+        await store.MigrateAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal(gather ? WalWriteGathering.Name : null, store.WriterVfs);
+        Assert.Equal(2, await store.WriterPragmaAsync("synchronous")); // FULL: a sync at every commit
+    }
+}
