@@ -146,7 +146,7 @@ public sealed class ConfigurationCheckTests
             ["Storage:Provder", "Auth:Jwt:Audiance", "Limits:MaxContentLenght", "Realtime:Heartbeat", "Delivery:CursorRetension", "Cors:AllowedOrigin", "ConnectionStrings:Postgress"],
             unknown.Select(u => u.Key));
         var storage = unknown.Single(u => u.Key == "Storage:Provder");
-        Assert.Equal("unknown setting Storage:Provder is ignored; the settings of Storage are Provider, SqliteBackgroundCheckpoints, SqliteWriterCacheMiB.", ConfigurationCheck.Describe(storage));
+        Assert.Equal("unknown setting Storage:Provder is ignored; the settings of Storage are Provider, SqliteBackgroundCheckpoints, SqliteWriterCacheMiB, SqliteGatherWalWrites.", ConfigurationCheck.Describe(storage));
         Assert.Contains("Audience", unknown.Single(u => u.Key == "Auth:Jwt:Audiance").Known);
         Assert.Equal(["Sqlite", "Postgres", "Redis"], unknown.Single(u => u.Key == "ConnectionStrings:Postgress").Known);
     }

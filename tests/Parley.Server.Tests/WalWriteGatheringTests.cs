@@ -175,4 +175,12 @@ public sealed class WalWriteGatheringTests : IDisposable
         Assert.Equal(gather ? WalWriteGathering.Name : null, store.WriterVfs);
         Assert.Equal(2, await store.WriterPragmaAsync("synchronous")); // FULL: a sync at every commit
     }
+
+    [Fact]
+    public void AConnectionStringThatNamesAVfs_KeepsIt()
+    {
+        using var store = new SqliteChatStore($"Data Source={Path.Combine(_directory, "own.db")};Vfs=unix-none", gatherWalWrites: true);
+
+        Assert.Equal("unix-none", store.WriterVfs);
+    }
 }

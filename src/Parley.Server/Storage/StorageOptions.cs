@@ -34,8 +34,9 @@ internal sealed class StorageOptions
     public int SqliteWriterCacheMiB { get; set; } = Sqlite.SqliteChatStore.DefaultWriterCacheMiB;
 
     /// <summary>
-    /// SQLite only: the single writer writes a commit's log frames in one call before its sync instead of two calls a
-    /// frame (docs/storage.md, benchmarks.md item 27). Equally durable; <c>false</c> writes through SQLite's default VFS.
+    /// SQLite only: the single writer writes a commit's log frames in calls of up to 124 KiB before its sync instead of
+    /// two calls a frame (docs/storage.md, benchmarks.md item 27). Equally durable; <c>false</c> writes through SQLite's
+    /// default VFS. A connection string that names a VFS (<c>Vfs=</c>) keeps it, without gathering.
     /// </summary>
     public bool SqliteGatherWalWrites { get; set; } = true;
 }

@@ -45,21 +45,23 @@ internal sealed class SqliteChatStore(
         ForeignKeys = true,
     }.ToString();
 
-    // The single writer's own: its log writes gathered into one call a commit (Storage:SqliteGatherWalWrites).
-    private readonly string _writerOnlyConnectionString = new SqliteConnectionStringBuilder(connectionString)
-    {
-        Pooling = false,
-        ForeignKeys = true,
-        Vfs = gatherWalWrites ? RegisteredGathering() : null,
-    }.ToString();
+    // The single writer's own: a commit's log writes gathered into few calls (Storage:SqliteGatherWalWrites), unless the
+    // connection string names a VFS of its own.
+    private readonly string _writerOnlyConnectionString = WriterConnectionString(connectionString, gatherWalWrites);
 
     /// <summary>For tests: the VFS the single writer opens its connection with (null: SQLite's default).</summary>
     internal string? WriterVfs => new SqliteConnectionStringBuilder(_writerOnlyConnectionString).Vfs;
 
-    private static string RegisteredGathering()
+    private static string WriterConnectionString(string connectionString, bool gatherWalWrites)
     {
-        WalWriteGathering.Register();
-        return WalWriteGathering.Name;
+        var builder = new SqliteConnectionStringBuilder(connectionString) { Pooling = false, ForeignKeys = true };
+        if (gatherWalWrites && builder.Vfs is null)
+        {
+            WalWriteGathering.Register();
+            builder.Vfs = WalWriteGathering.Name;
+        }
+
+        return builder.ToString();
     }
 
     // Checkpoints off the single writer (Storage:SqliteBackgroundCheckpoints).
