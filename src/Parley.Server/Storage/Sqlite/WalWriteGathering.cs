@@ -11,8 +11,12 @@ namespace Parley.Server.Storage.Sqlite;
 /// (benchmarks.md, item 27).
 /// <para>
 /// Only the single writer's connection uses it, and only with <c>synchronous=FULL</c> (SQLite's default, which the
-/// store sets on that connection explicitly): then every commit syncs the log, and SQLite publishes a commit to readers
-/// (the WAL index) only after that sync, so no reader ever looks for a frame still in the buffer. A commit is as durable
+/// store sets on that connection explicitly) and power-safe overwrite (SQLite's default; a <c>psow=0</c> URI turns the
+/// gathering off, since SQLite then writes a commit's last padding frame after its sync): every commit syncs the log,
+/// and SQLite publishes a commit to readers (the WAL index) only after that sync, so no reader ever looks for a frame
+/// still in the buffer. Nothing else writes the log while the store runs (migrations run before the writer opens), and
+/// the store closes the writer's connection after a transaction that failed, which writes out what a rolled-back
+/// transaction left in the buffer before any other connection could write the log. A commit is as durable
 /// as without it: the bytes reach the file before the same <c>fsync</c>, in the same order. What a crash loses is what
 /// it lost before: frames of a transaction that had not synced, which recovery ignores (their checksums do not chain).
 /// </para>
@@ -38,12 +42,7 @@ internal static unsafe partial class WalWriteGathering
     internal const int MaxWriteCall = 124 << 10;
 
     private const int SqliteOk = 0;
-    private const int SqliteIoErrRead = 10 | (1 << 8);
     private const int SqliteIoErrWrite = 10 | (3 << 8);
-    private const int SqliteIoErrFsync = 10 | (4 << 8);
-    private const int SqliteIoErrTruncate = 10 | (6 << 8);
-    private const int SqliteIoErrFstat = 10 | (7 << 8);
-    private const int SqliteIoErrClose = 10 | (16 << 8);
     private const int SqliteOpenWal = 0x00080000;
 
     private static readonly Lock RegisterLock = new();
@@ -53,11 +52,17 @@ internal static unsafe partial class WalWriteGathering
     private static IoMethods* _methods;
     private static int _fileOffset; // where a log file's gathering state sits, after the default VFS's own file
 
+    [ThreadStatic]
     private static long _gatheredWrites;
-    private static long _flushes;
 
-    /// <summary>Writes SQLite asked of a log through this VFS, and the write calls they became (for tests and measurements).</summary>
-    public static (long Gathered, long Written) Counters => (Interlocked.Read(ref _gatheredWrites), Interlocked.Read(ref _flushes));
+    [ThreadStatic]
+    private static long _writeCalls;
+
+    /// <summary>
+    /// For tests: the writes SQLite asked of a log through this VFS on the calling thread, and the write calls they
+    /// became (a connection used synchronously runs SQLite on its caller's thread).
+    /// </summary>
+    public static (long Gathered, long Written) ThreadCounters => (_gatheredWrites, _writeCalls);
 
     /// <summary>Registers the VFS once per process (not as the default: a connection names it).</summary>
     public static void Register()
@@ -162,7 +167,8 @@ internal static unsafe partial class WalWriteGathering
 
     /// <summary>
     /// Writes the buffer to the file with the default VFS's write, in pieces of at most <see cref="MaxWriteCall"/> bytes, and
-    /// empties it.
+    /// empties it. A failure (a full disk) is returned as the default VFS reported it, to the call that needed the bytes
+    /// written (a sync fails, so the commit does); what was not written is dropped with the failed transaction.
     /// </summary>
     private static int Flush(File* file, Gathered* state)
     {
@@ -171,7 +177,7 @@ internal static unsafe partial class WalWriteGathering
         {
             var amount = Math.Min(MaxWriteCall, state->Length - done);
             rc = ((delegate* unmanaged[Cdecl]<File*, byte*, int, long, int>)state->Base->Write)(file, state->Buffer + done, amount, state->Offset + done);
-            Interlocked.Increment(ref _flushes);
+            _writeCalls++;
         }
 
         state->Length = 0;
@@ -210,7 +216,7 @@ internal static unsafe partial class WalWriteGathering
 
             Buffer.MemoryCopy(data, state->Buffer + state->Length, state->Capacity - state->Length, amount);
             state->Length += amount;
-            Interlocked.Increment(ref _gatheredWrites);
+            _gatheredWrites++;
             return SqliteOk;
         }
         catch (OutOfMemoryException)
@@ -224,7 +230,7 @@ internal static unsafe partial class WalWriteGathering
     {
         var state = StateOf(file);
         var rc = Flush(file, state);
-        return rc != SqliteOk ? SqliteIoErrRead : ((delegate* unmanaged[Cdecl]<File*, byte*, int, long, int>)state->Base->Read)(file, data, amount, offset);
+        return rc != SqliteOk ? rc : ((delegate* unmanaged[Cdecl]<File*, byte*, int, long, int>)state->Base->Read)(file, data, amount, offset);
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
@@ -232,7 +238,7 @@ internal static unsafe partial class WalWriteGathering
     {
         var state = StateOf(file);
         var rc = Flush(file, state);
-        return rc != SqliteOk ? SqliteIoErrFsync : ((delegate* unmanaged[Cdecl]<File*, int, int>)state->Base->Sync)(file, flags);
+        return rc != SqliteOk ? rc : ((delegate* unmanaged[Cdecl]<File*, int, int>)state->Base->Sync)(file, flags);
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
@@ -240,7 +246,7 @@ internal static unsafe partial class WalWriteGathering
     {
         var state = StateOf(file);
         var rc = Flush(file, state);
-        return rc != SqliteOk ? SqliteIoErrTruncate : ((delegate* unmanaged[Cdecl]<File*, long, int>)state->Base->Truncate)(file, size);
+        return rc != SqliteOk ? rc : ((delegate* unmanaged[Cdecl]<File*, long, int>)state->Base->Truncate)(file, size);
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
@@ -248,7 +254,7 @@ internal static unsafe partial class WalWriteGathering
     {
         var state = StateOf(file);
         var rc = Flush(file, state);
-        return rc != SqliteOk ? SqliteIoErrFstat : ((delegate* unmanaged[Cdecl]<File*, long*, int>)state->Base->FileSize)(file, size);
+        return rc != SqliteOk ? rc : ((delegate* unmanaged[Cdecl]<File*, long*, int>)state->Base->FileSize)(file, size);
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
@@ -269,7 +275,7 @@ internal static unsafe partial class WalWriteGathering
         *state = default;
         file->Methods = original;
         var rc = ((delegate* unmanaged[Cdecl]<File*, int>)original->Close)(file);
-        return flushed != SqliteOk ? SqliteIoErrClose : rc;
+        return flushed != SqliteOk ? flushed : rc;
     }
 
     /// <summary><c>sqlite3_file</c>: the default VFS's own file begins with it.</summary>
