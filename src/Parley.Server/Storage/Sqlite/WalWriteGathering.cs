@@ -18,7 +18,8 @@ namespace Parley.Server.Storage.Sqlite;
 /// the store closes the writer's connection after a transaction that failed, which writes out what a rolled-back
 /// transaction left in the buffer before any other connection could write the log. A commit is as durable
 /// as without it: the bytes reach the file before the same <c>fsync</c>, in the same order. What a crash loses is what
-/// it lost before: frames of a transaction that had not synced, which recovery ignores (their checksums do not chain).
+/// it lost before: frames of a transaction that had not synced, which recovery ignores (no commit frame after them, or
+/// checksums that do not match).
 /// </para>
 /// <para>
 /// Everything else is SQLite's own default VFS: the database file, journals, the shared-memory index and locks are
@@ -37,7 +38,7 @@ internal static unsafe partial class WalWriteGathering
 
     /// <summary>
     /// The most one call hands the default VFS: its Unix write takes less than 128 KiB at a time (SQLite itself never
-    /// writes more than a page and a frame header at once). A commit of 30 pages is two calls.
+    /// writes more than a page and a frame header at once). A commit of up to 30 pages of 4 KiB is one call.
     /// </summary>
     internal const int MaxWriteCall = 124 << 10;
 
@@ -84,15 +85,12 @@ internal static unsafe partial class WalWriteGathering
 
             _base = baseVfs;
             _fileOffset = (baseVfs->SizeOfFile + 7) & ~7;
-            var vfs = (Vfs*)NativeMemory.AllocZeroed((nuint)sizeof(Vfs));
-            // Copied at the version the default declares (a shorter struct must not be read past its end).
-            var copied = baseVfs->Version switch
+            var vfs = CopyOf(baseVfs, baseVfs->Version switch
             {
                 >= 3 => sizeof(Vfs),
                 2 => (int)Marshal.OffsetOf<Vfs>(nameof(Vfs.SetSystemCall)),
                 _ => (int)Marshal.OffsetOf<Vfs>(nameof(Vfs.CurrentTimeInt64)),
-            };
-            Buffer.MemoryCopy(baseVfs, vfs, sizeof(Vfs), copied);
+            });
             vfs->SizeOfFile = _fileOffset + sizeof(Gathered);
             vfs->Next = null;
             vfs->Name = (byte*)Marshal.StringToCoTaskMemUTF8(Name);
@@ -105,6 +103,19 @@ internal static unsafe partial class WalWriteGathering
 
             _vfs = vfs;
         }
+    }
+
+    /// <summary>
+    /// A struct of SQLite's in memory of its own (never freed: registered for the process's life), with the first
+    /// <paramref name="length"/> bytes copied: as many as the version the original declares has (a shorter struct must
+    /// not be read past its end); the rest zero.
+    /// </summary>
+    private static T* CopyOf<T>(T* original, int length)
+        where T : unmanaged
+    {
+        var copy = (T*)NativeMemory.AllocZeroed((nuint)sizeof(T));
+        Buffer.MemoryCopy(original, copy, sizeof(T), length);
+        return copy;
     }
 
     [LibraryImport("e_sqlite3")]
@@ -142,14 +153,12 @@ internal static unsafe partial class WalWriteGathering
         {
             if (_methods is null)
             {
-                var methods = (IoMethods*)NativeMemory.AllocZeroed((nuint)sizeof(IoMethods));
-                var copied = original->Version switch
+                var methods = CopyOf(original, original->Version switch
                 {
                     >= 3 => sizeof(IoMethods),
                     2 => (int)Marshal.OffsetOf<IoMethods>(nameof(IoMethods.Fetch)),
                     _ => (int)Marshal.OffsetOf<IoMethods>(nameof(IoMethods.ShmMap)),
-                };
-                Buffer.MemoryCopy(original, methods, sizeof(IoMethods), copied);
+                });
                 methods->Close = (nint)(delegate* unmanaged[Cdecl]<File*, int>)&Close;
                 methods->Read = (nint)(delegate* unmanaged[Cdecl]<File*, byte*, int, long, int>)&Read;
                 methods->Write = (nint)(delegate* unmanaged[Cdecl]<File*, byte*, int, long, int>)&Write;
