@@ -38,19 +38,19 @@ internal sealed class SqliteChatStore(
         ForeignKeys = true,
     }.ToString();
 
-    // The single writer's own connection is not pooled: closing it closes it.
-    private readonly string _writerConnectionString = new SqliteConnectionStringBuilder(connectionString)
+    // The kept readers' connections are not pooled: closing one closes it.
+    private readonly string _keptReaderConnectionString = new SqliteConnectionStringBuilder(connectionString)
     {
         Pooling = false,
         ForeignKeys = true,
     }.ToString();
 
-    // The single writer's own: a commit's log writes gathered into few calls (Storage:SqliteGatherWalWrites), unless the
-    // connection string names a VFS of its own.
-    private readonly string _writerOnlyConnectionString = WriterConnectionString(connectionString, gatherWalWrites);
+    // The single writer's own, not pooled either, with a commit's log writes gathered into few calls
+    // (Storage:SqliteGatherWalWrites) unless the connection string names a VFS of its own.
+    private readonly string _writerConnectionString = WriterConnectionString(connectionString, gatherWalWrites);
 
     /// <summary>For tests: the VFS the single writer opens its connection with (null: SQLite's default).</summary>
-    internal string? WriterVfs => new SqliteConnectionStringBuilder(_writerOnlyConnectionString).Vfs;
+    internal string? WriterVfs => new SqliteConnectionStringBuilder(_writerConnectionString).Vfs;
 
     /// <summary>
     /// A URI file name with <c>psow=0</c> (or false, no, off): SQLite then pads a commit to a sector and writes its last
@@ -181,7 +181,7 @@ internal sealed class SqliteChatStore(
 
         // Not from the pool: closing it (after a failed transaction, or when the store stops) really closes it. Kept only
         // while the store has not begun to stop, so a write that runs during the stop closes it after itself.
-        var connection = new SqliteConnection(_writerOnlyConnectionString);
+        var connection = new SqliteConnection(_writerConnectionString);
         await connection.OpenAsync(cancellationToken);
         await using (var pragma = connection.CreateCommand())
         {
@@ -224,7 +224,7 @@ internal sealed class SqliteChatStore(
             return new WriteConnection(await OpenConnectionAsync(cancellationToken), null);
         }
 
-        var connection = new SqliteConnection(_writerConnectionString);
+        var connection = new SqliteConnection(_keptReaderConnectionString);
         try
         {
             await connection.OpenAsync(cancellationToken);
