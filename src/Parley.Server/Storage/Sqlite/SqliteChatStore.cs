@@ -52,23 +52,10 @@ internal sealed class SqliteChatStore(
     /// <summary>For tests: the VFS the single writer opens its connection with (null: SQLite's default).</summary>
     internal string? WriterVfs => new SqliteConnectionStringBuilder(_writerConnectionString).Vfs;
 
-    /// <summary>
-    /// A URI file name with <c>psow=0</c> (or false, no, off): SQLite then pads a commit to a sector and writes its last
-    /// frame after the sync, which gathered writes would hold past it (<see cref="WalWriteGathering"/>).
-    /// </summary>
-    internal static bool WithoutPowersafeOverwrite(string dataSource) =>
-        dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase)
-        && dataSource.IndexOf('?', StringComparison.Ordinal) is var query and >= 0
-        && dataSource[(query + 1)..].Split('&').Any(p =>
-            p.Split('=', 2) is [var key, var value]
-            && key.Equals("psow", StringComparison.OrdinalIgnoreCase)
-            && (value is "0" || value.Equals("false", StringComparison.OrdinalIgnoreCase)
-                || value.Equals("no", StringComparison.OrdinalIgnoreCase) || value.Equals("off", StringComparison.OrdinalIgnoreCase)));
-
     private static string WriterConnectionString(string connectionString, bool gatherWalWrites)
     {
         var builder = new SqliteConnectionStringBuilder(connectionString) { Pooling = false, ForeignKeys = true };
-        if (gatherWalWrites && builder.Vfs is null && !WithoutPowersafeOverwrite(builder.DataSource))
+        if (gatherWalWrites && builder.Vfs is null)
         {
             WalWriteGathering.Register();
             builder.Vfs = WalWriteGathering.Name;

@@ -124,6 +124,9 @@ internal static unsafe partial class WalWriteGathering
     [LibraryImport("e_sqlite3")]
     private static partial int sqlite3_vfs_register(Vfs* vfs, int makeDefault);
 
+    [LibraryImport("e_sqlite3")]
+    private static partial int sqlite3_uri_boolean(byte* fileName, byte* parameter, int defaultValue);
+
     private static Gathered* StateOf(File* file) => (Gathered*)((byte*)file + _fileOffset);
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
@@ -131,9 +134,9 @@ internal static unsafe partial class WalWriteGathering
     {
         *StateOf(file) = default;
         var rc = ((delegate* unmanaged[Cdecl]<Vfs*, byte*, File*, int, int*, int>)_base->Open)(_base, name, file, flags, outFlags);
-        if (rc != SqliteOk || file->Methods is null || (flags & SqliteOpenWal) == 0)
+        if (rc != SqliteOk || file->Methods is null || (flags & SqliteOpenWal) == 0 || !PowersafeOverwrite(name))
         {
-            return rc; // not a log, or not opened: the default's file as it is
+            return rc; // not a log, not opened, or one whose commits end with a write after the sync: the default's file as it is
         }
 
         var methods = MethodsFor(file->Methods);
@@ -144,6 +147,19 @@ internal static unsafe partial class WalWriteGathering
         }
 
         return rc;
+    }
+
+    /// <summary>
+    /// Whether SQLite opened this log's database with power-safe overwrite, read from the file name's URI parameters as
+    /// SQLite's own Unix VFS reads it (on by default). Without it (<c>psow=0</c>) SQLite pads a commit to a sector and
+    /// writes its last padding frame after the sync, which the buffer would hold past the moment readers see the commit.
+    /// </summary>
+    private static bool PowersafeOverwrite(byte* name)
+    {
+        fixed (byte* parameter = "psow\0"u8)
+        {
+            return name is null || sqlite3_uri_boolean(name, parameter, 1) != 0;
+        }
     }
 
     /// <summary>The wrapping methods for a log opened with <paramref name="original"/> (made once; null for any other methods table).</summary>
