@@ -762,6 +762,79 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AppendMessage_ConcurrentSendsWithEveryFieldInManyConversations_StoreWhatEachSendReturned()
+    {
+        // Concurrent sends to many conversations share batches; where the database is a round trip away, the first
+        // send of each conversation in a batch reads and writes together with the others. Each field must land in its
+        // own column of its own row, each conversation must point at its own last message, and no counter may move for
+        // a conversation its send did not reach.
+        var conversations = new List<Guid>();
+        for (var i = 0; i < 12; i++)
+        {
+            conversations.Add(await CreateGroupAsync("alice", "bob", "carol"));
+        }
+
+        var targets = new List<Message>();
+        foreach (var conversation in conversations)
+        {
+            targets.Add(await AppendAsync(conversation, "carol", "target"));
+        }
+
+        NewMessage Rich(int round, int i) =>
+            new(Guid.CreateVersion7(), conversations[i], round % 2 == 0 ? "alice" : "bob", false, (i % 3) switch { 0 => "image", 1 => "location", _ => "text" },
+                $"round {round} in {i}", i % 2 == 0 ? targets[i].Id : null,
+                i % 3 == 2 ? [new Mention("carol", 0, 5), new Mention(round % 2 == 0 ? "bob" : "alice", 6, i + 1)] : null,
+                i % 3 == 0 ? new Media($"https://cdn.example/{round}/{i}.png", "image/png", 1000 + i, 640, 480 + i, null, $"f{i}.png", null) : null,
+                i % 3 == 1 ? new Location(48.1 + i, 11.5 - round, i % 2 == 0 ? $"place {i}" : null) : null,
+                $"k-{round}-{i}", Now.AddMilliseconds(round * 100 + i));
+
+        var sends = new List<(NewMessage Sent, Task<StoreResult<SendResult, ApiError>> Result)>();
+        for (var round = 0; round < 3; round++)
+        {
+            for (var i = 0; i < conversations.Count; i++)
+            {
+                var message = Rich(round, i);
+                sends.Add((message, Store.AppendMessageAsync(message, Accept, Ct)));
+            }
+        }
+
+        await Task.WhenAll(sends.Select(s => s.Result));
+        foreach (var (sent, result) in sends)
+        {
+            var returned = Succeeded(await result).Message;
+            var stored = (await Store.GetMessageAsync(sent.Id, Ct))!;
+            foreach (var message in new[] { returned, stored })
+            {
+                Assert.Equal(
+                    (sent.Id, sent.ConversationId, sent.SenderId, sent.MessageType, sent.Content, sent.ReplyToId, sent.Media, sent.Location, sent.ClientMessageId, sent.Now),
+                    (message.Id, message.ConversationId, message.SenderId, message.MessageType, message.Content, message.ReplyToId, message.Media, message.Location, message.ClientMessageId, message.CreatedAt));
+                Assert.Equal(sent.Mentions ?? [], message.Mentions ?? []);
+            }
+
+            Assert.Equal(returned.Seq, stored.Seq);
+        }
+
+        for (var i = 0; i < conversations.Count; i++)
+        {
+            var stored = await Store.ListMessagesAsync(new MessageQuery(conversations[i], 0, null, 0, 100), Ct);
+            Assert.Equal(Enumerable.Range(2, 4).Select(n => (long)n), stored.Select(m => m.Seq));
+            Assert.All(stored.Skip(1), m => Assert.Equal(conversations[i], m.ConversationId));
+            Assert.Equal(
+                stored.Select(m => (m.Seq, (Guid?)m.Id, EventTypes.MessageCreated, m.SenderId, m.CreatedAt)),
+                (await ReadEventsAsync(conversations[i])).Skip(1).Select(e => (e.Seq, e.MessageId, e.Type, e.ActorId, e.CreatedAt)));
+            var snapshot = (await Store.GetConversationAsync(conversations[i], Ct))!;
+            Assert.Equal((5L, (Guid?)stored[^1].Id), (snapshot.Conversation.LastSeq, snapshot.Conversation.LastMessageId));
+            Assert.Equal(stored[^1].CreatedAt, snapshot.Conversation.LastActivityAt);
+            foreach (var member in snapshot.Members)
+            {
+                var own = stored.Where(m => m.SenderId == member.UserId).Max(m => (long?)m.Seq) ?? 0;
+                Assert.Equal((own, stored.Count(m => m.Seq > own && m.SenderId != member.UserId)), (member.ReadSeq, member.UnreadCount));
+                Assert.Equal(own, member.DeliveredSeq);
+            }
+        }
+    }
+
+    [Fact]
     public async Task ListMessages_PagesBySeqInBothDirectionsAndHidesWhatCameBeforeJoining()
     {
         var conversation = await CreateGroupAsync("alice", "bob");
