@@ -151,8 +151,10 @@ internal static unsafe partial class WalWriteGathering
 
     /// <summary>
     /// Whether SQLite opened this log's database with power-safe overwrite, read from the file name's URI parameters as
-    /// SQLite's own Unix VFS reads it (on by default). Without it (<c>psow=0</c>) SQLite pads a commit to a sector and
-    /// writes its last padding frame after the sync, which the buffer would hold past the moment readers see the commit.
+    /// SQLite's own Unix VFS reads it for the database file (whose characteristics decide the log's padding), with the
+    /// bundled SQLite's default (on). The log's own file cannot tell: SQLite opens it without its URI flag. Without
+    /// power-safe overwrite (<c>psow=0</c>) SQLite pads a commit to a sector and writes its last padding frame after the
+    /// sync, which the buffer would hold past the moment readers see the commit.
     /// </summary>
     private static bool PowersafeOverwrite(byte* name)
     {
