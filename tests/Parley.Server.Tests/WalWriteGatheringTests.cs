@@ -22,7 +22,8 @@ public sealed class WalWriteGatheringTests : IDisposable
         Directory.Delete(_directory, recursive: true);
     }
 
-    private SqliteConnection Open(bool gathering)
+    /// <summary>A writer's connection to <paramref name="dataSource"/> (the test's database unless given), in WAL mode with a sync at every commit.</summary>
+    private SqliteConnection Open(bool gathering, string? dataSource = null)
     {
         if (gathering)
         {
@@ -31,7 +32,7 @@ public sealed class WalWriteGatheringTests : IDisposable
 
         var connection = new SqliteConnection(new SqliteConnectionStringBuilder
         {
-            DataSource = Database,
+            DataSource = dataSource ?? Database,
             Pooling = false,
             Vfs = gathering ? WalWriteGathering.Name : null,
         }.ToString());
@@ -200,19 +201,14 @@ public sealed class WalWriteGatheringTests : IDisposable
     [InlineData("cache=private", true)]
     public void ALogWithoutPowersafeOverwrite_IsNotGathered_AndReadsBackAsWritten(string query, bool gathers)
     {
-        WalWriteGathering.Register();
-        using (var writer = new SqliteConnection($"Data Source=file:{Database}?{query};Pooling=False;Vfs={WalWriteGathering.Name}"))
-        {
-            writer.Open();
-            Execute(writer, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
-            Execute(writer, "CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)");
-            var (gathered, _) = WalWriteGathering.ThreadCounters;
+        using var writer = Open(gathering: true, $"file:{Database}?{query}");
+        Execute(writer, "CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)");
+        var (gathered, _) = WalWriteGathering.ThreadCounters;
 
-            Insert(writer, 0, 20);
+        Insert(writer, 0, 20);
 
-            var count = WalWriteGathering.ThreadCounters.Gathered - gathered;
-            Assert.True(gathers ? count >= 40 : count == 0, $"{count} writes gathered");
-            AssertReadBack(Enumerable.Range(0, 20));
-        }
+        var count = WalWriteGathering.ThreadCounters.Gathered - gathered;
+        Assert.True(gathers ? count >= 40 : count == 0, $"{count} writes gathered");
+        AssertReadBack(Enumerable.Range(0, 20));
     }
 }
