@@ -76,6 +76,21 @@ public sealed class MetricsEndpointTests
         Assert.Contains("# TYPE parley_store_commit_duration_seconds histogram", text, StringComparison.Ordinal);
         Assert.True(Value(text, "parley_store_commit_duration_seconds_count") >= 2); // the conversation's creation, then the sends
         Assert.Null(Value(text, "parley_store_errors_total"));
+
+        // SQLite's commits run on one thread, whose CPU clock measures them (on 64-bit Linux): some CPU, never more than
+        // the commits' own duration. PostgreSQL's are not measured.
+        var cpu = Value(text, "parley_store_commit_cpu_seconds_total", ("store", "sqlite"));
+        if (!TestPostgres.Selected && ThreadCpuClock.IsSupported)
+        {
+            Assert.True(cpu > 0, text);
+            Assert.True(cpu <= Value(text, "parley_store_commit_duration_seconds_sum", ("store", "sqlite")), text);
+        }
+        else
+        {
+            Assert.Null(cpu);
+        }
+
+        Assert.Null(Value(text, "parley_store_commit_cpu_seconds_total", ("store", "postgres")));
     }
 
     [Fact]

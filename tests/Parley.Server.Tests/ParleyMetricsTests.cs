@@ -140,6 +140,39 @@ public sealed class ParleyMetricsTests : IDisposable
     }
 
     [Fact]
+    public void RecordCommit_WithTheCommitsCpu_CountsItTaggedWithTheStore_WithoutItCountsNothing()
+    {
+        using var cpu = _metrics.Collect<double>("parley.store.commit.cpu");
+
+        _metrics.Metrics.RecordCommit(TimeSpan.FromMilliseconds(3), batchSize: 4, store: "sqlite", cpu: TimeSpan.FromMilliseconds(1.5));
+        _metrics.Metrics.RecordCommit(TimeSpan.FromMilliseconds(2), batchSize: 1, store: "postgres");
+
+        var used = Assert.Single(cpu.GetMeasurementSnapshot());
+        Assert.Equal(0.0015, used.Value, precision: 9);
+        Assert.Equal("sqlite", used.Tags["store"]);
+    }
+
+    [Fact]
+    public void ThreadCpuClock_OnLinux_AdvancesWithTheThreadsWork_AndNoFasterThanTheClockOnTheWall()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux() && Environment.Is64BitProcess, "The thread's CPU clock is read on 64-bit Linux only.");
+        Assert.True(ThreadCpuClock.IsSupported);
+
+        var wall = System.Diagnostics.Stopwatch.StartNew();
+        var start = ThreadCpuClock.Now();
+        var spins = 0L;
+        while (ThreadCpuClock.Now() - start < TimeSpan.FromMilliseconds(5) && wall.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            spins++;
+        }
+
+        var used = ThreadCpuClock.Now() - start;
+        var elapsed = wall.Elapsed;
+        Assert.True(used >= TimeSpan.FromMilliseconds(5), $"{used} of CPU in {elapsed} ({spins} reads)");
+        Assert.True(used <= elapsed + TimeSpan.FromMilliseconds(1), $"{used} of CPU in {elapsed}");
+    }
+
+    [Fact]
     public void RecordStoreOperation_RecordsEveryDuration_CountsOnlyFailuresAsErrors()
     {
         using var duration = _metrics.Collect<double>("parley.store.operation.duration");

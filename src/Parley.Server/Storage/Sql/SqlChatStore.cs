@@ -52,6 +52,12 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     /// <summary>Send batches committed at the same time (1 where the database has a single writer).</summary>
     protected virtual int WriteLanes => 1;
 
+    /// <summary>
+    /// Whether a write transaction runs on one thread from its first statement to the end of COMMIT (every call
+    /// completes synchronously), so that the thread's CPU clock measures it (<c>parley.store.commit.cpu</c>).
+    /// </summary>
+    protected virtual bool CommitsOnOneThread => false;
+
     /// <summary>Sends waiting for their group commit, at most this many per lane before senders wait.</summary>
     private const int SendQueueCapacity = 4096;
 
@@ -127,6 +133,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         }
 
         var started = Stopwatch.GetTimestamp();
+        var cpu = MarkCpu();
         try
         {
             var result = await work(session);
@@ -134,7 +141,9 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
             {
                 await session.FlushLocksAsync(CancellationToken.None);
                 await transaction.CommitAsync(CancellationToken.None);
-                Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), 1, StoreTag);
+                // The CPU span ends before the duration's, so it never exceeds it.
+                var used = CpuSince(cpu);
+                Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), 1, StoreTag, used);
             }
             else
             {
@@ -169,6 +178,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         }
 
         var started = Stopwatch.GetTimestamp();
+        var cpu = MarkCpu();
         try
         {
             await RunBatchAsync(session, batch);
@@ -191,8 +201,19 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         }
 
         connection.Completed();
-        Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), batch.Count, StoreTag);
+        var used = CpuSince(cpu);
+        Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), batch.Count, StoreTag, used);
     }
+
+    /// <summary>The committing thread and its CPU clock at a transaction's start, where a commit runs on one thread.</summary>
+    private readonly record struct CpuMark(int Thread, TimeSpan Cpu);
+
+    private CpuMark? MarkCpu() =>
+        CommitsOnOneThread && ThreadCpuClock.IsSupported ? new CpuMark(Environment.CurrentManagedThreadId, ThreadCpuClock.Now()) : null;
+
+    /// <summary>The CPU the thread used since <paramref name="mark"/>; null if not measured, or if the work moved thread.</summary>
+    private static TimeSpan? CpuSince(CpuMark? mark) =>
+        mark is { } m && m.Thread == Environment.CurrentManagedThreadId ? ThreadCpuClock.Now() - m.Cpu : null;
 
     // ---- shared by the areas ---------------------------------------------------------------------------
 

@@ -258,6 +258,9 @@ internal sealed class SqliteChatStore(
         return value;
     }
 
+    /// <summary>Microsoft.Data.Sqlite completes every call synchronously: a transaction stays on its thread.</summary>
+    protected override bool CommitsOnOneThread => true;
+
     protected override Task<DbTransaction> BeginWriteTransactionAsync(DbConnection connection, CancellationToken cancellationToken) =>
         // BEGIN IMMEDIATE: the write lock is taken at the start, so a transaction never fails half-way on SQLITE_BUSY.
         Task.FromResult<DbTransaction>(((SqliteConnection)connection).BeginTransaction(deferred: false));
