@@ -351,6 +351,84 @@ public sealed class DirectUpgradeTests : IAsyncLifetime
         return await ReadUntilAsync(stream, marker);
     }
 
+    /// <summary>
+    /// On an <c>https</c> endpoint of <c>Kestrel:Endpoints</c> (Parley's Kestrel terminating TLS), an HTTP/1.1 upgrade is
+    /// taken inside TLS as a plain one is; a refusal is still the pipeline's; HTTP/2 over TLS (ALPN <c>h2</c>) goes to the
+    /// pipeline; and the endpoint serves plain requests over TLS as before.
+    /// </summary>
+    [Fact]
+    public async Task UpgradeOverTls_OnAConfiguredHttpsEndpoint_IsTakenDirectly_WhileRefusalsAndHttp2TakeThePipeline()
+    {
+        var port = TestServerSettings.FreePort();
+        var certificate = Path.Combine(Path.GetTempPath(), $"parley-tls-{Guid.NewGuid():N}.pfx");
+        var (pfx, thumbprint) = SelfSignedLoopbackCertificate("direct-tls");
+        await File.WriteAllBytesAsync(certificate, pfx, Ct);
+        // The client trusts exactly the test's certificate.
+        System.Net.Security.RemoteCertificateValidationCallback trusted = (_, presented, _, _) =>
+            presented is not null && presented.GetCertHashString() == thumbprint;
+        try
+        {
+            await using var factory = new ParleyFactory(s =>
+            {
+                s["Kestrel:Endpoints:Secure:Url"] = $"https://127.0.0.1:{port}";
+                s["Kestrel:Endpoints:Secure:Certificate:Path"] = certificate;
+                s["Kestrel:Endpoints:Secure:Certificate:Password"] = "direct-tls";
+            }).StartKestrelOnConfiguredEndpoints();
+            using var opened = new MetricCollector<long>(factory.Services.GetRequiredService<IMeterFactory>(), ParleyMetrics.MeterName, "parley.connections.opened");
+            var uri = new Uri($"wss://127.0.0.1:{port}/ws?access_token={ParleyFactory.Token("direct-tls")}");
+
+            var (socket, connected) = await Handshake.ConnectAsync(uri, o => o.RemoteCertificateValidationCallback = trusted);
+            Assert.Equal("direct-tls", connected.GetProperty("user_id").GetString());
+            await Handshake.CloseAsync(socket);
+
+            await Handshake.AssertRefusedAsync(
+                new Uri($"wss://127.0.0.1:{port}/ws?access_token=not-a-token"), HttpStatusCode.Unauthorized,
+                o => o.RemoteCertificateValidationCallback = trusted);
+
+            using (var http2 = new ClientWebSocket())
+            {
+                http2.Options.HttpVersion = HttpVersion.Version20;
+                http2.Options.HttpVersionPolicy = HttpVersionPolicy.RequestVersionExact;
+                using var invoker = new HttpMessageInvoker(new SocketsHttpHandler
+                {
+                    SslOptions = { RemoteCertificateValidationCallback = trusted },
+                });
+                await http2.ConnectAsync(uri, invoker, Ct).WaitAsync(WsClient.DefaultTimeout, Ct);
+                Assert.Equal(WebSocketState.Open, http2.State);
+                await http2.CloseAsync(WebSocketCloseStatus.NormalClosure, null, Ct);
+            }
+
+            using (var client = new HttpClient(new SocketsHttpHandler
+            {
+                SslOptions = { RemoteCertificateValidationCallback = trusted },
+            }))
+            {
+                Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri($"https://127.0.0.1:{port}/health"), Ct)).StatusCode);
+            }
+
+            Assert.Equal(
+                [ParleyMetrics.UpgradeDirect, ParleyMetrics.UpgradePipeline],
+                opened.GetMeasurementSnapshot().Select(m => (string?)m.Tags["upgrade"]).ToList());
+        }
+        finally
+        {
+            File.Delete(certificate);
+        }
+    }
+
+    /// <summary>A certificate for 127.0.0.1, valid for a day: as a PFX protected by <paramref name="password"/>, and its thumbprint.</summary>
+    private static (byte[] Pfx, string Thumbprint) SelfSignedLoopbackCertificate(string password)
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest(
+            "CN=127.0.0.1", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var names = new System.Security.Cryptography.X509Certificates.SubjectAlternativeNameBuilder();
+        names.AddIpAddress(IPAddress.Loopback);
+        request.CertificateExtensions.Add(names.Build());
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        return (certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, password), certificate.GetCertHashString());
+    }
+
     private List<string?> Upgrades() => [.. _opened.GetMeasurementSnapshot().Select(m => (string?)m.Tags["upgrade"])];
 
     private static byte[] MaskedText(string text)

@@ -71,6 +71,18 @@ internal sealed class ParleyFactory : WebApplicationFactory<Program>
         return this;
     }
 
+    /// <summary>
+    /// Serves on Kestrel's endpoints from configuration (<c>Kestrel:Endpoints</c>, given as settings) only, as a server
+    /// started with them does; <see cref="StartKestrel"/>'s port would take their place.
+    /// </summary>
+    public ParleyFactory StartKestrelOnConfiguredEndpoints()
+    {
+        _kestrel = true;
+        UseKestrel();
+        StartServer();
+        return this;
+    }
+
     public Uri BaseAddress
     {
         get

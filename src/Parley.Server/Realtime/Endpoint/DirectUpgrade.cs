@@ -5,6 +5,9 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.Extensions.Options;
 using Parley.Server.Hosting.Auth;
@@ -22,9 +25,10 @@ namespace Parley.Server.Realtime.Endpoint;
 /// response headers, the context and the middleware frames waiting under the endpoint): about half of an idle
 /// socket's memory (docs/benchmarks.md, "Idle connections").
 /// <para>
-/// Anything else goes on to the HTTP server untouched, with the bytes read so far: other requests, TLS, HTTP/2, a
-/// request head that did not arrive in the first read, one this parser does not take (see <see cref="TryParse"/>),
-/// and every upgrade that would be refused. The pipeline then answers it as it always did (401, 403, 429, 400, 503
+/// Anything else goes on to the HTTP server untouched, with the bytes read so far: other requests, HTTP/2, a request
+/// head that did not arrive in the first read, one this parser does not take (see <see cref="TryParse"/>), and every
+/// upgrade that would be refused. On an endpoint where Parley's Kestrel terminates TLS, the middleware runs inside TLS
+/// where Kestrel lets it (<see cref="AddInsideTls"/>); elsewhere TLS connections go on to the HTTP server as they are. The pipeline then answers it as it always did (401, 403, 429, 400, 503
 /// with their ProblemDetails), so refusals have one implementation. <c>Realtime:DirectUpgrade</c> = false turns this off.
 /// </para>
 /// </summary>
@@ -51,26 +55,60 @@ internal sealed partial class DirectUpgrade(
 
     private static readonly byte[] HeadEnd = "\r\n\r\n"u8.ToArray();
 
+    /// <summary>ALPN's name of HTTP/2: such a TLS connection carries no HTTP/1.1 upgrade.</summary>
+    private static readonly byte[] Http2Protocol = "h2"u8.ToArray();
+
     /// <summary>
-    /// Adds the middleware to every endpoint Kestrel listens on that speaks HTTP/1.1 (ahead of TLS, which it passes on),
-    /// except the metrics port, where no WebSocket is served.
+    /// Adds the middleware to every endpoint Kestrel listens on that speaks HTTP/1.1, except the metrics port, where no
+    /// WebSocket is served. Added to every endpoint's defaults, it sits ahead of TLS, so on a TLS endpoint it steps aside
+    /// (the bytes it would read are encrypted): there the one <see cref="AddInsideTls"/> put inside TLS takes the sockets.
     /// </summary>
-    public static void AddTo(Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions listen) =>
+    public static void AddTo(ListenOptions listen) => Add(listen, insideTls: false);
+
+    /// <summary>
+    /// For an endpoint of <c>Kestrel:Endpoints</c> (Kestrel configures each one here before it adds TLS itself, and adds
+    /// none where TLS is there already): on an <c>https</c> endpoint with its certificate and without SNI, TLS is added
+    /// here, as Kestrel would add it with the same options, and the middleware after it, where the bytes are plain.
+    /// Other endpoints are left as they are (an SNI endpoint's TLS is Kestrel's to build: its sockets take the pipeline).
+    /// </summary>
+    public static void AddInsideTls(EndpointConfiguration endpoint)
+    {
+        var https = endpoint.HttpsOptions;
+        if (!endpoint.IsHttps || endpoint.ConfigSection.GetSection("Sni").GetChildren().Any()
+            || (https.ServerCertificate is null && https.ServerCertificateSelector is null)
+            || !InsideTls.TryAdd(endpoint.ListenOptions, true))
+        {
+            return;
+        }
+
+        endpoint.ListenOptions.UseHttps(https);
+        Add(endpoint.ListenOptions, insideTls: true);
+    }
+
+    /// <summary>Endpoints with the middleware inside their TLS (<see cref="AddInsideTls"/>): the one ahead of TLS steps aside.</summary>
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<ListenOptions, object> InsideTls = [];
+
+    private static void Add(ListenOptions listen, bool insideTls) =>
         listen.Use(next =>
         {
-            // Built once the endpoint is fully configured (its protocols included).
+            // Built once the endpoint is fully configured (its protocols and its TLS included).
             var direct = listen.ApplicationServices.GetRequiredService<DirectUpgrade>();
-            return (listen.Protocols & Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1) == 0
+            return (listen.Protocols & HttpProtocols.Http1) == 0 || (!insideTls && InsideTls.TryGetValue(listen, out _))
                 ? next
-                : connection => direct.OnConnectionAsync(connection, next);
+                : connection => direct.OnConnectionAsync(connection, next, insideTls);
         });
 
-    public async Task OnConnectionAsync(ConnectionContext connection, ConnectionDelegate next)
+    /// <summary>Takes the connection's socket when its first bytes are an upgrade that would be accepted; else passes it on.</summary>
+    /// <param name="connection">The connection, as Kestrel accepted it (or as TLS decrypted it).</param>
+    /// <param name="next">The rest of the endpoint's connection pipeline (TLS, the HTTP server).</param>
+    /// <param name="secure">Inside TLS: the upgrade came over <c>wss://</c>.</param>
+    public async Task OnConnectionAsync(ConnectionContext connection, ConnectionDelegate next, bool secure = false)
     {
         // The metrics port serves no socket; with a limit on upgraded connections set, every socket takes the pipeline,
         // where Kestrel counts it.
         if ((connection.LocalEndPoint is System.Net.IPEndPoint { Port: var port } && port == metricsOptions.Value.Port)
-            || kestrel.Value.Limits.MaxConcurrentUpgradedConnections is not null)
+            || kestrel.Value.Limits.MaxConcurrentUpgradedConnections is not null
+            || (secure && connection.Features.Get<ITlsApplicationProtocolFeature>()?.ApplicationProtocol.Span.SequenceEqual(Http2Protocol) == true))
         {
             await next(connection);
             return;
@@ -92,7 +130,7 @@ internal sealed partial class DirectUpgrade(
         }
 
         var head = TryParse(read.Buffer, kestrel.Value.Limits);
-        var plan = head is null ? null : await TryAcceptAsync(head, connection);
+        var plan = head is null ? null : await TryAcceptAsync(head, connection, secure);
         if (plan is null)
         {
             // Nothing consumed: the HTTP server reads the same bytes.
@@ -115,11 +153,11 @@ internal sealed partial class DirectUpgrade(
     /// then, so whatever fails here (a refusal, a store that cannot be read, a client that went away) the pipeline
     /// answers as for any request.
     /// </summary>
-    private async Task<SocketPlan?> TryAcceptAsync(RequestHead head, ConnectionContext connection)
+    private async Task<SocketPlan?> TryAcceptAsync(RequestHead head, ConnectionContext connection, bool secure)
     {
         try
         {
-            return await CheckAsync(head, connection);
+            return await CheckAsync(head, connection, secure);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -128,7 +166,7 @@ internal sealed partial class DirectUpgrade(
         }
     }
 
-    private async Task<SocketPlan?> CheckAsync(RequestHead head, ConnectionContext connection)
+    private async Task<SocketPlan?> CheckAsync(RequestHead head, ConnectionContext connection, bool secure)
     {
         if (!head.IsWebSocketUpgrade || !HostAllowed(head) || !OriginAllowed(head) || !storage.IsReady || !sessions.Accepting)
         {
@@ -136,7 +174,7 @@ internal sealed partial class DirectUpgrade(
         }
 
         await using var scope = scopes.CreateAsyncScope();
-        var context = head.ToContext();
+        var context = head.ToContext(secure);
         context.RequestServices = scope.ServiceProvider;
         if (connection.RemoteEndPoint is System.Net.IPEndPoint remote)
         {
@@ -376,12 +414,12 @@ internal sealed partial class DirectUpgrade(
         /// The request as an <see cref="HttpContext"/> of its own (no connection, no services), for the pipeline's handlers
         /// and parsers to read it as they read any request: the subprotocols offered, for one.
         /// </summary>
-        public DefaultHttpContext ToContext()
+        public DefaultHttpContext ToContext(bool secure = false)
         {
             var context = new DefaultHttpContext();
             var request = context.Request;
             request.Method = HttpMethods.Get;
-            request.Scheme = "http";
+            request.Scheme = secure ? "https" : "http";
             request.Path = FrameTypes.WebSocketPath;
             request.QueryString = new QueryString(query);
             foreach (var (name, value) in headers)

@@ -18,11 +18,23 @@ internal static class WebSocketEndpoint
         builder.Services.AddSingleton<FrameDispatcher>();
         builder.Services.AddSingleton<SocketSessions>();
         builder.Services.AddSingleton<DirectUpgrade>();
-        builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<RealtimeOptions>>((kestrel, realtime) =>
+        builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<RealtimeOptions>, IConfiguration>((kestrel, realtime, configuration) =>
         {
             if (realtime.Value.DirectUpgrade)
             {
                 kestrel.ConfigureEndpointDefaults(DirectUpgrade.AddTo);
+                // Endpoints of Kestrel:Endpoints where Parley terminates TLS: the middleware inside it. Configured again as the
+                // host configured it (the same section, reloaded on change), with a callback per endpoint name.
+                var section = configuration.GetSection("Kestrel");
+                var endpoints = section.GetSection("Endpoints").GetChildren().Select(e => e.Key).ToList();
+                if (endpoints.Count > 0)
+                {
+                    var loader = kestrel.Configure(section, reloadOnChange: true);
+                    foreach (var name in endpoints)
+                    {
+                        loader.Endpoint(name, DirectUpgrade.AddInsideTls);
+                    }
+                }
             }
         });
         return builder;
