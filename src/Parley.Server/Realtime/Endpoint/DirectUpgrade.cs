@@ -27,9 +27,10 @@ namespace Parley.Server.Realtime.Endpoint;
 /// <para>
 /// Anything else goes on to the HTTP server untouched, with the bytes read so far: other requests, HTTP/2, a request
 /// head that did not arrive in the first read, one this parser does not take (see <see cref="TryParse"/>), and every
-/// upgrade that would be refused. On an endpoint where Parley's Kestrel terminates TLS, the middleware runs inside TLS
-/// where Kestrel lets it (<see cref="AddInsideTls"/>); elsewhere TLS connections go on to the HTTP server as they are. The pipeline then answers it as it always did (401, 403, 429, 400, 503
-/// with their ProblemDetails), so refusals have one implementation. <c>Realtime:DirectUpgrade</c> = false turns this off.
+/// upgrade that would be refused. The pipeline then answers it as it always did (401, 403, 429, 400, 503 with their
+/// ProblemDetails), so refusals have one implementation. On an endpoint where Parley's Kestrel terminates TLS, the
+/// middleware runs inside TLS where Kestrel lets it (<see cref="AddInsideTls"/>); elsewhere TLS connections go on to the
+/// HTTP server as they are. <c>Realtime:DirectUpgrade</c> = false turns this off.
 /// </para>
 /// </summary>
 internal sealed partial class DirectUpgrade(
