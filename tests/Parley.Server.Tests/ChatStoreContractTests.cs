@@ -561,6 +561,32 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         Assert.Equal((m2.Seq, m2.Id), (bob.DeliveredSeq, bob.DeliveredMessageId));
     }
 
+    /// <summary>
+    /// Whom a delivered batch notifies: the senders of the messages between each member's last watermark and its new one,
+    /// only those still members, never the member itself; for every report of the batch on its own range.
+    /// </summary>
+    [Fact]
+    public async Task AdvanceDelivered_NamesTheSendersOfEachReportsNewMessagesWhoAreStillMembers()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob", "carol", "dave", "erin");
+        var early = await AppendAsync(conversation, "erin", "delivered to bob before");
+        Assert.Single((await Store.AdvanceDeliveredAsync([new DeliveryReport(conversation, "bob", early.Seq)], Now, Ct)).Moved);
+        await AppendAsync(conversation, "alice", "one"); // her own watermarks move with it
+        await AppendAsync(conversation, "carol", "two");
+        await ChangeAsync(conversation, "alice", new MembershipChange.Remove("carol"));
+        var last = await AppendAsync(conversation, "dave", "three");
+
+        var batch = await Store.AdvanceDeliveredAsync(
+            [new DeliveryReport(conversation, "bob", last.Seq), new DeliveryReport(conversation, "alice", last.Seq)], Now, Ct);
+
+        var byMember = batch.Moved.ToDictionary(m => m.Before.UserId);
+        Assert.Equal(2, byMember.Count);
+        // Bob had erin's message already, and carol has left.
+        Assert.Equal(["alice", "dave"], byMember["bob"].NotifySenders.Order(StringComparer.Ordinal));
+        // Alice's range starts after her own message: carol's (she has left) and dave's.
+        Assert.Equal(["dave"], byMember["alice"].NotifySenders);
+    }
+
     [Fact]
     public async Task AdvanceDelivered_BehindTheReadWatermarkOrForANonMember_MovesNothing()
     {
