@@ -219,15 +219,11 @@ internal abstract partial class SqlChatStore
             WITH v(c, u, lo, hi, id) AS (VALUES {values})
             UPDATE participants SET delivered_seq = v.hi, delivered_message_id = v.id, receipts_at = @now
             FROM v WHERE participants.conversation_id = v.c AND participants.user_id = v.u AND participants.delivered_seq < v.hi;
-            -- Senders (other than the member) of live messages in (from, to]: who learns that the member received them. Each
-            -- report's messages first, a range of the conversation's index, then whether their senders are still members:
-            -- joined in one step, PostgreSQL looked the messages up by conversation alone and read every one of them.
-            WITH v(c, u, lo, hi, id) AS (VALUES {values}),
-            s(c, u, sender) AS MATERIALIZED (
-                SELECT DISTINCT v.c, v.u, m.sender_id FROM v
-                JOIN messages m ON m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL)
-            SELECT s.c, s.u, s.sender FROM s
-            JOIN participants p ON p.conversation_id = s.c AND p.user_id = s.sender AND p.left_at IS NULL
+            -- Senders (other than the member) of live messages in (from, to]: who learns that the member received them.
+            WITH v(c, u, lo, hi, id) AS (VALUES {values})
+            SELECT DISTINCT v.c, v.u, m.sender_id FROM v
+            JOIN messages m ON m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL
+            JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL
             """;
     }
 
