@@ -121,7 +121,7 @@ public sealed class DirectUpgradeTests : IAsyncLifetime
         using var second = new ClientWebSocket();
         await Assert.ThrowsAsync<WebSocketException>(() => second.ConnectAsync(uri, Ct).WaitAsync(WsClient.DefaultTimeout, Ct));
 
-        Assert.Equal([ParleyMetrics.UpgradePipeline], opened.GetMeasurementSnapshot().Select(m => (string?)m.Tags["upgrade"]));
+        Assert.Equal([ParleyMetrics.UpgradePipeline], UpgradesOf(opened));
         await Handshake.CloseAsync(socket);
     }
 
@@ -151,7 +151,7 @@ public sealed class DirectUpgradeTests : IAsyncLifetime
         var (socket, connected) = await Handshake.ConnectAsync(factory.WebSocketUri(), o => o.SetRequestHeader("X-User-ID", "direct-header"));
 
         Assert.Equal("direct-header", connected.GetProperty("user_id").GetString());
-        Assert.Equal([ParleyMetrics.UpgradeDirect], opened.GetMeasurementSnapshot().Select(m => (string?)m.Tags["upgrade"]));
+        Assert.Equal([ParleyMetrics.UpgradeDirect], UpgradesOf(opened));
         await Handshake.CloseAsync(socket);
     }
 
@@ -269,7 +269,7 @@ public sealed class DirectUpgradeTests : IAsyncLifetime
 
         var (socket, _) = await Handshake.ConnectAsync(factory.WebSocketUri($"access_token={ParleyFactory.Token("direct-frank")}"));
 
-        Assert.Equal([ParleyMetrics.UpgradePipeline], opened.GetMeasurementSnapshot().Select(m => (string?)m.Tags["upgrade"]));
+        Assert.Equal([ParleyMetrics.UpgradePipeline], UpgradesOf(opened));
         await Handshake.CloseAsync(socket);
     }
 
@@ -408,7 +408,7 @@ public sealed class DirectUpgradeTests : IAsyncLifetime
 
             Assert.Equal(
                 [ParleyMetrics.UpgradeDirect, ParleyMetrics.UpgradePipeline],
-                opened.GetMeasurementSnapshot().Select(m => (string?)m.Tags["upgrade"]).ToList());
+                UpgradesOf(opened));
         }
         finally
         {
@@ -429,7 +429,11 @@ public sealed class DirectUpgradeTests : IAsyncLifetime
         return (certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, password), certificate.GetCertHashString());
     }
 
-    private List<string?> Upgrades() => [.. _opened.GetMeasurementSnapshot().Select(m => (string?)m.Tags["upgrade"])];
+    private List<string?> Upgrades() => UpgradesOf(_opened);
+
+    /// <summary>The <c>upgrade</c> label of every connection <paramref name="opened"/> counted, in order.</summary>
+    private static List<string?> UpgradesOf(MetricCollector<long> opened) =>
+        [.. opened.GetMeasurementSnapshot().Select(m => (string?)m.Tags["upgrade"])];
 
     private static byte[] MaskedText(string text)
     {

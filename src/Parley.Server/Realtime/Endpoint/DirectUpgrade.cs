@@ -61,8 +61,9 @@ internal sealed partial class DirectUpgrade(
 
     /// <summary>
     /// Adds the middleware to every endpoint Kestrel listens on that speaks HTTP/1.1, except the metrics port, where no
-    /// WebSocket is served. Added to every endpoint's defaults, it sits ahead of TLS, so on a TLS endpoint it steps aside
-    /// (the bytes it would read are encrypted): there the one <see cref="AddInsideTls"/> put inside TLS takes the sockets.
+    /// WebSocket is served. Added to every endpoint's defaults, it sits ahead of TLS: on an endpoint that has the
+    /// middleware inside its TLS (<see cref="AddInsideTls"/>) it steps aside; on any other TLS endpoint it finds no request
+    /// head in the encrypted first bytes and passes them on.
     /// </summary>
     public static void AddTo(ListenOptions listen) => Add(listen, insideTls: false);
 
