@@ -260,7 +260,8 @@ public sealed class ResumeTests : IAsyncLifetime
     [Fact]
     public async Task ResumeFrame_AsTheFirstFrame_CatchesUpBeforeAnyLiveEvent()
     {
-        await using var factory = new ParleyFactory(s => s["Delivery:FirstFrameWait"] = "00:00:05");
+        // A wait far longer than a slow machine's pause between connecting and the resume frame.
+        await using var factory = new ParleyFactory(s => s["Delivery:FirstFrameWait"] = "00:00:30");
         factory.StartKestrel();
         using var alice = factory.Api("alice");
         var conversation = await alice.CreateDirectAsync("bob");
@@ -355,7 +356,9 @@ public sealed class ResumeTests : IAsyncLifetime
     {
         await using var factory = new ParleyFactory(s =>
         {
-            s["Delivery:FirstFrameWait"] = "00:00:05";
+            // Far longer than a slow machine's pause between connecting and the first frame (at 5 s, a loaded CI
+            // run once saw the frame arrive after the wait and answered resume_too_late).
+            s["Delivery:FirstFrameWait"] = "00:00:30";
             s["Delivery:CursorInterval"] = "00:00:00.200";
         }).StartKestrel();
         using var alice = factory.Api("alice");
@@ -366,8 +369,8 @@ public sealed class ResumeTests : IAsyncLifetime
         await bob.NextErrorAsync("invalid_cursor");
         var message = await alice.SendTextAsync(conversation.Id, "live");
 
-        // Released at once (not after the 5 s wait), and never covered by a cursor the device did not resume from.
-        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == message.Id, TimeSpan.FromSeconds(3));
+        // Released at once (not after the 30 s wait), and never covered by a cursor the device did not resume from.
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == message.Id, TimeSpan.FromSeconds(10));
         await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = message.Seq });
         await bob.AssertNoFrameAsync("cursor", TimeSpan.FromSeconds(1));
     }
