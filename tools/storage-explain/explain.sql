@@ -82,6 +82,42 @@ SELECT DISTINCT m.sender_id FROM messages m
 JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL
 WHERE m.conversation_id = :'big_group' AND m.seq > 900 AND m.seq <= 1001 AND m.sender_id <> :'busy_user' AND m.deleted_at IS NULL;
 
+-- The delivered batch names the senders of many reports in one statement (SqlChatStore.Receipts.cs): 64 reports of
+-- direct conversations, each member's watermark moving over the last two messages of its 1,000.
+SELECT string_agg(format('(%L::uuid, %L, 999::bigint, 1001::bigint)', r.conversation_id, r.user_id), ', ') AS list
+FROM (SELECT DISTINCT ON (p.conversation_id) p.conversation_id, p.user_id
+      FROM participants p JOIN conversations c ON c.id = p.conversation_id AND c.type = 'direct'
+      ORDER BY p.conversation_id, p.user_id LIMIT 64) r \gset reports_
+
+\echo '== delivered batch: the member rows of 64 reports and the newest message each may advance to'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON)
+WITH r(c, u, lo, upto) AS (VALUES :reports_list)
+SELECT p.user_id, p.delivered_seq, p.conversation_id, t.seq, t.id
+FROM r
+JOIN participants p ON p.conversation_id = r.c AND p.user_id = r.u AND p.left_at IS NULL
+LEFT JOIN messages t ON t.conversation_id = p.conversation_id AND t.seq = (
+    SELECT MAX(m.seq) FROM messages m
+    WHERE m.conversation_id = p.conversation_id AND m.seq <= r.upto
+      AND m.seq > CASE WHEN p.delivered_seq > p.joined_seq THEN p.delivered_seq ELSE p.joined_seq END);
+
+\echo '== delivered batch: senders of 64 reports, joined (the SQLite form)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON)
+WITH v(c, u, lo, hi) AS (VALUES :reports_list)
+SELECT DISTINCT v.c, v.u, m.sender_id FROM v
+JOIN messages m ON m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL
+JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL;
+
+\echo '== ... and each report laterally (the PostgreSQL form)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON)
+WITH v(c, u, lo, hi) AS (VALUES :reports_list)
+SELECT DISTINCT v.c, v.u, n.sender_id FROM v
+CROSS JOIN LATERAL (
+    SELECT DISTINCT m.sender_id FROM messages m
+    WHERE m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL) n
+CROSS JOIN LATERAL (
+    SELECT 1 FROM participants p WHERE p.conversation_id = v.c AND p.user_id = n.sender_id AND p.left_at IS NULL
+    LIMIT 1) k;
+
 \echo '== DELETE /api/v1/messages/{id}: unread decrement for those who had not read it'
 BEGIN;
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON)

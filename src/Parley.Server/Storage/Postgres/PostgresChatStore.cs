@@ -141,6 +141,8 @@ internal sealed class PostgresDialect : SqlDialect
 
     public override bool WritesInOneStatement => true;
 
+    public override bool JoinsLaterally => true;
+
     public override DbParameter PositionalCopy(DbParameter parameter)
     {
         var named = (NpgsqlParameter)parameter;

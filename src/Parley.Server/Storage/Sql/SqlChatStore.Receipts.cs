@@ -156,7 +156,7 @@ internal abstract partial class SqlChatStore
         }
 
         var paddedMoves = s.Dialect.PaddedRows(moves.Count);
-        var update = s.Sql(DeliveredUpdates.GetOrAdd(paddedMoves, DeliveredUpdateSql)).With("@now", now);
+        var update = s.Sql(DeliveredUpdates.GetOrAdd((paddedMoves, s.Dialect.JoinsLaterally), DeliveredUpdateSql)).With("@now", now);
         for (var i = 0; i < moves.Count; i++)
         {
             var before = moves[i].Member;
@@ -196,7 +196,7 @@ internal abstract partial class SqlChatStore
     // The texts of a delivered-receipt chunk, made once per number of rows (at most a chunk's, or its padded lengths):
     // a busy server runs them in every batch.
     private static readonly ConcurrentDictionary<int, string> DeliveredSelects = new();
-    private static readonly ConcurrentDictionary<int, string> DeliveredUpdates = new();
+    private static readonly ConcurrentDictionary<(int Rows, bool Lateral), string> DeliveredUpdates = new();
 
     /// <summary>The members and the newest message in (max(delivered, joined), up_to_seq] of each of <paramref name="rows"/> reports.</summary>
     private static string DeliveredSelectSql(int rows) =>
@@ -211,19 +211,39 @@ internal abstract partial class SqlChatStore
               AND m.seq > CASE WHEN p.delivered_seq > p.joined_seq THEN p.delivered_seq ELSE p.joined_seq END)
         """;
 
-    /// <summary>Moves <paramref name="rows"/> watermarks, then finds whom each move notifies.</summary>
-    private static string DeliveredUpdateSql(int rows)
+    /// <summary>
+    /// Moves the watermarks of a chunk (<c>Rows</c> reports), then finds whom each move notifies: the senders (other
+    /// than the member) of live messages in (from, to] who are still members. With <c>Lateral</c> (see
+    /// <see cref="SqlDialect.JoinsLaterally"/>) each report reads its own range of the messages index and looks each
+    /// sender up by key (the <c>LIMIT</c> keeps PostgreSQL from flattening that lookup into a join it may hash over
+    /// the whole table when its statistics are stale): the cost follows the messages the watermarks pass, never the
+    /// conversations' history or the number of members.
+    /// </summary>
+    private static string DeliveredUpdateSql((int Rows, bool Lateral) shape)
     {
-        var values = RowList(rows, "c", "u", "f", "s", "i");
+        var values = RowList(shape.Rows, "c", "u", "f", "s", "i");
+        var senders = shape.Lateral
+            ? """
+              SELECT DISTINCT v.c, v.u, n.sender_id FROM v
+              CROSS JOIN LATERAL (
+                  SELECT DISTINCT m.sender_id FROM messages m
+                  WHERE m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL) n
+              CROSS JOIN LATERAL (
+                  SELECT 1 FROM participants p WHERE p.conversation_id = v.c AND p.user_id = n.sender_id AND p.left_at IS NULL
+                  LIMIT 1) k
+              """
+            : """
+              SELECT DISTINCT v.c, v.u, m.sender_id FROM v
+              JOIN messages m ON m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL
+              JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL
+              """;
         return $"""
             WITH v(c, u, lo, hi, id) AS (VALUES {values})
             UPDATE participants SET delivered_seq = v.hi, delivered_message_id = v.id, receipts_at = @now
             FROM v WHERE participants.conversation_id = v.c AND participants.user_id = v.u AND participants.delivered_seq < v.hi;
             -- Senders (other than the member) of live messages in (from, to]: who learns that the member received them.
             WITH v(c, u, lo, hi, id) AS (VALUES {values})
-            SELECT DISTINCT v.c, v.u, m.sender_id FROM v
-            JOIN messages m ON m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL
-            JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL
+            {senders}
             """;
     }
 

@@ -121,6 +121,14 @@ internal abstract class SqlDialect
     /// </summary>
     public virtual bool IdsGrowInCommitOrder => false;
 
+    /// <summary>
+    /// Whether a subquery in <c>FROM</c> may read the columns of the rows before it (<c>LATERAL</c>, PostgreSQL). Where
+    /// it may, a statement over a list of reports reads each report's own index range in a nested loop; joined plainly,
+    /// PostgreSQL may instead hash a whole table (every message of the conversations, or of all of them) and filter
+    /// the ranges after. SQLite has no <c>LATERAL</c>, and joins a <c>VALUES</c> list in nested loops by itself.
+    /// </summary>
+    public virtual bool JoinsLaterally => false;
+
     /// <summary>Rows per statement for a batch of rows with <paramref name="parametersPerRow"/> parameters each, at most <paramref name="rows"/>.</summary>
     public int RowsPerStatement(int rows, int parametersPerRow) => Math.Clamp(ParameterBudget / parametersPerRow, 1, rows);
 
