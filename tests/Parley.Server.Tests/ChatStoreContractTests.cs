@@ -605,6 +605,22 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AdvanceDelivered_ALateReportOfAMemberWhoHasLeft_MovesNothingAndNotifiesNoOne()
+    {
+        // A report queued before the leave lands after it: a former member's receipts are no one's business.
+        var conversation = await CreateGroupAsync("alice", "bob", "carol");
+        var m1 = await AppendAsync(conversation, "alice", "one");
+        await ChangeAsync(conversation, "alice", new MembershipChange.Remove("carol"));
+
+        var batch = await Store.AdvanceDeliveredAsync(
+            [new DeliveryReport(conversation, "carol", m1.Seq), new DeliveryReport(conversation, "bob", m1.Seq)], Now, Ct);
+
+        var moved = Assert.Single(batch.Moved);
+        Assert.Equal("bob", moved.Before.UserId);
+        Assert.Equal(["alice"], moved.NotifySenders);
+    }
+
+    [Fact]
     public async Task AdvanceDelivered_ABatchLargerThanOneStatement_MovesEveryMemberToItsOwnTarget()
     {
         // 5 groups of 50 and a stranger each: more reports than one statement carries, in one call.

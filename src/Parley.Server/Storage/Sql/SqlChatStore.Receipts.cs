@@ -129,7 +129,7 @@ internal abstract partial class SqlChatStore
         SqlSession s, DeliveryReport[] chunk, DateTimeOffset now, bool logReceipts, CancellationToken cancellationToken)
     {
         var padded = s.Dialect.PaddedRows(chunk.Length);
-        var select = s.Sql(DeliveredSelects.GetOrAdd(padded, DeliveredSelectSql));
+        var select = s.Sql(DeliveredSelects.GetOrAdd((padded, s.Dialect.JoinsLaterally), DeliveredSelectSql));
         for (var i = 0; i < chunk.Length; i++)
         {
             select.With(SqlDialect.ListParameter("c", i), chunk[i].ConversationId).With(SqlDialect.ListParameter("u", i), chunk[i].UserId)
@@ -195,16 +195,22 @@ internal abstract partial class SqlChatStore
 
     // The texts of a delivered-receipt chunk, made once per number of rows (at most a chunk's, or its padded lengths):
     // a busy server runs them in every batch.
-    private static readonly ConcurrentDictionary<int, string> DeliveredSelects = new();
+    private static readonly ConcurrentDictionary<(int Rows, bool Lateral), string> DeliveredSelects = new();
     private static readonly ConcurrentDictionary<(int Rows, bool Lateral), string> DeliveredUpdates = new();
 
-    /// <summary>The members and the newest message in (max(delivered, joined), up_to_seq] of each of <paramref name="rows"/> reports.</summary>
-    private static string DeliveredSelectSql(int rows) =>
+    /// <summary>
+    /// The members and the newest message in (max(delivered, joined), up_to_seq] of each of the chunk's reports
+    /// (<c>Rows</c>). With <c>Lateral</c>, each member row is read by its key: joined plainly, PostgreSQL hashed the
+    /// whole <c>participants</c> table against the reports wherever a scan of it looked about as cheap as the look-ups.
+    /// </summary>
+    private static string DeliveredSelectSql((int Rows, bool Lateral) shape) =>
         $"""
-        WITH r(c, u, upto) AS (VALUES {RowList(rows, "c", "u", "t")})
+        WITH r(c, u, upto) AS (VALUES {RowList(shape.Rows, "c", "u", "t")})
         SELECT {SqlRow.MemberColumns}, p.conversation_id, t.seq, t.id
         FROM r
-        JOIN participants p ON p.conversation_id = r.c AND p.user_id = r.u AND p.left_at IS NULL
+        {(shape.Lateral
+            ? "CROSS JOIN LATERAL (SELECT * FROM participants p WHERE p.conversation_id = r.c AND p.user_id = r.u AND p.left_at IS NULL LIMIT 1) p"
+            : "JOIN participants p ON p.conversation_id = r.c AND p.user_id = r.u AND p.left_at IS NULL")}
         LEFT JOIN messages t ON t.conversation_id = p.conversation_id AND t.seq = (
             SELECT MAX(m.seq) FROM messages m
             WHERE m.conversation_id = p.conversation_id AND m.seq <= r.upto
