@@ -89,12 +89,12 @@ FROM (SELECT DISTINCT ON (p.conversation_id) p.conversation_id, p.user_id
       FROM participants p JOIN conversations c ON c.id = p.conversation_id AND c.type = 'direct'
       ORDER BY p.conversation_id, p.user_id LIMIT 64) r \gset reports_
 
-\echo '== delivered batch: the member rows of 64 reports and the newest message each may advance to'
+\echo '== delivered batch: the member rows of 64 reports (each by key, laterally) and the newest message each may advance to'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON)
 WITH r(c, u, lo, upto) AS (VALUES :reports_list)
 SELECT p.user_id, p.delivered_seq, p.conversation_id, t.seq, t.id
 FROM r
-JOIN participants p ON p.conversation_id = r.c AND p.user_id = r.u AND p.left_at IS NULL
+CROSS JOIN LATERAL (SELECT * FROM participants p WHERE p.conversation_id = r.c AND p.user_id = r.u AND p.left_at IS NULL LIMIT 1) p
 LEFT JOIN messages t ON t.conversation_id = p.conversation_id AND t.seq = (
     SELECT MAX(m.seq) FROM messages m
     WHERE m.conversation_id = p.conversation_id AND m.seq <= r.upto
@@ -131,11 +131,7 @@ SELECT conversation_id, seq, type, message_id, actor_id, user_id, role, created_
 FROM conversation_events WHERE conversation_id = :'big_group' AND seq > 900 ORDER BY seq LIMIT 200;
 
 \echo '== stream positions for the seed (the sequencer''s work, done once here, not measured)'
-UPDATE conversation_events e SET pos = r.rn
-FROM (SELECT conversation_id, seq, row_number() OVER (ORDER BY created_at, conversation_id, seq) AS rn FROM conversation_events) r
-WHERE e.conversation_id = r.conversation_id AND e.seq = r.seq;
-UPDATE stream_state SET pos = (SELECT max(pos) FROM conversation_events) WHERE id = 1;
-VACUUM ANALYZE conversation_events;
+\ir positions.sql
 SELECT pos - 5000 AS "cursor", pos - 100 AS "upto" FROM stream_state WHERE id = 1 \gset resume_
 
 \echo '== resume and the cursor check: the user''s events after a cursor 5,000 positions back (membership windows)'

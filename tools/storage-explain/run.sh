@@ -2,6 +2,9 @@
 # Query plans of Parley's hot statements on a realistic PostgreSQL data set (1,000 conversations,
 # 1,000,000 messages), on a throwaway cluster with default (durable) settings. Output: docs/storage.md's
 # numbers come from this script.   Usage: tools/storage-explain/run.sh > plans.txt
+# With --serve, it explains nothing: it seeds, positions the events, analyzes, prints the connection string and
+# keeps the database until interrupted, for a server and `Parley.Bench` run on a database with history
+# (docs/benchmarks.md, "On a database with history").
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -19,4 +22,11 @@ dotnet "$root/src/Parley.Server/bin/Debug/net10.0/Parley.Server.dll" migrate --S
 start=$(date +%s)
 "${psql[@]}" -d parley -f "$here/seed.sql" >&2
 pg_log "seeded in $(( $(date +%s) - start )) s"
+if [ "${1:-}" = --serve ]; then
+  "${psql[@]}" -d parley -f "$here/positions.sql" >&2
+  "${psql[@]}" -d parley -c "VACUUM ANALYZE" >&2
+  pg_log "ready; Ctrl-C stops and removes it"
+  echo "Host=127.0.0.1;Port=$PGPORT;Username=postgres;Database=parley"
+  while sleep 3600; do :; done
+fi
 "${psql[@]}" -d parley -f "$here/explain.sql"
