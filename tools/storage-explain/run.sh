@@ -25,8 +25,11 @@ pg_log "seeded in $(( $(date +%s) - start )) s"
 if [ "${1:-}" = --serve ]; then
   "${psql[@]}" -d parley -f "$here/positions.sql" >&2
   "${psql[@]}" -d parley -c "VACUUM ANALYZE" >&2
-  pg_log "ready; Ctrl-C stops and removes it"
+  pg_log "ready; Ctrl-C (or kill $$) stops and removes it"
   echo "Host=127.0.0.1;Port=$PGPORT;Username=postgres;Database=parley"
-  while sleep 3600; do :; done
+  # A wait, unlike a sleep in the foreground, lets the trap run as the signal arrives (even where a background job
+  # ignores SIGINT).
+  trap 'exit 130' INT TERM
+  while :; do sleep 3600 & wait $!; done
 fi
 "${psql[@]}" -d parley -f "$here/explain.sql"
