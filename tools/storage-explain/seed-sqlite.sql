@@ -1,4 +1,4 @@
--- The data set of seed.sql for SQLite, as ballast for a benchmark on a database with history: 1,000 conversations
+-- A data set of seed.sql's size for SQLite, as ballast for a benchmark on a database with history: 1,000 conversations
 -- (800 direct, 200 groups of 10), 2,000 users, 1,000 messages each, one event per message with its stream position.
 -- Usage, on a migrated file: dotnet Parley.Server.dll migrate --ConnectionStrings:Sqlite="Data Source=parley.db";
 -- sqlite3 parley.db < tools/storage-explain/seed-sqlite.sql (about 20 s, 490 MB); docs/benchmarks.md, "On a database
