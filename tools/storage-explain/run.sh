@@ -27,8 +27,8 @@ if [ "${1:-}" = --serve ]; then
   "${psql[@]}" -d parley -c "VACUUM ANALYZE" >&2
   pg_log "ready; Ctrl-C (or kill $$) stops and removes it"
   echo "Host=127.0.0.1;Port=$PGPORT;Username=postgres;Database=parley"
-  # A wait, unlike a sleep in the foreground, lets the trap run as the signal arrives (even where a background job
-  # ignores SIGINT).
+  # Bash runs a trap only once its foreground command ends: waiting on a background sleep lets it run as the signal
+  # arrives, not up to an hour later.
   trap 'exit 130' INT TERM
   while :; do sleep 3600 & wait $!; done
 fi
