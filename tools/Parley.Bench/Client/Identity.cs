@@ -73,12 +73,16 @@ internal sealed class Identities(BenchOptions options)
         ? new JwtMinter(options.TokenKey!, options.TokenIssuer, options.TokenAudience)
         : null;
 
-    /// <summary>User number <paramref name="index"/> of the run (global across processes), named <c>{run}-{kind}{index}</c>.</summary>
-    public Identity Create(string kind, int index)
+    /// <summary>
+    /// User number <paramref name="index"/> of the run (global across processes), named <c>{run}-{kind}{index}</c>, on
+    /// the server of its number, or of its <paramref name="conversation"/>'s number with <see cref="Placement.Conversations"/>.
+    /// </summary>
+    public Identity Create(string kind, int index, int? conversation = null)
     {
         var userId = $"{options.RunId}-{kind}{index}";
         var deviceId = "bench";
-        var server = options.Urls[index % options.Urls.Count];
+        var placed = options.Placement == Placement.Conversations && conversation is { } c ? c : index;
+        var server = options.Urls[placed % options.Urls.Count];
         return new Identity(userId, deviceId, server, _minter?.Mint(userId, deviceId));
     }
 }

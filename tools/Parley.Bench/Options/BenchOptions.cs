@@ -26,6 +26,16 @@ internal enum AuthKind
     Jwt,
 }
 
+/// <summary>How chat and group spread their users over several <c>--url</c>s.</summary>
+internal enum Placement
+{
+    /// <summary>User by user, round-robin: a conversation's members on different servers where there are enough.</summary>
+    Users,
+
+    /// <summary>Conversation by conversation, round-robin: all members of a conversation on one server.</summary>
+    Conversations,
+}
+
 internal enum ProgressMode
 {
     Auto,
@@ -40,6 +50,9 @@ internal sealed record BenchOptions
     public required ScenarioKind Scenario { get; init; }
 
     public IReadOnlyList<Uri> Urls { get; init; } = [new Uri("http://localhost:8083/")];
+
+    /// <summary>chat, group: how users are spread over several <see cref="Urls"/>.</summary>
+    public Placement Placement { get; init; } = Placement.Users;
 
     /// <summary>Online users (chat, group).</summary>
     public int Users { get; init; } = 1000;

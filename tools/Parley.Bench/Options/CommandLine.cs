@@ -24,6 +24,9 @@ internal static class CommandLine
     [
         new("--url", "URL[,URL...]", "Parley base address; repeat or separate with commas to spread users round-robin (default http://localhost:8083)",
             (o, v) => o with { Urls = [.. o.Urls, .. ParseUrls(v)] }),
+        new("--placement", "users|conversations",
+            "chat, group with several --url: spread users round-robin, so members of a conversation sit on different servers (default), or whole conversations, so delivery stays on one server",
+            (o, v) => o with { Placement = Enum<Placement>(v, ("users", Placement.Users), ("conversations", Placement.Conversations)) }),
         new("--users", "N", "chat, group: online users, each with one WebSocket (default 1000)", (o, v) => o with { Users = Int(v, 2, 10_000_000) }),
         new("--rate", "R", "messages per second offered, all processes together (default: chat 1000, group 100, reconnect 200)",
             (o, v) => o with { Rate = Number(v, 0.001, 10_000_000) }),

@@ -97,7 +97,8 @@ internal sealed record RunSettings(
     double? OfflineS,
     double? SettleS,
     string Auth,
-    int SourceAddresses);
+    int SourceAddresses,
+    string? Placement);
 
 internal sealed record ConnectionStats
 {

@@ -44,7 +44,7 @@ internal sealed class ConversationScenario : IScenario
         {
             for (var m = 0; m < _members; m++)
             {
-                identities[c * _members + m] = _context.Identities.Create("u", (_context.Plan.FirstUnit + c) * _members + m);
+                identities[c * _members + m] = _context.Identities.Create("u", (_context.Plan.FirstUnit + c) * _members + m, _context.Plan.FirstUnit + c);
             }
         }
 

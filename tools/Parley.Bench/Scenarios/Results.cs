@@ -73,7 +73,8 @@ internal static class Results
             o.Scenario == ScenarioKind.Reconnect ? o.OfflineSeconds : null,
             o.Scenario == ScenarioKind.Reconnect ? o.SettleSeconds : null,
             o.Auth.ToString().ToLowerInvariant(),
-            o.SourceAddresses.Count);
+            o.SourceAddresses.Count,
+            messaging ? o.Placement.ToString().ToLowerInvariant() : null);
     }
 
     /// <summary>The encoded histograms, the connect latency always among them.</summary>
