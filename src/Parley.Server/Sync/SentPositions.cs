@@ -3,36 +3,25 @@ namespace Parley.Server.Sync;
 /// <summary>
 /// Which sequenced events of each conversation a socket's device holds, exactly: a cursor may only claim
 /// events the socket was given, and with several instances (or a lost fan-out message) a socket can get seq
-/// N+1 without N. Per conversation: a floor (every visible event up to it is held) and the seqs sent above it.
-/// Confirming a cursor raises the floors and forgets the seqs below them, so the sets stay small.
+/// N+1 without N. Per conversation: a floor (every visible event up to it is held) and the seqs written above
+/// it, as ranges of consecutive seqs. Confirming a cursor raises the floors and forgets the ranges below them.
+/// A socket that does not follow cursors is recorded just as exactly (it may start to, with its first
+/// <c>ack</c>): its live events arrive in order, so each conversation keeps one range, plus one per gap.
 /// </summary>
 internal sealed class SentPositions
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<Guid, Log> _logs = [];
 
-    /// <summary>
-    /// Records a sequenced frame written to the socket. <paramref name="exact"/> is false for a socket that does
-    /// not follow cursors: only the newest seq is kept (nothing is ever claimed from the gaps' absence).
-    /// </summary>
-    public void Record(Guid conversationId, long seq, bool exact)
+    /// <summary>Records a sequenced frame written to the socket.</summary>
+    public void Record(Guid conversationId, long seq)
     {
         lock (_lock)
         {
             var log = Get(conversationId);
-            if (seq <= log.Floor)
+            if (seq > log.Floor)
             {
-                return;
-            }
-
-            if (exact)
-            {
-                log.Above.Add(seq);
-            }
-            else
-            {
-                log.Floor = seq;
-                log.Above.Clear();
+                log.Add(seq);
             }
         }
     }
@@ -42,7 +31,7 @@ internal sealed class SentPositions
     {
         lock (_lock)
         {
-            return _logs.TryGetValue(conversationId, out var log) && (seq <= log.Floor || log.Above.Contains(seq));
+            return _logs.TryGetValue(conversationId, out var log) && (seq <= log.Floor || log.Contains(seq));
         }
     }
 
@@ -67,7 +56,7 @@ internal sealed class SentPositions
             if (seq > log.Floor)
             {
                 log.Floor = seq;
-                log.Above.RemoveWhere(s => s <= seq);
+                log.TrimTo(seq);
             }
         }
     }
@@ -78,6 +67,15 @@ internal sealed class SentPositions
         lock (_lock)
         {
             _logs.Clear();
+        }
+    }
+
+    /// <summary>The ranges kept for a conversation (for tests: a socket without cursors must not grow without bound).</summary>
+    internal int RangeCount(Guid conversationId)
+    {
+        lock (_lock)
+        {
+            return _logs.TryGetValue(conversationId, out var log) ? log.Above.Count : 0;
         }
     }
 
@@ -95,6 +93,79 @@ internal sealed class SentPositions
     {
         public long Floor;
 
-        public SortedSet<long> Above { get; } = [];
+        /// <summary>Disjoint, non-adjacent ranges of written seqs above the floor, in ascending order.</summary>
+        public List<(long From, long To)> Above { get; } = [];
+
+        public bool Contains(long seq)
+        {
+            var i = IndexAfter(seq) - 1; // the last range starting at or below seq
+            return i >= 0 && Above[i].To >= seq;
+        }
+
+        public void Add(long seq)
+        {
+            var next = IndexAfter(seq);
+            var previous = next - 1;
+            if (previous >= 0 && Above[previous].To >= seq)
+            {
+                return; // already held
+            }
+
+            var joinsPrevious = previous >= 0 && Above[previous].To == seq - 1;
+            var joinsNext = next < Above.Count && Above[next].From == seq + 1;
+            if (joinsPrevious && joinsNext)
+            {
+                Above[previous] = (Above[previous].From, Above[next].To);
+                Above.RemoveAt(next);
+            }
+            else if (joinsPrevious)
+            {
+                Above[previous] = (Above[previous].From, seq);
+            }
+            else if (joinsNext)
+            {
+                Above[next] = (seq, Above[next].To);
+            }
+            else
+            {
+                Above.Insert(next, (seq, seq));
+            }
+        }
+
+        /// <summary>Drops what the floor now covers.</summary>
+        public void TrimTo(long floor)
+        {
+            var covered = 0;
+            while (covered < Above.Count && Above[covered].To <= floor)
+            {
+                covered++;
+            }
+
+            Above.RemoveRange(0, covered);
+            if (Above.Count > 0 && Above[0].From <= floor)
+            {
+                Above[0] = (floor + 1, Above[0].To);
+            }
+        }
+
+        // The index of the first range starting above seq.
+        private int IndexAfter(long seq)
+        {
+            int low = 0, high = Above.Count;
+            while (low < high)
+            {
+                var middle = (low + high) >>> 1;
+                if (Above[middle].From <= seq)
+                {
+                    low = middle + 1;
+                }
+                else
+                {
+                    high = middle;
+                }
+            }
+
+            return low;
+        }
     }
 }

@@ -207,7 +207,7 @@ internal sealed class SocketDelivery
         if (frame.Seq > 0 && frame.ConversationId is { } conversationId)
         {
             _written[conversationId] = Math.Max(_written.GetValueOrDefault(conversationId), frame.Seq);
-            Sent.Record(conversationId, frame.Seq, exact: Cursors.Enabled);
+            Sent.Record(conversationId, frame.Seq);
             Cursors.SentSinceCursor = true;
         }
     }
