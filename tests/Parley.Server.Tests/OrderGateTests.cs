@@ -83,22 +83,88 @@ public sealed class OrderGateTests : IAsyncDisposable
     }
 
     [Fact]
-    public async Task Offer_AheadButNoRecipientWasHereAllAlong_GoesOutAtOnceAsTheNewStart()
+    public async Task Offer_AheadButNoRecipientWasHereAllAlong_GoesOutAsTheNewStartAfterABriefWait()
     {
         var bob = Connect("bob");
         Offer(1, "bob");
         _time.Advance(TimeSpan.FromSeconds(1));
 
-        // Alice connects now: seqs 2..9 were never routed here for anyone who was here.
+        // Alice connects now: seqs 2..9 were never routed here for anyone who was here. Her socket is not primed
+        // (its read of the last seqs has not returned), so a racing predecessor gets a brief wait.
         var alice = Connect("alice");
         Offer(10, "alice");
         Offer(11, "alice");
+        Assert.Empty(alice.Socket.Sent);
+        _time.Advance(OrderGate.UnknownHold * 2);
 
         await alice.WaitForAsync(2);
         await bob.WaitForAsync(1); // delivered on its own, not ordered with alice's
         Assert.Equal(["s10", "s11"], alice.Labels);
         Assert.Equal(["s1"], bob.Labels);
         Assert.Empty(_filler.Requests);
+    }
+
+    [Fact]
+    public async Task Offer_AheadWhileARecipientIsConnectingUnprimed_APredecessorRacingItGoesFirst()
+    {
+        var bob = Connect("bob");
+        Offer(1, "bob", "alice");
+        await bob.WaitForAsync(1);
+        await bob.DisconnectAsync();
+        _time.Advance(TimeSpan.FromSeconds(1)); // seqs 2..8 went to instances holding bob and alice, not here
+
+        // Alice's socket has just connected; seqs 9 and 10 were committed after it subscribed and race here.
+        var alice = Connect("alice");
+        Offer(10, "alice", "bob");
+        Offer(9, "alice", "bob");
+        _time.Advance(OrderGate.UnknownHold * 2);
+
+        await alice.WaitForAsync(2);
+        Assert.Equal(["s9", "s10"], alice.Labels);
+        Assert.Empty(_filler.Requests);
+    }
+
+    [Fact]
+    public async Task Offer_HeldForARecipientWhoLeft_GoOutInOrderToTheOthersBeforeALaterFrame()
+    {
+        var alice = Connect("alice");
+        Offer(1, "alice", "carol");
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        var carol = Connect("carol"); // connected after the last frame: not one the gap is held for
+        Offer(3, "alice", "carol");
+        Assert.Equal(1, _gate.Waiting);
+
+        await alice.DisconnectAsync();
+        Offer(4, "alice", "carol");
+        _time.Advance(OrderGate.UnknownHold * 2);
+
+        await carol.WaitForAsync(2);
+        Assert.Equal(["s3", "s4"], carol.Labels);
+        Assert.Equal(0, _gate.Waiting);
+    }
+
+    [Fact]
+    public async Task Offer_TheMissingFrameArrivesWhileItIsReadBack_StillReachesRecipientsTheReadDidNotCover()
+    {
+        var alice = Connect("alice");
+        Offer(1, "alice", "carol");
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        var carol = Connect("carol");
+        Offer(3, "alice", "carol");
+        var release = new TaskCompletionSource();
+        _filler.Until = release.Task;
+        _time.Advance(Hold * 2);
+        var request = Assert.Single(_filler.Requests);
+        Assert.Equal(["alice"], request.Users); // connected all along; carol came after the last frame
+
+        Offer(2, "alice", "carol"); // the lost publication turns up during the read
+        release.SetResult();
+
+        await carol.WaitForAsync(2);
+        Assert.Equal(["s2", "s3"], carol.Labels);
+        await alice.WaitForAsync(4);
+        Assert.Equal(["s1", "s2", "s2", "s3"], alice.Labels); // read back, then the late copy (a socket's own skip drops it)
+        Assert.Equal(0, _gate.Waiting);
     }
 
     [Fact]
@@ -221,18 +287,21 @@ public sealed class OrderGateTests : IAsyncDisposable
 
         public bool Fail { get; set; }
 
-        public Task<IReadOnlyList<FanoutPart>> ReadGapAsync(
+        /// <summary>The read completes only after this task does.</summary>
+        public Task Until { get; set; } = Task.CompletedTask;
+
+        public async Task<IReadOnlyList<FanoutPart>> ReadGapAsync(
             Guid conversationId, long afterSeq, long uptoSeq, IReadOnlyCollection<string> userIds, CancellationToken cancellationToken)
         {
             Requests.Add((conversationId, afterSeq, uptoSeq, [.. userIds]));
+            await Until;
             if (Fail)
             {
-                return Task.FromException<IReadOnlyList<FanoutPart>>(new TimeoutException("store down"));
+                throw new TimeoutException("store down");
             }
 
-            IReadOnlyList<FanoutPart> parts = [.. Enumerable.Range((int)afterSeq + 1, (int)(uptoSeq - afterSeq))
+            return [.. Enumerable.Range((int)afterSeq + 1, (int)(uptoSeq - afterSeq))
                 .Select(s => new FanoutPart([.. userIds], FanoutNode.Frame($"s{s}", conversationId, s)))];
-            return Task.FromResult(parts);
         }
 
         public Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken) =>

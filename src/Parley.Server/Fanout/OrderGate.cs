@@ -154,7 +154,22 @@ internal sealed partial class OrderGate : IDisposable
                     }
                     else if (!order.Filling && !AnyConnectedSince(message, order.LastFrameAt))
                     {
-                        // Nobody here should have had the frames in between: start again from this one.
+                        // Nobody here should have had the frames in between. Frames held for a recipient who has
+                        // left go out first, in order, to whoever is here now.
+                        FlushHeldBelow(conversationId, order, seq);
+                        if (AnyConnected(message))
+                        {
+                            // A recipient connected since the last frame whose socket may not be primed yet (its
+                            // read of the last seqs is still running): a predecessor racing this frame is one it
+                            // should get. Wait for it briefly, as for a conversation without an expectation.
+                            order.Next = 0;
+                            order.Held[seq] = message;
+                            order.HeldSince = now;
+                            _waiting[conversationId] = order;
+                            return;
+                        }
+
+                        // Nobody here at all: start again from this one.
                         order.Next = seq;
                     }
                     else
@@ -197,6 +212,10 @@ internal sealed partial class OrderGate : IDisposable
         }
     }
 
+    /// <summary>Whether a recipient of <paramref name="message"/> has a socket here.</summary>
+    private bool AnyConnected(FanoutMessage message) =>
+        message.Parts.SelectMany(p => p.UserIds).Any(u => u != message.ExceptUserId && _hub.ConnectedSince(u) is not null);
+
     /// <summary>Whether a recipient of <paramref name="message"/> has had sockets here since <paramref name="since"/>.</summary>
     private bool AnyConnectedSince(FanoutMessage message, long since) => ContinuousRecipients(message, since).Any();
 
@@ -204,7 +223,11 @@ internal sealed partial class OrderGate : IDisposable
         message.Parts.SelectMany(p => p.UserIds)
             .Where(u => u != message.ExceptUserId && _hub.ConnectedSince(u) is { } connected && connected <= since);
 
-    /// <summary>Sends the held frames that now follow in order; drops held seqs the expectation has passed (filled already).</summary>
+    /// <summary>
+    /// Sends the held frames that now follow in order. Held seqs the expectation has passed (they arrived while a
+    /// gap was read back) go out first, in order, like any late frame: the read-back reached only the recipients
+    /// connected all along, and a socket that already wrote the seq skips the copy.
+    /// </summary>
     private void DrainHeld(Guid conversationId, ConversationOrder order)
     {
         while (order.Held.Count > 0)
@@ -212,7 +235,9 @@ internal sealed partial class OrderGate : IDisposable
             var (first, message) = order.Held.First();
             if (first < order.Next)
             {
-                order.Held.Remove(first); // read from the store while it was missing
+                order.Held.Remove(first);
+                Deliver(message);
+                _metrics.FanoutLate();
                 continue;
             }
 
@@ -234,6 +259,27 @@ internal sealed partial class OrderGate : IDisposable
         else
         {
             order.HeldSince = _time.GetTimestamp(); // a new gap: its own wait
+        }
+    }
+
+    /// <summary>Sends the held frames below <paramref name="seq"/>, in order, before the expectation jumps to it.</summary>
+    private void FlushHeldBelow(Guid conversationId, ConversationOrder order, long seq)
+    {
+        if (order.Held.Count == 0)
+        {
+            return;
+        }
+
+        while (order.Held.Count > 0 && order.Held.First() is var (first, message) && first < seq)
+        {
+            order.Held.Remove(first);
+            Deliver(message);
+        }
+
+        if (order.Held.Count == 0)
+        {
+            order.HeldSince = 0;
+            _waiting.TryRemove(new KeyValuePair<Guid, ConversationOrder>(conversationId, order));
         }
     }
 
