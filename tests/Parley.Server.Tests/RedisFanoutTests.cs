@@ -208,6 +208,29 @@ public sealed class RedisFanoutTests
         await node.Fanout.UnsubscribeAsync("alice");
     }
 
+    [Fact]
+    public async Task Subscribe_ASecondSocketWhileTheFirstIsStillRouting_ReturnsOnlyOnceTheRouteIsRegistered()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var node = await FanoutNode.RedisAsync(redis.ConnectionString, configure: o => o.SubscribeTimeout = TimeSpan.FromSeconds(20));
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString + ",allowAdmin=true");
+        var db = admin.GetDatabase();
+        var ct = TestContext.Current.CancellationToken;
+
+        // Writes (the route's script among them) wait while Redis is paused: the first socket's route is on its way.
+        await db.ExecuteAsync("CLIENT", "PAUSE", "1500", "WRITE");
+        var first = node.Fanout.SubscribeAsync("alice", ct).AsTask();
+        await Task.Delay(200, ct);
+        var second = await node.Fanout.SubscribeAsync("alice", ct);
+
+        // The second socket reads its baseline only once events for alice reach this instance.
+        Assert.Contains((RedisValue)node.Redis.InstanceId, await db.SetMembersAsync("parley:route:alice"));
+        Assert.False(second.CameOnline);
+        Assert.True((await first).CameOnline);
+        await node.Fanout.UnsubscribeAsync("alice");
+        await node.Fanout.UnsubscribeAsync("alice");
+    }
+
     private static Realtime.OutboundFrame Typing(string label) =>
         new(System.Text.Encoding.UTF8.GetBytes($$$"""{"type":"typing","payload":{"label":"{{{label}}}"}}"""), Protocol.FrameTypes.Typing, null, 0);
 

@@ -129,6 +129,9 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
     // Users whose last socket here left while Redis was unreachable: their routes go when it is back.
     private readonly HashSet<string> _leftWhileDown = new(StringComparer.Ordinal);
+
+    // Route registrations still on their way to Redis: a user's next socket here waits for the first one's.
+    private readonly Dictionary<string, Task<RedisResult>> _routing = new(StringComparer.Ordinal);
     private readonly Lock _usersLock = new();
     private ConnectionMultiplexer? _redis;
     private Task? _publishing;
@@ -215,6 +218,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     private async ValueTask<bool> RouteAsync(string userId, CancellationToken cancellationToken)
     {
         Task<RedisResult>? registered = null;
+        var first = true;
         lock (_usersLock)
         {
             var count = _localUsers.GetValueOrDefault(userId) + 1;
@@ -222,33 +226,51 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             _leftWhileDown.Remove(userId);
             if (count > 1)
             {
-                return false; // more sockets of the user here: already routed, already online
+                // More sockets of the user here: already online. The route may still be on its way (the first socket's
+                // registration): this socket reads its baseline only once events for the user reach this instance.
+                first = false;
+                registered = _routing.GetValueOrDefault(userId);
             }
-
-            if (_redis is { IsConnected: true } redis)
+            else if (_redis is { IsConnected: true } redis)
             {
                 // Issued under the lock: a concurrent last-socket removal for this user reaches Redis in call order.
                 registered = redis.GetDatabase().ScriptEvaluateAsync(SubscribeScript, [RouteKey(userId)], [InstanceId, LivenessPrefix]);
+                _routing[userId] = registered;
             }
         }
 
         if (registered is null)
         {
-            return true; // Redis is down: online as far as this instance knows (routes are registered again on reconnect)
+            // Redis is down: online as far as this instance knows (routes are registered again on reconnect).
+            return first;
         }
 
         try
         {
-            return (long)await registered.WaitAsync(_options.SubscribeTimeout, _time, cancellationToken) == 1;
+            var cameOnline = (long)await registered.WaitAsync(_options.SubscribeTimeout, _time, cancellationToken) == 1;
+            return first && cameOnline;
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             Log.RouteFailed(_logger, ex.Message);
-            return true;
+            return first;
         }
         catch (OperationCanceledException)
         {
             return false; // the client went away while routing; its disconnect still pairs with this
+        }
+        finally
+        {
+            if (first)
+            {
+                lock (_usersLock)
+                {
+                    if (_routing.TryGetValue(userId, out var pending) && pending == registered)
+                    {
+                        _routing.Remove(userId);
+                    }
+                }
+            }
         }
     }
 
@@ -508,20 +530,23 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         {
             var db = redis.GetDatabase();
             string[] users;
-            string[] left;
+            var writes = new List<Task>();
             lock (_usersLock)
             {
                 users = [.. _localUsers.Keys];
-                left = [.. _leftWhileDown];
+                string[] left = [.. _leftWhileDown];
                 _leftWhileDown.Clear();
+
+                // Sent under the lock, like a socket's own registration: a user who connects meanwhile either is among
+                // these users, or registers after this batch's removal of the route reached Redis, never before it.
+                var batch = db.CreateBatch();
+                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                writes.Add(batch.StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl));
+                writes.AddRange(users.Select(u => batch.SetAddAsync(RouteKey(u), InstanceId)));
+                writes.AddRange(left.Select(u => RemoveRouteAsync(batch, u, now)));
+                batch.Execute();
             }
 
-            var batch = db.CreateBatch();
-            var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
-            var writes = new List<Task> { batch.StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl) };
-            writes.AddRange(users.Select(u => batch.SetAddAsync(RouteKey(u), InstanceId)));
-            writes.AddRange(left.Select(u => RemoveRouteAsync(batch, u, now)));
-            batch.Execute();
             await Task.WhenAll(writes);
             if (users.Length > 0)
             {
