@@ -168,6 +168,33 @@ public sealed class OrderGateTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task CatchUp_TheLastEventsNeverArrived_ReadBackForTheRecipientsConnectedAllAlong()
+    {
+        var alice = Connect("alice");
+        Offer(1, "alice", "carol");
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        var carol = Connect("carol"); // after the last frame: her socket read its own baseline, her cursor check covers her
+
+        // Redis was unreachable; seqs 2 and 3 were committed elsewhere meanwhile and are the conversation's last.
+        _gate.CatchUp(Conversation, 3, ["alice", "carol"]);
+
+        await alice.WaitForAsync(3);
+        Assert.Equal(["s1", "s2", "s3"], alice.Labels);
+        var request = Assert.Single(_filler.Requests);
+        Assert.Equal((1L, 3L), (request.AfterSeq, request.UptoSeq));
+        Assert.Equal(["alice"], request.Users);
+
+        // The expectation goes on from there; nothing more to read when nothing more is missing.
+        Offer(4, "alice", "carol");
+        await alice.WaitForAsync(4);
+        Assert.Equal("s4", alice.Labels[^1]);
+        _gate.CatchUp(Conversation, 4, ["alice"]);
+        _gate.CatchUp(Guid.CreateVersion7(), 9, ["alice"]); // no expectation here: left to the cursor check
+        Assert.Single(_filler.Requests);
+        Assert.Equal(["s4"], carol.Labels);
+    }
+
+    [Fact]
     public async Task Offer_NoExpectationYetAndASuccessorFirst_WaitsBrieflyForItsPredecessor()
     {
         var alice = Connect("alice");
@@ -309,5 +336,7 @@ public sealed class OrderGateTests : IAsyncDisposable
 
         public Task<IReadOnlyList<OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken) =>
             throw new NotSupportedException("the gate itself never reads them");
+
+        public void RecheckCursors() => throw new NotSupportedException("the gate itself never asks for them");
     }
 }

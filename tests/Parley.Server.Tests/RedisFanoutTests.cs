@@ -166,6 +166,31 @@ public sealed class RedisFanoutTests
     }
 
     [Fact]
+    public async Task InstanceCutOffFromRedis_TheLastEventsCommittedMeanwhileAreReadBack_AndCursorsChecked()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var link = new TcpRelay(new Uri($"tcp://{redis.ConnectionString}"));
+        var conversation = Guid.CreateVersion7();
+        var filler = new WatermarkFiller { LastSeqs = new Dictionary<Guid, long> { [conversation] = 1 } };
+        await using var node = await FanoutNode.RedisAsync($"127.0.0.1:{link.Address.Port},connectTimeout=1000,connectRetry=1", filler);
+        await WaitUntilAsync(() => node.Redis.IsConnected, "the instance did not reach Redis");
+        await Task.Delay(300, TestContext.Current.CancellationToken);
+        var alice = await node.ConnectAsync("alice"); // primes the conversation: seq 2 expected next
+        var rechecks = filler.Rechecks;
+
+        link.Pause();
+        link.DropAll();
+        await WaitUntilAsync(() => !node.Redis.IsConnected, "the instance never noticed it was cut off");
+        filler.LastSeqs = new Dictionary<Guid, long> { [conversation] = 3 }; // committed elsewhere; their publications lost
+        link.Resume();
+
+        // No later event would reveal them as missing: the repair reads them back.
+        await WaitUntilAsync(() => alice.Labels.Contains("s3"), "the events committed meanwhile never arrived");
+        Assert.Equal(["s2", "s3"], alice.Labels.Where(l => l.StartsWith('s')));
+        Assert.True(filler.Rechecks > rechecks);
+    }
+
+    [Fact]
     public async Task RedisUnreachableWhenTheInstanceStarts_ItStartsAndJoinsOnceRedisIsUp()
     {
         await using var redis = await RedisServer.StartAsync();
@@ -264,9 +289,16 @@ public sealed class RedisFanoutTests
 
         public Task<IReadOnlyList<FanoutPart>> ReadGapAsync(
             Guid conversationId, long afterSeq, long uptoSeq, IReadOnlyCollection<string> userIds, CancellationToken cancellationToken) =>
-            Task.FromResult<IReadOnlyList<FanoutPart>>([]);
+            Task.FromResult<IReadOnlyList<FanoutPart>>([.. Enumerable.Range((int)afterSeq + 1, (int)(uptoSeq - afterSeq))
+                .Select(s => new FanoutPart([.. userIds], FanoutNode.Frame($"s{s}", conversationId, s)))]);
 
-        public IReadOnlyDictionary<Guid, long> LastSeqs { get; init; } = new Dictionary<Guid, long>();
+        public IReadOnlyDictionary<Guid, long> LastSeqs { get; set; } = new Dictionary<Guid, long>();
+
+        public int Rechecks => _rechecks;
+
+        private int _rechecks;
+
+        public void RecheckCursors() => Interlocked.Increment(ref _rechecks);
 
         public int LastSeqReads => _lastSeqReads;
 

@@ -23,4 +23,10 @@ internal interface IGapFiller
     /// <paramref name="since"/>: what repairs receipts a device missed while the fan-out could not carry them.
     /// </summary>
     Task<IReadOnlyList<OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Frames for this instance may have been lost (the fan-out was cut off): every local socket that follows cursors
+    /// looks for events it lacks at its next cursor check, even if it was sent nothing since, and gets them there.
+    /// </summary>
+    void RecheckCursors();
 }

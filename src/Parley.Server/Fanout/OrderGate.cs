@@ -105,6 +105,38 @@ internal sealed partial class OrderGate : IDisposable
         }
     }
 
+    /// <summary>
+    /// Frames for this instance may have been lost meanwhile (Redis was unreachable), and the conversation's last seq is
+    /// now <paramref name="lastSeq"/>: what its expectation still waits for is read back from the store for those of
+    /// <paramref name="users"/> (members with sockets here) who were connected all along, as a gap is; the others'
+    /// devices find it at their cursor check. A conversation without an expectation here is left to the cursor check.
+    /// </summary>
+    public void CatchUp(Guid conversationId, long lastSeq, IReadOnlyCollection<string> users)
+    {
+        if (!_conversations.TryGetValue(conversationId, out var order))
+        {
+            return;
+        }
+
+        lock (order)
+        {
+            if (order.Forgotten || order.Filling || order.Next == 0 || lastSeq < order.Next)
+            {
+                return;
+            }
+
+            string[] continuous = [.. users.Where(u => _hub.ConnectedSince(u) is { } connected && connected <= order.LastFrameAt)];
+            if (continuous.Length == 0 || lastSeq - order.Next >= MaxGap)
+            {
+                Log.GapSkipped(_logger, conversationId, order.Next, lastSeq);
+                return;
+            }
+
+            order.Filling = true;
+            _ = FillAsync(conversationId, order, order.Next - 1, lastSeq, continuous);
+        }
+    }
+
     public void Offer(FanoutMessage message)
     {
         if (message.ConversationId is not { } conversationId)

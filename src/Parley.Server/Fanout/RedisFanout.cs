@@ -798,6 +798,9 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     /// one moved since the trouble began, read from the store. Other instances' held publications bring most of them
     /// too; this also covers what they could not hold, what an instance that died meanwhile held, and what Redis lost
     /// in a restart. Watermarks are maxima, so a second copy changes nothing (docs/websocket.md).
+    /// Events the same way: the order gate reads back what each conversation's expectation still waits for up to its
+    /// current last seq (<see cref="OrderGate.CatchUp"/>), so that the last event of a conversation, which no later
+    /// one would reveal as missing, still arrives; and every socket with cursors checks for what it lacks.
     /// </summary>
     internal async Task RepairReceiptsAsync()
     {
@@ -823,9 +826,11 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             users = [.. _localUsers.Keys];
         }
 
+        _store.RecheckCursors();
         var frames = 0;
         try
         {
+            var members = new Dictionary<Guid, (long LastSeq, List<string> Users)>();
             foreach (var user in users)
             {
                 string[] recipient = [user];
@@ -834,6 +839,22 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                     Gate.Offer(new FanoutMessage(recipient, frame));
                     frames++;
                 }
+
+                foreach (var (conversationId, lastSeq) in await _store.ReadLastSeqsAsync(user, _stopping.Token))
+                {
+                    if (!members.TryGetValue(conversationId, out var conversation))
+                    {
+                        members[conversationId] = conversation = (lastSeq, []);
+                    }
+
+                    conversation.Users.Add(user);
+                    members[conversationId] = (Math.Max(conversation.LastSeq, lastSeq), conversation.Users);
+                }
+            }
+
+            foreach (var (conversationId, (lastSeq, holders)) in members)
+            {
+                Gate.CatchUp(conversationId, lastSeq, holders);
             }
 
             Log.ReceiptsRepaired(_logger, users.Length, frames);
@@ -864,10 +885,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         [LoggerMessage(EventId = 7004, Level = LogLevel.Information, Message = "Registered routes for {Users} users with sockets on this instance")]
         public static partial void Registered(ILogger logger, int users);
 
-        [LoggerMessage(EventId = 7014, Level = LogLevel.Information, Message = "Receipts repaired after Redis was unreachable: {Frames} watermark frames to {Users} users with sockets on this instance")]
+        [LoggerMessage(EventId = 7014, Level = LogLevel.Information, Message = "Repaired after Redis was unreachable: {Frames} watermark frames to {Users} users with sockets on this instance; missed events read back where conversations were expected to go on, and cursors checked")]
         public static partial void ReceiptsRepaired(ILogger logger, int users, int frames);
 
-        [LoggerMessage(EventId = 7015, Level = LogLevel.Warning, Message = "Receipts could not be repaired after Redis was unreachable ({Reason}); devices get them when they reconnect")]
+        [LoggerMessage(EventId = 7015, Level = LogLevel.Warning, Message = "Receipts and events could not be repaired after Redis was unreachable ({Reason}); devices get them at their cursor check or when they reconnect")]
         public static partial void RepairFailed(ILogger logger, string reason);
 
         [LoggerMessage(EventId = 7005, Level = LogLevel.Warning, Message = "Redis route or liveness write failed: {Reason}")]

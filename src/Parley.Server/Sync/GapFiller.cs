@@ -8,7 +8,7 @@ namespace Parley.Server.Sync;
 /// Events a publisher's fan-out never delivered to this instance (it died, or Redis lost them), read back from the
 /// store as each local recipient should have had them live: the same frames a catch-up would send.
 /// </summary>
-internal sealed class GapFiller(IChatStore store, EventFrameBuilder frames) : IGapFiller
+internal sealed class GapFiller(IChatStore store, EventFrameBuilder frames, SocketDeliveries sockets) : IGapFiller
 {
     public async Task<IReadOnlyList<FanoutPart>> ReadGapAsync(
         Guid conversationId, long afterSeq, long uptoSeq, IReadOnlyCollection<string> userIds, CancellationToken cancellationToken)
@@ -30,4 +30,12 @@ internal sealed class GapFiller(IChatStore store, EventFrameBuilder frames) : IG
 
     public async Task<IReadOnlyList<OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken) =>
         await frames.WatermarkFramesAsync(userId, since, cancellationToken);
+
+    public void RecheckCursors()
+    {
+        foreach (var socket in sockets.All())
+        {
+            socket.Cursors.Recheck = true;
+        }
+    }
 }

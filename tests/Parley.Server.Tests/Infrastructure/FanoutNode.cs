@@ -156,5 +156,9 @@ internal sealed class FanoutNode : IAsyncDisposable
 
         public Task<IReadOnlyList<OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken) =>
             Task.FromResult<IReadOnlyList<OutboundFrame>>([]);
+
+        public void RecheckCursors()
+        {
+        }
     }
 }
