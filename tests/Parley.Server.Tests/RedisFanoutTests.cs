@@ -79,6 +79,32 @@ public sealed class RedisFanoutTests
     }
 
     [Fact]
+    public async Task InstanceCrashedAfterCommittingTheLastEvents_TheOthersReadThemBack_AGracefulStopDoesNot()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        var conversation = Guid.CreateVersion7();
+        var filler = new WatermarkFiller { LastSeqs = new Dictionary<Guid, long> { [conversation] = 1 } };
+        await using var receiver = await FanoutNode.RedisAsync(redis.ConnectionString, filler);
+        var alice = await receiver.ConnectAsync("alice"); // primes the conversation: seq 2 expected next
+        var stopped = await FanoutNode.RedisAsync(redis.ConnectionString);
+        var crashed = await FanoutNode.RedisAsync(redis.ConnectionString);
+        await Task.Delay(1500, TestContext.Current.CancellationToken); // the receiver's first look at the crash log is behind it
+        var rechecks = filler.Rechecks;
+
+        await stopped.DisposeAsync(); // stopped gracefully: everything it committed was published
+        filler.LastSeqs = new Dictionary<Guid, long> { [conversation] = 3 }; // committed by the crashing one, never published
+        await crashed.Redis.DisposeAsync(); // gone without StopAsync: its liveness key expires (3 s in these nodes)
+
+        await WaitUntilAsync(() => alice.Labels.Contains("s3"), "the crashed instance's last events never arrived");
+        Assert.Equal(["s2", "s3"], alice.Labels.Where(l => l.StartsWith('s')));
+        Assert.True(filler.Rechecks > rechecks);
+
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var logged = (await admin.GetDatabase().SortedSetRangeByRankAsync("parley:crashed")).Select(v => (string)v!).ToList();
+        Assert.Equal([crashed.Redis.InstanceId], logged);
+    }
+
+    [Fact]
     public async Task RedisRestartedWithoutItsData_InstancesRegisterTheirUsersAgainAndDeliveryResumes()
     {
         await using var redis = await RedisServer.StartAsync();

@@ -88,6 +88,31 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         return result
         """;
 
+    // Instances in the instance set whose liveness key is gone (they crashed, or stalled past InstanceTtl) are moved to the
+    // crash log, scored by Redis's clock (ms); a graceful stop leaves the set first and is never logged. Returns that
+    // clock, then each id logged at or after ARGV[3] (the caller's previous look) followed by its time.
+    // KEYS: instance set, crash log. ARGV: own instance id, liveness key prefix, since (ms), how long entries are kept (ms).
+    private const string CrashScript =
+        """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+          if id ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. id) == 0 then
+            redis.call('SREM', KEYS[1], id)
+            redis.call('ZADD', KEYS[2], now, id)
+          end
+        end
+        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[4]))
+        local result = { now }
+        for _, v in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[3], '+inf', 'WITHSCORES')) do
+          result[#result + 1] = v
+        end
+        return result
+        """;
+
+    // How long the crash log keeps an entry: far longer than any instance's look at it (a third of InstanceTtl).
+    private static readonly TimeSpan CrashesKept = TimeSpan.FromHours(1);
+
     // How long a last-seen time is kept after the user's last device left.
     private static readonly TimeSpan LastSeenKept = TimeSpan.FromDays(90);
 
@@ -116,6 +141,9 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
     // When Redis last answered this instance (UTC ticks): where a repair starts when the trouble was noticed late.
     private long _lastAnswered;
+
+    // Redis's clock (ms) at this instance's last look at the crash log; 0 before the first.
+    private long _crashesSeenUpto;
 
     // When this instance began to miss Redis (UTC ticks), 0 when it has not since the last receipt repair.
     private long _troubleSince;
@@ -426,8 +454,12 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         {
             try
             {
-                // Gone at once rather than after InstanceTtl: publishers stop sending to this instance.
-                await ((Task)redis.GetDatabase().KeyDeleteAsync(LivenessPrefix + InstanceId)).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken)
+                // Gone at once rather than after InstanceTtl: publishers stop sending to this instance. Out of the instance
+                // set first: everything it published went out (the queue was drained above), so this is no crash.
+                var db = redis.GetDatabase();
+                await ((Task)db.SetRemoveAsync(InstancesKey, InstanceId)).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken)
+                    .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                await ((Task)db.KeyDeleteAsync(LivenessPrefix + InstanceId)).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken)
                     .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
             catch (ObjectDisposedException)
@@ -451,6 +483,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     }
 
     private string RouteKey(string userId) => _options.Prefix + ":route:" + userId;
+
+    private string InstancesKey => _options.Prefix + ":instances";
+
+    private string CrashesKey => _options.Prefix + ":crashed";
 
     private string LastSeenKey(string userId) => _options.Prefix + ":seen:" + userId;
 
@@ -542,6 +578,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                 var batch = db.CreateBatch();
                 var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
                 writes.Add(batch.StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl));
+                writes.Add(batch.SetAddAsync(InstancesKey, InstanceId));
                 writes.AddRange(users.Select(u => batch.SetAddAsync(RouteKey(u), InstanceId)));
                 writes.AddRange(left.Select(u => RemoveRouteAsync(batch, u, now)));
                 batch.Execute();
@@ -579,11 +616,43 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                 await RegisterAsync();
                 await RepairReceiptsAsync();
             }
+
+            await LookForCrashesAsync(redis);
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             Log.RouteFailed(_logger, ex.Message);
         }
+    }
+
+    /// <summary>
+    /// Another instance crashed (its liveness key expired while it was still in the instance set): events it committed
+    /// but had not published yet never reached this instance, and no later event may reveal them. Repaired as after an
+    /// outage of Redis, from when the crashed instance last refreshed its key at the latest (<see cref="RepairReceiptsAsync"/>).
+    /// </summary>
+    private async Task LookForCrashesAsync(ConnectionMultiplexer redis)
+    {
+        var since = Volatile.Read(ref _crashesSeenUpto);
+        var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(
+            CrashScript, [InstancesKey, CrashesKey], [InstanceId, LivenessPrefix, since, (long)CrashesKept.TotalMilliseconds]))!;
+        Volatile.Write(ref _crashesSeenUpto, (long)result[0]);
+        if (since == 0 || result.Length < 3)
+        {
+            return; // the first look (crashes before this instance's sockets are not theirs to repair), or none
+        }
+
+        var earliest = long.MaxValue;
+        for (var i = 1; i + 1 < result.Length; i += 2)
+        {
+            var crashedAt = (long)(double)result[i + 1];
+            earliest = Math.Min(earliest, crashedAt);
+            Log.InstanceCrashed(_logger, (string)result[i]!);
+        }
+
+        // Its last refresh was at least InstanceTtl before the crash was noticed; it may have committed until then.
+        var from = DateTimeOffset.FromUnixTimeMilliseconds(earliest) - _options.InstanceTtl - TimeSpan.FromSeconds(1);
+        MarkTroubleSince(from.UtcTicks);
+        await RepairReceiptsAsync();
     }
 
     private async Task PublishLoopAsync()
@@ -777,6 +846,19 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         Interlocked.CompareExchange(ref _troubleSince, answered > 0 && answered < now ? answered : now, 0);
     }
 
+    /// <summary>Something was not carried to this instance from <paramref name="ticks"/> on (UTC ticks): the earliest trouble counts.</summary>
+    private void MarkTroubleSince(long ticks)
+    {
+        while (true)
+        {
+            var current = Volatile.Read(ref _troubleSince);
+            if ((current != 0 && current <= ticks) || Interlocked.CompareExchange(ref _troubleSince, ticks, current) == current)
+            {
+                return;
+            }
+        }
+    }
+
     /// <summary>Redis is reachable again: the channel, the routes, then the receipts (in this order: see RepairReceiptsAsync).</summary>
     private async Task RestoredAsync()
     {
@@ -884,6 +966,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
         [LoggerMessage(EventId = 7004, Level = LogLevel.Information, Message = "Registered routes for {Users} users with sockets on this instance")]
         public static partial void Registered(ILogger logger, int users);
+
+        [LoggerMessage(EventId = 7016, Level = LogLevel.Warning,
+            Message = "Instance {CrashedInstanceId} stopped without leaving (its liveness key expired): events it committed but had not published are read back for this instance's sockets")]
+        public static partial void InstanceCrashed(ILogger logger, string crashedInstanceId);
 
         [LoggerMessage(EventId = 7014, Level = LogLevel.Information, Message = "Repaired after Redis was unreachable: {Frames} watermark frames to {Users} users with sockets on this instance; missed events read back where conversations were expected to go on, and cursors checked")]
         public static partial void ReceiptsRepaired(ILogger logger, int users, int frames);
