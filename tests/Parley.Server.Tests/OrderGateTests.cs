@@ -124,6 +124,57 @@ public sealed class OrderGateTests : IAsyncDisposable
         Assert.Empty(_filler.Requests);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Offer_AheadWhileUnprimed_ThenPrimedBelowIt_TheSeqsBetweenAreAGap(bool predecessorArrives)
+    {
+        var bob = Connect("bob");
+        Offer(1, "bob", "alice");
+        await bob.WaitForAsync(1);
+        await bob.DisconnectAsync();
+        _time.Advance(TimeSpan.FromSeconds(1));
+
+        var alice = Connect("alice");
+        Offer(10, "alice", "bob");
+        _gate.Prime(Conversation, 8); // her socket's read: 9 and 10 came after it, 9 is late beyond the brief wait
+        _time.Advance(OrderGate.UnknownHold * 2);
+        Assert.Equal(1, _gate.Waiting);
+
+        if (predecessorArrives)
+        {
+            Offer(9, "alice", "bob");
+        }
+        else
+        {
+            _time.Advance(Hold * 2);
+            var request = Assert.Single(_filler.Requests);
+            Assert.Equal((8L, 9L), (request.AfterSeq, request.UptoSeq));
+        }
+
+        await alice.WaitForAsync(2);
+        Assert.Equal(["s9", "s10"], alice.Labels);
+        Assert.Equal(0, _gate.Waiting);
+    }
+
+    [Fact]
+    public async Task CatchUp_WhileAGapIsOpen_RunsOnceTheHeldFramesHaveGoneOut()
+    {
+        var alice = Connect("alice");
+        Offer(1, "alice");
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        Offer(3, "alice");
+
+        _gate.CatchUp(Conversation, 5, ["alice"]);
+        Assert.Empty(_filler.Requests);
+        Offer(2, "alice");
+
+        await alice.WaitForAsync(5);
+        Assert.Equal(["s1", "s2", "s3", "s4", "s5"], alice.Labels);
+        var request = Assert.Single(_filler.Requests);
+        Assert.Equal((3L, 5L), (request.AfterSeq, request.UptoSeq));
+    }
+
     [Fact]
     public async Task Offer_HeldForARecipientWhoLeft_GoOutInOrderToTheOthersBeforeALaterFrame()
     {
@@ -191,6 +242,7 @@ public sealed class OrderGateTests : IAsyncDisposable
         _gate.CatchUp(Conversation, 4, ["alice"]);
         _gate.CatchUp(Guid.CreateVersion7(), 9, ["alice"]); // no expectation here: left to the cursor check
         Assert.Single(_filler.Requests);
+        await carol.WaitForAsync(1);
         Assert.Equal(["s4"], carol.Labels);
     }
 

@@ -120,21 +120,40 @@ internal sealed partial class OrderGate : IDisposable
 
         lock (order)
         {
-            if (order.Forgotten || order.Filling || order.Next == 0 || lastSeq < order.Next)
+            if (order.Forgotten)
             {
                 return;
             }
 
-            string[] continuous = [.. users.Where(u => _hub.ConnectedSince(u) is { } connected && connected <= order.LastFrameAt)];
-            if (continuous.Length == 0 || lastSeq - order.Next >= MaxGap)
+            if (order.Filling || order.Next == 0 || order.Held.Count > 0)
             {
-                Log.GapSkipped(_logger, conversationId, order.Next, lastSeq);
+                // Busy with a gap (or a brief wait): caught up once the frames held now have gone out.
+                order.CatchUpTo = Math.Max(order.CatchUpTo, lastSeq);
+                order.CatchUpUsers = [.. (order.CatchUpUsers ?? []).Union(users, StringComparer.Ordinal)];
                 return;
             }
 
-            order.Filling = true;
-            _ = FillAsync(conversationId, order, order.Next - 1, lastSeq, continuous);
+            StartCatchUp(conversationId, order, lastSeq, users);
         }
+    }
+
+    // Under the order's lock, with nothing held or being read: reads (Next, lastSeq] back for the users connected all along.
+    private void StartCatchUp(Guid conversationId, ConversationOrder order, long lastSeq, IEnumerable<string> users)
+    {
+        if (lastSeq < order.Next)
+        {
+            return;
+        }
+
+        string[] continuous = [.. users.Where(u => _hub.ConnectedSince(u) is { } connected && connected <= order.LastFrameAt)];
+        if (continuous.Length == 0 || lastSeq - order.Next >= MaxGap)
+        {
+            Log.GapSkipped(_logger, conversationId, order.Next, lastSeq);
+            return;
+        }
+
+        order.Filling = true;
+        _ = FillAsync(conversationId, order, order.Next - 1, lastSeq, continuous);
     }
 
     public void Offer(FanoutMessage message)
@@ -195,6 +214,7 @@ internal sealed partial class OrderGate : IDisposable
                             // read of the last seqs is still running): a predecessor racing this frame is one it
                             // should get. Wait for it briefly, as for a conversation without an expectation.
                             order.Next = 0;
+                            order.PrimedNext = 0; // only a socket primed during the wait counts (see Sweep)
                             order.Held[seq] = message;
                             order.HeldSince = now;
                             _waiting[conversationId] = order;
@@ -287,6 +307,12 @@ internal sealed partial class OrderGate : IDisposable
         {
             order.HeldSince = 0;
             _waiting.TryRemove(new KeyValuePair<Guid, ConversationOrder>(conversationId, order));
+            if (order.CatchUpUsers is { } users && !order.Filling)
+            {
+                // A catch-up that came while this gap was open.
+                order.CatchUpUsers = null;
+                StartCatchUp(conversationId, order, order.CatchUpTo, users);
+            }
         }
         else
         {
@@ -326,9 +352,19 @@ internal sealed partial class OrderGate : IDisposable
                 {
                     if (_time.GetElapsedTime(order.HeldSince, now) >= UnknownHold)
                     {
-                        // Nothing earlier came: start from the lowest seq held.
-                        order.Next = order.Held.First().Key;
+                        var lowest = order.Held.First().Key;
                         order.LastFrameAt = now;
+                        if (order.PrimedNext != 0 && order.PrimedNext < lowest)
+                        {
+                            // A socket here read the conversation's last seq meanwhile: the seqs from there to the lowest
+                            // held are ones its device should get, a gap like any other (held, then read back).
+                            order.Next = order.PrimedNext;
+                            order.HeldSince = now;
+                            continue;
+                        }
+
+                        // Nothing earlier came: start from the lowest seq held.
+                        order.Next = lowest;
                         DrainHeld(conversationId, order);
                     }
 
@@ -433,6 +469,11 @@ internal sealed partial class OrderGate : IDisposable
         public bool Filling;
 
         public bool Forgotten;
+
+        /// <summary>A catch-up asked for while a gap was open (<see cref="CatchUp"/>): up to this seq, for these users.</summary>
+        public long CatchUpTo;
+
+        public string[]? CatchUpUsers;
 
         public SortedDictionary<long, FanoutMessage> Held { get; } = [];
     }
