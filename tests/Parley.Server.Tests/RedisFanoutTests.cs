@@ -105,6 +105,24 @@ public sealed class RedisFanoutTests
     }
 
     [Fact]
+    public async Task InstanceStalledPastItsTtl_WhenItRunsAgainItReadsBackWhatItMissed()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        var conversation = Guid.CreateVersion7();
+        var filler = new WatermarkFiller { LastSeqs = new Dictionary<Guid, long> { [conversation] = 1 } };
+        await using var node = await FanoutNode.RedisAsync(redis.ConnectionString, filler);
+        var alice = await node.ConnectAsync("alice");
+
+        // As if it had stalled: publishers found its liveness key gone, so events for alice (seqs 2 and 3) skipped it.
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        filler.LastSeqs = new Dictionary<Guid, long> { [conversation] = 3 };
+        await admin.GetDatabase().KeyDeleteAsync("parley:instance:" + node.Redis.InstanceId);
+
+        await WaitUntilAsync(() => alice.Labels.Contains("s3"), "what it missed while it counted as dead never arrived");
+        Assert.Equal(["s2", "s3"], alice.Labels.Where(l => l.StartsWith('s')));
+    }
+
+    [Fact]
     public async Task RedisRestartedWithoutItsData_InstancesRegisterTheirUsersAgainAndDeliveryResumes()
     {
         await using var redis = await RedisServer.StartAsync();

@@ -142,8 +142,15 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     // When Redis last answered this instance (UTC ticks): where a repair starts when the trouble was noticed late.
     private long _lastAnswered;
 
-    // Redis's clock (ms) at this instance's last look at the crash log; 0 before the first.
+    // Redis's clock (ms) at this instance's last look at the crash log (before the first: the start, less InstanceTtl).
     private long _crashesSeenUpto;
+
+    // Crashes this instance repaired (id → when logged, ms), so that one logged at the edge of two looks is repaired once.
+    // Used by one liveness beat at a time.
+    private readonly Dictionary<string, long> _crashesRepaired = new(StringComparer.Ordinal);
+
+    // 1 while a liveness beat runs (a slow repair must not overlap the next beat).
+    private int _beating;
 
     // When this instance began to miss Redis (UTC ticks), 0 when it has not since the last receipt repair.
     private long _troubleSince;
@@ -264,6 +271,22 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                 // Issued under the lock: a concurrent last-socket removal for this user reaches Redis in call order.
                 registered = redis.GetDatabase().ScriptEvaluateAsync(SubscribeScript, [RouteKey(userId)], [InstanceId, LivenessPrefix]);
                 _routing[userId] = registered;
+                // Forgotten once Redis answered, not when this socket stops waiting (it may be cancelled or time out first).
+                _ = registered.ContinueWith(
+                    (done, user) =>
+                    {
+                        lock (_usersLock)
+                        {
+                            if (_routing.TryGetValue((string)user!, out var pending) && pending == done)
+                            {
+                                _routing.Remove((string)user!);
+                            }
+                        }
+                    },
+                    userId,
+                    CancellationToken.None,
+                    TaskContinuationOptions.None,
+                    TaskScheduler.Default);
             }
         }
 
@@ -286,19 +309,6 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         catch (OperationCanceledException)
         {
             return false; // the client went away while routing; its disconnect still pairs with this
-        }
-        finally
-        {
-            if (first)
-            {
-                lock (_usersLock)
-                {
-                    if (_routing.TryGetValue(userId, out var pending) && pending == registered)
-                    {
-                        _routing.Remove(userId);
-                    }
-                }
-            }
         }
     }
 
@@ -420,6 +430,8 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
         await SubscribeChannelAsync();
         await RegisterAsync();
+        // Crashes logged from shortly before the start on are this instance's to repair (its first sockets may come at once).
+        _crashesSeenUpto = (_time.GetUtcNow() - _options.InstanceTtl).ToUnixTimeMilliseconds();
         var beat = _options.InstanceTtl / 3;
         _heartbeat = _time.CreateTimer(_ => _ = RefreshLivenessAsync(), null, beat, beat);
         _publishing = Task.Run(PublishLoopAsync, CancellationToken.None);
@@ -450,15 +462,22 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             await _publishing.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
 
+        // Read only once the loop has ended (it owns the held publications).
+        var published = _publishing is null || (_publishing.IsCompletedSuccessfully && _held.Count == 0);
         if (_redis is { IsConnected: true } redis)
         {
             try
             {
                 // Gone at once rather than after InstanceTtl: publishers stop sending to this instance. Out of the instance
-                // set first: everything it published went out (the queue was drained above), so this is no crash.
+                // set first when everything it had to publish went out: then this is no crash. Otherwise it stays in the
+                // set, and the others, finding its liveness key gone, read back what it could not publish, as after a crash.
                 var db = redis.GetDatabase();
-                await ((Task)db.SetRemoveAsync(InstancesKey, InstanceId)).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken)
-                    .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                if (published)
+                {
+                    await ((Task)db.SetRemoveAsync(InstancesKey, InstanceId)).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken)
+                        .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                }
+
                 await ((Task)db.KeyDeleteAsync(LivenessPrefix + InstanceId)).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken)
                     .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
@@ -598,21 +617,24 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
     private async Task RefreshLivenessAsync()
     {
-        if (_redis is not { IsConnected: true } redis)
+        if (_redis is not { IsConnected: true } redis || Interlocked.Exchange(ref _beating, 1) == 1)
         {
-            return;
+            return; // not connected, or the previous beat (a repair, say) still runs
         }
 
-        await SubscribeChannelAsync(); // not yet when Redis was unreachable at the start
         try
         {
+            await SubscribeChannelAsync(); // not yet when Redis was unreachable at the start
+
             // Set, not refreshed: after a Redis restart the key is back within a third of the TTL even if no event said so.
             // A missing key means Redis lost it (a restart) or this instance stalled past InstanceTtl and publishers dropped
-            // its routes as dead: register everything again, not only the key.
+            // its routes as dead: register everything again, not only the key, and repair what was not carried meanwhile.
+            var answered = Volatile.Read(ref _lastAnswered);
             var previous = await redis.GetDatabase().StringSetAndGetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl);
             Volatile.Write(ref _lastAnswered, _time.GetUtcNow().UtcTicks);
             if (previous.IsNull)
             {
+                MarkTroubleSince(answered > 0 ? answered : _time.GetUtcNow().UtcTicks);
                 await RegisterAsync();
                 await RepairReceiptsAsync();
             }
@@ -623,34 +645,52 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         {
             Log.RouteFailed(_logger, ex.Message);
         }
+        finally
+        {
+            Volatile.Write(ref _beating, 0);
+        }
     }
 
     /// <summary>
     /// Another instance crashed (its liveness key expired while it was still in the instance set): events it committed
     /// but had not published yet never reached this instance, and no later event may reveal them. Repaired as after an
-    /// outage of Redis, from when the crashed instance last refreshed its key at the latest (<see cref="RepairReceiptsAsync"/>).
+    /// outage of Redis, from the earliest time the crashed instance may have stopped publishing (<see cref="RepairReceiptsAsync"/>).
     /// </summary>
     private async Task LookForCrashesAsync(ConnectionMultiplexer redis)
     {
         var since = Volatile.Read(ref _crashesSeenUpto);
         var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(
             CrashScript, [InstancesKey, CrashesKey], [InstanceId, LivenessPrefix, since, (long)CrashesKept.TotalMilliseconds]))!;
-        Volatile.Write(ref _crashesSeenUpto, (long)result[0]);
-        if (since == 0 || result.Length < 3)
-        {
-            return; // the first look (crashes before this instance's sockets are not theirs to repair), or none
-        }
-
+        var now = (long)result[0];
+        Volatile.Write(ref _crashesSeenUpto, now);
         var earliest = long.MaxValue;
         for (var i = 1; i + 1 < result.Length; i += 2)
         {
+            var id = (string)result[i]!;
             var crashedAt = (long)(double)result[i + 1];
-            earliest = Math.Min(earliest, crashedAt);
-            Log.InstanceCrashed(_logger, (string)result[i]!);
+            if (_crashesRepaired.TryAdd(id, crashedAt))
+            {
+                earliest = Math.Min(earliest, crashedAt);
+                Log.InstanceCrashed(_logger, id);
+            }
         }
 
-        // Its last refresh was at least InstanceTtl before the crash was noticed; it may have committed until then.
-        var from = DateTimeOffset.FromUnixTimeMilliseconds(earliest) - _options.InstanceTtl - TimeSpan.FromSeconds(1);
+        foreach (var (id, at) in _crashesRepaired)
+        {
+            if (at < now - (long)CrashesKept.TotalMilliseconds)
+            {
+                _crashesRepaired.Remove(id); // out of the log too
+            }
+        }
+
+        if (earliest == long.MaxValue)
+        {
+            return;
+        }
+
+        // Its key expired InstanceTtl after its last refresh, and was found gone up to a beat (a third of the TTL) later:
+        // it may have stopped publishing that long before the detection.
+        var from = DateTimeOffset.FromUnixTimeMilliseconds(earliest) - _options.InstanceTtl - _options.InstanceTtl / 3 - TimeSpan.FromSeconds(1);
         MarkTroubleSince(from.UtcTicks);
         await RepairReceiptsAsync();
     }
