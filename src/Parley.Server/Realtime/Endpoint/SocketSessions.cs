@@ -191,6 +191,12 @@ internal sealed partial class SocketSessions(
                     connection.RequestClose(CloseCodes.TryAgainLater, "storage unavailable; connect again");
                 }
             }
+            else if (lastSeqs is not null)
+            {
+                // Read anyway by the fan-out: should the device start to acknowledge (and follow cursors), what it loaded
+                // over REST is not sent to it again.
+                socketDelivery.SetBaseline(lastSeqs);
+            }
 
             await connection.RunAsync(
                 (_, frame, ct) => dispatcher.HandleAsync(socketDelivery, caller, limiter, frame, ct),
