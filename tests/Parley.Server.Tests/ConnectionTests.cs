@@ -630,6 +630,37 @@ public sealed class ConnectionTests
     }
 
     [Fact]
+    public async Task ReleaseAsync_AfterACatchUpFilledTheQueue_WaitsForRoomInOrderInsteadOfClosing()
+    {
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(capacity: 64));
+        var ct = TestContext.Current.CancellationToken;
+        socket.BlockSends(); // a reader that is merely slower than the store
+        run.Delivery.HoldForCatchUp();
+        run.Start();
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.True(run.Connection.TryEnqueue(Frame(200 + i))); // live, held during the catch-up
+        }
+
+        for (var i = 0; i < 64; i++)
+        {
+            await run.Connection.EnqueueAsync(Frame(i), ct); // the catch-up, which waits for room
+        }
+
+        var release = run.Delivery.ReleaseAsync(null, ct);
+        Assert.True(run.Connection.TryEnqueue(Frame(210))); // live meanwhile: behind the held ones
+        Assert.False(release.IsCompleted);
+        Assert.False(run.Connection.IsClosing);
+
+        socket.ReleaseSends();
+        await release.WaitAsync(Timeout, ct);
+        await socket.WaitForSentAsync(75, Timeout);
+        Assert.Equal([.. Enumerable.Range(0, 64), .. Enumerable.Range(200, 11)], socket.Sent.Select(Index));
+        Assert.False(socket.CloseSent.IsCompleted);
+    }
+
+    [Fact]
     public async Task HoldForCatchUp_TheFirstFrameWaitEndingDoesNotReleaseIt_OnlyTheCatchUpDoes()
     {
         using var socket = new FakeWebSocket();

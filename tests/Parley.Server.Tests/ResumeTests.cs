@@ -1,6 +1,9 @@
 using System.Net;
+using System.Net.WebSockets;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
+using Parley.Server.Protocol;
+using Parley.Server.Storage;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -570,6 +573,40 @@ public sealed class ResumeTests : IAsyncLifetime
         await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = message.Seq });
 
         await CursorCoveringAsync(bob, message.Seq);
+    }
+
+    [Fact]
+    public async Task Resume_CatchUpFailingUnexpectedly_ClosesWith1013InsteadOfHoldingLiveEventsForGood()
+    {
+        await using var factory = new ParleyFactory(services: FailingStore.Install).StartKestrel();
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        string cursor;
+        await using (var away = await WsClient.ConnectAsync(factory, "bob", "acks=true"))
+        {
+            cursor = away.Connected.GetProperty("cursor").GetString()!;
+        }
+
+        await alice.SendTextAsync(conversation.Id, "while away");
+        store.Method = nameof(IChatStore.ReadUserEventsAsync);
+        store.Error = () => new InvalidOperationException("not a storage error");
+        store.Failing = true;
+
+        // The device is told to resume again (and does so from its cursor): nothing it was owed is claimed. The close
+        // may overtake the queued `connected` frame, so the socket is read raw.
+        using var bob = new ClientWebSocket();
+        bob.Options.SetRequestHeader("Authorization", "Bearer " + ParleyFactory.Token("bob", null));
+        var ct = TestContext.Current.CancellationToken;
+        await bob.ConnectAsync(factory.WebSocketUri($"acks=true&cursor={Uri.EscapeDataString(cursor)}"), ct).WaitAsync(WsClient.DefaultTimeout, ct);
+        var buffer = new byte[64 * 1024];
+        while ((await bob.ReceiveAsync(new ArraySegment<byte>(buffer), ct).WaitAsync(WsClient.DefaultTimeout, ct)).MessageType != WebSocketMessageType.Close)
+        {
+            // `connected`, and nothing sequenced: the catch-up failed before it sent anything
+        }
+
+        Assert.Equal((WebSocketCloseStatus)CloseCodes.TryAgainLater, bob.CloseStatus);
+        Assert.True(store.Failures >= 1);
     }
 
     [Fact]

@@ -71,7 +71,8 @@ internal sealed partial class CatchUp(IChatStore store, StreamCursors cursors, E
                 socket.Sent.Confirm(conversationId, seq);
             }
 
-            socket.Release(frame => frame.Seq > 0 && frame.ConversationId is { } c && sent.TryGetValue(c, out var seq) && frame.Seq <= seq);
+            await socket.ReleaseAsync(
+                frame => frame.Seq > 0 && frame.ConversationId is { } c && sent.TryGetValue(c, out var seq) && frame.Seq <= seq, cancellationToken);
             Log.CaughtUp(logger, connection.Id, sent.Count, from.Pos, upto.Pos);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -82,6 +83,14 @@ internal sealed partial class CatchUp(IChatStore store, StreamCursors cursors, E
         {
             Log.CatchUpFailed(logger, connection.Id, ex);
             connection.RequestClose(CloseCodes.TryAgainLater, "storage unavailable; resume again");
+        }
+#pragma warning disable CA1031 // whatever failed, the socket must not stay open with its live events held for good
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            // Not a known transient failure: the device resumes again from its cursor, on this or another instance.
+            Log.CatchUpCrashed(logger, connection.Id, ex);
+            connection.RequestClose(CloseCodes.TryAgainLater, "resume failed; resume again");
         }
         finally
         {
@@ -108,5 +117,8 @@ internal sealed partial class CatchUp(IChatStore store, StreamCursors cursors, E
 
         [LoggerMessage(EventId = 6002, Level = LogLevel.Warning, Message = "Connection {ConnectionId}: catch-up failed; closing with 1013")]
         public static partial void CatchUpFailed(ILogger logger, string connectionId, Exception exception);
+
+        [LoggerMessage(EventId = 6006, Level = LogLevel.Error, Message = "Connection {ConnectionId}: catch-up failed unexpectedly; closing with 1013")]
+        public static partial void CatchUpCrashed(ILogger logger, string connectionId, Exception exception);
     }
 }

@@ -107,6 +107,45 @@ internal sealed class SocketDelivery
     }
 
     /// <summary>
+    /// Ends a catch-up's hold like <see cref="Release"/>, but waits for room in the send queue instead of closing the
+    /// socket: the catch-up may have filled the queue just before (it waits for room too), and the held frames are
+    /// no sign of a slow reader. Live frames that come meanwhile join the end of the hold, so the order stays.
+    /// A device that really does not read still overflows the hold itself (<see cref="Intercept"/>).
+    /// </summary>
+    public async Task ReleaseAsync(Func<OutboundFrame, bool>? alreadySent, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            OutboundFrame blocked;
+            lock (_holdLock)
+            {
+                if (_held is null)
+                {
+                    return;
+                }
+
+                var next = 0;
+                while (next < _held.Count && (alreadySent?.Invoke(_held[next]) == true || Connection.TryWriteQueue(_held[next])))
+                {
+                    next++;
+                }
+
+                if (next == _held.Count)
+                {
+                    _held = null;
+                    return;
+                }
+
+                blocked = _held[next];
+                _held.RemoveRange(0, next + 1);
+            }
+
+            // Outside the lock (live frames keep joining the hold behind it); nothing else writes sequenced frames now.
+            await Connection.EnqueueAsync(blocked, cancellationToken);
+        }
+    }
+
+    /// <summary>
     /// Claims the hold for a first-frame <c>resume</c>: true while the live events since connecting are still held
     /// (nothing sequenced was written yet), after which only the catch-up's release ends the hold. False once the
     /// wait for a first frame ran out and live events flowed: a catch-up now would send older events after newer
