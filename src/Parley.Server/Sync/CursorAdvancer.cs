@@ -85,8 +85,10 @@ internal sealed partial class CursorAdvancer(IChatStore store, EventFrameBuilder
 
             // Live delivery happens right after the commit: an event this socket has lacked for a while (by this
             // server's clock, across checks) never reached it live; send it now (the device de-duplicates by seq if
-            // it was merely late), no more than half the queue's free room at a time.
+            // it was merely late), no more than half the queue's free room at a time. Not while frames still wait in
+            // the send queue: a slow reader's lacking events may be among them (counted only once written).
             var now = time.GetTimestamp();
+            var queueDrained = connection.QueueLength == 0;
             var missingSince = new Dictionary<(Guid, long), long>();
             var repair = new List<UserEvent>();
             foreach (var e in missing)
@@ -94,7 +96,7 @@ internal sealed partial class CursorAdvancer(IChatStore store, EventFrameBuilder
                 var key = (e.Event.ConversationId, e.Event.Seq);
                 var since = state.MissingSince.TryGetValue(key, out var first) ? first : now;
                 missingSince[key] = since;
-                if (time.GetElapsedTime(since, now) >= RepairAfter && repair.Count < connection.QueueRoom / 2)
+                if (queueDrained && time.GetElapsedTime(since, now) >= RepairAfter && repair.Count < connection.QueueRoom / 2)
                 {
                     repair.Add(e);
                 }
