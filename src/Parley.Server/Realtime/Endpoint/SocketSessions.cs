@@ -157,9 +157,6 @@ internal sealed partial class SocketSessions(
         metrics.ConnectionOpened(upgrade);
         Log.Connected(_logger, connection.Id, connection.UserId, connection.DeviceId, connection.Acks);
         using var expiry = ScheduleTokenExpiry(request.TokenExpiry, connection);
-        using var firstFrameTimer = resumeFrom is null && firstFrameWait > TimeSpan.Zero
-            ? time.CreateTimer(_ => socketDelivery.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
-            : null;
         using var limiter = dispatcher.CreateInboundLimiter();
         try
         {
@@ -198,6 +195,11 @@ internal sealed partial class SocketSessions(
                 socketDelivery.SetBaseline(lastSeqs);
             }
 
+            // The wait for a first frame starts once `connected` can go out (routing and the baseline may take a while
+            // when Redis or the store is slow): a `resume` sent right after it still comes inside the wait.
+            using var firstFrameTimer = resumeFrom is null && firstFrameWait > TimeSpan.Zero
+                ? time.CreateTimer(_ => socketDelivery.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
+                : null;
             await connection.RunAsync(
                 (_, frame, ct) => dispatcher.HandleAsync(socketDelivery, caller, limiter, frame, ct),
                 (c, frame) =>
