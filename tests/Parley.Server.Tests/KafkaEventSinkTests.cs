@@ -28,7 +28,21 @@ public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<
         return Sink($"127.0.0.1:{port}", TimeSpan.FromSeconds(2));
     }
 
-    private KafkaEventSink Sink(string bootstrap, TimeSpan deliveryTimeout)
+    [Fact]
+    public async Task Publish_MoreRecordsThanTheClientQueueHolds_WaitsForRoomAndDeliversThemAllInOrder()
+    {
+        var sink = Sink(_cluster.BootstrapServers, TimeSpan.FromSeconds(20), localQueueRecords: 100);
+        var records = Enumerable.Range(0, 1000)
+            .Select(n => new EventRecord(EventTopic.Events, "c1", $"e{n}", "message.created", RecordTypes.Version, Encoding.UTF8.GetBytes($"{{\"n\":{n}}}")))
+            .ToList();
+
+        await sink.PublishAsync(records, TestContext.Current.CancellationToken);
+
+        var read = await ReadAsync(sink, EventTopic.Events, 1000);
+        Assert.Equal(records.Select(r => r.EventId), read.Select(r => r.EventId));
+    }
+
+    private KafkaEventSink Sink(string bootstrap, TimeSpan deliveryTimeout, int? localQueueRecords = null)
     {
         var id = Guid.NewGuid().ToString("N")[..8];
         var options = new KafkaOptions
@@ -37,6 +51,7 @@ public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<
             EventsTopic = $"events-{id}",
             NotificationsTopic = $"notifications-{id}",
             DeliveryTimeout = deliveryTimeout,
+            LocalQueueRecords = localQueueRecords,
         };
         var sink = new KafkaEventSink(options, "parley-tests", NullLogger<KafkaEventSink>.Instance);
         _sinks.Add(sink, options);

@@ -83,6 +83,12 @@ internal sealed class KafkaOptions
     [Range(0, 10_000)]
     public int LingerMs { get; set; } = 5;
 
+    /// <summary>
+    /// The client's local queue in records (librdkafka's <c>queue.buffering.max.messages</c>); not a setting (tests make
+    /// it small). A batch larger than it waits for room instead of failing.
+    /// </summary>
+    internal int? LocalQueueRecords { get; init; }
+
     /// <summary>A record not acknowledged by then fails its batch, which the relay publishes again.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
     public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(20);

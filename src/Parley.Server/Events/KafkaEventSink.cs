@@ -51,7 +51,7 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
                 // Enqueued in order; the idempotent producer keeps that order per partition through its retries. One
                 // completion for the batch, counted down by the client's delivery reports on its own thread (a task per
                 // record put hundreds of continuations on the thread pool every pass), through one delegate.
-                producer.Produce(TopicOf(record.Topic), message, report);
+                await ProduceAsync(producer, TopicOf(record.Topic), message, report, cancellationToken);
             }
 
             await batch.Delivered.WaitAsync(options.DeliveryTimeout + TimeSpan.FromSeconds(5), cancellationToken);
@@ -68,6 +68,33 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
             throw;
         }
     }
+
+    /// <summary>
+    /// Hands one record to the client; when its local queue is full (a batch of more records than it holds: a pass with
+    /// many notifications for large groups), waits for acknowledgements to make room, at most the delivery timeout.
+    /// Failing instead would fail the same batch on every retry, and the relay would never get past it.
+    /// </summary>
+    private async ValueTask ProduceAsync(
+        IProducer<string, byte[]> producer, string topic, Message<string, byte[]> message, Action<DeliveryReport<string, byte[]>> report,
+        CancellationToken cancellationToken)
+    {
+        var waited = TimeSpan.Zero;
+        while (true)
+        {
+            try
+            {
+                producer.Produce(topic, message, report);
+                return;
+            }
+            catch (ProduceException<string, byte[]> full) when (full.Error.Code == ErrorCode.Local_QueueFull && waited < options.DeliveryTimeout)
+            {
+                await Task.Delay(QueueFullWait, cancellationToken);
+                waited += QueueFullWait;
+            }
+        }
+    }
+
+    private static readonly TimeSpan QueueFullWait = TimeSpan.FromMilliseconds(10);
 
     /// <summary>A batch's records, acknowledged when the broker acknowledged every one, failed at the first that failed.</summary>
     private sealed class BatchDelivery(int count)
@@ -109,6 +136,7 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
             EnableIdempotence = true,
             Acks = Confluent.Kafka.Acks.All,
             LingerMs = options.LingerMs,
+            QueueBufferingMaxMessages = options.LocalQueueRecords,
             // A delivery report is only checked for its error: without this the client copies each record's key, value,
             // headers and timestamp back out of librdkafka for every report (about half of its allocations per record).
             DeliveryReportFields = "none",
