@@ -218,7 +218,21 @@ internal sealed partial class EventRelay(
                 return;
             }
 
-            if (await store.TakeRelayLeaseAsync(sink.Name, _owner, time.GetUtcNow(), settings.LeaseDuration, stoppingToken) is null)
+            bool renewed;
+            try
+            {
+                renewed = await store.TakeRelayLeaseAsync(sink.Name, _owner, time.GetUtcNow(), settings.LeaseDuration, stoppingToken) is not null;
+            }
+            catch
+            {
+                // Unknown whether the lease still holds: this publish must not go on beside the next pass's (or another
+                // instance's) publish of the same records.
+                await publishing.CancelAsync();
+                await publish.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                throw;
+            }
+
+            if (!renewed)
             {
                 await publishing.CancelAsync();
                 await publish.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);

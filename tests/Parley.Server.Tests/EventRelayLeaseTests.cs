@@ -1,0 +1,106 @@
+using Microsoft.Extensions.DependencyInjection;
+using Parley.Server.Events;
+using Parley.Server.Storage;
+using Parley.Server.Tests.Infrastructure;
+
+namespace Parley.Server.Tests;
+
+/// <summary>A publish that outlasts a third of the lease, when renewing the lease fails: it is abandoned, never left running.</summary>
+public sealed class EventRelayLeaseTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Publish_LeaseRenewalFailing_TheSlowPublishIsAbandonedBeforeTheBatchGoesAgain()
+    {
+        var sink = new SlowFirstSink();
+        await using var factory = new ParleyFactory(
+            settings =>
+            {
+                settings["Events:PollInterval"] = "00:00:00.020";
+                settings["Events:LeaseDuration"] = "00:00:01.500"; // renewed every 0.5 s while publishing
+            },
+            services: services =>
+            {
+                FailingStore.Install(services);
+                services.AddSingleton<IEventSink>(sink);
+            });
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        using var alice = factory.Api("alice");
+        await alice.CreateDirectAsync("bob");
+        await sink.FirstStarted.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+
+        // The renewal beside the slow publish fails (the store away for a moment, not the lease lost).
+        store.Method = nameof(IChatStore.TakeRelayLeaseAsync);
+        store.Failing = true;
+        await sink.FirstEnded.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        store.Failing = false;
+
+        // The next pass publishes the batch again, and never beside the first (two publishes of one sink would reorder).
+        await sink.SecondDone.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        Assert.True(sink.FirstCancelled);
+        Assert.Equal(1, sink.MostAtOnce);
+    }
+
+    /// <summary>The first publish hangs until cancelled; later ones complete at once.</summary>
+    private sealed class SlowFirstSink : IEventSink
+    {
+        private readonly TaskCompletionSource _firstStarted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _firstEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _secondDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _calls;
+        private int _active;
+        private int _mostAtOnce;
+
+        public string Name => "slow";
+
+        public Task FirstStarted => _firstStarted.Task;
+
+        public Task FirstEnded => _firstEnded.Task;
+
+        public Task SecondDone => _secondDone.Task;
+
+        public bool FirstCancelled { get; private set; }
+
+        public int MostAtOnce => Volatile.Read(ref _mostAtOnce);
+
+        public async Task PublishAsync(IReadOnlyList<EventRecord> records, CancellationToken cancellationToken)
+        {
+            var call = Interlocked.Increment(ref _calls);
+            var active = Interlocked.Increment(ref _active);
+            int most;
+            while ((most = Volatile.Read(ref _mostAtOnce)) < active && Interlocked.CompareExchange(ref _mostAtOnce, active, most) != most)
+            {
+            }
+
+            try
+            {
+                if (call == 1)
+                {
+                    _firstStarted.TrySetResult();
+                    try
+                    {
+                        await Task.Delay(Timeout.Infinite, cancellationToken);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        FirstCancelled = true;
+                        throw;
+                    }
+                }
+                else
+                {
+                    _secondDone.TrySetResult();
+                }
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _active);
+                if (call == 1)
+                {
+                    _firstEnded.TrySetResult();
+                }
+            }
+        }
+    }
+}
