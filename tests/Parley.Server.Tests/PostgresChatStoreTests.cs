@@ -34,6 +34,51 @@ public sealed class PostgresChatStoreTests : ChatStoreContractTests
     }
 
     [Fact]
+    public async Task AssignPositions_AMessageAndItsReceiptCommittedDuringAPass_TheReceiptIsNotNumberedBeforeTheMessage()
+    {
+        ((Storage.Sql.SqlChatStore)Store).KeepReceiptLog = true;
+        var conversation = await CreateGroupAsync("alice", "bob");
+        await PositionEverythingAsync();
+        await AppendAsync(conversation, "alice", "waiting"); // for the next pass, whose events statement a trigger slows
+        await ExecuteAsync(
+            """
+            CREATE FUNCTION slow_positions() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$;
+            CREATE TRIGGER slow_positions BEFORE UPDATE ON conversation_events FOR EACH STATEMENT EXECUTE FUNCTION slow_positions();
+            """);
+
+        var pass = Store.AssignPositionsAsync(100, Ct);
+        await Task.Delay(500, Ct); // the pass is in its events statement, whose snapshot is taken
+        var reply = await AppendAsync(conversation, "bob", "reply");
+        Succeeded(await Store.AdvanceReadAsync(conversation, "alice", reply.Id, Now, Ct)); // alice got it: her receipt row
+        Assert.Equal(1, await pass);
+
+        // The reply's event waits for the next pass: so must alice's receipt of it, or it would be published first.
+        Assert.Equal(0L, await ScalarAsync("SELECT count(*) FROM receipt_log WHERE pos IS NOT NULL"));
+        await ExecuteAsync("DROP TRIGGER slow_positions ON conversation_events");
+        await PositionEverythingAsync();
+        var batch = await Store.ReadOutboxAsync(0, 0, 100, Ct);
+        Assert.Contains(batch.Changes, e => e.Event.Seq == reply.Seq);
+        Assert.NotEmpty(batch.WatermarkMoves);
+        Assert.All(batch.WatermarkMoves, r => Assert.Equal(reply.Seq, r.Seq));
+    }
+
+    private async Task ExecuteAsync(string sql)
+    {
+        await using var connection = new NpgsqlConnection(_stores[0].ConnectionString);
+        await connection.OpenAsync(Ct);
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync(Ct);
+    }
+
+    private async Task<object?> ScalarAsync(string sql)
+    {
+        await using var connection = new NpgsqlConnection(_stores[0].ConnectionString);
+        await connection.OpenAsync(Ct);
+        await using var command = new NpgsqlCommand(sql, connection);
+        return await command.ExecuteScalarAsync(Ct);
+    }
+
+    [Fact]
     public async Task MigrateAsync_SecondStoreOnTheSameDatabase_AppliesNothingTwiceAndSeesTheData()
     {
         var conversation = await CreateGroupAsync("alice", "bob");

@@ -128,6 +128,11 @@ internal sealed class PostgresDialect : SqlDialect
     // Transaction-scoped: released at commit; an instance that does not get it skips this pass.
     public override string SequencerLockSql => "SELECT pg_try_advisory_xact_lock(7102019)";
 
+    // One snapshot for the pass's events and receipts statements (read committed gives each its own): a receipt
+    // committed between the two would be numbered while its message's event, committed just before it, waits for the
+    // next pass, and the stream would carry the receipt first. The pass is the only writer of the rows it numbers.
+    public override string SequencerSnapshotSql => "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ";
+
     public override void BindGuid(DbCommand command, string name, Guid? value) =>
         Add(command, name, NpgsqlDbType.Uuid, value);
 

@@ -50,6 +50,11 @@ internal abstract partial class SqlChatStore
     public Task<int> AssignPositionsAsync(int batch, CancellationToken cancellationToken) =>
         Dialect.IdsGrowInCommitOrder ? Task.FromResult(0) : WriteAsync<int>(null, async s =>
         {
+            if (Dialect.SequencerSnapshotSql is { } snapshot)
+            {
+                await s.Sql(snapshot).ExecuteAsync(cancellationToken);
+            }
+
             if (await s.Sql(Dialect.SequencerLockSql).ScalarAsync(cancellationToken) is not (true or 1L))
             {
                 return 0; // another instance is sequencing right now

@@ -105,6 +105,12 @@ internal abstract class SqlDialect
     public abstract string SequencerLockSql { get; }
 
     /// <summary>
+    /// Run before <see cref="SequencerLockSql"/> where the sequencer's statements must share one snapshot (null where
+    /// commits come one at a time and nothing is sequenced after commit).
+    /// </summary>
+    public virtual string? SequencerSnapshotSql => null;
+
+    /// <summary>
     /// How many parameters one statement should carry at most; batches of rows (multi-row VALUES lists, IN lists) are
     /// split to stay within it. SQLite looks each parameter up by name in a list it scans from the start, so binding a
     /// statement costs the square of its parameters: at 2,000 messages/s on 2 cores, 2.8 % of the server's CPU went to
