@@ -47,8 +47,30 @@ internal abstract partial class SqlChatStore
     /// by their ids and made readable in their own transaction (<see cref="LogReceiptsAsync"/>). Elsewhere, one write
     /// transaction numbers a batch of committed events, then the receipt log rows committed since the last pass.
     /// </summary>
-    public Task<int> AssignPositionsAsync(int batch, CancellationToken cancellationToken) =>
-        Dialect.IdsGrowInCommitOrder ? Task.FromResult(0) : WriteAsync<int>(null, async s =>
+    public async Task<int> AssignPositionsAsync(int batch, CancellationToken cancellationToken)
+    {
+        if (Dialect.IdsGrowInCommitOrder)
+        {
+            return 0;
+        }
+
+        try
+        {
+            return await AssignPositionsOnceAsync(batch, cancellationToken);
+        }
+        catch (System.Data.Common.DbException ex) when (ex.SqlState == SerializationFailure)
+        {
+            // Another instance's pass committed between this pass's snapshot and its lock: it numbered what this one
+            // would have. Nothing was written; the next pass goes on from there.
+            return 0;
+        }
+    }
+
+    // PostgreSQL's SQLSTATE for a transaction that could not be serialized (repeatable read met a concurrent update).
+    private const string SerializationFailure = "40001";
+
+    private Task<int> AssignPositionsOnceAsync(int batch, CancellationToken cancellationToken) =>
+        WriteAsync<int>(null, async s =>
         {
             if (Dialect.SequencerSnapshotSql is { } snapshot)
             {
