@@ -107,14 +107,8 @@ public sealed class OrderGateTests : IAsyncDisposable
     [Fact]
     public async Task Offer_AheadWhileARecipientIsConnectingUnprimed_APredecessorRacingItGoesFirst()
     {
-        var bob = Connect("bob");
-        Offer(1, "bob", "alice");
-        await bob.WaitForAsync(1);
-        await bob.DisconnectAsync();
-        _time.Advance(TimeSpan.FromSeconds(1)); // seqs 2..8 went to instances holding bob and alice, not here
-
         // Alice's socket has just connected; seqs 9 and 10 were committed after it subscribed and race here.
-        var alice = Connect("alice");
+        var alice = await OnlyRecipientLeftThenAliceConnectsAsync(TimeSpan.FromSeconds(1));
         Offer(10, "alice", "bob");
         Offer(9, "alice", "bob");
         _time.Advance(OrderGate.UnknownHold * 2);
@@ -129,13 +123,7 @@ public sealed class OrderGateTests : IAsyncDisposable
     [InlineData(false)]
     public async Task Offer_AheadWhileUnprimed_ThenPrimedBelowIt_TheSeqsBetweenAreAGap(bool predecessorArrives)
     {
-        var bob = Connect("bob");
-        Offer(1, "bob", "alice");
-        await bob.WaitForAsync(1);
-        await bob.DisconnectAsync();
-        _time.Advance(TimeSpan.FromSeconds(1));
-
-        var alice = Connect("alice");
+        var alice = await OnlyRecipientLeftThenAliceConnectsAsync(TimeSpan.FromSeconds(1));
         Offer(10, "alice", "bob");
         _gate.Prime(Conversation, 8); // her socket's read: 9 and 10 came after it, 9 is late beyond the brief wait
         _time.Advance(OrderGate.UnknownHold * 2);
@@ -280,13 +268,7 @@ public sealed class OrderGateTests : IAsyncDisposable
     [Fact]
     public async Task Prime_AfterTheOnlyRecipientHereLeftAndAnotherCame_TheNewExpectationHoldsARacingSuccessor()
     {
-        var bob = Connect("bob");
-        Offer(1, "bob", "alice");
-        await bob.WaitForAsync(1);
-        await bob.DisconnectAsync();
-        _time.Advance(TimeSpan.FromSeconds(5)); // seqs 2..5 went to instances holding bob and alice, not here
-
-        var alice = Connect("alice");
+        var alice = await OnlyRecipientLeftThenAliceConnectsAsync(TimeSpan.FromSeconds(5));
         _gate.Prime(Conversation, 5);
         Offer(7, "alice");
         Offer(6, "alice");
@@ -352,6 +334,20 @@ public sealed class OrderGateTests : IAsyncDisposable
 
     private void Offer(long seq, params string[] users) =>
         _gate.Offer(new FanoutMessage(users, FanoutNode.Frame($"s{seq}", Conversation, seq)));
+
+    /// <summary>
+    /// Bob, the only recipient here, got seq 1 and left; the conversation's next seqs went to instances holding bob and
+    /// alice, not here, for <paramref name="away"/>; then alice connects (her socket not primed).
+    /// </summary>
+    private async Task<FanoutNode.Device> OnlyRecipientLeftThenAliceConnectsAsync(TimeSpan away)
+    {
+        var bob = Connect("bob");
+        Offer(1, "bob", "alice");
+        await bob.WaitForAsync(1);
+        await bob.DisconnectAsync();
+        _time.Advance(away);
+        return Connect("alice");
+    }
 
     private FanoutNode.Device Connect(string userId)
     {
