@@ -286,6 +286,30 @@ public sealed class ResumeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ResumeFrame_RightAfterASlowConnect_StillComesInsideTheFirstFrameWait()
+    {
+        // The connect's own reads take longer than the whole wait: it must count from when `connected` can go out.
+        await using var factory = new ParleyFactory(s => s["Delivery:FirstFrameWait"] = "00:00:02", services: FailingStore.Install);
+        factory.StartKestrel();
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        var cursor = await CurrentCursorAsync(factory, "bob");
+        var missed = await alice.SendTextAsync(conversation.Id, "missed");
+        store.Method = nameof(IChatStore.GetLastSeqsAsync); // the baseline a device that acknowledges reads at connect
+        store.Delay = TimeSpan.FromSeconds(3);
+        store.Failing = true;
+
+        await using var bob = await WsClient.ConnectAsync(factory, "bob", "acks=true");
+        store.Failing = false;
+        await bob.SendAsync("resume", new { cursor });
+
+        await bob.NextAsync("sync_complete");
+        Assert.Contains(bob.All(), f => f.GetProperty("type").GetString() == "new_message" && Seq(f) == missed.Seq);
+        Assert.DoesNotContain(bob.All(), f => f.GetProperty("type").GetString() == "error");
+    }
+
+    [Fact]
     public async Task ResumeFrame_AfterTheFirstFrameWait_IsRefusedAndNoCursorEverCoversWhatTheDeviceLacks()
     {
         // Audit reproduction: Bob takes C0, Alice sends m1-m3, Bob connects (acks=true, no cursor) and his resume{C0}

@@ -34,6 +34,9 @@ internal sealed class FailingStore : IAsyncDisposable
     /// <summary>The exception each failing call throws.</summary>
     public Func<Exception> Error { get; set; } = () => new SqliteException("database is locked", 5);
 
+    /// <summary>Set: a "failing" call does not fail but takes this long, then goes through (a slow store; methods returning <c>Task&lt;T&gt;</c>).</summary>
+    public TimeSpan? Delay { get; set; }
+
     /// <summary>Calls that failed so far.</summary>
     public int Failures => Volatile.Read(ref _failures);
 
@@ -72,6 +75,12 @@ internal sealed class FailingStore : IAsyncDisposable
     internal class Proxy : DispatchProxy
 #pragma warning restore CA1852
     {
+        private static async Task<T> DelayedAsync<T>(Func<object> call, TimeSpan delay)
+        {
+            await Task.Delay(delay);
+            return await (Task<T>)call();
+        }
+
         public FailingStore Owner { get; set; } = null!;
 
         protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
@@ -79,6 +88,14 @@ internal sealed class FailingStore : IAsyncDisposable
             if (targetMethod!.Name == Owner.Method && Owner.Failing)
             {
                 Interlocked.Increment(ref Owner._failures);
+                if (Owner.Delay is { } delay)
+                {
+                    var inner = Owner._inner;
+                    return typeof(Proxy).GetMethod(nameof(DelayedAsync), BindingFlags.NonPublic | BindingFlags.Static)!
+                        .MakeGenericMethod(targetMethod.ReturnType.GetGenericArguments()[0])
+                        .Invoke(null, [new Func<object>(() => targetMethod.Invoke(inner, args)!), delay])!;
+                }
+
                 return FailedTask(targetMethod.ReturnType, Owner.Error());
             }
 
