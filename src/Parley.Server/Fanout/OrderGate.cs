@@ -305,8 +305,7 @@ internal sealed partial class OrderGate : IDisposable
 
         if (order.Held.Count == 0)
         {
-            order.HeldSince = 0;
-            _waiting.TryRemove(new KeyValuePair<Guid, ConversationOrder>(conversationId, order));
+            EndWait(conversationId, order);
             if (order.CatchUpUsers is { } users && !order.Filling)
             {
                 // A catch-up that came while this gap was open.
@@ -336,9 +335,15 @@ internal sealed partial class OrderGate : IDisposable
 
         if (order.Held.Count == 0)
         {
-            order.HeldSince = 0;
-            _waiting.TryRemove(new KeyValuePair<Guid, ConversationOrder>(conversationId, order));
+            EndWait(conversationId, order);
         }
+    }
+
+    /// <summary>Nothing is held any more: the conversation no longer waits (and the sweep no longer looks at it).</summary>
+    private void EndWait(Guid conversationId, ConversationOrder order)
+    {
+        order.HeldSince = 0;
+        _waiting.TryRemove(new KeyValuePair<Guid, ConversationOrder>(conversationId, order));
     }
 
     private void Sweep()

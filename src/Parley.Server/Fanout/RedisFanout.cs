@@ -964,13 +964,15 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
                 foreach (var (conversationId, lastSeq) in await _store.ReadLastSeqsAsync(user, _stopping.Token))
                 {
-                    if (!members.TryGetValue(conversationId, out var conversation))
+                    if (members.TryGetValue(conversationId, out var conversation))
                     {
-                        members[conversationId] = conversation = (lastSeq, []);
+                        conversation.Users.Add(user);
+                        members[conversationId] = (Math.Max(conversation.LastSeq, lastSeq), conversation.Users);
                     }
-
-                    conversation.Users.Add(user);
-                    members[conversationId] = (Math.Max(conversation.LastSeq, lastSeq), conversation.Users);
+                    else
+                    {
+                        members[conversationId] = (lastSeq, [user]);
+                    }
                 }
             }
 

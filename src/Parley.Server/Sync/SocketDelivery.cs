@@ -75,12 +75,12 @@ internal sealed class SocketDelivery
     }
 
     /// <summary>
-    /// Ends holding: held frames go to the queue in their order, except those <paramref name="alreadySent"/>
-    /// says the catch-up carried; then live frames flow directly again.
+    /// Ends holding: held frames go to the queue in their order; then live frames flow directly again. A queue too
+    /// full to take them all closes the socket as a slow consumer.
     /// </summary>
-    public void Release(Func<OutboundFrame, bool>? alreadySent = null)
+    public void Release()
     {
-        var overflow = false;
+        bool overflow;
         lock (_holdLock)
         {
             if (_held is null)
@@ -88,15 +88,7 @@ internal sealed class SocketDelivery
                 return;
             }
 
-            foreach (var frame in _held)
-            {
-                if (alreadySent?.Invoke(frame) != true && !Connection.TryWriteQueue(frame))
-                {
-                    overflow = true;
-                    break;
-                }
-            }
-
+            overflow = MoveHeldToQueue(alreadySent: null) < _held.Count;
             _held = null;
         }
 
@@ -107,8 +99,24 @@ internal sealed class SocketDelivery
     }
 
     /// <summary>
-    /// Ends a catch-up's hold like <see cref="Release"/>, but waits for room in the send queue instead of closing the
-    /// socket: the catch-up may have filled the queue just before (it waits for room too), and the held frames are
+    /// Under the hold lock: writes held frames to the send queue in their order, skipping those
+    /// <paramref name="alreadySent"/> says the catch-up carried, until one does not fit. Returns that frame's index,
+    /// or the number held when every one went.
+    /// </summary>
+    private int MoveHeldToQueue(Func<OutboundFrame, bool>? alreadySent)
+    {
+        var next = 0;
+        while (next < _held!.Count && (alreadySent?.Invoke(_held[next]) == true || Connection.TryWriteQueue(_held[next])))
+        {
+            next++;
+        }
+
+        return next;
+    }
+
+    /// <summary>
+    /// Ends a catch-up's hold like <see cref="Release"/>, except the frames <paramref name="alreadySent"/> says the
+    /// catch-up carried, and waits for room in the send queue instead of closing the socket: the catch-up may have filled the queue just before (it waits for room too), and the held frames are
     /// no sign of a slow reader. Live frames that come meanwhile join the end of the hold, so the order stays.
     /// A device that really does not read still overflows the hold itself (<see cref="Intercept"/>).
     /// </summary>
@@ -124,12 +132,7 @@ internal sealed class SocketDelivery
                     return;
                 }
 
-                var next = 0;
-                while (next < _held.Count && (alreadySent?.Invoke(_held[next]) == true || Connection.TryWriteQueue(_held[next])))
-                {
-                    next++;
-                }
-
+                var next = MoveHeldToQueue(alreadySent);
                 if (next == _held.Count)
                 {
                     _held = null;
