@@ -1025,6 +1025,32 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         Assert.All(logged.WatermarkMoves, r => Assert.Equal((ReceiptKinds.Delivered, message.Seq, message.Id), (r.Kind, r.Seq, r.MessageId)));
     }
 
+    [Fact]
+    public async Task PruneReceiptLog_ASinkInstancesOfAnotherConfigurationHold_KeepsItsRowsUntilNoneHeldItForTheGivenTime()
+    {
+        ((Storage.Sql.SqlChatStore)Store).KeepReceiptLog = true;
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var message = await AppendAsync(conversation, "alice", "one");
+        Succeeded(await Store.AdvanceReadAsync(conversation, "bob", message.Id, Now, Ct));
+        await PositionEverythingAsync();
+        var batch = await Store.ReadOutboxAsync(0, 0, 100, Ct);
+        Assert.NotEmpty(batch.WatermarkMoves);
+
+        // This instance runs "kafka", which published everything; instances of a newer configuration (a rolling deploy)
+        // run "crm" too, which published nothing yet.
+        Assert.NotNull(await Store.TakeRelayLeaseAsync("kafka", "here", Now, TimeSpan.FromSeconds(30), Ct));
+        Assert.True(await Store.RecordRelayPositionAsync("kafka", "here", batch.UptoPos, batch.UptoReceiptPos, Now, Ct));
+        Assert.NotNull(await Store.TakeRelayLeaseAsync("crm", "there", Now, TimeSpan.FromSeconds(30), Ct));
+
+        Assert.Equal(0, await Store.PruneReceiptLogAsync(["kafka"], Now - TimeSpan.FromHours(1), 100, Ct));
+        Assert.Equal(0, await Store.PruneReceiptLogAsync(["kafka", "webhook:new"], Now + TimeSpan.FromHours(1), 100, Ct));
+        Assert.Equal(batch.WatermarkMoves.Count, (await Store.ReadOutboxAsync(0, 0, 100, Ct)).WatermarkMoves.Count);
+
+        // No instance has held "crm" since: it was removed from the configuration and keeps nothing any more.
+        Assert.Equal(batch.WatermarkMoves.Count, await Store.PruneReceiptLogAsync(["kafka"], Now + TimeSpan.FromSeconds(1), 100, Ct));
+        Assert.Empty((await Store.ReadOutboxAsync(0, 0, 100, Ct)).WatermarkMoves);
+    }
+
     private protected static NewConversation Direct(string a, string b) =>
         new(Guid.CreateVersion7(), "direct", null, a, [(a, "member"), (b, "member")], string.Join('\n', new[] { a, b }.Order(StringComparer.Ordinal)), Now);
 

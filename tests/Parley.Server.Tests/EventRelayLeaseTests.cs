@@ -5,7 +5,10 @@ using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
 
-/// <summary>A publish that outlasts a third of the lease, when renewing the lease fails: it is abandoned, never left running.</summary>
+/// <summary>
+/// The lease beside a relay pass: renewed while a slow pass reads, builds and publishes, and a pass whose renewal fails
+/// is abandoned, never left running.
+/// </summary>
 public sealed class EventRelayLeaseTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -40,6 +43,44 @@ public sealed class EventRelayLeaseTests
         await sink.SecondDone.WaitAsync(TimeSpan.FromSeconds(20), Ct);
         Assert.True(sink.FirstCancelled);
         Assert.Equal(1, sink.MostAtOnce);
+    }
+
+    [Fact]
+    public async Task Pass_ReadingSlowerThanTheLeaseLasts_TheLeaseIsRenewedBesideTheRead()
+    {
+        var sink = new InMemoryEventSink();
+        await using var factory = new ParleyFactory(
+            settings =>
+            {
+                settings["Events:PollInterval"] = "00:00:00.020";
+                settings["Events:LeaseDuration"] = "00:00:01.500";
+            },
+            services: services =>
+            {
+                FailingStore.Install(services);
+                services.AddSingleton<IEventSink>(sink);
+            });
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        using var alice = factory.Api("alice");
+        await alice.CreateDirectAsync("bob");
+        await sink.WaitForAsync(r => r.Count >= 1);
+
+        // The next read of the outbox takes twice the lease (a large batch on a busy database).
+        store.Method = nameof(IChatStore.ReadOutboxAsync);
+        store.Delay = TimeSpan.FromSeconds(3);
+        store.Failing = true;
+        for (var i = 0; i < 200 && store.Failures == 0; i++)
+        {
+            await Task.Delay(10, Ct);
+        }
+
+        Assert.True(store.Failures > 0);
+        await Task.Delay(TimeSpan.FromSeconds(2.2), Ct);
+
+        // Another instance cannot take the sink over meanwhile (it would publish the same batch beside this one).
+        var taken = await store.Store.TakeRelayLeaseAsync(sink.Name, "another instance", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(1.5), Ct);
+        store.Failing = false;
+        Assert.Null(taken);
     }
 
     /// <summary>The first publish hangs until cancelled; later ones complete at once.</summary>

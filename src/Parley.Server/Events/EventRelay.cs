@@ -8,8 +8,9 @@ namespace Parley.Server.Events;
 /// Publishes the committed log to every configured sink (docs/events.md, Events/README.md): one loop per sink, active on
 /// the instance that holds the sink's lease. A pass reads the positioned events (and receipts) after the sink's recorded
 /// positions, builds their records, publishes them, and records the new positions only after the sink acknowledged all
-/// of them, so a crash in between publishes the batch again (the same event ids). While a publish waits (a broker
-/// away, a webhook retrying), the lease is renewed beside it; if it cannot be, the publish is abandoned.
+/// of them, so a crash in between publishes the batch again (the same event ids). While a pass reads, builds and
+/// publishes (a busy database, a broker away, a webhook retrying), the lease is renewed beside it; if it cannot be,
+/// the pass is abandoned.
 /// </summary>
 internal sealed partial class EventRelay(
     EventSinks sinks,
@@ -126,11 +127,23 @@ internal sealed partial class EventRelay(
                     state.IsLeader = true;
                 }
 
-                var batch = await store.ReadOutboxAsync(lease.Pos, lease.ReceiptPos, settings.BatchSize, stoppingToken);
+                // Read, build and publish with the lease renewed beside them: reading and building a large batch on a busy
+                // database may take longer than the lease has left, and another instance would then publish it too.
+                var from = lease;
+                var (batch, records) = await RenewingAsync(sink, async cancellationToken =>
+                {
+                    var read = await store.ReadOutboxAsync(from.Pos, from.ReceiptPos, settings.BatchSize, cancellationToken);
+                    if (read.IsEmpty)
+                    {
+                        return (read, []);
+                    }
+
+                    var built = await builder.BuildAsync(read, cancellationToken);
+                    await sink.PublishAsync(built, cancellationToken);
+                    return (read, built);
+                }, stoppingToken);
                 if (!batch.IsEmpty)
                 {
-                    var records = await builder.BuildAsync(batch, stoppingToken);
-                    await PublishRenewingAsync(sink, records, stoppingToken);
                     if (!await store.RecordRelayPositionAsync(sink.Name, _owner, batch.UptoPos, batch.UptoReceiptPos, time.GetUtcNow(), stoppingToken))
                     {
                         Log.LeaseLost(logger, sink.Name);
@@ -153,7 +166,7 @@ internal sealed partial class EventRelay(
                 {
                     // Receipts every sink has published are of no further use (the leader of each sink prunes). On a
                     // schedule, busy or idle; again at the next pass while a full chunk was deleted, so it keeps up.
-                    var pruned = await store.PruneReceiptLogAsync(sinkNames, PruneChunk, stoppingToken);
+                    var pruned = await store.PruneReceiptLogAsync(sinkNames, time.GetUtcNow() - settings.RemovedSinkAfter, PruneChunk, stoppingToken);
                     nextPrune = pruned < PruneChunk ? time.GetUtcNow() + PruneInterval : DateTimeOffset.MinValue;
                 }
 
@@ -202,20 +215,20 @@ internal sealed partial class EventRelay(
         }
     }
 
-    /// <summary>Publishes while renewing the lease beside it; a lease that cannot be renewed abandons the publish.</summary>
-    private async Task PublishRenewingAsync(IEventSink sink, IReadOnlyList<EventRecord> records, CancellationToken stoppingToken)
+    /// <summary>Runs a pass's work while renewing the lease beside it; a lease that cannot be renewed abandons the work.</summary>
+    private async Task<(OutboxBatch Batch, IReadOnlyList<EventRecord> Records)> RenewingAsync(
+        IEventSink sink, Func<CancellationToken, Task<(OutboxBatch, IReadOnlyList<EventRecord>)>> work, CancellationToken stoppingToken)
     {
         var settings = options.Value;
         using var publishing = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-        var publish = sink.PublishAsync(records, publishing.Token);
+        var pass = work(publishing.Token);
         while (true)
         {
             var renewAt = Task.Delay(settings.LeaseDuration / 3, time, publishing.Token);
-            if (await Task.WhenAny(publish, renewAt) == publish)
+            if (await Task.WhenAny(pass, renewAt) == pass)
             {
                 await publishing.CancelAsync();
-                await publish;
-                return;
+                return await pass;
             }
 
             bool renewed;
@@ -225,18 +238,18 @@ internal sealed partial class EventRelay(
             }
             catch
             {
-                // Unknown whether the lease still holds: this publish must not go on beside the next pass's (or another
+                // Unknown whether the lease still holds: this pass must not go on beside the next one's (or another
                 // instance's) publish of the same records.
                 await publishing.CancelAsync();
-                await publish.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                await ((Task)pass).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 throw;
             }
 
             if (!renewed)
             {
                 await publishing.CancelAsync();
-                await publish.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                throw new LeaseLostException($"The lease of {sink.Name} was taken over while publishing.");
+                await ((Task)pass).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                throw new LeaseLostException($"The lease of {sink.Name} was taken over during a pass.");
             }
         }
     }

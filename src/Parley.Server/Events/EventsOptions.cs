@@ -27,6 +27,14 @@ internal sealed class EventsOptions
     [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
     public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// A sink that no instance has held for this long counts as removed from the configuration: its position no longer
+    /// keeps receipt log rows from being pruned. Until then a sink other instances run (a rolling deploy that adds it)
+    /// keeps them for it.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:01:00", "30.00:00:00")]
+    public TimeSpan RemovedSinkAfter { get; set; } = TimeSpan.FromHours(1);
+
     /// <summary>A backlog (events and receipts waiting for a sink) this large is reported: a warning in the log and on /ready.</summary>
     [Range(1, long.MaxValue)]
     public long BacklogAlert { get; set; } = 100_000;

@@ -172,8 +172,11 @@ internal interface IChatStore
     /// <summary>What waits for the sink.</summary>
     Task<RelayBacklog> GetRelayBacklogAsync(string sink, CancellationToken cancellationToken);
 
-    /// <summary>Deletes up to <paramref name="limit"/> receipt log rows every one of <paramref name="sinks"/> has published.</summary>
-    Task<int> PruneReceiptLogAsync(IReadOnlyList<string> sinks, int limit, CancellationToken cancellationToken);
+    /// <summary>
+    /// Deletes up to <paramref name="limit"/> receipt log rows published by every one of <paramref name="sinks"/> and by
+    /// every other sink an instance held since <paramref name="heldSince"/> or none has held yet.
+    /// </summary>
+    Task<int> PruneReceiptLogAsync(IReadOnlyList<string> sinks, DateTimeOffset heldSince, int limit, CancellationToken cancellationToken);
 
     Task AddDeadLetterAsync(DeadLetter letter, CancellationToken cancellationToken);
 

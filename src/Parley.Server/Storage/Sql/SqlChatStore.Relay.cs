@@ -22,7 +22,7 @@ internal abstract partial class SqlChatStore
                 .With("@s", sink).ExecuteAsync(cancellationToken);
             return await s.Sql(
                 """
-                UPDATE event_relay SET owner = @o, lease_until = @until
+                UPDATE event_relay SET owner = @o, lease_until = @until, held_at = @now
                 WHERE sink = @s AND (owner = @o OR owner IS NULL OR lease_until IS NULL OR lease_until < @now)
                 RETURNING pos, receipt_pos
                 """)
@@ -165,20 +165,24 @@ internal abstract partial class SqlChatStore
             return new RelayBacklog(Math.Max(0, streamPos - pos), Math.Max(0, streamReceipts - receipts), oldest);
         }, cancellationToken);
 
-    public Task<int> PruneReceiptLogAsync(IReadOnlyList<string> sinks, int limit, CancellationToken cancellationToken) =>
+    public Task<int> PruneReceiptLogAsync(IReadOnlyList<string> sinks, DateTimeOffset heldSince, int limit, CancellationToken cancellationToken) =>
         sinks.Count == 0
             ? Task.FromResult(0)
             : WriteAsync(null, async s =>
             {
-                // Only below the position every configured sink has published (a sink without a row yet holds everything).
+                // Only below the position every sink has published: the configured ones (one without a row yet holds
+                // everything) and every other row an instance held since heldSince (a sink that instances of another
+                // configuration run, as during a rolling deploy that adds it) or that none has held yet (created by hand).
+                var mine = Placeholders("@s", sinks.Count);
                 var command = s.Sql(
                     $"""
                     DELETE FROM receipt_log WHERE id IN (
                         SELECT id FROM receipt_log WHERE {ReceiptPos} <= (
-                            SELECT CASE WHEN COUNT(*) = @k THEN MIN(receipt_pos) END FROM event_relay WHERE sink IN ({Placeholders("@s", sinks.Count)}))
+                            SELECT CASE WHEN SUM(CASE WHEN sink IN ({mine}) THEN 1 ELSE 0 END) = @k THEN MIN(receipt_pos) END
+                            FROM event_relay WHERE sink IN ({mine}) OR held_at IS NULL OR held_at >= @since)
                         ORDER BY {ReceiptPos} LIMIT @n)
                     """)
-                    .With("@k", sinks.Count).With("@n", limit);
+                    .With("@k", sinks.Count).With("@since", heldSince).With("@n", limit);
                 for (var i = 0; i < sinks.Count; i++)
                 {
                     command.With($"@s{i}", sinks[i]);
