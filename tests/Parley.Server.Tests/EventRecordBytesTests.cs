@@ -1,7 +1,9 @@
 using System.Reflection;
 using System.Text;
+using Microsoft.Extensions.Time.Testing;
 using Parley.Server.Events;
 using Parley.Server.Storage;
+using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
 
@@ -51,7 +53,7 @@ public sealed class EventRecordBytesTests
     [Fact]
     public async Task Records_AreTheBytesAndIdsPublishedSoFar()
     {
-        var builder = new EventRecordBuilder(Unread.Store(), new Online("bob"), new NotificationOptions { PreviewLength = 5 });
+        var builder = new EventRecordBuilder(Unread.Store(), new Online("bob"), new NotificationOptions { PreviewLength = 5 }, new FakeTimeProvider(At.AddMinutes(1)));
 
         var records = await builder.BuildAsync(Batch(), TestContext.Current.CancellationToken);
 
@@ -69,11 +71,41 @@ public sealed class EventRecordBytesTests
         var userId = string.Concat(Enumerable.Repeat(unit, count));
         var receipt = new ReceiptLogEntry(long.MaxValue, 1, Conversation, userId, ReceiptKinds.Delivered, long.MaxValue, MessageId, At);
         var batch = Batch() with { Changes = [], WatermarkMoves = [receipt] };
-        var builder = new EventRecordBuilder(Unread.Store(), new Online(), new NotificationOptions());
+        var builder = new EventRecordBuilder(Unread.Store(), new Online(), new NotificationOptions(), new FakeTimeProvider(At.AddMinutes(1)));
 
         var record = Assert.Single(await builder.BuildAsync(batch, TestContext.Current.CancellationToken));
 
         Assert.Equal(NameBasedId($"receipt:{long.MaxValue}:{Conversation:N}:{userId}:delivered:{long.MaxValue}"), record.EventId);
+    }
+
+    [Theory]
+    [InlineData("hello world", "hello")]
+    [InlineData("\U0001F468\u200D\U0001F469\u200D\U0001F467 family", "\U0001F468\u200D\U0001F469\u200D\U0001F467")] // 8 code units, one element
+    [InlineData("e\u0301e\u0301e\u0301", "e\u0301e\u0301")]
+    public async Task Preview_CutsBetweenTextElements_KeepingAtLeastTheFirst(string content, string preview)
+    {
+        var batch = Batch() with { Messages = new Dictionary<Guid, Message> { [MessageId] = Sent with { Content = content } } };
+        var builder = new EventRecordBuilder(Unread.Store(), new Online("bob"), new NotificationOptions { PreviewLength = 5 }, new FakeTimeProvider(At.AddMinutes(1)));
+
+        var notification = Assert.Single(await builder.BuildAsync(batch, TestContext.Current.CancellationToken), r => r.Topic == EventTopic.Notifications);
+
+        Assert.Equal(preview, notification.Payload().GetProperty("preview").GetString());
+        Assert.True(notification.Payload().GetProperty("preview_truncated").GetBoolean());
+    }
+
+    [Fact]
+    public async Task Notifications_OfAMessageOlderThanMaxAgeWhenPublished_AreLeftOut()
+    {
+        var options = new NotificationOptions { MaxAge = TimeSpan.FromHours(1) };
+        var late = new EventRecordBuilder(Unread.Store(), new Online(), options, new FakeTimeProvider(Sent.CreatedAt + TimeSpan.FromHours(1.01)));
+        var inTime = new EventRecordBuilder(Unread.Store(), new Online(), options, new FakeTimeProvider(Sent.CreatedAt + TimeSpan.FromHours(0.99)));
+
+        var lateRecords = await late.BuildAsync(Batch(), TestContext.Current.CancellationToken);
+        var inTimeRecords = await inTime.BuildAsync(Batch(), TestContext.Current.CancellationToken);
+
+        Assert.DoesNotContain(lateRecords, r => r.Topic == EventTopic.Notifications);
+        Assert.Equal(["bob", "dave"], inTimeRecords.Where(r => r.Topic == EventTopic.Notifications).Select(r => r.Key));
+        Assert.Equal(inTimeRecords.Where(r => r.Topic == EventTopic.Events).Select(r => r.EventId), lateRecords.Select(r => r.EventId));
     }
 
     /// <summary>A version 8 UUID from the first 16 bytes of the SHA-256 of the record's identity in UTF-8 (docs/events.md).</summary>

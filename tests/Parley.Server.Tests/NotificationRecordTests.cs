@@ -123,6 +123,23 @@ public sealed class NotificationRecordTests : IAsyncLifetime
         Assert.True(long.Parse(Metric(lines, "parley_events_published_total")!, System.Globalization.CultureInfo.InvariantCulture) >= 3);
     }
 
+    [Fact]
+    public async Task Notifications_NoneForARecipientTheMessageWasDeliveredToBeforeItWasPublished()
+    {
+        var (aliceId, bobId, carolId) = (NewUser("alice"), NewUser("bob"), NewUser("carol"));
+        var alice = _factory.BoundedApi(aliceId);
+        var group = await alice.CreateGroupAsync("Away", bobId, carolId);
+
+        // The broker is away; meanwhile bob reads the message on a device that is gone again when the relay publishes.
+        _sink.IsDown = true;
+        var message = await alice.SendTextAsync(group.Id, "while the broker is away");
+        await _factory.BoundedApi(bobId).MarkReadAsync(message.Id);
+        _sink.IsDown = false;
+
+        var created = (await _sink.WaitForAsync(r => r.Of(group.Id).Any(x => x.Type == "message.created"))).Of(group.Id).Single(x => x.Type == "message.created");
+        Assert.Equal([carolId], Notifications(created).Select(n => n.Key));
+    }
+
     /// <summary>The value of the metric's series for the in-memory sink, or null.</summary>
     private static string? Metric(string[] lines, string name) =>
         lines.FirstOrDefault(l => l.StartsWith(name + "{", StringComparison.Ordinal) && l.Contains("sink=\"memory\"", StringComparison.Ordinal))

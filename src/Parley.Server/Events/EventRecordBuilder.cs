@@ -48,10 +48,11 @@ internal static class RecordTypes
 /// Builds the records of a batch read from the outbox: each event's record in stream order, the notifications of each new
 /// message right after it, then the receipts. Content is the message as the store has it now (the log references
 /// messages, it never copies them). Notification recipients are decided here, when the relay publishes (docs/events.md
-/// says why): the conversation's current members who joined before the message, but the sender, with no device
-/// connected according to <see cref="IDeviceDirectory"/>; their conversations are read only for the notifications that go out.
+/// says why): the conversation's current members who joined before the message and have not had it delivered yet, but
+/// the sender, with no device connected according to <see cref="IDeviceDirectory"/>, for messages younger than
+/// <see cref="NotificationOptions.MaxAge"/>; their conversations are read only for the notifications that go out.
 /// </summary>
-internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devices, NotificationOptions notifications)
+internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devices, NotificationOptions notifications, TimeProvider time)
 {
     public async Task<IReadOnlyList<EventRecord>> BuildAsync(OutboxBatch batch, CancellationToken cancellationToken)
     {
@@ -64,6 +65,11 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
                 if (outbox.Event.MessageId is not { } id || !batch.Messages.TryGetValue(id, out var message) || message.DeletedAt is not null)
                 {
                     continue; // a message deleted before its notification went out needs no push
+                }
+
+                if (time.GetUtcNow() - message.CreatedAt > notifications.MaxAge)
+                {
+                    continue; // published late (a sink new to an old log, a long outage, a replay): a push would be stale
                 }
 
                 // The store's candidates leave the sender out already.
@@ -241,10 +247,11 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
             return (content, false);
         }
 
-        // Cut at a text element boundary: never half of a surrogate pair or of a combined character.
+        // Cut at a text element boundary: never half of a surrogate pair or of a combined character. The first element
+        // stays even when it alone is longer than the preview (an emoji of many code units): never an empty preview.
         var length = 0;
         var elements = StringInfo.GetTextElementEnumerator(content);
-        while (elements.MoveNext() && elements.ElementIndex + elements.GetTextElement().Length <= notifications.PreviewLength)
+        while (elements.MoveNext() && (length == 0 || elements.ElementIndex + elements.GetTextElement().Length <= notifications.PreviewLength))
         {
             length = elements.ElementIndex + elements.GetTextElement().Length;
         }

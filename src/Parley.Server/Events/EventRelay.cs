@@ -83,7 +83,7 @@ internal sealed partial class EventRelay(
     {
         var settings = options.Value;
         var state = status.For(sink.Name);
-        var builder = new EventRecordBuilder(store, devices, settings.Notifications);
+        var builder = new EventRecordBuilder(store, devices, settings.Notifications, time);
         var backoff = TimeSpan.FromSeconds(1);
         var renewAt = DateTimeOffset.MinValue;
         RelayLease? lease = null;

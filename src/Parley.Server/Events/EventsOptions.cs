@@ -128,6 +128,13 @@ internal sealed class NotificationOptions
 
     [Range(1, 4000)]
     public int PreviewLength { get; set; } = 100;
+
+    /// <summary>
+    /// A message older than this when the relay publishes it gets no notification: after a long outage, a replay, or a
+    /// sink that starts at the beginning of an existing log, a push would announce old news.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "365.00:00:00")]
+    public TimeSpan MaxAge { get; set; } = TimeSpan.FromDays(1);
 }
 
 internal sealed class WebhookOptions

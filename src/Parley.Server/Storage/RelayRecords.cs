@@ -32,8 +32,8 @@ internal sealed record RelayLease(string Sink, long Pos, long ReceiptPos);
 /// the stream, so that every receipt's message event is published first) positioned receipts. <see cref="UptoPos"/>
 /// and <see cref="UptoReceiptPos"/> are the positions to record once all of it is acknowledged. The facts the records
 /// need come along: the messages the events reference (as they are now), the conversations that were created, and for
-/// each new message (conversation, seq) the current members who joined before it, the sender aside (notification
-/// recipients, if offline).
+/// each new message (conversation, seq) the current members who joined before it and have not had it delivered, the
+/// sender aside (notification recipients, if offline).
 /// </summary>
 internal sealed record OutboxBatch(
     IReadOnlyList<OutboxEvent> Changes,

@@ -78,7 +78,7 @@ internal abstract partial class SqlChatStore
 
             // The facts the records need, read by the batch's position range (no list of ids to bind): the messages the
             // events reference, as they are now; for each new message, the current members who joined before it but the
-            // sender (notification recipients, once the relay knows who is offline).
+            // sender and those it was delivered to already (notification recipients, once the relay knows who is offline).
             var messages = new Dictionary<Guid, Message>(events.Count);
             var recipients = new Dictionary<(Guid, long), IReadOnlyList<string>>();
             if (events.Count > 0)
@@ -97,23 +97,24 @@ internal abstract partial class SqlChatStore
                 // By the conversations' ids rather than joined to the event range: a join's plan depends on statistics, and
                 // without them (a young database) PostgreSQL drove it from every member row, probing the range once each.
                 var newMessages = events.Where(e => e.Event.Type == EventTypes.MessageCreated).Select(e => e.Event).ToList();
-                var current = new Dictionary<Guid, List<(string UserId, long JoinedSeq)>>();
-                foreach (var (conversationId, userId, joinedSeq) in await ListByIdsAsync(
+                var current = new Dictionary<Guid, List<(string UserId, long JoinedSeq, long DeliveredSeq)>>();
+                foreach (var (conversationId, userId, joinedSeq, deliveredSeq) in await ListByIdsAsync(
                     s, newMessages.Select(e => e.ConversationId),
-                    "SELECT p.conversation_id, p.user_id, p.joined_seq FROM participants p WHERE p.left_at IS NULL AND p.conversation_id",
-                    r => (r.Guid(0), r.String(1), r.Long(2)), cancellationToken))
+                    "SELECT p.conversation_id, p.user_id, p.joined_seq, p.delivered_seq FROM participants p WHERE p.left_at IS NULL AND p.conversation_id",
+                    r => (r.Guid(0), r.String(1), r.Long(2), r.Long(3)), cancellationToken))
                 {
                     ref var list = ref CollectionsMarshal.GetValueRefOrAddDefault(current, conversationId, out _);
-                    (list ??= []).Add((userId, joinedSeq));
+                    (list ??= []).Add((userId, joinedSeq, deliveredSeq));
                 }
 
                 // Plain loops: this runs for every message the stream publishes.
                 foreach (var e in newMessages)
                 {
                     List<string>? candidates = null;
-                    foreach (var (userId, joinedSeq) in current.GetValueOrDefault(e.ConversationId) ?? [])
+                    foreach (var (userId, joinedSeq, deliveredSeq) in current.GetValueOrDefault(e.ConversationId) ?? [])
                     {
-                        if (joinedSeq < e.Seq && userId != e.ActorId)
+                        // Delivered already (a device got it and went away before this pass, or it was read over REST): no push.
+                        if (joinedSeq < e.Seq && deliveredSeq < e.Seq && userId != e.ActorId)
                         {
                             (candidates ??= []).Add(userId);
                         }
