@@ -55,6 +55,43 @@ public sealed class EventsOptionsTests
     }
 
     [Fact]
+    public void Validate_NestedRanges_ClashingKafkaTimes_AndAMisspeltRecordType_AreNamed()
+    {
+        var errors = Errors(new EventsOptions
+        {
+            Kafka = { BootstrapServers = "kafka:9092", LingerMs = 5_000, DeliveryTimeout = TimeSpan.FromSeconds(3) },
+            Notifications = { PreviewLength = 0 },
+            Webhooks =
+            {
+                ["crm"] = new WebhookOptions
+                {
+                    Url = new Uri("https://crm.example.org/parley"), Secret = "0123456789abcdef0123", EventTypes = ["message.created", "message.create"],
+                },
+            },
+        });
+
+        Assert.Contains(errors, e => e.StartsWith("Events:Kafka:DeliveryTimeout (00:00:03) must be longer than Events:Kafka:LingerMs (5000 ms)", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("Events:Notifications: ", StringComparison.Ordinal) && e.Contains("PreviewLength", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("Events:Webhooks:crm:EventTypes has 'message.create', which is no record type", StringComparison.Ordinal));
+        Assert.Equal(3, errors.Count);
+    }
+
+    [Fact]
+    public void Validate_ADeliveryTimeoutBeyondItsRange_AndARemovedSinkAfterShorterThanTwoLeases_AreNamed()
+    {
+        var errors = Errors(new EventsOptions
+        {
+            Kafka = { BootstrapServers = "kafka:9092", DeliveryTimeout = TimeSpan.FromDays(30) },
+            LeaseDuration = TimeSpan.FromMinutes(10),
+            RemovedSinkAfter = TimeSpan.FromMinutes(15),
+        });
+
+        Assert.Contains(errors, e => e.StartsWith("Events:Kafka: ", StringComparison.Ordinal) && e.Contains("DeliveryTimeout", StringComparison.Ordinal));
+        Assert.Contains("Events:RemovedSinkAfter (00:15:00) must be at least twice Events:LeaseDuration (00:10:00).", errors);
+        Assert.Equal(2, errors.Count);
+    }
+
+    [Fact]
     public void Validate_AWebhookSettingOfTheWrongType_NamesItInsteadOfDroppingTheEndpoint()
     {
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>

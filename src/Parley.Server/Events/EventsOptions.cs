@@ -214,6 +214,22 @@ internal sealed class EventsOptionsValidator(IConfiguration? configuration = nul
             {
                 errors.Add("Events:Kafka:EventsTopic and Events:Kafka:NotificationsTopic must not be empty.");
             }
+
+            // librdkafka refuses a producer whose message timeout is not longer than its linger: every pass would fail.
+            if (kafka.DeliveryTimeout.TotalMilliseconds <= kafka.LingerMs)
+            {
+                errors.Add($"Events:Kafka:DeliveryTimeout ({kafka.DeliveryTimeout}) must be longer than Events:Kafka:LingerMs ({kafka.LingerMs} ms).");
+            }
+        }
+
+        // The data annotations of the nested sections (the options' own validation does not descend into them).
+        AddAnnotationErrors(errors, "Events:Kafka", kafka);
+        AddAnnotationErrors(errors, "Events:Notifications", options.Notifications);
+
+        // A sink's held_at is refreshed every third of the lease, and a takeover may wait a whole lease.
+        if (options.RemovedSinkAfter < 2 * options.LeaseDuration)
+        {
+            errors.Add($"Events:RemovedSinkAfter ({options.RemovedSinkAfter}) must be at least twice Events:LeaseDuration ({options.LeaseDuration}).");
         }
 
         foreach (var (endpoint, webhook) in options.Webhooks)
@@ -233,13 +249,24 @@ internal sealed class EventsOptionsValidator(IConfiguration? configuration = nul
                 errors.Add($"Events:Webhooks:{endpoint}:MaxBackoff must not be shorter than InitialBackoff.");
             }
 
-            var results = new List<ValidationResult>();
-            if (!Validator.TryValidateObject(webhook, new ValidationContext(webhook), results, validateAllProperties: true))
+            // A misspelt type would match no record: the endpoint would silently get nothing while its position moves on.
+            foreach (var type in webhook.EventTypes.Where(t => !RecordTypes.All.Contains(t, StringComparer.Ordinal)))
             {
-                errors.AddRange(results.Select(r => $"Events:Webhooks:{endpoint}: {r.ErrorMessage}"));
+                errors.Add($"Events:Webhooks:{endpoint}:EventTypes has '{type}', which is no record type ({string.Join(", ", RecordTypes.All)}).");
             }
+
+            AddAnnotationErrors(errors, $"Events:Webhooks:{endpoint}", webhook);
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static void AddAnnotationErrors(List<string> errors, string section, object settings)
+    {
+        var results = new List<ValidationResult>();
+        if (!Validator.TryValidateObject(settings, new ValidationContext(settings), results, validateAllProperties: true))
+        {
+            errors.AddRange(results.Select(r => $"{section}: {r.ErrorMessage}"));
+        }
     }
 }
