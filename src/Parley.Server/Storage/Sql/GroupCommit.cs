@@ -117,9 +117,11 @@ internal sealed class GroupCommit
 
             return;
         }
-        catch (Exception ex) when (batch.Count == 1 || ex is CommitOutcomeUnknownException)
+        catch (Exception ex) when (batch.Count == 1 || ex is CommitOutcomeUnknownException or BatchNotStartedException)
         {
-            // Alone, or the commit itself failed and may have been applied: running the writes again could apply them twice.
+            // Alone; or the commit itself failed and may have been applied (running the writes again could apply them
+            // twice); or the transaction could not even start (the database unreachable): no write ran, and one at a time
+            // each would wait for the same connection timeout again while the lane and its callers wait behind them.
             foreach (var write in batch)
             {
                 write.Fail(Unwrap(ex));
@@ -132,8 +134,16 @@ internal sealed class GroupCommit
             // One of them (or the database) failed: the transaction rolled back; find out which, one at a time.
         }
 
+        Exception? unavailable = null;
         foreach (var write in batch)
         {
+            if (unavailable is not null)
+            {
+                // The database went away while the batch was being split: the rest fail at once, as a whole batch would.
+                write.Fail(unavailable);
+                continue;
+            }
+
             try
             {
                 await _commit([write]);
@@ -142,14 +152,24 @@ internal sealed class GroupCommit
             catch (Exception ex)
             {
                 write.Fail(Unwrap(ex));
+                if (ex is BatchNotStartedException)
+                {
+                    unavailable = Unwrap(ex);
+                }
             }
         }
     }
 
     /// <summary>What the caller sees: the database's own error.</summary>
     private static Exception Unwrap(Exception exception) =>
-        exception is CommitOutcomeUnknownException { InnerException: { } inner } ? inner : exception;
+        exception is CommitOutcomeUnknownException or BatchNotStartedException && exception.InnerException is { } inner ? inner : exception;
 }
+
+/// <summary>
+/// A batch's transaction could not start (no connection to the database, or its BEGIN failed): none of its writes ran,
+/// and alone each would fail the same way.
+/// </summary>
+internal sealed class BatchNotStartedException(Exception inner) : Exception("The batch's transaction could not start.", inner);
 
 /// <summary>The commit itself failed (the connection broke during COMMIT): the batch may or may not have been written.</summary>
 internal sealed class CommitOutcomeUnknownException(Exception inner) : Exception("The commit failed; its outcome is unknown.", inner);

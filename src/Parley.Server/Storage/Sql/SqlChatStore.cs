@@ -168,8 +168,8 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     private async Task CommitBatchAsync(IReadOnlyList<PendingWrite> batch)
     {
         using var writer = await EnterWriteAsync(CancellationToken.None);
-        await using var connection = await OpenWriteConnectionAsync(CancellationToken.None);
-        await using var transaction = await BeginWriteTransactionAsync(connection.Connection, CancellationToken.None);
+        await using var connection = await NotStartedIfFailing(OpenWriteConnectionAsync(CancellationToken.None).AsTask());
+        await using var transaction = await NotStartedIfFailing(BeginWriteTransactionAsync(connection.Connection, CancellationToken.None));
         var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
         if (batch is not [{ LocksItsConversation: true }])
         {
@@ -203,6 +203,19 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         connection.Completed();
         var used = CpuSince(cpu);
         Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), batch.Count, StoreTag, used);
+    }
+
+    /// <summary>A failure to connect or to begin: no write of the batch ran (<see cref="GroupCommit"/> fails them together).</summary>
+    private static async Task<T> NotStartedIfFailing<T>(Task<T> step)
+    {
+        try
+        {
+            return await step;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            throw new BatchNotStartedException(ex);
+        }
     }
 
     /// <summary>The committing thread and its CPU clock at a transaction's start, where a commit runs on one thread.</summary>
