@@ -1051,6 +1051,19 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
         Assert.Empty((await Store.ReadOutboxAsync(0, 0, 100, Ct)).WatermarkMoves);
     }
 
+    [Fact]
+    public async Task AddDeadLetter_TheSameRecordOfASinkTwice_KeepsOne()
+    {
+        var letter = new DeadLetter("webhook:crm", "0193a0b4-0000-8000-8000-000000000001", "message.created", "{}", "HTTP 400", Now);
+
+        await Store.AddDeadLetterAsync(letter, Ct);
+        await Store.AddDeadLetterAsync(letter with { Error = "HTTP 500" }, Ct);
+        await Store.AddDeadLetterAsync(letter with { Sink = "webhook:other" }, Ct);
+
+        Assert.Equal("HTTP 400", Assert.Single(await Store.ListDeadLettersAsync("webhook:crm", Ct)).Error);
+        Assert.Single(await Store.ListDeadLettersAsync("webhook:other", Ct));
+    }
+
     private protected static NewConversation Direct(string a, string b) =>
         new(Guid.CreateVersion7(), "direct", null, a, [(a, "member"), (b, "member")], string.Join('\n', new[] { a, b }.Order(StringComparer.Ordinal)), Now);
 

@@ -18,7 +18,8 @@ namespace Parley.Server.Tests;
 /// <summary>
 /// Webhook delivery (docs/events.md) against a real HTTP receiver on a loopback port: signed records in stream order,
 /// failed posts retried with back-off without anything overtaking them, a record refused every time dead-lettered while
-/// delivery goes on, and the endpoint's type filter.
+/// delivery goes on, a redirect counted as a refusal, an endpoint that does not answer reported as down (nothing
+/// dead-lettered, nothing posted twice), and the endpoint's type filter.
 /// </summary>
 public sealed class WebhookSinkTests : IAsyncLifetime
 {
@@ -142,6 +143,55 @@ public sealed class WebhookSinkTests : IAsyncLifetime
         Assert.Equal(["message.created", "notification.message"], _receiver.Received.Select(r => r.Type));
     }
 
+    [Fact]
+    public async Task Webhook_ARedirect_IsARefusalNotADelivery()
+    {
+        var factory = Server(("Events:Webhooks:hooks:Url", _receiver.Url.Replace("/hook", "/moved", StringComparison.Ordinal)));
+        var alice = factory.BoundedApi(NewUser("alice"));
+        await alice.CreateDirectAsync(NewUser("bob"));
+        var store = factory.Services.GetRequiredService<IChatStore>();
+
+        IReadOnlyList<DeadLetter> letters = [];
+        for (var i = 0; i < 400 && letters.Count == 0; i++)
+        {
+            await Task.Delay(25, Ct);
+            letters = await store.ListDeadLettersAsync("webhook:hooks", Ct);
+        }
+
+        // A POST redirected with 302 would have become a GET to the landing page, whose 200 counted as delivered.
+        Assert.Equal("HTTP 302", Assert.Single(letters).Error);
+        Assert.Equal(0, _receiver.LandingVisits);
+    }
+
+    [Fact]
+    public async Task Webhook_EndpointNotAnswering_NothingDeadLettered_SinkReportedFailing_ThenEachRecordDeliveredOnceInOrder()
+    {
+        // The endpoint drops the connection on one record (as a crashing or unreachable endpoint does) until told not to.
+        _receiver.Drop = body => body.Contains("m2", StringComparison.Ordinal);
+        var factory = Server();
+        var alice = factory.BoundedApi(NewUser("alice"));
+        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
+        for (var i = 0; i < 4; i++)
+        {
+            await alice.SendTextAsync(conversation.Id, $"m{i}");
+        }
+
+        var state = factory.Services.GetRequiredService<Parley.Server.Events.EventStreamStatus>().For("webhook:hooks");
+        for (var i = 0; i < 400 && state.LastFailure is null; i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        Assert.StartsWith("Webhook hooks does not answer", state.LastFailure, StringComparison.Ordinal);
+        _receiver.Drop = _ => false;
+
+        var received = await _receiver.WaitForAsync(r => r.Count(x => x.Type == "message.created") >= 4);
+        await Task.Delay(200, Ct);
+
+        Assert.Equal(Enumerable.Range(1, 5).Select(i => (long)i), _receiver.Received.Select(r => r.Json.GetProperty("seq").GetInt64()));
+        Assert.Empty(await factory.Services.GetRequiredService<IChatStore>().ListDeadLettersAsync("webhook:hooks", Ct));
+    }
+
     private sealed record Post(string EventId, string Type, string Signature, string Body)
     {
         public JsonElement Json => JsonDocument.Parse(Body).RootElement.Clone();
@@ -162,6 +212,13 @@ public sealed class WebhookSinkTests : IAsyncLifetime
 
         public Func<string, bool> Refuse { get; set; } = _ => false;
 
+        /// <summary>Records whose post gets no answer: the connection is dropped.</summary>
+        public Func<string, bool> Drop { get; set; } = _ => false;
+
+        public int LandingVisits => Volatile.Read(ref _landingVisits);
+
+        private int _landingVisits;
+
         public IReadOnlyList<Post> Received => [.. _received];
 
         public IReadOnlyList<string> Attempts => [.. _attempts];
@@ -181,6 +238,12 @@ public sealed class WebhookSinkTests : IAsyncLifetime
                 var id = context.Request.Headers["Parley-Event-Id"].ToString();
                 _attempts.Enqueue(id);
                 var tries = _tries.AddOrUpdate(id, 1, (_, n) => n + 1);
+                if (Drop(body))
+                {
+                    context.Abort();
+                    return Results.Empty;
+                }
+
                 if (Refuse(body))
                 {
                     _refused.TryAdd(id, 0);
@@ -194,6 +257,12 @@ public sealed class WebhookSinkTests : IAsyncLifetime
 
                 _received.Enqueue(new Post(id, context.Request.Headers["Parley-Event-Type"].ToString(), context.Request.Headers["Parley-Signature"].ToString(), body));
                 return Results.NoContent();
+            });
+            _app.MapPost("/moved", () => Results.Redirect("/landing"));
+            _app.MapGet("/landing", () =>
+            {
+                Interlocked.Increment(ref _landingVisits);
+                return Results.Ok();
             });
             await _app.StartAsync(TestContext.Current.CancellationToken);
             var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();

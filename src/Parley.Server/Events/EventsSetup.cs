@@ -22,7 +22,16 @@ internal static class EventsSetup
         services.TryAddSingleton<IDeviceDirectory, FanoutDeviceDirectory>();
         services.AddSingleton<EventStreamStatus>();
         services.AddSingleton<EventSinks>();
-        services.AddHttpClient(WebhookClient);
+        // A redirect is an answer other than 2xx (followed, a POST turned into a GET would count a login page's 200 as
+        // delivered); each POST has its own timeout (Events:Webhooks:<name>:Timeout), so none from the client; and the
+        // sink keeps its client for good, so connections are renewed to follow an endpoint's DNS changes.
+        services.AddHttpClient(WebhookClient)
+            .ConfigureHttpClient(client => client.Timeout = Timeout.InfiniteTimeSpan)
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+            {
+                AllowAutoRedirect = false,
+                PooledConnectionLifetime = TimeSpan.FromMinutes(2),
+            });
         services.AddHostedService<EventRelay>();
         // On /ready only while the stream is on: a deployment without it has nothing to report.
         services.AddSingleton<EventsHealthCheck>();

@@ -8,9 +8,13 @@ namespace Parley.Server.Events;
 
 /// <summary>
 /// One webhook endpoint as a sink: each record is POSTed on its own, one after another (the endpoint sees them in
-/// stream order), signed with HMAC-SHA256 over "timestamp.body". A failed POST (not 2xx, or no answer within the
-/// timeout) is retried with exponential back-off; after <see cref="WebhookOptions.MaxAttempts"/> the record goes to
-/// <c>event_dead_letters</c> and delivery goes on, so one poisonous record cannot stop the endpoint forever.
+/// stream order), signed with HMAC-SHA256 over "timestamp.body". A refused POST (an answer other than 2xx, redirects
+/// included) is retried with exponential back-off; after <see cref="WebhookOptions.MaxAttempts"/> refusals the record
+/// goes to <c>event_dead_letters</c> and delivery goes on, so one poisonous record cannot stop the endpoint forever.
+/// An endpoint that does not answer at all (refused connection, no answer within the timeout) is down, not refusing the
+/// record: after as many attempts the batch fails (the relay reports the sink failing and retries it with its own
+/// back-off), and nothing is dead-lettered for an outage. Records of a failed batch that were already delivered or
+/// dead-lettered are not posted again when the relay retries it (in this process).
 /// </summary>
 internal sealed partial class WebhookSink(
     string endpoint, WebhookOptions options, HttpClient http, IChatStore store, TimeProvider time, ILogger<WebhookSink> logger) : IEventSink
@@ -21,14 +25,26 @@ internal sealed partial class WebhookSink(
 
     private readonly byte[] _secret = Encoding.UTF8.GetBytes(options.Secret ?? "");
 
+    // The records of the last batch that failed which are done (delivered or dead-lettered): the relay publishes the same
+    // batch again from its recorded position, and these need not be posted twice. Cleared once a batch completes.
+    private readonly HashSet<string> _done = new(StringComparer.Ordinal);
+
     public string Name => $"webhook:{endpoint}";
 
     public async Task PublishAsync(IReadOnlyList<EventRecord> records, CancellationToken cancellationToken)
     {
         foreach (var record in records.Where(Wanted))
         {
+            if (_done.Contains(record.EventId))
+            {
+                continue;
+            }
+
             await DeliverAsync(record, cancellationToken);
+            _done.Add(record.EventId);
         }
+
+        _done.Clear();
     }
 
     private bool Wanted(EventRecord record) =>
@@ -40,13 +56,18 @@ internal sealed partial class WebhookSink(
         string? error = null;
         for (var attempt = 1; attempt <= options.MaxAttempts; attempt++)
         {
-            error = await PostAsync(record, cancellationToken);
+            (error, var answered) = await PostAsync(record, cancellationToken);
             if (error is null)
             {
                 return;
             }
 
             Log.AttemptFailed(logger, endpoint, record.EventId, attempt, options.MaxAttempts, error);
+            if (attempt == options.MaxAttempts && !answered)
+            {
+                throw new EventSinkException($"Webhook {endpoint} does not answer: {error}");
+            }
+
             if (attempt < options.MaxAttempts)
             {
                 await Task.Delay(backoff, time, cancellationToken);
@@ -59,8 +80,8 @@ internal sealed partial class WebhookSink(
             new DeadLetter(Name, record.EventId, record.Type, Encoding.UTF8.GetString(record.Body), error ?? "", time.GetUtcNow()), cancellationToken);
     }
 
-    /// <summary>One POST; null on success, else why it failed.</summary>
-    private async Task<string?> PostAsync(EventRecord record, CancellationToken cancellationToken)
+    /// <summary>One POST: no error on success, else why it failed and whether the endpoint answered at all.</summary>
+    private async Task<(string? Error, bool Answered)> PostAsync(EventRecord record, CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, options.Url) { Content = new ByteArrayContent(record.Body) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
@@ -72,15 +93,15 @@ internal sealed partial class WebhookSink(
         try
         {
             using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
-            return response.IsSuccessStatusCode ? null : $"HTTP {(int)response.StatusCode}";
+            return (response.IsSuccessStatusCode ? null : $"HTTP {(int)response.StatusCode}", true);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return $"no answer within {options.Timeout.TotalSeconds} s";
+            return ($"no answer within {options.Timeout.TotalSeconds} s", false);
         }
         catch (HttpRequestException ex)
         {
-            return ex.Message;
+            return (ex.Message, false);
         }
     }
 

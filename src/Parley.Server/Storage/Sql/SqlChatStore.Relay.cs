@@ -194,7 +194,11 @@ internal abstract partial class SqlChatStore
 
     public Task AddDeadLetterAsync(DeadLetter letter, CancellationToken cancellationToken) =>
         WriteAsync(null, async s =>
-            await s.Sql("INSERT INTO event_dead_letters (sink, event_id, type, record, error, failed_at) VALUES (@s, @id, @t, @r, @e, @at)")
+            await s.Sql(
+                """
+                INSERT INTO event_dead_letters (sink, event_id, type, record, error, failed_at) VALUES (@s, @id, @t, @r, @e, @at)
+                ON CONFLICT (sink, event_id) DO NOTHING
+                """)
                 .With("@s", letter.Sink).With("@id", letter.EventId).With("@t", letter.Type).With("@r", letter.Record)
                 .With("@e", letter.Error).With("@at", letter.FailedAt)
                 .ExecuteAsync(cancellationToken),
