@@ -62,6 +62,34 @@ public sealed class PostgresChatStoreTests : ChatStoreContractTests
         Assert.All(batch.WatermarkMoves, r => Assert.Equal(reply.Seq, r.Seq));
     }
 
+    [Fact]
+    public async Task AdvanceDelivered_OneLanesWriteFailing_ReturnsWhatTheOtherLaneMovedAndTheReportsThatFailed()
+    {
+        var store = (Storage.Sql.SqlChatStore)Store;
+        var first = await CreateGroupAsync("alice", "bob");
+        var second = await CreateGroupAsync("alice", "bob");
+        while (store.WriteLaneOf(second) == store.WriteLaneOf(first))
+        {
+            second = await CreateGroupAsync("alice", "bob");
+        }
+
+        var one = await AppendAsync(first, "alice", "one");
+        var two = await AppendAsync(second, "alice", "two");
+        await ExecuteAsync(
+            $"""
+            CREATE FUNCTION refuse_delivered() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+            CREATE TRIGGER refuse_delivered BEFORE UPDATE ON participants FOR EACH ROW
+            WHEN (NEW.conversation_id = '{second}' AND NEW.delivered_seq IS DISTINCT FROM OLD.delivered_seq) EXECUTE FUNCTION refuse_delivered();
+            """);
+
+        var batch = await Store.AdvanceDeliveredAsync([new DeliveryReport(first, "bob", one.Seq), new DeliveryReport(second, "bob", two.Seq)], Now, Ct);
+
+        // The first lane committed: its move is returned to be announced; the second lane's report is handed back.
+        Assert.Equal(first, Assert.Single(batch.Moved).ConversationId);
+        Assert.Equal(new DeliveryReport(second, "bob", two.Seq), Assert.Single(batch.Failed));
+        Assert.Contains("refused by the test", batch.Error!.Message, StringComparison.Ordinal);
+    }
+
     private async Task ExecuteAsync(string sql)
     {
         await using var connection = new NpgsqlConnection(_stores[0].ConnectionString);

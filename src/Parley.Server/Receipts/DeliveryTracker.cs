@@ -85,6 +85,16 @@ internal sealed partial class DeliveryTracker(
             return;
         }
 
+        if (results.Failed.Count > 0)
+        {
+            // Some write lanes failed, the others committed: what failed is reported again, what committed announced.
+            Log.FlushFailed(logger, results.Failed.Count, results.Error!);
+            foreach (var report in results.Failed)
+            {
+                Report(report.ConversationId, report.UserId, report.UpToSeq);
+            }
+        }
+
         // Committed: a receipt whose frames fail to go out is not reported again; the senders' devices get the watermark
         // at their next resume or sync. One failure (a bug: publishing does not fail on the network) skips only its own.
         foreach (var result in results.Moved)

@@ -2,8 +2,17 @@ namespace Parley.Server.Storage;
 
 internal sealed record DeliveryReport(Guid ConversationId, string UserId, long UpToSeq);
 
-/// <summary>What a batch of delivery reports moved.</summary>
-internal sealed record DeliveredBatch(IReadOnlyList<WatermarkResult> Moved);
+/// <summary>
+/// What a batch of delivery reports moved. The batch is written per write lane; when some lanes' writes failed and
+/// others committed, <see cref="Failed"/> holds the reports that were not applied (to report again) and
+/// <see cref="Error"/> the first failure, while <see cref="Moved"/> holds what the others committed.
+/// </summary>
+internal sealed record DeliveredBatch(IReadOnlyList<WatermarkResult> Moved)
+{
+    public IReadOnlyList<DeliveryReport> Failed { get; init; } = [];
+
+    public Exception? Error { get; init; }
+}
 
 /// <summary>
 /// A watermark move. <see cref="Before"/> and <see cref="After"/> are the member's state around it;

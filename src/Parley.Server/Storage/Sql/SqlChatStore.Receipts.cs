@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.ExceptionServices;
 
 namespace Parley.Server.Storage.Sql;
 
@@ -77,19 +78,40 @@ internal abstract partial class SqlChatStore
             .Select(lane => new PendingDelivered(
                 lane.OrderBy(r => r.ConversationId).ThenBy(r => r.UserId, StringComparer.Ordinal).ToArray(), now, KeepReceiptLog))
             .ToList();
-        foreach (var write in writes)
+        // Once one lane's write is queued it will commit: the others are queued whatever happens, so that the outcome
+        // of every queued write is known (a cancellation half-way would leave committed moves unannounced).
+        for (var i = 0; i < writes.Count; i++)
         {
-            await Sends.EnqueueAsync(write, cancellationToken);
+            await Sends.EnqueueAsync(writes[i], i == 0 ? cancellationToken : CancellationToken.None);
         }
 
         var moved = new List<WatermarkResult>();
+        var failed = new List<DeliveryReport>();
+        Exception? error = null;
         foreach (var write in writes)
         {
-            moved.AddRange(await write.Outcome);
+            try
+            {
+                moved.AddRange(await write.Outcome);
+            }
+            catch (Exception ex)
+            {
+                // The other lanes' moves committed all the same: they are returned, to be announced.
+                error ??= ex;
+                failed.AddRange(write.Reports);
+            }
         }
 
-        return new DeliveredBatch(moved);
+        if (error is not null && moved.Count == 0 && failed.Count == reports.Count)
+        {
+            ExceptionDispatchInfo.Throw(error);
+        }
+
+        return new DeliveredBatch(moved) { Failed = failed, Error = error };
     }
+
+    /// <summary>The write lane of a conversation's writes (tests arrange reports on different lanes with it).</summary>
+    internal int WriteLaneOf(Guid conversationId) => Sends.LaneOf(conversationId);
 
     /// <summary>Reports per statement of a delivered batch (at most): three parameters each to read, five to move.</summary>
     private const int DeliveredChunk = 200;
@@ -100,6 +122,8 @@ internal abstract partial class SqlChatStore
         private List<WatermarkResult> _result = [];
 
         public Task<List<WatermarkResult>> Outcome => _outcome.Task;
+
+        public IReadOnlyList<DeliveryReport> Reports => reports;
 
         public override Guid ConversationId => reports[0].ConversationId;
 
