@@ -1,3 +1,4 @@
+using System.Reflection;
 using Microsoft.Data.Sqlite;
 using Parley.Server.Storage;
 using Parley.Server.Storage.Migrations;
@@ -39,6 +40,22 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         }
 
         return events;
+    }
+
+    [Fact]
+    public async Task Dispose_WhileAWriteHoldsTheWriter_WaitsForItsReleaseInsteadOfFailingIt()
+    {
+        // A write in progress (a read receipt, an edit) holds the single writer when the store is stopped: its release,
+        // after its commit, must not fail (the caller would be told that a committed write failed).
+        var writer = (SemaphoreSlim)typeof(SqliteChatStore).GetField("_writeLock", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(Store)!;
+        await writer.WaitAsync(Ct);
+
+        var stopping = ((IAsyncDisposable)Store).DisposeAsync().AsTask();
+        await Task.Delay(300, Ct);
+        Assert.False(stopping.IsCompleted);
+        writer.Release();
+
+        await stopping.WaitAsync(TimeSpan.FromSeconds(20), Ct);
     }
 
     [Fact]

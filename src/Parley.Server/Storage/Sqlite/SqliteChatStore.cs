@@ -110,9 +110,11 @@ internal sealed class SqliteChatStore(
             await reader.CloseAsync();
         }
 
-        // The kept write connection, unless a writer is using it: that writer closes it when it ends (the store is
-        // disposed, so the connection is not kept). The lock stays taken: no write starts on a stopped store.
-        if (_writeLock.Wait(0))
+        // A write in progress (a read receipt, an edit: writes outside the group commit, which was drained) ends first:
+        // its commit, then its release of the lock. Disposing the lock under it failed that release, and the caller got
+        // an error for a committed write. Then the kept write connection closes; the lock stays taken, so no write
+        // starts on a stopped store. A writer that is still busy after the wait keeps the lock, which is not disposed.
+        if (await _writeLock.WaitAsync(StopWaitForWriter))
         {
             if (_writer is { IsClosed: false } writer)
             {
@@ -121,11 +123,14 @@ internal sealed class SqliteChatStore(
             }
 
             _writer = null;
+            _writeLock.Dispose();
         }
 
-        _writeLock.Dispose();
         _fileLock?.Dispose();
     }
+
+    /// <summary>How long a stop waits for a write in progress (a write waits at most its command timeout for the file).</summary>
+    private static readonly TimeSpan StopWaitForWriter = TimeSpan.FromSeconds(10);
 
     /// <summary>
     /// Moves the write-ahead log into the database file and empties it, so that a stopped server leaves one
