@@ -13,6 +13,7 @@ public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<
 {
     private readonly KafkaMockCluster _cluster;
     private readonly Dictionary<IEventSink, KafkaOptions> _sinks = [];
+    private readonly System.Collections.Concurrent.ConcurrentBag<Parley.Server.Storage.DeadLetter> _deadLetters = [];
 
     public KafkaEventSinkTests(KafkaMockCluster cluster) => _cluster = cluster;
 
@@ -42,7 +43,26 @@ public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<
         Assert.Equal(records.Select(r => r.EventId), read.Select(r => r.EventId));
     }
 
-    private KafkaEventSink Sink(string bootstrap, TimeSpan deliveryTimeout, int? localQueueRecords = null)
+    [Fact]
+    public async Task Publish_ARecordLargerThanTheClientTakes_IsDeadLetteredAndTheOthersGoOutInOrder()
+    {
+        var sink = Sink(_cluster.BootstrapServers, TimeSpan.FromSeconds(20), messageMaxBytes: 2_000);
+        var records = Enumerable.Range(0, 5)
+            .Select(n => new EventRecord(
+                EventTopic.Events, "c1", $"e{n}", "conversation.created", RecordTypes.Version,
+                Encoding.UTF8.GetBytes(n == 2 ? $"{{\"roster\":\"{new string('x', 5_000)}\"}}" : $"{{\"n\":{n}}}")))
+            .ToList();
+
+        await sink.PublishAsync(records, TestContext.Current.CancellationToken);
+
+        var read = await ReadAsync(sink, EventTopic.Events, 4);
+        Assert.Equal(["e0", "e1", "e3", "e4"], read.Select(r => r.EventId));
+        var letter = Assert.Single(_deadLetters);
+        Assert.Equal(("kafka", "e2", "conversation.created"), (letter.Sink, letter.EventId, letter.Type));
+        Assert.Equal(Encoding.UTF8.GetString(records[2].Body), letter.Record);
+    }
+
+    private KafkaEventSink Sink(string bootstrap, TimeSpan deliveryTimeout, int? localQueueRecords = null, int? messageMaxBytes = null)
     {
         var id = Guid.NewGuid().ToString("N")[..8];
         var options = new KafkaOptions
@@ -52,8 +72,10 @@ public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<
             NotificationsTopic = $"notifications-{id}",
             DeliveryTimeout = deliveryTimeout,
             LocalQueueRecords = localQueueRecords,
+            MessageMaxBytes = messageMaxBytes,
         };
-        var sink = new KafkaEventSink(options, "parley-tests", NullLogger<KafkaEventSink>.Instance);
+        var sink = new KafkaEventSink(
+            options, "parley-tests", (letter, _) => { _deadLetters.Add(letter); return Task.CompletedTask; }, TimeProvider.System, NullLogger<KafkaEventSink>.Instance);
         _sinks.Add(sink, options);
         return sink;
     }

@@ -97,6 +97,9 @@ internal sealed class KafkaOptions
     /// </summary>
     internal int? LocalQueueRecords { get; init; }
 
+    /// <summary>The client's largest record (librdkafka's <c>message.max.bytes</c>, 1 MB by default); not a setting (tests make it small).</summary>
+    internal int? MessageMaxBytes { get; init; }
+
     /// <summary>A record not acknowledged by then fails its batch, which the relay publishes again.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
     public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(20);

@@ -64,7 +64,8 @@ internal sealed class EventSinks : IDisposable
         var settings = options.Value;
         if (settings.KafkaEnabled)
         {
-            var kafka = new KafkaEventSink(settings.Kafka, $"parley-{Environment.MachineName}", loggers.CreateLogger<KafkaEventSink>());
+            var kafka = new KafkaEventSink(
+                settings.Kafka, $"parley-{Environment.MachineName}", store.AddDeadLetterAsync, time, loggers.CreateLogger<KafkaEventSink>());
             _owned.Add(kafka);
             all.Add(kafka);
         }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text;
 using Confluent.Kafka;
+using Parley.Server.Storage;
 
 namespace Parley.Server.Events;
 
@@ -9,9 +10,13 @@ namespace Parley.Server.Events;
 /// (<see cref="KafkaOptions.LingerMs"/>) and acknowledged asynchronously; a batch completes when every record is.
 /// The producer is created with the first batch and replaced after a failed one: after a timeout or a fatal error (a
 /// broker that lost the producer's state) a fresh producer session is the one that can go on; what failed is
-/// published again by the relay, in order.
+/// published again by the relay, in order. A record the client refuses for good (larger than <c>message.max.bytes</c>:
+/// a <c>conversation.created</c> with a very large roster) goes to <c>event_dead_letters</c> through
+/// <paramref name="deadLetter"/>, and the batch goes on without it: retrying would refuse it again, forever.
 /// </summary>
-internal sealed partial class KafkaEventSink(KafkaOptions options, string clientId, ILogger<KafkaEventSink> logger) : IEventSink, IDisposable
+internal sealed partial class KafkaEventSink(
+    KafkaOptions options, string clientId, Func<DeadLetter, CancellationToken, Task> deadLetter, TimeProvider time, ILogger<KafkaEventSink> logger)
+    : IEventSink, IDisposable
 {
     private readonly Lock _lock = new();
     private IProducer<string, byte[]>? _producer;
@@ -51,7 +56,13 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
                 // Enqueued in order; the idempotent producer keeps that order per partition through its retries. One
                 // completion for the batch, counted down by the client's delivery reports on its own thread (a task per
                 // record put hundreds of continuations on the thread pool every pass), through one delegate.
-                await ProduceAsync(producer, TopicOf(record.Topic), message, report, cancellationToken);
+                if (await ProduceAsync(producer, TopicOf(record.Topic), message, report, cancellationToken) is { } refused)
+                {
+                    Log.DeadLettered(logger, record.EventId, record.Type, record.Body.Length, refused);
+                    await deadLetter(
+                        new DeadLetter(Name, record.EventId, record.Type, Encoding.UTF8.GetString(record.Body), refused, time.GetUtcNow()), cancellationToken);
+                    batch.Skip();
+                }
             }
 
             await batch.Delivered.WaitAsync(options.DeliveryTimeout + TimeSpan.FromSeconds(5), cancellationToken);
@@ -72,9 +83,10 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
     /// <summary>
     /// Hands one record to the client; when its local queue is full (a batch of more records than it holds: a pass with
     /// many notifications for large groups), waits for acknowledgements to make room, at most the delivery timeout.
-    /// Failing instead would fail the same batch on every retry, and the relay would never get past it.
+    /// Failing instead would fail the same batch on every retry, and the relay would never get past it. Returns why the
+    /// client refuses the record for good (too large: it was not enqueued), or null.
     /// </summary>
-    private async ValueTask ProduceAsync(
+    private async ValueTask<string?> ProduceAsync(
         IProducer<string, byte[]> producer, string topic, Message<string, byte[]> message, Action<DeliveryReport<string, byte[]>> report,
         CancellationToken cancellationToken)
     {
@@ -84,7 +96,11 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
             try
             {
                 producer.Produce(topic, message, report);
-                return;
+                return null;
+            }
+            catch (ProduceException<string, byte[]> tooLarge) when (tooLarge.Error.Code == ErrorCode.MsgSizeTooLarge)
+            {
+                return tooLarge.Error.Reason;
             }
             catch (ProduceException<string, byte[]> full) when (full.Error.Code == ErrorCode.Local_QueueFull && waited < options.DeliveryTimeout)
             {
@@ -110,7 +126,16 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
             {
                 _delivered.TrySetException(new ProduceException<string, byte[]>(report.Error, report));
             }
-            else if (Interlocked.Decrement(ref _waiting) == 0)
+            else
+            {
+                Skip();
+            }
+        }
+
+        /// <summary>One record fewer to wait for: acknowledged, or never enqueued (dead-lettered).</summary>
+        public void Skip()
+        {
+            if (Interlocked.Decrement(ref _waiting) == 0)
             {
                 _delivered.TrySetResult();
             }
@@ -137,6 +162,7 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
             Acks = Confluent.Kafka.Acks.All,
             LingerMs = options.LingerMs,
             QueueBufferingMaxMessages = options.LocalQueueRecords,
+            MessageMaxBytes = options.MessageMaxBytes,
             // A delivery report is only checked for its error: without this the client copies each record's key, value,
             // headers and timestamp back out of librdkafka for every report (about half of its allocations per record).
             DeliveryReportFields = "none",
@@ -226,5 +252,8 @@ internal sealed partial class KafkaEventSink(KafkaOptions options, string client
 
         [LoggerMessage(EventId = 7203, Level = LogLevel.Debug, Message = "librdkafka {Facility}: {Text}")]
         public static partial void ClientLog(ILogger logger, string facility, string text);
+
+        [LoggerMessage(EventId = 7204, Level = LogLevel.Error, Message = "Kafka client refuses record {EventId} ({Type}, {Bytes} bytes): {Reason}; dead-lettered")]
+        public static partial void DeadLettered(ILogger logger, string eventId, string type, int bytes, string reason);
     }
 }
