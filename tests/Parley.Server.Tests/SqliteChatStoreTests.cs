@@ -47,6 +47,8 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
     {
         // A write in progress (a read receipt, an edit) holds the single writer when the store is stopped: its release,
         // after its commit, must not fail (the caller would be told that a committed write failed).
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var message = await AppendAsync(conversation, "alice", "one");
         var writer = (SemaphoreSlim)typeof(SqliteChatStore).GetField("_writeLock", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(Store)!;
         await writer.WaitAsync(Ct);
 
@@ -56,6 +58,8 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         writer.Release();
 
         await stopping.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        // A write after the stop is refused, not left waiting for a lock nobody releases.
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => Store.AdvanceReadAsync(conversation, "bob", message.Id, Now, Ct).WaitAsync(TimeSpan.FromSeconds(10), Ct));
     }
 
     [Fact]
@@ -218,6 +222,26 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
             var reads = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => Task.Run(() => Store.GetMessageAsync(message.Id, Ct))));
             Assert.All(reads, read => Assert.Equal(message, read));
         }
+    }
+
+    [Fact]
+    public async Task Migration0008_GivesEveryRelayRowATimeItWasLastHeld_SoARemovedSinksRowStopsKeepingReceipts()
+    {
+        var path = DatabasePath(9);
+        await MigratedUpToAsync(path, 7,
+        [
+            "INSERT INTO event_relay (sink, pos, receipt_pos, published_at) VALUES ('published', 0, 0, 1000)",
+            "INSERT INTO event_relay (sink, pos, receipt_pos, lease_until, published_at) VALUES ('leased', 0, 0, 3000, 2000)",
+            "INSERT INTO event_relay (sink, pos, receipt_pos, lease_until) VALUES ('released', 0, 0, 4000)",
+            "INSERT INTO event_relay (sink, pos, receipt_pos) VALUES ('never', 0, 0)",
+        ]);
+        var before = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+        await Open(path).MigrateAsync(Ct);
+
+        var heldAt = await QueryAsync(path, "SELECT held_at FROM event_relay ORDER BY sink");
+        Assert.Equal([2000L, 1000L, 4000L], [heldAt[0], heldAt[2], heldAt[3]]); // leased, published, released
+        Assert.InRange(heldAt[1], before - 1000, before + 60_000); // never held: counted from the upgrade
     }
 
     [Fact]

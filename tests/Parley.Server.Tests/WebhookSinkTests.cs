@@ -18,8 +18,8 @@ namespace Parley.Server.Tests;
 /// <summary>
 /// Webhook delivery (docs/events.md) against a real HTTP receiver on a loopback port: signed records in stream order,
 /// failed posts retried with back-off without anything overtaking them, a record refused every time dead-lettered while
-/// delivery goes on, a redirect counted as a refusal, an endpoint that does not answer reported as down (nothing
-/// dead-lettered, nothing posted twice), and the endpoint's type filter.
+/// delivery goes on, a redirect or a dropped connection counted as a refusal, an endpoint that cannot be reached
+/// reported as down (nothing dead-lettered, nothing posted twice on the retry), and the endpoint's type filter.
 /// </summary>
 public sealed class WebhookSinkTests : IAsyncLifetime
 {
@@ -164,14 +164,17 @@ public sealed class WebhookSinkTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Webhook_EndpointNotAnswering_NothingDeadLettered_SinkReportedFailing_ThenEachRecordDeliveredOnceInOrder()
+    public async Task Webhook_EndpointUnreachable_NothingDeadLettered_SinkReportedFailing_ThenEveryRecordDeliveredInOrder()
     {
-        // The endpoint drops the connection on one record (as a crashing or unreachable endpoint does) until told not to.
-        _receiver.Drop = body => body.Contains("m2", StringComparison.Ordinal);
-        var factory = Server();
+        // Nothing listens on the endpoint's port until the test starts a receiver there.
+        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var factory = Server(("Events:Webhooks:hooks:Url", $"http://127.0.0.1:{port}/hook"));
         var alice = factory.BoundedApi(NewUser("alice"));
         var conversation = await alice.CreateDirectAsync(NewUser("bob"));
-        for (var i = 0; i < 4; i++)
+        for (var i = 0; i < 3; i++)
         {
             await alice.SendTextAsync(conversation.Id, $"m{i}");
         }
@@ -182,14 +185,75 @@ public sealed class WebhookSinkTests : IAsyncLifetime
             await Task.Delay(25, Ct);
         }
 
-        Assert.StartsWith("Webhook hooks does not answer", state.LastFailure, StringComparison.Ordinal);
-        _receiver.Drop = _ => false;
+        Assert.StartsWith("Webhook hooks cannot be reached", state.LastFailure, StringComparison.Ordinal);
+        await using var later = new Receiver();
+        await later.StartAsync(port);
 
-        var received = await _receiver.WaitForAsync(r => r.Count(x => x.Type == "message.created") >= 4);
+        await later.WaitForAsync(r => r.Count(x => x.Type == "message.created") >= 3);
         await Task.Delay(200, Ct);
 
-        Assert.Equal(Enumerable.Range(1, 5).Select(i => (long)i), _receiver.Received.Select(r => r.Json.GetProperty("seq").GetInt64()));
+        Assert.Equal(Enumerable.Range(1, 4).Select(i => (long)i), later.Received.Select(r => r.Json.GetProperty("seq").GetInt64()));
         Assert.Empty(await factory.Services.GetRequiredService<IChatStore>().ListDeadLettersAsync("webhook:hooks", Ct));
+    }
+
+    [Fact]
+    public async Task Webhook_ARecordThatDropsTheConnection_IsARefusal_DeadLetteredWithoutBlockingTheOthers()
+    {
+        _receiver.Drop = body => body.Contains("crash", StringComparison.Ordinal);
+        var factory = Server();
+        var alice = factory.BoundedApi(NewUser("alice"));
+        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
+        await alice.SendTextAsync(conversation.Id, "crash");
+        await alice.SendTextAsync(conversation.Id, "fine");
+
+        await _receiver.WaitForAsync(r => r.Any(x => x.Body.Contains("fine", StringComparison.Ordinal)));
+
+        Assert.Single(await factory.Services.GetRequiredService<IChatStore>().ListDeadLettersAsync("webhook:hooks", Ct));
+    }
+
+    [Fact]
+    public async Task Publish_TheBatchAgainAfterTheEndpointWasUnreachable_PostsOnlyWhatItHadNotTaken()
+    {
+        var handler = new ScriptedHandler { Unreachable = body => body.Contains("\"n\":2", StringComparison.Ordinal) };
+        var options = new Parley.Server.Events.WebhookOptions
+        {
+            Url = new Uri("http://hooks.example/parley"), Secret = Secret, MaxAttempts = 2, InitialBackoff = TimeSpan.FromMilliseconds(1),
+            MaxBackoff = TimeSpan.FromMilliseconds(1),
+        };
+        using var http = new HttpClient(handler);
+        var sink = new Parley.Server.Events.WebhookSink(
+            "hooks", options, http, null!, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Parley.Server.Events.WebhookSink>.Instance);
+        var records = Enumerable.Range(1, 3)
+            .Select(n => new Parley.Server.Events.EventRecord(
+                Parley.Server.Events.EventTopic.Events, "c", $"e{n}", "message.created", 1, Encoding.UTF8.GetBytes($"{{\"n\":{n}}}")))
+            .ToList();
+
+        await Assert.ThrowsAsync<Parley.Server.Events.EventSinkException>(() => sink.PublishAsync(records, Ct));
+        handler.Unreachable = _ => false;
+        await sink.PublishAsync(records, Ct);
+        await sink.PublishAsync(records, Ct); // a later batch with the same records (a replay): posted again
+
+        Assert.Equal(["e1", "e2", "e2", "e2", "e3", "e1", "e2", "e3"], handler.Posted);
+    }
+
+    /// <summary>Answers every POST with 204, or fails it as an unreachable endpoint would (no connection).</summary>
+    private sealed class ScriptedHandler : HttpMessageHandler
+    {
+        public Func<string, bool> Unreachable { get; set; } = _ => false;
+
+        public List<string> Posted { get; } = [];
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var body = await request.Content!.ReadAsStringAsync(cancellationToken);
+            Posted.Add(request.Headers.GetValues("Parley-Event-Id").Single());
+            if (Unreachable(body))
+            {
+                throw new HttpRequestException(HttpRequestError.ConnectionError, "Connection refused");
+            }
+
+            return new HttpResponseMessage(System.Net.HttpStatusCode.NoContent);
+        }
     }
 
     private sealed record Post(string EventId, string Type, string Signature, string Body)
@@ -225,10 +289,10 @@ public sealed class WebhookSinkTests : IAsyncLifetime
 
         public IReadOnlyCollection<string> RefusedIds => [.. _refused.Keys];
 
-        public async ValueTask StartAsync()
+        public async ValueTask StartAsync(int port = 0)
         {
             var builder = WebApplication.CreateSlimBuilder();
-            builder.WebHost.UseSetting("urls", "http://127.0.0.1:0");
+            builder.WebHost.UseSetting("urls", $"http://127.0.0.1:{port}");
             builder.Logging.ClearProviders();
             _app = builder.Build();
             _app.MapPost("/hook", async (HttpContext context) =>

@@ -11,9 +11,10 @@ namespace Parley.Server.Events;
 /// stream order), signed with HMAC-SHA256 over "timestamp.body". A refused POST (an answer other than 2xx, redirects
 /// included) is retried with exponential back-off; after <see cref="WebhookOptions.MaxAttempts"/> refusals the record
 /// goes to <c>event_dead_letters</c> and delivery goes on, so one poisonous record cannot stop the endpoint forever.
-/// An endpoint that does not answer at all (refused connection, no answer within the timeout) is down, not refusing the
+/// An endpoint that cannot be reached at all (no connection: refused, unknown name, failed TLS) is down, not refusing the
 /// record: after as many attempts the batch fails (the relay reports the sink failing and retries it with its own
-/// back-off), and nothing is dead-lettered for an outage. Records of a failed batch that were already delivered or
+/// back-off), and nothing is dead-lettered for an outage. A connection dropped or a timeout after the request went out
+/// counts as a refusal: a record that crashes the endpoint must not block it forever. Records of a failed batch that were already delivered or
 /// dead-lettered are not posted again when the relay retries it (in this process).
 /// </summary>
 internal sealed partial class WebhookSink(
@@ -65,7 +66,7 @@ internal sealed partial class WebhookSink(
             Log.AttemptFailed(logger, endpoint, record.EventId, attempt, options.MaxAttempts, error);
             if (attempt == options.MaxAttempts && !answered)
             {
-                throw new EventSinkException($"Webhook {endpoint} does not answer: {error}");
+                throw new EventSinkException($"Webhook {endpoint} cannot be reached: {error}");
             }
 
             if (attempt < options.MaxAttempts)
@@ -80,7 +81,7 @@ internal sealed partial class WebhookSink(
             new DeadLetter(Name, record.EventId, record.Type, Encoding.UTF8.GetString(record.Body), error ?? "", time.GetUtcNow()), cancellationToken);
     }
 
-    /// <summary>One POST: no error on success, else why it failed and whether the endpoint answered at all.</summary>
+    /// <summary>One POST: no error on success, else why it failed and whether the endpoint was reached at all.</summary>
     private async Task<(string? Error, bool Answered)> PostAsync(EventRecord record, CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, options.Url) { Content = new ByteArrayContent(record.Body) };
@@ -97,11 +98,14 @@ internal sealed partial class WebhookSink(
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return ($"no answer within {options.Timeout.TotalSeconds} s", false);
+            return ($"no answer within {options.Timeout.TotalSeconds} s", true);
         }
         catch (HttpRequestException ex)
         {
-            return (ex.Message, false);
+            // Not connected at all: the endpoint is down. Anything later (the connection dropped mid-answer) was an answer.
+            var connected = ex.HttpRequestError is not (HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError
+                or HttpRequestError.SecureConnectionError or HttpRequestError.ProxyTunnelError);
+            return (ex.Message, connected);
         }
     }
 

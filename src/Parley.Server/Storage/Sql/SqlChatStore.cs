@@ -168,8 +168,8 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     private async Task CommitBatchAsync(IReadOnlyList<PendingWrite> batch)
     {
         using var writer = await EnterWriteAsync(CancellationToken.None);
-        await using var connection = await NotStartedIfFailing(OpenWriteConnectionAsync(CancellationToken.None).AsTask());
-        await using var transaction = await NotStartedIfFailing(BeginWriteTransactionAsync(connection.Connection, CancellationToken.None));
+        await using var connection = await NotStartedIfFailing(() => OpenWriteConnectionAsync(CancellationToken.None).AsTask());
+        await using var transaction = await NotStartedIfFailing(() => BeginWriteTransactionAsync(connection.Connection, CancellationToken.None));
         var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
         if (batch is not [{ LocksItsConversation: true }])
         {
@@ -205,12 +205,15 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), batch.Count, StoreTag, used);
     }
 
-    /// <summary>A failure to connect or to begin: no write of the batch ran (<see cref="GroupCommit"/> fails them together).</summary>
-    private static async Task<T> NotStartedIfFailing<T>(Task<T> step)
+    /// <summary>
+    /// A failure to connect or to begin (thrown by the call itself, as SQLite's synchronous BEGIN does, or by its task): no
+    /// write of the batch ran (<see cref="GroupCommit"/> fails them together). Npgsql sends BEGIN with the first command.
+    /// </summary>
+    private static async Task<T> NotStartedIfFailing<T>(Func<Task<T>> step)
     {
         try
         {
-            return await step;
+            return await step();
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

@@ -111,9 +111,10 @@ internal sealed class SqliteChatStore(
         }
 
         // A write in progress (a read receipt, an edit: writes outside the group commit, which was drained) ends first:
-        // its commit, then its release of the lock. Disposing the lock under it failed that release, and the caller got
-        // an error for a committed write. Then the kept write connection closes; the lock stays taken, so no write
-        // starts on a stopped store. A writer that is still busy after the wait keeps the lock, which is not disposed.
+        // its commit, then its release of the lock (disposing the lock under it failed that release, and its caller
+        // got an error for a committed write). Writers that come after the stop began are refused when they get the
+        // lock (never left waiting on it). The lock is not disposed: a SemaphoreSlim without a wait handle holds nothing.
+        _stopped = true;
         if (await _writeLock.WaitAsync(StopWaitForWriter))
         {
             if (_writer is { IsClosed: false } writer)
@@ -123,11 +124,15 @@ internal sealed class SqliteChatStore(
             }
 
             _writer = null;
-            _writeLock.Dispose();
+            _writeLock.Release();
+            _fileLock?.Dispose();
         }
 
-        _fileLock?.Dispose();
+        // Else a writer is still busy: the file stays locked until the process ends, rather than be let go under it.
     }
+
+    /// <summary>Set when the store stops: a writer that gets the lock after it is refused.</summary>
+    private volatile bool _stopped;
 
     /// <summary>How long a stop waits for a write in progress (a write waits at most its command timeout for the file).</summary>
     private static readonly TimeSpan StopWaitForWriter = TimeSpan.FromSeconds(10);
@@ -273,6 +278,12 @@ internal sealed class SqliteChatStore(
     protected override async ValueTask<IDisposable?> EnterWriteAsync(CancellationToken cancellationToken)
     {
         await _writeLock.WaitAsync(cancellationToken);
+        if (_stopped)
+        {
+            _writeLock.Release();
+            throw new ObjectDisposedException(nameof(SqliteChatStore), "The store has stopped.");
+        }
+
         return new Releaser(_writeLock, _checkpointer);
     }
 

@@ -2,3 +2,6 @@
 -- this instance runs and of every sink held recently (one that instances of another configuration run, as during a
 -- rolling deploy that adds it); a sink no instance has held for Events:RemovedSinkAfter counts as removed.
 ALTER TABLE event_relay ADD COLUMN held_at INTEGER;
+
+-- Rows from before: held when they last published or were leased, else now (a row nobody held yet counts from here).
+UPDATE event_relay SET held_at = COALESCE(published_at, lease_until, CAST(strftime('%s', 'now') AS INTEGER) * 1000);
