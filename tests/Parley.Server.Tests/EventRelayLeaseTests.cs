@@ -13,21 +13,24 @@ public sealed class EventRelayLeaseTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    /// <summary>A server whose store can be made to fail or slow down, publishing to <paramref name="sink"/>, with a lease renewed every 0.5 s.</summary>
+    private static ParleyFactory Server(IEventSink sink) => new(
+        settings =>
+        {
+            settings["Events:PollInterval"] = "00:00:00.020";
+            settings["Events:LeaseDuration"] = "00:00:01.500";
+        },
+        services: services =>
+        {
+            FailingStore.Install(services);
+            services.AddSingleton<IEventSink>(sink);
+        });
+
     [Fact]
     public async Task Publish_LeaseRenewalFailing_TheSlowPublishIsAbandonedBeforeTheBatchGoesAgain()
     {
         var sink = new SlowFirstSink();
-        await using var factory = new ParleyFactory(
-            settings =>
-            {
-                settings["Events:PollInterval"] = "00:00:00.020";
-                settings["Events:LeaseDuration"] = "00:00:01.500"; // renewed every 0.5 s while publishing
-            },
-            services: services =>
-            {
-                FailingStore.Install(services);
-                services.AddSingleton<IEventSink>(sink);
-            });
+        await using var factory = Server(sink);
         var store = factory.Services.GetRequiredService<FailingStore>();
         using var alice = factory.Api("alice");
         await alice.CreateDirectAsync("bob");
@@ -49,17 +52,7 @@ public sealed class EventRelayLeaseTests
     public async Task Pass_ReadingSlowerThanTheLeaseLasts_TheLeaseIsRenewedBesideTheRead()
     {
         var sink = new InMemoryEventSink();
-        await using var factory = new ParleyFactory(
-            settings =>
-            {
-                settings["Events:PollInterval"] = "00:00:00.020";
-                settings["Events:LeaseDuration"] = "00:00:01.500";
-            },
-            services: services =>
-            {
-                FailingStore.Install(services);
-                services.AddSingleton<IEventSink>(sink);
-            });
+        await using var factory = Server(sink);
         var store = factory.Services.GetRequiredService<FailingStore>();
         using var alice = factory.Api("alice");
         await alice.CreateDirectAsync("bob");
