@@ -121,6 +121,42 @@ public sealed class OutboxTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Add_WhileAnEarlierSendWaitsForItsRetry_WaitsBehindIt_SoTheyAreStoredInOrder()
+    {
+        var (session, server) = Running();
+        _outbox.Attach(session, _acks);
+        _outbox.Add(Send("c-5"));
+        await server.NextAsync("send_message");
+        Assert.True(_outbox.Refused("c-5", ParleyErrorCodes.RateLimited, "slow down"));
+
+        _outbox.Add(Send("c-6"));
+        await server.AssertNoFrameAsync("send_message", TimeSpan.FromMilliseconds(100));
+
+        _time.Advance(RetryDelay);
+        _outbox.ResendDue();
+        Assert.Equal("c-5", (await server.NextAsync("send_message")).GetProperty("client_message_id").GetString());
+        Assert.Equal("c-6", (await server.NextAsync("send_message")).GetProperty("client_message_id").GetString());
+    }
+
+    [Fact]
+    public async Task UntilNextRetry_WhileNoSocketIsAttached_IsNone_SoTheLoopSleepsUntilTheNextSocket()
+    {
+        var (session, server) = Running();
+        _outbox.Attach(session, _acks);
+        _outbox.Add(Send("c-7"));
+        await server.NextAsync("send_message");
+        Assert.True(_outbox.Refused("c-7", ParleyErrorCodes.ServiceUnavailable, "try again"));
+        _outbox.Detach(session);
+
+        _time.Advance(RetryDelay * 3); // the retry is overdue, but there is no socket to send it on
+
+        Assert.Null(_outbox.UntilNextRetry());
+        var (next, nextServer) = Running();
+        _outbox.Attach(next, _acks);
+        Assert.Equal("c-7", (await nextServer.NextAsync("send_message")).GetProperty("client_message_id").GetString());
+    }
+
+    [Fact]
     public async Task Refused_FinalCode_FailsTheSendWithIt()
     {
         var send = Send("c-4");

@@ -110,7 +110,13 @@ internal sealed class Outbox(TimeProvider time, TimeSpan retryDelay, Signal retr
                 throw new InvalidOperationException($"A send with client_message_id '{send.ClientMessageId}' is already waiting for its acknowledgement.");
             }
 
-            if (_session is { } session)
+            if (_sends.LatestRetry() is { } retryAt)
+            {
+                // An earlier send waits for its retry (refused in passing): this one waits with it and goes out after
+                // it, or it would be stored first and everyone would see the two in reverse order.
+                send.RetryAt = retryAt;
+            }
+            else if (_session is { } session)
             {
                 EnqueueInOrder(session, [send]);
             }
@@ -193,12 +199,16 @@ internal sealed class Outbox(TimeProvider time, TimeSpan retryDelay, Signal retr
         }
     }
 
-    /// <summary>How long until the next resend is due; null when none is scheduled.</summary>
+    /// <summary>
+    /// How long until the next resend is due; null when none is scheduled, or when no socket is attached (the next
+    /// <see cref="Attach"/> resends everything: a retry due meanwhile would wake the maintenance loop at once, again
+    /// and again, for as long as the device is offline).
+    /// </summary>
     public TimeSpan? UntilNextRetry()
     {
         lock (_lock)
         {
-            return _sends.UntilNextRetry(time.GetUtcNow());
+            return _session is null ? null : _sends.UntilNextRetry(time.GetUtcNow());
         }
     }
 

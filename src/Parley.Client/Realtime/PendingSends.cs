@@ -90,6 +90,21 @@ internal sealed class PendingSends
         return due;
     }
 
+    /// <summary>The latest retry time of the sends waiting for one; null when none waits.</summary>
+    public DateTimeOffset? LatestRetry()
+    {
+        DateTimeOffset? latest = null;
+        foreach (var send in _order)
+        {
+            if (send.RetryAt is { } at && (latest is null || at > latest))
+            {
+                latest = at;
+            }
+        }
+
+        return latest;
+    }
+
     /// <summary>How long until the next retry is due; null when none is scheduled.</summary>
     public TimeSpan? UntilNextRetry(DateTimeOffset now)
     {
