@@ -33,6 +33,13 @@ public sealed class ParleyRealtimeOptions
     /// <summary>How long a ping may go unanswered before the connection is dropped and re-established. Default 15 s.</summary>
     public TimeSpan KeepAliveTimeout { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// How long one connection attempt (the token and the WebSocket upgrade) may take before it is abandoned and tried
+    /// again after the reconnect delay: an upgrade accepted at the TCP or TLS level but never answered (an overloaded
+    /// instance, a half-dead load balancer) must not stop reconnecting for good.
+    /// </summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>The largest server frame accepted. Default 4 MiB.</summary>
     public int MaxReceiveFrameBytes { get; set; } = 4 * 1024 * 1024;
 

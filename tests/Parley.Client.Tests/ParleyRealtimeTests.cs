@@ -577,6 +577,18 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ConnectAsync_AnUpgradeNeverAnswered_IsAbandonedAfterTheConnectTimeoutAndTriedAgain()
+    {
+        _server.HangNext();
+        var options = _server.Options();
+        options.ConnectTimeout = TimeSpan.FromMilliseconds(200);
+
+        await ConnectLiveAsync(options);
+
+        Assert.Contains(States(), s => s.State == ConnectionState.Reconnecting && s.Error is OperationCanceledException);
+    }
+
+    [Fact]
     public async Task ConnectAsync_CursorRefusedWith400_ResetsAndConnectsWithoutIt()
     {
         var store = new InMemoryCursorStore();

@@ -105,7 +105,9 @@ internal sealed class Reconnector(
             Session session;
             try
             {
-                session = await OpenAsync(cursor, stopping);
+                using var attemptTimeout = new CancellationTokenSource(options.ConnectTimeout, _time);
+                using var attemptToken = CancellationTokenSource.CreateLinkedTokenSource(stopping, attemptTimeout.Token);
+                session = await OpenAsync(cursor, attemptToken.Token);
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {

@@ -51,6 +51,11 @@ internal sealed class FakeParley : IAsyncDisposable
     /// <summary>The next connection attempt fails with <paramref name="error"/> (as ClientWebSocket would report it).</summary>
     public void RefuseNext(Exception error) => _refusals.Enqueue(error);
 
+    /// <summary>The next connection attempt is never answered (an upgrade accepted at the TCP level and left hanging).</summary>
+    public void HangNext() => _refusals.Enqueue(new HangException());
+
+    private sealed class HangException : Exception;
+
     public async Task<FakeSocket> AcceptAsync() =>
         await _accepted.Reader.ReadAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(Timeout, TestContext.Current.CancellationToken);
 
@@ -82,13 +87,19 @@ internal sealed class FakeParley : IAsyncDisposable
     {
         if (_refusals.TryDequeue(out var refusal))
         {
-            return Task.FromException<WebSocket>(refusal);
+            return refusal is HangException ? HangAsync(cancellationToken) : Task.FromException<WebSocket>(refusal);
         }
 
         var (client, socket) = CreatePair(request);
         _sockets.Enqueue(socket);
         _accepted.Writer.TryWrite(socket);
         return Task.FromResult(client);
+    }
+
+    private static async Task<WebSocket> HangAsync(CancellationToken cancellationToken)
+    {
+        await Task.Delay(System.Threading.Timeout.Infinite, cancellationToken);
+        throw new InvalidOperationException("unreachable");
     }
 
     /// <summary>A client WebSocket and the fake server's side of it, over in-memory pipes (for tests of one socket's pieces).</summary>
