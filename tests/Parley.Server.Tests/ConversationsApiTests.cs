@@ -247,6 +247,17 @@ public sealed class ConversationsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Create_WithTheServiceRolesId_Returns400()
+    {
+        using var api = _factory.Api(NewUser("alice"));
+
+        using var response = await CreateAsync(api, new { type = "group", name = "g", participant_ids = new[] { NewUser("bob"), "system" } });
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.BadRequest, "validation_failed");
+        Assert.Equal(["participant_ids[1]"], problem.ErrorFields);
+    }
+
+    [Fact]
     public async Task Create_ParticipantIdTooLong_Returns400()
     {
         using var api = _factory.Api(NewUser("alice"));

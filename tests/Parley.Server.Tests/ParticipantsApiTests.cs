@@ -132,6 +132,7 @@ public sealed class ParticipantsApiTests : IAsyncLifetime
     [InlineData("{\"user_ids\": []}", "user_ids")]
     [InlineData("{}", "user_ids")]
     [InlineData("{\"user_ids\": [\"ok\", \"not ok\"]}", "user_ids[1]")]
+    [InlineData("{\"user_ids\": [\"ok\", \"system\"]}", "user_ids[1]")] // the service role's id (Auth:ServiceUserId)
     public async Task Add_InvalidUserIds_Returns400(string body, string field)
     {
         var owner = NewUser("owner");
@@ -141,6 +142,19 @@ public sealed class ParticipantsApiTests : IAsyncLifetime
 
         var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.BadRequest, "validation_failed");
         Assert.Equal([field], problem.ErrorFields);
+    }
+
+    [Fact]
+    public async Task Add_MoreUserIdsThanAGroupMayHave_Returns400BeforeLookingAtThem()
+    {
+        var owner = NewUser("owner");
+        var group = await Api(owner).CreateGroupAsync("g");
+        var ids = Enumerable.Range(0, 1_001).Select(i => $"\"u{i}\"");
+
+        using var response = await Api(owner).PostAsync($"/api/v1/conversations/{group.Id}/participants", $"{{\"user_ids\": [{string.Join(',', ids)}]}}");
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.BadRequest, "validation_failed");
+        Assert.Equal(["user_ids"], problem.ErrorFields);
     }
 
     [Theory]

@@ -10,7 +10,7 @@ internal sealed record NewConversationInput(string Type, List<string> Members, s
 /// <summary>Input rules for conversation requests: field errors collected, all reported at once.</summary>
 internal static class ConversationInput
 {
-    public static Result<NewConversationInput> ValidateCreate(Caller caller, CreateConversationRequest request, LimitsOptions limits)
+    public static Result<NewConversationInput> ValidateCreate(Caller caller, CreateConversationRequest request, LimitsOptions limits, string reservedUserId)
     {
         var errors = new FieldErrors();
         var type = request.Type;
@@ -19,7 +19,7 @@ internal static class ConversationInput
             errors.Add("type", "must be 'direct' or 'group'");
         }
 
-        var members = ValidateUserIds(errors, "participant_ids", request.ParticipantIds, allowEmpty: true);
+        var members = ValidateUserIds(errors, "participant_ids", request.ParticipantIds, allowEmpty: true, limits.MaxGroupParticipants, reservedUserId);
         if (!caller.IsService && !members.Contains(caller.UserId))
         {
             members.Insert(0, caller.UserId);
@@ -81,7 +81,13 @@ internal static class ConversationInput
         return new NewConversationInput(type!, members, name, ownerId);
     }
 
-    public static List<string> ValidateUserIds(FieldErrors errors, string field, List<string?>? input, bool allowEmpty)
+    /// <summary>
+    /// The distinct, well-formed user ids of <paramref name="input"/>, in order. A list longer than a group may be is
+    /// refused before any other work (each id is later compared with the members); the service role's id
+    /// (<paramref name="reservedUserId"/>) is no member anyone can add.
+    /// </summary>
+    public static List<string> ValidateUserIds(
+        FieldErrors errors, string field, List<string?>? input, bool allowEmpty, int maxCount, string reservedUserId)
     {
         var result = new List<string>();
         if (input is null || (input.Count == 0 && !allowEmpty))
@@ -90,6 +96,13 @@ internal static class ConversationInput
             return result;
         }
 
+        if (input.Count > maxCount)
+        {
+            errors.Add(field, $"has {input.Count} user ids; a group has at most {maxCount} participants");
+            return result;
+        }
+
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < input.Count; i++)
         {
             var userId = input[i];
@@ -97,7 +110,11 @@ internal static class ConversationInput
             {
                 errors.Add($"{field}[{i}]", "must be a well-formed user id (1-128 characters, no whitespace or control characters)");
             }
-            else if (!result.Contains(userId!))
+            else if (userId == reservedUserId)
+            {
+                errors.Add($"{field}[{i}]", $"'{userId}' is reserved for the service role (Auth:ServiceUserId)");
+            }
+            else if (seen.Add(userId!))
             {
                 result.Add(userId!);
             }

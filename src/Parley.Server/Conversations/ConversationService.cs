@@ -15,7 +15,8 @@ internal sealed class ConversationService(
     ConversationLocks locks,
     ConversationBroadcaster broadcaster,
     TimeProvider time,
-    IOptions<LimitsOptions> limits)
+    IOptions<LimitsOptions> limits,
+    IOptions<AuthOptions> auth)
 {
     public const int DefaultPageSize = 20;
     public const int MaxPageSize = 100;
@@ -28,7 +29,7 @@ internal sealed class ConversationService(
             return ApiError.BadRequest(ErrorCodes.InvalidRequest, "A JSON body is required.");
         }
 
-        var input = ConversationInput.ValidateCreate(caller, request, limits.Value);
+        var input = ConversationInput.ValidateCreate(caller, request, limits.Value, auth.Value.ServiceUserId);
         if (!input.IsSuccess)
         {
             return input.Error!;
@@ -109,7 +110,8 @@ internal sealed class ConversationService(
         }
 
         var errors = new FieldErrors();
-        var userIds = ConversationInput.ValidateUserIds(errors, "user_ids", request?.UserIds, allowEmpty: false);
+        var userIds = ConversationInput.ValidateUserIds(
+            errors, "user_ids", request?.UserIds, allowEmpty: false, limits.Value.MaxGroupParticipants, auth.Value.ServiceUserId);
         if (errors.Any)
         {
             return errors.ToError();
