@@ -102,11 +102,13 @@ public sealed class StorageFailureTests : IAsyncLifetime
         await socket.SendAsync("send_message", new { conversation_id = conversation.Id, message_type = "text", content = RefusedAsIntegrity, client_message_id = "i-1" });
         var integrity = await socket.NextAsync("error");
         Assert.Equal("internal_error", integrity.GetProperty("code").GetString());
+        Assert.Equal("i-1", integrity.GetProperty("client_message_id").GetString()); // which send failed
         if (TestPostgres.Selected)
         {
             await socket.SendAsync("send_message", new { conversation_id = conversation.Id, message_type = "text", content = RefusedAsData, client_message_id = "d-1" });
             var data = await socket.NextAsync("error");
             Assert.Equal("invalid_request", data.GetProperty("code").GetString());
+            Assert.Equal("d-1", data.GetProperty("client_message_id").GetString());
         }
 
         // The connection carries on.

@@ -153,20 +153,9 @@ internal sealed partial class FrameDispatcher(
         {
             error = new ApiError(400, ErrorCodes.InvalidFrame, $"The payload of '{type}' is not valid: {ex.Message}");
         }
-        catch (System.Data.Common.DbException ex)
-        {
-            // As over HTTP: nothing was written; only an unavailable database is worth a retry (service_unavailable).
-            error = ApiError.ForStorageFailure(ex);
-            if (error.Status != StatusCodes.Status503ServiceUnavailable)
-            {
-                Log.FrameFailed(logger, connection.Id, type, ex);
-            }
-        }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            // One failed frame must not end the connection; the failure is logged, the client told.
-            Log.FrameFailed(logger, connection.Id, type, ex);
-            error = new ApiError(500, ErrorCodes.InternalError, "The frame could not be processed; try again.");
+            error = Failure(connection, type, ex);
         }
 
         if (error is not null)
@@ -303,10 +292,44 @@ internal sealed partial class FrameDispatcher(
             return;
         }
 
-        var result = await messages.SendAsync(caller, payload, cancellationToken);
+        Result<Storage.SendResult> result;
+        try
+        {
+            result = await messages.SendAsync(caller, payload, cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The error names the send, as every refusal of one does: a client that does not number its frames tells by it.
+            var error = Failure(connection, FrameTypes.SendMessage, ex);
+            connection.TryEnqueue(Frames.Error(error.Code, error.Message, id, clientMessageId));
+            return;
+        }
+
         connection.TryEnqueue(result.IsSuccess
             ? Frames.MessageAck(clientMessageId, result.Value!.Message)
             : Frames.Error(result.Error!.Code, result.Error.Message, id, clientMessageId));
+    }
+
+    /// <summary>
+    /// What a frame that failed unexpectedly answers. A database error as over HTTP: nothing was written, and only an
+    /// unavailable database is worth a retry (service_unavailable). Anything else is logged, and the client told; one
+    /// failed frame must not end the connection.
+    /// </summary>
+    private ApiError Failure(Connection connection, string type, Exception exception)
+    {
+        if (exception is System.Data.Common.DbException storage)
+        {
+            var error = ApiError.ForStorageFailure(storage);
+            if (error.Status != StatusCodes.Status503ServiceUnavailable)
+            {
+                Log.FrameFailed(logger, connection.Id, type, exception);
+            }
+
+            return error;
+        }
+
+        Log.FrameFailed(logger, connection.Id, type, exception);
+        return new ApiError(500, ErrorCodes.InternalError, "The frame could not be processed; try again.");
     }
 
     private async Task<ApiError?> AckAsync(SocketDelivery socket, Caller caller, AckFrame payload, CancellationToken cancellationToken)
