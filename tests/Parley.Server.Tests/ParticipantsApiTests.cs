@@ -145,6 +145,44 @@ public sealed class ParticipantsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RemoveAndRole_AUserIdWithASlash_NamesThatMember_NotOneWhoseIdIsTheEscapedText()
+    {
+        // Over a real socket: the raw request target is what a server (Kestrel, IIS, HTTP.sys) gives; the in-process
+        // test host gives none, and routing alone keeps the encoded slash.
+        await using var factory = new ParleyFactory().StartKestrel();
+        var owner = factory.Api(NewUser("owner"));
+        var slashed = "org/" + NewUser("alice");
+        var lookalike = slashed.Replace("/", "%2F", StringComparison.Ordinal);
+        var group = await owner.CreateGroupAsync("g", slashed, lookalike);
+
+        using (var role = await owner.PatchAsync(
+            $"/api/v1/conversations/{group.Id}/participants/{Uri.EscapeDataString(slashed)}", new { role = "admin" }))
+        {
+            Assert.Equal(HttpStatusCode.OK, role.StatusCode);
+        }
+
+        await RemoveOkAsync(owner, group.Id, slashed);
+
+        var roles = RolesOf(await owner.GetConversationAsync(group.Id));
+        Assert.False(roles.ContainsKey(slashed));
+        Assert.Equal("member", roles[lookalike]);
+    }
+
+    [Theory]
+    [InlineData(".")]
+    [InlineData("..")]
+    public async Task Add_AUserIdThatIsAPathStep_Returns400(string userId)
+    {
+        var owner = NewUser("owner");
+        var group = await Api(owner).CreateGroupAsync("g");
+
+        using var response = await AddAsync(Api(owner), group.Id, userId);
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.BadRequest, "validation_failed");
+        Assert.Equal(["user_ids[0]"], problem.ErrorFields);
+    }
+
+    [Fact]
     public async Task Add_MoreUserIdsThanAGroupMayHave_Returns400BeforeLookingAtThem()
     {
         var owner = NewUser("owner");

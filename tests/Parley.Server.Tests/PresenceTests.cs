@@ -50,6 +50,18 @@ public sealed class PresenceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Lookup_OfAUserIdWithASlash_EncodedInThePath_FindsThatUser()
+    {
+        using var bob = _factory.Api("bob");
+        await _factory.Api("org/alice").CreateDirectAsync("bob");
+
+        using var response = await bob.GetAsync($"/api/v1/users/{Uri.EscapeDataString("org/alice")}/presence");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("org/alice", (await ParleyApi.ReadAsync<System.Text.Json.JsonElement>(response)).GetProperty("user_id").GetString());
+    }
+
+    [Fact]
     public async Task Lookup_OfSomeoneWhoSharesNoConversation_Is404LikeAnUnknownUser()
     {
         using var carol = _factory.Api("carol");

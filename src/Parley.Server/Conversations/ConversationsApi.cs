@@ -58,13 +58,14 @@ internal static class ConversationsApi
         ApiResults.Ok(await conversations.AddParticipantsAsync(caller, id, body, cancellationToken));
 
     private static async Task<Results<Ok<Participant>, ProblemHttpResult>> UpdateParticipantAsync(
-        Caller caller, string id, string userId, [FromBody] UpdateParticipantRequest? body, ConversationService conversations,
+        HttpContext context, Caller caller, string id, string userId, [FromBody] UpdateParticipantRequest? body, ConversationService conversations,
         CancellationToken cancellationToken) =>
-        ApiResults.Ok(await conversations.UpdateParticipantAsync(caller, id, userId, body, cancellationToken));
+        ApiResults.Ok(await conversations.UpdateParticipantAsync(
+            caller, id, Identifiers.UserIdFromPath(context, userId, fromEnd: 0), body, cancellationToken));
 
     private static async Task<Results<NoContent, ProblemHttpResult>> RemoveParticipantAsync(
-        Caller caller, string id, string userId, ConversationService conversations, CancellationToken cancellationToken) =>
-        await conversations.RemoveParticipantAsync(caller, id, userId, cancellationToken) is { } error
+        HttpContext context, Caller caller, string id, string userId, ConversationService conversations, CancellationToken cancellationToken) =>
+        await conversations.RemoveParticipantAsync(caller, id, Identifiers.UserIdFromPath(context, userId, fromEnd: 0), cancellationToken) is { } error
             ? ApiResults.Problem(error)
             : TypedResults.NoContent();
 

@@ -5,8 +5,38 @@ internal static class Identifiers
 {
     public const int MaxUserIdLength = 128;
 
-    /// <summary>1 to 128 characters, no whitespace and no control characters; anything else is opaque.</summary>
-    public static bool IsValidUserId(string? value) => IsWellFormed(value, MaxUserIdLength);
+    /// <summary>
+    /// 1 to 128 characters, no whitespace and no control characters, and not "." or ".." (a URL path cannot carry those:
+    /// they are path steps); anything else is opaque.
+    /// </summary>
+    public static bool IsValidUserId(string? value) => IsWellFormed(value, MaxUserIdLength) && value is not ("." or "..");
+
+    /// <summary>
+    /// A user id that is a segment of the request's path (<paramref name="fromEnd"/> segments before the last), decoded
+    /// from the raw request target: routing decodes every escape in a route value but an encoded slash, so the route value
+    /// of user "org/alice" (sent as <c>org%2Falice</c>) would be the text "org%2Falice", and could even name another user
+    /// whose id is that text. Falls back to <paramref name="routeValue"/> when the raw target does not match it.
+    /// </summary>
+    public static string UserIdFromPath(HttpContext context, string routeValue, int fromEnd)
+    {
+        var raw = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget;
+        if (string.IsNullOrEmpty(raw) || raw[0] != '/')
+        {
+            return routeValue;
+        }
+
+        var query = raw.IndexOf('?', StringComparison.Ordinal);
+        var segments = (query >= 0 ? raw[..query] : raw).TrimEnd('/').Split('/');
+        if (segments.Length <= fromEnd + 1)
+        {
+            return routeValue;
+        }
+
+        var segment = segments[^(fromEnd + 1)];
+        // The raw segment must be the route value's: decoded the way routing does (every escape but %2F) it gives it.
+        var asRouted = Uri.UnescapeDataString(segment.Replace("%2F", "%252F", StringComparison.Ordinal).Replace("%2f", "%252f", StringComparison.Ordinal));
+        return asRouted == routeValue ? Uri.UnescapeDataString(segment) : routeValue;
+    }
 
     public static bool IsValidDeviceId(string? value) => IsWellFormed(value, MaxUserIdLength);
 

@@ -21,9 +21,9 @@ internal static class PresenceApi
     }
 
     private static async Task<Results<Ok<UserPresenceView>, ProblemHttpResult>> GetAsync(
-        Caller caller, string id, PresenceService presence, CancellationToken cancellationToken)
+        HttpContext context, Caller caller, string id, PresenceService presence, CancellationToken cancellationToken)
     {
-        var result = await presence.GetAsync(caller, id, cancellationToken);
+        var result = await presence.GetAsync(caller, Identifiers.UserIdFromPath(context, id, fromEnd: 1), cancellationToken);
         return result.IsSuccess ? TypedResults.Ok(result.Value!) : ApiResults.Problem(result.Error!);
     }
 }
