@@ -105,9 +105,11 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
         {
             await _status.FirstLive.WaitAsync(cancellationToken);
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException ex) when (cancellationToken.IsCancellationRequested)
         {
+            // Cancelling stops the connection: what waits on it (sends, the event stream) fails instead of waiting for good.
             await _stopping.CancelAsync();
+            Fail(new ParleyConnectionException("ConnectAsync was cancelled before the connection was live; the connection is stopped.", innerException: ex));
             throw;
         }
     }

@@ -577,6 +577,19 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ConnectAsync_Cancelled_StopsTheConnection_AndSendsFailInsteadOfWaitingForGood()
+    {
+        _server.HangNext();
+        var realtime = Create();
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => realtime.ConnectAsync(cancel.Token).WaitAsync(Timeout, Ct));
+
+        await Assert.ThrowsAsync<ParleyConnectionException>(() => realtime.SendAsync(SendMessageRequest.Text(C, "hi"), Ct).WaitAsync(Timeout, Ct));
+        Assert.Equal(ConnectionState.Failed, realtime.State);
+    }
+
+    [Fact]
     public async Task ConnectAsync_AnUpgradeNeverAnswered_IsAbandonedAfterTheConnectTimeoutAndTriedAgain()
     {
         _server.HangNext();
