@@ -528,6 +528,23 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Reconnect_TokenExpired4003AgainRightAfterReconnecting_BacksOffInsteadOfStorming()
+    {
+        var socket = await ConnectLiveAsync();
+        await socket.CloseAsync(4003, "token expired");
+        var second = await _server.AcceptConnectedAsync();
+
+        // The fresh token is refused as expired too (a client clock behind the server's): no second reconnect at once.
+        await second.CloseAsync(4003, "token expired");
+        await _server.AcceptConnectedAsync();
+
+        await EventuallyAsync(() => States().Count(s => s.State == ConnectionState.Reconnecting) == 2, "two reconnects reported");
+        var reconnects = States().Where(s => s.State == ConnectionState.Reconnecting).ToList();
+        Assert.Equal(TimeSpan.Zero, reconnects[0].RetryDelay);
+        Assert.True(reconnects[1].RetryDelay > TimeSpan.Zero, $"retry delay {reconnects[1].RetryDelay}");
+    }
+
+    [Fact]
     public async Task Close1009_FailsTheConnectionAndEndsTheEventStreamWithTheReason()
     {
         var socket = await ConnectLiveAsync();

@@ -98,6 +98,9 @@ internal sealed class Reconnector(
     public async Task RunAsync(CancellationToken stopping)
     {
         var attempt = 0;
+        // A 4003 on a connection that had just opened, after one before it: the fresh token is expired as well (a fixed
+        // token, a client clock behind the server's), and reconnecting at once again would storm the server.
+        var tokenExpiredEarly = false;
         while (!stopping.IsCancellationRequested)
         {
             status.Set(new ConnectionStateChange(ConnectionState.Connecting));
@@ -152,12 +155,15 @@ internal sealed class Reconnector(
                     fail(new ParleyConnectionException(
                         $"The server closed the connection with {end.CloseStatus} ({end.CloseDescription}); reconnecting would not help.", end.CloseStatus));
                     return;
-                case NextAttempt.Now:
+                case NextAttempt.Now when !(tokenExpiredEarly && end.CloseStatus == CloseCodes.TokenExpired && _time.GetElapsedTime(opened) < StableConnection):
                     // A fresh token (the provider is asked on every attempt), or a resync: at once.
+                    tokenExpiredEarly = end.CloseStatus == CloseCodes.TokenExpired && _time.GetElapsedTime(opened) < StableConnection;
                     attempt = 0;
                     status.Set(new ConnectionStateChange(ConnectionState.Reconnecting, end.CloseStatus, TimeSpan.Zero, end.Error));
                     continue;
             }
+
+            tokenExpiredEarly = false;
 
             if (_time.GetElapsedTime(opened) >= StableConnection)
             {
