@@ -258,7 +258,7 @@ public sealed class EditDeleteTests : IAsyncLifetime
         // The service's sender id is reserved: a user with that id cannot authenticate, so cannot pass for the service.
         var serviceSenderId = await ServiceSenderIdAsync(alice, service);
         using var impostor = _factory.BoundedApi(serviceSenderId);
-        var group = await alice.CreateGroupAsync("team", serviceSenderId);
+        var group = await alice.CreateGroupAsync("team", "bob"); // nor can it be a member (ConversationsApiTests)
         var notice = await SendSystemAsync(service, group.Id, "official");
 
         await ParleyApi.ProblemAsync(await impostor.PutAsync($"/api/v1/messages/{notice.Id}", new { content = "forged" }), HttpStatusCode.Unauthorized, "unauthenticated");

@@ -137,6 +137,32 @@ public sealed class HttpErrorsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task SendRate_EditsTakeFromTheSameBudget()
+    {
+        using var api = _factory.Api(NewUser("alice"));
+        var conversation = await api.CreateDirectAsync(NewUser("bob"));
+        var message = await api.SendTextAsync(conversation.Id, "v0");
+
+        // A burst of 3, one taken by the send: of 6 simultaneous edits 2 pass (3 should a token arrive meanwhile).
+        var edits = await Task.WhenAll(Enumerable.Range(1, 6).Select(i => api.PutAsync($"/api/v1/messages/{message.Id}", new { content = $"v{i}" })));
+        try
+        {
+            Assert.InRange(edits.Count(r => r.StatusCode == HttpStatusCode.OK), 2, 3);
+            foreach (var limited in edits.Where(r => r.StatusCode != HttpStatusCode.OK))
+            {
+                await ParleyApi.ProblemAsync(limited, HttpStatusCode.TooManyRequests, "rate_limited");
+            }
+        }
+        finally
+        {
+            foreach (var response in edits)
+            {
+                response.Dispose();
+            }
+        }
+    }
+
+    [Fact]
     public async Task SendRate_BurstExhausted_Returns429RateLimitedWithRetryAfterAndRecovers()
     {
         var (alice, bob) = (NewUser("alice"), NewUser("bob"));

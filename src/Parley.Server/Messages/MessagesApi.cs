@@ -23,7 +23,9 @@ internal static class MessagesApi
             .WithSummary("Send a message")
             .WithDescription("201 with the new message; 200 with the original when client_message_id repeats an earlier send.");
         api.MapGet("/messages/{id}", GetAsync).WithSummary("Get a message (a deleted one is a tombstone)");
-        api.MapPut("/messages/{id}", EditAsync).WithSummary("Edit a message (sender only, inside the edit window)");
+        // An edit is written like a send (a new seq, a stored version, a frame to every member): it takes from the same
+        // budget, or edits would be a way around the send rate.
+        api.MapPut("/messages/{id}", EditAsync).RequireSendRate().WithSummary("Edit a message (sender only, inside the edit window)");
         api.MapDelete("/messages/{id}", DeleteAsync).WithSummary("Delete a message for everyone (sender or group admin)");
         api.MapGet("/messages/{id}/edits", GetEditsAsync).WithSummary("Earlier versions of an edited message");
         api.MapGet("/conversations/{id}/messages", ListAsync)
