@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using Parley.Server.Events;
@@ -21,12 +19,8 @@ public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<
 
     private protected override IEventSink CreateUnreachableSink()
     {
-        // A port nothing listens on (bound, then released).
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return Sink($"127.0.0.1:{port}", TimeSpan.FromSeconds(2));
+        // A port nothing listens on.
+        return Sink($"127.0.0.1:{TestServerSettings.FreePort()}", TimeSpan.FromSeconds(2));
     }
 
     [Fact]

@@ -40,10 +40,7 @@ public sealed class MigrateCommandTests
     public async Task Migrate_PostgresUnreachable_Exits1WithTheReason()
     {
         // A port nothing listens on: the connection is refused at once.
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
+        var port = TestServerSettings.FreePort();
 
         var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(
             ["migrate", "--Storage:Provider=Postgres", $"--ConnectionStrings:Postgres=Host=127.0.0.1;Port={port};Username=postgres;Timeout=3"]));

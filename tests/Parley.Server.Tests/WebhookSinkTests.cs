@@ -167,10 +167,7 @@ public sealed class WebhookSinkTests : IAsyncLifetime
     public async Task Webhook_EndpointUnreachable_NothingDeadLettered_SinkReportedFailing_ThenEveryRecordDeliveredInOrder()
     {
         // Nothing listens on the endpoint's port until the test starts a receiver there.
-        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
+        var port = TestServerSettings.FreePort();
         var factory = Server(("Events:Webhooks:hooks:Url", $"http://127.0.0.1:{port}/hook"));
         var alice = factory.BoundedApi(NewUser("alice"));
         var conversation = await alice.CreateDirectAsync(NewUser("bob"));

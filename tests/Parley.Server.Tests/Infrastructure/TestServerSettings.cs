@@ -76,8 +76,7 @@ internal static class TestServerSettings
         return new Uri(addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("localhost", "127.0.0.1", StringComparison.Ordinal));
     }
 
-    /// <summary>Removes a test server's directory; a leftover temp directory is harmless.</summary>
-    /// <summary>A loopback port free right now, for a process or listener a test starts itself.</summary>
+    /// <summary>A loopback port free right now, for a process or listener a test starts itself (or for nothing to listen on).</summary>
     public static int FreePort()
     {
         using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
@@ -85,6 +84,7 @@ internal static class TestServerSettings
         return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
+    /// <summary>Removes a test server's directory; a leftover temp directory is harmless.</summary>
     public static void DeleteDirectory(string directory)
     {
         try
