@@ -137,6 +137,18 @@ public sealed class HttpErrorsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Body_AValueOfTheWrongType_Returns400NamingTheValueNotADotNetType()
+    {
+        using var api = _factory.Api(NewUser("alice"));
+
+        using var response = await api.PostAsync("/api/v1/conversations", """{"type": "group", "name": "g", "participant_ids": 7}""");
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.BadRequest, "invalid_request");
+        Assert.Contains("$.participant_ids has the wrong type", problem.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain("System.", problem.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task SendRate_EditsTakeFromTheSameBudget()
     {
         using var api = _factory.Api(NewUser("alice"));

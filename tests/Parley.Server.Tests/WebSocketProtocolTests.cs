@@ -90,6 +90,18 @@ public sealed class WebSocketProtocolTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Frame_AValueOfTheWrongType_NamesTheValueNotADotNetType()
+    {
+        await using var client = await WsClient.ConnectAsync(_factory, "alice");
+
+        await client.SendAsync("""{"type":"typing","id":"f-1","payload":{"conversation_id":"01a23dda-3607-7505-bca7-822a649d5702","is_typing":"yes"}}""");
+
+        var message = (await client.NextErrorAsync("invalid_frame", id: "f-1")).GetProperty("message").GetString()!;
+        Assert.Contains("$.is_typing has the wrong type", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("System.", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Frame_UnknownType_ErrorUnknownTypeEchoesIdAndConnectionStaysOpen()
     {
         await using var client = await WsClient.ConnectAsync(_factory, "alice");

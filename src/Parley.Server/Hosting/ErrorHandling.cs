@@ -77,7 +77,7 @@ internal static partial class ErrorHandling
                 BadHttpRequestException bad when bad.StatusCode == StatusCodes.Status413PayloadTooLarge =>
                     (bad.StatusCode, ErrorCodes.PayloadTooLarge, "The request body is too large."),
                 BadHttpRequestException bad => (bad.StatusCode, ErrorCodes.ForStatus(bad.StatusCode), Describe(bad)),
-                JsonException json => (StatusCodes.Status400BadRequest, ErrorCodes.InvalidRequest, "The body is not valid JSON: " + json.Message),
+                JsonException json => (StatusCodes.Status400BadRequest, ErrorCodes.InvalidRequest, "The body is not valid JSON: " + JsonErrors.Describe(json)),
                 // Nothing was committed; only a database that is unreachable, busy or shutting down is worth a retry (503).
                 System.Data.Common.DbException db => ApiError.ForStorageFailure(db) is var error ? (error.Status, error.Code, error.Message) : default,
                 OperationCanceledException when httpContext.RequestAborted.IsCancellationRequested =>
@@ -116,7 +116,7 @@ internal static partial class ErrorHandling
 
         /// <summary>The framework's message plus the JSON reader's reason (path and position), which says what to fix.</summary>
         private static string Describe(BadHttpRequestException exception) =>
-            exception.InnerException is JsonException json ? $"{exception.Message} {json.Message}" : exception.Message;
+            exception.InnerException is JsonException json ? $"{exception.Message} {JsonErrors.Describe(json)}" : exception.Message;
     }
 
     private static partial class Log

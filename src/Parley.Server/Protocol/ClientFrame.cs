@@ -80,7 +80,7 @@ internal readonly ref struct ClientFrame
         }
         catch (JsonException ex)
         {
-            error = "The frame is not valid JSON: " + ex.Message;
+            error = "The frame is not valid JSON: " + JsonErrors.Describe(ex);
             return false;
         }
 

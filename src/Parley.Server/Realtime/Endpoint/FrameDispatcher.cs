@@ -102,7 +102,7 @@ internal sealed partial class FrameDispatcher(
             catch (JsonException ex)
             {
                 EndFirstFrameWait(socket, first);
-                connection.TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, $"The payload of 'resume' is not valid: {ex.Message}", id));
+                connection.TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, $"The payload of 'resume' is not valid: {JsonErrors.Describe(ex)}", id));
                 return;
             }
 
@@ -151,7 +151,7 @@ internal sealed partial class FrameDispatcher(
         }
         catch (JsonException ex)
         {
-            error = new ApiError(400, ErrorCodes.InvalidFrame, $"The payload of '{type}' is not valid: {ex.Message}");
+            error = new ApiError(400, ErrorCodes.InvalidFrame, $"The payload of '{type}' is not valid: {JsonErrors.Describe(ex)}");
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
