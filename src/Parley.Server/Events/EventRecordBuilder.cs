@@ -60,6 +60,7 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
         var offline = new HashSet<string>(StringComparer.Ordinal);
         if (notifications.Enabled)
         {
+            var oldest = time.GetUtcNow() - notifications.MaxAge;
             foreach (var outbox in batch.Changes.Where(e => e.Event.Type == EventTypes.MessageCreated))
             {
                 if (outbox.Event.MessageId is not { } id || !batch.Messages.TryGetValue(id, out var message) || message.DeletedAt is not null)
@@ -67,7 +68,7 @@ internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devi
                     continue; // a message deleted before its notification went out needs no push
                 }
 
-                if (time.GetUtcNow() - message.CreatedAt > notifications.MaxAge)
+                if (message.CreatedAt < oldest)
                 {
                     continue; // published late (a sink new to an old log, a long outage, a replay): a push would be stale
                 }

@@ -14,8 +14,8 @@ namespace Parley.Server.Events;
 /// An endpoint that cannot be reached at all (no connection: refused, unknown name, failed TLS) is down, not refusing the
 /// record: after as many attempts the batch fails (the relay reports the sink failing and retries it with its own
 /// back-off), and nothing is dead-lettered for an outage. A connection dropped or a timeout after the request went out
-/// counts as a refusal: a record that crashes the endpoint must not block it forever. Records of a failed batch that were already delivered or
-/// dead-lettered are not posted again when the relay retries it (in this process).
+/// counts as a refusal: a record that crashes the endpoint must not block it forever. Records of a failed batch that
+/// were already delivered or dead-lettered are not posted again when the relay retries it (in this process).
 /// </summary>
 internal sealed partial class WebhookSink(
     string endpoint, WebhookOptions options, HttpClient http, IChatStore store, TimeProvider time, ILogger<WebhookSink> logger) : IEventSink

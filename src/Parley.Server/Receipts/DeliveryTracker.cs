@@ -76,23 +76,14 @@ internal sealed partial class DeliveryTracker(
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
-            Log.FlushFailed(logger, batch.Count, ex);
-            foreach (var report in batch)
-            {
-                Report(report.ConversationId, report.UserId, report.UpToSeq);
-            }
-
+            ReportAgain(batch, ex);
             return;
         }
 
         if (results.Failed.Count > 0)
         {
             // Some write lanes failed, the others committed: what failed is reported again, what committed announced.
-            Log.FlushFailed(logger, results.Failed.Count, results.Error!);
-            foreach (var report in results.Failed)
-            {
-                Report(report.ConversationId, report.UserId, report.UpToSeq);
-            }
+            ReportAgain(results.Failed, results.Error!);
         }
 
         // Committed: a receipt whose frames fail to go out is not reported again; the senders' devices get the watermark
@@ -107,6 +98,16 @@ internal sealed partial class DeliveryTracker(
             {
                 Log.BroadcastFailed(logger, result.ConversationId, ex);
             }
+        }
+    }
+
+    /// <summary>Reports that could not be recorded: kept for the next flush.</summary>
+    private void ReportAgain(IReadOnlyCollection<DeliveryReport> reports, Exception error)
+    {
+        Log.FlushFailed(logger, reports.Count, error);
+        foreach (var report in reports)
+        {
+            Report(report.ConversationId, report.UserId, report.UpToSeq);
         }
     }
 

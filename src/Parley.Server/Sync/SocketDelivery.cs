@@ -116,8 +116,8 @@ internal sealed class SocketDelivery
 
     /// <summary>
     /// Ends a catch-up's hold like <see cref="Release"/>, except the frames <paramref name="alreadySent"/> says the
-    /// catch-up carried, and waits for room in the send queue instead of closing the socket: the catch-up may have filled the queue just before (it waits for room too), and the held frames are
-    /// no sign of a slow reader. Live frames that come meanwhile join the end of the hold, so the order stays.
+    /// catch-up carried, and waits for room in the send queue instead of closing the socket: the catch-up may have
+    /// filled the queue just before (it waits for room too), and the held frames are no sign of a slow reader. Live frames that come meanwhile join the end of the hold, so the order stays.
     /// A device that really does not read still overflows the hold itself (<see cref="Intercept"/>).
     /// </summary>
     public async Task ReleaseAsync(Func<OutboundFrame, bool>? alreadySent, CancellationToken cancellationToken)

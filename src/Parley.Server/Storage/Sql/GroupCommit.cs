@@ -151,10 +151,11 @@ internal sealed class GroupCommit
             }
             catch (Exception ex)
             {
-                write.Fail(Unwrap(ex));
+                var error = Unwrap(ex);
+                write.Fail(error);
                 if (ex is BatchNotStartedException)
                 {
-                    unavailable = Unwrap(ex);
+                    unavailable = error;
                 }
             }
         }
