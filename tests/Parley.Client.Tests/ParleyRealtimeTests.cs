@@ -635,6 +635,30 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ConnectAsync_CursorRefused_ResetIsYieldedOnlyOnceTheNextSocketIsConnected()
+    {
+        var store = new InMemoryCursorStore();
+        await store.SaveAsync(new DeliveryCheckpoint("garbage", new Dictionary<Guid, long> { [C] = 3 }), Ct);
+        _server.RefuseNext(new ParleyConnectionException("refused", handshakeStatus: HttpStatusCode.BadRequest));
+        var connect = Create(_server.Options(store)).ConnectAsync(Ct);
+        var socket = await _server.AcceptAsync();
+
+        // Upgraded, but not yet subscribed (no connected): an app reloading now could miss a message committed before
+        // the server registers the socket. (Waiting shows no signal: the check is that nothing comes within a bounded time.)
+        var next = _events!.MoveNextAsync().AsTask();
+        await Task.Delay(200, Ct);
+        Assert.False(next.IsCompleted);
+
+        await socket.SendConnectedAsync(cursor: "k7");
+        await connect.WaitAsync(Timeout, Ct);
+        Assert.True(await next.WaitAsync(Timeout, Ct));
+        Assert.Equal(ParleyErrorCodes.InvalidCursor, Assert.IsType<SyncResetEvent>(_events.Current).Reason);
+        await SendMessageAsync(socket, 9);
+        Assert.Equal([9L], await NextSeqsAsync(1));
+        await EventuallyAsync(() => store.Checkpoint?.Cursor == "k7", "the new cursor");
+    }
+
+    [Fact]
     public async Task SendAsync_Acknowledged_ReturnsTheStoredMessage()
     {
         var socket = await ConnectLiveAsync();

@@ -28,6 +28,7 @@ interface Position {
 export class DeliveryState {
   private readonly positions = new Map<string, Position>();
   private buffered = 0;
+  private pendingReset: string | null = null;
 
   /** This device's user (from `connected`): its own joining and removal move positions differently. */
   userId: string | null = null;
@@ -110,8 +111,20 @@ export class DeliveryState {
     this.output({ kind: 'event', event: e });
   }
 
+  /**
+   * `connected` of a socket: a reset this client found (`resetOnNextConnect`) is told now, when the socket is
+   * subscribed; otherwise a socket that presented no cursor starts from the one it was given.
+   */
+  connected(cursor: string | null, presentedCursor: boolean): void {
+    const reason = this.pendingReset;
+    if (reason !== null) this.reset(presentedCursor ? null : cursor, reason);
+    else if (!presentedCursor && cursor !== null) this.onCursor(cursor);
+  }
+
   /** A cursor covers every event carried before it. It is released to the stream only when none of them is held back; returns whether it was. */
   onCursor(cursor: string): boolean {
+    // A socket about to be replaced after a reset: the next one brings the position to start from.
+    if (this.pendingReset !== null) return false;
     this.latestCursor = cursor;
     this.cursorVersion++;
     if (this.hasGaps) return false;
@@ -121,11 +134,28 @@ export class DeliveryState {
 
   /** Rule 7: the position could not be resumed. Forget every position; continue from the fresh cursor, if any. */
   reset(freshCursor: string | null, reason: string): void {
+    this.forget();
+    this.pendingReset = null;
+    this.output({ kind: 'event', event: { type: 'sync_reset', payload: { reason } } });
+    if (freshCursor !== null) this.onCursor(freshCursor);
+  }
+
+  /**
+   * Rule 7 found by this client, not by the server: a cursor refused before the upgrade or by REST sync. Every
+   * position is forgotten at once, so the next socket connects without a cursor, but the app is told (`sync_reset`)
+   * only at that socket's `connected` (see `connected`): it is subscribed by then, so nothing committed while the app
+   * reloads is missed. Told at once, the app could reload before the socket is there, and a message committed in
+   * between would reach it neither way.
+   */
+  resetOnNextConnect(reason: string): void {
+    this.forget();
+    this.pendingReset = reason;
+  }
+
+  private forget(): void {
     this.positions.clear();
     this.buffered = 0;
     this.latestCursor = null;
-    this.output({ kind: 'event', event: { type: 'sync_reset', payload: { reason } } });
-    if (freshCursor !== null) this.onCursor(freshCursor);
   }
 
   /** Gives up on the missing positions (nothing can fill them) and applies what was held back, in order; returns the positions skipped. */

@@ -357,7 +357,7 @@ export class ParleyRealtime {
         if (this.closed) return;
         if (verdict === 'reset') {
           this.log.warn('parley: the server refused the cursor; reloading (sync_reset)');
-          this.delivery.reset(null, ErrorCodes.InvalidCursor);
+          this.delivery.resetOnNextConnect(ErrorCodes.InvalidCursor);
           continue;
         }
         if (verdict === 'refresh') {
@@ -528,7 +528,7 @@ export class ParleyRealtime {
     this.connected = true;
     // A server that knows cursors always names one in connected; one that does not ignores ours and never sends sync_complete.
     this.catchingUp = (session?.presentedCursor ?? false) && typeof connected.cursor === 'string';
-    if (!session?.presentedCursor && typeof connected.cursor === 'string') this.delivery.onCursor(connected.cursor);
+    this.delivery.connected(typeof connected.cursor === 'string' ? connected.cursor : null, session?.presentedCursor ?? false);
     this.outbox.attach((frame) => this.socket?.send(frame) ?? false);
     this.acks.socketOpened();
     this.scheduleAcks();
@@ -649,7 +649,7 @@ export class ParleyRealtime {
           } catch (error) {
             if (error instanceof ParleyApiError && (error.status === 410 || error.code === ErrorCodes.InvalidCursor || error.code === ErrorCodes.CursorExpired)) {
               // Rule 7: reload, and reconnect without a cursor, from the current position.
-              this.delivery.reset(null, error.code);
+              this.delivery.resetOnNextConnect(error.code);
               this.socket?.restart();
               continue;
             }

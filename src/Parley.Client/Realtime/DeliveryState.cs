@@ -154,14 +154,20 @@ internal sealed class DeliveryState(ChannelWriter<DeliveryItem> output)
     /// <summary>Rule 7: the position could not be resumed. Forget every position; continue from the fresh cursor, if any.</summary>
     public void Reset(string? freshCursor, string reason)
     {
-        _positions.Clear();
-        _buffered = 0;
-        LatestCursor = null;
+        Forget();
         output.TryWrite(new DeliveryItem(new SyncResetEvent { Reason = reason }, null));
         if (freshCursor is not null)
         {
             OnCursor(freshCursor);
         }
+    }
+
+    /// <summary>Forgets every position and the cursor, without telling the app (<see cref="Reset"/> does).</summary>
+    public void Forget()
+    {
+        _positions.Clear();
+        _buffered = 0;
+        LatestCursor = null;
     }
 
     /// <summary>

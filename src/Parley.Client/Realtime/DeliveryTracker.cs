@@ -35,6 +35,7 @@ internal sealed class DeliveryTracker(ChannelWriter<DeliveryItem> output)
     private string? _userId;
     private bool _connected;
     private bool _catchingUp;
+    private string? _pendingReset;
 
     /// <summary>The user the server authenticated (from the first <c>connected</c> frame); null before.</summary>
     public string? UserId => Volatile.Read(ref _userId);
@@ -82,7 +83,13 @@ internal sealed class DeliveryTracker(ChannelWriter<DeliveryItem> output)
             // A server that knows cursors always names one in connected; one that does not ignores ours and
             // never sends sync_complete, so only the former is waited for.
             _catchingUp = presentedCursor && connected.Cursor is not null;
-            if (!presentedCursor && connected.Cursor is { } current)
+            if (_pendingReset is { } reason)
+            {
+                // This socket is subscribed: what the app reloads now, and everything after it, reaches it.
+                _pendingReset = null;
+                _state.Reset(presentedCursor ? null : connected.Cursor, reason);
+            }
+            else if (!presentedCursor && connected.Cursor is { } current)
             {
                 _state.OnCursor(current);
             }
@@ -124,7 +131,11 @@ internal sealed class DeliveryTracker(ChannelWriter<DeliveryItem> output)
     {
         lock (_lock)
         {
-            _state.OnCursor(cursor);
+            // A socket about to be replaced after a reset: the next one brings the position to start from.
+            if (_pendingReset is null)
+            {
+                _state.OnCursor(cursor);
+            }
         }
     }
 
@@ -135,7 +146,10 @@ internal sealed class DeliveryTracker(ChannelWriter<DeliveryItem> output)
         {
             _catchingUp = false;
             _state.ResolveStarts(null);
-            _state.OnCursor(cursor);
+            if (_pendingReset is null)
+            {
+                _state.OnCursor(cursor);
+            }
         }
     }
 
@@ -149,7 +163,24 @@ internal sealed class DeliveryTracker(ChannelWriter<DeliveryItem> output)
                 _catchingUp = false;
             }
 
+            _pendingReset = null;
             _state.Reset(freshCursor, reason);
+        }
+    }
+
+    /// <summary>
+    /// Rule 7 found by this client, not by the server: a cursor refused before the upgrade or by REST sync. Every
+    /// position is forgotten at once, so the next socket connects without a cursor, but the app is told
+    /// (<see cref="SyncResetEvent"/>) only at that socket's <c>connected</c>: it is subscribed by then, so nothing
+    /// committed while the app reloads is missed. Told at once, the app could reload before the socket is there,
+    /// and a message committed in between would reach it neither way.
+    /// </summary>
+    public void ResetOnNextConnect(string reason)
+    {
+        lock (_lock)
+        {
+            _state.Forget();
+            _pendingReset = reason;
         }
     }
 

@@ -150,7 +150,7 @@ internal sealed class GapFiller(
     private void OnCursorRejected(ParleyApiException error)
     {
         ParleyRealtime.Log.SyncReset(logger, error.Code);
-        delivery.Reset(null, error.Code);
+        delivery.ResetOnNextConnect(error.Code);
         restartSocket();
     }
 }

@@ -122,7 +122,7 @@ internal sealed class Reconnector(
                 // sees the status, not the body). Rule 7: reload, and connect again at once without it; a 400 then
                 // has another cause and fails the connection.
                 ParleyRealtime.Log.SyncReset(logger, ParleyErrorCodes.InvalidCursor);
-                delivery.Reset(null, ParleyErrorCodes.InvalidCursor);
+                delivery.ResetOnNextConnect(ParleyErrorCodes.InvalidCursor);
                 continue;
             }
             catch (ParleyConnectionException ex) when (IsTerminal(ex.HandshakeStatus))

@@ -266,6 +266,10 @@ describe('ParleyRealtime', () => {
     first.refuse();
     const second = await r.server.socket(2);
     expect(second.url.searchParams.has('cursor')).toBe(false);
+    // Not before the new socket is subscribed (its connected): a reload done earlier could miss what is committed
+    // meanwhile. (Waiting shows no signal: the check is that nothing comes within a bounded time.)
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(r.events).toEqual([]);
     second.connect({ cursor: 'fresh' });
     await connecting;
 
@@ -273,6 +277,23 @@ describe('ParleyRealtime', () => {
     // Positions were forgotten: seq 1 of the conversation is new again.
     second.push('new_message', newMessage(1));
     await eventually(() => expect(r.seqs()).toEqual([1]));
+  });
+
+  it('resets when REST sync refuses the cursor of a gap, telling the app once the next socket is connected', async () => {
+    const r = rig();
+    r.server.rest = (_m, url) => (url.pathname === '/api/v1/sync' ? { status: 410, body: { code: 'cursor_expired' } } : { status: 404 });
+    await connected(r);
+    const first = r.server.sockets[0]!;
+
+    first.push('new_message', newMessage(1)).push('new_message', newMessage(3));
+    const second = await r.server.socket(2);
+    expect(second.url.searchParams.has('cursor')).toBe(false);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(r.events.map((e) => e.type)).toEqual(['new_message']);
+
+    second.connect({ cursor: 'fresh' });
+    await eventually(() => expect(r.events.map((e) => e.type)).toEqual(['new_message', 'sync_reset']));
+    await eventually(() => expect(r.store.checkpoint?.cursor).toBe('fresh'));
   });
 
   it('hands sync_reset to the app and continues from the fresh cursor', async () => {
