@@ -3,11 +3,15 @@ using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
 
-/// <summary>Client frames are rate limited per socket: frames over the limit get <c>error rate_limited</c> and the socket stays open.</summary>
+/// <summary>
+/// Client frames are rate limited per user (acks per socket): frames over the limit get <c>error rate_limited</c> and the
+/// socket stays open. A user's sockets on an instance are bounded.
+/// </summary>
 public sealed class InboundRateLimitTests : IAsyncLifetime
 {
     private const int Burst = 5;
     private const int AckBurst = 3;
+    private const int MaxConnections = 3;
 
     private readonly FakeTimeProvider _time = new(DateTimeOffset.UtcNow);
     private readonly ParleyFactory _factory;
@@ -19,6 +23,7 @@ public sealed class InboundRateLimitTests : IAsyncLifetime
             settings["Realtime:InboundFramesPerSecond"] = "1";
             settings["Realtime:AckBurst"] = AckBurst.ToString(System.Globalization.CultureInfo.InvariantCulture);
             settings["Realtime:AckFramesPerSecond"] = "1";
+            settings["Realtime:MaxConnectionsPerUser"] = MaxConnections.ToString(System.Globalization.CultureInfo.InvariantCulture);
         },
         _time);
 
@@ -35,6 +40,7 @@ public sealed class InboundRateLimitTests : IAsyncLifetime
     {
         await using var client = await WsClient.ConnectAsync(_factory, "alice");
         await using var otherDevice = await WsClient.ConnectAsync(_factory, "alice", deviceId: "other");
+        await using var otherUser = await WsClient.ConnectAsync(_factory, "bob");
 
         for (var i = 1; i <= Burst + 2; i++)
         {
@@ -48,12 +54,59 @@ public sealed class InboundRateLimitTests : IAsyncLifetime
 
         await client.NextErrorAsync("rate_limited", id: $"p{Burst + 1}");
         await client.NextErrorAsync("rate_limited", id: $"p{Burst + 2}");
-        // The limit is per socket: the user's other device is served.
-        await otherDevice.PingAsync();
+        // The budget is the user's: another socket of theirs does not buy more frames; another user is served.
+        await otherDevice.SendAsync("""{"type":"ping","id":"o1"}""");
+        await otherDevice.NextErrorAsync("rate_limited", id: "o1");
+        await otherUser.PingAsync();
 
         _time.Advance(TimeSpan.FromSeconds(2));
         await client.PingAsync();
-        await client.PingAsync();
+        await otherDevice.PingAsync();
+    }
+
+    [Fact]
+    public async Task Connections_OverTheUsersLimit_RefusedWith429UntilOneCloses()
+    {
+        var sockets = new List<WsClient>();
+        for (var i = 0; i < MaxConnections; i++)
+        {
+            sockets.Add(await WsClient.ConnectAsync(_factory, "carol", deviceId: $"d{i}"));
+        }
+
+        var uri = _factory.WebSocketUri($"access_token={ParleyFactory.Token("carol", "one-more")}");
+        using (var refused = new System.Net.WebSockets.ClientWebSocket())
+        {
+            refused.Options.CollectHttpResponseDetails = true;
+            await Assert.ThrowsAsync<System.Net.WebSockets.WebSocketException>(
+                () => refused.ConnectAsync(uri, TestContext.Current.CancellationToken).WaitAsync(WsClient.DefaultTimeout, TestContext.Current.CancellationToken));
+            Assert.Equal(System.Net.HttpStatusCode.TooManyRequests, refused.HttpStatusCode);
+            Assert.Equal(["10"], refused.HttpResponseHeaders!["Retry-After"]);
+        }
+
+        // Another user is not affected; and once one of carol's sockets is gone, she may open another.
+        await using var dave = await WsClient.ConnectAsync(_factory, "dave");
+        await dave.PingAsync();
+        await sockets[0].DisposeAsync();
+        var deadline = DateTime.UtcNow + WsClient.DefaultTimeout;
+        WsClient? again = null;
+        while (again is null)
+        {
+            try
+            {
+                again = await WsClient.ConnectAsync(_factory, "carol", deviceId: "again");
+            }
+            catch (System.Net.WebSockets.WebSocketException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(20, TestContext.Current.CancellationToken);
+            }
+        }
+
+        await again.PingAsync();
+        await again.DisposeAsync();
+        foreach (var socket in sockets.Skip(1))
+        {
+            await socket.DisposeAsync();
+        }
     }
 
     [Fact]

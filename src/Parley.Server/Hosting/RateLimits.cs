@@ -21,6 +21,13 @@ internal static class RateLimits
     /// </summary>
     public const string SendRate = "send-rate";
 
+    /// <summary>
+    /// The service key of the per-user budget of WebSocket frames other than acks
+    /// (<c>Realtime:InboundFramesPerSecond</c>), a <see cref="PartitionedRateLimiter{String}"/> keyed by user id:
+    /// one bucket per user, shared by the user's sockets on this instance.
+    /// </summary>
+    public const string FrameRate = "frame-rate";
+
     public static IHostApplicationBuilder AddRateLimits(this IHostApplicationBuilder builder)
     {
         builder.Services.AddRateLimiter(options =>
@@ -53,13 +60,15 @@ internal static class RateLimits
         builder.Services.AddKeyedSingleton(SendRate, (services, _) =>
         {
             var limits = services.GetRequiredService<IOptions<LimitsOptions>>().Value;
-            var time = services.GetRequiredService<TimeProvider>();
-            return PartitionedRateLimiter.Create<string, string>(
-                userId => RateLimitPartition.Get(userId, _ => new ClockedTokenBucket(time, limits.SendRatePerSecond, limits.SendBurst)),
-                StringComparer.Ordinal);
+            return PerUser(services.GetRequiredService<TimeProvider>(), limits.SendRatePerSecond, limits.SendBurst);
         });
         return builder;
     }
+
+    /// <summary>A token bucket per user id (idle full buckets are evicted by the partitioned limiter).</summary>
+    public static PartitionedRateLimiter<string> PerUser(TimeProvider time, double perSecond, int burst) =>
+        PartitionedRateLimiter.Create<string, string>(
+            userId => RateLimitPartition.Get(userId, _ => new ClockedTokenBucket(time, perSecond, burst)), StringComparer.Ordinal);
 
     /// <summary>Whole seconds, at least one, until a refused request may succeed (Retry-After and the error texts).</summary>
     public static int RetryAfterSeconds(RateLimitLease lease) =>

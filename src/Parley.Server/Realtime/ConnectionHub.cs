@@ -89,6 +89,9 @@ internal sealed class ConnectionHub
 
     public bool IsConnected(string userId) => _byUser.ContainsKey(userId);
 
+    /// <summary>The user's sockets on this instance.</summary>
+    public int CountOf(string userId) => _byUser.TryGetValue(userId, out var connections) ? connections.Length : 0;
+
     /// <summary>
     /// When the user's sockets here began (the <see cref="TimeProvider.GetTimestamp"/> of the first of an unbroken run of
     /// connections), or null while the user has none here.

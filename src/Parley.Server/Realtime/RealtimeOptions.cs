@@ -33,7 +33,17 @@ internal sealed class RealtimeOptions
     [Range(typeof(TimeSpan), "00:00:00.1", "00:01:00")]
     public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(3);
 
-    /// <summary>Sustained client frames per second per socket (typing, receipts, sends, pings; acks have their own budget).</summary>
+    /// <summary>
+    /// Sockets one user may hold on this instance; an upgrade past it is refused with 429. Each socket has its own
+    /// send queue and ack budget, so without a bound one token could open sockets until the instance runs out of memory.
+    /// </summary>
+    [Range(1, 100_000)]
+    public int MaxConnectionsPerUser { get; set; } = 50;
+
+    /// <summary>
+    /// Sustained client frames per second per user on this instance, shared by the user's sockets here (typing,
+    /// receipts, sends, pings; acks have their own budget, per socket). Per socket, more sockets would buy more frames.
+    /// </summary>
     [Range(1, 100_000)]
     public int InboundFramesPerSecond { get; set; } = 30;
 

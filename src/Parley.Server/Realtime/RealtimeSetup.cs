@@ -13,6 +13,11 @@ internal static class RealtimeSetup
         services.AddOptions<RealtimeOptions>().BindConfiguration(RealtimeOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<ConnectionHub>();
         services.AddSingleton<Heartbeats>();
+        services.AddKeyedSingleton(RateLimits.FrameRate, (services, _) =>
+        {
+            var options = services.GetRequiredService<IOptions<RealtimeOptions>>().Value;
+            return RateLimits.PerUser(services.GetRequiredService<TimeProvider>(), options.InboundFramesPerSecond, options.InboundBurst);
+        });
         // First in the pipeline, so before the WebSocket middleware takes the upgrade features (HeartbeatUpgrade).
         services.AddTransient<IStartupFilter, HeartbeatUpgrade.First>();
         services.AddHostedService<GracefulClose>();

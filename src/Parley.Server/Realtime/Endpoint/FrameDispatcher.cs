@@ -25,14 +25,14 @@ internal sealed partial class FrameDispatcher(
     CatchUp catchUp,
     CursorAdvancer cursorAdvancer,
     [FromKeyedServices(RateLimits.SendRate)] PartitionedRateLimiter<string> sendRate,
+    [FromKeyedServices(RateLimits.FrameRate)] PartitionedRateLimiter<string> frameRate,
     TimeProvider time,
     IOptions<RealtimeOptions> options,
     ParleyMetrics metrics,
     ILogger<FrameDispatcher> logger)
 {
-    public InboundLimiter CreateInboundLimiter() => new(
-        new ClockedTokenBucket(time, options.Value.InboundFramesPerSecond, options.Value.InboundBurst),
-        new ClockedTokenBucket(time, options.Value.AckFramesPerSecond, options.Value.AckBurst));
+    public InboundLimiter CreateInboundLimiter(string userId) => new(
+        frameRate, userId, new ClockedTokenBucket(time, options.Value.AckFramesPerSecond, options.Value.AckBurst));
 
     public async Task HandleAsync(SocketDelivery socket, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
     {
@@ -117,7 +117,7 @@ internal sealed partial class FrameDispatcher(
         }
 
         EndFirstFrameWait(socket, first);
-        using var lease = (type == FrameTypes.Ack ? limiter.Acks : limiter.Frames).AttemptAcquire();
+        using var lease = type == FrameTypes.Ack ? limiter.Acks.AttemptAcquire() : limiter.Frames.AttemptAcquire(limiter.UserId);
         if (!lease.IsAcquired)
         {
             connection.TryEnqueue(Frames.Error(ErrorCodes.RateLimited, "Too many frames; slow down.", id));
@@ -379,12 +379,11 @@ internal sealed partial class FrameDispatcher(
     }
 }
 
-/// <summary>A socket's inbound budgets: one for acks, one for every other frame (a <c>resume</c> is free: it comes once).</summary>
-internal sealed record InboundLimiter(RateLimiter Frames, RateLimiter Acks) : IDisposable
+/// <summary>
+/// A socket's inbound budgets: its own for acks, its user's (<paramref name="Frames"/> keyed by <paramref name="UserId"/>,
+/// shared by the user's sockets on this instance) for every other frame. A <c>resume</c> is free: it comes once.
+/// </summary>
+internal sealed record InboundLimiter(PartitionedRateLimiter<string> Frames, string UserId, RateLimiter Acks) : IDisposable
 {
-    public void Dispose()
-    {
-        Frames.Dispose();
-        Acks.Dispose();
-    }
+    public void Dispose() => Acks.Dispose();
 }

@@ -73,6 +73,14 @@ internal sealed partial class SocketSessions(
             return Draining;
         }
 
+        // Checked at the upgrade: upgrades of one user in flight at the same moment may pass it by as many.
+        var maxConnections = realtimeOptions.Value.MaxConnectionsPerUser;
+        if (hub.CountOf(request.Caller.UserId) >= maxConnections)
+        {
+            return new ApiError(
+                429, ErrorCodes.RateLimited, $"This user already has {maxConnections} connections to this instance; close one before opening another.");
+        }
+
         var requested = request.Subprotocols;
         if (requested.Count > 0 && !requested.Contains(FrameTypes.SubprotocolV1))
         {
@@ -157,7 +165,7 @@ internal sealed partial class SocketSessions(
         metrics.ConnectionOpened(upgrade);
         Log.Connected(_logger, connection.Id, connection.UserId, connection.DeviceId, connection.Acks);
         using var expiry = ScheduleTokenExpiry(request.TokenExpiry, connection);
-        using var limiter = dispatcher.CreateInboundLimiter();
+        using var limiter = dispatcher.CreateInboundLimiter(connection.UserId);
         try
         {
             if (heartbeat is not null)

@@ -91,6 +91,11 @@ internal static class WebSocketEndpoint
             // Shutting down: the device connects again, and the load balancer (readiness is failing) sends it elsewhere.
             context.Response.Headers.RetryAfter = "1";
         }
+        else if (error.Status == 429)
+        {
+            // Too many sockets of this user here: one of them has to close first.
+            context.Response.Headers.RetryAfter = "10";
+        }
 
         return ApiResults.Problem(error);
     }
