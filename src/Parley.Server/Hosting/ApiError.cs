@@ -28,14 +28,15 @@ internal sealed record ApiError(int Status, string Code, string Message, IReadOn
     /// What a storage failure that escaped a feature means for the client, the same over HTTP and the WebSocket. Only
     /// failures that waiting fixes are 503 (with Retry-After): a permanent error reported as retryable makes clients
     /// (Parley's own included) retry it forever. Values are checked before they reach storage (<see cref="TextRules"/>),
-    /// so a refused value is a gap in that validation and is logged.
+    /// so a refused value is a gap in that validation and is logged, with the database's code: the client is not told
+    /// which database answered or how (the answer's trace id finds the log entry).
     /// </summary>
     public static ApiError ForStorageFailure(DbException exception) => StorageErrors.Classify(exception) switch
     {
         StorageFailure.Unavailable => new ApiError(503, ErrorCodes.ServiceUnavailable, "Storage is unavailable; retry shortly."),
         StorageFailure.RefusedValue => new ApiError(
             400, ErrorCodes.InvalidRequest,
-            $"Storage refused a value of this request ({StorageErrors.Describe(exception)}); it will be refused again if retried unchanged."),
+            "Storage refused a value of this request; it will be refused again if retried unchanged."),
         _ => new ApiError(500, ErrorCodes.InternalError, "An unexpected error occurred."),
     };
 }

@@ -57,12 +57,4 @@ internal static class StorageErrors
         // ERROR, CONSTRAINT, MISMATCH, MISUSE, RANGE and the rest: a bug.
         _ => StorageFailure.Fault,
     };
-
-    /// <summary>The database's own code for the failure (SQLSTATE, SQLite result code), for messages and logs.</summary>
-    public static string Describe(DbException exception) => exception switch
-    {
-        PostgresException postgres => "SQLSTATE " + postgres.SqlState,
-        SqliteException sqlite => "SQLite error " + sqlite.SqliteErrorCode.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        _ => exception.GetType().Name,
-    };
 }
