@@ -140,6 +140,28 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
     }
 
     [Theory]
+    [InlineData("/api/v1/conversations/{id}/messages", "limit", 1, 100, 50)]
+    [InlineData("/api/v1/conversations/{id}/messages", "before", 1, null, null)]
+    [InlineData("/api/v1/conversations/{id}/messages", "after", 0, null, null)]
+    [InlineData("/api/v1/conversations", "limit", 1, 100, 20)]
+    [InlineData("/api/v1/sync", "limit", 1, 1000, 200)]
+    public async Task OpenApi_IntegerQueryParameters_AreDescribedAsIntegersWithTheirRange(string path, string name, int minimum, int? maximum, int? byDefault)
+    {
+        // They are bound as text (so a bad value gets Parley's own validation answer) and were described as strings.
+        using var client = _factory.Anonymous();
+
+        var document = await ParleyApi.ReadAsync<JsonElement>(await client.GetAsync("/openapi/v1.json", Ct));
+
+        var parameter = document.GetProperty("paths").GetProperty(path).GetProperty("get").GetProperty("parameters").EnumerateArray()
+            .Single(p => p.GetProperty("name").GetString() == name);
+        var schema = parameter.GetProperty("schema");
+        Assert.Equal("integer", schema.GetProperty("type").GetString());
+        Assert.Equal(minimum, schema.GetProperty("minimum").GetInt32());
+        Assert.Equal(maximum, schema.TryGetProperty("maximum", out var max) ? max.GetInt32() : null);
+        Assert.Equal(byDefault, schema.TryGetProperty("default", out var value) ? value.GetInt32() : null);
+    }
+
+    [Theory]
     [InlineData("/api/v1/config", "get")]
     [InlineData("/health", "get")]
     [InlineData("/ready", "get")]

@@ -67,7 +67,7 @@ internal static partial class HostingSetup
             }
 
             return Task.CompletedTask;
-        }).AddDocumentTransformer((document, _, _) =>
+        }).AddOperationTransformer(IntegerQuery.Describe).AddDocumentTransformer((document, _, _) =>
         {
             document.Info.Title = "Parley API";
             document.Info.Description = "Real-time messaging: REST under /api/v1, WebSocket at /ws (see docs/websocket.md).";

@@ -29,6 +29,9 @@ internal static class MessagesApi
         api.MapDelete("/messages/{id}", DeleteAsync).WithSummary("Delete a message for everyone (sender or group admin)");
         api.MapGet("/messages/{id}/edits", GetEditsAsync).WithSummary("Earlier versions of an edited message");
         api.MapGet("/conversations/{id}/messages", ListAsync)
+            .WithIntegerQuery("limit", 1, MessageService.MaxPageSize, MessageService.DefaultPageSize)
+            .WithIntegerQuery("before", 1)
+            .WithIntegerQuery("after", 0)
             .WithSummary("Message history, paged by seq")
             .WithDescription("Without before/after: the newest page, newest first. before=N: older than seq N, newest first. after=N: newer than seq N, oldest first.");
         return app;

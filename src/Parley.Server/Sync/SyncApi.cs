@@ -12,6 +12,7 @@ internal static class SyncApi
     {
         var api = app.MapGroup("/api/v1/sync").RequireAuthorization().WithTags("Sync").ProducesProblems();
         api.MapGet("/", ReadAsync)
+            .WithIntegerQuery("limit", 1, SyncPages.MaxPageSize, SyncPages.DefaultPageSize)
             .WithSummary("Events the device missed after its cursor (docs/delivery.md)")
             .WithDescription("The same frames the WebSocket carries, in the same order; 410 cursor_expired when the cursor cannot be resumed.")
             .ProducesProblem(StatusCodes.Status410Gone);
