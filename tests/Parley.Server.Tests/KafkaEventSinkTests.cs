@@ -56,6 +56,42 @@ public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<
         Assert.Equal(Encoding.UTF8.GetString(records[2].Body), letter.Record);
     }
 
+    [Fact]
+    public async Task Publish_BatchTheBrokerRefusesAsTooLarge_GoesOutOneRecordAtATimeInOrder()
+    {
+        // A topic whose max.message.bytes is below the client's limit: the broker refuses the whole request.
+        var sink = Sink(_cluster.BootstrapServers, TimeSpan.FromSeconds(20));
+        var records = Enumerable.Range(0, 5)
+            .Select(n => new EventRecord(EventTopic.Events, "c1", $"e{n}", "message.created", RecordTypes.Version, Encoding.UTF8.GetBytes($"{{\"n\":{n}}}")))
+            .ToList();
+        _cluster.FailNextProduceRequests(Confluent.Kafka.ErrorCode.MsgSizeTooLarge);
+
+        await sink.PublishAsync(records, TestContext.Current.CancellationToken);
+
+        var read = await ReadAsync(sink, EventTopic.Events, 5);
+        Assert.Equal(["e0", "e1", "e2", "e3", "e4"], read.Select(r => r.EventId));
+        Assert.Empty(_deadLetters);
+    }
+
+    [Fact]
+    public async Task Publish_ARecordTheBrokerRefusesAloneAsTooLarge_IsDeadLetteredAndTheNextBatchGoesOut()
+    {
+        var sink = Sink(_cluster.BootstrapServers, TimeSpan.FromSeconds(20));
+        var big = new EventRecord(EventTopic.Events, "c1", "big", "conversation.created", RecordTypes.Version, Encoding.UTF8.GetBytes("{\"roster\":[]}"));
+        _cluster.FailNextProduceRequests(Confluent.Kafka.ErrorCode.MsgSizeTooLarge, Confluent.Kafka.ErrorCode.MsgSizeTooLarge);
+
+        // Refused as a batch, then alone: dead-lettered, and the batch completes (retrying it would be refused forever).
+        await sink.PublishAsync([big], TestContext.Current.CancellationToken);
+        await sink.PublishAsync(
+            [new EventRecord(EventTopic.Events, "c1", "next", "message.created", RecordTypes.Version, Encoding.UTF8.GetBytes("{}"))],
+            TestContext.Current.CancellationToken);
+
+        var letter = Assert.Single(_deadLetters);
+        Assert.Equal(("kafka", "big"), (letter.Sink, letter.EventId));
+        Assert.Contains("broker", letter.Error, StringComparison.Ordinal);
+        Assert.Equal(["next"], (await ReadAsync(sink, EventTopic.Events, 1)).Select(r => r.EventId));
+    }
+
     private KafkaEventSink Sink(string bootstrap, TimeSpan deliveryTimeout, int? localQueueRecords = null, int? messageMaxBytes = null)
     {
         var id = Guid.NewGuid().ToString("N")[..8];
@@ -66,7 +102,7 @@ public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<
             NotificationsTopic = $"notifications-{id}",
             DeliveryTimeout = deliveryTimeout,
             LocalQueueRecords = localQueueRecords,
-            MessageMaxBytes = messageMaxBytes,
+            MessageMaxBytes = messageMaxBytes ?? 1_000_000,
         };
         var sink = new KafkaEventSink(
             options, "parley-tests", (letter, _) => { _deadLetters.Add(letter); return Task.CompletedTask; }, TimeProvider.System, NullLogger<KafkaEventSink>.Instance);

@@ -97,8 +97,13 @@ internal sealed class KafkaOptions
     /// </summary>
     internal int? LocalQueueRecords { get; init; }
 
-    /// <summary>The client's largest record (librdkafka's <c>message.max.bytes</c>, 1 MB by default); not a setting (tests make it small).</summary>
-    internal int? MessageMaxBytes { get; init; }
+    /// <summary>
+    /// The largest request the client sends, and so the largest record and record batch (librdkafka's
+    /// <c>message.max.bytes</c>). Set it to the topics' <c>max.message.bytes</c> when that is lower than the default:
+    /// a record larger than it is then dead-lettered, and batches are built small enough for the broker to take.
+    /// </summary>
+    [Range(1_000, 1_000_000_000)]
+    public int MessageMaxBytes { get; set; } = 1_000_000;
 
     /// <summary>A record not acknowledged by then fails its batch, which the relay publishes again.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]

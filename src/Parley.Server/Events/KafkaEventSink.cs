@@ -10,9 +10,11 @@ namespace Parley.Server.Events;
 /// (<see cref="KafkaOptions.LingerMs"/>) and acknowledged asynchronously; a batch completes when every record is.
 /// The producer is created with the first batch and replaced after a failed one: after a timeout or a fatal error (a
 /// broker that lost the producer's state) a fresh producer session is the one that can go on; what failed is
-/// published again by the relay, in order. A record the client refuses for good (larger than <c>message.max.bytes</c>:
-/// a <c>conversation.created</c> with a very large roster) goes to <c>event_dead_letters</c> through
-/// <paramref name="deadLetter"/>, and the batch goes on without it: retrying would refuse it again, forever.
+/// published again by the relay, in order. A record refused for good (larger than <c>message.max.bytes</c>: a
+/// <c>conversation.created</c> with a very large roster) goes to <c>event_dead_letters</c> through
+/// <paramref name="deadLetter"/>, and the batch goes on without it: retrying would refuse it again, forever. The client
+/// refuses such a record itself; a broker whose topic takes less than the client's limit refuses the whole request, and
+/// the batch is then published a record at a time to find the one it refuses alone.
 /// </summary>
 internal sealed partial class KafkaEventSink(
     KafkaOptions options, string clientId, Func<DeadLetter, CancellationToken, Task> deadLetter, TimeProvider time, ILogger<KafkaEventSink> logger)
@@ -41,31 +43,26 @@ internal sealed partial class KafkaEventSink(
         {
             foreach (var record in records)
             {
-                var message = new Message<string, byte[]>
-                {
-                    Key = record.Key,
-                    Value = record.Body,
-                    Headers =
-                    [
-                        new Header("event_id", Encoding.UTF8.GetBytes(record.EventId)),
-                        TypeHeaders.GetOrAdd(record.Type, static t => new Header("type", Encoding.UTF8.GetBytes(t))),
-                        VersionHeaders.GetOrAdd(record.Version, static v => new Header("version", Encoding.UTF8.GetBytes(v.ToString(System.Globalization.CultureInfo.InvariantCulture)))),
-                    ],
-                };
-
                 // Enqueued in order; the idempotent producer keeps that order per partition through its retries. One
                 // completion for the batch, counted down by the client's delivery reports on its own thread (a task per
                 // record put hundreds of continuations on the thread pool every pass), through one delegate.
-                if (await ProduceAsync(producer, TopicOf(record.Topic), message, report, cancellationToken) is { } refused)
+                if (await ProduceAsync(producer, TopicOf(record.Topic), ToMessage(record), report, cancellationToken) is { } refused)
                 {
-                    Log.DeadLettered(logger, record.EventId, record.Type, record.Body.Length, refused);
-                    await deadLetter(
-                        new DeadLetter(Name, record.EventId, record.Type, Encoding.UTF8.GetString(record.Body), refused, time.GetUtcNow()), cancellationToken);
+                    await DeadLetterAsync(record, refused, cancellationToken);
                     batch.Skip();
                 }
             }
 
             await batch.Delivered.WaitAsync(options.DeliveryTimeout + TimeSpan.FromSeconds(5), cancellationToken);
+        }
+        catch (ProduceException<string, byte[]> tooLarge) when (tooLarge.Error.Code == ErrorCode.MsgSizeTooLarge)
+        {
+            // The broker refused a request as too large (the client checked each record against its own limit): a topic
+            // whose max.message.bytes is below Events:Kafka:MessageMaxBytes. Which record, or whether the batch as a
+            // whole, is not said: one at a time, each record is its own request, and only one too large alone is refused.
+            Replace(producer);
+            Log.BrokerRefusedBatch(logger, records.Count, options.MessageMaxBytes, tooLarge.Error.Reason);
+            await PublishOneByOneAsync(records, cancellationToken);
         }
         catch (Exception ex) when (ex is ProduceException<string, byte[]> or KafkaException or TimeoutException)
         {
@@ -79,6 +76,65 @@ internal sealed partial class KafkaEventSink(
             throw;
         }
     }
+
+    /// <summary>
+    /// The records of a batch the broker refused as too large, each alone and acknowledged before the next goes (so
+    /// their order holds). One the broker refuses alone is dead-lettered, and a fresh producer takes the next: after a
+    /// refused request the idempotent producer's session is not to be relied on. Any other failure fails the batch.
+    /// </summary>
+    private async Task PublishOneByOneAsync(IReadOnlyList<EventRecord> records, CancellationToken cancellationToken)
+    {
+        foreach (var record in records)
+        {
+            var producer = Producer();
+            var delivery = new BatchDelivery(1);
+            try
+            {
+                if (await ProduceAsync(producer, TopicOf(record.Topic), ToMessage(record), delivery.Report, cancellationToken) is { } refused)
+                {
+                    await DeadLetterAsync(record, refused, cancellationToken);
+                    continue;
+                }
+
+                await delivery.Delivered.WaitAsync(options.DeliveryTimeout + TimeSpan.FromSeconds(5), cancellationToken);
+            }
+            catch (ProduceException<string, byte[]> tooLarge) when (tooLarge.Error.Code == ErrorCode.MsgSizeTooLarge)
+            {
+                Replace(producer);
+                await DeadLetterAsync(record, "the broker refuses it: " + tooLarge.Error.Reason, cancellationToken);
+            }
+            catch (Exception ex) when (ex is ProduceException<string, byte[]> or KafkaException or TimeoutException)
+            {
+                var reason = ex is ProduceException<string, byte[]> produce ? produce.Error.Reason : ex.Message;
+                Replace(producer);
+                throw new EventSinkException($"Kafka did not acknowledge the batch: {reason}", ex);
+            }
+            catch (OperationCanceledException)
+            {
+                Replace(producer);
+                throw;
+            }
+        }
+    }
+
+    private async Task DeadLetterAsync(EventRecord record, string reason, CancellationToken cancellationToken)
+    {
+        Log.DeadLettered(logger, record.EventId, record.Type, record.Body.Length, reason);
+        await deadLetter(
+            new DeadLetter(Name, record.EventId, record.Type, Encoding.UTF8.GetString(record.Body), reason, time.GetUtcNow()), cancellationToken);
+    }
+
+    private static Message<string, byte[]> ToMessage(EventRecord record) => new()
+    {
+        Key = record.Key,
+        Value = record.Body,
+        Headers =
+        [
+            new Header("event_id", Encoding.UTF8.GetBytes(record.EventId)),
+            TypeHeaders.GetOrAdd(record.Type, static t => new Header("type", Encoding.UTF8.GetBytes(t))),
+            VersionHeaders.GetOrAdd(record.Version, static v => new Header("version", Encoding.UTF8.GetBytes(v.ToString(System.Globalization.CultureInfo.InvariantCulture)))),
+        ],
+    };
 
     /// <summary>
     /// Hands one record to the client; when its local queue is full (a batch of more records than it holds: a pass with
@@ -253,7 +309,10 @@ internal sealed partial class KafkaEventSink(
         [LoggerMessage(EventId = 7203, Level = LogLevel.Debug, Message = "librdkafka {Facility}: {Text}")]
         public static partial void ClientLog(ILogger logger, string facility, string text);
 
-        [LoggerMessage(EventId = 7204, Level = LogLevel.Error, Message = "Kafka client refuses record {EventId} ({Type}, {Bytes} bytes): {Reason}; dead-lettered")]
+        [LoggerMessage(EventId = 7204, Level = LogLevel.Error, Message = "Kafka refuses record {EventId} ({Type}, {Bytes} bytes): {Reason}; dead-lettered")]
         public static partial void DeadLettered(ILogger logger, string eventId, string type, int bytes, string reason);
+
+        [LoggerMessage(EventId = 7205, Level = LogLevel.Error, Message = "Kafka broker refused a batch of {Records} records as too large ({Reason}); publishing them one at a time. Set Events:Kafka:MessageMaxBytes (now {MessageMaxBytes}) to the topics' max.message.bytes")]
+        public static partial void BrokerRefusedBatch(ILogger logger, int records, int messageMaxBytes, string reason);
     }
 }

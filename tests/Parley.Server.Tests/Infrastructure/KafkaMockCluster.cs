@@ -1,3 +1,5 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
 using Confluent.Kafka;
 
 namespace Parley.Server.Tests.Infrastructure;
@@ -7,7 +9,7 @@ namespace Parley.Server.Tests.Infrastructure;
 /// gone when it is disposed. Producers and consumers reach it with <see cref="BootstrapServers"/> like a real cluster.
 /// Topics are created by a producer's first request (4 partitions); a consumer does not create them.
 /// </summary>
-public sealed class KafkaMockCluster : IDisposable
+public sealed partial class KafkaMockCluster : IDisposable
 {
     private readonly IAdminClient _owner;
 
@@ -67,6 +69,36 @@ public sealed class KafkaMockCluster : IDisposable
 
         return result;
     }
+
+    /// <summary>
+    /// The cluster answers its next produce requests (from any client) with these errors, one request each, in order: a
+    /// broker refusing what the client sent (librdkafka's <c>rd_kafka_mock_push_request_errors_array</c>).
+    /// </summary>
+    public void FailNextProduceRequests(params ErrorCode[] errors)
+    {
+        // The admin client's rd_kafka_t, which owns the cluster; Confluent.Kafka keeps it internal.
+        var handle = (SafeHandle)typeof(Handle).GetProperty("LibrdkafkaHandle", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(_owner.Handle)!;
+        var cluster = HandleMockCluster(handle.DangerousGetHandle());
+        Assert.NotEqual(IntPtr.Zero, cluster);
+        int[] codes = [.. errors.Select(e => (int)e)];
+        PushRequestErrors(cluster, ProduceApiKey, (nuint)codes.Length, codes);
+    }
+
+    private const short ProduceApiKey = 0;
+
+    // Confluent.Kafka picks one of librdkafka.redist's builds for this system (a plain "librdkafka" may need libraries
+    // the system lacks): the controls below bind to the build it loaded, found among the process's mapped files.
+    static KafkaMockCluster() => NativeLibrary.SetDllImportResolver(typeof(KafkaMockCluster).Assembly, static (name, _, _) =>
+        name == "librdkafka"
+            ? NativeLibrary.Load(File.ReadLines("/proc/self/maps").Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[^1])
+                .First(path => path.EndsWith("librdkafka.so", StringComparison.Ordinal)))
+            : IntPtr.Zero);
+
+    [LibraryImport("librdkafka", EntryPoint = "rd_kafka_handle_mock_cluster")]
+    private static partial IntPtr HandleMockCluster(IntPtr kafka);
+
+    [LibraryImport("librdkafka", EntryPoint = "rd_kafka_mock_push_request_errors_array")]
+    private static partial void PushRequestErrors(IntPtr cluster, short apiKey, nuint count, int[] errors);
 
     public void Dispose() => _owner.Dispose();
 }
