@@ -20,6 +20,10 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
 {
     // The pieces (src/Parley.Client/Realtime, README.md there), each owning its state and saying which lock or
     // loop guards it. This class wires them, reports what the app consumed and runs the loops' lifecycle.
+    // The keys SendAsync generated, by request object (held as long as the app holds the request): a retry of the same
+    // request is the same message.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<SendMessageRequest, string> GeneratedKeys = new();
+
     private readonly ParleyRealtimeOptions _options;
     private readonly ILogger _logger;
     private readonly EventQueue _events;
@@ -182,10 +186,13 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
 
     /// <summary>
     /// Sends a message over the socket with <c>send_message</c> and completes with the stored message once the
-    /// server acknowledges it. A <see cref="SendMessageRequest.ClientMessageId"/> is generated when absent; the
-    /// same frame is sent again after every reconnect, and after refusals for passing reasons (rate limit,
-    /// storage unavailable), until <c>message_ack</c> arrives, so a message is created once however often it is
-    /// sent. While disconnected the send waits for the connection.
+    /// server acknowledges it. A <see cref="SendMessageRequest.ClientMessageId"/> is generated when absent, once
+    /// per request object: sending the same object again (after a cancellation or a failed connection, a "retry"
+    /// button) reuses it, so the server returns the message if the first attempt stored it instead of storing a
+    /// second. A new message is a new request object. The same frame is sent again after every reconnect, and after
+    /// refusals for passing reasons (rate limit, storage unavailable), until <c>message_ack</c> arrives, so a message
+    /// is created once however often it is sent. While disconnected the send waits for the connection. A send that
+    /// must survive the app's restart needs a key the app keeps: set <see cref="SendMessageRequest.ClientMessageId"/>.
     /// </summary>
     /// <exception cref="ParleyApiException">The server refused the message (validation, not a member, idempotency conflict).</exception>
     /// <exception cref="OperationCanceledException">Cancelled: the client stops resending, but a copy already sent may still be stored.</exception>
@@ -193,7 +200,9 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(message);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        var request = message.ClientMessageId is null ? message with { ClientMessageId = Guid.CreateVersion7().ToString("N") } : message;
+        var request = message.ClientMessageId is null
+            ? message with { ClientMessageId = GeneratedKeys.GetValue(message, static _ => Guid.CreateVersion7().ToString("N")) }
+            : message;
         var send = new PendingSend(request.ClientMessageId!, ClientFrames.SendMessage(request));
         _outbox.Add(send);
 

@@ -53,7 +53,8 @@ public sealed record SendMessageRequest
 
     /// <summary>
     /// The idempotency key (1–64 of <c>[A-Za-z0-9._:-]</c>): a retry with the same key returns the original message.
-    /// <see cref="ParleyRealtime.SendAsync"/> generates one when it is null.
+    /// <see cref="ParleyRealtime.SendAsync"/> generates one when it is null, once per request object. A copy made
+    /// with <c>with</c> keeps a key that was set: give each new message its own.
     /// </summary>
     public string? ClientMessageId { get; init; }
 

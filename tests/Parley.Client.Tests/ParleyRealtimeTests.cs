@@ -659,6 +659,30 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task SendAsync_TheSameRequestAgainAfterACancel_SendsTheKeyGeneratedTheFirstTime()
+    {
+        // A "retry" of a send that may have been stored: with a new key, the server would store a second copy.
+        var socket = await ConnectLiveAsync();
+        var request = SendMessageRequest.Text(C, "hello");
+        using var cancel = new CancellationTokenSource();
+        var first = Realtime.SendAsync(request, cancel.Token);
+        var key = (await socket.NextAsync("send_message")).GetProperty("client_message_id").GetString()!;
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => first.WaitAsync(Timeout, Ct));
+
+        var retried = Realtime.SendAsync(request, Ct);
+        Assert.Equal(key, (await socket.NextAsync("send_message")).GetProperty("client_message_id").GetString());
+        var other = Realtime.SendAsync(request with { }, Ct);
+        var otherKey = (await socket.NextAsync("send_message")).GetProperty("client_message_id").GetString()!;
+        Assert.NotEqual(key, otherKey);
+
+        await socket.SendAsync("message_ack", new { ClientMessageId = key, Message = Wire.Message(C, 5, "alice", key, "hello") });
+        await socket.SendAsync("message_ack", new { ClientMessageId = otherKey, Message = Wire.Message(C, 6, "alice", otherKey, "hello") });
+        Assert.Equal(5L, (await retried.WaitAsync(Timeout, Ct)).Seq);
+        Assert.Equal(6L, (await other.WaitAsync(Timeout, Ct)).Seq);
+    }
+
+    [Fact]
     public async Task SendAsync_Acknowledged_ReturnsTheStoredMessage()
     {
         var socket = await ConnectLiveAsync();

@@ -263,14 +263,16 @@ export class ParleyRealtime {
 
   /**
    * Sends a message over the socket (`send_message`) and resolves with the stored message once the server
-   * acknowledges it. A `client_message_id` is generated when absent; the same frame goes out again after every
-   * reconnect, and after refusals for passing reasons, until `message_ack` arrives, so the message is created once
-   * however often it is sent. While disconnected (offline) the send waits for the connection. Rejects with
+   * acknowledges it. A `client_message_id` is generated when absent, once per request object: sending the same
+   * object again (after an abort or a failed connection, a "retry" button) reuses it, so the server returns the
+   * message if the first attempt stored it instead of storing a second; a new message is a new object. The same frame
+   * goes out again after every reconnect, and after refusals for passing reasons, until `message_ack` arrives, so the
+   * message is created once however often it is sent. While disconnected (offline) the send waits for the connection. Rejects with
    * `ParleyApiError` when the server refuses it; aborting `signal` stops the resending (a copy already sent may still be stored).
    */
   send(request: SendMessageRequest, options: { signal?: AbortSignal } = {}): Promise<Message> {
     if (this.closed) return Promise.reject(new Error('The connection was closed.'));
-    const clientMessageId = request.client_message_id ?? newClientMessageId();
+    const clientMessageId = request.client_message_id ?? generatedKey(request);
     const payload = { message_type: 'text' as const, ...request, client_message_id: clientMessageId };
     return new Promise<Message>((resolve, reject) => {
       const send = {
@@ -835,6 +837,18 @@ function deferred(): { promise: Promise<void>; resolve: () => void; reject: (e: 
 }
 
 /** A fresh idempotency key: a UUID where the platform has one (browsers, Node), else 128 random bits. */
+// The keys `send` generated, by request object (kept as long as the app keeps the request): a retry of the same request is the same message.
+const generatedKeys = new WeakMap<SendMessageRequest, string>();
+
+function generatedKey(request: SendMessageRequest): string {
+  let key = generatedKeys.get(request);
+  if (key === undefined) {
+    key = newClientMessageId();
+    generatedKeys.set(request, key);
+  }
+  return key;
+}
+
 export function newClientMessageId(): string {
   const crypto = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
   if (crypto?.randomUUID) return crypto.randomUUID();

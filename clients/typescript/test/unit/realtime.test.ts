@@ -157,6 +157,28 @@ describe('ParleyRealtime', () => {
     expect(r.realtime.pendingSends).toBe(0);
   });
 
+  it('sends the same request object again with the key it generated the first time, and a new request with a new key', async () => {
+    const r = rig();
+    await connected(r);
+    const socket = r.server.sockets[0]!;
+    const request = { conversation_id: C, content: 'Hello' };
+    const abort = new AbortController();
+
+    const first = r.realtime.send(request, { signal: abort.signal });
+    abort.abort(new Error('the user gave up'));
+    await expect(first).rejects.toThrow('the user gave up');
+    const retried = r.realtime.send(request);
+    const other = r.realtime.send({ ...request });
+
+    const [a, b, c] = socket.frames('send_message').map((f) => (f.payload as { client_message_id: string }).client_message_id);
+    expect(b).toBe(a);
+    expect(c).not.toBe(a);
+    socket.push('message_ack', { client_message_id: a, message: message(C, 1, { sender_id: 'alice', client_message_id: a }) });
+    socket.push('message_ack', { client_message_id: c, message: message(C, 2, { sender_id: 'alice', client_message_id: c }) });
+    expect((await retried).seq).toBe(1);
+    expect((await other).seq).toBe(2);
+  });
+
   it('takes the sender\'s own new_message carrying the id as the acknowledgement', async () => {
     const r = rig();
     await connected(r);
