@@ -136,6 +136,25 @@ public sealed class HttpErrorsTests : IAsyncLifetime
         Assert.Equal(["name"], problem.ErrorFields);
     }
 
+    [Theory]
+    [InlineData("content")]
+    [InlineData("Content")]
+    public async Task Body_APropertyGivenTwice_Returns400AndStoresNothing(string second)
+    {
+        // Read case-insensitively, "content" and "Content" are one property: a filter in front of Parley that read the
+        // first copy would have let through whatever the second said, which Parley stored.
+        using var api = _factory.Api(NewUser("alice"));
+        var conversation = await api.CreateDirectAsync(NewUser("bob"));
+
+        using var response = await api.PostAsync(
+            "/api/v1/messages", $$"""{"conversation_id": "{{conversation.Id}}", "content": "hello", "{{second}}": "something else"}""");
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.BadRequest, "invalid_request");
+        Assert.Contains("more than once", problem.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain("Parley.", problem.Detail, StringComparison.Ordinal);
+        Assert.Empty((await api.ListMessagesAsync(conversation.Id)).Messages);
+    }
+
     [Fact]
     public async Task Body_AValueOfTheWrongType_Returns400NamingTheValueNotADotNetType()
     {

@@ -90,6 +90,19 @@ public sealed class WebSocketProtocolTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Frame_APayloadPropertyGivenTwice_IsRefused()
+    {
+        await using var client = await WsClient.ConnectAsync(_factory, "alice");
+
+        await client.SendAsync(
+            """{"type":"typing","id":"f-1","payload":{"conversation_id":"01a23dda-3607-7505-bca7-822a649d5702","is_typing":true,"IS_TYPING":false}}""");
+
+        var message = (await client.NextErrorAsync("invalid_frame", id: "f-1")).GetProperty("message").GetString()!;
+        Assert.Contains("more than once", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("Parley.", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Frame_AValueOfTheWrongType_NamesTheValueNotADotNetType()
     {
         await using var client = await WsClient.ConnectAsync(_factory, "alice");

@@ -25,6 +25,7 @@ internal static partial class HostingSetup
             json.TypeInfoResolverChain.Insert(0, ParleyJsonContext.Default);
             json.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
             json.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
+            json.AllowDuplicateProperties = false;
             json.Converters.Add(new UtcTimestampConverter());
         });
 

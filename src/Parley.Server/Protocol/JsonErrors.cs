@@ -8,12 +8,14 @@ internal static class JsonErrors
     /// <summary>
     /// The reader's own message for a syntax error (it says what and where); for a value of the wrong type, which value
     /// and where, instead of the serializer's message, which names .NET types ("could not be converted to
-    /// System.Nullable`1[System.Int32]").
+    /// System.Nullable`1[System.Int32]"); the same for a property given twice.
     /// </summary>
     public static string Describe(JsonException exception) =>
         exception.Message.StartsWith("The JSON value could not be converted to", StringComparison.Ordinal)
             ? $"The value at {exception.Path ?? "$"} has the wrong type{Where(exception)}."
-            : exception.Message;
+            : exception.Message.StartsWith("Duplicate property", StringComparison.Ordinal)
+                ? $"The property at {exception.Path ?? "$"} is given more than once (names are compared without regard to case){Where(exception)}."
+                : exception.Message;
 
     private static string Where(JsonException exception) =>
         exception is { LineNumber: { } line, BytePositionInLine: { } position } ? $" (line {line + 1}, byte {position + 1})" : "";

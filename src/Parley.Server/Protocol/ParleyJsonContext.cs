@@ -7,13 +7,16 @@ namespace Parley.Server.Protocol;
 
 /// <summary>
 /// All JSON Parley reads and writes, source-generated: snake_case names, nulls written (absent values are
-/// <c>null</c> on the wire), timestamps as RFC 3339 UTC.
+/// <c>null</c> on the wire), timestamps as RFC 3339 UTC. A property given twice is refused (names match without regard
+/// to case, so <c>content</c> and <c>Content</c> are the same property): a gateway or moderation filter that read the
+/// first copy must not see other content than Parley stores.
 /// </summary>
 [JsonSourceGenerationOptions(
     JsonSerializerDefaults.Web,
     PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
     DefaultIgnoreCondition = JsonIgnoreCondition.Never,
     NumberHandling = JsonNumberHandling.Strict,
+    AllowDuplicateProperties = false,
     Converters = [typeof(UtcTimestampConverter)])]
 [JsonSerializable(typeof(Message))]
 [JsonSerializable(typeof(MessagePage))]
