@@ -97,6 +97,20 @@ public sealed record ParticipantUpdatedEvent : ConversationEvent
 /// </summary>
 public sealed record HiddenEvent : ConversationEvent;
 
+/// <summary>
+/// A positioned event this client could not read (a payload of a newer or faulty server that does not match what it
+/// expects). Its position is applied, so the events after it are not held back, and cursors and acknowledgements go
+/// on; show something like "this message cannot be displayed", and reload the conversation over REST after an update.
+/// </summary>
+public sealed record UnreadableEvent : ConversationEvent
+{
+    /// <summary>The frame's type (<c>new_message</c>, ...).</summary>
+    public string Type { get; init; } = "";
+
+    /// <summary>Why it could not be read.</summary>
+    public string Reason { get; init; } = "";
+}
+
 /// <summary>A receipt watermark: <see cref="UserId"/> has received or read everything up to and including <see cref="UpToSeq"/>.</summary>
 public abstract record ReceiptEvent : ParleyEvent
 {

@@ -193,6 +193,28 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ReadEvents_AnEventThatDoesNotRead_IsHandedOutAsUnreadableAndHoldsNothingBack()
+    {
+        // Held back behind it, the conversation's later events and every cursor would wait for a sync that reads the
+        // same payload again: the checkpoint would never move.
+        var store = new InMemoryCursorStore();
+        var socket = await ConnectLiveAsync(_server.Options(store));
+        await SendMessageAsync(socket, 1);
+        await socket.SendRawAsync($$$"""{"type":"new_message","payload":{"message":{"conversation_id":"{{{C}}}","seq":2,"created_at":12},"timestamp":"2026-11-24T01:49:40.771Z"}}""");
+        await SendMessageAsync(socket, 3);
+        await socket.SendAsync("cursor", Wire.Cursor("k3"));
+
+        Assert.Equal(1L, Assert.IsType<MessageCreatedEvent>(await NextEventAsync()).Seq);
+        var unreadable = Assert.IsType<UnreadableEvent>(await NextEventAsync());
+        Assert.Equal((2L, "new_message"), (unreadable.Seq, unreadable.Type));
+        Assert.Equal(3L, Assert.IsType<MessageCreatedEvent>(await NextEventAsync()).Seq);
+        // Asking for the next event says the app is done with seq 3: the cursor after it may then be saved.
+        var next = _events!.MoveNextAsync().AsTask();
+        await EventuallyAsync(() => store.Checkpoint?.Cursor == "k3", "the cursor after it");
+        Assert.False(next.IsCompleted);
+    }
+
+    [Fact]
     public async Task ReadEvents_GapWhileLive_FilledOverRestSyncFromTheLatestCursor()
     {
         _server.Http = request => request.RequestUri!.AbsolutePath == "/api/v1/sync"

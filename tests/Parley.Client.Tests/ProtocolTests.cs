@@ -44,6 +44,38 @@ public sealed class ProtocolTests
     }
 
     [Fact]
+    public void Parse_NewMessageThatDoesNotRead_IsAnUnreadableEventAtItsPosition()
+    {
+        var frame = Parse($$$"""
+            {"type":"new_message","payload":{"message":{"id":"01a20b3e-9622-7f2b-a039-409a9457aee2","conversation_id":"{{{C}}}","seq":2,
+            "sender_id":"alice","message_type":"text","content":"Hello","created_at":12},"timestamp":"2026-11-24T01:49:40.771Z"}}
+            """);
+
+        var e = Assert.IsType<UnreadableEvent>(frame.Payload);
+        Assert.Equal((C, 2L, "new_message"), (e.ConversationId, e.Seq, e.Type));
+        Assert.Equal(DateTimeOffset.Parse("2026-11-24T01:49:40.771Z", System.Globalization.CultureInfo.InvariantCulture), e.Timestamp);
+        Assert.NotEmpty(e.Reason);
+    }
+
+    [Fact]
+    public void Parse_UnreadableEditPayloadBeforeType_TakesTheEditsPosition()
+    {
+        var frame = Parse($$$"""
+            {"payload":{"message":{"id":"01a20b3e-9622-7f2b-a039-409a9457aee2","conversation_id":"{{{C}}}","seq":2,"content":[1]},
+            "seq":5,"timestamp":"2026-11-24T01:49:40.771Z"},"type":"message_edited"}
+            """);
+
+        var e = Assert.IsType<UnreadableEvent>(frame.Payload);
+        Assert.Equal((C, 5L, "message_edited"), (e.ConversationId, e.Seq, e.Type));
+    }
+
+    [Fact]
+    public void Parse_UnreadableWithoutAPosition_Fails()
+    {
+        Assert.Throws<JsonException>(() => Parse("""{"type":"message_deleted","payload":{"conversation_id":"nope","seq":"x"}}"""));
+    }
+
+    [Fact]
     public void Parse_PayloadBeforeType_StillReadsThePayload()
     {
         var frame = Parse($$$"""{"payload":{"conversation_id":"{{{C}}}","seq":4},"type":"hidden_event"}""");

@@ -151,8 +151,60 @@ internal static class ServerFrames
                 return null;
             }
 
-            return JsonSerializer.Deserialize(ref reader, typeInfo);
+            var start = reader;
+            try
+            {
+                return JsonSerializer.Deserialize(ref reader, typeInfo);
+            }
+            catch (JsonException error) when (IsPositioned(type))
+            {
+                // A position that cannot be read would hold back every later event of its conversation, behind a gap
+                // that no sync fills (the sync page carries the same payload): keep the position, say it is unreadable.
+                reader = start;
+                using var payload = JsonDocument.ParseValue(ref reader);
+                return Salvage(payload.RootElement, type, error)
+                    ?? throw new JsonException($"The payload of '{type}' cannot be read, nor its position: {error.Message}", error);
+            }
         }
+
+        private static bool IsPositioned(string type) => type is FrameTypes.ConversationCreated or FrameTypes.NewMessage or FrameTypes.MessageEdited
+            or FrameTypes.MessageDeleted or FrameTypes.ParticipantAdded or FrameTypes.ParticipantRemoved or FrameTypes.ParticipantUpdated
+            or FrameTypes.HiddenEvent;
+
+        /// <summary>The conversation and seq of a positioned payload that did not read as its type, wherever its type keeps them.</summary>
+        private static UnreadableEvent? Salvage(JsonElement payload, string type, JsonException error)
+        {
+            if (payload.ValueKind != JsonValueKind.Object)
+            {
+                return null;
+            }
+
+            var message = payload.TryGetProperty("message", out var m) && m.ValueKind == JsonValueKind.Object ? m : default;
+            var conversation = payload.TryGetProperty("conversation", out var c) && c.ValueKind == JsonValueKind.Object ? c : default;
+            Guid? conversationId = GuidOf(payload, "conversation_id") ?? GuidOf(message, "conversation_id") ?? GuidOf(conversation, "id");
+            long? seq = LongOf(payload, "seq") ?? LongOf(message, "seq");
+            if (conversationId is not { } id || seq is not { } position || position < 1)
+            {
+                return null;
+            }
+
+            return new UnreadableEvent
+            {
+                ConversationId = id,
+                Seq = position,
+                Timestamp = payload.TryGetProperty("timestamp", out var t) && t.TryGetDateTimeOffset(out var at) ? at : default,
+                Type = type,
+                Reason = error.Message,
+            };
+        }
+
+        private static Guid? GuidOf(JsonElement element, string name) =>
+            element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String
+            && value.TryGetGuid(out var guid) ? guid : null;
+
+        private static long? LongOf(JsonElement element, string name) =>
+            element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number
+            && value.TryGetInt64(out var number) ? number : null;
     }
 }
 
