@@ -42,7 +42,9 @@ export async function mintDevelopmentToken(userId: string): Promise<{ token: str
 export function readToken(token: string): { sub: string | null; exp: number | null } {
   try {
     const part = token.split('.')[1] ?? '';
-    const json = JSON.parse(atob(part.replace(/-/g, '+').replace(/_/g, '/'))) as { sub?: unknown; exp?: unknown };
+    // base64url of UTF-8: atob gives one character per byte, which TextDecoder turns back into text (a sub like "josé").
+    const bytes = Uint8Array.from(atob(part.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+    const json = JSON.parse(new TextDecoder().decode(bytes)) as { sub?: unknown; exp?: unknown };
     return { sub: typeof json.sub === 'string' ? json.sub : null, exp: typeof json.exp === 'number' ? json.exp * 1000 : null };
   } catch {
     return { sub: null, exp: null };

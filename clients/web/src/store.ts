@@ -46,12 +46,19 @@ export class ChatStore {
   readonly pending = new Map<string, PendingMessage>();
   connection: ConnectionStateChange = { state: 'idle' };
   activeId: string | null = null;
+  /** Whether the open conversation is scrolled to its newest messages: only then are they reported read. */
+  readingLatest = true;
   moreConversations: string | null = null;
   notice: string | null = null;
   private version = 0;
   private readonly listeners = new Set<() => void>();
-  private readonly fetching = new Set<string>();
+  private readonly fetching = new Map<string, Promise<ConversationState | null>>();
+  /** Loads that failed for a passing reason, retried with back-off (by conversation id; '*' is the whole list). */
+  private readonly retries = new Map<string, ReturnType<typeof setTimeout>>();
+  /** The back-off of each failing load, kept until it succeeds. */
+  private readonly retryDelay = new Map<string, number>();
   private readTimer: ReturnType<typeof setTimeout> | null = null;
+  private closed = false;
 
   constructor(
     readonly client: ParleyClient,
@@ -86,17 +93,35 @@ export class ChatStore {
     this.changed();
   }
 
-  /** Everything again, after `sync_reset`: what this tab knew may be stale. */
+  /**
+   * Everything again, after `sync_reset`: what this tab knew may be stale. A load that fails is retried with back-off
+   * (the event that asked for it is consumed either way: the loads bring what it carried).
+   */
   async reload(): Promise<void> {
     const active = this.activeId;
     this.conversations.clear();
     this.changed();
-    await this.loadConversations();
+    try {
+      await this.loadConversations();
+      this.succeeded('*');
+    } catch (error) {
+      this.retryLater('*', error, () => this.reload());
+      return;
+    }
     if (active && this.conversations.has(active)) await this.open(active);
+  }
+
+  /** Stops the retries (the tab signed out). */
+  close(): void {
+    this.closed = true;
+    for (const timer of this.retries.values()) clearTimeout(timer);
+    this.retries.clear();
+    if (this.readTimer !== null) clearTimeout(this.readTimer);
   }
 
   async open(conversationId: string | null): Promise<void> {
     this.activeId = conversationId;
+    this.readingLatest = true;
     this.changed();
     if (conversationId === null) return;
     const state = this.conversations.get(conversationId) ?? (await this.fetchConversation(conversationId));
@@ -125,21 +150,57 @@ export class ChatStore {
     }
   }
 
-  private async fetchConversation(conversationId: string): Promise<ConversationState | null> {
-    if (this.fetching.has(conversationId)) return this.conversations.get(conversationId) ?? null;
-    this.fetching.add(conversationId);
+  /**
+   * The conversation as the server has it now. A load already under way is joined (not skipped: an event waiting for
+   * it would otherwise find nothing). One that fails for a passing reason (the network, a 503) is retried with back-off
+   * until it succeeds, so the event that asked for it is not lost: the conversation, its newest message and its unread
+   * count come with the retry; meanwhile null.
+   */
+  private fetchConversation(conversationId: string): Promise<ConversationState | null> {
+    const running = this.fetching.get(conversationId);
+    if (running) return running;
+    const fetch = this.fetchConversationOnce(conversationId).finally(() => this.fetching.delete(conversationId));
+    this.fetching.set(conversationId, fetch);
+    return fetch;
+  }
+
+  private async fetchConversationOnce(conversationId: string): Promise<ConversationState | null> {
     try {
       const conversation = await this.client.getConversation(conversationId);
+      this.succeeded(conversationId);
       this.mergeConversation(conversation);
       this.changed();
     } catch (error) {
       // Not (or no longer) a member: the conversation is not ours to show.
-      if (error instanceof ParleyApiError && error.status === 404) this.conversations.delete(conversationId);
-      else throw error;
-    } finally {
-      this.fetching.delete(conversationId);
+      if (error instanceof ParleyApiError && error.status === 404) {
+        this.succeeded(conversationId);
+        this.conversations.delete(conversationId);
+      } else {
+        this.retryLater(conversationId, error, async () => {
+          const state = await this.fetchConversation(conversationId);
+          if (state && this.activeId === conversationId && state.oldestSeq === null) await this.loadOlder(conversationId);
+        });
+      }
     }
     return this.conversations.get(conversationId) ?? null;
+  }
+
+  private retryLater(key: string, error: unknown, retry: () => Promise<void>): void {
+    if (this.closed || this.retries.has(key)) return;
+    const delayMs = Math.min((this.retryDelay.get(key) ?? 500) * 2, 30_000);
+    this.retryDelay.set(key, delayMs);
+    this.notice = `Could not load from the server (${describe(error)}); retrying in ${Math.round(delayMs / 1000)} s.`;
+    const timer = setTimeout(() => {
+      this.retries.delete(key);
+      if (!this.closed) void retry().catch(() => {});
+    }, delayMs);
+    this.retries.set(key, timer);
+    this.changed();
+  }
+
+  private succeeded(key: string): void {
+    if (!this.retryDelay.delete(key)) return;
+    if (this.retryDelay.size === 0 && this.notice?.startsWith('Could not load')) this.notice = null;
   }
 
   private mergeConversation(conversation: Conversation): ConversationState {
@@ -193,7 +254,7 @@ export class ChatStore {
         state.typing.delete(message.sender_id);
         if (message.client_message_id && message.sender_id === this.me) this.pending.delete(message.client_message_id);
         if (isNew && message.sender_id !== this.me) {
-          if (this.activeId === message.conversation_id && isVisible()) this.markRead();
+          if (this.activeId === message.conversation_id && isVisible() && this.readingLatest) this.markRead();
           else state.conversation.unread_count++;
         }
         // Sending moves the sender's read watermark, without a message_read event: whoever sent this has read
@@ -205,7 +266,10 @@ export class ChatStore {
       case 'message_edited': {
         const state = this.conversations.get(event.payload.conversation_id);
         if (!state) return;
-        this.upsertMessage(state, event.payload.message);
+        const edited = event.payload.message;
+        // A message older than the history loaded comes with that history, edited, when it is scrolled to; shown now it
+        // would sit right above the oldest loaded message as if nothing were between them.
+        if (state.messages.has(edited.id) || (state.oldestSeq !== null && edited.seq >= state.oldestSeq)) this.upsertMessage(state, edited);
         this.seen(state, event.payload.seq);
         break;
       }
@@ -324,7 +388,7 @@ export class ChatStore {
         this.changed();
       })
       .catch((error: unknown) => {
-        pending.error = error instanceof ParleyApiError ? (error.detail ?? error.code) : String(error);
+        pending.error = describe(error);
         this.changed();
       });
   }
@@ -349,13 +413,16 @@ export class ChatStore {
     this.changed();
   }
 
-  /** Reports the open conversation read up to its newest message (debounced), when the page is visible. */
+  /**
+   * Reports the open conversation read up to its newest message (debounced), when the page is visible and the
+   * conversation is scrolled to its newest messages (not while the user reads further back).
+   */
   markRead(): void {
     if (this.readTimer !== null) return;
     this.readTimer = setTimeout(() => {
       this.readTimer = null;
       const state = this.activeId ? this.conversations.get(this.activeId) : undefined;
-      if (!state || !this.me || !isVisible()) return;
+      if (!state || !this.me || !isVisible() || !this.readingLatest) return;
       const newestMessage = [...state.messages.values()].reduce<Message | null>((a, m) => (a === null || m.seq > a.seq ? m : a), null);
       if (!newestMessage || (state.read.get(this.me) ?? 0) >= newestMessage.seq) {
         if (state.conversation.unread_count !== 0) {
@@ -428,6 +495,10 @@ function newerVersion(a: Message, b: Message): Message {
   if (a.deleted_at) return a;
   if (b.deleted_at) return b;
   return (b.edited_at ?? '') >= (a.edited_at ?? '') ? b : a;
+}
+
+function describe(error: unknown): string {
+  return error instanceof ParleyApiError ? (error.detail ?? error.code) : error instanceof Error ? error.message : String(error);
 }
 
 function isVisible(): boolean {

@@ -31,14 +31,27 @@ export function Chat({ session, onSignOut }: Props) {
 
   useEffect(() => {
     const { realtime } = store;
-    const unsubscribe = [realtime.onEvent((event) => store.apply(event)), realtime.onStateChange((change) => store.onConnection(change))];
     let stopped = false;
+    const signOut = (reason: string): void => {
+      if (stopped) return;
+      stopped = true;
+      onSignOut(reason);
+    };
+    const unsubscribe = [
+      realtime.onEvent((event) => store.apply(event)),
+      realtime.onStateChange((change) => {
+        store.onConnection(change);
+        // Refused for good after it was up (a pasted token that expired, a terminal close code): nothing this tab can do
+        // would bring it back, so sign out with the reason rather than sit on "Disconnected" with sends failing.
+        if (change.state === 'failed' && change.error instanceof ParleyConnectionError) signOut(`Signed out: ${change.error.message}`);
+      }),
+    ];
     (async () => {
       try {
         await realtime.connect();
         if (stopped) return;
-        if (store.me === null && realtime.userId) {
-          // Gateway sign-in: the server says who we are.
+        if (realtime.userId && store.me !== realtime.userId) {
+          // The server says who we are: a gateway sign-in knows nothing before, and a token's sub read here may differ.
           store.me = realtime.userId;
           session.userId = realtime.userId;
           saveSession(session);
@@ -47,7 +60,7 @@ export function Chat({ session, onSignOut }: Props) {
         if (wanted && store.conversations.has(wanted)) await store.open(wanted);
       } catch (error) {
         if (stopped) return;
-        if (error instanceof ParleyConnectionError) onSignOut(`Signed out: ${error.message}`);
+        if (error instanceof ParleyConnectionError) signOut(`Signed out: ${error.message}`);
         else setFailure(error instanceof Error ? error.message : String(error));
       }
     })();
@@ -57,6 +70,7 @@ export function Chat({ session, onSignOut }: Props) {
     document.addEventListener('visibilitychange', onVisible);
     return () => {
       stopped = true;
+      store.close();
       document.removeEventListener('visibilitychange', onVisible);
       unsubscribe.forEach((u) => u());
       void realtime.close();

@@ -8,7 +8,8 @@ interface Props {
   replyTo: Message | null;
   editing: Message | null;
   onCancel: () => void;
-  onSubmit: (text: string) => Promise<void>;
+  /** Sends or edits; false when that was refused, and the text is given back to edit. */
+  onSubmit: (text: string) => Promise<boolean>;
 }
 
 /** How often a running typing indicator is refreshed, and how long after the last key it stops. */
@@ -73,7 +74,7 @@ export function Composer({ store, state, replyTo, editing, onCancel, onSubmit }:
     idle.current = null;
     typingSentAt.current = 0;
     setText('');
-    await onSubmit(value);
+    if (!(await onSubmit(value))) setText(value);
   }
 
   return (

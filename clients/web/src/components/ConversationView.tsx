@@ -67,12 +67,15 @@ export function ConversationView({ store, state }: Props) {
     if (messages.length > 0) store.markRead();
   }, [messages.length]);
 
-  async function act(action: () => Promise<void>): Promise<void> {
+  /** Runs an action of the user's; a refusal is shown. Returns whether it succeeded. */
+  async function act(action: () => Promise<void>): Promise<boolean> {
     setProblem(null);
     try {
       await action();
+      return true;
     } catch (error) {
       setProblem(error instanceof ParleyApiError ? (error.detail ?? error.code) : String(error));
+      return false;
     }
   }
 
@@ -101,7 +104,13 @@ export function ConversationView({ store, state }: Props) {
         tabIndex={0}
         onScroll={(e) => {
           const list = e.currentTarget;
-          stickToBottom.current = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+          const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+          stickToBottom.current = atBottom;
+          // Messages below the fold are not read yet: they are reported read once scrolled to.
+          if (store.readingLatest !== atBottom) {
+            store.readingLatest = atBottom;
+            if (atBottom) store.markRead();
+          }
         }}
       >
         <ol class="message-list">
@@ -158,13 +167,15 @@ export function ConversationView({ store, state }: Props) {
         onSubmit={async (text) => {
           stickToBottom.current = true;
           if (editing) {
+            // A refused edit (past the edit window, say) keeps the text and the editing mode, with the reason shown.
             const target = editing;
-            await act(() => store.edit(target, text));
+            if (!(await act(() => store.edit(target, text)))) return false;
             setEditing(null);
           } else {
             store.send(conversation.id, text, replyTo?.id ?? null);
             setReplyTo(null);
           }
+          return true;
         }}
       />
       {history && <EditHistory store={store} message={history} onClose={() => setHistory(null)} />}

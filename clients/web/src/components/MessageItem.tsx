@@ -38,7 +38,18 @@ export function MessageItem({ store, state, message, canDelete, onReply, onEdit,
         </blockquote>
       )}
       <p class="content" data-testid="content">
-        {deleted ? <em>This message was deleted.</em> : <Content message={message} me={store.me} />}
+        {deleted ? (
+          <em>This message was deleted.</em>
+        ) : (
+          <>
+            {attachment(message) && (
+              <em class="attachment" data-testid="attachment">
+                {attachment(message)}
+              </em>
+            )}
+            <Content message={message} me={store.me} />
+          </>
+        )}
       </p>
       <div class="footer">
         {message.edited_at && !deleted && (
@@ -123,6 +134,26 @@ function Content({ message, me }: { message: Message; me: string | null }) {
   }
   parts.push(text.slice(at));
   return <>{parts}</>;
+}
+
+/**
+ * What a message carries besides its text, named (this app does not show media or maps): without it an image, a file
+ * or a location without a caption was an empty bubble. Text only, never a link: the URLs are the sender's to choose.
+ */
+function attachment(message: Message): string | null {
+  switch (message.message_type) {
+    case 'image':
+    case 'video':
+    case 'audio':
+    case 'file': {
+      const kind = { image: 'Image', video: 'Video', audio: 'Audio', file: 'File' }[message.message_type];
+      return message.media?.file_name ? `${kind}: ${message.media.file_name}` : kind;
+    }
+    case 'location':
+      return message.location?.name ? `Location: ${message.location.name}` : 'Location';
+    default:
+      return null;
+  }
 }
 
 function formatTime(timestamp: string): string {
