@@ -122,6 +122,36 @@ public sealed class RedisFanoutTests
         Assert.Equal(["s2", "s3"], alice.Labels.Where(l => l.StartsWith('s')));
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task RepairSlowerThanTheInstanceTtl_TheLivenessKeyIsKeptMeanwhile()
+    {
+        // A repair reads the store for every local user: with many users it outlasts the liveness key's TTL (3 s in these
+        // nodes). Waited for inside the beat, it let the key expire: publishers dropped the instance's routes as dead.
+        await using var redis = await RedisServer.StartAsync();
+        var filler = new WatermarkFiller();
+        await using var node = await FanoutNode.RedisAsync(redis.ConnectionString, filler);
+        await node.ConnectAsync("alice");
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var key = "parley:instance:" + node.Redis.InstanceId;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        filler.Hold = release.Task;
+
+        await admin.GetDatabase().KeyDeleteAsync(key); // as after a stall: the next beat repairs
+        await filler.Held.Task.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        try
+        {
+            for (var waited = 0; waited < 5_000; waited += 250)
+            {
+                Assert.True(await admin.GetDatabase().KeyExistsAsync(key), $"the liveness key expired {waited} ms into the repair");
+                await Task.Delay(250, TestContext.Current.CancellationToken);
+            }
+        }
+        finally
+        {
+            release.SetResult();
+        }
+    }
+
     [Fact]
     public async Task RedisRestartedWithoutItsData_InstancesRegisterTheirUsersAgainAndDeliveryResumes()
     {
@@ -348,16 +378,27 @@ public sealed class RedisFanoutTests
 
         private int _lastSeqReads;
 
+        /// <summary>When set, the repair's reads wait for it (after saying so through <see cref="Held"/>): a slow store.</summary>
+        public Task? Hold { get; set; }
+
+        public TaskCompletionSource Held { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
         public Task<IReadOnlyDictionary<Guid, long>> ReadLastSeqsAsync(string userId, CancellationToken cancellationToken)
         {
             Interlocked.Increment(ref _lastSeqReads);
             return Task.FromResult(LastSeqs);
         }
 
-        public Task<IReadOnlyList<Realtime.OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken)
+        public async Task<IReadOnlyList<Realtime.OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken)
         {
             Requests.Enqueue((userId, since));
-            return Task.FromResult<IReadOnlyList<Realtime.OutboundFrame>>([FanoutNode.Frame($"receipt-{userId}")]);
+            if (Hold is { } hold)
+            {
+                Held.TrySetResult();
+                await hold.WaitAsync(cancellationToken);
+            }
+
+            return [FanoutNode.Frame($"receipt-{userId}")];
         }
     }
 }

@@ -149,8 +149,13 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     // Used by one liveness beat at a time.
     private readonly Dictionary<string, long> _crashesRepaired = new(StringComparer.Ordinal);
 
-    // 1 while a liveness beat runs (a slow repair must not overlap the next beat).
+    // 1 while a liveness beat runs (a slow Redis answer must not overlap the next beat).
     private int _beating;
+
+    // The background repair (StartRepair): whether one runs, whether one was asked for since it last looked, and its task.
+    private int _repairing;
+    private int _repairAsked;
+    private Task? _repair;
 
     // When this instance began to miss Redis (UTC ticks), 0 when it has not since the last receipt repair.
     private long _troubleSince;
@@ -462,6 +467,12 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             await _publishing.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
 
+        if (Volatile.Read(ref _repair) is { } repair)
+        {
+            // Its store reads end with the stopping token.
+            await repair.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
         // Read only once the loop has ended (it owns the held publications).
         var published = _publishing is null || (_publishing.IsCompletedSuccessfully && _held.Count == 0);
         if (_redis is { IsConnected: true } redis)
@@ -619,7 +630,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     {
         if (_redis is not { IsConnected: true } redis || Interlocked.Exchange(ref _beating, 1) == 1)
         {
-            return; // not connected, or the previous beat (a repair, say) still runs
+            return; // not connected, or the previous beat still waits for Redis
         }
 
         try
@@ -636,7 +647,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             {
                 MarkTroubleSince(answered > 0 ? answered : _time.GetUtcNow().UtcTicks);
                 await RegisterAsync();
-                await RepairReceiptsAsync();
+                StartRepair();
             }
 
             await LookForCrashesAsync(redis);
@@ -692,7 +703,40 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         // it may have stopped publishing that long before the detection.
         var from = DateTimeOffset.FromUnixTimeMilliseconds(earliest) - _options.InstanceTtl - _options.InstanceTtl / 3 - TimeSpan.FromSeconds(1);
         MarkTroubleSince(from.UtcTicks);
-        await RepairReceiptsAsync();
+        StartRepair();
+    }
+
+    /// <summary>
+    /// Runs <see cref="RepairReceiptsAsync"/> in the background, one at a time, and once more if asked again meanwhile.
+    /// Never inside the liveness beat: a repair reads the store for every local user and may take longer than
+    /// <see cref="RedisFanoutOptions.InstanceTtl"/>; a beat waiting for it would let this instance's key expire, so that
+    /// publishers dropped its routes and every instance repaired again, over and over.
+    /// </summary>
+    private void StartRepair()
+    {
+        Volatile.Write(ref _repairAsked, 1);
+        if (Interlocked.CompareExchange(ref _repairing, 1, 0) == 0)
+        {
+            _repair = Task.Run(RepairLoopAsync, CancellationToken.None);
+        }
+    }
+
+    private async Task RepairLoopAsync()
+    {
+        while (true)
+        {
+            while (Interlocked.Exchange(ref _repairAsked, 0) == 1 && !_stopping.IsCancellationRequested)
+            {
+                await RepairReceiptsAsync();
+            }
+
+            Volatile.Write(ref _repairing, 0);
+            // Asked again after the last look and before the flag went down: this loop takes it, unless a new one did.
+            if (Volatile.Read(ref _repairAsked) == 0 || _stopping.IsCancellationRequested || Interlocked.CompareExchange(ref _repairing, 1, 0) != 0)
+            {
+                return;
+            }
+        }
     }
 
     private async Task PublishLoopAsync()
@@ -906,7 +950,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         {
             await SubscribeChannelAsync();
             await RegisterAsync();
-            await RepairReceiptsAsync();
+            StartRepair();
         }
         catch (Exception ex)
         {
