@@ -980,6 +980,19 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             return; // not both connections back yet: the other's restore repairs (frames may still be on their way)
         }
 
+        try
+        {
+            // IsConnected says the subscription's connection is up, not that Redis has taken the SUBSCRIBE the client sent
+            // again after reconnecting: a ping on that connection is answered after it. Read before that, an event
+            // published in between would be neither read back nor received.
+            await redis.GetSubscriber().PingAsync();
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            Log.RepairFailed(_logger, ex.Message);
+            return; // the next restore or beat repairs
+        }
+
         var since = Interlocked.Exchange(ref _troubleSince, 0);
         if (since == 0)
         {
