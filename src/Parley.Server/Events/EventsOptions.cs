@@ -99,8 +99,9 @@ internal sealed class KafkaOptions
 
     /// <summary>
     /// The largest request the client sends, and so the largest record and record batch (librdkafka's
-    /// <c>message.max.bytes</c>). Set it to the topics' <c>max.message.bytes</c> when that is lower than the default:
-    /// a record larger than it is then dead-lettered, and batches are built small enough for the broker to take.
+    /// <c>message.max.bytes</c>). Set it somewhat below the topics' <c>max.message.bytes</c> when that is lower than the
+    /// default (the client may exceed it by one record): a record larger than it is then dead-lettered, and batches are
+    /// built small enough for the broker to take.
     /// </summary>
     [Range(1_000, 1_000_000_000)]
     public int MessageMaxBytes { get; set; } = 1_000_000;

@@ -215,6 +215,12 @@ internal sealed partial class KafkaEventSink(
             BootstrapServers = options.BootstrapServers,
             ClientId = clientId,
             EnableIdempotence = true,
+            // A request the broker refuses for good (a batch too large for the topic) fails the producer instead of
+            // leaving a gap. The broker refuses the partition's later requests in flight by their sequence numbers;
+            // without this, librdkafka would renumber them under a new epoch and write them, and the relay's retry of
+            // the batch would put the refused records after them (a conversation's order broken). librdkafka's mock
+            // broker does not check sequence numbers, so the tests cannot show this; a real broker does.
+            EnableGaplessGuarantee = true,
             Acks = Confluent.Kafka.Acks.All,
             LingerMs = options.LingerMs,
             QueueBufferingMaxMessages = options.LocalQueueRecords,
@@ -312,7 +318,7 @@ internal sealed partial class KafkaEventSink(
         [LoggerMessage(EventId = 7204, Level = LogLevel.Error, Message = "Kafka refuses record {EventId} ({Type}, {Bytes} bytes): {Reason}; dead-lettered")]
         public static partial void DeadLettered(ILogger logger, string eventId, string type, int bytes, string reason);
 
-        [LoggerMessage(EventId = 7205, Level = LogLevel.Error, Message = "Kafka broker refused a batch of {Records} records as too large ({Reason}); publishing them one at a time. Set Events:Kafka:MessageMaxBytes (now {MessageMaxBytes}) to the topics' max.message.bytes")]
+        [LoggerMessage(EventId = 7205, Level = LogLevel.Error, Message = "Kafka broker refused a batch of {Records} records as too large ({Reason}); publishing them one at a time. Set Events:Kafka:MessageMaxBytes (now {MessageMaxBytes}) somewhat below the topics' max.message.bytes")]
         public static partial void BrokerRefusedBatch(ILogger logger, int records, int messageMaxBytes, string reason);
     }
 }
