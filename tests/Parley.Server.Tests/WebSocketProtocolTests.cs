@@ -102,6 +102,28 @@ public sealed class WebSocketProtocolTests : IAsyncLifetime
         Assert.DoesNotContain("Parley.", message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("payload")]
+    [InlineData("type")]
+    public async Task Frame_ATopLevelMemberGivenTwice_IsRefusedAndNothingIsStored(string member)
+    {
+        using var api = _factory.Api("alice");
+        var conversation = await api.CreateDirectAsync("bob");
+        await using var client = await WsClient.ConnectAsync(_factory, "alice");
+        var benign = $$"""{"conversation_id":"{{conversation.Id}}","message_type":"text","content":"benign"}""";
+        var other = $$"""{"conversation_id":"{{conversation.Id}}","message_type":"text","content":"something else"}""";
+        var frame = member == "payload"
+            ? $$"""{"type":"send_message","id":"f-1","payload":{{benign}},"payload":{{other}}}"""
+            : $$"""{"type":"typing","id":"f-1","type":"send_message","payload":{{other}}}""";
+
+        await client.SendAsync(frame);
+
+        var message = (await client.NextErrorAsync("invalid_frame", id: "f-1")).GetProperty("message").GetString()!;
+        Assert.Contains($"'{member}' is given more than once", message, StringComparison.Ordinal);
+        await client.PingAsync();
+        Assert.Empty((await api.ListMessagesAsync(conversation.Id)).Messages);
+    }
+
     [Fact]
     public async Task Frame_AValueOfTheWrongType_NamesTheValueNotADotNetType()
     {

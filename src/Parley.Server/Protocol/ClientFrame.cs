@@ -30,6 +30,12 @@ internal readonly ref struct ClientFrame
         string? type = null;
         var invalidText = false;
         var payload = ReadOnlySpan<byte>.Empty;
+        // Each of type, id and payload at most once: a filter in front of Parley that read one copy must not see
+        // another frame than the one Parley runs.
+        string? repeated = null;
+        var seenType = false;
+        var seenId = false;
+        var seenPayload = false;
         try
         {
             var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { MaxDepth = 32 });
@@ -43,6 +49,8 @@ internal readonly ref struct ClientFrame
             {
                 if (reader.ValueTextEquals("type"u8))
                 {
+                    repeated ??= seenType ? "type" : null;
+                    seenType = true;
                     reader.Read();
                     type = reader.TokenType == JsonTokenType.String ? ReadText(ref reader, ref invalidText) : null;
                     // An object or array here is not a type: step over all of it, not into it.
@@ -50,7 +58,15 @@ internal readonly ref struct ClientFrame
                 }
                 else if (reader.ValueTextEquals("id"u8))
                 {
+                    repeated ??= seenId ? "id" : null;
                     reader.Read();
+                    if (seenId)
+                    {
+                        reader.Skip();
+                        continue; // the first id is the one an error echoes
+                    }
+
+                    seenId = true;
                     // Kept as sent (JSON text: a string with its quotes, or a number) so that the error echoes the
                     // same value and type: a client that numbers its frames gets 7 back, not "7".
                     id = reader.TokenType is JsonTokenType.String or JsonTokenType.Number
@@ -60,6 +76,8 @@ internal readonly ref struct ClientFrame
                 }
                 else if (reader.ValueTextEquals("payload"u8))
                 {
+                    repeated ??= seenPayload ? "payload" : null;
+                    seenPayload = true;
                     reader.Read();
                     var start = (int)reader.TokenStartIndex;
                     reader.Skip();
@@ -81,6 +99,12 @@ internal readonly ref struct ClientFrame
         catch (JsonException ex)
         {
             error = "The frame is not valid JSON: " + JsonErrors.Describe(ex);
+            return false;
+        }
+
+        if (repeated is not null)
+        {
+            error = $"The frame's '{repeated}' is given more than once.";
             return false;
         }
 
