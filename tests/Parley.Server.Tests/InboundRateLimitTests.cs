@@ -65,6 +65,36 @@ public sealed class InboundRateLimitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Connections_OpenedAllAtOnce_NoMoreThanTheLimitGetThrough()
+    {
+        // Counted by registered sockets, upgrades still in their checks all passed: one token opening many at once got
+        // several times the limit.
+        var attempts = await Task.WhenAll(Enumerable.Range(0, MaxConnections + 6).Select(async i =>
+        {
+            try
+            {
+                return await WsClient.ConnectAsync(_factory, "erin", deviceId: $"d{i}");
+            }
+            catch (System.Net.WebSockets.WebSocketException)
+            {
+                return null;
+            }
+        }));
+
+        try
+        {
+            Assert.Equal(MaxConnections, attempts.Count(a => a is not null));
+        }
+        finally
+        {
+            foreach (var socket in attempts.OfType<WsClient>())
+            {
+                await socket.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
     public async Task Connections_OverTheUsersLimit_RefusedWith429UntilOneCloses()
     {
         var sockets = new List<WsClient>();

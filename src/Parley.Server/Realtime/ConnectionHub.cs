@@ -18,6 +18,9 @@ internal sealed class ConnectionHub
     private readonly TimeProvider _time;
     private readonly Lock _indexLock = new();
 
+    // Per user: sockets taken (TryTakeSlot), from the upgrade's checks to the socket's end. Guarded by _indexLock.
+    private readonly Dictionary<string, int> _slots = new(StringComparer.Ordinal);
+
     /// <summary>The hub's counts are read by the metrics when they are collected (a scrape), never on the send path.</summary>
     public ConnectionHub(ParleyMetrics metrics, TimeProvider time)
     {
@@ -89,8 +92,56 @@ internal sealed class ConnectionHub
 
     public bool IsConnected(string userId) => _byUser.ContainsKey(userId);
 
-    /// <summary>The user's sockets on this instance.</summary>
-    public int CountOf(string userId) => _byUser.TryGetValue(userId, out var connections) ? connections.Length : 0;
+    /// <summary>
+    /// Takes one of the <paramref name="max"/> sockets <paramref name="userId"/> may hold on this instance, or null when
+    /// all are taken. Taken at the upgrade's checks and held until the socket ends (dispose the slot), so that upgrades
+    /// still in flight count as well: counted by registered sockets, many upgrades at once would all pass.
+    /// </summary>
+    public UserSlot? TryTakeSlot(string userId, int max)
+    {
+        lock (_indexLock)
+        {
+            var taken = _slots.GetValueOrDefault(userId);
+            if (taken >= max)
+            {
+                return null;
+            }
+
+            _slots[userId] = taken + 1;
+        }
+
+        return new UserSlot(this, userId);
+    }
+
+    private void ReleaseSlot(string userId)
+    {
+        lock (_indexLock)
+        {
+            var taken = _slots[userId];
+            if (taken == 1)
+            {
+                _slots.Remove(userId);
+            }
+            else
+            {
+                _slots[userId] = taken - 1;
+            }
+        }
+    }
+
+    /// <summary>One socket of a user on this instance (<see cref="TryTakeSlot"/>); given back once, when disposed.</summary>
+    internal sealed class UserSlot(ConnectionHub hub, string userId) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                hub.ReleaseSlot(userId);
+            }
+        }
+    }
 
     /// <summary>
     /// When the user's sockets here began (the <see cref="TimeProvider.GetTimestamp"/> of the first of an unbroken run of

@@ -141,6 +141,7 @@ internal sealed partial class DirectUpgrade(
             return;
         }
 
+        using var accepted = plan; // the user's socket slot, until the socket has ended
         input.AdvanceTo(read.Buffer.GetPosition(head!.Length));
         // The 101 is written (and flushed by RunAsync) here, so that only what the socket needs stays referenced for its
         // life: not the parsed head, nor the bytes it was read from.
@@ -204,7 +205,13 @@ internal sealed partial class DirectUpgrade(
         }
 
         using var lease = limiter.AttemptAcquire(context);
-        return lease.IsAcquired ? plan : null;
+        if (lease.IsAcquired)
+        {
+            return plan;
+        }
+
+        plan.Dispose(); // the pipeline answers 429, and gives nothing back
+        return null;
     }
 
     /// <summary>The host filter of the pipeline (<c>AllowedHosts</c>): exact names and <c>*.</c> suffixes, ports ignored.</summary>

@@ -28,8 +28,15 @@ internal sealed record SocketRequest(Caller Caller, IReadOnlyList<string> Subpro
     }
 }
 
-/// <summary>A request that may be accepted, with what its checks read.</summary>
-internal sealed record SocketPlan(SocketRequest Request, string? Subprotocol, bool Acks, Result<Cursor>? ResumeFrom, Cursor Current);
+/// <summary>
+/// A request that may be accepted, with what its checks read and the user's socket slot it holds: dispose it when the
+/// socket has ended, or when it is not accepted after all.
+/// </summary>
+internal sealed record SocketPlan(
+    SocketRequest Request, string? Subprotocol, bool Acks, Result<Cursor>? ResumeFrom, Cursor Current, ConnectionHub.UserSlot Slot) : IDisposable
+{
+    public void Dispose() => Slot.Dispose();
+}
 
 /// <summary>
 /// The life of a WebSocket on <c>/ws</c>, shared by both ways in: the checks before the upgrade (each refusal an
@@ -73,14 +80,6 @@ internal sealed partial class SocketSessions(
             return Draining;
         }
 
-        // Checked at the upgrade: upgrades of one user in flight at the same moment may pass it by as many.
-        var maxConnections = realtimeOptions.Value.MaxConnectionsPerUser;
-        if (hub.CountOf(request.Caller.UserId) >= maxConnections)
-        {
-            return new ApiError(
-                429, ErrorCodes.RateLimited, $"This user already has {maxConnections} connections to this instance; close one before opening another.");
-        }
-
         var requested = request.Subprotocols;
         if (requested.Count > 0 && !requested.Contains(FrameTypes.SubprotocolV1))
         {
@@ -110,8 +109,17 @@ internal sealed partial class SocketSessions(
         }
 
         var current = await cursors.CurrentAsync(cancellationToken);
+
+        // Last, so that no other refusal has to give the slot back.
+        var maxConnections = realtimeOptions.Value.MaxConnectionsPerUser;
+        if (hub.TryTakeSlot(request.Caller.UserId, maxConnections) is not { } slot)
+        {
+            return new ApiError(
+                429, ErrorCodes.RateLimited, $"This user already has {maxConnections} connections to this instance; close one before opening another.");
+        }
+
         return new SocketPlan(
-            request, requested.Count > 0 ? FrameTypes.SubprotocolV1 : null, request.Acks is "true" or "1", resumeFrom, current);
+            request, requested.Count > 0 ? FrameTypes.SubprotocolV1 : null, request.Acks is "true" or "1", resumeFrom, current, slot);
     }
 
     /// <summary>

@@ -64,10 +64,12 @@ internal static class WebSocketEndpoint
         }
 
         var checkedRequest = await sessions.CheckAsync(SocketRequest.Read(context, caller), context.RequestAborted);
-        if (checkedRequest.Value is not { } plan)
+        if (checkedRequest.Value is not { } checkedPlan)
         {
             return Refused(context, checkedRequest.Error!);
         }
+
+        using var plan = checkedPlan; // the user's socket slot, until the socket has ended
 
         // Parley's heartbeat (one timer for every socket) where the socket runs over its stream; otherwise .NET's
         // keep-alive, a timer per socket.
