@@ -195,6 +195,10 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
     /// must survive the app's restart needs a key the app keeps: set <see cref="SendMessageRequest.ClientMessageId"/>.
     /// </summary>
     /// <exception cref="ParleyApiException">The server refused the message (validation, not a member, idempotency conflict).</exception>
+    /// <exception cref="InvalidOperationException">
+    /// A send with the same key still waits for its acknowledgement: the same request object sent again while its first
+    /// send was neither acknowledged nor cancelled (the client is still sending it: await that task instead).
+    /// </exception>
     /// <exception cref="OperationCanceledException">Cancelled: the client stops resending, but a copy already sent may still be stored.</exception>
     public async Task<Message> SendAsync(SendMessageRequest message, CancellationToken cancellationToken = default)
     {
