@@ -193,6 +193,7 @@ public sealed class GapFillerTests : IAsyncDisposable
         // The app hears of the reset once the next socket is subscribed, not before: a reload done earlier could
         // miss what is committed until then. A cursor from the old socket meanwhile is not the place to resume.
         _delivery.OnCursor("k2");
+        _delivery.ApplySyncPage(new SyncPage([], "k2", HasMore: false), [], 0);
         Assert.False(_events.TryRead(out _));
         Assert.Null(_delivery.LatestCursor);
         _delivery.Disconnected();

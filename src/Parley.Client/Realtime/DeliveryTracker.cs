@@ -131,11 +131,18 @@ internal sealed class DeliveryTracker(ChannelWriter<DeliveryItem> output)
     {
         lock (_lock)
         {
-            // A socket about to be replaced after a reset: the next one brings the position to start from.
-            if (_pendingReset is null)
-            {
-                _state.OnCursor(cursor);
-            }
+            CursorReached(cursor);
+        }
+    }
+
+    /// <summary>A cursor from the socket or a sync page; under the lock.</summary>
+    private void CursorReached(string cursor)
+    {
+        // After a reset found by this client, the socket about to be replaced (or a sync page read before the reset)
+        // does not say where to start: the next socket's connected does.
+        if (_pendingReset is null)
+        {
+            _state.OnCursor(cursor);
         }
     }
 
@@ -146,10 +153,7 @@ internal sealed class DeliveryTracker(ChannelWriter<DeliveryItem> output)
         {
             _catchingUp = false;
             _state.ResolveStarts(null);
-            if (_pendingReset is null)
-            {
-                _state.OnCursor(cursor);
-            }
+            CursorReached(cursor);
         }
     }
 
@@ -230,7 +234,7 @@ internal sealed class DeliveryTracker(ChannelWriter<DeliveryItem> output)
             }
 
             // Every event up to next_cursor is in the pages read so far.
-            _state.OnCursor(page.NextCursor);
+            CursorReached(page.NextCursor);
         }
     }
 
