@@ -168,6 +168,28 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Delivered_ASenderRemovedAndAddedAgain_LearnsNothingOfWhatWasSentMeanwhile()
+    {
+        // Bob's message, then he is removed, alice writes, he is added again: carol's ack covers both messages. Bob's
+        // message is from before his re-joining, so he is told nothing, least of all the id of alice's message, which is
+        // hidden from him.
+        await using var chat = await _factory.GroupChat("rejoin", "alice", "bob", "carol")
+            .Connect("alice").Connect("bob").ConnectWithAcks("carol").OpenAsync();
+        var (alice, bob, conversation) = (chat.Api("alice"), chat.Api("bob"), chat.Conversation);
+        var (alicePhone, bobPhone, carolPhone) = (chat.Socket("alice"), chat.Socket("bob"), chat.Socket("carol"));
+        await bob.SendTextAsync(conversation.Id, "before I leave");
+        await MembershipCalls.RemoveOkAsync(alice, conversation.Id, "bob");
+        var hidden = await alice.SendTextAsync(conversation.Id, "while bob is out");
+        var added = await MembershipCalls.AddOkAsync(alice, conversation.Id, "bob");
+        await bobPhone.NextAsync("participant_added", p => p.GetProperty("user_id").GetString() == "bob");
+
+        await carolPhone.SendAsync("ack", new { conversation_id = conversation.Id, seq = added.LastSeq });
+
+        AssertReceipt(await alicePhone.NextAsync("message_delivered"), conversation.Id, "carol", hidden);
+        await bobPhone.AssertNoFrameAsync("message_delivered", WsClientAssertions.Silence);
+    }
+
+    [Fact]
     public async Task Delivered_AckIsCumulative_OneEventUpToTheAckedSeq()
     {
         await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice").ConnectWithAcks("bob").OpenAsync();

@@ -256,16 +256,19 @@ internal abstract partial class SqlChatStore
             ? """
               SELECT DISTINCT v.c, v.u, n.sender_id FROM v
               CROSS JOIN LATERAL (
-                  SELECT DISTINCT m.sender_id FROM messages m
-                  WHERE m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL) n
+                  SELECT m.sender_id, MAX(m.seq) AS last FROM messages m
+                  WHERE m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL
+                  GROUP BY m.sender_id) n
               CROSS JOIN LATERAL (
-                  SELECT 1 FROM participants p WHERE p.conversation_id = v.c AND p.user_id = n.sender_id AND p.left_at IS NULL
+                  SELECT 1 FROM participants p
+                  WHERE p.conversation_id = v.c AND p.user_id = n.sender_id AND p.left_at IS NULL AND p.joined_seq < n.last
                   LIMIT 1) k
               """
             : """
               SELECT DISTINCT v.c, v.u, m.sender_id FROM v
               JOIN messages m ON m.conversation_id = v.c AND m.seq > v.lo AND m.seq <= v.hi AND m.sender_id <> v.u AND m.deleted_at IS NULL
               JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL
+                  AND p.joined_seq < m.seq
               """;
         return $"""
             WITH v(c, u, lo, hi, id) AS (VALUES {values})
@@ -279,7 +282,8 @@ internal abstract partial class SqlChatStore
 
     /// <summary>
     /// Senders (other than the user) of live messages in (from, to]: who learns that the user received them.
-    /// Only current members: a sender who has left receives nothing more of the conversation.
+    /// Only current members, and only for messages they sent as such: a sender who has left receives nothing more of the
+    /// conversation, and one who left and was added again learns nothing of what was sent while they were out.
     /// </summary>
     private static async Task<IReadOnlyList<string>> SendersBetweenAsync(
         SqlSession s, Guid conversationId, string userId, long from, long to, CancellationToken cancellationToken) =>
@@ -291,6 +295,7 @@ internal abstract partial class SqlChatStore
         """
         SELECT DISTINCT m.sender_id FROM messages m
         JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = m.sender_id AND p.left_at IS NULL
+            AND p.joined_seq < m.seq
         WHERE m.conversation_id = @c AND m.seq > @from AND m.seq <= @to AND m.sender_id <> @u AND m.deleted_at IS NULL
         """;
 }
