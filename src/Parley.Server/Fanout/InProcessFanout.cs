@@ -5,13 +5,23 @@ namespace Parley.Server.Fanout;
 /// <summary>
 /// One instance: every connected device is in this process's <see cref="ConnectionHub"/>. Writers of a conversation
 /// publish under its lock, so the hub gets its frames in seq order without a gate. Presence is this process's sockets;
-/// last-seen times live in memory (a restart forgets them).
+/// last-seen times live in memory (a restart forgets them), for <see cref="LastSeenKept"/> like Redis keeps them.
 /// </summary>
 internal sealed class InProcessFanout(ConnectionHub hub, TimeProvider time) : IFanout
 {
+    /// <summary>How long a user's last-seen time is kept after their last device left (as <see cref="RedisFanout"/> does).</summary>
+    internal static readonly TimeSpan LastSeenKept = TimeSpan.FromDays(90);
+
+    private static readonly TimeSpan SweepInterval = TimeSpan.FromHours(1);
+
     private readonly Dictionary<string, int> _devices = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DateTimeOffset> _lastSeen = new(StringComparer.Ordinal);
+
     private readonly Lock _lock = new();
+
+    // When last-seen times older than LastSeenKept are next dropped (once an hour, at a disconnect), so that a
+    // long-running instance does not keep an entry for every user that ever connected.
+    private DateTimeOffset _nextSweep = DateTimeOffset.MinValue;
 
     public ValueTask PublishAsync(FanoutMessage message, CancellationToken cancellationToken)
     {
@@ -29,6 +39,7 @@ internal sealed class InProcessFanout(ConnectionHub hub, TimeProvider time) : IF
         {
             var count = _devices.GetValueOrDefault(userId) + 1;
             _devices[userId] = count;
+            _lastSeen.Remove(userId); // online: a last-seen time is set again when the last device leaves
             return ValueTask.FromResult(new Subscription(count == 1));
         }
     }
@@ -45,7 +56,20 @@ internal sealed class InProcessFanout(ConnectionHub hub, TimeProvider time) : IF
             }
 
             _devices.Remove(userId);
-            _lastSeen[userId] = time.GetUtcNow();
+            var now = time.GetUtcNow();
+            _lastSeen[userId] = now;
+            if (now >= _nextSweep)
+            {
+                _nextSweep = now + SweepInterval;
+                foreach (var (user, at) in _lastSeen)
+                {
+                    if (now - at > LastSeenKept)
+                    {
+                        _lastSeen.Remove(user);
+                    }
+                }
+            }
+
             return ValueTask.FromResult(true);
         }
     }
