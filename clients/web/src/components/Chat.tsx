@@ -68,10 +68,16 @@ export function Chat({ session, onSignOut }: Props) {
       if (document.visibilityState === 'visible') store.markRead();
     };
     document.addEventListener('visibilitychange', onVisible);
+    // Messages waiting to send live in this tab's memory only: closing or reloading it now would lose them.
+    const onLeave = (event: BeforeUnloadEvent): void => {
+      if (store.pending.size > 0) event.preventDefault();
+    };
+    window.addEventListener('beforeunload', onLeave);
     return () => {
       stopped = true;
       store.close();
       document.removeEventListener('visibilitychange', onVisible);
+      window.removeEventListener('beforeunload', onLeave);
       unsubscribe.forEach((u) => u());
       void realtime.close();
     };

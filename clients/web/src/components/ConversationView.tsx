@@ -101,6 +101,7 @@ export function ConversationView({ store, state }: Props) {
         ref={listRef}
         role="log"
         aria-label={`Messages with ${title(conversation, store.me)}`}
+        aria-busy={state.loadingOlder}
         tabIndex={0}
         onScroll={(e) => {
           const list = e.currentTarget;

@@ -356,6 +356,25 @@ describe('the chat app', () => {
     await expect.poll(() => henry.getByTestId('attachment').allInnerTexts(), wait).toContain('Image: cat.png');
   });
 
+  it('asks before a tab with messages still waiting to send is closed', async () => {
+    const ivan = await signIn('ivan');
+    await ivan.getByRole('button', { name: 'New' }).click();
+    await ivan.locator('#people').fill('judy');
+    await ivan.getByRole('button', { name: 'Start' }).click();
+    await expect.poll(() => ivan.getByRole('heading', { name: 'judy' }).count(), wait).toBe(1);
+    await contexts.get('ivan')!.setOffline(true);
+    await expect.poll(() => ivan.getByTestId('connection').innerText(), wait).toContain('Offline');
+    await send(ivan, 'Not sent yet');
+    await expect.poll(() => ivan.locator('[data-pending]').count(), wait).toBe(1);
+
+    const dialog = ivan.waitForEvent('dialog');
+    await ivan.close({ runBeforeUnload: true });
+    const asked = await dialog;
+    expect(asked.type()).toBe('beforeunload');
+    await asked.accept();
+    pages.delete('ivan');
+  });
+
   it('signs out, saying why, when a pasted token expires', async () => {
     // A token that lapses in a few seconds (the test server allows a clock skew of one second): the socket is closed
     // at its expiry (4003) and the same token is refused on reconnecting. The tab used to sit on "Disconnected".
