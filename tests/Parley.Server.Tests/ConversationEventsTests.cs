@@ -119,6 +119,28 @@ public sealed class ConversationEventsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ParticipantAdded_SeveralAtOnce_EachAddedUserGetsOnlyTheEventsFromTheirOwnJoiningOn()
+    {
+        // One request adds carol (seq 2) and dave (seq 3): dave's window starts at 3, so seq 2 is not his to receive (no
+        // catch-up or sync would ever return it to him).
+        var (owner, carol, dave) = (NewUser("owner"), NewUser("carol"), NewUser("dave"));
+        var group = await Api(owner).CreateGroupAsync("g");
+        var (ownerSocket, carolSocket, daveSocket) = (await ConnectAsync(owner), await ConnectAsync(carol), await ConnectAsync(dave));
+
+        await AddOkAsync(Api(owner), group.Id, carol, dave);
+
+        foreach (var socket in new[] { ownerSocket, carolSocket })
+        {
+            AssertParticipantEvent(await socket.NextAsync("participant_added"), group.Id, seq: 2, carol);
+            AssertParticipantEvent(await socket.NextAsync("participant_added"), group.Id, seq: 3, dave);
+        }
+
+        AssertParticipantEvent(await daveSocket.NextAsync("participant_added"), group.Id, seq: 3, dave);
+        await daveSocket.AssertNoFrameAsync("participant_added", Quiet);
+        Assert.DoesNotContain(ConversationEvents(daveSocket, group.Id), e => e.Seq < 3);
+    }
+
+    [Fact]
     public async Task ParticipantUpdated_ReachesEveryMember()
     {
         var (owner, bob, carol) = (NewUser("owner"), NewUser("bob"), NewUser("carol"));

@@ -35,11 +35,13 @@ internal sealed class ConversationBroadcaster(IFanout fanout, TimeProvider time)
 
     public async ValueTask MembershipChangedAsync(MembershipResult result)
     {
-        var members = UserIds(result.After.Members);
         foreach (var (change, evt) in result.Applied)
         {
-            // The removed user learns of the removal too, and nothing after it.
-            IReadOnlyList<string> recipients = change is MembershipChange.Remove remove ? [.. members, remove.UserId] : members;
+            // Members from their joining on: of several added at once, each gets the events from their own joining on, not
+            // those before it in the same request (no catch-up or sync would return those to them). The removed user
+            // learns of the removal too, and nothing after it.
+            var members = result.After.Members.Where(m => m.JoinedSeq <= evt.Seq).Select(m => m.UserId);
+            IReadOnlyList<string> recipients = change is MembershipChange.Remove remove ? [.. members, remove.UserId] : [.. members];
             await PublishAsync(recipients, EventFrames.Participant(evt));
         }
     }
