@@ -634,6 +634,24 @@ public sealed class ResumeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ResumeFrame_ValidationFailingUnexpectedly_ClosesWith1013InsteadOfHoldingLiveEventsForGood()
+    {
+        // The resume claimed the socket's held live events; a failure other than a storage error used to leave them held,
+        // on an open socket that then received nothing.
+        await using var factory = new ParleyFactory(s => s["Delivery:FirstFrameWait"] = "00:00:30", services: FailingStore.Install).StartKestrel();
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        var cursor = await CurrentCursorAsync(factory, "bob");
+        await using var bob = await WsClient.ConnectAsync(factory, "bob");
+        store.Method = nameof(IChatStore.GetStreamPositionAsync);
+        store.Error = () => new InvalidOperationException("not a storage error");
+        store.Failing = true;
+
+        await bob.SendAsync("resume", new { cursor });
+
+        Assert.Equal(CloseCodes.TryAgainLater, (int?)await bob.ClosedAsync());
+    }
+
+    [Fact]
     public async Task CursorCheck_FailingUnexpectedly_IsTriedAgainOnTheNextTick_AndTheServerKeepsServing()
     {
         await using var factory = new ParleyFactory(s => s["Delivery:CursorInterval"] = "00:00:00.100", services: FailingStore.Install).StartKestrel();

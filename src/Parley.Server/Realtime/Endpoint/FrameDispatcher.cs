@@ -245,9 +245,10 @@ internal sealed partial class FrameDispatcher(
         {
             cursor = await cursors.ValidateAsync(payload.Cursor, cancellationToken);
         }
-        catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException)
+        catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            // As when a catch-up fails: nothing was sent, the device resumes again shortly.
+            // As when a catch-up fails: nothing was sent, the device resumes again shortly. Whatever the failure: the
+            // socket's live events are held for the resume, and left open it would get none of them.
             Log.ResumeFailed(logger, connection.Id, ex);
             connection.RequestClose(CloseCodes.TryAgainLater, "storage unavailable; resume again");
             return;
