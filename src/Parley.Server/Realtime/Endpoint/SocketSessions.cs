@@ -162,6 +162,9 @@ internal sealed partial class SocketSessions(
         if (resumeFrom is not null)
         {
             socketDelivery.HoldForCatchUp();
+            // Before the socket is listed for cursor checks: one running beside the catch-up (a recheck after a Redis
+            // reconnect, say) would see part of it sent and hand the device a cursor older than its sync_complete one.
+            socketDelivery.Cursors.CatchingUp = true;
         }
         else if (firstFrameWait > TimeSpan.Zero)
         {
