@@ -36,6 +36,38 @@ internal sealed partial class KafkaEventSink(
             return;
         }
 
+        try
+        {
+            await PublishBatchAsync(records, cancellationToken);
+        }
+        catch (ProduceException<string, byte[]> tooLarge) when (tooLarge.Error.Code == ErrorCode.MsgSizeTooLarge)
+        {
+            // The broker refused a request as too large (the client checked each record against its own limit): a topic
+            // whose max.message.bytes is below Events:Kafka:MessageMaxBytes. Which record, or whether the batch as a
+            // whole, is not said: one at a time, acknowledged before the next goes (so their order holds), each record is
+            // its own request, and only one the broker refuses alone is dead-lettered.
+            Log.BrokerRefusedBatch(logger, records.Count, options.MessageMaxBytes, tooLarge.Error.Reason);
+            foreach (var record in records)
+            {
+                try
+                {
+                    await PublishBatchAsync([record], cancellationToken);
+                }
+                catch (ProduceException<string, byte[]> alone) when (alone.Error.Code == ErrorCode.MsgSizeTooLarge)
+                {
+                    await DeadLetterAsync(record, "the broker refuses it: " + alone.Error.Reason, cancellationToken);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Publishes the records and waits for the broker's acknowledgement of every one. A record the client refuses for
+    /// good is dead-lettered here; a broker's refusal as too large is thrown as it came (the caller finds the record);
+    /// any other failure is an <see cref="EventSinkException"/>. After a failure a fresh producer takes the next batch.
+    /// </summary>
+    private async Task PublishBatchAsync(IReadOnlyList<EventRecord> records, CancellationToken cancellationToken)
+    {
         var producer = Producer();
         var batch = new BatchDelivery(records.Count);
         Action<DeliveryReport<string, byte[]>> report = batch.Report;
@@ -57,12 +89,9 @@ internal sealed partial class KafkaEventSink(
         }
         catch (ProduceException<string, byte[]> tooLarge) when (tooLarge.Error.Code == ErrorCode.MsgSizeTooLarge)
         {
-            // The broker refused a request as too large (the client checked each record against its own limit): a topic
-            // whose max.message.bytes is below Events:Kafka:MessageMaxBytes. Which record, or whether the batch as a
-            // whole, is not said: one at a time, each record is its own request, and only one too large alone is refused.
+            // After a refused request the idempotent producer's session is not to be relied on (it failed: gapless).
             Replace(producer);
-            Log.BrokerRefusedBatch(logger, records.Count, options.MessageMaxBytes, tooLarge.Error.Reason);
-            await PublishOneByOneAsync(records, cancellationToken);
+            throw;
         }
         catch (Exception ex) when (ex is ProduceException<string, byte[]> or KafkaException or TimeoutException)
         {
@@ -74,46 +103,6 @@ internal sealed partial class KafkaEventSink(
         {
             Replace(producer);
             throw;
-        }
-    }
-
-    /// <summary>
-    /// The records of a batch the broker refused as too large, each alone and acknowledged before the next goes (so
-    /// their order holds). One the broker refuses alone is dead-lettered, and a fresh producer takes the next: after a
-    /// refused request the idempotent producer's session is not to be relied on. Any other failure fails the batch.
-    /// </summary>
-    private async Task PublishOneByOneAsync(IReadOnlyList<EventRecord> records, CancellationToken cancellationToken)
-    {
-        foreach (var record in records)
-        {
-            var producer = Producer();
-            var delivery = new BatchDelivery(1);
-            try
-            {
-                if (await ProduceAsync(producer, TopicOf(record.Topic), ToMessage(record), delivery.Report, cancellationToken) is { } refused)
-                {
-                    await DeadLetterAsync(record, refused, cancellationToken);
-                    continue;
-                }
-
-                await delivery.Delivered.WaitAsync(options.DeliveryTimeout + TimeSpan.FromSeconds(5), cancellationToken);
-            }
-            catch (ProduceException<string, byte[]> tooLarge) when (tooLarge.Error.Code == ErrorCode.MsgSizeTooLarge)
-            {
-                Replace(producer);
-                await DeadLetterAsync(record, "the broker refuses it: " + tooLarge.Error.Reason, cancellationToken);
-            }
-            catch (Exception ex) when (ex is ProduceException<string, byte[]> or KafkaException or TimeoutException)
-            {
-                var reason = ex is ProduceException<string, byte[]> produce ? produce.Error.Reason : ex.Message;
-                Replace(producer);
-                throw new EventSinkException($"Kafka did not acknowledge the batch: {reason}", ex);
-            }
-            catch (OperationCanceledException)
-            {
-                Replace(producer);
-                throw;
-            }
         }
     }
 
