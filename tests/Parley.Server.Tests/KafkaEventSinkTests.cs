@@ -74,6 +74,27 @@ public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<
     }
 
     [Fact]
+    public async Task Publish_BrokerRefusesABatchWhileTheRestIsStillBeingHandedOver_StillGoesOutOneRecordAtATime()
+    {
+        // e1 is too large for the client: while it is dead-lettered (a slow write), the broker refuses the request that
+        // holds e0, which stops the producer. The records after e1 then meet a stopped producer; that used to fail the
+        // batch as a whole, on every retry, instead of finding the refused record.
+        var sink = Sink(_cluster.BootstrapServers, TimeSpan.FromSeconds(20), messageMaxBytes: 2_000, deadLetterDelay: TimeSpan.FromMilliseconds(500));
+        var records = Enumerable.Range(0, 5)
+            .Select(n => new EventRecord(
+                EventTopic.Events, "c1", $"e{n}", "message.created", RecordTypes.Version,
+                Encoding.UTF8.GetBytes(n == 1 ? $"{{\"text\":\"{new string('x', 5_000)}\"}}" : $"{{\"n\":{n}}}")))
+            .ToList();
+        _cluster.FailNextProduceRequests(Confluent.Kafka.ErrorCode.MsgSizeTooLarge);
+
+        await sink.PublishAsync(records, TestContext.Current.CancellationToken);
+
+        var read = await ReadAsync(sink, EventTopic.Events, 4);
+        Assert.Equal(["e0", "e2", "e3", "e4"], read.Select(r => r.EventId));
+        Assert.All(_deadLetters, letter => Assert.Equal("e1", letter.EventId));
+    }
+
+    [Fact]
     public async Task Publish_ARecordTheBrokerRefusesAloneAsTooLarge_IsDeadLetteredAndTheNextBatchGoesOut()
     {
         var sink = Sink(_cluster.BootstrapServers, TimeSpan.FromSeconds(20));
@@ -92,7 +113,8 @@ public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<
         Assert.Equal(["next"], (await ReadAsync(sink, EventTopic.Events, 1)).Select(r => r.EventId));
     }
 
-    private KafkaEventSink Sink(string bootstrap, TimeSpan deliveryTimeout, int? localQueueRecords = null, int? messageMaxBytes = null)
+    private KafkaEventSink Sink(
+        string bootstrap, TimeSpan deliveryTimeout, int? localQueueRecords = null, int? messageMaxBytes = null, TimeSpan? deadLetterDelay = null)
     {
         var id = Guid.NewGuid().ToString("N")[..8];
         var options = new KafkaOptions
@@ -105,7 +127,15 @@ public sealed class KafkaEventSinkTests : EventSinkContractTests, IClassFixture<
             MessageMaxBytes = messageMaxBytes ?? 1_000_000,
         };
         var sink = new KafkaEventSink(
-            options, "parley-tests", (letter, _) => { _deadLetters.Add(letter); return Task.CompletedTask; }, TimeProvider.System, NullLogger<KafkaEventSink>.Instance);
+            options,
+            "parley-tests",
+            async (letter, cancellationToken) =>
+            {
+                await Task.Delay(deadLetterDelay ?? TimeSpan.Zero, cancellationToken);
+                _deadLetters.Add(letter);
+            },
+            TimeProvider.System,
+            NullLogger<KafkaEventSink>.Instance);
         _sinks.Add(sink, options);
         return sink;
     }

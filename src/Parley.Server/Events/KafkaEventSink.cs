@@ -78,7 +78,20 @@ internal sealed partial class KafkaEventSink(
                 // Enqueued in order; the idempotent producer keeps that order per partition through its retries. One
                 // completion for the batch, counted down by the client's delivery reports on its own thread (a task per
                 // record put hundreds of continuations on the thread pool every pass), through one delegate.
-                if (await ProduceAsync(producer, TopicOf(record.Topic), ToMessage(record), report, cancellationToken) is { } refused)
+                string? refused;
+                try
+                {
+                    refused = await ProduceAsync(producer, TopicOf(record.Topic), ToMessage(record), report, cancellationToken);
+                }
+                catch (ProduceException<string, byte[]> fatal) when (fatal.Error.IsFatal || fatal.Error.Code is ErrorCode.Local_Fatal or ErrorCode.Local_GaplessGuarantee)
+                {
+                    // The producer stopped while this batch was still being handed to it (a request the broker refused
+                    // stops it: gapless). Why is in the delivery reports of what it took, awaited below: a refusal as too
+                    // large must reach the caller as such, or the batch would fail the same way on every retry.
+                    break;
+                }
+
+                if (refused is not null)
                 {
                     await DeadLetterAsync(record, refused, cancellationToken);
                     batch.Skip();
