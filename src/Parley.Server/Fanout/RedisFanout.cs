@@ -651,6 +651,12 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             }
 
             await LookForCrashesAsync(redis);
+            if (Volatile.Read(ref _troubleSince) != 0)
+            {
+                // A repair that could not run (a connection not back yet, its ping unanswered) is tried again at each beat
+                // until one does: no later event may ask for it.
+                StartRepair();
+            }
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
@@ -990,7 +996,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             Log.RepairFailed(_logger, ex.Message);
-            return; // the next restore or beat repairs
+            return; // the next liveness beat tries again
         }
 
         var since = Interlocked.Exchange(ref _troubleSince, 0);
