@@ -199,6 +199,12 @@ export class ChatStore {
   }
 
   private succeeded(key: string): void {
+    // A retry still scheduled is not needed any more (it would load everything again: a reload clears the view).
+    const timer = this.retries.get(key);
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      this.retries.delete(key);
+    }
     if (!this.retryDelay.delete(key)) return;
     if (this.retryDelay.size === 0 && this.notice?.startsWith('Could not load')) this.notice = null;
   }
