@@ -204,6 +204,30 @@ public sealed class GapFillerTests : IAsyncDisposable
         Assert.Equal("k9", _delivery.LatestCursor);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Reset_FoundWhileTheNextSocketResumesFromACursorReadJustBefore_IsToldOnce(bool serverResetsToo)
+    {
+        // The reconnect read the cursor, then the gap fill was refused and the reset became due: the new socket presents
+        // that cursor. The server answers with its own sync_reset (the cursor expired too) or with a catch-up.
+        _delivery.ResetOnNextConnect(ParleyErrorCodes.CursorExpired);
+        _delivery.Connected(Connected("k7"), presentedCursor: true);
+        if (serverResetsToo)
+        {
+            _delivery.Reset("fresh", ParleyErrorCodes.CursorExpired, endsCatchUp: true);
+        }
+        else
+        {
+            _delivery.SyncComplete("k9");
+        }
+
+        var items = await ReadAsync(2);
+        Assert.IsType<SyncResetEvent>(items[0]);
+        Assert.Equal(serverResetsToo ? "fresh" : "k9", items[1]);
+        Assert.False(_events.TryRead(out var more), $"a second item: {more}");
+    }
+
     [Fact]
     public async Task Run_NoSyncEndpoint_SkipsTheGapAndAppliesWhatWasHeld()
     {

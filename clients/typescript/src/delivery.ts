@@ -117,8 +117,18 @@ export class DeliveryState {
    */
   connected(cursor: string | null, presentedCursor: boolean): void {
     const reason = this.pendingReset;
-    if (reason !== null) this.reset(presentedCursor ? null : cursor, reason);
+    // A socket that presented a cursor (read just before the reset became due) is caught up first: told now, the
+    // server's own sync_reset for that cursor would make it a second reset (see syncComplete).
+    if (reason !== null && !(presentedCursor && cursor !== null)) this.reset(cursor, reason);
     else if (!presentedCursor && cursor !== null) this.onCursor(cursor);
+  }
+
+  /** `sync_complete`: the catch-up held everything after the presented cursor; a reset still due is told now. */
+  syncComplete(cursor: string): void {
+    this.resolveStarts(null);
+    const reason = this.pendingReset;
+    if (reason !== null) this.reset(cursor, reason);
+    else this.onCursor(cursor);
   }
 
   /** A cursor covers every event carried before it. It is released to the stream only when none of them is held back; returns whether it was. */

@@ -493,8 +493,7 @@ export class ParleyRealtime {
         break;
       case 'sync_complete':
         this.catchingUp = false;
-        this.delivery.resolveStarts(null);
-        this.delivery.onCursor(frame.payload.cursor);
+        this.delivery.syncComplete(frame.payload.cursor);
         this.becameLive();
         break;
       case 'cursor':

@@ -83,11 +83,11 @@ internal sealed class DeliveryTracker(ChannelWriter<DeliveryItem> output)
             // A server that knows cursors always names one in connected; one that does not ignores ours and
             // never sends sync_complete, so only the former is waited for.
             _catchingUp = presentedCursor && connected.Cursor is not null;
-            if (_pendingReset is { } reason)
+            if (_pendingReset is { } reason && !_catchingUp)
             {
                 // This socket is subscribed: what the app reloads now, and everything after it, reaches it.
                 _pendingReset = null;
-                _state.Reset(presentedCursor ? null : connected.Cursor, reason);
+                _state.Reset(connected.Cursor, reason);
             }
             else if (!presentedCursor && connected.Cursor is { } current)
             {
@@ -146,13 +146,25 @@ internal sealed class DeliveryTracker(ChannelWriter<DeliveryItem> output)
         }
     }
 
-    /// <summary>The catch-up held every event after the presented cursor: where new conversations start is known.</summary>
+    /// <summary>
+    /// The catch-up held every event after the presented cursor: where new conversations start is known. A reset found
+    /// by this client while this socket was being opened with a cursor read just before it (a gap fill refused as the
+    /// reconnect began) is told now, after the catch-up: told at <c>connected</c>, the server's own <c>sync_reset</c>
+    /// for an expired cursor would have made it a second one.
+    /// </summary>
     public void SyncComplete(string cursor)
     {
         lock (_lock)
         {
             _catchingUp = false;
             _state.ResolveStarts(null);
+            if (_pendingReset is { } reason)
+            {
+                _pendingReset = null;
+                _state.Reset(cursor, reason);
+                return;
+            }
+
             CursorReached(cursor);
         }
     }

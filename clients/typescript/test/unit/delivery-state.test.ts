@@ -112,6 +112,19 @@ describe('DeliveryState', () => {
     ]);
   });
 
+  it.each([true, false])('tells a reset due while a socket resumes from a cursor read just before it once (server resets too: %s)', (serverResets) => {
+    const { state, out } = setUp();
+    state.resetOnNextConnect('cursor_expired');
+    state.connected('k7', true);
+    if (serverResets) state.reset('fresh', 'cursor_expired');
+    else state.syncComplete('k9');
+
+    expect(out).toEqual([
+      { kind: 'event', event: { type: 'sync_reset', payload: { reason: 'cursor_expired' } } },
+      { kind: 'cursor', cursor: serverResets ? 'fresh' : 'k9' },
+    ]);
+  });
+
   it('restores positions from a checkpoint and treats their events as repeats', () => {
     const { state, applied } = setUp();
     state.restore('saved', { [C]: 4 });
