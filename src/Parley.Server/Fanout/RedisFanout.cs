@@ -733,7 +733,15 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         {
             while (Interlocked.Exchange(ref _repairAsked, 0) == 1 && !_stopping.IsCancellationRequested)
             {
-                await RepairReceiptsAsync();
+                try
+                {
+                    await RepairReceiptsAsync();
+                }
+                catch (Exception ex)
+                {
+                    // Whatever it was (the connection disposed while stopping, say), the loop must not die holding the flag.
+                    Log.RepairFailed(_logger, ex.Message);
+                }
             }
 
             Volatile.Write(ref _repairing, 0);

@@ -4,10 +4,10 @@ using Microsoft.OpenApi;
 namespace Parley.Server.Hosting;
 
 /// <summary>
-/// A query parameter that is an integer from <paramref name="Minimum"/> to <paramref name="Maximum"/>
-/// (<paramref name="Default"/> when absent, if it has one). Such parameters
-/// are bound as text, so that a bad value gets Parley's validation answer (naming the parameter and its range) instead
-/// of the framework's bare 400; this metadata gives the OpenAPI document their real type.
+/// A query parameter that is an integer from <paramref name="Minimum"/> to <paramref name="Maximum"/> (<paramref
+/// name="Default"/> when absent, if it has one). Such parameters are bound as text, so that a bad value gets Parley's
+/// validation answer (naming the parameter and its range) instead of the framework's bare 400; this metadata gives the
+/// OpenAPI document their real type.
 /// </summary>
 internal sealed record IntegerQuery(string Name, long Minimum, long Maximum, long? Default)
 {

@@ -250,7 +250,7 @@ internal sealed partial class FrameDispatcher(
             // As when a catch-up fails: nothing was sent, the device resumes again shortly. Whatever the failure: the
             // socket's live events are held for the resume, and left open it would get none of them.
             Log.ResumeFailed(logger, connection.Id, ex);
-            connection.RequestClose(CloseCodes.TryAgainLater, "storage unavailable; resume again");
+            connection.RequestClose(CloseCodes.TryAgainLater, "the cursor could not be checked; resume again");
             return;
         }
 
