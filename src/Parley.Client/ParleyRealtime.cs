@@ -18,12 +18,12 @@ namespace Parley.Client;
 /// </remarks>
 public sealed partial class ParleyRealtime : IAsyncDisposable
 {
-    // The pieces (src/Parley.Client/Realtime, README.md there), each owning its state and saying which lock or
-    // loop guards it. This class wires them, reports what the app consumed and runs the loops' lifecycle.
     // The keys SendAsync generated, by request object (held as long as the app holds the request): a retry of the same
     // request is the same message.
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<SendMessageRequest, string> GeneratedKeys = new();
 
+    // The pieces (src/Parley.Client/Realtime, README.md there), each owning its state and saying which lock or
+    // loop guards it. This class wires them, reports what the app consumed and runs the loops' lifecycle.
     private readonly ParleyRealtimeOptions _options;
     private readonly ILogger _logger;
     private readonly EventQueue _events;

@@ -835,7 +835,6 @@ function deferred(): { promise: Promise<void>; resolve: () => void; reject: (e: 
   return { promise, resolve, reject };
 }
 
-/** A fresh idempotency key: a UUID where the platform has one (browsers, Node), else 128 random bits. */
 // The keys `send` generated, by request object (kept as long as the app keeps the request): a retry of the same request is the same message.
 const generatedKeys = new WeakMap<SendMessageRequest, string>();
 
@@ -848,6 +847,7 @@ function generatedKey(request: SendMessageRequest): string {
   return key;
 }
 
+/** A fresh idempotency key: a UUID where the platform has one (browsers, Node), else 128 random bits. */
 export function newClientMessageId(): string {
   const crypto = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
   if (crypto?.randomUUID) return crypto.randomUUID();
