@@ -202,6 +202,71 @@ public sealed class PostgresChatStoreTests : ChatStoreContractTests
         Assert.Equal([1L], await QueryAsync(connectionString, "SELECT last_seq FROM conversations"));
     }
 
+    [Theory]
+    [InlineData(CommitCut.AfterCommit)] // committed: the send succeeded, though its COMMIT's answer was lost
+    [InlineData(CommitCut.BeforeCommit)] // rolled back when the server lost the connection: the send runs again
+    [InlineData(CommitCut.Silent)] // still open on a silent connection: ended by the store, then the send runs again
+    public async Task AppendMessage_ConnectionBreaksAtCommit_TheStoreLearnsTheOutcomeAndTheMessageIsStoredOnce(CommitCut cut)
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        var before = await AppendAsync(conversation, "alice", "before");
+        await using var cutter = new CommitCutter(new NpgsqlConnectionStringBuilder(_stores[0].ConnectionString).Port);
+        await using var store = OpenThrough(cutter);
+
+        var broken = cutter.Arm(cut);
+        var sent = Succeeded(await store.AppendMessageAsync(NewText(conversation, "bob", "through the break"), Accept, Ct));
+        Assert.True(broken.IsCompleted, "the connection was not broken at COMMIT");
+
+        Assert.True(sent.Created);
+        Assert.Equal(before.Seq + 1, sent.Message.Seq);
+        var history = await Store.ListMessagesAsync(new MessageQuery(conversation, 0, null, null, 100), Ct);
+        Assert.Equal(["through the break", "before"], history.Select(m => m.Content));
+        Assert.Equal(sent.Message.Id, history[0].Id);
+        Assert.Equal(sent.Message.Seq, (await Store.GetConversationAsync(conversation, Ct))!.Conversation.LastSeq);
+    }
+
+    [Fact]
+    public async Task AppendMessage_BatchCommittedButItsAnswerLost_EverySendOfTheBatchSucceedsOnce()
+    {
+        var conversations = new List<Guid>();
+        for (var i = 0; i < 8; i++)
+        {
+            conversations.Add(await CreateGroupAsync("alice", "bob"));
+        }
+
+        await using var cutter = new CommitCutter(new NpgsqlConnectionStringBuilder(_stores[0].ConnectionString).Port);
+        await using var store = OpenThrough(cutter);
+        await store.MigrateAsync(Ct); // warm: the cut falls on a send batch, not on a migration's transaction
+
+        var broken = cutter.Arm(CommitCut.AfterCommit);
+        var sends = conversations.SelectMany(c => Enumerable.Range(0, 4).Select(n => (c, n))).Select(
+            x => store.AppendMessageAsync(NewText(x.c, "alice", $"{x.n}", $"k-{x.c}-{x.n}"), Accept, Ct)).ToList();
+        var results = await Task.WhenAll(sends);
+        await broken;
+
+        Assert.All(results, r => Assert.True(Succeeded(r).Created));
+        foreach (var conversation in conversations)
+        {
+            var stored = await Store.ListMessagesAsync(new MessageQuery(conversation, 0, null, null, 100), Ct);
+            Assert.Equal(["3", "2", "1", "0"], stored.Select(m => m.Content));
+            Assert.Equal(
+                results.Select(r => r.Value!.Message).Where(m => m.ConversationId == conversation).OrderByDescending(m => m.Seq).Select(m => m.Id),
+                stored.Select(m => m.Id));
+        }
+    }
+
+    /// <summary>A store on this test's database whose connections pass through <paramref name="cutter"/>.</summary>
+    private PostgresChatStore OpenThrough(CommitCutter cutter)
+    {
+        var connectionString = new NpgsqlConnectionStringBuilder(_stores[0].ConnectionString)
+        {
+            Host = "127.0.0.1",
+            Port = cutter.Port,
+            SslMode = SslMode.Disable,
+        }.ConnectionString;
+        return new PostgresChatStore(PostgresChatStore.CreateDataSource(connectionString)) { SettleTerminateAfter = TimeSpan.FromMilliseconds(300) };
+    }
+
     public override async ValueTask DisposeAsync()
     {
         await base.DisposeAsync();

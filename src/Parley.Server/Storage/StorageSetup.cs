@@ -17,7 +17,9 @@ internal static class StorageSetup
         builder.Services.AddSingleton<StorageState>();
         builder.Services.AddSingleton(services =>
         {
-            var store = CreateStore(services.GetRequiredService<IOptions<StorageOptions>>().Value, services.GetRequiredService<IConfiguration>());
+            var store = CreateStore(
+                services.GetRequiredService<IOptions<StorageOptions>>().Value, services.GetRequiredService<IConfiguration>(),
+                services.GetRequiredService<ILoggerFactory>());
             if (store is Sql.SqlChatStore sql)
             {
                 sql.Metrics = services.GetService<Observability.ParleyMetrics>();
@@ -31,9 +33,10 @@ internal static class StorageSetup
     }
 
     /// <summary>The configured store (also used by the <c>migrate</c> command).</summary>
-    public static IChatStore CreateStore(StorageOptions options, IConfiguration configuration) => options.Provider switch
+    public static IChatStore CreateStore(StorageOptions options, IConfiguration configuration, ILoggerFactory? loggers = null) => options.Provider switch
     {
-        StorageProvider.Postgres => new PostgresChatStore(PostgresChatStore.CreateDataSource(configuration.GetConnectionString("Postgres")!)),
+        StorageProvider.Postgres => new PostgresChatStore(
+            PostgresChatStore.CreateDataSource(configuration.GetConnectionString("Postgres")!), loggers?.CreateLogger<PostgresChatStore>()),
         _ => new SqliteChatStore(
             configuration.GetConnectionString("Sqlite") is { Length: > 0 } sqlite ? sqlite : DefaultSqliteConnectionString,
             exclusive: true,

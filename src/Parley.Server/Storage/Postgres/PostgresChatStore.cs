@@ -1,6 +1,8 @@
 using System.Data;
 using System.Data.Common;
+using System.Diagnostics;
 using System.Numerics;
+using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using NpgsqlTypes;
 using Parley.Server.Storage.Sql;
@@ -12,8 +14,10 @@ namespace Parley.Server.Storage.Postgres;
 /// instances may share the database: a conversation's writers are serialized by its row lock
 /// (<c>SELECT ... FOR UPDATE</c>), held until commit, so seqs are gapless and committed in order.
 /// </summary>
-internal sealed class PostgresChatStore(NpgsqlDataSource dataSource) : SqlChatStore(new PostgresDialect()), IAsyncDisposable
+internal sealed partial class PostgresChatStore(NpgsqlDataSource dataSource, ILogger? logger = null) : SqlChatStore(new PostgresDialect()), IAsyncDisposable
 {
+    private readonly ILogger _logger = logger ?? NullLogger.Instance;
+
     /// <summary>Key of the advisory lock that lets one instance at a time migrate.</summary>
     private const long MigrationLockKey = 0x7061726c6579; // "parley"
 
@@ -79,6 +83,75 @@ internal sealed class PostgresChatStore(NpgsqlDataSource dataSource) : SqlChatSt
     protected override async Task<DbTransaction> BeginWriteTransactionAsync(DbConnection connection, CancellationToken cancellationToken) =>
         await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken);
 
+    /// <summary>How long a transaction whose COMMIT failed may still show as running before its server process is ended.</summary>
+    internal TimeSpan SettleTerminateAfter { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>How long the outcome of a failed COMMIT is asked for before it is given up as unknown.</summary>
+    internal TimeSpan SettleTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// Asks PostgreSQL, on another connection, how the transaction ended (<c>pg_xact_status</c>). A COMMIT that reached
+    /// the server commits there even when its answer is lost; one that did not is rolled back when the server notices
+    /// the connection is gone. While the transaction still shows as running (its server process has not noticed yet,
+    /// as on a network path that went silent), it is asked again; after <see cref="SettleTerminateAfter"/> its server
+    /// process is ended (only while it still runs that transaction), which settles it either way.
+    /// </summary>
+    internal override async Task<CommitOutcome> SettleCommitAsync(TransactionIdentity transaction, Exception failure)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var terminated = false;
+        string? last = null;
+        while (true)
+        {
+            try
+            {
+                await using var connection = await dataSource.OpenConnectionAsync(CancellationToken.None);
+                await using var status = new NpgsqlCommand("SELECT pg_xact_status(@x::xid8)", connection);
+                status.Parameters.AddWithValue("x", transaction.Id);
+                last = await status.ExecuteScalarAsync(CancellationToken.None) as string;
+                switch (last)
+                {
+                    case "committed":
+                        Log.Settled(_logger, transaction.Id, "committed", failure.Message);
+                        return CommitOutcome.Committed;
+                    case "aborted":
+                        Log.Settled(_logger, transaction.Id, "rolled back", failure.Message);
+                        return CommitOutcome.RolledBack;
+                    case null:
+                        // Too old for the server to remember (or never assigned): nothing more can be learned.
+                        last = "not known to the server";
+                        Log.Unsettled(_logger, transaction.Id, last, failure.Message);
+                        return CommitOutcome.Unknown;
+                }
+
+                if (!terminated && Stopwatch.GetElapsedTime(started) >= SettleTerminateAfter)
+                {
+                    await using var terminate = new NpgsqlCommand(
+                        """
+                        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                        WHERE pid = @pid AND backend_xid::text = (@x::numeric % 4294967296)::text
+                        """, connection);
+                    terminate.Parameters.AddWithValue("pid", transaction.ServerProcess);
+                    terminate.Parameters.AddWithValue("x", transaction.Id);
+                    await terminate.ExecuteNonQueryAsync(CancellationToken.None);
+                    terminated = true;
+                }
+            }
+            catch (Exception ex) when (ex is DbException or TimeoutException or IOException or System.Net.Sockets.SocketException)
+            {
+                last = ex.Message; // the database is not answering yet: ask again until the time is up
+            }
+
+            if (Stopwatch.GetElapsedTime(started) >= SettleTimeout)
+            {
+                Log.Unsettled(_logger, transaction.Id, last ?? "no answer", failure.Message);
+                return CommitOutcome.Unknown;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(100));
+        }
+    }
+
     /// <summary>Applies missing migrations under an advisory lock, so instances starting together migrate once.</summary>
     public override async Task<IReadOnlyList<string>> MigrateAsync(CancellationToken cancellationToken)
     {
@@ -102,6 +175,14 @@ internal sealed class PostgresChatStore(NpgsqlDataSource dataSource) : SqlChatSt
         await using var command = new NpgsqlCommand($"SELECT {function}({MigrationLockKey})", connection) { CommandTimeout = 0 };
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 5005, Level = LogLevel.Warning, Message = "A batch's COMMIT failed ({Reason}); PostgreSQL says transaction {TransactionId} {Outcome}")]
+        public static partial void Settled(ILogger logger, string transactionId, string outcome, string reason);
+
+        [LoggerMessage(EventId = 5006, Level = LogLevel.Error, Message = "A batch's COMMIT failed ({Reason}) and the outcome of transaction {TransactionId} could not be learned ({Status}): its sends are reported as failed, though they may have been written")]
+        public static partial void Unsettled(ILogger logger, string transactionId, string status, string reason);
+    }
 }
 
 /// <summary>PostgreSQL values: native uuid and timestamptz (truncated to milliseconds, the API's precision).</summary>
@@ -121,6 +202,10 @@ internal sealed class PostgresDialect : SqlDialect
 
     private static string LockStatements(int count) =>
         string.Join(";\n", Enumerable.Range(0, count).Select(i => $"SELECT 1 FROM conversations WHERE id = {LockParameter(i)} FOR UPDATE"));
+
+    // One row: the transaction's id (an xid8, as text: assigning it now costs nothing, as the transaction writes) and
+    // its server process, for SettleCommitAsync. PostgreSQL 13 or later.
+    public override string? TransactionIdSql => "SELECT pg_current_xact_id()::text, pg_backend_pid()";
 
     public override string CreateMigrationLedgerSql =>
         "CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)";

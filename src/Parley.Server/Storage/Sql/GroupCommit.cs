@@ -117,7 +117,7 @@ internal sealed class GroupCommit
 
             return;
         }
-        catch (Exception ex) when (batch.Count == 1 || ex is CommitOutcomeUnknownException or BatchNotStartedException)
+        catch (Exception ex) when ((batch.Count == 1 && ex is not CommitRolledBackException) || ex is CommitOutcomeUnknownException or BatchNotStartedException)
         {
             // Alone; or the commit itself failed and may have been applied (running the writes again could apply them
             // twice); or the transaction could not even start (the database unreachable): no write ran, and one at a time
@@ -128,6 +128,11 @@ internal sealed class GroupCommit
             }
 
             return;
+        }
+        catch (CommitRolledBackException) when (batch.Count == 1)
+        {
+            // Its COMMIT failed and the database says it rolled back (the connection broke before it committed):
+            // nothing was written, so the write runs once more, below.
         }
         catch (Exception)
         {
@@ -163,7 +168,9 @@ internal sealed class GroupCommit
 
     /// <summary>What the caller sees: the database's own error.</summary>
     private static Exception Unwrap(Exception exception) =>
-        exception is CommitOutcomeUnknownException or BatchNotStartedException && exception.InnerException is { } inner ? inner : exception;
+        exception is CommitOutcomeUnknownException or CommitRolledBackException or BatchNotStartedException && exception.InnerException is { } inner
+            ? inner
+            : exception;
 }
 
 /// <summary>
@@ -174,3 +181,17 @@ internal sealed class BatchNotStartedException(Exception inner) : Exception("The
 
 /// <summary>The commit itself failed (the connection broke during COMMIT): the batch may or may not have been written.</summary>
 internal sealed class CommitOutcomeUnknownException(Exception inner) : Exception("The commit failed; its outcome is unknown.", inner);
+
+/// <summary>
+/// The commit failed and the database says the transaction rolled back (<see cref="SqlChatStore.SettleCommitAsync"/>):
+/// nothing of the batch was written, so its writes may run again.
+/// </summary>
+internal sealed class CommitRolledBackException(Exception inner) : Exception("The commit failed; the transaction rolled back.", inner);
+
+/// <summary>How a transaction whose COMMIT failed ended, as far as the database can tell.</summary>
+internal enum CommitOutcome
+{
+    Unknown,
+    Committed,
+    RolledBack,
+}

@@ -139,7 +139,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
             var result = await work(session);
             if (applied(result))
             {
-                await session.FlushLocksAsync(CancellationToken.None);
+                await session.FlushPreludeAsync(CancellationToken.None);
                 await transaction.CommitAsync(CancellationToken.None);
                 // The CPU span ends before the duration's, so it never exceeds it.
                 var used = CpuSince(cpu);
@@ -162,8 +162,11 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
 
     /// <summary>
     /// One transaction for a batch of writes (<see cref="GroupCommit"/>): their conversations are locked first, all
-    /// at once and in one order (so batches and single writers never deadlock), then each write runs. A failure
-    /// at COMMIT is reported as <see cref="CommitOutcomeUnknownException"/>: the batch may have been written.
+    /// at once and in one order (so batches and single writers never deadlock), then each write runs. When COMMIT
+    /// fails (its answer lost with the connection), the transaction's outcome is asked for on another connection
+    /// (<see cref="SettleCommitAsync"/>): committed, the batch succeeded; rolled back, it is reported as
+    /// <see cref="CommitRolledBackException"/> (nothing was written: its writes may run again); unknown, as
+    /// <see cref="CommitOutcomeUnknownException"/> (the batch may have been written).
     /// </summary>
     private async Task CommitBatchAsync(IReadOnlyList<PendingWrite> batch)
     {
@@ -171,6 +174,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         await using var connection = await NotStartedIfFailing(() => OpenWriteConnectionAsync(CancellationToken.None).AsTask());
         await using var transaction = await NotStartedIfFailing(() => BeginWriteTransactionAsync(connection.Connection, CancellationToken.None));
         var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
+        session.IdentifyWithNextCommand();
         if (batch is not [{ LocksItsConversation: true }])
         {
             // Several writes lock all their conversations first, in one order, so that batches never deadlock.
@@ -189,21 +193,37 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
             throw;
         }
 
-        await session.FlushLocksAsync(CancellationToken.None);
+        await session.FlushPreludeAsync(CancellationToken.None);
         try
         {
             await transaction.CommitAsync(CancellationToken.None);
         }
         catch (Exception ex)
         {
-            Metrics?.RecordStoreOperation("send_batch", Stopwatch.GetElapsedTime(started), failed: true);
-            throw new CommitOutcomeUnknownException(ex);
+            var outcome = session.Transaction is { } identity ? await SettleCommitAsync(identity, ex) : CommitOutcome.Unknown;
+            if (outcome != CommitOutcome.Committed)
+            {
+                Metrics?.RecordStoreOperation("send_batch", Stopwatch.GetElapsedTime(started), failed: true);
+                throw outcome == CommitOutcome.RolledBack ? new CommitRolledBackException(ex) : new CommitOutcomeUnknownException(ex);
+            }
+
+            // Committed, though its answer was lost: the batch succeeded. The broken connection is not kept.
+            Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), batch.Count, StoreTag, null);
+            return;
         }
 
         connection.Completed();
         var used = CpuSince(cpu);
         Metrics?.RecordCommit(Stopwatch.GetElapsedTime(started), batch.Count, StoreTag, used);
     }
+
+    /// <summary>
+    /// How the transaction <paramref name="transaction"/> ended, after its COMMIT failed with <paramref name="failure"/>
+    /// (typically the connection broke, so the answer was lost): asked on another connection where the database can
+    /// tell. By default the outcome is unknown.
+    /// </summary>
+    internal virtual Task<CommitOutcome> SettleCommitAsync(TransactionIdentity transaction, Exception failure) =>
+        Task.FromResult(CommitOutcome.Unknown);
 
     /// <summary>
     /// A failure to connect or to begin (thrown by the call itself, as SQLite's synchronous BEGIN does, or by its task): no

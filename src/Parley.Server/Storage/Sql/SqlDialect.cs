@@ -45,6 +45,13 @@ internal abstract class SqlDialect
     public virtual string LockConversationsSql(int count) => string.Empty;
 
     /// <summary>
+    /// A statement that names the current write transaction (one row: its id as text, and the server process running
+    /// it), so that a COMMIT whose answer was lost can be settled afterwards (<see cref="SqlChatStore.SettleCommitAsync"/>);
+    /// null where the database cannot be asked about a transaction after its connection broke.
+    /// </summary>
+    public virtual string? TransactionIdSql => null;
+
+    /// <summary>
     /// Whether commands run as batches of statements with positional parameters (<see cref="PositionalSql"/>), their
     /// values bound by name and copied with <see cref="PositionalCopy"/>: saves the provider parsing every command.
     /// </summary>

@@ -9,6 +9,7 @@ namespace Parley.Server.Storage.Sql;
 internal sealed class SqlSession(DbConnection connection, DbTransaction? transaction, SqlDialect dialect, StatementCache? statements = null)
 {
     private Guid[]? _locks;
+    private bool _identify;
 
     public SqlDialect Dialect => dialect;
 
@@ -52,50 +53,105 @@ internal sealed class SqlSession(DbConnection connection, DbTransaction? transac
         }
     }
 
-    /// <summary>Takes the locks no command has taken yet, in a round trip of their own (before a commit, or a command that reads no rows).</summary>
-    public Task FlushLocksAsync(CancellationToken cancellationToken) => LockAsync(TakeLocks(), cancellationToken);
+    /// <summary>
+    /// Reads the transaction's id (<see cref="SqlDialect.TransactionIdSql"/>) into <see cref="Transaction"/> ahead of
+    /// the next command, in the same round trip; nothing where the dialect has no such statement.
+    /// </summary>
+    public void IdentifyWithNextCommand() => _identify = dialect.TransactionIdSql is not null;
 
-    /// <summary>The locks no command has taken yet, if any, now handed to the caller, which takes them.</summary>
-    public Guid[]? TakeLocks()
+    /// <summary>The write transaction's id and server process, once read (<see cref="IdentifyWithNextCommand"/>).</summary>
+    public TransactionIdentity? Transaction { get; private set; }
+
+    /// <summary>Runs what no command has run yet (the transaction's id, the locks) in a round trip of its own (before a commit, or a command that reads no rows).</summary>
+    public Task FlushPreludeAsync(CancellationToken cancellationToken) => RunPreludeAsync(TakePrelude(), cancellationToken);
+
+    /// <summary>What must still run ahead of the next command, now handed to the caller, which runs it.</summary>
+    public Prelude TakePrelude()
     {
-        var locks = _locks;
+        var prelude = new Prelude(_identify, _locks);
         _locks = null;
-        return locks;
+        _identify = false;
+        return prelude;
     }
 
-    /// <summary>Takes <paramref name="locks"/> (when any) in a round trip of their own.</summary>
-    public async Task LockAsync(Guid[]? locks, CancellationToken cancellationToken)
+    /// <summary>Runs <paramref name="prelude"/> (when not empty) in a round trip of its own.</summary>
+    public async Task RunPreludeAsync(Prelude prelude, CancellationToken cancellationToken)
     {
-        if (locks is not null)
+        if (prelude.IsEmpty)
         {
-            var command = connection.CreateCommand();
-            command.CommandText = dialect.LockConversationsSql(locks.Length);
-            command.Transaction = transaction;
-            BindLocks(command, locks);
-            await new SqlCommand(command, dialect, reused: false, this).ExecuteAsync(cancellationToken);
+            return;
         }
+
+        if (prelude.Identify)
+        {
+            await using var batch = connection.CreateBatch();
+            batch.Transaction = transaction;
+            await using var values = connection.CreateCommand();
+            AddPreludeStatements(batch, prelude, values);
+            await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+            await ReadTransactionAsync(reader, cancellationToken);
+            while (await reader.NextResultAsync(cancellationToken))
+            {
+                // the locks' empty results: reading past them surfaces a lock statement's error here
+            }
+
+            return;
+        }
+
+        var command = connection.CreateCommand();
+        command.CommandText = dialect.LockConversationsSql(prelude.Locks!.Length);
+        command.Transaction = transaction;
+        BindLocks(command, prelude.Locks);
+        await new SqlCommand(command, dialect, reused: false, this).ExecuteAsync(cancellationToken);
     }
 
     /// <summary>
-    /// Adds the lock statements for <paramref name="locks"/> to <paramref name="batch"/> (ahead of what follows), their
+    /// Adds the statements of <paramref name="prelude"/> to <paramref name="batch"/> (ahead of what follows), the lock
     /// values bound into <paramref name="values"/> (lock parameters have names no other statement uses).
     /// </summary>
-    public void AddLockStatements(DbBatch batch, Guid[] locks, DbCommand values)
+    public void AddPreludeStatements(DbBatch batch, Prelude prelude, DbCommand values)
     {
-        BindLocks(values, locks);
-        SqlCommand.AddStatements(batch, PositionalSql.Split(dialect.LockConversationsSql(locks.Length))!, values, dialect);
+        if (prelude.Identify)
+        {
+            var identify = batch.CreateBatchCommand();
+            identify.CommandText = dialect.TransactionIdSql!;
+            batch.BatchCommands.Add(identify);
+        }
+
+        if (prelude.Locks is { } locks)
+        {
+            BindLocks(values, locks);
+            SqlCommand.AddStatements(batch, PositionalSql.Split(dialect.LockConversationsSql(locks.Length))!, values, dialect);
+        }
     }
 
-    /// <summary>Moves <paramref name="reader"/> past the (empty) results of the lock statements at the head of its batch.</summary>
-    public static async Task SkipLockResultsAsync(DbDataReader reader, Guid[]? locks, CancellationToken cancellationToken)
+    /// <summary>Reads the results of <paramref name="prelude"/> at the head of <paramref name="reader"/>'s batch and moves past them.</summary>
+    public async Task ReadPreludeResultsAsync(DbDataReader reader, Prelude prelude, CancellationToken cancellationToken)
     {
-        for (var i = 0; i < (locks?.Length ?? 0); i++)
+        var skip = prelude.Locks?.Length ?? 0;
+        if (prelude.Identify)
+        {
+            await ReadTransactionAsync(reader, cancellationToken);
+            skip++;
+        }
+
+        for (var i = 0; i < skip; i++)
         {
             if (!await reader.NextResultAsync(cancellationToken))
             {
-                throw new InvalidOperationException("The batch returned fewer result sets than its locks.");
+                throw new InvalidOperationException("The batch returned fewer result sets than its prelude.");
             }
         }
+    }
+
+    private async Task ReadTransactionAsync(DbDataReader reader, CancellationToken cancellationToken)
+    {
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            throw new InvalidOperationException("The transaction's id was not returned.");
+        }
+
+        Transaction = new TransactionIdentity(reader.GetString(0), reader.GetInt32(1));
     }
 
     private void BindLocks(DbCommand command, Guid[] locks)
@@ -171,18 +227,18 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
     /// </summary>
     private async Task<DbDataReader> ExecuteReaderAsync(CancellationToken cancellationToken)
     {
-        var locks = session.TakeLocks();
-        if (Batch(locks) is not { } batch)
+        var prelude = session.TakePrelude();
+        if (Batch(prelude) is not { } batch)
         {
-            // Not a batch: the locks, if any, go first, on their own.
-            await session.LockAsync(locks, cancellationToken);
+            // Not a batch: the prelude, if any, goes first, on its own.
+            await session.RunPreludeAsync(prelude, cancellationToken);
             return await command.ExecuteReaderAsync(cancellationToken);
         }
 
         var reader = await batch.ExecuteReaderAsync(cancellationToken);
         try
         {
-            await SqlSession.SkipLockResultsAsync(reader, locks, cancellationToken);
+            await session.ReadPreludeResultsAsync(reader, prelude, cancellationToken);
             return reader;
         }
         catch
@@ -194,12 +250,12 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
 
     /// <summary>
     /// Where the provider binds by position (<see cref="SqlDialect.BindsByPosition"/>): the command's statements (after
-    /// the lock statements for <paramref name="locks"/>, when given) as one batch with positional parameters, built from
+    /// the statements of <paramref name="prelude"/>) as one batch with positional parameters, built from
     /// the values bound by name (<see cref="PositionalSql"/>); null where the command runs as it is.
     /// </summary>
-    private DbBatch? Batch(Guid[]? locks)
+    private DbBatch? Batch(Prelude prelude)
     {
-        if (!dialect.BindsByPosition || (command.Parameters.Count == 0 && locks is null)
+        if (!dialect.BindsByPosition || (command.Parameters.Count == 0 && prelude.IsEmpty)
             || PositionalSql.Split(command.CommandText) is not { } statements)
         {
             return null;
@@ -208,11 +264,7 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
         _batch = command.Connection!.CreateBatch();
         _batch.Transaction = command.Transaction;
         _batch.Timeout = command.CommandTimeout;
-        if (locks is not null)
-        {
-            session.AddLockStatements(_batch, locks, command);
-        }
-
+        session.AddPreludeStatements(_batch, prelude, command);
         AddStatements(_batch, statements, command, dialect);
         return _batch;
     }
@@ -257,9 +309,9 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
     {
         await using (this)
         {
-            // Its count of changed rows must be this command's own: the locks go first, on their own.
-            await session.FlushLocksAsync(cancellationToken);
-            return Batch(null) is { } batch
+            // Its count of changed rows must be this command's own: the prelude goes first, on its own.
+            await session.FlushPreludeAsync(cancellationToken);
+            return Batch(default) is { } batch
                 ? await batch.ExecuteNonQueryAsync(cancellationToken)
                 : await command.ExecuteNonQueryAsync(cancellationToken);
         }
@@ -269,8 +321,8 @@ internal sealed class SqlCommand(DbCommand command, SqlDialect dialect, bool reu
     {
         await using (this)
         {
-            await session.FlushLocksAsync(cancellationToken);
-            var value = Batch(null) is { } batch
+            await session.FlushPreludeAsync(cancellationToken);
+            var value = Batch(default) is { } batch
                 ? await batch.ExecuteScalarAsync(cancellationToken)
                 : await command.ExecuteScalarAsync(cancellationToken);
             return value is DBNull ? null : value;
@@ -342,10 +394,10 @@ internal sealed class SqlPipeline(SqlSession session, DbConnection connection, D
     {
         try
         {
-            var locks = session.TakeLocks();
-            await using var batch = Build(locks);
+            var prelude = session.TakePrelude();
+            await using var batch = Build(prelude);
             await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
-            await SqlSession.SkipLockResultsAsync(reader, locks, cancellationToken);
+            await session.ReadPreludeResultsAsync(reader, prelude, cancellationToken);
             return await read(new SqlResults(reader, session.Dialect, cancellationToken));
         }
         finally
@@ -359,10 +411,10 @@ internal sealed class SqlPipeline(SqlSession session, DbConnection connection, D
     {
         try
         {
-            await session.FlushLocksAsync(cancellationToken);
+            await session.FlushPreludeAsync(cancellationToken);
             if (_commands.Count > 0)
             {
-                await using var batch = Build(locks: null);
+                await using var batch = Build(default);
                 await batch.ExecuteNonQueryAsync(cancellationToken);
             }
         }
@@ -372,14 +424,14 @@ internal sealed class SqlPipeline(SqlSession session, DbConnection connection, D
         }
     }
 
-    private DbBatch Build(Guid[]? locks)
+    private DbBatch Build(Prelude prelude)
     {
         var batch = connection.CreateBatch();
         batch.Transaction = transaction;
-        if (locks is not null)
+        if (!prelude.IsEmpty)
         {
-            using var lockValues = connection.CreateCommand();
-            session.AddLockStatements(batch, locks, lockValues);
+            using var preludeValues = connection.CreateCommand();
+            session.AddPreludeStatements(batch, prelude, preludeValues);
         }
 
         foreach (var (command, statements) in _commands)
@@ -505,3 +557,12 @@ internal readonly struct SqlRow(DbDataReader reader, SqlDialect dialect)
         Long(o + 6),
         NullableGuid(o + 7));
 }
+
+/// <summary>What runs ahead of a session's next command: the statement naming the transaction, then the conversation locks.</summary>
+internal readonly record struct Prelude(bool Identify, Guid[]? Locks)
+{
+    public bool IsEmpty => !Identify && Locks is null;
+}
+
+/// <summary>A write transaction as the database names it (<see cref="SqlDialect.TransactionIdSql"/>): its id and the server process running it.</summary>
+internal sealed record TransactionIdentity(string Id, int ServerProcess);
