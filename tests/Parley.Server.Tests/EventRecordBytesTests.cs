@@ -94,6 +94,19 @@ public sealed class EventRecordBytesTests
     }
 
     [Fact]
+    public async Task Notifications_ForASinkThatTakesNone_AreNotBuilt()
+    {
+        var devices = new Online();
+        var forNone = new EventRecordBuilder(Unread.Store(), devices, new NotificationOptions(), new FakeTimeProvider(At.AddMinutes(1)), buildNotifications: false);
+
+        var records = await forNone.BuildAsync(Batch(), TestContext.Current.CancellationToken);
+
+        Assert.DoesNotContain(records, r => r.Topic == EventTopic.Notifications);
+        Assert.Equal(0, devices.Asked); // nor who is online asked: the reads notifications cost are skipped
+        Assert.Contains(records, r => r.Type == RecordTypes.MessageCreated);
+    }
+
+    [Fact]
     public async Task Notifications_OfAMessageOlderThanMaxAgeWhenPublished_AreLeftOut()
     {
         var options = new NotificationOptions { MaxAge = TimeSpan.FromHours(1) };
@@ -134,8 +147,13 @@ public sealed class EventRecordBytesTests
     /// <summary>Only <c>dave</c>'s notification goes out: bob has a device connected.</summary>
     private sealed class Online(params string[] users) : IDeviceDirectory
     {
-        public ValueTask<IReadOnlySet<string>> OnlineAmongAsync(IReadOnlyCollection<string> userIds, CancellationToken cancellationToken) =>
-            ValueTask.FromResult<IReadOnlySet<string>>(userIds.Intersect(users).ToHashSet());
+        public int Asked { get; private set; }
+
+        public ValueTask<IReadOnlySet<string>> OnlineAmongAsync(IReadOnlyCollection<string> userIds, CancellationToken cancellationToken)
+        {
+            Asked++;
+            return ValueTask.FromResult<IReadOnlySet<string>>(userIds.Intersect(users).ToHashSet());
+        }
     }
 
     /// <summary>The two store reads a notification needs (unread badge, conversation); any other call fails the test.</summary>

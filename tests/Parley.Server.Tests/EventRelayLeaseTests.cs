@@ -49,6 +49,31 @@ public sealed class EventRelayLeaseTests
     }
 
     [Fact]
+    public async Task Publish_LeaseRenewalHanging_TheSlowPublishIsAbandonedBeforeTheLeaseRunsOut()
+    {
+        var sink = new SlowFirstSink();
+        await using var factory = Server(sink);
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        using var alice = factory.Api("alice");
+        await alice.CreateDirectAsync("bob");
+        await sink.FirstStarted.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+
+        // The renewal beside the slow publish does not answer for longer than the lease (1.5 s) lasts: a database that
+        // hangs, or a single writer busy elsewhere. Another instance may take the sink over once the lease ran out.
+        store.Method = nameof(IChatStore.TakeRelayLeaseAsync);
+        store.Delay = TimeSpan.FromSeconds(6);
+        store.Failing = true;
+        var renewalHangs = System.Diagnostics.Stopwatch.StartNew();
+
+        await sink.FirstEnded.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+
+        // Abandoned before the lease ran out (at most 1.5 s after its last renewal), not when the renewal came back.
+        Assert.True(renewalHangs.Elapsed < TimeSpan.FromSeconds(4), $"the publish ran on for {renewalHangs.Elapsed}");
+        Assert.True(sink.FirstCancelled);
+        store.Failing = false;
+    }
+
+    [Fact]
     public async Task Pass_ReadingSlowerThanTheLeaseLasts_TheLeaseIsRenewedBesideTheRead()
     {
         var sink = new InMemoryEventSink();

@@ -77,6 +77,25 @@ public sealed class EventsOptionsTests
     }
 
     [Fact]
+    public void Validate_AWebhookAskingForNotificationsThatAreOff_IsNamed()
+    {
+        var errors = Errors(new EventsOptions
+        {
+            Notifications = { Enabled = false },
+            Webhooks =
+            {
+                ["push"] = new WebhookOptions
+                {
+                    Url = new Uri("https://push.example.org/parley"), Secret = "0123456789abcdef0123", EventTypes = ["notification.message"],
+                },
+            },
+        });
+
+        Assert.Equal(
+            ["Events:Webhooks:push:EventTypes has 'notification.message', but Events:Notifications:Enabled is false: none would be sent."], errors);
+    }
+
+    [Fact]
     public void Validate_ADeliveryTimeoutBeyondItsRange_AndARemovedSinkAfterShorterThanTwoLeases_AreNamed()
     {
         var errors = Errors(new EventsOptions

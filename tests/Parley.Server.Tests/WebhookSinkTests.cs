@@ -114,6 +114,9 @@ public sealed class WebhookSinkTests : IAsyncLifetime
     {
         _receiver.Refuse = body => body.Contains("poison", StringComparison.Ordinal);
         var factory = Server();
+        using var deadLetters = new Microsoft.Extensions.Diagnostics.Metrics.Testing.MetricCollector<long>(
+            factory.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), Parley.Server.Observability.ParleyMetrics.MeterName,
+            "parley.events.dead_letters");
         var alice = factory.BoundedApi(NewUser("alice"));
         var conversation = await alice.CreateDirectAsync(NewUser("bob"));
         var poison = await alice.SendTextAsync(conversation.Id, "poison");
@@ -127,6 +130,9 @@ public sealed class WebhookSinkTests : IAsyncLifetime
         Assert.Equal("message.created", letter.Type);
         Assert.Equal("HTTP 400", letter.Error);
         Assert.Contains(poison.Id.ToString(), letter.Record, StringComparison.Ordinal);
+        var counted = Assert.Single(deadLetters.GetMeasurementSnapshot());
+        Assert.Equal(1, counted.Value);
+        Assert.Equal("webhook:hooks", counted.Tags["sink"]);
     }
 
     [Fact]
@@ -194,6 +200,91 @@ public sealed class WebhookSinkTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Webhook_EndpointAnswering503_IsAnOutage_NothingDeadLettered_ThenEveryRecordDeliveredInOrder()
+    {
+        _receiver.Unavailable = true; // as a load balancer answers while the receiver's app is being deployed
+        var factory = Server();
+        var alice = factory.BoundedApi(NewUser("alice"));
+        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
+        for (var i = 0; i < 3; i++)
+        {
+            await alice.SendTextAsync(conversation.Id, $"m{i}");
+        }
+
+        var state = factory.Services.GetRequiredService<Parley.Server.Events.EventStreamStatus>().For("webhook:hooks");
+        for (var i = 0; i < 400 && state.LastFailure is null; i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        Assert.Equal("Webhook hooks is unavailable: HTTP 503", state.LastFailure);
+        _receiver.Unavailable = false;
+
+        var received = await _receiver.WaitForAsync(r => r.Count(x => x.Type == "message.created") >= 3);
+        Assert.Equal(Enumerable.Range(1, 4).Select(i => (long)i), received.Select(r => r.Json.GetProperty("seq").GetInt64()));
+        Assert.Empty(await factory.Services.GetRequiredService<IChatStore>().ListDeadLettersAsync("webhook:hooks", Ct));
+    }
+
+    [Fact]
+    public async Task Publish_NoAnswerWithinTheTimeout_IsAnOutage_TheBatchFailsAndNothingIsDeadLettered()
+    {
+        // A host that is gone or a firewall that drops packets: connecting never finishes.
+        var handler = new ScriptedHandler { Hang = _ => true };
+        var options = new Parley.Server.Events.WebhookOptions
+        {
+            Url = new Uri("http://hooks.example/parley"), Secret = Secret, MaxAttempts = 2, InitialBackoff = TimeSpan.FromMilliseconds(1),
+            MaxBackoff = TimeSpan.FromMilliseconds(1), Timeout = TimeSpan.FromMilliseconds(100),
+        };
+        using var http = new HttpClient(handler);
+        // No store: a dead letter would fail with a NullReferenceException, not the sink's own exception.
+        var sink = new Parley.Server.Events.WebhookSink(
+            "hooks", options, http, null!, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Parley.Server.Events.WebhookSink>.Instance);
+
+        var failed = await Assert.ThrowsAsync<Parley.Server.Events.EventSinkException>(() => sink.PublishAsync([Record(1)], Ct));
+
+        Assert.Equal("Webhook hooks cannot be reached: no answer within 0.1 s", failed.Message);
+        Assert.Equal(["e1", "e1"], handler.Posted);
+    }
+
+    [Fact]
+    public async Task Publish_TooManyRequestsWithRetryAfter_WaitsAsLongAsTheEndpointAsked()
+    {
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        var handler = new ScriptedHandler { Status = n => n == 1 ? (System.Net.HttpStatusCode)429 : System.Net.HttpStatusCode.NoContent, RetryAfter = TimeSpan.FromSeconds(30) };
+        var options = new Parley.Server.Events.WebhookOptions
+        {
+            Url = new Uri("http://hooks.example/parley"), Secret = Secret, MaxAttempts = 3, InitialBackoff = TimeSpan.FromMilliseconds(1),
+            MaxBackoff = TimeSpan.FromMinutes(1),
+        };
+        using var http = new HttpClient(handler);
+        var sink = new Parley.Server.Events.WebhookSink(
+            "hooks", options, http, null!, clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<Parley.Server.Events.WebhookSink>.Instance);
+
+        var publishing = sink.PublishAsync([Record(1)], Ct);
+        await WaitUntilAsync(() => handler.Posted.Count == 1);
+        clock.Advance(TimeSpan.FromSeconds(29));
+        await Task.Delay(100, Ct);
+        Assert.Single(handler.Posted); // the back-off alone (1 ms) would have posted again
+        clock.Advance(TimeSpan.FromSeconds(1));
+        await publishing.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+
+        Assert.Equal(["e1", "e1"], handler.Posted);
+    }
+
+    private static Parley.Server.Events.EventRecord Record(int n) =>
+        new(Parley.Server.Events.EventTopic.Events, "c", $"e{n}", "message.created", 1, Encoding.UTF8.GetBytes($"{{\"n\":{n}}}"));
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        for (var i = 0; i < 400 && !condition(); i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        Assert.True(condition());
+    }
+
+    [Fact]
     public async Task Webhook_ARecordThatDropsTheConnection_IsARefusal_DeadLetteredWithoutBlockingTheOthers()
     {
         _receiver.Drop = body => body.Contains("crash", StringComparison.Ordinal);
@@ -233,23 +324,47 @@ public sealed class WebhookSinkTests : IAsyncLifetime
         Assert.Equal(["e1", "e2", "e2", "e2", "e3", "e1", "e2", "e3"], handler.Posted);
     }
 
-    /// <summary>Answers every POST with 204, or fails it as an unreachable endpoint would (no connection).</summary>
+    /// <summary>
+    /// Answers every POST with 204 (or <see cref="Status"/> of the n-th POST, with <see cref="RetryAfter"/>), fails it as an
+    /// unreachable endpoint would (no connection), or never answers.
+    /// </summary>
     private sealed class ScriptedHandler : HttpMessageHandler
     {
         public Func<string, bool> Unreachable { get; set; } = _ => false;
+
+        public Func<string, bool> Hang { get; set; } = _ => false;
+
+        public Func<int, System.Net.HttpStatusCode> Status { get; set; } = _ => System.Net.HttpStatusCode.NoContent;
+
+        public TimeSpan? RetryAfter { get; set; }
 
         public List<string> Posted { get; } = [];
 
         protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         {
             var body = await request.Content!.ReadAsStringAsync(cancellationToken);
-            Posted.Add(request.Headers.GetValues("Parley-Event-Id").Single());
+            lock (Posted)
+            {
+                Posted.Add(request.Headers.GetValues("Parley-Event-Id").Single());
+            }
+
             if (Unreachable(body))
             {
                 throw new HttpRequestException(HttpRequestError.ConnectionError, "Connection refused");
             }
 
-            return new HttpResponseMessage(System.Net.HttpStatusCode.NoContent);
+            if (Hang(body))
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+
+            var response = new HttpResponseMessage(Status(Posted.Count));
+            if (RetryAfter is { } wait && !response.IsSuccessStatusCode)
+            {
+                response.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(wait);
+            }
+
+            return response;
         }
     }
 
@@ -270,6 +385,9 @@ public sealed class WebhookSinkTests : IAsyncLifetime
         public string Url { get; private set; } = "";
 
         public int FailFirstAttempts { get; set; }
+
+        /// <summary>While set, every POST is answered 503.</summary>
+        public bool Unavailable { get; set; }
 
         public Func<string, bool> Refuse { get; set; } = _ => false;
 
@@ -311,7 +429,7 @@ public sealed class WebhookSinkTests : IAsyncLifetime
                     return Results.StatusCode(400);
                 }
 
-                if (tries <= FailFirstAttempts)
+                if (tries <= FailFirstAttempts || Unavailable)
                 {
                     return Results.StatusCode(503);
                 }

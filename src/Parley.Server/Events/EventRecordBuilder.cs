@@ -50,15 +50,17 @@ internal static class RecordTypes
 /// messages, it never copies them). Notification recipients are decided here, when the relay publishes (docs/events.md
 /// says why): the conversation's current members who joined before the message and have not had it delivered yet, but
 /// the sender, with no device connected according to <see cref="IDeviceDirectory"/>, for messages younger than
-/// <see cref="NotificationOptions.MaxAge"/>; their conversations are read only for the notifications that go out.
+/// <see cref="NotificationOptions.MaxAge"/>; their conversations are read only for the notifications that go out. None at
+/// all for a sink that takes none (<see cref="IEventSink.WantsNotifications"/>, the constructor's last argument).
 /// </summary>
-internal sealed class EventRecordBuilder(IChatStore store, IDeviceDirectory devices, NotificationOptions notifications, TimeProvider time)
+internal sealed class EventRecordBuilder(
+    IChatStore store, IDeviceDirectory devices, NotificationOptions notifications, TimeProvider time, bool buildNotifications = true)
 {
     public async Task<IReadOnlyList<EventRecord>> BuildAsync(OutboxBatch batch, CancellationToken cancellationToken)
     {
         var pending = new List<(OutboxEvent Event, Message Message, IReadOnlyList<string> Recipients)>();
         var offline = new HashSet<string>(StringComparer.Ordinal);
-        if (notifications.Enabled)
+        if (notifications.Enabled && buildNotifications)
         {
             var oldest = time.GetUtcNow() - notifications.MaxAge;
             foreach (var outbox in batch.Changes.Where(e => e.Event.Type == EventTypes.MessageCreated))

@@ -83,9 +83,10 @@ internal sealed partial class EventRelay(
     {
         var settings = options.Value;
         var state = status.For(sink.Name);
-        var builder = new EventRecordBuilder(store, devices, settings.Notifications, time);
+        var builder = new EventRecordBuilder(store, devices, settings.Notifications, time, sink.WantsNotifications);
         var backoff = TimeSpan.FromSeconds(1);
         var renewAt = DateTimeOffset.MinValue;
+        var heldUntil = DateTimeOffset.MinValue;
         RelayLease? lease = null;
         var nextPrune = DateTimeOffset.MinValue;
         while (!stoppingToken.IsCancellationRequested)
@@ -124,13 +125,14 @@ internal sealed partial class EventRelay(
                     // Positions as stored: after a takeover, where the last owner's recording left them.
                     lease = taken;
                     renewAt = now + settings.LeaseDuration / 3;
+                    heldUntil = now + settings.LeaseDuration;
                     state.IsLeader = true;
                 }
 
                 // Read, build and publish with the lease renewed beside them: reading and building a large batch on a busy
                 // database may take longer than the lease has left, and another instance would then publish it too.
                 var from = lease;
-                var (batch, records) = await RenewingAsync(sink, async cancellationToken =>
+                var (batch, records) = await RenewingAsync(sink, heldUntil, async cancellationToken =>
                 {
                     var read = await store.ReadOutboxAsync(from.Pos, from.ReceiptPos, settings.BatchSize, cancellationToken);
                     if (read.IsEmpty)
@@ -215,9 +217,14 @@ internal sealed partial class EventRelay(
         }
     }
 
-    /// <summary>Runs a pass's work while renewing the lease beside it; a lease that cannot be renewed abandons the work.</summary>
+    /// <summary>
+    /// Runs a pass's work while renewing the lease beside it; a lease that cannot be renewed abandons the work, and so does
+    /// a renewal that has not answered shortly before the lease (held until <paramref name="heldUntil"/>) runs out: another
+    /// instance may take the sink over then, and two passes must never publish beside each other.
+    /// </summary>
     private async Task<(OutboxBatch Batch, IReadOnlyList<EventRecord> Records)> RenewingAsync(
-        IEventSink sink, Func<CancellationToken, Task<(OutboxBatch, IReadOnlyList<EventRecord>)>> work, CancellationToken stoppingToken)
+        IEventSink sink, DateTimeOffset heldUntil, Func<CancellationToken, Task<(OutboxBatch, IReadOnlyList<EventRecord>)>> work,
+        CancellationToken stoppingToken)
     {
         var settings = options.Value;
         using var publishing = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
@@ -234,7 +241,24 @@ internal sealed partial class EventRelay(
             bool renewed;
             try
             {
-                renewed = await store.TakeRelayLeaseAsync(sink.Name, _owner, time.GetUtcNow(), settings.LeaseDuration, stoppingToken) is not null;
+                var asked = time.GetUtcNow();
+                var renewal = store.TakeRelayLeaseAsync(sink.Name, _owner, asked, settings.LeaseDuration, stoppingToken);
+                var deadline = heldUntil - settings.LeaseDuration / 10 - asked;
+                using var waiting = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                if (await Task.WhenAny(renewal, Task.Delay(deadline > TimeSpan.Zero ? deadline : TimeSpan.Zero, time, waiting.Token)) != renewal)
+                {
+                    // Observed when it ends, whatever it ends with: the pass does not wait for it.
+                    _ = renewal.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+                    stoppingToken.ThrowIfCancellationRequested();
+                    throw new LeaseLostException($"The lease of {sink.Name} could not be renewed before it ran out.");
+                }
+
+                await waiting.CancelAsync();
+                renewed = await renewal is not null;
+                if (renewed)
+                {
+                    heldUntil = asked + settings.LeaseDuration;
+                }
             }
             catch
             {

@@ -264,6 +264,12 @@ internal sealed class EventsOptionsValidator(IConfiguration? configuration = nul
                 errors.Add($"Events:Webhooks:{endpoint}:EventTypes has '{type}', which is no record type ({string.Join(", ", RecordTypes.All)}).");
             }
 
+            if (!options.Notifications.Enabled && webhook.EventTypes.Contains(RecordTypes.NotificationMessage, StringComparer.Ordinal))
+            {
+                errors.Add(
+                    $"Events:Webhooks:{endpoint}:EventTypes has '{RecordTypes.NotificationMessage}', but Events:Notifications:Enabled is false: none would be sent.");
+            }
+
             AddAnnotationErrors(errors, $"Events:Webhooks:{endpoint}", webhook);
         }
 

@@ -25,7 +25,10 @@ internal static class EventsSetup
         // A redirect is an answer other than 2xx (followed, a POST turned into a GET would count a login page's 200 as
         // delivered); each POST has its own timeout (Events:Webhooks:<name>:Timeout), so none from the client; and the
         // sink keeps its client for good, so connections are renewed to follow an endpoint's DNS changes.
+        // No request logging: a line or four per record at Information, naming the endpoint's path, which for many
+        // services carries its token; the sink logs failures itself.
         services.AddHttpClient(WebhookClient)
+            .RemoveAllLoggers()
             .ConfigureHttpClient(client => client.Timeout = Timeout.InfiniteTimeSpan)
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
             {

@@ -28,6 +28,12 @@ internal interface IEventSink
     /// <see cref="EventSinkException"/> when any was not: the relay then publishes the whole batch again.
     /// </summary>
     Task PublishAsync(IReadOnlyList<EventRecord> records, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Whether the sink publishes <c>notification.message</c> records: building them costs reads (who is online, unread
+    /// totals, conversations), so a sink that drops them is not handed any.
+    /// </summary>
+    bool WantsNotifications => true;
 }
 
 /// <summary>A batch a sink could not publish (the broker is unreachable, a record timed out, ...).</summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
@@ -8,14 +9,15 @@ namespace Parley.Server.Events;
 
 /// <summary>
 /// One webhook endpoint as a sink: each record is POSTed on its own, one after another (the endpoint sees them in
-/// stream order), signed with HMAC-SHA256 over "timestamp.body". A refused POST (an answer other than 2xx, redirects
-/// included) is retried with exponential back-off; after <see cref="WebhookOptions.MaxAttempts"/> refusals the record
-/// goes to <c>event_dead_letters</c> and delivery goes on, so one poisonous record cannot stop the endpoint forever.
-/// An endpoint that cannot be reached at all (no connection: refused, unknown name, failed TLS) is down, not refusing the
-/// record: after as many attempts the batch fails (the relay reports the sink failing and retries it with its own
-/// back-off), and nothing is dead-lettered for an outage. A connection dropped or a timeout after the request went out
-/// counts as a refusal: a record that crashes the endpoint must not block it forever. Records of a failed batch that
-/// were already delivered or dead-lettered are not posted again when the relay retries it (in this process).
+/// stream order), signed with HMAC-SHA256 over "timestamp.body". A failed POST is retried with exponential back-off
+/// (or the endpoint's <c>Retry-After</c>). A refused POST (an answer other than 2xx, redirects included, or a connection
+/// dropped after the request went out: a record that crashes the endpoint must not block it forever) goes, after
+/// <see cref="WebhookOptions.MaxAttempts"/> refusals, to <c>event_dead_letters</c>, and delivery goes on, so one
+/// poisonous record cannot stop the endpoint forever. An endpoint that is down, busy or unreachable (no connection, no
+/// answer within the timeout, or 408, 429, 502, 503, 504) says nothing about the record: after as many attempts the
+/// batch fails (the relay reports the sink failing and retries it with its own back-off), and nothing is dead-lettered
+/// for an outage. Records of a failed batch that were already delivered or dead-lettered are not posted again when the
+/// relay retries it (in this process).
 /// </summary>
 internal sealed partial class WebhookSink(
     string endpoint, WebhookOptions options, HttpClient http, IChatStore store, TimeProvider time, ILogger<WebhookSink> logger) : IEventSink
@@ -31,6 +33,8 @@ internal sealed partial class WebhookSink(
     private readonly HashSet<string> _done = new(StringComparer.Ordinal);
 
     public string Name => $"webhook:{endpoint}";
+
+    public bool WantsNotifications => options.EventTypes.Contains(RecordTypes.NotificationMessage, StringComparer.Ordinal);
 
     public async Task PublishAsync(IReadOnlyList<EventRecord> records, CancellationToken cancellationToken)
     {
@@ -54,35 +58,57 @@ internal sealed partial class WebhookSink(
     private async Task DeliverAsync(EventRecord record, CancellationToken cancellationToken)
     {
         var backoff = options.InitialBackoff;
-        string? error = null;
+        Attempt last = default;
         for (var attempt = 1; attempt <= options.MaxAttempts; attempt++)
         {
-            (error, var answered) = await PostAsync(record, cancellationToken);
-            if (error is null)
+            last = await PostAsync(record, cancellationToken);
+            if (last.Result == PostResult.Delivered)
             {
                 return;
             }
 
-            Log.AttemptFailed(logger, endpoint, record.EventId, attempt, options.MaxAttempts, error);
-            if (attempt == options.MaxAttempts && !answered)
+            Log.AttemptFailed(logger, endpoint, record.EventId, attempt, options.MaxAttempts, last.Error!);
+            if (attempt == options.MaxAttempts && last.Result == PostResult.Unavailable)
             {
-                throw new EventSinkException($"Webhook {endpoint} cannot be reached: {error}");
+                throw new EventSinkException($"Webhook {endpoint} {(last.Answered ? "is unavailable" : "cannot be reached")}: {last.Error}");
             }
 
             if (attempt < options.MaxAttempts)
             {
-                await Task.Delay(backoff, time, cancellationToken);
+                // The endpoint's Retry-After (429, 503) when it gives one, within the configured longest wait.
+                var wait = last.RetryAfter is { } asked ? (asked < options.MaxBackoff ? asked : options.MaxBackoff) : backoff;
+                await Task.Delay(wait, time, cancellationToken);
                 backoff = backoff * 2 < options.MaxBackoff ? backoff * 2 : options.MaxBackoff;
             }
         }
 
         Log.DeadLettered(logger, endpoint, record.EventId, record.Type);
         await store.AddDeadLetterAsync(
-            new DeadLetter(Name, record.EventId, record.Type, Encoding.UTF8.GetString(record.Body), error ?? "", time.GetUtcNow()), cancellationToken);
+            new DeadLetter(Name, record.EventId, record.Type, Encoding.UTF8.GetString(record.Body), last.Error ?? "", time.GetUtcNow()), cancellationToken);
     }
 
-    /// <summary>One POST: no error on success, else why it failed and whether the endpoint was reached at all.</summary>
-    private async Task<(string? Error, bool Answered)> PostAsync(EventRecord record, CancellationToken cancellationToken)
+    private enum PostResult
+    {
+        Delivered,
+
+        /// <summary>The endpoint took the record and refused it (or dropped the connection on it): may be dead-lettered.</summary>
+        Refused,
+
+        /// <summary>The endpoint is down, busy or unreachable, which says nothing about the record: never dead-lettered.</summary>
+        Unavailable,
+    }
+
+    /// <summary>What a POST came to: its result, the error if any, whether an HTTP answer came, and the wait the endpoint asked for.</summary>
+    private readonly record struct Attempt(PostResult Result, string? Error, bool Answered, TimeSpan? RetryAfter);
+
+    /// <summary>
+    /// Answers that say the endpoint (or the proxy in front of it) cannot take requests now, whatever the record: request
+    /// timeout, too many requests, bad gateway, unavailable, gateway timeout.
+    /// </summary>
+    private static bool IsUnavailable(HttpStatusCode status) => (int)status is 408 or 429 or 502 or 503 or 504;
+
+    /// <summary>One POST, and what its outcome says about the record and the endpoint.</summary>
+    private async Task<Attempt> PostAsync(EventRecord record, CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, options.Url) { Content = new ByteArrayContent(record.Body) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
@@ -94,20 +120,37 @@ internal sealed partial class WebhookSink(
         try
         {
             using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
-            return (response.IsSuccessStatusCode ? null : $"HTTP {(int)response.StatusCode}", true);
+            if (response.IsSuccessStatusCode)
+            {
+                return new Attempt(PostResult.Delivered, null, true, null);
+            }
+
+            var error = $"HTTP {(int)response.StatusCode}";
+            return IsUnavailable(response.StatusCode)
+                ? new Attempt(PostResult.Unavailable, error, true, RetryAfter(response.Headers.RetryAfter))
+                : new Attempt(PostResult.Refused, error, true, null);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return ($"no answer within {options.Timeout.TotalSeconds} s", true);
+            // No answer in time: connecting may not even have finished (a host that is gone, a firewall that drops, a DNS
+            // server that does not answer), or the endpoint is overloaded. Either way an outage, not a verdict on the record.
+            return new Attempt(PostResult.Unavailable, $"no answer within {options.Timeout.TotalSeconds} s", false, null);
         }
         catch (HttpRequestException ex)
         {
             // Not connected at all: the endpoint is down. Anything later (the connection dropped mid-answer) was an answer.
             var connected = ex.HttpRequestError is not (HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError
                 or HttpRequestError.SecureConnectionError or HttpRequestError.ProxyTunnelError);
-            return (ex.Message, connected);
+            return new Attempt(connected ? PostResult.Refused : PostResult.Unavailable, ex.Message, false, null);
         }
     }
+
+    private TimeSpan? RetryAfter(RetryConditionHeaderValue? header) => header switch
+    {
+        { Delta: { } delta } => delta > TimeSpan.Zero ? delta : TimeSpan.Zero,
+        { Date: { } date } => date - time.GetUtcNow() is var wait && wait > TimeSpan.Zero ? wait : TimeSpan.Zero,
+        _ => null,
+    };
 
     /// <summary>
     /// <c>t=&lt;unix seconds&gt;,v1=&lt;hex HMAC-SHA256 of "&lt;t&gt;.&lt;body&gt;"&gt;</c>: the receiver recomputes it and refuses a

@@ -43,6 +43,7 @@ internal sealed class ParleyMetrics
     private Func<long>? _fanoutQueued;
     private readonly Counter<long> _eventsPublished;
     private readonly Counter<long> _eventPublishFailures;
+    private readonly Counter<long> _eventDeadLetters;
     private Func<IReadOnlyList<EventSinkLag>>? _eventSinks;
 
     private Func<int>? _openConnections;
@@ -127,6 +128,8 @@ internal sealed class ParleyMetrics
         _eventsPublished = meter.CreateCounter<long>("parley.events.published", "{record}", "Records this instance published, by sink (tag sink).");
         _eventPublishFailures = meter.CreateCounter<long>(
             "parley.events.publish_failures", "{batch}", "Batches a sink did not acknowledge (published again later), by sink (tag sink).");
+        _eventDeadLetters = meter.CreateCounter<long>(
+            "parley.events.dead_letters", "{record}", "Records a sink gave up on and wrote to event_dead_letters, by sink (tag sink).");
     }
 
     /// <summary>The fan-out's publish queue length, read at collection time (registered by the Redis fan-out).</summary>
@@ -155,6 +158,8 @@ internal sealed class ParleyMetrics
     public void ObserveEventSinks(Func<IReadOnlyList<EventSinkLag>> sinks) => _eventSinks = sinks;
 
     public void EventsPublished(string sink, int records) => _eventsPublished.Add(records, new KeyValuePair<string, object?>("sink", sink));
+
+    public void EventDeadLettered(string sink) => _eventDeadLetters.Add(1, new KeyValuePair<string, object?>("sink", sink));
 
     public void EventPublishFailed(string sink) => _eventPublishFailures.Add(1, new KeyValuePair<string, object?>("sink", sink));
 

@@ -192,8 +192,9 @@ internal abstract partial class SqlChatStore
                 return await command.ExecuteAsync(cancellationToken);
             }, cancellationToken);
 
-    public Task AddDeadLetterAsync(DeadLetter letter, CancellationToken cancellationToken) =>
-        WriteAsync(null, async s =>
+    public async Task AddDeadLetterAsync(DeadLetter letter, CancellationToken cancellationToken)
+    {
+        var added = await WriteAsync(null, async s =>
             await s.Sql(
                 """
                 INSERT INTO event_dead_letters (sink, event_id, type, record, error, failed_at) VALUES (@s, @id, @t, @r, @e, @at)
@@ -203,6 +204,11 @@ internal abstract partial class SqlChatStore
                 .With("@e", letter.Error).With("@at", letter.FailedAt)
                 .ExecuteAsync(cancellationToken),
             cancellationToken);
+        if (added > 0)
+        {
+            Metrics?.EventDeadLettered(letter.Sink);
+        }
+    }
 
     public Task<IReadOnlyList<DeadLetter>> ListDeadLettersAsync(string sink, CancellationToken cancellationToken) =>
         ReadAsync<IReadOnlyList<DeadLetter>>(
