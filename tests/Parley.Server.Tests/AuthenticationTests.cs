@@ -64,6 +64,48 @@ public sealed class AuthenticationTests : IAsyncLifetime
         Assert.Equal("Bearer", response.Headers.WwwAuthenticate.Single().Scheme);
     }
 
+    [Theory]
+    [InlineData("https://idp.example/realms/app", HttpStatusCode.OK)]
+    [InlineData("https://idp.example/realms/other", HttpStatusCode.Unauthorized)] // another realm signed with the same keys
+    public async Task Authority_WithoutAConfiguredIssuer_TheDiscoveryDocumentsIssuerIsRequired(string issuer, HttpStatusCode expected)
+    {
+        using var rsa = System.Security.Cryptography.RSA.Create(2048);
+        var key = new RsaSecurityKey(rsa) { KeyId = "k1" };
+        await using var factory = new ParleyFactory(
+            settings =>
+            {
+                settings["Auth:Jwt:SigningKey"] = null;
+                settings["Auth:Jwt:Issuer"] = null;
+                settings["Auth:Jwt:Authority"] = "https://idp.example/realms/app";
+                settings["Auth:Jwt:Audience"] = "parley";
+            },
+            services: services => Microsoft.Extensions.DependencyInjection.OptionsServiceCollectionExtensions.PostConfigure<Microsoft.AspNetCore.Authentication.JwtBearer.JwtBearerOptions>(
+                services,
+                Microsoft.AspNetCore.Authentication.JwtBearer.JwtBearerDefaults.AuthenticationScheme,
+                jwt =>
+                {
+                    // The discovery document, as the identity provider would serve it (no network in tests).
+                    var discovery = new Microsoft.IdentityModel.Protocols.OpenIdConnect.OpenIdConnectConfiguration { Issuer = "https://idp.example/realms/app" };
+                    discovery.SigningKeys.Add(key);
+                    jwt.ConfigurationManager =
+                        new Microsoft.IdentityModel.Protocols.StaticConfigurationManager<Microsoft.IdentityModel.Protocols.OpenIdConnect.OpenIdConnectConfiguration>(discovery);
+                }));
+        using var client = factory.Anonymous();
+        var token = new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+        {
+            Issuer = issuer,
+            Audience = "parley",
+            Claims = new Dictionary<string, object> { ["sub"] = "alice" },
+            Expires = DateTime.UtcNow.AddMinutes(5),
+            SigningCredentials = new SigningCredentials(key, SecurityAlgorithms.RsaSha256),
+        });
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+
+        using var response = await client.GetAsync("/api/v1/conversations", Ct);
+
+        Assert.Equal(expected, response.StatusCode);
+    }
+
     [Fact]
     public async Task Request_WithValidToken_IsTheTokensSubject()
     {
@@ -83,6 +125,7 @@ public sealed class AuthenticationTests : IAsyncLifetime
         { "expired two minutes ago", ParleyFactory.Token("alice", expires: DateTime.UtcNow.AddMinutes(-2)) },
         { "unsigned (alg none)", Unsigned(new Dictionary<string, object> { ["sub"] = "alice" }) },
         { "sub with a space", ParleyFactory.Token("alice smith") },
+        { "sub with a zero-width space", ParleyFactory.Token("alice\u200B") },
         { "empty sub", ParleyFactory.Token("") },
         { "not a JWT", "not-a-token" },
         { "tampered payload", Tampered(ParleyFactory.Token("alice"), "mallory") },

@@ -207,6 +207,8 @@ public sealed class ConfigurationCheckTests
                 directory.FullName, "Production", ["--urls", "http://127.0.0.1:0", "--Auth:Mode=Header", "--Storage:Provder=Postgres"]))
             {
                 await server.WaitForOutputAsync("Unknown setting Storage:Provder is ignored; the settings of Storage are Provider", ProcessBound);
+                // Header mode outside Development with no gateway networks: anyone who reaches Parley can be anyone.
+                await server.WaitForOutputAsync("Auth:Mode is Header and Auth:Header:TrustedNetworks is empty", ProcessBound);
                 // The start-up log says which migrations it applied to the new file, not only that the schema is current.
                 var scripts = string.Join(", ", MigrationScripts.For("Sqlite").Select(m => m.FullName));
                 await server.WaitForOutputAsync(

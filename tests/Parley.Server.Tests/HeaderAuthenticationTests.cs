@@ -86,6 +86,51 @@ public sealed class HeaderAuthenticationTests : IAsyncLifetime
         }
     }
 
+    [Theory]
+    [InlineData("10.9.0.0/16", HttpStatusCode.Unauthorized)] // the gateway's network: this test's loopback peer is not in it
+    [InlineData("127.0.0.1", HttpStatusCode.OK)]
+    public async Task TrustedNetworks_XUserIdIsBelievedOnlyFromThem_OverRestAndTheWebSocket(string network, HttpStatusCode expected)
+    {
+        await using var factory = new ParleyFactory(s =>
+        {
+            s["Auth:Mode"] = "Header";
+            s["Auth:Header:TrustedNetworks:0"] = "fd00::/8";
+            s["Auth:Header:TrustedNetworks:1"] = network;
+        });
+        factory.StartKestrel();
+        using var client = factory.Anonymous();
+        client.DefaultRequestHeaders.Add("X-User-ID", NewUser("alice"));
+
+        using var response = await client.GetAsync("/api/v1/conversations", Ct);
+
+        Assert.Equal(expected, response.StatusCode);
+        if (expected == HttpStatusCode.OK)
+        {
+            var (socket, connected) = await Handshake.ConnectAsync(factory.WebSocketUri(), o => o.SetRequestHeader("X-User-ID", "bob"));
+            Assert.Equal("bob", connected.GetProperty("user_id").GetString());
+            await Handshake.CloseAsync(socket);
+            return;
+        }
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.Unauthorized, "unauthenticated");
+        Assert.Equal("X-User-ID is accepted only from the gateway's addresses (Auth:Header:TrustedNetworks).", problem.Detail);
+        await Handshake.AssertRefusedAsync(factory.WebSocketUri(), HttpStatusCode.Unauthorized, o => o.SetRequestHeader("X-User-ID", "bob"));
+    }
+
+    [Fact]
+    public void TrustedNetworks_AnEntryThatIsNotANetwork_IsRefusedAtStart()
+    {
+        var environment = new Microsoft.Extensions.Hosting.Internal.HostingEnvironment { EnvironmentName = "Production" };
+        var options = new Parley.Server.Hosting.Auth.AuthOptions { Mode = Parley.Server.Hosting.Auth.AuthMode.Header };
+        options.Header.TrustedNetworks.AddRange(["10.0.0.0/8", "gateway"]);
+
+        var result = new Parley.Server.Hosting.Auth.AuthOptionsValidator(environment).Validate(null, options);
+
+        Assert.Equal(
+            ["Auth:Header:TrustedNetworks:1 is 'gateway'; expected a network in CIDR notation (10.1.0.0/16, fd00::/8) or a single address."],
+            result.Failures);
+    }
+
     [Fact]
     public async Task XUserId_TheServicesSenderId_Returns401()
     {

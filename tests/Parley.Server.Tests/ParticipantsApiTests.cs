@@ -133,6 +133,8 @@ public sealed class ParticipantsApiTests : IAsyncLifetime
     [InlineData("{}", "user_ids")]
     [InlineData("{\"user_ids\": [\"ok\", \"not ok\"]}", "user_ids[1]")]
     [InlineData("{\"user_ids\": [\"ok\", \"system\"]}", "user_ids[1]")] // the service role's id (Auth:ServiceUserId)
+    [InlineData("{\"user_ids\": [\"ok\", \"system\\u200B\"]}", "user_ids[1]")] // a zero-width space: looks like the service's id
+    [InlineData("{\"user_ids\": [\"alice\\u202Eecila\"]}", "user_ids[0]")] // a direction override
     public async Task Add_InvalidUserIds_Returns400(string body, string field)
     {
         var owner = NewUser("owner");

@@ -6,8 +6,9 @@ internal static class Identifiers
     public const int MaxUserIdLength = 128;
 
     /// <summary>
-    /// 1 to 128 characters, no whitespace and no control characters, and not "." or ".." (a URL path cannot carry those:
-    /// they are path steps); anything else is opaque.
+    /// 1 to 128 characters, no whitespace, no control characters and no invisible format characters (zero-width spaces,
+    /// direction overrides: "alice" and "alice" with a zero-width space after it would look the same in every list), and
+    /// not "." or ".." (a URL path cannot carry those: they are path steps); anything else is opaque.
     /// </summary>
     public static bool IsValidUserId(string? value) => IsWellFormed(value, MaxUserIdLength) && value is not ("." or "..");
 
@@ -58,7 +59,8 @@ internal static class Identifiers
         {
             // Invalid UTF-16 (a lone surrogate) cannot round-trip through UTF-8 JSON or the database.
             if (System.Text.Rune.DecodeFromUtf16(rest, out var rune, out var consumed) != System.Buffers.OperationStatus.Done
-                || System.Text.Rune.IsWhiteSpace(rune) || System.Text.Rune.IsControl(rune))
+                || System.Text.Rune.IsWhiteSpace(rune) || System.Text.Rune.IsControl(rune)
+                || System.Text.Rune.GetUnicodeCategory(rune) == System.Globalization.UnicodeCategory.Format)
             {
                 return false;
             }

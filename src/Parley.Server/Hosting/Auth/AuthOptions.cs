@@ -17,6 +17,8 @@ internal sealed class AuthOptions
 
     public JwtSettings Jwt { get; set; } = new();
 
+    public HeaderSettings Header { get; set; } = new();
+
     /// <summary>API keys of the application's back end (sent as <c>X-Api-Key</c>); each grants the service role.</summary>
     public List<string> ServiceApiKeys { get; set; } = [];
 
@@ -46,6 +48,15 @@ internal sealed class JwtSettings
 
     /// <summary>Allowed clock difference between Parley and the token issuer.</summary>
     public TimeSpan ClockSkew { get; set; } = TimeSpan.FromSeconds(30);
+}
+
+internal sealed class HeaderSettings
+{
+    /// <summary>
+    /// With <c>Auth:Mode=Header</c>, the networks of the gateway (CIDR or single addresses): <c>X-User-ID</c> is believed
+    /// only from a peer in one of them. Empty: from any peer (a warning at start outside Development).
+    /// </summary>
+    public List<string> TrustedNetworks { get; set; } = [];
 }
 
 /// <summary>The key used when nothing is configured and the environment is Development (documented in docs/authentication.md).</summary>

@@ -13,6 +13,15 @@ internal sealed class AuthOptionsValidator(IHostEnvironment environment) : IVali
             failures.Add("Auth:Mode must be 'Jwt' or 'Header'.");
         }
 
+        for (var i = 0; i < options.Header.TrustedNetworks.Count; i++)
+        {
+            if (!Observability.NetworkAllowList.TryParseNetwork(options.Header.TrustedNetworks[i], out _))
+            {
+                failures.Add(
+                    $"Auth:Header:TrustedNetworks:{i} is '{options.Header.TrustedNetworks[i]}'; expected a network in CIDR notation (10.1.0.0/16, fd00::/8) or a single address.");
+            }
+        }
+
         var jwt = options.Jwt;
         if (options.Mode == AuthMode.Jwt)
         {

@@ -9,7 +9,7 @@ using Parley.Server.Protocol;
 
 namespace Parley.Server.Hosting.Auth;
 
-internal static class AuthSetup
+internal static partial class AuthSetup
 {
     public const string PolicyScheme = "Parley";
 
@@ -43,8 +43,28 @@ internal static class AuthSetup
         builder.Services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
             .Configure<IOptions<AuthOptions>, JwtKeys>((jwt, auth, keys) => ConfigureJwt(jwt, auth.Value, keys));
 
+        builder.Services.AddSingleton<TrustedGateways>();
         builder.Services.AddAuthorization();
         return builder;
+    }
+
+    /// <summary>
+    /// Warns at start when Header mode believes <c>X-User-ID</c> from anyone outside Development: safe only if no client
+    /// can reach Parley except through the gateway, which nothing here can check.
+    /// </summary>
+    public static void WarnIfHeadersTrustedFromAnyone(IServiceProvider services, IHostEnvironment environment, ILogger logger)
+    {
+        if (services.GetRequiredService<IOptions<AuthOptions>>().Value.Mode == AuthMode.Header
+            && !environment.IsDevelopment() && services.GetRequiredService<TrustedGateways>().TrustsAnyone)
+        {
+            Log.HeadersTrustedFromAnyone(logger);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1110, Level = LogLevel.Warning, Message = "Auth:Mode is Header and Auth:Header:TrustedNetworks is empty: any client that reaches Parley directly can act as any user by sending X-User-ID. Set the gateway's networks, or make sure nothing but the gateway can reach Parley")]
+        public static partial void HeadersTrustedFromAnyone(ILogger logger);
     }
 
     /// <summary>
@@ -69,7 +89,9 @@ internal static class AuthSetup
         {
             NameClaimType = Caller.UserIdClaim,
             RoleClaimType = auth.ServiceRoleClaim,
-            ValidateIssuer = keys.Issuer is not null,
+            // With an authority and no issuer of its own, the discovery document's issuer (an identity provider may sign
+            // several realms or tenants with the same keys: a token of another one must not pass).
+            ValidateIssuer = keys.Issuer is not null || !string.IsNullOrEmpty(settings.Authority),
             ValidIssuer = keys.Issuer,
             ValidateAudience = keys.Audience is not null,
             ValidAudience = keys.Audience,

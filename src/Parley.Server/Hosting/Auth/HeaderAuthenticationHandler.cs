@@ -10,7 +10,8 @@ namespace Parley.Server.Hosting.Auth;
 /// <c>X-User-ID</c> (and optionally <c>X-Device-ID</c>). Only safe when clients cannot reach Parley directly.
 /// </summary>
 internal sealed class HeaderAuthenticationHandler(
-    IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, IOptions<AuthOptions> authOptions)
+    IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, IOptions<AuthOptions> authOptions,
+    TrustedGateways gateways)
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "Header";
@@ -24,9 +25,14 @@ internal sealed class HeaderAuthenticationHandler(
             return Task.FromResult(AuthenticateResult.NoResult());
         }
 
+        if (!gateways.Trusts(Context.Connection.RemoteIpAddress))
+        {
+            return Task.FromResult(AuthenticateResult.Fail("X-User-ID is accepted only from the gateway's addresses (Auth:Header:TrustedNetworks)."));
+        }
+
         if (!Identifiers.IsValidUserId(userId))
         {
-            return Task.FromResult(AuthenticateResult.Fail("X-User-ID is not a well-formed user id (1-128 characters, no whitespace or control characters)."));
+            return Task.FromResult(AuthenticateResult.Fail("X-User-ID is not a well-formed user id (1-128 characters, no whitespace, control or invisible format characters)."));
         }
 
         if (userId == authOptions.Value.ServiceUserId)
@@ -51,4 +57,16 @@ internal sealed class HeaderAuthenticationHandler(
         var result = await HandleAuthenticateOnceSafeAsync();
         await AuthProblems.WriteChallengeAsync(Context, result.Failure?.Message ?? "Send the user id in the X-User-ID header.");
     }
+}
+
+/// <summary>The peers whose <c>X-User-ID</c> is believed (<see cref="HeaderSettings.TrustedNetworks"/>; any when none is configured).</summary>
+internal sealed class TrustedGateways(IOptions<AuthOptions> options)
+{
+    private readonly Observability.NetworkAllowList? _networks =
+        options.Value.Header.TrustedNetworks.Count > 0 ? new Observability.NetworkAllowList(options.Value.Header.TrustedNetworks) : null;
+
+    /// <summary>Whether any peer is trusted (no networks configured).</summary>
+    public bool TrustsAnyone => _networks is null;
+
+    public bool Trusts(System.Net.IPAddress? peer) => _networks?.Allows(peer) ?? true;
 }
