@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net.WebSockets;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Options;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
@@ -259,18 +260,9 @@ internal sealed partial class SocketSessions(
             return null;
         }
 
-        var due = DateTimeOffset.FromUnixTimeSeconds(Math.Clamp(seconds, 0, 253402300799)) - time.GetUtcNow();
-        if (due > TimeSpan.FromDays(30))
-        {
-            // Longer than a timer can wait; such a socket is ended by the next reconnect instead.
-            return null;
-        }
-
-        return time.CreateTimer(
-            _ => connection.RequestClose(CloseCodes.TokenExpired, "token expired"),
-            null,
-            due < TimeSpan.Zero ? TimeSpan.Zero : due,
-            Timeout.InfiniteTimeSpan);
+        return TokenExpiry.Schedule(
+            time, DateTimeOffset.FromUnixTimeSeconds(Math.Clamp(seconds, 0, 253402300799)),
+            () => connection.RequestClose(CloseCodes.TokenExpired, "token expired"));
     }
 
     /// <summary>
@@ -313,4 +305,43 @@ internal sealed partial class SocketSessions(
         [LoggerMessage(EventId = 2011, Level = LogLevel.Information, Message = "Connection {ConnectionId} closed (status {CloseStatus})")]
         public static partial void Disconnected(ILogger logger, string connectionId, int? closeStatus);
     }
+}
+
+/// <summary>
+/// A timer that runs an action at a moment however far away: a timer waits at most about 49 days, so a longer wait (a
+/// token valid for months) is taken in steps of at most <see cref="Step"/>, each re-armed until the moment came.
+/// </summary>
+internal static class TokenExpiry
+{
+    public static readonly TimeSpan Step = TimeSpan.FromDays(30);
+
+    public static ITimer Schedule(TimeProvider time, DateTimeOffset at, Action due)
+    {
+        var armed = new StrongBox<ITimer?>();
+        lock (armed)
+        {
+            armed.Value = time.CreateTimer(
+                _ =>
+                {
+                    var left = at - time.GetUtcNow();
+                    if (left <= TimeSpan.Zero)
+                    {
+                        due();
+                        return;
+                    }
+
+                    lock (armed)
+                    {
+                        // Disposed meanwhile (the socket ended): Change does nothing then.
+                        armed.Value!.Change(Wait(left), Timeout.InfiniteTimeSpan);
+                    }
+                },
+                null,
+                Wait(at - time.GetUtcNow()),
+                Timeout.InfiniteTimeSpan);
+            return armed.Value;
+        }
+    }
+
+    private static TimeSpan Wait(TimeSpan left) => left < TimeSpan.Zero ? TimeSpan.Zero : left < Step ? left : Step;
 }
