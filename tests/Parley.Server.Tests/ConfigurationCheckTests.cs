@@ -221,6 +221,21 @@ public sealed class ConfigurationCheckTests
         }
     }
 
+    [Fact]
+    public async Task DevelopmentKey_OnAnAddressOthersCanReach_RealServer_LogsAWarning()
+    {
+        var directory = Directory.CreateTempSubdirectory("parley-settings-");
+        try
+        {
+            await using var server = ServerCommand.Start(directory.FullName, "Development", ["--urls", "http://0.0.0.0:0"]);
+            await server.WaitForOutputAsync("The documented development signing key is in use on http://0.0.0.0:", ProcessBound);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
     private static IConfiguration Configuration(params (string Key, string? Value)[] settings) =>
         new ConfigurationBuilder().AddInMemoryCollection(settings.Select(s => new KeyValuePair<string, string?>(s.Key, s.Value))).Build();
 

@@ -82,11 +82,29 @@ public sealed class WebhookSinkTests : IAsyncLifetime
             Assert.InRange(DateTimeOffset.UtcNow.ToUnixTimeSeconds() - timestamp, -5, 300); // inside a receiver's replay window
             var expected = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(Secret), Encoding.UTF8.GetBytes($"{parts["t"]}.{post.Body}")));
             Assert.Equal(expected, parts["v1"]);
+            // The verification docs/events.md gives receivers, as written there.
+            Assert.True(VerifyAsDocumented(post.Signature, Encoding.UTF8.GetBytes(post.Body), Encoding.UTF8.GetBytes(Secret), DateTimeOffset.UtcNow));
+            Assert.False(VerifyAsDocumented(post.Signature, Encoding.UTF8.GetBytes(post.Body + " "), Encoding.UTF8.GetBytes(Secret), DateTimeOffset.UtcNow));
+            Assert.False(VerifyAsDocumented(post.Signature, Encoding.UTF8.GetBytes(post.Body), Encoding.UTF8.GetBytes(Secret), DateTimeOffset.UtcNow.AddMinutes(10)));
             // Another secret does not verify: the receiver can tell a forged post.
             Assert.NotEqual(
                 Convert.ToHexStringLower(HMACSHA256.HashData("another-secret-0123456"u8.ToArray(), Encoding.UTF8.GetBytes($"{parts["t"]}.{post.Body}"))),
                 parts["v1"]);
         }
+    }
+
+    /// <summary>The receiver's check in docs/events.md, copied from there.</summary>
+    private static bool VerifyAsDocumented(string header, byte[] body, byte[] secret, DateTimeOffset now)
+    {
+        var parts = header.Split(',').Select(p => p.Split('=', 2)).Where(p => p.Length == 2).ToDictionary(p => p[0], p => p[1]);
+        if (!parts.TryGetValue("t", out var t) || !parts.TryGetValue("v1", out var v1) || !long.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
+            || Math.Abs(now.ToUnixTimeSeconds() - seconds) > 300)
+        {
+            return false;
+        }
+
+        var expected = HMACSHA256.HashData(secret, Encoding.ASCII.GetBytes(t + ".").Concat(body).ToArray());
+        return CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(Convert.ToHexStringLower(expected)), Encoding.ASCII.GetBytes(v1));
     }
 
     [Fact]
@@ -197,6 +215,57 @@ public sealed class WebhookSinkTests : IAsyncLifetime
 
         Assert.Equal(Enumerable.Range(1, 4).Select(i => (long)i), later.Received.Select(r => r.Json.GetProperty("seq").GetInt64()));
         Assert.Empty(await factory.Services.GetRequiredService<IChatStore>().ListDeadLettersAsync("webhook:hooks", Ct));
+    }
+
+    [Fact]
+    public async Task Webhook_Concurrency_ConversationsSideBySide_EachInItsOrder()
+    {
+        // Answers take 0-50 ms at random: records of one conversation posted side by side would arrive out of order.
+        var random = new Random(7);
+        _receiver.LatencyOf = () => TimeSpan.FromMilliseconds(random.Next(0, 50));
+        var factory = Server(("Events:Webhooks:hooks:Concurrency", "8"));
+        var alice = factory.BoundedApi(NewUser("alice"));
+        var conversations = new List<Guid>();
+        for (var c = 0; c < 2; c++)
+        {
+            conversations.Add((await alice.CreateDirectAsync(NewUser("bob"))).Id);
+        }
+
+        for (var i = 0; i < 8; i++)
+        {
+            foreach (var conversation in conversations)
+            {
+                await alice.SendTextAsync(conversation, $"m{i}");
+            }
+        }
+
+        var received = await _receiver.WaitForAsync(r => r.Count(x => x.Type == "message.created") >= 16);
+
+        foreach (var conversation in conversations)
+        {
+            var seqs = received.Where(r => r.Json.GetProperty("conversation_id").GetGuid() == conversation).Select(r => r.Json.GetProperty("seq").GetInt64()).ToList();
+            Assert.Equal(Enumerable.Range(1, 9).Select(i => (long)i), seqs); // created, then the eight messages, in order
+        }
+
+        // The two conversations went side by side, and only they: one POST at a time within each.
+        Assert.Equal(2, _receiver.MostInFlight);
+    }
+
+    [Fact]
+    public async Task Webhook_DefaultConcurrency_OnePostAtATime()
+    {
+        _receiver.LatencyOf = () => TimeSpan.FromMilliseconds(20);
+        var factory = Server();
+        var alice = factory.BoundedApi(NewUser("alice"));
+        for (var c = 0; c < 3; c++)
+        {
+            var conversation = await alice.CreateDirectAsync(NewUser("bob"));
+            await alice.SendTextAsync(conversation.Id, "m");
+        }
+
+        await _receiver.WaitForAsync(r => r.Count(x => x.Type == "message.created") >= 3);
+
+        Assert.Equal(1, _receiver.MostInFlight);
     }
 
     [Fact]
@@ -389,6 +458,15 @@ public sealed class WebhookSinkTests : IAsyncLifetime
         /// <summary>While set, every POST is answered 503.</summary>
         public bool Unavailable { get; set; }
 
+        /// <summary>How long each POST takes to answer.</summary>
+        public Func<TimeSpan> LatencyOf { get; set; } = () => TimeSpan.Zero;
+
+        /// <summary>The most POSTs that were in flight at once.</summary>
+        public int MostInFlight => Volatile.Read(ref _mostInFlight);
+
+        private int _inFlight;
+        private int _mostInFlight;
+
         public Func<string, bool> Refuse { get; set; } = _ => false;
 
         /// <summary>Records whose post gets no answer: the connection is dropped.</summary>
@@ -412,6 +490,30 @@ public sealed class WebhookSinkTests : IAsyncLifetime
             _app = builder.Build();
             _app.MapPost("/hook", async (HttpContext context) =>
             {
+                var inFlight = Interlocked.Increment(ref _inFlight);
+                int most;
+                while ((most = Volatile.Read(ref _mostInFlight)) < inFlight && Interlocked.CompareExchange(ref _mostInFlight, inFlight, most) != most)
+                {
+                }
+
+                try
+                {
+                    TimeSpan latency;
+                    lock (_received)
+                    {
+                        latency = LatencyOf();
+                    }
+
+                    if (latency > TimeSpan.Zero)
+                    {
+                        await Task.Delay(latency, context.RequestAborted);
+                    }
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _inFlight);
+                }
+
                 using var reader = new StreamReader(context.Request.Body);
                 var body = await reader.ReadToEndAsync(context.RequestAborted);
                 var id = context.Request.Headers["Parley-Event-Id"].ToString();

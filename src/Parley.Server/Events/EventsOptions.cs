@@ -168,6 +168,13 @@ internal sealed class WebhookOptions
 
     [Range(typeof(TimeSpan), "00:00:00.1", "00:05:00")]
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// POSTs in flight at once. 1: every record after the one before, in stream order. More: records of different keys
+    /// (conversations; recipients for notifications) go side by side, those of one key still one after another, in order.
+    /// </summary>
+    [Range(1, 64)]
+    public int Concurrency { get; set; } = 1;
 }
 
 /// <summary>

@@ -9,7 +9,7 @@ namespace Parley.Server.Events;
 
 /// <summary>
 /// One webhook endpoint as a sink: each record is POSTed on its own, one after another (the endpoint sees them in
-/// stream order), signed with HMAC-SHA256 over "timestamp.body". A failed POST is retried with exponential back-off
+/// stream order; with <see cref="WebhookOptions.Concurrency"/> above 1, those of one conversation in order), signed with HMAC-SHA256 over "timestamp.body". A failed POST is retried with exponential back-off
 /// (or the endpoint's <c>Retry-After</c>). A refused POST (an answer other than 2xx, redirects included, or a connection
 /// dropped after the request went out: a record that crashes the endpoint must not block it forever) goes, after
 /// <see cref="WebhookOptions.MaxAttempts"/> refusals, to <c>event_dead_letters</c>, and delivery goes on, so one
@@ -31,6 +31,7 @@ internal sealed partial class WebhookSink(
     // The records of the last batch that failed which are done (delivered or dead-lettered): the relay publishes the same
     // batch again from its recorded position, and these need not be posted twice. Cleared once a batch completes.
     private readonly HashSet<string> _done = new(StringComparer.Ordinal);
+    private readonly Lock _doneLock = new();
 
     public string Name => $"webhook:{endpoint}";
 
@@ -38,18 +39,35 @@ internal sealed partial class WebhookSink(
 
     public async Task PublishAsync(IReadOnlyList<EventRecord> records, CancellationToken cancellationToken)
     {
-        foreach (var record in records.Where(Wanted))
+        var pending = records.Where(r => Wanted(r) && !_done.Contains(r.EventId)).ToList();
+        if (options.Concurrency == 1)
         {
-            if (_done.Contains(record.EventId))
-            {
-                continue;
-            }
-
-            await DeliverAsync(record, cancellationToken);
-            _done.Add(record.EventId);
+            await DeliverInOrderAsync(pending, cancellationToken);
+        }
+        else
+        {
+            // One lane per key, each in its order; lanes side by side. The first failure stops lanes from starting, the
+            // running ones finish (what they delivered is done), and the batch fails with it.
+            var lanes = pending.GroupBy(r => r.Key, StringComparer.Ordinal).Select(g => g.ToList());
+            await Parallel.ForEachAsync(
+                lanes, new ParallelOptions { MaxDegreeOfParallelism = options.Concurrency, CancellationToken = cancellationToken },
+                (lane, laneCancellation) => new ValueTask(DeliverInOrderAsync(lane, laneCancellation)));
         }
 
         _done.Clear();
+    }
+
+    /// <summary>Delivers (or dead-letters) each record after the one before; a record that could not be stops the rest.</summary>
+    private async Task DeliverInOrderAsync(List<EventRecord> records, CancellationToken cancellationToken)
+    {
+        foreach (var record in records)
+        {
+            await DeliverAsync(record, cancellationToken);
+            lock (_doneLock)
+            {
+                _done.Add(record.EventId);
+            }
+        }
     }
 
     private bool Wanted(EventRecord record) =>

@@ -49,22 +49,44 @@ internal static partial class AuthSetup
     }
 
     /// <summary>
-    /// Warns at start when Header mode believes <c>X-User-ID</c> from anyone outside Development: safe only if no client
-    /// can reach Parley except through the gateway, which nothing here can check.
+    /// Warns once started where authentication guards nothing: Header mode believing <c>X-User-ID</c> from anyone outside
+    /// Development (safe only if no client can reach Parley except through the gateway, which nothing here can check), and
+    /// the documented development key on an address other machines can reach (anyone can mint any user's token).
     /// </summary>
-    public static void WarnIfHeadersTrustedFromAnyone(IServiceProvider services, IHostEnvironment environment, ILogger logger)
+    public static void WarnIfUnguarded(IServiceProvider services, IHostEnvironment environment, ILogger logger)
     {
-        if (services.GetRequiredService<IOptions<AuthOptions>>().Value.Mode == AuthMode.Header
-            && !environment.IsDevelopment() && services.GetRequiredService<TrustedGateways>().TrustsAnyone)
+        var mode = services.GetRequiredService<IOptions<AuthOptions>>().Value.Mode;
+        if (mode == AuthMode.Header && !environment.IsDevelopment() && services.GetRequiredService<TrustedGateways>().TrustsAnyone)
         {
             Log.HeadersTrustedFromAnyone(logger);
         }
+
+        var addresses = services.GetService<Microsoft.AspNetCore.Hosting.Server.IServer>()?.Features
+            .Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()?.Addresses ?? [];
+        var reachable = addresses.Where(a => !IsLoopback(a)).ToList();
+        if (mode == AuthMode.Jwt && services.GetRequiredService<JwtKeys>().IsDevelopmentKey && reachable.Count > 0)
+        {
+            Log.DevelopmentKeyReachable(logger, string.Join(", ", reachable));
+        }
+    }
+
+    /// <summary>Whether a listening address (<c>http://127.0.0.1:5000</c>, <c>http://[::]:80</c>, <c>http://+:80</c>) is this machine's only.</summary>
+    private static bool IsLoopback(string address)
+    {
+        var host = Uri.TryCreate(address.Replace("://+", "://wildcard", StringComparison.Ordinal).Replace("://*", "://wildcard", StringComparison.Ordinal), UriKind.Absolute, out var uri)
+            ? uri.Host.Trim('[', ']')
+            : "";
+        return host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
+            || (System.Net.IPAddress.TryParse(host, out var ip) && System.Net.IPAddress.IsLoopback(ip));
     }
 
     private static partial class Log
     {
         [LoggerMessage(EventId = 1110, Level = LogLevel.Warning, Message = "Auth:Mode is Header and Auth:Header:TrustedNetworks is empty: any client that reaches Parley directly can act as any user by sending X-User-ID. Set the gateway's networks, or make sure nothing but the gateway can reach Parley")]
         public static partial void HeadersTrustedFromAnyone(ILogger logger);
+
+        [LoggerMessage(EventId = 1111, Level = LogLevel.Warning, Message = "The documented development signing key is in use on {Addresses}, which other machines can reach: anyone there can mint a token for any user. Set Auth:Jwt:SigningKey or Auth:Jwt:Authority, or listen on loopback only")]
+        public static partial void DevelopmentKeyReachable(ILogger logger, string addresses);
     }
 
     /// <summary>
