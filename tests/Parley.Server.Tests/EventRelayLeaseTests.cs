@@ -31,10 +31,7 @@ public sealed class EventRelayLeaseTests
     {
         var sink = new SlowFirstSink();
         await using var factory = Server(sink);
-        var store = factory.Services.GetRequiredService<FailingStore>();
-        using var alice = factory.Api("alice");
-        await alice.CreateDirectAsync("bob");
-        await sink.FirstStarted.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        var store = await StartSlowPublishAsync(factory, sink);
 
         // The renewal beside the slow publish fails (the store away for a moment, not the lease lost).
         store.Method = nameof(IChatStore.TakeRelayLeaseAsync);
@@ -53,10 +50,7 @@ public sealed class EventRelayLeaseTests
     {
         var sink = new SlowFirstSink();
         await using var factory = Server(sink);
-        var store = factory.Services.GetRequiredService<FailingStore>();
-        using var alice = factory.Api("alice");
-        await alice.CreateDirectAsync("bob");
-        await sink.FirstStarted.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        var store = await StartSlowPublishAsync(factory, sink);
 
         // The renewal beside the slow publish does not answer for longer than the lease (1.5 s) lasts: a database that
         // hangs, or a single writer busy elsewhere. Another instance may take the sink over once the lease ran out.
@@ -99,6 +93,15 @@ public sealed class EventRelayLeaseTests
         var taken = await store.Store.TakeRelayLeaseAsync(sink.Name, "another instance", DateTimeOffset.UtcNow, TimeSpan.FromSeconds(1.5), Ct);
         store.Failing = false;
         Assert.Null(taken);
+    }
+
+    /// <summary>A conversation created, so that the first publish starts (and hangs); the store to slow or fail then.</summary>
+    private static async Task<FailingStore> StartSlowPublishAsync(ParleyFactory factory, SlowFirstSink sink)
+    {
+        using var alice = factory.Api("alice");
+        await alice.CreateDirectAsync("bob");
+        await sink.FirstStarted.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        return factory.Services.GetRequiredService<FailingStore>();
     }
 
     /// <summary>The first publish hangs until cancelled; later ones complete at once.</summary>

@@ -93,6 +93,25 @@ public sealed class WebhookSinkTests : IAsyncLifetime
         }
     }
 
+    /// <summary>Three messages in a new conversation (seqs 1 to 4 with its creation), then the sink's failure once reported.</summary>
+    private static async Task<string?> SendThreeUntilTheSinkFailsAsync(ParleyFactory factory)
+    {
+        var alice = factory.BoundedApi(NewUser("alice"));
+        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
+        for (var i = 0; i < 3; i++)
+        {
+            await alice.SendTextAsync(conversation.Id, $"m{i}");
+        }
+
+        var state = factory.Services.GetRequiredService<Parley.Server.Events.EventStreamStatus>().For("webhook:hooks");
+        for (var i = 0; i < 400 && state.LastFailure is null; i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        return state.LastFailure;
+    }
+
     /// <summary>The receiver's check in docs/events.md, copied from there.</summary>
     private static bool VerifyAsDocumented(string header, byte[] body, byte[] secret, DateTimeOffset now)
     {
@@ -193,20 +212,8 @@ public sealed class WebhookSinkTests : IAsyncLifetime
         // Nothing listens on the endpoint's port until the test starts a receiver there.
         var port = TestServerSettings.FreePort();
         var factory = Server(("Events:Webhooks:hooks:Url", $"http://127.0.0.1:{port}/hook"));
-        var alice = factory.BoundedApi(NewUser("alice"));
-        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
-        for (var i = 0; i < 3; i++)
-        {
-            await alice.SendTextAsync(conversation.Id, $"m{i}");
-        }
 
-        var state = factory.Services.GetRequiredService<Parley.Server.Events.EventStreamStatus>().For("webhook:hooks");
-        for (var i = 0; i < 400 && state.LastFailure is null; i++)
-        {
-            await Task.Delay(25, Ct);
-        }
-
-        Assert.StartsWith("Webhook hooks cannot be reached", state.LastFailure, StringComparison.Ordinal);
+        Assert.StartsWith("Webhook hooks cannot be reached", await SendThreeUntilTheSinkFailsAsync(factory), StringComparison.Ordinal);
         await using var later = new Receiver();
         await later.StartAsync(port);
 
@@ -273,20 +280,8 @@ public sealed class WebhookSinkTests : IAsyncLifetime
     {
         _receiver.Unavailable = true; // as a load balancer answers while the receiver's app is being deployed
         var factory = Server();
-        var alice = factory.BoundedApi(NewUser("alice"));
-        var conversation = await alice.CreateDirectAsync(NewUser("bob"));
-        for (var i = 0; i < 3; i++)
-        {
-            await alice.SendTextAsync(conversation.Id, $"m{i}");
-        }
 
-        var state = factory.Services.GetRequiredService<Parley.Server.Events.EventStreamStatus>().For("webhook:hooks");
-        for (var i = 0; i < 400 && state.LastFailure is null; i++)
-        {
-            await Task.Delay(25, Ct);
-        }
-
-        Assert.Equal("Webhook hooks is unavailable: HTTP 503", state.LastFailure);
+        Assert.Equal("Webhook hooks is unavailable: HTTP 503", await SendThreeUntilTheSinkFailsAsync(factory));
         _receiver.Unavailable = false;
 
         var received = await _receiver.WaitForAsync(r => r.Count(x => x.Type == "message.created") >= 3);
