@@ -62,7 +62,7 @@ public sealed class EventRelayLeaseTests
         await sink.FirstEnded.WaitAsync(TimeSpan.FromSeconds(20), Ct);
 
         // Abandoned before the lease ran out (at most 1.5 s after its last renewal), not when the renewal came back.
-        Assert.True(renewalHangs.Elapsed < TimeSpan.FromSeconds(4), $"the publish ran on for {renewalHangs.Elapsed}");
+        Assert.True(renewalHangs.Elapsed < TimeSpan.FromSeconds(5), $"the publish ran on for {renewalHangs.Elapsed}");
         Assert.True(sink.FirstCancelled);
         store.Failing = false;
     }

@@ -230,6 +230,7 @@ public sealed class WebhookSinkTests : IAsyncLifetime
         // Answers take 0-50 ms at random: records of one conversation posted side by side would arrive out of order.
         var random = new Random(7);
         _receiver.LatencyOf = () => TimeSpan.FromMilliseconds(random.Next(0, 50));
+        _receiver.HoldFirstUntilAnother = true; // shows that two POSTs run at once, however busy the machine
         var factory = Server(("Events:Webhooks:hooks:Concurrency", "8"));
         var alice = factory.BoundedApi(NewUser("alice"));
         var conversations = new List<Guid>();
@@ -310,14 +311,19 @@ public sealed class WebhookSinkTests : IAsyncLifetime
         Assert.Equal(["e1", "e1"], handler.Posted);
     }
 
-    [Fact]
-    public async Task Publish_TooManyRequestsWithRetryAfter_WaitsAsLongAsTheEndpointAsked()
+    [Theory]
+    [InlineData(30, 1, 30)] // the endpoint asks for 30 s: longer than the back-off (1 ms), so 30 s
+    [InlineData(0, 10_000, 10)] // it asks for nothing (Retry-After: 0, or a date already past): the back-off, 10 s
+    public async Task Publish_UnavailableWithRetryAfter_WaitsTheLongerOfWhatTheEndpointAskedAndTheBackoff(int askedSeconds, int backoffMs, int expectedSeconds)
     {
         var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
-        var handler = new ScriptedHandler { Status = n => n == 1 ? (System.Net.HttpStatusCode)429 : System.Net.HttpStatusCode.NoContent, RetryAfter = TimeSpan.FromSeconds(30) };
+        var handler = new ScriptedHandler
+        {
+            Status = n => n == 1 ? (System.Net.HttpStatusCode)429 : System.Net.HttpStatusCode.NoContent, RetryAfter = TimeSpan.FromSeconds(askedSeconds),
+        };
         var options = new Parley.Server.Events.WebhookOptions
         {
-            Url = new Uri("http://hooks.example/parley"), Secret = Secret, MaxAttempts = 3, InitialBackoff = TimeSpan.FromMilliseconds(1),
+            Url = new Uri("http://hooks.example/parley"), Secret = Secret, MaxAttempts = 3, InitialBackoff = TimeSpan.FromMilliseconds(backoffMs),
             MaxBackoff = TimeSpan.FromMinutes(1),
         };
         using var http = new HttpClient(handler);
@@ -325,14 +331,44 @@ public sealed class WebhookSinkTests : IAsyncLifetime
             "hooks", options, http, null!, clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<Parley.Server.Events.WebhookSink>.Instance);
 
         var publishing = sink.PublishAsync([Record(1)], Ct);
-        await WaitUntilAsync(() => handler.Posted.Count == 1);
-        clock.Advance(TimeSpan.FromSeconds(29));
-        await Task.Delay(100, Ct);
-        Assert.Single(handler.Posted); // the back-off alone (1 ms) would have posted again
-        clock.Advance(TimeSpan.FromSeconds(1));
-        await publishing.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        await WaitUntilAsync(() => handler.PostCount == 1);
+        await Task.Delay(200, Ct); // for the sink to set its wait on the clock
+        // A second at a time, giving the sink a moment after each to post again.
+        var advanced = 0;
+        while (handler.PostCount == 1 && advanced < 120)
+        {
+            clock.Advance(TimeSpan.FromSeconds(1));
+            advanced++;
+            for (var i = 0; i < 10 && handler.PostCount == 1; i++)
+            {
+                await Task.Delay(10, Ct);
+            }
+        }
 
+        await publishing.WaitAsync(TimeSpan.FromSeconds(10), Ct);
         Assert.Equal(["e1", "e1"], handler.Posted);
+        // The second post came when the wait was over (one second later at most, on a machine too busy to post within 0.1 s).
+        Assert.InRange(advanced, expectedSeconds, expectedSeconds + 1);
+    }
+
+    [Fact]
+    public async Task Publish_OutagesThenARefusal_TheRefusalAloneDoesNotDeadLetter()
+    {
+        // A receiver being deployed: unavailable three times, then its new instance refuses once while it warms up.
+        var handler = new ScriptedHandler { Status = n => n <= 3 ? System.Net.HttpStatusCode.ServiceUnavailable : n == 4 ? System.Net.HttpStatusCode.InternalServerError : System.Net.HttpStatusCode.NoContent };
+        var options = new Parley.Server.Events.WebhookOptions
+        {
+            Url = new Uri("http://hooks.example/parley"), Secret = Secret, MaxAttempts = 4, InitialBackoff = TimeSpan.FromMilliseconds(1),
+            MaxBackoff = TimeSpan.FromMilliseconds(1),
+        };
+        using var http = new HttpClient(handler);
+        // No store: a dead letter would fail with a NullReferenceException.
+        var sink = new Parley.Server.Events.WebhookSink(
+            "hooks", options, http, null!, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Parley.Server.Events.WebhookSink>.Instance);
+
+        await sink.PublishAsync([Record(1)], Ct);
+
+        Assert.Equal(["e1", "e1", "e1", "e1", "e1"], handler.Posted);
     }
 
     private static Parley.Server.Events.EventRecord Record(int n) =>
@@ -404,6 +440,17 @@ public sealed class WebhookSinkTests : IAsyncLifetime
 
         public List<string> Posted { get; } = [];
 
+        public int PostCount
+        {
+            get
+            {
+                lock (Posted)
+                {
+                    return Posted.Count;
+                }
+            }
+        }
+
         protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         {
             var body = await request.Content!.ReadAsStringAsync(cancellationToken);
@@ -422,7 +469,7 @@ public sealed class WebhookSinkTests : IAsyncLifetime
                 await Task.Delay(Timeout.Infinite, cancellationToken);
             }
 
-            var response = new HttpResponseMessage(Status(Posted.Count));
+            var response = new HttpResponseMessage(Status(PostCount));
             if (RetryAfter is { } wait && !response.IsSuccessStatusCode)
             {
                 response.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(wait);
@@ -452,6 +499,11 @@ public sealed class WebhookSinkTests : IAsyncLifetime
 
         /// <summary>While set, every POST is answered 503.</summary>
         public bool Unavailable { get; set; }
+
+        /// <summary>The first POST waits (up to 10 s) until another is in flight.</summary>
+        public bool HoldFirstUntilAnother { get; set; }
+
+        private int _posts;
 
         /// <summary>How long each POST takes to answer.</summary>
         public Func<TimeSpan> LatencyOf { get; set; } = () => TimeSpan.Zero;
@@ -493,6 +545,14 @@ public sealed class WebhookSinkTests : IAsyncLifetime
 
                 try
                 {
+                    if (HoldFirstUntilAnother && Interlocked.Increment(ref _posts) == 1)
+                    {
+                        for (var i = 0; i < 1000 && Volatile.Read(ref _inFlight) < 2; i++)
+                        {
+                            await Task.Delay(10, context.RequestAborted);
+                        }
+                    }
+
                     TimeSpan latency;
                     lock (_received)
                     {

@@ -243,7 +243,8 @@ internal sealed partial class EventRelay(
             {
                 var asked = time.GetUtcNow();
                 var renewal = store.TakeRelayLeaseAsync(sink.Name, _owner, asked, settings.LeaseDuration, stoppingToken);
-                var deadline = heldUntil - settings.LeaseDuration / 10 - asked;
+                // A fifth of the lease to spare: another instance whose clock runs ahead by less than that cannot take it first.
+                var deadline = heldUntil - settings.LeaseDuration / 5 - asked;
                 using var waiting = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
                 if (await Task.WhenAny(renewal, Task.Delay(deadline > TimeSpan.Zero ? deadline : TimeSpan.Zero, time, waiting.Token)) != renewal)
                 {

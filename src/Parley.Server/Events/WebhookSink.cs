@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text;
 using Parley.Server.Storage;
@@ -12,7 +13,7 @@ namespace Parley.Server.Events;
 /// stream order; with <see cref="WebhookOptions.Concurrency"/> above 1, those of one conversation in order), signed with HMAC-SHA256 over "timestamp.body". A failed POST is retried with exponential back-off
 /// (or the endpoint's <c>Retry-After</c>). A refused POST (an answer other than 2xx, redirects included, or a connection
 /// dropped after the request went out: a record that crashes the endpoint must not block it forever) goes, after
-/// <see cref="WebhookOptions.MaxAttempts"/> refusals, to <c>event_dead_letters</c>, and delivery goes on, so one
+/// <see cref="WebhookOptions.MaxAttempts"/> refusals (attempts that found the endpoint unavailable not counted), to <c>event_dead_letters</c>, and delivery goes on, so one
 /// poisonous record cannot stop the endpoint forever. An endpoint that is down, busy or unreachable (no connection, no
 /// answer within the timeout, or 408, 429, 502, 503, 504) says nothing about the record: after as many attempts the
 /// batch fails (the relay reports the sink failing and retries it with its own back-off), and nothing is dead-lettered
@@ -42,27 +43,47 @@ internal sealed partial class WebhookSink(
         var pending = records.Where(r => Wanted(r) && !_done.Contains(r.EventId)).ToList();
         if (options.Concurrency == 1)
         {
-            await DeliverInOrderAsync(pending, cancellationToken);
+            await DeliverInOrderAsync(pending, new StrongBox<bool>(), cancellationToken);
         }
         else
         {
-            // One lane per key, each in its order; lanes side by side. The first failure stops lanes from starting, the
-            // running ones finish (what they delivered is done), and the batch fails with it.
+            // One lane per key, each in its order; lanes side by side. After a lane failed no lane starts a record, the
+            // records under way finish (their attempts are not cut short, and what they delivered is done), and the batch
+            // fails with that lane's reason. The lanes get the caller's token, not the loop's, which the loop cancels on
+            // the first failure.
             var lanes = pending.GroupBy(r => r.Key, StringComparer.Ordinal).Select(g => g.ToList());
+            var failed = new StrongBox<bool>();
             await Parallel.ForEachAsync(
                 lanes, new ParallelOptions { MaxDegreeOfParallelism = options.Concurrency, CancellationToken = cancellationToken },
-                (lane, laneCancellation) => new ValueTask(DeliverInOrderAsync(lane, laneCancellation)));
+                (lane, _) => new ValueTask(DeliverInOrderAsync(lane, failed, cancellationToken)));
         }
 
         _done.Clear();
     }
 
-    /// <summary>Delivers (or dead-letters) each record after the one before; a record that could not be stops the rest.</summary>
-    private async Task DeliverInOrderAsync(List<EventRecord> records, CancellationToken cancellationToken)
+    /// <summary>
+    /// Delivers (or dead-letters) each record after the one before; a record that could not be stops the rest, and tells
+    /// the other lanes (<paramref name="failed"/>) not to start another.
+    /// </summary>
+    private async Task DeliverInOrderAsync(List<EventRecord> records, StrongBox<bool> failed, CancellationToken cancellationToken)
     {
         foreach (var record in records)
         {
-            await DeliverAsync(record, cancellationToken);
+            if (Volatile.Read(ref failed.Value))
+            {
+                return;
+            }
+
+            try
+            {
+                await DeliverAsync(record, cancellationToken);
+            }
+            catch
+            {
+                Volatile.Write(ref failed.Value, true);
+                throw;
+            }
+
             lock (_doneLock)
             {
                 _done.Add(record.EventId);
@@ -73,11 +94,17 @@ internal sealed partial class WebhookSink(
     private bool Wanted(EventRecord record) =>
         options.EventTypes.Count == 0 ? record.Topic == EventTopic.Events : options.EventTypes.Contains(record.Type, StringComparer.Ordinal);
 
+    /// <summary>
+    /// Posts until delivered; dead-letters after <see cref="WebhookOptions.MaxAttempts"/> refusals, and fails the batch after
+    /// as many attempts that found the endpoint unavailable: the two are counted apart, so an outage's failures never
+    /// count towards a dead letter, nor a refusal towards an outage.
+    /// </summary>
     private async Task DeliverAsync(EventRecord record, CancellationToken cancellationToken)
     {
         var backoff = options.InitialBackoff;
-        Attempt last = default;
-        for (var attempt = 1; attempt <= options.MaxAttempts; attempt++)
+        var (refusals, outages) = (0, 0);
+        Attempt last;
+        while (true)
         {
             last = await PostAsync(record, cancellationToken);
             if (last.Result == PostResult.Delivered)
@@ -85,19 +112,22 @@ internal sealed partial class WebhookSink(
                 return;
             }
 
-            Log.AttemptFailed(logger, endpoint, record.EventId, attempt, options.MaxAttempts, last.Error!);
-            if (attempt == options.MaxAttempts && last.Result == PostResult.Unavailable)
+            var failures = last.Result == PostResult.Refused ? ++refusals : ++outages;
+            Log.AttemptFailed(logger, endpoint, record.EventId, refusals + outages, last.Result == PostResult.Refused ? "refused" : "unavailable", last.Error!);
+            if (failures == options.MaxAttempts)
             {
-                throw new EventSinkException($"Webhook {endpoint} {(last.Answered ? "is unavailable" : "cannot be reached")}: {last.Error}");
+                break;
             }
 
-            if (attempt < options.MaxAttempts)
-            {
-                // The endpoint's Retry-After (429, 503) when it gives one, within the configured longest wait.
-                var wait = last.RetryAfter is { } asked ? (asked < options.MaxBackoff ? asked : options.MaxBackoff) : backoff;
-                await Task.Delay(wait, time, cancellationToken);
-                backoff = backoff * 2 < options.MaxBackoff ? backoff * 2 : options.MaxBackoff;
-            }
+            // The endpoint's Retry-After (429, 503) when it asks for longer than the back-off, within the longest wait.
+            var wait = last.RetryAfter is { } asked && asked > backoff ? (asked < options.MaxBackoff ? asked : options.MaxBackoff) : backoff;
+            await Task.Delay(wait, time, cancellationToken);
+            backoff = backoff * 2 < options.MaxBackoff ? backoff * 2 : options.MaxBackoff;
+        }
+
+        if (last.Result == PostResult.Unavailable)
+        {
+            throw new EventSinkException($"Webhook {endpoint} {(last.Answered ? "is unavailable" : "cannot be reached")}: {last.Error}");
         }
 
         Log.DeadLettered(logger, endpoint, record.EventId, record.Type);
@@ -186,8 +216,8 @@ internal sealed partial class WebhookSink(
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 7301, Level = LogLevel.Warning, Message = "Webhook {Endpoint}: record {EventId} attempt {Attempt} of {MaxAttempts} failed: {Reason}")]
-        public static partial void AttemptFailed(ILogger logger, string endpoint, string eventId, int attempt, int maxAttempts, string reason);
+        [LoggerMessage(EventId = 7301, Level = LogLevel.Warning, Message = "Webhook {Endpoint}: record {EventId} attempt {Attempt} failed ({Kind}): {Reason}")]
+        public static partial void AttemptFailed(ILogger logger, string endpoint, string eventId, int attempt, string kind, string reason);
 
         [LoggerMessage(EventId = 7302, Level = LogLevel.Error, Message = "Webhook {Endpoint}: record {EventId} ({Type}) dead-lettered after its last attempt")]
         public static partial void DeadLettered(ILogger logger, string endpoint, string eventId, string type);
