@@ -215,7 +215,7 @@ public sealed class PostgresChatStoreTests : ChatStoreContractTests
 
         var broken = cutter.Arm(cut);
         var sent = Succeeded(await store.AppendMessageAsync(NewText(conversation, "bob", "through the break"), Accept, Ct));
-        Assert.True(broken.IsCompleted, "the connection was not broken at COMMIT");
+        await broken.WaitAsync(TimeSpan.FromSeconds(5), Ct); // the connection was broken at COMMIT
 
         Assert.True(sent.Created);
         Assert.Equal(before.Seq + 1, sent.Message.Seq);

@@ -103,12 +103,15 @@ internal sealed partial class PostgresChatStore(NpgsqlDataSource dataSource, ILo
         string? last = null;
         while (true)
         {
+            // Each try (connecting, asking, ending the process) within the time left, so the whole stays within SettleTimeout.
+            var left = SettleTimeout - Stopwatch.GetElapsedTime(started);
+            using var budget = new CancellationTokenSource(left > TimeSpan.FromMilliseconds(100) ? left : TimeSpan.FromMilliseconds(100));
             try
             {
-                await using var connection = await dataSource.OpenConnectionAsync(CancellationToken.None);
+                await using var connection = await dataSource.OpenConnectionAsync(budget.Token);
                 await using var status = new NpgsqlCommand("SELECT pg_xact_status(@x::xid8)", connection);
                 status.Parameters.AddWithValue("x", transaction.Id);
-                last = await status.ExecuteScalarAsync(CancellationToken.None) as string;
+                last = await status.ExecuteScalarAsync(budget.Token) as string;
                 switch (last)
                 {
                     case "committed":
@@ -133,13 +136,13 @@ internal sealed partial class PostgresChatStore(NpgsqlDataSource dataSource, ILo
                         """, connection);
                     terminate.Parameters.AddWithValue("pid", transaction.ServerProcess);
                     terminate.Parameters.AddWithValue("x", transaction.Id);
-                    await terminate.ExecuteNonQueryAsync(CancellationToken.None);
+                    await terminate.ExecuteNonQueryAsync(budget.Token);
                     terminated = true;
                 }
             }
-            catch (Exception ex) when (ex is DbException or TimeoutException or IOException or System.Net.Sockets.SocketException)
+            catch (Exception ex) when (ex is DbException or TimeoutException or IOException or System.Net.Sockets.SocketException or OperationCanceledException)
             {
-                last = ex.Message; // the database is not answering yet: ask again until the time is up
+                last = ex.Message; // the database is not answering (in time): ask again until the time is up
             }
 
             if (Stopwatch.GetElapsedTime(started) >= SettleTimeout)

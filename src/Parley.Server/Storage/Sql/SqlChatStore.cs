@@ -200,7 +200,7 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         }
         catch (Exception ex)
         {
-            var outcome = session.Transaction is { } identity ? await SettleCommitAsync(identity, ex) : CommitOutcome.Unknown;
+            var outcome = session.Transaction is { } identity ? await SettleOrUnknownAsync(identity, ex) : CommitOutcome.Unknown;
             if (outcome != CommitOutcome.Committed)
             {
                 Metrics?.RecordStoreOperation("send_batch", Stopwatch.GetElapsedTime(started), failed: true);
@@ -224,6 +224,19 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     /// </summary>
     internal virtual Task<CommitOutcome> SettleCommitAsync(TransactionIdentity transaction, Exception failure) =>
         Task.FromResult(CommitOutcome.Unknown);
+
+    /// <summary>Whatever goes wrong while settling leaves the outcome unknown: never "rolled back", which runs writes again.</summary>
+    private async Task<CommitOutcome> SettleOrUnknownAsync(TransactionIdentity transaction, Exception failure)
+    {
+        try
+        {
+            return await SettleCommitAsync(transaction, failure);
+        }
+        catch (Exception)
+        {
+            return CommitOutcome.Unknown;
+        }
+    }
 
     /// <summary>
     /// A failure to connect or to begin (thrown by the call itself, as SQLite's synchronous BEGIN does, or by its task): no
