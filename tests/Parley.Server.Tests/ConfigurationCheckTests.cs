@@ -222,6 +222,26 @@ public sealed class ConfigurationCheckTests
     }
 
     [Fact]
+    public async Task AspNetCoreUrls_RealServer_ListensThere_NotOnTheDefaultPort()
+    {
+        // Containers set ASPNETCORE_URLS; a Urls key in appsettings.json used to take precedence over it.
+        var directory = Directory.CreateTempSubdirectory("parley-settings-");
+        try
+        {
+            var port = TestServerSettings.FreePort();
+            await using var server = ServerCommand.Start(
+                directory.FullName, "Production", ["--Auth:Mode=Header"], new Dictionary<string, string> { ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}" });
+            await server.WaitForOutputAsync($"http://127.0.0.1:{port}", ProcessBound);
+            using var client = new HttpClient();
+            Assert.Equal(System.Net.HttpStatusCode.OK, (await client.GetAsync($"http://127.0.0.1:{port}/health", TestContext.Current.CancellationToken)).StatusCode);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task DevelopmentKey_OnAnAddressOthersCanReach_RealServer_LogsAWarning()
     {
         var directory = Directory.CreateTempSubdirectory("parley-settings-");

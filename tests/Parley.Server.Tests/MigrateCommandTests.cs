@@ -37,6 +37,41 @@ public sealed class MigrateCommandTests
     }
 
     [Fact]
+    public async Task Migrate_ADatabaseANewerParleyMigrated_Exits1SayingSo_AndTheServerRefusesToStart()
+    {
+        var directory = Directory.CreateTempSubdirectory("parley-migrate-");
+        try
+        {
+            var file = Path.Combine(directory.FullName, "parley.db");
+            var connection = $"--ConnectionStrings:Sqlite=Data Source={file}";
+            Assert.Equal(0, (await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", connection]))).Result);
+            await using (var sqlite = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={file};Pooling=False"))
+            {
+                await sqlite.OpenAsync(TestContext.Current.CancellationToken);
+                await using var command = sqlite.CreateCommand();
+                command.CommandText = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'from_the_future', '2027-01-01T00:00:00.000Z')";
+                await command.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+
+            var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", connection]));
+            var newest = Storage.Migrations.MigrationScripts.For("Sqlite").Max(m => m.Version);
+
+            Assert.Equal(1, run.Result);
+            Assert.Contains(
+                $"Parley cannot migrate (Sqlite): The database's schema is at migration 99, newer than this version of Parley knows (up to {newest})",
+                run.Error, StringComparison.Ordinal);
+            var serve = await ServerCommand.RunAsync(directory.FullName, "Production", ["--Auth:Mode=Header", "--urls", "http://127.0.0.1:0", connection]);
+            Assert.Equal(1, serve.ExitCode);
+            Assert.Contains("Parley cannot start: The database's schema is at migration 99", serve.Error, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            directory.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Migrate_PostgresUnreachable_Exits1WithTheReason()
     {
         // A port nothing listens on: the connection is refused at once.

@@ -78,8 +78,10 @@ internal static class StorageCommands
             await Console.Out.WriteLineAsync(await work(store, options.Provider, timeout.Token));
             return 0;
         }
-        catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException or OperationCanceledException or IOException)
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            // Whatever stopped it (the database, a directory it may not write, a malformed connection string, a schema
+            // newer than this version), one line that says so, not a stack trace.
             await Console.Error.WriteLineAsync($"Parley cannot {verb} ({options.Provider}): {ex.Message}");
             return 1;
         }

@@ -14,9 +14,20 @@ internal static partial class HostingSetup
 {
     private static readonly string[] SecuritySchemes = ["bearer", "user_header", "service_api_key"];
 
+    private static bool ListenersChosen(IConfiguration configuration) =>
+        !string.IsNullOrEmpty(configuration["urls"]) || !string.IsNullOrEmpty(configuration["http_ports"])
+        || !string.IsNullOrEmpty(configuration["https_ports"]) || configuration.GetSection("Kestrel:Endpoints").Exists();
+
     public static IHostApplicationBuilder AddParleyHosting(this IHostApplicationBuilder builder)
     {
         var services = builder.Services;
+        if (builder is WebApplicationBuilder web && !ListenersChosen(builder.Configuration))
+        {
+            // Parley's port, where nothing chose one (--urls, URLS, ASPNETCORE_URLS, the HTTP(S)_PORTS variables, Kestrel
+            // endpoints). Not a Urls key in appsettings.json: that would override ASPNETCORE_URLS, which the host reads first.
+            web.WebHost.UseUrls(builder.Environment.IsDevelopment() ? "http://localhost:8083" : "http://*:8083");
+        }
+
         services.AddSingleton(TimeProvider.System);
         services.AddLogRedaction();
         services.ConfigureHttpJsonOptions(options =>

@@ -49,6 +49,18 @@ internal static class ServerCommand
     public static RunningServer Start(string directory, string environment, IEnumerable<string> arguments) =>
         new(Process.Start(StartInfo(directory, environment, arguments))!);
 
+    /// <summary>Starts the server with <paramref name="variables"/> added to its environment and leaves it running.</summary>
+    public static RunningServer Start(string directory, string environment, IEnumerable<string> arguments, IReadOnlyDictionary<string, string> variables)
+    {
+        var start = StartInfo(directory, environment, arguments);
+        foreach (var (name, value) in variables)
+        {
+            start.Environment[name] = value;
+        }
+
+        return new(Process.Start(start)!);
+    }
+
     private static ProcessStartInfo StartInfo(string directory, string environment, IEnumerable<string> arguments)
     {
         var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")

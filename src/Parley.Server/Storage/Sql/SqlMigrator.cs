@@ -20,8 +20,18 @@ internal static class SqlMigrator
         var ledger = new SqlSession(connection, null, dialect);
         await ledger.Sql(dialect.CreateMigrationLedgerSql).ExecuteAsync(cancellationToken);
         var applied = (await ledger.Sql("SELECT version FROM schema_migrations").ListAsync(r => r.Long(0), cancellationToken)).ToHashSet();
+        var scripts = MigrationScripts.For(dialect.Provider);
+        var newest = scripts.Max(m => m.Version);
+        if (applied.Where(v => v > newest).DefaultIfEmpty().Max() is var ahead and > 0)
+        {
+            // A newer Parley migrated this database: this one would write columns and tables as they were before.
+            throw new SchemaTooNewException(
+                $"The database's schema is at migration {ahead}, newer than this version of Parley knows (up to {newest}): a newer " +
+                "Parley migrated it. Run that version or a later one, or restore a backup taken before the upgrade.");
+        }
+
         var names = new List<string>();
-        foreach (var script in MigrationScripts.For(dialect.Provider).Where(m => !applied.Contains(m.Version)))
+        foreach (var script in scripts.Where(m => !applied.Contains(m.Version)))
         {
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
             var s = new SqlSession(connection, transaction, dialect);
@@ -36,3 +46,6 @@ internal static class SqlMigrator
         return names;
     }
 }
+
+/// <summary>The database was migrated by a newer version of Parley than this one.</summary>
+internal sealed class SchemaTooNewException(string message) : Exception(message);
