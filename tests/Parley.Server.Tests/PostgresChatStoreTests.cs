@@ -225,47 +225,63 @@ public sealed class PostgresChatStoreTests : ChatStoreContractTests
         Assert.Equal(sent.Message.Seq, (await Store.GetConversationAsync(conversation, Ct))!.Conversation.LastSeq);
     }
 
-    [Fact]
-    public async Task AppendMessage_BatchCommittedButItsAnswerLost_EverySendOfTheBatchSucceedsOnce()
+    [Theory]
+    [InlineData(CommitCut.AfterCommit)] // the batch committed: every send of it succeeded
+    [InlineData(CommitCut.BeforeCommit)] // rolled back: its sends run again, one at a time
+    [InlineData(CommitCut.Silent)]
+    public async Task AppendMessage_ABatchOfSeveralBrokenAtCommit_EverySendSucceedsOnceInItsOrder(CommitCut cut)
     {
-        var conversations = new List<Guid>();
-        for (var i = 0; i < 8; i++)
-        {
-            conversations.Add(await CreateGroupAsync("alice", "bob"));
-        }
-
+        var conversation = await CreateGroupAsync("alice", "bob");
         await using var cutter = new CommitCutter(new NpgsqlConnectionStringBuilder(_stores[0].ConnectionString).Port);
         await using var store = OpenThrough(cutter);
-        await store.MigrateAsync(Ct); // warm: the cut falls on a send batch, not on a migration's transaction
+        await store.MigrateAsync(Ct); // nothing to apply, but its transactions are past before the cut is armed
 
-        var broken = cutter.Arm(CommitCut.AfterCommit);
-        var sends = conversations.SelectMany(c => Enumerable.Range(0, 4).Select(n => (c, n))).Select(
-            x => store.AppendMessageAsync(NewText(x.c, "alice", $"{x.n}", $"k-{x.c}-{x.n}"), Accept, Ct)).ToList();
+        // One conversation's sends share a lane and queue together (a batch of several, unless the lane took the first
+        // alone before the others were queued): the first COMMIT is broken.
+        var broken = cutter.Arm(cut);
+        var sends = Enumerable.Range(0, 8).Select(n => store.AppendMessageAsync(NewText(conversation, "alice", $"{n}", $"k-{n}"), Accept, Ct)).ToList();
         var results = await Task.WhenAll(sends);
-        await broken;
+        await broken.WaitAsync(TimeSpan.FromSeconds(5), Ct);
 
         Assert.All(results, r => Assert.True(Succeeded(r).Created));
-        foreach (var conversation in conversations)
+        var stored = await Store.ListMessagesAsync(new MessageQuery(conversation, 0, null, null, 100), Ct);
+        Assert.Equal(8, stored.Count);
+        Assert.Equal(results.Select(r => r.Value!.Message).OrderByDescending(m => m.Seq).Select(m => (m.Id, m.Seq)), stored.Select(m => (m.Id, m.Seq)));
+    }
+
+    [Fact]
+    public async Task AppendMessage_OutcomeOfABrokenCommitNeverLearned_TheSendFails_AndItsRetryStoresItOnce()
+    {
+        var conversation = await CreateGroupAsync("alice", "bob");
+        await using var cutter = new CommitCutter(new NpgsqlConnectionStringBuilder(_stores[0].ConnectionString).Port);
+        // The open transaction is never ended (it would be after 60 s), and the store gives up asking after 1 s.
+        await using var store = new PostgresChatStore(PostgresChatStore.CreateDataSource(ThroughCutter(cutter)))
         {
-            var stored = await Store.ListMessagesAsync(new MessageQuery(conversation, 0, null, null, 100), Ct);
-            Assert.Equal(["3", "2", "1", "0"], stored.Select(m => m.Content));
-            Assert.Equal(
-                results.Select(r => r.Value!.Message).Where(m => m.ConversationId == conversation).OrderByDescending(m => m.Seq).Select(m => m.Id),
-                stored.Select(m => m.Id));
-        }
+            SettleTerminateAfter = TimeSpan.FromSeconds(60), SettleTimeout = TimeSpan.FromSeconds(1),
+        };
+        await store.MigrateAsync(Ct);
+
+        var broken = cutter.Arm(CommitCut.Silent);
+        var failed = await Record.ExceptionAsync(() => store.AppendMessageAsync(NewText(conversation, "alice", "maybe", "k-maybe"), Accept, Ct));
+        await broken.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+
+        Assert.NotNull(failed); // reported as failed, never as stored: the store cannot know
+        await cutter.DisposeAsync(); // the silent connection closes: the server rolls the transaction back
+        var retried = Succeeded(await Store.AppendMessageAsync(NewText(conversation, "alice", "maybe", "k-maybe"), Accept, Ct));
+        Assert.Equal(["maybe"], (await Store.ListMessagesAsync(new MessageQuery(conversation, 0, null, null, 100), Ct)).Select(m => m.Content));
+        Assert.True(retried.Created);
     }
 
     /// <summary>A store on this test's database whose connections pass through <paramref name="cutter"/>.</summary>
-    private PostgresChatStore OpenThrough(CommitCutter cutter)
+    private PostgresChatStore OpenThrough(CommitCutter cutter) =>
+        new(PostgresChatStore.CreateDataSource(ThroughCutter(cutter))) { SettleTerminateAfter = TimeSpan.FromMilliseconds(300) };
+
+    private string ThroughCutter(CommitCutter cutter) => new NpgsqlConnectionStringBuilder(_stores[0].ConnectionString)
     {
-        var connectionString = new NpgsqlConnectionStringBuilder(_stores[0].ConnectionString)
-        {
-            Host = "127.0.0.1",
-            Port = cutter.Port,
-            SslMode = SslMode.Disable,
-        }.ConnectionString;
-        return new PostgresChatStore(PostgresChatStore.CreateDataSource(connectionString)) { SettleTerminateAfter = TimeSpan.FromMilliseconds(300) };
-    }
+        Host = "127.0.0.1",
+        Port = cutter.Port,
+        SslMode = SslMode.Disable,
+    }.ConnectionString;
 
     public override async ValueTask DisposeAsync()
     {

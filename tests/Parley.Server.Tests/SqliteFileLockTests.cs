@@ -32,6 +32,20 @@ public sealed class SqliteFileLockTests : IDisposable
         using var second = new SqliteChatStore($"Data Source={Database}", exclusive: true);
     }
 
+    [Fact]
+    public void ExclusiveStore_ALockFileThatCannotBeOpened_SaysWhy_NotThatAnotherProcessHoldsIt()
+    {
+        // Something other than another process in the way (here a symbolic link loop where the lock file goes; a read-only
+        // file system or a full disk likewise): the operator is told what it is, not to stop a process that does not exist.
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "Creating the symbolic link needs no privileges on Linux.");
+        File.CreateSymbolicLink(Database + ".lock", Database + ".lock");
+
+        var failed = Assert.ThrowsAny<IOException>(() => new SqliteChatStore($"Data Source={Database}", exclusive: true));
+
+        Assert.IsNotType<DatabaseInUseException>(failed);
+        Assert.Contains($"{Database}.lock", failed.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("Data Source=:memory:")]
     [InlineData("Data Source=shared;Mode=Memory;Cache=Shared")]

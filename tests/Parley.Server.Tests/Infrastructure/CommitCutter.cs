@@ -20,6 +20,8 @@ internal sealed class CommitCutter : IAsyncDisposable
     private readonly List<TcpClient> _sockets = [];
     private readonly Task _accepting;
     private int _armed;
+    private int _skip;
+    private int _disposed;
     private TaskCompletionSource _cut = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public CommitCutter(int targetPort)
@@ -31,12 +33,16 @@ internal sealed class CommitCutter : IAsyncDisposable
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
 
-    /// <summary>Breaks the connection of the next COMMIT as <paramref name="cut"/> says; the task completes when it did.</summary>
-    public Task Arm(CommitCut cut)
+    /// <summary>
+    /// Breaks the connection of the next COMMIT (after letting <paramref name="skip"/> pass) as <paramref name="cut"/> says;
+    /// the task completes when it did.
+    /// </summary>
+    public Task Arm(CommitCut cut, int skip = 0)
     {
         lock (_lock)
         {
             _cut = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _skip = skip;
             _armed = (int)cut;
             return _cut.Task;
         }
@@ -94,7 +100,7 @@ internal sealed class CommitCutter : IAsyncDisposable
                 }
 
                 var at = Volatile.Read(ref _armed) != 0 ? buffer.AsSpan(0, read).IndexOf(CommitQuery) : -1;
-                var cut = at >= 0 ? (CommitCut)Interlocked.Exchange(ref _armed, 0) : CommitCut.None;
+                var cut = at >= 0 && Interlocked.Decrement(ref _skip) < 0 ? (CommitCut)Interlocked.Exchange(ref _armed, 0) : CommitCut.None;
                 switch (cut)
                 {
                     case CommitCut.None:
@@ -191,6 +197,11 @@ internal sealed class CommitCutter : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         await _stopping.CancelAsync();
         _listener.Stop();
         await _accepting;

@@ -33,9 +33,9 @@ internal sealed class SqliteFileLock : IDisposable
         {
             return new SqliteFileLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
         }
-        // A missing directory or a forbidden path propagates as it is (SQLite could not open the file either);
-        // what remains of IOException here is the lock taken by someone else (a sharing violation).
-        catch (IOException ex) when (ex is not (FileNotFoundException or DirectoryNotFoundException or PathTooLongException))
+        // Only a sharing violation is the lock taken by someone else. Anything else (a missing directory, a read-only file
+        // system, a full disk, a symbolic link loop) propagates with its own message.
+        catch (IOException ex) when (IsSharingViolation(ex))
         {
             throw new DatabaseInUseException(
                 $"The SQLite database {database} is in use by another Parley process (it holds {path}). One SQLite file belongs to one " +
@@ -43,6 +43,14 @@ internal sealed class SqliteFileLock : IDisposable
                 ex);
         }
     }
+
+    /// <summary>
+    /// The lock held by another process: flock's EWOULDBLOCK, which .NET reports as an <see cref="IOException"/> with the
+    /// errno as its HResult (11 on Linux, 35 on macOS), or Windows' ERROR_SHARING_VIOLATION (32, the HRESULT's low word).
+    /// </summary>
+    private static bool IsSharingViolation(IOException exception) =>
+        exception is not (FileNotFoundException or DirectoryNotFoundException or PathTooLongException)
+        && (OperatingSystem.IsWindows() ? (exception.HResult & 0xFFFF) == 32 : exception.HResult == (OperatingSystem.IsLinux() ? 11 : 35));
 
     /// <summary>The full path of the database file, or null for an in-memory database.</summary>
     public static string? PathOf(string connectionString)
