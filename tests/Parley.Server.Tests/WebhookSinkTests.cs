@@ -295,15 +295,10 @@ public sealed class WebhookSinkTests : IAsyncLifetime
     {
         // A host that is gone or a firewall that drops packets: connecting never finishes.
         var handler = new ScriptedHandler { Hang = _ => true };
-        var options = new Parley.Server.Events.WebhookOptions
-        {
-            Url = new Uri("http://hooks.example/parley"), Secret = Secret, MaxAttempts = 2, InitialBackoff = TimeSpan.FromMilliseconds(1),
-            MaxBackoff = TimeSpan.FromMilliseconds(1), Timeout = TimeSpan.FromMilliseconds(100),
-        };
-        using var http = new HttpClient(handler);
+        var options = new Parley.Server.Events.WebhookOptions { MaxAttempts = 2, InitialBackoff = TimeSpan.FromMilliseconds(1), MaxBackoff = TimeSpan.FromMilliseconds(1), Timeout = TimeSpan.FromMilliseconds(100) };
         // No store: a dead letter would fail with a NullReferenceException, not the sink's own exception.
-        var sink = new Parley.Server.Events.WebhookSink(
-            "hooks", options, http, null!, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Parley.Server.Events.WebhookSink>.Instance);
+        var (sink, http) = DirectSink(handler, options, TimeProvider.System);
+        using var _ = http;
 
         var failed = await Assert.ThrowsAsync<Parley.Server.Events.EventSinkException>(() => sink.PublishAsync([Record(1)], Ct));
 
@@ -321,14 +316,9 @@ public sealed class WebhookSinkTests : IAsyncLifetime
         {
             Status = n => n == 1 ? (System.Net.HttpStatusCode)429 : System.Net.HttpStatusCode.NoContent, RetryAfter = TimeSpan.FromSeconds(askedSeconds),
         };
-        var options = new Parley.Server.Events.WebhookOptions
-        {
-            Url = new Uri("http://hooks.example/parley"), Secret = Secret, MaxAttempts = 3, InitialBackoff = TimeSpan.FromMilliseconds(backoffMs),
-            MaxBackoff = TimeSpan.FromMinutes(1),
-        };
-        using var http = new HttpClient(handler);
-        var sink = new Parley.Server.Events.WebhookSink(
-            "hooks", options, http, null!, clock, Microsoft.Extensions.Logging.Abstractions.NullLogger<Parley.Server.Events.WebhookSink>.Instance);
+        var options = new Parley.Server.Events.WebhookOptions { MaxAttempts = 3, InitialBackoff = TimeSpan.FromMilliseconds(backoffMs), MaxBackoff = TimeSpan.FromMinutes(1) };
+        var (sink, http) = DirectSink(handler, options, clock);
+        using var _ = http;
 
         var publishing = sink.PublishAsync([Record(1)], Ct);
         await WaitUntilAsync(() => handler.PostCount == 1);
@@ -356,19 +346,28 @@ public sealed class WebhookSinkTests : IAsyncLifetime
     {
         // A receiver being deployed: unavailable three times, then its new instance refuses once while it warms up.
         var handler = new ScriptedHandler { Status = n => n <= 3 ? System.Net.HttpStatusCode.ServiceUnavailable : n == 4 ? System.Net.HttpStatusCode.InternalServerError : System.Net.HttpStatusCode.NoContent };
-        var options = new Parley.Server.Events.WebhookOptions
-        {
-            Url = new Uri("http://hooks.example/parley"), Secret = Secret, MaxAttempts = 4, InitialBackoff = TimeSpan.FromMilliseconds(1),
-            MaxBackoff = TimeSpan.FromMilliseconds(1),
-        };
-        using var http = new HttpClient(handler);
+        var options = new Parley.Server.Events.WebhookOptions { MaxAttempts = 4, InitialBackoff = TimeSpan.FromMilliseconds(1), MaxBackoff = TimeSpan.FromMilliseconds(1) };
         // No store: a dead letter would fail with a NullReferenceException.
-        var sink = new Parley.Server.Events.WebhookSink(
-            "hooks", options, http, null!, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Parley.Server.Events.WebhookSink>.Instance);
+        var (sink, http) = DirectSink(handler, options, TimeProvider.System);
+        using var _ = http;
 
         await sink.PublishAsync([Record(1)], Ct);
 
         Assert.Equal(["e1", "e1", "e1", "e1", "e1"], handler.Posted);
+    }
+
+    /// <summary>
+    /// A sink posting through <paramref name="handler"/> with <paramref name="options"/> (its endpoint and secret set here),
+    /// and no store: a dead letter would fail with a NullReferenceException. Dispose the client it returns.
+    /// </summary>
+    private static (Parley.Server.Events.WebhookSink Sink, HttpClient Http) DirectSink(
+        ScriptedHandler handler, Parley.Server.Events.WebhookOptions options, TimeProvider time)
+    {
+        options.Url = new Uri("http://hooks.example/parley");
+        options.Secret = Secret;
+        var http = new HttpClient(handler);
+        return (new Parley.Server.Events.WebhookSink(
+            "hooks", options, http, null!, time, Microsoft.Extensions.Logging.Abstractions.NullLogger<Parley.Server.Events.WebhookSink>.Instance), http);
     }
 
     private static Parley.Server.Events.EventRecord Record(int n) =>
@@ -403,14 +402,9 @@ public sealed class WebhookSinkTests : IAsyncLifetime
     public async Task Publish_TheBatchAgainAfterTheEndpointWasUnreachable_PostsOnlyWhatItHadNotTaken()
     {
         var handler = new ScriptedHandler { Unreachable = body => body.Contains("\"n\":2", StringComparison.Ordinal) };
-        var options = new Parley.Server.Events.WebhookOptions
-        {
-            Url = new Uri("http://hooks.example/parley"), Secret = Secret, MaxAttempts = 2, InitialBackoff = TimeSpan.FromMilliseconds(1),
-            MaxBackoff = TimeSpan.FromMilliseconds(1),
-        };
-        using var http = new HttpClient(handler);
-        var sink = new Parley.Server.Events.WebhookSink(
-            "hooks", options, http, null!, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Parley.Server.Events.WebhookSink>.Instance);
+        var options = new Parley.Server.Events.WebhookOptions { MaxAttempts = 2, InitialBackoff = TimeSpan.FromMilliseconds(1), MaxBackoff = TimeSpan.FromMilliseconds(1) };
+        var (sink, http) = DirectSink(handler, options, TimeProvider.System);
+        using var _ = http;
         var records = Enumerable.Range(1, 3)
             .Select(n => new Parley.Server.Events.EventRecord(
                 Parley.Server.Events.EventTopic.Events, "c", $"e{n}", "message.created", 1, Encoding.UTF8.GetBytes($"{{\"n\":{n}}}")))
