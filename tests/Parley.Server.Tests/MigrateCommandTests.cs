@@ -72,6 +72,42 @@ public sealed class MigrateCommandTests
     }
 
     [Fact]
+    public async Task Migrate_AScriptThatFails_Exits1NamingIt_AndLeavesNothingOfIt()
+    {
+        var directory = Directory.CreateTempSubdirectory("parley-migrate-");
+        try
+        {
+            var file = Path.Combine(directory.FullName, "parley.db");
+            await using (var sqlite = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={file};Pooling=False"))
+            {
+                // A table of the first script's name already there (another application's, say): its CREATE TABLE fails.
+                await sqlite.OpenAsync(TestContext.Current.CancellationToken);
+                await using var command = sqlite.CreateCommand();
+                command.CommandText = "CREATE TABLE conversations (x INTEGER)";
+                await command.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+            }
+
+            var run = await ConsoleCapture.RunAsync(() => ParleyCommandLine.RunCommandAsync(["migrate", $"--ConnectionStrings:Sqlite=Data Source={file}"]));
+
+            Assert.Equal(1, run.Result);
+            Assert.Contains("Parley cannot migrate (Sqlite): Migration 0001_initial failed and was rolled back (", run.Error, StringComparison.Ordinal);
+            Assert.Contains("already exists", run.Error, StringComparison.Ordinal);
+            await using (var sqlite = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={file};Pooling=False"))
+            {
+                await sqlite.OpenAsync(TestContext.Current.CancellationToken);
+                await using var count = sqlite.CreateCommand();
+                count.CommandText = "SELECT COUNT(*) FROM schema_migrations";
+                Assert.Equal(0L, await count.ExecuteScalarAsync(TestContext.Current.CancellationToken));
+            }
+        }
+        finally
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            directory.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Migrate_PostgresUnreachable_Exits1WithTheReason()
     {
         // A port nothing listens on: the connection is refused at once.

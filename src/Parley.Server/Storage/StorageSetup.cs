@@ -47,7 +47,8 @@ internal static class StorageSetup
 
     /// <summary>Failures worth waiting out (the database is down or unreachable), as opposed to configuration errors.</summary>
     public static bool IsTransient(Exception exception) =>
-        exception is DbException { IsTransient: true } or TimeoutException || exception.InnerException is TimeoutException or System.Net.Sockets.SocketException;
+        exception is not Sql.MigrationFailedException
+        && (exception is DbException { IsTransient: true } or TimeoutException || exception.InnerException is TimeoutException or System.Net.Sockets.SocketException);
 }
 
 internal sealed class StorageOptionsValidator(IConfiguration configuration) : IValidateOptions<StorageOptions>

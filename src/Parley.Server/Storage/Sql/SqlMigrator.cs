@@ -35,7 +35,19 @@ internal static class SqlMigrator
         {
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
             var s = new SqlSession(connection, transaction, dialect);
-            await s.Sql(script.Sql).WithTimeout(ScriptTimeoutSeconds).ExecuteAsync(cancellationToken);
+            try
+            {
+                await s.Sql(script.Sql).WithTimeout(ScriptTimeoutSeconds).ExecuteAsync(cancellationToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Named, and not taken for an unreachable database (a script that ran out of time would otherwise be
+                // run again and again, each time holding its locks for as long).
+                throw new MigrationFailedException(
+                    $"Migration {script.FullName} failed and was rolled back ({ex.Message}). Nothing of it was applied; " +
+                    "fix the cause and start again.", ex);
+            }
+
             await s.Sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (@v, @n, @t)")
                 .With("@v", script.Version).With("@n", script.Name).With("@t", DateTimeOffset.UtcNow)
                 .ExecuteAsync(cancellationToken);
@@ -49,3 +61,6 @@ internal static class SqlMigrator
 
 /// <summary>The database was migrated by a newer version of Parley than this one.</summary>
 internal sealed class SchemaTooNewException(string message) : Exception(message);
+
+/// <summary>A migration script failed (its transaction rolled back): start-up and the <c>migrate</c> command name it and exit with 1.</summary>
+internal sealed class MigrationFailedException(string message, Exception inner) : Exception(message, inner);
