@@ -170,6 +170,28 @@ public sealed class HeaderAuthenticationTests : IAsyncLifetime
         await ParleyApi.ProblemAsync(response, HttpStatusCode.Unauthorized, "unauthenticated");
     }
 
+    [Theory]
+    [InlineData("X-User-ID")]
+    [InlineData("X-Device-ID")]
+    public async Task HeaderGivenTwice_Returns401_NotAUserJoinedByAComma(string header)
+    {
+        // Two header lines, as a gateway that appends instead of replacing sends them (HttpClient would join the values
+        // into one line): written on the socket.
+        var address = _factory.BaseAddress;
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(address.Host, address.Port, Ct);
+        var stream = tcp.GetStream();
+        var head = $"GET /api/v1/conversations HTTP/1.1\r\nHost: {address.Authority}\r\nX-User-ID: alice\r\n{header}: bob\r\n" +
+            (header == "X-Device-ID" ? "X-Device-ID: carol\r\n" : "") + "Connection: close\r\n\r\n";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(head), Ct);
+
+        using var reader = new StreamReader(stream);
+        var response = await reader.ReadToEndAsync(Ct);
+
+        Assert.StartsWith("HTTP/1.1 401", response, StringComparison.Ordinal);
+        Assert.Contains("at most once", response, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task XUserId_TooLong_Returns401()
     {

@@ -139,6 +139,24 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
         Assert.True(conversations.TryGetProperty("get", out _), "GET /api/v1/conversations is not described");
     }
 
+    [Fact]
+    public async Task OpenApi_RequestBodiesAreRequired_AndProblemsCarryTheirCode()
+    {
+        using var client = _factory.Anonymous();
+
+        var document = await ParleyApi.ReadAsync<JsonElement>(await client.GetAsync("/openapi/v1.json", Ct));
+
+        var paths = document.GetProperty("paths");
+        Assert.True(paths.GetProperty("/api/v1/messages").GetProperty("post").GetProperty("requestBody").GetProperty("required").GetBoolean());
+        Assert.True(paths.GetProperty("/api/v1/conversations").GetProperty("post").GetProperty("requestBody").GetProperty("required").GetBoolean());
+        var schemas = document.GetProperty("components").GetProperty("schemas");
+        foreach (var name in new[] { "ProblemDetails", "HttpValidationProblemDetails" })
+        {
+            Assert.Equal("string", schemas.GetProperty(name).GetProperty("properties").GetProperty("code").GetProperty("type").GetString());
+            Assert.Contains("code", schemas.GetProperty(name).GetProperty("required").EnumerateArray().Select(r => r.GetString()));
+        }
+    }
+
     [Theory]
     [InlineData("/api/v1/conversations/{id}/messages", "limit", 1, 100, 50)]
     [InlineData("/api/v1/conversations/{id}/messages", "before", 1, null, null)]

@@ -86,6 +86,23 @@ public sealed class HttpErrorsTests : IAsyncLifetime
         await ParleyApi.ProblemAsync(response, HttpStatusCode.UnsupportedMediaType, "unsupported_media_type");
     }
 
+    [Theory]
+    [InlineData("POST", "/api/v1/conversations", "windows-1252")]
+    [InlineData("POST", "/api/v1/messages", "x-foo")]
+    [InlineData("PUT", "/api/v1/messages/0195f8a2-6a4b-7c3d-9e8f-001122334455", "\"x-foo\"")]
+    public async Task JsonBodyInACharsetThatCannotBeRead_Returns415NamingIt_Not500(string method, string path, string charset)
+    {
+        using var api = _factory.Api(NewUser("alice"));
+        var content = new ByteArrayContent(Encoding.UTF8.GetBytes("""{"type":"direct","participant_ids":["bob"]}"""));
+        Assert.True(content.Headers.TryAddWithoutValidation("Content-Type", $"application/json; charset={charset}"));
+        using var request = new HttpRequestMessage(new HttpMethod(method), path) { Content = content };
+
+        using var response = await api.Http.SendAsync(request, Ct);
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.UnsupportedMediaType, "unsupported_media_type");
+        Assert.Contains(charset, problem.Detail, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task BodyWithoutContentType_Returns415()
     {

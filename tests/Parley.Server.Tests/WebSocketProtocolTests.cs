@@ -102,10 +102,24 @@ public sealed class WebSocketProtocolTests : IAsyncLifetime
         Assert.DoesNotContain("Parley.", message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task TextFrameThatIsNotUtf8_ClosesWith1007()
+    {
+        await using var client = await WsClient.ConnectAsync(_factory, "alice");
+
+        // {"type":"ping"} with a byte that UTF-8 never has: RFC 6455 requires text frames to be UTF-8.
+        byte[] frame = [.. "{\"type\":\"ping"u8, 0xFF, .. "\"}"u8];
+        await client.Socket.SendAsync(frame, System.Net.WebSockets.WebSocketMessageType.Text, true, TestContext.Current.CancellationToken);
+
+        Assert.Equal(System.Net.WebSockets.WebSocketCloseStatus.InvalidPayloadData, await client.ClosedAsync(TimeSpan.FromSeconds(10)));
+    }
+
     [Theory]
-    [InlineData("payload")]
-    [InlineData("type")]
-    public async Task Frame_ATopLevelMemberGivenTwice_IsRefusedAndNothingIsStored(string member)
+    [InlineData("payload", "payload")]
+    [InlineData("type", "type")]
+    [InlineData("payload", "Payload")] // another case: a filter that matches names without regard to case reads this one
+    [InlineData("type", "TYPE")]
+    public async Task Frame_ATopLevelMemberGivenTwice_IsRefusedAndNothingIsStored(string member, string secondName)
     {
         using var api = _factory.Api("alice");
         var conversation = await api.CreateDirectAsync("bob");
@@ -113,8 +127,8 @@ public sealed class WebSocketProtocolTests : IAsyncLifetime
         var benign = $$"""{"conversation_id":"{{conversation.Id}}","message_type":"text","content":"benign"}""";
         var other = $$"""{"conversation_id":"{{conversation.Id}}","message_type":"text","content":"something else"}""";
         var frame = member == "payload"
-            ? $$"""{"type":"send_message","id":"f-1","payload":{{benign}},"payload":{{other}}}"""
-            : $$"""{"type":"typing","id":"f-1","type":"send_message","payload":{{other}}}""";
+            ? $$"""{"type":"send_message","id":"f-1","payload":{{benign}},"{{secondName}}":{{other}}}"""
+            : $$"""{"type":"send_message","id":"f-1","{{secondName}}":"typing","payload":{{other}}}""";
 
         await client.SendAsync(frame);
 

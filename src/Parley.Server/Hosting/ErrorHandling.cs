@@ -70,6 +70,25 @@ internal static partial class ErrorHandling
 
     private sealed partial class ParleyExceptionHandler(IProblemDetailsService problems, ILogger<ParleyExceptionHandler> logger) : IExceptionHandler
     {
+        /// <summary>The request's charset when .NET has no encoding of that name; null otherwise.</summary>
+        private static string? UnknownCharset(HttpRequest request)
+        {
+            if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var type) || type.Charset.Value is not { } charset)
+            {
+                return null;
+            }
+
+            try
+            {
+                _ = System.Text.Encoding.GetEncoding(charset.Trim('"'));
+                return null;
+            }
+            catch (ArgumentException)
+            {
+                return charset;
+            }
+        }
+
         public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
         {
             var (status, code, detail) = exception switch
@@ -78,6 +97,10 @@ internal static partial class ErrorHandling
                     (bad.StatusCode, ErrorCodes.PayloadTooLarge, "The request body is too large."),
                 BadHttpRequestException bad => (bad.StatusCode, ErrorCodes.ForStatus(bad.StatusCode), Describe(bad)),
                 JsonException json => (StatusCodes.Status400BadRequest, ErrorCodes.InvalidRequest, "The body is not valid JSON: " + JsonErrors.Describe(json)),
+                // The body reader cannot decode a charset .NET does not know (Content-Type: application/json; charset=x-foo).
+                InvalidOperationException when UnknownCharset(httpContext.Request) is { } charset =>
+                    (StatusCodes.Status415UnsupportedMediaType, ErrorCodes.UnsupportedMediaType,
+                        $"The body's charset '{charset}' is not supported: send JSON in UTF-8 (Content-Type: application/json)."),
                 // Nothing was committed; only a database that is unreachable, busy or shutting down is worth a retry (503).
                 System.Data.Common.DbException db => ApiError.ForStorageFailure(db) is var error ? (error.Status, error.Code, error.Message) : default,
                 OperationCanceledException when httpContext.RequestAborted.IsCancellationRequested =>

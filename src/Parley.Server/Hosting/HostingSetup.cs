@@ -79,7 +79,33 @@ internal static partial class HostingSetup
             }
 
             return Task.CompletedTask;
-        }).AddOperationTransformer(IntegerQuery.Describe).AddDocumentTransformer((document, _, _) =>
+        }).AddOperationTransformer(IntegerQuery.Describe).AddOperationTransformer((operation, _, _) =>
+        {
+            // Bodies are bound as nullable so that a missing one gets Parley's own 400, but every endpoint needs its body.
+            if (operation.RequestBody is OpenApiRequestBody body)
+            {
+                body.Required = true;
+            }
+
+            return Task.CompletedTask;
+        }).AddSchemaTransformer((schema, context, _) =>
+        {
+            // Every problem Parley answers carries its stable code (docs/errors.md) and the request's trace id.
+            if (context.JsonTypeInfo.Type == typeof(Microsoft.AspNetCore.Mvc.ProblemDetails)
+                || context.JsonTypeInfo.Type == typeof(HttpValidationProblemDetails))
+            {
+                schema.Properties ??= new Dictionary<string, IOpenApiSchema>();
+                schema.Properties["code"] = new OpenApiSchema
+                {
+                    Type = JsonSchemaType.String, Description = "Stable, machine-readable error code (docs/errors.md), e.g. not_found, validation_failed.",
+                };
+                schema.Properties["traceId"] = new OpenApiSchema { Type = JsonSchemaType.String, Description = "The request's trace id, as in the server's log." };
+                schema.Required ??= new HashSet<string>();
+                schema.Required.Add("code");
+            }
+
+            return Task.CompletedTask;
+        }).AddDocumentTransformer((document, _, _) =>
         {
             document.Info.Title = "Parley API";
             document.Info.Description = "Real-time messaging: REST under /api/v1, WebSocket at /ws (see docs/websocket.md).";

@@ -85,6 +85,13 @@ internal readonly ref struct ClientFrame
                 }
                 else
                 {
+                    // "Payload" beside (or instead of) "payload": names are matched without regard to case, as in the payload
+                    // itself, so that a filter in front of Parley that reads them so cannot be shown another envelope.
+                    if ((reader.ValueIsEscaped || reader.ValueSpan.Length <= 7) && EnvelopeName(reader.GetString()!) is { } envelope)
+                    {
+                        repeated ??= envelope;
+                    }
+
                     reader.Read();
                     reader.Skip();
                 }
@@ -104,7 +111,7 @@ internal readonly ref struct ClientFrame
 
         if (repeated is not null)
         {
-            error = $"The frame's '{repeated}' is given more than once.";
+            error = $"The frame's '{repeated}' is given more than once (names are matched without regard to case).";
             return false;
         }
 
@@ -124,6 +131,13 @@ internal readonly ref struct ClientFrame
         error = string.Empty;
         return true;
     }
+
+    /// <summary>The envelope member <paramref name="name"/> names in another case ("Payload"), if any.</summary>
+    private static string? EnvelopeName(string name) =>
+        name.Equals("type", StringComparison.OrdinalIgnoreCase) ? "type"
+        : name.Equals("id", StringComparison.OrdinalIgnoreCase) ? "id"
+        : name.Equals("payload", StringComparison.OrdinalIgnoreCase) ? "payload"
+        : null;
 
     /// <summary>A string value; an escaped lone surrogate ("\ud800") is valid JSON but not text: flagged, not thrown.</summary>
     private static string? ReadText(ref Utf8JsonReader reader, ref bool invalid)

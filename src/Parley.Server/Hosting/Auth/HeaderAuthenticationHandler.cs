@@ -16,10 +16,18 @@ internal sealed class HeaderAuthenticationHandler(
 {
     public const string SchemeName = "Header";
     public const string UserIdHeader = "X-User-ID";
+    public const string DeviceIdHeader = "X-Device-ID";
 
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
-        var userId = Request.Headers[UserIdHeader].ToString();
+        var userIds = Request.Headers[UserIdHeader];
+        if (userIds.Count > 1 || Request.Headers[DeviceIdHeader].Count > 1)
+        {
+            // Two lines would be read as one id joined by a comma ("alice,bob"): a gateway that appends instead of replacing.
+            return Task.FromResult(AuthenticateResult.Fail("X-User-ID and X-Device-ID must each be given at most once."));
+        }
+
+        var userId = userIds.ToString();
         if (string.IsNullOrEmpty(userId))
         {
             return Task.FromResult(AuthenticateResult.NoResult());
@@ -40,7 +48,7 @@ internal sealed class HeaderAuthenticationHandler(
             return Task.FromResult(AuthenticateResult.Fail(AuthSetup.ReservedUserId(authOptions.Value)));
         }
 
-        var deviceId = Request.Headers["X-Device-ID"].ToString();
+        var deviceId = Request.Headers[DeviceIdHeader].ToString();
         var claims = new List<Claim> { new(Caller.UserIdClaim, userId) };
         if (!string.IsNullOrEmpty(deviceId))
         {
