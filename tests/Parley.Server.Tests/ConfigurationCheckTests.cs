@@ -242,6 +242,23 @@ public sealed class ConfigurationCheckTests
     }
 
     [Fact]
+    public async Task ContentLimitAboveWhatTheBodyLimitHolds_RealServer_LogsAWarningNamingBoth()
+    {
+        var directory = Directory.CreateTempSubdirectory("parley-settings-");
+        try
+        {
+            await using var server = ServerCommand.Start(
+                directory.FullName, "Production", ["--urls", "http://127.0.0.1:0", "--Auth:Mode=Header", "--Limits:MaxContentLength=16384"]);
+            await server.WaitForOutputAsync("Limits:MaxRequestBytes (65536) may be too small for Limits:MaxContentLength (16384)", ProcessBound);
+            await server.WaitForOutputAsync("Limits:MaxFrameBytes (65536) may be too small for Limits:MaxContentLength (16384)", ProcessBound);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task DevelopmentKey_OnAnAddressOthersCanReach_RealServer_LogsAWarning()
     {
         var directory = Directory.CreateTempSubdirectory("parley-settings-");

@@ -16,7 +16,11 @@ internal static class ServerRun
         var configurationLog = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Parley.Configuration");
         ConfigurationCheck.LogUnknown(configurationLog, ConfigurationCheck.Check(app.Configuration));
         // Once started: the settings it reads are validated at start, and an invalid one must end start-up with its message.
-        app.Lifetime.ApplicationStarted.Register(() => Hosting.Auth.AuthSetup.WarnIfUnguarded(app.Services, app.Environment, configurationLog));
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            Hosting.Auth.AuthSetup.WarnIfUnguarded(app.Services, app.Environment, configurationLog);
+            app.Services.GetRequiredService<IOptions<Hosting.LimitsOptions>>().Value.WarnIfTooSmallForContent(configurationLog);
+        });
 
         // The token, not the lifetime: the host (and its services) is disposed by the time a failure reaches the catch.
         var started = app.Lifetime.ApplicationStarted;
