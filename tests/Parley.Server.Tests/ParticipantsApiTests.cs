@@ -146,6 +146,22 @@ public sealed class ParticipantsApiTests : IAsyncLifetime
         Assert.Equal([field], problem.ErrorFields);
     }
 
+    [Theory]
+    [InlineData("PATCH")]
+    [InlineData("DELETE")]
+    public async Task RoleAndRemove_AUserIdNoParticipantCouldHave_Returns400NamingIt(string method)
+    {
+        var owner = NewUser("owner");
+        var group = await Api(owner).CreateGroupAsync("g", NewUser("bob"));
+
+        // A zero-width space before "bob": no participant can have such an id.
+        using var response = await Api(owner).SendAsync(
+            new HttpMethod(method), $"/api/v1/conversations/{group.Id}/participants/%E2%80%8Bbob", method == "PATCH" ? """{"role":"admin"}""" : null);
+
+        var problem = await ParleyApi.ProblemAsync(response, HttpStatusCode.BadRequest, "validation_failed");
+        Assert.Equal(["user_id"], problem.ErrorFields);
+    }
+
     [Fact]
     public async Task RemoveAndRole_AUserIdWithASlash_NamesThatMember_NotOneWhoseIdIsTheEscapedText()
     {

@@ -128,12 +128,20 @@ internal sealed class ConversationService(
         return ConversationViews.ToView(after, after.Find(caller.UserId), await LastMessageAsync(after, cancellationToken));
     }
 
+    /// <summary>What a user id in a path must be (<see cref="Identifiers.IsValidUserId"/>): no participant could have another.</summary>
+    private const string UserIdRule = "A user id is 1-128 characters without whitespace, control or invisible format characters.";
+
     public async Task<Result<Participant>> UpdateParticipantAsync(
         Caller caller, string id, string userId, UpdateParticipantRequest? request, CancellationToken cancellationToken)
     {
         if (!Identifiers.TryParseUuid(id, out var conversationId))
         {
             return ApiError.InvalidId("id");
+        }
+
+        if (!Identifiers.IsValidUserId(userId))
+        {
+            return ApiError.Invalid("user_id", UserIdRule);
         }
 
         var role = request?.Role;
@@ -157,6 +165,11 @@ internal sealed class ConversationService(
         if (!Identifiers.TryParseUuid(id, out var conversationId))
         {
             return ApiError.InvalidId("id");
+        }
+
+        if (!Identifiers.IsValidUserId(userId))
+        {
+            return ApiError.Invalid("user_id", UserIdRule);
         }
 
         var result = await ChangeAsync(caller, conversationId, snapshot => MembershipRules.DecideRemoval(caller, snapshot, userId), cancellationToken);
