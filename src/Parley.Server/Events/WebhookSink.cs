@@ -9,16 +9,17 @@ using Parley.Server.Storage;
 namespace Parley.Server.Events;
 
 /// <summary>
-/// One webhook endpoint as a sink: each record is POSTed on its own, one after another (the endpoint sees them in
-/// stream order; with <see cref="WebhookOptions.Concurrency"/> above 1, those of one conversation in order), signed with HMAC-SHA256 over "timestamp.body". A failed POST is retried with exponential back-off
-/// (or the endpoint's <c>Retry-After</c>). A refused POST (an answer other than 2xx, redirects included, or a connection
-/// dropped after the request went out: a record that crashes the endpoint must not block it forever) goes, after
-/// <see cref="WebhookOptions.MaxAttempts"/> refusals (attempts that found the endpoint unavailable not counted), to <c>event_dead_letters</c>, and delivery goes on, so one
-/// poisonous record cannot stop the endpoint forever. An endpoint that is down, busy or unreachable (no connection, no
-/// answer within the timeout, or 408, 429, 502, 503, 504) says nothing about the record: after as many attempts the
-/// batch fails (the relay reports the sink failing and retries it with its own back-off), and nothing is dead-lettered
-/// for an outage. Records of a failed batch that were already delivered or dead-lettered are not posted again when the
-/// relay retries it (in this process).
+/// One webhook endpoint as a sink: each record is POSTed on its own, one after another (the endpoint sees them in stream
+/// order; with <see cref="WebhookOptions.Concurrency"/> above 1, those of one conversation in order), signed with
+/// HMAC-SHA256 over "timestamp.body". A failed POST is retried with exponential back-off (or the endpoint's longer
+/// <c>Retry-After</c>). A refused POST (an answer other than 2xx, redirects included, or a connection dropped after the
+/// request went out: a record that crashes the endpoint must not block it forever) goes, after
+/// <see cref="WebhookOptions.MaxAttempts"/> refusals (attempts that found the endpoint unavailable not counted), to
+/// <c>event_dead_letters</c>, and delivery goes on, so one poisonous record cannot stop the endpoint forever. An endpoint
+/// that is down, busy or unreachable (no connection, no answer within the timeout, or 408, 429, 502, 503, 504) says
+/// nothing about the record: after as many such attempts the batch fails (the relay reports the sink failing and
+/// retries it with its own back-off), and nothing is dead-lettered for an outage. Records of a failed batch that were
+/// already delivered or dead-lettered are not posted again when the relay retries it (in this process).
 /// </summary>
 internal sealed partial class WebhookSink(
     string endpoint, WebhookOptions options, HttpClient http, IChatStore store, TimeProvider time, ILogger<WebhookSink> logger) : IEventSink

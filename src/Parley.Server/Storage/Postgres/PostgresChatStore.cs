@@ -178,6 +178,7 @@ internal sealed partial class PostgresChatStore(NpgsqlDataSource dataSource, ILo
         await using var command = new NpgsqlCommand($"SELECT {function}({MigrationLockKey})", connection) { CommandTimeout = 0 };
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
+
     private static partial class Log
     {
         [LoggerMessage(EventId = 5005, Level = LogLevel.Warning, Message = "A batch's COMMIT failed ({Reason}); PostgreSQL says transaction {TransactionId} {Outcome}")]
