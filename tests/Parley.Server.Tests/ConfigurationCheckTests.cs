@@ -222,50 +222,40 @@ public sealed class ConfigurationCheckTests
     }
 
     [Fact]
-    public async Task AspNetCoreUrls_RealServer_ListensThere_NotOnTheDefaultPort()
+    public Task AspNetCoreUrls_RealServer_ListensThere_NotOnTheDefaultPort() => InScratchDirectoryAsync(async directory =>
     {
         // Containers set ASPNETCORE_URLS; a Urls key in appsettings.json used to take precedence over it.
-        var directory = Directory.CreateTempSubdirectory("parley-settings-");
-        try
-        {
-            var port = TestServerSettings.FreePort();
-            await using var server = ServerCommand.Start(
-                directory.FullName, "Production", ["--Auth:Mode=Header"], new Dictionary<string, string> { ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}" });
-            await server.WaitForOutputAsync($"http://127.0.0.1:{port}", ProcessBound);
-            using var client = new HttpClient();
-            Assert.Equal(System.Net.HttpStatusCode.OK, (await client.GetAsync($"http://127.0.0.1:{port}/health", TestContext.Current.CancellationToken)).StatusCode);
-        }
-        finally
-        {
-            directory.Delete(recursive: true);
-        }
-    }
+        var port = TestServerSettings.FreePort();
+        await using var server = ServerCommand.Start(
+            directory, "Production", ["--Auth:Mode=Header"], new Dictionary<string, string> { ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}" });
+        await server.WaitForOutputAsync($"http://127.0.0.1:{port}", ProcessBound);
+        using var client = new HttpClient();
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await client.GetAsync($"http://127.0.0.1:{port}/health", TestContext.Current.CancellationToken)).StatusCode);
+    });
 
     [Fact]
-    public async Task ContentLimitAboveWhatTheBodyLimitHolds_RealServer_LogsAWarningNamingBoth()
+    public Task ContentLimitAboveWhatTheBodyLimitHolds_RealServer_LogsAWarningNamingBoth() => InScratchDirectoryAsync(async directory =>
+    {
+        await using var server = ServerCommand.Start(
+            directory, "Production", ["--urls", "http://127.0.0.1:0", "--Auth:Mode=Header", "--Limits:MaxContentLength=16384"]);
+        await server.WaitForOutputAsync("Limits:MaxRequestBytes (65536) may be too small for Limits:MaxContentLength (16384)", ProcessBound);
+        await server.WaitForOutputAsync("Limits:MaxFrameBytes (65536) may be too small for Limits:MaxContentLength (16384)", ProcessBound);
+    });
+
+    [Fact]
+    public Task DevelopmentKey_OnAnAddressOthersCanReach_RealServer_LogsAWarning() => InScratchDirectoryAsync(async directory =>
+    {
+        await using var server = ServerCommand.Start(directory, "Development", ["--urls", "http://0.0.0.0:0"]);
+        await server.WaitForOutputAsync("The documented development signing key is in use on http://0.0.0.0:", ProcessBound);
+    });
+
+    /// <summary>Runs <paramref name="test"/> in a new directory (a server's working directory: its parley.db), deleted after.</summary>
+    private static async Task InScratchDirectoryAsync(Func<string, Task> test)
     {
         var directory = Directory.CreateTempSubdirectory("parley-settings-");
         try
         {
-            await using var server = ServerCommand.Start(
-                directory.FullName, "Production", ["--urls", "http://127.0.0.1:0", "--Auth:Mode=Header", "--Limits:MaxContentLength=16384"]);
-            await server.WaitForOutputAsync("Limits:MaxRequestBytes (65536) may be too small for Limits:MaxContentLength (16384)", ProcessBound);
-            await server.WaitForOutputAsync("Limits:MaxFrameBytes (65536) may be too small for Limits:MaxContentLength (16384)", ProcessBound);
-        }
-        finally
-        {
-            directory.Delete(recursive: true);
-        }
-    }
-
-    [Fact]
-    public async Task DevelopmentKey_OnAnAddressOthersCanReach_RealServer_LogsAWarning()
-    {
-        var directory = Directory.CreateTempSubdirectory("parley-settings-");
-        try
-        {
-            await using var server = ServerCommand.Start(directory.FullName, "Development", ["--urls", "http://0.0.0.0:0"]);
-            await server.WaitForOutputAsync("The documented development signing key is in use on http://0.0.0.0:", ProcessBound);
+            await test(directory.FullName);
         }
         finally
         {
