@@ -108,7 +108,7 @@ internal static class ConversationInput
             var userId = input[i];
             if (!Identifiers.IsValidUserId(userId))
             {
-                errors.Add($"{field}[{i}]", "must be a well-formed user id (1-128 characters, no whitespace, control or invisible format characters)");
+                errors.Add($"{field}[{i}]", $"must be a well-formed user id ({Identifiers.Shape})");
             }
             else if (userId == reservedUserId)
             {

@@ -129,7 +129,7 @@ internal sealed class ConversationService(
     }
 
     /// <summary>What a user id in a path must be (<see cref="Identifiers.IsValidUserId"/>): no participant could have another.</summary>
-    private const string UserIdRule = "A user id is 1-128 characters without whitespace, control or invisible format characters.";
+    private const string UserIdRule = $"A user id is {Identifiers.Shape}.";
 
     public async Task<Result<Participant>> UpdateParticipantAsync(
         Caller caller, string id, string userId, UpdateParticipantRequest? request, CancellationToken cancellationToken)

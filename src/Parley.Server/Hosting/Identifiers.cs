@@ -5,6 +5,9 @@ internal static class Identifiers
 {
     public const int MaxUserIdLength = 128;
 
+    /// <summary>What a well-formed user or device id is, in the words of every answer that refuses one.</summary>
+    public const string Shape = "1-128 characters without whitespace, control or invisible format characters";
+
     /// <summary>
     /// 1 to 128 characters, no whitespace, no control characters and no invisible format characters (zero-width spaces,
     /// direction overrides: "alice" and "alice" with a zero-width space after it would look the same in every list), and

@@ -55,7 +55,7 @@ internal sealed partial class PresenceService(
     {
         if (!Identifiers.IsValidUserId(userId))
         {
-            return ApiError.Invalid("id", "A user id is 1-128 characters without whitespace, control or invisible format characters.");
+            return ApiError.Invalid("id", $"A user id is {Identifiers.Shape}.");
         }
 
         // Only users the caller shares a conversation with: anyone else is not the caller's to watch (and looks unknown).

@@ -56,7 +56,7 @@ internal sealed record Caller(string UserId, string? DeviceId, bool IsService)
         var value = principal.FindFirstValue(DeviceIdClaim);
         if (string.IsNullOrEmpty(value))
         {
-            value = context.Request.Headers["X-Device-ID"].ToString();
+            value = context.Request.Headers[HeaderAuthenticationHandler.DeviceIdHeader].ToString();
         }
 
         if (string.IsNullOrEmpty(value))

@@ -40,7 +40,7 @@ internal sealed class HeaderAuthenticationHandler(
 
         if (!Identifiers.IsValidUserId(userId))
         {
-            return Task.FromResult(AuthenticateResult.Fail("X-User-ID is not a well-formed user id (1-128 characters, no whitespace, control or invisible format characters)."));
+            return Task.FromResult(AuthenticateResult.Fail($"X-User-ID is not a well-formed user id ({Identifiers.Shape})."));
         }
 
         if (userId == authOptions.Value.ServiceUserId)

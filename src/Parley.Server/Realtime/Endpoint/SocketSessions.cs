@@ -89,7 +89,7 @@ internal sealed partial class SocketSessions(
 
         if (request.Caller.DeviceId is { } deviceId && !Identifiers.IsValidDeviceId(deviceId))
         {
-            return ApiError.Invalid("device_id", "'device_id' must be 1-128 characters without whitespace or control characters.");
+            return ApiError.Invalid("device_id", $"'device_id' must be {Identifiers.Shape}.");
         }
 
         if (request.Acks is not ("" or "true" or "false" or "1" or "0"))
