@@ -73,16 +73,10 @@ internal static partial class AuthSetup
     /// <summary>Whether a listening address (<c>http://127.0.0.1:5000</c>, <c>http://[::]:80</c>, <c>http://+:80</c>) is this machine's only.</summary>
     private static bool IsLoopback(string address)
     {
-        if (address.Contains("://unix:", StringComparison.OrdinalIgnoreCase) || address.Contains("://pipe:", StringComparison.OrdinalIgnoreCase))
-        {
-            return true; // a Unix socket or named pipe: this machine only
-        }
-
-        var host = Uri.TryCreate(address.Replace("://+", "://wildcard", StringComparison.Ordinal).Replace("://*", "://wildcard", StringComparison.Ordinal), UriKind.Absolute, out var uri)
-            ? uri.Host.Trim('[', ']')
-            : "";
-        return host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
-            || (System.Net.IPAddress.TryParse(host, out var ip) && System.Net.IPAddress.IsLoopback(ip));
+        var binding = BindingAddress.Parse(address);
+        return binding.IsUnixPipe || binding.IsNamedPipe // this machine only
+            || binding.Host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
+            || (System.Net.IPAddress.TryParse(binding.Host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
     }
 
     private static partial class Log

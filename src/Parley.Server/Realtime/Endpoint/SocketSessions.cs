@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net.WebSockets;
-using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Options;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
@@ -317,30 +316,26 @@ internal static class TokenExpiry
 
     public static ITimer Schedule(TimeProvider time, DateTimeOffset at, Action due)
     {
-        var armed = new StrongBox<ITimer?>();
-        lock (armed)
-        {
-            armed.Value = time.CreateTimer(
-                _ =>
+        ITimer? timer = null;
+        timer = time.CreateTimer(
+            _ =>
+            {
+                var left = at - time.GetUtcNow();
+                if (left <= TimeSpan.Zero)
                 {
-                    var left = at - time.GetUtcNow();
-                    if (left <= TimeSpan.Zero)
-                    {
-                        due();
-                        return;
-                    }
+                    due();
+                    return;
+                }
 
-                    lock (armed)
-                    {
-                        // Disposed meanwhile (the socket ended): Change does nothing then.
-                        armed.Value!.Change(Wait(left), Timeout.InfiniteTimeSpan);
-                    }
-                },
-                null,
-                Wait(at - time.GetUtcNow()),
-                Timeout.InfiniteTimeSpan);
-            return armed.Value;
-        }
+                // Disposed meanwhile (the socket ended): Change does nothing then.
+                timer!.Change(Wait(left), Timeout.InfiniteTimeSpan);
+            },
+            null,
+            Timeout.InfiniteTimeSpan,
+            Timeout.InfiniteTimeSpan);
+        // Armed only once assigned, so that the callback always finds it.
+        timer.Change(Wait(at - time.GetUtcNow()), Timeout.InfiniteTimeSpan);
+        return timer;
     }
 
     private static TimeSpan Wait(TimeSpan left) => left < TimeSpan.Zero ? TimeSpan.Zero : left < Step ? left : Step;
