@@ -1,5 +1,8 @@
 using System.Net;
 using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -137,6 +140,25 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
         var conversations = document.GetProperty("paths").GetProperty("/api/v1/conversations");
         Assert.True(conversations.TryGetProperty("post", out _), "POST /api/v1/conversations is not described");
         Assert.True(conversations.TryGetProperty("get", out _), "GET /api/v1/conversations is not described");
+    }
+
+    [Fact]
+    public async Task EveryRead_AnswersHead_AndTheDocumentListsItOnceAsGet()
+    {
+        // An API route added with MapGet alone would answer HEAD with 405 (ReadRoutes.MapRead maps both).
+        using var client = _factory.Anonymous();
+        var document = await ParleyApi.ReadAsync<JsonElement>(await client.GetAsync("/openapi/v1.json", Ct));
+        var routes = _factory.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
+            .Select(e => (Pattern: e.RoutePattern.RawText, Methods: e.Metadata.GetMetadata<IHttpMethodMetadata>()?.HttpMethods ?? []))
+            .Where(r => r.Methods.Contains(HttpMethods.Get) && r.Pattern!.StartsWith("/api/", StringComparison.Ordinal))
+            .ToList();
+
+        Assert.Contains(routes, r => r.Pattern == "/api/v1/conversations/{id}/messages");
+        Assert.All(routes, r => Assert.True(r.Methods.Contains(HttpMethods.Head), $"{r.Pattern} answers GET but not HEAD"));
+        foreach (var path in document.GetProperty("paths").EnumerateObject())
+        {
+            Assert.False(path.Value.TryGetProperty("head", out _), $"{path.Name} lists HEAD");
+        }
     }
 
     [Fact]

@@ -53,10 +53,10 @@ public sealed class HttpErrorsTests : IAsyncLifetime
     }
 
     [Theory]
-    [InlineData("PUT", "/api/v1/conversations", "GET, POST")]
+    [InlineData("PUT", "/api/v1/conversations", "GET, HEAD, POST")]
     [InlineData("DELETE", "/api/v1/messages", "POST")]
-    [InlineData("POST", "/api/v1/messages/0195f8a2-6a4b-7c3d-9e8f-001122334455/edits", "GET")]
-    [InlineData("POST", "/api/v1/config", "GET")]
+    [InlineData("POST", "/api/v1/messages/0195f8a2-6a4b-7c3d-9e8f-001122334455/edits", "GET, HEAD")]
+    [InlineData("POST", "/api/v1/config", "GET, HEAD")]
     public async Task WrongMethod_Returns405WithAllow(string method, string path, string allow)
     {
         using var api = _factory.Api(NewUser("alice"));
@@ -65,6 +65,84 @@ public sealed class HttpErrorsTests : IAsyncLifetime
 
         await ParleyApi.ProblemAsync(response, HttpStatusCode.MethodNotAllowed, "method_not_allowed");
         Assert.Equal(allow, string.Join(", ", response.Content.Headers.Allow));
+    }
+
+    [Fact]
+    public async Task Head_OnEveryRead_AnswersAsGetWithoutABody()
+    {
+        // Minimal APIs map GET alone: HEAD, which monitors and caches use to check a URL, was 405 on every read.
+        var alice = NewUser("alice");
+        var bob = NewUser("bob");
+        using var api = _factory.Api(alice);
+        var conversation = await api.CreateDirectAsync(bob);
+        var message = await api.SendTextAsync(conversation.Id, "hello");
+        var cursor = (await ParleyApi.ReadAsync<System.Text.Json.JsonElement>(await api.GetAsync("/api/v1/sync/cursor"))).GetProperty("cursor").GetString();
+        string[] reads =
+        [
+            "/api/v1/conversations", $"/api/v1/conversations/{conversation.Id}", $"/api/v1/conversations/{conversation.Id}/messages",
+            $"/api/v1/messages/{message.Id}", $"/api/v1/messages/{message.Id}/edits", "/api/v1/sync/cursor", $"/api/v1/sync?cursor={Uri.EscapeDataString(cursor!)}",
+            $"/api/v1/users/{bob}/presence", "/api/v1/config",
+        ];
+
+        foreach (var path in reads)
+        {
+            using var get = await api.GetAsync(path);
+            using var head = await api.SendAsync(HttpMethod.Head, path, body: null);
+
+            Assert.True(get.StatusCode == HttpStatusCode.OK, $"GET {path}: {get.StatusCode}");
+            Assert.True(head.StatusCode == HttpStatusCode.OK, $"HEAD {path}: {head.StatusCode}");
+            Assert.Equal(get.Content.Headers.ContentType?.MediaType, head.Content.Headers.ContentType?.MediaType);
+            Assert.Empty(await head.Content.ReadAsByteArrayAsync(Ct));
+        }
+
+        // On the wire: the headers, then nothing, and the connection stays usable.
+        var token = ParleyFactory.Token(alice);
+        var wire = await RawExchangeAsync(
+            $"HEAD /api/v1/messages/{message.Id} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n" +
+            $"GET /api/v1/messages/{message.Id} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+        var second = wire.IndexOf("HTTP/1.1 200", 1, StringComparison.Ordinal);
+        Assert.StartsWith("HTTP/1.1 200", wire, StringComparison.Ordinal);
+        Assert.True(second > 0, wire);
+        Assert.EndsWith("\r\n\r\n", wire[..second], StringComparison.Ordinal);
+        Assert.DoesNotContain("hello", wire[..second], StringComparison.Ordinal);
+        Assert.Contains("hello", wire[second..], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Head_AnswersTheErrorsGetAnswers()
+    {
+        using var api = _factory.Api(NewUser("alice"));
+        using var stranger = _factory.Api(NewUser("mallory"));
+        using var anonymous = _factory.Anonymous();
+        var conversation = await api.CreateDirectAsync(NewUser("bob"));
+        var path = $"/api/v1/conversations/{conversation.Id}";
+        (HttpClient Client, string Path, HttpStatusCode Status)[] cases =
+        [
+            (stranger.Http, path, HttpStatusCode.NotFound),
+            (anonymous, path, HttpStatusCode.Unauthorized),
+            (api.Http, "/api/v1/conversations/not-an-id", HttpStatusCode.BadRequest),
+            (api.Http, "/api/v1/conversations?limit=0", HttpStatusCode.BadRequest),
+        ];
+
+        foreach (var (client, target, status) in cases)
+        {
+            using var get = await client.GetAsync(target, Ct);
+            using var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, target), Ct);
+
+            Assert.True(get.StatusCode == status, $"GET {target}: {get.StatusCode}");
+            Assert.True(head.StatusCode == status, $"HEAD {target}: {head.StatusCode}");
+            Assert.Empty(await head.Content.ReadAsByteArrayAsync(Ct));
+        }
+    }
+
+    private async Task<string> RawExchangeAsync(string requests)
+    {
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(_factory.BaseAddress.Host, _factory.BaseAddress.Port, Ct);
+        var stream = tcp.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(requests), Ct);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        return await reader.ReadToEndAsync(Ct);
     }
 
     [Theory]

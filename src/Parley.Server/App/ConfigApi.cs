@@ -11,7 +11,7 @@ internal static class ConfigApi
 {
     public static IEndpointRouteBuilder MapClientConfig(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/api/v1/config", (IOptions<LimitsOptions> limits, IOptions<RealtimeOptions> realtime) =>
+        app.MapRead("/api/v1/config", (IOptions<LimitsOptions> limits, IOptions<RealtimeOptions> realtime) =>
         {
             var l = limits.Value;
             var r = realtime.Value;

@@ -23,8 +23,8 @@ internal static class ConversationsApi
         api.MapPost("/", CreateAsync)
             .WithSummary("Create a conversation")
             .WithDescription("201 with a new conversation; 200 with the existing one when a direct conversation of the pair exists.");
-        api.MapGet("/", ListAsync).WithIntegerQuery("limit", 1, ConversationService.MaxPageSize, ConversationService.DefaultPageSize).WithSummary("The caller's conversations, most recent activity first");
-        api.MapGet("/{id}", GetAsync).WithSummary("Get a conversation");
+        api.MapRead("/", ListAsync).WithIntegerQuery("limit", 1, ConversationService.MaxPageSize, ConversationService.DefaultPageSize).WithSummary("The caller's conversations, most recent activity first");
+        api.MapRead("/{id}", GetAsync).WithSummary("Get a conversation");
         api.MapPost("/{id}/participants", AddParticipantsAsync).WithSummary("Add members to a group (owner and admins)");
         api.MapPatch("/{id}/participants/{userId}", UpdateParticipantAsync).WithSummary("Change a member's role");
         api.MapDelete("/{id}/participants/{userId}", RemoveParticipantAsync)

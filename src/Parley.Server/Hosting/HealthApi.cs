@@ -15,7 +15,7 @@ internal static class HealthApi
 
     public static IEndpointRouteBuilder MapHealth(this IEndpointRouteBuilder app)
     {
-        string[] methods = [HttpMethods.Get, HttpMethods.Head];
+        var methods = ReadRoutes.Methods;
         app.MapMethods("/health", methods, (HealthCheckService health, HttpContext context) => ReportAsync(health, _ => false, context))
             .WithTags("Health")
             .WithSummary("Liveness: 200 while the process runs")

@@ -108,7 +108,13 @@ internal static partial class HostingSetup
         }).AddDocumentTransformer((document, _, _) =>
         {
             document.Info.Title = "Parley API";
-            document.Info.Description = "Real-time messaging: REST under /api/v1, WebSocket at /ws (see docs/websocket.md).";
+            document.Info.Description = "Real-time messaging: REST under /api/v1, WebSocket at /ws (see docs/websocket.md). Every GET also answers HEAD.";
+            // Each read is listed once, as its GET (ReadRoutes maps HEAD beside it).
+            foreach (var path in document.Paths.Values.OfType<OpenApiPathItem>())
+            {
+                path.Operations?.Remove(HttpMethod.Head);
+            }
+
             document.Components ??= new OpenApiComponents();
             document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
             document.Components.SecuritySchemes["bearer"] = new OpenApiSecurityScheme

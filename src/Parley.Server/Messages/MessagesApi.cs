@@ -22,13 +22,13 @@ internal static class MessagesApi
             .RequireSendRate()
             .WithSummary("Send a message")
             .WithDescription("201 with the new message; 200 with the original when client_message_id repeats an earlier send.");
-        api.MapGet("/messages/{id}", GetAsync).WithSummary("Get a message (a deleted one is a tombstone)");
+        api.MapRead("/messages/{id}", GetAsync).WithSummary("Get a message (a deleted one is a tombstone)");
         // An edit is written like a send (a new seq, a stored version, a frame to every member): it takes from the same
         // budget, or edits would be a way around the send rate.
         api.MapPut("/messages/{id}", EditAsync).RequireSendRate().WithSummary("Edit a message (sender only, inside the edit window)");
         api.MapDelete("/messages/{id}", DeleteAsync).WithSummary("Delete a message for everyone (sender or group admin)");
-        api.MapGet("/messages/{id}/edits", GetEditsAsync).WithSummary("Earlier versions of an edited message");
-        api.MapGet("/conversations/{id}/messages", ListAsync)
+        api.MapRead("/messages/{id}/edits", GetEditsAsync).WithSummary("Earlier versions of an edited message");
+        api.MapRead("/conversations/{id}/messages", ListAsync)
             .WithIntegerQuery("limit", 1, MessageService.MaxPageSize, MessageService.DefaultPageSize)
             .WithIntegerQuery("before", 1)
             .WithIntegerQuery("after", 0)

@@ -9,7 +9,7 @@ internal static class PresenceApi
 {
     public static IEndpointRouteBuilder MapUserPresence(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/api/v1/users/{id}/presence", GetAsync)
+        app.MapRead("/api/v1/users/{id}/presence", GetAsync)
             .RequireAuthorization()
             .ProducesProblems()
             .WithTags("Presence")

@@ -11,12 +11,12 @@ internal static class SyncApi
     public static IEndpointRouteBuilder MapSync(this IEndpointRouteBuilder app)
     {
         var api = app.MapGroup("/api/v1/sync").RequireAuthorization().WithTags("Sync").ProducesProblems();
-        api.MapGet("/", ReadAsync)
+        api.MapRead("/", ReadAsync)
             .WithIntegerQuery("limit", 1, SyncPages.MaxPageSize, SyncPages.DefaultPageSize)
             .WithSummary("Events the device missed after its cursor (docs/delivery.md)")
             .WithDescription("The same frames the WebSocket carries, in the same order; 410 cursor_expired when the cursor cannot be resumed.")
             .ProducesProblem(StatusCodes.Status410Gone);
-        api.MapGet("/cursor", CurrentAsync).WithSummary("The current stream position, to follow changes from now");
+        api.MapRead("/cursor", CurrentAsync).WithSummary("The current stream position, to follow changes from now");
         return app;
     }
 
