@@ -223,3 +223,59 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
         }
     }
 }
+
+/// <summary>
+/// Presence across two instances with an announcement interval: each instance paces its own announcements, and what
+/// goes out is the state the fan-out holds, not what one instance saw.
+/// </summary>
+[Trait("Store", "Independent")]
+public sealed class RedisPresenceIntervalTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Interval = TimeSpan.FromSeconds(1.5);
+    private RedisServer? _redis;
+    private TwoInstances? _instances;
+
+    public async ValueTask InitializeAsync()
+    {
+        TestPostgres.RequireAdmin();
+        _redis = await RedisServer.StartAsync();
+        var redis = _redis.ConnectionString;
+        _instances = new TwoInstances(
+            (_, s) =>
+            {
+                s["Fanout:Provider"] = "Redis";
+                s["ConnectionStrings:Redis"] = redis + ",connectRetry=1,connectTimeout=2000";
+                s["Presence:MinInterval"] = "00:00:01.500";
+                s["Presence:Events"] = "true";
+            },
+            kestrel: true);
+    }
+
+    public ValueTask DisposeAsync() => RedisServer.DisposeAfterAsync(_instances, _redis);
+
+    [Fact]
+    public async Task ReconnectThroughTheOtherInstance_WithinTheInterval_IsNotAnnouncedOffline()
+    {
+        // The first instance deferred "offline" when the page was reloaded, and sent it at the interval's end while the
+        // user was connected to the second: contacts saw an online user offline until the next change.
+        var (first, second) = (_instances!.First, _instances.Second);
+        await first.Api("alice").CreateDirectAsync("bob");
+        using var bobApi = second.Api("bob");
+        await using var bob = await WsClient.ConnectAsync(second, "bob");
+        var page = await WsClient.ConnectAsync(first, "alice");
+        Assert.True((await bob.NextAsync("presence", IsAlice, TimeSpan.FromSeconds(5))).GetProperty("online").GetBoolean());
+
+        await page.DisposeAsync();
+        await using var reloaded = await WsClient.ConnectAsync(second, "alice");
+
+        await bob.AssertNoFrameAsync("presence", Interval * 3, p => IsAlice(p) && !p.GetProperty("online").GetBoolean());
+        Assert.True((await ParleyApi.ReadAsync<JsonElement>(await bobApi.GetAsync("/api/v1/users/alice/presence"))).GetProperty("online").GetBoolean());
+
+        // Leaving for good is still announced, once, with when she left.
+        await reloaded.DisposeAsync();
+        var offline = await bob.NextAsync("presence", p => IsAlice(p) && !p.GetProperty("online").GetBoolean(), Interval * 4);
+        Assert.Equal(JsonValueKind.String, offline.GetProperty("last_seen_at").ValueKind);
+    }
+
+    private static bool IsAlice(JsonElement presence) => presence.GetProperty("user_id").GetString() == "alice";
+}

@@ -148,6 +148,18 @@ internal sealed partial class PresenceService(
     {
         try
         {
+            // This instance announces what it saw, and another may have seen a later change: a user who left here and
+            // came back through another instance (a page reloaded behind a load balancer) within the interval is online,
+            // and announcing the deferred "offline" would show them offline until their next change. Only the state the
+            // fan-out holds now goes out; a change seen elsewhere is announced by the instance that saw it.
+            var current = (await fanout.GetPresenceAsync([userId], CancellationToken.None))[userId];
+            if (current.Online != online)
+            {
+                Superseded(userId, online, current.Online);
+                return;
+            }
+
+            lastSeenAt = online ? null : current.LastSeenAt ?? lastSeenAt;
             var settings = options.Value;
             var recipients = await store.ListContactsAsync(userId, settings.MaxConversationSize, settings.MaxRecipients, CancellationToken.None);
             if (recipients.Count > 0)
@@ -159,6 +171,21 @@ internal sealed partial class PresenceService(
         {
             // A missed presence event is corrected by the next one, and the lookup answers from the fan-out itself.
             Log.AnnounceFailed(logger, userId, ex.Message);
+        }
+    }
+
+    /// <summary>
+    /// An announcement found the user in the other state: what contacts last heard is that state (announced by the
+    /// instance that saw it), so this instance's next announcement is due only when the user leaves it again.
+    /// </summary>
+    private void Superseded(string userId, bool announced, bool current)
+    {
+        lock (_lock)
+        {
+            if (_announcements.TryGetValue(userId, out var announcement) && announcement.SentOnline == announced)
+            {
+                announcement.SentOnline = current;
+            }
         }
     }
 
