@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.Time.Testing;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -109,6 +110,80 @@ public sealed class SendOverSocketTests : IAsyncLifetime
         Assert.Equal("rate_limited", error.GetProperty("code").GetString());
         Assert.Equal("r-1", error.GetProperty("client_message_id").GetString());
     }
+
+    [Fact]
+    public async Task SendRefusedInPassing_HoldsBackTheSocketsLaterSendsToThatConversation_UntilItComesAgain()
+    {
+        // A client sends without waiting for each ack: a send refused for the rate was stored after the one behind it,
+        // which got the next token first, and everyone saw the two messages the wrong way round.
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = RateLimited(time);
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        var other = await alice.CreateDirectAsync("carol");
+        await using var socket = await WsClient.ConnectAsync(factory, "alice");
+        Task SendAsync(string clientMessageId, Guid to) =>
+            socket.SendAsync("send_message", new { conversation_id = to, message_type = "text", content = clientMessageId, client_message_id = clientMessageId });
+
+        await SendAsync("a", conversation.Id);
+        await AckAsync(socket, "a");
+        await SendAsync("b", conversation.Id);
+        Assert.Equal("rate_limited", (await ErrorAsync(socket, "b")).GetProperty("code").GetString());
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        await SendAsync("c", conversation.Id);
+        var held = await ErrorAsync(socket, "c");
+        Assert.Equal("rate_limited", held.GetProperty("code").GetString());
+        Assert.Contains("'b'", held.GetProperty("message").GetString(), StringComparison.Ordinal);
+        await SendAsync("d", other.Id); // another conversation is not held back, and the held send took no token
+        await AckAsync(socket, "d");
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        await SendAsync("b", conversation.Id);
+        var b = await AckAsync(socket, "b");
+        time.Advance(TimeSpan.FromSeconds(1));
+        await SendAsync("c", conversation.Id);
+        var c = await AckAsync(socket, "c");
+        Assert.True(b < c, $"b stored at seq {b}, c at {c}");
+    }
+
+    [Fact]
+    public async Task SendRefusedInPassing_ThatNeverComesAgain_HoldsTheOthersBackForTenSecondsAtMost()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = RateLimited(time);
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var socket = await WsClient.ConnectAsync(factory, "alice");
+        Task SendAsync(string clientMessageId) =>
+            socket.SendAsync("send_message", new { conversation_id = conversation.Id, message_type = "text", content = "x", client_message_id = clientMessageId });
+
+        await SendAsync("a");
+        await AckAsync(socket, "a");
+        await SendAsync("b");
+        await ErrorAsync(socket, "b");
+        time.Advance(TimeSpan.FromSeconds(9));
+        await SendAsync("c");
+        Assert.Contains("'b'", (await ErrorAsync(socket, "c")).GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        time.Advance(TimeSpan.FromSeconds(1)); // the app gave "b" up
+        await SendAsync("c");
+        await AckAsync(socket, "c");
+    }
+
+    private static ParleyFactory RateLimited(FakeTimeProvider time) =>
+        new ParleyFactory(s =>
+        {
+            s["Limits:SendBurst"] = "1";
+            s["Limits:SendRatePerSecond"] = "1";
+        }, time: time).StartKestrel();
+
+    private static async Task<long> AckAsync(WsClient socket, string clientMessageId) =>
+        (await socket.NextAsync("message_ack", p => p.GetProperty("client_message_id").GetString() == clientMessageId))
+            .GetProperty("message").GetProperty("seq").GetInt64();
+
+    private static Task<System.Text.Json.JsonElement> ErrorAsync(WsClient socket, string clientMessageId) =>
+        socket.NextAsync("error", p => p.GetProperty("client_message_id").GetString() == clientMessageId);
 
     [Fact]
     public async Task Retry_AfterARestartOnTheSameDatabase_ReturnsTheOriginal()

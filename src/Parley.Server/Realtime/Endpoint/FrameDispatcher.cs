@@ -32,7 +32,7 @@ internal sealed partial class FrameDispatcher(
     ILogger<FrameDispatcher> logger)
 {
     public InboundLimiter CreateInboundLimiter(string userId) => new(
-        frameRate, userId, new ClockedTokenBucket(time, options.Value.AckFramesPerSecond, options.Value.AckBurst));
+        frameRate, userId, new ClockedTokenBucket(time, options.Value.AckFramesPerSecond, options.Value.AckBurst), new SendOrder(time));
 
     public async Task HandleAsync(SocketDelivery socket, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
     {
@@ -142,7 +142,7 @@ internal sealed partial class FrameDispatcher(
                     error = await AckAsync(socket, caller, frame.ReadPayload(ParleyJsonContext.Default.AckFrame), cancellationToken);
                     break;
                 case FrameTypes.SendMessage:
-                    await SendMessageAsync(connection, caller, frame.ReadPayload(ParleyJsonContext.Default.SendMessageRequest), id, cancellationToken);
+                    await SendMessageAsync(connection, caller, limiter.Sends, frame.ReadPayload(ParleyJsonContext.Default.SendMessageRequest), id, cancellationToken);
                     return;
                 default:
                     error = new ApiError(400, ErrorCodes.UnknownType, $"Unknown frame type '{type}'.");
@@ -276,7 +276,8 @@ internal sealed partial class FrameDispatcher(
     }
 
     /// <summary><c>send_message</c>: the REST send over the socket, answered by <c>message_ack</c> (first send or retry) or an error naming the send.</summary>
-    private async Task SendMessageAsync(Connection connection, Caller caller, SendMessageRequest payload, string? id, CancellationToken cancellationToken)
+    private async Task SendMessageAsync(
+        Connection connection, Caller caller, SendOrder order, SendMessageRequest payload, string? id, CancellationToken cancellationToken)
     {
         var clientMessageId = payload.ClientMessageId;
         if (string.IsNullOrEmpty(clientMessageId))
@@ -285,12 +286,37 @@ internal sealed partial class FrameDispatcher(
             return;
         }
 
-        using var lease = sendRate.AttemptAcquire(caller.UserId);
-        if (!lease.IsAcquired)
+        Guid? conversationId = Guid.TryParse(payload.ConversationId, out var parsed) ? parsed : null;
+        if (conversationId is { } held && order.Blocking(held, clientMessageId) is { } earlier)
         {
             connection.TryEnqueue(Frames.Error(
-                ErrorCodes.RateLimited, $"Too many messages; retry after {RateLimits.RetryAfterSeconds(lease)} s.", id, clientMessageId));
+                earlier.Code,
+                $"The earlier send '{earlier.ClientMessageId}' to this conversation was refused and goes first, so that the messages keep their order; send this one again after it.",
+                id,
+                clientMessageId));
             return;
+        }
+
+        var error = await SendOverSocketAsync(connection, caller, payload, clientMessageId, id, cancellationToken);
+        if (error is not null && conversationId is { } refusedIn && error.Code is ErrorCodes.RateLimited or ErrorCodes.ServiceUnavailable or ErrorCodes.InternalError)
+        {
+            order.Refused(refusedIn, clientMessageId, error.Code);
+        }
+    }
+
+    /// <summary>Stores the send and answers it; returns the refusal, if it was refused.</summary>
+    private async Task<ApiError?> SendOverSocketAsync(
+        Connection connection, Caller caller, SendMessageRequest payload, string clientMessageId, string? id, CancellationToken cancellationToken)
+    {
+        ApiError? error;
+        using (var lease = sendRate.AttemptAcquire(caller.UserId))
+        {
+            if (!lease.IsAcquired)
+            {
+                error = new ApiError(429, ErrorCodes.RateLimited, $"Too many messages; retry after {RateLimits.RetryAfterSeconds(lease)} s.");
+                connection.TryEnqueue(Frames.Error(error.Code, error.Message, id, clientMessageId));
+                return error;
+            }
         }
 
         Result<Storage.SendResult> result;
@@ -301,14 +327,16 @@ internal sealed partial class FrameDispatcher(
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // The error names the send, as every refusal of one does: a client that does not number its frames tells by it.
-            var error = Failure(connection, FrameTypes.SendMessage, ex);
+            error = Failure(connection, FrameTypes.SendMessage, ex);
             connection.TryEnqueue(Frames.Error(error.Code, error.Message, id, clientMessageId));
-            return;
+            return error;
         }
 
-        connection.TryEnqueue(result.IsSuccess
+        error = result.Error;
+        connection.TryEnqueue(error is null
             ? Frames.MessageAck(clientMessageId, result.Value!.Message)
-            : Frames.Error(result.Error!.Code, result.Error.Message, id, clientMessageId));
+            : Frames.Error(error.Code, error.Message, id, clientMessageId));
+        return error;
     }
 
     /// <summary>
@@ -382,9 +410,10 @@ internal sealed partial class FrameDispatcher(
 
 /// <summary>
 /// A socket's inbound budgets: its own for acks, its user's (<paramref name="Frames"/> keyed by <paramref name="UserId"/>,
-/// shared by the user's sockets on this instance) for every other frame. A <c>resume</c> is free: it comes once.
+/// shared by the user's sockets on this instance) for every other frame. A <c>resume</c> is free: it comes once. And the
+/// order its sends keep (<paramref name="Sends"/>).
 /// </summary>
-internal sealed record InboundLimiter(PartitionedRateLimiter<string> Frames, string UserId, RateLimiter Acks) : IDisposable
+internal sealed record InboundLimiter(PartitionedRateLimiter<string> Frames, string UserId, RateLimiter Acks, SendOrder Sends) : IDisposable
 {
     public void Dispose() => Acks.Dispose();
 }
