@@ -847,10 +847,20 @@ function generatedKey(request: SendMessageRequest): string {
   return key;
 }
 
-/** A fresh idempotency key: a UUID where the platform has one (browsers, Node), else 128 random bits. */
+/**
+ * A fresh idempotency key: a UUID where the platform makes one (browsers in secure contexts, Node), else a random
+ * (version 4) UUID from `getRandomValues` (browsers on plain-HTTP pages have it), else 128 bits of `Math.random`.
+ */
 export function newClientMessageId(): string {
-  const crypto = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  const crypto = (globalThis as { crypto?: { randomUUID?: () => string; getRandomValues?: (array: Uint8Array) => Uint8Array } }).crypto;
   if (crypto?.randomUUID) return crypto.randomUUID();
+  if (crypto?.getRandomValues) {
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6]! & 0x0f) | 0x40;
+    b[8] = (b[8]! & 0x3f) | 0x80;
+    const hex = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
   let id = '';
   for (let i = 0; i < 4; i++) id += Math.floor(Math.random() * 0x1_0000_0000).toString(16).padStart(8, '0');
   return id;

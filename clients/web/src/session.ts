@@ -1,5 +1,5 @@
 // Signing in: how this server lets the app in (settings.json), and the credentials of the signed-in tab.
-import { ParleyCredentials } from '@parley/client';
+import { newClientMessageId, ParleyCredentials } from '@parley/client';
 
 /** `development`: the server mints tokens for any user id; `jwt`: paste a token; `gateway`: a gateway in front signs the browser in. */
 export type SignInMode = 'development' | 'jwt' | 'gateway';
@@ -68,8 +68,9 @@ export function clearSession(): void {
   sessionStorage.removeItem(sessionKey);
 }
 
+/** Not `crypto.randomUUID`: it exists only in secure contexts, and the app may be served over plain HTTP on a LAN. */
 export function newDeviceId(): string {
-  return `web-${crypto.randomUUID().slice(0, 8)}`;
+  return `web-${newClientMessageId().replaceAll('-', '').slice(-8)}`;
 }
 
 /**

@@ -10,7 +10,7 @@ import type {
   ParleyEvent,
   ParleyRealtime,
 } from '@parley/client';
-import { ParleyApiError } from '@parley/client';
+import { newClientMessageId, ParleyApiError } from '@parley/client';
 
 /** A message this tab sent that the server has not acknowledged yet (queued while offline, or in flight). */
 export interface PendingMessage {
@@ -58,13 +58,15 @@ export class ChatStore {
   /** The back-off of each failing load, kept until it succeeds. */
   private readonly retryDelay = new Map<string, number>();
   private readTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Per conversation, the read receipt sent on the current socket and not confirmed yet. */
+  private readonly readAsked = new Map<string, number>();
   private closed = false;
 
   constructor(
     readonly client: ParleyClient,
     readonly realtime: ParleyRealtime,
     public me: string | null,
-    private readonly typingTimeoutMs = 6000,
+    private readonly typingBoundMs = 60_000,
   ) {}
 
   // --- subscription (Preact components re-render on every change) --------------------------------------------------
@@ -91,6 +93,21 @@ export class ChatStore {
     for (const conversation of page.conversations) this.mergeConversation(conversation);
     this.moreConversations = page.next_cursor;
     this.changed();
+  }
+
+  /**
+   * The first load after `connected`, or the next page of the list: one that fails for a passing reason (a 503 during a
+   * database failover, a network blip) is retried with back-off instead of leaving the list empty until a reload.
+   */
+  async loadConversationsRetrying(more = false): Promise<void> {
+    const key = more ? '*more' : '*';
+    try {
+      await this.loadConversations(more);
+      this.succeeded(key);
+    } catch (error) {
+      if (error instanceof ParleyApiError && (error.status === 401 || error.status === 403)) throw error;
+      this.retryLater(key, error, () => this.loadConversationsRetrying(more));
+    }
   }
 
   /**
@@ -321,8 +338,10 @@ export class ChatStore {
         const state = this.conversations.get(event.payload.conversation_id);
         if (!state) return;
         if (event.payload.is_typing) {
-          state.typing.set(event.payload.user_id, Date.now() + this.typingTimeoutMs);
-          setTimeout(() => this.changed(), this.typingTimeoutMs + 50);
+          // "true" comes once: refreshes keep it alive on the server, which broadcasts "false" when the typer stops,
+          // sends, or lets it lapse. The bound here is for a "false" that never comes (its server went away).
+          state.typing.set(event.payload.user_id, Date.now() + this.typingBoundMs);
+          setTimeout(() => this.changed(), this.typingBoundMs + 50);
         } else {
           state.typing.delete(event.payload.user_id);
         }
@@ -338,8 +357,12 @@ export class ChatStore {
 
   onConnection(change: ConnectionStateChange): void {
     this.connection = change;
-    // A read receipt is not queued while disconnected: report what was read once the connection is back.
-    if (change.state === 'live') this.markRead();
+    // A read receipt is not queued while disconnected, and one written into a dying socket is lost: report what
+    // was read, and not confirmed, once the connection is back.
+    if (change.state === 'live') {
+      this.readAsked.clear();
+      this.markRead();
+    }
     this.changed();
   }
 
@@ -369,7 +392,7 @@ export class ChatStore {
     const state = this.conversations.get(conversationId);
     const mentions = state ? findMentions(content, state.conversation.participants.map((p) => p.user_id).filter((u) => u !== this.me)) : [];
     const pending: PendingMessage = {
-      clientMessageId: crypto.randomUUID(),
+      clientMessageId: newClientMessageId(),
       conversationId,
       content,
       replyToId,
@@ -437,8 +460,11 @@ export class ChatStore {
         }
         return;
       }
+      // Asked once per socket: the server's message_read echo (or a later REST load) is what moves state.read, so a
+      // receipt written into a socket that had silently died is asked again once the connection is back.
+      if ((this.readAsked.get(state.conversation.id) ?? 0) >= newestMessage.seq) return;
       if (this.realtime.sendReadReceipt(newestMessage.id)) {
-        state.read.set(this.me, newestMessage.seq);
+        this.readAsked.set(state.conversation.id, newestMessage.seq);
         state.conversation.unread_count = 0;
         this.changed();
       }
@@ -447,7 +473,10 @@ export class ChatStore {
 
   /** The tick of one of the user's own messages: read or delivered when every other member got that far. */
   tick(state: ConversationState, message: Message): Tick {
-    const others = state.conversation.participants.map((p) => p.user_id).filter((u) => u !== this.me);
+    // Members who joined after the message cannot see it and never report it: they do not hold its tick back.
+    const others = state.conversation.participants
+      .filter((p) => p.user_id !== this.me && p.joined_at <= message.created_at)
+      .map((p) => p.user_id);
     if (others.length === 0) return 'sent';
     const read = Math.min(...others.map((u) => state.read.get(u) ?? 0));
     if (read >= message.seq) return 'read';

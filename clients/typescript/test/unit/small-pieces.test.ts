@@ -3,6 +3,7 @@ import { AckPacer } from '../../src/acks.js';
 import { backoffDelay } from '../../src/backoff.js';
 import { LocalStorageCursorStore, MemoryCursorStore } from '../../src/cursor-store.js';
 import type { PositionedFrame } from '../../src/events.js';
+import { newClientMessageId } from '../../src/realtime.js';
 import { newMessageFrame } from './scripted-server.js';
 
 describe('backoffDelay', () => {
@@ -12,6 +13,21 @@ describe('backoffDelay', () => {
     expect(backoffDelay(3, 500, 30_000, 0)).toBe(2000);
     expect(backoffDelay(20, 500, 30_000, 0)).toBe(15_000);
     expect(backoffDelay(20, 500, 30_000, 0.999)).toBeLessThan(30_000);
+  });
+});
+
+describe('newClientMessageId', () => {
+  it('makes a version 4 UUID from getRandomValues where randomUUID is missing (a browser page served over plain HTTP)', () => {
+    const original = Object.getOwnPropertyDescriptor(globalThis, 'crypto')!;
+    const real = globalThis.crypto;
+    Object.defineProperty(globalThis, 'crypto', { value: { getRandomValues: (a: Uint8Array) => real.getRandomValues(a) }, configurable: true });
+    try {
+      const ids = new Set(Array.from({ length: 100 }, () => newClientMessageId()));
+      expect(ids.size).toBe(100);
+      for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    } finally {
+      Object.defineProperty(globalThis, 'crypto', original);
+    }
   });
 });
 

@@ -56,7 +56,7 @@ export function Chat({ session, onSignOut }: Props) {
           session.userId = realtime.userId;
           saveSession(session);
         }
-        await store.loadConversations();
+        await store.loadConversationsRetrying();
         if (wanted && store.conversations.has(wanted)) await store.open(wanted);
       } catch (error) {
         if (stopped) return;
@@ -100,7 +100,15 @@ export function Chat({ session, onSignOut }: Props) {
         <span class="me">
           Signed in as <strong data-testid="me">{store.me ?? '…'}</strong>
         </span>
-        <button type="button" class="quiet" onClick={() => onSignOut(null)}>
+        <button
+          type="button"
+          class="quiet"
+          onClick={() => {
+            // Signing out drops what still waits to send: ask first, as closing the tab does.
+            if (store.pending.size > 0 && !window.confirm(`${store.pending.size} message(s) not sent yet will be lost. Sign out anyway?`)) return;
+            onSignOut(null);
+          }}
+        >
           Sign out
         </button>
       </header>

@@ -44,7 +44,7 @@ export function ConversationList({ store }: { store: ChatStore }) {
         })}
       </ul>
       {store.moreConversations && (
-        <button type="button" class="quiet" onClick={() => void store.loadConversations(true)}>
+        <button type="button" class="quiet" onClick={() => void store.loadConversationsRetrying(true)}>
           More conversations
         </button>
       )}

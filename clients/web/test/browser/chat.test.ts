@@ -134,6 +134,15 @@ describe('the chat app', () => {
     await expect.poll(() => alice.getByTestId('typing').innerText(), wait).toBe('');
   });
 
+  it('keeps showing who is typing for as long as they type', async () => {
+    // "typing: true" is broadcast once and refreshes only keep it alive on the server: the indicator used to lapse
+    // after 6 s while the typer went on.
+    await composer(bob).pressSequentially('A long thought, typed slowly', { delay: 300 });
+    expect(await alice.getByTestId('typing').innerText()).toBe('bob is typing…');
+    await composer(bob).fill('');
+    await expect.poll(() => alice.getByTestId('typing').innerText(), wait).toBe('');
+  });
+
   it('replies with a mention', async () => {
     await message(bob, 'Hello Bob').getByRole('button', { name: 'Reply to alice' }).click();
     await send(bob, 'Good to see you @alice');
@@ -258,6 +267,7 @@ describe('the chat app', () => {
     await expect.poll(() => bob.getByTestId('conversation-Weekend').innerText(), wait).toContain('alice: Plans for Saturday?');
     await bob.getByTestId('conversation-Weekend').click();
     await expect.poll(() => shown(bob), wait).toEqual(['Plans for Saturday?']);
+    await expect.poll(() => tick(alice, 'Plans for Saturday?'), wait).toBe('read');
 
     // Bob's load of the group that the addition triggers fails once (the network blinked): it is retried, and the
     // new member shows up all the same (the event that asked for the load is not lost with it).
@@ -278,6 +288,9 @@ describe('the chat app', () => {
     await expect.poll(() => bob.getByTestId('member-carol').count(), wait).toBe(1);
     await expect.poll(() => bob.getByRole('button', { name: /Members \(3\)/ }).count(), wait).toBe(1);
     expect(dropped).toBe(1);
+    // Carol joined after the message and never sees it: it stays read by everyone who can.
+    await expect.poll(() => alice.getByRole('button', { name: /Members \(3\)/ }).count(), wait).toBe(1);
+    expect(await tick(alice, 'Plans for Saturday?')).toBe('read');
     await bob.unroute(oneConversation);
 
     await alice.getByRole('button', { name: 'Remove carol' }).click();
@@ -397,6 +410,39 @@ describe('the chat app', () => {
     await composer(alice).press('Escape');
 
     await expect.poll(() => alice.getByText('Replying to bob: Hi Alice').count(), wait).toBe(0);
+  });
+
+  it('reports a read again when its receipt went into a socket that had died', async () => {
+    // A receipt written into a socket that looked open but was dead (a laptop waking from sleep) counted as sent: the
+    // sender never saw the message read. Here the first receipt is swallowed and the socket then dropped.
+    const tablet = await open('dave-tablet');
+    let swallowed = 0;
+    await tablet.routeWebSocket(/\/ws/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((frame) => {
+        if (swallowed === 0 && typeof frame === 'string' && frame.includes('"read_receipt"')) {
+          swallowed++;
+          setTimeout(() => void ws.close({ code: 1012 }), 300);
+          return;
+        }
+        server.send(frame);
+      });
+    });
+    await tablet.goto(`${url}/app`);
+    await tablet.getByLabel('User id').fill('dave');
+    await tablet.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => tablet.getByTestId('connection').innerText(), wait).toContain('Connected');
+    await alice.getByRole('button', { name: 'New' }).click();
+    await alice.getByLabel('User id').fill('dave');
+    await alice.getByRole('button', { name: 'Start' }).click();
+    await expect.poll(() => alice.getByRole('heading', { name: 'dave' }).count(), wait).toBe(1);
+    await send(alice, 'Are you there, Dave?');
+    await expect.poll(() => tablet.getByTestId('conversation-alice').innerText(), wait).toContain('Are you there, Dave?');
+
+    await tablet.getByTestId('conversation-alice').click();
+    await expect.poll(() => shown(tablet), wait).toEqual(['Are you there, Dave?']);
+    await expect.poll(() => swallowed, wait).toBe(1);
+    await expect.poll(() => tick(alice, 'Are you there, Dave?'), wait).toBe('read');
   });
 
   it('ran without uncaught errors or Content-Security-Policy violations', () => {
