@@ -39,6 +39,53 @@ public sealed class SyncApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Sync_ConversationCreated_CarriesTheCallersUnreadCountAndLastMessage()
+    {
+        // It carried the current last_seq with zeros for the caller's own state: a client that counts as unread only
+        // what lies past last_seq showed none of the three messages that followed as unread.
+        using var alice = _factory.Api("alice");
+        using var bob = _factory.Api("bob");
+        var cursor = await CursorAsync(bob);
+        var group = await alice.CreateGroupAsync("g", "bob");
+        Parley.Server.Storage.Message last = null!;
+        foreach (var text in new[] { "one", "two", "three" })
+        {
+            last = await alice.SendTextAsync(group.Id, text);
+        }
+
+        await bob.MarkReadAsync((await bob.ListMessagesAsync(group.Id)).Messages.Single(m => m.Content == "one").Id);
+        var created = await ConversationCreatedAsync(bob, cursor);
+
+        var rest = await bob.GetConversationAsync(group.Id);
+        Assert.Equal(2, created.GetProperty("unread_count").GetInt32());
+        Assert.Equal(rest.UnreadCount, created.GetProperty("unread_count").GetInt32());
+        Assert.Equal(2, created.GetProperty("read_up_to_seq").GetInt64());
+        Assert.Equal(last.Seq, created.GetProperty("last_seq").GetInt64());
+        Assert.Equal(last.Id, created.GetProperty("last_message").GetProperty("id").GetGuid());
+
+        // The creator's replay is the creator's: nothing unread.
+        var own = await ConversationCreatedAsync(alice, cursor);
+        Assert.Equal(0, own.GetProperty("unread_count").GetInt32());
+        Assert.Equal(last.Seq, own.GetProperty("read_up_to_seq").GetInt64());
+    }
+
+    private static async Task<JsonElement> ConversationCreatedAsync(ParleyApi api, string cursor)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var page = await ParleyApi.ReadAsync<JsonElement>(await api.GetAsync($"/api/v1/sync?cursor={Uri.EscapeDataString(cursor)}"));
+            foreach (var frame in page.GetProperty("events").EnumerateArray().Where(f => f.GetProperty("type").GetString() == "conversation_created"))
+            {
+                return frame.GetProperty("payload").GetProperty("conversation");
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "no conversation_created");
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+    }
+
+    [Fact]
     public async Task Sync_PagesBeforeTheLast_KeepTheTimeWatermarksAreReplayedFrom()
     {
         using var alice = _factory.Api("alice");

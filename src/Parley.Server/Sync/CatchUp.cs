@@ -44,7 +44,7 @@ internal sealed partial class CatchUp(IChatStore store, StreamCursors cursors, E
             while (true)
             {
                 var page = await store.ReadUserEventsAsync(connection.UserId, after, upto.Pos, newerThanUpto: false, pageSize, cancellationToken);
-                await SendAsync(connection, await frames.BuildFramesAsync(page, cancellationToken), sent, cancellationToken);
+                await SendAsync(connection, await frames.BuildFramesAsync(connection.UserId, page, cancellationToken), sent, cancellationToken);
                 if (page.Count < pageSize)
                 {
                     break;
@@ -58,7 +58,7 @@ internal sealed partial class CatchUp(IChatStore store, StreamCursors cursors, E
 
             // Committed but positioned after the read above (or not yet): the sequencer may lag behind commits.
             var newer = await store.ReadUserEventsAsync(connection.UserId, 0, upto.Pos, newerThanUpto: true, int.MaxValue, cancellationToken);
-            await SendAsync(connection, await frames.BuildFramesAsync(newer, cancellationToken), sent, cancellationToken);
+            await SendAsync(connection, await frames.BuildFramesAsync(connection.UserId, newer, cancellationToken), sent, cancellationToken);
             await SendAsync(connection, await frames.WatermarkFramesAsync(connection.UserId, from.IssuedAt, cancellationToken), sent, cancellationToken);
 
             var complete = Cursor.At(upto.Epoch, upto.Pos, upto.Last, time.GetUtcNow());

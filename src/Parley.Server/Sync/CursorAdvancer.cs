@@ -103,7 +103,7 @@ internal sealed partial class CursorAdvancer(IChatStore store, EventFrameBuilder
             }
 
             state.MissingSince = missingSince;
-            foreach (var frame in await frames.BuildFramesAsync(repair, cancellationToken))
+            foreach (var frame in await frames.BuildFramesAsync(connection.UserId, repair, cancellationToken))
             {
                 connection.TryEnqueue(frame.AsRedelivery());
             }

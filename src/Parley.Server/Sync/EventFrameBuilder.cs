@@ -15,11 +15,14 @@ internal sealed class EventFrameBuilder(IChatStore store, TimeProvider time)
     private static readonly TimeSpan ClockSlack = TimeSpan.FromSeconds(5);
 
     /// <summary>
-    /// The frames of stored events, as the live stream would have sent them to this member. A former member's
-    /// events (its window ends at its removal) show the conversation and its messages as they were when the
-    /// membership ended: nothing that happened after it leaks through a replay.
+    /// The frames of stored events, as the live stream would have sent them to this member (<paramref name="userId"/>).
+    /// A former member's events (its window ends at its removal) show the conversation and its messages as they were
+    /// when the membership ended: nothing that happened after it leaks through a replay. A current member's
+    /// <c>conversation_created</c> carries the conversation as a REST read gives it to that member now: its unread
+    /// count and read position are the member's own, as they go with the current <c>last_seq</c> (zeros beside it
+    /// told a client that what followed was already read).
     /// </summary>
-    public async Task<List<OutboundFrame>> BuildFramesAsync(IReadOnlyList<UserEvent> events, CancellationToken cancellationToken)
+    public async Task<List<OutboundFrame>> BuildFramesAsync(string userId, IReadOnlyList<UserEvent> events, CancellationToken cancellationToken)
     {
         var frames = new List<OutboundFrame>(events.Count);
         if (events.Count == 0)
@@ -57,7 +60,7 @@ internal sealed class EventFrameBuilder(IChatStore store, TimeProvider time)
                                 ? ConversationViews.ToView(then)
                                 : null
                             : await store.GetConversationAsync(evt.ConversationId, cancellationToken) is { } snapshot
-                                ? ConversationViews.ToView(snapshot, null, null)
+                                ? await CurrentViewAsync(snapshot, userId, cancellationToken)
                                 : null;
                     }
 
@@ -85,6 +88,18 @@ internal sealed class EventFrameBuilder(IChatStore store, TimeProvider time)
         }
 
         return frames;
+    }
+
+    private async Task<Conversation?> CurrentViewAsync(ConversationSnapshot snapshot, string userId, CancellationToken cancellationToken)
+    {
+        // Removed since its events were read: the next read shows the removal; nothing of now is the user's to see.
+        if (snapshot.Find(userId) is not { } member)
+        {
+            return ConversationViews.ToView(snapshot, null, null);
+        }
+
+        var last = snapshot.Conversation.LastMessageId is { } id ? await store.GetMessageAsync(id, cancellationToken) : null;
+        return ConversationViews.ToView(snapshot, member, last);
     }
 
     /// <summary>Current watermarks that moved since <paramref name="since"/>, for messages the user can see.</summary>

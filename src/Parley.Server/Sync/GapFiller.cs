@@ -18,7 +18,7 @@ internal sealed class GapFiller(IChatStore store, EventFrameBuilder frames, Sock
         {
             var events = await store.ReadConversationEventsAsync(userId, conversationId, afterSeq, uptoSeq, cancellationToken);
             string[] recipient = [userId];
-            parts.AddRange((await frames.BuildFramesAsync(events, cancellationToken)).Select(f => new FanoutPart(recipient, f)));
+            parts.AddRange((await frames.BuildFramesAsync(userId, events, cancellationToken)).Select(f => new FanoutPart(recipient, f)));
         }
 
         // One user's frames are in seq order already; across users, by seq keeps each socket's order either way.

@@ -36,7 +36,7 @@ internal sealed class SyncPages(IChatStore store, StreamCursors cursors, EventFr
         var events = await store.ReadUserEventsAsync(caller.UserId, cursor.Pos, upto.Pos, newerThanUpto: false, limit + 1, cancellationToken);
         var hasMore = events.Count > limit;
         var page = hasMore ? events.Take(limit).ToList() : events;
-        var built = await frames.BuildFramesAsync(page, cancellationToken);
+        var built = await frames.BuildFramesAsync(caller.UserId, page, cancellationToken);
         if (!hasMore)
         {
             built.AddRange(await frames.WatermarkFramesAsync(caller.UserId, cursor.IssuedAt, cancellationToken));
