@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Parley.Server.Protocol;
 using Parley.Server.Tests.Infrastructure;
@@ -635,4 +636,29 @@ public sealed class ConversationsApiTests : IAsyncLifetime
 
     private static async Task<List<Guid>> ListIdsAsync(ParleyApi api, string query = "") =>
         (await api.ListConversationsAsync(query)).Conversations.Select(c => c.Id).ToList();
+
+    [Fact]
+    public async Task Get_ByAMemberRemovedWhileItIsRead_Returns404AndNothingSentAfterTheRemoval()
+    {
+        // The membership check and the conversation were two reads: a member removed between them got 200 with the
+        // conversation as the service role sees it, its last message sent after the removal included.
+        await using var factory = new ParleyFactory(services: FailingStore.Install);
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        using var alice = factory.Api("alice");
+        using var bob = factory.Api("bob");
+        var group = await alice.CreateGroupAsync("g", "bob");
+        store.Method = nameof(Parley.Server.Storage.IChatStore.GetConversationAsync);
+        store.Delay = TimeSpan.FromSeconds(1);
+        store.Failing = true;
+
+        var read = bob.GetAsync($"/api/v1/conversations/{group.Id}");
+        await Task.Delay(300, TestContext.Current.CancellationToken);
+        store.Failing = false;
+        await RemoveOkAsync(alice, group.Id, "bob");
+        await alice.SendTextAsync(group.Id, "after bob left");
+
+        using var response = await read;
+        await ParleyApi.ProblemAsync(response, HttpStatusCode.NotFound, "not_found");
+        Assert.DoesNotContain("after bob left", await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken), StringComparison.Ordinal);
+    }
 }

@@ -72,13 +72,16 @@ internal sealed class ConversationService(
             return membership.Error!;
         }
 
+        // Removed between the check above and this read: not a member of what this read shows (and a view without a
+        // member is the service role's, which would show what was sent after the removal).
         var snapshot = await store.GetConversationAsync(conversationId, cancellationToken);
-        if (snapshot is null)
+        var member = snapshot?.Find(caller.UserId);
+        if (snapshot is null || (member is null && !caller.IsService))
         {
             return ApiError.NotFound("Conversation");
         }
 
-        return ConversationViews.ToView(snapshot, snapshot.Find(caller.UserId), await LastMessageAsync(snapshot, cancellationToken));
+        return ConversationViews.ToView(snapshot, member, await LastMessageAsync(snapshot, cancellationToken));
     }
 
     public async Task<Result<ConversationList>> ListAsync(Caller caller, string? limit, string? cursor, CancellationToken cancellationToken)

@@ -547,6 +547,8 @@ internal readonly struct SqlRow(DbDataReader reader, SqlDialect dialect)
 
     public const string ConversationColumns = "c.id, c.type, c.name, c.created_by, c.created_at, c.last_activity_at, c.last_seq, c.last_message_id";
 
+    public const int ConversationColumnCount = 8;
+
     public ConversationRecord Conversation(int o = 0) => new(
         Guid(o),
         String(o + 1),
