@@ -1,7 +1,13 @@
+using System.Reflection;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using Parley.Server.Fanout;
 using Parley.Server.Protocol;
+using Parley.Server.Realtime;
+using Parley.Server.Receipts;
+using Parley.Server.Storage;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -37,6 +43,57 @@ public sealed class DeliveryTrackerTests
         var second = await aliceRest.SendTextAsync(conversation.Id, "second");
         await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == second.Id);
         await alice.NextAsync("message_delivered", p => p.GetProperty("up_to_seq").GetInt64() >= second.Seq);
+    }
+
+    [Fact]
+    public async Task Stopping_WhileABatchWaitsForTheWriteQueue_TheLastFlushWritesIt()
+    {
+        // The loop took the reports out, waited for a place in the write queue, and was cancelled by the shutdown: the
+        // batch was lost with the loop, and StopAsync's flush found nothing.
+        var store = DispatchProxy.Create<IChatStore, QueueFullUntilStopped>();
+        var written = ((QueueFullUntilStopped)(object)store).Written;
+        using var tracker = new DeliveryTracker(
+            store, null!, TimeProvider.System, Options.Create(new RealtimeOptions { DeliveryFlushInterval = TimeSpan.FromMilliseconds(10) }),
+            NullLogger<DeliveryTracker>.Instance);
+        await tracker.StartAsync(TestContext.Current.CancellationToken);
+        var conversation = Guid.NewGuid();
+
+        tracker.Report(conversation, "bob", 7);
+        await ((QueueFullUntilStopped)(object)store).Waiting.Task.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        await tracker.StopAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal([new DeliveryReport(conversation, "bob", 7)], written);
+    }
+
+    /// <summary>A store whose first delivered batch waits (a full write queue) until it is cancelled; later ones are written.</summary>
+    public class QueueFullUntilStopped : DispatchProxy
+    {
+        private int _calls;
+
+        public TaskCompletionSource Waiting { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        internal List<DeliveryReport> Written { get; } = [];
+
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+        {
+            Assert.Equal(nameof(IChatStore.AdvanceDeliveredAsync), targetMethod!.Name);
+            var batch = (IReadOnlyList<DeliveryReport>)args![0]!;
+            var token = (CancellationToken)args[2]!;
+            if (Interlocked.Increment(ref _calls) == 1)
+            {
+                return WaitForStopAsync(token);
+            }
+
+            Written.AddRange(batch);
+            return Task.FromResult(new DeliveredBatch([]));
+        }
+
+        private async Task<DeliveredBatch> WaitForStopAsync(CancellationToken token)
+        {
+            Waiting.TrySetResult();
+            await Task.Delay(Timeout.Infinite, token);
+            throw new InvalidOperationException("not reached");
+        }
     }
 
     /// <summary>The in-process fan-out, except that publishing a <c>message_delivered</c> frame throws while <see cref="Failing"/> is set.</summary>

@@ -74,7 +74,18 @@ internal sealed partial class DeliveryTracker(
         {
             results = await store.AdvanceDeliveredAsync(batch, time.GetUtcNow(), cancellationToken);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Stopping while the batch waited for its place in the write queue (the only cancellable wait: nothing of it
+            // was queued): it goes back, for StopAsync's last flush, instead of being lost with the loop.
+            foreach (var report in batch)
+            {
+                Report(report.ConversationId, report.UserId, report.UpToSeq);
+            }
+
+            throw;
+        }
+        catch (Exception ex)
         {
             ReportAgain(batch, ex);
             return;

@@ -34,7 +34,7 @@ internal abstract partial class SqlChatStore
                 """
                 UPDATE participants
                 SET read_seq = @seq, read_message_id = @id, receipts_at = @now,
-                    -- Delivered batches do not lock the conversation (see AdvanceDeliveredAsync): never move it back.
+                    -- Read implies delivered; a delivered watermark already past this read stays where it is.
                     delivered_message_id = CASE WHEN delivered_seq > @dseq THEN delivered_message_id ELSE @did END,
                     delivered_seq = CASE WHEN delivered_seq > @dseq THEN delivered_seq ELSE @dseq END,
                     unread_count = (SELECT COUNT(*) FROM messages m

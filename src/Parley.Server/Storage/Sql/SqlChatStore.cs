@@ -18,7 +18,7 @@ namespace Parley.Server.Storage.Sql;
 /// the latest committed state and two writers of one conversation never interleave. The lock is held until
 /// commit, so seqs are committed in the order they are taken. A transaction locks at most one conversation,
 /// except a batch of sends (<see cref="GroupCommit"/>), which locks all of its conversations at once, in one
-/// order, before it writes: no deadlocks. Delivered watermarks lock no conversation (they only rise).
+/// order, before it writes: no deadlocks. Delivered watermarks ride in those batches and are locked with them.
 /// </para>
 /// </summary>
 internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
