@@ -242,6 +242,22 @@ public sealed class ConnectionTests
     }
 
     [Fact]
+    public async Task ConnectionHub_SocketAddedAfterTheDrainBegan_IsAskedToCloseWithTheSameCode()
+    {
+        // It passed the draining check before the drain began and was added after the drain's snapshot: nobody asked it
+        // to close, and it ran on while the services under it stopped.
+        var hub = new ConnectionHub(TestMetrics.Unobserved, TimeProvider.System);
+        await hub.CloseAllAsync(CloseCodes.GoingAway, "server shutting down", TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
+        using var socket = new FakeWebSocket();
+        await using var late = Run(socket, Options(), userId: "alice");
+
+        hub.Add(late.Connection);
+
+        Assert.Equal((WebSocketCloseStatus)CloseCodes.GoingAway, late.Connection.RequestedClose?.Status);
+        Assert.Equal("server shutting down", late.Connection.RequestedClose?.Reason);
+    }
+
+    [Fact]
     public async Task ConnectionHub_Observed_ReportsOpenSocketsAndTheFramesWaitingInTheirQueues()
     {
         using var metrics = new TestMetrics();

@@ -36,6 +36,9 @@ internal sealed class ConnectionHub
     /// </summary>
     public bool Draining { get; private set; }
 
+    // Set with Draining, under the index lock: what a socket added after the drain began is closed with.
+    private (int Status, string Reason)? _closing;
+
     /// <summary>Frames waiting in the send queues of every socket (a moment's sum; walks the connections, for scrapes).</summary>
     public long QueuedFrames()
     {
@@ -50,8 +53,10 @@ internal sealed class ConnectionHub
 
     public void Add(Connection connection)
     {
+        (int Status, string Reason)? closing;
         lock (_indexLock)
         {
+            closing = _closing;
             _byId[connection.Id] = connection;
             if (_byUser.TryGetValue(connection.UserId, out var existing))
             {
@@ -62,6 +67,12 @@ internal sealed class ConnectionHub
                 _connectedSince[connection.UserId] = _time.GetTimestamp();
                 _byUser[connection.UserId] = [connection];
             }
+        }
+
+        // Upgraded while the instance began to drain (it passed the check before): told to go, as the others were.
+        if (closing is { } close)
+        {
+            connection.RequestClose(close.Status, close.Reason);
         }
     }
 
@@ -178,8 +189,14 @@ internal sealed class ConnectionHub
     /// </summary>
     public async Task CloseAllAsync(int closeStatus, string reason, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        Draining = true;
-        var connections = _byId.Values.ToArray();
+        Connection[] connections;
+        lock (_indexLock)
+        {
+            Draining = true;
+            _closing = (closeStatus, reason);
+            connections = _byId.Values.ToArray();
+        }
+
         foreach (var connection in connections)
         {
             connection.RequestClose(closeStatus, reason);

@@ -75,9 +75,11 @@ internal sealed partial class CatchUp(IChatStore store, StreamCursors cursors, E
                 frame => frame.Seq > 0 && frame.ConversationId is { } c && sent.TryGetValue(c, out var seq) && frame.Seq <= seq, cancellationToken);
             Log.CaughtUp(logger, connection.Id, sent.Count, from.Pos, upto.Pos);
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (Exception ex) when (ex is OperationCanceledException && cancellationToken.IsCancellationRequested
+                                   || ex is System.Threading.Channels.ChannelClosedException && connection.IsClosing)
         {
-            // The socket closed during the catch-up.
+            // The socket closed during the catch-up (a close request completes its send queue before the closing token
+            // is cancelled, so the next frame may find the queue closed): nothing failed, and its close code stands.
         }
         catch (Exception ex) when (ex is DbException or TimeoutException)
         {
