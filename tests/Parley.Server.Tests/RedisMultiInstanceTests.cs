@@ -226,7 +226,7 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
 
 /// <summary>
 /// Presence across two instances with an announcement interval: each instance paces its own announcements, and what
-/// goes out is the state the fan-out holds, not what one instance saw.
+/// goes out is the state the fan-out holds, not what one instance saw. And typing of an instance that stops.
 /// </summary>
 [Trait("Store", "Independent")]
 public sealed class RedisPresenceIntervalTests : IAsyncLifetime
@@ -275,6 +275,24 @@ public sealed class RedisPresenceIntervalTests : IAsyncLifetime
         await reloaded.DisposeAsync();
         var offline = await bob.NextAsync("presence", p => IsAlice(p) && !p.GetProperty("online").GetBoolean(), Interval * 4);
         Assert.Equal(JsonValueKind.String, offline.GetProperty("last_seen_at").ValueKind);
+    }
+
+    [Fact]
+    public async Task TypingStartedOnAnInstanceThatStops_Ends()
+    {
+        // "true" goes out once and only the instance holding the indicator says "false": one that stopped left its
+        // typers shown as typing on every other instance for good.
+        var (first, second) = (_instances!.First, _instances.Second);
+        var conversation = await first.Api("alice").CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(second, "bob");
+        await using var alice = await WsClient.ConnectAsync(first, "alice");
+        await alice.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
+        Assert.True((await bob.NextAsync("typing", p => p.GetProperty("user_id").GetString() == "alice", TimeSpan.FromSeconds(5))).GetProperty("is_typing").GetBoolean());
+
+        await first.DisposeAsync();
+
+        var ended = await bob.NextAsync("typing", p => p.GetProperty("user_id").GetString() == "alice", TimeSpan.FromSeconds(5));
+        Assert.False(ended.GetProperty("is_typing").GetBoolean());
     }
 
     private static bool IsAlice(JsonElement presence) => presence.GetProperty("user_id").GetString() == "alice";

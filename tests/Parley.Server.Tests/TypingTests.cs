@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Parley.Server.Tests.Infrastructure;
 
@@ -173,6 +174,37 @@ public sealed class TypingTests : IAsyncLifetime
         await alicePhone.SendAsync("""{"type":"typing","id":"ty-2","payload":{"conversation_id":"CID","is_typing":true}}""".Replace("CID", Guid.CreateVersion7().ToString(), StringComparison.Ordinal));
 
         await alicePhone.NextErrorAsync("not_found", id: "ty-2");
+    }
+
+    [Fact]
+    public async Task Typing_StartedAgainWhileItsExpiryReadsTheMembers_IsNotEndedByThatExpiry()
+    {
+        // The expiry took the indicator out, read the members, then said "false": a "true" sent in between (broadcast,
+        // as a new start) was followed by that "false", and the typer showed as not typing while the server held it.
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new ParleyFactory(time: time, services: FailingStore.Install).StartKestrel();
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        await using var chat = await factory.DirectChat("alice", "bob").Connect("alice").Connect("bob").OpenAsync();
+        var (alice, bob) = (chat.Socket("alice"), chat.Socket("bob"));
+        await alice.SendAsync("typing", new { conversation_id = chat.Id, is_typing = true });
+        Assert.True((await bob.NextAsync("typing")).GetProperty("is_typing").GetBoolean());
+
+        store.Method = nameof(Parley.Server.Storage.IChatStore.GetConversationAsync);
+        store.Delay = TimeSpan.FromSeconds(1);
+        store.Failing = true;
+        await time.AdvanceInStepsAsync(TypingTimeout + TimeSpan.FromSeconds(1.5));
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (store.Failures == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the expiry did not read the members");
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+
+        store.Failing = false;
+        await alice.SendAsync("typing", new { conversation_id = chat.Id, is_typing = true });
+
+        Assert.True((await bob.NextAsync("typing")).GetProperty("is_typing").GetBoolean());
+        await bob.AssertNoFrameAsync("typing", TimeSpan.FromSeconds(2));
     }
 
     /// <summary>Alice and Bob in a direct conversation, one socket each; Alice is typing, as Bob's socket was told.</summary>

@@ -12,7 +12,7 @@ namespace Parley.Server.Presence;
 /// Who is typing where, in memory. A user's indicator is per conversation (not per device): the first
 /// <c>is_typing: true</c> is broadcast, refreshes only extend it, and it ends with <c>is_typing: false</c>,
 /// a sent message, or expiry (<see cref="RealtimeOptions.TypingTimeout"/> without a refresh), each broadcast
-/// once to the other members.
+/// once to the other members; an instance that stops ends the indicators it holds.
 /// </summary>
 internal sealed partial class TypingTracker(
     IChatStore store, ConversationBroadcaster broadcaster, TimeProvider time, IOptions<RealtimeOptions> options, ILogger<TypingTracker> logger)
@@ -91,12 +91,30 @@ internal sealed partial class TypingTracker(
         }
     }
 
+    /// <summary>
+    /// Stopping: every indicator this instance holds ends now. The members told it started (on other instances too) would
+    /// otherwise show it for good: "true" is broadcast once, and only this instance would ever say "false".
+    /// </summary>
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        foreach (var entry in _expiries)
+        {
+            if (_expiries.TryRemove(entry))
+            {
+                await ExpireAsync(entry.Key.ConversationId, entry.Key.UserId, cancellationToken);
+            }
+        }
+    }
+
     private async Task ExpireAsync(Guid conversationId, string userId, CancellationToken cancellationToken)
     {
         try
         {
             var snapshot = await store.GetConversationAsync(conversationId, cancellationToken);
-            if (snapshot is not null)
+            // Started again while the members were read: its "true" went out after this expiry began, and a "false" now
+            // would end an indicator the server still holds.
+            if (snapshot is not null && !_expiries.ContainsKey((conversationId, userId)))
             {
                 await broadcaster.TypingAsync(conversationId, userId, false, snapshot.Members);
             }
