@@ -242,6 +242,26 @@ public sealed class ConnectionTests
     }
 
     [Fact]
+    public async Task ConnectionHub_Drain_EndsWhenEverySessionIsRemoved_NotWhenItsSocketEnds()
+    {
+        // It ended with the sockets' loops, before each session's clean-up (the user's presence and fan-out route) ran:
+        // the services that clean-up needs were stopped under it.
+        var hub = new ConnectionHub(TestMetrics.Unobserved, TimeProvider.System);
+        using var socket = new FakeWebSocket();
+        await using var run = Run(socket, Options(), userId: "alice");
+        hub.Add(run.Connection);
+        run.Start();
+
+        var drain = hub.CloseAllAsync(CloseCodes.GoingAway, "server shutting down", TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        await run.Connection.Completion.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+        await Task.Delay(200, TestContext.Current.CancellationToken);
+        Assert.False(drain.IsCompleted);
+
+        hub.Remove(run.Connection);
+        await drain.WaitAsync(Timeout, TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
     public async Task ConnectionHub_SocketAddedAfterTheDrainBegan_IsAskedToCloseWithTheSameCode()
     {
         // It passed the draining check before the drain began and was added after the drain's snapshot: nobody asked it

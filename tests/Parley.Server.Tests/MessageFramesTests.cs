@@ -96,4 +96,12 @@ public sealed class MessageFramesTests
             Created,
             null,
             null);
+
+    [Fact]
+    public void Presence_IsTransient_NotHeldBackDuringACatchUp()
+    {
+        // Held with the live events, presence changes of a well-connected user's contacts counted against a resuming
+        // socket's hold list, and could close it with 4001 in a reconnect storm.
+        Assert.True(Parley.Server.Broadcasting.EventFrames.Presence("alice", online: true, lastSeenAt: null, DateTimeOffset.UtcNow).Transient);
+    }
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -173,6 +174,33 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
         Assert.Equal(message.Id, read.GetProperty("message_id").GetGuid());
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task UserWhoLeftWhileRedisWasDown_IsLastSeenWhenTheyLeft_NotWhenRedisCameBack()
+    {
+        await First.Api("alice").CreateDirectAsync("bob");
+        using var bobApi = Second.Api("bob");
+        var aliceSocket = await WsClient.ConnectAsync(First, "alice");
+        Assert.True(await OnlineAsync(bobApi));
+
+        await _redis!.StopAsync();
+        using var probe = First.Anonymous();
+        await WaitUntilAsync(async () => (await ReadinessAsync(probe)).Fanout == "Degraded");
+        var left = DateTimeOffset.UtcNow;
+        await aliceSocket.DisposeAsync();
+        await Task.Delay(3_000, TestContext.Current.CancellationToken);
+        await _redis.StartAgainAsync();
+
+        // Until Redis answers again, the other instance knows only its own sockets (offline, no last-seen time).
+        JsonElement presence = default;
+        await WaitUntilAsync(async () =>
+        {
+            presence = await ParleyApi.ReadAsync<JsonElement>(await bobApi.GetAsync("/api/v1/users/alice/presence"));
+            return !presence.GetProperty("online").GetBoolean() && presence.GetProperty("last_seen_at").ValueKind == JsonValueKind.String;
+        });
+        var seen = presence.GetProperty("last_seen_at").GetDateTimeOffset();
+        Assert.InRange(seen, left.AddSeconds(-1), left.AddSeconds(1.5));
+    }
+
     [Fact]
     public async Task Presence_DevicesOnBothInstances_OnlineUntilTheLastOneAnywhereLeaves()
     {
@@ -248,7 +276,14 @@ public sealed class RedisPresenceIntervalTests : IAsyncLifetime
                 s["Presence:MinInterval"] = "00:00:01.500";
                 s["Presence:Events"] = "true";
             },
-            kestrel: true);
+            kestrel: true,
+            services: (i, services) =>
+            {
+                if (i == 0)
+                {
+                    FailingStore.Install(services);
+                }
+            });
     }
 
     public ValueTask DisposeAsync() => RedisServer.DisposeAfterAsync(_instances, _redis);
@@ -278,7 +313,7 @@ public sealed class RedisPresenceIntervalTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task TypingStartedOnAnInstanceThatStops_Ends()
+    public async Task InstanceThatStops_EndsItsTypersIndicators_AndAnnouncesWhoLeftWithIt()
     {
         // "true" goes out once and only the instance holding the indicator says "false": one that stopped left its
         // typers shown as typing on every other instance for good.
@@ -291,8 +326,33 @@ public sealed class RedisPresenceIntervalTests : IAsyncLifetime
 
         await first.DisposeAsync();
 
-        var ended = await bob.NextAsync("typing", p => p.GetProperty("user_id").GetString() == "alice", TimeSpan.FromSeconds(5));
+        // Within the shutdown (sockets closed first, then the services above the fan-out stop), far less than forever.
+        var ended = await bob.NextAsync("typing", p => p.GetProperty("user_id").GetString() == "alice", TimeSpan.FromSeconds(20));
         Assert.False(ended.GetProperty("is_typing").GetBoolean());
+        // And alice, whose only socket closed with the instance, is announced offline: the announcement was handed to
+        // the fan-out before it stopped (it used to be dropped as the fan-out's queue closed).
+        var offline = await bob.NextAsync("presence", p => IsAlice(p) && !p.GetProperty("online").GetBoolean(), TimeSpan.FromSeconds(20));
+        Assert.Equal(JsonValueKind.String, offline.GetProperty("last_seen_at").ValueKind);
+    }
+
+    [Fact]
+    public async Task InstanceThatStops_WhileAnOfflineAnnouncementReadsItsRecipients_StillSendsIt()
+    {
+        // The announcement reads the user's contacts, then hands the frames to the fan-out: a stop that did not wait for
+        // it closed the fan-out's queue first, and the user stayed online for their contacts.
+        var (first, second) = (_instances!.First, _instances.Second);
+        var store = first.Services.GetRequiredService<FailingStore>();
+        await first.Api("alice").CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(second, "bob");
+        await using var alice = await WsClient.ConnectAsync(first, "alice");
+        await bob.NextAsync("presence", p => IsAlice(p) && p.GetProperty("online").GetBoolean(), TimeSpan.FromSeconds(5));
+        store.Method = nameof(Parley.Server.Storage.IChatStore.ListContactsAsync);
+        store.Delay = TimeSpan.FromSeconds(2);
+        store.Failing = true;
+
+        await first.DisposeAsync();
+
+        await bob.NextAsync("presence", p => IsAlice(p) && !p.GetProperty("online").GetBoolean(), TimeSpan.FromSeconds(20));
     }
 
     private static bool IsAlice(JsonElement presence) => presence.GetProperty("user_id").GetString() == "alice";

@@ -167,8 +167,9 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     private ChannelMessageQueue? _channel;
     private readonly Dictionary<string, int> _localUsers = new(StringComparer.Ordinal);
 
-    // Users whose last socket here left while Redis was unreachable: their routes go when it is back.
-    private readonly HashSet<string> _leftWhileDown = new(StringComparer.Ordinal);
+    // Users whose last socket here left while Redis was unreachable, with when: their routes go when it is back, and
+    // that time is their last-seen time (not the time Redis came back).
+    private readonly Dictionary<string, long> _leftWhileDown = new(StringComparer.Ordinal);
 
     // Route registrations still on their way to Redis: a user's next socket here waits for the first one's.
     private readonly Dictionary<string, Task<RedisResult>> _routing = new(StringComparer.Ordinal);
@@ -336,7 +337,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             }
             else
             {
-                _leftWhileDown.Add(userId);
+                _leftWhileDown[userId] = _time.GetUtcNow().ToUnixTimeMilliseconds();
             }
         }
 
@@ -355,7 +356,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             {
                 if (!_localUsers.ContainsKey(userId))
                 {
-                    _leftWhileDown.Add(userId);
+                    _leftWhileDown.TryAdd(userId, _time.GetUtcNow().ToUnixTimeMilliseconds());
                 }
             }
 
@@ -600,7 +601,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             lock (_usersLock)
             {
                 users = [.. _localUsers.Keys];
-                string[] left = [.. _leftWhileDown];
+                KeyValuePair<string, long>[] left = [.. _leftWhileDown];
                 _leftWhileDown.Clear();
 
                 // Sent under the lock, like a socket's own registration: a user who connects meanwhile either is among
@@ -610,7 +611,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                 writes.Add(batch.StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl));
                 writes.Add(batch.SetAddAsync(InstancesKey, InstanceId));
                 writes.AddRange(users.Select(u => batch.SetAddAsync(RouteKey(u), InstanceId)));
-                writes.AddRange(left.Select(u => RemoveRouteAsync(batch, u, now)));
+                writes.AddRange(left.Select(u => RemoveRouteAsync(batch, u.Key, u.Value)));
                 batch.Execute();
             }
 

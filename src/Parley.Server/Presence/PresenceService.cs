@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Data.Common;
 using Microsoft.Extensions.Options;
 using Parley.Server.Broadcasting;
@@ -21,9 +22,12 @@ internal sealed partial class PresenceService(
     ConversationBroadcaster broadcaster,
     TimeProvider time,
     IOptions<PresenceOptions> options,
-    ILogger<PresenceService> logger) : IDisposable
+    ILogger<PresenceService> logger) : IHostedService, IDisposable
 {
     private readonly Dictionary<string, Announcement> _announcements = new(StringComparer.Ordinal);
+
+    // Announcements on their way (contacts read, then handed to the fan-out): a stop waits for them.
+    private readonly ConcurrentDictionary<Task, bool> _publishing = new();
     private readonly Lock _lock = new();
     private long _nextSweep;
 
@@ -67,6 +71,15 @@ internal sealed partial class PresenceService(
         var presence = (await fanout.GetPresenceAsync([userId], cancellationToken))[userId];
         return new UserPresenceView(userId, presence.Online, presence.LastSeenAt);
     }
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
+    /// Stopping (after the sockets closed, before the fan-out stops): the announcements of the users who left with them
+    /// are handed to the fan-out, or their contacts would never learn that they went offline.
+    /// </summary>
+    public async Task StopAsync(CancellationToken cancellationToken) =>
+        await Task.WhenAll(_publishing.Keys).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
 
     public void Dispose()
     {
@@ -141,7 +154,12 @@ internal sealed partial class PresenceService(
         announcement.SentAt = now;
         announcement.SentOnline = announcement.Online;
         var (online, lastSeenAt) = (announcement.Online, announcement.LastSeenAt);
-        _ = PublishAsync(userId, online, lastSeenAt);
+        var publishing = PublishAsync(userId, online, lastSeenAt);
+        if (!publishing.IsCompleted)
+        {
+            _publishing[publishing] = true;
+            _ = publishing.ContinueWith(done => _publishing.TryRemove(done, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
     }
 
     private async Task PublishAsync(string userId, bool online, DateTimeOffset? lastSeenAt)

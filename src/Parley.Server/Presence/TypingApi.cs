@@ -13,6 +13,7 @@ internal static class TypingApi
     {
         builder.Services.AddOptions<PresenceOptions>().BindConfiguration(PresenceOptions.SectionName).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton<PresenceService>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<PresenceService>());
         builder.Services.AddSingleton<TypingTracker>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TypingTracker>());
         return builder;

@@ -18,7 +18,8 @@ internal sealed partial class TypingTracker(
     IChatStore store, ConversationBroadcaster broadcaster, TimeProvider time, IOptions<RealtimeOptions> options, ILogger<TypingTracker> logger)
     : BackgroundService
 {
-    private readonly ConcurrentDictionary<(Guid ConversationId, string UserId), DateTimeOffset> _expiries = new();
+    // Each indicator's expiry, and the members told it started (told it ended if this instance stops).
+    private readonly ConcurrentDictionary<(Guid ConversationId, string UserId), Indicator> _expiries = new();
 
     public int ActiveCount => _expiries.Count;
 
@@ -40,14 +41,14 @@ internal sealed partial class TypingTracker(
         var key = (conversationId, userId);
         if (isTyping)
         {
-            var expiry = time.GetUtcNow() + options.Value.TypingTimeout;
-            if (_expiries.TryAdd(key, expiry))
+            var indicator = new Indicator(time.GetUtcNow() + options.Value.TypingTimeout, members);
+            if (_expiries.TryAdd(key, indicator))
             {
                 await broadcaster.TypingAsync(conversationId, userId, true, members);
             }
             else
             {
-                _expiries[key] = expiry;
+                _expiries[key] = indicator;
             }
         }
         else
@@ -83,7 +84,7 @@ internal sealed partial class TypingTracker(
             foreach (var entry in _expiries)
             {
                 // Remove only if not refreshed meanwhile (the value still is the one we saw expire).
-                if (entry.Value <= now && _expiries.TryRemove(entry))
+                if (entry.Value.Expiry <= now && _expiries.TryRemove(entry))
                 {
                     await ExpireAsync(entry.Key.ConversationId, entry.Key.UserId, stoppingToken);
                 }
@@ -100,12 +101,15 @@ internal sealed partial class TypingTracker(
         await base.StopAsync(cancellationToken);
         foreach (var entry in _expiries)
         {
+            // To the members it went to, without a store read: handed to the fan-out at once, before it stops.
             if (_expiries.TryRemove(entry))
             {
-                await ExpireAsync(entry.Key.ConversationId, entry.Key.UserId, cancellationToken);
+                await broadcaster.TypingAsync(entry.Key.ConversationId, entry.Key.UserId, false, entry.Value.Members);
             }
         }
     }
+
+    private sealed record Indicator(DateTimeOffset Expiry, IReadOnlyList<MemberRecord> Members);
 
     private async Task ExpireAsync(Guid conversationId, string userId, CancellationToken cancellationToken)
     {

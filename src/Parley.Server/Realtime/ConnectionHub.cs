@@ -39,6 +39,9 @@ internal sealed class ConnectionHub
     // Set with Draining, under the index lock: what a socket added after the drain began is closed with.
     private (int Status, string Reason)? _closing;
 
+    // Completed when the last socket is removed while draining: its session's clean-up (presence, fan-out routes) ran.
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     /// <summary>Frames waiting in the send queues of every socket (a moment's sum; walks the connections, for scrapes).</summary>
     public long QueuedFrames()
     {
@@ -83,6 +86,11 @@ internal sealed class ConnectionHub
             if (!_byId.TryRemove(connection.Id, out _))
             {
                 return;
+            }
+
+            if (_closing is not null && _byId.IsEmpty)
+            {
+                _drained.TrySetResult();
             }
 
             if (_byUser.TryGetValue(connection.UserId, out var existing))
@@ -184,8 +192,8 @@ internal sealed class ConnectionHub
     }
 
     /// <summary>
-    /// Asks every socket to close (graceful shutdown: 1001) and waits until they are gone, the timeout passes or
-    /// <paramref name="cancellationToken"/> is cancelled.
+    /// Asks every socket to close (graceful shutdown: 1001) and waits until they are gone and their sessions cleaned up
+    /// (removed from the hub), the timeout passes or <paramref name="cancellationToken"/> is cancelled.
     /// </summary>
     public async Task CloseAllAsync(int closeStatus, string reason, TimeSpan timeout, CancellationToken cancellationToken)
     {
@@ -195,6 +203,10 @@ internal sealed class ConnectionHub
             Draining = true;
             _closing = (closeStatus, reason);
             connections = _byId.Values.ToArray();
+            if (_byId.IsEmpty)
+            {
+                _drained.TrySetResult();
+            }
         }
 
         foreach (var connection in connections)
@@ -203,7 +215,8 @@ internal sealed class ConnectionHub
         }
 
         // Each connection aborts itself a close timeout after its close frame; the bound is for one that never gets that far.
-        await Task.WhenAll(connections.Select(c => c.Completion)).WaitAsync(timeout, cancellationToken)
-            .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        // Then each session's clean-up (the user's presence and fan-out route, which need services that stop next) ends
+        // with its removal from the hub: the drain is over when the hub is empty, not when the sockets are.
+        await _drained.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 }

@@ -298,7 +298,9 @@ internal sealed partial class FrameDispatcher(
         }
 
         var error = await SendOverSocketAsync(connection, caller, payload, clientMessageId, id, cancellationToken);
-        if (error is not null && conversationId is { } refusedIn && error.Code is ErrorCodes.RateLimited or ErrorCodes.ServiceUnavailable or ErrorCodes.InternalError)
+        // Refusals that pass with time. Not internal_error: clients retry it too, but it may be a send the server can
+        // never store (a bug), and holding the others back behind it would stop the conversation for that device.
+        if (error is not null && conversationId is { } refusedIn && error.Code is ErrorCodes.RateLimited or ErrorCodes.ServiceUnavailable)
         {
             order.Refused(refusedIn, clientMessageId, error.Code);
         }

@@ -2,7 +2,7 @@ namespace Parley.Server.Realtime.Endpoint;
 
 /// <summary>
 /// Keeps one socket's sends of a conversation in the order the device made them. A client sends without waiting for
-/// each acknowledgement, so when a send is refused in passing (rate limit, storage unavailable, internal error) the
+/// each acknowledgement, so when a send is refused in passing (rate limit, storage unavailable) the
 /// sends behind it are already on their way: stored, they would come before it once it is sent again, and everyone
 /// would see the messages out of order. So after such a refusal the socket's later sends to that conversation are
 /// refused the same way until the refused one comes again (clients resend in order), or for at most
