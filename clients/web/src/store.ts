@@ -30,6 +30,10 @@ export interface ConversationState {
   oldestSeq: number | null;
   hasOlder: boolean;
   loadingOlder: boolean;
+  /** The last history load failed: why, and when a scroll may try again (a click tries at once). */
+  olderError: string | null;
+  olderRetryAt: number;
+  olderFailures: number;
   /** Highest read and delivered seq per member (receipts are watermarks). */
   read: Map<string, number>;
   delivered: Map<string, number>;
@@ -116,16 +120,33 @@ export class ChatStore {
    */
   async reload(): Promise<void> {
     const active = this.activeId;
-    this.conversations.clear();
-    this.changed();
+    let page: Awaited<ReturnType<ParleyClient['listConversations']>>;
+    let open: Conversation | null;
     try {
-      await this.loadConversations();
+      [page, open] = await Promise.all([
+        this.client.listConversations({ limit: 50 }),
+        active === null
+          ? Promise.resolve(null)
+          : this.client.getConversation(active).catch((error: unknown) => {
+              if (error instanceof ParleyApiError && error.status === 404) return null;
+              throw error;
+            }),
+      ]);
       this.succeeded('*');
     } catch (error) {
       this.retryLater('*', error, () => this.reload());
       return;
     }
-    if (active && this.conversations.has(active)) await this.open(active);
+    // Swapped in at once, with no render in between: the open conversation (on the first page of the list or not)
+    // stays open, and its view keeps the draft, the reply and the edit under way.
+    this.conversations.clear();
+    for (const conversation of page.conversations) this.mergeConversation(conversation);
+    if (open) this.mergeConversation(open);
+    this.moreConversations = page.next_cursor;
+    if (active !== null && !this.conversations.has(active)) this.activeId = null;
+    this.changed();
+    if (active !== null && this.conversations.has(active)) await this.loadOlder(active).catch(() => {});
+    this.markRead();
   }
 
   /** Stops the retries (the tab signed out). */
@@ -142,14 +163,19 @@ export class ChatStore {
     this.changed();
     if (conversationId === null) return;
     const state = this.conversations.get(conversationId) ?? (await this.fetchConversation(conversationId));
-    if (state && state.oldestSeq === null) await this.loadOlder(conversationId);
+    // A first page that fails is shown with its reason and a button to try again (loadOlder keeps both).
+    if (state && state.oldestSeq === null) await this.loadOlder(conversationId).catch(() => {});
     this.markRead();
   }
 
-  /** The next page back in history (infinite scroll). */
-  async loadOlder(conversationId: string): Promise<void> {
+  /**
+   * The next page back in history (infinite scroll). A load that fails is kept with its reason; scrolling (`auto`)
+   * tries again only after a back-off, so a reader parked at the top of an offline tab does not load in a loop.
+   */
+  async loadOlder(conversationId: string, auto = false): Promise<void> {
     const state = this.conversations.get(conversationId);
     if (!state || state.loadingOlder || (state.oldestSeq !== null && !state.hasOlder)) return;
+    if (auto && Date.now() < state.olderRetryAt) return;
     state.loadingOlder = true;
     this.changed();
     try {
@@ -161,6 +187,14 @@ export class ChatStore {
       const lowest = page.messages.reduce((low, m) => Math.min(low, m.seq), Number.POSITIVE_INFINITY);
       state.oldestSeq = Math.min(state.oldestSeq ?? Number.POSITIVE_INFINITY, lowest === Number.POSITIVE_INFINITY ? 0 : lowest);
       state.hasOlder = page.has_more;
+      state.olderError = null;
+      state.olderRetryAt = 0;
+      state.olderFailures = 0;
+    } catch (error) {
+      state.olderError = describe(error);
+      state.olderRetryAt = Date.now() + Math.min(2_000 * 2 ** state.olderFailures, 30_000);
+      state.olderFailures++;
+      throw error;
     } finally {
       state.loadingOlder = false;
       this.changed();
@@ -235,6 +269,9 @@ export class ChatStore {
         oldestSeq: null,
         hasOlder: true,
         loadingOlder: false,
+        olderError: null,
+        olderRetryAt: 0,
+        olderFailures: 0,
         read: new Map(),
         delivered: new Map(),
         typing: new Map(),
@@ -347,10 +384,17 @@ export class ChatStore {
         }
         break;
       }
-      case 'sync_reset':
-        this.notice = 'This device missed too much while away; reloaded.';
+      case 'sync_reset': {
+        const notice = 'This device missed too much while away; reloaded.';
+        this.notice = notice;
         await this.reload();
+        setTimeout(() => {
+          if (this.notice !== notice) return;
+          this.notice = null;
+          this.changed();
+        }, 15_000);
         break;
+      }
     }
     this.changed();
   }

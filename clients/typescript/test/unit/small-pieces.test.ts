@@ -20,7 +20,7 @@ describe('newClientMessageId', () => {
   it('makes a version 4 UUID from getRandomValues where randomUUID is missing (a browser page served over plain HTTP)', () => {
     const original = Object.getOwnPropertyDescriptor(globalThis, 'crypto')!;
     const real = globalThis.crypto;
-    Object.defineProperty(globalThis, 'crypto', { value: { getRandomValues: (a: Uint8Array) => real.getRandomValues(a) }, configurable: true });
+    Object.defineProperty(globalThis, 'crypto', { value: { getRandomValues: real.getRandomValues.bind(real) }, configurable: true });
     try {
       const ids = new Set(Array.from({ length: 100 }, () => newClientMessageId()));
       expect(ids.size).toBe(100);

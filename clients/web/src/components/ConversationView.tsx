@@ -31,12 +31,14 @@ export function ConversationView({ store, state }: Props) {
   const typing = store.typingIn(state);
   const myRole = conversation.participants.find((p) => p.user_id === store.me)?.role ?? 'member';
 
-  function loadOlder(): void {
+  function loadOlder(auto = false): void {
     const list = listRef.current;
     if (!list || state.loadingOlder || !state.hasOlder) return;
+    if (auto && Date.now() < state.olderRetryAt) return;
     // Keep what the reader looks at in place while older messages are added above it.
     anchor.current = { height: list.scrollHeight, top: list.scrollTop };
-    store.loadOlder(conversation.id).catch((e: unknown) => setProblem(String(e)));
+    // A failure is shown at the top of the history, with a button to try again (see the history edge below).
+    store.loadOlder(conversation.id, auto).catch(() => {});
   }
 
   useEffect(() => {
@@ -46,7 +48,7 @@ export function ConversationView({ store, state }: Props) {
     const observer = new IntersectionObserver(() => {
       // Judged on the geometry now: an entry may have been queued before the first page scrolled the list down.
       const nearTop = top.getBoundingClientRect().bottom >= list.getBoundingClientRect().top - 200;
-      if (nearTop && state.oldestSeq !== null) loadOlder();
+      if (nearTop && state.oldestSeq !== null) loadOlder(true);
     }, { root: list, rootMargin: '200px 0px 0px 0px' });
     observer.observe(top);
     return () => observer.disconnect();
@@ -118,8 +120,17 @@ export function ConversationView({ store, state }: Props) {
         <li ref={topRef} class="history-edge">
           {state.loadingOlder ? (
             <span role="status">Loading older messages…</span>
+          ) : state.olderError !== null && state.hasOlder ? (
+            <>
+              <span class="error" data-testid="history-error">
+                Could not load {state.oldestSeq === null ? 'the messages' : 'older messages'} ({state.olderError}).
+              </span>{' '}
+              <button type="button" class="quiet" onClick={() => loadOlder()}>
+                Try again
+              </button>
+            </>
           ) : state.hasOlder && state.oldestSeq !== null ? (
-            <button type="button" class="quiet" onClick={loadOlder}>
+            <button type="button" class="quiet" onClick={() => loadOlder()}>
               Load older messages
             </button>
           ) : state.oldestSeq !== null ? (

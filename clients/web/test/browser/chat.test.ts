@@ -5,7 +5,7 @@ import { createHmac } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Locator, Page, WebSocketRoute } from 'playwright-core';
 import { chromium } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 
@@ -97,6 +97,8 @@ async function tick(page: Page, text: string): Promise<string | null> {
 
 describe('the chat app', () => {
   let alice: Page;
+  let erinSocket: WebSocketRoute | null = null;
+  let erinCursor: string | null = null;
   let bob: Page;
 
   it('signs two users in with development tokens, in two browser contexts', async () => {
@@ -443,6 +445,60 @@ describe('the chat app', () => {
     await expect.poll(() => shown(tablet), wait).toEqual(['Are you there, Dave?']);
     await expect.poll(() => swallowed, wait).toBe(1);
     await expect.poll(() => tick(alice, 'Are you there, Dave?'), wait).toBe('read');
+  });
+
+  it('shows a history load that failed with a way to try again, without loading in a loop', async () => {
+    const erin = await open('erin');
+    await erin.routeWebSocket(/\/ws/, (ws) => {
+      const server = ws.connectToServer();
+      server.onMessage((frame) => {
+        if (typeof frame === 'string' && frame.includes('"cursor"')) erinCursor = JSON.parse(frame).payload.cursor ?? erinCursor;
+        ws.send(frame);
+      });
+      erinSocket = ws;
+    });
+    await erin.goto(`${url}/app`);
+    await erin.getByLabel('User id').fill('erin');
+    await erin.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => erin.getByTestId('connection').innerText(), wait).toContain('Connected');
+    await alice.getByRole('button', { name: 'New' }).click();
+    await alice.getByLabel('User id').fill('erin');
+    await alice.getByRole('button', { name: 'Start' }).click();
+    await expect.poll(() => alice.getByRole('heading', { name: 'erin' }).count(), wait).toBe(1);
+    await send(alice, 'Hello Erin');
+    await expect.poll(() => erin.getByTestId('conversation-alice').innerText(), wait).toContain('Hello Erin');
+
+    // Every history load fails (offline on a train): one try when the conversation opens, then only after a back-off.
+    const history = /\/api\/v1\/conversations\/[0-9a-f-]{36}\/messages/;
+    let tries = 0;
+    await erin.route(history, async (route) => {
+      tries++;
+      await route.abort('internetdisconnected');
+    });
+    await erin.getByTestId('conversation-alice').click();
+    await expect.poll(() => erin.getByTestId('history-error').count(), wait).toBe(1);
+    await erin.waitForTimeout(1_500);
+    expect(tries).toBeLessThanOrEqual(2);
+
+    await erin.unroute(history);
+    await erin.getByRole('button', { name: 'Try again' }).click();
+    await expect.poll(() => shown(erin), wait).toEqual(['Hello Erin']);
+    await expect.poll(() => erin.getByTestId('history-error').count(), wait).toBe(0);
+  });
+
+  it('keeps the open conversation and its draft through a reload after sync_reset', async () => {
+    const erin = pages.get('erin')!;
+    await composer(erin).fill('half-written');
+    expect(erinCursor).not.toBeNull();
+
+    // The server says this device missed too much: the app reloads everything, and used to close the open conversation
+    // (its draft lost) while it did.
+    erinSocket!.send(JSON.stringify({ type: 'sync_reset', payload: { cursor: erinCursor, reason: 'test' } }));
+
+    await expect.poll(() => erin.getByRole('alert').innerText(), wait).toContain('missed too much');
+    expect(await composer(erin).inputValue()).toBe('half-written');
+    expect(await erin.getByRole('heading', { name: 'alice' }).count()).toBe(1);
+    await expect.poll(() => shown(erin), wait).toEqual(['Hello Erin']);
   });
 
   it('ran without uncaught errors or Content-Security-Policy violations', () => {
