@@ -648,11 +648,17 @@ public sealed class ConversationsApiTests : IAsyncLifetime
         using var bob = factory.Api("bob");
         var group = await alice.CreateGroupAsync("g", "bob");
         store.Method = nameof(Parley.Server.Storage.IChatStore.GetConversationAsync);
-        store.Delay = TimeSpan.FromSeconds(1);
+        store.Delay = TimeSpan.FromSeconds(3);
         store.Failing = true;
 
         var read = bob.GetAsync($"/api/v1/conversations/{group.Id}");
-        await Task.Delay(300, TestContext.Current.CancellationToken);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (store.Failures == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the read did not reach the store");
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+
         store.Failing = false;
         await RemoveOkAsync(alice, group.Id, "bob");
         await alice.SendTextAsync(group.Id, "after bob left");

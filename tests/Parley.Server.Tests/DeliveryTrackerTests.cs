@@ -66,7 +66,9 @@ public sealed class DeliveryTrackerTests
     }
 
     /// <summary>A store whose first delivered batch waits (a full write queue) until it is cancelled; later ones are written.</summary>
-    public class QueueFullUntilStopped : DispatchProxy
+#pragma warning disable CA1852 // DispatchProxy derives from it
+    internal class QueueFullUntilStopped : DispatchProxy
+#pragma warning restore CA1852
     {
         private int _calls;
 

@@ -171,6 +171,41 @@ public sealed class SendOverSocketTests : IAsyncLifetime
         await AckAsync(socket, "c");
     }
 
+    [Fact]
+    public async Task SendRefusedByTheFrameBudget_NamesTheSend_AndHoldsBackTheOnesBehindIt()
+    {
+        // The frame budget (shared with typing and reads) refused a send without naming it and set no hold: the send
+        // behind it could get the next token and be stored first.
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new ParleyFactory(s =>
+        {
+            s["Realtime:InboundBurst"] = "2";
+            s["Realtime:InboundFramesPerSecond"] = "1";
+        }, time: time).StartKestrel();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var socket = await WsClient.ConnectAsync(factory, "alice");
+        Task SendAsync(string clientMessageId) =>
+            socket.SendAsync("send_message", new { conversation_id = conversation.Id, message_type = "text", content = clientMessageId, client_message_id = clientMessageId });
+
+        await SendAsync("a");
+        await AckAsync(socket, "a");
+        await SendAsync("b");
+        await AckAsync(socket, "b");
+        await SendAsync("c");
+        Assert.Equal("rate_limited", (await ErrorAsync(socket, "c")).GetProperty("code").GetString());
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        await SendAsync("d");
+        Assert.Contains("'c'", (await ErrorAsync(socket, "d")).GetProperty("message").GetString(), StringComparison.Ordinal);
+        time.Advance(TimeSpan.FromSeconds(1));
+        await SendAsync("c");
+        var c = await AckAsync(socket, "c");
+        time.Advance(TimeSpan.FromSeconds(1));
+        await SendAsync("d");
+        Assert.True(c < await AckAsync(socket, "d"));
+    }
+
     private static ParleyFactory RateLimited(FakeTimeProvider time) =>
         new ParleyFactory(s =>
         {

@@ -190,7 +190,7 @@ public sealed class TypingTests : IAsyncLifetime
         Assert.True((await bob.NextAsync("typing")).GetProperty("is_typing").GetBoolean());
 
         store.Method = nameof(Parley.Server.Storage.IChatStore.GetConversationAsync);
-        store.Delay = TimeSpan.FromSeconds(1);
+        store.Delay = TimeSpan.FromSeconds(3);
         store.Failing = true;
         await time.AdvanceInStepsAsync(TypingTimeout + TimeSpan.FromSeconds(1.5));
         var deadline = DateTime.UtcNow.AddSeconds(10);
@@ -204,7 +204,7 @@ public sealed class TypingTests : IAsyncLifetime
         await alice.SendAsync("typing", new { conversation_id = chat.Id, is_typing = true });
 
         Assert.True((await bob.NextAsync("typing")).GetProperty("is_typing").GetBoolean());
-        await bob.AssertNoFrameAsync("typing", TimeSpan.FromSeconds(2));
+        await bob.AssertNoFrameAsync("typing", TimeSpan.FromSeconds(4));
     }
 
     /// <summary>Alice and Bob in a direct conversation, one socket each; Alice is typing, as Bob's socket was told.</summary>

@@ -57,7 +57,7 @@ export class ChatStore {
   private version = 0;
   private readonly listeners = new Set<() => void>();
   private readonly fetching = new Map<string, Promise<ConversationState | null>>();
-  /** Loads that failed for a passing reason, retried with back-off (by conversation id; '*' is the whole list). */
+  /** Loads that failed for a passing reason, retried with back-off (by conversation id; '*' is a reload, 'list' and 'list-more' the list's pages). */
   private readonly retries = new Map<string, ReturnType<typeof setTimeout>>();
   /** The back-off of each failing load, kept until it succeeds. */
   private readonly retryDelay = new Map<string, number>();
@@ -104,7 +104,7 @@ export class ChatStore {
    * database failover, a network blip) is retried with back-off instead of leaving the list empty until a reload.
    */
   async loadConversationsRetrying(more = false): Promise<void> {
-    const key = more ? '*more' : '*';
+    const key = more ? 'list-more' : 'list';
     try {
       await this.loadConversations(more);
       this.succeeded(key);
@@ -141,11 +141,15 @@ export class ChatStore {
     // stays open, and its view keeps the draft, the reply and the edit under way.
     this.conversations.clear();
     for (const conversation of page.conversations) this.mergeConversation(conversation);
-    if (open) this.mergeConversation(open);
+    if (open && open.id === this.activeId) this.mergeConversation(open);
     this.moreConversations = page.next_cursor;
-    if (active !== null && !this.conversations.has(active)) this.activeId = null;
+    // The one open now (the reader may have opened another while this loaded): reloaded, or fetched if not listed.
+    const now = this.activeId;
     this.changed();
-    if (active !== null && this.conversations.has(active)) await this.loadOlder(active).catch(() => {});
+    if (now !== null) {
+      const state = this.conversations.get(now) ?? (await this.fetchConversation(now));
+      if (state && state.oldestSeq === null) await this.loadOlder(now).catch(() => {});
+    }
     this.markRead();
   }
 
@@ -406,6 +410,9 @@ export class ChatStore {
     if (change.state === 'live') {
       this.readAsked.clear();
       this.markRead();
+    } else {
+      // Typing is not replayed: an end missed while the connection was down would leave an indicator up for good.
+      for (const state of this.conversations.values()) state.typing.clear();
     }
     this.changed();
   }

@@ -89,9 +89,9 @@ internal static class EventFrames
             type,
             conversationId);
 
-    /// <summary><c>presence</c>: the user came online or went offline (no conversation: it concerns every shared one).</summary>
     /// <summary>
-    /// Transient like typing: not held back with the live events during a catch-up (presence is not replayed, and a
+    /// <c>presence</c>: the user came online or went offline (no conversation: it concerns every shared one). Transient
+    /// like typing: not held back with the live events during a catch-up (presence is not replayed, and a
     /// reconnecting device looks it up), so a storm of presence changes cannot fill a resuming socket's hold list and
     /// close it with 4001.
     /// </summary>

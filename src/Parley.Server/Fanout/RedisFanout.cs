@@ -68,7 +68,9 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
           if redis.call('EXISTS', ARGV[2] .. id) == 1 then return 0 end
           redis.call('SREM', KEYS[1], id)
         end
-        redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+        -- A leave recorded late (this instance was cut off from Redis) never moves a later last-seen time back.
+        local seen = tonumber(redis.call('GET', KEYS[2]))
+        if seen == nil or seen < tonumber(ARGV[3]) then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
         return 1
         """;
 
@@ -321,6 +323,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     public async ValueTask<bool> UnsubscribeAsync(string userId)
     {
         Task<RedisResult>? removed = null;
+        var left = _time.GetUtcNow().ToUnixTimeMilliseconds();
         lock (_usersLock)
         {
             var count = _localUsers.GetValueOrDefault(userId) - 1;
@@ -333,11 +336,11 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             _localUsers.Remove(userId);
             if (_redis is { IsConnected: true } redis)
             {
-                removed = RemoveRouteAsync(redis.GetDatabase(), userId, _time.GetUtcNow().ToUnixTimeMilliseconds());
+                removed = RemoveRouteAsync(redis.GetDatabase(), userId, left);
             }
             else
             {
-                _leftWhileDown[userId] = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                _leftWhileDown[userId] = left;
             }
         }
 
@@ -356,7 +359,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             {
                 if (!_localUsers.ContainsKey(userId))
                 {
-                    _leftWhileDown.TryAdd(userId, _time.GetUtcNow().ToUnixTimeMilliseconds());
+                    _leftWhileDown.TryAdd(userId, left);
                 }
             }
 
@@ -607,7 +610,6 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                 // Sent under the lock, like a socket's own registration: a user who connects meanwhile either is among
                 // these users, or registers after this batch's removal of the route reached Redis, never before it.
                 var batch = db.CreateBatch();
-                var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
                 writes.Add(batch.StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl));
                 writes.Add(batch.SetAddAsync(InstancesKey, InstanceId));
                 writes.AddRange(users.Select(u => batch.SetAddAsync(RouteKey(u), InstanceId)));

@@ -28,6 +28,7 @@ internal sealed partial class PresenceService(
 
     // Announcements on their way (contacts read, then handed to the fan-out): a stop waits for them.
     private readonly ConcurrentDictionary<Task, bool> _publishing = new();
+    private bool _stopped;
     private readonly Lock _lock = new();
     private long _nextSweep;
 
@@ -78,8 +79,30 @@ internal sealed partial class PresenceService(
     /// Stopping (after the sockets closed, before the fan-out stops): the announcements of the users who left with them
     /// are handed to the fan-out, or their contacts would never learn that they went offline.
     /// </summary>
-    public async Task StopAsync(CancellationToken cancellationToken) =>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            // Those waiting out their interval go now: a user who came online shortly before and left with the sockets
+            // would otherwise stay online, the timer gone with this instance.
+            _stopped = true;
+            var now = time.GetTimestamp();
+            foreach (var (userId, announcement) in _announcements)
+            {
+                if (announcement.Deferred is { } deferred)
+                {
+                    deferred.Dispose();
+                    announcement.Deferred = null;
+                    if (announcement.Online != announcement.SentOnline)
+                    {
+                        Send(userId, announcement, now);
+                    }
+                }
+            }
+        }
+
         await Task.WhenAll(_publishing.Keys).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
 
     public void Dispose()
     {
@@ -118,7 +141,7 @@ internal sealed partial class PresenceService(
                 return; // the deferred send takes the latest state
             }
 
-            var wait = announcement.SentAt == 0 ? TimeSpan.Zero : settings.MinInterval - time.GetElapsedTime(announcement.SentAt, now);
+            var wait = announcement.SentAt == 0 || _stopped ? TimeSpan.Zero : settings.MinInterval - time.GetElapsedTime(announcement.SentAt, now);
             if (wait <= TimeSpan.Zero)
             {
                 Send(userId, announcement, now);
@@ -173,7 +196,7 @@ internal sealed partial class PresenceService(
             var current = (await fanout.GetPresenceAsync([userId], CancellationToken.None))[userId];
             if (current.Online != online)
             {
-                Superseded(userId, online, current.Online);
+                Superseded(userId, online);
                 return;
             }
 
@@ -193,16 +216,17 @@ internal sealed partial class PresenceService(
     }
 
     /// <summary>
-    /// An announcement found the user in the other state: what contacts last heard is that state (announced by the
-    /// instance that saw it), so this instance's next announcement is due only when the user leaves it again.
+    /// An announcement found the user in the other state, which the instance that saw it announces: what contacts heard
+    /// last is not this instance's to know any more (that instance may announce again meanwhile). Forgotten, so that
+    /// this instance's next change for the user goes out at once and the fan-out's state decides it.
     /// </summary>
-    private void Superseded(string userId, bool announced, bool current)
+    private void Superseded(string userId, bool announced)
     {
         lock (_lock)
         {
-            if (_announcements.TryGetValue(userId, out var announcement) && announcement.SentOnline == announced)
+            if (_announcements.TryGetValue(userId, out var announcement) && announcement.SentOnline == announced && announcement.Deferred is null)
             {
-                announcement.SentOnline = current;
+                _announcements.Remove(userId);
             }
         }
     }

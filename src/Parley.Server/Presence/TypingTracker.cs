@@ -102,9 +102,18 @@ internal sealed partial class TypingTracker(
         foreach (var entry in _expiries)
         {
             // To the members it went to, without a store read: handed to the fan-out at once, before it stops.
-            if (_expiries.TryRemove(entry))
+            if (!_expiries.TryRemove(entry))
+            {
+                continue;
+            }
+
+            try
             {
                 await broadcaster.TypingAsync(entry.Key.ConversationId, entry.Key.UserId, false, entry.Value.Members);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.ExpiryBroadcastFailed(logger, entry.Key.ConversationId, entry.Key.UserId, ex);
             }
         }
     }

@@ -7,7 +7,7 @@ namespace Parley.Server.Realtime;
 /// catch-up and live never send a position twice and cursors only cover what was sent.
 /// <see cref="DeliverySeq"/> is set on <c>new_message</c> frames: once such a frame is written to the socket of
 /// a device that does not acknowledge, that device's user counts as having received the message (unless the
-/// user sent it). A <see cref="Transient"/> frame (typing) is not held back during a catch-up: it would be
+/// user sent it). A <see cref="Transient"/> frame (typing, presence) is not held back during a catch-up: it would be
 /// stale by its end, and nothing depends on its order.
 /// </summary>
 internal sealed class OutboundFrame(

@@ -38,7 +38,7 @@ internal static class RealtimeSetup
     /// <summary>
     /// On shutdown, before anything stops (the server, and the trackers and workers that sockets use), every socket
     /// is asked to close with 1001 and the closes are awaited: each ends when its client answers the close, or when
-    /// Realtime:CloseTimeout aborts it; the host's shutdown timeout bounds the whole wait.
+    /// Realtime:CloseTimeout aborts it, and its session's clean-up ran; the host's shutdown timeout bounds the whole wait.
     /// </summary>
     private sealed class GracefulClose(ConnectionHub hub, IOptions<RealtimeOptions> options) : IHostedLifecycleService
     {
@@ -51,7 +51,11 @@ internal static class RealtimeSetup
         /// before a socket's own abort, or services would stop under a socket still open.
         /// </summary>
         internal static TimeSpan Backstop(RealtimeOptions options) =>
-            options.SendTimeout + (2 * options.CloseTimeout) + TimeSpan.FromSeconds(1);
+            options.SendTimeout + (2 * options.CloseTimeout) + CleanUp;
+
+        // A session's clean-up after its socket ended: its user's fan-out route and presence (a Redis round trip, bounded
+        // by the fan-out's own timeout of 2 s by default), then its removal from the hub, which ends the drain.
+        private static readonly TimeSpan CleanUp = TimeSpan.FromSeconds(5);
 
         public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 

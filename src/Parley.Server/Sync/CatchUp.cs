@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Threading.Channels;
 using Microsoft.Extensions.Options;
 using Parley.Server.Hosting;
 using Parley.Server.Protocol;
@@ -75,8 +76,8 @@ internal sealed partial class CatchUp(IChatStore store, StreamCursors cursors, E
                 frame => frame.Seq > 0 && frame.ConversationId is { } c && sent.TryGetValue(c, out var seq) && frame.Seq <= seq, cancellationToken);
             Log.CaughtUp(logger, connection.Id, sent.Count, from.Pos, upto.Pos);
         }
-        catch (Exception ex) when (ex is OperationCanceledException && cancellationToken.IsCancellationRequested
-                                   || ex is System.Threading.Channels.ChannelClosedException && connection.IsClosing)
+        catch (Exception ex) when ((ex is OperationCanceledException && cancellationToken.IsCancellationRequested)
+                                   || (ex is ChannelClosedException && connection.IsClosing))
         {
             // The socket closed during the catch-up (a close request completes its send queue before the closing token
             // is cancelled, so the next frame may find the queue closed): nothing failed, and its close code stands.

@@ -92,10 +92,11 @@ internal sealed class EventFrameBuilder(IChatStore store, TimeProvider time)
 
     private async Task<Conversation?> CurrentViewAsync(ConversationSnapshot snapshot, string userId, CancellationToken cancellationToken)
     {
-        // Removed since its events were read: the next read shows the removal; nothing of now is the user's to see.
+        // Removed since its events were read: nothing of now is the user's to see (the position goes as hidden_event, and
+        // the next read shows the removal), as GET of the conversation answers 404 in the same race.
         if (snapshot.Find(userId) is not { } member)
         {
-            return ConversationViews.ToView(snapshot, null, null);
+            return null;
         }
 
         var last = snapshot.Conversation.LastMessageId is { } id ? await store.GetMessageAsync(id, cancellationToken) : null;

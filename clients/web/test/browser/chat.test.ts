@@ -465,6 +465,16 @@ describe('the chat app', () => {
     await alice.getByLabel('User id').fill('erin');
     await alice.getByRole('button', { name: 'Start' }).click();
     await expect.poll(() => alice.getByRole('heading', { name: 'erin' }).count(), wait).toBe(1);
+    // More than a page of history (30), sent over REST as alice.
+    const conversationId = new URL(alice.url()).hash.replace('#c=', '');
+    for (let i = 0; i < 35; i++) {
+      const response = await fetch(`${url}/api/v1/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${developmentToken('alice', 600)}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ conversation_id: conversationId, message_type: 'text', content: `m${i}`, client_message_id: `history-${i}` }),
+      });
+      expect(response.status).toBe(201);
+    }
     await send(alice, 'Hello Erin');
     await expect.poll(() => erin.getByTestId('conversation-alice').innerText(), wait).toContain('Hello Erin');
 
@@ -480,10 +490,24 @@ describe('the chat app', () => {
     await erin.waitForTimeout(1_500);
     expect(tries).toBeLessThanOrEqual(2);
 
+    // Now the first page loads and the next one fails; with the top of the list in view the reader sits there, and
+    // loading older messages was tried again as fast as fetch could fail.
     await erin.unroute(history);
+    let olderTries = 0;
+    const older = /\/api\/v1\/conversations\/[0-9a-f-]{36}\/messages\?.*before=/;
+    await erin.route(older, async (route) => {
+      olderTries++;
+      await route.abort('internetdisconnected');
+    });
     await erin.getByRole('button', { name: 'Try again' }).click();
-    await expect.poll(() => shown(erin), wait).toEqual(['Hello Erin']);
-    await expect.poll(() => erin.getByTestId('history-error').count(), wait).toBe(0);
+    await expect.poll(async () => (await shown(erin)).at(-1), wait).toBe('Hello Erin');
+    await expect.poll(() => olderTries, wait).toBeGreaterThan(0);
+    await expect.poll(() => erin.getByTestId('history-error').count(), wait).toBe(1);
+    await erin.waitForTimeout(3_000);
+    expect(olderTries).toBeLessThanOrEqual(3);
+    await erin.unroute(older);
+    await erin.getByRole('button', { name: 'Try again' }).click();
+    await expect.poll(async () => (await shown(erin)).length, wait).toBe(36);
   });
 
   it('keeps the open conversation and its draft through a reload after sync_reset', async () => {
@@ -498,7 +522,7 @@ describe('the chat app', () => {
     await expect.poll(() => erin.getByRole('alert').innerText(), wait).toContain('missed too much');
     expect(await composer(erin).inputValue()).toBe('half-written');
     expect(await erin.getByRole('heading', { name: 'alice' }).count()).toBe(1);
-    await expect.poll(() => shown(erin), wait).toEqual(['Hello Erin']);
+    await expect.poll(async () => (await shown(erin)).at(-1), wait).toBe('Hello Erin');
   });
 
   it('ran without uncaught errors or Content-Security-Policy violations', () => {

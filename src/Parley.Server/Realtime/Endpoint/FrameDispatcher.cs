@@ -120,7 +120,14 @@ internal sealed partial class FrameDispatcher(
         using var lease = type == FrameTypes.Ack ? limiter.Acks.AttemptAcquire() : limiter.Frames.AttemptAcquire(limiter.UserId);
         if (!lease.IsAcquired)
         {
-            connection.TryEnqueue(Frames.Error(ErrorCodes.RateLimited, "Too many frames; slow down.", id));
+            // A send refused here holds back the socket's later sends to its conversation, as one the send rate refuses.
+            var send = type == FrameTypes.SendMessage ? RefusedSend(frame) : null;
+            if (send is { ConversationId: { } conversationId, ClientMessageId: { } refusedId })
+            {
+                limiter.Sends.Refused(conversationId, refusedId, ErrorCodes.RateLimited);
+            }
+
+            connection.TryEnqueue(Frames.Error(ErrorCodes.RateLimited, "Too many frames; slow down.", id, send?.ClientMessageId));
             return;
         }
 
@@ -286,7 +293,7 @@ internal sealed partial class FrameDispatcher(
             return;
         }
 
-        Guid? conversationId = Guid.TryParse(payload.ConversationId, out var parsed) ? parsed : null;
+        Guid? conversationId = Identifiers.TryParseUuid(payload.ConversationId, out var parsed) ? parsed : null;
         if (conversationId is { } held && order.Blocking(held, clientMessageId) is { } earlier)
         {
             connection.TryEnqueue(Frames.Error(
@@ -306,19 +313,32 @@ internal sealed partial class FrameDispatcher(
         }
     }
 
+    /// <summary>What names a send the frame budget refused: its conversation and client_message_id, when readable.</summary>
+    private static (Guid? ConversationId, string? ClientMessageId)? RefusedSend(ClientFrame frame)
+    {
+        try
+        {
+            var payload = frame.ReadPayload(ParleyJsonContext.Default.SendMessageRequest);
+            return (Identifiers.TryParseUuid(payload.ConversationId, out var conversationId) ? conversationId : null,
+                string.IsNullOrEmpty(payload.ClientMessageId) ? null : payload.ClientMessageId);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Stores the send and answers it; returns the refusal, if it was refused.</summary>
     private async Task<ApiError?> SendOverSocketAsync(
         Connection connection, Caller caller, SendMessageRequest payload, string clientMessageId, string? id, CancellationToken cancellationToken)
     {
         ApiError? error;
-        using (var lease = sendRate.AttemptAcquire(caller.UserId))
+        using var lease = sendRate.AttemptAcquire(caller.UserId);
+        if (!lease.IsAcquired)
         {
-            if (!lease.IsAcquired)
-            {
-                error = new ApiError(429, ErrorCodes.RateLimited, $"Too many messages; retry after {RateLimits.RetryAfterSeconds(lease)} s.");
-                connection.TryEnqueue(Frames.Error(error.Code, error.Message, id, clientMessageId));
-                return error;
-            }
+            error = new ApiError(429, ErrorCodes.RateLimited, $"Too many messages; retry after {RateLimits.RetryAfterSeconds(lease)} s.");
+            connection.TryEnqueue(Frames.Error(error.Code, error.Message, id, clientMessageId));
+            return error;
         }
 
         Result<Storage.SendResult> result;
