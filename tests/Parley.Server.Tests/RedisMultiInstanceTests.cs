@@ -11,36 +11,16 @@ namespace Parley.Server.Tests;
 /// Redis restart loses nothing. The cursor check runs rarely here, so what arrives in time arrived live.
 /// </summary>
 [Trait("Store", "Independent")]
-public sealed class RedisMultiInstanceTests : IAsyncLifetime
+public sealed class RedisMultiInstanceTests : RedisPairTests
 {
     private static readonly TimeSpan Live = TimeSpan.FromSeconds(3);
-    private RedisServer? _redis;
-    private TwoInstances? _instances;
 
-    private ParleyFactory First => _instances!.First;
-
-    private ParleyFactory Second => _instances!.Second;
-
-    public async ValueTask InitializeAsync()
+    protected override void Configure(Dictionary<string, string?> settings)
     {
-        // Skipped before Redis starts: a skip in InitializeAsync is not followed by DisposeAsync.
-        TestPostgres.RequireAdmin();
-        _redis = await RedisServer.StartAsync();
-        var redis = _redis.ConnectionString;
-        _instances = new TwoInstances(
-            (_, s) =>
-            {
-                s["Fanout:Provider"] = "Redis";
-                s["ConnectionStrings:Redis"] = redis + ",connectRetry=1,connectTimeout=2000";
-                s["Fanout:Redis:InstanceTtl"] = "00:00:03";
-                s["Delivery:CursorInterval"] = "00:00:30";
-                s["Presence:MinInterval"] = "00:00:00";
-                s["Presence:Events"] = "true";
-            },
-            kestrel: true);
+        settings["Fanout:Redis:InstanceTtl"] = "00:00:03";
+        settings["Delivery:CursorInterval"] = "00:00:30";
+        settings["Presence:MinInterval"] = "00:00:00";
     }
-
-    public ValueTask DisposeAsync() => RedisServer.DisposeAfterAsync(_instances, _redis);
 
     [Fact]
     public async Task DeviceWithoutCursorOnTheOtherInstance_GetsMessagesEditsDeletesReceiptsAndTypingLive()
@@ -121,7 +101,7 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
         var before = await alice.SendTextAsync(conversation.Id, "before");
         await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("seq").GetInt64() == before.Seq, Live);
 
-        await _redis!.StopAsync();
+        await Redis!.StopAsync();
         using var probe = First.Anonymous();
         await WaitUntilAsync(async () => (await ReadinessAsync(probe)).Fanout == "Degraded");
         var ready = await probe.GetAsync("/ready", TestContext.Current.CancellationToken);
@@ -132,7 +112,7 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
             during.Add((await alice.SendTextAsync(conversation.Id, $"during {i}")).Seq);
         }
 
-        await _redis.StartAgainAsync();
+        await Redis.StartAgainAsync();
         await WaitUntilAsync(async () => (await ReadinessAsync(probe)).Fanout == "Healthy");
         using var secondProbe = Second.Anonymous();
         await WaitUntilAsync(async () => (await ReadinessAsync(secondProbe)).Fanout == "Healthy");
@@ -159,7 +139,7 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
         await aliceSocket.PingAsync();
         var message = await alice.SendTextAsync(conversation.Id, "read me later");
 
-        await _redis!.StopAsync();
+        await Redis!.StopAsync();
         using var probe = First.Anonymous();
         await WaitUntilAsync(async () => (await ReadinessAsync(probe)).Fanout == "Degraded");
         using var bob = Second.Api("bob");
@@ -167,7 +147,7 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
         await Task.Delay(500, TestContext.Current.CancellationToken);
         Assert.DoesNotContain(aliceSocket.All(), f => f.GetProperty("type").GetString() == "message_read");
 
-        await _redis.StartAgainAsync();
+        await Redis.StartAgainAsync();
 
         // The same socket, no reconnect, no cursor: the read receipt arrives once Redis is back.
         var read = await aliceSocket.NextAsync("message_read", p => p.GetProperty("user_id").GetString() == "bob", TimeSpan.FromSeconds(20));
@@ -182,13 +162,13 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
         var aliceSocket = await WsClient.ConnectAsync(First, "alice");
         Assert.True(await OnlineAsync(bobApi));
 
-        await _redis!.StopAsync();
+        await Redis!.StopAsync();
         using var probe = First.Anonymous();
         await WaitUntilAsync(async () => (await ReadinessAsync(probe)).Fanout == "Degraded");
         var left = DateTimeOffset.UtcNow;
         await aliceSocket.DisposeAsync();
         await Task.Delay(3_000, TestContext.Current.CancellationToken);
-        await _redis.StartAgainAsync();
+        await Redis.StartAgainAsync();
 
         // Until Redis answers again, the other instance knows only its own sockets (offline, no last-seen time).
         JsonElement presence = default;
@@ -257,43 +237,26 @@ public sealed class RedisMultiInstanceTests : IAsyncLifetime
 /// goes out is the state the fan-out holds, not what one instance saw. And typing of an instance that stops.
 /// </summary>
 [Trait("Store", "Independent")]
-public sealed class RedisPresenceIntervalTests : IAsyncLifetime
+public sealed class RedisPresenceIntervalTests : RedisPairTests
 {
     private static readonly TimeSpan Interval = TimeSpan.FromSeconds(3);
-    private RedisServer? _redis;
-    private TwoInstances? _instances;
 
-    public async ValueTask InitializeAsync()
+    protected override void Configure(Dictionary<string, string?> settings) => settings["Presence:MinInterval"] = "00:00:03";
+
+    protected override void ConfigureServices(int instance, IServiceCollection services)
     {
-        TestPostgres.RequireAdmin();
-        _redis = await RedisServer.StartAsync();
-        var redis = _redis.ConnectionString;
-        _instances = new TwoInstances(
-            (_, s) =>
-            {
-                s["Fanout:Provider"] = "Redis";
-                s["ConnectionStrings:Redis"] = redis + ",connectRetry=1,connectTimeout=2000";
-                s["Presence:MinInterval"] = "00:00:03";
-                s["Presence:Events"] = "true";
-            },
-            kestrel: true,
-            services: (i, services) =>
-            {
-                if (i == 0)
-                {
-                    FailingStore.Install(services);
-                }
-            });
+        if (instance == 0)
+        {
+            FailingStore.Install(services);
+        }
     }
-
-    public ValueTask DisposeAsync() => RedisServer.DisposeAfterAsync(_instances, _redis);
 
     [Fact]
     public async Task ReconnectThroughTheOtherInstance_WithinTheInterval_IsNotAnnouncedOffline()
     {
         // The first instance deferred "offline" when the page was reloaded, and sent it at the interval's end while the
         // user was connected to the second: contacts saw an online user offline until the next change.
-        var (first, second) = (_instances!.First, _instances.Second);
+        var (first, second) = (First, Second);
         await first.Api("alice").CreateDirectAsync("bob");
         using var bobApi = second.Api("bob");
         await using var bob = await WsClient.ConnectAsync(second, "bob");
@@ -317,7 +280,7 @@ public sealed class RedisPresenceIntervalTests : IAsyncLifetime
     {
         // "true" goes out once and only the instance holding the indicator says "false": one that stopped left its
         // typers shown as typing on every other instance for good.
-        var (first, second) = (_instances!.First, _instances.Second);
+        var (first, second) = (First, Second);
         var conversation = await first.Api("alice").CreateDirectAsync("bob");
         await using var bob = await WsClient.ConnectAsync(second, "bob");
         await using var alice = await WsClient.ConnectAsync(first, "alice");
@@ -340,7 +303,7 @@ public sealed class RedisPresenceIntervalTests : IAsyncLifetime
     {
         // The announcement reads the user's contacts, then hands the frames to the fan-out: a stop that did not wait for
         // it closed the fan-out's queue first, and the user stayed online for their contacts.
-        var (first, second) = (_instances!.First, _instances.Second);
+        var (first, second) = (First, Second);
         var store = first.Services.GetRequiredService<FailingStore>();
         await first.Api("alice").CreateDirectAsync("bob");
         await using var bob = await WsClient.ConnectAsync(second, "bob");
@@ -360,35 +323,16 @@ public sealed class RedisPresenceIntervalTests : IAsyncLifetime
 
 /// <summary>Two instances whose presence announcements wait a minute between changes of a user.</summary>
 [Trait("Store", "Independent")]
-public sealed class RedisPresenceLongIntervalTests : IAsyncLifetime
+public sealed class RedisPresenceLongIntervalTests : RedisPairTests
 {
-    private RedisServer? _redis;
-    private TwoInstances? _instances;
-
-    public async ValueTask InitializeAsync()
-    {
-        TestPostgres.RequireAdmin();
-        _redis = await RedisServer.StartAsync();
-        var redis = _redis.ConnectionString;
-        _instances = new TwoInstances(
-            (_, s) =>
-            {
-                s["Fanout:Provider"] = "Redis";
-                s["ConnectionStrings:Redis"] = redis + ",connectRetry=1,connectTimeout=2000";
-                s["Presence:MinInterval"] = "00:01:00";
-                s["Presence:Events"] = "true";
-            },
-            kestrel: true);
-    }
-
-    public ValueTask DisposeAsync() => RedisServer.DisposeAfterAsync(_instances, _redis);
+    protected override void Configure(Dictionary<string, string?> settings) => settings["Presence:MinInterval"] = "00:01:00";
 
     [Fact]
     public async Task InstanceThatStops_AnnouncesAnOfflineThatWaitedOutItsInterval()
     {
         // Alice came online moments before the instance stopped: her "offline" waited out the interval on a timer that
         // went with the instance, and she stayed online for her contacts.
-        var (first, second) = (_instances!.First, _instances.Second);
+        var (first, second) = (First, Second);
         await first.Api("alice").CreateDirectAsync("bob");
         await using var bob = await WsClient.ConnectAsync(second, "bob");
         await using var alice = await WsClient.ConnectAsync(first, "alice");
@@ -399,5 +343,50 @@ public sealed class RedisPresenceLongIntervalTests : IAsyncLifetime
         var offline = await bob.NextAsync(
             "presence", p => p.GetProperty("user_id").GetString() == "alice" && !p.GetProperty("online").GetBoolean(), TimeSpan.FromSeconds(20));
         Assert.Equal(JsonValueKind.String, offline.GetProperty("last_seen_at").ValueKind);
+    }
+}
+
+/// <summary>
+/// Two Parley servers on one PostgreSQL database and one Redis (Fanout:Provider=Redis), started for each test with the
+/// settings of <see cref="Configure"/>; skipped without a PostgreSQL administrator.
+/// </summary>
+public abstract class RedisPairTests : IAsyncLifetime
+{
+    private protected RedisServer? Redis { get; private set; }
+
+    private protected TwoInstances? Instances { get; private set; }
+
+    private protected ParleyFactory First => Instances!.First;
+
+    private protected ParleyFactory Second => Instances!.Second;
+
+    public async ValueTask InitializeAsync()
+    {
+        // Skipped before Redis starts: a skip in InitializeAsync is not followed by DisposeAsync.
+        TestPostgres.RequireAdmin();
+        Redis = await RedisServer.StartAsync();
+        var redis = Redis.ConnectionString;
+        Instances = new TwoInstances(
+            (_, s) =>
+            {
+                s["Fanout:Provider"] = "Redis";
+                s["ConnectionStrings:Redis"] = redis + ",connectRetry=1,connectTimeout=2000";
+                s["Presence:Events"] = "true";
+                Configure(s);
+            },
+            kestrel: true,
+            services: ConfigureServices);
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        GC.SuppressFinalize(this);
+        return RedisServer.DisposeAfterAsync(Instances, Redis);
+    }
+
+    protected abstract void Configure(Dictionary<string, string?> settings);
+
+    protected virtual void ConfigureServices(int instance, IServiceCollection services)
+    {
     }
 }

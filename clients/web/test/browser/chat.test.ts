@@ -53,15 +53,29 @@ async function open(label: string, viewport = { width: 1100, height: 760 }): Pro
   return page;
 }
 
-/** Opens a browser context (`label` names it in screenshots) and signs `user` in. */
-async function signIn(user: string, label = user, viewport?: { width: number; height: number }): Promise<Page> {
+/** Opens a browser context (`label` names it in screenshots) and signs `user` in; `prepare` runs before the app loads. */
+async function signIn(
+  user: string,
+  label = user,
+  viewport?: { width: number; height: number },
+  prepare?: (page: Page) => Promise<void>,
+): Promise<Page> {
   const page = await open(label, viewport);
+  await prepare?.(page);
   await page.goto(`${url}/app`);
   await page.getByLabel('User id').fill(user);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect.poll(() => page.getByTestId('connection').innerText(), wait).toContain('Connected');
   await expect.poll(() => page.getByTestId('me').innerText(), wait).toBe(user);
   return page;
+}
+
+/** `page`'s user starts a direct conversation with `other`, and it opens. */
+async function startDirect(page: Page, other: string): Promise<void> {
+  await page.getByRole('button', { name: 'New' }).click();
+  await page.getByLabel('User id').fill(other);
+  await page.getByRole('button', { name: 'Start' }).click();
+  await expect.poll(() => page.getByRole('heading', { name: other }).count(), wait).toBe(1);
 }
 
 function composer(page: Page): Locator {
@@ -107,10 +121,7 @@ describe('the chat app', () => {
   });
 
   it('starts a direct conversation and delivers a message, with an unread count and the last message in the list', async () => {
-    await alice.getByRole('button', { name: 'New' }).click();
-    await alice.getByLabel('User id').fill('bob');
-    await alice.getByRole('button', { name: 'Start' }).click();
-    await expect.poll(() => alice.getByRole('heading', { name: 'bob' }).count(), wait).toBe(1);
+    await startDirect(alice, 'bob');
     await send(alice, 'Hello Bob');
 
     const entry = bob.getByTestId('conversation-alice');
@@ -417,27 +428,21 @@ describe('the chat app', () => {
   it('reports a read again when its receipt went into a socket that had died', async () => {
     // A receipt written into a socket that looked open but was dead (a laptop waking from sleep) counted as sent: the
     // sender never saw the message read. Here the first receipt is swallowed and the socket then dropped.
-    const tablet = await open('dave-tablet');
     let swallowed = 0;
-    await tablet.routeWebSocket(/\/ws/, (ws) => {
-      const server = ws.connectToServer();
-      ws.onMessage((frame) => {
-        if (swallowed === 0 && typeof frame === 'string' && frame.includes('"read_receipt"')) {
-          swallowed++;
-          setTimeout(() => void ws.close({ code: 1012 }), 300);
-          return;
-        }
-        server.send(frame);
-      });
-    });
-    await tablet.goto(`${url}/app`);
-    await tablet.getByLabel('User id').fill('dave');
-    await tablet.getByRole('button', { name: 'Sign in' }).click();
-    await expect.poll(() => tablet.getByTestId('connection').innerText(), wait).toContain('Connected');
-    await alice.getByRole('button', { name: 'New' }).click();
-    await alice.getByLabel('User id').fill('dave');
-    await alice.getByRole('button', { name: 'Start' }).click();
-    await expect.poll(() => alice.getByRole('heading', { name: 'dave' }).count(), wait).toBe(1);
+    const tablet = await signIn('dave', 'dave-tablet', undefined, (page) =>
+      page.routeWebSocket(/\/ws/, (ws) => {
+        const server = ws.connectToServer();
+        ws.onMessage((frame) => {
+          if (swallowed === 0 && typeof frame === 'string' && frame.includes('"read_receipt"')) {
+            swallowed++;
+            setTimeout(() => void ws.close({ code: 1012 }), 300);
+            return;
+          }
+          server.send(frame);
+        });
+      }),
+    );
+    await startDirect(alice, 'dave');
     await send(alice, 'Are you there, Dave?');
     await expect.poll(() => tablet.getByTestId('conversation-alice').innerText(), wait).toContain('Are you there, Dave?');
 
@@ -448,23 +453,17 @@ describe('the chat app', () => {
   });
 
   it('shows a history load that failed with a way to try again, without loading in a loop', async () => {
-    const erin = await open('erin');
-    await erin.routeWebSocket(/\/ws/, (ws) => {
-      const server = ws.connectToServer();
-      server.onMessage((frame) => {
-        if (typeof frame === 'string' && frame.includes('"cursor"')) erinCursor = JSON.parse(frame).payload.cursor ?? erinCursor;
-        ws.send(frame);
-      });
-      erinSocket = ws;
-    });
-    await erin.goto(`${url}/app`);
-    await erin.getByLabel('User id').fill('erin');
-    await erin.getByRole('button', { name: 'Sign in' }).click();
-    await expect.poll(() => erin.getByTestId('connection').innerText(), wait).toContain('Connected');
-    await alice.getByRole('button', { name: 'New' }).click();
-    await alice.getByLabel('User id').fill('erin');
-    await alice.getByRole('button', { name: 'Start' }).click();
-    await expect.poll(() => alice.getByRole('heading', { name: 'erin' }).count(), wait).toBe(1);
+    const erin = await signIn('erin', 'erin', undefined, (page) =>
+      page.routeWebSocket(/\/ws/, (ws) => {
+        const server = ws.connectToServer();
+        server.onMessage((frame) => {
+          if (typeof frame === 'string' && frame.includes('"cursor"')) erinCursor = JSON.parse(frame).payload.cursor ?? erinCursor;
+          ws.send(frame);
+        });
+        erinSocket = ws;
+      }),
+    );
+    await startDirect(alice, 'erin');
     // More than a page of history (30), sent over REST as alice.
     const conversationId = new URL(alice.url()).hash.replace('#c=', '');
     for (let i = 0; i < 35; i++) {
