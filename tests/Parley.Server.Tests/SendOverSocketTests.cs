@@ -122,27 +122,24 @@ public sealed class SendOverSocketTests : IAsyncLifetime
         var conversation = await alice.CreateDirectAsync("bob");
         var other = await alice.CreateDirectAsync("carol");
         await using var socket = await WsClient.ConnectAsync(factory, "alice");
-        Task SendAsync(string clientMessageId, Guid to) =>
-            socket.SendAsync("send_message", new { conversation_id = to, message_type = "text", content = clientMessageId, client_message_id = clientMessageId });
-
-        await SendAsync("a", conversation.Id);
+        await SendMessageAsync(socket, conversation.Id, "a");
         await AckAsync(socket, "a");
-        await SendAsync("b", conversation.Id);
+        await SendMessageAsync(socket, conversation.Id, "b");
         Assert.Equal("rate_limited", (await ErrorAsync(socket, "b")).GetProperty("code").GetString());
 
         time.Advance(TimeSpan.FromSeconds(1));
-        await SendAsync("c", conversation.Id);
+        await SendMessageAsync(socket, conversation.Id, "c");
         var held = await ErrorAsync(socket, "c");
         Assert.Equal("rate_limited", held.GetProperty("code").GetString());
         Assert.Contains("'b'", held.GetProperty("message").GetString(), StringComparison.Ordinal);
-        await SendAsync("d", other.Id); // another conversation is not held back, and the held send took no token
+        await SendMessageAsync(socket, other.Id, "d"); // another conversation is not held back, and the held send took no token
         await AckAsync(socket, "d");
 
         time.Advance(TimeSpan.FromSeconds(1));
-        await SendAsync("b", conversation.Id);
+        await SendMessageAsync(socket, conversation.Id, "b");
         var b = await AckAsync(socket, "b");
         time.Advance(TimeSpan.FromSeconds(1));
-        await SendAsync("c", conversation.Id);
+        await SendMessageAsync(socket, conversation.Id, "c");
         var c = await AckAsync(socket, "c");
         Assert.True(b < c, $"b stored at seq {b}, c at {c}");
     }
@@ -155,19 +152,16 @@ public sealed class SendOverSocketTests : IAsyncLifetime
         using var alice = factory.Api("alice");
         var conversation = await alice.CreateDirectAsync("bob");
         await using var socket = await WsClient.ConnectAsync(factory, "alice");
-        Task SendAsync(string clientMessageId) =>
-            socket.SendAsync("send_message", new { conversation_id = conversation.Id, message_type = "text", content = "x", client_message_id = clientMessageId });
-
-        await SendAsync("a");
+        await SendMessageAsync(socket, conversation.Id, "a");
         await AckAsync(socket, "a");
-        await SendAsync("b");
+        await SendMessageAsync(socket, conversation.Id, "b");
         await ErrorAsync(socket, "b");
         time.Advance(TimeSpan.FromSeconds(9));
-        await SendAsync("c");
+        await SendMessageAsync(socket, conversation.Id, "c");
         Assert.Contains("'b'", (await ErrorAsync(socket, "c")).GetProperty("message").GetString(), StringComparison.Ordinal);
 
         time.Advance(TimeSpan.FromSeconds(1)); // the app gave "b" up
-        await SendAsync("c");
+        await SendMessageAsync(socket, conversation.Id, "c");
         await AckAsync(socket, "c");
     }
 
@@ -185,24 +179,21 @@ public sealed class SendOverSocketTests : IAsyncLifetime
         using var alice = factory.Api("alice");
         var conversation = await alice.CreateDirectAsync("bob");
         await using var socket = await WsClient.ConnectAsync(factory, "alice");
-        Task SendAsync(string clientMessageId) =>
-            socket.SendAsync("send_message", new { conversation_id = conversation.Id, message_type = "text", content = clientMessageId, client_message_id = clientMessageId });
-
-        await SendAsync("a");
+        await SendMessageAsync(socket, conversation.Id, "a");
         await AckAsync(socket, "a");
-        await SendAsync("b");
+        await SendMessageAsync(socket, conversation.Id, "b");
         await AckAsync(socket, "b");
-        await SendAsync("c");
+        await SendMessageAsync(socket, conversation.Id, "c");
         Assert.Equal("rate_limited", (await ErrorAsync(socket, "c")).GetProperty("code").GetString());
 
         time.Advance(TimeSpan.FromSeconds(1));
-        await SendAsync("d");
+        await SendMessageAsync(socket, conversation.Id, "d");
         Assert.Contains("'c'", (await ErrorAsync(socket, "d")).GetProperty("message").GetString(), StringComparison.Ordinal);
         time.Advance(TimeSpan.FromSeconds(1));
-        await SendAsync("c");
+        await SendMessageAsync(socket, conversation.Id, "c");
         var c = await AckAsync(socket, "c");
         time.Advance(TimeSpan.FromSeconds(1));
-        await SendAsync("d");
+        await SendMessageAsync(socket, conversation.Id, "d");
         Assert.True(c < await AckAsync(socket, "d"));
     }
 
@@ -212,6 +203,10 @@ public sealed class SendOverSocketTests : IAsyncLifetime
             s["Limits:SendBurst"] = "1";
             s["Limits:SendRatePerSecond"] = "1";
         }, time: time).StartKestrel();
+
+    /// <summary>A text send whose content is its client_message_id.</summary>
+    private static Task SendMessageAsync(WsClient socket, Guid conversationId, string clientMessageId) =>
+        socket.SendAsync("send_message", new { conversation_id = conversationId, message_type = "text", content = clientMessageId, client_message_id = clientMessageId });
 
     private static async Task<long> AckAsync(WsClient socket, string clientMessageId) =>
         (await socket.NextAsync("message_ack", p => p.GetProperty("client_message_id").GetString() == clientMessageId))

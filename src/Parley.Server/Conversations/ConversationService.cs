@@ -131,9 +131,6 @@ internal sealed class ConversationService(
         return ConversationViews.ToView(after, after.Find(caller.UserId), await LastMessageAsync(after, cancellationToken));
     }
 
-    /// <summary>What a user id in a path must be (<see cref="Identifiers.IsValidUserId"/>): no participant could have another.</summary>
-    private const string UserIdRule = $"A user id is {Identifiers.Shape}.";
-
     public async Task<Result<Participant>> UpdateParticipantAsync(
         Caller caller, string id, string userId, UpdateParticipantRequest? request, CancellationToken cancellationToken)
     {
@@ -144,7 +141,7 @@ internal sealed class ConversationService(
 
         if (!Identifiers.IsValidUserId(userId))
         {
-            return ApiError.Invalid("user_id", UserIdRule);
+            return ApiError.Invalid("user_id", Identifiers.UserIdRule);
         }
 
         var role = request?.Role;
@@ -172,7 +169,7 @@ internal sealed class ConversationService(
 
         if (!Identifiers.IsValidUserId(userId))
         {
-            return ApiError.Invalid("user_id", UserIdRule);
+            return ApiError.Invalid("user_id", Identifiers.UserIdRule);
         }
 
         var result = await ChangeAsync(caller, conversationId, snapshot => MembershipRules.DecideRemoval(caller, snapshot, userId), cancellationToken);
@@ -196,8 +193,8 @@ internal sealed class ConversationService(
         }
     }
 
-    private async Task<Message?> LastMessageAsync(ConversationSnapshot snapshot, CancellationToken cancellationToken) =>
-        snapshot.Conversation.LastMessageId is { } id ? await store.GetMessageAsync(id, cancellationToken) : null;
+    private Task<Message?> LastMessageAsync(ConversationSnapshot snapshot, CancellationToken cancellationToken) =>
+        store.GetLastMessageAsync(snapshot, cancellationToken);
 
 
 }

@@ -15,13 +15,12 @@ internal static class HealthApi
 
     public static IEndpointRouteBuilder MapHealth(this IEndpointRouteBuilder app)
     {
-        var methods = ReadRoutes.Methods;
-        app.MapMethods("/health", methods, (HealthCheckService health, HttpContext context) => ReportAsync(health, _ => false, context))
+        app.MapRead("/health", (HealthCheckService health, HttpContext context) => ReportAsync(health, _ => false, context))
             .WithTags("Health")
             .WithSummary("Liveness: 200 while the process runs")
             .Produces<HealthReportResponse>()
             .AllowAnonymous();
-        app.MapMethods("/ready", methods, (HealthCheckService health, HttpContext context) => ReportAsync(health, c => c.Tags.Contains(ReadyTag), context))
+        app.MapRead("/ready", (HealthCheckService health, HttpContext context) => ReportAsync(health, c => c.Tags.Contains(ReadyTag), context))
             .WithTags("Health")
             .WithSummary("Readiness: 200 when storage is migrated and answers, else 503 with the failing check")
             .Produces<HealthReportResponse>()

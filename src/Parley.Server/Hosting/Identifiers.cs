@@ -8,6 +8,9 @@ internal static class Identifiers
     /// <summary>What a well-formed user or device id is, in the words of every answer that refuses one.</summary>
     public const string Shape = "1-128 characters without whitespace, control or invisible format characters";
 
+    /// <summary>The answer to a user id in a path that no user could have.</summary>
+    public const string UserIdRule = $"A user id is {Shape}.";
+
     /// <summary>
     /// 1 to 128 characters, no whitespace, no control characters and no invisible format characters (zero-width spaces,
     /// direction overrides: "alice" and "alice" with a zero-width space after it would look the same in every list), and

@@ -6,7 +6,7 @@ namespace Parley.Server.Hosting;
 /// </summary>
 internal static class ReadRoutes
 {
-    public static readonly string[] Methods = [HttpMethods.Get, HttpMethods.Head];
+    private static readonly string[] Methods = [HttpMethods.Get, HttpMethods.Head];
 
     public static RouteHandlerBuilder MapRead(this IEndpointRouteBuilder app, string pattern, Delegate handler) =>
         app.MapMethods(pattern, Methods, handler);

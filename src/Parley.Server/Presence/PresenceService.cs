@@ -60,7 +60,7 @@ internal sealed partial class PresenceService(
     {
         if (!Identifiers.IsValidUserId(userId))
         {
-            return ApiError.Invalid("id", $"A user id is {Identifiers.Shape}.");
+            return ApiError.Invalid("id", Identifiers.UserIdRule);
         }
 
         // Only users the caller shares a conversation with: anyone else is not the caller's to watch (and looks unknown).
@@ -89,14 +89,9 @@ internal sealed partial class PresenceService(
             var now = time.GetTimestamp();
             foreach (var (userId, announcement) in _announcements)
             {
-                if (announcement.Deferred is { } deferred)
+                if (announcement.Deferred is not null)
                 {
-                    deferred.Dispose();
-                    announcement.Deferred = null;
-                    if (announcement.Online != announcement.SentOnline)
-                    {
-                        Send(userId, announcement, now);
-                    }
+                    SendDeferred(userId, announcement, now);
                 }
             }
         }
@@ -157,17 +152,21 @@ internal sealed partial class PresenceService(
     {
         lock (_lock)
         {
-            if (!_announcements.TryGetValue(userId, out var announcement))
+            if (_announcements.TryGetValue(userId, out var announcement))
             {
-                return;
+                SendDeferred(userId, announcement, time.GetTimestamp());
             }
+        }
+    }
 
-            announcement.Deferred?.Dispose();
-            announcement.Deferred = null;
-            if (announcement.Online != announcement.SentOnline)
-            {
-                Send(userId, announcement, time.GetTimestamp());
-            }
+    /// <summary>Called under the lock: the deferred announcement goes, if the user ended in another state than announced.</summary>
+    private void SendDeferred(string userId, Announcement announcement, long now)
+    {
+        announcement.Deferred?.Dispose();
+        announcement.Deferred = null;
+        if (announcement.Online != announcement.SentOnline)
+        {
+            Send(userId, announcement, now);
         }
     }
 

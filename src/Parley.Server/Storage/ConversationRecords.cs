@@ -22,6 +22,13 @@ internal sealed record ConversationSnapshot(ConversationRecord Conversation, IRe
     public MemberRecord? Find(string userId) => Members.FirstOrDefault(m => m.UserId == userId);
 }
 
+internal static class ConversationSnapshots
+{
+    /// <summary>The conversation's last message as stored now (a tombstone if deleted); null before the first.</summary>
+    public static async Task<Message?> GetLastMessageAsync(this IChatStore store, ConversationSnapshot snapshot, CancellationToken cancellationToken) =>
+        snapshot.Conversation.LastMessageId is { } id ? await store.GetMessageAsync(id, cancellationToken) : null;
+}
+
 internal sealed record NewConversation(
     Guid Id, string Type, string? Name, string CreatedBy, IReadOnlyList<(string UserId, string Role)> Members, string? DirectKey, DateTimeOffset Now);
 

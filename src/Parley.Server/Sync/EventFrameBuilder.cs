@@ -99,8 +99,7 @@ internal sealed class EventFrameBuilder(IChatStore store, TimeProvider time)
             return null;
         }
 
-        var last = snapshot.Conversation.LastMessageId is { } id ? await store.GetMessageAsync(id, cancellationToken) : null;
-        return ConversationViews.ToView(snapshot, member, last);
+        return ConversationViews.ToView(snapshot, member, await store.GetLastMessageAsync(snapshot, cancellationToken));
     }
 
     /// <summary>Current watermarks that moved since <paramref name="since"/>, for messages the user can see.</summary>

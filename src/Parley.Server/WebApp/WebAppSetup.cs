@@ -49,7 +49,7 @@ internal static class WebAppSetup
 
         // Relative links in index.html resolve against /app/, not against /: /app redirects there. Routing matches
         // both spellings here, so the trailing slash decides.
-        app.MapMethods(BasePath, ReadRoutes.Methods, Results<FileResult, RedirectHttpResult, ProblemHttpResult> (HttpContext context, WebAppFiles files) =>
+        app.MapRead(BasePath, Results<FileResult, RedirectHttpResult, ProblemHttpResult> (HttpContext context, WebAppFiles files) =>
         {
             if (!context.Request.Path.Value!.EndsWith('/'))
             {
@@ -89,7 +89,7 @@ internal static class WebAppSetup
             }).Accepts<DevelopmentTokenRequest>("application/json");
         }
 
-        group.MapMethods("/{**path}", ReadRoutes.Methods, Results<FileResult, ProblemHttpResult> (string? path, WebAppFiles files) =>
+        group.MapRead("/{**path}", Results<FileResult, ProblemHttpResult> (string? path, WebAppFiles files) =>
             files.Find(string.IsNullOrEmpty(path) ? "index.html" : path) is { } file
                 ? new FileResult(file)
                 : ApiResults.Problem(ApiError.NotFound("The file")));

@@ -45,29 +45,8 @@ internal abstract partial class SqlChatStore
             return new CreateConversationResult(snapshot!, Created: true);
         }, cancellationToken);
 
-    /// <summary>
-    /// The conversation row and its member rows in one statement, so one snapshot: read in two, a send committed between
-    /// them showed its member's unread count beside the last_seq from before it, and a client that counts what lies past
-    /// last_seq counted that message twice.
-    /// </summary>
     public Task<ConversationSnapshot?> GetConversationAsync(Guid conversationId, CancellationToken cancellationToken) =>
-        ReadAsync<ConversationSnapshot?>(
-            async s =>
-            {
-                var rows = await s.Sql(
-                    $"""
-                    SELECT {SqlRow.ConversationColumns}, {SqlRow.MemberColumns} FROM conversations c
-                    LEFT JOIN participants p ON p.conversation_id = c.id AND p.left_at IS NULL
-                    WHERE c.id = @c
-                    ORDER BY p.joined_seq, p.joined_at, p.user_id
-                    """)
-                    .With("@c", conversationId)
-                    .ListAsync(r => (Conversation: r.Conversation(), Member: r.NullableString(SqlRow.ConversationColumnCount) is null ? null : r.Member(SqlRow.ConversationColumnCount)), cancellationToken);
-                return rows.Count == 0
-                    ? null
-                    : new ConversationSnapshot(rows[0].Conversation, rows.Where(r => r.Member is not null).Select(r => r.Member!).ToList());
-            },
-            cancellationToken);
+        ReadAsync(s => LoadSnapshotAsync(s, conversationId, cancellationToken), cancellationToken);
 
     public Task<MemberRecord?> GetMemberAsync(Guid conversationId, string userId, CancellationToken cancellationToken) =>
         ReadAsync(s => LoadMemberAsync(s, conversationId, userId, cancellationToken), cancellationToken);

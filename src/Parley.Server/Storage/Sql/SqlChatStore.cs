@@ -313,17 +313,27 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
               VALUES ({values});
               """;
 
+    /// <summary>
+    /// The conversation row and its member rows in one statement, so one snapshot: read in two outside a transaction, a
+    /// send committed between them showed its member's unread count beside the last_seq from before it, and a client
+    /// that counts what lies past last_seq counted that message twice.
+    /// </summary>
     private static async Task<ConversationSnapshot?> LoadSnapshotAsync(SqlSession s, Guid conversationId, CancellationToken cancellationToken)
     {
-        var conversation = await s.Sql($"SELECT {SqlRow.ConversationColumns} FROM conversations c WHERE c.id = @c")
-            .With("@c", conversationId).FirstOrDefaultAsync(r => r.Conversation(), cancellationToken);
-        if (conversation is null)
-        {
-            return null;
-        }
-
-        var members = await LoadMembersAsync(s, [conversationId], cancellationToken);
-        return new ConversationSnapshot(conversation, members.GetValueOrDefault(conversationId) ?? []);
+        var rows = await s.Sql(
+            $"""
+            SELECT {SqlRow.ConversationColumns}, {SqlRow.MemberColumns} FROM conversations c
+            LEFT JOIN participants p ON p.conversation_id = c.id AND p.left_at IS NULL
+            WHERE c.id = @c
+            ORDER BY p.joined_seq, p.joined_at, p.user_id
+            """)
+            .With("@c", conversationId)
+            .ListAsync(
+                r => (Conversation: r.Conversation(), Member: r.NullableString(SqlRow.ConversationColumnCount) is null ? null : r.Member(SqlRow.ConversationColumnCount)),
+                cancellationToken);
+        return rows.Count == 0
+            ? null
+            : new ConversationSnapshot(rows[0].Conversation, rows.Where(r => r.Member is not null).Select(r => r.Member!).ToList());
     }
 
     private static async Task<Dictionary<Guid, List<MemberRecord>>> LoadMembersAsync(
