@@ -298,6 +298,26 @@ public sealed class ReceiptEventsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Ack_PastTheLastSeq_ErrorValidationFailedAndTheNextMessageNotDelivered()
+    {
+        await using var chat = await _factory.DirectChat("alice", "bob").Connect("alice").ConnectWithAcks("bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var (alicePhone, bobPhone) = (chat.Socket("alice"), chat.Socket("bob"));
+        var sent = await alice.SendTextAsync(conversation.Id, "one");
+        await bobPhone.NextAsync("new_message");
+
+        // Nothing past the message exists: taken as it is, the message sent next would count as delivered before bob has it.
+        await bobPhone.SendAsync(
+            """{"type":"ack","id":"a-1","payload":{"conversation_id":"CID","seq":1000000}}"""
+                .Replace("CID", conversation.Id.ToString(), StringComparison.Ordinal));
+        var error = await bobPhone.NextErrorAsync("validation_failed", id: "a-1");
+        Assert.Contains($"last seq ({sent.Seq})", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        await alice.SendTextAsync(conversation.Id, "two");
+
+        await alicePhone.AssertNoFrameAsync("message_delivered", WsClientAssertions.Silence);
+    }
+
+    [Fact]
     public async Task Connect_AcksParameterNotABoolean_Returns400WithoutUpgrade()
     {
         using var raw = await RawSocket.ConnectAsync(

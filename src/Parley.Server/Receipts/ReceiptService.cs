@@ -45,13 +45,21 @@ internal sealed class ReceiptService(
         }
     }
 
-    /// <summary>A device acknowledged everything up to <paramref name="seq"/> (cumulative): counts as delivered for its user.</summary>
+    /// <summary>
+    /// A device acknowledged everything up to <paramref name="seq"/> (cumulative): counts as delivered for its user. A seq
+    /// past the conversation's last is refused: it names nothing the device holds, and taken as it is it would count a
+    /// message sent before the delivered batch is written as delivered to a device that never received it.
+    /// </summary>
     public async Task<ApiError?> AcknowledgeAsync(Caller caller, Guid conversationId, long seq, CancellationToken cancellationToken)
     {
-        var member = await store.GetMemberAsync(conversationId, caller.UserId, cancellationToken);
-        if (member is null)
+        if (await store.GetMemberWithLastSeqAsync(conversationId, caller.UserId, cancellationToken) is not var (member, lastSeq))
         {
             return ApiError.NotFound("Conversation");
+        }
+
+        if (seq > lastSeq)
+        {
+            return ApiError.Invalid("seq", $"'seq' is past the conversation's last seq ({lastSeq}): acknowledge only what this device received.");
         }
 
         if (seq > member.DeliveredSeq)

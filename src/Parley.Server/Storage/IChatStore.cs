@@ -30,6 +30,12 @@ internal interface IChatStore
     /// <summary>The active membership of a user, or null when the user is not (or no longer) a member.</summary>
     Task<MemberRecord?> GetMemberAsync(Guid conversationId, string userId, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The active membership of a user with the conversation's last seq, read together; null when the user is not (or
+    /// no longer) a member. What an acknowledgement is checked against: nothing past the last seq can have reached a device.
+    /// </summary>
+    Task<(MemberRecord Member, long LastSeq)?> GetMemberWithLastSeqAsync(Guid conversationId, string userId, CancellationToken cancellationToken);
+
     /// <summary>Whether both users are current members of at least one common conversation.</summary>
     Task<bool> SharesConversationAsync(string userId, string otherUserId, CancellationToken cancellationToken);
 

@@ -51,6 +51,17 @@ internal abstract partial class SqlChatStore
     public Task<MemberRecord?> GetMemberAsync(Guid conversationId, string userId, CancellationToken cancellationToken) =>
         ReadAsync(s => LoadMemberAsync(s, conversationId, userId, cancellationToken), cancellationToken);
 
+    public Task<(MemberRecord Member, long LastSeq)?> GetMemberWithLastSeqAsync(Guid conversationId, string userId, CancellationToken cancellationToken) =>
+        ReadAsync(
+            async s => (await s.Sql(
+                $"""
+                SELECT {SqlRow.MemberColumns}, c.last_seq FROM participants p JOIN conversations c ON c.id = p.conversation_id
+                WHERE p.conversation_id = @c AND p.user_id = @u AND p.left_at IS NULL
+                """)
+                .With("@c", conversationId).With("@u", userId)
+                .ListAsync(r => (r.Member(), r.Long(SqlRow.MemberColumnCount)), cancellationToken)) is [var row] ? row : ((MemberRecord, long)?)null,
+            cancellationToken);
+
     public Task<bool> SharesConversationAsync(string userId, string otherUserId, CancellationToken cancellationToken) =>
         ReadAsync(
             async s => (await s.Sql(
