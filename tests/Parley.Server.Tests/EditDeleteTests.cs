@@ -113,6 +113,44 @@ public sealed class EditDeleteTests : IAsyncLifetime
         Assert.Empty((await alice.GetEditsAsync(original.Id)).Edits);
     }
 
+    [Fact]
+    public async Task Edit_MentionOfAUserWhoLeftSince_MayStayButNotBeAddedElsewhere()
+    {
+        using var alice = _factory.BoundedApi("alice");
+        var group = await alice.CreateGroupAsync("team", "bob", "carol", "dave");
+        var original = await ParleyApi.ReadAsync<Message>(
+            await alice.PostMessageAsync(new
+            {
+                conversation_id = group.Id, message_type = "text", content = "hi @carol", mentions = new[] { new { user_id = "carol", offset = 3, length = 6 } },
+            }),
+            HttpStatusCode.Created);
+        var other = await alice.SendTextAsync(group.Id, "no mentions here");
+        (await alice.DeleteAsync($"/api/v1/conversations/{group.Id}/participants/carol")).EnsureSuccessStatusCode();
+        (await alice.DeleteAsync($"/api/v1/conversations/{group.Id}/participants/dave")).EnsureSuccessStatusCode();
+
+        // The same body again is a no-op; a typo fixed around the kept mention is an edit.
+        var again = await ParleyApi.ReadAsync<Message>(await alice.PutAsync(
+            $"/api/v1/messages/{original.Id}", new { content = "hi @carol", mentions = new[] { new { user_id = "carol", offset = 3, length = 6 } } }));
+        Assert.Equal((original.Content, original.EditedAt), (again.Content, again.EditedAt));
+        Assert.Empty((await alice.GetEditsAsync(original.Id)).Edits);
+        var fixedTypo = await ParleyApi.ReadAsync<Message>(await alice.PutAsync(
+            $"/api/v1/messages/{original.Id}", new { content = "hello @carol", mentions = new[] { new { user_id = "carol", offset = 6, length = 6 } } }));
+        Assert.Equal(new Mention("carol", 6, 6), Assert.Single(fixedTypo.Mentions!));
+
+        // A user who left is not mentioned anew: not in another message, nor added to this one.
+        await ParleyApi.ProblemAsync(
+            await alice.PutAsync($"/api/v1/messages/{other.Id}", new { content = "@carol", mentions = new[] { new { user_id = "carol", offset = 0, length = 6 } } }),
+            HttpStatusCode.BadRequest, "validation_failed");
+        await ParleyApi.ProblemAsync(
+            await alice.PutAsync(
+                $"/api/v1/messages/{original.Id}",
+                new { content = "hello @carol @dave", mentions = new[] { new { user_id = "carol", offset = 6, length = 6 }, new { user_id = "dave", offset = 13, length = 5 } } }),
+            HttpStatusCode.BadRequest, "validation_failed");
+        var stored = await alice.GetMessageAsync(original.Id);
+        Assert.Equal((fixedTypo.Content, fixedTypo.EditedAt), (stored.Content, stored.EditedAt));
+        Assert.Equal(new Mention("carol", 6, 6), Assert.Single(stored.Mentions!));
+    }
+
     [Theory]
     [InlineData(null)]
     [InlineData("")]

@@ -241,7 +241,8 @@ internal sealed class MessageService(
                 $"Messages can be edited for {window.TotalHours.ToString(CultureInfo.InvariantCulture)} hours after sending.");
         }
 
-        return CheckMentions(facts.Conversation, mentions);
+        // A mention the message already had may stay after its user left: fixing a typo must not mean dropping it.
+        return CheckMentions(facts.Conversation, mentions, kept: message.Mentions);
     }
 
     private static ApiError? CheckDelete(Caller caller, MessageFacts facts)
@@ -266,11 +267,12 @@ internal sealed class MessageService(
     private static bool IsSender(Caller caller, Message message) =>
         message.SenderId == caller.UserId && (caller.IsService || message.MessageType != MessageTypes.System);
 
-    private static ApiError? CheckMentions(ConversationSnapshot conversation, IReadOnlyList<Mention>? mentions)
+    /// <summary>Each mention names a current member, or (in an edit) a user the message mentioned before (<paramref name="kept"/>).</summary>
+    private static ApiError? CheckMentions(ConversationSnapshot conversation, IReadOnlyList<Mention>? mentions, IReadOnlyList<Mention>? kept = null)
     {
         foreach (var mention in mentions ?? [])
         {
-            if (conversation.Find(mention.UserId) is null)
+            if (conversation.Find(mention.UserId) is null && kept?.Any(k => k.UserId == mention.UserId) != true)
             {
                 return ApiError.Invalid("mentions", $"'{mention.UserId}' is not a member of this conversation.");
             }
