@@ -303,6 +303,24 @@ public sealed class ParticipantsApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task SetRole_ServiceDemotesTheOwner_Returns403AndTheGroupKeepsItsOwner_ButMayTransfer()
+    {
+        var (owner, bob) = Users("owner", "bob");
+        var group = await Api(owner).CreateGroupAsync("g", bob);
+        using var service = _factory.ServiceApi();
+
+        foreach (var role in new[] { "admin", "member" })
+        {
+            using var response = await SetRoleAsync(service, group.Id, owner, role);
+            await ParleyApi.ProblemAsync(response, HttpStatusCode.Forbidden, "forbidden");
+        }
+
+        Assert.Equal(new Dictionary<string, string> { [owner] = "owner", [bob] = "member" }, RolesOf(await Api(owner).GetConversationAsync(group.Id)));
+        await SetRoleOkAsync(service, group.Id, bob, "owner");
+        Assert.Equal(new Dictionary<string, string> { [owner] = "admin", [bob] = "owner" }, RolesOf(await Api(owner).GetConversationAsync(group.Id)));
+    }
+
+    [Fact]
     public async Task SetRole_AdminPromotesMemberAndStepsDown_Returns200()
     {
         var (owner, admin, carol) = Users("owner", "admin", "carol");

@@ -83,14 +83,15 @@ internal static class MembershipRules
             return changes;
         }
 
+        // A group keeps its owner, whoever asks (the service role too): the owner's role changes only by a transfer.
+        if (target.Role == Roles.Owner)
+        {
+            return ApiError.Forbidden(
+                caller.IsService || actor!.Role == Roles.Owner ? "Transfer ownership to another member first." : "Admins cannot change the owner's role.");
+        }
+
         if (!caller.IsService)
         {
-            if (target.Role == Roles.Owner)
-            {
-                return ApiError.Forbidden(
-                    actor!.Role == Roles.Owner ? "Transfer ownership to another member first." : "Admins cannot change the owner's role.");
-            }
-
             // Admins may promote members and step down themselves; demoting another admin is the owner's call.
             if (actor!.Role == Roles.Admin && target.Role == Roles.Admin && target.UserId != actor.UserId)
             {
