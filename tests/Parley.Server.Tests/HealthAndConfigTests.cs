@@ -177,6 +177,13 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
             Assert.Equal("string", schemas.GetProperty(name).GetProperty("properties").GetProperty("code").GetProperty("type").GetString());
             Assert.Contains("code", schemas.GetProperty(name).GetProperty("required").EnumerateArray().Select(r => r.GetString()));
         }
+
+        // The schema names what a problem body carries, under the names it carries them.
+        using var anyone = _factory.Api("alice");
+        var problem = await ParleyApi.ReadAsync<JsonElement>(await anyone.GetAsync($"/api/v1/conversations/{Guid.CreateVersion7()}"), HttpStatusCode.NotFound);
+        var described = schemas.GetProperty("ProblemDetails").GetProperty("properties").EnumerateObject().Select(p => p.Name).ToHashSet();
+        Assert.All(problem.EnumerateObject().Select(p => p.Name), name => Assert.Contains(name, described));
+        Assert.DoesNotContain("traceId", described);
     }
 
     [Theory]
