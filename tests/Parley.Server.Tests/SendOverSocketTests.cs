@@ -197,6 +197,39 @@ public sealed class SendOverSocketTests : IAsyncLifetime
         Assert.True(c < await AckAsync(socket, "d"));
     }
 
+    [Fact]
+    public async Task SendRefusedByTheFrameBudgetBehindAHold_LeavesTheHoldWithTheEarlierSend()
+    {
+        // A frame-budget refusal replaced the hold: c was refused first, but d (refused by the frame budget after it)
+        // took the hold, so c, sent again first as clients do, was refused for d, and d was stored before c.
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new ParleyFactory(s =>
+        {
+            s["Realtime:InboundBurst"] = "3";
+            s["Realtime:InboundFramesPerSecond"] = "1";
+            s["Limits:SendBurst"] = "2";
+            s["Limits:SendRatePerSecond"] = "1";
+        }, time: time).StartKestrel();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var socket = await WsClient.ConnectAsync(factory, "alice");
+        await SendMessageAsync(socket, conversation.Id, "a");
+        await SendMessageAsync(socket, conversation.Id, "b");
+        await SendMessageAsync(socket, conversation.Id, "c");
+        await AckAsync(socket, "a");
+        await AckAsync(socket, "b");
+        Assert.Equal("rate_limited", (await ErrorAsync(socket, "c")).GetProperty("code").GetString()); // the send rate
+        await SendMessageAsync(socket, conversation.Id, "d");
+        Assert.Equal("rate_limited", (await ErrorAsync(socket, "d")).GetProperty("code").GetString()); // the frame budget
+
+        time.Advance(TimeSpan.FromSeconds(2));
+        await SendMessageAsync(socket, conversation.Id, "c");
+        var c = await AckAsync(socket, "c");
+        time.Advance(TimeSpan.FromSeconds(2));
+        await SendMessageAsync(socket, conversation.Id, "d");
+        Assert.True(c < await AckAsync(socket, "d"));
+    }
+
     private static ParleyFactory RateLimited(FakeTimeProvider time) =>
         new ParleyFactory(s =>
         {

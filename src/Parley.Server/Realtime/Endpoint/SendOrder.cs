@@ -33,9 +33,19 @@ internal sealed class SendOrder(TimeProvider time)
         return hold;
     }
 
-    /// <summary>A send was refused in passing: the ones behind it wait for it.</summary>
-    public void Refused(Guid conversationId, string clientMessageId, string code) =>
+    /// <summary>
+    /// A send was refused in passing: the ones behind it wait for it, unless an earlier refused send of the conversation
+    /// still holds them (a send the frame budget refuses is not asked <see cref="Blocking"/> first): that one goes first.
+    /// </summary>
+    public void Refused(Guid conversationId, string clientMessageId, string code)
+    {
+        if (_holds.TryGetValue(conversationId, out var earlier) && earlier.ClientMessageId != clientMessageId && time.GetUtcNow() < earlier.Until)
+        {
+            return;
+        }
+
         _holds[conversationId] = new Hold(clientMessageId, code, time.GetUtcNow() + HoldFor);
+    }
 
     public sealed record Hold(string ClientMessageId, string Code, DateTimeOffset Until);
 }
