@@ -166,6 +166,19 @@ public sealed class SyncApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Sync_TheLongestCursorRetentionAllowed_StillAnswers()
+    {
+        // "Now minus the retention" was before the first date .NET has: every sync, cursor upgrade and resume failed.
+        await using var factory = new ParleyFactory(s => s["Delivery:CursorRetention"] = TimeSpan.MaxValue.ToString("c", System.Globalization.CultureInfo.InvariantCulture));
+        using var bob = factory.Api("bob");
+        var cursor = await CursorAsync(bob);
+
+        var page = await ParleyApi.ReadAsync<JsonElement>(await bob.GetAsync($"/api/v1/sync?cursor={cursor}"));
+
+        Assert.Equal(0, page.GetProperty("events").GetArrayLength());
+    }
+
+    [Fact]
     public async Task Sync_WithoutToken_Returns401()
     {
         using var anonymous = _factory.Anonymous();

@@ -28,7 +28,8 @@ internal sealed class StreamCursors(IChatStore store, IOptions<DeliveryOptions> 
             return new ApiError(410, ErrorCodes.CursorExpired, "The cursor belongs to another deployment (or a reset database); reload and start from a fresh cursor.");
         }
 
-        if (cursor.IssuedAt < time.GetUtcNow() - options.Value.CursorRetention)
+        // As an age: "now - retention" is before the first date .NET has for the longest retentions the setting allows.
+        if (time.GetUtcNow() - cursor.IssuedAt > options.Value.CursorRetention)
         {
             return new ApiError(410, ErrorCodes.CursorExpired, "The cursor is older than the retention; reload and start from a fresh cursor.");
         }
