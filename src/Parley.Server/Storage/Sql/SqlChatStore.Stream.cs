@@ -222,27 +222,38 @@ internal abstract partial class SqlChatStore
             var result = new Dictionary<Guid, Message?>();
             foreach (var chunk in messageIds.Distinct().Chunk(IdsPerStatement))
             {
-                var messages = s.Sql($"SELECT {SqlRow.MessageColumns} FROM messages m WHERE m.id IN ({Placeholders("@m", chunk.Length)})");
-                var later = s.Sql(
+                // The message, its number of stored versions and its edits and deletes after seq in one statement, so that
+                // all of them are of one moment: read apart, an edit committed between the reads showed a former member
+                // the message as edited after they left (or its deletion).
+                var ids = Placeholders("@m", chunk.Length);
+                var read = s.Sql(
                     $"""
-                    SELECT message_id, type, COUNT(*) FROM conversation_events
-                    WHERE conversation_id = @c AND seq > @s AND type IN ('{EventTypes.MessageEdited}', '{EventTypes.MessageDeleted}')
-                      AND message_id IN ({Placeholders("@m", chunk.Length)})
-                    GROUP BY message_id, type
+                    WITH later AS (
+                        SELECT message_id,
+                               SUM(CASE WHEN type = '{EventTypes.MessageEdited}' THEN 1 ELSE 0 END) AS edits,
+                               SUM(CASE WHEN type = '{EventTypes.MessageDeleted}' THEN 1 ELSE 0 END) AS deletes
+                        FROM conversation_events
+                        WHERE conversation_id = @c AND seq > @s AND type IN ('{EventTypes.MessageEdited}', '{EventTypes.MessageDeleted}')
+                          AND message_id IN ({ids})
+                        GROUP BY message_id)
+                    SELECT {SqlRow.MessageColumns}, (SELECT COUNT(*) FROM message_edits v WHERE v.message_id = m.id),
+                           COALESCE(later.edits, 0), COALESCE(later.deletes, 0)
+                    FROM messages m LEFT JOIN later ON later.message_id = m.id
+                    WHERE m.id IN ({ids})
                     """)
                     .With("@c", conversationId).With("@s", seq);
                 for (var i = 0; i < chunk.Length; i++)
                 {
-                    messages.With($"@m{i}", chunk[i]);
-                    later.With($"@m{i}", chunk[i]);
+                    read.With($"@m{i}", chunk[i]);
                 }
 
-                var changes = (await later.ListAsync(r => (Id: r.Guid(0), Type: r.String(1), Count: r.Long(2)), cancellationToken)).ToLookup(c => c.Id);
-                foreach (var message in await messages.ListAsync(r => r.Message(), cancellationToken))
+                var rows = await read.ListAsync(
+                    r => (Message: r.Message(), Versions: r.Long(SqlRow.MessageColumnCount), EditsAfter: r.Long(SqlRow.MessageColumnCount + 1),
+                          DeletedAfter: r.Long(SqlRow.MessageColumnCount + 2) > 0),
+                    cancellationToken);
+                foreach (var (message, stored, editsAfter, deletedAfter) in rows)
                 {
-                    var after = changes[message.Id].ToList();
-                    var editsAfter = (int)after.Where(c => c.Type == EventTypes.MessageEdited).Sum(c => c.Count);
-                    if (after.Any(c => c.Type == EventTypes.MessageDeleted))
+                    if (deletedAfter)
                     {
                         // Deleted since: its content is erased, and the deletion is not the former member's to learn.
                         result[message.Id] = null;
@@ -255,24 +266,27 @@ internal abstract partial class SqlChatStore
                         continue;
                     }
 
-                    // Version v holds what the message said before edit v: after n of N edits, version n + 1.
-                    var versions = await s.Sql("SELECT content, mentions, created_at FROM message_edits WHERE message_id = @id ORDER BY version")
-                        .With("@id", message.Id)
-                        .ListAsync(
-                            r => (Content: r.NullableString(0), Mentions: r.Json(1, StorageJsonContext.Default.IReadOnlyListMention), Since: r.Time(2)),
+                    // Version v holds what the message said before edit v: after n of N edits, version n + 1. Versions are
+                    // never rewritten, only erased by a delete (which may have come since the statement above: then hidden).
+                    var n = (int)(stored - editsAfter);
+                    var version = n < 0 ? null : await s.Sql("SELECT content, mentions, created_at FROM message_edits WHERE message_id = @id AND version = @v")
+                        .With("@id", message.Id).With("@v", n + 1)
+                        .FirstOrDefaultAsync(
+                            r => new EditVersion(r.NullableString(0), r.Json(1, StorageJsonContext.Default.IReadOnlyListMention), r.Time(2)),
                             cancellationToken);
-                    var n = versions.Count - editsAfter;
-                    result[message.Id] = n < 0 ? null : message with
+                    result[message.Id] = version is null ? null : message with
                     {
-                        Content = versions[n].Content,
-                        Mentions = versions[n].Mentions,
-                        EditedAt = n == 0 ? null : versions[n].Since,
+                        Content = version.Content,
+                        Mentions = version.Mentions,
+                        EditedAt = n == 0 ? null : version.Since,
                     };
                 }
             }
 
             return result;
         }, cancellationToken);
+
+    private sealed record EditVersion(string? Content, IReadOnlyList<Mention>? Mentions, DateTimeOffset Since);
 
     public Task<IReadOnlyDictionary<Guid, Message>> GetMessagesAsync(IReadOnlyCollection<Guid> messageIds, CancellationToken cancellationToken) =>
         ReadAsync<IReadOnlyDictionary<Guid, Message>>(

@@ -506,6 +506,8 @@ internal readonly struct SqlRow(DbDataReader reader, SqlDialect dialect)
         "m.id, m.conversation_id, m.seq, m.sender_id, m.message_type, m.content, m.reply_to_id, m.mentions, m.media, m.location, " +
         "m.client_message_id, m.created_at, m.edited_at, m.deleted_at";
 
+    public const int MessageColumnCount = 14;
+
     public Message Message(int o = 0) => new(
         Guid(o),
         Guid(o + 1),
