@@ -101,7 +101,7 @@ internal static partial class ErrorHandling
                 InvalidOperationException when UnknownCharset(httpContext.Request) is { } charset =>
                     (StatusCodes.Status415UnsupportedMediaType, ErrorCodes.UnsupportedMediaType,
                         $"The body's charset '{charset}' is not supported: send JSON in UTF-8 (Content-Type: application/json)."),
-                // Nothing was committed; only a database that is unreachable, busy or shutting down is worth a retry (503).
+                // As a rule nothing was committed (a COMMIT cut off is the exception: errors.md); only a database that is unreachable, busy or shutting down is worth a retry (503).
                 System.Data.Common.DbException db => ApiError.ForStorageFailure(db) is var error ? (error.Status, error.Code, error.Message) : default,
                 OperationCanceledException when httpContext.RequestAborted.IsCancellationRequested =>
                     (499, ErrorCodes.InvalidRequest, "The client closed the request."),
