@@ -95,6 +95,84 @@ public sealed class EventRelayLeaseTests
         Assert.Null(taken);
     }
 
+    [Fact]
+    public async Task Lease_TakenTooLateForTheFirstRenewal_NothingPublishedUntilItIsTakenInTime()
+    {
+        // A take that answered after a third of the lease left the pass to publish with less lease than its first renewal
+        // needs: another instance could take the sink over and publish the same batch beside it.
+        var sink = new InMemoryEventSink();
+        await using var factory = Server(sink);
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        using var alice = factory.Api("alice");
+        await alice.CreateDirectAsync("bob");
+        await sink.WaitForAsync(r => r.Count >= 1);
+
+        // Every take of the lease now answers 0.7 s late: more than a third of the 1.5 s lease.
+        store.Method = nameof(IChatStore.TakeRelayLeaseAsync);
+        store.Delay = TimeSpan.FromSeconds(0.7);
+        store.Failing = true;
+        await Task.Delay(TimeSpan.FromSeconds(1.2), Ct);
+        var before = sink.Records.Count;
+        await alice.CreateDirectAsync("carol");
+        await Task.Delay(TimeSpan.FromSeconds(3), Ct);
+        Assert.Equal(before, sink.Records.Count);
+        using (var client = factory.CreateClient())
+        {
+            Assert.Contains("Events:LeaseDuration", await client.GetStringAsync("/ready", Ct), StringComparison.Ordinal);
+        }
+
+        store.Failing = false;
+        await sink.WaitForAsync(r => r.Count > before);
+    }
+
+    [Fact]
+    public async Task Lease_TakenOverAfterAFailure_ThisInstanceNoLongerReportsTheFailure()
+    {
+        // The failure of its last pass stayed on an instance that lost the lease: its /ready said "publishing fails" for
+        // good while another instance published.
+        var sink = new InMemoryEventSink();
+        await using var factory = Server(sink);
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        using var alice = factory.Api("alice");
+        await alice.CreateDirectAsync("bob");
+        await sink.WaitForAsync(r => r.Count >= 1);
+
+        store.Method = nameof(IChatStore.TakeRelayLeaseAsync);
+        store.Failing = true;
+        await WaitForEventsCheckAsync(factory, check => check.Contains("publishing fails", StringComparison.Ordinal));
+
+        // Once its lease ran out, another instance takes the sink (for long); then the store answers this one again.
+        RelayLease? taken = null;
+        for (var i = 0; i < 100 && taken is null; i++)
+        {
+            await Task.Delay(50, Ct);
+            taken = await store.Inner.TakeRelayLeaseAsync(sink.Name, "another instance", DateTimeOffset.UtcNow, TimeSpan.FromMinutes(5), Ct);
+        }
+
+        Assert.NotNull(taken);
+        store.Failing = false;
+        await WaitForEventsCheckAsync(factory, check => !check.Contains("publishing fails", StringComparison.Ordinal));
+    }
+
+    private static async Task WaitForEventsCheckAsync(ParleyFactory factory, Func<string, bool> done)
+    {
+        using var client = factory.CreateClient();
+        var body = "";
+        for (var i = 0; i < 400; i++)
+        {
+            body = await client.GetStringAsync("/ready", Ct);
+            using var report = System.Text.Json.JsonDocument.Parse(body);
+            if (done(report.RootElement.GetProperty("checks").EnumerateArray().Single(e => e.GetProperty("name").GetString() == "events").ToString()))
+            {
+                return;
+            }
+
+            await Task.Delay(50, Ct);
+        }
+
+        Assert.Fail($"/ready never reported what was expected; last: {body}");
+    }
+
     /// <summary>A conversation created, so that the first publish starts (and hangs); the store to slow or fail then.</summary>
     private static async Task<FailingStore> StartSlowPublishAsync(ParleyFactory factory, SlowFirstSink sink)
     {

@@ -113,6 +113,8 @@ internal sealed partial class EventRelay(
 
                         lease = null;
                         state.IsLeader = false;
+                        // Another instance publishes: this one's last failure says nothing about the stream any more.
+                        state.LastFailure = null;
                         await Task.Delay(Min(settings.LeaseDuration / 3, TimeSpan.FromSeconds(5)), time, stoppingToken);
                         continue;
                     }
@@ -127,6 +129,14 @@ internal sealed partial class EventRelay(
                     renewAt = now + settings.LeaseDuration / 3;
                     heldUntil = now + settings.LeaseDuration;
                     state.IsLeader = true;
+                    if (time.GetUtcNow() >= renewAt)
+                    {
+                        // The store answered so late that the pass's first renewal would come after the lease ran out
+                        // (another instance could take it while this one publishes): renew first, and say so while it lasts.
+                        state.LastFailure = $"The store took longer than a third of Events:LeaseDuration ({settings.LeaseDuration}) to renew the lease of {sink.Name}.";
+                        renewAt = DateTimeOffset.MinValue;
+                        continue;
+                    }
                 }
 
                 // Read, build and publish with the lease renewed beside them: reading and building a large batch on a busy

@@ -24,6 +24,9 @@ internal sealed class FailingStore : IAsyncDisposable
 
     public IChatStore Store { get; }
 
+    /// <summary>The server's own store, which never fails: what another instance on the same database would see.</summary>
+    public IChatStore Inner => _inner;
+
     public bool Failing { get => Volatile.Read(ref _failing); set => Volatile.Write(ref _failing, value); }
 
     private bool _failing;
