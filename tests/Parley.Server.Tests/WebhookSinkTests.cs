@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -356,18 +357,65 @@ public sealed class WebhookSinkTests : IAsyncLifetime
         Assert.Equal(["e1", "e1", "e1", "e1", "e1"], handler.Posted);
     }
 
+    [Fact]
+    public async Task Publish_ARecordThatCrashesTheEndpoint_RefusalsCountAcrossTheBatchesOutagesFailed()
+    {
+        // Each crash on the record (500) is followed by the endpoint restarting (503, 503): the outages failed every batch
+        // first, and the refusals counted within one batch started from nothing in the next, so it was never dead-lettered.
+        var handler = new ScriptedHandler { Status = n => n % 3 == 1 ? System.Net.HttpStatusCode.InternalServerError : System.Net.HttpStatusCode.ServiceUnavailable };
+        var options = new Parley.Server.Events.WebhookOptions { MaxAttempts = 3, InitialBackoff = TimeSpan.FromMilliseconds(1), MaxBackoff = TimeSpan.FromMilliseconds(1) };
+        var letters = DispatchProxy.Create<IChatStore, DeadLetterStore>();
+        var (sink, http) = DirectSink(handler, options, TimeProvider.System, letters);
+        using var _ = http;
+
+        var failedBatches = 0;
+        for (var batch = 0; batch < 4 && ((DeadLetterStore)(object)letters).Letters.Count == 0; batch++)
+        {
+            try
+            {
+                await sink.PublishAsync([Record(1)], Ct);
+            }
+            catch (Parley.Server.Events.EventSinkException)
+            {
+                failedBatches++;
+            }
+        }
+
+        Assert.Equal("e1", Assert.Single(((DeadLetterStore)(object)letters).Letters).EventId);
+        Assert.Equal(1, failedBatches); // refused twice in the first batch, once more in the second
+    }
+
+    /// <summary>A store that takes dead letters and nothing else.</summary>
+#pragma warning disable CA1852 // DispatchProxy derives the proxy's type from it
+    internal class DeadLetterStore : DispatchProxy
+#pragma warning restore CA1852
+    {
+        public List<DeadLetter> Letters { get; } = [];
+
+        protected override object? Invoke(System.Reflection.MethodInfo? targetMethod, object?[]? args)
+        {
+            if (targetMethod?.Name != nameof(IChatStore.AddDeadLetterAsync))
+            {
+                throw new NotSupportedException(targetMethod?.Name);
+            }
+
+            Letters.Add((DeadLetter)args![0]!);
+            return Task.CompletedTask;
+        }
+    }
+
     /// <summary>
     /// A sink posting through <paramref name="handler"/> with <paramref name="options"/> (its endpoint and secret set here),
-    /// and no store: a dead letter would fail with a NullReferenceException. Dispose the client it returns.
+    /// and no store unless given: a dead letter would fail with a NullReferenceException. Dispose the client it returns.
     /// </summary>
     private static (Parley.Server.Events.WebhookSink Sink, HttpClient Http) DirectSink(
-        ScriptedHandler handler, Parley.Server.Events.WebhookOptions options, TimeProvider time)
+        ScriptedHandler handler, Parley.Server.Events.WebhookOptions options, TimeProvider time, IChatStore? store = null)
     {
         options.Url = new Uri("http://hooks.example/parley");
         options.Secret = Secret;
         var http = new HttpClient(handler);
         return (new Parley.Server.Events.WebhookSink(
-            "hooks", options, http, null!, time, Microsoft.Extensions.Logging.Abstractions.NullLogger<Parley.Server.Events.WebhookSink>.Instance), http);
+            "hooks", options, http, store!, time, Microsoft.Extensions.Logging.Abstractions.NullLogger<Parley.Server.Events.WebhookSink>.Instance), http);
     }
 
     private static Parley.Server.Events.EventRecord Record(int n) =>

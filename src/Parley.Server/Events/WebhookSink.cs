@@ -33,6 +33,10 @@ internal sealed partial class WebhookSink(
     // The records of the last batch that failed which are done (delivered or dead-lettered): the relay publishes the same
     // batch again from its recorded position, and these need not be posted twice. Cleared once a batch completes.
     private readonly HashSet<string> _done = new(StringComparer.Ordinal);
+
+    // The refusals each record of that batch has had: an outage that failed the batch must not wipe them, or a record
+    // that crashes the endpoint (refused, then unavailable while the endpoint restarts) would never be dead-lettered.
+    private readonly Dictionary<string, int> _refusals = new(StringComparer.Ordinal);
     private readonly Lock _doneLock = new();
 
     public string Name => $"webhook:{endpoint}";
@@ -60,6 +64,7 @@ internal sealed partial class WebhookSink(
         }
 
         _done.Clear();
+        _refusals.Clear();
     }
 
     /// <summary>
@@ -103,7 +108,13 @@ internal sealed partial class WebhookSink(
     private async Task DeliverAsync(EventRecord record, CancellationToken cancellationToken)
     {
         var backoff = options.InitialBackoff;
-        var (refusals, outages) = (0, 0);
+        int refusals;
+        lock (_doneLock)
+        {
+            refusals = _refusals.GetValueOrDefault(record.EventId);
+        }
+
+        var outages = 0;
         Attempt last;
         while (true)
         {
@@ -128,6 +139,11 @@ internal sealed partial class WebhookSink(
 
         if (last.Result == PostResult.Unavailable)
         {
+            lock (_doneLock)
+            {
+                _refusals[record.EventId] = refusals;
+            }
+
             throw new EventSinkException($"Webhook {endpoint} {(last.Answered ? "is unavailable" : "cannot be reached")}: {last.Error}");
         }
 
