@@ -88,14 +88,27 @@ public sealed partial class NotificationConsumer(IPushSender push, IOptions<Cons
                 continue;
             }
 
-            var notification = Parse(result.Message.Value);
-            if (notification is not null && Remember(notification.EventId, settings.RememberedIds))
+            Notification? notification;
+            try
             {
-                await push.SendAsync(notification, stoppingToken);
+                notification = Parse(result.Message.Value);
+            }
+            catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+            {
+                // Not a record of Parley's (another producer, a tombstone): skipped, or the worker would stop on it for good.
+                Log.Unreadable(logger, result.TopicPartitionOffset.ToString(), ex.Message);
+                notification = null;
+            }
+
+            if (notification is not null && _seen.Contains(notification.EventId))
+            {
+                Log.Duplicate(logger, notification.EventId);
             }
             else if (notification is not null)
             {
-                Log.Duplicate(logger, notification.EventId);
+                // Remembered once pushed: a push that failed is tried again (it is not lost, nor counted as sent).
+                await PushAsync(notification, stoppingToken);
+                Remember(notification.EventId, settings.RememberedIds);
             }
 
             consumer.Commit(result);
@@ -104,12 +117,32 @@ public sealed partial class NotificationConsumer(IPushSender push, IOptions<Cons
         consumer.Close();
     }
 
-    /// <summary>True the first time an id is seen.</summary>
-    private bool Remember(string eventId, int capacity)
+    /// <summary>Pushes until the push service takes it, waiting 1 s, then twice as long each time up to 30 s.</summary>
+    private async Task PushAsync(Notification notification, CancellationToken stoppingToken)
+    {
+        var wait = TimeSpan.FromSeconds(1);
+        while (true)
+        {
+            try
+            {
+                await push.SendAsync(notification, stoppingToken);
+                return;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
+            {
+                Log.PushFailed(logger, notification.EventId, wait.TotalSeconds, ex.Message);
+                await Task.Delay(wait, stoppingToken);
+                wait = wait * 2 < TimeSpan.FromSeconds(30) ? wait * 2 : TimeSpan.FromSeconds(30);
+            }
+        }
+    }
+
+    /// <summary>Remembers a pushed id, forgetting the oldest beyond <paramref name="capacity"/>.</summary>
+    private void Remember(string eventId, int capacity)
     {
         if (!_seen.Add(eventId))
         {
-            return false;
+            return;
         }
 
         _order.Enqueue(eventId);
@@ -117,8 +150,6 @@ public sealed partial class NotificationConsumer(IPushSender push, IOptions<Cons
         {
             _seen.Remove(_order.Dequeue());
         }
-
-        return true;
     }
 
     public static Notification? Parse(byte[] value)
@@ -150,5 +181,11 @@ public sealed partial class NotificationConsumer(IPushSender push, IOptions<Cons
 
         [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "Consume failed: {Reason}")]
         public static partial void ConsumeFailed(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "Skipped the record at {Position}: not a notification record ({Reason})")]
+        public static partial void Unreadable(ILogger logger, string position, string reason);
+
+        [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "Push of {EventId} failed; trying again in {DelaySeconds} s: {Reason}")]
+        public static partial void PushFailed(ILogger logger, string eventId, double delaySeconds, string reason);
     }
 }
