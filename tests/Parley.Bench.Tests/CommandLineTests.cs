@@ -35,6 +35,7 @@ public sealed class CommandLineTests
         Assert.Equal(Transport.WebSocket, o.Transport);
         Assert.Equal(1, o.Processes);
         Assert.Equal(Placement.Users, o.Placement);
+        Assert.Equal(0, o.AckIntervalMs); // no acks: the figures of docs/benchmarks.md unless a run says otherwise
         Assert.Matches("^b[0-9a-f]{8}$", o.RunId);
     }
 
@@ -59,13 +60,14 @@ public sealed class CommandLineTests
             "--grace", "9", "--group-size", "30", "--connections", "7", "--connect-rate", "90", "--offline", "4", "--settle", "2", "--transport", "rest",
             "--message-bytes", "200", "--http-connections", "16", "--source-addresses", "127.0.0.2-127.0.0.5", "--processes", "3",
             "--server-pid", "10,11", "--server-pid", "12", "--postgres-pids", "auto", "--max-p99-ms", "25", "--run-id", "nightly-1",
-            "--progress", "plain", "--output", "r.json", "--placement", "conversations");
+            "--progress", "plain", "--output", "r.json", "--placement", "conversations", "--ack-interval", "250");
 
         Assert.Equal(["http://a:1/", "http://b:2/", "http://c:3/"], o.Urls.Select(u => u.ToString()));
         Assert.Equal(Placement.Conversations, o.Placement);
         Assert.Equal((300, 50.5, 12.0, 0.0, 9.0, 30), (o.Users, o.Rate, o.DurationSeconds, o.WarmupSeconds, o.GraceSeconds, o.GroupSize));
         Assert.Equal((7, 90.0, 4.0, 2.0), (o.Connections, o.ConnectRate, o.OfflineSeconds, o.SettleSeconds));
         Assert.Equal((Transport.Rest, 200, 16), (o.Transport, o.MessageBytes, o.HttpConnections));
+        Assert.Equal(250, o.AckIntervalMs);
         Assert.Equal(4, o.SourceAddresses.Count);
         Assert.Equal(3, o.Processes);
         Assert.Equal([10, 11, 12], o.ServerPids);
@@ -119,7 +121,7 @@ public sealed class CommandLineTests
 
         foreach (var option in new[] { "--url", "--users", "--rate", "--duration", "--warmup", "--grace", "--group-size", "--connections", "--connect-rate",
             "--offline", "--settle", "--transport", "--message-bytes", "--http-connections", "--auth", "--token-key", "--token-issuer", "--token-audience",
-            "--source-addresses", "--processes", "--server-pid", "--placement", "--postgres-pids", "--max-p99-ms", "--run-id", "--progress", "--output" })
+            "--source-addresses", "--processes", "--server-pid", "--placement", "--postgres-pids", "--max-p99-ms", "--run-id", "--progress", "--output", "--ack-interval" })
         {
             Assert.Contains(option + " ", usage, StringComparison.Ordinal);
         }

@@ -22,7 +22,7 @@ public sealed class ResultTests
             RunId = "r1",
             Urls = ["http://127.0.0.1:8083/"],
             StartedAt = DateTimeOffset.UnixEpoch,
-            Settings = new RunSettings(10, 100, 2, 0, 5, null, null, 500, 64, null, null, "header", 0, "users"),
+            Settings = new RunSettings(10, 100, 2, 0, 5, null, null, 500, 64, null, null, "header", 0, "users", null),
             WindowS = 2,
             Offered = offered,
             Delivered = delivered,

@@ -39,6 +39,30 @@ public sealed class SmokeRunTests(BenchServer server) : IClassFixture<BenchServe
     }
 
     [Fact]
+    public async Task Chat_WithAcks_DevicesAcknowledgeWhatTheyHold()
+    {
+        var acksBefore = await AckFramesReceivedAsync();
+
+        var (exitCode, result, _, errors) = await BenchRun.InProcessAsync(
+            "chat", "--url", Url, "--users", "10", "--rate", "50", "--duration", "2", "--warmup", "0", "--ack-interval", "100");
+
+        var r = AssertClean(exitCode, result, errors);
+        Assert.Equal(100, r.Delivered);
+        Assert.Equal(100, r.Settings.AckIntervalMs);
+        // Ten devices, each acknowledging its conversation as it moved, every 100 ms for about two seconds.
+        Assert.InRange(await AckFramesReceivedAsync() - acksBefore, 10, 10 * 30);
+    }
+
+    /// <summary>The server's count of <c>ack</c> frames received so far (its <c>/metrics</c>, which answers this machine).</summary>
+    private async Task<double> AckFramesReceivedAsync()
+    {
+        using var http = new HttpClient();
+        var text = await http.GetStringAsync(new Uri(server.Address, "/metrics"), TestContext.Current.CancellationToken);
+        var line = text.Split('\n').SingleOrDefault(l => l.StartsWith("parley_frames_in_total{", StringComparison.Ordinal) && l.Contains("type=\"ack\"", StringComparison.Ordinal));
+        return line is null ? 0 : double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
     public async Task Chat_OverRest_DeliversEveryMessageOnce()
     {
         var (exitCode, result, _, errors) = await BenchRun.InProcessAsync(

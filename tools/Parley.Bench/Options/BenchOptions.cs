@@ -86,6 +86,9 @@ internal sealed record BenchOptions
 
     public Transport Transport { get; init; } = Transport.WebSocket;
 
+    /// <summary>chat, group: devices connect with <c>acks=true</c> and acknowledge what they hold this often (0: no acks).</summary>
+    public double AckIntervalMs { get; init; }
+
     public int MessageBytes { get; init; } = 64;
 
     /// <summary>HTTP connections (and concurrent requests) of the REST pool.</summary>

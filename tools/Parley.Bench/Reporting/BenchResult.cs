@@ -98,7 +98,8 @@ internal sealed record RunSettings(
     double? SettleS,
     string Auth,
     int SourceAddresses,
-    string? Placement);
+    string? Placement,
+    double? AckIntervalMs);
 
 internal sealed record ConnectionStats
 {

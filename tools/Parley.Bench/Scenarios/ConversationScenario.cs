@@ -37,6 +37,8 @@ internal sealed class ConversationScenario : IScenario
 
     private bool IsGroup => _context.Options.Scenario == ScenarioKind.Group;
 
+    private bool Acks => _context.Options.AckIntervalMs > 0;
+
     public async Task SetUpAsync(CancellationToken cancellationToken)
     {
         var identities = new Identity[_devices.Length];
@@ -63,7 +65,7 @@ internal sealed class ConversationScenario : IScenario
         }, cancellationToken);
 
         _context.Log($"connecting {_devices.Length} sockets at {_context.Plan.ConnectRate:0.#}/s");
-        await Connector.ConnectAllAsync(_context, _devices, _ledger, _context.Plan.ConnectRate, Stopwatch.GetTimestamp(), acks: false, cancellationToken);
+        await Connector.ConnectAllAsync(_context, _devices, _ledger, _context.Plan.ConnectRate, Stopwatch.GetTimestamp(), acks: Acks, cancellationToken);
         if (_context.Connections.Failed > 0)
         {
             throw new SetupException(
@@ -78,6 +80,7 @@ internal sealed class ConversationScenario : IScenario
         _ledger.SetTimes(start, Connector.At(start, options.WarmupSeconds), Connector.At(start, options.WarmupSeconds + options.DurationSeconds));
         using var stopRest = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var rest = _rest?.RunAsync(stopRest.Token) ?? Task.CompletedTask;
+        var acks = Acks ? Acknowledger.RunAsync(_devices, TimeSpan.FromMilliseconds(options.AckIntervalMs), stopRest.Token) : Task.CompletedTask;
 
         await SendScheduler.RunAsync(_ledger.Schedule, start, Fire, cancellationToken);
         _rest?.Complete();
@@ -89,7 +92,7 @@ internal sealed class ConversationScenario : IScenario
         }
 
         await stopRest.CancelAsync();
-        await rest;
+        await Task.WhenAll(rest, acks);
     }
 
     private void Fire(long index)

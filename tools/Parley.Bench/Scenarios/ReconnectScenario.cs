@@ -90,7 +90,7 @@ internal sealed class ReconnectScenario : IScenario
         _ledger.SetTimes(start, start, Connector.At(start, _context.Options.DurationSeconds));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var rest = _rest.RunAsync(stop.Token);
-        var acks = AckLoopAsync(stop.Token);
+        var acks = Acknowledger.RunAsync(_devices, AckInterval, stop.Token);
         _phase = "online";
         var sends = SendScheduler.RunAsync(_ledger.Schedule, start, Fire, cancellationToken);
 
@@ -155,38 +155,6 @@ internal sealed class ReconnectScenario : IScenario
         Interlocked.Increment(ref _resumed);
         var intended = Connector.At(_reconnectStart, device.Index / _context.Plan.ConnectRate);
         _resumeLatency.RecordTicks(timestamp - intended);
-    }
-
-    // Acknowledges, for every connected device, what it now holds without a gap; the replies are cursor frames.
-    private async Task AckLoopAsync(CancellationToken cancellationToken)
-    {
-        using var timer = new PeriodicTimer(AckInterval);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(cancellationToken))
-            {
-                foreach (var device in _devices)
-                {
-                    if (device.Connection is not { } connection)
-                    {
-                        continue;
-                    }
-
-                    for (var slot = 0; slot < device.ConversationCount; slot++)
-                    {
-                        var seq = device.TakeAck(slot);
-                        if (seq > 0)
-                        {
-                            connection.Enqueue(new Outbound(OutboundKind.Ack, seq, slot));
-                        }
-                    }
-                }
-            }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-            // The run is over.
-        }
     }
 
     private static async Task DelayUntilAsync(long timestamp, CancellationToken cancellationToken)

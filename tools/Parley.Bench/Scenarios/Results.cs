@@ -74,7 +74,8 @@ internal static class Results
             o.Scenario == ScenarioKind.Reconnect ? o.SettleSeconds : null,
             o.Auth.ToString().ToLowerInvariant(),
             o.SourceAddresses.Count,
-            messaging ? o.Placement.ToString().ToLowerInvariant() : null);
+            messaging ? o.Placement.ToString().ToLowerInvariant() : null,
+            messaging ? o.AckIntervalMs : null);
     }
 
     /// <summary>The encoded histograms, the connect latency always among them.</summary>
