@@ -600,6 +600,34 @@ public sealed class ResumeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Ack_RepliedWithACursorAtOnceTheFirstTime_ThenAtMostOncePerCursorInterval()
+    {
+        // A reply within a second of every ack cost a busy server a cursor check and a frame per acknowledging socket a
+        // second (docs/benchmarks.md, item 35), for a resume point a few seconds fresher.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new ParleyFactory(time: time).StartKestrel();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(factory, "bob", "acks=true");
+        var first = await alice.SendTextAsync(conversation.Id, "one");
+        await bob.NextAsync("new_message");
+        await WaitUntilPositionedAsync(factory, "bob", bob.Connected.GetProperty("cursor").GetString()!, 1);
+        await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = first.Seq });
+        await bob.NextAsync("cursor");
+
+        var second = await alice.SendTextAsync(conversation.Id, "two");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == second.Id);
+        await WaitUntilPositionedAsync(factory, "bob", bob.Connected.GetProperty("cursor").GetString()!, 2);
+        time.Advance(TimeSpan.FromSeconds(2));
+        await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = second.Seq });
+        await bob.AssertNoFrameAsync("cursor", WsClientAssertions.Silence);
+
+        // Delivery:CursorInterval (5 s) after the last one: the ticker's turn, and the next ack's.
+        time.Advance(TimeSpan.FromSeconds(3));
+        await bob.NextAsync("cursor");
+    }
+
+    [Fact]
     public async Task Resume_CatchUpFailingUnexpectedly_ClosesWith1013InsteadOfHoldingLiveEventsForGood()
     {
         await using var factory = new ParleyFactory(services: FailingStore.Install).StartKestrel();

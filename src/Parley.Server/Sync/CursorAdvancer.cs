@@ -1,4 +1,5 @@
 using System.Data.Common;
+using Microsoft.Extensions.Options;
 using Parley.Server.Protocol;
 using Parley.Server.Realtime;
 using Parley.Server.Storage;
@@ -9,7 +10,8 @@ namespace Parley.Server.Sync;
 /// Cursors while connected (docs/delivery.md, "Cursors while connected"): advances a socket's cursor over what it
 /// was given, and sends it the events it should have had live but lacks.
 /// </summary>
-internal sealed partial class CursorAdvancer(IChatStore store, EventFrameBuilder frames, TimeProvider time, ILogger<CursorAdvancer> logger)
+internal sealed partial class CursorAdvancer(
+    IChatStore store, EventFrameBuilder frames, TimeProvider time, IOptions<DeliveryOptions> options, ILogger<CursorAdvancer> logger)
 {
     // Events checked per cursor computation; a busier socket's cursor advances over the first ones and continues.
     private const int CursorCheckLimit = 2000;
@@ -19,6 +21,27 @@ internal sealed partial class CursorAdvancer(IChatStore store, EventFrameBuilder
 
     // An event a socket has lacked this long did not reach it live: it is sent by the cursor check.
     private static readonly TimeSpan RepairAfter = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// A socket acknowledged: it follows cursors from now on, and gets a fresh one at once the first time, then at most
+    /// once per <see cref="DeliveryOptions.CursorInterval"/> (the ticker's pace). Replying to every ack within a second
+    /// cost a busy server a cursor check and a frame per acknowledging socket a second, for a resume point a few
+    /// seconds fresher.
+    /// </summary>
+    public Task AcknowledgedAsync(SocketDelivery socket, CancellationToken cancellationToken)
+    {
+        var state = socket.Cursors;
+        state.Enabled = true;
+        var now = time.GetTimestamp();
+        var last = Interlocked.Read(ref state.LastCheckTicks);
+        if (last != 0 && time.GetElapsedTime(last, now) < options.Value.CursorInterval)
+        {
+            return Task.CompletedTask;
+        }
+
+        Interlocked.Exchange(ref state.LastCheckTicks, now);
+        return TryAdvanceAsync(socket, cancellationToken);
+    }
 
     /// <summary>
     /// Gives the socket a newer cursor up to the last position before which every event the device may see was

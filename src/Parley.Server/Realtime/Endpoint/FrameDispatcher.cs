@@ -388,15 +388,7 @@ internal sealed partial class FrameDispatcher(
         var error = await AcknowledgeAsync(caller, payload, cancellationToken);
         if (error is null)
         {
-            // Acknowledging devices follow cursors; reply with a fresh one at most once a second.
-            var state = socket.Cursors;
-            state.Enabled = true;
-            var now = time.GetTimestamp();
-            if (time.GetElapsedTime(Interlocked.Read(ref state.LastCheckTicks), now) >= TimeSpan.FromSeconds(1))
-            {
-                Interlocked.Exchange(ref state.LastCheckTicks, now);
-                await cursorAdvancer.TryAdvanceAsync(socket, cancellationToken);
-            }
+            await cursorAdvancer.AcknowledgedAsync(socket, cancellationToken);
         }
 
         return error;
