@@ -104,38 +104,58 @@ public sealed partial class NotificationConsumer(IPushSender push, IOptions<Cons
             {
                 Log.Duplicate(logger, notification.EventId);
             }
-            else if (notification is not null)
+            else if (notification is not null && await PushAsync(notification, stoppingToken))
             {
-                // Remembered once pushed: a push that failed is tried again (it is not lost, nor counted as sent).
-                await PushAsync(notification, stoppingToken);
+                // Remembered once pushed: a push that failed was tried again, and is not counted as sent.
                 Remember(notification.EventId, settings.RememberedIds);
             }
 
-            consumer.Commit(result);
+            try
+            {
+                consumer.Commit(result);
+            }
+            catch (KafkaException ex)
+            {
+                // The partition went to another member meanwhile (a rebalance): it reads on from the last commit.
+                Log.CommitFailed(logger, result.TopicPartitionOffset.ToString(), ex.Error.Reason);
+            }
         }
 
         consumer.Close();
     }
 
-    /// <summary>Pushes until the push service takes it, waiting 1 s, then twice as long each time up to 30 s.</summary>
-    private async Task PushAsync(Notification notification, CancellationToken stoppingToken)
+    /// <summary>
+    /// Pushes, trying again after 1, 2, 4 and 8 s when the push service fails: within the consumer's poll interval
+    /// (<c>max.poll.interval.ms</c>, 5 minutes), so the worker keeps its partitions. A push that still fails is logged
+    /// and given up (false): a push is worth little minutes late, and one that can never go (a device token gone)
+    /// must not hold every later notification of its partition.
+    /// </summary>
+    private async Task<bool> PushAsync(Notification notification, CancellationToken stoppingToken)
     {
         var wait = TimeSpan.FromSeconds(1);
-        while (true)
+        for (var attempt = 1; ; attempt++)
         {
             try
             {
                 await push.SendAsync(notification, stoppingToken);
-                return;
+                return true;
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
             {
+                if (attempt == PushAttempts)
+                {
+                    Log.PushGivenUp(logger, notification.EventId, attempt, ex.Message);
+                    return false;
+                }
+
                 Log.PushFailed(logger, notification.EventId, wait.TotalSeconds, ex.Message);
                 await Task.Delay(wait, stoppingToken);
-                wait = wait * 2 < TimeSpan.FromSeconds(30) ? wait * 2 : TimeSpan.FromSeconds(30);
+                wait *= 2;
             }
         }
     }
+
+    private const int PushAttempts = 5;
 
     /// <summary>Remembers a pushed id, forgetting the oldest beyond <paramref name="capacity"/>.</summary>
     private void Remember(string eventId, int capacity)
@@ -187,5 +207,11 @@ public sealed partial class NotificationConsumer(IPushSender push, IOptions<Cons
 
         [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "Push of {EventId} failed; trying again in {DelaySeconds} s: {Reason}")]
         public static partial void PushFailed(ILogger logger, string eventId, double delaySeconds, string reason);
+
+        [LoggerMessage(EventId = 6, Level = LogLevel.Error, Message = "Push of {EventId} given up after {Attempts} attempts: {Reason}")]
+        public static partial void PushGivenUp(ILogger logger, string eventId, int attempts, string reason);
+
+        [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "Commit of {Position} failed ({Reason}); the partition's new reader goes on from the last commit")]
+        public static partial void CommitFailed(ILogger logger, string position, string reason);
     }
 }
