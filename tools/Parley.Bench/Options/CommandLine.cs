@@ -48,7 +48,7 @@ internal static class CommandLine
             (o, v) => o with { Transport = Enum<Transport>(v, ("websocket", Transport.WebSocket), ("ws", Transport.WebSocket), ("rest", Transport.Rest)) }),
         new("--ack-interval", "MS",
             "chat, group: connect with acks=true and acknowledge what each device holds every MS milliseconds, as Parley's clients do (default 0: no acks)",
-            (o, v) => o with { AckIntervalMs = Number(v, 0, 60_000) }),
+            (o, v) => o with { AckIntervalMs = Math.Round(Number(v, 0, 60_000)) }),
         new("--message-bytes", "N", "characters of message content (default 64)", (o, v) => o with { MessageBytes = Int(v, 1, 4096) }),
         new("--http-connections", "N", "HTTP connections of the REST pool, also the concurrency of set-up and REST sends (default 64)",
             (o, v) => o with { HttpConnections = Int(v, 1, 10_000) }),

@@ -5,23 +5,24 @@ namespace Parley.Bench.Scenarios;
 /// <summary>
 /// What Parley's clients do with <c>acks=true</c>: each connected device acknowledges (cumulative <c>ack</c>) what it holds
 /// of each conversation without a gap, if that moved, once per interval; the server replies with cursor frames. The
-/// devices' turns are spread over the interval in <see cref="Phases"/> steps, as independent clients' would be: all of
-/// them at one tick would be a burst no real deployment sees.
+/// devices' turns are spread over the interval (at most <see cref="MaxPhases"/> turns, on ticks of whole milliseconds),
+/// as independent clients' would be: all of them at one tick would be a burst no real deployment sees.
 /// </summary>
 internal static class Acknowledger
 {
-    public const int Phases = 25;
+    public const int MaxPhases = 25;
 
     public static async Task RunAsync(IReadOnlyList<Device> devices, TimeSpan interval, CancellationToken cancellationToken)
     {
-        using var timer = new PeriodicTimer(interval / Phases);
+        var (tickMs, phases) = Ticks((long)Math.Round(interval.TotalMilliseconds));
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(tickMs));
         var tick = 0L;
         try
         {
             while (await timer.WaitForNextTickAsync(cancellationToken))
             {
-                var phase = (int)(tick++ % Phases);
-                for (var i = phase; i < devices.Count; i += Phases)
+                var phase = (int)(tick++ % phases);
+                for (var i = phase; i < devices.Count; i += phases)
                 {
                     if (devices[i].Connection is not { } connection)
                     {
@@ -43,5 +44,12 @@ internal static class Acknowledger
         {
             // The run is over.
         }
+    }
+
+    /// <summary>The tick (whole milliseconds, at least 1) and the number of turns that make up <paramref name="intervalMs"/>.</summary>
+    internal static (long TickMs, int Phases) Ticks(long intervalMs)
+    {
+        var tick = Math.Max(1, intervalMs / MaxPhases);
+        return (tick, (int)Math.Max(1, Math.Round((double)intervalMs / tick)));
     }
 }
