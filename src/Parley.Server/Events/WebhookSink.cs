@@ -124,7 +124,21 @@ internal sealed partial class WebhookSink(
                 return;
             }
 
-            var failures = last.Result == PostResult.Refused ? ++refusals : ++outages;
+            int failures;
+            if (last.Result == PostResult.Refused)
+            {
+                failures = ++refusals;
+                lock (_doneLock)
+                {
+                    // Kept at once: however this attempt's batch ends (an outage, a lost lease, a stop), the next counts on.
+                    _refusals[record.EventId] = refusals;
+                }
+            }
+            else
+            {
+                failures = ++outages;
+            }
+
             Log.AttemptFailed(logger, endpoint, record.EventId, refusals + outages, last.Result == PostResult.Refused ? "refused" : "unavailable", last.Error!);
             if (failures == options.MaxAttempts)
             {
@@ -139,11 +153,6 @@ internal sealed partial class WebhookSink(
 
         if (last.Result == PostResult.Unavailable)
         {
-            lock (_doneLock)
-            {
-                _refusals[record.EventId] = refusals;
-            }
-
             throw new EventSinkException($"Webhook {endpoint} {(last.Answered ? "is unavailable" : "cannot be reached")}: {last.Error}");
         }
 
