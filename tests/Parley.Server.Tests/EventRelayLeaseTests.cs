@@ -107,9 +107,10 @@ public sealed class EventRelayLeaseTests
         await alice.CreateDirectAsync("bob");
         await sink.WaitForAsync(r => r.Count >= 1);
 
-        // Every take of the lease now answers 0.7 s late: more than a third of the 1.5 s lease.
+        // Every take of the lease now answers 0.9 s late: the pass's first renewal, 0.5 s after it starts, would be due
+        // after 1.2 s of the 1.5 s lease (a fifth is kept to spare).
         store.Method = nameof(IChatStore.TakeRelayLeaseAsync);
-        store.Delay = TimeSpan.FromSeconds(0.7);
+        store.Delay = TimeSpan.FromSeconds(0.9);
         store.Failing = true;
         await Task.Delay(TimeSpan.FromSeconds(1.2), Ct);
         var before = sink.Records.Count;

@@ -129,10 +129,11 @@ internal sealed partial class EventRelay(
                     renewAt = now + settings.LeaseDuration / 3;
                     heldUntil = now + settings.LeaseDuration;
                     state.IsLeader = true;
-                    if (time.GetUtcNow() >= renewAt)
+                    if (time.GetUtcNow() + settings.LeaseDuration / 3 >= heldUntil - settings.LeaseDuration / 5)
                     {
-                        // The store answered so late that the pass's first renewal would come after the lease ran out
-                        // (another instance could take it while this one publishes): renew first, and say so while it lasts.
+                        // The store answered so late that the pass's first renewal (a third of the lease after it starts)
+                        // would come after its deadline (RenewingAsync): another instance could take the lease while this one
+                        // publishes. Renew first, and say so while it lasts.
                         state.LastFailure = $"The store took longer than a third of Events:LeaseDuration ({settings.LeaseDuration}) to renew the lease of {sink.Name}.";
                         renewAt = DateTimeOffset.MinValue;
                         continue;
