@@ -534,7 +534,13 @@ public sealed class ResumeTests : IAsyncLifetime
     }
 
     /// <summary>Waits until REST sync from the cursor returns <paramref name="count"/> messages (the sequencer positions them shortly after commit).</summary>
-    private static async Task WaitUntilPositionedAsync(ParleyFactory factory, string userId, string cursor, int count)
+    /// <summary>
+    /// Waits until <paramref name="count"/> messages lie past <paramref name="cursor"/> for <paramref name="userId"/>. With
+    /// the server's fake clock (<paramref name="time"/>), which PostgreSQL's sequencer positions events on, the clock moves
+    /// on by 20 ms between looks.
+    /// </summary>
+    private static async Task WaitUntilPositionedAsync(
+        ParleyFactory factory, string userId, string cursor, int count, Microsoft.Extensions.Time.Testing.FakeTimeProvider? time = null)
     {
         using var api = factory.Api(userId);
         var deadline = DateTime.UtcNow.AddSeconds(10);
@@ -547,6 +553,7 @@ public sealed class ResumeTests : IAsyncLifetime
             }
 
             Assert.True(DateTime.UtcNow < deadline, "events were not positioned in time");
+            time?.Advance(TimeSpan.FromMilliseconds(20));
             await Task.Delay(20, TestContext.Current.CancellationToken);
         }
     }
@@ -611,20 +618,27 @@ public sealed class ResumeTests : IAsyncLifetime
         await using var bob = await WsClient.ConnectAsync(factory, "bob", "acks=true");
         var first = await alice.SendTextAsync(conversation.Id, "one");
         await bob.NextAsync("new_message");
-        await WaitUntilPositionedAsync(factory, "bob", bob.Connected.GetProperty("cursor").GetString()!, 1);
+        await WaitUntilPositionedAsync(factory, "bob", bob.Connected.GetProperty("cursor").GetString()!, 1, time);
         await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = first.Seq });
         await bob.NextAsync("cursor");
 
         var second = await alice.SendTextAsync(conversation.Id, "two");
         await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == second.Id);
-        await WaitUntilPositionedAsync(factory, "bob", bob.Connected.GetProperty("cursor").GetString()!, 2);
+        await WaitUntilPositionedAsync(factory, "bob", bob.Connected.GetProperty("cursor").GetString()!, 2, time);
         time.Advance(TimeSpan.FromSeconds(2));
         await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = second.Seq });
         await bob.AssertNoFrameAsync("cursor", WsClientAssertions.Silence);
 
-        // Delivery:CursorInterval (5 s) after the last one: the ticker's turn, and the next ack's.
+        // Delivery:CursorInterval (5 s) after the first reply: the ticker's turn (it offers a cursor over "two")...
         time.Advance(TimeSpan.FromSeconds(3));
-        await bob.NextAsync("cursor");
+        await CursorCoveringAsync(factory, bob, second.Seq);
+
+        // ...and the next ack's, at once (the ticker's next turn is 5 s away).
+        var third = await alice.SendTextAsync(conversation.Id, "three");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == third.Id);
+        await WaitUntilPositionedAsync(factory, "bob", bob.Connected.GetProperty("cursor").GetString()!, 3, time);
+        await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = third.Seq });
+        await CursorCoveringAsync(factory, bob, third.Seq);
     }
 
     [Fact]
@@ -717,9 +731,11 @@ public sealed class ResumeTests : IAsyncLifetime
     /// the message has its stream position (then it covers only what was positioned); a later one, without
     /// further traffic, covers it.
     /// </summary>
-    private async Task<string> CursorCoveringAsync(WsClient client, long seq)
+    private Task<string> CursorCoveringAsync(WsClient client, long seq) => CursorCoveringAsync(_factory, client, seq);
+
+    private static async Task<string> CursorCoveringAsync(ParleyFactory factory, WsClient client, long seq)
     {
-        using var api = _factory.Api(client.UserId);
+        using var api = factory.Api(client.UserId);
         while (true)
         {
             var cursor = (await client.NextAsync("cursor")).GetProperty("cursor").GetString()!;

@@ -101,7 +101,7 @@ internal static partial class HostingSetup
                 };
                 // The names ErrorHandling writes (snake_case, as every body), not the framework's own traceId.
                 schema.Properties.Remove("traceId");
-                schema.Properties["trace_id"] = new OpenApiSchema { Type = JsonSchemaType.String, Description = "The request's W3C trace id, as in the server's log." };
+                schema.Properties["trace_id"] = new OpenApiSchema { Type = JsonSchemaType.String, Description = "The request's trace id (a W3C traceparent where tracing runs), as in the server's log." };
                 schema.Properties["request_id"] = new OpenApiSchema { Type = JsonSchemaType.String, Description = "The server's id of the request (its connection and request number)." };
                 schema.Required ??= new HashSet<string>();
                 schema.Required.Add("code");
