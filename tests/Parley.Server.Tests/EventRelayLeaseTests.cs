@@ -71,11 +71,9 @@ public sealed class EventRelayLeaseTests
     public async Task Pass_ReadingSlowerThanTheLeaseLasts_TheLeaseIsRenewedBesideTheRead()
     {
         var sink = new InMemoryEventSink();
-        await using var factory = Server(sink);
-        var store = factory.Services.GetRequiredService<FailingStore>();
-        using var alice = factory.Api("alice");
-        await alice.CreateDirectAsync("bob");
-        await sink.WaitForAsync(r => r.Count >= 1);
+        var (factory, store, alice) = await PublishingAsync(sink);
+        await using var server = factory;
+        using var client = alice;
 
         // The next read of the outbox takes twice the lease (a large batch on a busy database).
         store.Method = nameof(IChatStore.ReadOutboxAsync);
@@ -101,11 +99,9 @@ public sealed class EventRelayLeaseTests
         // A take that answered after a third of the lease left the pass to publish with less lease than its first renewal
         // needs: another instance could take the sink over and publish the same batch beside it.
         var sink = new InMemoryEventSink();
-        await using var factory = Server(sink);
-        var store = factory.Services.GetRequiredService<FailingStore>();
-        using var alice = factory.Api("alice");
-        await alice.CreateDirectAsync("bob");
-        await sink.WaitForAsync(r => r.Count >= 1);
+        var (factory, store, alice) = await PublishingAsync(sink);
+        await using var server = factory;
+        using var client = alice;
 
         // Every take of the lease now answers 0.9 s late: the pass's first renewal, 0.5 s after it starts, would be due
         // after 1.2 s of the 1.5 s lease (a fifth is kept to spare).
@@ -117,9 +113,9 @@ public sealed class EventRelayLeaseTests
         await alice.CreateDirectAsync("carol");
         await Task.Delay(TimeSpan.FromSeconds(3), Ct);
         Assert.Equal(before, sink.Records.Count);
-        using (var client = factory.CreateClient())
+        using (var http = factory.CreateClient())
         {
-            Assert.Contains("Events:LeaseDuration", await client.GetStringAsync("/ready", Ct), StringComparison.Ordinal);
+            Assert.Contains("Events:LeaseDuration", await http.GetStringAsync("/ready", Ct), StringComparison.Ordinal);
         }
 
         store.Failing = false;
@@ -132,11 +128,9 @@ public sealed class EventRelayLeaseTests
         // The failure of its last pass stayed on an instance that lost the lease: its /ready said "publishing fails" for
         // good while another instance published.
         var sink = new InMemoryEventSink();
-        await using var factory = Server(sink);
-        var store = factory.Services.GetRequiredService<FailingStore>();
-        using var alice = factory.Api("alice");
-        await alice.CreateDirectAsync("bob");
-        await sink.WaitForAsync(r => r.Count >= 1);
+        var (factory, store, alice) = await PublishingAsync(sink);
+        await using var server = factory;
+        using var client = alice;
 
         store.Method = nameof(IChatStore.TakeRelayLeaseAsync);
         store.Failing = true;
@@ -172,6 +166,16 @@ public sealed class EventRelayLeaseTests
         }
 
         Assert.Fail($"/ready never reported what was expected; last: {body}");
+    }
+
+    /// <summary>A server publishing to <paramref name="sink"/>, its store, and alice, whose first conversation was published.</summary>
+    private static async Task<(ParleyFactory Factory, FailingStore Store, ParleyApi Alice)> PublishingAsync(InMemoryEventSink sink)
+    {
+        var factory = Server(sink);
+        var alice = factory.Api("alice");
+        await alice.CreateDirectAsync("bob");
+        await sink.WaitForAsync(r => r.Count >= 1);
+        return (factory, factory.Services.GetRequiredService<FailingStore>(), alice);
     }
 
     /// <summary>A conversation created, so that the first publish starts (and hangs); the store to slow or fail then.</summary>

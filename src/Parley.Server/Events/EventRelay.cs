@@ -134,7 +134,7 @@ internal sealed partial class EventRelay(
                         // The store answered so late that the pass's first renewal (a third of the lease after it starts)
                         // would come after its deadline (RenewingAsync): another instance could take the lease while this one
                         // publishes. Renew first, and say so while it lasts.
-                        state.LastFailure = $"The store took longer than a third of Events:LeaseDuration ({settings.LeaseDuration}) to renew the lease of {sink.Name}.";
+                        state.LastFailure = $"The store answers the lease of {sink.Name} too slowly to renew it in time during a pass (Events:LeaseDuration {settings.LeaseDuration}); nothing is published meanwhile.";
                         renewAt = DateTimeOffset.MinValue;
                         continue;
                     }
