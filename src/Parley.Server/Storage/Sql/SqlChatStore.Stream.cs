@@ -269,24 +269,20 @@ internal abstract partial class SqlChatStore
                     // Version v holds what the message said before edit v: after n of N edits, version n + 1. Versions are
                     // never rewritten, only erased by a delete (which may have come since the statement above: then hidden).
                     var n = (int)(stored - editsAfter);
-                    var version = n < 0 ? null : await s.Sql("SELECT content, mentions, created_at FROM message_edits WHERE message_id = @id AND version = @v")
+                    var version = n < 0 ? null : await s.Sql($"SELECT {SqlRow.VersionColumns} FROM message_edits WHERE message_id = @id AND version = @v")
                         .With("@id", message.Id).With("@v", n + 1)
-                        .FirstOrDefaultAsync(
-                            r => new EditVersion(r.NullableString(0), r.Json(1, StorageJsonContext.Default.IReadOnlyListMention), r.Time(2)),
-                            cancellationToken);
+                        .FirstOrDefaultAsync(r => r.Version(), cancellationToken);
                     result[message.Id] = version is null ? null : message with
                     {
                         Content = version.Content,
                         Mentions = version.Mentions,
-                        EditedAt = n == 0 ? null : version.Since,
+                        EditedAt = n == 0 ? null : version.CreatedAt,
                     };
                 }
             }
 
             return result;
         }, cancellationToken);
-
-    private sealed record EditVersion(string? Content, IReadOnlyList<Mention>? Mentions, DateTimeOffset Since);
 
     public Task<IReadOnlyDictionary<Guid, Message>> GetMessagesAsync(IReadOnlyCollection<Guid> messageIds, CancellationToken cancellationToken) =>
         ReadAsync<IReadOnlyDictionary<Guid, Message>>(
