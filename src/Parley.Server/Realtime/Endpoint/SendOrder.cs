@@ -39,7 +39,7 @@ internal sealed class SendOrder(TimeProvider time)
     /// </summary>
     public void Refused(Guid conversationId, string clientMessageId, string code)
     {
-        if (_holds.TryGetValue(conversationId, out var earlier) && earlier.ClientMessageId != clientMessageId && time.GetUtcNow() < earlier.Until)
+        if (Blocking(conversationId, clientMessageId) is not null)
         {
             return;
         }
