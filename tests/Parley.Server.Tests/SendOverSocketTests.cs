@@ -171,11 +171,7 @@ public sealed class SendOverSocketTests : IAsyncLifetime
         // The frame budget (shared with typing and reads) refused a send without naming it and set no hold: the send
         // behind it could get the next token and be stored first.
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var factory = new ParleyFactory(s =>
-        {
-            s["Realtime:InboundBurst"] = "2";
-            s["Realtime:InboundFramesPerSecond"] = "1";
-        }, time: time).StartKestrel();
+        await using var factory = FrameLimited(time, inboundBurst: 2);
         using var alice = factory.Api("alice");
         var conversation = await alice.CreateDirectAsync("bob");
         await using var socket = await WsClient.ConnectAsync(factory, "alice");
@@ -198,13 +194,7 @@ public sealed class SendOverSocketTests : IAsyncLifetime
         // A frame-budget refusal replaced the hold: c was refused first, but d (refused by the frame budget after it)
         // took the hold, so c, sent again first as clients do, was refused for d, and d was stored before c.
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var factory = new ParleyFactory(s =>
-        {
-            s["Realtime:InboundBurst"] = "3";
-            s["Realtime:InboundFramesPerSecond"] = "1";
-            s["Limits:SendBurst"] = "2";
-            s["Limits:SendRatePerSecond"] = "1";
-        }, time: time).StartKestrel();
+        await using var factory = FrameLimited(time, inboundBurst: 3, sendBurst: 2);
         using var alice = factory.Api("alice");
         var conversation = await alice.CreateDirectAsync("bob");
         await using var socket = await WsClient.ConnectAsync(factory, "alice");
@@ -236,6 +226,19 @@ public sealed class SendOverSocketTests : IAsyncLifetime
         {
             s["Limits:SendBurst"] = "1";
             s["Limits:SendRatePerSecond"] = "1";
+        }, time: time).StartKestrel();
+
+    /// <summary>A frame budget of <paramref name="inboundBurst"/> refilled by one a second; with <paramref name="sendBurst"/>, a send rate likewise.</summary>
+    private static ParleyFactory FrameLimited(FakeTimeProvider time, int inboundBurst, int? sendBurst = null) =>
+        new ParleyFactory(s =>
+        {
+            s["Realtime:InboundBurst"] = inboundBurst.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            s["Realtime:InboundFramesPerSecond"] = "1";
+            if (sendBurst is { } burst)
+            {
+                s["Limits:SendBurst"] = burst.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                s["Limits:SendRatePerSecond"] = "1";
+            }
         }, time: time).StartKestrel();
 
     /// <summary>A text send whose content is its client_message_id.</summary>
