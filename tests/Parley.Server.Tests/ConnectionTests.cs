@@ -590,7 +590,7 @@ public sealed class ConnectionTests
     }
 
     [Fact]
-    public async Task Receive_BinaryMessage_ErrorFrameAndTheConnectionStaysOpen()
+    public async Task Receive_BinaryMessage_HandedOverAsBinaryInOrder()
     {
         using var socket = new FakeWebSocket();
         await using var run = Run(socket, Options());
@@ -599,12 +599,8 @@ public sealed class ConnectionTests
         socket.ReceiveMessage([1, 2, 3], WebSocketMessageType.Binary);
         socket.ReceiveText("""{"type":"ping"}""");
 
-        await run.WaitForReceivedAsync(1);
-        Assert.Equal(["""{"type":"ping"}"""], run.Received);
-        await socket.WaitForSentAsync(1, Timeout);
-        using var error = JsonDocument.Parse(socket.Sent[0]);
-        Assert.Equal("error", error.RootElement.GetProperty("type").GetString());
-        Assert.Equal("invalid_frame", error.RootElement.GetProperty("payload").GetProperty("code").GetString());
+        await run.WaitForReceivedAsync(2);
+        Assert.Equal(["(Binary, 3 bytes)", """{"type":"ping"}"""], run.Received);
         Assert.False(socket.CloseSent.IsCompleted);
     }
 
@@ -835,11 +831,11 @@ public sealed class ConnectionTests
 
         public void Start() =>
             _run = connection.RunAsync(
-                (_, frame, _) =>
+                (_, frame, type, _) =>
                 {
                     lock (_lock)
                     {
-                        _received.Add(Encoding.UTF8.GetString(frame.Span));
+                        _received.Add(type == WebSocketMessageType.Text ? Encoding.UTF8.GetString(frame.Span) : $"({type}, {frame.Length} bytes)");
                     }
 
                     _receivedSignal.Release();

@@ -286,6 +286,30 @@ public sealed class ResumeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task BinaryFirstFrame_EndsTheFirstFrameWait_LiveEventsFlowAndALaterResumeIsRefused()
+    {
+        // Longer than the test waits for a frame: live events arrive only because the binary frame ended the wait.
+        await using var factory = new ParleyFactory(s => s["Delivery:FirstFrameWait"] = "00:00:30");
+        factory.StartKestrel();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        var cursor = await CurrentCursorAsync(factory, "bob");
+        await using var bob = await WsClient.ConnectAsync(factory, "bob", "acks=true");
+
+        await bob.Socket.SendAsync(new byte[] { 1, 2, 3 }, WebSocketMessageType.Binary, true, TestContext.Current.CancellationToken)
+            .WaitAsync(WsClient.DefaultTimeout, TestContext.Current.CancellationToken);
+        await bob.NextErrorAsync("invalid_frame");
+        var live = await alice.SendTextAsync(conversation.Id, "live");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == live.Id);
+
+        // It was the first frame: a resume after it is refused, and no cursor is issued on this socket.
+        await bob.SendAsync("{\"type\":\"resume\",\"id\":\"late\",\"payload\":{\"cursor\":\"" + cursor + "\"}}");
+        await bob.NextErrorAsync("invalid_frame", id: "late");
+        await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = live.Seq });
+        await bob.AssertNoFrameAsync("cursor", TimeSpan.FromSeconds(1));
+    }
+
+    [Fact]
     public async Task ResumeFrame_RightAfterASlowConnect_StillComesInsideTheFirstFrameWait()
     {
         // The connect's own reads take longer than the whole wait: it must count from when `connected` can go out.

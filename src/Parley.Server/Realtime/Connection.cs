@@ -196,7 +196,7 @@ internal sealed partial class Connection : IDisposable, IHeartbeatOwner
 
     /// <summary>Runs both loops until the socket is closed. Never throws for socket failures.</summary>
     public async Task RunAsync(
-        Func<Connection, ReadOnlyMemory<byte>, CancellationToken, Task> onFrame,
+        Func<Connection, ReadOnlyMemory<byte>, WebSocketMessageType, CancellationToken, Task> onFrame,
         Action<Connection, OutboundFrame> onSent,
         CancellationToken cancellationToken)
     {
@@ -281,7 +281,7 @@ internal sealed partial class Connection : IDisposable, IHeartbeatOwner
         }
     }
 
-    private async Task ReceiveLoopAsync(Func<Connection, ReadOnlyMemory<byte>, CancellationToken, Task> onFrame, CancellationToken cancellationToken)
+    private async Task ReceiveLoopAsync(Func<Connection, ReadOnlyMemory<byte>, WebSocketMessageType, CancellationToken, Task> onFrame, CancellationToken cancellationToken)
     {
         try
         {
@@ -321,14 +321,11 @@ internal sealed partial class Connection : IDisposable, IHeartbeatOwner
                     {
                         // Closing: frames that arrive before the peer's close are not processed.
                     }
-                    else if (type == WebSocketMessageType.Binary)
-                    {
-                        TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, "Frames are JSON text; binary frames are not accepted.", null));
-                    }
                     else
                     {
+                        // Binary messages too: whether they are accepted is the protocol's call, not the transport's.
                         _awaitsPeer = false;
-                        await onFrame(this, _receiveBuffer.AsMemory(0, count), cancellationToken);
+                        await onFrame(this, _receiveBuffer.AsMemory(0, count), type, cancellationToken);
                     }
                 }
                 finally

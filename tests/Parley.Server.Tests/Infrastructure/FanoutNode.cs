@@ -119,7 +119,7 @@ internal sealed class FanoutNode : IAsyncDisposable
             return device;
         }
 
-        public void Start() => _run = connection.RunAsync((_, _, _) => Task.CompletedTask, (_, _) => { }, CancellationToken.None);
+        public void Start() => _run = connection.RunAsync((_, _, _, _) => Task.CompletedTask, (_, _) => { }, CancellationToken.None);
 
         public Task WaitForAsync(int frames) => socket.WaitForSentAsync(frames, TimeSpan.FromSeconds(10));
 

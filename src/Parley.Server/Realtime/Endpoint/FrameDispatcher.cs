@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net.WebSockets;
 using System.Text.Json;
 using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
@@ -34,12 +35,18 @@ internal sealed partial class FrameDispatcher(
     public InboundLimiter CreateInboundLimiter(string userId) => new(
         frameRate, userId, new ClockedTokenBucket(time, options.Value.AckFramesPerSecond, options.Value.AckBurst), new SendOrder(time));
 
-    public async Task HandleAsync(SocketDelivery socket, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
+    public async Task HandleAsync(SocketDelivery socket, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, WebSocketMessageType messageType, CancellationToken cancellationToken)
     {
         var connection = socket.Connection;
         using var activity = StartFrameActivity(connection);
         try
         {
+            if (messageType != WebSocketMessageType.Text)
+            {
+                RefuseBinary(socket, activity);
+                return;
+            }
+
             await HandleFrameAsync(socket, caller, limiter, utf8, activity, cancellationToken);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
@@ -70,6 +77,18 @@ internal sealed partial class FrameDispatcher(
             ParleyActivitySource.Spans.WebSocketFrame, ActivityKind.Server, parentContext: default, links: request is null ? null : [new ActivityLink(request.Context)]);
         activity?.SetTag(ParleyActivitySource.Tags.ConnectionId, connection.Id);
         return activity;
+    }
+
+    /// <summary>
+    /// A binary message is not a frame. As a first frame it still ends the wait for one (like any frame that is not a
+    /// <c>resume</c>), and the socket then gets no cursors: what the device meant cannot be known.
+    /// </summary>
+    private void RefuseBinary(SocketDelivery socket, Activity? activity)
+    {
+        metrics.FrameReceived(ParleyMetrics.FrameTags.Invalid);
+        activity?.SetTag(ParleyActivitySource.Tags.FrameType, ParleyMetrics.FrameTags.Invalid);
+        EndFirstFrameWait(socket, socket.MarkClientFrame());
+        socket.Connection.TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, "Frames are JSON text; binary frames are not accepted.", null));
     }
 
     private async Task HandleFrameAsync(

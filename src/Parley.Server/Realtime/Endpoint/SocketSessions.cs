@@ -220,7 +220,7 @@ internal sealed partial class SocketSessions(
                 ? time.CreateTimer(_ => socketDelivery.EndFirstFrameWait(), null, firstFrameWait, Timeout.InfiniteTimeSpan)
                 : null;
             await connection.RunAsync(
-                (_, frame, ct) => dispatcher.HandleAsync(socketDelivery, caller, limiter, frame, ct),
+                (_, frame, type, ct) => dispatcher.HandleAsync(socketDelivery, caller, limiter, frame, type, ct),
                 (c, frame) =>
                 {
                     // Devices without acks count as having received a message once its frame is on their socket.
