@@ -113,6 +113,29 @@ public sealed class PresenceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Events_AnAnnouncementWhoseContactsReadIsSlow_HoldsUpNoConnect()
+    {
+        await using var factory = new ParleyFactory(s => s["Presence:Events"] = "true", services: FailingStore.Install);
+        factory.StartKestrel();
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        using var alice = factory.Api("alice");
+        await alice.CreateDirectAsync("bob");
+        using var gate = new ManualResetEventSlim();
+        store.Method = nameof(Parley.Server.Storage.IChatStore.ListContactsAsync);
+        store.Gate = gate; // a read that completes synchronously, as SQLite's do, but only once released
+
+        // Alice's announcement is stuck in its contacts read; neither her connect nor Carol's waits for it.
+        await using var phone = await WsClient.ConnectAsync(factory, "alice");
+        await using var carol = await WsClient.ConnectAsync(factory, "carol");
+        await using var bob = await WsClient.ConnectAsync(factory, "bob");
+
+        store.Gate = null;
+        gate.Set();
+        var online = await bob.NextAsync("presence", p => p.GetProperty("user_id").GetString() == "alice");
+        Assert.True(online.GetProperty("online").GetBoolean());
+    }
+
+    [Fact]
     public async Task Events_AConnectionThatFlaps_AnnouncesOnceThenOnlyTheStateItEndsIn()
     {
         await _factory.Api("alice").CreateDirectAsync("bob");

@@ -170,7 +170,7 @@ internal sealed partial class PresenceService(
         }
     }
 
-    /// <summary>Called under the lock; the store read and the publication run outside it.</summary>
+    /// <summary>Called under the lock; the store read and the publication run outside it, on the thread pool.</summary>
     private void Send(string userId, Announcement announcement, long now)
     {
         announcement.SentAt = now;
@@ -186,6 +186,10 @@ internal sealed partial class PresenceService(
 
     private async Task PublishAsync(string userId, bool online, DateTimeOffset? lastSeenAt)
     {
+        // Off the caller's thread before the first read: with SQLite and the in-process fan-out nothing below awaits
+        // anything, so it would otherwise run under the service's lock (every other connect and disconnect waiting on
+        // one user's contacts query and delivery) and inside the connect that announced it.
+        await Task.Yield();
         try
         {
             // This instance announces what it saw, and another may have seen a later change: a user who left here and

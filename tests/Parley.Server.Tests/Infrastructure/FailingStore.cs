@@ -40,6 +40,12 @@ internal sealed class FailingStore : IAsyncDisposable
     /// <summary>Set: a "failing" call does not fail but takes this long, then goes through (a slow store; methods returning <c>Task&lt;T&gt;</c>).</summary>
     public TimeSpan? Delay { get; set; }
 
+    /// <summary>
+    /// When set, a call of <see cref="Method"/> first waits for it on the calling thread, before anything is returned (a
+    /// store that completes synchronously, as SQLite's reads do, but slowly), whether or not <see cref="Failing"/> is set.
+    /// </summary>
+    public ManualResetEventSlim? Gate { get; set; }
+
     /// <summary>Calls that failed so far.</summary>
     public int Failures => Volatile.Read(ref _failures);
 
@@ -88,7 +94,12 @@ internal sealed class FailingStore : IAsyncDisposable
 
         protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
         {
-            if (targetMethod!.Name == Owner.Method && Owner.Failing)
+            if (targetMethod!.Name == Owner.Method && Owner.Gate is { } gate)
+            {
+                gate.Wait(TimeSpan.FromSeconds(30));
+            }
+
+            if (targetMethod.Name == Owner.Method && Owner.Failing)
             {
                 Interlocked.Increment(ref Owner._failures);
                 if (Owner.Delay is { } delay)
