@@ -40,6 +40,18 @@ public sealed partial class StartupConfigurationTests : IAsyncLifetime
         Assert.DoesNotContain("   at ", error, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("")]
+    [InlineData("  ")] // blank is unset where the keys are built: the audience would go unchecked
+    public async Task Production_AuthorityWithoutAudience_ExitsWith1AndAClearMessage(string audience)
+    {
+        var (exitCode, error) = await RunServerAsync(
+            "Production", "--Auth:Jwt:Authority=https://idp.example/realms/app", $"--Auth:Jwt:Audience={audience}");
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains("  - Auth:Jwt:Audience is required with Auth:Jwt:Authority.", error, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Production_SigningKeyTooShort_ExitsWith1AndAClearMessage()
     {
@@ -172,6 +184,8 @@ public sealed partial class StartupConfigurationTests : IAsyncLifetime
     [InlineData("token", "alice smith")]
     [InlineData("token", "--service")]
     [InlineData("token", "alice", "--hours", "0")]
+    [InlineData("token", "alice", "--hours", "NaN")]
+    [InlineData("token", "alice", "--hours", "1e9")]
     public async Task TokenCommand_BadArguments_ExitsWith2AndPrintsUsage(params string[] args)
     {
         var run = await RunTokenCommandAsync(args);

@@ -24,12 +24,15 @@ internal static class TokenCommand
 
           --device <device-id>   add a device_id claim (the WebSocket's device)
           --service              add the service role (Auth:ServiceRoleClaim = Auth:ServiceRole)
-          --hours <hours>        lifetime, default 24
+          --hours <hours>        lifetime, default 24, at most 87600 (ten years)
           --Key=value            any setting, as for the server (e.g. --environment Development)
 
         Example: ALICE=$(dotnet run -v q --project src/Parley.Server -- token alice)
 
         """;
+
+    // Ten years: a longer lifetime is a mistake (and far enough beyond it the expiry cannot be represented).
+    private const double MaxHours = 87_600;
 
     /// <summary>Runs the command with the arguments after <c>token</c>; returns the exit code.</summary>
     public static int Run(string[] args)
@@ -58,7 +61,7 @@ internal static class TokenCommand
             }
         }
 
-        if (!Identifiers.IsValidUserId(userId) || hours <= 0)
+        if (!Identifiers.IsValidUserId(userId) || !(hours > 0 && hours <= MaxHours))
         {
             Console.Error.WriteLine(Usage);
             return 2;

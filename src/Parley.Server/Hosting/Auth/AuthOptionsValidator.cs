@@ -25,8 +25,9 @@ internal sealed class AuthOptionsValidator(IHostEnvironment environment) : IVali
         var jwt = options.Jwt;
         if (options.Mode == AuthMode.Jwt)
         {
+            // Blank counts as unset, as where the keys are built: a blank audience there turns audience checks off.
             var hasKey = !string.IsNullOrEmpty(jwt.SigningKey);
-            var hasAuthority = !string.IsNullOrEmpty(jwt.Authority);
+            var hasAuthority = !string.IsNullOrWhiteSpace(jwt.Authority);
             if (hasKey && hasAuthority)
             {
                 failures.Add("Auth:Jwt:SigningKey and Auth:Jwt:Authority are both set; configure one of them.");
@@ -43,7 +44,7 @@ internal sealed class AuthOptionsValidator(IHostEnvironment environment) : IVali
                 failures.Add("Auth:Jwt:SigningKey must be at least 32 bytes (256 bits) for HS256.");
             }
 
-            if (hasAuthority && string.IsNullOrEmpty(jwt.Audience))
+            if (hasAuthority && string.IsNullOrWhiteSpace(jwt.Audience))
             {
                 failures.Add("Auth:Jwt:Audience is required with Auth:Jwt:Authority.");
             }
