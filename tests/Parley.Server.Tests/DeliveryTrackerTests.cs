@@ -114,5 +114,12 @@ public sealed class DeliveryTrackerTests
 
         public ValueTask<IReadOnlyDictionary<string, UserPresence>> GetPresenceAsync(IReadOnlyCollection<string> userIds, CancellationToken cancellationToken) =>
             inner.GetPresenceAsync(userIds, cancellationToken);
+
+        public ValueTask<bool> StartTypingAsync(Guid conversationId, string userId, TimeSpan timeout, CancellationToken cancellationToken) =>
+            inner.StartTypingAsync(conversationId, userId, timeout, cancellationToken);
+
+        public ValueTask<bool> StopTypingAsync(Guid conversationId, string userId) => inner.StopTypingAsync(conversationId, userId);
+
+        public ValueTask<TypingCheck> CheckTypingAsync(Guid conversationId, string userId) => inner.CheckTypingAsync(conversationId, userId);
     }
 }

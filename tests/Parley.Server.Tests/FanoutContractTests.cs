@@ -1,3 +1,4 @@
+using Parley.Server.Fanout;
 using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
@@ -135,6 +136,51 @@ public abstract class FanoutContractTests : IAsyncLifetime
         await watcher.WaitForAsync(1);
         Assert.Equal(["sentinel"], watcher.Labels);
         Assert.Empty(gone.Socket.Sent);
+    }
+
+    [Fact]
+    public async Task Typing_StartedOnceRefreshedAnywhere_EndedOnceByWhoeverStopsIt()
+    {
+        var conversation = Guid.CreateVersion7();
+        var timeout = TimeSpan.FromSeconds(30);
+
+        Assert.True(await Publisher.Fanout.StartTypingAsync(conversation, "alice", timeout, CancellationToken.None));
+        Assert.False(await Receiver.Fanout.StartTypingAsync(conversation, "alice", timeout, CancellationToken.None)); // a refresh
+        Assert.False(await Publisher.Fanout.StartTypingAsync(conversation, "alice", timeout, CancellationToken.None));
+        Assert.True(await Receiver.Fanout.StartTypingAsync(conversation, "bob", timeout, CancellationToken.None)); // another user
+        Assert.True(await Receiver.Fanout.StartTypingAsync(Guid.CreateVersion7(), "alice", timeout, CancellationToken.None)); // elsewhere
+
+        Assert.True(await Receiver.Fanout.StopTypingAsync(conversation, "alice"));
+        Assert.False(await Publisher.Fanout.StopTypingAsync(conversation, "alice"));
+        Assert.Equal(TypingCheck.Gone, await Publisher.Fanout.CheckTypingAsync(conversation, "alice"));
+        Assert.True(await Publisher.Fanout.StartTypingAsync(conversation, "alice", timeout, CancellationToken.None)); // again
+        Assert.Equal(TypingOutcome.Refreshed, (await Publisher.Fanout.CheckTypingAsync(conversation, "bob")).Outcome);
+    }
+
+    [Fact]
+    public async Task Typing_CheckedAtTheEndOfItsTimeout_EndedForExactlyOneChecker_RefreshedIfRefreshedMeanwhile()
+    {
+        var conversation = Guid.CreateVersion7();
+        var timeout = TimeSpan.FromMilliseconds(300);
+        Assert.True(await Publisher.Fanout.StartTypingAsync(conversation, "alice", timeout, CancellationToken.None));
+        await Task.Delay(TimeSpan.FromMilliseconds(200), TestContext.Current.CancellationToken);
+        Assert.False(await Receiver.Fanout.StartTypingAsync(conversation, "alice", timeout, CancellationToken.None));
+
+        // The start's own timeout has passed; the refresh's has not.
+        await Task.Delay(TimeSpan.FromMilliseconds(150), TestContext.Current.CancellationToken);
+        var refreshed = await Publisher.Fanout.CheckTypingAsync(conversation, "alice");
+        Assert.Equal(TypingOutcome.Refreshed, refreshed.Outcome);
+        Assert.InRange(refreshed.Remaining, TimeSpan.FromMilliseconds(1), timeout);
+
+        await Task.Delay(timeout, TestContext.Current.CancellationToken);
+        var checks = new[] { await Publisher.Fanout.CheckTypingAsync(conversation, "alice"), await Receiver.Fanout.CheckTypingAsync(conversation, "alice") };
+        Assert.Equal([TypingCheck.Ended, TypingCheck.Gone], checks);
+        Assert.False(await Receiver.Fanout.StopTypingAsync(conversation, "alice")); // its end was announced by the checker
+
+        // Past its deadline but not yet checked, it has ended for everyone: starting again is a start.
+        Assert.True(await Receiver.Fanout.StartTypingAsync(conversation, "bob", timeout, CancellationToken.None));
+        await Task.Delay(timeout + TimeSpan.FromMilliseconds(50), TestContext.Current.CancellationToken);
+        Assert.True(await Publisher.Fanout.StartTypingAsync(conversation, "bob", timeout, CancellationToken.None));
     }
 }
 

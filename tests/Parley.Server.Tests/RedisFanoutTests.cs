@@ -209,6 +209,30 @@ public sealed class RedisFanoutTests
     }
 
     [Fact]
+    public async Task Typing_StartedWhileRedisWasUnreachable_EndsOnceThroughThisInstanceWhenRedisIsBack()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var link = new TcpRelay(new Uri($"tcp://{redis.ConnectionString}"));
+        await using var node = await FanoutNode.RedisAsync($"127.0.0.1:{link.Address.Port},connectTimeout=1000,connectRetry=1");
+        await WaitUntilAsync(() => node.Redis.IsConnected, "the instance did not reach Redis");
+        var conversation = Guid.CreateVersion7();
+        var timeout = TimeSpan.FromSeconds(30);
+
+        link.Pause();
+        link.DropAll();
+        await WaitUntilAsync(() => !node.Redis.IsConnected, "the instance never noticed it was cut off");
+        Assert.True(await node.Fanout.StartTypingAsync(conversation, "alice", timeout, CancellationToken.None)); // this instance's view
+        Assert.False(await node.Fanout.StartTypingAsync(conversation, "alice", timeout, CancellationToken.None));
+        link.Resume();
+        await WaitUntilAsync(() => node.Redis.IsConnected, "the instance did not reconnect");
+
+        // Redis never heard of it, yet it was announced: its end is announced too, once.
+        Assert.True(await node.Fanout.StopTypingAsync(conversation, "alice"));
+        Assert.False(await node.Fanout.StopTypingAsync(conversation, "alice"));
+        Assert.Equal(TypingCheck.Gone, await node.Fanout.CheckTypingAsync(conversation, "alice"));
+    }
+
+    [Fact]
     public async Task InstanceCutOffFromRedis_ItsSocketsGetTheReceiptsThatMovedMeanwhileFromTheStore()
     {
         await using var redis = await RedisServer.StartAsync();

@@ -390,3 +390,81 @@ public abstract class RedisPairTests : IAsyncLifetime
     {
     }
 }
+
+/// <summary>
+/// Typing through several instances (no sticky sessions): a user's refreshes, stop and messages may each reach another
+/// instance than the start, and the others still see one start and one end.
+/// </summary>
+[Trait("Store", "Independent")]
+public sealed class RedisTypingTests : RedisPairTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(1);
+
+    protected override void Configure(Dictionary<string, string?> settings) => settings["Realtime:TypingTimeout"] = "00:00:01";
+
+    [Fact]
+    public async Task RefreshedAndStoppedThroughTheOtherInstance_OneStartAndOneEnd()
+    {
+        var conversation = await First.Api("alice").CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(First, "bob");
+        using var aliceFirst = First.Api("alice");
+        using var aliceSecond = Second.Api("alice");
+
+        await TypingAsync(aliceFirst, conversation.Id, true);
+        Assert.True((await bob.NextAsync("typing")).GetProperty("is_typing").GetBoolean());
+        // Refreshed only through the other instance, for well past the timeout the first instance knows.
+        for (var i = 0; i < 8; i++)
+        {
+            await Task.Delay(Timeout / 3, TestContext.Current.CancellationToken);
+            await TypingAsync(aliceSecond, conversation.Id, true);
+        }
+
+        await TypingAsync(aliceSecond, conversation.Id, false);
+        Assert.False((await bob.NextAsync("typing")).GetProperty("is_typing").GetBoolean());
+        await bob.AssertNoFrameAsync("typing", 3 * Timeout);
+        Assert.Equal([true, false], TypingFrames(bob));
+    }
+
+    [Fact]
+    public async Task MessageSentThroughTheOtherInstance_EndsTheIndicator()
+    {
+        var conversation = await First.Api("alice").CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(Second, "bob");
+        using var aliceFirst = First.Api("alice");
+        await TypingAsync(aliceFirst, conversation.Id, true);
+        Assert.True((await bob.NextAsync("typing")).GetProperty("is_typing").GetBoolean());
+
+        using var aliceSecond = Second.Api("alice");
+        var sent = await aliceSecond.SendTextAsync(conversation.Id, "done typing");
+
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == sent.Id);
+        Assert.False((await bob.NextAsync("typing", timeout: Timeout / 2)).GetProperty("is_typing").GetBoolean()); // not its expiry
+        await bob.AssertNoFrameAsync("typing", 3 * Timeout);
+        Assert.Equal([true, false], TypingFrames(bob));
+    }
+
+    [Fact]
+    public async Task SeenByBothInstances_ExpiresOnce()
+    {
+        var conversation = await First.Api("alice").CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(First, "bob");
+        using var aliceFirst = First.Api("alice");
+        using var aliceSecond = Second.Api("alice");
+        await TypingAsync(aliceFirst, conversation.Id, true);
+        await TypingAsync(aliceSecond, conversation.Id, true);
+
+        Assert.True((await bob.NextAsync("typing")).GetProperty("is_typing").GetBoolean());
+        Assert.False((await bob.NextAsync("typing", timeout: 4 * Timeout)).GetProperty("is_typing").GetBoolean());
+        await bob.AssertNoFrameAsync("typing", 3 * Timeout);
+        Assert.Equal([true, false], TypingFrames(bob));
+    }
+
+    private static async Task TypingAsync(ParleyApi api, Guid conversationId, bool isTyping)
+    {
+        using var response = await api.PostAsync($"/api/v1/conversations/{conversationId}/typing", new { is_typing = isTyping });
+        Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
+    }
+
+    private static List<bool> TypingFrames(WsClient client) =>
+        [.. client.All().Where(f => f.GetProperty("type").GetString() == "typing").Select(f => f.GetProperty("payload").GetProperty("is_typing").GetBoolean())];
+}

@@ -30,6 +30,45 @@ internal interface IFanout
 
     /// <summary>Whether each user has a device connected anywhere, and when the others were last seen.</summary>
     ValueTask<IReadOnlyDictionary<string, UserPresence>> GetPresenceAsync(IReadOnlyCollection<string> userIds, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// A typing indicator (one per conversation and user, whichever instances its frames reach) starts or is refreshed:
+    /// on until <paramref name="timeout"/> from now. True when it was off, so that the caller announces it; a refresh
+    /// through another instance is not a start. Never throws.
+    /// </summary>
+    ValueTask<bool> StartTypingAsync(Guid conversationId, string userId, TimeSpan timeout, CancellationToken cancellationToken);
+
+    /// <summary>The indicator ends: true when it was on, so that the caller announces its end (exactly one caller does). Never throws.</summary>
+    ValueTask<bool> StopTypingAsync(Guid conversationId, string userId);
+
+    /// <summary>
+    /// An instance that saw the indicator checks it at the end of the timeout it knows: ended now (this caller announces
+    /// it, exactly one does), gone (ended and announced by someone else), or refreshed (through another instance: check
+    /// again when the time it gives has passed). Never throws.
+    /// </summary>
+    ValueTask<TypingCheck> CheckTypingAsync(Guid conversationId, string userId);
+}
+
+/// <summary>What <see cref="IFanout.CheckTypingAsync"/> found.</summary>
+internal readonly record struct TypingCheck(TypingOutcome Outcome, TimeSpan Remaining)
+{
+    public static TypingCheck Ended => new(TypingOutcome.Ended, TimeSpan.Zero);
+
+    public static TypingCheck Gone => new(TypingOutcome.Gone, TimeSpan.Zero);
+
+    public static TypingCheck RefreshedFor(TimeSpan remaining) => new(TypingOutcome.Refreshed, remaining);
+}
+
+internal enum TypingOutcome
+{
+    /// <summary>It ran out and the caller was the one to find it: the caller announces the end.</summary>
+    Ended,
+
+    /// <summary>It had ended already (stopped, or found ended by another instance), which was announced.</summary>
+    Gone,
+
+    /// <summary>Still on: refreshed since.</summary>
+    Refreshed,
 }
 
 /// <summary>

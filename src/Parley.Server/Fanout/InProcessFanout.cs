@@ -18,6 +18,7 @@ internal sealed class InProcessFanout(ConnectionHub hub, TimeProvider time) : IF
     private readonly Dictionary<string, DateTimeOffset> _lastSeen = new(StringComparer.Ordinal);
 
     private readonly Lock _lock = new();
+    private readonly LocalTyping _typing = new(time);
 
     // When last-seen times older than LastSeenKept are next dropped (once an hour, at a disconnect), so that a
     // long-running instance does not keep an entry for every user that ever connected.
@@ -85,4 +86,11 @@ internal sealed class InProcessFanout(ConnectionHub hub, TimeProvider time) : IF
             return ValueTask.FromResult(presence);
         }
     }
+
+    public ValueTask<bool> StartTypingAsync(Guid conversationId, string userId, TimeSpan timeout, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(_typing.Start(conversationId, userId, timeout));
+
+    public ValueTask<bool> StopTypingAsync(Guid conversationId, string userId) => ValueTask.FromResult(_typing.Stop(conversationId, userId));
+
+    public ValueTask<TypingCheck> CheckTypingAsync(Guid conversationId, string userId) => ValueTask.FromResult(_typing.Check(conversationId, userId));
 }

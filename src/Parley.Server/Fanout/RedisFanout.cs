@@ -112,6 +112,37 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         return result
         """;
 
+    // A typing indicator starts or is refreshed: its deadline (Redis's clock, ms) is now + ARGV[1]; 1 when it was off
+    // (no key, or a deadline passed that no instance has checked yet). The key outlives the deadline (ARGV[2]) so that
+    // the instances checking at their own end of it still find it and exactly one of them ends it.
+    // KEYS: indicator. ARGV: timeout (ms), key lifetime (ms).
+    private const string TypingStartScript =
+        """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local deadline = tonumber(redis.call('GET', KEYS[1]) or '0')
+        redis.call('SET', KEYS[1], now + tonumber(ARGV[1]), 'PX', ARGV[2])
+        if deadline > now then return 0 end
+        return 1
+        """;
+
+    // An instance that saw an indicator checks it at the end of the timeout it knows: -1 gone (ended and announced),
+    // 0 ended now (deleted here: this caller announces it), otherwise the ms left (refreshed through another instance).
+    // KEYS: indicator.
+    private const string TypingCheckScript =
+        """
+        local deadline = tonumber(redis.call('GET', KEYS[1]))
+        if deadline == nil then return -1 end
+        local t = redis.call('TIME')
+        local left = deadline - (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+        if left > 0 then return left end
+        redis.call('DEL', KEYS[1])
+        return 0
+        """;
+
+    // How long a typing key outlives twice its timeout: room for the instances checking it late (a slow sweep).
+    private const long TypingKeyMargin = 5_000;
+
     // How long the crash log keeps an entry: far longer than any instance's look at it (a third of InstanceTtl).
     private static readonly TimeSpan CrashesKept = TimeSpan.FromHours(1);
 
@@ -176,6 +207,9 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     // Route registrations still on their way to Redis: a user's next socket here waits for the first one's.
     private readonly Dictionary<string, Task<RedisResult>> _routing = new(StringComparer.Ordinal);
     private readonly Lock _usersLock = new();
+
+    // Typing indicators started while Redis was unreachable (this instance's own view until they end).
+    private readonly LocalTyping _typing;
     private ConnectionMultiplexer? _redis;
     private Task? _publishing;
     private ITimer? _heartbeat;
@@ -195,6 +229,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         _configuration = configuration.GetConnectionString("Redis") ?? "";
         _metrics = metrics;
         _time = time;
+        _typing = new LocalTyping(time);
         _logger = loggers.CreateLogger<RedisFanout>();
         Gate = new OrderGate(hub, filler, time, _options.OrderHold, metrics, loggers.CreateLogger<OrderGate>());
         _queue = Channel.CreateBounded<Publication>(
@@ -404,6 +439,78 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         return presence;
     }
 
+    public async ValueTask<bool> StartTypingAsync(Guid conversationId, string userId, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (_redis is { IsConnected: true } redis)
+        {
+            try
+            {
+                var ms = Math.Max(1, (long)timeout.TotalMilliseconds);
+                var started = await redis.GetDatabase().ScriptEvaluateAsync(TypingStartScript, [TypingKey(conversationId, userId)], [ms, 2 * ms + TypingKeyMargin])
+                    .WaitAsync(_options.SubscribeTimeout, _time, cancellationToken);
+                // One held here since an outage was announced already: Redis holds it from now on.
+                var heldHere = _typing.Stop(conversationId, userId);
+                return (long)started! == 1 && !heldHere;
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                Log.TypingFailed(_logger, ex.Message);
+            }
+        }
+
+        // Redis unreachable: this instance's own view, as for presence (other instances may announce the same indicator).
+        return _typing.Start(conversationId, userId, timeout);
+    }
+
+    public async ValueTask<bool> StopTypingAsync(Guid conversationId, string userId)
+    {
+        // One started here while Redis was unreachable is ended here as well, whatever Redis says.
+        var ended = _typing.Stop(conversationId, userId);
+        if (_redis is { IsConnected: true } redis)
+        {
+            try
+            {
+                ended |= await redis.GetDatabase().KeyDeleteAsync(TypingKey(conversationId, userId)).WaitAsync(_options.SubscribeTimeout, _time);
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                Log.TypingFailed(_logger, ex.Message);
+            }
+        }
+
+        return ended;
+    }
+
+    public async ValueTask<TypingCheck> CheckTypingAsync(Guid conversationId, string userId)
+    {
+        if (_typing.Holds(conversationId, userId))
+        {
+            return _typing.Check(conversationId, userId);
+        }
+
+        if (_redis is { IsConnected: true } redis)
+        {
+            try
+            {
+                var left = (long)(await redis.GetDatabase().ScriptEvaluateAsync(TypingCheckScript, [TypingKey(conversationId, userId)])
+                    .WaitAsync(_options.SubscribeTimeout, _time))!;
+                return left switch
+                {
+                    < 0 => TypingCheck.Gone,
+                    0 => TypingCheck.Ended,
+                    _ => TypingCheck.RefreshedFor(TimeSpan.FromMilliseconds(left)),
+                };
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                Log.TypingFailed(_logger, ex.Message);
+            }
+        }
+
+        // Unknown: the end is announced (a second "false" is harmless, an indicator shown for good is not).
+        return TypingCheck.Ended;
+    }
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var config = ConfigurationOptions.Parse(_configuration);
@@ -523,6 +630,8 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     private string CrashesKey => _options.Prefix + ":crashed";
 
     private string LastSeenKey(string userId) => _options.Prefix + ":seen:" + userId;
+
+    private string TypingKey(Guid conversationId, string userId) => $"{_options.Prefix}:typing:{conversationId:N}:{userId}";
 
     /// <summary>The user's last socket here is gone: <see cref="UnsubscribeScript"/>, 1 when no live instance holds the user.</summary>
     private Task<RedisResult> RemoveRouteAsync(IDatabaseAsync db, string userId, long nowUnixMs) =>
@@ -1108,5 +1217,8 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
         [LoggerMessage(EventId = 7009, Level = LogLevel.Debug, Message = "Order expectations not read for a new socket: {Reason}")]
         public static partial void PrimeFailed(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 7017, Level = LogLevel.Warning, Message = "Redis typing state not reached, this instance's own view used: {Reason}")]
+        public static partial void TypingFailed(ILogger logger, string reason);
     }
 }

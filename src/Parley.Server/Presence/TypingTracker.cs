@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
 using Parley.Server.Broadcasting;
+using Parley.Server.Fanout;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Realtime;
@@ -9,16 +10,19 @@ using Parley.Server.Storage;
 namespace Parley.Server.Presence;
 
 /// <summary>
-/// Who is typing where, in memory. A user's indicator is per conversation (not per device): the first
-/// <c>is_typing: true</c> is broadcast, refreshes only extend it, and it ends with <c>is_typing: false</c>,
-/// a sent message, or expiry (<see cref="RealtimeOptions.TypingTimeout"/> without a refresh), each broadcast
-/// once to the other members; an instance that stops ends the indicators it holds.
+/// Who is typing where. A user's indicator is per conversation (not per device): the first <c>is_typing: true</c> is
+/// broadcast, refreshes only extend it, and it ends with <c>is_typing: false</c>, a sent message, or expiry
+/// (<see cref="RealtimeOptions.TypingTimeout"/> without a refresh), each broadcast once to the other members. Whether it
+/// is on is the fan-out's to say (<see cref="IFanout.StartTypingAsync"/>: across instances with Redis, so a refresh or a
+/// stop that reaches another instance is not a second start or a lost end); this class watches the indicators whose
+/// frames reached this instance and checks each at the end of its timeout. An instance that stops ends those it watches.
 /// </summary>
 internal sealed partial class TypingTracker(
-    IChatStore store, ConversationBroadcaster broadcaster, TimeProvider time, IOptions<RealtimeOptions> options, ILogger<TypingTracker> logger)
+    IChatStore store, IFanout fanout, ConversationBroadcaster broadcaster, TimeProvider time, IOptions<RealtimeOptions> options, ILogger<TypingTracker> logger)
     : BackgroundService
 {
-    // Each indicator's expiry, and the members told it started (told it ended if this instance stops).
+    // The indicators this instance saw, each with when to check it and the members told it started (told it ended if this
+    // instance stops).
     private readonly ConcurrentDictionary<(Guid ConversationId, string UserId), Indicator> _expiries = new();
 
     public int ActiveCount => _expiries.Count;
@@ -32,40 +36,45 @@ internal sealed partial class TypingTracker(
             return ApiError.NotFound("Conversation");
         }
 
-        await SetAsync(conversationId, caller.UserId, isTyping, snapshot.Members);
-        return null;
-    }
-
-    private async Task SetAsync(Guid conversationId, string userId, bool isTyping, IReadOnlyList<MemberRecord> members)
-    {
-        var key = (conversationId, userId);
         if (isTyping)
         {
-            var indicator = new Indicator(time.GetUtcNow() + options.Value.TypingTimeout, members);
-            if (_expiries.TryAdd(key, indicator))
+            var timeout = options.Value.TypingTimeout;
+            _expiries[(conversationId, caller.UserId)] = new Indicator(time.GetUtcNow() + timeout, snapshot.Members);
+            if (await fanout.StartTypingAsync(conversationId, caller.UserId, timeout, cancellationToken))
             {
-                await broadcaster.TypingAsync(conversationId, userId, true, members);
-            }
-            else
-            {
-                _expiries[key] = indicator;
+                await broadcaster.TypingAsync(conversationId, caller.UserId, true, snapshot.Members);
             }
         }
         else
         {
-            await StopAsync(conversationId, userId, members);
+            await StopAsync(conversationId, caller.UserId, snapshot.Members);
         }
+
+        return null;
     }
 
     public async Task StopAsync(Guid conversationId, string userId, IReadOnlyList<MemberRecord> members)
     {
-        if (_expiries.TryRemove((conversationId, userId), out _))
+        _expiries.TryRemove((conversationId, userId), out _);
+        if (await fanout.StopTypingAsync(conversationId, userId))
         {
             await broadcaster.TypingAsync(conversationId, userId, false, members);
         }
     }
 
-    /// <summary>Expires indicators that were not refreshed in time (checked four times per timeout).</summary>
+    /// <summary>A message from the user ends their indicator: started here, finished in the background, never throws.</summary>
+    public void EndOnSend(Guid conversationId, string userId, IReadOnlyList<MemberRecord> members)
+    {
+        var ending = StopAsync(conversationId, userId, members);
+        if (!ending.IsCompletedSuccessfully)
+        {
+            _ = ending.ContinueWith(
+                done => Log.EndFailed(logger, conversationId, userId, done.Exception!),
+                CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>Checks the indicators whose timeout passed as this instance knows it (four times per timeout).</summary>
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var interval = options.Value.TypingTimeout / 4;
@@ -83,10 +92,10 @@ internal sealed partial class TypingTracker(
             var now = time.GetUtcNow();
             foreach (var entry in _expiries)
             {
-                // Remove only if not refreshed meanwhile (the value still is the one we saw expire).
+                // Only if not refreshed here meanwhile (the value still is the one we saw expire).
                 if (entry.Value.Expiry <= now && _expiries.TryRemove(entry))
                 {
-                    await ExpireAsync(entry.Key.ConversationId, entry.Key.UserId, stoppingToken);
+                    await CheckAsync(entry.Key.ConversationId, entry.Key.UserId, entry.Value.Members, stoppingToken);
                 }
             }
         }
@@ -109,7 +118,10 @@ internal sealed partial class TypingTracker(
 
             try
             {
-                await broadcaster.TypingAsync(entry.Key.ConversationId, entry.Key.UserId, false, entry.Value.Members);
+                if (await fanout.StopTypingAsync(entry.Key.ConversationId, entry.Key.UserId))
+                {
+                    await broadcaster.TypingAsync(entry.Key.ConversationId, entry.Key.UserId, false, entry.Value.Members);
+                }
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
@@ -120,13 +132,26 @@ internal sealed partial class TypingTracker(
 
     private sealed record Indicator(DateTimeOffset Expiry, IReadOnlyList<MemberRecord> Members);
 
-    private async Task ExpireAsync(Guid conversationId, string userId, CancellationToken cancellationToken)
+    private async Task CheckAsync(Guid conversationId, string userId, IReadOnlyList<MemberRecord> members, CancellationToken cancellationToken)
     {
         try
         {
+            var check = await fanout.CheckTypingAsync(conversationId, userId);
+            if (check.Outcome == TypingOutcome.Refreshed)
+            {
+                // Refreshed through another instance: looked at again when that refresh runs out (unless refreshed here).
+                _expiries.TryAdd((conversationId, userId), new Indicator(time.GetUtcNow() + check.Remaining, members));
+                return;
+            }
+
+            if (check.Outcome != TypingOutcome.Ended)
+            {
+                return;
+            }
+
             var snapshot = await store.GetConversationAsync(conversationId, cancellationToken);
-            // Started again while the members were read: its "true" went out after this expiry began, and a "false" now
-            // would end an indicator the server still holds.
+            // Started again here while the members were read: its "true" went out after this expiry began, and a
+            // "false" now would end an indicator the server still holds.
             if (snapshot is not null && !_expiries.ContainsKey((conversationId, userId)))
             {
                 await broadcaster.TypingAsync(conversationId, userId, false, snapshot.Members);
@@ -143,5 +168,8 @@ internal sealed partial class TypingTracker(
     {
         [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Could not broadcast typing expiry of {UserId} in {ConversationId}")]
         public static partial void ExpiryBroadcastFailed(ILogger logger, Guid conversationId, string userId, Exception exception);
+
+        [LoggerMessage(EventId = 3002, Level = LogLevel.Warning, Message = "Could not end the typing indicator of {UserId} in {ConversationId} after a message")]
+        public static partial void EndFailed(ILogger logger, Guid conversationId, string userId, Exception exception);
     }
 }
