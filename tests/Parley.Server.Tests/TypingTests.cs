@@ -125,6 +125,24 @@ public sealed class TypingTests : IAsyncLifetime
         AssertTyping(await bobPhone.NextAsync("typing"), conversation.Id, "alice", isTyping: false);
     }
 
+    [Theory]
+    [InlineData("alice")] // removed by the owner
+    [InlineData("bob")] // left
+    public async Task Typing_TyperRemovedOrLeaves_OthersGetIsTypingFalseAtOnce(string remover)
+    {
+        // Fake time that is never advanced: the false cannot be the expiry's.
+        await using var chat = await _factory.GroupChat("leaving", "alice", "bob", "carol").Connect("bob").Connect("carol").OpenAsync();
+        var conversation = chat.Conversation;
+        var (bobPhone, carolPhone) = (chat.Socket("bob"), chat.Socket("carol"));
+        await bobPhone.SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
+        AssertTyping(await carolPhone.NextAsync("typing"), conversation.Id, "bob", isTyping: true);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await chat.Api(remover).DeleteAsync($"/api/v1/conversations/{conversation.Id}/participants/bob")).StatusCode);
+
+        await carolPhone.NextAsync("participant_removed");
+        AssertTyping(await carolPhone.NextAsync("typing"), conversation.Id, "bob", isTyping: false);
+    }
+
     [Fact]
     public async Task Typing_AnotherMemberSendsAMessage_TypersIndicatorStaysOn()
     {

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using Parley.Server.Broadcasting;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
+using Parley.Server.Presence;
 using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
@@ -14,6 +15,7 @@ internal sealed class ConversationService(
     ConversationAccess access,
     ConversationLocks locks,
     ConversationBroadcaster broadcaster,
+    TypingTracker typing,
     TimeProvider time,
     IOptions<LimitsOptions> limits,
     IOptions<AuthOptions> auth)
@@ -189,6 +191,15 @@ internal sealed class ConversationService(
             }
 
             await broadcaster.MembershipChangedAsync(result.Value!);
+            foreach (var applied in result.Value!.Applied)
+            {
+                if (applied.Change is MembershipChange.Remove removed)
+                {
+                    // A member who is gone types no more: the others need not wait for the indicator to expire.
+                    typing.End(conversationId, removed.UserId, result.Value.After.Members);
+                }
+            }
+
             return result.Value!;
         }
     }

@@ -70,9 +70,8 @@ internal sealed class MessageService(
 
         if (result.Value is { Created: true } done)
         {
-            // A message ends its sender's typing indicator. Not waited for: with Redis that is a round trip, and the send's
-            // answer does not depend on it (the end is broadcast after the message either way).
-            typing.EndOnSend(done.Message.ConversationId, caller.UserId, done.Members);
+            // A message ends its sender's typing indicator (after the message, not waited for).
+            typing.End(done.Message.ConversationId, caller.UserId, done.Members);
         }
 
         activity?.SetTag(ParleyActivitySource.Tags.MessageId, result.Value!.Message.Id);

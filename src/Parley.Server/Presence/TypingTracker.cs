@@ -62,8 +62,11 @@ internal sealed partial class TypingTracker(
         }
     }
 
-    /// <summary>A message from the user ends their indicator: started here, finished in the background, never throws.</summary>
-    public void EndOnSend(Guid conversationId, string userId, IReadOnlyList<MemberRecord> members)
+    /// <summary>
+    /// A message from the user, or their removal from the conversation, ends their indicator: started here, finished in
+    /// the background (with Redis a round trip the caller's answer does not depend on), never throws.
+    /// </summary>
+    public void End(Guid conversationId, string userId, IReadOnlyList<MemberRecord> members)
     {
         var ending = StopAsync(conversationId, userId, members);
         if (!ending.IsCompletedSuccessfully)
@@ -169,7 +172,7 @@ internal sealed partial class TypingTracker(
         [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "Could not broadcast typing expiry of {UserId} in {ConversationId}")]
         public static partial void ExpiryBroadcastFailed(ILogger logger, Guid conversationId, string userId, Exception exception);
 
-        [LoggerMessage(EventId = 3002, Level = LogLevel.Warning, Message = "Could not end the typing indicator of {UserId} in {ConversationId} after a message")]
+        [LoggerMessage(EventId = 3002, Level = LogLevel.Warning, Message = "Could not end the typing indicator of {UserId} in {ConversationId}")]
         public static partial void EndFailed(ILogger logger, Guid conversationId, string userId, Exception exception);
     }
 }
