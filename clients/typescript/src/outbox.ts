@@ -11,10 +11,18 @@ export interface PendingSend {
   reject(error: unknown): void;
   /** When a send refused for a passing reason is due again (ms, the clock's); null while it waits for the next connection only. */
   retryAt: number | null;
+  /** How often the server answered `internal_error` so far. */
+  internalErrors: number;
 }
 
 /** Refusals that pass: the same send succeeds later. */
-const passing = new Set<string>([ErrorCodes.RateLimited, ErrorCodes.ServiceUnavailable, ErrorCodes.InternalError]);
+const passing = new Set<string>([ErrorCodes.RateLimited, ErrorCodes.ServiceUnavailable]);
+
+/**
+ * `internal_error` may be a passing failure or a send the server can never store (docs/delivery.md): it is retried
+ * this many times, the delay doubling each time, and then the send fails with it.
+ */
+export const internalErrorRetries = 3;
 
 /**
  * The sends waiting for their acknowledgement, in the order they were made, and the socket they go out on: every
@@ -70,12 +78,19 @@ export class Outbox {
     send.resolve(message);
   }
 
-  /** An `error` frame about a send: passing refusals are retried after the retry delay, others fail it. Returns false when no send waits with that id. */
+  /**
+   * An `error` frame about a send: passing refusals are retried after the retry delay, `internal_error` a few times
+   * with back-off, others fail it. Returns false when no send waits with that id.
+   */
   refused(clientMessageId: string, code: string, detail: string | null): boolean {
     const send = this.sends.get(clientMessageId);
     if (!send) return false;
     if (passing.has(code)) {
       send.retryAt = this.now() + this.retryDelayMs;
+      this.scheduleRetry();
+    } else if (code === ErrorCodes.InternalError && send.internalErrors < internalErrorRetries) {
+      send.retryAt = this.now() + this.retryDelayMs * 2 ** send.internalErrors;
+      send.internalErrors++;
       this.scheduleRetry();
     } else {
       this.sends.delete(clientMessageId);

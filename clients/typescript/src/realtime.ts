@@ -63,7 +63,10 @@ export interface ParleyRealtimeOptions {
   maxReconnectDelayMs?: number;
   /** Consumed events are acknowledged with one cumulative `ack` per conversation per batch. Default 100 ms. */
   ackDelayMs?: number;
-  /** Wait before resending a message refused with `rate_limited`, `service_unavailable` or `internal_error`. Default 1 s. */
+  /**
+   * Wait before resending a message refused with `rate_limited`, `service_unavailable` or `internal_error` (after
+   * `internal_error` it doubles per refusal, and the send fails after the third retry). Default 1 s.
+   */
   sendRetryDelayMs?: number;
   /** A `ping` goes out when nothing arrived for this long; zero disables. Default 15 s. */
   keepAliveIntervalMs?: number;
@@ -72,9 +75,10 @@ export interface ParleyRealtimeOptions {
   /** Events per page of `GET /api/v1/sync` when filling a gap. Default 500. */
   syncPageSize?: number;
   /**
-   * Follow the browser's `online`/`offline` events: offline, the socket is closed at once and sends wait (a dead
-   * network may keep a socket looking open for minutes); back online, it reconnects without waiting for the back-off.
-   * Default: on wherever `window` has these events.
+   * Follow the browser's `online`/`offline` events, as hints: `offline` closes the socket at once (a dead network may
+   * keep a socket looking open for minutes), and `online` reconnects without waiting for the back-off. While the
+   * browser says it is offline the state is `offline`, but connecting goes on with the usual back-off: a server on
+   * this machine or the LAN may answer all the same. Default: on wherever `window` has these events.
    */
   watchNetwork?: boolean;
   logger?: Logger;
@@ -145,6 +149,8 @@ export class ParleyRealtime {
   private started = false;
   private closed = false;
   private offline = false;
+  /** The browser said the network is back since the last attempt began: the next one starts at once. */
+  private networkBack = false;
   private refreshToken = false;
   private wake: (() => void) | null = null;
   private ackTimer: ReturnType<typeof setTimeout> | null = null;
@@ -268,7 +274,9 @@ export class ParleyRealtime {
    * message if the first attempt stored it instead of storing a second; a new message is a new object. The same frame
    * goes out again after every reconnect, and after refusals for passing reasons, until `message_ack` arrives, so the
    * message is created once however often it is sent. While disconnected (offline) the send waits for the connection. Rejects with
-   * `ParleyApiError` when the server refuses it; aborting `signal` stops the resending (a copy already sent may still be stored).
+   * `ParleyApiError` when the server refuses it, also after `internal_error` came back a few times (it may be a send
+   * the server can never store: sending the same request again retries it as the same message); aborting `signal`
+   * stops the resending (a copy already sent may still be stored).
    */
   send(request: SendMessageRequest, options: { signal?: AbortSignal } = {}): Promise<Message> {
     if (this.closed) return Promise.reject(new Error('The connection was closed.'));
@@ -281,6 +289,7 @@ export class ParleyRealtime {
         resolve,
         reject,
         retryAt: null,
+        internalErrors: 0,
       };
       const signal = options.signal;
       if (signal) {
@@ -333,13 +342,9 @@ export class ParleyRealtime {
   private async run(): Promise<void> {
     let attempt = 0;
     while (!this.closed) {
-      if (this.offline) {
-        this.setState({ state: 'offline' });
-        await this.sleep(Number.POSITIVE_INFINITY);
-        attempt = 0;
-        continue;
-      }
-      this.setState({ state: 'connecting' });
+      // navigator.onLine is only a hint (false in airplane mode with the server on this machine): try all the same.
+      this.networkBack = false;
+      this.setState({ state: this.offline ? 'offline' : 'connecting' });
       const cursor = this.delivery.latestCursor;
       const openedAt = this.options.now();
       let end: SocketEnd;
@@ -353,7 +358,7 @@ export class ParleyRealtime {
       this.socketEnded();
       if (this.closed) return;
 
-      if (!end.opened && !this.offline) {
+      if (!end.opened) {
         // A browser's WebSocket does not show why an upgrade was refused: ask the REST API, which answers the same credentials and cursor.
         const verdict = await this.probe(cursor);
         if (this.closed) return;
@@ -383,11 +388,11 @@ export class ParleyRealtime {
         }
         if (this.options.now() - openedAt >= stableConnectionMs) attempt = 0;
       }
-      if (this.offline) continue;
 
       const delay = backoffDelay(attempt++, this.options.initialReconnectDelayMs, this.options.maxReconnectDelayMs, this.options.random());
-      this.setState({ state: 'reconnecting', closeCode: end.code ?? undefined, retryInMs: delay, error: end.error });
-      await this.sleep(delay);
+      this.setState({ state: this.offline ? 'offline' : 'reconnecting', closeCode: end.code ?? undefined, retryInMs: delay, error: end.error });
+      if (!this.networkBack) await this.sleep(delay);
+      if (this.networkBack) attempt = 0;
     }
   }
 
@@ -431,18 +436,19 @@ export class ParleyRealtime {
   private networkChanged(online: boolean): void {
     if (this.closed || this.offline === !online) return;
     this.offline = !online;
+    this.networkBack = online;
     this.log.info(`parley: the network is ${online ? 'back' : 'gone'}`);
-    if (!online) this.socket?.abandon('the network is offline');
-    this.wake?.();
+    if (online) this.wake?.();
+    else this.socket?.abandon('the network is offline');
   }
 
   /** Waits `ms` or until woken (closing, the network back). */
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = Number.isFinite(ms) ? setTimeout(done, ms) : null;
+      const timer = setTimeout(done, ms);
       const self = this;
       function done(): void {
-        if (timer !== null) clearTimeout(timer);
+        clearTimeout(timer);
         if (self.wake === done) self.wake = null;
         resolve();
       }

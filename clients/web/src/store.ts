@@ -1,6 +1,7 @@
 // The app's state: conversations, their messages, receipts and typing, built from REST loads and the realtime
 // events of @parley/client. Every change is idempotent (by message id, by seq, watermarks as maxima), because a
-// load and the events that follow it may carry the same thing (docs/delivery.md, rules 7 and 8).
+// load and the events that follow it may carry the same thing (docs/delivery.md, rules 7 and 8). A REST answer may
+// also be older than events already applied (it was read before they committed): see `changedAt`.
 import type {
   ConnectionStateChange,
   Conversation,
@@ -39,6 +40,10 @@ export interface ConversationState {
   delivered: Map<string, number>;
   /** Members typing now, with when their indicator lapses. */
   typing: Map<string, number>;
+  /** Loaded before a `sync_reset`: it may have missed events, so the next REST answer replaces it and its history. */
+  stale: boolean;
+  /** The event clock when an event of this conversation was last applied. */
+  touchedAt: number;
 }
 
 export type Tick = 'queued' | 'sent' | 'delivered' | 'read';
@@ -56,12 +61,26 @@ export class ChatStore {
   notice: string | null = null;
   private version = 0;
   private readonly listeners = new Set<() => void>();
-  private readonly fetching = new Map<string, Promise<ConversationState | null>>();
+  /** Counts the events applied; a REST request notes it when it begins, to tell which events its answer may predate. */
+  private clock = 0;
+  /**
+   * Per conversation, the clock of the latest event that changed what a REST answer says about it beyond what seqs
+   * reconcile: its members, the user's own reads and sends (the unread count), deletions. An answer begun before that
+   * may not show the change: it is not applied, and a load begun now is (kept after the conversation is gone, so
+   * that an old answer does not bring back a conversation the user left).
+   */
+  private readonly changedAt = new Map<string, number>();
+  /** Per conversation, when the newest REST answer applied began (a 404 included). */
+  private readonly answeredAt = new Map<string, number>();
+  /** The clock of the latest `sync_reset`. */
+  private resetAt = 0;
+  private readonly fetching = new Map<string, { startedAt: number; promise: Promise<ConversationState | null> }>();
   /** Loads that failed for a passing reason, retried with back-off (by conversation id; '*' is a reload, 'list' and 'list-more' the list's pages). */
   private readonly retries = new Map<string, ReturnType<typeof setTimeout>>();
   /** The back-off of each failing load, kept until it succeeds. */
   private readonly retryDelay = new Map<string, number>();
-  private readTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Per conversation, the read receipt due (debounced) and the newest seq the reader had in view. */
+  private readonly readDue = new Map<string, { timer: ReturnType<typeof setTimeout>; upTo: number }>();
   /** Per conversation, the read receipt sent on the current socket and not confirmed yet. */
   private readonly readAsked = new Map<string, number>();
   private closed = false;
@@ -93,8 +112,9 @@ export class ChatStore {
 
   /** Loads the conversation list (after `connected`, rule 8), merging with what events brought meanwhile. */
   async loadConversations(more = false): Promise<void> {
+    const startedAt = this.clock;
     const page = await this.client.listConversations({ limit: 50, ...(more && this.moreConversations ? { cursor: this.moreConversations } : {}) });
-    for (const conversation of page.conversations) this.mergeConversation(conversation);
+    for (const conversation of page.conversations) this.mergeAnswer(conversation, startedAt);
     this.moreConversations = page.next_cursor;
     this.changed();
   }
@@ -116,9 +136,11 @@ export class ChatStore {
 
   /**
    * Everything again, after `sync_reset`: what this tab knew may be stale. A load that fails is retried with back-off
-   * (the event that asked for it is consumed either way: the loads bring what it carried).
+   * (the event that asked for it is consumed either way: the loads bring what it carried), while later events go on
+   * being applied: the answers are merged like any other, never over what those events brought.
    */
   async reload(): Promise<void> {
+    const startedAt = this.clock;
     const active = this.activeId;
     let page: Awaited<ReturnType<ParleyClient['listConversations']>>;
     let open: Conversation | null;
@@ -137,17 +159,28 @@ export class ChatStore {
       this.retryLater('*', error, () => this.reload());
       return;
     }
-    // Swapped in at once, with no render in between: the open conversation (on the first page of the list or not)
+    // Merged in place, with no render in between: the open conversation (on the first page of the list or not)
     // stays open, and its view keeps the draft, the reply and the edit under way.
-    this.conversations.clear();
-    for (const conversation of page.conversations) this.mergeConversation(conversation);
-    if (open && open.id === this.activeId) this.mergeConversation(open);
+    const listed = new Set(page.conversations.map((c) => c.id));
+    for (const conversation of page.conversations) this.mergeAnswer(conversation, startedAt);
+    if (open && open.id === this.activeId) {
+      this.mergeAnswer(open, startedAt);
+      listed.add(open.id);
+    }
+    // Known from before the reset and not on the first page: left meanwhile, or simply older. Kept (and loaded again)
+    // when open, holding messages waiting to send, or moved by an event since this began; forgotten otherwise.
+    for (const [id, state] of this.conversations) {
+      if (!state.stale || listed.has(id) || id === this.activeId) continue;
+      if (state.touchedAt > startedAt || [...this.pending.values()].some((p) => p.conversationId === id)) void this.fetchConversation(id);
+      else this.conversations.delete(id);
+    }
     this.moreConversations = page.next_cursor;
     // The one open now (the reader may have opened another while this loaded): reloaded, or fetched if not listed.
     const now = this.activeId;
     this.changed();
     if (now !== null) {
-      const state = this.conversations.get(now) ?? (await this.fetchConversation(now));
+      let state = this.conversations.get(now);
+      if (!state || state.stale) state = (await this.fetchConversation(now)) ?? undefined;
       if (state && state.oldestSeq === null) await this.loadOlder(now).catch(() => {});
     }
     this.markRead();
@@ -158,7 +191,8 @@ export class ChatStore {
     this.closed = true;
     for (const timer of this.retries.values()) clearTimeout(timer);
     this.retries.clear();
-    if (this.readTimer !== null) clearTimeout(this.readTimer);
+    for (const due of this.readDue.values()) clearTimeout(due.timer);
+    this.readDue.clear();
   }
 
   async open(conversationId: string | null): Promise<void> {
@@ -206,30 +240,40 @@ export class ChatStore {
   }
 
   /**
-   * The conversation as the server has it now. A load already under way is joined (not skipped: an event waiting for
-   * it would otherwise find nothing). One that fails for a passing reason (the network, a 503) is retried with back-off
-   * until it succeeds, so the event that asked for it is not lost: the conversation, its newest message and its unread
-   * count come with the retry; meanwhile null.
+   * The conversation as the server has it now. A load already under way is joined if it began after the latest event
+   * that changed the conversation (not skipped: an event waiting for it would otherwise find nothing); one begun
+   * before may not show that change, so a new one starts. One that fails for a passing reason (the network, a 503) is
+   * retried with back-off until it succeeds, so the event that asked for it is not lost: the conversation, its newest
+   * message and its unread count come with the retry; meanwhile null.
    */
   private fetchConversation(conversationId: string): Promise<ConversationState | null> {
     const running = this.fetching.get(conversationId);
-    if (running) return running;
-    const fetch = this.fetchConversationOnce(conversationId).finally(() => this.fetching.delete(conversationId));
-    this.fetching.set(conversationId, fetch);
-    return fetch;
+    if (running && !this.changedSince(conversationId, running.startedAt)) return running.promise;
+    const startedAt = this.clock;
+    const promise = this.fetchConversationOnce(conversationId, startedAt).finally(() => {
+      if (this.fetching.get(conversationId) === entry) this.fetching.delete(conversationId);
+    });
+    const entry = { startedAt, promise };
+    this.fetching.set(conversationId, entry);
+    return promise;
   }
 
-  private async fetchConversationOnce(conversationId: string): Promise<ConversationState | null> {
+  private async fetchConversationOnce(conversationId: string, startedAt: number): Promise<ConversationState | null> {
     try {
       const conversation = await this.client.getConversation(conversationId);
       this.succeeded(conversationId);
-      this.mergeConversation(conversation);
+      // An event changed the conversation while this was on its way: the answer may predate it.
+      if (this.changedSince(conversationId, startedAt)) return await this.reloadChanged(conversationId);
+      this.mergeConversation(conversation, startedAt);
       this.changed();
     } catch (error) {
-      // Not (or no longer) a member: the conversation is not ours to show.
+      // Not (or no longer) a member: the conversation is not ours to show (unless the user was added since this began).
       if (error instanceof ParleyApiError && error.status === 404) {
         this.succeeded(conversationId);
+        if (this.changedSince(conversationId, startedAt)) return await this.reloadChanged(conversationId);
+        this.answered(conversationId, startedAt);
         this.conversations.delete(conversationId);
+        this.changed();
       } else {
         this.retryLater(conversationId, error, async () => {
           const state = await this.fetchConversation(conversationId);
@@ -264,7 +308,39 @@ export class ChatStore {
     if (this.retryDelay.size === 0 && this.notice?.startsWith('Could not load')) this.notice = null;
   }
 
-  private mergeConversation(conversation: Conversation): ConversationState {
+  private changedSince(conversationId: string, startedAt: number): boolean {
+    return (this.changedAt.get(conversationId) ?? 0) > startedAt;
+  }
+
+  private answered(conversationId: string, startedAt: number): void {
+    if (startedAt > (this.answeredAt.get(conversationId) ?? -1)) this.answeredAt.set(conversationId, startedAt);
+  }
+
+  /**
+   * An answer came that an event overtook: the conversation as an answer begun after that event has it, which is
+   * there already when one was applied, or comes with a load begun now (or one under way that began after it).
+   */
+  private reloadChanged(conversationId: string): Promise<ConversationState | null> {
+    if (!this.changedSince(conversationId, this.answeredAt.get(conversationId) ?? -1)) {
+      return Promise.resolve(this.conversations.get(conversationId) ?? null);
+    }
+    return this.fetchConversation(conversationId);
+  }
+
+  /** A REST answer begun at `startedAt`: merged, or, when an event changed the conversation since, not (see `reloadChanged`). */
+  private mergeAnswer(conversation: Conversation, startedAt: number): void {
+    if (this.changedSince(conversation.id, startedAt)) void this.reloadChanged(conversation.id);
+    else this.mergeConversation(conversation, startedAt);
+  }
+
+  /**
+   * Merges what the server says about a conversation (a REST answer begun at `startedAt` that no change has
+   * overtaken, or the snapshot of `conversation_created`): members and name as it says; seqs, the last message, the
+   * last activity and the user's read watermark never go back; messages that came as events after it was read are
+   * counted on top of its unread count.
+   */
+  private mergeConversation(conversation: Conversation, startedAt: number): ConversationState {
+    this.answered(conversation.id, startedAt);
     const existing = this.conversations.get(conversation.id);
     if (!existing) {
       const state: ConversationState = {
@@ -279,21 +355,35 @@ export class ChatStore {
         read: new Map(),
         delivered: new Map(),
         typing: new Map(),
+        stale: false,
+        touchedAt: 0,
       };
       if (conversation.last_message) state.messages.set(conversation.last_message.id, conversation.last_message);
       if (this.me) state.read.set(this.me, conversation.read_up_to_seq);
       this.conversations.set(conversation.id, state);
       return state;
     }
+    if (existing.stale && startedAt >= this.resetAt) {
+      // Loaded before a sync_reset, so its messages may have missed edits and deletes: those this answer covers go,
+      // and the history loads again when shown. Later ones came as events since.
+      for (const [id, message] of existing.messages) if (message.seq <= conversation.last_seq) existing.messages.delete(id);
+      if (existing.conversation.last_message && existing.conversation.last_message.seq <= conversation.last_seq) existing.conversation.last_message = null;
+      Object.assign(existing, { stale: false, oldestSeq: null, hasOlder: true, olderError: null, olderRetryAt: 0, olderFailures: 0 });
+    }
     // Messages that arrived as events after this answer was made are counted on top of its unread count.
     const later = [...existing.messages.values()].filter(
       (m) => m.seq > conversation.last_seq && m.sender_id !== this.me && m.deleted_at === null && m.seq > conversation.read_up_to_seq,
     ).length;
     const lastMessage = newest(existing.conversation.last_message, conversation.last_message);
+    const before = existing.conversation;
+    const readBefore = before.read_up_to_seq > conversation.read_up_to_seq;
     existing.conversation = {
       ...conversation,
-      last_seq: Math.max(conversation.last_seq, existing.conversation.last_seq),
+      last_seq: Math.max(conversation.last_seq, before.last_seq),
       last_message: lastMessage,
+      last_activity_at: before.last_activity_at > conversation.last_activity_at ? before.last_activity_at : conversation.last_activity_at,
+      read_up_to_seq: readBefore ? before.read_up_to_seq : conversation.read_up_to_seq,
+      last_read_message_id: readBefore ? before.last_read_message_id : conversation.last_read_message_id,
       unread_count: conversation.unread_count + later,
     };
     if (conversation.last_message) this.upsertMessage(existing, conversation.last_message);
@@ -305,9 +395,17 @@ export class ChatStore {
 
   /** Applies one event from the realtime connection (each arrives once, in per-conversation order). */
   async apply(event: ParleyEvent): Promise<void> {
+    const now = ++this.clock;
+    const conversationId = conversationOf(event);
+    if (conversationId !== null) {
+      const touched = this.conversations.get(conversationId);
+      if (touched) touched.touchedAt = now;
+      if (changesAnswers(event, this.me)) this.changedAt.set(conversationId, now);
+    }
     switch (event.type) {
       case 'conversation_created':
-        this.mergeConversation(event.payload.conversation);
+        // Already known: from an answer read after the creation, as new or newer.
+        if (!this.conversations.has(event.payload.conversation.id)) this.mergeConversation(event.payload.conversation, now);
         break;
       case 'new_message': {
         const message = event.payload.message;
@@ -391,6 +489,8 @@ export class ChatStore {
       case 'sync_reset': {
         const notice = 'This device missed too much while away; reloaded.';
         this.notice = notice;
+        this.resetAt = now;
+        for (const state of this.conversations.values()) state.stale = true;
         await this.reload();
         setTimeout(() => {
           if (this.notice !== notice) return;
@@ -453,12 +553,40 @@ export class ChatStore {
     };
     this.pending.set(pending.clientMessageId, pending);
     this.changed();
+    this.submit(pending);
+  }
+
+  /** Sends a message that failed again, as the same message (same body and client_message_id: stored once at most). */
+  retryPending(clientMessageId: string): void {
+    const pending = this.pending.get(clientMessageId);
+    if (!pending || pending.error === null) return;
+    pending.error = null;
+    this.changed();
+    this.submit(pending);
+  }
+
+  dismissPending(clientMessageId: string): void {
+    this.pending.delete(clientMessageId);
+    this.changed();
+  }
+
+  /** Messages still on their way (not failed): what closing the tab or signing out would lose. */
+  get waitingToSend(): number {
+    return [...this.pending.values()].filter((p) => p.error === null).length;
+  }
+
+  /** Messages that failed in a conversation no longer shown (the user was removed from it): listed apart, to dismiss. */
+  orphans(): PendingMessage[] {
+    return [...this.pending.values()].filter((p) => p.error !== null && !this.conversations.has(p.conversationId));
+  }
+
+  private submit(pending: PendingMessage): void {
     this.realtime
       .send({
-        conversation_id: conversationId,
-        content,
-        reply_to_id: replyToId,
-        mentions: mentions.length > 0 ? mentions : null,
+        conversation_id: pending.conversationId,
+        content: pending.content,
+        reply_to_id: pending.replyToId,
+        mentions: pending.mentions.length > 0 ? pending.mentions : null,
         client_message_id: pending.clientMessageId,
       })
       .then((message) => {
@@ -471,11 +599,6 @@ export class ChatStore {
         pending.error = describe(error);
         this.changed();
       });
-  }
-
-  dismissPending(clientMessageId: string): void {
-    this.pending.delete(clientMessageId);
-    this.changed();
   }
 
   async edit(message: Message, content: string): Promise<void> {
@@ -495,31 +618,50 @@ export class ChatStore {
 
   /**
    * Reports the open conversation read up to its newest message (debounced), when the page is visible and the
-   * conversation is scrolled to its newest messages (not while the user reads further back).
+   * conversation is scrolled to its newest messages (not while the user reads further back). What is reported is what
+   * the reader had in view: that conversation up to that message, even if another is open by the time it goes out.
    */
   markRead(): void {
-    if (this.readTimer !== null) return;
-    this.readTimer = setTimeout(() => {
-      this.readTimer = null;
-      const state = this.activeId ? this.conversations.get(this.activeId) : undefined;
-      if (!state || !this.me || !isVisible() || !this.readingLatest) return;
-      const newestMessage = [...state.messages.values()].reduce<Message | null>((a, m) => (a === null || m.seq > a.seq ? m : a), null);
-      if (!newestMessage || (state.read.get(this.me) ?? 0) >= newestMessage.seq) {
-        if (state.conversation.unread_count !== 0) {
-          state.conversation.unread_count = 0;
-          this.changed();
-        }
-        return;
-      }
-      // Asked once per socket: the server's message_read echo (or a later REST load) is what moves state.read, so a
-      // receipt written into a socket that had silently died is asked again once the connection is back.
-      if ((this.readAsked.get(state.conversation.id) ?? 0) >= newestMessage.seq) return;
-      if (this.realtime.sendReadReceipt(newestMessage.id)) {
-        this.readAsked.set(state.conversation.id, newestMessage.seq);
-        state.conversation.unread_count = 0;
+    const conversationId = this.activeId;
+    const state = conversationId === null ? undefined : this.conversations.get(conversationId);
+    if (conversationId === null || !state || !this.me || !isVisible() || !this.readingLatest) return;
+    const upTo = newestIn(state)?.seq ?? 0;
+    const due = this.readDue.get(conversationId);
+    if (due) {
+      due.upTo = Math.max(due.upTo, upTo);
+      return;
+    }
+    const entry = {
+      upTo,
+      timer: setTimeout(() => {
+        this.readDue.delete(conversationId);
+        this.reportRead(conversationId, entry.upTo);
+      }, 150),
+    };
+    this.readDue.set(conversationId, entry);
+  }
+
+  private reportRead(conversationId: string, upTo: number): void {
+    const state = this.conversations.get(conversationId);
+    if (!state || !this.me) return;
+    const newestMessage = newestIn(state, upTo);
+    // Messages that came after it was in view (another conversation was open by then) stay unread.
+    const unread = [...state.messages.values()].filter((m) => m.seq > upTo && m.sender_id !== this.me && m.deleted_at === null).length;
+    if (!newestMessage || (state.read.get(this.me) ?? 0) >= newestMessage.seq) {
+      if (state.conversation.unread_count !== unread) {
+        state.conversation.unread_count = unread;
         this.changed();
       }
-    }, 150);
+      return;
+    }
+    // Asked once per socket: the server's message_read echo (or a later REST load) is what moves state.read, so a
+    // receipt written into a socket that had silently died is asked again once the connection is back.
+    if ((this.readAsked.get(conversationId) ?? 0) >= newestMessage.seq) return;
+    if (this.realtime.sendReadReceipt(newestMessage.id)) {
+      this.readAsked.set(conversationId, newestMessage.seq);
+      state.conversation.unread_count = unread;
+      this.changed();
+    }
   }
 
   /** The tick of one of the user's own messages: read or delivered when every other member got that far. */
@@ -568,6 +710,45 @@ export function findMentions(content: string, members: string[]): Mention[] {
 export function title(conversation: Conversation, me: string | null): string {
   if (conversation.type === 'group') return conversation.name || conversation.participants.map((p) => p.user_id).join(', ');
   return conversation.participants.find((p) => p.user_id !== me)?.user_id ?? me ?? 'Direct conversation';
+}
+
+/** The newest message loaded in a conversation, at or below `upTo`. */
+function newestIn(state: ConversationState, upTo = Number.POSITIVE_INFINITY): Message | null {
+  let found: Message | null = null;
+  for (const m of state.messages.values()) if (m.seq <= upTo && (found === null || m.seq > found.seq)) found = m;
+  return found;
+}
+
+/** The conversation an event is about; null for those about none (presence, sync_reset). */
+function conversationOf(event: ParleyEvent): string | null {
+  switch (event.type) {
+    case 'conversation_created':
+      return event.payload.conversation.id;
+    case 'new_message':
+      return event.payload.message.conversation_id;
+    case 'presence':
+    case 'sync_reset':
+      return null;
+    default:
+      return event.payload.conversation_id;
+  }
+}
+
+/** Whether an event changes what a REST answer about its conversation says in a way seqs do not reconcile (see `changedAt`). */
+function changesAnswers(event: ParleyEvent, me: string | null): boolean {
+  switch (event.type) {
+    case 'participant_added':
+    case 'participant_updated':
+    case 'participant_removed':
+    case 'message_deleted':
+      return true;
+    case 'new_message':
+      return event.payload.message.sender_id === me;
+    case 'message_read':
+      return event.payload.user_id === me;
+    default:
+      return false;
+  }
 }
 
 function newest(a: Message | null, b: Message | null): Message | null {

@@ -66,6 +66,32 @@ async function connected(r: Rig, payload: Record<string, unknown> = {}): Promise
   await connecting;
 }
 
+/** Runs `body` with a browser-like `navigator.onLine` and `online`/`offline` events the test fires with `network.set`. */
+async function withNetwork(
+  onLine: boolean,
+  body: (network: { set: (onLine: boolean) => void; listeners: Map<string, () => void> }) => Promise<void>,
+): Promise<void> {
+  const listeners = new Map<string, () => void>();
+  const globals = globalThis as Record<string, unknown>;
+  const saved = { addEventListener: globals.addEventListener, removeEventListener: globals.removeEventListener, navigator: globals.navigator };
+  const navigator = { onLine };
+  Object.defineProperty(globalThis, 'navigator', { value: navigator, configurable: true, writable: true });
+  globals.addEventListener = (type: string, listener: () => void) => listeners.set(type, listener);
+  globals.removeEventListener = (type: string) => listeners.delete(type);
+  const set = (value: boolean): void => {
+    navigator.onLine = value;
+    listeners.get(value ? 'online' : 'offline')!();
+  };
+  try {
+    await body({ set, listeners });
+  } finally {
+    await Promise.all(rigs.splice(0).map((r) => r.close()));
+    globals.addEventListener = saved.addEventListener;
+    globals.removeEventListener = saved.removeEventListener;
+    Object.defineProperty(globalThis, 'navigator', { value: saved.navigator, configurable: true, writable: true });
+  }
+}
+
 describe('ParleyRealtime', () => {
   it('connects with acks, the device, the token and the subprotocol, and goes live without a cursor', async () => {
     const r = rig();
@@ -205,6 +231,43 @@ describe('ParleyRealtime', () => {
     const error = await refused.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ParleyApiError);
     expect(error).toMatchObject({ code: 'validation_failed', status: null });
+  });
+
+  it('retries a send refused with internal_error a few times with back-off, then fails it; the same request retries it with the same id', async () => {
+    const r = rig({ sendRetryDelayMs: 20 });
+    await connected(r);
+    const socket = r.server.sockets[0]!;
+    const request = { conversation_id: C, content: 'never stored' };
+    const sentAt: number[] = [];
+    const refuse = (): void => {
+      sentAt.push(Date.now());
+      const [last] = socket.frames('send_message').slice(-1);
+      socket.push('error', { code: 'internal_error', message: 'boom', id: last!.id as string, client_message_id: (last!.payload as { client_message_id: string }).client_message_id });
+    };
+
+    const failing = r.realtime.send(request).catch((e: unknown) => e);
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      refuse();
+      await eventually(() => expect(socket.frames('send_message')).toHaveLength(attempt + 1));
+    }
+    refuse();
+    const error = await failing;
+    expect(error).toBeInstanceOf(ParleyApiError);
+    expect(error).toMatchObject({ code: 'internal_error' });
+    expect(r.realtime.pendingSends).toBe(0);
+    // The delay doubles: 20, 40, 80 ms (timers may fire a little late, never early).
+    const gaps = sentAt.slice(1).map((t, i) => t - sentAt[i]!);
+    expect(gaps[0]).toBeGreaterThanOrEqual(19);
+    expect(gaps[1]).toBeGreaterThanOrEqual(39);
+    expect(gaps[2]).toBeGreaterThanOrEqual(79);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(socket.frames('send_message')).toHaveLength(4);
+
+    const retried = r.realtime.send(request);
+    const ids = socket.frames('send_message').map((f) => (f.payload as { client_message_id: string }).client_message_id);
+    expect(new Set(ids).size).toBe(1);
+    socket.push('message_ack', { client_message_id: ids[0]!, message: message(C, 1, { sender_id: 'alice', client_message_id: ids[0]! }) });
+    expect((await retried).seq).toBe(1);
   });
 
   it('queues sends while disconnected and sends them once connected', async () => {
@@ -398,37 +461,56 @@ describe('ParleyRealtime', () => {
   });
 
   it('closes the socket at once when the browser goes offline, and reconnects when it is back', async () => {
-    const listeners = new Map<string, () => void>();
-    const globals = globalThis as Record<string, unknown>;
-    const saved = { addEventListener: globals.addEventListener, removeEventListener: globals.removeEventListener, navigator: globals.navigator };
-    const navigator = { onLine: true };
-    Object.defineProperty(globalThis, 'navigator', { value: navigator, configurable: true, writable: true });
-    globals.addEventListener = (type: string, listener: () => void) => listeners.set(type, listener);
-    globals.removeEventListener = (type: string) => listeners.delete(type);
-    try {
+    await withNetwork(true, async (network) => {
       const r = rig({ watchNetwork: true, initialReconnectDelayMs: 60_000 });
       await connected(r);
 
-      navigator.onLine = false;
-      listeners.get('offline')!();
+      network.set(false);
       expect(r.server.sockets[0]!.clientClose).toMatchObject({ code: 1000 });
       await eventually(() => expect(r.realtime.state).toBe('offline'));
       const sending = r.realtime.send({ conversation_id: C, content: 'offline', client_message_id: 'k-o' });
 
-      navigator.onLine = true;
-      listeners.get('online')!();
+      network.set(true);
       // No back-off after the network came back (it would be a minute here).
       const second = (await r.server.socket(2)).connect();
       expect(second.frames('send_message')).toHaveLength(1);
       second.push('message_ack', { client_message_id: 'k-o', message: message(C, 1, { client_message_id: 'k-o' }) });
       await sending;
       await r.realtime.close();
-      expect(listeners.size).toBe(0);
-    } finally {
-      globals.addEventListener = saved.addEventListener;
-      globals.removeEventListener = saved.removeEventListener;
-      Object.defineProperty(globalThis, 'navigator', { value: saved.navigator, configurable: true, writable: true });
-    }
+      expect(network.listeners.size).toBe(0);
+    });
+  });
+
+  it('connects while the browser says it is offline (a server on this machine answers all the same)', async () => {
+    await withNetwork(false, async () => {
+      const r = rig({ watchNetwork: true });
+      const connecting = r.realtime.connect();
+
+      const socket = await r.server.socket(1);
+      expect(r.realtime.state).toBe('offline');
+      socket.connect();
+      await connecting;
+      expect(r.realtime.state).toBe('live');
+    });
+  });
+
+  it('keeps trying with back-off after the browser went offline, without waiting for it to come back', async () => {
+    await withNetwork(true, async (network) => {
+      const r = rig({ watchNetwork: true, random: () => 0 });
+      await connected(r);
+
+      network.set(false);
+      const second = await r.server.socket(2);
+      expect(r.realtime.state).toBe('offline');
+      second.refuse();
+      const third = await r.server.socket(3);
+      expect(r.states.filter((s) => s.retryInMs !== undefined).map((s) => [s.state, s.retryInMs])).toEqual([
+        ['offline', 2],
+        ['offline', 4],
+      ]);
+      third.connect().push('sync_complete', { cursor: 'cursor-0' });
+      expect(r.realtime.state).toBe('live');
+    });
   });
 
   it('acknowledges what was consumed, closes with 1000 and saves the last checkpoint on close', async () => {

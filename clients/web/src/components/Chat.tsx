@@ -70,7 +70,7 @@ export function Chat({ session, onSignOut }: Props) {
     document.addEventListener('visibilitychange', onVisible);
     // Messages waiting to send live in this tab's memory only: closing or reloading it now would lose them.
     const onLeave = (event: BeforeUnloadEvent): void => {
-      if (store.pending.size > 0) event.preventDefault();
+      if (store.waitingToSend > 0) event.preventDefault();
     };
     window.addEventListener('beforeunload', onLeave);
     return () => {
@@ -84,6 +84,8 @@ export function Chat({ session, onSignOut }: Props) {
   }, [store]);
 
   const active = store.activeId ? store.conversations.get(store.activeId) : undefined;
+  // Failed messages whose conversation view is gone (the user was removed from it) would otherwise sit unseen.
+  const orphans = store.orphans();
   useEffect(() => {
     document.title = active ? `${title(active.conversation, store.me)} · Parley` : 'Parley';
     if (active) history.replaceState(null, '', `#c=${active.conversation.id}`);
@@ -105,17 +107,36 @@ export function Chat({ session, onSignOut }: Props) {
           class="quiet"
           onClick={() => {
             // Signing out drops what still waits to send: ask first, as closing the tab does.
-            if (store.pending.size > 0 && !window.confirm(`${store.pending.size} message(s) not sent yet will be lost. Sign out anyway?`)) return;
+            const waiting = store.waitingToSend;
+            if (waiting > 0 && !window.confirm(`${waiting} message(s) not sent yet will be lost. Sign out anyway?`)) return;
             onSignOut(null);
           }}
         >
           Sign out
         </button>
       </header>
-      {(failure || store.notice) && (
-        <p class="error" role="alert">
-          {failure ?? store.notice}
-        </p>
+      {(failure || store.notice || orphans.length > 0) && (
+        <div class="alerts">
+          {(failure || store.notice) && (
+            <p class="error" role="alert">
+              {failure ?? store.notice}
+            </p>
+          )}
+          {orphans.length > 0 && (
+            <ul class="orphans" aria-label="Messages not sent" data-testid="orphans">
+              {orphans.map((p) => (
+                <li key={p.clientMessageId}>
+                  <span class="error-text" role="alert">
+                    Not sent ({p.error}): “{p.content}”
+                  </span>{' '}
+                  <button type="button" class="link" onClick={() => store.dismissPending(p.clientMessageId)}>
+                    Dismiss
+                  </button>
+                </li>
+              ))}
+            </ul>
+          )}
+        </div>
       )}
       <nav class="sidebar" aria-label="Conversations">
         <ConversationList store={store} />

@@ -14,7 +14,7 @@ const labels: Record<string, string> = {
 /** Where the connection is, and what happens to messages sent now. */
 export function ConnectionBanner({ store }: { store: ChatStore }) {
   const { state, retryInMs } = store.connection;
-  const queued = store.pending.size;
+  const queued = store.waitingToSend;
   let text = labels[state] ?? state;
   if (state === 'reconnecting' && retryInMs && retryInMs > 1000) text = `Reconnecting in ${Math.round(retryInMs / 1000)} s…`;
   if (state !== 'live' && queued > 0) text += ` · ${queued} waiting to send`;

@@ -101,6 +101,9 @@ export function PendingItem({ store, pending }: { store: ChatStore; pending: Pen
             <span class="error-text" role="alert">
               Not sent: {pending.error}
             </span>
+            <button type="button" class="link" onClick={() => store.retryPending(pending.clientMessageId)}>
+              Retry
+            </button>
             <button type="button" class="link" onClick={() => store.dismissPending(pending.clientMessageId)}>
               Dismiss
             </button>

@@ -72,10 +72,13 @@ async function signIn(
 
 /** `page`'s user starts a direct conversation with `other`, and it opens. */
 async function startDirect(page: Page, other: string): Promise<void> {
+  const before = new URL(page.url()).hash;
   await page.getByRole('button', { name: 'New' }).click();
   await page.getByLabel('User id').fill(other);
   await page.getByRole('button', { name: 'Start' }).click();
   await expect.poll(() => page.getByRole('heading', { name: other }).count(), wait).toBe(1);
+  // The address names the conversation a moment after it shows (an effect): tests read its id from there.
+  await expect.poll(() => new URL(page.url()).hash, wait).not.toBe(before);
 }
 
 function composer(page: Page): Locator {
@@ -118,6 +121,17 @@ describe('the chat app', () => {
   it('signs two users in with development tokens, in two browser contexts', async () => {
     alice = await signIn('alice');
     bob = await signIn('bob');
+  });
+
+  it('connects when the browser says it is offline but the server answers (airplane mode, a server on this machine)', async () => {
+    // The app used to sit on "Offline" with an empty list: navigator.onLine is a hint, not a verdict.
+    const page = await signIn('oscar', 'oscar', undefined, async (p) => {
+      await p.addInitScript(() => Object.defineProperty(Navigator.prototype, 'onLine', { get: () => false, configurable: true }));
+    });
+    expect(await page.evaluate(() => navigator.onLine)).toBe(false);
+    await expect.poll(() => page.getByText('No conversations yet.').count(), wait).toBe(1);
+    await page.close();
+    pages.delete('oscar');
   });
 
   it('starts a direct conversation and delivers a message, with an unread count and the last message in the list', async () => {
@@ -399,6 +413,46 @@ describe('the chat app', () => {
     expect(asked.type()).toBe('beforeunload');
     await asked.accept();
     pages.delete('ivan');
+  });
+
+  it('lists a message that failed in a conversation the user was removed from, to dismiss, and then closes without asking', async () => {
+    const api = async (method: string, path: string, body?: object): Promise<Response> => {
+      const response = await fetch(`${url}/api/v1${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${developmentToken('alice', 600)}`, 'Content-Type': 'application/json' },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      expect(response.ok, await response.clone().text()).toBe(true);
+      return response;
+    };
+    const kate = await signIn('kate');
+    const group = (await (await api('POST', '/conversations', { type: 'group', name: 'Book club', participant_ids: ['kate'] })).json()) as { id: string };
+    await kate.getByTestId('conversation-Book club').click();
+    await expect.poll(() => kate.getByRole('heading', { name: 'Book club' }).count(), wait).toBe(1);
+
+    // Written offline; meanwhile Kate is removed. Back online, the send is refused and the conversation goes away.
+    await contexts.get('kate')!.setOffline(true);
+    await expect.poll(() => kate.getByTestId('connection').innerText(), wait).toContain('Offline');
+    await send(kate, 'Anyone there?');
+    await expect.poll(() => kate.locator('[data-pending]').count(), wait).toBe(1);
+    await api('DELETE', `/conversations/${group.id}/participants/kate`);
+    await contexts.get('kate')!.setOffline(false);
+
+    const orphans = kate.getByTestId('orphans');
+    await expect.poll(() => orphans.innerText().catch(() => ''), wait).toContain('Anyone there?');
+    expect(await kate.getByTestId('conversation-Book club').count()).toBe(0);
+    await orphans.getByRole('button', { name: 'Dismiss' }).click();
+    await expect.poll(() => orphans.count(), wait).toBe(0);
+
+    let asked = false;
+    kate.on('dialog', (dialog) => {
+      asked = true;
+      void dialog.accept();
+    });
+    await kate.close({ runBeforeUnload: true });
+    await expect.poll(() => kate.isClosed(), wait).toBe(true);
+    expect(asked).toBe(false);
+    pages.delete('kate');
   });
 
   it('signs out, saying why, when a pasted token expires', async () => {
