@@ -3,7 +3,6 @@ using Microsoft.Extensions.Options;
 using Parley.Server.Broadcasting;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
-using Parley.Server.Presence;
 using Parley.Server.Protocol;
 using Parley.Server.Storage;
 
@@ -15,7 +14,7 @@ internal sealed class ConversationService(
     ConversationAccess access,
     ConversationLocks locks,
     ConversationBroadcaster broadcaster,
-    TypingTracker typing,
+    MembershipRemovals removals,
     TimeProvider time,
     IOptions<LimitsOptions> limits,
     IOptions<AuthOptions> auth)
@@ -195,8 +194,7 @@ internal sealed class ConversationService(
             {
                 if (applied.Change is MembershipChange.Remove removed)
                 {
-                    // A member who is gone types no more: the others need not wait for the indicator to expire.
-                    typing.End(conversationId, removed.UserId, result.Value.After.Members);
+                    removals.Removed(conversationId, removed.UserId, result.Value.After.Members);
                 }
             }
 

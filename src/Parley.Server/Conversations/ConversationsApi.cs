@@ -12,6 +12,7 @@ internal static class ConversationsApi
     public static IHostApplicationBuilder AddConversations(this IHostApplicationBuilder builder)
     {
         builder.Services.AddSingleton<ConversationLocks>();
+        builder.Services.AddSingleton<MembershipRemovals>();
         builder.Services.AddSingleton<ConversationAccess>();
         builder.Services.AddSingleton<ConversationService>();
         return builder;

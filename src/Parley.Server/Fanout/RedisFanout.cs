@@ -140,8 +140,9 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         return 0
         """;
 
-    // How long a typing key outlives twice its timeout: room for the instances checking it late (a slow sweep).
-    private const long TypingKeyMargin = 5_000;
+    // How long a typing key outlives twice its timeout: room for the instances checking it late (a sweep held up by a
+    // slow Redis or store), which would otherwise find it gone and announce nothing.
+    private const long TypingKeyMargin = 60_000;
 
     // How long the crash log keeps an entry: far longer than any instance's look at it (a third of InstanceTtl).
     private static readonly TimeSpan CrashesKept = TimeSpan.FromHours(1);
@@ -470,7 +471,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         {
             try
             {
-                ended |= await redis.GetDatabase().KeyDeleteAsync(TypingKey(conversationId, userId)).WaitAsync(_options.SubscribeTimeout, _time);
+                return await redis.GetDatabase().KeyDeleteAsync(TypingKey(conversationId, userId)).WaitAsync(_options.SubscribeTimeout, _time) || ended;
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException)
             {
@@ -478,7 +479,9 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             }
         }
 
-        return ended;
+        // Redis could not say (or the delete may have gone through unanswered): the end is announced, as in a check
+        // that cannot reach Redis. A second "false" is harmless; an indicator shown for good is not.
+        return true;
     }
 
     public async ValueTask<TypingCheck> CheckTypingAsync(Guid conversationId, string userId)

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
 using Parley.Server.Broadcasting;
+using Parley.Server.Conversations;
 using Parley.Server.Fanout;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
@@ -17,10 +18,25 @@ namespace Parley.Server.Presence;
 /// stop that reaches another instance is not a second start or a lost end); this class watches the indicators whose
 /// frames reached this instance and checks each at the end of its timeout. An instance that stops ends those it watches.
 /// </summary>
-internal sealed partial class TypingTracker(
-    IChatStore store, IFanout fanout, ConversationBroadcaster broadcaster, TimeProvider time, IOptions<RealtimeOptions> options, ILogger<TypingTracker> logger)
-    : BackgroundService
+internal sealed partial class TypingTracker : BackgroundService
 {
+    private readonly IChatStore _store;
+    private readonly IFanout _fanout;
+    private readonly ConversationBroadcaster _broadcaster;
+    private readonly TimeProvider _time;
+    private readonly IOptions<RealtimeOptions> _options;
+    private readonly ILogger<TypingTracker> _logger;
+
+    public TypingTracker(
+        IChatStore store, IFanout fanout, ConversationBroadcaster broadcaster, MembershipRemovals removals, TimeProvider time,
+        IOptions<RealtimeOptions> options, ILogger<TypingTracker> logger)
+    {
+        (_store, _fanout, _broadcaster, _time, _options, _logger) = (store, fanout, broadcaster, time, options, logger);
+
+        // A member who is gone types no more: the others need not wait for the indicator to expire.
+        removals.Subscribe(End);
+    }
+
     // The indicators this instance saw, each with when to check it and the members told it started (told it ended if this
     // instance stops).
     private readonly ConcurrentDictionary<(Guid ConversationId, string UserId), Indicator> _expiries = new();
@@ -30,7 +46,7 @@ internal sealed partial class TypingTracker(
     /// <summary>REST and WebSocket typing: members only (others get 404, like every conversation endpoint).</summary>
     public async Task<ApiError?> UpdateAsync(Caller caller, Guid conversationId, bool isTyping, CancellationToken cancellationToken)
     {
-        var snapshot = await store.GetConversationAsync(conversationId, cancellationToken);
+        var snapshot = await _store.GetConversationAsync(conversationId, cancellationToken);
         if (snapshot?.Find(caller.UserId) is null)
         {
             return ApiError.NotFound("Conversation");
@@ -38,11 +54,22 @@ internal sealed partial class TypingTracker(
 
         if (isTyping)
         {
-            var timeout = options.Value.TypingTimeout;
-            _expiries[(conversationId, caller.UserId)] = new Indicator(time.GetUtcNow() + timeout, snapshot.Members);
-            if (await fanout.StartTypingAsync(conversationId, caller.UserId, timeout, cancellationToken))
+            var key = (conversationId, caller.UserId);
+            var stripe = Stripe(key);
+            await stripe.WaitAsync(cancellationToken);
+            try
             {
-                await broadcaster.TypingAsync(conversationId, caller.UserId, true, snapshot.Members);
+                var timeout = _options.Value.TypingTimeout;
+                var started = await _fanout.StartTypingAsync(conversationId, caller.UserId, timeout, cancellationToken);
+                _expiries[key] = new Indicator(_time.GetUtcNow() + timeout, snapshot.Members);
+                if (started)
+                {
+                    await _broadcaster.TypingAsync(conversationId, caller.UserId, true, snapshot.Members);
+                }
+            }
+            finally
+            {
+                stripe.Release();
             }
         }
         else
@@ -55,10 +82,20 @@ internal sealed partial class TypingTracker(
 
     public async Task StopAsync(Guid conversationId, string userId, IReadOnlyList<MemberRecord> members)
     {
-        _expiries.TryRemove((conversationId, userId), out _);
-        if (await fanout.StopTypingAsync(conversationId, userId))
+        var key = (conversationId, userId);
+        var stripe = Stripe(key);
+        await stripe.WaitAsync(CancellationToken.None);
+        try
         {
-            await broadcaster.TypingAsync(conversationId, userId, false, members);
+            _expiries.TryRemove(key, out _);
+            if (await _fanout.StopTypingAsync(conversationId, userId))
+            {
+                await _broadcaster.TypingAsync(conversationId, userId, false, members);
+            }
+        }
+        finally
+        {
+            stripe.Release();
         }
     }
 
@@ -72,7 +109,7 @@ internal sealed partial class TypingTracker(
         if (!ending.IsCompletedSuccessfully)
         {
             _ = ending.ContinueWith(
-                done => Log.EndFailed(logger, conversationId, userId, done.Exception!),
+                done => Log.EndFailed(_logger, conversationId, userId, done.Exception!),
                 CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
@@ -80,25 +117,39 @@ internal sealed partial class TypingTracker(
     /// <summary>Checks the indicators whose timeout passed as this instance knows it (four times per timeout).</summary>
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var interval = options.Value.TypingTimeout / 4;
+        var interval = _options.Value.TypingTimeout / 4;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                await Task.Delay(interval, time, stoppingToken);
+                await Task.Delay(interval, _time, stoppingToken);
             }
             catch (OperationCanceledException)
             {
                 return;
             }
 
-            var now = time.GetUtcNow();
+            var now = _time.GetUtcNow();
             foreach (var entry in _expiries)
             {
-                // Only if not refreshed here meanwhile (the value still is the one we saw expire).
-                if (entry.Value.Expiry <= now && _expiries.TryRemove(entry))
+                if (entry.Value.Expiry > now)
                 {
-                    await CheckAsync(entry.Key.ConversationId, entry.Key.UserId, entry.Value.Members, stoppingToken);
+                    continue;
+                }
+
+                var stripe = Stripe(entry.Key);
+                await stripe.WaitAsync(stoppingToken);
+                try
+                {
+                    // Only if not refreshed or stopped here meanwhile (the value still is the one we saw expire).
+                    if (_expiries.TryRemove(entry))
+                    {
+                        await CheckAsync(entry.Key.ConversationId, entry.Key.UserId, entry.Value.Members, stoppingToken);
+                    }
+                }
+                finally
+                {
+                    stripe.Release();
                 }
             }
         }
@@ -111,27 +162,41 @@ internal sealed partial class TypingTracker(
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
+        var ending = new List<Task>();
         foreach (var entry in _expiries)
         {
-            // To the members it went to, without a store read: handed to the fan-out at once, before it stops.
-            if (!_expiries.TryRemove(entry))
+            if (_expiries.TryRemove(entry))
             {
-                continue;
-            }
-
-            try
-            {
-                if (await fanout.StopTypingAsync(entry.Key.ConversationId, entry.Key.UserId))
-                {
-                    await broadcaster.TypingAsync(entry.Key.ConversationId, entry.Key.UserId, false, entry.Value.Members);
-                }
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                Log.ExpiryBroadcastFailed(logger, entry.Key.ConversationId, entry.Key.UserId, ex);
+                ending.Add(EndAtStopAsync(entry.Key, entry.Value.Members));
             }
         }
+
+        // All at once: each may wait for Redis, and the host's shutdown timeout bounds the whole.
+        await Task.WhenAll(ending).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
+
+    /// <summary>To the members it went to, without a store read: handed to the fan-out at once, before it stops.</summary>
+    private async Task EndAtStopAsync((Guid ConversationId, string UserId) key, IReadOnlyList<MemberRecord> members)
+    {
+        try
+        {
+            if (await _fanout.StopTypingAsync(key.ConversationId, key.UserId))
+            {
+                await _broadcaster.TypingAsync(key.ConversationId, key.UserId, false, members);
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.ExpiryBroadcastFailed(_logger, key.ConversationId, key.UserId, ex);
+        }
+    }
+
+    // One indicator's start, stop and check run one at a time on this instance, so that its "true" and "false" leave in
+    // the order they were decided and the watch below never misses a start. Striped: the indicators are many.
+    private readonly SemaphoreSlim[] _stripes = [.. Enumerable.Range(0, 64).Select(_ => new SemaphoreSlim(1, 1))];
+
+    private SemaphoreSlim Stripe((Guid ConversationId, string UserId) key) =>
+        _stripes[(int)((uint)HashCode.Combine(key.ConversationId, key.UserId) % (uint)_stripes.Length)];
 
     private sealed record Indicator(DateTimeOffset Expiry, IReadOnlyList<MemberRecord> Members);
 
@@ -139,11 +204,11 @@ internal sealed partial class TypingTracker(
     {
         try
         {
-            var check = await fanout.CheckTypingAsync(conversationId, userId);
+            var check = await _fanout.CheckTypingAsync(conversationId, userId);
             if (check.Outcome == TypingOutcome.Refreshed)
             {
                 // Refreshed through another instance: looked at again when that refresh runs out (unless refreshed here).
-                _expiries.TryAdd((conversationId, userId), new Indicator(time.GetUtcNow() + check.Remaining, members));
+                _expiries.TryAdd((conversationId, userId), new Indicator(_time.GetUtcNow() + check.Remaining, members));
                 return;
             }
 
@@ -152,18 +217,18 @@ internal sealed partial class TypingTracker(
                 return;
             }
 
-            var snapshot = await store.GetConversationAsync(conversationId, cancellationToken);
+            var snapshot = await _store.GetConversationAsync(conversationId, cancellationToken);
             // Started again here while the members were read: its "true" went out after this expiry began, and a
             // "false" now would end an indicator the server still holds.
             if (snapshot is not null && !_expiries.ContainsKey((conversationId, userId)))
             {
-                await broadcaster.TypingAsync(conversationId, userId, false, snapshot.Members);
+                await _broadcaster.TypingAsync(conversationId, userId, false, snapshot.Members);
             }
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // The indicator is gone either way; clients also drop indicators they stop hearing about.
-            Log.ExpiryBroadcastFailed(logger, conversationId, userId, ex);
+            Log.ExpiryBroadcastFailed(_logger, conversationId, userId, ex);
         }
     }
 

@@ -25,7 +25,8 @@ internal sealed class AuthOptionsValidator(IHostEnvironment environment) : IVali
         var jwt = options.Jwt;
         if (options.Mode == AuthMode.Jwt)
         {
-            // Blank counts as unset, as where the keys are built: a blank audience there turns audience checks off.
+            // A blank authority or audience counts as unset, as where the keys and the JWT handler are set up (a blank
+            // audience there turns audience checks off).
             var hasKey = !string.IsNullOrEmpty(jwt.SigningKey);
             var hasAuthority = !string.IsNullOrWhiteSpace(jwt.Authority);
             if (hasKey && hasAuthority)

@@ -100,7 +100,7 @@ internal static partial class AuthSetup
         // Keep claim names as issued: the user id is "sub", not a mapped XML-namespace claim type.
         jwt.MapInboundClaims = false;
         var settings = auth.Jwt;
-        if (!string.IsNullOrEmpty(settings.Authority))
+        if (!string.IsNullOrWhiteSpace(settings.Authority))
         {
             jwt.Authority = settings.Authority;
             jwt.RequireHttpsMetadata = settings.RequireHttpsMetadata;
@@ -112,7 +112,7 @@ internal static partial class AuthSetup
             RoleClaimType = auth.ServiceRoleClaim,
             // With an authority and no issuer of its own, the discovery document's issuer (an identity provider may sign
             // several realms or tenants with the same keys: a token of another one must not pass).
-            ValidateIssuer = keys.Issuer is not null || !string.IsNullOrEmpty(settings.Authority),
+            ValidateIssuer = keys.Issuer is not null || !string.IsNullOrWhiteSpace(settings.Authority),
             ValidIssuer = keys.Issuer,
             ValidateAudience = keys.Audience is not null,
             ValidAudience = keys.Audience,
@@ -201,7 +201,7 @@ internal sealed class JwtKeys
         Issuer = string.IsNullOrWhiteSpace(settings.Issuer) ? null : settings.Issuer;
         Audience = string.IsNullOrWhiteSpace(settings.Audience) ? null : settings.Audience;
         var key = settings.SigningKey;
-        if (string.IsNullOrEmpty(key) && string.IsNullOrEmpty(settings.Authority) && environment.IsDevelopment())
+        if (string.IsNullOrEmpty(key) && string.IsNullOrWhiteSpace(settings.Authority) && environment.IsDevelopment())
         {
             key = DevelopmentJwt.SigningKey;
             Issuer ??= DevelopmentJwt.Issuer;
