@@ -118,7 +118,7 @@ public sealed class DeliveryTrackerTests
         public ValueTask<bool> StartTypingAsync(Guid conversationId, string userId, TimeSpan timeout, CancellationToken cancellationToken) =>
             inner.StartTypingAsync(conversationId, userId, timeout, cancellationToken);
 
-        public ValueTask<bool> StopTypingAsync(Guid conversationId, string userId) => inner.StopTypingAsync(conversationId, userId);
+        public ValueTask<bool> StopTypingAsync(Guid conversationId, string userId, bool seenHere) => inner.StopTypingAsync(conversationId, userId, seenHere);
 
         public ValueTask<TypingCheck> CheckTypingAsync(Guid conversationId, string userId) => inner.CheckTypingAsync(conversationId, userId);
     }

@@ -150,8 +150,8 @@ public abstract class FanoutContractTests : IAsyncLifetime
         Assert.True(await Receiver.Fanout.StartTypingAsync(conversation, "bob", timeout, CancellationToken.None)); // another user
         Assert.True(await Receiver.Fanout.StartTypingAsync(Guid.CreateVersion7(), "alice", timeout, CancellationToken.None)); // elsewhere
 
-        Assert.True(await Receiver.Fanout.StopTypingAsync(conversation, "alice"));
-        Assert.False(await Publisher.Fanout.StopTypingAsync(conversation, "alice"));
+        Assert.True(await Receiver.Fanout.StopTypingAsync(conversation, "alice", seenHere: true));
+        Assert.False(await Publisher.Fanout.StopTypingAsync(conversation, "alice", seenHere: true));
         Assert.Equal(TypingCheck.Gone, await Publisher.Fanout.CheckTypingAsync(conversation, "alice"));
         Assert.True(await Publisher.Fanout.StartTypingAsync(conversation, "alice", timeout, CancellationToken.None)); // again
         Assert.Equal(TypingOutcome.Refreshed, (await Publisher.Fanout.CheckTypingAsync(conversation, "bob")).Outcome);
@@ -175,7 +175,7 @@ public abstract class FanoutContractTests : IAsyncLifetime
         await Task.Delay(timeout, TestContext.Current.CancellationToken);
         var checks = new[] { await Publisher.Fanout.CheckTypingAsync(conversation, "alice"), await Receiver.Fanout.CheckTypingAsync(conversation, "alice") };
         Assert.Equal([TypingCheck.Ended, TypingCheck.Gone], checks);
-        Assert.False(await Receiver.Fanout.StopTypingAsync(conversation, "alice")); // its end was announced by the checker
+        Assert.False(await Receiver.Fanout.StopTypingAsync(conversation, "alice", seenHere: true)); // its end was announced by the checker
 
         // Past its deadline but not yet checked, it has ended for everyone: starting again is a start.
         Assert.True(await Receiver.Fanout.StartTypingAsync(conversation, "bob", timeout, CancellationToken.None));

@@ -222,15 +222,16 @@ public sealed class RedisFanoutTests
         link.Pause();
         link.DropAll();
         await WaitUntilAsync(() => !node.Redis.IsConnected, "the instance never noticed it was cut off");
-        Assert.True(await node.Fanout.StopTypingAsync(conversation, "bob")); // Redis cannot say: its end is announced
+        Assert.True(await node.Fanout.StopTypingAsync(conversation, "bob", seenHere: true)); // Redis cannot say: announced
+        Assert.False(await node.Fanout.StopTypingAsync(conversation, "carol", seenHere: false)); // unknown here: silent
         Assert.True(await node.Fanout.StartTypingAsync(conversation, "alice", timeout, CancellationToken.None)); // this instance's view
         Assert.False(await node.Fanout.StartTypingAsync(conversation, "alice", timeout, CancellationToken.None));
         link.Resume();
         await WaitUntilAsync(() => node.Redis.IsConnected, "the instance did not reconnect");
 
         // Redis never heard of it, yet it was announced: its end is announced too, once.
-        Assert.True(await node.Fanout.StopTypingAsync(conversation, "alice"));
-        Assert.False(await node.Fanout.StopTypingAsync(conversation, "alice"));
+        Assert.True(await node.Fanout.StopTypingAsync(conversation, "alice", seenHere: false));
+        Assert.False(await node.Fanout.StopTypingAsync(conversation, "alice", seenHere: false));
         Assert.Equal(TypingCheck.Gone, await node.Fanout.CheckTypingAsync(conversation, "alice"));
     }
 

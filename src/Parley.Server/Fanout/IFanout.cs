@@ -38,8 +38,13 @@ internal interface IFanout
     /// </summary>
     ValueTask<bool> StartTypingAsync(Guid conversationId, string userId, TimeSpan timeout, CancellationToken cancellationToken);
 
-    /// <summary>The indicator ends: true when it was on, so that the caller announces its end (exactly one caller does). Never throws.</summary>
-    ValueTask<bool> StopTypingAsync(Guid conversationId, string userId);
+    /// <summary>
+    /// The indicator ends: true when it was on, so that the caller announces its end (exactly one caller does). When the
+    /// fan-out cannot tell (Redis unreachable), <paramref name="seenHere"/> decides: an instance that saw the indicator
+    /// announces its end rather than leave it shown, one that did not stays silent (a message does not announce the end of
+    /// an indicator nobody here knew of). Never throws.
+    /// </summary>
+    ValueTask<bool> StopTypingAsync(Guid conversationId, string userId, bool seenHere);
 
     /// <summary>
     /// An instance that saw the indicator checks it at the end of the timeout it knows: ended now (this caller announces

@@ -90,7 +90,7 @@ internal sealed class InProcessFanout(ConnectionHub hub, TimeProvider time) : IF
     public ValueTask<bool> StartTypingAsync(Guid conversationId, string userId, TimeSpan timeout, CancellationToken cancellationToken) =>
         ValueTask.FromResult(_typing.Start(conversationId, userId, timeout));
 
-    public ValueTask<bool> StopTypingAsync(Guid conversationId, string userId) => ValueTask.FromResult(_typing.Stop(conversationId, userId));
+    public ValueTask<bool> StopTypingAsync(Guid conversationId, string userId, bool seenHere) => ValueTask.FromResult(_typing.Stop(conversationId, userId));
 
     public ValueTask<TypingCheck> CheckTypingAsync(Guid conversationId, string userId) => ValueTask.FromResult(_typing.Check(conversationId, userId));
 }

@@ -463,7 +463,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         return _typing.Start(conversationId, userId, timeout);
     }
 
-    public async ValueTask<bool> StopTypingAsync(Guid conversationId, string userId)
+    public async ValueTask<bool> StopTypingAsync(Guid conversationId, string userId, bool seenHere)
     {
         // One started here while Redis was unreachable is ended here as well, whatever Redis says.
         var ended = _typing.Stop(conversationId, userId);
@@ -479,9 +479,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             }
         }
 
-        // Redis could not say (or the delete may have gone through unanswered): the end is announced, as in a check
-        // that cannot reach Redis. A second "false" is harmless; an indicator shown for good is not.
-        return true;
+        // Redis could not say (or the delete may have gone through unanswered): an instance that saw the indicator
+        // announces the end, as a check that cannot reach Redis does. A second "false" is harmless; an indicator shown
+        // for good is not. One that never saw it (every message sent while Redis is down) stays silent.
+        return ended || seenHere;
     }
 
     public async ValueTask<TypingCheck> CheckTypingAsync(Guid conversationId, string userId)

@@ -87,8 +87,8 @@ internal sealed partial class TypingTracker : BackgroundService
         await stripe.WaitAsync(CancellationToken.None);
         try
         {
-            _expiries.TryRemove(key, out _);
-            if (await _fanout.StopTypingAsync(conversationId, userId))
+            var seenHere = _expiries.TryRemove(key, out _);
+            if (await _fanout.StopTypingAsync(conversationId, userId, seenHere))
             {
                 await _broadcaster.TypingAsync(conversationId, userId, false, members);
             }
@@ -162,33 +162,30 @@ internal sealed partial class TypingTracker : BackgroundService
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
-        var ending = new List<Task>();
+        var clearing = new List<Task>();
         foreach (var entry in _expiries)
         {
-            if (_expiries.TryRemove(entry))
+            if (!_expiries.TryRemove(entry))
             {
-                ending.Add(EndAtStopAsync(entry.Key, entry.Value.Members));
+                continue;
+            }
+
+            var (conversationId, userId) = entry.Key;
+            try
+            {
+                // The end first, to the members it went to, without a store read or a wait for Redis: handed to the fan-out
+                // at once, before it stops. Then the shared state, which an instance that saw the indicator may end this way.
+                await _broadcaster.TypingAsync(conversationId, userId, false, entry.Value.Members);
+                clearing.Add(_fanout.StopTypingAsync(conversationId, userId, seenHere: true).AsTask());
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.ExpiryBroadcastFailed(_logger, conversationId, userId, ex);
             }
         }
 
-        // All at once: each may wait for Redis, and the host's shutdown timeout bounds the whole.
-        await Task.WhenAll(ending).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-    }
-
-    /// <summary>To the members it went to, without a store read: handed to the fan-out at once, before it stops.</summary>
-    private async Task EndAtStopAsync((Guid ConversationId, string UserId) key, IReadOnlyList<MemberRecord> members)
-    {
-        try
-        {
-            if (await _fanout.StopTypingAsync(key.ConversationId, key.UserId))
-            {
-                await _broadcaster.TypingAsync(key.ConversationId, key.UserId, false, members);
-            }
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            Log.ExpiryBroadcastFailed(_logger, key.ConversationId, key.UserId, ex);
-        }
+        // All at once (each may wait for Redis), within the host's shutdown timeout. The fan-out never throws.
+        await Task.WhenAll(clearing).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
     // One indicator's start, stop and check run one at a time on this instance, so that its "true" and "false" leave in
