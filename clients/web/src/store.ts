@@ -50,6 +50,13 @@ export type Tick = 'queued' | 'sent' | 'delivered' | 'read';
 
 const pageSize = 30;
 
+/**
+ * How many messages a conversation keeps in memory (the newest, by seq): one that is not open keeps a screenful, the
+ * open one more while the reader is at its newest messages, and all it has while the reader is scrolled back (until
+ * they return to the bottom or switch away). What is dropped loads again as older history when scrolled back to.
+ */
+export const messageBounds = { notOpen: 50, open: 500 };
+
 export class ChatStore {
   readonly conversations = new Map<string, ConversationState>();
   readonly pending = new Map<string, PendingMessage>();
@@ -196,13 +203,29 @@ export class ChatStore {
   }
 
   async open(conversationId: string | null): Promise<void> {
+    const previous = this.activeId === null ? undefined : this.conversations.get(this.activeId);
     this.activeId = conversationId;
     this.readingLatest = true;
+    // The one left keeps only its newest messages (whatever of its history the reader had scrolled back through).
+    if (previous && previous.conversation.id !== conversationId) this.bound(previous);
     this.changed();
     if (conversationId === null) return;
     const state = this.conversations.get(conversationId) ?? (await this.fetchConversation(conversationId));
     // A first page that fails is shown with its reason and a button to try again (loadOlder keeps both).
     if (state && state.oldestSeq === null) await this.loadOlder(conversationId).catch(() => {});
+    this.markRead();
+  }
+
+  /**
+   * Whether the open conversation is scrolled to its newest messages (the view says so as the reader scrolls): back
+   * there, it is reported read and keeps only its newest messages again.
+   */
+  setReadingLatest(atBottom: boolean): void {
+    if (this.readingLatest === atBottom) return;
+    this.readingLatest = atBottom;
+    if (!atBottom) return;
+    const state = this.activeId === null ? undefined : this.conversations.get(this.activeId);
+    if (state && this.bound(state)) this.changed();
     this.markRead();
   }
 
@@ -386,7 +409,10 @@ export class ChatStore {
       last_read_message_id: readBefore ? before.last_read_message_id : conversation.last_read_message_id,
       unread_count: conversation.unread_count + later,
     };
-    if (conversation.last_message) this.upsertMessage(existing, conversation.last_message);
+    if (conversation.last_message) {
+      this.upsertMessage(existing, conversation.last_message);
+      this.bound(existing);
+    }
     if (this.me) existing.read.set(this.me, Math.max(existing.read.get(this.me) ?? 0, conversation.read_up_to_seq));
     return existing;
   }
@@ -413,6 +439,7 @@ export class ChatStore {
         if (!state) return;
         const isNew = message.seq > state.conversation.last_seq;
         this.upsertMessage(state, message);
+        this.bound(state);
         state.typing.delete(message.sender_id);
         if (message.client_message_id && message.sender_id === this.me) this.pending.delete(message.client_message_id);
         if (isNew && message.sender_id !== this.me) {
@@ -533,6 +560,30 @@ export class ChatStore {
     }
   }
 
+  /**
+   * Drops the oldest messages of a conversation beyond its bound (`messageBounds`), when a message was added or the
+   * reader moved; a no-op (a size check) within it. The history then starts at the oldest message kept: `oldestSeq`
+   * rises to it and `hasOlder` is set, so scrolling back loads what was dropped again. Nothing else depends on the
+   * messages dropped: unread counts and receipts are counts and watermarks by seq, the newest message (the last
+   * message, what is reported read) is kept, messages waiting to send or failed are in `pending`, and a reply to a
+   * message not in memory is quoted as "an earlier message". Not while a page of history is on its way (it would
+   * land below a gap). Returns whether it dropped any.
+   */
+  private bound(state: ConversationState): boolean {
+    const open = state.conversation.id === this.activeId;
+    if (open && !this.readingLatest) return false;
+    const bound = open ? messageBounds.open : messageBounds.notOpen;
+    const excess = state.messages.size - bound;
+    if (excess <= 0 || state.loadingOlder) return false;
+    const lowestKept = [...state.messages.values()].map((m) => m.seq).sort((a, b) => a - b)[excess]!;
+    for (const [id, m] of state.messages) if (m.seq < lowestKept) state.messages.delete(id);
+    if (state.oldestSeq !== null && lowestKept > state.oldestSeq) {
+      state.oldestSeq = lowestKept;
+      state.hasOlder = true;
+    }
+    return true;
+  }
+
   // --- actions ------------------------------------------------------------------------------------------------------
 
   /**
@@ -592,7 +643,10 @@ export class ChatStore {
       .then((message) => {
         this.pending.delete(pending.clientMessageId);
         const target = this.conversations.get(message.conversation_id);
-        if (target) this.upsertMessage(target, message);
+        if (target) {
+          this.upsertMessage(target, message);
+          this.bound(target);
+        }
         this.changed();
       })
       .catch((error: unknown) => {

@@ -65,9 +65,11 @@ export function ConversationView({ store, state }: Props) {
     }
   });
 
+  // On the newest message (the count stays the same once the store drops the oldest as new ones come).
+  const newestId = messages.at(-1)?.id;
   useEffect(() => {
-    if (messages.length > 0) store.markRead();
-  }, [messages.length]);
+    if (newestId !== undefined) store.markRead();
+  }, [newestId]);
 
   /** Runs an action of the user's; a refusal is shown. Returns whether it succeeded. */
   async function act(action: () => Promise<void>): Promise<boolean> {
@@ -110,10 +112,8 @@ export function ConversationView({ store, state }: Props) {
           const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
           stickToBottom.current = atBottom;
           // Messages below the fold are not read yet: they are reported read once scrolled to.
-          if (store.readingLatest !== atBottom) {
-            store.readingLatest = atBottom;
-            if (atBottom) store.markRead();
-          }
+          // Back at the bottom, what was scrolled back through is dropped again (the store keeps the newest).
+          store.setReadingLatest(atBottom);
         }}
       >
         <ol class="message-list">

@@ -471,6 +471,14 @@ describe('the chat app', () => {
 
   it('cancels a reply from the keyboard', async () => {
     await alice.getByTestId('conversation-bob').click();
+    // Alice left this conversation since its backlog came: the tab kept its newest 50 messages, and scrolling back
+    // loads the older ones again.
+    await expect
+      .poll(async () => {
+        await alice.getByRole('log').evaluate((element) => (element.scrollTop = 0));
+        return await message(alice, 'Hi Alice').count();
+      }, wait)
+      .toBe(1);
     await message(alice, 'Hi Alice').getByRole('button', { name: 'Reply to bob' }).click();
     await expect.poll(() => alice.getByText('Replying to bob: Hi Alice').count(), wait).toBe(1);
 

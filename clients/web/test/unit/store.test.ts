@@ -3,7 +3,7 @@
 import type { Conversation, ConversationList, Message, MessagePage, ParleyClient, ParleyEvent, ParleyRealtime, SendMessageRequest } from '@parley/client';
 import { ParleyApiError } from '@parley/client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ChatStore } from '../../src/store.js';
+import { ChatStore, messageBounds } from '../../src/store.js';
 
 const T = '2026-11-24T01:49:40.770Z';
 
@@ -41,9 +41,10 @@ class ScriptedClient {
     return answer.promise;
   }
 
-  listMessages(id: string): Promise<MessagePage> {
-    const messages = [...(this.history.get(id) ?? [])].sort((a, b) => b.seq - a.seq);
-    return Promise.resolve({ messages, has_more: false, next_cursor: null });
+  listMessages(id: string, options: { limit?: number; before?: number } = {}): Promise<MessagePage> {
+    const older = [...(this.history.get(id) ?? [])].filter((m) => options.before === undefined || m.seq < options.before).sort((a, b) => b.seq - a.seq);
+    const messages = older.slice(0, options.limit ?? older.length);
+    return Promise.resolve({ messages, has_more: older.length > messages.length, next_cursor: null });
   }
 }
 
@@ -302,5 +303,110 @@ describe('ChatStore', () => {
     await settle();
     expect(r.store.pending.size).toBe(0);
     expect(r.store.conversations.get('G')!.messages.get('G-m3')?.content).toBe('Hello');
+  });
+
+  describe('bounds the messages kept in memory', () => {
+    /** The seqs of the messages a conversation keeps, lowest first. */
+    const seqs = (store: ChatStore, id: string): number[] => [...store.conversations.get(id)!.messages.values()].map((m) => m.seq).sort((a, b) => a - b);
+    const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+    async function receive(r: ReturnType<typeof rig>, id: string, from: number, to: number): Promise<void> {
+      for (const seq of range(from, to)) {
+        const m = message(id, seq);
+        r.client.history.set(id, [...(r.client.history.get(id) ?? []), m]);
+        await r.store.apply(newMessage(m));
+      }
+    }
+
+    it('keeps the newest of a conversation that is not open, and loads what it dropped again when scrolled back', async () => {
+      expect(messageBounds.notOpen).toBe(50);
+      const r = rig();
+      r.client.history.set('G', range(1, 100).map((seq) => message('G', seq)));
+      await listed(r, conversation('G', ['alice', 'bob'], 100), conversation('B', ['alice', 'bob'], 1));
+      await r.store.open('G');
+      expect(seqs(r.store, 'G')).toEqual(range(71, 100));
+      await r.store.open('B');
+      await settle(200);
+
+      await receive(r, 'G', 101, 300);
+      const g = r.store.conversations.get('G')!;
+      expect(seqs(r.store, 'G')).toEqual(range(251, 300));
+      expect(g.oldestSeq).toBe(251);
+      expect(g.hasOlder).toBe(true);
+      expect(g.conversation.unread_count).toBe(200);
+      expect(g.conversation.last_message?.seq).toBe(300);
+
+      // Opened again and scrolled back: the history goes on from the oldest message kept.
+      await r.store.open('G');
+      await r.store.loadOlder('G');
+      expect(seqs(r.store, 'G')).toEqual(range(221, 300));
+      expect(g.hasOlder).toBe(true);
+    });
+
+    it('keeps the newest 500 of the open conversation while the reader is at the bottom', async () => {
+      expect(messageBounds.open).toBe(500);
+      const r = rig();
+      await listed(r, conversation('G', ['alice', 'bob'], 1));
+      await r.store.open('G');
+      const g = r.store.conversations.get('G')!;
+      expect(g.hasOlder).toBe(false);
+
+      await receive(r, 'G', 2, 601);
+      expect(seqs(r.store, 'G')).toEqual(range(102, 601));
+      // It had the whole conversation; now older messages are there to load again.
+      expect(g.oldestSeq).toBe(102);
+      expect(g.hasOlder).toBe(true);
+      await settle(200);
+      expect(r.realtime.receipts.at(-1)).toBe('G-m601');
+      expect(g.conversation.unread_count).toBe(0);
+    });
+
+    it('keeps everything of the open conversation while the reader is scrolled back, until they return or switch away', async () => {
+      const r = rig();
+      await listed(r, conversation('G', ['alice', 'bob'], 1), conversation('B', ['alice', 'bob'], 1));
+      await r.store.open('G');
+      await receive(r, 'G', 2, 501);
+      r.store.setReadingLatest(false);
+      await receive(r, 'G', 502, 700);
+      expect(seqs(r.store, 'G')).toEqual(range(2, 700));
+      expect(r.store.conversations.get('G')!.conversation.unread_count).toBe(199);
+
+      // Back at the bottom: the newest 500 again.
+      r.store.setReadingLatest(true);
+      expect(seqs(r.store, 'G')).toEqual(range(201, 700));
+
+      // Scrolled back again, then another conversation opened: the one left keeps its newest 50.
+      r.store.setReadingLatest(false);
+      await receive(r, 'G', 701, 750);
+      expect(seqs(r.store, 'G')).toHaveLength(550);
+      await r.store.open('B');
+      expect(seqs(r.store, 'G')).toEqual(range(701, 750));
+      expect(r.store.conversations.get('G')!.oldestSeq).toBe(701);
+    });
+
+    it('never drops a message waiting to be sent or failed', async () => {
+      const r = rig();
+      await listed(r, conversation('G', ['alice', 'bob'], 1), conversation('B', ['alice', 'bob'], 1));
+      await r.store.open('B');
+      r.store.send('G', 'Waiting', null);
+      r.store.send('G', 'Failing', null);
+      r.realtime.sends[1]!.answer.reject(new ParleyApiError('internal_error', 'Something went wrong.'));
+      await settle();
+
+      await receive(r, 'G', 2, 201);
+      expect(seqs(r.store, 'G')).toEqual(range(152, 201));
+      expect([...r.store.pending.values()].map((p) => [p.content, p.error])).toEqual([
+        ['Waiting', null],
+        ['Failing', 'Something went wrong.'],
+      ]);
+
+      // Acknowledged after the trimming: it is the newest, and kept.
+      const waiting = r.realtime.sends[0]!;
+      waiting.answer.resolve(message('G', 202, { sender_id: 'bob', content: 'Waiting', client_message_id: waiting.request.client_message_id }));
+      await settle();
+      expect(seqs(r.store, 'G')).toEqual(range(153, 202));
+      expect(r.store.conversations.get('G')!.messages.get('G-m202')?.content).toBe('Waiting');
+      expect([...r.store.pending.values()].map((p) => p.content)).toEqual(['Failing']);
+    });
   });
 });
