@@ -29,15 +29,6 @@ internal sealed class LocalTyping(TimeProvider time)
         }
     }
 
-    /// <summary>Whether this instance holds the indicator at all (one started here while Redis was unreachable).</summary>
-    public bool Holds(Guid conversationId, string userId)
-    {
-        lock (_lock)
-        {
-            return _deadlines.ContainsKey((conversationId, userId));
-        }
-    }
-
     public TypingCheck Check(Guid conversationId, string userId)
     {
         var now = time.GetUtcNow();

@@ -487,9 +487,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
     public async ValueTask<TypingCheck> CheckTypingAsync(Guid conversationId, string userId)
     {
-        if (_typing.Holds(conversationId, userId))
+        // One started here while Redis was unreachable is this instance's to check.
+        if (_typing.Check(conversationId, userId) is { Outcome: not TypingOutcome.Gone } local)
         {
-            return _typing.Check(conversationId, userId);
+            return local;
         }
 
         if (_redis is { IsConnected: true } redis)

@@ -214,10 +214,9 @@ internal sealed partial class TypingTracker : BackgroundService
                 return;
             }
 
+            // A start here meanwhile waits for this check (the indicator's stripe): this "false" goes out before its "true".
             var snapshot = await _store.GetConversationAsync(conversationId, cancellationToken);
-            // Started again here while the members were read: its "true" went out after this expiry began, and a
-            // "false" now would end an indicator the server still holds.
-            if (snapshot is not null && !_expiries.ContainsKey((conversationId, userId)))
+            if (snapshot is not null)
             {
                 await _broadcaster.TypingAsync(conversationId, userId, false, snapshot.Members);
             }

@@ -41,13 +41,7 @@ internal sealed partial class FrameDispatcher(
         using var activity = StartFrameActivity(connection);
         try
         {
-            if (messageType != WebSocketMessageType.Text)
-            {
-                RefuseBinary(socket, activity);
-                return;
-            }
-
-            await HandleFrameAsync(socket, caller, limiter, utf8, activity, cancellationToken);
+            await HandleFrameAsync(socket, caller, limiter, utf8, messageType, activity, cancellationToken);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -79,28 +73,20 @@ internal sealed partial class FrameDispatcher(
         return activity;
     }
 
-    /// <summary>
-    /// A binary message is not a frame. As a first frame it still ends the wait for one (like any frame that is not a
-    /// <c>resume</c>), and the socket then gets no cursors: what the device meant cannot be known.
-    /// </summary>
-    private void RefuseBinary(SocketDelivery socket, Activity? activity)
-    {
-        metrics.FrameReceived(ParleyMetrics.FrameTags.Invalid);
-        activity?.SetTag(ParleyActivitySource.Tags.FrameType, ParleyMetrics.FrameTags.Invalid);
-        EndFirstFrameWait(socket, socket.MarkClientFrame());
-        socket.Connection.TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, "Frames are JSON text; binary frames are not accepted.", null));
-    }
-
     private async Task HandleFrameAsync(
-        SocketDelivery socket, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, Activity? activity, CancellationToken cancellationToken)
+        SocketDelivery socket, Caller caller, InboundLimiter limiter, ReadOnlyMemory<byte> utf8, WebSocketMessageType messageType,
+        Activity? activity, CancellationToken cancellationToken)
     {
         var connection = socket.Connection;
         var first = socket.MarkClientFrame();
-        if (!ClientFrame.TryParse(utf8.Span, out var frame, out var id, out var parseError))
+        string? id = null;
+        var parseError = "Frames are JSON text; binary frames are not accepted.";
+        if (messageType != WebSocketMessageType.Text || !ClientFrame.TryParse(utf8.Span, out var frame, out id, out parseError))
         {
             metrics.FrameReceived(ParleyMetrics.FrameTags.Invalid);
             activity?.SetTag(ParleyActivitySource.Tags.FrameType, ParleyMetrics.FrameTags.Invalid);
-            // Not a frame: live events flow, but no cursor is issued on this socket (it may have been a resume).
+            // Not a frame (a binary message included): live events flow, but no cursor is issued on this socket (it may
+            // have been a resume).
             EndFirstFrameWait(socket, first);
             connection.TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, parseError, id));
             return;
