@@ -224,6 +224,24 @@ public sealed class ParticipantsApiTests : IAsyncLifetime
         await ParleyApi.ProblemAsync(response, HttpStatusCode.BadRequest, "invalid_id");
     }
 
+    [Theory]
+    [InlineData("POST", "participants")]
+    [InlineData("PATCH", "participants/{bob}")]
+    [InlineData("POST", "typing")]
+    public async Task MemberEndpoints_NullOrMissingBody_Returns400InvalidRequest(string method, string path)
+    {
+        var (owner, bob) = Users("owner", "bob");
+        var group = await Api(owner).CreateGroupAsync("g", bob);
+        var url = $"/api/v1/conversations/{group.Id}/" + path.Replace("{bob}", Uri.EscapeDataString(bob), StringComparison.Ordinal);
+
+        using var nullBody = await Api(owner).SendAsync(new HttpMethod(method), url, "null");
+        using var emptyBody = await Api(owner).SendAsync(new HttpMethod(method), url, "");
+
+        var problem = await ParleyApi.ProblemAsync(nullBody, HttpStatusCode.BadRequest, "invalid_request");
+        Assert.Equal("A JSON body is required.", problem.Detail);
+        await ParleyApi.ProblemAsync(emptyBody, HttpStatusCode.BadRequest, "invalid_request");
+    }
+
     [Fact]
     public async Task ManageMembers_UnknownConversation_Returns404()
     {

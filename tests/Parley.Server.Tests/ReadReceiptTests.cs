@@ -151,7 +151,8 @@ public sealed class ReadReceiptTests : IAsyncLifetime
     {
         using var alice = _factory.BoundedApi("alice");
 
-        await ParleyApi.ProblemAsync(await alice.PostAsync($"/api/v1/messages/{id}/read", null), HttpStatusCode.BadRequest, "invalid_id");
+        var problem = await ParleyApi.ProblemAsync(await alice.PostAsync($"/api/v1/messages/{id}/read", null), HttpStatusCode.BadRequest, "invalid_id");
+        Assert.Equal(["id"], problem.ErrorFields); // the path's name, as on every endpoint (the frame's is message_id)
     }
 
     [Fact]

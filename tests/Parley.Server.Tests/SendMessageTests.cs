@@ -111,6 +111,9 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData("audio", "audio/ogg")]
     [InlineData("file", "application/pdf")]
     [InlineData("file", "image/png")]
+    [InlineData("file", "application/vnd.openxmlformats-officedocument.wordprocessingml.document")]
+    [InlineData("file", "text/plain; charset=utf-8")]
+    [InlineData("image", "image/svg+xml")]
     public async Task Send_MediaTypeWithMatchingMedia_Returns201WithTheMediaAndNoCaption(string type, string mimeType)
     {
         await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
@@ -204,6 +207,12 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData("video", "image/gif")]
     [InlineData("audio", "application/octet-stream")]
     [InlineData("image", "imagepng")]
+    [InlineData("image", "image/")]
+    [InlineData("file", "application/")]
+    [InlineData("file", "/pdf")]
+    [InlineData("file", "application/pdf/x")]
+    [InlineData("file", "application/ pdf")]
+    [InlineData("file", "text plain/x")]
     public async Task Send_MimeTypeNotMatchingTheType_Returns400OnMimeType(string type, string mimeType)
     {
         await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
@@ -217,6 +226,25 @@ public sealed class SendMessageTests : IAsyncLifetime
         });
 
         Assert.Equal(["media.mime_type"], problem.ErrorFields);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("   ")]
+    [InlineData("\u3000")]
+    public async Task Send_BlankFileName_Returns400OnFileName(string fileName)
+    {
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+
+        var problem = await alice.SendInvalidAsync(new
+        {
+            conversation_id = conversation.Id,
+            message_type = "file",
+            media = new { url = "https://cdn.example.com/x", mime_type = "application/pdf", size_bytes = 10, file_name = fileName },
+        });
+
+        Assert.Equal(["media.file_name"], problem.ErrorFields);
     }
 
     [Fact]
@@ -275,6 +303,19 @@ public sealed class SendMessageTests : IAsyncLifetime
         var problem = await alice.SendInvalidAsync(new { conversation_id = conversation.Id, message_type = "location", location = new { latitude, longitude } });
 
         Assert.Equal([field], problem.ErrorFields);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData(" \t ")]
+    public async Task Send_LocationWithBlankName_Returns400OnName(string name)
+    {
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+
+        var problem = await alice.SendInvalidAsync(new { conversation_id = conversation.Id, message_type = "location", location = new { latitude = 1.0, longitude = 2.0, name } });
+
+        Assert.Equal(["location.name"], problem.ErrorFields);
     }
 
     [Fact]
@@ -410,6 +451,28 @@ public sealed class SendMessageTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.Created, inside.StatusCode);
         var problem = await ParleyApi.ProblemAsync(outside, HttpStatusCode.BadRequest, "validation_failed");
         Assert.Equal(["mentions[0]"], problem.ErrorFields);
+    }
+
+    [Fact]
+    public async Task Send_TheSameMentionTwice_Returns400OnTheRepeatButTwoMentionsOfOneUserAreFine()
+    {
+        await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        const string content = "@bob, @bob";
+
+        var repeated = await alice.SendInvalidAsync(new
+        {
+            conversation_id = conversation.Id, message_type = "text", content,
+            mentions = new[] { new { user_id = "bob", offset = 0, length = 4 }, new { user_id = "bob", offset = 0, length = 4 } },
+        });
+        var twice = await (await alice.PostMessageAsync(new
+        {
+            conversation_id = conversation.Id, message_type = "text", content,
+            mentions = new[] { new { user_id = "bob", offset = 0, length = 4 }, new { user_id = "bob", offset = 6, length = 4 } },
+        })).JsonAsync(HttpStatusCode.Created);
+
+        Assert.Equal(["mentions[1]"], repeated.ErrorFields);
+        Assert.Equal(2, twice.GetProperty("mentions").GetArrayLength());
     }
 
     [Theory]

@@ -27,7 +27,7 @@ internal sealed class ConversationService(
     {
         if (request is null)
         {
-            return ApiError.BadRequest(ErrorCodes.InvalidRequest, "A JSON body is required.");
+            return ApiError.BodyRequired();
         }
 
         var input = ConversationInput.ValidateCreate(caller, request, limits.Value, auth.Value.ServiceUserId);
@@ -113,9 +113,14 @@ internal sealed class ConversationService(
             return ApiError.InvalidId("id");
         }
 
+        if (request is null)
+        {
+            return ApiError.BodyRequired();
+        }
+
         var errors = new FieldErrors();
         var userIds = ConversationInput.ValidateUserIds(
-            errors, "user_ids", request?.UserIds, allowEmpty: false, limits.Value.MaxGroupParticipants, auth.Value.ServiceUserId);
+            errors, "user_ids", request.UserIds, allowEmpty: false, limits.Value.MaxGroupParticipants, auth.Value.ServiceUserId);
         if (errors.Any)
         {
             return errors.ToError();
@@ -145,7 +150,12 @@ internal sealed class ConversationService(
             return ApiError.Invalid("user_id", Identifiers.UserIdRule);
         }
 
-        var role = request?.Role;
+        if (request is null)
+        {
+            return ApiError.BodyRequired();
+        }
+
+        var role = request.Role;
         if (!Roles.IsValid(role))
         {
             return ApiError.Invalid("role", "'role' must be 'owner', 'admin' or 'member'.");

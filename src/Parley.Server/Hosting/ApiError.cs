@@ -16,6 +16,9 @@ internal sealed record ApiError(int Status, string Code, string Message, IReadOn
 
     public static ApiError BadRequest(string code, string message) => new(400, code, message);
 
+    /// <summary>A request whose body is missing (or is JSON <c>null</c>): malformed, not a field to correct.</summary>
+    public static ApiError BodyRequired() => new(400, ErrorCodes.InvalidRequest, "A JSON body is required.");
+
     public static ApiError Invalid(string field, string message) =>
         new(400, ErrorCodes.ValidationFailed, message, new Dictionary<string, string[]> { [field] = [message] });
 

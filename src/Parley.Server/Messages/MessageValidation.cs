@@ -19,7 +19,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
     {
         if (request is null)
         {
-            return ApiError.BadRequest(ErrorCodes.InvalidRequest, "A JSON body is required.");
+            return ApiError.BodyRequired();
         }
 
         var errors = new FieldErrors();
@@ -83,7 +83,7 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
     {
         if (request is null)
         {
-            return ApiError.BadRequest(ErrorCodes.InvalidRequest, "A JSON body is required.");
+            return ApiError.BodyRequired();
         }
 
         var errors = new FieldErrors();
@@ -150,7 +150,14 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
                 continue;
             }
 
-            mentions.Add(new Mention(m.UserId!, offset, len));
+            var mention = new Mention(m.UserId!, offset, len);
+            if (mentions.Contains(mention))
+            {
+                errors.Add(field, "repeats an earlier mention (same user_id, offset and length)");
+                continue;
+            }
+
+            mentions.Add(mention);
         }
 
         return mentions;
@@ -171,9 +178,9 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
         }
 
         var mime = input.MimeType;
-        if (string.IsNullOrEmpty(mime) || mime.Length > 255 || !mime.Contains('/', StringComparison.Ordinal))
+        if (string.IsNullOrEmpty(mime) || mime.Length > 255 || !MimeTypePattern().IsMatch(mime))
         {
-            errors.Add("media.mime_type", "is required, as type/subtype");
+            errors.Add("media.mime_type", "is required, as type/subtype (RFC 6838 names, parameters after ';' allowed)");
         }
         else if (errors.CheckText("media.mime_type", mime) && type != MessageTypes.File && !mime.StartsWith(type + "/", StringComparison.OrdinalIgnoreCase))
         {
@@ -195,9 +202,9 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
             errors.Add("media.duration_ms", "must not be negative");
         }
 
-        if (input.FileName is { Length: 0 or > 255 })
+        if (input.FileName is { } fileName && (fileName.Length > 255 || string.IsNullOrWhiteSpace(fileName)))
         {
-            errors.Add("media.file_name", "must be 1-255 characters when given");
+            errors.Add("media.file_name", "must be 1-255 characters, not all white space, when given");
         }
         else
         {
@@ -233,9 +240,9 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
             errors.Add("location.longitude", "is required, between -180 and 180");
         }
 
-        if (input.Name is { Length: > 256 })
+        if (input.Name is { } name && (name.Length > 256 || string.IsNullOrWhiteSpace(name)))
         {
-            errors.Add("location.name", "must be at most 256 characters");
+            errors.Add("location.name", "must be 1-256 characters, not all white space, when given");
         }
         else
         {
@@ -252,4 +259,8 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
 
     [GeneratedRegex(@"^[A-Za-z0-9._:-]+\z")]
     private static partial Regex ClientMessageIdPattern();
+
+    // RFC 6838 restricted names for type and subtype; anything after ';' (parameters) is checked as text only.
+    [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}(\s*;.*)?\z", RegexOptions.Singleline)]
+    private static partial Regex MimeTypePattern();
 }

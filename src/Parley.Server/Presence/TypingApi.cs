@@ -39,7 +39,12 @@ internal static class TypingApi
             return ApiResults.Problem(ApiError.InvalidId("id"));
         }
 
-        if (body?.IsTyping is not { } isTyping)
+        if (body is null)
+        {
+            return ApiResults.Problem(ApiError.BodyRequired());
+        }
+
+        if (body.IsTyping is not { } isTyping)
         {
             return ApiResults.Problem(ApiError.Invalid("is_typing", "'is_typing' is required (true or false)."));
         }

@@ -15,12 +15,15 @@ internal sealed class ReceiptService(
     DeliveryTracker deliveries,
     TimeProvider time)
 {
-    /// <summary>The caller has read everything up to and including the message. An older message is a no-op.</summary>
-    public async Task<Result<ReadState>> MarkReadAsync(Caller caller, string id, CancellationToken cancellationToken)
+    /// <summary>
+    /// The caller has read everything up to and including the message. An older message is a no-op.
+    /// <paramref name="idName"/> names the id in errors: the path's <c>id</c>, or the frame's <c>message_id</c>.
+    /// </summary>
+    public async Task<Result<ReadState>> MarkReadAsync(Caller caller, string id, string idName, CancellationToken cancellationToken)
     {
         if (!Identifiers.TryParseUuid(id, out var messageId))
         {
-            return ApiError.InvalidId("message_id");
+            return ApiError.InvalidId(idName);
         }
 
         var message = await access.RequireVisibleMessageAsync(caller, messageId, cancellationToken);

@@ -29,5 +29,5 @@ internal static class ReceiptsApi
 
     private static async Task<Results<Ok<ReadState>, ProblemHttpResult>> MarkReadAsync(
         Caller caller, string id, ReceiptService receipts, CancellationToken cancellationToken) =>
-        ApiResults.Ok(await receipts.MarkReadAsync(caller, id, cancellationToken));
+        ApiResults.Ok(await receipts.MarkReadAsync(caller, id, "id", cancellationToken));
 }

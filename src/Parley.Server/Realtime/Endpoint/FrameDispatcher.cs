@@ -214,7 +214,7 @@ internal sealed partial class FrameDispatcher(
             return ApiError.Invalid("message_id", "'message_id' is required.");
         }
 
-        var result = await receipts.MarkReadAsync(caller, payload.MessageId, cancellationToken);
+        var result = await receipts.MarkReadAsync(caller, payload.MessageId, "message_id", cancellationToken);
         return result.Error;
     }
 
