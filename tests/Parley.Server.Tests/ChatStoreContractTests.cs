@@ -1054,6 +1054,34 @@ public abstract class ChatStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RelayLease_HeldUntilItRunsOut_AndAnInstanceThatLostItCannotMoveThePosition()
+    {
+        var lease = TimeSpan.FromSeconds(30);
+        var first = await Store.TakeRelayLeaseAsync("kafka", "a", Now, lease, Ct);
+        Assert.Equal((0L, 0L), (first!.Pos, first.ReceiptPos));
+        Assert.True(await Store.RecordRelayPositionAsync("kafka", "a", 5, 2, Now, Ct));
+
+        // Not before it runs out, however often asked; its holder renews it.
+        Assert.Null(await Store.TakeRelayLeaseAsync("kafka", "b", Now + lease - TimeSpan.FromSeconds(1), lease, Ct));
+        Assert.NotNull(await Store.TakeRelayLeaseAsync("kafka", "a", Now + TimeSpan.FromSeconds(10), lease, Ct));
+        Assert.Null(await Store.TakeRelayLeaseAsync("kafka", "b", Now + lease + TimeSpan.FromSeconds(1), lease, Ct));
+
+        // Run out: another instance takes it where the first left off, and the first, late, moves nothing.
+        var taken = await Store.TakeRelayLeaseAsync("kafka", "b", Now + TimeSpan.FromSeconds(41), lease, Ct);
+        Assert.Equal((5L, 2L), (taken!.Pos, taken.ReceiptPos));
+        Assert.False(await Store.RecordRelayPositionAsync("kafka", "a", 9, 4, Now + TimeSpan.FromSeconds(42), Ct));
+        Assert.Null(await Store.TakeRelayLeaseAsync("kafka", "a", Now + TimeSpan.FromSeconds(42), lease, Ct));
+        await Store.ReleaseRelayLeaseAsync("kafka", "a", Ct); // not its to release
+        var again = await Store.TakeRelayLeaseAsync("kafka", "b", Now + TimeSpan.FromSeconds(43), lease, Ct);
+        Assert.Equal((5L, 2L), (again!.Pos, again.ReceiptPos));
+        Assert.Null(await Store.TakeRelayLeaseAsync("kafka", "a", Now + TimeSpan.FromSeconds(43), lease, Ct));
+
+        // Released by its holder: free at once.
+        await Store.ReleaseRelayLeaseAsync("kafka", "b", Ct);
+        Assert.NotNull(await Store.TakeRelayLeaseAsync("kafka", "a", Now + TimeSpan.FromSeconds(44), lease, Ct));
+    }
+
+    [Fact]
     public async Task AddDeadLetter_TheSameRecordOfASinkTwice_KeepsOne()
     {
         var letter = new DeadLetter("webhook:crm", "0193a0b4-0000-8000-8000-000000000001", "message.created", "{}", "HTTP 400", Now);

@@ -151,6 +151,45 @@ public sealed class ConfigurationCheckTests
         Assert.Equal(["Sqlite", "Postgres", "Redis"], unknown.Single(u => u.Key == "ConnectionStrings:Postgress").Known);
     }
 
+    [Theory]
+    [InlineData("Auth:Header:TrustedNetworks", "10.0.0.0/8", "list", "0")] // bound empty, it would trust every peer
+    [InlineData("Auth:ServiceApiKeys", "0123456789abcdef0123", "list", "0")]
+    [InlineData("Metrics:AllowedNetworks", "10.0.0.0/8", "list", "0")]
+    [InlineData("Events:Webhooks:crm:EventTypes", "receipt.read", "list", "0")] // bound empty, the endpoint would get every type
+    [InlineData("Events:Webhooks", "https://hooks.example.com", "set of named entries", "<name>:<setting>")]
+    public void Check_AListGivenOneValue_IsRefusedWithTheFormThatWorks(string key, string value, string kind, string entry)
+    {
+        var problems = ConfigurationCheck.Check(Configuration((key, value), ("Events:Webhooks:crm:Url", "https://hooks.example.com/parley")));
+
+        var error = Assert.Single(problems.Errors);
+        Assert.StartsWith($"{key} is '{value}', one value, but it is a {kind}: give each entry its own key, {key}:{entry} (in the environment {key.Replace(":", "__", StringComparison.Ordinal)}__", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Check_AListGivenByIndex_OrEmpty_IsFine()
+    {
+        var problems = ConfigurationCheck.Check(Configuration(
+            ("Auth:Header:TrustedNetworks:0", "10.0.0.0/8"), ("Auth:Header:TrustedNetworks:1", "fd00::/8"), ("Metrics:AllowedNetworks", "")));
+
+        Assert.Empty(problems.Errors);
+        Assert.Empty(problems.Unknown);
+    }
+
+    [Fact]
+    public void Check_AWebhookEntry_IsCheckedAsASection()
+    {
+        var problems = ConfigurationCheck.Check(Configuration(
+            ("Events:Webhooks:crm:Url", "https://hooks.example.com/parley"),
+            ("Events:Webhooks:crm:MaxAttempt", "3"),
+            ("Events:Webhooks:crm:Timeout", "soon"),
+            ("Events:Webhooks:crm:EventTypes:0", "receipt.read")));
+
+        Assert.Equal(["Events:Webhooks:crm:MaxAttempt"], problems.Unknown.Select(u => u.Key));
+        Assert.Contains("MaxAttempts", problems.Unknown[0].Known);
+        var error = Assert.Single(problems.Errors);
+        Assert.StartsWith("Events:Webhooks:crm:Timeout is 'soon'; expected a duration", error, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Sections_CoverEveryOptionsTypeParleyBinds()
     {

@@ -385,6 +385,27 @@ public sealed class WebhookSinkTests : IAsyncLifetime
         Assert.Equal(1, failedBatches); // refused twice in the first batch, once more in the second
     }
 
+    [Fact]
+    public async Task Publish_DeadLetterNotStoredTheFirstTime_IsStoredWhenTheBatchComesAgain()
+    {
+        var handler = new ScriptedHandler { Status = _ => System.Net.HttpStatusCode.InternalServerError };
+        var options = new Parley.Server.Events.WebhookOptions { MaxAttempts = 3, InitialBackoff = TimeSpan.FromMilliseconds(1), MaxBackoff = TimeSpan.FromMilliseconds(1) };
+        var letters = DispatchProxy.Create<IChatStore, DeadLetterStore>();
+        ((DeadLetterStore)(object)letters).FailNext = true;
+        var (sink, http) = DirectSink(handler, options, TimeProvider.System, letters);
+        using var _ = http;
+
+        // The database fails the dead letter: the batch fails, and the relay gives it again.
+        await Assert.ThrowsAsync<TimeoutException>(() => sink.PublishAsync([Record(1)], Ct));
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        limit.CancelAfter(TimeSpan.FromSeconds(10));
+        await sink.PublishAsync([Record(1)], limit.Token);
+
+        // Refused once more on the retry (the count went on from 3), then stored: not posted for good.
+        Assert.Equal(4, handler.PostCount);
+        Assert.Single(((DeadLetterStore)(object)letters).Letters);
+    }
+
     /// <summary>A store that takes dead letters and nothing else.</summary>
 #pragma warning disable CA1852 // DispatchProxy derives the proxy's type from it
     internal class DeadLetterStore : DispatchProxy
@@ -392,11 +413,20 @@ public sealed class WebhookSinkTests : IAsyncLifetime
     {
         public List<DeadLetter> Letters { get; } = [];
 
+        /// <summary>The next dead letter fails as a database that does not answer would.</summary>
+        public bool FailNext { get; set; }
+
         protected override object? Invoke(System.Reflection.MethodInfo? targetMethod, object?[]? args)
         {
             if (targetMethod?.Name != nameof(IChatStore.AddDeadLetterAsync))
             {
                 throw new NotSupportedException(targetMethod?.Name);
+            }
+
+            if (FailNext)
+            {
+                FailNext = false;
+                return Task.FromException(new TimeoutException("The database did not answer."));
             }
 
             Letters.Add((DeadLetter)args![0]!);

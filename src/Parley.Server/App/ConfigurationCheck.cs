@@ -135,11 +135,32 @@ internal static partial class ConfigurationCheck
             }
             else if (!typeof(IEnumerable).IsAssignableFrom(propertyType))
             {
-                // A nested settings object (Auth:Jwt); collections (lists of strings) hold any value.
+                // A nested settings object (Auth:Jwt).
                 CheckObject(child, propertyType, errors, unknown);
+            }
+            else if (!string.IsNullOrEmpty(child.Value))
+            {
+                // A list or a map given one value (Auth__Header__TrustedNetworks=10.0.0.0/8): the binder leaves it empty,
+                // which for some lists turns a restriction off. Refused, with the form that works.
+                errors.Add($"{child.Path} is '{child.Value}', one value, but it is a {(IsMap(propertyType) ? "set of named entries" : "list")}: " +
+                    $"give each entry its own key, {child.Path}:{(IsMap(propertyType) ? "<name>:<setting>" : "0")} " +
+                    $"(in the environment {child.Path.Replace(":", "__", StringComparison.Ordinal)}__{(IsMap(propertyType) ? "<name>__<setting>" : "0")}).");
+            }
+            else if (MapValueType(propertyType) is { } entryType && !IsValue(entryType))
+            {
+                // Named settings objects (Events:Webhooks:<name>): each entry's keys are checked as a section's.
+                foreach (var entry in child.GetChildren())
+                {
+                    CheckObject(entry, entryType, errors, unknown);
+                }
             }
         }
     }
+
+    private static bool IsMap(Type type) => MapValueType(type) is not null;
+
+    private static Type? MapValueType(Type type) =>
+        type.IsGenericType && type.GetGenericTypeDefinition() == typeof(Dictionary<,>) ? type.GetGenericArguments()[1] : null;
 
     private static bool IsValue(Type type)
     {

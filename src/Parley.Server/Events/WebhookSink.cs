@@ -140,7 +140,9 @@ internal sealed partial class WebhookSink(
             }
 
             Log.AttemptFailed(logger, endpoint, record.EventId, refusals + outages, last.Result == PostResult.Refused ? "refused" : "unavailable", last.Error!);
-            if (failures == options.MaxAttempts)
+            // At least, not exactly: a batch that failed after the last refusal (its dead letter not stored) comes again with
+            // the count kept, and its next refusal is past the limit.
+            if (failures >= options.MaxAttempts)
             {
                 break;
             }
