@@ -144,6 +144,28 @@ public sealed class EventRecordBytesTests
         """Events 0193a0b4-0000-7000-8000-0000000000c1 acd4036e-3de0-8403-91d2-308c2cce2820 receipt.read 1 {"event_id":"acd4036e-3de0-8403-91d2-308c2cce2820","type":"receipt.read","version":1,"occurred_at":"2026-12-06T07:08:11.123Z","conversation_id":"0193a0b4-0000-7000-8000-0000000000c1","seq":2,"pos":null,"payload":{"user_id":"user \u0022b\u0022 \u00E9","message_id":"0193a0b4-0000-7000-8000-0000000000a1"}}""",
     ];
 
+    [Theory]
+    [InlineData(true, 11, 7, 107, 2, 42, false)] // 7 events, 2 notification candidates, 2 receipts: 11 at most
+    [InlineData(true, 10, 7, 107, 1, 41, true)] // one receipt too many
+    [InlineData(true, 9, 7, 107, 0, 40, true)] // the events fill it: no receipt
+    [InlineData(true, 3, 1, 101, 0, 40, true)] // the message and its candidates would pass it: cut before it
+    [InlineData(true, 1, 1, 101, 0, 40, true)]
+    [InlineData(false, 9, 7, 107, 2, 42, false)] // a sink without notifications counts none
+    [InlineData(false, 2, 2, 102, 0, 40, true)]
+    public async Task Bounded_CutsTheBatchAtTheRecordsItMayCarry_PositionsMovedBackToMatch(
+        bool notifications, int maxRecords, int events, long uptoPos, int receipts, long uptoReceiptPos, bool cut)
+    {
+        var builder = new EventRecordBuilder(
+            Unread.Store(), new Online(), new NotificationOptions(), new FakeTimeProvider(At.AddMinutes(1)), buildNotifications: notifications);
+
+        var (bounded, wasCut) = builder.Bounded(Batch(), maxRecords, afterReceiptPos: 40);
+        var records = await builder.BuildAsync(bounded, TestContext.Current.CancellationToken);
+
+        Assert.Equal((events, uptoPos, receipts, uptoReceiptPos, cut), (bounded.Changes.Count, bounded.UptoPos, bounded.WatermarkMoves.Count, bounded.UptoReceiptPos, wasCut));
+        Assert.Equal(Batch().Changes.Take(events).Select(e => e.Pos), bounded.Changes.Select(e => e.Pos));
+        Assert.True(records.Count <= Math.Max(maxRecords, 3), $"{records.Count} records"); // the first event always goes, with its notifications
+    }
+
     /// <summary>Only <c>dave</c>'s notification goes out: bob has a device connected.</summary>
     private sealed class Online(params string[] users) : IDeviceDirectory
     {

@@ -56,6 +56,41 @@ internal static class RecordTypes
 internal sealed class EventRecordBuilder(
     IChatStore store, IDeviceDirectory devices, NotificationOptions notifications, TimeProvider time, bool buildNotifications = true)
 {
+    /// <summary>
+    /// The batch cut so that its records stay within <paramref name="maxRecords"/>, counting every notification candidate
+    /// (an upper bound: only the offline ones get one): its changes and receipts up to the one that would pass it (at least
+    /// one), positions to record moved back to match. Receipts follow the events of a snapshot, so a batch cut among its
+    /// events keeps none. Without the cut, a catch-up through a busy large group makes one pass of hundreds of thousands
+    /// of notifications, built in memory and published before any position is recorded. <c>Cut</c>: more is waiting.
+    /// </summary>
+    public (OutboxBatch Batch, bool Cut) Bounded(OutboxBatch batch, int maxRecords, long afterReceiptPos)
+    {
+        var notify = notifications.Enabled && buildNotifications;
+        long records = 0;
+        for (var i = 0; i < batch.Changes.Count; i++)
+        {
+            var e = batch.Changes[i].Event;
+            records += 1 + (notify && e.Type == EventTypes.MessageCreated ? batch.Recipients.GetValueOrDefault((e.ConversationId, e.Seq))?.Count ?? 0 : 0);
+            if (records > maxRecords && i > 0)
+            {
+                return (batch with { Changes = batch.Changes.Take(i).ToList(), WatermarkMoves = [], UptoPos = batch.Changes[i - 1].Pos, UptoReceiptPos = afterReceiptPos }, true);
+            }
+        }
+
+        var room = maxRecords - records;
+        if (batch.WatermarkMoves.Count > room && (room > 0 || batch.Changes.Count > 0))
+        {
+            var kept = (int)Math.Max(room, 0);
+            return (batch with
+            {
+                WatermarkMoves = batch.WatermarkMoves.Take(kept).ToList(),
+                UptoReceiptPos = kept > 0 ? batch.WatermarkMoves[kept - 1].Pos : afterReceiptPos,
+            }, true);
+        }
+
+        return (batch, false);
+    }
+
     public async Task<IReadOnlyList<EventRecord>> BuildAsync(OutboxBatch batch, CancellationToken cancellationToken)
     {
         var pending = new List<(OutboxEvent Event, Message Message, IReadOnlyList<string> Recipients)>();

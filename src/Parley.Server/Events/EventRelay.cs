@@ -143,17 +143,18 @@ internal sealed partial class EventRelay(
                 // Read, build and publish with the lease renewed beside them: reading and building a large batch on a busy
                 // database may take longer than the lease has left, and another instance would then publish it too.
                 var from = lease;
-                var (batch, records) = await RenewingAsync(sink, heldUntil, async cancellationToken =>
+                var (batch, records, cut) = await RenewingAsync<(OutboxBatch, IReadOnlyList<EventRecord>, bool)>(sink, heldUntil, async cancellationToken =>
                 {
                     var read = await store.ReadOutboxAsync(from.Pos, from.ReceiptPos, settings.BatchSize, cancellationToken);
                     if (read.IsEmpty)
                     {
-                        return (read, []);
+                        return (read, [], false);
                     }
 
-                    var built = await builder.BuildAsync(read, cancellationToken);
+                    var (bounded, cut) = builder.Bounded(read, settings.MaxBatchRecords, from.ReceiptPos);
+                    var built = await builder.BuildAsync(bounded, cancellationToken);
                     await sink.PublishAsync(built, cancellationToken);
-                    return (read, built);
+                    return (bounded, built, cut);
                 }, stoppingToken);
                 if (!batch.IsEmpty)
                 {
@@ -183,7 +184,7 @@ internal sealed partial class EventRelay(
                     nextPrune = pruned < PruneChunk ? time.GetUtcNow() + PruneInterval : DateTimeOffset.MinValue;
                 }
 
-                if (batch.Changes.Count + batch.WatermarkMoves.Count < settings.BatchSize)
+                if (!cut && batch.Changes.Count + batch.WatermarkMoves.Count < settings.BatchSize)
                 {
                     // Idle or caught up: let the next batch gather for a poll interval instead of reading, publishing and
                     // recording (a write transaction) the few events of the last milliseconds, pass after pass.
@@ -233,8 +234,8 @@ internal sealed partial class EventRelay(
     /// a renewal that has not answered shortly before the lease (held until <paramref name="heldUntil"/>) runs out: another
     /// instance may take the sink over then, and two passes must never publish beside each other.
     /// </summary>
-    private async Task<(OutboxBatch Batch, IReadOnlyList<EventRecord> Records)> RenewingAsync(
-        IEventSink sink, DateTimeOffset heldUntil, Func<CancellationToken, Task<(OutboxBatch, IReadOnlyList<EventRecord>)>> work,
+    private async Task<T> RenewingAsync<T>(
+        IEventSink sink, DateTimeOffset heldUntil, Func<CancellationToken, Task<T>> work,
         CancellationToken stoppingToken)
     {
         var settings = options.Value;

@@ -19,6 +19,13 @@ internal sealed class EventsOptions
     [Range(1, 10_000)]
     public int BatchSize { get; set; } = 500;
 
+    /// <summary>
+    /// The most records a pass publishes, counting each new message's notification candidates: a pass through a large
+    /// group's messages is cut short of <see cref="BatchSize"/> events to stay within it (at least one event a pass).
+    /// </summary>
+    [Range(1, 1_000_000)]
+    public int MaxBatchRecords { get; set; } = 20_000;
+
     /// <summary>How long the relay waits after a pass that found nothing to publish.</summary>
     [Range(typeof(TimeSpan), "00:00:00.001", "00:01:00")]
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(100);

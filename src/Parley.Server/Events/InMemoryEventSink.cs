@@ -8,6 +8,7 @@ internal sealed class InMemoryEventSink(string name = "memory") : IEventSink
 {
     private readonly Lock _lock = new();
     private readonly List<EventRecord> _records = [];
+    private readonly List<int> _batches = [];
 
     public string Name => name;
 
@@ -28,9 +29,22 @@ internal sealed class InMemoryEventSink(string name = "memory") : IEventSink
             }
 
             _records.AddRange(records);
+            _batches.Add(records.Count);
         }
 
         return Task.CompletedTask;
+    }
+
+    /// <summary>The number of records of each batch published so far, in publishing order.</summary>
+    public IReadOnlyList<int> Batches
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _batches];
+            }
+        }
     }
 
     /// <summary>A snapshot of every record published so far, in publishing order.</summary>
