@@ -69,6 +69,67 @@ public sealed class GroupCommitTests
         Assert.Equal([1, 4, 1], commits.Sizes);
     }
 
+    public static TheoryData<string> Outages => ["timeout", "lock held elsewhere", "statement timeout", "connection broken"];
+
+    [Theory]
+    [MemberData(nameof(Outages))]
+    public async Task ABatchFailingOnAnOutage_FailsEveryWriteAtOnce_InsteadOfEachWaitingForItAgain(string outage)
+    {
+        Exception error = outage switch
+        {
+            "timeout" => new TimeoutException("Timeout during reading attempt"),
+            "lock held elsewhere" => new Npgsql.PostgresException("canceling statement due to lock timeout", "ERROR", "ERROR", Npgsql.PostgresErrorCodes.LockNotAvailable),
+            "statement timeout" => new Npgsql.PostgresException("canceling statement due to statement timeout", "ERROR", "ERROR", Npgsql.PostgresErrorCodes.QueryCanceled),
+            _ => new Npgsql.NpgsqlException("Exception while reading from stream", new IOException("Connection reset by peer")),
+        };
+        var commits = new CommitScript(batch => batch.Count > 1 ? throw error : Task.CompletedTask);
+        var group = new GroupCommit(lanes: 1, capacity: 100, commits.CommitAsync);
+
+        var writes = await commits.QueueBatchBehindAFirstWriteAsync(group, 5);
+
+        foreach (var write in writes)
+        {
+            Assert.Same(error, await Assert.ThrowsAnyAsync<Exception>(() => write.Outcome.WaitAsync(TimeSpan.FromSeconds(10), Ct)));
+        }
+
+        Assert.Equal([1, 5], commits.Sizes);
+    }
+
+    [Fact]
+    public async Task ABatchFailingOnADeadlock_IsSplit_AndEachWriteRunsAgain()
+    {
+        var deadlock = new Npgsql.PostgresException("deadlock detected", "ERROR", "ERROR", Npgsql.PostgresErrorCodes.DeadlockDetected);
+        var commits = new CommitScript(batch => batch.Count > 1 ? throw deadlock : Task.CompletedTask);
+        var group = new GroupCommit(lanes: 1, capacity: 100, commits.CommitAsync);
+
+        var writes = await commits.QueueBatchBehindAFirstWriteAsync(group, 3);
+
+        foreach (var write in writes)
+        {
+            await write.Outcome.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        }
+
+        Assert.Equal([1, 3, 1, 1, 1], commits.Sizes);
+    }
+
+    [Fact]
+    public async Task ABatchWhoseCommitOutcomeIsUnknown_FailsEveryWrite_AndRunsNoneAgain()
+    {
+        // Written or not, the database cannot say: a write run again could be stored twice (a send without client_message_id).
+        var broken = new IOException("Connection reset by peer");
+        var commits = new CommitScript(batch => batch.Count > 1 ? throw new CommitOutcomeUnknownException(broken) : Task.CompletedTask);
+        var group = new GroupCommit(lanes: 1, capacity: 100, commits.CommitAsync);
+
+        var writes = await commits.QueueBatchBehindAFirstWriteAsync(group, 4);
+
+        foreach (var write in writes)
+        {
+            Assert.Same(broken, await Assert.ThrowsAsync<IOException>(() => write.Outcome.WaitAsync(TimeSpan.FromSeconds(10), Ct)));
+        }
+
+        Assert.Equal([1, 4], commits.Sizes);
+    }
+
     /// <summary>Records each batch's size and answers it with the given rule; the first commit waits until released.</summary>
     private sealed class CommitScript(Func<IReadOnlyList<PendingWrite>, Task> rule)
     {

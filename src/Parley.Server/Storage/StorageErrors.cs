@@ -31,6 +31,19 @@ internal static class StorageErrors
         _ => StorageFailure.Unavailable,
     };
 
+    /// <summary>
+    /// A failure that is no one write's doing and that each write would meet again if run on its own now, after the same
+    /// wait: a timeout, the connection gone, a lock held elsewhere, the database out of resources or shutting down. A
+    /// deadlock or serialization failure is not one: run again, a write passes at once.
+    /// </summary>
+    public static bool IsOutage(Exception exception) => exception switch
+    {
+        TimeoutException => true,
+        PostgresException { SqlState: PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected } => false,
+        DbException db => Classify(db) == StorageFailure.Unavailable,
+        _ => false,
+    };
+
     /// <summary>SQLSTATE classes: https://www.postgresql.org/docs/current/errcodes-appendix.html.</summary>
     private static StorageFailure ClassifyPostgres(string state) => state switch
     {

@@ -44,7 +44,8 @@ internal abstract class PendingWrite
 /// Writes queue on one of several lanes, chosen by conversation, so a conversation's writes commit in the order
 /// they were queued; each lane commits one batch at a time. Lanes are bounded: when the store cannot keep up,
 /// queuing waits (back-pressure on the callers) instead of growing memory. When a batch fails, each of its writes
-/// runs again in a batch of its own, so one bad write fails alone.
+/// runs again in a batch of its own, so one bad write fails alone; unless the failure was an outage
+/// (<see cref="StorageErrors.IsOutage"/>), which fails the whole batch at once.
 /// </para>
 /// </summary>
 internal sealed class GroupCommit
@@ -117,11 +118,14 @@ internal sealed class GroupCommit
 
             return;
         }
-        catch (Exception ex) when ((batch.Count == 1 && ex is not CommitRolledBackException) || ex is CommitOutcomeUnknownException or BatchNotStartedException)
+        catch (Exception ex) when ((batch.Count == 1 && ex is not CommitRolledBackException) || ex is CommitOutcomeUnknownException or BatchNotStartedException
+            || StorageErrors.IsOutage(ex))
         {
             // Alone; or the commit itself failed and may have been applied (running the writes again could apply them
-            // twice); or the transaction could not even start (the database unreachable): no write ran, and one at a time
-            // each would wait for the same connection timeout again while the lane and its callers wait behind them.
+            // twice); or the transaction could not even start (the database unreachable), or failed on an outage (a
+            // timeout, a lock held elsewhere, the connection gone): no one write's doing, and one at a time each would
+            // wait for the same timeout again while the lane and its callers wait behind them (a batch of 128 for
+            // 129 command timeouts).
             foreach (var write in batch)
             {
                 write.Fail(Unwrap(ex));
@@ -158,7 +162,7 @@ internal sealed class GroupCommit
             {
                 var error = Unwrap(ex);
                 write.Fail(error);
-                if (ex is BatchNotStartedException)
+                if (ex is BatchNotStartedException || StorageErrors.IsOutage(ex))
                 {
                     unavailable = error;
                 }
