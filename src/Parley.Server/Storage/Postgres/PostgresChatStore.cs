@@ -94,7 +94,9 @@ internal sealed partial class PostgresChatStore(NpgsqlDataSource dataSource, ILo
     /// the server commits there even when its answer is lost; one that did not is rolled back when the server notices
     /// the connection is gone. While the transaction still shows as running (its server process has not noticed yet,
     /// as on a network path that went silent), it is asked again; after <see cref="SettleTerminateAfter"/> its server
-    /// process is ended (only while it still runs that transaction), which settles it either way.
+    /// process is ended (only while it still runs that transaction), which settles it either way; but not while it waits
+    /// for a synchronous standby (<c>SyncRep</c>): ended there, PostgreSQL keeps the commit without the standby's copy and
+    /// reports it committed. Such a batch stays unknown (its callers get 503 and retry by <c>client_message_id</c>).
     /// </summary>
     internal override async Task<CommitOutcome> SettleCommitAsync(TransactionIdentity transaction, Exception failure)
     {
@@ -133,6 +135,7 @@ internal sealed partial class PostgresChatStore(NpgsqlDataSource dataSource, ILo
                         """
                         SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                         WHERE pid = @pid AND backend_xid::text = (@x::numeric % 4294967296)::text
+                          AND wait_event IS DISTINCT FROM 'SyncRep'
                         """, connection);
                     terminate.Parameters.AddWithValue("pid", transaction.ServerProcess);
                     terminate.Parameters.AddWithValue("x", transaction.Id);
@@ -159,24 +162,24 @@ internal sealed partial class PostgresChatStore(NpgsqlDataSource dataSource, ILo
     public override async Task<IReadOnlyList<string>> MigrateAsync(CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await AdvisoryLockAsync(connection, "pg_advisory_lock", cancellationToken);
         try
         {
+            // Waiting for another instance's migration may take longer than a request: no command timeout.
+            await using (var lockCommand = new NpgsqlCommand($"SELECT pg_advisory_lock({MigrationLockKey})", connection) { CommandTimeout = 0 })
+            {
+                await lockCommand.ExecuteNonQueryAsync(cancellationToken);
+            }
+
             return await ApplyMigrationsAsync(connection, cancellationToken);
         }
         finally
         {
-            await AdvisoryLockAsync(connection, "pg_advisory_unlock", CancellationToken.None);
-            // Pooled connections are not reset (No Reset On Close): this one, which held a session lock, is not pooled.
-            NpgsqlConnection.ClearPool(connection);
+            // The connection goes back to the pool, which does not reset it (No Reset On Close): it must hold no lock then,
+            // also when the wait above was cancelled just as the lock was granted. If this fails the connection is broken,
+            // and the pool drops it (and the server its session, with the lock).
+            await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock_all()", connection);
+            await unlock.ExecuteNonQueryAsync(CancellationToken.None);
         }
-    }
-
-    // Waiting for another instance's migration may take longer than a request: no command timeout.
-    private static async Task AdvisoryLockAsync(NpgsqlConnection connection, string function, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand($"SELECT {function}({MigrationLockKey})", connection) { CommandTimeout = 0 };
-        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
     private static partial class Log
