@@ -58,6 +58,23 @@ public sealed class SqliteFileLockTests : IDisposable
         Assert.Equal(Path.Combine(Environment.CurrentDirectory, "parley.db"), SqliteFileLock.PathOf("Data Source=parley.db"));
 
     [Fact]
+    public void ExclusiveStore_ThroughASymbolicLinkOrAUriToTheHeldFile_IsRefused()
+    {
+        using var first = new SqliteChatStore($"Data Source={Database}", exclusive: true);
+        var elsewhere = Directory.CreateDirectory(Path.Combine(_directory.FullName, "other dir"));
+        var link = Path.Combine(elsewhere.FullName, "p.db");
+        File.CreateSymbolicLink(link, Database);
+
+        Assert.Equal(Database, SqliteFileLock.PathOf($"Data Source={link}"));
+        Assert.Throws<DatabaseInUseException>(() => new SqliteChatStore($"Data Source={link}", exclusive: true));
+        Assert.Equal(
+            Path.Combine(elsewhere.FullName, "not yet.db"),
+            SqliteFileLock.PathOf($"Data Source=file://{elsewhere.FullName.Replace(" ", "%20", StringComparison.Ordinal)}/not%20yet.db?cache=private"));
+        Assert.Equal(Database, SqliteFileLock.PathOf($"Data Source=file:{link.Replace(" ", "%20", StringComparison.Ordinal)}?mode=rwc"));
+        Assert.Equal(Database, SqliteFileLock.PathOf($"Data Source=file://localhost{link.Replace(" ", "%20", StringComparison.Ordinal)}"));
+    }
+
+    [Fact]
     public async Task SecondServerProcess_OnAFileAnotherProcessHolds_Exits1NamingTheFile()
     {
         // This test process plays the first server: it holds the lock as a running server does.

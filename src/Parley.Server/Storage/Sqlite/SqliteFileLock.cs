@@ -62,17 +62,30 @@ internal sealed class SqliteFileLock : IDisposable
             return null;
         }
 
-        // A URI filename (file:parley.db?cache=shared): the path is between the scheme and the query.
+        // A URI filename (file:parley.db?cache=shared, file:///srv/parley%20chat.db): the path is between the scheme (and
+        // an authority, empty or localhost, which SQLite allows) and the query, percent-decoded.
         if (source.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
         {
-            source = source["file:".Length..].Split('?')[0];
+            source = source["file:".Length..].Split('?', '#')[0];
+            if (source.StartsWith("//", StringComparison.Ordinal))
+            {
+                var path = source.IndexOf('/', 2);
+                source = path < 0 ? "" : source[path..];
+            }
+
+            source = Uri.UnescapeDataString(source);
             if (source.Length == 0 || source == ":memory:")
             {
                 return null;
             }
         }
 
-        return Path.GetFullPath(source);
+        // A symbolic link to the database file: the file it names, so that every name of one database locks one file.
+        // (A link to a directory on the way needs nothing: the lock file is found through the same link.)
+        var full = Path.GetFullPath(source);
+        return File.Exists(full) && new FileInfo(full).LinkTarget is not null && File.ResolveLinkTarget(full, returnFinalTarget: true) is { } target
+            ? target.FullName
+            : full;
     }
 
     public void Dispose() => _file.Dispose();
