@@ -58,8 +58,11 @@ public sealed class SqliteChatStoreTests : ChatStoreContractTests
         writer.Release();
 
         await stopping.WaitAsync(TimeSpan.FromSeconds(20), Ct);
-        // A write after the stop is refused, not left waiting for a lock nobody releases.
-        await Assert.ThrowsAsync<ObjectDisposedException>(() => Store.AdvanceReadAsync(conversation, "bob", message.Id, Now, Ct).WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        // A write after the stop is refused, not left waiting for a lock nobody releases; as a database that cannot be
+        // reached is (503 and retry), not as a fault (500).
+        var refused = await Assert.ThrowsAsync<StoreStoppedException>(() => Store.AdvanceReadAsync(conversation, "bob", message.Id, Now, Ct).WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        await Assert.ThrowsAsync<StoreStoppedException>(() => AppendAsync(conversation, "alice", "too late").WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        Assert.Equal(503, Hosting.ApiError.ForStorageFailure(refused).Status);
     }
 
     [Fact]

@@ -4,6 +4,12 @@ using Npgsql;
 
 namespace Parley.Server.Storage;
 
+/// <summary>
+/// A write that came after the store began to stop (the server is shutting down): a <see cref="DbException"/> of no
+/// database, so that it answers as an unreachable database does (503, retry), not as a fault.
+/// </summary>
+internal sealed class StoreStoppedException() : DbException("The store is stopping (the server is shutting down); retry shortly.");
+
 /// <summary>What a storage failure means for the client that caused it.</summary>
 internal enum StorageFailure
 {

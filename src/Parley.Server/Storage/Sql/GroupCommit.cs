@@ -73,9 +73,21 @@ internal sealed class GroupCommit
         }
     }
 
-    /// <summary>Queues <paramref name="write"/>; its outcome arrives through the write itself.</summary>
-    public ValueTask EnqueueAsync(PendingWrite write, CancellationToken cancellationToken) =>
-        _lanes[LaneOf(write.ConversationId)].Writer.WriteAsync(write, cancellationToken);
+    /// <summary>
+    /// Queues <paramref name="write"/>; its outcome arrives through the write itself. After <see cref="DrainAsync"/>
+    /// began: <see cref="StoreStoppedException"/>.
+    /// </summary>
+    public async ValueTask EnqueueAsync(PendingWrite write, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _lanes[LaneOf(write.ConversationId)].Writer.WriteAsync(write, cancellationToken);
+        }
+        catch (ChannelClosedException)
+        {
+            throw new StoreStoppedException();
+        }
+    }
 
     /// <summary>The lane that commits the writes of <paramref name="conversationId"/>.</summary>
     public int LaneOf(Guid conversationId) => (int)((uint)conversationId.GetHashCode() % (uint)_lanes.Length);

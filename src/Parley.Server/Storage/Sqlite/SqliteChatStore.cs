@@ -281,7 +281,7 @@ internal sealed class SqliteChatStore(
         if (_stopped)
         {
             _writeLock.Release();
-            throw new ObjectDisposedException(nameof(SqliteChatStore), "The store has stopped.");
+            throw new StoreStoppedException();
         }
 
         return new Releaser(_writeLock, _checkpointer);
