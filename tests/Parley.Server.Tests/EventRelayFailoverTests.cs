@@ -201,7 +201,40 @@ public sealed partial class EventRelayFailoverTests
         var leader = instances.First.Services.GetRequiredService<EventStreamStatus>().For("memory").IsLeader ? 0 : 1;
         Assert.Equal(1, alerted[leader]); // once a minute at most
         Assert.Equal(0, alerted[1 - leader]);
-        Assert.Contains("above Events:BacklogAlert (5)", logs[leader].Entries.Single(Alert).Message, StringComparison.Ordinal);
+        Assert.Contains("(Events:BacklogAlert 5)", logs[leader].Entries.Single(Alert).Message, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task TwoInstances_ASinkThatPublishesNothing_IsDegradedOnBoth_NotOnlyOnItsPublisher()
+    {
+        // The instance without the lease has no failure of its own to report: the age of the backlog shows it.
+        TestContext.Current.CancellationToken.ThrowIfCancellationRequested();
+        var sinks = new[] { new InMemoryEventSink { IsDown = true }, new InMemoryEventSink { IsDown = true } };
+        await using var instances = new TwoInstances(
+            (_, settings) =>
+            {
+                settings["Events:PollInterval"] = "00:00:00.010";
+                settings["Events:BacklogAgeAlert"] = "00:00:02";
+            },
+            services: (instance, services) => services.AddSingleton<IEventSink>(sinks[instance]));
+        var alice = instances.First.BoundedApi(NewUser("alice"));
+        await alice.SendTextAsync((await alice.CreateDirectAsync(NewUser("bob"))).Id, "waits");
+
+        foreach (var factory in new[] { instances.First, instances.Second })
+        {
+            await WaitForReadyEventsAsync(factory, body => body.Contains("older than Events:BacklogAgeAlert (00:00:02)", StringComparison.Ordinal) && body.Contains("Degraded", StringComparison.Ordinal));
+        }
+
+        // Back up: published, and both healthy again.
+        foreach (var sink in sinks)
+        {
+            sink.IsDown = false;
+        }
+
+        foreach (var factory in new[] { instances.First, instances.Second })
+        {
+            await WaitForReadyEventsAsync(factory, body => !body.Contains("Degraded", StringComparison.Ordinal) && body.Contains("backlog 0 ", StringComparison.Ordinal));
+        }
     }
 
     private static async Task WaitForReadyEventsAsync(ParleyFactory factory, Func<string, bool> done)

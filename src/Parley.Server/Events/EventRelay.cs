@@ -58,10 +58,11 @@ internal sealed partial class EventRelay(
                     var backlog = await store.GetRelayBacklogAsync(sink.Name, stoppingToken);
                     state.Backlog = backlog;
                     var now = time.GetUtcNow();
-                    if (backlog.Total > settings.BacklogAlert && state.IsLeader && now >= nextAlert)
+                    var old = backlog.OldestAt is { } oldest && now - oldest > settings.BacklogAgeAlert;
+                    if ((backlog.Total > settings.BacklogAlert || old) && state.IsLeader && now >= nextAlert)
                     {
                         nextAlert = now + AlertInterval;
-                        Log.BacklogAlert(logger, sink.Name, backlog.Total, settings.BacklogAlert, backlog.OldestAt);
+                        Log.BacklogAlert(logger, sink.Name, backlog.Total, settings.BacklogAlert, backlog.OldestAt, settings.BacklogAgeAlert);
                     }
                 }
             }
@@ -309,8 +310,8 @@ internal sealed partial class EventRelay(
         [LoggerMessage(EventId = 7104, Level = LogLevel.Information, Message = "Event relay for {Sink} publishes again")]
         public static partial void Recovered(ILogger logger, string sink);
 
-        [LoggerMessage(EventId = 7105, Level = LogLevel.Warning, Message = "Event stream backlog for {Sink} is {Backlog}, above Events:BacklogAlert ({Bound}); oldest waiting since {OldestAt}")]
-        public static partial void BacklogAlert(ILogger logger, string sink, long backlog, long bound, DateTimeOffset? oldestAt);
+        [LoggerMessage(EventId = 7105, Level = LogLevel.Warning, Message = "Event stream backlog for {Sink} is {Backlog} (Events:BacklogAlert {Bound}); oldest waiting since {OldestAt} (Events:BacklogAgeAlert {AgeBound})")]
+        public static partial void BacklogAlert(ILogger logger, string sink, long backlog, long bound, DateTimeOffset? oldestAt, TimeSpan ageBound);
 
         [LoggerMessage(EventId = 7106, Level = LogLevel.Warning, Message = "Event relay for {Sink} could not release its lease: {Reason}")]
         public static partial void ReleaseFailed(ILogger logger, string sink, string reason);

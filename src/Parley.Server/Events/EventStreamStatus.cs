@@ -39,7 +39,8 @@ internal sealed class EventStreamStatus
 
 /// <summary>
 /// The <c>events</c> readiness check: Degraded (HTTP 200 still: messaging works) with the backlog's size and age when a sink
-/// fails or its backlog passed <see cref="EventsOptions.BacklogAlert"/>; Healthy otherwise.
+/// fails here, or its backlog passed <see cref="EventsOptions.BacklogAlert"/> or waited longer than
+/// <see cref="EventsOptions.BacklogAgeAlert"/> (seen by every instance); Healthy otherwise.
 /// </summary>
 internal sealed class EventsHealthCheck(EventStreamStatus status, IOptions<EventsOptions> options, TimeProvider time) : IHealthCheck
 {
@@ -57,6 +58,13 @@ internal sealed class EventsHealthCheck(EventStreamStatus status, IOptions<Event
             if (above)
             {
                 line += $"; above Events:BacklogAlert ({options.Value.BacklogAlert})";
+            }
+
+            if (backlog?.Total > 0 && age > options.Value.BacklogAgeAlert.TotalSeconds)
+            {
+                // Also on instances that do not publish this sink (their own LastFailure is cleared): its publisher is stuck.
+                line += $"; older than Events:BacklogAgeAlert ({options.Value.BacklogAgeAlert:c})";
+                above = true;
             }
 
             if (state.LastFailure is { } failure)

@@ -46,6 +46,13 @@ internal sealed class EventsOptions
     [Range(1, long.MaxValue)]
     public long BacklogAlert { get; set; } = 100_000;
 
+    /// <summary>
+    /// A backlog whose oldest entry has waited this long is reported as well, however small: a sink that publishes nothing
+    /// (its broker or endpoint down) shows on every instance's /ready, not only on the one that holds its lease.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "7.00:00:00")]
+    public TimeSpan BacklogAgeAlert { get; set; } = TimeSpan.FromMinutes(1);
+
     public bool KafkaEnabled => !string.IsNullOrWhiteSpace(Kafka.BootstrapServers);
 }
 
