@@ -186,6 +186,34 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
         Assert.DoesNotContain("traceId", described);
     }
 
+    [Fact]
+    public async Task OpenApi_TimestampsAreStrings_ClosedSetsAreEnums_PathIdsAreUuids_ReadsListNoBodyProblems()
+    {
+        // Generated clients typed timestamps as anything (a format without a type), and the path names disagreed with api.md.
+        using var client = _factory.Anonymous();
+
+        var document = await ParleyApi.ReadAsync<JsonElement>(await client.GetAsync("/openapi/v1.json", Ct));
+
+        var schemas = document.GetProperty("components").GetProperty("schemas");
+        var message = schemas.GetProperty("Message").GetProperty("properties");
+        Assert.Equal("\"string\"", message.GetProperty("created_at").GetProperty("type").GetRawText());
+        Assert.Equal("date-time", message.GetProperty("created_at").GetProperty("format").GetString());
+        Assert.Equal(["null", "string"], message.GetProperty("edited_at").GetProperty("type").EnumerateArray().Select(t => t.GetString()).Order(StringComparer.Ordinal));
+        Assert.Equal(["audio", "file", "image", "location", "system", "text", "video"], message.GetProperty("message_type").GetProperty("enum").EnumerateArray().Select(v => v.GetString()));
+        Assert.Equal(["owner", "admin", "member"], schemas.GetProperty("Participant").GetProperty("properties").GetProperty("role").GetProperty("enum").EnumerateArray().Select(v => v.GetString()));
+        Assert.Equal(["direct", "group"], schemas.GetProperty("CreateConversationRequest").GetProperty("properties").GetProperty("type").GetProperty("enum").EnumerateArray().Select(v => v.GetString()));
+
+        var paths = document.GetProperty("paths");
+        var member = paths.GetProperty("/api/v1/conversations/{id}/participants/{user_id}").GetProperty("patch").GetProperty("parameters").EnumerateArray().ToList();
+        Assert.Equal("uuid", member.Single(p => p.GetProperty("name").GetString() == "id").GetProperty("schema").GetProperty("format").GetString());
+        Assert.False(member.Single(p => p.GetProperty("name").GetString() == "user_id").GetProperty("schema").TryGetProperty("format", out _));
+        Assert.True(paths.TryGetProperty("/api/v1/users/{user_id}/presence", out _));
+        var read = paths.GetProperty("/api/v1/conversations/{id}").GetProperty("get").GetProperty("responses");
+        Assert.True(read.TryGetProperty("404", out _));
+        Assert.False(read.TryGetProperty("415", out _));
+        Assert.True(paths.GetProperty("/api/v1/messages").GetProperty("post").GetProperty("responses").TryGetProperty("415", out _));
+    }
+
     [Theory]
     [InlineData("/api/v1/conversations/{id}/messages", "limit", 1, 100, 50)]
     [InlineData("/api/v1/conversations/{id}/messages", "before", 1, null, null)]

@@ -27,8 +27,8 @@ internal static class ConversationsApi
         api.MapRead("/", ListAsync).WithIntegerQuery("limit", 1, ConversationService.MaxPageSize, ConversationService.DefaultPageSize).WithSummary("The caller's conversations, most recent activity first");
         api.MapRead("/{id}", GetAsync).WithSummary("Get a conversation");
         api.MapPost("/{id}/participants", AddParticipantsAsync).WithSummary("Add members to a group (owner and admins)");
-        api.MapPatch("/{id}/participants/{userId}", UpdateParticipantAsync).WithSummary("Change a member's role");
-        api.MapDelete("/{id}/participants/{userId}", RemoveParticipantAsync)
+        api.MapPatch("/{id}/participants/{user_id}", UpdateParticipantAsync).WithSummary("Change a member's role");
+        api.MapDelete("/{id}/participants/{user_id}", RemoveParticipantAsync)
             .WithSummary("Remove a member (owner and admins), or leave with one's own id");
         return app;
     }
@@ -59,13 +59,13 @@ internal static class ConversationsApi
         ApiResults.Ok(await conversations.AddParticipantsAsync(caller, id, body, cancellationToken));
 
     private static async Task<Results<Ok<Participant>, ProblemHttpResult>> UpdateParticipantAsync(
-        HttpContext context, Caller caller, string id, string userId, [FromBody] UpdateParticipantRequest? body, ConversationService conversations,
+        HttpContext context, Caller caller, string id, [FromRoute(Name = "user_id")] string userId, [FromBody] UpdateParticipantRequest? body, ConversationService conversations,
         CancellationToken cancellationToken) =>
         ApiResults.Ok(await conversations.UpdateParticipantAsync(
             caller, id, Identifiers.UserIdFromPath(context, userId, fromEnd: 0), body, cancellationToken));
 
     private static async Task<Results<NoContent, ProblemHttpResult>> RemoveParticipantAsync(
-        HttpContext context, Caller caller, string id, string userId, ConversationService conversations, CancellationToken cancellationToken) =>
+        HttpContext context, Caller caller, string id, [FromRoute(Name = "user_id")] string userId, ConversationService conversations, CancellationToken cancellationToken) =>
         await conversations.RemoveParticipantAsync(caller, id, Identifiers.UserIdFromPath(context, userId, fromEnd: 0), cancellationToken) is { } error
             ? ApiResults.Problem(error)
             : TypedResults.NoContent();

@@ -88,7 +88,7 @@ internal static partial class HostingSetup
             }
 
             return Task.CompletedTask;
-        }).AddSchemaTransformer((schema, context, _) =>
+        }).AddOperationTransformer(OpenApiSchemas.DescribeOperation).AddSchemaTransformer(OpenApiSchemas.Describe).AddSchemaTransformer((schema, context, _) =>
         {
             // Every problem Parley answers carries its stable code (docs/errors.md) and the request's trace id.
             if (context.JsonTypeInfo.Type == typeof(Microsoft.AspNetCore.Mvc.ProblemDetails)

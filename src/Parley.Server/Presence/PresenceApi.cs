@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 using Parley.Server.Hosting;
 using Parley.Server.Hosting.Auth;
 using Parley.Server.Protocol;
@@ -9,7 +10,7 @@ internal static class PresenceApi
 {
     public static IEndpointRouteBuilder MapUserPresence(this IEndpointRouteBuilder app)
     {
-        app.MapRead("/api/v1/users/{id}/presence", GetAsync)
+        app.MapRead("/api/v1/users/{user_id}/presence", GetAsync)
             .RequireAuthorization()
             .ProducesProblems()
             .WithTags("Presence")
@@ -21,7 +22,7 @@ internal static class PresenceApi
     }
 
     private static async Task<Results<Ok<UserPresenceView>, ProblemHttpResult>> GetAsync(
-        HttpContext context, Caller caller, string id, PresenceService presence, CancellationToken cancellationToken)
+        HttpContext context, Caller caller, [FromRoute(Name = "user_id")] string id, PresenceService presence, CancellationToken cancellationToken)
     {
         var result = await presence.GetAsync(caller, Identifiers.UserIdFromPath(context, id, fromEnd: 1), cancellationToken);
         return result.IsSuccess ? TypedResults.Ok(result.Value!) : ApiResults.Problem(result.Error!);

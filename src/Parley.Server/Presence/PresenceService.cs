@@ -60,7 +60,7 @@ internal sealed partial class PresenceService(
     {
         if (!Identifiers.IsValidUserId(userId))
         {
-            return ApiError.Invalid("id", Identifiers.UserIdRule);
+            return ApiError.Invalid("user_id", Identifiers.UserIdRule);
         }
 
         // Only users the caller shares a conversation with: anyone else is not the caller's to watch (and looks unknown).
