@@ -308,6 +308,38 @@ public sealed class WebhookSinkTests : IAsyncLifetime
     }
 
     [Theory]
+    [InlineData(401, false)] // the secret changed on one side only
+    [InlineData(403, false)]
+    [InlineData(404, false)] // a wrong URL
+    [InlineData(400, true)] // the receiver refuses this record
+    [InlineData(422, true)]
+    [InlineData(500, true)]
+    public async Task Publish_AnAnswerAboutTheEndpoint_IsAnOutage_OneAboutTheRecord_IsDeadLettered(int status, bool deadLettered)
+    {
+        var handler = new ScriptedHandler { Status = _ => (System.Net.HttpStatusCode)status };
+        var options = new Parley.Server.Events.WebhookOptions { MaxAttempts = 2, InitialBackoff = TimeSpan.FromMilliseconds(1), MaxBackoff = TimeSpan.FromMilliseconds(1) };
+        var letters = DispatchProxy.Create<IChatStore, DeadLetterStore>();
+        var (sink, http) = DirectSink(handler, options, TimeProvider.System, letters);
+        using var _ = http;
+
+        var publishing = sink.PublishAsync([Record(1)], Ct);
+
+        if (deadLettered)
+        {
+            await publishing;
+            Assert.Equal($"HTTP {status}", Assert.Single(((DeadLetterStore)(object)letters).Letters).Error);
+        }
+        else
+        {
+            var failed = await Assert.ThrowsAsync<Parley.Server.Events.EventSinkException>(() => publishing);
+            Assert.Equal($"Webhook hooks is unavailable: HTTP {status}", failed.Message);
+            Assert.Empty(((DeadLetterStore)(object)letters).Letters);
+        }
+
+        Assert.Equal(["e1", "e1"], handler.Posted);
+    }
+
+    [Theory]
     [InlineData(30, 1, 30)] // the endpoint asks for 30 s: longer than the back-off (1 ms), so 30 s
     [InlineData(0, 10_000, 10)] // it asks for nothing (Retry-After: 0, or a date already past): the back-off, 10 s
     public async Task Publish_UnavailableWithRetryAfter_WaitsTheLongerOfWhatTheEndpointAskedAndTheBackoff(int askedSeconds, int backoffMs, int expectedSeconds)

@@ -179,9 +179,11 @@ internal sealed partial class WebhookSink(
 
     /// <summary>
     /// Answers that say the endpoint (or the proxy in front of it) cannot take requests now, whatever the record: request
-    /// timeout, too many requests, bad gateway, unavailable, gateway timeout.
+    /// timeout, too many requests, bad gateway, unavailable, gateway timeout; and those that say the endpoint's address or
+    /// credentials are wrong (unauthorized and forbidden: a secret changed on one side only; not found: a wrong URL), which
+    /// would otherwise dead-letter every record one after another until someone fixed the configuration.
     /// </summary>
-    private static bool IsUnavailable(HttpStatusCode status) => (int)status is 408 or 429 or 502 or 503 or 504;
+    private static bool IsUnavailable(HttpStatusCode status) => (int)status is 401 or 403 or 404 or 408 or 429 or 502 or 503 or 504;
 
     /// <summary>One POST, and what its outcome says about the record and the endpoint.</summary>
     private async Task<Attempt> PostAsync(EventRecord record, CancellationToken cancellationToken)
