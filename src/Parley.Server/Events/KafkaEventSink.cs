@@ -112,8 +112,10 @@ internal sealed partial class KafkaEventSink(
             Replace(producer);
             throw new EventSinkException($"Kafka did not acknowledge the batch: {reason}", ex);
         }
-        catch (OperationCanceledException)
+        catch (Exception ex) when (ex is OperationCanceledException or System.Data.Common.DbException)
         {
+            // Cancelled, or a dead letter the store did not take: the batch goes again, on a fresh producer, so that
+            // nothing of this one is still on its way beside the retry.
             Replace(producer);
             throw;
         }
