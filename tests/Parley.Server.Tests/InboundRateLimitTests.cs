@@ -65,6 +65,33 @@ public sealed class InboundRateLimitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task MalformedFramesAndRepeatedResumes_TakeFromTheBudget_LikeAnyFrame()
+    {
+        // Answered without limit before: a client could make the server parse and answer errors as fast as it could send.
+        await using var client = await WsClient.ConnectAsync(_factory, "mallory");
+
+        await client.SendAsync("""{"type":"ping","id":"p1"}""");
+        await client.NextAsync("pong");
+        for (var i = 2; i <= Burst; i++)
+        {
+            await client.SendAsync(i % 2 == 0 ? """{"type":"resume","id":"again","cursor":"x"}""" : "not json");
+        }
+
+        await client.SendAsync("{ nor this");
+        await client.SendAsync("""{"type":"resume","id":"r2","cursor":"x"}""");
+
+        for (var i = 2; i <= Burst; i++)
+        {
+            await client.NextErrorAsync("invalid_frame");
+        }
+
+        await client.NextErrorAsync("rate_limited");
+        await client.NextErrorAsync("rate_limited", id: "r2");
+        _time.Advance(TimeSpan.FromSeconds(2));
+        await client.PingAsync();
+    }
+
+    [Fact]
     public async Task Connections_OpenedAllAtOnce_NoMoreThanTheLimitGetThrough()
     {
         // Counted by registered sockets, upgrades still in their checks all passed: one token opening many at once got

@@ -88,7 +88,9 @@ internal sealed partial class FrameDispatcher(
             // Not a frame (a binary message included): live events flow, but no cursor is issued on this socket (it may
             // have been a resume).
             EndFirstFrameWait(socket, first);
-            connection.TryEnqueue(Frames.Error(ErrorCodes.InvalidFrame, parseError, id));
+            // From the frame budget too: an answer costs the same whether the frame was good or not.
+            using var refused = limiter.Frames.AttemptAcquire(limiter.UserId);
+            connection.TryEnqueue(refused.IsAcquired ? Frames.Error(ErrorCodes.InvalidFrame, parseError, id) : TooManyFrames(id));
             return;
         }
 
@@ -99,6 +101,14 @@ internal sealed partial class FrameDispatcher(
         activity?.SetTag(ParleyActivitySource.Tags.FrameType, knownType);
         if (type == FrameTypes.Resume)
         {
+            // The first frame's resume is the device's way in; any later one is refused, and from the frame budget.
+            using var repeated = first ? null : limiter.Frames.AttemptAcquire(limiter.UserId);
+            if (repeated is { IsAcquired: false })
+            {
+                connection.TryEnqueue(TooManyFrames(id));
+                return;
+            }
+
             ResumeFrame payload;
             try
             {
@@ -132,7 +142,7 @@ internal sealed partial class FrameDispatcher(
                 limiter.Sends.Refused(conversationId, refusedId, ErrorCodes.RateLimited);
             }
 
-            connection.TryEnqueue(Frames.Error(ErrorCodes.RateLimited, "Too many frames; slow down.", id, send?.ClientMessageId));
+            connection.TryEnqueue(TooManyFrames(id, send?.ClientMessageId));
             return;
         }
 
@@ -176,6 +186,9 @@ internal sealed partial class FrameDispatcher(
             connection.TryEnqueue(Frames.Error(error.Code, error.Message, id));
         }
     }
+
+    private static OutboundFrame TooManyFrames(string? id, string? clientMessageId = null) =>
+        Frames.Error(ErrorCodes.RateLimited, "Too many frames; slow down.", id, clientMessageId);
 
     /// <summary>
     /// The frame type as a metric tag and span tag: the constant for a type Parley knows, <c>unknown</c> for anything
