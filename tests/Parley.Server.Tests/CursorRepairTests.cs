@@ -7,7 +7,10 @@ using Parley.Server.Tests.Infrastructure;
 
 namespace Parley.Server.Tests;
 
-/// <summary>The cursor check's repair: events a socket lacks are sent again, but not while they may still be queued.</summary>
+/// <summary>
+/// The cursor check's repair: events a socket lacks are sent again, but not while they may still be queued or being written
+/// (a repair then wrote the same seq twice on one socket).
+/// </summary>
 public sealed class CursorRepairTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -23,9 +26,10 @@ public sealed class CursorRepairTests
         var advancer = factory.Services.GetRequiredService<CursorAdvancer>();
 
         // A socket of bob's that was written nothing: every event of his after position 0 is one it lacks.
-        async Task<int> RepairedAsync(bool framesWaiting)
+        async Task<int> RepairedAsync(bool framesWaiting, bool frameBeingWritten = false)
         {
             using var socket = new FakeWebSocket();
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct);
             using var connection = new Connection(
                 Guid.NewGuid().ToString("N"), "bob", "phone", acks: true, socket, new RealtimeOptions { SendQueueCapacity = 64 }, 1 << 20,
                 NullLogger.Instance, TestMetrics.Unobserved);
@@ -37,15 +41,34 @@ public sealed class CursorRepairTests
                 Assert.True(connection.TryEnqueue(new OutboundFrame("{\"type\":\"test\"}"u8.ToArray(), "test")));
             }
 
+            Task? run = null;
+            if (frameBeingWritten)
+            {
+                // A slow reader: the send loop took the last frame off the queue and is still writing it.
+                socket.BlockSends();
+                run = connection.RunAsync((_, _, _, _) => Task.CompletedTask, (_, _) => { }, stop.Token);
+                Assert.True(connection.TryEnqueue(new OutboundFrame("{\"type\":\"test\"}"u8.ToArray(), "test")));
+                await socket.SendBlocked.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+            }
+
             var before = connection.QueueLength;
             delivery.Cursors.SentSinceCursor = true;
             await advancer.TryAdvanceAsync(delivery, Ct);
             time.Advance(TimeSpan.FromSeconds(3)); // lacking for longer than the repair waits
             await advancer.TryAdvanceAsync(delivery, Ct);
-            return connection.QueueLength - before;
+            var repaired = connection.QueueLength - before;
+            if (run is not null)
+            {
+                await stop.CancelAsync();
+                socket.ReleaseSends();
+                await run.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+
+            return repaired;
         }
 
         Assert.Equal(0, await RepairedAsync(framesWaiting: true));
+        Assert.Equal(0, await RepairedAsync(framesWaiting: false, frameBeingWritten: true));
         Assert.True(await RepairedAsync(framesWaiting: false) > 0, "a socket with an empty queue gets what it lacks");
     }
 }

@@ -126,6 +126,16 @@ internal sealed partial class Connection : IDisposable, IHeartbeatOwner
     public int QueueLength => _outbound.Reader.Count;
 
     /// <summary>
+    /// Nothing waits in the send queue and no frame is being written: every frame handed to this socket so far was written
+    /// (or dropped). A frame taken off the queue counts as waiting until its write finished and was recorded.
+    /// </summary>
+    public bool IsDrained => _outbound.Reader.Count == 0 && Volatile.Read(ref _writing) == 0; // in this order: see SendLoopAsync
+
+    // 1 from before the send loop takes a frame until the queue is empty again (set before each TryRead, so that a frame is
+    // always either in the queue or covered by this, for a reader that looks at the queue first).
+    private int _writing;
+
+    /// <summary>
     /// Why the connection ended, for metrics (a <see cref="ParleyMetrics.CloseReasons"/> constant): the status of the
     /// close that was requested, or <c>aborted</c> when the socket ended without a close handshake for any other reason
     /// (heartbeat or send timeout, a dropped network). Meaningful once <see cref="Completion"/> is done.
@@ -240,6 +250,7 @@ internal sealed partial class Connection : IDisposable, IHeartbeatOwner
         {
             while (await reader.WaitToReadAsync(CancellationToken.None))
             {
+                Volatile.Write(ref _writing, 1);
                 while (!CloseRequested && reader.TryRead(out var frame))
                 {
                     if (!_hooks.ShouldWrite(frame))
@@ -259,6 +270,8 @@ internal sealed partial class Connection : IDisposable, IHeartbeatOwner
                     _metrics.FrameWritten(frame.Type, frame.HandedOffAt);
                     onSent(this, frame);
                 }
+
+                Volatile.Write(ref _writing, 0);
 
                 if (CloseRequested)
                 {

@@ -109,9 +109,10 @@ internal sealed partial class CursorAdvancer(
             // Live delivery happens right after the commit: an event this socket has lacked for a while (by this
             // server's clock, across checks) never reached it live; send it now (the device de-duplicates by seq if
             // it was merely late), no more than half the queue's free room at a time. Not while frames still wait in
-            // the send queue: a slow reader's lacking events may be among them (counted only once written).
+            // the send queue or one is being written: a slow reader's lacking events may be among them (counted only once
+            // written).
             var now = time.GetTimestamp();
-            var queueDrained = connection.QueueLength == 0;
+            var queueDrained = connection.IsDrained;
             var missingSince = new Dictionary<(Guid, long), long>();
             var repair = new List<UserEvent>();
             foreach (var e in missing)
