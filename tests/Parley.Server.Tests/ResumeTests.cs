@@ -666,6 +666,33 @@ public sealed class ResumeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Ack_WithNothingNewToCover_DoesNotPutOffTheNextAcksCursor()
+    {
+        // An ack that needs no check (nothing written since the last cursor) started the pace all the same: the next ack,
+        // after new messages, then got no cursor until the ticker's turn.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new ParleyFactory(time: time).StartKestrel();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        await using var bob = await WsClient.ConnectAsync(factory, "bob", "acks=true");
+        var first = await alice.SendTextAsync(conversation.Id, "one");
+        await bob.NextAsync("new_message");
+        await WaitUntilPositionedAsync(factory, "bob", bob.Connected.GetProperty("cursor").GetString()!, 1, time);
+        await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = first.Seq });
+        await CursorCoveringAsync(factory, bob, first.Seq);
+
+        time.Advance(TimeSpan.FromSeconds(6));
+        await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = first.Seq }); // nothing new since the cursor
+        await bob.AssertNoFrameAsync("cursor", WsClientAssertions.Silence);
+
+        var second = await alice.SendTextAsync(conversation.Id, "two");
+        await bob.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == second.Id);
+        await WaitUntilPositionedAsync(factory, "bob", bob.Connected.GetProperty("cursor").GetString()!, 2, time);
+        await bob.SendAsync("ack", new { conversation_id = conversation.Id, seq = second.Seq });
+        await CursorCoveringAsync(factory, bob, second.Seq);
+    }
+
+    [Fact]
     public async Task Resume_CatchUpFailingUnexpectedly_ClosesWith1013InsteadOfHoldingLiveEventsForGood()
     {
         await using var factory = new ParleyFactory(services: FailingStore.Install).StartKestrel();

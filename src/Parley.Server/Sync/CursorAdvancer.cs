@@ -32,6 +32,13 @@ internal sealed partial class CursorAdvancer(
     {
         var state = socket.Cursors;
         state.Enabled = true;
+        if (!state.Due)
+        {
+            // Nothing to check (nothing written since the last cursor, or a catch-up runs): no check, so none counts
+            // towards the pace either, and the next ack after something was written gets its cursor at once.
+            return Task.CompletedTask;
+        }
+
         var now = time.GetTimestamp();
         var last = Interlocked.Read(ref state.LastCheckTicks);
         if (last != 0 && time.GetElapsedTime(last, now) < options.Value.CursorInterval)
