@@ -162,7 +162,8 @@ public sealed class ConfigurationCheckTests
         var problems = ConfigurationCheck.Check(Configuration((key, value), ("Events:Webhooks:crm:Url", "https://hooks.example.com/parley")));
 
         var error = Assert.Single(problems.Errors);
-        Assert.StartsWith($"{key} is '{value}', one value, but it is a {kind}: give each entry its own key, {key}:{entry} (in the environment {key.Replace(":", "__", StringComparison.Ordinal)}__", error, StringComparison.Ordinal);
+        Assert.StartsWith($"{key} is given one value, but it is a {kind}: give each entry its own key, {key}:{entry} (in the environment {key.Replace(":", "__", StringComparison.Ordinal)}__", error, StringComparison.Ordinal);
+        Assert.DoesNotContain(value, error, StringComparison.Ordinal); // an API key must not reach the log
     }
 
     [Fact]

@@ -69,20 +69,24 @@ public sealed class GroupCommitTests
         Assert.Equal([1, 4, 1], commits.Sizes);
     }
 
-    public static TheoryData<string> Outages => ["timeout", "lock held elsewhere", "statement timeout", "connection broken"];
+    public static TheoryData<string> SlowFailures => ["timeout", "command timeout", "lock held elsewhere", "statement timeout"];
+
+    private static Exception SlowFailure(string kind) => kind switch
+    {
+        "timeout" => new TimeoutException("Timeout during reading attempt"),
+        "command timeout" => new Npgsql.NpgsqlException("Exception while reading from stream", new TimeoutException("Timeout during reading attempt")),
+        "lock held elsewhere" => new Npgsql.PostgresException("canceling statement due to lock timeout", "ERROR", "ERROR", Npgsql.PostgresErrorCodes.LockNotAvailable),
+        _ => new Npgsql.PostgresException("canceling statement due to statement timeout", "ERROR", "ERROR", Npgsql.PostgresErrorCodes.QueryCanceled),
+    };
 
     [Theory]
-    [MemberData(nameof(Outages))]
-    public async Task ABatchFailingOnAnOutage_FailsEveryWriteAtOnce_InsteadOfEachWaitingForItAgain(string outage)
+    [MemberData(nameof(SlowFailures))]
+    public async Task ABatchTimingOut_WhoseWritesTimeOutAloneToo_FailsTheRestAfterTheSecond(string kind)
     {
-        Exception error = outage switch
-        {
-            "timeout" => new TimeoutException("Timeout during reading attempt"),
-            "lock held elsewhere" => new Npgsql.PostgresException("canceling statement due to lock timeout", "ERROR", "ERROR", Npgsql.PostgresErrorCodes.LockNotAvailable),
-            "statement timeout" => new Npgsql.PostgresException("canceling statement due to statement timeout", "ERROR", "ERROR", Npgsql.PostgresErrorCodes.QueryCanceled),
-            _ => new Npgsql.NpgsqlException("Exception while reading from stream", new IOException("Connection reset by peer")),
-        };
-        var commits = new CommitScript(batch => batch.Count > 1 ? throw error : Task.CompletedTask);
+        // A table locked elsewhere: split one by one, each write waited the whole timeout again (a batch of 128 held its lane
+        // for 129 command timeouts, over 20 minutes by default).
+        var error = SlowFailure(kind);
+        var commits = new CommitScript(batch => batch is [PendingTestWrite { Index: 0 }] ? Task.CompletedTask : throw error);
         var group = new GroupCommit(lanes: 1, capacity: 100, commits.CommitAsync);
 
         var writes = await commits.QueueBatchBehindAFirstWriteAsync(group, 5);
@@ -92,7 +96,41 @@ public sealed class GroupCommitTests
             Assert.Same(error, await Assert.ThrowsAnyAsync<Exception>(() => write.Outcome.WaitAsync(TimeSpan.FromSeconds(10), Ct)));
         }
 
-        Assert.Equal([1, 5], commits.Sizes);
+        Assert.Equal([1, 5, 1, 1], commits.Sizes);
+    }
+
+    [Fact]
+    public async Task ABatchTimingOutOnOneLockedConversation_IsSplit_AndOnlyThatWriteFails()
+    {
+        var error = SlowFailure("lock held elsewhere");
+        var commits = new CommitScript(batch => batch.Count > 1 || batch is [PendingTestWrite { Index: 2 }] ? throw error : Task.CompletedTask);
+        var group = new GroupCommit(lanes: 1, capacity: 100, commits.CommitAsync);
+
+        var writes = await commits.QueueBatchBehindAFirstWriteAsync(group, 4);
+
+        await writes[0].Outcome.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        Assert.Same(error, await Assert.ThrowsAnyAsync<Exception>(() => writes[1].Outcome.WaitAsync(TimeSpan.FromSeconds(10), Ct)));
+        await writes[2].Outcome.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        await writes[3].Outcome.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        Assert.Equal([1, 4, 1, 1, 1, 1], commits.Sizes);
+    }
+
+    [Fact]
+    public async Task ABatchOnABrokenConnection_IsSplit_AndEachWritePassesOnAFreshOne()
+    {
+        // A pooled connection the database or a firewall dropped fails fast; run again, each write gets a new connection.
+        var broken = new Npgsql.NpgsqlException("Exception while reading from stream", new IOException("Connection reset by peer"));
+        var commits = new CommitScript(batch => batch.Count > 1 ? throw broken : Task.CompletedTask);
+        var group = new GroupCommit(lanes: 1, capacity: 100, commits.CommitAsync);
+
+        var writes = await commits.QueueBatchBehindAFirstWriteAsync(group, 3);
+
+        foreach (var write in writes)
+        {
+            await write.Outcome.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        }
+
+        Assert.Equal([1, 3, 1, 1, 1], commits.Sizes);
     }
 
     [Fact]

@@ -142,7 +142,8 @@ internal static partial class ConfigurationCheck
             {
                 // A list or a map given one value (Auth__Header__TrustedNetworks=10.0.0.0/8): the binder leaves it empty,
                 // which for some lists turns a restriction off. Refused, with the form that works.
-                errors.Add($"{child.Path} is '{child.Value}', one value, but it is a {(IsMap(propertyType) ? "set of named entries" : "list")}: " +
+                // The value is not repeated: some lists hold secrets (Auth:ServiceApiKeys), and this goes to the log.
+                errors.Add($"{child.Path} is given one value, but it is a {(IsMap(propertyType) ? "set of named entries" : "list")}: " +
                     $"give each entry its own key, {child.Path}:{(IsMap(propertyType) ? "<name>:<setting>" : "0")} " +
                     $"(in the environment {child.Path.Replace(":", "__", StringComparison.Ordinal)}__{(IsMap(propertyType) ? "<name>__<setting>" : "0")}).");
             }

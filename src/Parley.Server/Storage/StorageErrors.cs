@@ -38,15 +38,16 @@ internal static class StorageErrors
     };
 
     /// <summary>
-    /// A failure that is no one write's doing and that each write would meet again if run on its own now, after the same
-    /// wait: a timeout, the connection gone, a lock held elsewhere, the database out of resources or shutting down. A
-    /// deadlock or serialization failure is not one: run again, a write passes at once.
+    /// A failure that took a timeout to come: a command timeout, a statement cancelled by <c>statement_timeout</c>, a lock
+    /// not granted within <c>lock_timeout</c>, SQLite busy past its busy timeout. Run again, a write may wait as long
+    /// again. (A broken connection or a deadlock fails fast, and a write run again on a fresh connection passes.)
     /// </summary>
-    public static bool IsOutage(Exception exception) => exception switch
+    public static bool IsSlowFailure(Exception exception) => exception switch
     {
         TimeoutException => true,
-        PostgresException { SqlState: PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected } => false,
-        DbException db => Classify(db) == StorageFailure.Unavailable,
+        PostgresException { SqlState: PostgresErrorCodes.QueryCanceled or PostgresErrorCodes.LockNotAvailable } => true,
+        SqliteException { SqliteErrorCode: 5 or 6 } => true, // BUSY, LOCKED
+        DbException { InnerException: TimeoutException } => true, // Npgsql's command timeout
         _ => false,
     };
 

@@ -87,6 +87,10 @@ internal sealed partial class CursorAdvancer(
                 return;
             }
 
+            // Drained now, before what the socket holds is looked at below: then every frame handed to it so far was
+            // recorded, and an event found missing was not still on its way (read after, a frame whose write ended in
+            // between would count as both missing and drained, and be written twice).
+            var queueDrained = connection.IsDrained;
             var events = await store.ReadUserEventsAsync(connection.UserId, state.Pos, upto.Pos, newerThanUpto: false, CursorCheckLimit + 1, cancellationToken);
             var complete = events.Count <= CursorCheckLimit;
             var safe = state.Pos;
@@ -119,7 +123,6 @@ internal sealed partial class CursorAdvancer(
             // the send queue or one is being written: a slow reader's lacking events may be among them (counted only once
             // written).
             var now = time.GetTimestamp();
-            var queueDrained = connection.IsDrained;
             var missingSince = new Dictionary<(Guid, long), long>();
             var repair = new List<UserEvent>();
             foreach (var e in missing)

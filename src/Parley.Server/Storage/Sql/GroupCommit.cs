@@ -44,8 +44,8 @@ internal abstract class PendingWrite
 /// Writes queue on one of several lanes, chosen by conversation, so a conversation's writes commit in the order
 /// they were queued; each lane commits one batch at a time. Lanes are bounded: when the store cannot keep up,
 /// queuing waits (back-pressure on the callers) instead of growing memory. When a batch fails, each of its writes
-/// runs again in a batch of its own, so one bad write fails alone; unless the failure was an outage
-/// (<see cref="StorageErrors.IsOutage"/>), which fails the whole batch at once.
+/// runs again in a batch of its own, so one bad write fails alone; writes alone that time out
+/// (<see cref="StorageErrors.IsSlowFailure"/>) end that after the second, failing the rest at once.
 /// </para>
 /// </summary>
 internal sealed class GroupCommit
@@ -130,14 +130,11 @@ internal sealed class GroupCommit
 
             return;
         }
-        catch (Exception ex) when ((batch.Count == 1 && ex is not CommitRolledBackException) || ex is CommitOutcomeUnknownException or BatchNotStartedException
-            || StorageErrors.IsOutage(ex))
+        catch (Exception ex) when ((batch.Count == 1 && ex is not CommitRolledBackException) || ex is CommitOutcomeUnknownException or BatchNotStartedException)
         {
             // Alone; or the commit itself failed and may have been applied (running the writes again could apply them
-            // twice); or the transaction could not even start (the database unreachable), or failed on an outage (a
-            // timeout, a lock held elsewhere, the connection gone): no one write's doing, and one at a time each would
-            // wait for the same timeout again while the lane and its callers wait behind them (a batch of 128 for
-            // 129 command timeouts).
+            // twice); or the transaction could not even start (the database unreachable): no write ran, and one at a time
+            // each would wait for the same connection timeout again while the lane and its callers wait behind them.
             foreach (var write in batch)
             {
                 write.Fail(Unwrap(ex));
@@ -155,6 +152,10 @@ internal sealed class GroupCommit
             // One of them (or the database) failed: the transaction rolled back; find out which, one at a time.
         }
 
+        // A batch that failed on a timeout is split too (one conversation's row locked elsewhere holds up only its own
+        // write), but each write alone that also times out makes it likelier that all would: after the second, the rest
+        // fail at once. A table locked elsewhere then holds the lane for three timeouts, not for one per write (129).
+        var slowFailures = 0;
         Exception? unavailable = null;
         foreach (var write in batch)
         {
@@ -174,7 +175,7 @@ internal sealed class GroupCommit
             {
                 var error = Unwrap(ex);
                 write.Fail(error);
-                if (ex is BatchNotStartedException || StorageErrors.IsOutage(ex))
+                if (ex is BatchNotStartedException || (StorageErrors.IsSlowFailure(ex) && ++slowFailures == 2))
                 {
                     unavailable = error;
                 }
