@@ -172,7 +172,7 @@ public sealed record MessageVersion(int Version, string? Content, IReadOnlyList<
 /// <param name="UnreadCount">Messages from others still unread.</param>
 public sealed record ReadState(Guid ConversationId, string UserId, Guid? LastReadMessageId, long ReadUpToSeq, long DeliveredUpToSeq, int UnreadCount);
 
-/// <summary>A user's presence, as <c>GET /api/v1/users/{id}/presence</c> returns it.</summary>
+/// <summary>A user's presence, as <c>GET /api/v1/users/{user_id}/presence</c> returns it.</summary>
 public sealed record UserPresence(string UserId, bool Online, DateTimeOffset? LastSeenAt);
 
 /// <summary>The deployment's limits, as <c>GET /api/v1/config</c> returns them.</summary>

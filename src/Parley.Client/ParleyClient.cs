@@ -151,7 +151,7 @@ public sealed class ParleyClient : IDisposable
             WireJson.Default.MessagePage, cancellationToken);
 
     /// <summary>
-    /// <c>GET /api/v1/users/{id}/presence</c>: whether a user who shares a conversation with the caller is online, or when
+    /// <c>GET /api/v1/users/{user_id}/presence</c>: whether a user who shares a conversation with the caller is online, or when
     /// they were last seen (404 for anyone else).
     /// </summary>
     public Task<UserPresence> GetPresenceAsync(string userId, CancellationToken cancellationToken = default) =>

@@ -176,6 +176,26 @@ public sealed class ConfigurationCheckTests
         Assert.Empty(problems.Unknown);
     }
 
+    [Theory]
+    [InlineData("Header", "true", "Auth:Header:TrustedNetworks and Metrics:AllowedNetworks")]
+    [InlineData("Jwt", null, "Metrics:AllowedNetworks")]
+    [InlineData("Header", "false", "Auth:Header:TrustedNetworks")]
+    public void Check_ForwardedHeadersEnabled_IsRefusedWhileAnAddressCheckWouldTrustThem(string mode, string? metrics, string named)
+    {
+        // With it, a client sending X-Forwarded-For: 127.0.0.1 read /metrics, and one claiming the gateway's address was trusted.
+        var settings = new List<(string, string?)> { ("FORWARDEDHEADERS_ENABLED", "true"), ("Auth:Mode", mode) };
+        if (metrics is not null)
+        {
+            settings.Add(("Metrics:Enabled", metrics));
+        }
+
+        var error = Assert.Single(ConfigurationCheck.Check(Configuration([.. settings])).Errors);
+
+        Assert.StartsWith("ASPNETCORE_FORWARDEDHEADERS_ENABLED is true: every client could then set its own address with X-Forwarded-For, and " + named + " would trust it.", error, StringComparison.Ordinal);
+        Assert.Empty(ConfigurationCheck.Check(Configuration(("FORWARDEDHEADERS_ENABLED", "true"), ("Auth:Mode", "Jwt"), ("Metrics:Enabled", "false"))).Errors);
+        Assert.Empty(ConfigurationCheck.Check(Configuration(("FORWARDEDHEADERS_ENABLED", "false"), ("Auth:Mode", "Header"))).Errors);
+    }
+
     [Fact]
     public void Check_AWebhookEntry_IsCheckedAsASection()
     {

@@ -114,6 +114,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData("file", "application/vnd.openxmlformats-officedocument.wordprocessingml.document")]
     [InlineData("file", "text/plain; charset=utf-8")]
     [InlineData("image", "image/svg+xml")]
+    [InlineData("file", "*/*")] // what a share sheet often passes on
+    [InlineData("image", "image/*")]
     public async Task Send_MediaTypeWithMatchingMedia_Returns201WithTheMediaAndNoCaption(string type, string mimeType)
     {
         await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();
@@ -213,6 +215,8 @@ public sealed class SendMessageTests : IAsyncLifetime
     [InlineData("file", "application/pdf/x")]
     [InlineData("file", "application/ pdf")]
     [InlineData("file", "text plain/x")]
+    [InlineData("file", "*/pdf")]
+    [InlineData("image", "*/*")]
     public async Task Send_MimeTypeNotMatchingTheType_Returns400OnMimeType(string type, string mimeType)
     {
         await using var chat = await _factory.DirectChat("alice", "bob").OpenAsync();

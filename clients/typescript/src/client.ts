@@ -135,7 +135,7 @@ export class ParleyClient {
     return this.request('GET', `api/v1/conversations/${enc(conversationId)}/messages${queryString(query)}`, undefined, options);
   }
 
-  /** `GET /api/v1/users/{id}/presence`: whether a user who shares a conversation with the caller is online (404 for anyone else). */
+  /** `GET /api/v1/users/{user_id}/presence`: whether a user who shares a conversation with the caller is online (404 for anyone else). */
   getPresence(userId: string, options?: CallOptions): Promise<UserPresence> {
     return this.request('GET', `api/v1/users/${enc(userId)}/presence`, undefined, options);
   }

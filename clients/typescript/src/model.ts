@@ -112,7 +112,7 @@ export interface ReadState {
   unread_count: number;
 }
 
-/** `GET /api/v1/users/{id}/presence`: online while any device is connected; otherwise when the last one left (null if unknown). */
+/** `GET /api/v1/users/{user_id}/presence`: online while any device is connected; otherwise when the last one left (null if unknown). */
 export interface UserPresence {
   user_id: string;
   online: boolean;

@@ -70,7 +70,32 @@ internal static partial class ConfigurationCheck
         }
 
         CheckUrls(configuration["urls"], errors);
+        CheckForwardedHeaders(configuration, errors);
         return new ConfigurationProblems(errors, unknown);
+    }
+
+    /// <summary>
+    /// ASPNETCORE_FORWARDEDHEADERS_ENABLED puts ASP.NET Core's forwarded-headers middleware first, trusting every proxy:
+    /// the client address becomes whatever X-Forwarded-For a client sends. Parley's address checks (the gateway's networks
+    /// in Header mode, the networks that may read /metrics) would then let anyone through who claims an allowed address.
+    /// Parley reads nothing else from forwarded headers, so the setting only weakens it.
+    /// </summary>
+    private static void CheckForwardedHeaders(IConfiguration configuration, List<string> errors)
+    {
+        if (!bool.TryParse(configuration["FORWARDEDHEADERS_ENABLED"], out var enabled) || !enabled)
+        {
+            return;
+        }
+
+        var header = string.Equals(configuration["Auth:Mode"], "Header", StringComparison.OrdinalIgnoreCase);
+        var metrics = !bool.TryParse(configuration["Metrics:Enabled"], out var metricsEnabled) || metricsEnabled;
+        if (header || metrics)
+        {
+            errors.Add(
+                "ASPNETCORE_FORWARDEDHEADERS_ENABLED is true: every client could then set its own address with X-Forwarded-For, and " +
+                $"{(header ? "Auth:Header:TrustedNetworks" : "")}{(header && metrics ? " and " : "")}{(metrics ? "Metrics:AllowedNetworks" : "")} " +
+                "would trust it. Parley needs no forwarded headers (it checks the address of the connection, the proxy's): unset it.");
+        }
     }
 
     /// <summary>

@@ -90,6 +90,9 @@ internal sealed partial class EventRelay(
         var heldUntil = DateTimeOffset.MinValue;
         RelayLease? lease = null;
         var nextPrune = DateTimeOffset.MinValue;
+        // Rows a pass reads: BatchSize, or after a pass cut short by MaxBatchRecords about twice what it kept (reading 500
+        // rows to publish 20 again and again would read the backlog 25 times over), doubling back while passes are not cut.
+        var readLimit = settings.BatchSize;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -144,9 +147,10 @@ internal sealed partial class EventRelay(
                 // Read, build and publish with the lease renewed beside them: reading and building a large batch on a busy
                 // database may take longer than the lease has left, and another instance would then publish it too.
                 var from = lease;
+                var limit = readLimit;
                 var (batch, records, cut) = await RenewingAsync<(OutboxBatch, IReadOnlyList<EventRecord>, bool)>(sink, heldUntil, async cancellationToken =>
                 {
-                    var read = await store.ReadOutboxAsync(from.Pos, from.ReceiptPos, settings.BatchSize, cancellationToken);
+                    var read = await store.ReadOutboxAsync(from.Pos, from.ReceiptPos, limit, cancellationToken);
                     if (read.IsEmpty)
                     {
                         return (read, [], false);
@@ -185,7 +189,9 @@ internal sealed partial class EventRelay(
                     nextPrune = pruned < PruneChunk ? time.GetUtcNow() + PruneInterval : DateTimeOffset.MinValue;
                 }
 
-                if (!cut && batch.Changes.Count + batch.WatermarkMoves.Count < settings.BatchSize)
+                var carried = batch.Changes.Count + batch.WatermarkMoves.Count;
+                readLimit = cut ? Math.Clamp(2 * carried, 1, settings.BatchSize) : Math.Min(settings.BatchSize, 2 * limit);
+                if (!cut && carried < limit)
                 {
                     // Idle or caught up: let the next batch gather for a poll interval instead of reading, publishing and
                     // recording (a write transaction) the few events of the last milliseconds, pass after pass.

@@ -16,7 +16,8 @@ namespace Parley.Server.Events;
 /// request went out: a record that crashes the endpoint must not block it forever) goes, after
 /// <see cref="WebhookOptions.MaxAttempts"/> refusals (attempts that found the endpoint unavailable not counted), to
 /// <c>event_dead_letters</c>, and delivery goes on, so one poisonous record cannot stop the endpoint forever. An endpoint
-/// that is down, busy or unreachable (no connection, no answer within the timeout, or 408, 429, 502, 503, 504) says
+/// that is down, busy, unreachable or misconfigured (no connection, no answer within the timeout, or 401, 403, 404, 408,
+/// 429, 502, 503, 504) says
 /// nothing about the record: after as many such attempts the batch fails (the relay reports the sink failing and
 /// retries it with its own back-off), and nothing is dead-lettered for an outage. Records of a failed batch that were
 /// already delivered or dead-lettered are not posted again when the relay retries it (in this process).

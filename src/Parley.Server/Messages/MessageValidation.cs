@@ -260,7 +260,8 @@ internal sealed partial class MessageValidation(LimitsOptions limits)
     [GeneratedRegex(@"^[A-Za-z0-9._:-]+\z")]
     private static partial Regex ClientMessageIdPattern();
 
-    // RFC 6838 restricted names for type and subtype; anything after ';' (parameters) is checked as text only.
-    [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}(\s*;.*)?\z", RegexOptions.Singleline)]
+    // RFC 6838 restricted names for type and subtype, or the wildcards clients pass on when they know no better (a share
+    // sheet's */* or image/*); anything after ';' (parameters) is checked as text only.
+    [GeneratedRegex(@"^(\*/\*|[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/(\*|[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}))(\s*;.*)?\z", RegexOptions.Singleline)]
     private static partial Regex MimeTypePattern();
 }
