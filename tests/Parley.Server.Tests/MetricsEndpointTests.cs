@@ -75,7 +75,11 @@ public sealed class MetricsEndpointTests
         var text = await ScrapeAsync(scraper, t => Value(t, "parley_store_commit_batch_size_sum") >= 6);
         Assert.Contains("# TYPE parley_store_commit_duration_seconds histogram", text, StringComparison.Ordinal);
         Assert.True(Value(text, "parley_store_commit_duration_seconds_count") >= 2); // the conversation's creation, then the sends
-        Assert.Null(Value(text, "parley_store_errors_total"));
+        // At 0 from the start, one series per operation (a series that first appears at 1 escapes increase() and rate()).
+        foreach (var operation in new[] { "open", "write", "send_batch" })
+        {
+            Assert.Equal(0, Value(text, "parley_store_errors_total", ("operation", operation)));
+        }
 
         // SQLite's commits run on one thread, whose CPU clock measures them (on 64-bit Linux): some CPU, never more than
         // the commits' own duration. PostgreSQL's are not measured.

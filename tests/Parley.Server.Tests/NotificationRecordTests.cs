@@ -121,6 +121,9 @@ public sealed class NotificationRecordTests : IAsyncLifetime
         Assert.Equal("0", Metric(lines, "parley_events_backlog"));
         Assert.Equal("0", Metric(lines, "parley_events_backlog_age_seconds"));
         Assert.True(long.Parse(Metric(lines, "parley_events_published_total")!, System.Globalization.CultureInfo.InvariantCulture) >= 3);
+        // Nothing failed, and the series say so from the start: an alert on their first increase needs the 0 before it.
+        Assert.Equal("0", Metric(lines, "parley_events_dead_letters_total"));
+        Assert.Equal("0", Metric(lines, "parley_events_publish_failures_total"));
     }
 
     [Fact]

@@ -84,6 +84,7 @@ internal sealed partial class EventRelay(
     {
         var settings = options.Value;
         var state = status.For(sink.Name);
+        metrics.StartEventSink(sink.Name);
         var builder = new EventRecordBuilder(store, devices, settings.Notifications, time, sink.WantsNotifications);
         var backoff = TimeSpan.FromSeconds(1);
         var renewAt = DateTimeOffset.MinValue;

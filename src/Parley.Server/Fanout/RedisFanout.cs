@@ -235,7 +235,9 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         Gate = new OrderGate(hub, filler, time, _options.OrderHold, metrics, loggers.CreateLogger<OrderGate>());
         _queue = Channel.CreateBounded<Publication>(
             new BoundedChannelOptions(_options.PublishQueueCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
-        metrics.ObserveFanoutQueue(() => _queue.Reader.Count);
+        // Queued and held (what an outage keeps for Redis's return): both wait to be published. The held list's count is read
+        // without its owner's ordering; a gauge tolerates a value a moment old.
+        metrics.ObserveFanoutQueue(() => _queue.Reader.Count + _held.Count);
         InstanceId = Guid.NewGuid().ToString("N");
         OwnChannel = RedisChannel.Literal(ChannelPrefix + InstanceId);
     }

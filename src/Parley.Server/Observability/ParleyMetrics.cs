@@ -159,6 +159,18 @@ internal sealed class ParleyMetrics
 
     public void EventsPublished(string sink, int records) => _eventsPublished.Add(records, new KeyValuePair<string, object?>("sink", sink));
 
+    /// <summary>
+    /// A sink's counters at 0 from the start: a series that first appears at 1 is missed by <c>increase()</c> and
+    /// <c>rate()</c>, so an alert on the first dead letter after a restart would never fire.
+    /// </summary>
+    public void StartEventSink(string sink)
+    {
+        var tag = new KeyValuePair<string, object?>("sink", sink);
+        _eventsPublished.Add(0, tag);
+        _eventDeadLetters.Add(0, tag);
+        _eventPublishFailures.Add(0, tag);
+    }
+
     public void EventDeadLettered(string sink) => _eventDeadLetters.Add(1, new KeyValuePair<string, object?>("sink", sink));
 
     public void EventPublishFailed(string sink) => _eventPublishFailures.Add(1, new KeyValuePair<string, object?>("sink", sink));
@@ -235,6 +247,15 @@ internal sealed class ParleyMetrics
         if (cpu is { } used)
         {
             _commitCpu.Add(used.TotalSeconds, tag);
+        }
+    }
+
+    /// <summary>The store's error counters at 0 from the start, one per operation (see <see cref="StartEventSink"/> for why).</summary>
+    public void StartStoreErrors(IEnumerable<string> operations)
+    {
+        foreach (var operation in operations)
+        {
+            _storeErrors.Add(0, new KeyValuePair<string, object?>("operation", operation));
         }
     }
 

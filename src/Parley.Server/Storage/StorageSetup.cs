@@ -23,6 +23,7 @@ internal static class StorageSetup
             if (store is Sql.SqlChatStore sql)
             {
                 sql.Metrics = services.GetService<Observability.ParleyMetrics>();
+                sql.Metrics?.StartStoreErrors(Sql.SqlChatStore.FailingOperations);
                 sql.KeepReceiptLog = services.GetService<IOptions<ReceiptLogOptions>>()?.Value.Enabled ?? false;
             }
 

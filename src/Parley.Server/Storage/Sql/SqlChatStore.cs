@@ -124,8 +124,8 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
         Guid? conversationId, Func<SqlSession, Task<T>> work, Func<T, bool> applied, CancellationToken cancellationToken)
     {
         using var writer = await EnterWriteAsync(cancellationToken);
-        await using var connection = await OpenWriteConnectionAsync(cancellationToken);
-        await using var transaction = await BeginWriteTransactionAsync(connection.Connection, cancellationToken);
+        await using var connection = await OpeningAsync(() => OpenWriteConnectionAsync(cancellationToken).AsTask());
+        await using var transaction = await OpeningAsync(() => BeginWriteTransactionAsync(connection.Connection, cancellationToken));
         var session = new SqlSession(connection.Connection, transaction, dialect, connection.Statements);
         if (conversationId is { } id)
         {
@@ -242,15 +242,36 @@ internal abstract partial class SqlChatStore(SqlDialect dialect) : IChatStore
     /// A failure to connect or to begin (thrown by the call itself, as SQLite's synchronous BEGIN does, or by its task): no
     /// write of the batch ran (<see cref="GroupCommit"/> fails them together). Npgsql sends BEGIN with the first command.
     /// </summary>
-    private static async Task<T> NotStartedIfFailing<T>(Func<Task<T>> step)
+    private async Task<T> NotStartedIfFailing<T>(Func<Task<T>> step)
     {
+        try
+        {
+            return await OpeningAsync(step);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            throw new BatchNotStartedException(ex);
+        }
+    }
+
+    /// <summary>The operations <c>parley.store.errors</c> counts for a store: started at 0 (ParleyMetrics.StartStoreErrors).</summary>
+    public static readonly IReadOnlyList<string> FailingOperations = ["open", "write", "send_batch"];
+
+    /// <summary>
+    /// Getting a write connection or beginning its transaction: a failure here is counted as <c>open</c> (a database that
+    /// cannot be reached shows in the errors counter, not only the writes that got as far as a statement).
+    /// </summary>
+    private async Task<T> OpeningAsync<T>(Func<Task<T>> step)
+    {
+        var started = Stopwatch.GetTimestamp();
         try
         {
             return await step();
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            throw new BatchNotStartedException(ex);
+            Metrics?.RecordStoreOperation("open", Stopwatch.GetElapsedTime(started), failed: true);
+            throw;
         }
     }
 
