@@ -40,6 +40,17 @@ public sealed class NetworkAllowListTests
         Assert.Equal(allowed, list.Allows(IPAddress.Parse(address)));
     }
 
+    [Theory]
+    [InlineData("::ffff:192.0.2.2", "192.0.2.2", true)] // as a dual-stack socket's address shows in the log
+    [InlineData("::ffff:192.0.2.2", "::ffff:192.0.2.2", true)]
+    [InlineData("::ffff:192.0.2.0/120", "192.0.2.77", true)]
+    [InlineData("::ffff:192.0.2.0/120", "192.0.3.1", false)]
+    public void Allows_AnIPv4MappedEntry_MatchesThatIPv4Client(string entry, string address, bool allowed)
+    {
+        // The client is matched by its IPv4 address: an entry left in the mapped form never matched it.
+        Assert.Equal(allowed, new NetworkAllowList([entry]).Allows(IPAddress.Parse(address)));
+    }
+
     [Fact]
     public void Allows_NoAddress_Refused()
     {

@@ -61,14 +61,29 @@ internal sealed class NetworkAllowList
 
         if (!text.Contains('/', StringComparison.Ordinal) && IPAddress.TryParse(text, out var single))
         {
-            network = new IPNetwork(single, single.AddressFamily == AddressFamily.InterNetwork ? 32 : 128);
+            network = AsIPv4(new IPNetwork(single, single.AddressFamily == AddressFamily.InterNetwork ? 32 : 128));
             return true;
         }
 
         // A network written with bits after its prefix (10.0.0.1/8) is refused rather than guessed at: was 10.0.0.0/8
         // meant, or 10.0.0.1/32?
-        return IPNetwork.TryParse(text, out network)
+        if (IPNetwork.TryParse(text, out network)
             && IPAddress.TryParse(text.AsSpan(0, text.IndexOf('/', StringComparison.Ordinal)), out var written)
-            && network.BaseAddress.Equals(written);
+            && network.BaseAddress.Equals(written))
+        {
+            network = AsIPv4(network);
+            return true;
+        }
+
+        return false;
     }
+
+    /// <summary>
+    /// An IPv4-mapped network (::ffff:10.0.0.0/104, as addresses show in logs of dual-stack sockets) as the IPv4 network it
+    /// names: clients are matched by their IPv4 address, so the mapped form would never match.
+    /// </summary>
+    private static IPNetwork AsIPv4(IPNetwork network) =>
+        network.BaseAddress.IsIPv4MappedToIPv6 && network.PrefixLength >= 96
+            ? new IPNetwork(network.BaseAddress.MapToIPv4(), network.PrefixLength - 96)
+            : network;
 }
