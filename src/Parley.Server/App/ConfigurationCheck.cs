@@ -51,7 +51,11 @@ internal static partial class ConfigurationCheck
     /// <summary>The connection strings Parley reads (<c>ConnectionStrings:Name</c>).</summary>
     public static readonly IReadOnlyList<string> ConnectionStrings = ["Sqlite", "Postgres", "Redis"];
 
-    public static ConfigurationProblems Check(IConfiguration configuration)
+    /// <summary>
+    /// Every problem of <paramref name="configuration"/>; with <paramref name="serving"/> (the server itself, not the
+    /// <c>token</c>, <c>migrate</c> or <c>new-epoch</c> commands) also what only matters to a server that takes requests.
+    /// </summary>
+    public static ConfigurationProblems Check(IConfiguration configuration, bool serving = false)
     {
         var errors = new List<string>();
         var unknown = new List<UnknownSetting>();
@@ -70,7 +74,11 @@ internal static partial class ConfigurationCheck
         }
 
         CheckUrls(configuration["urls"], errors);
-        CheckForwardedHeaders(configuration, errors);
+        if (serving)
+        {
+            CheckForwardedHeaders(configuration, errors);
+        }
+
         return new ConfigurationProblems(errors, unknown);
     }
 
@@ -102,9 +110,9 @@ internal static partial class ConfigurationCheck
     /// Prints the problems to standard error (errors under <paramref name="failure"/>, unknown settings as warnings
     /// when <paramref name="warnUnknown"/>) and returns false when a setting is invalid.
     /// </summary>
-    public static bool Report(IConfiguration configuration, string failure, bool warnUnknown = true)
+    public static bool Report(IConfiguration configuration, string failure, bool warnUnknown = true, bool serving = false)
     {
-        var problems = Check(configuration);
+        var problems = Check(configuration, serving);
         foreach (var setting in warnUnknown ? problems.Unknown : [])
         {
             Console.Error.WriteLine($"warning: {Describe(setting)}");

@@ -70,7 +70,7 @@ internal static class ParleyCommandLine
         var configuration = WebApplication.CreateBuilder(ServerOptions(args)).Configuration;
         using (configuration)
         {
-            return ConfigurationCheck.Report(configuration, "Parley cannot start", warnUnknown: false) ? null : 1;
+            return ConfigurationCheck.Report(configuration, "Parley cannot start", warnUnknown: false, serving: true) ? null : 1;
         }
     }
 
