@@ -557,6 +557,44 @@ public sealed class ResumeTests : IAsyncLifetime
                 .Select(e => e.GetProperty("payload").GetProperty("message").GetProperty("seq").GetInt64()));
     }
 
+    [Fact]
+    public async Task Resume_ManyEventsNotPositionedYet_AreReadInPagesAndDeliveredOnceInOrder()
+    {
+        // On PostgreSQL the sequencer positions events on the server's clock, which stands still here: everything sent
+        // while away is committed but not positioned, so the catch-up finds it all in its read of newer events. A
+        // sequencer that stalled for long leaves many such events; they are read a page at a time, not all at once.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new ParleyFactory(s => s["Delivery:CatchUpPage"] = "10", time, services: FailingStore.Install);
+        factory.StartKestrel();
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        using var alice = factory.Api("alice");
+        var conversation = await alice.CreateDirectAsync("bob");
+        string cursor;
+        await using (var away = await WsClient.ConnectAsync(factory, "bob", "acks=true"))
+        {
+            cursor = away.Connected.GetProperty("cursor").GetString()!;
+        }
+
+        var sent = new List<long>();
+        for (var i = 0; i < 25; i++)
+        {
+            sent.Add((await alice.SendTextAsync(conversation.Id, $"m{i}")).Seq);
+        }
+
+        await using var bob = await WsClient.ConnectAsync(factory, "bob", $"acks=true&cursor={cursor}");
+        await bob.NextAsync("sync_complete");
+
+        var received = bob.All().TakeWhile(f => f.GetProperty("type").GetString() != "sync_complete")
+            .Where(f => f.GetProperty("type").GetString() == "new_message")
+            .Select(f => f.GetProperty("payload").GetProperty("message").GetProperty("seq").GetInt64());
+        Assert.Equal(sent, received);
+        if (TestPostgres.Selected)
+        {
+            // 25 events in pages of 10: 10, 10, 5.
+            Assert.Equal(3, store.Calls(nameof(IChatStore.ReadUserEventsNewerAsync)));
+        }
+    }
+
     /// <summary>Waits until REST sync from the cursor returns <paramref name="count"/> messages (the sequencer positions them shortly after commit).</summary>
     /// <summary>
     /// Waits until <paramref name="count"/> messages lie past <paramref name="cursor"/> for <paramref name="userId"/>. With

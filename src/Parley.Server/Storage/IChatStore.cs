@@ -120,11 +120,17 @@ internal interface IChatStore
 
     /// <summary>
     /// The events of the user's membership windows with a position in (<paramref name="afterPos"/>,
-    /// <paramref name="uptoPos"/>], by position; or, with <paramref name="newerThanUpto"/>, those positioned after
-    /// <paramref name="uptoPos"/> or not yet positioned, by conversation and seq.
+    /// <paramref name="uptoPos"/>], by position, at most <paramref name="limit"/>.
     /// </summary>
-    Task<IReadOnlyList<UserEvent>> ReadUserEventsAsync(
-        string userId, long afterPos, long uptoPos, bool newerThanUpto, int limit, CancellationToken cancellationToken);
+    Task<IReadOnlyList<UserEvent>> ReadUserEventsAsync(string userId, long afterPos, long uptoPos, int limit, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The events of the user's membership windows positioned after <paramref name="uptoPos"/> or not positioned yet,
+    /// by conversation and seq, at most <paramref name="limit"/>: with <paramref name="after"/>, only those after that
+    /// conversation and seq in this order (the next page).
+    /// </summary>
+    Task<IReadOnlyList<UserEvent>> ReadUserEventsNewerAsync(
+        string userId, long uptoPos, (Guid ConversationId, long Seq)? after, int limit, CancellationToken cancellationToken);
 
     /// <summary>
     /// The events of one conversation with seq in (<paramref name="afterSeq"/>, <paramref name="uptoSeq"/>] inside the

@@ -44,7 +44,7 @@ internal sealed partial class CatchUp(IChatStore store, StreamCursors cursors, E
             var pageSize = options.Value.CatchUpPage;
             while (true)
             {
-                var page = await store.ReadUserEventsAsync(connection.UserId, after, upto.Pos, newerThanUpto: false, pageSize, cancellationToken);
+                var page = await store.ReadUserEventsAsync(connection.UserId, after, upto.Pos, pageSize, cancellationToken);
                 await SendAsync(connection, await frames.BuildFramesAsync(connection.UserId, page, cancellationToken), sent, cancellationToken);
                 if (page.Count < pageSize)
                 {
@@ -57,9 +57,21 @@ internal sealed partial class CatchUp(IChatStore store, StreamCursors cursors, E
                 await connection.EnqueueAsync(Frames.Cursor(FrameTypes.Cursor, StreamCursors.At(upto.Epoch, page[^1], from.IssuedAt).Encode()), cancellationToken);
             }
 
-            // Committed but positioned after the read above (or not yet): the sequencer may lag behind commits.
-            var newer = await store.ReadUserEventsAsync(connection.UserId, 0, upto.Pos, newerThanUpto: true, int.MaxValue, cancellationToken);
-            await SendAsync(connection, await frames.BuildFramesAsync(connection.UserId, newer, cancellationToken), sent, cancellationToken);
+            // Committed but positioned after the read above (or not yet): the sequencer may lag behind commits. Paged
+            // too, by conversation and seq: a sequencer that stalled for long leaves many.
+            (Guid, long)? newerAfter = null;
+            while (true)
+            {
+                var newer = await store.ReadUserEventsNewerAsync(connection.UserId, upto.Pos, newerAfter, pageSize, cancellationToken);
+                await SendAsync(connection, await frames.BuildFramesAsync(connection.UserId, newer, cancellationToken), sent, cancellationToken);
+                if (newer.Count < pageSize)
+                {
+                    break;
+                }
+
+                newerAfter = (newer[^1].Event.ConversationId, newer[^1].Event.Seq);
+            }
+
             await SendAsync(connection, await frames.WatermarkFramesAsync(connection.UserId, from.IssuedAt, cancellationToken), sent, cancellationToken);
 
             var complete = Cursor.At(upto.Epoch, upto.Pos, upto.Last, time.GetUtcNow());

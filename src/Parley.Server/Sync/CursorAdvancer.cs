@@ -91,7 +91,7 @@ internal sealed partial class CursorAdvancer(
             // recorded, and an event found missing was not still on its way (read after, a frame whose write ended in
             // between would count as both missing and drained, and be written twice).
             var queueDrained = connection.IsDrained;
-            var events = await store.ReadUserEventsAsync(connection.UserId, state.Pos, upto.Pos, newerThanUpto: false, CursorCheckLimit + 1, cancellationToken);
+            var events = await store.ReadUserEventsAsync(connection.UserId, state.Pos, upto.Pos, CursorCheckLimit + 1, cancellationToken);
             var complete = events.Count <= CursorCheckLimit;
             var safe = state.Pos;
             EventKey? safeEvent = null;

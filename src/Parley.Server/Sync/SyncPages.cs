@@ -33,7 +33,7 @@ internal sealed class SyncPages(IChatStore store, StreamCursors cursors, EventFr
 
         var cursor = validated.Value!;
         var upto = await store.GetStreamPositionAsync(cancellationToken);
-        var events = await store.ReadUserEventsAsync(caller.UserId, cursor.Pos, upto.Pos, newerThanUpto: false, limit + 1, cancellationToken);
+        var events = await store.ReadUserEventsAsync(caller.UserId, cursor.Pos, upto.Pos, limit + 1, cancellationToken);
         var hasMore = events.Count > limit;
         var page = hasMore ? events.Take(limit).ToList() : events;
         var built = await frames.BuildFramesAsync(caller.UserId, page, cancellationToken);

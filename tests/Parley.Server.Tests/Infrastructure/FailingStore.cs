@@ -51,6 +51,11 @@ internal sealed class FailingStore : IAsyncDisposable
 
     private int _failures;
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _calls = new();
+
+    /// <summary>How many times the server called the store's method named <paramref name="method"/>, failing or not.</summary>
+    public int Calls(string method) => _calls.GetValueOrDefault(method);
+
     /// <summary>Replaces the registered store with the proxy; the real store is still disposed with the server.</summary>
     public static void Install(IServiceCollection services)
     {
@@ -94,6 +99,7 @@ internal sealed class FailingStore : IAsyncDisposable
 
         protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
         {
+            Owner._calls.AddOrUpdate(targetMethod!.Name, 1, (_, n) => n + 1);
             if (targetMethod!.Name == Owner.Method && Owner.Gate is { } gate)
             {
                 gate.Wait(TimeSpan.FromSeconds(30));

@@ -128,28 +128,46 @@ internal abstract partial class SqlChatStore
         static positioned => positioned > 0,
         cancellationToken);
 
-    public Task<IReadOnlyList<UserEvent>> ReadUserEventsAsync(
-        string userId, long afterPos, long uptoPos, bool newerThanUpto, int limit, CancellationToken cancellationToken) =>
+    public Task<IReadOnlyList<UserEvent>> ReadUserEventsAsync(string userId, long afterPos, long uptoPos, int limit, CancellationToken cancellationToken) =>
         ReadAsync<IReadOnlyList<UserEvent>>(
             async s => await s.Sql(
-                newerThanUpto
-                    // Two index ranges per conversation (positioned after upto; not positioned yet), not its whole history.
-                    ? $"""
-                       SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq, {LeftSeq}
-                       {UserEventsFrom} AND e.pos > @upto
-                       UNION ALL
-                       SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq, {LeftSeq}
-                       {UserEventsFrom} AND e.pos IS NULL
-                       ORDER BY 1, 2 LIMIT @n
-                       """
-                    : $"""
-                       SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq, {LeftSeq}
-                       {UserEventsFrom} AND e.pos > @after AND e.pos <= @upto
-                       ORDER BY e.pos LIMIT @n
-                       """)
+                $"""
+                SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq, {LeftSeq}
+                {UserEventsFrom} AND e.pos > @after AND e.pos <= @upto
+                ORDER BY e.pos LIMIT @n
+                """)
                 .With("@u", userId).With("@after", afterPos).With("@upto", uptoPos).With("@n", limit)
                 .ListAsync(UserEventRow, cancellationToken),
             cancellationToken);
+
+    public Task<IReadOnlyList<UserEvent>> ReadUserEventsNewerAsync(
+        string userId, long uptoPos, (Guid ConversationId, long Seq)? after, int limit, CancellationToken cancellationToken)
+    {
+        // Two index ranges per conversation (positioned after upto; not positioned yet), not its whole history; a next
+        // page starts after the last (conversation, seq) of the one before.
+        var next = after is null ? "" : " AND (e.conversation_id > @kc OR (e.conversation_id = @kc AND e.seq > @ks))";
+        return ReadAsync<IReadOnlyList<UserEvent>>(
+            async s =>
+            {
+                var command = s.Sql(
+                        $"""
+                         SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq, {LeftSeq}
+                         {UserEventsFrom} AND e.pos > @upto{next}
+                         UNION ALL
+                         SELECT e.conversation_id, e.seq, e.type, e.message_id, e.actor_id, e.user_id, e.role, e.created_at, e.pos, p.joined_seq, {LeftSeq}
+                         {UserEventsFrom} AND e.pos IS NULL{next}
+                         ORDER BY 1, 2 LIMIT @n
+                         """)
+                    .With("@u", userId).With("@upto", uptoPos).With("@n", limit);
+                if (after is var (conversationId, seq))
+                {
+                    command = command.With("@kc", conversationId).With("@ks", seq);
+                }
+
+                return await command.ListAsync(UserEventRow, cancellationToken);
+            },
+            cancellationToken);
+    }
 
     public Task<IReadOnlyList<UserEvent>> ReadConversationEventsAsync(
         string userId, Guid conversationId, long afterSeq, long uptoSeq, CancellationToken cancellationToken) =>
