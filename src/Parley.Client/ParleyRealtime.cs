@@ -207,7 +207,8 @@ public sealed partial class ParleyRealtime : IAsyncDisposable
         var request = message.ClientMessageId is null
             ? message with { ClientMessageId = GeneratedKeys.GetValue(message, static _ => Guid.CreateVersion7().ToString("N")) }
             : message;
-        var send = new PendingSend(request.ClientMessageId!, ClientFrames.SendMessage(request));
+        var key = PendingSend.KeyOf(request.ConversationId, request.ClientMessageId!);
+        var send = new PendingSend(request.ConversationId, request.ClientMessageId!, ClientFrames.SendMessage(request, key));
         _outbox.Add(send);
 
         // The acknowledgement comes on the socket, maybe behind events the app has not read: the socket is read

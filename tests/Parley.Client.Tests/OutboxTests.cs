@@ -32,8 +32,17 @@ public sealed class OutboxTests : IAsyncDisposable
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private static PendingSend Send(string clientMessageId) =>
-        new(clientMessageId, ClientFrames.SendMessage(SendMessageRequest.Text(C, "hi " + clientMessageId, clientMessageId)));
+    private static readonly Guid D = Guid.Parse("01a20b3e-940d-7fab-a2e1-d6da9c0eafd3");
+
+    private static PendingSend Send(string clientMessageId, Guid? conversationId = null)
+    {
+        var conversation = conversationId ?? C;
+        return new(conversation, clientMessageId, ClientFrames.SendMessage(
+            SendMessageRequest.Text(conversation, "hi " + clientMessageId, clientMessageId), PendingSend.KeyOf(conversation, clientMessageId)));
+    }
+
+    private static Message Stored(Guid conversationId, long seq, string clientMessageId) =>
+        new() { ConversationId = conversationId, Seq = seq, SenderId = "alice", ClientMessageId = clientMessageId };
 
     /// <summary>A running session whose frames reach the returned fake server.</summary>
     private (Session Session, FakeSocket Server) Running()
@@ -69,7 +78,7 @@ public sealed class OutboxTests : IAsyncDisposable
         _outbox.Add(Send("c-1"));
         _outbox.Add(Send("c-2"));
         await firstServer.NextAsync("send_message");
-        _outbox.Acknowledged("c-1", new Message { ConversationId = C, Seq = 1, SenderId = "alice", ClientMessageId = "c-1" });
+        _outbox.Acknowledged(Stored(C, 1, "c-1"));
         _outbox.Detach(first);
 
         var (second, secondServer) = Running();
@@ -109,7 +118,7 @@ public sealed class OutboxTests : IAsyncDisposable
         _outbox.Add(send);
         await server.NextAsync("send_message");
 
-        Assert.True(_outbox.Refused("c-3", ParleyErrorCodes.RateLimited, "slow down"));
+        Assert.True(_outbox.Refused(null, "c-3", ParleyErrorCodes.RateLimited, "slow down"));
         _outbox.ResendDue();
         await server.AssertNoFrameAsync("send_message", TimeSpan.FromMilliseconds(100));
 
@@ -127,7 +136,7 @@ public sealed class OutboxTests : IAsyncDisposable
         _outbox.Attach(session, _acks);
         _outbox.Add(Send("c-5"));
         await server.NextAsync("send_message");
-        Assert.True(_outbox.Refused("c-5", ParleyErrorCodes.RateLimited, "slow down"));
+        Assert.True(_outbox.Refused(null, "c-5", ParleyErrorCodes.RateLimited, "slow down"));
 
         _outbox.Add(Send("c-6"));
         await server.AssertNoFrameAsync("send_message", TimeSpan.FromMilliseconds(100));
@@ -145,7 +154,7 @@ public sealed class OutboxTests : IAsyncDisposable
         _outbox.Attach(session, _acks);
         _outbox.Add(Send("c-7"));
         await server.NextAsync("send_message");
-        Assert.True(_outbox.Refused("c-7", ParleyErrorCodes.ServiceUnavailable, "try again"));
+        Assert.True(_outbox.Refused(null, "c-7", ParleyErrorCodes.ServiceUnavailable, "try again"));
         _outbox.Detach(session);
 
         _time.Advance(RetryDelay * 3); // the retry is overdue, but there is no socket to send it on
@@ -162,7 +171,7 @@ public sealed class OutboxTests : IAsyncDisposable
         var send = Send("c-4");
         _outbox.Add(send);
 
-        Assert.True(_outbox.Refused("c-4", ParleyErrorCodes.IdempotencyConflict, "different body"));
+        Assert.True(_outbox.Refused(null, "c-4", ParleyErrorCodes.IdempotencyConflict, "different body"));
 
         var error = await Assert.ThrowsAsync<ParleyApiException>(() => send.Completion.Task.WaitAsync(Timeout, Ct));
         Assert.Equal(ParleyErrorCodes.IdempotencyConflict, error.Code);
@@ -170,8 +179,66 @@ public sealed class OutboxTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Acknowledged_SameClientMessageIdInAnotherConversation_CompletesOnlyTheSendOfThatConversation()
+    {
+        // client_message_id is unique per sender and conversation: another device of the user may use "c-17" elsewhere,
+        // and this device may too.
+        var inC = Send("c-17");
+        var inD = Send("c-17", D);
+        _outbox.Add(inC);
+        _outbox.Add(inD);
+
+        _outbox.Acknowledged(Stored(Guid.CreateVersion7(), 1, "c-17")); // a third conversation: neither
+        _outbox.Acknowledged(Stored(D, 4, "c-17"));
+
+        Assert.Equal(D, (await inD.Completion.Task.WaitAsync(Timeout, Ct)).ConversationId);
+        Assert.False(inC.Completion.Task.IsCompleted);
+        Assert.Throws<InvalidOperationException>(() => _outbox.Add(Send("c-17")));
+        _outbox.Acknowledged(Stored(C, 9, "c-17"));
+        Assert.Equal(9, (await inC.Completion.Task.WaitAsync(Timeout, Ct)).Seq);
+    }
+
+    [Fact]
+    public async Task Refused_NamedByTheEchoedFrameId_FailsTheSendOfThatConversation()
+    {
+        var inC = Send("c-18");
+        var inD = Send("c-18", D);
+        _outbox.Add(inC);
+        _outbox.Add(inD);
+
+        Assert.True(_outbox.Refused(inD.Key, "c-18", ParleyErrorCodes.Forbidden, "not a member"));
+
+        Assert.Equal(ParleyErrorCodes.Forbidden, (await Assert.ThrowsAsync<ParleyApiException>(() => inD.Completion.Task.WaitAsync(Timeout, Ct))).Code);
+        Assert.False(inC.Completion.Task.IsCompleted);
+    }
+
+    [Fact]
+    public async Task Refused_InternalError_RetriedThreeTimesWithGrowingDelays_ThenFails()
+    {
+        var (session, server) = Running();
+        _outbox.Attach(session, _acks);
+        var send = Send("c-19");
+        _outbox.Add(send);
+        await server.NextAsync("send_message");
+
+        for (var retry = 0; retry < Outbox.InternalErrorRetries; retry++)
+        {
+            Assert.True(_outbox.Refused(send.Key, "c-19", ParleyErrorCodes.InternalError, "boom"));
+            Assert.Equal(RetryDelay * Math.Pow(2, retry), _outbox.UntilNextRetry());
+            _time.Advance(RetryDelay * Math.Pow(2, retry));
+            _outbox.ResendDue();
+            await server.NextAsync("send_message");
+        }
+
+        Assert.True(_outbox.Refused(send.Key, "c-19", ParleyErrorCodes.InternalError, "boom"));
+
+        Assert.Equal(ParleyErrorCodes.InternalError, (await Assert.ThrowsAsync<ParleyApiException>(() => send.Completion.Task.WaitAsync(Timeout, Ct))).Code);
+        Assert.False(_outbox.HasPendingSends);
+    }
+
+    [Fact]
     public void Refused_NoSuchSend_FalseForTheCallerToReport() =>
-        Assert.False(_outbox.Refused("c-unknown", ParleyErrorCodes.RateLimited, null));
+        Assert.False(_outbox.Refused(null, "c-unknown", ParleyErrorCodes.RateLimited, null));
 
     [Fact]
     public async Task Close_WaitingSendsFailAndLaterOnesAreRefused()

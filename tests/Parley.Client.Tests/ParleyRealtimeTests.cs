@@ -554,16 +554,22 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
     {
         var socket = await ConnectLiveAsync();
         await socket.CloseAsync(4003, "token expired");
-        var second = await _server.AcceptConnectedAsync();
 
-        // The fresh token is refused as expired too (a client clock behind the server's): no second reconnect at once.
-        await second.CloseAsync(4003, "token expired");
+        // The fresh token is refused as expired too (a client clock behind the server's), again and again: no reconnect
+        // at once after the first, and the waits grow (the jitter keeps each within half to all of its step).
+        for (var i = 0; i < 5; i++)
+        {
+            var next = await _server.AcceptConnectedAsync();
+            await next.CloseAsync(4003, "token expired");
+        }
+
         await _server.AcceptConnectedAsync();
 
-        await EventuallyAsync(() => States().Count(s => s.State == ConnectionState.Reconnecting) == 2, "two reconnects reported");
-        var reconnects = States().Where(s => s.State == ConnectionState.Reconnecting).ToList();
-        Assert.Equal(TimeSpan.Zero, reconnects[0].RetryDelay);
-        Assert.True(reconnects[1].RetryDelay > TimeSpan.Zero, $"retry delay {reconnects[1].RetryDelay}");
+        await EventuallyAsync(() => States().Count(s => s.State == ConnectionState.Reconnecting) == 6, "six reconnects reported");
+        var delays = States().Where(s => s.State == ConnectionState.Reconnecting).Select(s => s.RetryDelay!.Value).ToList();
+        Assert.Equal(TimeSpan.Zero, delays[0]);
+        Assert.All(delays.Skip(1), d => Assert.True(d > TimeSpan.Zero, $"retry delays {string.Join(", ", delays)}"));
+        Assert.True(delays[5] > delays[1], $"retry delays {string.Join(", ", delays)}");
     }
 
     [Fact]
@@ -741,7 +747,7 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
         var socket = await ConnectLiveAsync();
         var send = Realtime.SendAsync(SendMessageRequest.Text(C, "hello", "c-2"), Ct);
         await socket.NextAsync("send_message");
-        await socket.SendAsync("error", new { Code = "idempotency_conflict", Message = "different body", Id = "c-2", ClientMessageId = "c-2" });
+        await socket.SendAsync("error", new { Code = "idempotency_conflict", Message = "different body", Id = $"{C:N}:c-2", ClientMessageId = "c-2" });
 
         var error = await Assert.ThrowsAsync<ParleyApiException>(() => send.WaitAsync(Timeout, Ct));
         Assert.Equal(ParleyErrorCodes.IdempotencyConflict, error.Code);
@@ -756,7 +762,7 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
         var send = Realtime.SendAsync(SendMessageRequest.Text(C, "hello", "c-3"), Ct);
         await socket.NextAsync("send_message");
         // The inbound frame limiter answers with the frame's id only.
-        await socket.SendAsync("error", new { Code = "rate_limited", Message = "slow down", Id = "c-3" });
+        await socket.SendAsync("error", new { Code = "rate_limited", Message = "slow down", Id = $"{C:N}:c-3" });
 
         var resent = await socket.NextAsync("send_message");
         Assert.Equal("c-3", resent.GetProperty("client_message_id").GetString());
@@ -773,6 +779,24 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
         await SendMessageAsync(socket, 1, sender: "alice", clientMessageId: "c-4");
 
         Assert.Equal(1, (await send.WaitAsync(Timeout, Ct)).Seq);
+    }
+
+    [Fact]
+    public async Task SendAsync_OwnNewMessageOfAnotherConversationWithTheSameKey_DoesNotCompleteIt()
+    {
+        // Another device of the user sent "c-17" in another conversation (a client_message_id is the sender's per
+        // conversation): that is not this send's message, which must go on being resent until its own comes.
+        var socket = await ConnectLiveAsync();
+        var send = Realtime.SendAsync(SendMessageRequest.Text(C, "to C", "c-17"), Ct);
+        await socket.NextAsync("send_message");
+        var other = Guid.CreateVersion7();
+        await socket.SendAsync("new_message", Wire.NewMessage(other, 1, "alice", "c-17"));
+        await socket.SendAsync("error", new { code = "forbidden", message = "not yours", client_message_id = "c-17", id = $"{other:N}:c-17" });
+
+        await Task.Delay(200, Ct);
+        Assert.False(send.IsCompleted);
+        await SendMessageAsync(socket, 5, sender: "alice", clientMessageId: "c-17");
+        Assert.Equal((C, 5L), ((await send.WaitAsync(Timeout, Ct)).ConversationId, (await send).Seq));
     }
 
     [Fact]

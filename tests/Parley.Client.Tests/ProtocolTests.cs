@@ -110,12 +110,12 @@ public sealed class ProtocolTests
     }
 
     [Fact]
-    public void SendMessage_Frame_IsSnakeCaseWithTheClientMessageIdAsFrameId()
+    public void SendMessage_Frame_IsSnakeCaseWithTheGivenFrameId()
     {
-        var json = JsonDocument.Parse(ClientFrames.SendMessage(SendMessageRequest.Text(C, "Hi", "c-9"))).RootElement;
+        var json = JsonDocument.Parse(ClientFrames.SendMessage(SendMessageRequest.Text(C, "Hi", "c-9"), "frame-9")).RootElement;
 
         Assert.Equal("send_message", json.GetProperty("type").GetString());
-        Assert.Equal("c-9", json.GetProperty("id").GetString());
+        Assert.Equal("frame-9", json.GetProperty("id").GetString());
         var payload = json.GetProperty("payload");
         Assert.Equal(C, payload.GetProperty("conversation_id").GetGuid());
         Assert.Equal("text", payload.GetProperty("message_type").GetString());

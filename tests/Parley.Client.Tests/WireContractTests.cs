@@ -94,7 +94,7 @@ public sealed class WireContractTests
         byte[][] frames =
         [
             ClientFrames.Ack(conversationId, 3),
-            ClientFrames.SendMessage(send),
+            ClientFrames.SendMessage(send, "frame-1"),
             ClientFrames.Typing(conversationId, true),
             ClientFrames.ReadReceipt(Guid.CreateVersion7()),
         ];

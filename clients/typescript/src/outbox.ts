@@ -4,6 +4,11 @@ import { ErrorCodes } from './wire.js';
 
 /** A message sent over the socket and not acknowledged yet: resent with the same frame (and `client_message_id`) until it is. */
 export interface PendingSend {
+  /**
+   * What identifies the send (`sendKey`): a `client_message_id` is the sender's per conversation, and another device
+   * of the user may use the same one elsewhere. Also the frame's `id`, which the server echoes in an `error`.
+   */
+  readonly key: string;
   readonly clientMessageId: string;
   /** The serialized `send_message` frame, the same bytes on every attempt. */
   readonly frame: string;
@@ -13,6 +18,11 @@ export interface PendingSend {
   retryAt: number | null;
   /** How often the server answered `internal_error` so far. */
   internalErrors: number;
+}
+
+/** The key of a send: its conversation and `client_message_id`. */
+export function sendKey(conversationId: string, clientMessageId: string): string {
+  return `${conversationId.toLowerCase()}:${clientMessageId}`;
 }
 
 /** Refusals that pass: the same send succeeds later. */
@@ -58,32 +68,45 @@ export class Outbox {
 
   add(send: PendingSend): void {
     if (this.closedWith !== null) throw this.closedWith;
-    if (this.sends.has(send.clientMessageId)) {
+    if (this.sends.has(send.key)) {
       throw new Error(`A send with client_message_id '${send.clientMessageId}' is already waiting for its acknowledgement.`);
     }
-    this.sends.set(send.clientMessageId, send);
-    if (this.sender) this.sendInOrder([send]);
+    this.sends.set(send.key, send);
+    const retryAt = this.latestRetry();
+    if (retryAt !== null) {
+      // An earlier send waits for its retry (refused in passing): this one waits with it and goes out after it, or it
+      // would be stored first and everyone would see the two in reverse order.
+      send.retryAt = retryAt;
+      this.scheduleRetry();
+    } else if (this.sender) {
+      this.sendInOrder([send]);
+    }
   }
 
   /** The app stopped waiting: no more resends (a copy already sent may still be stored). */
   remove(send: PendingSend): void {
-    if (this.sends.get(send.clientMessageId) === send) this.sends.delete(send.clientMessageId);
+    if (this.sends.get(send.key) === send) this.sends.delete(send.key);
   }
 
-  /** `message_ack`, or the sender's own `new_message` carrying the id: the send is stored. */
-  acknowledged(clientMessageId: string, message: Message): void {
-    const send = this.sends.get(clientMessageId);
+  /** `message_ack`, or the sender's own `new_message` carrying the id: the send of that conversation is stored. */
+  acknowledged(message: Message): void {
+    if (!message.client_message_id) return;
+    const key = sendKey(message.conversation_id, message.client_message_id);
+    const send = this.sends.get(key);
     if (!send) return;
-    this.sends.delete(clientMessageId);
+    this.sends.delete(key);
     send.resolve(message);
   }
 
   /**
-   * An `error` frame about a send: passing refusals are retried after the retry delay, `internal_error` a few times
-   * with back-off, others fail it. Returns false when no send waits with that id.
+   * An `error` frame about a send, named by the frame id the server echoes (this client's frames all carry one), or
+   * without it by its `client_message_id`: passing refusals are retried after the retry delay, `internal_error` a
+   * few times with back-off, others fail it. Returns false when no send waits with that id.
    */
-  refused(clientMessageId: string, code: string, detail: string | null): boolean {
-    const send = this.sends.get(clientMessageId);
+  refused(frameId: string | null, clientMessageId: string | null, code: string, detail: string | null): boolean {
+    const send = frameId !== null
+      ? this.sends.get(frameId)
+      : [...this.sends.values()].find((s) => s.clientMessageId === clientMessageId);
     if (!send) return false;
     if (passing.has(code)) {
       send.retryAt = this.now() + this.retryDelayMs;
@@ -93,10 +116,17 @@ export class Outbox {
       send.internalErrors++;
       this.scheduleRetry();
     } else {
-      this.sends.delete(clientMessageId);
+      this.sends.delete(send.key);
       send.reject(new ParleyApiError(code, detail));
     }
     return true;
+  }
+
+  /** The latest retry time of the sends waiting for one; null when none waits. */
+  private latestRetry(): number | null {
+    let latest: number | null = null;
+    for (const send of this.sends.values()) if (send.retryAt !== null && (latest === null || send.retryAt > latest)) latest = send.retryAt;
+    return latest;
   }
 
   /** No more sends: every waiting one fails with `error`, and so does every later one. */

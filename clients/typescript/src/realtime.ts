@@ -10,7 +10,8 @@ import { EventStream } from './event-stream.js';
 import type { ParleyEvent, ParleyEventType, PositionedFrame } from './events.js';
 import { isPositioned, positionOf } from './events.js';
 import type { Message, SendMessageRequest } from './model.js';
-import { Outbox } from './outbox.js';
+import type { PendingSend } from './outbox.js';
+import { Outbox, sendKey } from './outbox.js';
 import type { ClientFrame, ConnectedPayload, ServerFrame } from './protocol.js';
 import { CloseCodes, ErrorCodes, Subprotocol } from './wire.js';
 
@@ -283,26 +284,39 @@ export class ParleyRealtime {
     const clientMessageId = request.client_message_id ?? generatedKey(request);
     const payload = { message_type: 'text' as const, ...request, client_message_id: clientMessageId };
     return new Promise<Message>((resolve, reject) => {
-      const send = {
+      const signal = options.signal;
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      // The listener goes with the send, however it ends: an app that passes one long-lived signal keeps nothing.
+      const onAbort = (): void => {
+        this.outbox.remove(send);
+        reject(signal!.reason);
+      };
+      const key = sendKey(request.conversation_id, clientMessageId);
+      const send: PendingSend = {
+        key,
         clientMessageId,
-        frame: serialize({ type: 'send_message', id: clientMessageId, payload }),
-        resolve,
-        reject,
+        frame: serialize({ type: 'send_message', id: key, payload }),
+        resolve: (message) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(message);
+        },
+        reject: (error) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(error);
+        },
         retryAt: null,
         internalErrors: 0,
       };
-      const signal = options.signal;
-      if (signal) {
-        if (signal.aborted) {
-          reject(signal.reason);
-          return;
-        }
-        signal.addEventListener('abort', () => {
-          this.outbox.remove(send);
-          reject(signal.reason);
-        }, { once: true });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        this.outbox.add(send);
+      } catch (error) {
+        signal?.removeEventListener('abort', onAbort);
+        throw error;
       }
-      this.outbox.add(send);
     });
   }
 
@@ -341,6 +355,9 @@ export class ParleyRealtime {
 
   private async run(): Promise<void> {
     let attempt = 0;
+    // A 4003 on a connection that had just opened, after one before it: the fresh token is expired as well (a fixed
+    // token, a client clock behind the server's), and reconnecting at once again would storm the server.
+    let tokenExpiredEarly = false;
     while (!this.closed) {
       // navigator.onLine is only a hint (false in airplane mode with the server on this machine): try all the same.
       this.networkBack = false;
@@ -379,14 +396,19 @@ export class ParleyRealtime {
           this.fail(new ParleyConnectionError(`The server closed the connection with ${end.code} (${end.reason}); reconnecting would not help.`, end.code));
           return;
         }
-        if (end.restart || end.code === CloseCodes.TokenExpired) {
+        const stable = this.options.now() - openedAt >= stableConnectionMs;
+        const expiredEarly = end.code === CloseCodes.TokenExpired && !stable;
+        this.refreshToken ||= end.code === CloseCodes.TokenExpired;
+        if (end.restart || (end.code === CloseCodes.TokenExpired && !(tokenExpiredEarly && expiredEarly))) {
           // A fresh token (the provider is asked again), or a resync: at once.
-          this.refreshToken ||= end.code === CloseCodes.TokenExpired;
+          tokenExpiredEarly = expiredEarly;
           attempt = 0;
           this.setState({ state: 'reconnecting', closeCode: end.code ?? undefined, retryInMs: 0, error: end.error });
           continue;
         }
-        if (this.options.now() - openedAt >= stableConnectionMs) attempt = 0;
+        // Early 4003s in a row keep backing off, each wait longer than the one before, until a connection lasts.
+        tokenExpiredEarly = expiredEarly;
+        if (stable) attempt = 0;
       }
 
       const delay = backoffDelay(attempt++, this.options.initialReconnectDelayMs, this.options.maxReconnectDelayMs, this.options.random());
@@ -512,12 +534,12 @@ export class ParleyRealtime {
         this.becameLive();
         break;
       case 'message_ack':
-        this.outbox.acknowledged(frame.payload.client_message_id, frame.payload.message);
+        this.outbox.acknowledged(frame.payload.message);
         break;
       case 'error': {
         const { code, message, id, client_message_id: clientMessageId } = frame.payload;
-        const sendId = clientMessageId ?? (typeof id === 'string' ? id : null);
-        if (sendId === null || !this.outbox.refused(sendId, code, message)) {
+        const frameId = typeof id === 'string' ? id : null;
+        if ((frameId === null && !clientMessageId) || !this.outbox.refused(frameId, clientMessageId ?? null, code, message)) {
           this.log.warn(`parley: the server answered a frame with ${code}: ${message}`);
         }
         break;
@@ -548,7 +570,7 @@ export class ParleyRealtime {
     const result = this.delivery.offer(e);
     // The message_ack of a resent message may still be on its way; its new_message already proves it stored.
     if (e.type === 'new_message' && e.payload.message.client_message_id && e.payload.message.sender_id === this.delivery.userId) {
-      this.outbox.acknowledged(e.payload.message.client_message_id, e.payload.message);
+      this.outbox.acknowledged(e.payload.message);
     }
     if (result === 'buffered') {
       const { conversation_id: conversationId, seq } = positionOf(e);

@@ -442,7 +442,9 @@ export class ChatStore {
         this.bound(state);
         state.typing.delete(message.sender_id);
         if (message.client_message_id && message.sender_id === this.me) this.pending.delete(message.client_message_id);
-        if (isNew && message.sender_id !== this.me) {
+        // A message this user's read watermark already covers (read on another device, whose receipt came first: a
+        // receipt may overtake its message during a catch-up or across instances) is not unread.
+        if (isNew && message.sender_id !== this.me && message.seq > ((this.me && state.read.get(this.me)) || 0)) {
           if (this.activeId === message.conversation_id && isVisible() && this.readingLatest) this.markRead();
           else state.conversation.unread_count++;
         }

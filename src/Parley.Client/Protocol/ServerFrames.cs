@@ -234,9 +234,12 @@ internal static class ClientFrames
     public static byte[] Ack(Guid conversationId, long seq) =>
         Serialize(FrameTypes.Ack, new AckPayload(conversationId, seq), WireJson.Default.AckPayload);
 
-    /// <summary>The frame's id is the client_message_id, so that even a server that does not echo the id field in errors is matched.</summary>
-    public static byte[] SendMessage(SendMessageRequest message) =>
-        Serialize(FrameTypes.SendMessage, message, WireJson.Default.SendMessageRequest, message.ClientMessageId);
+    /// <summary>
+    /// <paramref name="frameId"/> names the send (its conversation and client_message_id: a device may use one
+    /// client_message_id in two conversations), and the server echoes it in an <c>error</c> about the frame.
+    /// </summary>
+    public static byte[] SendMessage(SendMessageRequest message, string frameId) =>
+        Serialize(FrameTypes.SendMessage, message, WireJson.Default.SendMessageRequest, frameId);
 
     public static byte[] Typing(Guid conversationId, bool isTyping) =>
         Serialize(FrameTypes.Typing, new TypingFramePayload(conversationId, isTyping), WireJson.Default.TypingFramePayload);

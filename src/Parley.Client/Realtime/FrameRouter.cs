@@ -70,11 +70,11 @@ internal sealed class FrameRouter(
                 BecameLive();
                 break;
             case MessageAckPayload ack:
-                outbox.Acknowledged(ack.ClientMessageId, ack.Message);
+                outbox.Acknowledged(ack.Message);
                 break;
             case ErrorPayload error:
-                var id = error.ClientMessageId ?? (error.Id is { ValueKind: JsonValueKind.String } echoed ? echoed.GetString() : null);
-                if (id is null || !outbox.Refused(id, error.Code, error.Message))
+                var frameId = error.Id is { ValueKind: JsonValueKind.String } echoed ? echoed.GetString() : null;
+                if ((frameId is null && error.ClientMessageId is null) || !outbox.Refused(frameId, error.ClientMessageId, error.Code, error.Message))
                 {
                     ParleyRealtime.Log.ServerError(logger, error.Code, error.Message);
                 }
@@ -104,9 +104,9 @@ internal sealed class FrameRouter(
         var result = delivery.Offer(e, out var catchingUp);
 
         // The message_ack of a resent message may still be on its way; its new_message already proves it stored.
-        if (e is MessageCreatedEvent { Message: { ClientMessageId: { } id } message } && message.SenderId == delivery.UserId)
+        if (e is MessageCreatedEvent { Message: { ClientMessageId: not null } message } && message.SenderId == delivery.UserId)
         {
-            outbox.Acknowledged(id, message);
+            outbox.Acknowledged(message);
         }
 
         if (result == OfferResult.Buffered)

@@ -107,7 +107,8 @@ internal sealed class Outbox(TimeProvider time, TimeSpan retryDelay, Signal retr
 
             if (!_sends.TryAdd(send))
             {
-                throw new InvalidOperationException($"A send with client_message_id '{send.ClientMessageId}' is already waiting for its acknowledgement.");
+                throw new InvalidOperationException(
+                    $"A send with client_message_id '{send.ClientMessageId}' in conversation {send.ConversationId} is already waiting for its acknowledgement.");
             }
 
             if (_sends.LatestRetry() is { } retryAt)
@@ -142,36 +143,49 @@ internal sealed class Outbox(TimeProvider time, TimeSpan retryDelay, Signal retr
     }
 
     /// <summary><c>message_ack</c>, or the sender's own <c>new_message</c> carrying the id: the send is stored.</summary>
-    public void Acknowledged(string clientMessageId, Message message)
+    public void Acknowledged(Message message)
     {
         lock (_lock)
         {
-            _sends.TryComplete(clientMessageId, message);
+            _sends.TryComplete(message);
         }
     }
 
     /// <summary>
-    /// An <c>error</c> frame about the send <paramref name="clientMessageId"/>: passing refusals (rate limit,
-    /// storage unavailable, internal error) are retried after the retry delay, others fail the send. Returns
-    /// false when no send waits with that id (the error is someone else's to report).
+    /// <c>internal_error</c> may be a passing failure or a send the server can never store (docs/delivery.md): it is
+    /// retried this many times, the delay doubling each time, and then the send fails with it.
     /// </summary>
-    public bool Refused(string clientMessageId, string code, string? detail)
+    public const int InternalErrorRetries = 3;
+
+    /// <summary>
+    /// An <c>error</c> frame about a send (named by the frame id it echoes, else by its client_message_id): passing
+    /// refusals (rate limit, storage unavailable) are retried after the retry delay, <c>internal_error</c>
+    /// <see cref="InternalErrorRetries"/> times with back-off, others fail the send. Returns false when no send waits
+    /// with that id (the error is someone else's to report).
+    /// </summary>
+    public bool Refused(string? frameId, string? clientMessageId, string code, string? detail)
     {
         lock (_lock)
         {
-            if (_sends.Find(clientMessageId) is not { } send)
+            if (_sends.Find(frameId, clientMessageId) is not { } send)
             {
                 return false;
             }
 
-            if (code is ParleyErrorCodes.RateLimited or ParleyErrorCodes.ServiceUnavailable or ParleyErrorCodes.InternalError)
+            if (code is ParleyErrorCodes.RateLimited or ParleyErrorCodes.ServiceUnavailable)
             {
                 send.RetryAt = time.GetUtcNow() + retryDelay;
                 retryDue.Set();
             }
+            else if (code == ParleyErrorCodes.InternalError && send.InternalErrors < InternalErrorRetries)
+            {
+                send.RetryAt = time.GetUtcNow() + (retryDelay * Math.Pow(2, send.InternalErrors));
+                send.InternalErrors++;
+                retryDue.Set();
+            }
             else
             {
-                _sends.TryFail(clientMessageId, new ParleyApiException(null, code, detail));
+                _sends.TryFail(send, new ParleyApiException(null, code, detail));
             }
 
             return true;

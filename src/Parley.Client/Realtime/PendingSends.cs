@@ -1,9 +1,19 @@
 namespace Parley.Client.Realtime;
 
 /// <summary>A message sent over the socket and not acknowledged yet; resent with the same frame (and client_message_id) until it is.</summary>
-internal sealed class PendingSend(string clientMessageId, byte[] frame)
+internal sealed class PendingSend(Guid conversationId, string clientMessageId, byte[] frame)
 {
+    public Guid ConversationId { get; } = conversationId;
+
     public string ClientMessageId { get; } = clientMessageId;
+
+    /// <summary>
+    /// What identifies the send: a client_message_id is the sender's per conversation (another device of the user may
+    /// use the same one elsewhere). Also the frame's <c>id</c>, which the server echoes in an <c>error</c>.
+    /// </summary>
+    public string Key { get; } = KeyOf(conversationId, clientMessageId);
+
+    public static string KeyOf(Guid conversationId, string clientMessageId) => $"{conversationId:N}:{clientMessageId}";
 
     public byte[] Frame { get; } = frame;
 
@@ -11,6 +21,9 @@ internal sealed class PendingSend(string clientMessageId, byte[] frame)
 
     /// <summary>When a send refused for a passing reason is due again; null when it waits for the next connection only.</summary>
     public DateTimeOffset? RetryAt { get; set; }
+
+    /// <summary>How often the server answered <c>internal_error</c> so far.</summary>
+    public int InternalErrors { get; set; }
 }
 
 /// <summary>Sends awaiting <c>message_ack</c>, in the order they were made. Not thread-safe: the owner's lock guards it.</summary>
@@ -25,7 +38,7 @@ internal sealed class PendingSends
 
     public bool TryAdd(PendingSend send)
     {
-        if (!_byId.TryAdd(send.ClientMessageId, send))
+        if (!_byId.TryAdd(send.Key, send))
         {
             return false;
         }
@@ -34,20 +47,28 @@ internal sealed class PendingSends
         return true;
     }
 
-    public PendingSend? Find(string clientMessageId) => _byId.GetValueOrDefault(clientMessageId);
+    /// <summary>
+    /// The send named by an <c>error</c>: by the frame id it echoes (this client's frames all carry one); without one
+    /// (a server that does not echo it), the first waiting with the client_message_id.
+    /// </summary>
+    public PendingSend? Find(string? frameId, string? clientMessageId) =>
+        frameId is not null ? _byId.GetValueOrDefault(frameId)
+        : clientMessageId is not null ? _order.Find(s => s.ClientMessageId == clientMessageId)
+        : null;
 
     public void Remove(PendingSend send)
     {
-        if (_byId.TryGetValue(send.ClientMessageId, out var current) && ReferenceEquals(current, send))
+        if (_byId.TryGetValue(send.Key, out var current) && ReferenceEquals(current, send))
         {
-            _byId.Remove(send.ClientMessageId);
+            _byId.Remove(send.Key);
             _order.Remove(send);
         }
     }
 
-    public bool TryComplete(string clientMessageId, Message message)
+    public bool TryComplete(Message message)
     {
-        if (!_byId.TryGetValue(clientMessageId, out var send) || send.Completion.Task.IsCompleted)
+        if (message.ClientMessageId is not { } id || !_byId.TryGetValue(PendingSend.KeyOf(message.ConversationId, id), out var send)
+            || send.Completion.Task.IsCompleted)
         {
             return false;
         }
@@ -56,13 +77,8 @@ internal sealed class PendingSends
         return send.Completion.TrySetResult(message);
     }
 
-    public bool TryFail(string clientMessageId, Exception error)
+    public bool TryFail(PendingSend send, Exception error)
     {
-        if (!_byId.TryGetValue(clientMessageId, out var send))
-        {
-            return false;
-        }
-
         Remove(send);
         return send.Completion.TrySetException(error);
     }

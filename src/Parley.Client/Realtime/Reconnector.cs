@@ -149,23 +149,26 @@ internal sealed class Reconnector(
             }
 
             ParleyRealtime.Log.SocketEnded(logger, end.CloseStatus, end.CloseDescription, end.Error?.Message);
+            var stable = _time.GetElapsedTime(opened) >= StableConnection;
+            var expiredEarly = end.CloseStatus == CloseCodes.TokenExpired && !stable;
             switch (AfterSocket(end))
             {
                 case NextAttempt.Fail:
                     fail(new ParleyConnectionException(
                         $"The server closed the connection with {end.CloseStatus} ({end.CloseDescription}); reconnecting would not help.", end.CloseStatus));
                     return;
-                case NextAttempt.Now when !(tokenExpiredEarly && end.CloseStatus == CloseCodes.TokenExpired && _time.GetElapsedTime(opened) < StableConnection):
+                case NextAttempt.Now when !(tokenExpiredEarly && expiredEarly):
                     // A fresh token (the provider is asked on every attempt), or a resync: at once.
-                    tokenExpiredEarly = end.CloseStatus == CloseCodes.TokenExpired && _time.GetElapsedTime(opened) < StableConnection;
+                    tokenExpiredEarly = expiredEarly;
                     attempt = 0;
                     status.Set(new ConnectionStateChange(ConnectionState.Reconnecting, end.CloseStatus, TimeSpan.Zero, end.Error));
                     continue;
             }
 
-            tokenExpiredEarly = false;
+            // Early 4003s in a row keep backing off, each wait longer than the one before, until a connection lasts.
+            tokenExpiredEarly = expiredEarly;
 
-            if (_time.GetElapsedTime(opened) >= StableConnection)
+            if (stable)
             {
                 attempt = 0;
             }

@@ -4,11 +4,14 @@ import { ParleyCredentials } from '../../src/credentials.js';
 import { MemoryCursorStore } from '../../src/cursor-store.js';
 import { ParleyApiError, ParleyConnectionError } from '../../src/errors.js';
 import type { ParleyEvent } from '../../src/events.js';
+import type { Message } from '../../src/model.js';
 import type { ConnectionStateChange, ParleyRealtimeOptions } from '../../src/realtime.js';
 import { ParleyRealtime } from '../../src/realtime.js';
 import { eventually, message, ScriptedServer } from './scripted-server.js';
 
 const C = '01a20b3e-940d-7fab-a2e1-d6da9c0eafc2';
+const D = '01a20b3e-940d-7fab-a2e1-d6da9c0eafd3';
+const E = '01a20b3e-940d-7fab-a2e1-d6da9c0eafe4';
 const T = '2026-11-24T01:49:40.771Z';
 
 interface Rig {
@@ -170,7 +173,7 @@ describe('ParleyRealtime', () => {
     const sending = r.realtime.send({ conversation_id: C, content: 'Hello' });
     const [sent] = first.frames('send_message');
     const id = (sent!.payload as { client_message_id: string }).client_message_id;
-    expect(sent).toEqual({ type: 'send_message', id, payload: { message_type: 'text', conversation_id: C, content: 'Hello', client_message_id: id } });
+    expect(sent).toEqual({ type: 'send_message', id: `${C}:${id}`, payload: { message_type: 'text', conversation_id: C, content: 'Hello', client_message_id: id } });
 
     first.serverClose(1001);
     const second = (await r.server.socket(2)).connect();
@@ -221,13 +224,13 @@ describe('ParleyRealtime', () => {
     const socket = r.server.sockets[0]!;
 
     const retried = r.realtime.send({ conversation_id: C, content: 'a', client_message_id: 'k-a' });
-    socket.push('error', { code: 'rate_limited', message: 'slow down', id: 'k-a', client_message_id: 'k-a' });
+    socket.push('error', { code: 'rate_limited', message: 'slow down', id: `${C}:k-a`, client_message_id: 'k-a' });
     await eventually(() => expect(socket.frames('send_message')).toHaveLength(2));
     socket.push('message_ack', { client_message_id: 'k-a', message: message(C, 1, { client_message_id: 'k-a' }) });
     await retried;
 
     const refused = r.realtime.send({ conversation_id: C, content: '', client_message_id: 'k-b' });
-    socket.push('error', { code: 'validation_failed', message: 'content is required', id: 'k-b', client_message_id: 'k-b' });
+    socket.push('error', { code: 'validation_failed', message: 'content is required', id: `${C}:k-b`, client_message_id: 'k-b' });
     const error = await refused.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ParleyApiError);
     expect(error).toMatchObject({ code: 'validation_failed', status: null });
@@ -292,6 +295,90 @@ describe('ParleyRealtime', () => {
     const second = await r.server.socket(2);
     expect(second.url.searchParams.get('access_token')).toBe('fresh-token');
     expect(r.states.find((s) => s.state === 'reconnecting')).toMatchObject({ closeCode: 4003, retryInMs: 0 });
+  });
+
+  it('backs off, each wait longer, while the fresh token is refused as expired right after every reconnect (4003)', async () => {
+    const r = rig({ initialReconnectDelayMs: 4, maxReconnectDelayMs: 200 });
+    await connected(r);
+
+    // The provider's tokens are all past the server's clock skew (a fixed token, a clock behind the server's): each new
+    // socket is closed with 4003 at once.
+    r.server.sockets[0]!.serverClose(4003, 'token expired');
+    for (let n = 2; n <= 6; n++) {
+      const next = await r.server.socket(n);
+      next.connect();
+      next.serverClose(4003, 'token expired');
+    }
+    await r.server.socket(7);
+
+    const delays = r.states.filter((s) => s.state === 'reconnecting').map((s) => s.retryInMs ?? 0);
+    expect(delays).toHaveLength(6);
+    expect(delays[0]).toBe(0);
+    for (const delay of delays.slice(1)) expect(delay).toBeGreaterThan(0);
+    // Equal jitter: attempt 0 waits 2-4 ms, attempt 3 waits 16-32 ms.
+    expect(delays[5]).toBeGreaterThan(delays[1]!);
+  });
+
+  it('completes a send only with its own conversation\'s message: a client_message_id is the sender\'s per conversation', async () => {
+    const r = rig();
+    await connected(r);
+    const socket = r.server.sockets[0]!;
+    let resolved: Message | null = null;
+    const sending = r.realtime.send({ conversation_id: C, content: 'to C', client_message_id: 'c-17' }).then((m) => (resolved = m));
+    const inD = r.realtime.send({ conversation_id: D, content: 'to D', client_message_id: 'c-17' });
+    await eventually(() => expect(socket.frames('send_message')).toHaveLength(2));
+    expect(socket.frames('send_message').map((f) => f.id)).toEqual([`${C}:c-17`, `${D}:c-17`]);
+
+    // Another device of the user used "c-17" in a third conversation; then D's send is refused for good.
+    socket.push('new_message', { message: message(E, 1, { sender_id: 'alice', client_message_id: 'c-17' }), timestamp: T });
+    socket.push('error', { code: 'forbidden', message: 'not a member', id: `${D}:c-17`, client_message_id: 'c-17' });
+    expect(await inD.catch((e: unknown) => e)).toMatchObject({ code: 'forbidden' });
+    expect(resolved).toBeNull();
+
+    socket.push('message_ack', { client_message_id: 'c-17', message: message(C, 3, { sender_id: 'alice', client_message_id: 'c-17' }) });
+    expect((await sending).conversation_id).toBe(C);
+  });
+
+  it('holds a new send behind one waiting for its internal_error retry, so the two are stored in order', async () => {
+    const r = rig({ sendRetryDelayMs: 30 });
+    await connected(r);
+    const socket = r.server.sockets[0]!;
+    const first = r.realtime.send({ conversation_id: C, content: 'first', client_message_id: 'a' }).catch(() => {});
+    await eventually(() => expect(socket.frames('send_message')).toHaveLength(1));
+    socket.push('error', { code: 'internal_error', message: 'boom', id: `${C}:a`, client_message_id: 'a' });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+
+    const second = r.realtime.send({ conversation_id: C, content: 'second', client_message_id: 'b' }).catch(() => {});
+
+    await eventually(() => expect(socket.frames('send_message')).toHaveLength(3));
+    expect(socket.frames('send_message').map((f) => (f.payload as { client_message_id: string }).client_message_id)).toEqual(['a', 'a', 'b']);
+    socket.push('message_ack', { client_message_id: 'a', message: message(C, 1, { sender_id: 'alice', client_message_id: 'a' }) });
+    socket.push('message_ack', { client_message_id: 'b', message: message(C, 2, { sender_id: 'alice', client_message_id: 'b' }) });
+    await Promise.all([first, second]);
+  });
+
+  it('removes its abort listener when a send ends, so one long-lived signal keeps nothing', async () => {
+    const r = rig();
+    await connected(r);
+    const socket = r.server.sockets[0]!;
+    const controller = new AbortController();
+    let listeners = 0;
+    const add = controller.signal.addEventListener.bind(controller.signal);
+    const remove = controller.signal.removeEventListener.bind(controller.signal);
+    controller.signal.addEventListener = ((...a: Parameters<typeof add>) => { listeners++; add(...a); }) as typeof add;
+    controller.signal.removeEventListener = ((...a: Parameters<typeof remove>) => { listeners--; remove(...a); }) as typeof remove;
+
+    for (let i = 0; i < 5; i++) {
+      const id = `k-${i}`;
+      const sending = r.realtime.send({ conversation_id: C, content: 'x', client_message_id: id }, { signal: controller.signal });
+      socket.push('message_ack', { client_message_id: id, message: message(C, i + 1, { sender_id: 'alice', client_message_id: id }) });
+      await sending;
+    }
+    const refused = r.realtime.send({ conversation_id: C, content: '', client_message_id: 'k-x' }, { signal: controller.signal });
+    socket.push('error', { code: 'validation_failed', message: 'content is required', id: `${C}:k-x`, client_message_id: 'k-x' });
+    await refused.catch(() => {});
+
+    expect(listeners).toBe(0);
   });
 
   it('fails when the server closes with a code that reconnecting cannot fix, ending the event loop with the error', async () => {

@@ -251,6 +251,18 @@ describe('ChatStore', () => {
     expect(r.store.conversations.get('A')!.conversation.unread_count).toBe(0);
   });
 
+  it('does not count as unread a message whose read receipt from another device came first', async () => {
+    const r = rig();
+    await listed(r, conversation('G', ['alice', 'bob'], 2, { read_up_to_seq: 2, unread_count: 0 }));
+
+    // Bob read message 3 on his phone; this device, catching up, gets that receipt before the message itself.
+    await r.store.apply({ type: 'message_read', payload: { conversation_id: 'G', user_id: 'bob', message_id: 'G-m3', up_to_seq: 3, timestamp: T } });
+    await r.store.apply(newMessage(message('G', 3)));
+    await r.store.apply(newMessage(message('G', 4)));
+
+    expect(r.store.conversations.get('G')!.conversation.unread_count).toBe(1);
+  });
+
   it('does not report read what arrived after the reader left the conversation', async () => {
     const r = rig();
     r.client.history.set('A', [message('A', 1)]);
