@@ -595,6 +595,88 @@ public sealed class ResumeTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task Resume_AMessageReadElsewhereDuringTheCatchUp_ItsReceiptComesAfterTheMessage()
+    {
+        // The catch-up is slowed at its read of the watermarks; meanwhile alice sends and bob's phone reads it. The
+        // resuming laptop must get the message before any receipt naming it (a receipt first made apps count a read
+        // message as unread).
+        await using var factory = new ParleyFactory(services: FailingStore.Install).StartKestrel();
+        var store = factory.Services.GetRequiredService<FailingStore>();
+        using var alice = factory.Api("alice");
+        using var bob = factory.Api("bob");
+        var direct = await alice.CreateDirectAsync("bob");
+        await alice.SendTextAsync(direct.Id, "before");
+        var cursor = (await ParleyApi.ReadAsync<JsonElement>(await bob.GetAsync("/api/v1/sync/cursor"))).GetProperty("cursor").GetString()!;
+        store.Method = nameof(IChatStore.ListMovedWatermarksAsync);
+        store.Delay = TimeSpan.FromSeconds(2);
+        store.Failing = true;
+
+        await using var laptop = await WsClient.ConnectAsync(factory, "bob", $"cursor={Uri.EscapeDataString(cursor)}", "laptop");
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (store.Failures == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the catch-up did not reach the watermarks");
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+
+        var sent = await alice.SendTextAsync(direct.Id, "during the catch-up");
+        await bob.MarkReadAsync(sent.Id);
+
+        await laptop.NextAsync("sync_complete");
+        await laptop.NextAsync("new_message", p => p.GetProperty("message").GetProperty("id").GetGuid() == sent.Id);
+        var frames = laptop.All().ToList();
+        var messageAt = frames.FindIndex(f => f.GetProperty("type").GetString() == "new_message"
+                                              && f.GetProperty("payload").GetProperty("message").GetProperty("id").GetGuid() == sent.Id);
+        var receiptsBefore = frames.Take(messageAt).Count(f => f.GetProperty("type").GetString() is "message_read" or "message_delivered"
+                                                              && f.GetProperty("payload").GetProperty("up_to_seq").GetInt64() >= sent.Seq);
+        Assert.Equal(0, receiptsBefore);
+    }
+
+    [Fact]
+    public async Task RestSync_AReadOfAMessageNotPositionedYet_ComesOnlyWithOrAfterTheMessage()
+    {
+        // On PostgreSQL the sequencer positions events on the server's clock, which stands still here: alice's message is
+        // committed but not positioned, and bob has read it. A sync call must not return that receipt before the
+        // message; it comes in a later call, with the message. (On SQLite events are positioned at commit: both at once.)
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var factory = new ParleyFactory(configure: null, time);
+        factory.StartKestrel();
+        using var alice = factory.Api("alice");
+        using var bob = factory.Api("bob");
+        var direct = await alice.CreateDirectAsync("bob");
+        var cursor = (await ParleyApi.ReadAsync<JsonElement>(await alice.GetAsync("/api/v1/sync/cursor"))).GetProperty("cursor").GetString()!;
+        var sent = await alice.SendTextAsync(direct.Id, "read at once");
+        await bob.MarkReadAsync(sent.Id);
+
+        var seen = new List<string>();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!seen.Contains("message_read"))
+        {
+            var page = await ParleyApi.ReadAsync<JsonElement>(await alice.GetAsync($"/api/v1/sync?cursor={Uri.EscapeDataString(cursor)}&limit=100"));
+            foreach (var e in page.GetProperty("events").EnumerateArray())
+            {
+                var type = e.GetProperty("type").GetString()!;
+                if (type == "new_message" && e.GetProperty("payload").GetProperty("message").GetProperty("id").GetGuid() == sent.Id)
+                {
+                    seen.Add(type);
+                }
+                else if (type == "message_read" && e.GetProperty("payload").GetProperty("user_id").GetString() == "bob"
+                         && e.GetProperty("payload").GetProperty("up_to_seq").GetInt64() == sent.Seq)
+                {
+                    seen.Add(type);
+                }
+            }
+
+            cursor = page.GetProperty("next_cursor").GetString()!;
+            Assert.True(DateTime.UtcNow < deadline, $"no receipt in time; seen {string.Join(", ", seen)}");
+            time.Advance(TimeSpan.FromMilliseconds(20));
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        Assert.Equal(["new_message", "message_read"], seen);
+    }
+
     /// <summary>Waits until REST sync from the cursor returns <paramref name="count"/> messages (the sequencer positions them shortly after commit).</summary>
     /// <summary>
     /// Waits until <paramref name="count"/> messages lie past <paramref name="cursor"/> for <paramref name="userId"/>. With

@@ -39,6 +39,10 @@ internal sealed partial class CatchUp(IChatStore store, StreamCursors cursors, E
 
             var sent = new Dictionary<Guid, long>();
             var from = cursor.Value!;
+            // The watermarks are read first and sent last: every message they name was committed before the events are
+            // read, so its new_message comes before any receipt of it (a read on another device meanwhile comes live,
+            // after sync_complete).
+            var watermarks = await frames.WatermarkFramesAsync(connection.UserId, from.IssuedAt, cancellationToken);
             var upto = await store.GetStreamPositionAsync(cancellationToken);
             var after = from.Pos;
             var pageSize = options.Value.CatchUpPage;
@@ -72,7 +76,7 @@ internal sealed partial class CatchUp(IChatStore store, StreamCursors cursors, E
                 newerAfter = (newer[^1].Event.ConversationId, newer[^1].Event.Seq);
             }
 
-            await SendAsync(connection, await frames.WatermarkFramesAsync(connection.UserId, from.IssuedAt, cancellationToken), sent, cancellationToken);
+            await SendAsync(connection, watermarks.ConvertAll(w => w.Frame), sent, cancellationToken);
 
             var complete = Cursor.At(upto.Epoch, upto.Pos, upto.Last, time.GetUtcNow());
             await connection.EnqueueAsync(Frames.Cursor(FrameTypes.SyncComplete, complete.Encode()), cancellationToken);

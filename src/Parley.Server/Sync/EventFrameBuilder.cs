@@ -103,23 +103,26 @@ internal sealed class EventFrameBuilder(IChatStore store, TimeProvider time)
     }
 
     /// <summary>Current watermarks that moved since <paramref name="since"/>, for messages the user can see.</summary>
-    public async Task<List<OutboundFrame>> WatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken)
+    public async Task<List<WatermarkFrame>> WatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken)
     {
-        var frames = new List<OutboundFrame>();
+        var frames = new List<WatermarkFrame>();
         var now = time.GetUtcNow();
         foreach (var (conversationId, member, viewerJoinedSeq) in await store.ListMovedWatermarksAsync(userId, since - ClockSlack, cancellationToken))
         {
             if (member.DeliveredMessageId is { } delivered && member.DeliveredSeq > viewerJoinedSeq)
             {
-                frames.Add(EventFrames.Receipt(FrameTypes.MessageDelivered, conversationId, member.UserId, delivered, member.DeliveredSeq, now));
+                frames.Add(new(EventFrames.Receipt(FrameTypes.MessageDelivered, conversationId, member.UserId, delivered, member.DeliveredSeq, now), conversationId, member.DeliveredSeq));
             }
 
             if (member.ReadMessageId is { } read && member.ReadSeq > viewerJoinedSeq)
             {
-                frames.Add(EventFrames.Receipt(FrameTypes.MessageRead, conversationId, member.UserId, read, member.ReadSeq, now));
+                frames.Add(new(EventFrames.Receipt(FrameTypes.MessageRead, conversationId, member.UserId, read, member.ReadSeq, now), conversationId, member.ReadSeq));
             }
         }
 
         return frames;
     }
 }
+
+/// <summary>A receipt frame of a watermark, and the message it names (conversation and seq).</summary>
+internal readonly record struct WatermarkFrame(OutboundFrame Frame, Guid ConversationId, long UpToSeq);

@@ -29,7 +29,7 @@ internal sealed class GapFiller(IChatStore store, EventFrameBuilder frames, Sock
         store.GetLastSeqsAsync(userId, cancellationToken);
 
     public async Task<IReadOnlyList<OutboundFrame>> ReadWatermarkFramesAsync(string userId, DateTimeOffset since, CancellationToken cancellationToken) =>
-        await frames.WatermarkFramesAsync(userId, since, cancellationToken);
+        (await frames.WatermarkFramesAsync(userId, since, cancellationToken)).ConvertAll(w => w.Frame);
 
     public void RecheckCursors()
     {

@@ -12,6 +12,9 @@ internal sealed class SyncPages(IChatStore store, StreamCursors cursors, EventFr
     public const int DefaultPageSize = 200;
     public const int MaxPageSize = 1000;
 
+    /// <summary>How many events committed but not positioned yet the last page looks at before sending watermarks.</summary>
+    private const int UnpositionedCheckLimit = 1000;
+
     public async Task<Result<SyncPage>> ReadPageAsync(Caller caller, string? cursorText, string? limitText, CancellationToken cancellationToken)
     {
         var limit = DefaultPageSize;
@@ -32,18 +35,34 @@ internal sealed class SyncPages(IChatStore store, StreamCursors cursors, EventFr
         }
 
         var cursor = validated.Value!;
+        // The watermarks are read before the events (and go on the last page, after them): every message they name was
+        // committed before the events were read, so it is on this page or an earlier one, never after its receipt.
+        var watermarks = await frames.WatermarkFramesAsync(caller.UserId, cursor.IssuedAt, cancellationToken);
         var upto = await store.GetStreamPositionAsync(cancellationToken);
         var events = await store.ReadUserEventsAsync(caller.UserId, cursor.Pos, upto.Pos, limit + 1, cancellationToken);
         var hasMore = events.Count > limit;
         var page = hasMore ? events.Take(limit).ToList() : events;
         var built = await frames.BuildFramesAsync(caller.UserId, page, cancellationToken);
-        if (!hasMore)
-        {
-            built.AddRange(await frames.WatermarkFramesAsync(caller.UserId, cursor.IssuedAt, cancellationToken));
-        }
 
         // Watermarks come with the last page: until then the next cursor keeps the time they are replayed from.
         var next = hasMore ? StreamCursors.At(cursor.Epoch, page[^1], cursor.IssuedAt) : Cursor.At(cursor.Epoch, upto.Pos, upto.Last, time.GetUtcNow());
+        if (!hasMore && watermarks.Count > 0)
+        {
+            // Except one naming a message committed but not positioned yet (PostgreSQL's sequencer numbers events just
+            // after their commit): that message comes with a later page, so its receipt does too; the next cursor keeps
+            // the replay time, and the watermarks come again then (a receipt repeated is harmless).
+            var unpositioned = await store.ReadUserEventsNewerAsync(caller.UserId, upto.Pos, after: null, UnpositionedCheckLimit, cancellationToken);
+            var later = unpositioned.Select(e => (e.Event.ConversationId, e.Event.Seq)).ToHashSet();
+            var unsure = unpositioned.Count == UnpositionedCheckLimit;
+            if (unsure || watermarks.Exists(w => later.Contains((w.ConversationId, w.UpToSeq))))
+            {
+                next = Cursor.At(cursor.Epoch, upto.Pos, upto.Last, cursor.IssuedAt);
+                watermarks = unsure ? [] : watermarks.FindAll(w => !later.Contains((w.ConversationId, w.UpToSeq)));
+            }
+
+            built.AddRange(watermarks.Select(w => w.Frame));
+        }
+
         return new SyncPage(built.Select(f => new RawFrame(f.Utf8)).ToList(), next.Encode(), hasMore);
     }
 }
