@@ -652,6 +652,10 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
         var store = new InMemoryCursorStore();
         await store.SaveAsync(new DeliveryCheckpoint("garbage", new Dictionary<Guid, long> { [C] = 3 }), Ct);
         _server.RefuseNext(new ParleyConnectionException("refused", handshakeStatus: HttpStatusCode.BadRequest));
+        var asked = 0;
+        _server.Http = _ => Interlocked.Increment(ref asked) == 1 // REST says why, once
+            ? FakeParley.Problem(HttpStatusCode.BadRequest, ParleyErrorCodes.InvalidCursor)
+            : FakeParley.Problem(HttpStatusCode.NotFound, "not_found");
         var connect = Create(_server.Options(store)).ConnectAsync(Ct);
         var socket = await _server.AcceptAsync();
         Assert.Null(socket.Query("cursor"));
@@ -669,6 +673,42 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
         await SendMessageAsync(socket, 9);
         Assert.Equal([9L], await NextSeqsAsync(1));
         await EventuallyAsync(() => store.Checkpoint?.Cursor == "k7", "the new cursor");
+    }
+
+    [Fact]
+    public async Task ConnectAsync_UpgradeRefusedWith400ButRestAcceptsTheCursor_FailsAndKeepsThePosition()
+    {
+        // The 400 has another cause (a device id the server refuses, a proxy): the device's position is not given up.
+        var store = new InMemoryCursorStore();
+        await store.SaveAsync(new DeliveryCheckpoint("k3", new Dictionary<Guid, long> { [C] = 3 }), Ct);
+        _server.RefuseNext(new ParleyConnectionException("refused", handshakeStatus: HttpStatusCode.BadRequest));
+        _server.Http = request => request.RequestUri!.AbsolutePath == "/api/v1/sync"
+            ? FakeParley.Json(Wire.SyncPage("k3", hasMore: false))
+            : FakeParley.Problem(HttpStatusCode.NotFound, "not_found");
+
+        var error = await Assert.ThrowsAsync<ParleyConnectionException>(() => Create(_server.Options(store)).ConnectAsync(Ct).WaitAsync(Timeout, Ct));
+
+        Assert.Equal(HttpStatusCode.BadRequest, error.HandshakeStatus);
+        Assert.Equal("k3", store.Checkpoint?.Cursor);
+        await _server.AssertNoConnectionAsync(TimeSpan.FromMilliseconds(300));
+    }
+
+    [Fact]
+    public async Task ConnectAsync_UpgradeRefusedWith400AndRestUnreachable_RetriesWithTheCursor()
+    {
+        _server.RefuseNext(new ParleyConnectionException("refused", handshakeStatus: HttpStatusCode.BadRequest));
+        _server.Http = _ => throw new HttpRequestException("connection refused");
+        var store = new InMemoryCursorStore();
+        await store.SaveAsync(new DeliveryCheckpoint("k3", new Dictionary<Guid, long> { [C] = 3 }), Ct);
+
+        var connect = Create(_server.Options(store)).ConnectAsync(Ct);
+        var socket = await _server.AcceptAsync();
+
+        Assert.Equal("k3", socket.Query("cursor"));
+        await socket.SendConnectedAsync(cursor: "k3");
+        await socket.SendAsync("sync_complete", new { Cursor = "k4" });
+        await connect.WaitAsync(Timeout, Ct);
+        Assert.DoesNotContain(States(), s => s.State == ConnectionState.Failed);
     }
 
     [Fact]

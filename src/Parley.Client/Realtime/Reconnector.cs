@@ -118,12 +118,27 @@ internal sealed class Reconnector(
             }
             catch (ParleyConnectionException ex) when (ex.HandshakeStatus == HttpStatusCode.BadRequest && cursor is not null)
             {
-                // The server refuses a malformed cursor before the upgrade (400 invalid_cursor; a WebSocket client
-                // sees the status, not the body). Rule 7: reload, and connect again at once without it; a 400 then
-                // has another cause and fails the connection.
-                ParleyRealtime.Log.SyncReset(logger, ParleyErrorCodes.InvalidCursor);
-                delivery.ResetOnNextConnect(ParleyErrorCodes.InvalidCursor);
-                continue;
+                // The server refuses a malformed cursor before the upgrade (400 invalid_cursor), but a WebSocket client
+                // sees the status, not the body: a 400 may have another cause (a device id the server refuses, a proxy).
+                // The REST API answers the same cursor with its reason, so a device's position is only given up when
+                // the cursor is what was refused (rule 7: reload, and connect again at once without it).
+                switch (await CursorVerdictAsync(cursor, stopping))
+                {
+                    case CursorVerdict.Refused:
+                        ParleyRealtime.Log.SyncReset(logger, ParleyErrorCodes.InvalidCursor);
+                        delivery.ResetOnNextConnect(ParleyErrorCodes.InvalidCursor);
+                        continue;
+                    case CursorVerdict.Valid:
+                        fail(ex);
+                        return;
+                    default:
+                        if (!await WaitToReconnectAsync(attempt++, null, ex, stopping))
+                        {
+                            return;
+                        }
+
+                        continue;
+                }
             }
             catch (ParleyConnectionException ex) when (IsTerminal(ex.HandshakeStatus))
             {
@@ -177,6 +192,33 @@ internal sealed class Reconnector(
             {
                 return;
             }
+        }
+    }
+
+    private enum CursorVerdict
+    {
+        Refused,
+        Valid,
+        Unknown,
+    }
+
+    /// <summary>What the REST API says of <paramref name="cursor"/>: refused (malformed or expired), valid, or unknown (it could not be asked).</summary>
+    private async Task<CursorVerdict> CursorVerdictAsync(string cursor, CancellationToken stopping)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(options.ConnectTimeout, _time);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(stopping, timeout.Token);
+            await client.SyncAsync(cursor, 1, linked.Token);
+            return CursorVerdict.Valid;
+        }
+        catch (ParleyApiException ex) when (ex.Code is ParleyErrorCodes.InvalidCursor or ParleyErrorCodes.CursorExpired)
+        {
+            return CursorVerdict.Refused;
+        }
+        catch (Exception ex) when (ex is ParleyApiException or HttpRequestException or IOException or OperationCanceledException)
+        {
+            return CursorVerdict.Unknown; // asked again after a back-off (or not at all: stopping)
         }
     }
 
