@@ -213,6 +213,9 @@ public sealed record ClientConfig
 
     /// <summary>The per-user send burst.</summary>
     public int SendBurst { get; init; }
+
+    /// <summary>Typing indicators are broadcast only in conversations with at most this many members (0 from a server that does not say).</summary>
+    public int TypingMaxConversationSize { get; init; }
 }
 
 /// <summary>One page of <c>GET /api/v1/sync</c>: the events after a cursor, in stream order.</summary>

@@ -99,6 +99,7 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
         Assert.Equal(1000, config.GetProperty("max_group_participants").GetInt32());
         Assert.Equal(128, config.GetProperty("max_conversation_name_length").GetInt32());
         Assert.Equal(100, config.GetProperty("max_page_size").GetInt32());
+        Assert.Equal(1000, config.GetProperty("typing_max_conversation_size").GetInt32());
         // ParleyFactory raises the send rate for every test; the endpoint reports the configured values.
         Assert.Equal(100_000, config.GetProperty("send_rate_per_second").GetInt32());
         Assert.Equal(100_000, config.GetProperty("send_burst").GetInt32());
@@ -112,6 +113,7 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
             s["Limits:MaxContentLength"] = "1000";
             s["Limits:EditWindow"] = "00:15:00";
             s["Limits:MaxGroupParticipants"] = "12";
+            s["Realtime:TypingMaxConversationSize"] = "50";
         });
         using var client = factory.Anonymous();
 
@@ -121,6 +123,7 @@ public sealed class HealthAndConfigTests : IAsyncLifetime
         Assert.Equal(1000, config.GetProperty("max_content_length").GetInt32());
         Assert.Equal(900, config.GetProperty("edit_window_seconds").GetInt64());
         Assert.Equal(12, config.GetProperty("max_group_participants").GetInt32());
+        Assert.Equal(50, config.GetProperty("typing_max_conversation_size").GetInt32());
     }
 
     [Fact]

@@ -65,6 +65,28 @@ public sealed class TypingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Typing_InAConversationLargerThanTheLimit_IsAcceptedAndNotBroadcast()
+    {
+        await using var factory = new ParleyFactory(s => s["Realtime:TypingMaxConversationSize"] = "3");
+        factory.StartKestrel();
+        await using var chat = await factory.GroupChat("large", "alice", "bob", "carol", "dave").Connect("alice").Connect("bob").OpenAsync();
+        var (alice, conversation) = (chat.Api("alice"), chat.Conversation);
+        var bobPhone = chat.Socket("bob");
+
+        var response = await alice.PostAsync($"/api/v1/conversations/{conversation.Id}/typing", new { is_typing = true });
+        await chat.Socket("alice").SendAsync("typing", new { conversation_id = conversation.Id, is_typing = true });
+
+        Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
+        await bobPhone.AssertNoFrameAsync("typing", WsClientAssertions.Silence);
+
+        // At the limit (dave leaves: three members), indicators go out again.
+        Assert.Equal(HttpStatusCode.NoContent, (await chat.Api("dave").DeleteAsync($"/api/v1/conversations/{conversation.Id}/participants/dave")).StatusCode);
+        await alice.PostAsync($"/api/v1/conversations/{conversation.Id}/typing", new { is_typing = true });
+        var typing = await bobPhone.NextAsync("typing");
+        Assert.Equal((conversation.Id, "alice", true), (typing.GetProperty("conversation_id").GetGuid(), typing.GetProperty("user_id").GetString(), typing.GetProperty("is_typing").GetBoolean()));
+    }
+
+    [Fact]
     public async Task Typing_StoppedExplicitly_OthersGetIsTypingFalse()
     {
         await using var chat = await AliceTypingToBobAsync();

@@ -132,6 +132,8 @@ export interface ClientConfig {
   typing_timeout_ms: number;
   send_rate_per_second: number;
   send_burst: number;
+  /** Typing indicators are broadcast only in conversations with at most this many members. */
+  typing_max_conversation_size: number;
 }
 
 // Request bodies. Optional fields may be left out (the server reads a missing field as null).

@@ -221,6 +221,7 @@ export const ObjectFields = {
     'typing_timeout_ms',
     'send_rate_per_second',
     'send_burst',
+    'typing_max_conversation_size',
   ],
   sync_page: ['events', 'next_cursor', 'has_more'],
   create_conversation_request: ['type', 'participant_ids', 'name', 'owner_id'],

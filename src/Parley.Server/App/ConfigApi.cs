@@ -27,7 +27,8 @@ internal static class ConfigApi
                 (long)r.HeartbeatInterval.TotalMilliseconds,
                 (long)r.TypingTimeout.TotalMilliseconds,
                 l.SendRatePerSecond,
-                l.SendBurst));
+                l.SendBurst,
+                r.TypingMaxConversationSize));
         })
         .WithTags("Config")
         .WithSummary("Limits clients need: content length, edit window, sizes, rates")

@@ -52,6 +52,13 @@ internal sealed partial class TypingTracker : BackgroundService
             return ApiError.NotFound("Conversation");
         }
 
+        if (isTyping && snapshot.Members.Count > _options.Value.TypingMaxConversationSize)
+        {
+            // Too large a group for indicators: accepted, not broadcast. (A stop still ends one started before the
+            // group grew past the limit.)
+            return null;
+        }
+
         if (isTyping)
         {
             var key = (conversationId, caller.UserId);

@@ -54,4 +54,5 @@ internal sealed record ClientConfig(
     long HeartbeatIntervalMs,
     long TypingTimeoutMs,
     int SendRatePerSecond,
-    int SendBurst);
+    int SendBurst,
+    int TypingMaxConversationSize);

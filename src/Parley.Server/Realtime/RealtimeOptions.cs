@@ -65,6 +65,14 @@ internal sealed class RealtimeOptions
     [Range(typeof(TimeSpan), "00:00:00.1", "00:05:00")]
     public TimeSpan TypingTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Typing indicators are broadcast in conversations with at most this many members: in a larger group each start
+    /// and end would go to every member's devices, for an indicator few of them look at. Above it a typing request is
+    /// accepted and not broadcast (clients read the limit from <c>GET /api/v1/config</c> and hide the indicator).
+    /// </summary>
+    [Range(2, 1_000_000)]
+    public int TypingMaxConversationSize { get; set; } = 1000;
+
     /// <summary>How long delivered reports are coalesced before they are written (one write per conversation and user).</summary>
     [Range(typeof(TimeSpan), "00:00:00.001", "00:00:10")]
     public TimeSpan DeliveryFlushInterval { get; set; } = TimeSpan.FromMilliseconds(100);
