@@ -675,16 +675,19 @@ public sealed class ParleyRealtimeTests : IAsyncLifetime
         await EventuallyAsync(() => store.Checkpoint?.Cursor == "k7", "the new cursor");
     }
 
-    [Fact]
-    public async Task ConnectAsync_UpgradeRefusedWith400ButRestAcceptsTheCursor_FailsAndKeepsThePosition()
+    [Theory]
+    [InlineData(HttpStatusCode.OK)]
+    [InlineData(HttpStatusCode.Unauthorized)]
+    public async Task ConnectAsync_UpgradeRefusedWith400ButRestAcceptsTheCursor_FailsAndKeepsThePosition(HttpStatusCode rest)
     {
-        // The 400 has another cause (a device id the server refuses, a proxy): the device's position is not given up.
+        // The 400 has another cause (a device id the server refuses, a proxy): the device's position is not given up. A
+        // REST answer of 401 says nothing of the cursor either, and reconnecting would not help.
         var store = new InMemoryCursorStore();
         await store.SaveAsync(new DeliveryCheckpoint("k3", new Dictionary<Guid, long> { [C] = 3 }), Ct);
         _server.RefuseNext(new ParleyConnectionException("refused", handshakeStatus: HttpStatusCode.BadRequest));
-        _server.Http = request => request.RequestUri!.AbsolutePath == "/api/v1/sync"
-            ? FakeParley.Json(Wire.SyncPage("k3", hasMore: false))
-            : FakeParley.Problem(HttpStatusCode.NotFound, "not_found");
+        _server.Http = request => request.RequestUri!.AbsolutePath != "/api/v1/sync" ? FakeParley.Problem(HttpStatusCode.NotFound, "not_found")
+            : rest == HttpStatusCode.OK ? FakeParley.Json(Wire.SyncPage("k3", hasMore: false))
+            : FakeParley.Problem(rest, "unauthenticated");
 
         var error = await Assert.ThrowsAsync<ParleyConnectionException>(() => Create(_server.Options(store)).ConnectAsync(Ct).WaitAsync(Timeout, Ct));
 

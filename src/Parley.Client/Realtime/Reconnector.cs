@@ -128,7 +128,7 @@ internal sealed class Reconnector(
                         ParleyRealtime.Log.SyncReset(logger, ParleyErrorCodes.InvalidCursor);
                         delivery.ResetOnNextConnect(ParleyErrorCodes.InvalidCursor);
                         continue;
-                    case CursorVerdict.Valid:
+                    case CursorVerdict.NotTheCause:
                         fail(ex);
                         return;
                     default:
@@ -198,11 +198,14 @@ internal sealed class Reconnector(
     private enum CursorVerdict
     {
         Refused,
-        Valid,
+        NotTheCause,
         Unknown,
     }
 
-    /// <summary>What the REST API says of <paramref name="cursor"/>: refused (malformed or expired), valid, or unknown (it could not be asked).</summary>
+    /// <summary>
+    /// What the REST API says of <paramref name="cursor"/>: refused (malformed or expired), not the cause of the 400 (REST
+    /// accepts it, or refuses the credentials: reconnecting would not help either way), or unknown (it could not be asked).
+    /// </summary>
     private async Task<CursorVerdict> CursorVerdictAsync(string cursor, CancellationToken stopping)
     {
         try
@@ -210,11 +213,15 @@ internal sealed class Reconnector(
             using var timeout = new CancellationTokenSource(options.ConnectTimeout, _time);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(stopping, timeout.Token);
             await client.SyncAsync(cursor, 1, linked.Token);
-            return CursorVerdict.Valid;
+            return CursorVerdict.NotTheCause;
         }
         catch (ParleyApiException ex) when (ex.Code is ParleyErrorCodes.InvalidCursor or ParleyErrorCodes.CursorExpired)
         {
             return CursorVerdict.Refused;
+        }
+        catch (ParleyApiException ex) when (ex.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
+        {
+            return CursorVerdict.NotTheCause;
         }
         catch (Exception ex) when (ex is ParleyApiException or HttpRequestException or IOException or OperationCanceledException)
         {
