@@ -323,6 +323,79 @@ public sealed class OrderGateTests : IAsyncDisposable
         Assert.Equal(0, _gate.Waiting);
     }
 
+    [Fact]
+    public async Task Offer_AfterTenQuietMinutesWithTheRecipientConnected_ALostPredecessorIsReadBack()
+    {
+        var alice = await QuietForElevenMinutesAsync();
+
+        // Seq 2's publication was lost (its instance crashed after the commit, or its queue was full); seq 3 arrives.
+        Offer(3, "alice");
+        _time.Advance(OrderGate.UnknownHold * 2);
+        Assert.Equal(1, _gate.Waiting); // a gap like any other: held for the full hold, not started afresh
+        _time.Advance(Hold * 2);
+
+        await alice.WaitForAsync(3);
+        Assert.Equal(["s1", "s2", "s3"], alice.Labels);
+        var request = Assert.Single(_filler.Requests);
+        Assert.Equal((1L, 2L), (request.AfterSeq, request.UptoSeq));
+        Assert.Equal(["alice"], request.Users);
+    }
+
+    [Fact]
+    public async Task Offer_AfterTenQuietMinutes_APredecessorLateByLessThanTheHoldStillGoesFirst()
+    {
+        var alice = await QuietForElevenMinutesAsync();
+
+        Offer(3, "alice"); // seqs 2 and 3 race from two instances: 3 first, 2 later than the brief wait, within the hold
+        _time.Advance(OrderGate.UnknownHold * 2);
+        Offer(2, "alice");
+
+        await alice.WaitForAsync(3);
+        Assert.Equal(["s1", "s2", "s3"], alice.Labels);
+        Assert.Empty(_filler.Requests);
+    }
+
+    [Fact]
+    public async Task CatchUp_AfterTenQuietMinutesWithTheRecipientConnected_ReadsBackTheLostLastEvent()
+    {
+        var alice = await QuietForElevenMinutesAsync();
+
+        // Redis was unreachable; seq 2, committed elsewhere meanwhile, is the conversation's last: no later event reveals it.
+        _gate.CatchUp(Conversation, 2, ["alice"]);
+
+        await alice.WaitForAsync(2);
+        Assert.Equal(["s1", "s2"], alice.Labels);
+        var request = Assert.Single(_filler.Requests);
+        Assert.Equal((1L, 2L), (request.AfterSeq, request.UptoSeq));
+        Assert.Equal(1, _gate.Tracked);
+        Assert.Equal(0, _gate.DormantCount);
+    }
+
+    [Fact]
+    public async Task Evict_MoreQuietConversationsThanTheBound_TheOldestExpectationsGo()
+    {
+        using var gate = new OrderGate(_hub, _filler, _time, Hold, TestMetrics.Unobserved, NullLogger<OrderGate>.Instance, maxDormant: 2);
+        var alice = Connect("alice");
+        Guid[] conversations = [Guid.CreateVersion7(), Guid.CreateVersion7(), Guid.CreateVersion7()];
+        foreach (var conversation in conversations)
+        {
+            gate.Offer(new FanoutMessage(["alice"], FanoutNode.Frame("s1", conversation, 1)));
+            _time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        await alice.WaitForAsync(3);
+        AdvanceInSteps(TimeSpan.FromMinutes(11));
+        Assert.Equal((0, 2), (gate.Tracked, gate.DormantCount));
+
+        // The oldest conversation lost its expectation: its next frame is a new start after the brief wait, not a gap.
+        gate.Offer(new FanoutMessage(["alice"], FanoutNode.Frame("old-s3", conversations[0], 3)));
+        gate.Offer(new FanoutMessage(["alice"], FanoutNode.Frame("new-s3", conversations[2], 3)));
+        _time.Advance(OrderGate.UnknownHold * 2);
+        await alice.WaitForAsync(4);
+        Assert.Equal("old-s3", alice.Labels[^1]);
+        Assert.Equal(1, gate.Waiting); // the newest still knows it expects seq 2
+    }
+
     public async ValueTask DisposeAsync()
     {
         _gate.Dispose();
@@ -334,6 +407,28 @@ public sealed class OrderGateTests : IAsyncDisposable
 
     private void Offer(long seq, params string[] users) =>
         _gate.Offer(new FanoutMessage(users, FanoutNode.Frame($"s{seq}", Conversation, seq)));
+
+    /// <summary>Alice gets seq 1, then the conversation is quiet for eleven minutes while she stays connected.</summary>
+    private async Task<FanoutNode.Device> QuietForElevenMinutesAsync()
+    {
+        var alice = Connect("alice");
+        _gate.Prime(Conversation, 0);
+        Offer(1, "alice");
+        await alice.WaitForAsync(1);
+
+        AdvanceInSteps(TimeSpan.FromMinutes(11));
+        Assert.Equal((0, 1), (_gate.Tracked, _gate.DormantCount)); // only the expectation is kept
+        return alice;
+    }
+
+    /// <summary>Moves the clock in steps, so that the gate's sweep (and its eviction every ten seconds) runs on the way.</summary>
+    private void AdvanceInSteps(TimeSpan span)
+    {
+        for (var moved = TimeSpan.Zero; moved < span; moved += TimeSpan.FromSeconds(10))
+        {
+            _time.Advance(TimeSpan.FromSeconds(10));
+        }
+    }
 
     /// <summary>
     /// Bob, the only recipient here, got seq 1 and left; the conversation's next seqs went to instances holding bob and

@@ -18,17 +18,25 @@ namespace Parley.Server.Fanout;
 /// <item>an older seq (late, or ahead of the expectation's start) is passed on: a socket that already wrote a newer
 /// seq of the conversation skips it, and the cursor check gives it to devices with cursors.</item>
 /// <item>the expectation is primed with the conversation's last seq when a member's socket subscribes
-/// (<see cref="Prime"/>); a conversation without one (new, or quiet for ten minutes) holds its first frame other than
-/// seq 1 for a short while (<see cref="UnknownHold"/>) in case a predecessor is racing it, then goes on from the
-/// lowest seq it got.</item>
+/// (<see cref="Prime"/>); a conversation without one (new here) holds its first frame other than seq 1 for a short
+/// while (<see cref="UnknownHold"/>) in case a predecessor is racing it, then goes on from the lowest seq it got.</item>
+/// <item>a conversation quiet for ten minutes keeps only its expectation (the next seq and when the last frame went
+/// out: a dormant entry of about 60 bytes, at most <see cref="MaxDormant"/> of them, the oldest dropped first); its
+/// next frame or catch-up takes it up again, so a gap after a lull is held and read back like any other.</item>
 /// </list>
 /// Unsequenced frames (receipts, typing) pass straight through. Frames go to the hub under the conversation's
 /// state lock, which orders them; the hub never blocks.
 /// </summary>
 internal sealed partial class OrderGate : IDisposable
 {
-    // A conversation without frames for this long is forgotten; its next frame starts a new expectation.
+    // A conversation without frames for this long gives up its full state and keeps only its expectation (dormant).
     private static readonly TimeSpan Idle = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// Dormant expectations kept at most (about 60 bytes each: 6 MB at this bound). Beyond it the oldest go first; a
+    /// conversation that lost its expectation this way starts again as a new one (<see cref="UnknownHold"/>).
+    /// </summary>
+    public const int MaxDormant = 100_000;
 
     /// <summary>How long the first frame of a conversation without an expectation waits for a racing predecessor.</summary>
     public static readonly TimeSpan UnknownHold = TimeSpan.FromMilliseconds(30);
@@ -38,6 +46,13 @@ internal sealed partial class OrderGate : IDisposable
 
     private readonly ConcurrentDictionary<Guid, ConversationOrder> _conversations = new();
     private readonly ConcurrentDictionary<Guid, ConversationOrder> _waiting = new();
+
+    // Expectations of conversations quiet for Idle: the recipients here may still be connected, and a frame lost after
+    // the lull (or racing its successor) must still count as a gap. Guarded by its own lock, taken inside an order's lock
+    // (eviction) or alone (taking an entry up again): a conversation is in exactly one of the two dictionaries.
+    private readonly Dictionary<Guid, Dormant> _dormant = [];
+    private readonly Lock _dormantLock = new();
+    private readonly int _maxDormant;
     private readonly ConnectionHub _hub;
     private readonly IGapFiller _filler;
     private readonly TimeProvider _time;
@@ -47,8 +62,10 @@ internal sealed partial class OrderGate : IDisposable
     private readonly ITimer _sweep;
     private long _lastEviction;
 
-    public OrderGate(ConnectionHub hub, IGapFiller filler, TimeProvider time, TimeSpan hold, ParleyMetrics metrics, ILogger<OrderGate> logger)
+    public OrderGate(
+        ConnectionHub hub, IGapFiller filler, TimeProvider time, TimeSpan hold, ParleyMetrics metrics, ILogger<OrderGate> logger, int maxDormant = MaxDormant)
     {
+        _maxDormant = maxDormant;
         _hub = hub;
         _filler = filler;
         _time = time;
@@ -63,8 +80,20 @@ internal sealed partial class OrderGate : IDisposable
     /// <summary>Conversations with frames held for a missing predecessor (for tests and metrics).</summary>
     public int Waiting => _waiting.Count;
 
-    /// <summary>Conversations whose expectation is remembered.</summary>
+    /// <summary>Conversations whose full state is kept (frames went out in the last ten minutes, or primed since).</summary>
     public int Tracked => _conversations.Count;
+
+    /// <summary>Conversations quiet for ten minutes whose expectation alone is kept.</summary>
+    public int DormantCount
+    {
+        get
+        {
+            lock (_dormantLock)
+            {
+                return _dormant.Count;
+            }
+        }
+    }
 
     /// <summary>
     /// A member's socket subscribed: the conversation's seq was <paramref name="lastSeq"/> when read, after the
@@ -74,7 +103,7 @@ internal sealed partial class OrderGate : IDisposable
     {
         while (true)
         {
-            var order = _conversations.GetOrAdd(conversationId, static _ => new ConversationOrder());
+            var order = GetOrResume(conversationId);
             lock (order)
             {
                 if (order.Forgotten)
@@ -113,27 +142,31 @@ internal sealed partial class OrderGate : IDisposable
     /// </summary>
     public void CatchUp(Guid conversationId, long lastSeq, IReadOnlyCollection<string> users)
     {
-        if (!_conversations.TryGetValue(conversationId, out var order))
+        while (true)
         {
-            return;
-        }
-
-        lock (order)
-        {
-            if (order.Forgotten)
+            if (!_conversations.TryGetValue(conversationId, out var order) && (order = Resume(conversationId, create: false)) is null)
             {
                 return;
             }
 
-            if (order.Filling || order.Next == 0 || order.Held.Count > 0)
+            lock (order)
             {
-                // Busy with a gap (or a brief wait): caught up once the frames held now have gone out.
-                order.CatchUpTo = Math.Max(order.CatchUpTo, lastSeq);
-                order.CatchUpUsers = [.. (order.CatchUpUsers ?? []).Union(users, StringComparer.Ordinal)];
+                if (order.Forgotten)
+                {
+                    continue; // made dormant between the lookup and the lock: take it up again
+                }
+
+                if (order.Filling || order.Next == 0 || order.Held.Count > 0)
+                {
+                    // Busy with a gap (or a brief wait): caught up once the frames held now have gone out.
+                    order.CatchUpTo = Math.Max(order.CatchUpTo, lastSeq);
+                    order.CatchUpUsers = [.. (order.CatchUpUsers ?? []).Union(users, StringComparer.Ordinal)];
+                    return;
+                }
+
+                StartCatchUp(conversationId, order, lastSeq, users);
                 return;
             }
-
-            StartCatchUp(conversationId, order, lastSeq, users);
         }
     }
 
@@ -167,7 +200,7 @@ internal sealed partial class OrderGate : IDisposable
         var seq = message.Seq;
         while (true)
         {
-            var order = _conversations.GetOrAdd(conversationId, static _ => new ConversationOrder());
+            var order = GetOrResume(conversationId);
             lock (order)
             {
                 if (order.Forgotten)
@@ -439,6 +472,42 @@ internal sealed partial class OrderGate : IDisposable
         }
     }
 
+    /// <summary>
+    /// The state of a conversation, taken up again from its dormant expectation if it has one; a new one if not and
+    /// <paramref name="create"/> (null otherwise).
+    /// </summary>
+    private ConversationOrder? Resume(Guid conversationId, bool create)
+    {
+        lock (_dormantLock)
+        {
+            // Under the dormant lock: an eviction moves a conversation from one dictionary to the other under it, so a
+            // dormant expectation is taken up by exactly one caller, and never replaced by a new state.
+            if (_conversations.TryGetValue(conversationId, out var order))
+            {
+                return order;
+            }
+
+            if (_dormant.Remove(conversationId, out var dormant))
+            {
+                order = new ConversationOrder { Next = dormant.Next, LastFrameAt = dormant.LastFrameAt, PrimedNext = dormant.PrimedNext, PrimedAt = dormant.PrimedAt };
+            }
+            else if (create)
+            {
+                order = new ConversationOrder();
+            }
+            else
+            {
+                return null;
+            }
+
+            _conversations[conversationId] = order;
+            return order;
+        }
+    }
+
+    private ConversationOrder GetOrResume(Guid conversationId) =>
+        _conversations.TryGetValue(conversationId, out var order) ? order : Resume(conversationId, create: true)!;
+
     private void Evict(long now)
     {
         foreach (var (conversationId, order) in _conversations)
@@ -448,11 +517,35 @@ internal sealed partial class OrderGate : IDisposable
                 if (order.HeldSince == 0 && !order.Filling && _time.GetElapsedTime(order.LastFrameAt, now) >= Idle)
                 {
                     order.Forgotten = true;
-                    _conversations.TryRemove(new KeyValuePair<Guid, ConversationOrder>(conversationId, order));
+                    lock (_dormantLock)
+                    {
+                        _conversations.TryRemove(new KeyValuePair<Guid, ConversationOrder>(conversationId, order));
+                        if (order.Next != 0)
+                        {
+                            // A recipient here may have been connected all along: what the next frame follows is still known.
+                            _dormant[conversationId] = new Dormant(order.Next, order.LastFrameAt, order.PrimedNext, order.PrimedAt);
+                        }
+                    }
+                }
+            }
+        }
+
+        lock (_dormantLock)
+        {
+            if (_dormant.Count > _maxDormant)
+            {
+                // The oldest go (a tenth more than the excess, so that this sort is rare): their next frame starts afresh.
+                var excess = _dormant.Count - _maxDormant + _maxDormant / 10;
+                foreach (var conversationId in _dormant.OrderBy(d => d.Value.LastFrameAt).Take(excess).Select(d => d.Key).ToArray())
+                {
+                    _dormant.Remove(conversationId);
                 }
             }
         }
     }
+
+    /// <summary>What is kept of a conversation quiet for <see cref="Idle"/>: its expectations (<see cref="ConversationOrder"/>).</summary>
+    private readonly record struct Dormant(long Next, long LastFrameAt, long PrimedNext, long PrimedAt);
 
     /// <summary>One conversation's expectation; guarded by its own lock.</summary>
     private sealed class ConversationOrder
