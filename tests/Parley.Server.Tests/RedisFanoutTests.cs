@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Parley.Server.Fanout;
 using Parley.Server.Tests.Infrastructure;
 using StackExchange.Redis;
@@ -45,6 +46,20 @@ public sealed class RedisFanoutTests
         }
 
         Assert.False(FanoutEnvelope.TryDecode([.. bytes, 0], out _));
+    }
+
+    [Theory]
+    [InlineData("password=secret,abortConnect=false", "ConnectionStrings:Redis names no Redis server")]
+    public void Validate_ConnectionStringTheFanoutCannotUse_FailsNamingTheSetting(string connectionString, string expected)
+    {
+        // Without a server the client throws only at start.
+        var configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["ConnectionStrings:Redis"] = connectionString }).Build();
+
+        var result = new FanoutOptionsValidator(configuration).Validate(null, new FanoutOptions { Provider = FanoutProvider.Redis });
+
+        Assert.True(result.Failed);
+        Assert.Contains(expected, result.FailureMessage, StringComparison.Ordinal);
     }
 
     [Fact]

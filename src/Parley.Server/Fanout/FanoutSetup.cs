@@ -95,14 +95,23 @@ internal sealed class FanoutOptionsValidator(IConfiguration configuration) : IVa
                 "Fanout:Provider is Redis but ConnectionStrings:Redis is not set (e.g. ConnectionStrings__Redis=\"redis:6379,password=...\").");
         }
 
+        StackExchange.Redis.ConfigurationOptions parsed;
         try
         {
-            _ = StackExchange.Redis.ConfigurationOptions.Parse(connectionString);
-            return ValidateOptionsResult.Success;
+            parsed = StackExchange.Redis.ConfigurationOptions.Parse(connectionString);
         }
         catch (ArgumentException ex)
         {
             return ValidateOptionsResult.Fail($"ConnectionStrings:Redis is not a valid Redis configuration: {ex.Message}");
         }
+
+        if (parsed.EndPoints.Count == 0)
+        {
+            // Parsed options without a server: the client would refuse them only when the instance starts.
+            return ValidateOptionsResult.Fail(
+                "ConnectionStrings:Redis names no Redis server: it needs host:port first (e.g. ConnectionStrings__Redis=\"redis:6379,password=...\").");
+        }
+
+        return ValidateOptionsResult.Success;
     }
 }
