@@ -50,9 +50,11 @@ public sealed class RedisFanoutTests
 
     [Theory]
     [InlineData("password=secret,abortConnect=false", "ConnectionStrings:Redis names no Redis server")]
+    [InlineData("127.0.0.1:6379,channelPrefix=prod:", "ConnectionStrings:Redis sets channelPrefix")]
     public void Validate_ConnectionStringTheFanoutCannotUse_FailsNamingTheSetting(string connectionString, string expected)
     {
-        // Without a server the client throws only at start.
+        // Without a server the client throws only at start; with a channel prefix it prefixes this instance's SUBSCRIBE
+        // but not the script's PUBLISH, so nothing would cross instances.
         var configuration = new ConfigurationBuilder()
             .AddInMemoryCollection(new Dictionary<string, string?> { ["ConnectionStrings:Redis"] = connectionString }).Build();
 

@@ -112,6 +112,14 @@ internal sealed class FanoutOptionsValidator(IConfiguration configuration) : IVa
                 "ConnectionStrings:Redis names no Redis server: it needs host:port first (e.g. ConnectionStrings__Redis=\"redis:6379,password=...\").");
         }
 
+        if (parsed.ChannelPrefix is { IsNullOrEmpty: false })
+        {
+            // The client would prefix this instance's SUBSCRIBE, but the publish script names channels itself, without
+            // it: nothing would cross instances. Fanout:Redis:Prefix already separates deployments.
+            return ValidateOptionsResult.Fail(
+                "ConnectionStrings:Redis sets channelPrefix, which the Redis fan-out cannot use (its channels would not match); remove it and set Fanout:Redis:Prefix instead.");
+        }
+
         return ValidateOptionsResult.Success;
     }
 }
