@@ -308,6 +308,41 @@ public sealed class RedisFanoutTests
         Assert.True(filler.Rechecks > rechecks);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task LeftWhileCutOff_RedisRefusesTheRouteRemovalWhenItIsBack_ItIsSentAgainUntilTaken()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var redis = await RedisServer.StartAsync();
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var db = admin.GetDatabase();
+        await AddRedisUserAsync(db);
+        await using var link = new TcpRelay(new Uri($"tcp://{redis.ConnectionString}"));
+        await using var node = await FanoutNode.RedisAsync($"127.0.0.1:{link.Address.Port},{RedisUser},connectTimeout=1000,connectRetry=1");
+        await WaitUntilAsync(() => node.Redis.IsConnected, "the instance did not reach Redis");
+        var alice = await node.ConnectAsync("alice");
+        Assert.Contains((RedisValue)node.Redis.InstanceId, await db.SetMembersAsync("parley:route:alice"));
+
+        link.Pause();
+        link.DropAll();
+        await WaitUntilAsync(() => !node.Redis.IsConnected, "the instance never noticed it was cut off");
+        await alice.DisconnectAsync(); // left while cut off: the route is removed when Redis is back
+        await db.ExecuteAsync("ACL", "SETUSER", "parley", "-@scripting"); // ...and then Redis refuses the removal
+        link.Resume();
+        await WaitUntilAsync(() => node.Redis.IsConnected, "the instance did not reconnect");
+        await Task.Delay(1500, ct); // the reconnect's registration and a liveness beat (a second here) were refused
+        Assert.Contains((RedisValue)node.Redis.InstanceId, await db.SetMembersAsync("parley:route:alice"));
+
+        await db.ExecuteAsync("ACL", "SETUSER", "parley", "+@scripting");
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while ((await db.SetMembersAsync("parley:route:alice")).Contains(node.Redis.InstanceId))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "alice left but her route stays: she is online for good");
+            await Task.Delay(100, ct);
+        }
+
+        Assert.False((await node.Fanout.GetPresenceAsync(["alice"], ct))["alice"].Online);
+    }
+
     [Fact]
     public async Task RedisUnreachableWhenTheInstanceStarts_ItStartsAndJoinsOnceRedisIsUp()
     {
@@ -376,6 +411,13 @@ public sealed class RedisFanoutTests
 
     private static Realtime.OutboundFrame Typing(string label) =>
         new(System.Text.Encoding.UTF8.GetBytes($$$"""{"type":"typing","payload":{"label":"{{{label}}}"}}"""), Protocol.FrameTypes.Typing, null, 0);
+
+    /// <summary>The connection-string part of a Redis user whose rights a test can take away (<see cref="AddRedisUserAsync"/>).</summary>
+    private const string RedisUser = "user=parley,password=parley-test";
+
+    /// <summary>Creates <see cref="RedisUser"/> with every right: a test revokes some to have Redis refuse commands of one instance.</summary>
+    private static Task AddRedisUserAsync(IDatabase admin) =>
+        admin.ExecuteAsync("ACL", "SETUSER", "parley", "on", ">parley-test", "~*", "&*", "+@all");
 
     /// <summary>Publishes a frame for alice every 200 ms until her device got one (at most 20 s).</summary>
     private static async Task PublishUntilDeliveredAsync(FanoutNode publisher, FanoutNode.Device alice, string failure)

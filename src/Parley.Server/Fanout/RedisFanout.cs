@@ -704,32 +704,44 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         }
     }
 
-    /// <summary>The liveness key, and a route for every user with sockets here (after a start or a Redis restart).</summary>
-    private async Task RegisterAsync()
+    /// <summary>
+    /// With <paramref name="everything"/>: the liveness key, and a route for every user with sockets here (after a start or
+    /// a Redis restart). Always: the routes of users who left while Redis could not be told. Those are forgotten only
+    /// once Redis took their removal; until then every liveness beat sends it again (a user left behind in a route of a
+    /// live instance would be online for good).
+    /// </summary>
+    private async Task RegisterAsync(bool everything = true)
     {
         if (_redis is not { IsConnected: true } redis)
         {
             return;
         }
 
+        (KeyValuePair<string, long> Left, Task<RedisResult> Removed)[] removals = [];
         try
         {
-            var db = redis.GetDatabase();
             string[] users;
             var writes = new List<Task>();
             lock (_usersLock)
             {
-                users = [.. _localUsers.Keys];
-                KeyValuePair<string, long>[] left = [.. _leftWhileDown];
-                _leftWhileDown.Clear();
+                users = everything ? [.. _localUsers.Keys] : [];
+                if (!everything && _leftWhileDown.Count == 0)
+                {
+                    return;
+                }
 
                 // Sent under the lock, like a socket's own registration: a user who connects meanwhile either is among
                 // these users, or registers after this batch's removal of the route reached Redis, never before it.
-                var batch = db.CreateBatch();
-                writes.Add(batch.StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl));
-                writes.Add(batch.SetAddAsync(InstancesKey, InstanceId));
-                writes.AddRange(users.Select(u => batch.SetAddAsync(RouteKey(u), InstanceId)));
-                writes.AddRange(left.Select(u => RemoveRouteAsync(batch, u.Key, u.Value)));
+                var batch = redis.GetDatabase().CreateBatch();
+                if (everything)
+                {
+                    writes.Add(batch.StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl));
+                    writes.Add(batch.SetAddAsync(InstancesKey, InstanceId));
+                    writes.AddRange(users.Select(u => batch.SetAddAsync(RouteKey(u), InstanceId)));
+                }
+
+                removals = [.. _leftWhileDown.Select(left => (left, RemoveRouteAsync(batch, left.Key, left.Value)))];
+                writes.AddRange(removals.Select(r => r.Removed));
                 batch.Execute();
             }
 
@@ -742,6 +754,20 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             Log.RouteFailed(_logger, ex.Message);
+        }
+        finally
+        {
+            lock (_usersLock)
+            {
+                foreach (var ((userId, leftAt), removed) in removals)
+                {
+                    // Unless the user came back meanwhile (the entry is gone) or left again (a newer time, still to send).
+                    if (removed.IsCompletedSuccessfully && _leftWhileDown.TryGetValue(userId, out var current) && current == leftAt)
+                    {
+                        _leftWhileDown.Remove(userId);
+                    }
+                }
+            }
         }
     }
 
@@ -767,6 +793,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                 MarkTroubleSince(answered > 0 ? answered : _time.GetUtcNow().UtcTicks);
                 await RegisterAsync();
                 StartRepair();
+            }
+            else
+            {
+                await RegisterAsync(everything: false); // what Redis did not take before, if anything
             }
 
             await LookForCrashesAsync(redis);
