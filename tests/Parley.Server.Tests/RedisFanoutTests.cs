@@ -308,6 +308,26 @@ public sealed class RedisFanoutTests
         Assert.True(filler.Rechecks > rechecks);
     }
 
+    [Fact]
+    public async Task RouteRefusedByRedisWhileConnected_TheNextLivenessBeatRegistersItAgain()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var db = admin.GetDatabase();
+        await AddRedisUserAsync(db);
+        await using var publisher = await FanoutNode.RedisAsync(redis.ConnectionString);
+        await using var node = await FanoutNode.RedisAsync($"{redis.ConnectionString},{RedisUser}");
+
+        // Redis answers the route's script with an error (here NOPERM; OOM or READONLY alike) while the connection stays up.
+        await db.ExecuteAsync("ACL", "SETUSER", "parley", "-@scripting");
+        var alice = await node.ConnectAsync("alice");
+        await WaitUntilAsync(() => node.Redis.RoutesPending == 1, "the refused route was not remembered");
+        await db.ExecuteAsync("ACL", "SETUSER", "parley", "+@scripting");
+
+        await PublishUntilDeliveredAsync(publisher, alice, "alice's route was never registered again: she gets nothing from other instances");
+        await WaitUntilAsync(() => node.Redis.RoutesPending == 0, "the route is registered but still counted as pending");
+    }
+
     [Fact(Timeout = 60_000)]
     public async Task LeftWhileCutOff_RedisRefusesTheRouteRemovalWhenItIsBack_ItIsSentAgainUntilTaken()
     {

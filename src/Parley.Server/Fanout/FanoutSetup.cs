@@ -59,9 +59,16 @@ internal static class FanoutSetup
             }
 
             var redis = services.GetRequiredService<RedisFanout>();
-            return Task.FromResult(redis.IsConnected
-                ? HealthCheckResult.Healthy($"Redis connected (instance {redis.InstanceId})")
-                : HealthCheckResult.Degraded("Redis unreachable: live events reach only this instance's sockets; devices recover the rest through their cursors"));
+            if (!redis.IsConnected)
+            {
+                return Task.FromResult(HealthCheckResult.Degraded(
+                    "Redis unreachable: live events reach only this instance's sockets; devices recover the rest through their cursors"));
+            }
+
+            return Task.FromResult(redis.RoutesPending is var pending and > 0
+                ? HealthCheckResult.Degraded(
+                    $"Redis refused the routes of {pending} users with sockets here: events from other instances miss them until a liveness beat registers them")
+                : HealthCheckResult.Healthy($"Redis connected (instance {redis.InstanceId})"));
         }
     }
 }

@@ -205,6 +205,12 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     // that time is their last-seen time (not the time Redis came back).
     private readonly Dictionary<string, long> _leftWhileDown = new(StringComparer.Ordinal);
 
+    // Users with sockets here whose route Redis refused (OOM, READONLY, NOPERM) or never confirmed, with a stamp of when
+    // they were marked: every liveness beat adds them again until Redis takes it. Without their route no other instance
+    // sends them anything, and nothing else registers it while the connection stays up.
+    private readonly Dictionary<string, long> _routePending = new(StringComparer.Ordinal);
+    private long _routeStamp;
+
     // Route registrations still on their way to Redis: a user's next socket here waits for the first one's.
     private readonly Dictionary<string, Task<RedisResult>> _routing = new(StringComparer.Ordinal);
     private readonly Lock _usersLock = new();
@@ -252,6 +258,18 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
     /// <summary>Whether Redis is reachable right now (readiness reports fan-out as degraded otherwise).</summary>
     public bool IsConnected => _redis?.IsConnected == true;
+
+    /// <summary>Users with sockets here whose route Redis has not taken yet (readiness reports fan-out as degraded meanwhile).</summary>
+    public int RoutesPending
+    {
+        get
+        {
+            lock (_usersLock)
+            {
+                return _routePending.Count;
+            }
+        }
+    }
 
     private string LivenessPrefix => _options.Prefix + ":instance:";
 
@@ -318,6 +336,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                 registered = redis.GetDatabase().ScriptEvaluateAsync(SubscribeScript, [RouteKey(userId)], [InstanceId, LivenessPrefix]);
                 _routing[userId] = registered;
                 // Forgotten once Redis answered, not when this socket stops waiting (it may be cancelled or time out first).
+                // Refused: pending, for the liveness beat to add, as long as the user has sockets here.
                 _ = registered.ContinueWith(
                     (done, user) =>
                     {
@@ -326,6 +345,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                             if (_routing.TryGetValue((string)user!, out var pending) && pending == done)
                             {
                                 _routing.Remove((string)user!);
+                                if (!done.IsCompletedSuccessfully && _localUsers.ContainsKey((string)user!))
+                                {
+                                    _routePending[(string)user!] = ++_routeStamp;
+                                }
                             }
                         }
                     },
@@ -372,6 +395,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             }
 
             _localUsers.Remove(userId);
+            _routePending.Remove(userId);
             if (_redis is { IsConnected: true } redis)
             {
                 removed = RemoveRouteAsync(redis.GetDatabase(), userId, left);
@@ -706,9 +730,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
 
     /// <summary>
     /// With <paramref name="everything"/>: the liveness key, and a route for every user with sockets here (after a start or
-    /// a Redis restart). Always: the routes of users who left while Redis could not be told. Those are forgotten only
-    /// once Redis took their removal; until then every liveness beat sends it again (a user left behind in a route of a
-    /// live instance would be online for good).
+    /// a Redis restart); without it, the routes Redis refused before. Always: the removal of the routes of users who left
+    /// while Redis could not be told. Both are forgotten only once Redis took them; until then every liveness beat sends
+    /// them again (a user missing from their route gets nothing from other instances; a user left behind in a route of a
+    /// live instance is online for good).
     /// </summary>
     private async Task RegisterAsync(bool everything = true)
     {
@@ -718,14 +743,17 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         }
 
         (KeyValuePair<string, long> Left, Task<RedisResult> Removed)[] removals = [];
+        (string UserId, Task<bool> Added)[] routes = [];
+        KeyValuePair<string, long>[] pending = [];
         try
         {
             string[] users;
             var writes = new List<Task>();
             lock (_usersLock)
             {
-                users = everything ? [.. _localUsers.Keys] : [];
-                if (!everything && _leftWhileDown.Count == 0)
+                users = everything ? [.. _localUsers.Keys] : [.. _routePending.Keys];
+                pending = [.. _routePending];
+                if (users.Length == 0 && !everything && _leftWhileDown.Count == 0)
                 {
                     return;
                 }
@@ -737,8 +765,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                 {
                     writes.Add(batch.StringSetAsync(LivenessPrefix + InstanceId, "1", _options.InstanceTtl));
                     writes.Add(batch.SetAddAsync(InstancesKey, InstanceId));
-                    writes.AddRange(users.Select(u => batch.SetAddAsync(RouteKey(u), InstanceId)));
                 }
+
+                routes = [.. users.Select(u => (u, batch.SetAddAsync(RouteKey(u), InstanceId)))];
+                writes.AddRange(routes.Select(r => r.Added));
 
                 removals = [.. _leftWhileDown.Select(left => (left, RemoveRouteAsync(batch, left.Key, left.Value)))];
                 writes.AddRange(removals.Select(r => r.Removed));
@@ -759,6 +789,23 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
         {
             lock (_usersLock)
             {
+                var marked = pending.ToDictionary(StringComparer.Ordinal);
+                foreach (var (userId, added) in routes)
+                {
+                    if (added.IsCompletedSuccessfully)
+                    {
+                        // Taken: no longer pending, unless marked again since (a later refusal of a socket's own registration).
+                        if (marked.TryGetValue(userId, out var stamp) && _routePending.TryGetValue(userId, out var current) && current == stamp)
+                        {
+                            _routePending.Remove(userId);
+                        }
+                    }
+                    else if (_localUsers.ContainsKey(userId))
+                    {
+                        _routePending[userId] = ++_routeStamp;
+                    }
+                }
+
                 foreach (var ((userId, leftAt), removed) in removals)
                 {
                     // Unless the user came back meanwhile (the entry is gone) or left again (a newer time, still to send).
