@@ -226,6 +226,30 @@ public sealed class RedisFanoutTests
     }
 
     [Fact]
+    public async Task PublicationRefusedWhileRedisIsBusy_IsHeldAndArrivesWhenRedisAnswersAgain()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var redis = await RedisServer.StartAsync();
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString + ",allowAdmin=true");
+        await using var blocker = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        await using var publisher = await FanoutNode.RedisAsync(redis.ConnectionString);
+        await using var receiver = await FanoutNode.RedisAsync(redis.ConnectionString);
+        var alice = await receiver.ConnectAsync("alice");
+        await PublishUntilDeliveredAsync(publisher, alice, "nothing reached alice before Redis was busy");
+
+        // A long script (a failover's READONLY or a restart's LOADING alike): the connections stay up, commands are refused.
+        await admin.GetDatabase().ExecuteAsync("CONFIG", "SET", "lua-time-limit", "50");
+        var busy = blocker.GetDatabase().ScriptEvaluateAsync("while true do end");
+        await Task.Delay(300, ct);
+        await publisher.PublishAsync(["alice"], FanoutNode.Frame("while-busy"));
+        await Task.Delay(500, ct);
+        await admin.GetDatabase().ExecuteAsync("SCRIPT", "KILL");
+        await Assert.ThrowsAnyAsync<RedisException>(() => busy);
+
+        await WaitUntilAsync(() => alice.Labels.Contains("while-busy"), "the publication Redis refused while busy was dropped");
+    }
+
+    [Fact]
     public async Task Typing_WhileRedisIsUnreachable_StopsAreAnnounced_AndWhatStartedMeanwhileEndsOnceWhenRedisIsBack()
     {
         await using var redis = await RedisServer.StartAsync();

@@ -1058,9 +1058,10 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
                 await task;
                 Answered();
             }
-            catch (Exception ex) when (ex is RedisConnectionException or RedisTimeoutException or TimeoutException)
+            catch (Exception ex) when (ex is RedisConnectionException or RedisTimeoutException or TimeoutException || IsPassing(ex))
             {
-                // Redis went away under it: published again when it is back (not at once: it may be going away right now).
+                // Redis went away under it, or refused it for a while (a failover, a load, a long script): published again
+                // when it is back (not at once: it may be going away right now). The receivers would not notice the loss.
                 Log.PublishFailed(_logger, ex.Message);
                 if (item.Holdable)
                 {
@@ -1073,6 +1074,7 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             }
             catch (RedisException ex)
             {
+                // An error of this publication itself (it would fail again, and held it would block every later one).
                 _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.RedisUnavailable);
                 Log.PublishFailed(_logger, ex.Message);
             }
@@ -1096,6 +1098,13 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
             _metrics.FanoutDropped(ParleyMetrics.FanoutDropReasons.RedisUnavailable);
         }
     }
+
+    /// <summary>
+    /// A server error that passes with time, while the connection stays up: a primary turned replica in a failover
+    /// (READONLY), a primary lost (MASTERDOWN), a dataset loading (LOADING), a long script (BUSY), memory full (OOM).
+    /// </summary>
+    private static bool IsPassing(Exception ex) =>
+        ex is RedisServerException && ex.Message.Split(' ', 2)[0] is "READONLY" or "MASTERDOWN" or "LOADING" or "BUSY" or "OOM" or "TRYAGAIN";
 
     private void Answered()
     {
