@@ -80,17 +80,65 @@ public sealed class MessageLedgerTests
     }
 
     [Fact]
-    public void OnError_ForASend_RefusesItAndCountsTheCode_NothingIsOutstanding()
+    public void OnError_RateLimited_RefusesTheSend_ReportedAsRefused_NothingIsOutstanding()
     {
         var ledger = Ledger();
         ledger.Offer(0, 1);
 
         ledger.OnError("rate_limited", 0);
 
-        Assert.Equal(0, ledger.Totals().Lost);
-        Assert.Equal(0, ledger.Totals().Unanswered);
+        var totals = ledger.Totals();
+        Assert.Equal(1, totals.Refused);
+        Assert.Equal(0, totals.FailedSends);
+        Assert.Equal(0, totals.Lost);
+        Assert.Equal(0, totals.Unanswered);
         Assert.True(ledger.Settled);
         Assert.Equal(1, _errors.Snapshot()["rate_limited"]);
+    }
+
+    [Theory]
+    [InlineData("internal_error")]
+    [InlineData("service_unavailable")]
+    [InlineData("http_503")]
+    [InlineData("http_failed")]
+    [InlineData("http_timeout")]
+    [InlineData("socket_closed")]
+    public void OnError_AnyOtherCode_FailsTheSend_NotARefusal(string code)
+    {
+        var ledger = Ledger();
+        ledger.Offer(0, 1);
+        ledger.Offer(1, 1);
+        ledger.OnAck(1, Stopwatch.GetTimestamp());
+        ledger.OnMessage(Bob, 1, Arrival.New, false, Stopwatch.GetTimestamp());
+
+        ledger.OnError(code, 0);
+
+        var totals = ledger.Totals();
+        Assert.Equal(1, totals.FailedSends);
+        Assert.Equal(0, totals.Refused);
+        Assert.Equal(2, totals.ExpectedDeliveries);
+        Assert.Equal(1, totals.Delivered);
+        Assert.Equal(1, ledger.Latency.Count);
+        Assert.True(ledger.Settled);
+        Assert.Equal(1, _errors.Snapshot()[code]);
+    }
+
+    [Fact]
+    public void OnError_ForeignConversationNamingASend_LeavesItsStateAlone_SoItsRealLossIsCounted()
+    {
+        var ledger = Ledger();
+        ledger.Offer(0, 1);
+
+        ledger.OnError("foreign_conversation", 0); // a copy leaked into another conversation, before the ack
+        Assert.Equal(1, ledger.Totals().Unanswered);
+        ledger.OnAck(0, Stopwatch.GetTimestamp());
+
+        var totals = ledger.Totals();
+        Assert.Equal(1, totals.Acknowledged);
+        Assert.Equal(1, totals.Lost);
+        Assert.Equal(0, totals.Refused + totals.FailedSends);
+        Assert.False(ledger.Settled);
+        Assert.Equal(1, _errors.Snapshot()["foreign_conversation"]);
     }
 
     [Fact]

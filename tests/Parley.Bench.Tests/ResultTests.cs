@@ -49,7 +49,7 @@ public sealed class ResultTests
         using var json = JsonDocument.Parse(line[ResultLine.Prefix.Length..]);
         var root = json.RootElement;
         foreach (var name in new[] { "schema", "scenario", "transport", "run_id", "urls", "processes", "started_at", "settings", "window_s", "offered", "sent",
-            "acknowledged", "expected_deliveries", "delivered", "lost", "unanswered", "duplicated", "out_of_order", "redelivered", "unexpected", "errors",
+            "acknowledged", "expected_deliveries", "delivered", "lost", "unanswered", "refused", "failed_sends", "duplicated", "out_of_order", "redelivered", "unexpected", "errors",
             "offered_rate", "send_rate", "delivery_rate", "latency_ms", "ack_latency_ms", "connections", "reconnect", "server", "postgres", "client",
             "passed", "failures", "exit_code", "histograms" })
         {
@@ -139,5 +139,36 @@ public sealed class ResultTests
 
         Assert.Equal(Verdict.Failed, result.ExitCode);
         Assert.Equal(["2 connections failed", "1 connections dropped by the server"], result.Failures);
+    }
+
+    public static TheoryData<string, string> Leniencies => new()
+    {
+        { "failed", "sends failed" },
+        { "refused", "sends refused" },
+        { "unexpected", "unexpected copies" },
+        { "foreign", "into a conversation the device is not in" },
+        { "missing", "expected deliveries missing" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Leniencies))]
+    public void Verdict_FailedOrRefusedSends_UnexpectedOrLeakedCopies_OrFewerDeliveriesThanExpected_FailWithOne(string what, string failure)
+    {
+        var clean = Part(10, 10, 0, 5) with { ExpectedDeliveries = 10 };
+        Assert.True(Verdict.Apply(clean, new BenchOptions { Scenario = ScenarioKind.Group }).Passed);
+        var result = what switch
+        {
+            "failed" => clean with { FailedSends = 3, Acknowledged = 7, Delivered = 7 },
+            "refused" => clean with { Refused = 1, Acknowledged = 9, Delivered = 9 },
+            "unexpected" => clean with { Unexpected = 1 },
+            "foreign" => clean with { Errors = new SortedDictionary<string, long> { ["foreign_conversation"] = 1 } },
+            _ => clean with { Delivered = 1 }, // nothing else counted: no loss, no error
+        };
+
+        var verdict = Verdict.Apply(result, new BenchOptions { Scenario = ScenarioKind.Group });
+
+        Assert.False(verdict.Passed);
+        Assert.Equal(Verdict.Failed, verdict.ExitCode);
+        Assert.Contains(verdict.Failures, f => f.Contains(failure, StringComparison.Ordinal));
     }
 }

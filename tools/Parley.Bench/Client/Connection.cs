@@ -191,7 +191,7 @@ internal sealed class Connection : IDisposable
     {
         if (!ServerFrame.TryParse(json, out var frame))
         {
-            _sink.OnError("unparsable_frame", -1);
+            _sink.OnError(BenchErrors.UnparsableFrame, -1);
             return;
         }
 
@@ -201,7 +201,8 @@ internal sealed class Connection : IDisposable
                 var slot = _device.SlotOf(frame.ConversationId);
                 if (slot < 0)
                 {
-                    _sink.OnError("foreign_conversation", frame.MessageIndex);
+                    // A leak, not an answer to the send it names: its real recipients are still checked.
+                    _sink.OnError(BenchErrors.ForeignConversation, -1);
                     return;
                 }
 

@@ -5,7 +5,8 @@ namespace Parley.Bench.Reporting;
 /// <summary>
 /// The result of a run, printed as one JSON line (<see cref="ResultLine.Prefix"/>) at the end; docs/benchmarks.md
 /// describes every field. Counts of the measured window: offered, sent, acknowledged, expected_deliveries,
-/// delivered. Correctness counts over every message, warm-up included: lost, unanswered, duplicated, out_of_order.
+/// delivered. Correctness counts over every message, warm-up included: lost, unanswered, refused, failed_sends,
+/// duplicated, out_of_order.
 /// </summary>
 internal sealed record BenchResult
 {
@@ -41,6 +42,12 @@ internal sealed record BenchResult
     public long Lost { get; init; }
 
     public long Unanswered { get; init; }
+
+    /// <summary>Sends the server refused on purpose (<c>rate_limited</c>): the offered rate was not served.</summary>
+    public long Refused { get; init; }
+
+    /// <summary>Sends answered by any other error (the server's, <c>http_5xx</c>, <c>http_timeout</c>, <c>socket_closed</c>, ...).</summary>
+    public long FailedSends { get; init; }
 
     public long Duplicated { get; init; }
 

@@ -73,6 +73,8 @@ internal static class ResultMerger
             Delivered = parts.Sum(p => p.Delivered),
             Lost = parts.Sum(p => p.Lost),
             Unanswered = parts.Sum(p => p.Unanswered),
+            Refused = parts.Sum(p => p.Refused),
+            FailedSends = parts.Sum(p => p.FailedSends),
             Duplicated = parts.Sum(p => p.Duplicated),
             OutOfOrder = parts.Sum(p => p.OutOfOrder),
             Redelivered = parts.Sum(p => p.Redelivered),

@@ -30,7 +30,9 @@ internal static class Summary
             Row("delivered / expected", $"{result.Delivered} / {result.ExpectedDeliveries}");
             Row("rate: offered / sent / delivered", string.Create(c, $"{result.OfferedRate:F1} / {result.SendRate:F1} / {result.DeliveryRate:F1} per s"));
             Row("lost / unanswered", $"{result.Lost} / {result.Unanswered}");
+            Row("refused / failed sends", $"{result.Refused} / {result.FailedSends}");
             Row("duplicated / out of order / redelivered", $"{result.Duplicated} / {result.OutOfOrder} / {result.Redelivered}");
+            Row("unexpected", $"{result.Unexpected}");
             Row("delivery latency", Latency(result.LatencyMs));
             Row("ack latency", Latency(result.AckLatencyMs));
         }

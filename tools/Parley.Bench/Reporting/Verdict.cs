@@ -1,4 +1,5 @@
 using System.Globalization;
+using Parley.Bench.Client;
 using Parley.Bench.Options;
 
 namespace Parley.Bench.Reporting;
@@ -29,6 +30,11 @@ internal static class Verdict
         Check(result.Duplicated, "duplicated on one socket");
         Check(result.OutOfOrder, "out of order on one socket");
         Check(result.Unanswered, "sends never answered");
+        Check(result.FailedSends, "sends failed (an error other than rate_limited)");
+        Check(result.Refused, "sends refused (rate_limited: the offered rate was not served)");
+        Check(result.Unexpected, "unexpected copies (not sent by the tool, or a copy too many)");
+        Check(result.Errors.GetValueOrDefault(BenchErrors.ForeignConversation), "copies delivered into a conversation the device is not in");
+        Check(result.ExpectedDeliveries - result.Delivered, "expected deliveries missing (delivered fewer than expected_deliveries)");
         Check(result.Connections.Failed, "connections failed");
         Check(result.Connections.Dropped, "connections dropped by the server");
         if (result.Reconnect is { } reconnect)

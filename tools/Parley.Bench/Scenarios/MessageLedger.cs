@@ -5,8 +5,8 @@ using Parley.Bench.Reporting;
 namespace Parley.Bench.Scenarios;
 
 /// <summary>
-/// The books of a messaging run: for every scheduled message, whether it was offered, answered (acknowledged or
-/// refused) and how many of its expected deliveries are still missing; counters for the progress line and the
+/// The books of a messaging run: for every scheduled message, whether it was offered, answered (acknowledged,
+/// refused with <c>rate_limited</c>, or failed) and how many of its expected deliveries are still missing; counters for the progress line and the
 /// result; and the latency histograms. Every receive loop reports into it concurrently, so all state is arrays
 /// indexed by message number and interlocked counters, allocation-free per message.
 /// </summary>
@@ -16,6 +16,7 @@ internal sealed class MessageLedger : IFrameSink
     private const int OfferedState = 1;
     private const int AcknowledgedState = 2;
     private const int RefusedState = 3;
+    private const int FailedState = 4;
 
     private readonly Schedule _schedule;
     private readonly int[] _state;
@@ -31,7 +32,7 @@ internal sealed class MessageLedger : IFrameSink
     private long _offered;
     private long _sent;
     private long _acknowledged;
-    private long _refused;
+    private long _answeredOtherwise; // refused or failed
     private long _delivered;
     private long _duplicated;
     private long _outOfOrder;
@@ -177,13 +178,26 @@ internal sealed class MessageLedger : IFrameSink
         }
     }
 
+    /// <summary>
+    /// An error, by code. One that names a send answers it: <c>rate_limited</c> refuses it (the server declined on
+    /// purpose), any other code fails it (the server or the transport broke). Errors the tool raises about what it
+    /// received (<see cref="BenchErrors.IsObservation"/>) never change a message's state: a copy delivered into the
+    /// wrong conversation says nothing about whether the message reached its real recipients.
+    /// </summary>
     public void OnError(string code, long messageIndex)
     {
         _errors.Add(code);
-        if (IsOurs(messageIndex) && Interlocked.CompareExchange(ref _state[messageIndex], RefusedState, OfferedState) == OfferedState)
+        if (BenchErrors.IsObservation(code) || !IsOurs(messageIndex))
         {
-            // A refused send delivers nothing: its deliveries are no longer outstanding.
-            Interlocked.Increment(ref _refused);
+            return;
+        }
+
+        var answer = code == BenchErrors.RateLimited ? RefusedState : FailedState;
+        if (Interlocked.CompareExchange(ref _state[messageIndex], answer, OfferedState) == OfferedState)
+        {
+            // A refused or failed send is not expected to deliver: its deliveries are no longer outstanding (the run
+            // fails on it anyway; a copy that still arrives counts as unexpected).
+            Interlocked.Increment(ref _answeredOtherwise);
             Interlocked.Add(ref _outstanding, -Math.Max(0, Interlocked.Exchange(ref _remaining[messageIndex], 0)));
         }
     }
@@ -199,7 +213,7 @@ internal sealed class MessageLedger : IFrameSink
     /// <summary>Nothing is outstanding: every offered message was answered and every expected delivery arrived.</summary>
     public bool Settled =>
         Volatile.Read(ref _outstanding) <= 0
-        && Volatile.Read(ref _acknowledged) + Volatile.Read(ref _refused) >= Volatile.Read(ref _offered);
+        && Volatile.Read(ref _acknowledged) + Volatile.Read(ref _answeredOtherwise) >= Volatile.Read(ref _offered);
 
     public long Offered => Volatile.Read(ref _offered);
 
@@ -209,13 +223,13 @@ internal sealed class MessageLedger : IFrameSink
 
     public long Delivered => Volatile.Read(ref _delivered);
 
-    /// <summary>Offered and neither acknowledged nor refused yet.</summary>
-    public long InFlight => Offered - AcknowledgedCount - Volatile.Read(ref _refused);
+    /// <summary>Offered and not answered yet (neither acknowledged, refused nor failed).</summary>
+    public long InFlight => Offered - AcknowledgedCount - Volatile.Read(ref _answeredOtherwise);
 
     /// <summary>The final count, after the grace period.</summary>
     public LedgerTotals Totals()
     {
-        long lost = 0, lostMeasured = 0, unanswered = 0;
+        long lost = 0, lostMeasured = 0, unanswered = 0, refused = 0, failed = 0;
         for (var i = 0; i < _state.Length; i++)
         {
             var state = Volatile.Read(ref _state[i]);
@@ -232,6 +246,14 @@ internal sealed class MessageLedger : IFrameSink
             {
                 unanswered++;
             }
+            else if (state == RefusedState)
+            {
+                refused++;
+            }
+            else if (state == FailedState)
+            {
+                failed++;
+            }
         }
 
         return new LedgerTotals(
@@ -245,6 +267,8 @@ internal sealed class MessageLedger : IFrameSink
             Lost: lost,
             LostMeasured: lostMeasured,
             Unanswered: unanswered,
+            Refused: refused,
+            FailedSends: failed,
             Duplicated: Volatile.Read(ref _duplicated),
             OutOfOrder: Volatile.Read(ref _outOfOrder),
             Redelivered: Volatile.Read(ref _redelivered),
@@ -257,7 +281,7 @@ internal sealed class MessageLedger : IFrameSink
 
 /// <summary>
 /// A ledger's final counts. Offered, Sent, Acknowledged, ExpectedDeliveries and Delivered describe the measured
-/// window; Lost, Unanswered, Duplicated and OutOfOrder cover every message, warm-up included.
+/// window; Lost, Unanswered, Refused, FailedSends, Duplicated and OutOfOrder cover every message, warm-up included.
 /// </summary>
 internal sealed record LedgerTotals(
     long Offered,
@@ -270,6 +294,8 @@ internal sealed record LedgerTotals(
     long Lost,
     long LostMeasured,
     long Unanswered,
+    long Refused,
+    long FailedSends,
     long Duplicated,
     long OutOfOrder,
     long Redelivered,

@@ -22,6 +22,8 @@ internal static class Results
             Delivered = totals.Delivered,
             Lost = totals.Lost,
             Unanswered = totals.Unanswered,
+            Refused = totals.Refused,
+            FailedSends = totals.FailedSends,
             Duplicated = totals.Duplicated,
             OutOfOrder = totals.OutOfOrder,
             Redelivered = totals.Redelivered,
