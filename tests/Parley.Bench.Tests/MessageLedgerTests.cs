@@ -7,7 +7,9 @@ namespace Parley.Bench.Tests;
 [Trait("Store", "Independent")]
 public sealed class MessageLedgerTests
 {
-    private static readonly Device Bob = new(1, new Identity("bob", "bench", new Uri("http://127.0.0.1/"), null), [(Guid.NewGuid(), 1)]);
+    private static readonly Device Bob = NewDevice(1, "bob");
+    private static readonly Device Alice = NewDevice(2, "alice");
+    private static readonly Device Carol = NewDevice(3, "carol");
 
     private readonly ErrorCounts _errors = new();
     private readonly ConnectionTally _connections = new();
@@ -16,11 +18,14 @@ public sealed class MessageLedgerTests
     {
         var ledger = new MessageLedger(
             new Schedule(new ScheduleSegment(0, 100, warmup, Measured: false), new ScheduleSegment(warmup / 100.0, 100, measured, Measured: true)),
-            _errors, _connections);
+            recipientsPerMessage: 3, _errors, _connections);
         var now = Stopwatch.GetTimestamp();
         ledger.SetTimes(now, now, now + Stopwatch.Frequency * 100);
         return ledger;
     }
+
+    private static Device NewDevice(int index, string user) =>
+        new(index, new Identity(user, "bench", new Uri("http://127.0.0.1/"), null), [(Guid.NewGuid(), 0)]);
 
     [Fact]
     public void Totals_AcknowledgedButNeverDelivered_IsLost()
@@ -44,7 +49,7 @@ public sealed class MessageLedgerTests
         ledger.OnMessage(Bob, 0, Arrival.New, fromSelf: false, Stopwatch.GetTimestamp());
         ledger.OnAck(0, Stopwatch.GetTimestamp());
         Assert.False(ledger.Settled);
-        ledger.OnMessage(Bob, 0, Arrival.New, fromSelf: false, Stopwatch.GetTimestamp());
+        ledger.OnMessage(Alice, 0, Arrival.New, fromSelf: false, Stopwatch.GetTimestamp());
 
         var totals = ledger.Totals();
 
@@ -62,7 +67,7 @@ public sealed class MessageLedgerTests
         ledger.Offer(0, recipients: 3);
         ledger.OnAck(0, Stopwatch.GetTimestamp());
         ledger.OnMessage(Bob, 0, Arrival.New, false, Stopwatch.GetTimestamp());
-        ledger.OnMessage(Bob, 0, Arrival.New, false, Stopwatch.GetTimestamp());
+        ledger.OnMessage(Alice, 0, Arrival.New, false, Stopwatch.GetTimestamp());
 
         Assert.Equal(1, ledger.Totals().Lost);
     }
@@ -183,17 +188,42 @@ public sealed class MessageLedgerTests
     }
 
     [Fact]
-    public void OnMessage_MoreCopiesThanRecipients_IsUnexpected()
+    public void OnMessage_MoreDevicesThanRecipients_OrAMessageNotSent_IsUnexpected()
     {
         var ledger = Ledger();
         ledger.Offer(0, 1);
         ledger.OnMessage(Bob, 0, Arrival.New, false, Stopwatch.GetTimestamp());
 
-        ledger.OnMessage(Bob, 0, Arrival.New, false, Stopwatch.GetTimestamp());
+        ledger.OnMessage(Alice, 0, Arrival.New, false, Stopwatch.GetTimestamp());
         ledger.OnMessage(Bob, 99, Arrival.New, false, Stopwatch.GetTimestamp());
 
         Assert.Equal(1, ledger.Totals().Delivered);
         Assert.Equal(2, ledger.Totals().Unexpected);
+        Assert.Equal(0, ledger.Totals().Duplicated);
+    }
+
+    [Fact]
+    public void OnMessage_TheSameMessageTwiceAtOneDeviceUnderNewSeqs_IsADuplicate_AndDoesNotHideALossAtAnother()
+    {
+        // A group of three: the sender, Alice and Bob. Alice's socket gets message 0 under two seqs (the server
+        // stored it twice): both are new positions to her seq tracker. Bob never gets it.
+        var ledger = Ledger();
+        ledger.Offer(0, recipients: 2);
+        ledger.OnAck(0, Stopwatch.GetTimestamp());
+
+        ledger.OnMessage(Alice, 0, Arrival.New, false, Stopwatch.GetTimestamp());
+        ledger.OnMessage(Alice, 0, Arrival.New, false, Stopwatch.GetTimestamp());
+
+        var totals = ledger.Totals();
+        Assert.Equal(1, totals.Delivered);
+        Assert.Equal(1, totals.Duplicated);
+        Assert.Equal(1, totals.Lost);
+        Assert.Equal(0, totals.Unexpected);
+        Assert.False(ledger.Settled);
+
+        ledger.OnMessage(Carol, 0, Arrival.New, false, Stopwatch.GetTimestamp());
+        Assert.Equal(0, ledger.Totals().Lost);
+        Assert.True(ledger.Settled);
     }
 
     [Fact]

@@ -28,7 +28,7 @@ internal sealed class ConversationScenario : IScenario
         _devices = new Device[_conversations * _members];
         var options = context.Options;
         _ledger = new MessageLedger(
-            Schedule.WarmupThenMeasured(context.Plan.Rate, options.WarmupSeconds, options.DurationSeconds), context.Errors, context.Connections);
+            Schedule.WarmupThenMeasured(context.Plan.Rate, options.WarmupSeconds, options.DurationSeconds), membersPerConversation - 1, context.Errors, context.Connections);
         if (options.Transport == Transport.Rest)
         {
             _rest = new RestSender(context.Network.Http, _ledger, context.Content, options.HttpConnections);

@@ -9,6 +9,8 @@ namespace Parley.Bench.Scenarios;
 /// refused with <c>rate_limited</c>, or failed) and how many of its expected deliveries are still missing; counters for the progress line and the
 /// result; and the latency histograms. Every receive loop reports into it concurrently, so all state is arrays
 /// indexed by message number and interlocked counters, allocation-free per message.
+/// Deliveries are matched per recipient device, not only counted: each message keeps the devices that got it, so a
+/// second copy at one member (under a new seq) is a duplicate and cannot make up for a copy lost at another.
 /// </summary>
 internal sealed class MessageLedger : IFrameSink
 {
@@ -21,6 +23,13 @@ internal sealed class MessageLedger : IFrameSink
     private readonly Schedule _schedule;
     private readonly int[] _state;
     private readonly int[] _remaining;
+    private readonly int _maxRecipients;
+
+    // Per message, the devices (Device.Index + 1) that received it: _receivedBy[index * _maxRecipients + k] for k <
+    // _receivedCount[index]. A device appends only its own entry, from its receive loop (one at a time), so it always
+    // sees its own earlier entries; another device's entry being written concurrently is never its own.
+    private readonly int[] _receivedBy;
+    private readonly int[] _receivedCount;
     private readonly bool[] _recordLatency;
     private readonly ErrorCounts _errors;
     private readonly ConnectionTally _connections;
@@ -49,15 +58,23 @@ internal sealed class MessageLedger : IFrameSink
     private long _sentInWindow;
     private long _deliveredInWindow;
 
-    public MessageLedger(Schedule schedule, ErrorCounts errors, ConnectionTally connections)
+    /// <param name="schedule">The messages.</param>
+    /// <param name="recipientsPerMessage">The most recipient devices any message has.</param>
+    /// <param name="errors">Where error codes are counted.</param>
+    /// <param name="connections">Where dropped connections are counted.</param>
+    public MessageLedger(Schedule schedule, int recipientsPerMessage, ErrorCounts errors, ConnectionTally connections)
     {
         ArgumentNullException.ThrowIfNull(schedule);
+        ArgumentOutOfRangeException.ThrowIfLessThan(recipientsPerMessage, 1);
         _schedule = schedule;
+        _maxRecipients = recipientsPerMessage;
         _errors = errors;
         _connections = connections;
         var count = checked((int)schedule.Count);
         _state = new int[count];
         _remaining = new int[count];
+        _receivedBy = new int[checked(count * recipientsPerMessage)];
+        _receivedCount = new int[count];
         _recordLatency = [.. schedule.Segments.Select(s => s.Measured && s.RecordLatency)];
     }
 
@@ -85,6 +102,7 @@ internal sealed class MessageLedger : IFrameSink
     /// <summary>Message <paramref name="index"/> is about to be sent and should reach <paramref name="recipients"/> sockets.</summary>
     public void Offer(long index, int recipients)
     {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(recipients, _maxRecipients);
         _remaining[index] = recipients;
         Volatile.Write(ref _state[index], OfferedState);
         Interlocked.Add(ref _outstanding, recipients);
@@ -153,9 +171,22 @@ internal sealed class MessageLedger : IFrameSink
             return; // the sender's own device gets its message too; only the other members' copies are deliveries
         }
 
-        if (!IsOurs(messageIndex) || Interlocked.Decrement(ref _remaining[messageIndex]) < 0)
+        if (!IsOurs(messageIndex))
         {
             Interlocked.Increment(ref _unexpected);
+            return;
+        }
+
+        if (!FirstAtDevice(device, messageIndex))
+        {
+            // The same message again on this device under another seq (the server stored or sent it twice).
+            Interlocked.Increment(ref _duplicated);
+            return;
+        }
+
+        if (Interlocked.Decrement(ref _remaining[messageIndex]) < 0)
+        {
+            Interlocked.Increment(ref _unexpected); // more devices than recipients, or a refused or failed send's copy
             return;
         }
 
@@ -274,6 +305,29 @@ internal sealed class MessageLedger : IFrameSink
             Redelivered: Volatile.Read(ref _redelivered),
             Unexpected: Volatile.Read(ref _unexpected),
             AllOffered: Offered);
+    }
+
+    /// <summary>Records that <paramref name="device"/> received message <paramref name="index"/>; false if it already had.</summary>
+    private bool FirstAtDevice(Device device, long index)
+    {
+        var offset = index * _maxRecipients;
+        var id = device.Index + 1;
+        var count = Math.Min(Volatile.Read(ref _receivedCount[index]), _maxRecipients);
+        for (var k = 0; k < count; k++)
+        {
+            if (Volatile.Read(ref _receivedBy[offset + k]) == id)
+            {
+                return false;
+            }
+        }
+
+        var slot = Interlocked.Increment(ref _receivedCount[index]) - 1;
+        if (slot < _maxRecipients)
+        {
+            Volatile.Write(ref _receivedBy[offset + slot], id);
+        }
+
+        return true;
     }
 
     private bool IsOurs(long index) => index >= 0 && index < _state.Length && Volatile.Read(ref _state[index]) != NotOfferedState;

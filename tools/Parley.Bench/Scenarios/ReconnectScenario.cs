@@ -50,6 +50,7 @@ internal sealed class ReconnectScenario : IScenario
             new Schedule(
                 new ScheduleSegment(0, context.Plan.Rate, Schedule.Messages(context.Plan.Rate, online), Measured: true),
                 new ScheduleSegment(offlineStart, context.Plan.Rate, Schedule.Messages(context.Plan.Rate, options.OfflineSeconds), Measured: true, RecordLatency: false)),
+            recipientsPerMessage: 1,
             context.Errors, context.Connections)
         {
             SyncCompleted = OnSyncComplete,
