@@ -163,6 +163,21 @@ public sealed class MessageLedgerTests
     }
 
     [Fact]
+    public void OnMessage_RedeliveredOutOfOrder_CountsBoth_AndIsNotADelivery()
+    {
+        var ledger = Ledger();
+        ledger.Offer(0, 1);
+        ledger.OnMessage(Bob, 0, Arrival.New, false, Stopwatch.GetTimestamp());
+
+        ledger.OnMessage(Bob, 0, Arrival.RedeliveredOutOfOrder, false, Stopwatch.GetTimestamp());
+
+        var totals = ledger.Totals();
+        Assert.Equal(1, totals.Redelivered);
+        Assert.Equal(1, totals.OutOfOrder);
+        Assert.Equal(1, totals.Delivered);
+    }
+
+    [Fact]
     public void OnMessage_OutOfOrder_IsCountedAndStillADelivery()
     {
         var ledger = Ledger();

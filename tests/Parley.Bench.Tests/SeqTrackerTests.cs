@@ -61,4 +61,41 @@ public sealed class SeqTrackerTests
         Assert.Equal(10_000, tracker.Contiguous);
         Assert.Equal(Arrival.Duplicate, tracker.Observe(9_999));
     }
+
+    [Fact]
+    public void Observe_AgainOnANewConnection_AtOrBelowTheLastCursorsPosition_IsDuplicate_AboveItRedelivered()
+    {
+        var device = new Device(0, new Identity("dev", "bench", new Uri("http://127.0.0.1/"), null), [(Guid.NewGuid(), 0)]);
+        var tracker = device.Trackers[0];
+        for (var seq = 1; seq <= 10; seq++)
+        {
+            tracker.Observe(seq);
+        }
+
+        Assert.Equal(10, device.TakeAck(0));
+        device.CursorReceived(); // the server's cursor frame answering that ack covers seqs 1 to 10
+        tracker.Observe(11);
+        tracker.Observe(12);
+
+        device.BeginConnection();
+
+        Assert.Equal(Arrival.Duplicate, tracker.Observe(9));
+        Assert.Equal(Arrival.Duplicate, tracker.Observe(10));
+        Assert.Equal(Arrival.Redelivered, tracker.Observe(11));
+        Assert.Equal(Arrival.Redelivered, tracker.Observe(12));
+    }
+
+    [Fact]
+    public void Observe_RedeliveredAfterAHigherSeqOnTheSameSocket_IsAlsoOutOfOrder()
+    {
+        var tracker = new SeqTracker(0);
+        tracker.Observe(1);
+        tracker.Observe(2);
+        tracker.Observe(3);
+        tracker.NewConnection();
+
+        Assert.Equal(Arrival.New, tracker.Observe(4));
+        Assert.Equal(Arrival.RedeliveredOutOfOrder, tracker.Observe(2));
+        Assert.Equal(Arrival.RedeliveredOutOfOrder, tracker.Observe(3));
+    }
 }

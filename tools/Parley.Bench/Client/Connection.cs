@@ -226,9 +226,11 @@ internal sealed class Connection : IDisposable
                 break;
             case FrameKind.Cursor:
                 _device.Cursor = Encoding.UTF8.GetString(frame.Cursor);
+                _device.CursorReceived();
                 break;
             case FrameKind.SyncComplete:
                 _device.Cursor = Encoding.UTF8.GetString(frame.Cursor);
+                _device.CursorReceived();
                 _sink.OnSyncComplete(_device, now);
                 break;
             case FrameKind.SyncReset:

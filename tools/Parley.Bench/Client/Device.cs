@@ -56,6 +56,15 @@ internal sealed class Device
         return contiguous;
     }
 
+    /// <summary>A <c>cursor</c> or <c>sync_complete</c> frame arrived: what the device holds contiguously is covered by its cursor.</summary>
+    public void CursorReceived()
+    {
+        foreach (var tracker in Trackers)
+        {
+            tracker.CursorReceived();
+        }
+    }
+
     /// <summary>A new connection: its per-socket checks start over and it acknowledges from what the device holds.</summary>
     public void BeginConnection()
     {

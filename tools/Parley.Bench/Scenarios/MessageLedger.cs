@@ -159,6 +159,10 @@ internal sealed class MessageLedger : IFrameSink
             case Arrival.Redelivered:
                 Interlocked.Increment(ref _redelivered);
                 return;
+            case Arrival.RedeliveredOutOfOrder:
+                Interlocked.Increment(ref _redelivered);
+                Interlocked.Increment(ref _outOfOrder);
+                return;
             case Arrival.NewOutOfOrder:
                 Interlocked.Increment(ref _outOfOrder);
                 break;
