@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Parley.Bench.Client;
+using Parley.Bench.Reporting;
 using Parley.Bench.Scenarios;
 
 namespace Parley.Bench.Tests;
@@ -239,6 +240,27 @@ public sealed class MessageLedgerTests
         ledger.OnMessage(Carol, 0, Arrival.New, false, Stopwatch.GetTimestamp());
         Assert.Equal(0, ledger.Totals().Lost);
         Assert.True(ledger.Settled);
+    }
+
+    [Fact]
+    public void OnMessage_ADelayedDelivery_RaisesTheRecordedLatencyByTheDelay()
+    {
+        var ledger = Ledger();
+        var start = Stopwatch.GetTimestamp();
+        ledger.SetTimes(start, start, start + Stopwatch.Frequency * 100);
+        ledger.Offer(0, 1);
+        ledger.Offer(1, 1);
+        var onTime = ledger.Schedule.IntendedTimestamp(start, 0) + Stopwatch.Frequency / 1000; // 1 ms
+        var late = ledger.Schedule.IntendedTimestamp(start, 1) + Stopwatch.Frequency * 3 / 10 + Stopwatch.Frequency / 1000; // 301 ms
+
+        ledger.OnMessage(Bob, 0, Arrival.New, false, onTime);
+        ledger.OnMessage(Bob, 1, Arrival.New, false, late);
+
+        var latency = LatencyHistogram.Summarize(ledger.Latency.Snapshot());
+        Assert.NotNull(latency);
+        Assert.Equal(2, latency.Count);
+        Assert.InRange(latency.Max - latency.P50, 299.0, 301.0); // the delay, to the histogram's 3 significant digits
+        Assert.InRange(latency.Max, 300.0, 302.0);
     }
 
     [Fact]

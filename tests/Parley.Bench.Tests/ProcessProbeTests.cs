@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Parley.Bench.Reporting;
 
 namespace Parley.Bench.Tests;
@@ -56,5 +57,43 @@ public sealed class ProcessProbeTests
         var name = File.ReadAllText("/proc/self/comm").Trim();
 
         Assert.Contains(Environment.ProcessId, new ProcessProbe([], name).CurrentPids());
+    }
+
+    [Fact]
+    public void CpuBetween_OfThisProcess_AgreesWithTotalProcessorTime_AcrossABusyLoop()
+    {
+        Assert.SkipUnless(ProcessProbe.Available, "/proc is not available");
+        var probe = new ProcessProbe([Environment.ProcessId]);
+        using var self = Process.GetCurrentProcess();
+
+        // Other tests may run in this process meanwhile: the probe's samples are bracketed by TotalProcessorTime
+        // readings, so its CPU lies between what the inner and the outer readings saw (less or more 2 ticks of /proc).
+        var outerBefore = Cpu(self);
+        var before = probe.Sample();
+        var innerBefore = Cpu(self);
+        var spin = Stopwatch.StartNew();
+        double sink = 0;
+        while (Cpu(self) - innerBefore < TimeSpan.FromMilliseconds(300) && spin.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            for (var i = 0; i < 100_000; i++)
+            {
+                sink += Math.Sqrt(i);
+            }
+        }
+
+        var innerAfter = Cpu(self);
+        var after = probe.Sample();
+        var outerAfter = Cpu(self);
+
+        var measured = ProcessProbe.CpuBetween(before, after);
+        Assert.True(sink > 0);
+        Assert.InRange(measured, (innerAfter - innerBefore).TotalMilliseconds - 20, (outerAfter - outerBefore).TotalMilliseconds + 20);
+        Assert.True(measured >= 250, $"{measured} ms");
+    }
+
+    private static TimeSpan Cpu(Process process)
+    {
+        process.Refresh();
+        return process.TotalProcessorTime;
     }
 }
