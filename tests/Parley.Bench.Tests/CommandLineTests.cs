@@ -115,13 +115,24 @@ public sealed class CommandLineTests
     public void Parse_Help_AsksForHelp(string arg) => Assert.True(CommandLine.Parse(["chat", arg]).Help);
 
     [Fact]
+    public void Parse_PostgresPortOrDataDirectory_MeasuresThatServerOnly()
+    {
+        var byPort = Parse("chat", "--postgres-port", "25432");
+        var byData = Parse("chat", "--postgres-data", "/srv/pg/15/main");
+
+        Assert.Equal((true, 25432, null), (byPort.PostgresAuto, byPort.PostgresPort, byPort.PostgresDataDirectory));
+        Assert.Equal((true, null, "/srv/pg/15/main"), (byData.PostgresAuto, byData.PostgresPort, byData.PostgresDataDirectory));
+        Assert.Contains("--postgres-port", Error("chat", "--postgres-port", "0"), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Usage_ListsEveryPublicOption_AndNotTheChildOption()
     {
         var usage = CommandLine.Usage();
 
         foreach (var option in new[] { "--url", "--users", "--rate", "--duration", "--warmup", "--grace", "--group-size", "--connections", "--connect-rate",
             "--offline", "--settle", "--transport", "--message-bytes", "--http-connections", "--auth", "--token-key", "--token-issuer", "--token-audience",
-            "--source-addresses", "--processes", "--server-pid", "--placement", "--postgres-pids", "--max-p99-ms", "--run-id", "--progress", "--output", "--ack-interval" })
+            "--source-addresses", "--processes", "--server-pid", "--placement", "--postgres-pids", "--postgres-port", "--postgres-data", "--max-p99-ms", "--run-id", "--progress", "--output", "--ack-interval" })
         {
             Assert.Contains(option + " ", usage, StringComparison.Ordinal);
         }

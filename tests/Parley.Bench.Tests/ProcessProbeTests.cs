@@ -51,12 +51,22 @@ public sealed class ProcessProbeTests
     }
 
     [Fact]
-    public void CurrentPids_ByName_FindsThisProcess()
+    public void CurrentPids_WithChildren_FindsThisProcessAndAChildItStarted()
     {
         Assert.SkipUnless(ProcessProbe.Available, "/proc is not available");
-        var name = File.ReadAllText("/proc/self/comm").Trim();
+        using var child = Process.Start(new ProcessStartInfo("sleep", "30") { UseShellExecute = false })!;
+        try
+        {
+            var pids = ProcessProbe.WithChildren(Environment.ProcessId).CurrentPids();
 
-        Assert.Contains(Environment.ProcessId, new ProcessProbe([], name).CurrentPids());
+            Assert.Contains(Environment.ProcessId, pids);
+            Assert.Contains(child.Id, pids);
+        }
+        finally
+        {
+            child.Kill();
+            child.WaitForExit(TimeSpan.FromSeconds(10));
+        }
     }
 
     [Fact]

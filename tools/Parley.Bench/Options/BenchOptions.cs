@@ -108,10 +108,17 @@ internal sealed record BenchOptions
 
     public IReadOnlyList<int> ServerPids { get; init; } = [];
 
-    /// <summary>PostgreSQL processes to measure: none, the given ones, or (<see cref="PostgresAuto"/>) every process named postgres.</summary>
+    /// <summary>
+    /// PostgreSQL processes to measure: none, the given ones, or (<see cref="PostgresAuto"/>) one server's postmaster and its
+    /// children: the only one on the machine, or the one on <see cref="PostgresPort"/> or of <see cref="PostgresDataDirectory"/>.
+    /// </summary>
     public IReadOnlyList<int> PostgresPids { get; init; } = [];
 
     public bool PostgresAuto { get; init; }
+
+    public int? PostgresPort { get; init; }
+
+    public string? PostgresDataDirectory { get; init; }
 
     public double? MaxP99Ms { get; init; }
 

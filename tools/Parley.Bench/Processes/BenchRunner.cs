@@ -23,6 +23,7 @@ internal static class BenchRunner
         {
             try
             {
+                monitor = options.IsChild ? null : new ServerMonitor(options);
                 await scenario.SetUpAsync(cancellationToken);
             }
             catch (Exception e) when (e is SetupException or ParleyApiException or HttpRequestException)
@@ -34,7 +35,6 @@ internal static class BenchRunner
             var start = options.IsChild
                 ? await Coordinator.WaitForGoAsync(Console.In, Console.Out, cancellationToken)
                 : Coordinator.StandaloneStart();
-            monitor = options.IsChild ? null : new ServerMonitor(options);
             using var stopReporting = new CancellationTokenSource();
             var progress = ProgressReporter.RunAsync(options.Progress, options.IsChild, terminal, scenario.Snapshot, stopReporting.Token);
             var sampling = monitor?.RunAsync(start, stopReporting.Token) ?? Task.CompletedTask;

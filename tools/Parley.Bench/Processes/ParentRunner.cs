@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Parley.Bench.Options;
 using Parley.Bench.Reporting;
+using Parley.Bench.Scenarios;
 
 namespace Parley.Bench.Processes;
 
@@ -21,6 +22,17 @@ internal static class ParentRunner
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(terminal);
         var children = new List<Child>();
+        ServerMonitor monitor;
+        try
+        {
+            monitor = new ServerMonitor(options);
+        }
+        catch (SetupException e)
+        {
+            terminal.Error.WriteLine("parley-bench: set-up failed: " + e.Message);
+            return Verdict.SetupFailed;
+        }
+
         try
         {
             for (var k = 0; k < options.Processes; k++)
@@ -44,7 +56,6 @@ internal static class ParentRunner
                 await child.GoAsync(start);
             }
 
-            var monitor = new ServerMonitor(options);
             using var stopReporting = new CancellationTokenSource();
             var progress = ProgressReporter.RunAsync(
                 options.Progress, child: false, terminal, () => ProgressSnapshot.Sum([.. children.Select(c => c.Progress).OfType<ProgressSnapshot>()]), stopReporting.Token);

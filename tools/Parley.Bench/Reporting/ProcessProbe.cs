@@ -16,31 +16,41 @@ internal sealed class ProcessProbe
     private const double TickMs = 10; // USER_HZ = 100
 
     private readonly IReadOnlyList<int> _pids;
-    private readonly string? _processName;
+    private readonly int? _parent;
     private readonly string _proc;
 
-    /// <summary>Measures <paramref name="pids"/>, or when <paramref name="processName"/> is set every process of that name.</summary>
-    public ProcessProbe(IReadOnlyList<int> pids, string? processName = null, string proc = "/proc")
+    /// <summary>Measures <paramref name="pids"/>.</summary>
+    public ProcessProbe(IReadOnlyList<int> pids, string proc = "/proc")
     {
         _pids = pids;
-        _processName = processName;
         _proc = proc;
     }
+
+    private ProcessProbe(int parent, string proc)
+    {
+        _pids = [parent];
+        _parent = parent;
+        _proc = proc;
+    }
+
+    /// <summary>Measures <paramref name="parent"/> and its children at each sample (a PostgreSQL postmaster and its backends).</summary>
+    public static ProcessProbe WithChildren(int parent, string proc = "/proc") => new(parent, proc);
 
     public static bool Available => Directory.Exists("/proc/self");
 
     public IReadOnlyList<int> CurrentPids()
     {
-        if (_processName is null)
+        if (_parent is not { } parent)
         {
             return _pids;
         }
 
+        // Children come and go (a PostgreSQL backend per client connection): they are found again at every sample.
         var found = new List<int>();
         foreach (var directory in Directory.EnumerateDirectories(_proc))
         {
             if (int.TryParse(Path.GetFileName(directory), NumberStyles.None, CultureInfo.InvariantCulture, out var pid)
-                && TryRead(Path.Combine(directory, "comm"))?.Trim() == _processName)
+                && (pid == parent || PostgresLocator.ParentOf(_proc, pid) == parent))
             {
                 found.Add(pid);
             }

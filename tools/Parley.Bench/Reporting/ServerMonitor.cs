@@ -19,6 +19,7 @@ internal sealed class ServerMonitor
     private Samples _serverSamples;
     private Samples _postgresSamples;
 
+    /// <exception cref="SetupException">The PostgreSQL server to measure cannot be found, or not told apart from others.</exception>
     public ServerMonitor(BenchOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -26,7 +27,8 @@ internal sealed class ServerMonitor
         if (ProcessProbe.Available)
         {
             _server = options.ServerPids.Count > 0 ? new ProcessProbe(options.ServerPids) : null;
-            _postgres = options.PostgresAuto ? new ProcessProbe([], "postgres")
+            // One server's postmaster and its children, never every PostgreSQL on the machine.
+            _postgres = options.PostgresAuto ? ProcessProbe.WithChildren(PostgresLocator.Find("/proc", options.PostgresPort, options.PostgresDataDirectory))
                 : options.PostgresPids.Count > 0 ? new ProcessProbe(options.PostgresPids)
                 : null;
         }
