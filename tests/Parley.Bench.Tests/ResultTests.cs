@@ -171,4 +171,30 @@ public sealed class ResultTests
         Assert.Equal(Verdict.Failed, verdict.ExitCode);
         Assert.Contains(verdict.Failures, f => f.Contains(failure, StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void Divisors_AreTheDeliveriesInsideTheWindow_AndTheConnectionsStillOpen()
+    {
+        // 1,000 copies of the window's messages, 900 of them inside the 10 s window; 100 connections, 10 dropped.
+        var result = Part(1000, 1000, 0) with
+        {
+            WindowS = 10,
+            DeliveryRate = 90,
+            Connections = new ConnectionStats { Attempted = 100, Opened = 100, Dropped = 10 },
+        };
+
+        Assert.Equal((900L, 90L), ServerMonitor.Divisors(result));
+    }
+
+    [Fact]
+    public void Verdict_Connections_ConnectingPastTheHoldsStart_Fails()
+    {
+        var options = new BenchOptions { Scenario = ScenarioKind.Connections, Connections = 1000, ConnectRate = 500 }; // hold at 4 s
+        var result = Part(0, 0, 0) with { Connections = new ConnectionStats { Attempted = 1000, Opened = 1000, ConnectSeconds = 3.5 } };
+
+        Assert.True(Verdict.Apply(result, options).Passed);
+        var late = Verdict.Apply(result with { Connections = result.Connections with { ConnectSeconds = 4.5 } }, options);
+        Assert.False(late.Passed);
+        Assert.Contains(late.Failures, f => f.StartsWith("connecting took 4.5 s, past the hold's start at 4.0 s", StringComparison.Ordinal));
+    }
 }

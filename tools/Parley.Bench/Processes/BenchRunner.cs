@@ -60,7 +60,7 @@ internal static class BenchRunner
         result = result with { Client = new ClientStats(Math.Round((self.TotalProcessorTime - cpuAtStart).TotalMilliseconds, 1), self.PeakWorkingSet64) };
         if (monitor is not null)
         {
-            var (server, postgres) = monitor.Stats(result.Delivered, result.Connections.Opened);
+            var (server, postgres) = monitor.Stats(result);
             result = result with { Server = server, Postgres = postgres };
         }
 

@@ -75,7 +75,7 @@ internal static class ParentRunner
             }
 
             var result = ResultMerger.Merge([.. children.Select(c => c.Result!)]);
-            var (server, postgres) = monitor.Stats(result.Delivered, result.Connections.Opened);
+            var (server, postgres) = monitor.Stats(result);
             result = Verdict.Apply(result with { Server = server, Postgres = postgres }, options);
             Summary.Write(BenchRunner.SummaryConsole(terminal), result);
             await Output.WriteAsync(terminal, result, options, cancellationToken);

@@ -184,7 +184,7 @@ internal sealed record ProcessGroupStats
     /// <summary>PostgreSQL: proportional set size (shared memory divided among the processes that map it).</summary>
     public long? PssAfterBytes { get; init; }
 
-    /// <summary>connections: (RSS after − RSS before connecting) / connections opened.</summary>
+    /// <summary>connections: (RSS after − RSS before connecting) / connections open at the end (opened less dropped).</summary>
     public double? RssPerConnectionBytes { get; init; }
 
     public double CpuMs { get; init; }

@@ -71,8 +71,22 @@ internal sealed class ServerMonitor
     /// <summary>The run is over: the end sample, if its time has not come yet (a window that ends with the run).</summary>
     public void Finish() => TakeEnd();
 
-    public (ProcessGroupStats? Server, ProcessGroupStats? Postgres) Stats(long deliveredInWindow, long connectionsOpened) =>
-        (Stats(_serverSamples, _server, deliveredInWindow, connectionsOpened), Stats(_postgresSamples, _postgres, deliveredInWindow, connectionsOpened));
+    public (ProcessGroupStats? Server, ProcessGroupStats? Postgres) Stats(BenchResult result)
+    {
+        var (delivered, open) = Divisors(result);
+        return (Stats(_serverSamples, _server, delivered, open), Stats(_postgresSamples, _postgres, delivered, open));
+    }
+
+    /// <summary>
+    /// What the server's figures are divided by: the deliveries that happened inside the window (not the copies of the
+    /// window's messages, some of which arrive after it), and the connections still open at its end (not those
+    /// opened, some of which were dropped).
+    /// </summary>
+    internal static (long DeliveredInWindow, long OpenAtEnd) Divisors(BenchResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        return ((long)Math.Round(result.DeliveryRate * result.WindowS), Math.Max(0, result.Connections.Opened - result.Connections.Dropped));
+    }
 
     // Once: the window's own end time and the end of the run may race.
     private void TakeEnd()

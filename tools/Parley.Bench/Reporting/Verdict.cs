@@ -1,6 +1,7 @@
 using System.Globalization;
 using Parley.Bench.Client;
 using Parley.Bench.Options;
+using Parley.Bench.Scenarios;
 
 namespace Parley.Bench.Reporting;
 
@@ -40,6 +41,13 @@ internal static class Verdict
         if (result.Reconnect is { } reconnect)
         {
             Check(reconnect.Devices - reconnect.Resumed, "devices did not resume (no sync_complete)");
+        }
+
+        if (options.Scenario == ScenarioKind.Connections && result.Connections.ConnectSeconds > ConnectionsScenario.HoldStartSeconds(options))
+        {
+            failures.Add(string.Create(
+                CultureInfo.InvariantCulture,
+                $"connecting took {result.Connections.ConnectSeconds:F1} s, past the hold's start at {ConnectionsScenario.HoldStartSeconds(options):F1} s (the hold's figures include connecting)"));
         }
 
         if (result.Relay is { DrainSeconds: null } relay)
