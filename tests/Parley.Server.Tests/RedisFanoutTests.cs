@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Parley.Server.Fanout;
 using Parley.Server.Tests.Infrastructure;
 using StackExchange.Redis;
@@ -350,6 +351,27 @@ public sealed class RedisFanoutTests
 
         await PublishUntilDeliveredAsync(publisher, alice, "alice's route was never registered again: she gets nothing from other instances");
         await WaitUntilAsync(() => node.Redis.RoutesPending == 0, "the route is registered but still counted as pending");
+    }
+
+    [Fact]
+    public async Task SubscriptionRefusedByRedis_ReadinessIsDegradedUntilTheChannelIsSubscribed()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var db = admin.GetDatabase();
+        await AddRedisUserAsync(db);
+        // Commands pass, but Redis refuses this instance's SUBSCRIBE (no channel rights): nothing published for its
+        // sockets would arrive, while the command connection is up.
+        await db.ExecuteAsync("ACL", "SETUSER", "parley", "resetchannels");
+        await using var node = await FanoutNode.RedisAsync($"{redis.ConnectionString},{RedisUser}");
+
+        Assert.True(node.Redis.IsConnected);
+        Assert.False(node.Redis.IsSubscribed);
+        Assert.Equal(HealthStatus.Degraded, FanoutSetup.Readiness(node.Redis).Status);
+
+        await db.ExecuteAsync("ACL", "SETUSER", "parley", "allchannels");
+        await WaitUntilAsync(() => node.Redis.IsSubscribed, "the channel was not subscribed at a later liveness beat");
+        Assert.Equal(HealthStatus.Healthy, FanoutSetup.Readiness(node.Redis).Status);
     }
 
     [Fact(Timeout = 60_000)]

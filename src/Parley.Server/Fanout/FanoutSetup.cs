@@ -45,6 +45,27 @@ internal static class FanoutSetup
         public Task StopAsync(CancellationToken cancellationToken) => _started?.StopAsync(cancellationToken) ?? Task.CompletedTask;
     }
 
+    /// <summary>What readiness says of the Redis fan-out (see <see cref="FanoutHealthCheck"/>).</summary>
+    internal static HealthCheckResult Readiness(RedisFanout redis)
+    {
+        if (!redis.IsConnected)
+        {
+            return HealthCheckResult.Degraded(
+                "Redis unreachable: live events reach only this instance's sockets; devices recover the rest through their cursors");
+        }
+
+        if (!redis.IsSubscribed)
+        {
+            return HealthCheckResult.Degraded(
+                "Redis subscription down or refused: events from other instances do not reach this instance's sockets; devices recover them through their cursors");
+        }
+
+        return redis.RoutesPending is var pending and > 0
+            ? HealthCheckResult.Degraded(
+                $"Redis refused the routes of {pending} users with sockets here: events from other instances miss them until a liveness beat registers them")
+            : HealthCheckResult.Healthy($"Redis connected (instance {redis.InstanceId})");
+    }
+
     /// <summary>
     /// Readiness: the in-process fan-out is always healthy; the Redis one is Degraded (not Unhealthy: this instance
     /// still serves REST and its own sockets) while Redis is unreachable.
@@ -58,17 +79,7 @@ internal static class FanoutSetup
                 return Task.FromResult(HealthCheckResult.Healthy("in-process (one instance)"));
             }
 
-            var redis = services.GetRequiredService<RedisFanout>();
-            if (!redis.IsConnected)
-            {
-                return Task.FromResult(HealthCheckResult.Degraded(
-                    "Redis unreachable: live events reach only this instance's sockets; devices recover the rest through their cursors"));
-            }
-
-            return Task.FromResult(redis.RoutesPending is var pending and > 0
-                ? HealthCheckResult.Degraded(
-                    $"Redis refused the routes of {pending} users with sockets here: events from other instances miss them until a liveness beat registers them")
-                : HealthCheckResult.Healthy($"Redis connected (instance {redis.InstanceId})"));
+            return Task.FromResult(Readiness(services.GetRequiredService<RedisFanout>()));
         }
     }
 }

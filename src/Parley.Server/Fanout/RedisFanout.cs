@@ -259,6 +259,13 @@ internal sealed partial class RedisFanout : IFanout, IHostedService, IAsyncDispo
     /// <summary>Whether Redis is reachable right now (readiness reports fan-out as degraded otherwise).</summary>
     public bool IsConnected => _redis?.IsConnected == true;
 
+    /// <summary>
+    /// Whether this instance's channel is subscribed and its connection up: without it, events other instances publish
+    /// for the sockets here do not arrive (the command connection may be up all the same).
+    /// </summary>
+    public bool IsSubscribed =>
+        _redis is { IsConnected: true } redis && Volatile.Read(ref _channel) is not null && redis.GetSubscriber().IsConnected(OwnChannel);
+
     /// <summary>Users with sockets here whose route Redis has not taken yet (readiness reports fan-out as degraded meanwhile).</summary>
     public int RoutesPending
     {
