@@ -35,9 +35,6 @@ internal sealed class SyncPages(IChatStore store, StreamCursors cursors, EventFr
         }
 
         var cursor = validated.Value!;
-        // The watermarks are read before the events (and go on the last page, after them): every message they name was
-        // committed before the events were read, so it is on this page or an earlier one, never after its receipt.
-        var watermarks = await frames.WatermarkFramesAsync(caller.UserId, cursor.IssuedAt, cancellationToken);
         var upto = await store.GetStreamPositionAsync(cancellationToken);
         var events = await store.ReadUserEventsAsync(caller.UserId, cursor.Pos, upto.Pos, limit + 1, cancellationToken);
         var hasMore = events.Count > limit;
@@ -46,11 +43,13 @@ internal sealed class SyncPages(IChatStore store, StreamCursors cursors, EventFr
 
         // Watermarks come with the last page: until then the next cursor keeps the time they are replayed from.
         var next = hasMore ? StreamCursors.At(cursor.Epoch, page[^1], cursor.IssuedAt) : Cursor.At(cursor.Epoch, upto.Pos, upto.Last, time.GetUtcNow());
-        if (!hasMore && watermarks.Count > 0)
+        var watermarks = hasMore ? [] : await frames.WatermarkFramesAsync(caller.UserId, cursor.IssuedAt, cancellationToken);
+        if (watermarks.Count > 0)
         {
-            // Except one naming a message committed but not positioned yet (PostgreSQL's sequencer numbers events just
-            // after their commit): that message comes with a later page, so its receipt does too; the next cursor keeps
-            // the replay time, and the watermarks come again then (a receipt repeated is harmless).
+            // Except one naming a message this page did not reach: committed after the events were read, or not
+            // positioned yet (PostgreSQL's sequencer numbers events just after their commit). Read after the watermarks,
+            // the events past the page include every such message, so its receipt waits for the later page that carries
+            // it; the next cursor keeps the replay time, and the watermarks come again then (a repeat is harmless).
             var unpositioned = await store.ReadUserEventsNewerAsync(caller.UserId, upto.Pos, after: null, UnpositionedCheckLimit, cancellationToken);
             var later = unpositioned.Select(e => (e.Event.ConversationId, e.Event.Seq)).ToHashSet();
             var unsure = unpositioned.Count == UnpositionedCheckLimit;
